@@ -1,0 +1,3 @@
+from freeapi.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,75 @@
+"""The Tornado application and the gateway state it carries in its settings."""
+
+from __future__ import annotations
+
+import pluggy
+from tornado import web
+
+from freeapi.config import Config
+from freeapi.errors import APIError
+from freeapi.handlers.base import NotFoundHandler
+from freeapi.handlers.chat import ChatCompletionsHandler
+from freeapi.handlers.health import HealthHandler, PingHandler
+from freeapi.handlers.models import ModelHandler, ModelsHandler
+from freeapi.handlers.tokens import TokenCheckHandler
+from freeapi.keys import GatewayAuth, KeyRing, passthrough_order, split_keys
+from freeapi.provider import Provider
+from freeapi.routing import Catalog, Route
+from freeapi.upstream import Pool
+
+
+class Gateway:
+    """Everything a request needs, built once at startup (no per-request lookups)."""
+
+    def __init__(self, config: Config, pm: pluggy.PluginManager,
+                 provider_types: dict[str, type[Provider]]):
+        self.config = config
+        self.pm = pm
+        self.providers: dict[str, Provider] = {
+            name: provider_types[pc.type](pc)
+            for name, pc in config.providers.items() if pc.enabled
+        }
+        self.catalog = Catalog(self.providers, config.models)
+        self.auth = GatewayAuth(config.gateway_keys, config.allow_anonymous)
+        self._rings = {name: KeyRing(p.api_keys) for name, p in self.providers.items()}
+        self.http = Pool()
+        self._resolve = pm.hook.resolve_model
+
+    def resolve(self, model: str) -> Route:
+        route = self._resolve(model=model, catalog=self.catalog)
+        if route is None:  # a plugin returned None and the core raised nothing
+            raise APIError(404, f"The model {model!r} does not exist.", param="model",
+                           code="model_not_found")
+        return route
+
+    def vendor_keys(self, provider: Provider, token: str | None) -> list[str]:
+        """The vendor keys to try, in order, for one request."""
+        if provider.api_keys:
+            return self._rings[provider.name].order()
+        if self.auth.enabled:
+            raise APIError(401, f"The gateway holds no API key for {provider.name}: the "
+                                f"operator must set providers.{provider.name}.api_keys.",
+                           code="no_provider_key")
+        keys = split_keys(token) if token else []
+        if not keys:
+            raise APIError(401, f"No API key for {provider.name}: send your own key as "
+                                "`Authorization: Bearer sk-...` (several as sk-a,sk-b), or "
+                                f"configure providers.{provider.name}.api_keys on the gateway.",
+                           code="missing_api_key")
+        return passthrough_order(keys)
+
+    def close(self):
+        self.http.close()
+
+
+def make_app(gateway: Gateway) -> web.Application:
+    routes = [
+        (r"/(?:v1/)?chat/completions", ChatCompletionsHandler),
+        (r"/(?:v1/)?models", ModelsHandler),
+        (r"/(?:v1/)?models/(.+)", ModelHandler),
+        (r"/token/check", TokenCheckHandler),
+        (r"/ping", PingHandler),
+        (r"/healthz", HealthHandler),
+    ]
+    return web.Application(routes, freeapi=gateway, default_handler_class=NotFoundHandler,
+                           compress_response=False)

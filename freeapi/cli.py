@@ -1,0 +1,102 @@
+"""`freeapi`: run the gateway."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+
+from tornado.httpserver import HTTPServer
+
+from freeapi import __version__
+from freeapi.app import Gateway, make_app
+from freeapi.config import ConfigError, load_config
+from freeapi.plugins import make_plugin_manager, provider_types
+
+log = logging.getLogger("freeapi")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="freeapi",
+        description="OpenAI-compatible gateway in front of DeepSeek and sibling vendors' "
+                    "official APIs. Without --config it starts with defaults and uses the "
+                    "vendor key each client sends (Authorization: Bearer sk-...).")
+    p.add_argument("--config", metavar="PATH", help="YAML config file (see config.yaml)")
+    p.add_argument("--host", help="address to listen on (overrides server.host)")
+    p.add_argument("--port", type=int, help="port to listen on (overrides server.port)")
+    p.add_argument("--log-level", choices=["debug", "info", "warning", "error"],
+                   help="overrides server.log_level")
+    p.add_argument("--version", action="version", version=f"freeapi {__version__}")
+    return p
+
+
+def load(args) -> Gateway:
+    """Plugins, then config (validated against the installed provider types), then state."""
+    pm = make_plugin_manager()
+    types = provider_types(pm)
+    cfg = load_config(args.config, types)
+    if args.host:
+        cfg.host = args.host
+    if args.port is not None:
+        if not 0 < args.port < 65536:
+            raise ConfigError("--port", "must be between 1 and 65535")
+        cfg.port = args.port
+    if args.log_level:
+        cfg.log_level = args.log_level
+    return Gateway(cfg, pm, types)
+
+
+def _log_request(handler):
+    # Access lines only at debug: formatting one per request is measurable on the hot path.
+    status = handler.get_status()
+    if status >= 500 or log.isEnabledFor(logging.DEBUG):
+        log.log(logging.WARNING if status >= 500 else logging.DEBUG, "%d %s %s %.1fms",
+                status, handler.request.method, handler.request.path,
+                1000.0 * handler.request.request_time())
+
+
+async def serve(gateway: Gateway):
+    cfg = gateway.config
+    app = make_app(gateway)
+    app.settings["log_function"] = _log_request
+    # The handlers enforce server.max_body_size with a JSON 413; Tornado's own limit only
+    # stops absurd bodies before they reach them.
+    server = HTTPServer(app, max_body_size=max(cfg.max_body_size * 2, 1 << 20),
+                        idle_connection_timeout=300)
+    server.listen(cfg.port, cfg.host)
+    for name, p in gateway.providers.items():
+        keys = f"{len(p.api_keys)} server-side key(s)" if p.api_keys else "pass-through keys"
+        log.info("provider %s (%s) at %s, %s: %s", name, p.type_name, p.base_url, keys,
+                 ", ".join(p.model_ids()) or "no models listed")
+    log.info("freeapi %s listening on http://%s:%d/v1 (gateway auth %s)", __version__,
+             cfg.host, cfg.port, "on" if gateway.auth.enabled else "off")
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("shutting down")
+    server.stop()
+    gateway.close()
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        level=logging.INFO)
+    try:
+        gateway = load(args)
+    except ConfigError as e:
+        print(f"freeapi: {e}", file=sys.stderr)
+        return 2
+    logging.getLogger().setLevel(gateway.config.log_level.upper())
+    try:
+        asyncio.run(serve(gateway))
+    except OSError as e:
+        print(f"freeapi: cannot listen on {gateway.config.host}:{gateway.config.port}: "
+              f"{e.strerror or e}", file=sys.stderr)
+        return 1
+    return 0

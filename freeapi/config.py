@@ -1,0 +1,246 @@
+"""Loading and validating config.yaml: every error names its key path, never a traceback."""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+
+import yaml
+
+
+class ConfigError(Exception):
+    def __init__(self, path: str, message: str):
+        super().__init__(f"config: {path}: {message}" if path else f"config: {message}")
+
+
+_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def _interpolate(value, path: str):
+    if isinstance(value, str):
+        def sub(m):
+            name, default = m.group(1), m.group(2)
+            if name in os.environ:
+                return os.environ[name]
+            if default is not None:
+                return default
+            raise ConfigError(path, f"environment variable {name} is not set "
+                                    f"(write ${{{name}:-}} to make it optional)")
+        return _ENV.sub(sub, value)
+    if isinstance(value, dict):
+        return {k: _interpolate(v, f"{path}.{k}" if path else str(k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_interpolate(v, f"{path}[{i}]") for i, v in enumerate(value)]
+    return value
+
+
+def _type_name(value) -> str:
+    return "null" if value is None else type(value).__name__
+
+
+def _expect(value, types, path, what):
+    # bool is an int in Python; a port of `true` is a mistake, not 1.
+    if isinstance(value, bool) and bool not in types:
+        raise ConfigError(path, f"expected {what}, got {_type_name(value)}")
+    if not isinstance(value, types):
+        raise ConfigError(path, f"expected {what}, got {_type_name(value)}")
+    return value
+
+
+def _mapping(value, path) -> dict:
+    if value is None:
+        return {}
+    return _expect(value, (dict,), path, "a mapping")
+
+
+def _unknown(section: dict, allowed, path: str):
+    for key in section:
+        if key not in allowed:
+            where = f"{path}.{key}" if path else str(key)
+            raise ConfigError(where, f"unknown key (allowed: {', '.join(sorted(allowed))})")
+
+
+def _number(value, path, minimum=0.0) -> float:
+    _expect(value, (int, float), path, "a number")
+    if value <= minimum:
+        raise ConfigError(path, f"must be greater than {minimum}")
+    return float(value)
+
+
+def _string_list(value, path) -> list[str]:
+    """A list of strings, or one string of comma-separated items (handy with ${ENV})."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [v.strip() for v in value.split(",") if v.strip()]
+    _expect(value, (list,), path, "a list of strings")
+    out = []
+    for i, item in enumerate(value):
+        _expect(item, (str,), f"{path}[{i}]", "a string")
+        if item.strip():
+            out.append(item.strip())
+    return out
+
+
+@dataclass
+class Timeouts:
+    """Seconds. `first_byte` is until the vendor's response headers arrive; reasoning models
+    think before answering, so they get their own, longer budget."""
+    connect: float = 10.0
+    first_byte: float = 120.0
+    first_byte_reasoning: float = 600.0
+    idle: float = 120.0
+    total: float = 1800.0
+
+
+@dataclass
+class ProviderConfig:
+    name: str
+    type: str
+    enabled: bool = True
+    base_url: str | None = None
+    api_keys: list[str] = field(default_factory=list)
+    timeouts: Timeouts = field(default_factory=Timeouts)
+    options: dict = field(default_factory=dict)
+
+
+@dataclass
+class Config:
+    host: str = "0.0.0.0"
+    port: int = 8000
+    max_body_size: int = 16 * 1024 * 1024
+    keepalive_interval: float = 5.0
+    log_level: str = "info"
+    gateway_keys: list[tuple[str, str]] = field(default_factory=list)
+    allow_anonymous: bool = False
+    providers: dict[str, ProviderConfig] = field(default_factory=dict)
+    models: dict[str, str] = field(default_factory=dict)
+
+
+_LOG_LEVELS = ("debug", "info", "warning", "error")
+_PROVIDER_KEYS = {"enabled", "type", "base_url", "api_keys", "timeouts"}
+
+
+def _timeouts(value, path) -> Timeouts:
+    section = _mapping(value, path)
+    _unknown(section, Timeouts.__dataclass_fields__, path)
+    t = Timeouts()
+    for key, v in section.items():
+        setattr(t, key, _number(v, f"{path}.{key}"))
+    return t
+
+
+def _provider(name: str, value, path: str, provider_types: dict) -> ProviderConfig:
+    section = _mapping(value, path)
+    ptype = section.get("type", name)
+    _expect(ptype, (str,), f"{path}.type", "a string")
+    cls = provider_types.get(ptype)
+    if cls is None:
+        known = ", ".join(sorted(provider_types)) or "none"
+        where = f"{path}.type" if "type" in section else path
+        raise ConfigError(where, f"no provider plugin of type {ptype!r} is installed "
+                                 f"(known: {known})")
+    extra = dict(getattr(cls, "options", {}))
+    _unknown(section, _PROVIDER_KEYS | set(extra), path)
+    pc = ProviderConfig(name=name, type=ptype)
+    pc.enabled = _expect(section.get("enabled", True), (bool,), f"{path}.enabled", "true or false")
+    if section.get("base_url") is not None:
+        url = _expect(section["base_url"], (str,), f"{path}.base_url", "a URL")
+        if not re.match(r"^https?://[^/\s]+", url):
+            raise ConfigError(f"{path}.base_url", "expected an http:// or https:// URL")
+        pc.base_url = url.rstrip("/")
+    pc.api_keys = _string_list(section.get("api_keys"), f"{path}.api_keys")
+    pc.timeouts = _timeouts(section.get("timeouts"), f"{path}.timeouts")
+    for key, (types, default) in extra.items():
+        v = section.get(key, default)
+        if v is not None:
+            _expect(v, types, f"{path}.{key}", "/".join(t.__name__ for t in types))
+        pc.options[key] = v
+    return pc
+
+
+def parse_config(raw, provider_types: dict) -> Config:
+    """Validate an already-loaded YAML document (None is the zero config)."""
+    root = _interpolate(_mapping(raw, ""), "")
+    _unknown(root, {"server", "auth", "providers", "models"}, "")
+    cfg = Config()
+
+    server = _mapping(root.get("server"), "server")
+    _unknown(server, {"host", "port", "max_body_size", "keepalive_interval", "log_level"}, "server")
+    if "host" in server:
+        cfg.host = _expect(server["host"], (str,), "server.host", "a string")
+    if "port" in server:
+        cfg.port = _expect(server["port"], (int,), "server.port", "an integer")
+        if not 0 < cfg.port < 65536:
+            raise ConfigError("server.port", "must be between 1 and 65535")
+    if "max_body_size" in server:
+        cfg.max_body_size = int(_number(server["max_body_size"], "server.max_body_size"))
+    if "keepalive_interval" in server:
+        cfg.keepalive_interval = _number(server["keepalive_interval"], "server.keepalive_interval")
+    if "log_level" in server:
+        level = _expect(server["log_level"], (str,), "server.log_level", "a string").lower()
+        if level not in _LOG_LEVELS:
+            raise ConfigError("server.log_level", f"expected one of {', '.join(_LOG_LEVELS)}")
+        cfg.log_level = level
+
+    auth = _mapping(root.get("auth"), "auth")
+    _unknown(auth, {"keys", "allow_anonymous"}, "auth")
+    keys = auth.get("keys") or []
+    _expect(keys, (list,), "auth.keys", "a list")
+    for i, item in enumerate(keys):
+        path = f"auth.keys[{i}]"
+        if isinstance(item, dict):
+            _unknown(item, {"key", "name"}, path)
+            key = _expect(item.get("key"), (str,), f"{path}.key", "a string")
+            name = _expect(item.get("name", f"key{i}"), (str,), f"{path}.name", "a string")
+        else:
+            key = _expect(item, (str,), path, "a string or {key, name}")
+            name = f"key{i}"
+        if not key.strip():
+            raise ConfigError(path, "is empty (an unset ${VAR:-}?)")
+        cfg.gateway_keys.append((name, key.strip()))
+    cfg.allow_anonymous = _expect(auth.get("allow_anonymous", False), (bool,),
+                                  "auth.allow_anonymous", "true or false")
+
+    providers = _mapping(root.get("providers"), "providers")
+    for name, section in providers.items():
+        if not isinstance(name, str) or not re.match(r"^[a-z0-9][a-z0-9_\-]*$", name):
+            raise ConfigError(f"providers.{name}", "provider names are lowercase letters, "
+                                                   "digits, '-' and '_'")
+        cfg.providers[name] = _provider(name, section, f"providers.{name}", provider_types)
+    # Built-in types not mentioned in the config start with their defaults (zero-config).
+    for name, cls in provider_types.items():
+        if name not in cfg.providers and getattr(cls, "enabled_by_default", True):
+            cfg.providers[name] = ProviderConfig(name=name, type=name)
+
+    models = _mapping(root.get("models"), "models")
+    for alias, target in models.items():
+        _expect(target, (str,), f"models.{alias}", "a model name such as deepseek/deepseek-chat")
+        cfg.models[str(alias)] = target
+
+    if not cfg.gateway_keys and not cfg.allow_anonymous:
+        for pc in cfg.providers.values():
+            if pc.enabled and pc.api_keys:
+                raise ConfigError(
+                    f"providers.{pc.name}.api_keys",
+                    "server-side keys are configured but auth.keys is empty, so anyone who "
+                    "can reach the gateway would spend them; add gateway keys under auth.keys "
+                    "or set auth.allow_anonymous: true")
+    return cfg
+
+
+def load_config(path: str | None, provider_types: dict) -> Config:
+    if path is None:
+        return parse_config(None, provider_types)
+    try:
+        with open(path, encoding="utf-8") as f:
+            raw = yaml.safe_load(f)
+    except OSError as e:
+        raise ConfigError("", f"cannot read {path}: {e.strerror}") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(e, "problem", None) or "invalid YAML"
+        raise ConfigError("", f"{path}: {problem}{where}") from None
+    return parse_config(raw, provider_types)

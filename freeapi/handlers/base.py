@@ -1,0 +1,125 @@
+"""The base handler: OpenAI-shaped JSON errors, gateway auth, bounded JSON bodies."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from tornado import web
+
+from freeapi.errors import APIError, invalid_request
+from freeapi.keys import bearer
+
+log = logging.getLogger("freeapi")
+
+
+class ClientGone(Exception):
+    """The client disconnected; there is nobody to answer."""
+
+
+@web.stream_request_body
+class APIHandler(web.RequestHandler):
+    """Bodies are streamed in so an oversized one is refused with 413 as soon as its size
+    is known, instead of after buffering it."""
+
+    def initialize(self):
+        self.gateway = self.settings["freeapi"]
+        self._chunks: list[bytes] = []
+        self._size = 0
+
+    def set_default_headers(self):
+        self.set_header("Content-Type", "application/json")
+        # Tornado's default server header says nothing useful and costs bytes.
+        self.clear_header("Server")
+
+    def prepare(self):
+        length = self.request.headers.get("Content-Length")
+        if length and length.isdigit() and int(length) > self.gateway.config.max_body_size:
+            raise self._too_large()
+
+    def _too_large(self) -> APIError:
+        return APIError(413, f"Request body is larger than the gateway's limit of "
+                             f"{self.gateway.config.max_body_size} bytes "
+                             "(server.max_body_size).", code="request_too_large")
+
+    def data_received(self, chunk: bytes):
+        self._size += len(chunk)
+        if self._size <= self.gateway.config.max_body_size:
+            self._chunks.append(chunk)
+        else:
+            self._chunks.clear()
+
+    def json_body(self) -> dict:
+        if self._size > self.gateway.config.max_body_size:
+            raise self._too_large()
+        raw = b"".join(self._chunks)
+        if not raw.strip():
+            raise invalid_request("Request body is empty; expected a JSON object.")
+        try:
+            body = json.loads(raw)
+        except (ValueError, UnicodeDecodeError) as e:
+            raise invalid_request(f"Request body is not valid JSON: {e}.",
+                                  code="invalid_json") from None
+        if not isinstance(body, dict):
+            raise invalid_request("Request body must be a JSON object.")
+        return body
+
+    def client_token(self) -> str | None:
+        """The caller's bearer token after gateway auth.
+
+        With gateway keys configured, the token must be one of them (and is not a vendor
+        key); otherwise it is whatever the client sent, for pass-through.
+        """
+        token = bearer(self.request.headers.get("Authorization"))
+        auth = self.gateway.auth
+        if auth.enabled:
+            if auth.identify(token) is None:
+                raise APIError(401, "Invalid or missing gateway key: send "
+                                    "`Authorization: Bearer <key>` with a key from the "
+                                    "gateway's auth.keys.", code="invalid_api_key")
+        return token
+
+    def write_json(self, obj, status: int = 200):
+        self.set_status(status)
+        self.finish(json.dumps(obj, ensure_ascii=False, separators=(",", ":")))
+
+    def write_error(self, status_code: int, **kwargs):
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        if isinstance(exc, APIError):
+            err = exc
+        elif isinstance(exc, web.HTTPError) and status_code < 500:
+            err = APIError(status_code, exc.log_message or self._reason)
+        else:
+            err = APIError(500, "Internal gateway error; see the gateway's log.",
+                           code="internal_error")
+        if err.retry_after:
+            self.set_header("Retry-After", err.retry_after)
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps(err.to_dict()))
+
+    def log_exception(self, typ, value, tb):
+        if isinstance(value, APIError):
+            if value.status >= 500:
+                log.warning("%s %s -> %d %s", self.request.method, self.request.path,
+                            value.status, value.message)
+            return
+        super().log_exception(typ, value, tb)
+
+    def _handle_request_exception(self, e):
+        if isinstance(e, ClientGone):
+            return
+        # APIError carries its own status; Tornado would otherwise turn it into a 500.
+        if isinstance(e, APIError):
+            self.log_exception(type(e), e, None)
+            if self._finished:
+                return
+            self.send_error(e.status, exc_info=(type(e), e, None))
+            return
+        super()._handle_request_exception(e)
+
+
+class NotFoundHandler(APIHandler):
+    def prepare(self):
+        raise APIError(404, f"Unknown route {self.request.method} {self.request.path}. "
+                            "The gateway serves /v1/chat/completions, /v1/models, "
+                            "/token/check, /ping and /healthz.", code="unknown_route")

@@ -1,0 +1,24 @@
+"""GET /ping and GET /healthz: liveness for load balancers and humans."""
+
+from freeapi import __version__
+from freeapi.handlers.base import APIHandler
+
+
+class PingHandler(APIHandler):
+    def get(self):
+        self.set_header("Content-Type", "text/plain")
+        self.finish("pong")
+
+
+class HealthHandler(APIHandler):
+    def get(self):
+        gw = self.gateway
+        self.write_json({
+            "status": "ok",
+            "version": __version__,
+            "providers": {
+                name: {"type": p.type_name, "models": p.model_ids(),
+                       "keys": "server" if p.api_keys else "pass-through"}
+                for name, p in gw.providers.items()
+            },
+        })

@@ -1,0 +1,37 @@
+"""The hooks a freeapi plugin can implement. Decorate implementations with `freeapi.hookimpl`.
+
+Hooks are always called with keyword arguments, so an implementation may accept only the
+arguments it needs.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Callable
+
+import pluggy
+
+if TYPE_CHECKING:
+    from freeapi.provider import Provider
+    from freeapi.routing import Catalog, Route
+
+hookspec = pluggy.HookspecMarker("freeapi")
+
+
+@hookspec
+def register_providers(register: Callable[[type["Provider"]], None]) -> None:
+    """Register provider classes by calling `register(ProviderSubclass)` once per class.
+
+    Every implementation is called (results are not used). A class is keyed by its
+    `type_name`; the config section `providers.<name>` with that name, or with
+    `type: <type_name>`, creates an instance of it.
+    """
+
+
+@hookspec(firstresult=True)
+def resolve_model(model: str, catalog: "Catalog") -> "Route | None":
+    """Map the `model` a client asked for to a provider and upstream model.
+
+    The first non-None result wins. freeapi's own implementation runs last: explicit
+    `provider/model`, then the config's `models:` map, then the providers' own names.
+    Raise `freeapi.errors.APIError` to refuse the request with that error.
+    """

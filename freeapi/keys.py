@@ -1,0 +1,101 @@
+"""API keys: parsing, masking, redaction, constant-time gateway key checks."""
+
+from __future__ import annotations
+
+import hmac
+import random
+import re
+
+from freeapi.errors import APIError
+
+# Characters a real API key never contains; anything else in the Authorization header is
+# refused before it can reach an upstream request line.
+_KEY_OK = re.compile(r"^[\x21-\x7e]+$")
+# Anything that looks like a secret token in vendor text (sk-..., mk-..., long hex/base64).
+_TOKENISH = re.compile(r"\b((?:sk|mk|ak|key|tp)-[A-Za-z0-9_\-.]{6,}|[A-Za-z0-9_\-]{32,})")
+
+
+def mask(key: str | None) -> str:
+    """`sk-...abcd`: enough to tell keys apart, never enough to use one."""
+    if not key:
+        return "-"
+    prefix = key.split("-", 1)[0] + "-" if "-" in key[:6] else ""
+    return f"{prefix}...{key[-4:]}" if len(key) >= 12 else f"{prefix}..."
+
+
+def redact(text: str, keys=()) -> str:
+    """Remove every key in `keys`, and anything that looks like a key, from vendor text."""
+    for key in keys:
+        if key and key in text:
+            text = text.replace(key, mask(key))
+    return _TOKENISH.sub(lambda m: mask(m.group(0)), text)
+
+
+def bearer(authorization: str | None) -> str | None:
+    if not authorization:
+        return None
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    return token.strip() or None
+
+
+def split_keys(token: str) -> list[str]:
+    """`sk-a, sk-b,sk-c` -> ["sk-a", "sk-b", "sk-c"] (the seed's multi-key header)."""
+    keys = [k.strip() for k in token.split(",")]
+    keys = [k for k in keys if k]
+    for k in keys:
+        if not _KEY_OK.match(k):
+            raise APIError(401, "Malformed API key in the Authorization header.",
+                           code="invalid_api_key")
+    return keys
+
+
+class KeyRing:
+    """The order in which one request tries a provider's keys.
+
+    Server-side pools rotate round-robin so load spreads; pass-through lists start at a random
+    key. State lives in the instance, which the app settings own.
+    """
+
+    def __init__(self, keys: list[str]):
+        self.keys = list(keys)
+        self._next = 0
+
+    def order(self) -> list[str]:
+        n = len(self.keys)
+        if not n:
+            return []
+        start = self._next % n
+        self._next = (start + 1) % n
+        return self.keys[start:] + self.keys[:start]
+
+
+def passthrough_order(keys: list[str]) -> list[str]:
+    if len(keys) < 2:
+        return keys
+    start = random.randrange(len(keys))
+    return keys[start:] + keys[:start]
+
+
+class GatewayAuth:
+    """The caller's key for the gateway itself (config `auth.keys`)."""
+
+    def __init__(self, keys: list[tuple[str, str]], allow_anonymous: bool):
+        self._keys = [(name, k.encode()) for name, k in keys]
+        self.allow_anonymous = allow_anonymous
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self._keys)
+
+    def identify(self, token: str | None) -> str | None:
+        """The key's name, or None. Compares against every key so timing says nothing."""
+        if token is None:
+            return None
+        given = token.encode()
+        found = None
+        for name, key in self._keys:
+            if hmac.compare_digest(given, key) and found is None:
+                found = name
+        return found

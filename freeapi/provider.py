@@ -1,0 +1,139 @@
+"""The provider base class: an OpenAI-compatible vendor API, overridden only for quirks.
+
+Pure: a provider describes requests and interprets responses; the core does the HTTP.
+Providers never import Tornado.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import ClassVar, Mapping
+
+from freeapi.config import ConfigError, ProviderConfig
+from freeapi.errors import APIError, vendor_error
+from freeapi.keys import redact
+
+
+@dataclass
+class UpstreamRequest:
+    method: str
+    url: str
+    headers: dict
+    body: bytes | None = None
+
+
+def error_detail(body: bytes) -> tuple[str, str | None]:
+    """(message, code) from the usual vendor error bodies; raw text when not JSON."""
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return body[:300].decode("utf-8", "replace").strip(), None
+    err = data.get("error", data) if isinstance(data, dict) else data
+    if isinstance(err, dict):
+        message = err.get("message") or err.get("msg") or err.get("error_msg") or ""
+        code = err.get("code") or err.get("type")
+        return str(message)[:500], (str(code) if code is not None else None)
+    return str(err)[:500], None
+
+
+class Provider:
+    """One configured vendor. Subclass and override class attributes and quirk methods."""
+
+    #: Config `type:`; for built-ins also the default section name under `providers:`.
+    type_name: ClassVar[str] = "openai"
+    default_base_url: ClassVar[str | None] = None
+    #: Model ids the vendor serves, as `/v1/models` lists them.
+    models: ClassVar[tuple[str, ...]] = ()
+    #: Extra names clients may type -> a model id above.
+    aliases: ClassVar[Mapping[str, str]] = {}
+    #: Models that return `reasoning_content`; they get `-fold`/`-silent` variants.
+    reasoning_models: ClassVar[frozenset] = frozenset()
+    owned_by: ClassVar[str] = "openai-compatible"
+    enabled_by_default: ClassVar[bool] = True
+    #: Extra config keys this type accepts: name -> ((types...), default).
+    options: ClassVar[Mapping[str, tuple]] = {}
+    chat_path: ClassVar[str] = "/chat/completions"
+    #: True when normalize_chunk changes chunks; otherwise the relay can skip parsing them.
+    rewrites_chunks: ClassVar[bool] = False
+
+    def __init__(self, config: ProviderConfig):
+        self.name = config.name
+        self.config = config
+        self.base_url = config.base_url or self.default_base_url
+        if not self.base_url:
+            raise ConfigError(f"providers.{self.name}.base_url",
+                              f"required for providers of type {self.type_name}")
+        self.api_keys = list(config.api_keys)
+        self.timeouts = config.timeouts
+
+    # -- models ---------------------------------------------------------------------------
+
+    def model_ids(self) -> list[str]:
+        return list(self.models)
+
+    def is_reasoning(self, model: str) -> bool:
+        return model in self.reasoning_models
+
+    def first_byte_timeout(self, model: str) -> float:
+        if self.is_reasoning(model):
+            return max(self.timeouts.first_byte, self.timeouts.first_byte_reasoning)
+        return self.timeouts.first_byte
+
+    # -- requests -------------------------------------------------------------------------
+
+    def auth_headers(self, key: str | None) -> dict:
+        return {"Authorization": f"Bearer {key}"} if key else {}
+
+    def prepare_body(self, body: dict) -> dict:
+        """The request body as the vendor wants it (body is the client's, model replaced)."""
+        return body
+
+    def chat_request(self, body: dict, key: str | None) -> UpstreamRequest:
+        payload = json.dumps(self.prepare_body(body), ensure_ascii=False,
+                             separators=(",", ":")).encode()
+        headers = {"Content-Type": "application/json", **self.auth_headers(key)}
+        if body.get("stream"):
+            headers["Accept"] = "text/event-stream"
+        return UpstreamRequest("POST", self.base_url + self.chat_path, headers, payload)
+
+    # -- responses ------------------------------------------------------------------------
+
+    def error_from(self, status: int, headers: Mapping[str, str], body: bytes,
+                   keys=()) -> APIError | None:
+        """The error this response means, or None when it is a success.
+
+        Vendors that report errors inside HTTP 200 bodies override this.
+        """
+        if 200 <= status < 300:
+            return None
+        message, code = error_detail(body)
+        return vendor_error(self.name, status, redact(message, keys), code=code,
+                            retry_after=headers.get("Retry-After"))
+
+    def normalize_chunk(self, chunk: dict) -> dict:
+        """One parsed stream chunk into OpenAI's shape (set `rewrites_chunks` if used)."""
+        return chunk
+
+    def normalize_completion(self, data: dict) -> dict:
+        return data
+
+    # -- key check ------------------------------------------------------------------------
+
+    def key_check_request(self, key: str) -> UpstreamRequest:
+        return UpstreamRequest("GET", self.base_url + "/models", self.auth_headers(key))
+
+    def key_check_result(self, status: int, headers: Mapping[str, str], body: bytes,
+                         keys=()) -> bool:
+        """True when the key can be used now, False when the vendor says it cannot.
+
+        Raise an APIError when the answer says nothing about the key (outage, rate limit).
+        """
+        if status in (401, 403):
+            return False
+        err = self.error_from(status, headers, body, keys)
+        if err is not None:
+            if err.status < 500:
+                err.status = 502
+            raise err
+        return True

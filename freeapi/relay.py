@@ -1,0 +1,134 @@
+"""What the client sees of an upstream answer: model name, display mode, usage placement.
+
+Pure functions over parsed chunks; the handler feeds SSE `data` strings in and writes the
+returned bytes out. Chunks are only parsed when something about them must change.
+"""
+
+from __future__ import annotations
+
+import json
+
+from freeapi.routing import Route
+from freeapi.sse import event
+
+THINK_OPEN = "<think>\n"
+THINK_CLOSE = "\n</think>\n\n"
+
+
+def _dumps(obj) -> str:
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+
+
+def _blank(delta: dict) -> bool:
+    return all(v in (None, "", []) for v in delta.values())
+
+
+class StreamRelay:
+    def __init__(self, route: Route, requested_model: str, include_usage: bool):
+        self.provider = route.provider
+        self.model = requested_model
+        self.display = route.display
+        self.include_usage = include_usage
+        self.parse_all = (requested_model != route.upstream_model or route.display is not None
+                          or route.provider.rewrites_chunks)
+        self._thinking: set[int] = set()  # choice indexes inside an open <think> (fold)
+        self._usage_chunk_sent = False
+        self._usage = None
+        self._last: dict | None = None
+
+    def feed(self, data: str) -> bytes:
+        """One upstream event's data -> bytes for the client (possibly empty)."""
+        if not self.parse_all and not (
+                self.include_usage and ('"usage":{' in data or '"usage": {' in data)):
+            return event(data)
+        try:
+            chunk = json.loads(data)
+        except ValueError:
+            return event(data)
+        if not isinstance(chunk, dict) or ("error" in chunk and "choices" not in chunk):
+            return event(data)
+        chunk = self.provider.normalize_chunk(chunk)
+        chunk["model"] = self.model
+        choices = chunk.get("choices")
+        if isinstance(choices, list):
+            if self.display:
+                choices = self._display(choices)
+                if not choices and chunk.get("choices") and not chunk.get("usage"):
+                    return b""
+                chunk["choices"] = choices
+            if chunk.get("usage"):
+                self._usage = chunk["usage"]
+                if not choices:
+                    self._usage_chunk_sent = True
+        self._last = chunk
+        return event(_dumps(chunk))
+
+    def _display(self, choices: list) -> list:
+        kept = []
+        for choice in choices:
+            delta = choice.get("delta") if isinstance(choice, dict) else None
+            if not isinstance(delta, dict):
+                kept.append(choice)
+                continue
+            reasoning = delta.pop("reasoning_content", None)
+            if self.display == "fold":
+                idx = choice.get("index", 0)
+                content = delta.get("content")
+                out = ""
+                if reasoning:
+                    if idx not in self._thinking:
+                        out += THINK_OPEN
+                        self._thinking.add(idx)
+                    out += reasoning
+                if (content or choice.get("finish_reason")) and idx in self._thinking:
+                    out += THINK_CLOSE
+                    self._thinking.discard(idx)
+                if out:
+                    delta["content"] = out + (content or "")
+            if _blank(delta) and not choice.get("finish_reason") and not choice.get("logprobs"):
+                continue
+            kept.append(choice)
+        return kept
+
+    def finish(self) -> bytes:
+        """Anything owed before `[DONE]`: a closing think tag, OpenAI's usage chunk."""
+        out = b""
+        base = {k: v for k, v in (self._last or {}).items() if k in ("id", "object", "created")}
+        base.setdefault("object", "chat.completion.chunk")
+        base["model"] = self.model
+        if self._thinking:
+            choices = [{"index": i, "delta": {"content": THINK_CLOSE}, "finish_reason": None}
+                       for i in sorted(self._thinking)]
+            self._thinking.clear()
+            out += event(_dumps({**base, "choices": choices}))
+        if self.include_usage and self._usage and not self._usage_chunk_sent:
+            out += event(_dumps({**base, "choices": [], "usage": self._usage}))
+        return out
+
+
+def complete(data: dict, route: Route, requested_model: str) -> dict:
+    """A non-stream `chat.completion` for the client."""
+    data = route.provider.normalize_completion(data)
+    data["model"] = requested_model
+    if route.display:
+        for choice in data.get("choices") or ():
+            message = choice.get("message") if isinstance(choice, dict) else None
+            if not isinstance(message, dict):
+                continue
+            reasoning = message.pop("reasoning_content", None)
+            if route.display == "fold" and reasoning:
+                message["content"] = f"{THINK_OPEN}{reasoning}{THINK_CLOSE}{message.get('content') or ''}"
+    return data
+
+
+def strip_folded_reasoning(messages: list) -> list:
+    """History sent back by a `-fold` client carries our <think> blocks; the vendor must not
+    get its reasoning fed back, so the block is cut from assistant turns."""
+    out = []
+    for m in messages:
+        content = m.get("content") if isinstance(m, dict) else None
+        if m.get("role") == "assistant" and isinstance(content, str) \
+                and content.startswith("<think>") and "</think>" in content:
+            m = dict(m, content=content.split("</think>", 1)[1].lstrip("\n"))
+        out.append(m)
+    return out

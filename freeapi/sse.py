@@ -1,0 +1,62 @@
+"""Server-sent events: an incremental parser for upstream streams."""
+
+from __future__ import annotations
+
+
+class SSEParser:
+    """Feed raw bytes as they arrive; get back the `data` of each complete event.
+
+    Handles events split across reads, several events in one read, LF / CRLF / CR line
+    endings, multi-line `data:` fields (joined with "\\n") and comment lines, which are
+    dropped (the gateway sends its own keep-alives).
+    """
+
+    __slots__ = ("_tail", "_data")
+
+    def __init__(self):
+        self._tail = b""
+        self._data: list[str] = []
+
+    def feed(self, chunk: bytes) -> list[str]:
+        buf = self._tail + chunk if self._tail else chunk
+        if b"\r" in buf:
+            # A trailing CR may be the first half of a CRLF split across reads.
+            held = buf.endswith(b"\r")
+            buf = buf.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+            if held:
+                buf = buf[:-1]
+        else:
+            held = False
+        lines = buf.split(b"\n")
+        self._tail = lines.pop() + (b"\r" if held else b"")
+        events = []
+        data = self._data
+        for line in lines:
+            if not line:
+                if data:
+                    events.append("\n".join(data))
+                    data.clear()
+                continue
+            if line[:5] == b"data:":
+                value = line[5:]
+                if value[:1] == b" ":
+                    value = value[1:]
+                data.append(value.decode("utf-8", "replace"))
+            # Comments (":") and the event/id/retry fields carry nothing the relay needs.
+        return events
+
+    def close(self) -> list[str]:
+        """Events still pending when the stream ends without a final blank line."""
+        events = self.feed(b"\n\n") if (self._tail or self._data) else []
+        self._tail = b""
+        return events
+
+
+def event(data: str | bytes) -> bytes:
+    if isinstance(data, str):
+        data = data.encode()
+    return b"data: " + data + b"\n\n"
+
+
+DONE = b"data: [DONE]\n\n"
+KEEPALIVE = b": keep-alive\n\n"

@@ -1,0 +1,32 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="freeapi",
+    version="0.1.0",
+    description="Self-hosted OpenAI-compatible gateway for DeepSeek and sibling model vendors",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=find_packages(include=["freeapi", "freeapi.*", "providers", "providers.*"]),
+    install_requires=[
+        "tornado>=6.3,<7",
+        "pluggy>=1.3,<2",
+        "pyyaml>=6,<7",
+    ],
+    extras_require={
+        "test": [
+            "pytest>=8,<10",
+            # Old but the only Tornado-native pytest runner; its deprecation warnings are
+            # filtered by name in pytest.ini.
+            "pytest-tornasync==0.6.0.post2",
+            "openai>=1.40",
+        ],
+    },
+    entry_points={
+        "console_scripts": ["freeapi = freeapi.cli:main"],
+        # Built-in providers register exactly as a third-party plugin package would.
+        "freeapi": [
+            "deepseek = providers.deepseek",
+        ],
+    },
+)
