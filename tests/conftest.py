@@ -1,0 +1,69 @@
+import socket
+
+import pytest
+from tornado.httpserver import HTTPServer
+from tornado.testing import bind_unused_port
+
+from freeapi.app import Gateway, make_app
+from freeapi.config import parse_config
+from freeapi.plugins import make_plugin_manager, provider_types
+from tests.fakes import deepseek as fake_deepseek
+
+
+@pytest.fixture
+def upstream_state():
+    return fake_deepseek.State()
+
+
+@pytest.fixture
+def upstream(io_loop, upstream_state):
+    """The fake DeepSeek API; yields its base URL."""
+    sock, port = bind_unused_port()
+    server = HTTPServer(fake_deepseek.make_app(upstream_state))
+    server.add_sockets([sock])
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def config_overrides():
+    """Tests override this (or use `make_gateway`) to change the gateway's config."""
+    return {}
+
+
+@pytest.fixture
+def make_gateway(io_loop, upstream):
+    """Start a gateway with `config` (a dict as in config.yaml) against the fake upstream;
+    returns its base URL (`http://127.0.0.1:PORT`)."""
+    started = []
+
+    def start(config: dict | None = None):
+        config = dict(config or {})
+        providers = config.setdefault("providers", {})
+        providers.setdefault("deepseek", {})
+        providers["deepseek"].setdefault("base_url", upstream)
+        pm = make_plugin_manager()
+        types = provider_types(pm)
+        gateway = Gateway(parse_config(config, types), pm, types)
+        sock, port = bind_unused_port()
+        server = HTTPServer(make_app(gateway))
+        server.add_sockets([sock])
+        started.append((server, gateway))
+        return f"http://127.0.0.1:{port}", gateway
+
+    yield start
+    for server, gateway in started:
+        server.stop()
+        gateway.close()
+
+
+@pytest.fixture
+def gateway(make_gateway, config_overrides):
+    url, _ = make_gateway(config_overrides)
+    return url
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -1,0 +1,193 @@
+"""A fake DeepSeek API on 127.0.0.1, reproducing the official wire behaviour.
+
+Keys decide the account's state (see KEYS); the last user message can carry a scenario
+command, e.g. "!status 500", "!slow 2", "!cut", "!stall", "!tools", "!queued 2".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+from tornado import web
+
+GOOD = "sk-good-0000000000000001"
+GOOD2 = "sk-good-0000000000000002"
+DEAD = "sk-dead-0000000000000401"
+POOR = "sk-poor-0000000000000402"
+BUSY = "sk-busy-0000000000000429"
+KEYS = {GOOD: "ok", GOOD2: "ok", DEAD: 401, POOR: 402, BUSY: 429}
+
+ERRORS = {  # DeepSeek's documented error bodies
+    400: ("Invalid request: messages format error", "invalid_request_error"),
+    401: ("Authentication Fails, Your api key: ****{tail} is invalid", "authentication_error"),
+    402: ("Insufficient Balance", "unknown_error"),
+    422: ("Invalid Parameters: temperature must be <= 2", "invalid_request_error"),
+    429: ("Rate Limit Reached", "rate_limit_error"),
+    500: ("Server Error", "server_error"),
+    503: ("Server Overloaded", "server_error"),
+}
+
+ANSWER = ["Hello", "!", " How", " can", " I", " help", "?"]
+REASONING = ["Let", " me", " think", "."]
+USAGE = {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18,
+         "prompt_tokens_details": {"cached_tokens": 8},
+         "prompt_cache_hit_tokens": 8, "prompt_cache_miss_tokens": 3}
+REASONER_USAGE = dict(USAGE, completion_tokens=11, total_tokens=22,
+                      completion_tokens_details={"reasoning_tokens": 4})
+
+
+class State:
+    def __init__(self):
+        self.requests: list[dict] = []  # {"path", "headers", "body"}
+        self.cancelled = asyncio.Event()
+        self.keys = dict(KEYS)
+        self.connections = 0
+
+
+class Base(web.RequestHandler):
+    def initialize(self, state: State):
+        self.state = state
+
+    def key(self):
+        auth = self.request.headers.get("Authorization", "")
+        return auth[7:] if auth.startswith("Bearer ") else ""
+
+    def fail(self, status: int, key: str = ""):
+        message, etype = ERRORS[status]
+        self.set_status(status)
+        self.set_header("Content-Type", "application/json")
+        if status == 429:
+            self.set_header("Retry-After", "3")
+        self.finish(json.dumps({"error": {"message": message.format(tail=key[-4:]),
+                                          "type": etype, "param": None, "code": etype}}))
+
+
+class Chat(Base):
+    def on_connection_close(self):
+        self.state.cancelled.set()
+
+    async def post(self):
+        body = json.loads(self.request.body)
+        self.state.requests.append({"path": self.request.path, "body": body,
+                                    "headers": dict(self.request.headers)})
+        key = self.key()
+        account = self.state.keys.get(key)
+        if account is None:
+            return self.fail(401, key)
+        if account != "ok":
+            return self.fail(account, key)
+        if body.get("model") not in ("deepseek-chat", "deepseek-reasoner"):
+            return self.fail(400)
+        last = body["messages"][-1].get("content") or ""
+        cmd, _, arg = last.partition(" ") if last.startswith("!") else ("", "", "")
+        if cmd == "!status":
+            return self.fail(int(arg))
+        if cmd == "!slow":
+            await asyncio.sleep(float(arg))
+        if body.get("stream"):
+            await self.stream(body, cmd, arg)
+        else:
+            await self.complete(body, cmd, arg)
+
+    def chunk(self, delta, finish=None, usage=None, choices=True):
+        c = {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 1700000000,
+             "model": self.model, "system_fingerprint": "fp_fake_prompt_cache"}
+        c["choices"] = [{"index": 0, "delta": delta, "logprobs": None,
+                         "finish_reason": finish}] if choices else []
+        if usage is not None:
+            c["usage"] = usage
+        return c
+
+    async def send(self, obj, raw=False):
+        self.write(obj if raw else "data: " + json.dumps(obj) + "\n\n")
+        await self.flush()
+
+    async def stream(self, body, cmd, arg):
+        self.model = body["model"]
+        reasoner = self.model == "deepseek-reasoner"
+        self.set_header("Content-Type", "text/event-stream; charset=utf-8")
+        self.set_header("Cache-Control", "no-cache")
+        if cmd == "!queued":  # DeepSeek keeps queued streams alive with SSE comments
+            for _ in range(int(arg)):
+                await self.send(": keep-alive\n\n", raw=True)
+                await asyncio.sleep(0.2)
+        include = (body.get("stream_options") or {}).get("include_usage")
+        await self.send(self.chunk({"role": "assistant", "content": ""}))
+        if cmd == "!tools":
+            calls = [{"index": 0, "id": "call_0", "type": "function",
+                      "function": {"name": "get_weather", "arguments": ""}}]
+            await self.send(self.chunk({"tool_calls": calls}))
+            for part in ['{"city"', ': "Paris"}']:
+                await self.send(self.chunk(
+                    {"tool_calls": [{"index": 0, "function": {"arguments": part}}]}))
+            await self.send(self.chunk({}, "tool_calls", None if include else USAGE))
+        else:
+            if reasoner:
+                for r in REASONING:
+                    await self.send(self.chunk({"content": None, "reasoning_content": r}))
+            for i, piece in enumerate(ANSWER):
+                if cmd == "!cut" and i == 3:
+                    self.request.connection.stream.close()  # mid-way, no terminator
+                    return
+                if cmd == "!stall" and i == 3:
+                    await asyncio.sleep(float(arg or 30))
+                if cmd == "!crlf":
+                    self.write("data: " + json.dumps(self.chunk({"content": piece})) + "\r\n\r\n")
+                    await self.flush()
+                    continue
+                await self.send(self.chunk({"content": piece}))
+            usage = REASONER_USAGE if reasoner else USAGE
+            await self.send(self.chunk({"content": ""}, "stop", None if include else usage))
+        if include:
+            await self.send(self.chunk(None, usage=REASONER_USAGE if reasoner else USAGE,
+                                       choices=False))
+        await self.send("data: [DONE]\n\n", raw=True)
+
+    async def complete(self, body, cmd, arg):
+        self.model = body["model"]
+        reasoner = self.model == "deepseek-reasoner"
+        self.set_header("Content-Type", "application/json")
+        if cmd == "!queued":  # non-stream requests are kept alive with blank lines
+            for _ in range(int(arg)):
+                self.write("\n")
+                await self.flush()
+                await asyncio.sleep(0.2)
+        message = {"role": "assistant", "content": "".join(ANSWER)}
+        finish = "stop"
+        if reasoner:
+            message["reasoning_content"] = "".join(REASONING)
+        if cmd == "!tools":
+            message = {"role": "assistant", "content": "", "tool_calls": [
+                {"id": "call_0", "type": "function",
+                 "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}]}
+            finish = "tool_calls"
+        if cmd == "!json":
+            message["content"] = json.dumps({"answer": 42})
+        self.finish(json.dumps({
+            "id": "chatcmpl-fake", "object": "chat.completion", "created": int(time.time()),
+            "model": self.model, "system_fingerprint": "fp_fake_prompt_cache",
+            "choices": [{"index": 0, "message": message, "logprobs": None,
+                         "finish_reason": finish}],
+            "usage": REASONER_USAGE if reasoner else USAGE}))
+
+
+class Balance(Base):
+    def get(self):
+        key = self.key()
+        account = self.state.keys.get(key)
+        if account in (None, 401):
+            return self.fail(401, key)
+        if account == "outage":
+            return self.fail(503)
+        self.finish({"is_available": account != 402, "balance_infos": [
+            {"currency": "CNY", "total_balance": "0.00" if account == 402 else "110.00",
+             "granted_balance": "0.00", "topped_up_balance": "110.00"}]})
+
+
+def make_app(state: State) -> web.Application:
+    return web.Application([
+        (r"/chat/completions", Chat, {"state": state}),
+        (r"/user/balance", Balance, {"state": state}),
+    ])
