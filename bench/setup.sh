@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# One-time setup for bench/run.sh. Everything comes from the package registries:
+#   Debian: wrk          PyPI: litellm[proxy] (own venv), py-spy (into freeapi's .venv)
+#   npm:    @portkey-ai/gateway (bench/node_modules)
+# Idempotent; re-running only installs what is missing.
+set -euo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(dirname "$HERE")
+LITELLM_VERSION=${LITELLM_VERSION:-1.110.2}
+
+need() { command -v "$1" >/dev/null 2>&1; }
+
+if ! need wrk || ! need taskset; then
+  echo "== apt: wrk util-linux"
+  SUDO=; [ "$(id -u)" = 0 ] || SUDO=sudo
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq wrk util-linux >/dev/null
+fi
+
+if ! need node; then
+  echo "bench: Node.js (>= 18) is needed for the fake upstream and Portkey" >&2
+  exit 1
+fi
+
+if [ ! -x "$ROOT/.venv/bin/freeapi" ]; then
+  echo "== freeapi venv"
+  python3 -m venv "$ROOT/.venv"
+  "$ROOT/.venv/bin/pip" install -q -e "$ROOT"
+fi
+if [ ! -x "$ROOT/.venv/bin/py-spy" ]; then
+  echo "== py-spy (profiling only, not a freeapi dependency)"
+  "$ROOT/.venv/bin/pip" install -q py-spy || echo "bench: py-spy not installed; profiling skipped"
+fi
+
+if [ ! -x "$HERE/.venvs/litellm/bin/litellm" ]; then
+  echo "== LiteLLM proxy $LITELLM_VERSION (bench/.venvs/litellm)"
+  python3 -m venv "$HERE/.venvs/litellm"
+  "$HERE/.venvs/litellm/bin/pip" install -q "litellm[proxy]==$LITELLM_VERSION"
+fi
+
+if [ ! -f "$HERE/node_modules/@portkey-ai/gateway/build/start-server.js" ]; then
+  echo "== Portkey gateway (npm)"
+  (cd "$HERE" && npm install --no-audit --no-fund --loglevel=error)
+fi
+echo "bench: setup done"
