@@ -27,6 +27,14 @@ setup(
         # Built-in providers register exactly as a third-party plugin package would.
         "freeapi": [
             "deepseek = providers.deepseek",
+            "kimi = providers.kimi",
+            "glm = providers.glm",
+            "qwen = providers.qwen",
+            "step = providers.step",
+            "minimax = providers.minimax",
+            "spark = providers.spark",
+            "metaso = providers.metaso",
+            "openai = providers.openai_compat",
         ],
     },
 )

@@ -6,7 +6,8 @@
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(dirname "$HERE")
-LITELLM_VERSION=${LITELLM_VERSION:-1.110.2}
+# 1.108+ needs a litellm-proxy-extras build PyPI does not carry; 1.107.x was pulled (compromised).
+LITELLM_VERSION=${LITELLM_VERSION:-1.106.12}
 
 need() { command -v "$1" >/dev/null 2>&1; }
 

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import time
+
 import pluggy
 from tornado import web
 
-from freeapi.config import Config
+from freeapi.config import Config, ConfigError
 from freeapi.errors import APIError
 from freeapi.handlers.base import NotFoundHandler
 from freeapi.handlers.chat import ChatCompletionsHandler
@@ -15,7 +19,9 @@ from freeapi.handlers.tokens import TokenCheckHandler
 from freeapi.keys import GatewayAuth, KeyRing, passthrough_order, split_keys
 from freeapi.provider import Provider
 from freeapi.routing import Catalog, Route
-from freeapi.upstream import Pool
+from freeapi.upstream import Pool, UpstreamError
+
+log = logging.getLogger("freeapi.discovery")
 
 
 class Gateway:
@@ -42,21 +48,61 @@ class Gateway:
                            code="model_not_found")
         return route
 
-    def vendor_keys(self, provider: Provider, token: str | None) -> list[str]:
-        """The vendor keys to try, in order, for one request."""
+    def vendor_keys(self, provider: Provider, token: str | None) -> list[str | None]:
+        """The vendor keys to try, in order, for one request ([None]: send no key)."""
         if provider.api_keys:
             return self._rings[provider.name].order()
+        if self.auth.enabled and not provider.key_required:
+            return [None]  # the caller's token is a gateway key, not the server's
         if self.auth.enabled:
             raise APIError(401, f"The gateway holds no API key for {provider.name}: the "
                                 f"operator must set providers.{provider.name}.api_keys.",
                            code="no_provider_key")
         keys = split_keys(token) if token else []
+        if not keys and not provider.key_required:
+            return [None]
         if not keys:
             raise APIError(401, f"No API key for {provider.name}: send your own key as "
                                 "`Authorization: Bearer sk-...` (several as sk-a,sk-b), or "
                                 f"configure providers.{provider.name}.api_keys on the gateway.",
                            code="missing_api_key")
         return passthrough_order(keys)
+
+    async def discover_models(self, timeout: float = 10.0) -> None:
+        """Ask each provider that lists its models (GET /models) for them, then swap in a
+        Catalog that includes them. Run after the server listens, so a slow or dead vendor
+        never delays startup; a provider whose answer fails keeps its static list."""
+        found = await asyncio.gather(*(self._discover(p, timeout) for p in
+                                       self.providers.values() if p.discover_enabled))
+        if not any(found):
+            return
+        try:
+            self.catalog = Catalog(self.providers, self.config.models)
+        except ConfigError as e:  # cannot happen for names that resolved at startup
+            log.error("model discovery: keeping the startup catalog: %s", e)
+
+    async def _discover(self, p: Provider, timeout: float) -> bool:
+        key = p.api_keys[0] if p.api_keys else None
+        if key is None and p.key_required:
+            return False  # pass-through keys: nothing to ask with until a client calls
+        req = p.models_request(key)
+        call = self.http.start(req.url)
+        try:
+            resp = await self.http.send(call, req.method, req.url, req.headers, req.body,
+                                        min(p.timeouts.connect, timeout), timeout)
+            raw = await resp.read(timeout, 8 << 20, time.monotonic() + timeout)
+        except UpstreamError as e:
+            log.warning("%s: model discovery failed, using the configured list: %s", p.name, e)
+            return False
+        ids = p.parse_models(resp.status, raw)
+        if ids is None:
+            log.warning("%s: model discovery got HTTP %d, using the configured list", p.name,
+                        resp.status)
+            return False
+        p.set_discovered(ids)
+        log.info("%s: discovered %d model(s): %s", p.name, len(ids), ", ".join(ids[:20]) +
+                 (" ..." if len(ids) > 20 else ""))
+        return True
 
     def close(self):
         self.http.close()

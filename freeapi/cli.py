@@ -13,6 +13,7 @@ from tornado.httpserver import HTTPServer
 from freeapi import __version__
 from freeapi.app import Gateway, make_app
 from freeapi.config import ConfigError, load_config
+from freeapi.keys import redact
 from freeapi.plugins import make_plugin_manager, provider_types
 
 log = logging.getLogger("freeapi")
@@ -73,20 +74,36 @@ async def serve(gateway: Gateway):
                  ", ".join(p.model_ids()) or "no models listed")
     log.info("freeapi %s listening on http://%s:%d/v1 (gateway auth %s)", __version__,
              cfg.host, cfg.port, "on" if gateway.auth.enabled else "off")
+    discovery = asyncio.ensure_future(gateway.discover_models())
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     log.info("shutting down")
+    discovery.cancel()
     server.stop()
     gateway.close()
+
+
+class _RedactKeys(logging.Filter):
+    """Tornado logs a malformed request's header values verbatim, and an Authorization
+    header carries vendor keys."""
+
+    def filter(self, record):
+        text = record.getMessage()
+        clean = redact(text)
+        if clean != text:
+            record.msg, record.args = clean, None
+        return True
 
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         level=logging.INFO)
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_RedactKeys())
     try:
         gateway = load(args)
     except ConfigError as e:

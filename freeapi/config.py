@@ -209,9 +209,13 @@ def parse_config(raw, provider_types: dict) -> Config:
             raise ConfigError(f"providers.{name}", "provider names are lowercase letters, "
                                                    "digits, '-' and '_'")
         cfg.providers[name] = _provider(name, section, f"providers.{name}", provider_types)
-    # Built-in types not mentioned in the config start with their defaults (zero-config).
+    # Built-in types not mentioned in the config start with their defaults (zero-config);
+    # a type the config already uses under another name (`moonshot: {type: kimi}`) does not
+    # get a second, default instance.
+    configured = {pc.type for pc in cfg.providers.values()}
     for name, cls in provider_types.items():
-        if name not in cfg.providers and getattr(cls, "enabled_by_default", True):
+        if (name not in cfg.providers and name not in configured
+                and getattr(cls, "enabled_by_default", True)):
             cfg.providers[name] = ProviderConfig(name=name, type=name)
 
     models = _mapping(root.get("models"), "models")

@@ -31,7 +31,7 @@ def register_providers(register: Callable[[type["Provider"]], None]) -> None:
 def resolve_model(model: str, catalog: "Catalog") -> "Route | None":
     """Map the `model` a client asked for to a provider and upstream model.
 
-    The first non-None result wins. freeapi's own implementation runs last: explicit
-    `provider/model`, then the config's `models:` map, then the providers' own names.
+    The first non-None result wins. freeapi's own implementation runs last (the order it
+    resolves names in is documented on `freeapi.routing.Catalog`).
     Raise `freeapi.errors.APIError` to refuse the request with that error.
     """

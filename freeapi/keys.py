@@ -11,8 +11,11 @@ from freeapi.errors import APIError
 # Characters a real API key never contains; anything else in the Authorization header is
 # refused before it can reach an upstream request line.
 _KEY_OK = re.compile(r"^[\x21-\x7e]+$")
-# Anything that looks like a secret token in vendor text (sk-..., mk-..., long hex/base64).
-_TOKENISH = re.compile(r"\b((?:sk|mk|ak|key|tp)-[A-Za-z0-9_\-.]{6,}|[A-Za-z0-9_\-]{32,})")
+# Anything that looks like a secret token in vendor text (sk-..., mk-..., long hex/base64,
+# GLM-style `id.secret`). Already-masked `sk-...abcd` must not match again, or the tail that
+# tells keys apart is lost; a sentence's final dot is not part of a key.
+_TOKENISH = re.compile(r"\b((?:sk|mk|ak|key|tp)-(?!\.\.\.)[A-Za-z0-9_\-.]{5,}[A-Za-z0-9_\-]"
+                       r"|[A-Za-z0-9_\-]{32,}(?:\.[A-Za-z0-9_\-]+)?)")
 
 
 def mask(key: str | None) -> str:

@@ -31,8 +31,9 @@ def error_detail(body: bytes) -> tuple[str, str | None]:
         return body[:300].decode("utf-8", "replace").strip(), None
     err = data.get("error", data) if isinstance(data, dict) else data
     if isinstance(err, dict):
-        message = err.get("message") or err.get("msg") or err.get("error_msg") or ""
-        code = err.get("code") or err.get("type")
+        message = (err.get("message") or err.get("msg") or err.get("error_msg")
+                   or err.get("errMsg") or "")
+        code = err.get("code") or err.get("type") or err.get("errCode")
         return str(message)[:500], (str(code) if code is not None else None)
     return str(err)[:500], None
 
@@ -56,6 +57,8 @@ class Provider:
     chat_path: ClassVar[str] = "/chat/completions"
     #: True when normalize_chunk changes chunks; otherwise the relay can skip parsing them.
     rewrites_chunks: ClassVar[bool] = False
+    #: False for servers that take no key (a local Ollama): requests then go out without one.
+    key_required: ClassVar[bool] = True
 
     def __init__(self, config: ProviderConfig):
         self.name = config.name
@@ -66,11 +69,36 @@ class Provider:
                               f"required for providers of type {self.type_name}")
         self.api_keys = list(config.api_keys)
         self.timeouts = config.timeouts
+        # Types that declare DISCOVER_OPTION ask GET /models at startup (freeapi.app).
+        self.discover_enabled = bool(config.options.get("discover"))
+        self._discovered: tuple[str, ...] = ()
 
     # -- models ---------------------------------------------------------------------------
 
     def model_ids(self) -> list[str]:
-        return list(self.models)
+        return list(self.models) + self.discovered_ids()
+
+    def discovered_ids(self) -> list[str]:
+        """Models the vendor listed at startup beyond the static `models`."""
+        return [m for m in self._discovered if m not in self.models]
+
+    def set_discovered(self, ids) -> None:
+        self._discovered = tuple(ids)
+
+    def models_request(self, key: str | None) -> UpstreamRequest:
+        return UpstreamRequest("GET", self.base_url + "/models", self.auth_headers(key))
+
+    def parse_models(self, status: int, body: bytes) -> list[str] | None:
+        """Model ids from an OpenAI-style `{"data": [{"id": ...}]}` list; None if unusable."""
+        if status != 200:
+            return None
+        try:
+            data = json.loads(body)["data"]
+        except (ValueError, KeyError, TypeError):
+            return None
+        if not isinstance(data, list):
+            return None
+        return [m["id"] for m in data if isinstance(m, dict) and isinstance(m.get("id"), str)]
 
     def is_reasoning(self, model: str) -> bool:
         return model in self.reasoning_models
@@ -84,6 +112,11 @@ class Provider:
 
     def auth_headers(self, key: str | None) -> dict:
         return {"Authorization": f"Bearer {key}"} if key else {}
+
+    def stream_only(self, model: str) -> bool:
+        """True for models the vendor only serves as a stream; a `stream: false` request is
+        then streamed from the vendor and assembled into one completion."""
+        return False
 
     def prepare_body(self, body: dict) -> dict:
         """The request body as the vendor wants it (body is the client's, model replaced)."""
@@ -112,8 +145,17 @@ class Provider:
                             retry_after=headers.get("Retry-After"))
 
     def normalize_chunk(self, chunk: dict) -> dict:
-        """One parsed stream chunk into OpenAI's shape (set `rewrites_chunks` if used)."""
+        """One parsed stream chunk into OpenAI's shape (set `rewrites_chunks` if used).
+
+        Return `{"error": {...}}` for a chunk that reports a failure.
+        """
         return chunk
+
+    def chunk_normalizer(self):
+        """The chunk normalizer for one stream. The provider serves many streams at once, so
+        a quirk that needs state across chunks (a tag split over two of them) returns a
+        fresh callable here instead of keeping that state on the provider."""
+        return self.normalize_chunk
 
     def normalize_completion(self, data: dict) -> dict:
         return data
@@ -121,7 +163,13 @@ class Provider:
     # -- key check ------------------------------------------------------------------------
 
     def key_check_request(self, key: str) -> UpstreamRequest:
-        return UpstreamRequest("GET", self.base_url + "/models", self.auth_headers(key))
+        return self.models_request(key)
+
+    def chat_ping(self, key: str, model: str) -> UpstreamRequest:
+        """A key check by the smallest chat request, for vendors with no free authenticated
+        GET; aim it at a free model so the check costs nothing."""
+        return self.chat_request({"model": model, "max_tokens": 1,
+                                  "messages": [{"role": "user", "content": "hi"}]}, key)
 
     def key_check_result(self, status: int, headers: Mapping[str, str], body: bytes,
                          keys=()) -> bool:
@@ -132,8 +180,17 @@ class Provider:
         if status in (401, 403):
             return False
         err = self.error_from(status, headers, body, keys)
-        if err is not None:
-            if err.status < 500:
-                err.status = 502
-            raise err
-        return True
+        if err is None:
+            return True
+        # Vendors that map business codes (GLM, MiniMax, Spark) say "bad key" or "no
+        # balance" this way, whatever their HTTP status was.
+        if err.status in (401, 402, 403):
+            return False
+        # The check could not be done: that is the gateway's upstream failing (502), and a
+        # vendor 503 relayed as-is would read as the gateway itself being unavailable.
+        err.status = 502
+        raise err
+
+
+#: Add to a type's `options` to let its config turn startup model discovery on or off.
+DISCOVER_OPTION = {"discover": ((bool,), True)}

@@ -26,6 +26,7 @@ def _blank(delta: dict) -> bool:
 class StreamRelay:
     def __init__(self, route: Route, requested_model: str, include_usage: bool):
         self.provider = route.provider
+        self._normalize = route.provider.chunk_normalizer()
         self.model = requested_model
         self.display = route.display
         self.include_usage = include_usage
@@ -47,7 +48,9 @@ class StreamRelay:
             return event(data)
         if not isinstance(chunk, dict) or ("error" in chunk and "choices" not in chunk):
             return event(data)
-        chunk = self.provider.normalize_chunk(chunk)
+        chunk = self._normalize(chunk)
+        if "error" in chunk and "choices" not in chunk:  # the provider found a failure
+            return event(_dumps(chunk))
         chunk["model"] = self.model
         choices = chunk.get("choices")
         if isinstance(choices, list):
@@ -119,6 +122,51 @@ def complete(data: dict, route: Route, requested_model: str) -> dict:
             if route.display == "fold" and reasoning:
                 message["content"] = f"{THINK_OPEN}{reasoning}{THINK_CLOSE}{message.get('content') or ''}"
     return data
+
+
+def assemble(chunks: list[dict]) -> dict:
+    """One `chat.completion` from a stream's chunks, for models a vendor only streams."""
+    out: dict = {"object": "chat.completion"}
+    choices: dict[int, dict] = {}
+    for chunk in chunks:
+        for key in ("id", "created", "model", "system_fingerprint"):
+            if chunk.get(key) is not None:
+                out.setdefault(key, chunk[key])
+        if chunk.get("usage"):
+            out["usage"] = chunk["usage"]
+        for c in chunk.get("choices") or ():
+            if not isinstance(c, dict):
+                continue
+            index = c.get("index", 0)
+            choice = choices.setdefault(index, {"index": index, "message": {
+                "role": "assistant", "content": None}, "finish_reason": None})
+            message, delta = choice["message"], c.get("delta") or {}
+            for field in ("content", "reasoning_content"):
+                if isinstance(delta.get(field), str) and delta[field]:
+                    message[field] = (message.get(field) or "") + delta[field]
+            for tc in delta.get("tool_calls") or ():
+                _merge_tool_call(message.setdefault("tool_calls", []), tc)
+            if c.get("finish_reason"):
+                choice["finish_reason"] = c["finish_reason"]
+    out["choices"] = [choices[i] for i in sorted(choices)]
+    for choice in out["choices"]:
+        if choice["message"]["content"] is None and not choice["message"].get("tool_calls"):
+            choice["message"]["content"] = ""
+    return out
+
+
+def _merge_tool_call(calls: list, tc: dict):
+    i = tc.get("index", len(calls) - 1 if tc.get("id") is None and calls else len(calls))
+    while len(calls) <= i:
+        calls.append({"id": None, "type": "function", "function": {"name": "", "arguments": ""}})
+    call, fn = calls[i], tc.get("function") or {}
+    if tc.get("id"):
+        call["id"] = tc["id"]
+    if tc.get("type"):
+        call["type"] = tc["type"]
+    for part in ("name", "arguments"):
+        if isinstance(fn.get(part), str):
+            call["function"][part] += fn[part]
 
 
 def strip_folded_reasoning(messages: list) -> list:

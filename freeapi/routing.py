@@ -21,22 +21,34 @@ class Route:
 
 
 class Catalog:
-    """All enabled providers' model names, built once at startup.
+    """All enabled providers' model names, built at startup and rebuilt (then swapped in
+    whole) once model discovery has answered.
 
-    Resolution order: an exact listed name (a provider's own id or alias, or a `models:`
-    map entry), then `provider/model`, then the name without a `-fold`/`-silent` suffix.
-    A bare name two providers both claim is an error unless the `models:` map settles it.
+    Resolution order: an exact listed name (a `models:` map entry, a provider's own id or
+    alias; names found by discovery never displace those), then `provider/model` for a
+    model that provider lists, then either of those plus a `-fold`/`-silent` suffix, then
+    any other `provider/model`, sent to that provider as is. A bare name two providers both
+    claim is an error unless the `models:` map settles it.
     """
 
     def __init__(self, providers: dict[str, Provider], model_map: dict[str, str] | None = None):
         self.providers = providers
         self.created = int(time.time())
         claims: dict[str, list[Route]] = {}
+        found: dict[str, list[Route]] = {}
         for p in providers.values():
+            discovered = p.discovered_ids()
             for model in p.model_ids():
-                claims.setdefault(model, []).append(Route(p, model))
+                if model not in discovered:
+                    claims.setdefault(model, []).append(Route(p, model))
             for alias, target in p.aliases.items():
                 claims.setdefault(alias, []).append(Route(p, target))
+            for model in discovered:
+                found.setdefault(model, []).append(Route(p, model))
+        # A name a vendor lists at startup never takes a name another provider (or alias)
+        # claims statically: DashScope listing `deepseek-r1` must not break DeepSeek's alias.
+        for name, routes in found.items():
+            claims.setdefault(name, routes)
         self._routes: dict[str, Route] = {}
         self._ambiguous: dict[str, list[str]] = {}
         for name, routes in claims.items():
@@ -57,23 +69,32 @@ class Catalog:
                                      "(write provider/model)")
         return route
 
-    def _split(self, name: str) -> Route | None:
+    def _split(self, name: str, listed_only: bool = False) -> Route | None:
         prefix, sep, rest = name.partition("/")
         provider = self.providers.get(prefix) if sep else None
         if provider is None or not rest:
             return None
+        if listed_only and rest not in provider.aliases and rest not in provider.model_ids():
+            return None
         return Route(provider, provider.aliases.get(rest, rest))
 
     def resolve(self, name: str) -> Route:
-        route = self._routes.get(name) or self._split(name)
+        route = self._routes.get(name) or self._split(name, listed_only=True)
         if route is not None:
             return route
+        # `kimi/kimi-k2-thinking-fold` is a display mode of a model, unless the provider
+        # lists a model by that very name (checked above).
         for suffix, display in DISPLAY_SUFFIXES.items():
             if name.endswith(suffix):
                 base = name[: -len(suffix)]
                 route = self._routes.get(base) or self._split(base)
                 if route is not None:
                     return Route(route.provider, route.upstream_model, display)
+        # Any other `provider/model` goes to that provider as is: it may serve models it
+        # does not list.
+        route = self._split(name)
+        if route is not None:
+            return route
         self._refuse(name)
 
     def _refuse(self, name: str):

@@ -241,7 +241,9 @@ class Pool:
         except asyncio.TimeoutError:
             raise UpstreamError("timeout", f"could not connect within {timeout:g}s") from None
         except (OSError, StreamClosedError) as e:
-            reason = getattr(e, "strerror", None) or type(e).__name__
+            # IOStream wraps the OS error ("Connection refused") in a StreamClosedError.
+            real = getattr(e, "real_error", None) or e
+            reason = getattr(real, "strerror", None) or type(real).__name__
             raise UpstreamError("connect", f"cannot connect to {host}:{port} ({reason})") \
                 from None
         stream.set_nodelay(True)

@@ -1,3 +1,5 @@
+import copy
+import logging
 import socket
 
 import pytest
@@ -8,6 +10,7 @@ from freeapi.app import Gateway, make_app
 from freeapi.config import parse_config
 from freeapi.plugins import make_plugin_manager, provider_types
 from tests.fakes import deepseek as fake_deepseek
+from tests.helpers import assert_no_keys
 
 
 @pytest.fixture
@@ -33,16 +36,18 @@ def config_overrides():
 
 @pytest.fixture
 def make_gateway(io_loop, upstream):
-    """Start a gateway with `config` (a dict as in config.yaml) against the fake upstream;
-    returns its base URL (`http://127.0.0.1:PORT`)."""
+    """Start a gateway with `config` (a dict as in config.yaml) and extra pluggy `plugins`
+    against the fake upstream; returns (base URL `http://127.0.0.1:PORT`, Gateway)."""
     started = []
 
-    def start(config: dict | None = None):
-        config = dict(config or {})
+    def start(config: dict | None = None, plugins=()):
+        config = copy.deepcopy(config or {})  # callers share module-level dicts
         providers = config.setdefault("providers", {})
         providers.setdefault("deepseek", {})
         providers["deepseek"].setdefault("base_url", upstream)
         pm = make_plugin_manager()
+        for plugin in plugins:  # as a third-party package's entry point would add them
+            pm.register(plugin)
         types = provider_types(pm)
         gateway = Gateway(parse_config(config, types), pm, types)
         sock, port = bind_unused_port()
@@ -67,3 +72,15 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@pytest.fixture(autouse=True)
+def no_key_in_logs(caplog):
+    """No full API key may appear in anything the gateway logs, in any test."""
+    caplog.set_level(logging.DEBUG)
+    yield
+    for when in ("setup", "call"):
+        for record in caplog.get_records(when):
+            text = record.getMessage() + (caplog.handler.formatter.formatException(
+                record.exc_info) if record.exc_info else "")
+            assert_no_keys(text)

@@ -106,3 +106,62 @@ async def test_tools_stream(gateway, upstream_state):
     sent = upstream_state.requests[-1]["body"]
     assert sent["tools"] == tools and sent["tool_choice"] == "auto"
     assert sent["temperature"] == 0.3 and sent["never_heard_of"] == {"x": [1]}
+
+
+async def test_non_stream_tools_and_json_mode(gateway, upstream_state):
+    c = client(gateway)
+    r = await c.chat.completions.create(
+        model="deepseek-chat", messages=[{"role": "user", "content": "!tools"}],
+        tools=[{"type": "function", "function": {"name": "get_weather"}}])
+    call = r.choices[0].message.tool_calls[0]
+    assert call.function.name == "get_weather" and call.function.arguments == '{"city": "Paris"}'
+    assert r.choices[0].finish_reason == "tool_calls"
+    r = await c.chat.completions.create(
+        model="deepseek-chat", messages=[{"role": "user", "content": "!json"}],
+        response_format={"type": "json_object"}, max_tokens=50, stop=["\n\n"], top_p=0.9,
+        logprobs=False, user="u-1", frequency_penalty=0.1, presence_penalty=0.2)
+    assert r.choices[0].message.content == '{"answer": 42}'
+    sent = upstream_state.requests[-1]["body"]
+    assert sent == {"model": "deepseek-chat",
+                    "messages": [{"role": "user", "content": "!json"}],
+                    "response_format": {"type": "json_object"}, "max_tokens": 50,
+                    "stop": ["\n\n"], "top_p": 0.9, "logprobs": False, "user": "u-1",
+                    "frequency_penalty": 0.1, "presence_penalty": 0.2}
+
+
+async def test_multi_round_history_is_sent_as_is(gateway, upstream_state):
+    history = [{"role": "system", "content": "be brief"},
+               {"role": "user", "content": "hi"},
+               {"role": "assistant", "content": "Hello!"},
+               {"role": "user", "content": [{"type": "text", "text": "again"}]}]
+    r = await client(gateway).chat.completions.create(model="deepseek-coder", messages=history)
+    assert r.model == "deepseek-coder"
+    sent = upstream_state.requests[-1]["body"]
+    assert sent["messages"] == history and sent["model"] == "deepseek-chat"
+
+
+async def test_fold_history_loses_its_think_block(gateway, upstream_state):
+    folded = "<think>\nLet me think.\n</think>\n\nHello!"
+    await client(gateway).chat.completions.create(model="deepseek-reasoner-fold", messages=[
+        {"role": "user", "content": "hi"}, {"role": "assistant", "content": folded},
+        {"role": "user", "content": "and?"}])
+    sent = upstream_state.requests[-1]["body"]["messages"]
+    assert sent[1] == {"role": "assistant", "content": "Hello!"}
+    assert sent[2] == {"role": "user", "content": "and?"}
+
+
+async def test_provider_prefixed_model_name(gateway, upstream_state):
+    r = await client(gateway).chat.completions.create(model="deepseek/deepseek-chat",
+                                                      messages=HI)
+    assert r.model == "deepseek/deepseek-chat"
+    assert upstream_state.requests[-1]["body"]["model"] == "deepseek-chat"
+
+
+async def test_stream_usage_without_include_usage_is_the_vendors(gateway):
+    """Without include_usage DeepSeek puts usage on the last content chunk; the gateway
+    relays it there and adds no usage-only chunk of its own."""
+    s = await client(gateway).chat.completions.create(model="deepseek-chat", messages=HI,
+                                                      stream=True)
+    chunks = [c async for c in s]
+    assert all(c.choices for c in chunks)
+    assert [c.usage.model_dump(exclude_none=True) for c in chunks if c.usage] == [USAGE]

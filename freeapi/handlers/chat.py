@@ -12,8 +12,8 @@ from tornado.iostream import StreamClosedError
 from freeapi import sse
 from freeapi.errors import APIError, invalid_request, vendor_error
 from freeapi.handlers.base import APIHandler, ClientGone
-from freeapi.keys import mask
-from freeapi.relay import StreamRelay, complete, strip_folded_reasoning
+from freeapi.keys import mask, redact
+from freeapi.relay import StreamRelay, assemble, complete, strip_folded_reasoning
 from freeapi.upstream import UpstreamError
 
 log = logging.getLogger("freeapi.chat")
@@ -81,6 +81,9 @@ class ChatCompletionsHandler(APIHandler):
         self.set_header("x-freeapi-provider", provider.name)
         self.set_header("x-freeapi-upstream-model", route.upstream_model)
 
+        if not stream and provider.stream_only(route.upstream_model):
+            self.write_json(complete(await self._collect(route, body, keys), route, model))
+            return
         if not stream:
             raw = await self._attempt(route, body, keys, stream=False)
             try:
@@ -161,6 +164,8 @@ class ChatCompletionsHandler(APIHandler):
                     for ev in parser.feed(data):
                         if ev == "[DONE]":
                             await writer.send(b"".join(out) + relay.finish() + sse.DONE)
+                            writer.stop()
+                            self.finish()  # the client is done; draining is ours alone
                             await self._drain(chunks)
                             return
                         piece = relay.feed(ev)
@@ -182,6 +187,38 @@ class ChatCompletionsHandler(APIHandler):
             pass  # the client left; on_connection_close cancelled the vendor request
         finally:
             resp.close()
+
+    async def _collect(self, route, body: dict, keys: list) -> dict:
+        """A `stream: false` request for a model the vendor only streams: stream it (with
+        usage, so the answer carries the real numbers) and assemble one completion."""
+        provider = route.provider
+        body = dict(body, stream=True, stream_options={"include_usage": True})
+        resp = await self._attempt(route, body, keys, stream=True)
+        normalize, parser, got = provider.chunk_normalizer(), sse.SSEParser(), []
+        chunks = resp.chunks(provider.timeouts.idle, self._deadline)
+        try:
+            async for data in chunks:
+                for ev in parser.feed(data):
+                    if ev == "[DONE]":
+                        await self._drain(chunks)
+                        return assemble(got)
+                    try:
+                        chunk = normalize(json.loads(ev))
+                    except (ValueError, AttributeError):
+                        raise vendor_error(provider.name, 502, "a stream event was not a "
+                                           "JSON object") from None
+                    if "error" in chunk and "choices" not in chunk:
+                        err = chunk["error"] if isinstance(chunk["error"], dict) else {}
+                        detail = str(err.get("message") or chunk["error"])[:500]
+                        raise vendor_error(provider.name, 502, redact(detail, keys))
+                    got.append(chunk)
+        except UpstreamError as e:
+            if self._client_gone:
+                raise ClientGone() from None
+            raise upstream_failure(provider.name, e) from None
+        finally:
+            resp.close()
+        return assemble(got)
 
     @staticmethod
     async def _drain(chunks):

@@ -42,7 +42,8 @@ class State:
     def __init__(self):
         self.requests: list[dict] = []  # {"path", "headers", "body"}
         self.cancelled = asyncio.Event()
-        self.keys = dict(KEYS)
+        self.keys = dict(KEYS)  # a key's value "outage" makes /user/balance answer 503
+        self.balance_delay = 0.0  # seconds /user/balance waits before answering
         self.connections = 0
 
 
@@ -65,8 +66,22 @@ class Base(web.RequestHandler):
 
 
 class Chat(Base):
+    def initialize(self, state: State):
+        super().initialize(state)
+        self.closed = asyncio.Event()
+
     def on_connection_close(self):
+        self.closed.set()
         self.state.cancelled.set()
+
+    async def pause(self, seconds: float) -> bool:
+        """Sleep; a real server stops generating when its client goes, so wake up then.
+        Returns whether the client is still there."""
+        try:
+            await asyncio.wait_for(self.closed.wait(), seconds)
+        except asyncio.TimeoutError:
+            pass
+        return not self.closed.is_set()
 
     async def post(self):
         body = json.loads(self.request.body)
@@ -80,12 +95,13 @@ class Chat(Base):
             return self.fail(account, key)
         if body.get("model") not in ("deepseek-chat", "deepseek-reasoner"):
             return self.fail(400)
-        last = body["messages"][-1].get("content") or ""
+        last = body["messages"][-1].get("content")
+        last = last if isinstance(last, str) else ""  # content parts carry no command
         cmd, _, arg = last.partition(" ") if last.startswith("!") else ("", "", "")
         if cmd == "!status":
             return self.fail(int(arg))
-        if cmd == "!slow":
-            await asyncio.sleep(float(arg))
+        if cmd == "!slow" and not await self.pause(float(arg)):
+            return
         if body.get("stream"):
             await self.stream(body, cmd, arg)
         else:
@@ -112,7 +128,8 @@ class Chat(Base):
         if cmd == "!queued":  # DeepSeek keeps queued streams alive with SSE comments
             for _ in range(int(arg)):
                 await self.send(": keep-alive\n\n", raw=True)
-                await asyncio.sleep(0.2)
+                if not await self.pause(0.2):
+                    return
         include = (body.get("stream_options") or {}).get("include_usage")
         await self.send(self.chunk({"role": "assistant", "content": ""}))
         if cmd == "!tools":
@@ -131,8 +148,8 @@ class Chat(Base):
                 if cmd == "!cut" and i == 3:
                     self.request.connection.stream.close()  # mid-way, no terminator
                     return
-                if cmd == "!stall" and i == 3:
-                    await asyncio.sleep(float(arg or 30))
+                if cmd == "!stall" and i == 3 and not await self.pause(float(arg or 30)):
+                    return
                 if cmd == "!crlf":
                     self.write("data: " + json.dumps(self.chunk({"content": piece})) + "\r\n\r\n")
                     await self.flush()
@@ -153,7 +170,8 @@ class Chat(Base):
             for _ in range(int(arg)):
                 self.write("\n")
                 await self.flush()
-                await asyncio.sleep(0.2)
+                if not await self.pause(0.2):
+                    return
         message = {"role": "assistant", "content": "".join(ANSWER)}
         finish = "stop"
         if reasoner:
@@ -174,7 +192,9 @@ class Chat(Base):
 
 
 class Balance(Base):
-    def get(self):
+    async def get(self):
+        if self.state.balance_delay:
+            await asyncio.sleep(self.state.balance_delay)
         key = self.key()
         account = self.state.keys.get(key)
         if account in (None, 401):

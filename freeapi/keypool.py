@@ -1,0 +1,270 @@
+"""Key pools that heal: selection, per-key concurrency, cooldowns, invalidation, re-probes.
+
+Health lives behind `HealthStore` so a shared backend (Redis) can replace the in-process
+one for several gateway instances; in-flight counts and waiting are per process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import random
+import time
+from collections import OrderedDict, deque
+from dataclasses import dataclass, field
+
+from freeapi.errors import APIError
+from freeapi.keys import mask
+
+OK, COOLDOWN, INVALID, NO_BALANCE = "ok", "cooldown", "invalid", "no_balance"
+
+# Error-ratio rule for 5xx/timeouts: one failure is noise, a run of them is a bad key/route.
+ERROR_WINDOW = 60.0
+ERROR_MIN = 5
+ERROR_RATIO = 0.5
+ERROR_COOLDOWN = 30.0
+BACKOFF_BASE, BACKOFF_CAP = 1.0, 120.0
+PASSTHROUGH_MEMORY = 10000
+
+
+@dataclass
+class KeyHealth:
+    state: str = OK
+    until: float = 0.0           # cooldown end (monotonic)
+    strikes: int = 0             # consecutive 429s, for backoff
+    last_error: str | None = None
+    last_error_at: float | None = None  # wall clock, for humans
+    outcomes: deque = field(default_factory=lambda: deque(maxlen=50))  # (t, ok)
+
+    def usable(self, now: float) -> bool:
+        return self.state == OK or (self.state == COOLDOWN and now >= self.until)
+
+
+class HealthStore:
+    """In-process key health. Methods are the whole interface a shared backend implements."""
+
+    def __init__(self, limit: int = PASSTHROUGH_MEMORY):
+        self._h: OrderedDict[tuple, KeyHealth] = OrderedDict()
+        self._limit = limit
+
+    def get(self, pool: str, key: str) -> KeyHealth:
+        k = (pool, key)
+        h = self._h.get(k)
+        if h is None:
+            h = self._h[k] = KeyHealth()
+            if len(self._h) > self._limit:
+                self._evict()
+        return h
+
+    def _evict(self):
+        # Forget healthy pass-through keys first; a broken key's state is worth keeping.
+        for k, h in list(self._h.items())[: len(self._h) - self._limit]:
+            if h.state == OK:
+                del self._h[k]
+
+    def items(self, pool: str):
+        return [(k[1], h) for k, h in self._h.items() if k[0] == pool]
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+        return max(0.0, when.timestamp() - time.time())
+    except (TypeError, ValueError, IndexError):
+        return None
+
+
+class Lease:
+    """One request's hold on one key; `release()` exactly once with what happened."""
+
+    def __init__(self, pool: "KeyPool", key: str):
+        self.pool, self.key = pool, key
+        self.id = mask(key)
+        self._released = False
+
+    def release(self, status: int | None = None, *, error: str | None = None,
+                retry_after: str | None = None):
+        """status: the vendor's HTTP status (None with `error` for a transport failure)."""
+        if self._released:
+            return
+        self._released = True
+        self.pool._release(self.key, status, error, retry_after)
+
+
+class KeyPool:
+    """The keys of one provider (server-side) or the key lists clients pass through."""
+
+    def __init__(self, name: str, store: HealthStore, *, max_concurrency: int | None = None,
+                 max_queue: int = 100, queue_timeout: float = 30.0, prober=None,
+                 probe_interval: float = 60.0, probe_cap: float = 900.0):
+        self.name = name
+        self.store = store
+        self.max_concurrency = max_concurrency
+        self.max_queue = max_queue
+        self.queue_timeout = queue_timeout
+        self.in_flight: dict[str, int] = {}
+        self._turn = 0
+        self._waiters: deque[asyncio.Future] = deque()
+        self._prober = prober  # async (key) -> bool | None (None: could not tell)
+        self._probes: dict[str, asyncio.Task] = {}
+        self.probe_interval, self.probe_cap = probe_interval, probe_cap
+
+    def _pick(self, keys: list[str], exclude, now: float) -> str | None:
+        best, best_load = None, None
+        n = len(keys)
+        self._turn = (self._turn + 1) % max(n, 1)
+        for i in range(n):
+            key = keys[(self._turn + i) % n]
+            if key in exclude or not self.store.get(self.name, key).usable(now):
+                continue
+            load = self.in_flight.get(key, 0)
+            if self.max_concurrency and load >= self.max_concurrency:
+                continue
+            if best_load is None or load < best_load:
+                best, best_load = key, load
+        return best
+
+    async def acquire(self, keys: list[str], exclude=frozenset(), *,
+                      last_resort: bool = False) -> Lease | None:
+        """A lease on the best usable key not in `exclude`, waiting for a free slot when
+        every usable key is at max_concurrency. None when no untried usable key is left.
+
+        `last_resort` (pass-through lists): a key known to be invalid is still tried when
+        nothing better is left, since the client asked for it and may have fixed it.
+        """
+        deadline = None
+        while True:
+            now = time.monotonic()
+            key = self._pick(keys, exclude, now)
+            if key is not None:
+                h = self.store.get(self.name, key)
+                if h.state == COOLDOWN:
+                    h.state = OK
+                self.in_flight[key] = self.in_flight.get(key, 0) + 1
+                return Lease(self, key)
+            usable = [k for k in keys if k not in exclude
+                      and self.store.get(self.name, k).usable(now)]
+            if not usable:
+                if last_resort:
+                    rest = [k for k in keys if k not in exclude
+                            and self.store.get(self.name, k).state in (INVALID, NO_BALANCE)]
+                    if rest:
+                        self.in_flight[rest[0]] = self.in_flight.get(rest[0], 0) + 1
+                        return Lease(self, rest[0])
+                return None
+            # Every usable key is busy: wait for a slot, boundedly.
+            if len(self._waiters) >= self.max_queue:
+                raise APIError(429, f"{self.name}: all keys are busy and the queue is full "
+                                    f"({self.max_queue} waiting); retry shortly.",
+                               code="queue_full", retry_after="1")
+            if deadline is None:
+                deadline = now + self.queue_timeout
+            fut = asyncio.get_running_loop().create_future()
+            self._waiters.append(fut)
+            try:
+                await asyncio.wait_for(fut, max(deadline - now, 0))
+            except asyncio.TimeoutError:
+                raise APIError(429, f"{self.name}: all keys stayed busy for "
+                                    f"{self.queue_timeout:g}s; retry later.",
+                               code="queue_timeout", retry_after="1") from None
+            finally:
+                if fut in self._waiters:
+                    self._waiters.remove(fut)
+
+    def wait_hint(self, keys: list[str]) -> float | None:
+        """Seconds until the first cooling key in `keys` is usable again."""
+        now = time.monotonic()
+        ends = [h.until - now for h in (self.store.get(self.name, k) for k in keys)
+                if h.state == COOLDOWN and h.until > now]
+        return min(ends) if ends else None
+
+    def _wake(self):
+        while self._waiters:
+            fut = self._waiters.popleft()
+            if not fut.done():
+                fut.set_result(None)
+                return
+
+    def _release(self, key, status, error, retry_after):
+        left = self.in_flight.get(key, 1) - 1
+        if left:
+            self.in_flight[key] = left
+        else:
+            self.in_flight.pop(key, None)
+        self._wake()
+        h = self.store.get(self.name, key)
+        now = time.monotonic()
+        if status is not None and status < 400:
+            h.outcomes.append((now, True))
+            h.strikes = 0
+            return
+        h.last_error = f"HTTP {status}" if status else (error or "error")
+        h.last_error_at = time.time()
+        if status == 429:
+            h.strikes += 1
+            wait = retry_after_seconds(retry_after)
+            if wait is None:
+                wait = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (h.strikes - 1))
+                wait *= random.uniform(0.8, 1.2)
+            h.state, h.until = COOLDOWN, now + wait
+        elif status in (401, 403, 402):
+            h.state = NO_BALANCE if status == 402 else INVALID
+            self._schedule_probe(key)
+        elif status is None or status >= 500:
+            h.outcomes.append((now, False))
+            recent = [ok for t, ok in h.outcomes if now - t <= ERROR_WINDOW]
+            failures = recent.count(False)
+            if failures >= ERROR_MIN and failures / len(recent) >= ERROR_RATIO:
+                h.state, h.until = COOLDOWN, now + ERROR_COOLDOWN
+                h.outcomes.clear()
+
+    # -- background re-probes of invalid / out-of-balance keys ----------------------------
+
+    def _schedule_probe(self, key: str):
+        if self._prober is None or key in self._probes:
+            return
+        try:
+            self._probes[key] = asyncio.get_running_loop().create_task(self._probe(key))
+        except RuntimeError:
+            pass
+
+    async def _probe(self, key: str):
+        delay = self.probe_interval
+        try:
+            while self.store.get(self.name, key).state in (INVALID, NO_BALANCE):
+                await asyncio.sleep(delay * random.uniform(0.9, 1.1))
+                try:
+                    live = await self._prober(key)
+                except Exception:
+                    live = None
+                if live:
+                    h = self.store.get(self.name, key)
+                    h.state, h.strikes = OK, 0
+                    self._wake()
+                    return
+                delay = min(self.probe_cap, delay * 2)
+        finally:
+            self._probes.pop(key, None)
+
+    def close(self):
+        for task in self._probes.values():
+            task.cancel()
+
+    def status(self, keys: list[str]) -> list[dict]:
+        now = time.monotonic()
+        out = []
+        for key in keys:
+            h = self.store.get(self.name, key)
+            state = h.state if not (h.state == COOLDOWN and now >= h.until) else OK
+            out.append({"id": mask(key), "state": state,
+                        "in_flight": self.in_flight.get(key, 0),
+                        "last_error": h.last_error, "last_error_at": h.last_error_at,
+                        "cooldown_remaining": round(max(0.0, h.until - now), 1)
+                        if state == COOLDOWN else 0})
+        return out

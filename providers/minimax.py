@@ -1,0 +1,110 @@
+"""MiniMax's API (https://platform.minimaxi.com/docs, international platform.minimax.io).
+
+OpenAI-compatible `/chat/completions` with quirks:
+- errors can arrive as HTTP 200 with a non-zero `base_resp.status_code` (1002 rate limit,
+  1004 auth, 1008 balance...): those are errors, not answers;
+- the M-series reasons inline, `<think>...</think>` at the start of `content`: it is split
+  into `reasoning_content` (with `reasoning_split: true` the vendor sends
+  `reasoning_details` instead, which is mapped the same way).
+"""
+
+from __future__ import annotations
+
+import json
+
+from freeapi import hookimpl
+from freeapi.errors import APIError
+from freeapi.keys import redact
+from freeapi.provider import DISCOVER_OPTION, Provider
+from freeapi.think import ChunkThinkSplitter, split_message
+
+# base_resp.status_code -> (status, OpenAI type, code), from the vendor's error code table.
+_CODES = {
+    1000: (502, "server_error", "unknown_error"),
+    1001: (504, "timeout_error", "upstream_timeout"),
+    1002: (429, "rate_limit_error", "rate_limit_exceeded"),
+    1004: (401, "authentication_error", "invalid_api_key"),
+    1008: (402, "insufficient_quota", "insufficient_balance"),
+    1013: (502, "server_error", "internal_error"),
+    1024: (502, "server_error", "internal_error"),
+    1026: (400, "invalid_request_error", "content_filter"),
+    1027: (400, "invalid_request_error", "content_filter"),
+    1039: (429, "rate_limit_error", "token_limit"),
+    1041: (429, "rate_limit_error", "connection_limit"),
+    2013: (400, "invalid_request_error", "invalid_parameters"),
+    2049: (401, "authentication_error", "invalid_api_key"),
+}
+
+
+def _base_resp_error(name: str, data, keys=()) -> APIError | None:
+    resp = data.get("base_resp") if isinstance(data, dict) else None
+    if not isinstance(resp, dict) or not resp.get("status_code"):
+        return None
+    code = resp["status_code"]
+    status, etype, ocode = _CODES.get(code) or (502, "server_error", None)
+    message = redact(str(resp.get("status_msg") or "error"), keys)
+    return APIError(status, f"{name}: {message} (MiniMax code {code})", type=etype,
+                    code=ocode or f"minimax_{code}")
+
+
+def _reasoning_details(part: dict):
+    details = part.pop("reasoning_details", None)
+    if isinstance(details, list):
+        text = "".join(d.get("text") or "" for d in details if isinstance(d, dict))
+        if text:
+            part["reasoning_content"] = (part.get("reasoning_content") or "") + text
+
+
+class MiniMax(Provider):
+    type_name = "minimax"
+    # International: https://api.minimax.io/v1 (its own keys).
+    default_base_url = "https://api.minimaxi.com/v1"
+    models = (
+        "MiniMax-M3", "MiniMax-M2.7", "MiniMax-M2.7-highspeed", "MiniMax-M2.5",
+        "MiniMax-M2.5-highspeed", "MiniMax-M2.1", "MiniMax-M2.1-highspeed", "MiniMax-M2",
+    )
+    reasoning_models = frozenset(models)
+    owned_by = "minimax"
+    options = DISCOVER_OPTION
+    rewrites_chunks = True
+
+    def error_from(self, status, headers, body, keys=()):
+        if status == 200 and body[:1] == b"{" and b"base_resp" in body:
+            try:
+                return _base_resp_error(self.name, json.loads(body), keys)
+            except ValueError:
+                return None
+        return super().error_from(status, headers, body, keys)
+
+    def chunk_normalizer(self):
+        split = ChunkThinkSplitter()
+
+        def normalize(chunk):
+            err = _base_resp_error(self.name, chunk)
+            if err is not None:
+                return err.to_dict()
+            for choice in chunk.get("choices") or ():
+                if not isinstance(choice, dict):
+                    continue
+                # A final chunk may repeat the whole reply as `message`; the deltas had it.
+                if "message" in choice and "delta" not in choice:
+                    choice.pop("message")
+                    choice["delta"] = {}
+                if isinstance(choice.get("delta"), dict):
+                    _reasoning_details(choice["delta"])
+            chunk["object"] = "chat.completion.chunk"
+            return split(chunk)
+        return normalize
+
+    def normalize_completion(self, data):
+        for choice in data.get("choices") or ():
+            message = choice.get("message") if isinstance(choice, dict) else None
+            if isinstance(message, dict):
+                _reasoning_details(message)
+                split_message(message)
+        return data
+
+
+@hookimpl
+def register_providers(register):
+    register(MiniMax)

@@ -1,0 +1,62 @@
+"""Any OpenAI-compatible server: Ollama, vLLM, llama.cpp's server, LM Studio, OpenRouter,
+SiliconFlow... Not enabled unless configured, since it has no default address:
+
+    providers:
+      local: {type: openai, base_url: "http://127.0.0.1:11434/v1"}
+      siliconflow:
+        type: openai
+        base_url: https://api.siliconflow.cn/v1
+        api_keys: ["${SILICONFLOW_API_KEY}"]
+        models: [deepseek-ai/DeepSeek-V3]
+
+Options: `models` (a static list; the fallback when discovery fails), `discover` (ask
+GET /models at startup, default true), `reasoning_models` (get `-fold`/`-silent` names),
+`think_tags` (the server reasons inline in `<think>` tags: split them out). Keys are
+optional: without any, requests go out without an Authorization header.
+"""
+
+from __future__ import annotations
+
+from freeapi import hookimpl
+from freeapi.config import ConfigError
+from freeapi.provider import DISCOVER_OPTION, Provider
+from freeapi.think import ChunkThinkSplitter, split_message
+
+
+def _names(config, option: str) -> tuple[str, ...]:
+    value = config.options.get(option) or []
+    if not all(isinstance(m, str) and m for m in value):
+        raise ConfigError(f"providers.{config.name}.{option}", "expected a list of model names")
+    return tuple(value)
+
+
+class OpenAICompatible(Provider):
+    type_name = "openai"
+    enabled_by_default = False
+    key_required = False
+    options = {**DISCOVER_OPTION, "models": ((list,), None),
+               "reasoning_models": ((list,), None), "think_tags": ((bool,), False)}
+
+    def __init__(self, config):
+        super().__init__(config)
+        # Per instance: several named instances of this type coexist.
+        self.models = _names(config, "models")
+        self.reasoning_models = frozenset(_names(config, "reasoning_models"))
+        self.owned_by = config.name
+        self.think_tags = bool(config.options.get("think_tags"))
+        self.rewrites_chunks = self.think_tags
+
+    def chunk_normalizer(self):
+        return ChunkThinkSplitter() if self.think_tags else self.normalize_chunk
+
+    def normalize_completion(self, data):
+        if self.think_tags:
+            for choice in data.get("choices") or ():
+                if isinstance(choice, dict) and isinstance(choice.get("message"), dict):
+                    split_message(choice["message"])
+        return data
+
+
+@hookimpl
+def register_providers(register):
+    register(OpenAICompatible)

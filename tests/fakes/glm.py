@@ -1,0 +1,71 @@
+"""A fake Zhipu GLM API: errors carry a business code next to a coarse HTTP status
+(the vendor's table: 401 for auth, 429 for concurrency, frequency *and* arrears, 400 for
+parameters); thinking models stream `reasoning_content` unless `thinking.type` is disabled."""
+
+from __future__ import annotations
+
+from tornado import web
+
+from tests.fakes.common import ANSWER, REASONING, Base, State
+
+GOOD = "0123456789abcdef0123456789abcdef.GoodSecret01"
+DEAD = "fedcba9876543210fedcba9876543210.DeadSecret01"
+POOR = "00112233445566778899aabbccddeeff.PoorSecret01"
+KEYS = {GOOD: "ok", DEAD: 401, POOR: "poor"}
+USAGE = {"prompt_tokens": 8, "completion_tokens": 9, "total_tokens": 17}
+THINKING = ("glm-4.5", "glm-4.5-flash", "glm-4.6", "glm-z1-flash")
+KNOWN = ("glm-4-flash",) + THINKING
+
+# code -> (HTTP status, message) as the vendor's error table pairs them.
+ERRORS = {
+    1002: (401, "Authentication Token 非法，请确认 Authentication Token 正确传递。"),
+    1113: (429, "您的账户已欠费，请充值后重试。"),
+    1211: (400, "模型不存在，请检查模型代码。"),
+    1261: (400, "Prompt 超长"),
+    1301: (400, "系统检测到输入或生成内容可能包含不安全或敏感内容"),
+    1302: (429, "您当前使用该 API 的并发数过高，请降低并发"),
+    1304: (429, "该 API 已达今日调用次数限额"),
+    500: (500, "Internal Error"),
+}
+
+
+class Chat(Base):
+    def fail(self, code: int):
+        status, message = ERRORS[code]
+        self.json({"error": {"code": str(code), "message": message}}, status)
+
+    async def post(self):
+        body = self.body()
+        account = self.account()
+        if account in (None, 401):
+            return self.fail(1002)
+        if account == "poor":
+            return self.fail(1113)
+        cmd, arg = self.command(body)
+        if cmd == "!code":
+            return self.fail(int(arg))
+        model = body["model"]
+        if model not in KNOWN:
+            return self.fail(1211)
+        thinking = model in THINKING and (body.get("thinking") or {}).get("type") != "disabled"
+        base = {"id": "2024110809", "created": 1730000000, "model": model}
+        if not body.get("stream"):
+            message = {"role": "assistant", "content": "".join(ANSWER)}
+            if thinking:
+                message["reasoning_content"] = "".join(REASONING)
+            return self.json(dict(base, object="chat.completion", usage=USAGE,
+                                  request_id="2024110809", choices=[
+                                      {"index": 0, "message": message, "finish_reason": "stop"}]))
+        self.start_stream()
+        deltas = [{"role": "assistant", "reasoning_content": r} for r in REASONING] \
+            if thinking else []
+        deltas += [{"role": "assistant", "content": c} for c in ANSWER]
+        for delta in deltas:
+            await self.event(dict(base, choices=[{"index": 0, "delta": delta}]))
+        await self.event(dict(base, usage=USAGE, choices=[
+            {"index": 0, "finish_reason": "stop", "delta": {"role": "assistant", "content": ""}}]))
+        await self.event("[DONE]")
+
+
+def make_app(state: State) -> web.Application:
+    return web.Application([(r"/api/paas/v4/chat/completions", Chat, {"state": state})])

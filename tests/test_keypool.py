@@ -1,0 +1,140 @@
+"""Key pool health rules, without HTTP."""
+
+import asyncio
+import time
+
+import pytest
+
+from freeapi.errors import APIError
+from freeapi.keypool import COOLDOWN, INVALID, NO_BALANCE, OK, HealthStore, KeyPool, \
+    retry_after_seconds
+
+A, B, C = "sk-aaaaaaaaaaaa1111", "sk-bbbbbbbbbbbb2222", "sk-cccccccccccc3333"
+
+
+def pool(**kw):
+    return KeyPool("p", HealthStore(), **kw)
+
+
+async def test_least_in_flight_spreads_load():
+    p = pool()
+    leases = [await p.acquire([A, B, C]) for _ in range(6)]
+    assert sorted(p.in_flight.values()) == [2, 2, 2]
+    for lease in leases:
+        lease.release(200)
+    assert p.in_flight == {}
+
+
+async def test_429_cools_down_for_retry_after_then_returns():
+    p = pool()
+    lease = await p.acquire([A])
+    lease.release(429, retry_after="0.3")
+    assert p.status([A])[0]["state"] == COOLDOWN
+    assert await p.acquire([A]) is None
+    assert 0 < p.wait_hint([A]) <= 0.3
+    await asyncio.sleep(0.35)
+    lease = await p.acquire([A])
+    assert lease and lease.key == A
+    lease.release(200)
+    assert p.status([A])[0]["state"] == OK
+
+
+async def test_429_without_retry_after_backs_off_exponentially():
+    p = pool()
+    waits = []
+    for _ in range(3):
+        h = p.store.get("p", A)
+        h.state, h.until = OK, 0
+        (await p.acquire([A])).release(429)
+        waits.append(h.until - time.monotonic())
+    assert waits[0] < waits[1] < waits[2]
+    assert 0.7 < waits[0] < 1.3 and 3.0 < waits[2] < 5.0
+
+
+@pytest.mark.parametrize("status,state", [(401, INVALID), (403, INVALID), (402, NO_BALANCE)])
+async def test_dead_key_is_skipped_then_reprobed_and_restored(status, state):
+    live = {A: False}
+
+    async def prober(key):
+        return live[key]
+
+    p = pool(prober=prober, probe_interval=0.1)
+    (await p.acquire([A, B], exclude={B})).release(status)
+    assert p.status([A])[0]["state"] == state
+    for _ in range(3):
+        lease = await p.acquire([A, B])
+        assert lease.key == B
+        lease.release(200)
+    await asyncio.sleep(0.25)
+    assert p.status([A])[0]["state"] == state  # probe said still dead
+    live[A] = True
+    await asyncio.sleep(0.5)  # the probe backs off 0.1 -> 0.2 -> 0.4
+    assert p.status([A])[0]["state"] == OK
+    p.close()
+
+
+async def test_one_5xx_is_not_a_strike_but_a_run_is():
+    p = pool()
+    (await p.acquire([A])).release(503)
+    assert p.status([A])[0]["state"] == OK
+    for _ in range(3):
+        (await p.acquire([A])).release(None, error="timeout")
+    assert p.status([A])[0]["state"] == OK  # 4 failures: below ERROR_MIN
+    (await p.acquire([A])).release(None, error="timeout")
+    assert p.status([A])[0]["state"] == COOLDOWN
+
+
+async def test_max_concurrency_one_never_shares_a_key():
+    p = pool(max_concurrency=1, queue_timeout=5)
+    busy, peak, served = set(), [0], []
+
+    async def request(i):
+        lease = await p.acquire([A, B])
+        assert lease.key not in busy
+        busy.add(lease.key)
+        peak[0] = max(peak[0], len(busy))
+        await asyncio.sleep(0.01)
+        busy.discard(lease.key)
+        lease.release(200)
+        served.append(i)
+
+    await asyncio.gather(*(request(i) for i in range(20)))
+    assert len(served) == 20 and peak[0] == 2
+
+
+async def test_queue_full_and_queue_timeout_are_clear_429s():
+    p = pool(max_concurrency=1, max_queue=1, queue_timeout=0.2)
+    held = await p.acquire([A])
+    waiter = asyncio.ensure_future(p.acquire([A]))
+    await asyncio.sleep(0.01)
+    with pytest.raises(APIError) as full:
+        await p.acquire([A])
+    assert full.value.status == 429 and full.value.code == "queue_full"
+    with pytest.raises(APIError) as slow:
+        await waiter
+    assert slow.value.status == 429 and slow.value.code == "queue_timeout"
+    held.release(200)
+
+
+async def test_last_resort_tries_a_known_invalid_passthrough_key():
+    p = pool()
+    (await p.acquire([A])).release(401)
+    assert await p.acquire([A]) is None
+    lease = await p.acquire([A], last_resort=True)
+    assert lease.key == A
+    lease.release(200)
+
+
+def test_retry_after_forms():
+    assert retry_after_seconds("3") == 3.0
+    assert retry_after_seconds(None) is None
+    assert retry_after_seconds("soon") is None
+    assert retry_after_seconds("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0
+
+
+async def test_status_masks_keys():
+    p = pool()
+    (await p.acquire([A])).release(429, retry_after="10")
+    row = p.status([A])[0]
+    assert row["id"] == "sk-...1111" and A not in str(row)
+    assert row["last_error"] == "HTTP 429" and 9 < row["cooldown_remaining"] <= 10

@@ -1,0 +1,81 @@
+"""GLM (Zhipu) behind the gateway: business codes become the right status and error type."""
+
+import openai
+import pytest
+
+from tests.fakes import glm as fake
+from tests.fakes.common import ANSWER, REASONING
+from tests.sibling import HI, assert_no_secret, client, collect, token_check
+from tests.sibling import start_vendor  # noqa: F401 (a fixture)
+
+
+@pytest.fixture
+def gw(start_vendor, make_gateway):
+    url, state = start_vendor(fake)
+    base, _ = make_gateway({"providers": {"glm": {"base_url": url + "/api/paas/v4"}}})
+    return base, state
+
+
+def say(text):
+    return [{"role": "user", "content": text}]
+
+
+@pytest.mark.parametrize("code,cls,status,etype,ecode", [
+    (1113, openai.APIStatusError, 402, "insufficient_quota", "insufficient_balance"),
+    (1211, openai.NotFoundError, 404, "not_found_error", "model_not_found"),
+    (1261, openai.BadRequestError, 400, "invalid_request_error", "context_length_exceeded"),
+    (1301, openai.BadRequestError, 400, "invalid_request_error", "content_filter"),
+    (1302, openai.RateLimitError, 429, "rate_limit_error", "rate_limit_exceeded"),
+    (1304, openai.RateLimitError, 429, "insufficient_quota", "quota_exceeded"),
+    (1002, openai.AuthenticationError, 401, "authentication_error", "invalid_api_key"),
+    (500, openai.InternalServerError, 502, "server_error", "glm_500"),
+])
+async def test_business_codes(gw, code, cls, status, etype, ecode):
+    base, _ = gw
+    with pytest.raises(cls) as e:
+        await client(base, fake.GOOD).chat.completions.create(
+            model="glm-4-flash", messages=say(f"!code {code}"))
+    assert e.value.status_code == status
+    assert e.value.body["type"] == etype and e.value.body["code"] == ecode
+    assert f"GLM code {code}" in e.value.body["message"]
+    assert e.value.body["message"].startswith("glm: ")
+
+
+async def test_dead_key_rotates_to_a_live_one(gw):
+    base, state = gw
+    for keys in (f"{fake.POOR},{fake.GOOD}", f"{fake.DEAD}, {fake.GOOD}"):
+        r = await client(base, keys).chat.completions.create(model="glm-4-flash", messages=HI)
+        assert r.choices[0].message.content == "".join(ANSWER)
+    assert state.requests[-1]["headers"]["Authorization"] == f"Bearer {fake.GOOD}"
+
+
+async def test_stream_with_thinking(gw):
+    base, state = gw
+    c = client(base, fake.GOOD)
+    out = await collect(await c.chat.completions.create(model="glm-4.5", messages=HI,
+                                                        stream=True))
+    assert out["reasoning"] == "".join(REASONING) and out["content"] == "".join(ANSWER)
+    assert out["usage"].total_tokens == fake.USAGE["total_tokens"]
+    out = await collect(await c.chat.completions.create(
+        model="glm-4.5", messages=HI, stream=True, extra_body={"thinking": {"type": "disabled"}}))
+    assert out["reasoning"] == "" and out["content"] == "".join(ANSWER)
+    assert state.requests[-1]["body"]["thinking"] == {"type": "disabled"}
+    r = await c.chat.completions.create(model="glm-4.5-silent", messages=HI)
+    assert r.choices[0].message.content == "".join(ANSWER)
+    assert "reasoning_content" not in (r.choices[0].message.model_extra or {})
+
+
+async def test_key_check_with_a_free_model(gw):
+    base, state = gw
+    assert await token_check(base, "glm", fake.GOOD) == (200, {"live": True})
+    sent = state.requests[-1]["body"]
+    assert sent["model"] == "glm-4-flash" and sent["max_tokens"] == 1
+    assert await token_check(base, "glm", fake.DEAD) == (200, {"live": False})
+    assert await token_check(base, "glm", fake.POOR) == (200, {"live": False})
+
+
+async def test_error_message_has_no_key(gw):
+    base, _ = gw
+    with pytest.raises(openai.AuthenticationError) as e:
+        await client(base, fake.DEAD).chat.completions.create(model="glm-4-flash", messages=HI)
+    assert_no_secret(e.value.message, fake.DEAD)
