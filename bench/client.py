@@ -152,7 +152,12 @@ async def ttfb(args):
     first, total, errors, bad = [], [], 0, []
     expect = args.chunks
     await conn.open()
+    stop_at = None
     for i in range(args.warmup + args.n):
+        if i == args.warmup:
+            stop_at = time.monotonic() + args.max_seconds
+        elif stop_at is not None and time.monotonic() > stop_at:
+            break
         check = StreamCheck(rb'"content":\s*"tok(\d+) "')
         try:
             t0 = time.perf_counter()
@@ -292,6 +297,8 @@ def main():
     p.add_argument("-n", type=int)
     p.add_argument("--model")
     p.add_argument("--warmup", type=int, default=30)
+    p.add_argument("--max-seconds", type=float, default=8.0,
+                   help="ttfb: stop measuring after this long even if -n is not reached")
     p.add_argument("--chunks", type=int, help="content chunks each stream must carry")
     p.add_argument("--ramp", type=float, default=2.0, help="slow: seconds to open all streams")
     p.add_argument("--expected-seconds", type=float, default=30.0)

@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
+import socket
 import sys
 
 from tornado.httpserver import HTTPServer
@@ -30,6 +32,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, help="port to listen on (overrides server.port)")
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error"],
                    help="overrides server.log_level")
+    p.add_argument("--workers", type=int, default=1, metavar="N",
+                   help="serve with N processes on the same port (default 1; about one per "
+                        "CPU core). Each worker binds its own SO_REUSEPORT socket and the "
+                        "kernel spreads new connections across them; each keeps its own "
+                        "upstream connections and key rotation. SIGTERM/SIGINT to the "
+                        "parent stops them all; if one dies, the others are stopped too.")
     p.add_argument("--version", action="version", version=f"freeapi {__version__}")
     return p
 
@@ -59,7 +67,7 @@ def _log_request(handler):
                 1000.0 * handler.request.request_time())
 
 
-async def serve(gateway: Gateway):
+async def serve(gateway: Gateway, reuse_port: bool = False):
     cfg = gateway.config
     app = make_app(gateway)
     app.settings["log_function"] = _log_request
@@ -67,7 +75,7 @@ async def serve(gateway: Gateway):
     # stops absurd bodies before they reach them.
     server = HTTPServer(app, max_body_size=max(cfg.max_body_size * 2, 1 << 20),
                         idle_connection_timeout=300)
-    server.listen(cfg.port, cfg.host)
+    server.listen(cfg.port, cfg.host, reuse_port=reuse_port)
     for name, p in gateway.providers.items():
         keys = f"{len(p.api_keys)} server-side key(s)" if p.api_keys else "pass-through keys"
         log.info("provider %s (%s) at %s, %s: %s", name, p.type_name, p.base_url, keys,
@@ -110,10 +118,81 @@ def main(argv=None) -> int:
         print(f"freeapi: {e}", file=sys.stderr)
         return 2
     logging.getLogger().setLevel(gateway.config.log_level.upper())
+    if args.workers < 1:
+        print("freeapi: --workers must be at least 1", file=sys.stderr)
+        return 2
+    if args.workers > 1:
+        return _run_workers(args, gateway.config)
+    return _run(gateway)
+
+
+def _run(gateway: Gateway, reuse_port: bool = False) -> int:
     try:
-        asyncio.run(serve(gateway))
+        asyncio.run(serve(gateway, reuse_port))
     except OSError as e:
         print(f"freeapi: cannot listen on {gateway.config.host}:{gateway.config.port}: "
               f"{e.strerror or e}", file=sys.stderr)
         return 1
     return 0
+
+
+def _run_workers(args, cfg) -> int:
+    """Fork `args.workers` processes that each listen with SO_REUSEPORT; wait for them."""
+    # Fail once, here, if the port is taken (binding without listening takes no traffic).
+    try:
+        for family, kind, proto, _, addr in socket.getaddrinfo(
+                cfg.host, cfg.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE):
+            with socket.socket(family, kind, proto) as s:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+                s.bind(addr)
+    except (OSError, AttributeError) as e:
+        print(f"freeapi: cannot listen on {cfg.host}:{cfg.port} with --workers: "
+              f"{getattr(e, 'strerror', None) or e}", file=sys.stderr)
+        return 1
+    # Signals wait until the parent's handlers are in place; workers get the defaults back
+    # and install their own in serve().
+    sigs = {signal.SIGINT, signal.SIGTERM}
+    signal.pthread_sigmask(signal.SIG_BLOCK, sigs)
+    children: set[int] = set()
+    stopping = False
+
+    def stop_all(*_):
+        nonlocal stopping
+        stopping = True
+        for child in children:
+            try:
+                os.kill(child, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+
+    for _ in range(args.workers):
+        pid = os.fork()
+        if pid == 0:  # a worker builds its own state after the fork
+            code = 1
+            try:
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, sigs)
+                code = _run(load(args), reuse_port=True)
+            except ConfigError as e:
+                print(f"freeapi: {e}", file=sys.stderr)
+            finally:
+                os._exit(code)
+        children.add(pid)
+    signal.signal(signal.SIGINT, stop_all)
+    signal.signal(signal.SIGTERM, stop_all)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, sigs)
+    log.info("%d workers on port %d (pids %s)", len(children), cfg.port,
+             " ".join(map(str, sorted(children))))
+    code = 0
+    while children:
+        try:
+            pid, status = os.wait()
+        except ChildProcessError:
+            break
+        children.discard(pid)
+        rc = os.waitstatus_to_exitcode(status)
+        if not stopping:
+            log.error("worker %d exited (%d); stopping the others", pid, rc)
+            code = rc if rc > 0 else 1
+            stop_all()
+    return code

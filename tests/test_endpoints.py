@@ -109,7 +109,8 @@ async def test_token_check_timeout(make_gateway, upstream_state):
 
 
 @pytest.mark.parametrize("body", [{}, {"token": ""}, {"token": "  "}, {"token": 5},
-                                  {"token": f"{GOOD},{DEAD}"}, ["x"]])
+                                  {"token": f"{GOOD},{DEAD}"}, {"token": "sk-a b"},
+                                  {"token": "sk-\u00e9t\u00e9"}, ["x"]])
 async def test_token_check_bad_input(gateway, body):
     resp = await request(gateway + "/token/check", "POST", body)
     err = error_of(resp, 400)

@@ -30,6 +30,8 @@ BAD_BODIES = {
     "empty body": (b"", None),
     "body not an object": (b'[{"role": "user", "content": "hi"}]', None),
     "body is a string": (b'"hi"', None),
+    "body not UTF-8": (b'{"model": "\xff"}', None),
+    "JSON nested too deeply": (b'{"model": ' + b"[" * 100000 + b"]" * 100000 + b"}", None),
     "missing model": ({"messages": [MSG]}, "model"),
     "model not a string": ({"model": 7, "messages": [MSG]}, "model"),
     "missing messages": ({"model": "deepseek-chat"}, "messages"),

@@ -203,7 +203,8 @@ def test_redact():
     assert redact(text, [DEAD]) == "bad key sk-...0401; also sk-...0402."
     glm = "0123456789abcdef0123456789abcdef.SecretPartOfKey1"
     assert "SecretPart" not in redact(f"key {glm} rejected")
-    assert redact(f"odd {'x:y:z'} key", ["x:y:z"]) == "odd x:y:z key".replace("x:y:z", mask("x:y:z"))
+    # A request's own key is removed whatever it looks like.
+    assert redact("odd key x:y:z@42 here", ["x:y:z@42"]) == "odd key ... here"
     assert redact("sk-...0401 is masked already") == "sk-...0401 is masked already"
     assert redact("Server Overloaded") == "Server Overloaded"
     assert redact("") == ""

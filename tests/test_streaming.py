@@ -8,9 +8,12 @@ import time
 import openai
 import pytest
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
+from tornado.httpserver import HTTPServer
 from tornado.tcpclient import TCPClient
+from tornado.testing import bind_unused_port
 
 from freeapi.sse import SSEParser
+from tests.fakes import deepseek as fake_deepseek
 from tests.fakes.deepseek import ANSWER, GOOD
 from tests.helpers import HI, assert_no_keys, chat_body, sdk
 
@@ -255,6 +258,25 @@ async def test_cut_connection_is_not_reused(make_gateway):
     r = await sdk(base).chat.completions.create(model="deepseek-chat", messages=HI)
     assert r.choices[0].message.content == TEXT
     assert gw.http.opened == 2
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_pooled_connection_closed_by_the_vendor_is_replaced(make_gateway, stream):
+    """Vendors close idle keep-alive connections; the next request must not fail on one."""
+    state = fake_deepseek.State()
+    sock, port = bind_unused_port()
+    server = HTTPServer(fake_deepseek.make_app(state), idle_connection_timeout=0.05)
+    server.add_sockets([sock])
+    try:
+        base, gw = make_gateway({"providers": {"deepseek": {
+            "base_url": f"http://127.0.0.1:{port}"}}})
+        for _ in range(2):
+            resp, pieces = await raw_stream(base, chat_body(stream=stream))
+            assert resp.code == 200
+            await asyncio.sleep(0.15)  # the vendor drops the idle connection meanwhile
+        assert gw.http.opened == 2 and len(state.requests) == 2
+    finally:
+        server.stop()
 
 
 # -- the parser -----------------------------------------------------------------------------

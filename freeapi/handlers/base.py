@@ -60,6 +60,9 @@ class APIHandler(web.RequestHandler):
         except (ValueError, UnicodeDecodeError) as e:
             raise invalid_request(f"Request body is not valid JSON: {e}.",
                                   code="invalid_json") from None
+        except RecursionError:  # a small body of nested brackets must not be a 500
+            raise invalid_request("Request body is nested too deeply.",
+                                  code="invalid_json") from None
         if not isinstance(body, dict):
             raise invalid_request("Request body must be a JSON object.")
         return body

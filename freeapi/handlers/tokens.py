@@ -1,6 +1,6 @@
 """POST /token/check: is this vendor key usable right now?"""
 
-from freeapi.errors import invalid_request
+from freeapi.errors import APIError, invalid_request
 from freeapi.handlers.base import APIHandler, ClientGone
 from freeapi.handlers.chat import upstream_failure
 from freeapi.keys import split_keys
@@ -24,7 +24,11 @@ class TokenCheckHandler(APIHandler):
         if not isinstance(token, str) or not token.strip():
             raise invalid_request("`token` is required: the vendor API key to check.",
                                   param="token")
-        keys = split_keys(token)
+        try:
+            keys = split_keys(token)
+        except APIError:  # its message speaks of the Authorization header; this is the body
+            raise invalid_request("`token` is not a well-formed API key.", param="token") \
+                from None
         if len(keys) != 1:
             raise invalid_request("`token` must be a single key.", param="token")
         name = body.get("provider", "deepseek")
