@@ -16,10 +16,14 @@ from freeapi.handlers.chat import ChatCompletionsHandler
 from freeapi.handlers.health import HealthHandler, PingHandler
 from freeapi.handlers.models import ModelHandler, ModelsHandler
 from freeapi.handlers.tokens import TokenCheckHandler
-from freeapi.keys import GatewayAuth, KeyRing, passthrough_order, split_keys
+from freeapi.handlers.keys import KeysHandler
+from freeapi.keypool import HealthStore, KeyPool
+from freeapi.keys import GatewayAuth, split_keys
 from freeapi.provider import Provider
 from freeapi.routing import Catalog, Route
-from freeapi.upstream import Pool, UpstreamError
+from freeapi.upstream import Pool, UpstreamError, upstream_failure
+
+_MAX_CHECK_BODY = 1 << 20
 
 log = logging.getLogger("freeapi.discovery")
 
@@ -37,9 +41,45 @@ class Gateway:
         }
         self.catalog = Catalog(self.providers, config.models)
         self.auth = GatewayAuth(config.gateway_keys, config.allow_anonymous)
-        self._rings = {name: KeyRing(p.api_keys) for name, p in self.providers.items()}
         self.http = Pool()
+        self.health = HealthStore()
+        self.pools = {name: self._pool(p) for name, p in self.providers.items()}
+        self.fallbacks = self._fallbacks(config.fallbacks)
+        self.active: set = set()  # chat handlers in flight, for graceful shutdown
+        self.shutting_down = False
         self._resolve = pm.hook.resolve_model
+
+    def _pool(self, p: Provider) -> KeyPool:
+        kp = p.config.key_pool
+
+        async def probe(key):
+            return await self.check_key(p, key)
+
+        return KeyPool(p.name, self.health, max_concurrency=kp.max_concurrency,
+                       max_queue=kp.queue_size, queue_timeout=kp.queue_timeout,
+                       prober=probe, probe_interval=kp.recheck_interval)
+
+    def _fallbacks(self, table: dict[str, list[str]]) -> dict[str, list[Route]]:
+        out = {}
+        for model, targets in table.items():
+            routes = []
+            for i, target in enumerate(targets):
+                try:
+                    routes.append(self.catalog.resolve(target))
+                except APIError as e:
+                    raise ConfigError(f"fallbacks.{model}[{i}]", e.message) from None
+            out[model] = routes
+        return out
+
+    def fallbacks_for(self, requested: str, route: Route) -> list[Route]:
+        """The configured fallback chain: by the name the client used, else by the model
+        that serves it (`provider/model` or its bare id)."""
+        for name in (requested, f"{route.provider.name}/{route.upstream_model}",
+                     route.upstream_model):
+            if name in self.fallbacks:
+                return [Route(r.provider, r.upstream_model, route.display)
+                        for r in self.fallbacks[name]]
+        return []
 
     def resolve(self, model: str) -> Route:
         route = self._resolve(model=model, catalog=self.catalog)
@@ -48,25 +88,44 @@ class Gateway:
                            code="model_not_found")
         return route
 
-    def vendor_keys(self, provider: Provider, token: str | None) -> list[str | None]:
-        """The vendor keys to try, in order, for one request ([None]: send no key)."""
+    def vendor_keys(self, provider: Provider, token: str | None) -> tuple[list, bool]:
+        """The vendor keys one request may use ([None]: send no key), and whether they are
+        the client's own (pass-through)."""
         if provider.api_keys:
-            return self._rings[provider.name].order()
+            return provider.api_keys, False
         if self.auth.enabled and not provider.key_required:
-            return [None]  # the caller's token is a gateway key, not the server's
+            return [None], False  # the caller's token is a gateway key, not the server's
         if self.auth.enabled:
             raise APIError(401, f"The gateway holds no API key for {provider.name}: the "
                                 f"operator must set providers.{provider.name}.api_keys.",
                            code="no_provider_key")
         keys = split_keys(token) if token else []
         if not keys and not provider.key_required:
-            return [None]
+            return [None], False
         if not keys:
             raise APIError(401, f"No API key for {provider.name}: send your own key as "
                                 "`Authorization: Bearer sk-...` (several as sk-a,sk-b), or "
                                 f"configure providers.{provider.name}.api_keys on the gateway.",
                            code="missing_api_key")
-        return passthrough_order(keys)
+        return keys, True
+
+    async def check_key(self, provider: Provider, key: str, on_call=None) -> bool:
+        """Ask the vendor whether `key` is usable now. An outage raises an APIError (502 or
+        504); a check cancelled through `on_call(call).abort()` raises UpstreamError."""
+        req = provider.key_check_request(key)
+        t = provider.timeouts
+        call = self.http.start(req.url)
+        if on_call is not None:
+            on_call(call)
+        try:
+            resp = await self.http.send(call, req.method, req.url, req.headers, req.body,
+                                        t.connect, t.first_byte)
+            raw = await resp.read(t.idle, _MAX_CHECK_BODY)
+        except UpstreamError as e:
+            if e.kind == "aborted":
+                raise
+            raise upstream_failure(provider.name, e) from None
+        return provider.key_check_result(resp.status, resp.headers, raw, [key])
 
     async def discover_models(self, timeout: float = 10.0) -> None:
         """Ask each provider that lists its models (GET /models) for them, then swap in a
@@ -105,6 +164,8 @@ class Gateway:
         return True
 
     def close(self):
+        for pool in self.pools.values():
+            pool.close()
         self.http.close()
 
 
@@ -114,6 +175,7 @@ def make_app(gateway: Gateway) -> web.Application:
         (r"/(?:v1/)?models", ModelsHandler),
         (r"/(?:v1/)?models/(.+)", ModelHandler),
         (r"/token/check", TokenCheckHandler),
+        (r"/v1/keys", KeysHandler),
         (r"/ping", PingHandler),
         (r"/healthz", HealthHandler),
     ]

@@ -138,17 +138,20 @@ def _run(gateway: Gateway, reuse_port: bool = False) -> int:
 
 def _run_workers(args, cfg) -> int:
     """Fork `args.workers` processes that each listen with SO_REUSEPORT; wait for them."""
-    # Fail once, here, if the port is taken (binding without listening takes no traffic).
+    if not hasattr(socket, "SO_REUSEPORT"):
+        print("freeapi: --workers needs SO_REUSEPORT (Linux, BSD)", file=sys.stderr)
+        return 2
+    # Fail once, here, if anything holds the port (a plain bind also refuses to join a
+    # stale instance's SO_REUSEPORT group); binding without listening takes no traffic.
     try:
         for family, kind, proto, _, addr in socket.getaddrinfo(
-                cfg.host, cfg.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE):
+                cfg.host or None, cfg.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE):
             with socket.socket(family, kind, proto) as s:
                 s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
                 s.bind(addr)
-    except (OSError, AttributeError) as e:
-        print(f"freeapi: cannot listen on {cfg.host}:{cfg.port} with --workers: "
-              f"{getattr(e, 'strerror', None) or e}", file=sys.stderr)
+    except OSError as e:
+        print(f"freeapi: cannot listen on {cfg.host}:{cfg.port}: {e.strerror or e}",
+              file=sys.stderr)
         return 1
     # Signals wait until the parent's handlers are in place; workers get the defaults back
     # and install their own in serve().

@@ -95,6 +95,16 @@ class Timeouts:
 
 
 @dataclass
+class KeyPoolConfig:
+    """How a provider's keys are shared. `max_concurrency: 1` reproduces the vendors'
+    one-answer-at-a-time-per-account rule; requests then wait in a bounded queue."""
+    max_concurrency: int | None = None
+    queue_size: int = 100
+    queue_timeout: float = 30.0
+    recheck_interval: float = 60.0  # first re-probe of a dead key; doubles up to 15 min
+
+
+@dataclass
 class ProviderConfig:
     name: str
     type: str
@@ -102,7 +112,23 @@ class ProviderConfig:
     base_url: str | None = None
     api_keys: list[str] = field(default_factory=list)
     timeouts: Timeouts = field(default_factory=Timeouts)
+    key_pool: KeyPoolConfig = field(default_factory=KeyPoolConfig)
     options: dict = field(default_factory=dict)
+
+
+@dataclass
+class Failover:
+    """Before the first byte reaches the client, failed attempts move to another key, then
+    to the next fallback target, within these bounds."""
+    max_attempts: int = 5
+    max_time: float = 60.0
+
+
+@dataclass
+class GatewayKey:
+    name: str
+    key: str
+    role: str = "user"  # "admin" may read GET /v1/keys when any key has a role
 
 
 @dataclass
@@ -112,14 +138,38 @@ class Config:
     max_body_size: int = 16 * 1024 * 1024
     keepalive_interval: float = 5.0
     log_level: str = "info"
-    gateway_keys: list[tuple[str, str]] = field(default_factory=list)
+    shutdown_grace: float = 30.0
+    gateway_keys: list[GatewayKey] = field(default_factory=list)
     allow_anonymous: bool = False
     providers: dict[str, ProviderConfig] = field(default_factory=dict)
     models: dict[str, str] = field(default_factory=dict)
+    fallbacks: dict[str, list[str]] = field(default_factory=dict)
+    failover: Failover = field(default_factory=Failover)
 
 
 _LOG_LEVELS = ("debug", "info", "warning", "error")
-_PROVIDER_KEYS = {"enabled", "type", "base_url", "api_keys", "timeouts"}
+_PROVIDER_KEYS = {"enabled", "type", "base_url", "api_keys", "timeouts", "key_pool"}
+
+
+def _integer(value, path, minimum=1) -> int:
+    _expect(value, (int,), path, "an integer")
+    if value < minimum:
+        raise ConfigError(path, f"must be at least {minimum}")
+    return value
+
+
+def _key_pool(value, path) -> KeyPoolConfig:
+    section = _mapping(value, path)
+    _unknown(section, KeyPoolConfig.__dataclass_fields__, path)
+    kp = KeyPoolConfig()
+    if section.get("max_concurrency") is not None:
+        kp.max_concurrency = _integer(section["max_concurrency"], f"{path}.max_concurrency")
+    if "queue_size" in section:
+        kp.queue_size = _integer(section["queue_size"], f"{path}.queue_size", 0)
+    for key in ("queue_timeout", "recheck_interval"):
+        if key in section:
+            setattr(kp, key, _number(section[key], f"{path}.{key}"))
+    return kp
 
 
 def _timeouts(value, path) -> Timeouts:
@@ -152,6 +202,7 @@ def _provider(name: str, value, path: str, provider_types: dict) -> ProviderConf
         pc.base_url = url.rstrip("/")
     pc.api_keys = _string_list(section.get("api_keys"), f"{path}.api_keys")
     pc.timeouts = _timeouts(section.get("timeouts"), f"{path}.timeouts")
+    pc.key_pool = _key_pool(section.get("key_pool"), f"{path}.key_pool")
     for key, (types, default) in extra.items():
         v = section.get(key, default)
         if v is not None:
@@ -163,11 +214,12 @@ def _provider(name: str, value, path: str, provider_types: dict) -> ProviderConf
 def parse_config(raw, provider_types: dict) -> Config:
     """Validate an already-loaded YAML document (None is the zero config)."""
     root = _interpolate(_mapping(raw, ""), "")
-    _unknown(root, {"server", "auth", "providers", "models"}, "")
+    _unknown(root, {"server", "auth", "providers", "models", "fallbacks", "failover"}, "")
     cfg = Config()
 
     server = _mapping(root.get("server"), "server")
-    _unknown(server, {"host", "port", "max_body_size", "keepalive_interval", "log_level"}, "server")
+    _unknown(server, {"host", "port", "max_body_size", "keepalive_interval", "log_level",
+                      "shutdown_grace"}, "server")
     if "host" in server:
         cfg.host = _expect(server["host"], (str,), "server.host", "a string")
     if "port" in server:
@@ -178,6 +230,11 @@ def parse_config(raw, provider_types: dict) -> Config:
         cfg.max_body_size = int(_number(server["max_body_size"], "server.max_body_size"))
     if "keepalive_interval" in server:
         cfg.keepalive_interval = _number(server["keepalive_interval"], "server.keepalive_interval")
+    if "shutdown_grace" in server:
+        cfg.shutdown_grace = _expect(server["shutdown_grace"], (int, float),
+                                     "server.shutdown_grace", "a number of seconds")
+        if cfg.shutdown_grace < 0:
+            raise ConfigError("server.shutdown_grace", "must not be negative")
     if "log_level" in server:
         level = _expect(server["log_level"], (str,), "server.log_level", "a string").lower()
         if level not in _LOG_LEVELS:
@@ -191,15 +248,18 @@ def parse_config(raw, provider_types: dict) -> Config:
     for i, item in enumerate(keys):
         path = f"auth.keys[{i}]"
         if isinstance(item, dict):
-            _unknown(item, {"key", "name"}, path)
+            _unknown(item, {"key", "name", "role"}, path)
             key = _expect(item.get("key"), (str,), f"{path}.key", "a string")
             name = _expect(item.get("name", f"key{i}"), (str,), f"{path}.name", "a string")
+            role = item.get("role", "user")
+            if role not in ("user", "admin"):
+                raise ConfigError(f"{path}.role", "expected user or admin")
         else:
-            key = _expect(item, (str,), path, "a string or {key, name}")
-            name = f"key{i}"
+            key = _expect(item, (str,), path, "a string or {key, name, role}")
+            name, role = f"key{i}", None
         if not key.strip():
             raise ConfigError(path, "is empty (an unset ${VAR:-}?)")
-        cfg.gateway_keys.append((name, key.strip()))
+        cfg.gateway_keys.append(GatewayKey(name, key.strip(), role or "user"))
     cfg.allow_anonymous = _expect(auth.get("allow_anonymous", False), (bool,),
                                   "auth.allow_anonymous", "true or false")
 
@@ -222,6 +282,16 @@ def parse_config(raw, provider_types: dict) -> Config:
     for alias, target in models.items():
         _expect(target, (str,), f"models.{alias}", "a model name such as deepseek/deepseek-chat")
         cfg.models[str(alias)] = target
+
+    fallbacks = _mapping(root.get("fallbacks"), "fallbacks")
+    for model, targets in fallbacks.items():
+        cfg.fallbacks[str(model)] = _string_list(targets, f"fallbacks.{model}")
+    failover = _mapping(root.get("failover"), "failover")
+    _unknown(failover, Failover.__dataclass_fields__, "failover")
+    if "max_attempts" in failover:
+        cfg.failover.max_attempts = _integer(failover["max_attempts"], "failover.max_attempts")
+    if "max_time" in failover:
+        cfg.failover.max_time = _number(failover["max_time"], "failover.max_time")
 
     if not cfg.gateway_keys and not cfg.allow_anonymous:
         for pc in cfg.providers.values():

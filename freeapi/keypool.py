@@ -25,6 +25,7 @@ ERROR_RATIO = 0.5
 ERROR_COOLDOWN = 30.0
 BACKOFF_BASE, BACKOFF_CAP = 1.0, 120.0
 PASSTHROUGH_MEMORY = 10000
+_NOTHING = object()
 
 
 @dataclass
@@ -115,8 +116,10 @@ class KeyPool:
         self._probes: dict[str, asyncio.Task] = {}
         self.probe_interval, self.probe_cap = probe_interval, probe_cap
 
-    def _pick(self, keys: list[str], exclude, now: float) -> str | None:
-        best, best_load = None, None
+    def _pick(self, keys: list, exclude, now: float):
+        """The least-loaded usable key (ties rotate), or _NOTHING. A key may be None: a
+        keyless provider's requests still count for concurrency."""
+        best, best_load = _NOTHING, None
         n = len(keys)
         self._turn = (self._turn + 1) % max(n, 1)
         for i in range(n):
@@ -142,7 +145,7 @@ class KeyPool:
         while True:
             now = time.monotonic()
             key = self._pick(keys, exclude, now)
-            if key is not None:
+            if key is not _NOTHING:
                 h = self.store.get(self.name, key)
                 if h.state == COOLDOWN:
                     h.state = OK

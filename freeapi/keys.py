@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hmac
-import random
 import re
 
 from freeapi.errors import APIError
@@ -54,51 +53,27 @@ def split_keys(token: str) -> list[str]:
     return keys
 
 
-class KeyRing:
-    """The order in which one request tries a provider's keys.
-
-    Server-side pools rotate round-robin so load spreads; pass-through lists start at a random
-    key. State lives in the instance, which the app settings own.
-    """
-
-    def __init__(self, keys: list[str]):
-        self.keys = list(keys)
-        self._next = 0
-
-    def order(self) -> list[str]:
-        n = len(self.keys)
-        if not n:
-            return []
-        start = self._next % n
-        self._next = (start + 1) % n
-        return self.keys[start:] + self.keys[:start]
-
-
-def passthrough_order(keys: list[str]) -> list[str]:
-    if len(keys) < 2:
-        return keys
-    start = random.randrange(len(keys))
-    return keys[start:] + keys[:start]
-
-
 class GatewayAuth:
     """The caller's key for the gateway itself (config `auth.keys`)."""
 
-    def __init__(self, keys: list[tuple[str, str]], allow_anonymous: bool):
-        self._keys = [(name, k.encode()) for name, k in keys]
+    def __init__(self, keys, allow_anonymous: bool):
+        self._keys = [(k, k.key.encode()) for k in keys]
         self.allow_anonymous = allow_anonymous
+        # Roles only restrict anything once the operator uses them.
+        self.has_roles = any(k.role == "admin" for k in keys)
 
     @property
     def enabled(self) -> bool:
         return bool(self._keys)
 
-    def identify(self, token: str | None) -> str | None:
-        """The key's name, or None. Compares against every key so timing says nothing."""
+    def identify(self, token: str | None):
+        """The matching config.GatewayKey, or None. Compares against every key so timing
+        says nothing about which one, or how much of one, matched."""
         if token is None:
             return None
         given = token.encode()
         found = None
-        for name, key in self._keys:
+        for entry, key in self._keys:
             if hmac.compare_digest(given, key) and found is None:
-                found = name
+                found = entry
         return found

@@ -20,6 +20,8 @@ from tornado.httputil import HTTPHeaders, HTTPInputError, parse_response_start_l
 from tornado.iostream import IOStream, StreamClosedError
 from tornado.tcpclient import TCPClient
 
+from freeapi.errors import APIError
+
 log = logging.getLogger("freeapi.upstream")
 
 _MAX_HEADER = 64 * 1024
@@ -32,6 +34,13 @@ class UpstreamError(Exception):
     def __init__(self, kind: str, message: str):
         super().__init__(message)
         self.kind = kind  # "connect", "timeout", "closed", "protocol", "aborted"
+
+
+def upstream_failure(provider: str, e: UpstreamError) -> APIError:
+    """What the client is told: 504 when the vendor was too slow, else 502."""
+    if e.kind == "timeout":
+        return APIError(504, f"{provider}: {e}", type="timeout_error", code="upstream_timeout")
+    return APIError(502, f"{provider}: {e}", code="upstream_unreachable")
 
 
 async def _within(future, seconds: float, what: str):

@@ -22,6 +22,8 @@ class APIHandler(web.RequestHandler):
     """Bodies are streamed in so an oversized one is refused with 413 as soon as its size
     is known, instead of after buffering it."""
 
+    caller = None  # the config.GatewayKey that authenticated this request
+
     def initialize(self):
         self.gateway = self.settings["freeapi"]
         self._chunks: list[bytes] = []
@@ -76,7 +78,8 @@ class APIHandler(web.RequestHandler):
         token = bearer(self.request.headers.get("Authorization"))
         auth = self.gateway.auth
         if auth.enabled:
-            if auth.identify(token) is None:
+            self.caller = auth.identify(token)
+            if self.caller is None:
                 raise APIError(401, "Invalid or missing gateway key: send "
                                     "`Authorization: Bearer <key>` with a key from the "
                                     "gateway's auth.keys.", code="invalid_api_key")

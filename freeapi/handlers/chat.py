@@ -13,14 +13,23 @@ from freeapi import sse
 from freeapi.errors import APIError, invalid_request, vendor_error
 from freeapi.handlers.base import APIHandler, ClientGone
 from freeapi.keys import mask, redact
+from freeapi.routing import Route
 from freeapi.relay import StreamRelay, assemble, complete, strip_folded_reasoning
-from freeapi.upstream import UpstreamError
+from freeapi.upstream import UpstreamError, upstream_failure
 
 log = logging.getLogger("freeapi.chat")
 
 # Vendor answers that are about the key, not the request: another key may succeed.
 _KEY_FAILURES = frozenset({401, 402, 403, 429})
 _MAX_UPSTREAM_BODY = 64 * 1024 * 1024
+_SHUTDOWN = APIError(503, "freeapi is shutting down; retry on another instance.",
+                     code="shutting_down")
+
+
+def _context_too_long(err: APIError) -> bool:
+    text = err.message.lower()
+    return err.status in (400, 413) and ("context" in text or "too long" in text
+                                         or "maximum" in text and "token" in text)
 
 
 def validate(body: dict) -> tuple[str, bool]:
@@ -47,16 +56,18 @@ def validate(body: dict) -> tuple[str, bool]:
     return model, stream
 
 
-def upstream_failure(provider: str, e: UpstreamError) -> APIError:
-    if e.kind == "timeout":
-        return APIError(504, f"{provider}: {e}", type="timeout_error", code="upstream_timeout")
-    return APIError(502, f"{provider}: {e}", code="upstream_unreachable")
-
-
 class ChatCompletionsHandler(APIHandler):
     _call = None
+    _lease = None
     _client_gone = False
     _writer: "SSEWriter | None" = None
+
+    def prepare(self):
+        super().prepare()
+        self.gateway.active.add(self)
+
+    def on_finish(self):
+        self._done()
 
     def on_connection_close(self):
         # The client went away: stop the vendor's work so nobody pays for unread tokens.
@@ -65,6 +76,18 @@ class ChatCompletionsHandler(APIHandler):
             self._call.abort()
         if self._writer is not None:
             self._writer.stop()
+        self._done()
+
+    def _done(self, status: int | None = 200, error: str | None = None):
+        self.gateway.active.discard(self)
+        if self._lease is not None:
+            self._lease.release(status, error=error)
+            self._lease = None
+
+    def shutdown(self):
+        """Graceful shutdown's grace period ran out: end this request with an error."""
+        if self._call is not None:
+            self._call.abort()
 
     async def post(self):
         gw = self.gateway
@@ -72,85 +95,137 @@ class ChatCompletionsHandler(APIHandler):
         body = self.json_body()
         model, stream = validate(body)
         route = gw.resolve(model)
-        provider = route.provider
-        keys = gw.vendor_keys(provider, token)
-
-        body["model"] = route.upstream_model
         if route.display == "fold":
             body["messages"] = strip_folded_reasoning(body["messages"])
-        self.set_header("x-freeapi-provider", provider.name)
-        self.set_header("x-freeapi-upstream-model", route.upstream_model)
 
-        if not stream and provider.stream_only(route.upstream_model):
-            self.write_json(complete(await self._collect(route, body, keys), route, model))
+        if not stream and route.provider.stream_only(route.upstream_model):
+            got, route = await self._collect(route, model, body, token)
+            self.write_json(complete(got, route, model))
             return
         if not stream:
-            raw = await self._attempt(route, body, keys, stream=False)
+            raw, route = await self._attempt(route, model, body, token, stream=False)
             try:
                 data = json.loads(raw)
                 if not isinstance(data, dict):
                     raise ValueError
-            except (ValueError, UnicodeDecodeError):
-                raise vendor_error(provider.name, 502, "the answer was not a JSON object") \
-                    from None
+            except (ValueError, UnicodeDecodeError, RecursionError):
+                raise vendor_error(route.provider.name, 502, "the answer was not a JSON "
+                                   "object") from None
             self.write_json(complete(data, route, model))
             return
 
-        opts = body.get("stream_options") or {}
-        relay = StreamRelay(route, model, include_usage=opts.get("include_usage") is True)
         self._writer = writer = SSEWriter(self, gw.config.keepalive_interval)
         try:
             try:
-                resp = await self._attempt(route, body, keys, stream=True)
+                resp, route = await self._attempt(route, model, body, token, stream=True)
             except APIError as e:
                 if not writer.committed:
                     raise
                 await writer.send(sse.event(json.dumps(e.to_dict())) + sse.DONE)
                 return
+            opts = body.get("stream_options") or {}
+            relay = StreamRelay(route, model, include_usage=opts.get("include_usage") is True)
             if not self._client_gone:
-                await self._relay(resp, relay, provider)
+                await self._relay(resp, relay, route.provider)
         finally:
             writer.stop()
 
-    async def _attempt(self, route, body: dict, keys: list[str], stream: bool):
-        """Send to the vendor, trying the next key while the failure is the key's fault.
+    async def _attempt(self, route: Route, model: str, body: dict, token, stream: bool):
+        """Send to the vendor; while nothing has reached the client, move past failures to
+        another key, then along the fallback chain, within config `failover`.
 
-        Returns the open streaming Response, or the raw body of a non-stream answer.
+        Returns (open streaming Response or raw non-stream body, the route that served).
         """
-        gw, provider = self.gateway, route.provider
+        gw = self.gateway
+        limits = gw.config.failover
+        started = time.monotonic()
+        attempts, last = 0, None
+        targets = [route] + gw.fallbacks_for(model, route)
+        for t_index, target in enumerate(targets):
+            provider = target.provider
+            try:
+                keys, passthrough = gw.vendor_keys(provider, token)
+            except APIError as e:
+                last = last or e
+                continue
+            pool = gw.pools[provider.name]
+            tbody = dict(body, model=target.upstream_model)
+            tried = set()
+            while attempts < limits.max_attempts and (
+                    attempts == 0 or time.monotonic() - started < limits.max_time):
+                lease = await pool.acquire(keys, tried, last_resort=passthrough)
+                if lease is None:
+                    if not tried:
+                        last = last or self._no_key(pool, keys, provider.name)
+                    break
+                tried.add(lease.key)
+                attempts += 1
+                result, err = await self._send(target, tbody, lease, stream)
+                if err is None:
+                    self._lease = lease
+                    self.set_header("x-freeapi-provider", provider.name)
+                    self.set_header("x-freeapi-upstream-model", target.upstream_model)
+                    self.set_header("x-freeapi-key", lease.id)
+                    if attempts > 1:
+                        self.set_header("x-freeapi-attempts", str(attempts))
+                    return result, target
+                last = err
+                if self._client_gone:
+                    raise ClientGone()
+                if gw.shutting_down:
+                    raise err
+                if err.status in _KEY_FAILURES or err.status >= 500:
+                    continue  # this key or this vendor: try another
+                if t_index + 1 < len(targets) and _context_too_long(err):
+                    break  # a longer-context fallback may take it
+                raise err  # the request itself is wrong: no key or vendor will take it
+        raise last or APIError(503, "No provider could take the request.", code="no_target")
+
+    @staticmethod
+    def _no_key(pool, keys, name: str) -> APIError:
+        wait = pool.wait_hint(keys)
+        if wait is not None:
+            return APIError(429, f"{name}: every key is cooling down after rate limits; "
+                                 f"retry in {wait:.0f}s.", code="keys_cooling_down",
+                            retry_after=str(max(1, round(wait))))
+        return APIError(503, f"{name}: no usable API key (all are invalid or out of "
+                             "balance; they are re-checked in the background).",
+                        code="no_usable_key")
+
+    async def _send(self, target: Route, body: dict, lease, stream: bool):
+        """One attempt with one key: (result, None) or (None, error); the lease is released
+        here unless the attempt succeeded."""
+        gw, provider = self.gateway, target.provider
         t = provider.timeouts
         self._deadline = time.monotonic() + t.total
-        for n, key in enumerate(keys, 1):
-            req = provider.chat_request(body, key)
-            self._call = call = gw.http.start(req.url)
-            try:
-                resp = await gw.http.send(call, req.method, req.url, req.headers, req.body,
-                                          t.connect, provider.first_byte_timeout(
-                                              route.upstream_model))
-                if stream and resp.status == 200 and resp.headers.get(
-                        "Content-Type", "").startswith("text/event-stream"):
-                    self.set_header("x-freeapi-key", mask(key))
-                    return resp
-                raw = await resp.read(t.idle, _MAX_UPSTREAM_BODY, self._deadline)
-            except UpstreamError as e:
-                if self._client_gone:
-                    raise ClientGone() from None
-                log.warning("%s: %s (key %s)", provider.name, e, mask(key))
-                raise upstream_failure(provider.name, e) from None
-            err = provider.error_from(resp.status, resp.headers, raw, keys)
-            if err is None:
-                if stream:
-                    err = vendor_error(provider.name, 502, "expected an event stream, got "
-                                       f"{resp.headers.get('Content-Type') or 'no type'}")
-                else:
-                    self.set_header("x-freeapi-key", mask(key))
-                    return raw
-            log.warning("%s answered %d for key %s: %s", provider.name, resp.status, mask(key),
-                        err.message)
-            if err.status in _KEY_FAILURES and n < len(keys) and not self._client_gone:
-                continue
-            raise err
-        raise AssertionError("no keys")  # vendor_keys never returns an empty list
+        req = provider.chat_request(body, lease.key)
+        self._call = call = gw.http.start(req.url)
+        try:
+            resp = await gw.http.send(call, req.method, req.url, req.headers, req.body,
+                                      t.connect, provider.first_byte_timeout(target.upstream_model))
+            if stream and resp.status == 200 and resp.headers.get(
+                    "Content-Type", "").startswith("text/event-stream"):
+                return resp, None
+            raw = await resp.read(t.idle, _MAX_UPSTREAM_BODY, self._deadline)
+        except UpstreamError as e:
+            lease.release(None, error=e.kind if e.kind != "aborted" else None)
+            if self._client_gone:
+                raise ClientGone() from None
+            if e.kind == "aborted" and self.gateway.shutting_down:
+                return None, _SHUTDOWN
+            log.warning("%s: %s (key %s)", provider.name, e, lease.id)
+            return None, upstream_failure(provider.name, e)
+        err = provider.error_from(resp.status, resp.headers, raw, [lease.key])
+        if err is None:
+            if not stream:
+                lease.release(resp.status)
+                return raw, None
+            err = vendor_error(provider.name, 502, "expected an event stream, got "
+                               f"{resp.headers.get('Content-Type') or 'no type'}")
+        lease.release(err.status, retry_after=err.retry_after)
+        log.warning("%s answered %d for key %s: %s", provider.name, resp.status, lease.id,
+                    err.message)
+        return None, err
 
     async def _relay(self, resp, relay: StreamRelay, provider):
         writer = self._writer
@@ -179,8 +254,12 @@ class ChatCompletionsHandler(APIHandler):
             except UpstreamError as e:
                 if self._client_gone:
                     return
-                log.warning("%s: stream failed mid-way: %s", provider.name, e)
-                err = upstream_failure(provider.name, e)
+                if e.kind == "aborted" and self.gateway.shutting_down:
+                    err = APIError(503, _SHUTDOWN.message, code=_SHUTDOWN.code)
+                else:
+                    log.warning("%s: stream failed mid-way: %s", provider.name, e)
+                    self._done(None, error=e.kind)
+                    err = upstream_failure(provider.name, e)
                 err.message += " (the answer above is incomplete)"
                 await writer.send(sse.event(json.dumps(err.to_dict())) + sse.DONE)
         except StreamClosedError:
@@ -188,12 +267,12 @@ class ChatCompletionsHandler(APIHandler):
         finally:
             resp.close()
 
-    async def _collect(self, route, body: dict, keys: list) -> dict:
+    async def _collect(self, route, model: str, body: dict, token) -> tuple[dict, Route]:
         """A `stream: false` request for a model the vendor only streams: stream it (with
         usage, so the answer carries the real numbers) and assemble one completion."""
-        provider = route.provider
         body = dict(body, stream=True, stream_options={"include_usage": True})
-        resp = await self._attempt(route, body, keys, stream=True)
+        resp, route = await self._attempt(route, model, body, token, stream=True)
+        provider, keys = route.provider, [self._lease.key]
         normalize, parser, got = provider.chunk_normalizer(), sse.SSEParser(), []
         chunks = resp.chunks(provider.timeouts.idle, self._deadline)
         try:
@@ -201,7 +280,7 @@ class ChatCompletionsHandler(APIHandler):
                 for ev in parser.feed(data):
                     if ev == "[DONE]":
                         await self._drain(chunks)
-                        return assemble(got)
+                        return assemble(got), route
                     try:
                         chunk = normalize(json.loads(ev))
                     except (ValueError, AttributeError):
@@ -218,7 +297,7 @@ class ChatCompletionsHandler(APIHandler):
             raise upstream_failure(provider.name, e) from None
         finally:
             resp.close()
-        return assemble(got)
+        return assemble(got), route
 
     @staticmethod
     async def _drain(chunks):

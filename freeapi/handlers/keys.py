@@ -10,10 +10,8 @@ class KeysHandler(APIHandler):
         if not gw.auth.enabled:
             raise APIError(403, "Key status needs gateway keys: configure auth.keys.",
                            code="auth_required")
-        caller = gw.auth.identify(self.request_token())
-        if caller is None:
-            raise APIError(401, "Invalid or missing gateway key.", code="invalid_api_key")
-        if gw.auth.has_roles and caller.role != "admin":
+        self.client_token()
+        if gw.auth.has_roles and self.caller.role != "admin":
             raise APIError(403, "Key status is for gateway keys with role: admin.",
                            code="admin_only")
         self.write_json({"object": "list", "data": [

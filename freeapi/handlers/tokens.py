@@ -2,11 +2,8 @@
 
 from freeapi.errors import APIError, invalid_request
 from freeapi.handlers.base import APIHandler, ClientGone
-from freeapi.handlers.chat import upstream_failure
 from freeapi.keys import split_keys
 from freeapi.upstream import UpstreamError
-
-_MAX_BODY = 1024 * 1024
 
 
 class TokenCheckHandler(APIHandler):
@@ -36,16 +33,12 @@ class TokenCheckHandler(APIHandler):
         if provider is None:
             raise invalid_request(f"Unknown provider {name!r}; enabled: "
                                   f"{', '.join(gw.providers) or 'none'}.", param="provider")
-        req = provider.key_check_request(keys[0])
-        t = provider.timeouts
-        self._call = call = gw.http.start(req.url)
+
+        def started(call):
+            self._call = call
+
         try:
-            resp = await gw.http.send(call, req.method, req.url, req.headers, req.body,
-                                      t.connect, t.first_byte)
-            raw = await resp.read(t.idle, _MAX_BODY)
-        except UpstreamError as e:
-            if call.aborted:
-                raise ClientGone() from None
-            raise upstream_failure(provider.name, e) from None
-        live = provider.key_check_result(resp.status, resp.headers, raw, keys)
+            live = await gw.check_key(provider, keys[0], on_call=started)
+        except UpstreamError:  # only an aborted check escapes as this: the client left
+            raise ClientGone() from None
         self.write_json({"live": live})
