@@ -102,12 +102,14 @@ class Conn:
 class StreamCheck:
     """Checks SSE content numbers arrive 0,1,2,... and the stream ends with [DONE]."""
 
-    def __init__(self, pattern: bytes):
+    def __init__(self, pattern: bytes, interval: float | None = None, lags=None):
         self.re = re.compile(pattern)
         self.buf = b""
         self.next = 0
         self.done = False
         self.error = None
+        # Slow mode: how late chunk i arrives against chunk 0's arrival + i * interval.
+        self.interval, self.lags, self.t0 = interval, lags, None
 
     def feed(self, data: bytes):
         buf = (self.buf + data).replace(b"\r\n", b"\n")
@@ -131,6 +133,12 @@ class StreamCheck:
                     n = int(m.group(1))
                     if n != self.next:
                         self.error = f"chunk {n} where {self.next} was due"
+                    if self.interval:
+                        now = time.monotonic()
+                        if self.t0 is None:
+                            self.t0 = now
+                        elif n % 4 == 0:
+                            self.lags.append(now - self.t0 - n * self.interval)
                     self.next += 1
 
 
@@ -221,6 +229,7 @@ def _rss_kb(pid: int) -> int:
 async def slow(args):
     results = {"ok": 0, "errors": 0, "error_samples": [], "chunks": 0}
     late = []  # seconds a stream ended after its due time
+    lags = []  # seconds every 4th chunk arrived after its due time (see StreamCheck)
     expect = args.chunks
     body = _body(args.model)
     stop_sampling = asyncio.Event()
@@ -244,7 +253,7 @@ async def slow(args):
     async def one(i):
         await asyncio.sleep(args.ramp * i / args.n)
         conn = Conn(args.url, args.headers)
-        check = StreamCheck(rb'"content":\s*"(\d+) "')
+        check = StreamCheck(rb'"content":\s*"(\d+) "', args.interval, lags)
         t0 = time.monotonic()
         try:
             await asyncio.wait_for(conn.open(), 10)
@@ -282,6 +291,9 @@ async def slow(args):
         "n": args.n, "seconds": round(time.monotonic() - t0, 1),
         "end_late_p50_s": round(_pct(late, 50), 3) if late else None,
         "end_late_max_s": round(max(late), 3) if late else None,
+        "chunk_lag_p50_ms": round(_pct(lags, 50) * 1000, 1) if lags else None,
+        "chunk_lag_p99_ms": round(_pct(lags, 99) * 1000, 1) if lags else None,
+        "chunk_lag_max_ms": round(max(lags) * 1000, 1) if lags else None,
         "rss_start_mb": {str(p): round(v / 1024, 1) for p, v in start_rss.items()},
         "rss_peak_mb": {str(p): round(v / 1024, 1) for p, v in peak.items()},
     })
@@ -301,7 +313,10 @@ def main():
                    help="ttfb: stop measuring after this long even if -n is not reached")
     p.add_argument("--chunks", type=int, help="content chunks each stream must carry")
     p.add_argument("--ramp", type=float, default=2.0, help="slow: seconds to open all streams")
-    p.add_argument("--expected-seconds", type=float, default=30.0)
+    p.add_argument("--expected-seconds", type=float, default=30.25,
+                   help="slow: how long a stream lasts at the source (120 chunks + the "
+                        "finish chunk, 250 ms apart)")
+    p.add_argument("--interval", type=float, default=0.25, help="slow: seconds per chunk")
     p.add_argument("--pid", type=int, action="append", default=[])
     args = p.parse_args()
     if args.mode == "ttfb":

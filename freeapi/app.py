@@ -46,7 +46,8 @@ class Gateway:
         self.pools = {name: self._pool(p) for name, p in self.providers.items()}
         self.fallbacks = self._fallbacks(config.fallbacks)
         self.active: set = set()  # chat handlers in flight, for graceful shutdown
-        self.shutting_down = False
+        self.draining = False  # no new chat requests (graceful shutdown began)
+        self.shutting_down = False  # the grace period is over: in-flight work is cut
         self._resolve = pm.hook.resolve_model
 
     def _pool(self, p: Provider) -> KeyPool:
@@ -162,6 +163,22 @@ class Gateway:
         log.info("%s: discovered %d model(s): %s", p.name, len(ids), ", ".join(ids[:20]) +
                  (" ..." if len(ids) > 20 else ""))
         return True
+
+    async def drain(self, grace: float):
+        """Graceful shutdown: new chat requests are refused, those in flight get `grace`
+        seconds, then streams end with an error event and the rest are cancelled."""
+        self.draining = True
+        deadline = time.monotonic() + grace
+        while self.active and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        if not self.active:
+            return
+        self.shutting_down = True
+        for handler in list(self.active):
+            handler.shutdown()
+        deadline = time.monotonic() + 2
+        while self.active and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
 
     def close(self):
         for pool in self.pools.values():

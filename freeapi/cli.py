@@ -14,6 +14,7 @@ from tornado.httpserver import HTTPServer
 
 from freeapi import __version__
 from freeapi.app import Gateway, make_app
+from freeapi.checkkeys import check_keys
 from freeapi.config import ConfigError, load_config
 from freeapi.keys import redact
 from freeapi.plugins import make_plugin_manager, provider_types
@@ -27,6 +28,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="OpenAI-compatible gateway in front of DeepSeek and sibling vendors' "
                     "official APIs. Without --config it starts with defaults and uses the "
                     "vendor key each client sends (Authorization: Bearer sk-...).")
+    p.add_argument("command", nargs="?", default="serve", choices=["serve", "check-keys"],
+                   help="serve (the default) runs the gateway; check-keys asks each vendor "
+                        "whether every configured key is usable and prints a table")
     p.add_argument("--config", metavar="PATH", help="YAML config file (see config.yaml)")
     p.add_argument("--host", help="address to listen on (overrides server.host)")
     p.add_argument("--port", type=int, help="port to listen on (overrides server.port)")
@@ -88,9 +92,15 @@ async def serve(gateway: Gateway, reuse_port: bool = False):
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
-    log.info("shutting down")
     discovery.cancel()
     server.stop()
+    log.info("shutting down: %d request(s) in flight get up to %gs to finish",
+             len(gateway.active), cfg.shutdown_grace)
+    await gateway.drain(cfg.shutdown_grace)
+    try:
+        await asyncio.wait_for(server.close_all_connections(), 5)
+    except asyncio.TimeoutError:
+        pass
     gateway.close()
 
 
@@ -118,6 +128,8 @@ def main(argv=None) -> int:
         print(f"freeapi: {e}", file=sys.stderr)
         return 2
     logging.getLogger().setLevel(gateway.config.log_level.upper())
+    if args.command == "check-keys":
+        return asyncio.run(check_keys(gateway))
     if args.workers < 1:
         print("freeapi: --workers must be at least 1", file=sys.stderr)
         return 2

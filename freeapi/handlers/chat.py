@@ -22,8 +22,11 @@ log = logging.getLogger("freeapi.chat")
 # Vendor answers that are about the key, not the request: another key may succeed.
 _KEY_FAILURES = frozenset({401, 402, 403, 429})
 _MAX_UPSTREAM_BODY = 64 * 1024 * 1024
-_SHUTDOWN = APIError(503, "freeapi is shutting down; retry on another instance.",
-                     code="shutting_down")
+
+
+def _shutdown_error() -> APIError:
+    return APIError(503, "freeapi is shutting down; retry on another instance.",
+                    code="shutting_down")
 
 
 def _context_too_long(err: APIError) -> bool:
@@ -64,6 +67,8 @@ class ChatCompletionsHandler(APIHandler):
 
     def prepare(self):
         super().prepare()
+        if self.gateway.draining:
+            raise _shutdown_error()
         self.gateway.active.add(self)
 
     def on_finish(self):
@@ -212,7 +217,7 @@ class ChatCompletionsHandler(APIHandler):
             if self._client_gone:
                 raise ClientGone() from None
             if e.kind == "aborted" and self.gateway.shutting_down:
-                return None, _SHUTDOWN
+                return None, _shutdown_error()
             log.warning("%s: %s (key %s)", provider.name, e, lease.id)
             return None, upstream_failure(provider.name, e)
         err = provider.error_from(resp.status, resp.headers, raw, [lease.key])
@@ -255,7 +260,7 @@ class ChatCompletionsHandler(APIHandler):
                 if self._client_gone:
                     return
                 if e.kind == "aborted" and self.gateway.shutting_down:
-                    err = APIError(503, _SHUTDOWN.message, code=_SHUTDOWN.code)
+                    err = _shutdown_error()
                 else:
                     log.warning("%s: stream failed mid-way: %s", provider.name, e)
                     self._done(None, error=e.kind)
