@@ -27,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -97,6 +98,8 @@ def wait_http(url, proc, timeout=90.0):
             with urllib.request.urlopen(url, timeout=2) as r:
                 r.read()
                 return
+        except urllib.error.HTTPError:
+            return  # it answers
         except OSError:
             time.sleep(0.2)
     raise RuntimeError(f"{proc.bench_name} not ready at {url} after {timeout:.0f}s")
@@ -417,6 +420,20 @@ def run(args):
         t.results["peak_rss_mb"] = peak_rss_mb(fa)
     stop(fa)
 
+    # Context: a Tornado app with no upstream call, same core, same wrk.
+    if "floor" not in args.skip:
+        port = free_port()
+        fl = start("tornado-floor", pinned(args.server_cpu, [PY, os.path.join(HERE, "floor.py"),
+                                                             "--port", str(port)]), logdir=tmp)
+        wait_http(f"http://127.0.0.1:{port}/v1/chat/completions", fl)
+        floor = Target("floor", f"http://127.0.0.1:{port}{PATH}")
+        wrk(floor, 8, 1, False, args.client_cpu)
+        log("Tornado floor: wrk non-stream c=1, c=32")
+        floor.results = {"ns1": wrk(floor, 1, args.duration, False, args.client_cpu),
+                         "ns32": wrk(floor, 32, args.duration, False, args.client_cpu)}
+        report["floor"] = floor.results
+        stop(fl)
+
     # 3. LiteLLM proxy, one worker
     if "litellm" not in args.skip:
         log("LiteLLM: starting (takes a while)")
@@ -514,14 +531,18 @@ def profile(args):
 
 
 def top_frames(raw_path, n):
-    """Self and inclusive sample shares per function from py-spy's collapsed stacks."""
-    self_, incl, total = {}, {}, 0
+    """Self and inclusive sample shares per function, and self share per file, from
+    py-spy's collapsed stacks of the main thread (an idle thread pool's waits dropped)."""
+    self_, incl, files, total, other = {}, {}, {}, 0, 0
     with open(raw_path) as f:
         for line in f:
             stack, _, count = line.rstrip().rpartition(" ")
             if not stack:
                 continue
             count = int(count)
+            if stack.startswith("Thread._bootstrap"):
+                other += count
+                continue
             total += count
             frames = [re.sub(r":\d+\)$", ")", fr) for fr in stack.split(";")]
             frames = [re.sub(r"\(/.*?/(site-packages|lib/python3\.\d+|work/main)/", "(", fr)
@@ -529,12 +550,26 @@ def top_frames(raw_path, n):
             self_[frames[-1]] = self_.get(frames[-1], 0) + count
             for fr in set(frames):
                 incl[fr] = incl.get(fr, 0) + count
-    out = [f"{total} samples", "", "| self % | function (file) |", "|---|---|"]
+            m = re.search(r"\(([^)]*)\)$", frames[-1])
+            path = m.group(1) if m else "?"
+            group = path if path.startswith("freeapi") else path.split("/")[0]
+            files[group] = files.get(group, 0) + count
+    total = max(total, 1)
+    out = [f"{total} main-thread samples ({other} from other threads dropped)", "",
+           "| self % | file or package |", "|---|---|"]
+    for fr, c in sorted(files.items(), key=lambda x: -x[1])[:12]:
+        out.append(f"| {100 * c / total:.1f} | `{fr}` |")
+    out += ["", "| self % | function (file) |", "|---|---|"]
     for fr, c in sorted(self_.items(), key=lambda x: -x[1])[:n]:
         out.append(f"| {100 * c / total:.1f} | `{fr}` |")
     out += ["", "| inclusive % | function (file) |", "|---|---|"]
-    for fr, c in sorted(incl.items(), key=lambda x: -x[1])[:n]:
+    skip = ("<module>", "main (", "_run (", "run (", "Runner.run", "BaseEventLoop.run_")
+    for fr, c in sorted(incl.items(), key=lambda x: -x[1]):
+        if fr.startswith(skip):
+            continue
         out.append(f"| {100 * c / total:.1f} | `{fr}` |")
+        if len(out) > 12 + 2 * n + 12:
+            break
     return out
 
 
@@ -589,6 +624,11 @@ def render(rep) -> str:
             fmt_rps(r["ns32"]["ok_rps"]), stream_p50, fmt_rps(r["st32"]["ok_rps"]),
             "-" if ttfb is None else f"{ttfb:.2f} ms", "; ".join(errs) or "0",
             f"{r['peak_rss_mb']:.0f} MB" if r.get("peak_rss_mb") else "-"))
+    fl = rep.get("floor")
+    if fl:
+        lines.append(f"| (context) Tornado alone, no upstream call | {fmt_ms(fl['ns1']['p50_us'])} "
+                     f"| {fmt_rps(fl['ns1']['ok_rps'])} | {fmt_rps(fl['ns32']['ok_rps'])} "
+                     f"| - | - | - | {fl['ns1']['errors'] + fl['ns32']['errors']} | - |")
     d = T["direct"]
     lines.append("")
     lines.append(f"Fake upstream while sharing the client core with wrk (as it runs behind "

@@ -134,15 +134,25 @@ class Provider:
 
     def error_from(self, status: int, headers: Mapping[str, str], body: bytes,
                    keys=()) -> APIError | None:
-        """The error this response means, or None when it is a success.
-
-        Vendors that report errors inside HTTP 200 bodies override this.
-        """
+        """The error this response means, or None when it is a success."""
         if 200 <= status < 300:
-            return None
+            if type(self).body_error is Provider.body_error or body.lstrip()[:1] != b"{":
+                return None
+            try:
+                data = json.loads(body)
+            except (ValueError, UnicodeDecodeError, RecursionError):
+                return None  # not an error report; the caller judges the answer itself
+            return self.body_error(data, keys) if isinstance(data, dict) else None
         message, code = error_detail(body)
         return vendor_error(self.name, status, redact(message, keys), code=code,
                             retry_after=headers.get("Retry-After"))
+
+    def body_error(self, data: dict, keys=()) -> APIError | None:
+        """The error a vendor reports inside an HTTP 200 JSON body or stream chunk, if any.
+
+        Override for vendors that do this; error_from then applies it to 2xx answers.
+        """
+        return None
 
     def normalize_chunk(self, chunk: dict) -> dict:
         """One parsed stream chunk into OpenAI's shape (set `rewrites_chunks` if used).

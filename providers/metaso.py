@@ -10,24 +10,12 @@ with `{"errCode": ..., "errMsg": ...}`. Every call spends credits, so there is n
 
 from __future__ import annotations
 
-import json
 
 from freeapi import hookimpl
 from freeapi.errors import APIError, invalid_request
 from freeapi.keys import redact
 from freeapi.provider import Provider
 
-
-def _err_code_error(name: str, data, keys=()) -> APIError | None:
-    code = data.get("errCode") if isinstance(data, dict) else None
-    if code in (None, 0, "0"):
-        return None
-    message = redact(str(data.get("errMsg") or "error"), keys)
-    # 1000 is what Metaso answers to parameters it does not accept; other codes are not
-    # documented, so they are reported as the vendor's failure.
-    status = 400 if str(code) == "1000" else 502
-    return APIError(status, f"{name}: {message} (Metaso errCode {code})",
-                    code=f"metaso_{code}")
 
 
 class Metaso(Provider):
@@ -40,16 +28,20 @@ class Metaso(Provider):
     owned_by = "metaso"
     rewrites_chunks = True
 
-    def error_from(self, status, headers, body, keys=()):
-        if status == 200 and body[:1] == b"{" and b"errCode" in body:
-            try:
-                return _err_code_error(self.name, json.loads(body), keys)
-            except ValueError:
-                return None
-        return super().error_from(status, headers, body, keys)
+    def body_error(self, data, keys=()):
+        code = data.get("errCode") if isinstance(data, dict) else None
+        if code in (None, 0, "0"):
+            return None
+        message = redact(str(data.get("errMsg") or "error"), keys)
+        # 1000 is what Metaso answers to parameters it does not accept; other codes are not
+        # documented, so they are reported as the vendor's failure.
+        status = 400 if str(code) == "1000" else 502
+        return APIError(status, f"{self.name}: {message} (Metaso errCode {code})",
+                        code=f"metaso_{code}")
+
 
     def normalize_chunk(self, chunk):
-        err = _err_code_error(self.name, chunk)
+        err = self.body_error(chunk)
         if err is not None:
             return err.to_dict()
         chunk.setdefault("object", "chat.completion.chunk")

@@ -10,7 +10,6 @@ OpenAI-compatible `/chat/completions` with quirks:
 
 from __future__ import annotations
 
-import json
 
 from freeapi import hookimpl
 from freeapi.errors import APIError
@@ -36,16 +35,6 @@ _CODES = {
 }
 
 
-def _base_resp_error(name: str, data, keys=()) -> APIError | None:
-    resp = data.get("base_resp") if isinstance(data, dict) else None
-    if not isinstance(resp, dict) or not resp.get("status_code"):
-        return None
-    code = resp["status_code"]
-    status, etype, ocode = _CODES.get(code) or (502, "server_error", None)
-    message = redact(str(resp.get("status_msg") or "error"), keys)
-    return APIError(status, f"{name}: {message} (MiniMax code {code})", type=etype,
-                    code=ocode or f"minimax_{code}")
-
 
 def _reasoning_details(part: dict):
     details = part.pop("reasoning_details", None)
@@ -68,19 +57,22 @@ class MiniMax(Provider):
     options = DISCOVER_OPTION
     rewrites_chunks = True
 
-    def error_from(self, status, headers, body, keys=()):
-        if status == 200 and body[:1] == b"{" and b"base_resp" in body:
-            try:
-                return _base_resp_error(self.name, json.loads(body), keys)
-            except ValueError:
-                return None
-        return super().error_from(status, headers, body, keys)
+    def body_error(self, data, keys=()):
+        resp = data.get("base_resp") if isinstance(data, dict) else None
+        if not isinstance(resp, dict) or not resp.get("status_code"):
+            return None
+        code = resp["status_code"]
+        status, etype, ocode = _CODES.get(code) or (502, "server_error", None)
+        message = redact(str(resp.get("status_msg") or "error"), keys)
+        return APIError(status, f"{self.name}: {message} (MiniMax code {code})", type=etype,
+                        code=ocode or f"minimax_{code}")
+
 
     def chunk_normalizer(self):
         split = ChunkThinkSplitter()
 
         def normalize(chunk):
-            err = _base_resp_error(self.name, chunk)
+            err = self.body_error(chunk)
             if err is not None:
                 return err.to_dict()
             for choice in chunk.get("choices") or ():

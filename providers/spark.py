@@ -7,7 +7,6 @@ stream chunks may lack `id`/`object`/`created`/`model`/`finish_reason`, which ar
 
 from __future__ import annotations
 
-import json
 import time
 
 from freeapi import hookimpl
@@ -27,15 +26,6 @@ _CODES = {
     11202: _BUSY, 11203: _BUSY,
 }
 
-
-def _code_error(name: str, data, keys=()) -> APIError | None:
-    code = data.get("code") if isinstance(data, dict) else None
-    if not isinstance(code, int) or code == 0:
-        return None
-    status, etype, ocode = _CODES.get(code) or (502, "server_error", None)
-    message = redact(str(data.get("message") or "error"), keys)
-    return APIError(status, f"{name}: {message} (Spark code {code}, sid {data.get('sid')})",
-                    type=etype, code=ocode or f"spark_{code}")
 
 
 def _fill(data: dict, object_name: str) -> dict:
@@ -60,16 +50,19 @@ class Spark(Provider):
     options = {"check_model": ((str,), "lite")}
     rewrites_chunks = True
 
-    def error_from(self, status, headers, body, keys=()):
-        if status == 200 and body[:1] == b"{":
-            try:
-                return _code_error(self.name, json.loads(body), keys)
-            except ValueError:
-                return None
-        return super().error_from(status, headers, body, keys)
+    def body_error(self, data, keys=()):
+        code = data.get("code") if isinstance(data, dict) else None
+        if not isinstance(code, int) or code == 0:
+            return None
+        status, etype, ocode = _CODES.get(code) or (502, "server_error", None)
+        message = redact(str(data.get("message") or "error"), keys)
+        return APIError(status, f"{self.name}: {message} (Spark code {code}, "
+                                f"sid {data.get('sid')})", type=etype,
+                        code=ocode or f"spark_{code}")
+
 
     def normalize_chunk(self, chunk):
-        err = _code_error(self.name, chunk)
+        err = self.body_error(chunk)
         if err is not None:
             return err.to_dict()
         return _fill(chunk, "chat.completion.chunk")

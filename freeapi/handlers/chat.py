@@ -12,7 +12,7 @@ from tornado.iostream import StreamClosedError
 from freeapi import sse
 from freeapi.errors import APIError, invalid_request, vendor_error
 from freeapi.handlers.base import APIHandler, ClientGone
-from freeapi.keys import mask, redact
+from freeapi.keys import redact
 from freeapi.routing import Route
 from freeapi.relay import StreamRelay, assemble, complete, strip_folded_reasoning
 from freeapi.upstream import UpstreamError, upstream_failure
