@@ -109,13 +109,17 @@ class Catalog:
         names = self.names()
         close = difflib.get_close_matches(name, names, n=5, cutoff=0.5)
         hint = f" Did you mean: {', '.join(close)}?" if close else ""
+        listed = ", ".join(names[:40]) or "none"
+        if len(names) > 40:
+            listed += f", ... ({len(names)} in all: GET /v1/models)"
         raise APIError(404, f"The model {name!r} does not exist.{hint} Available models: "
-                            f"{', '.join(names) or 'none'} (also provider/model).",
+                            f"{listed} (also provider/model).",
                        param="model", code="model_not_found")
 
     def names(self) -> list[str]:
-        names = list(self._routes)
+        names = []
         for name, route in self._routes.items():
+            names.append(name)
             if route.display is None and route.provider.is_reasoning(route.upstream_model):
                 names += [name + suffix for suffix in DISPLAY_SUFFIXES]
         return names

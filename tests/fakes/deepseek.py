@@ -21,6 +21,9 @@ KEYS = {GOOD: "ok", GOOD2: "ok", DEAD: 401, POOR: 402, BUSY: 429}
 
 ERRORS = {  # DeepSeek's documented error bodies
     400: ("Invalid request: messages format error", "invalid_request_error"),
+    "context": ("This model's maximum context length is 65536 tokens. However, you "
+                "requested 70000 tokens (70000 in the messages, 0 in the completion). Please "
+                "reduce the length of the messages or completion.", "invalid_request_error"),
     401: ("Authentication Fails, Your api key: ****{tail} is invalid", "authentication_error"),
     402: ("Insufficient Balance", "unknown_error"),
     422: ("Invalid Parameters: temperature must be <= 2", "invalid_request_error"),
@@ -45,6 +48,16 @@ class State:
         self.keys = dict(KEYS)  # a key's value "outage" makes /user/balance answer 503
         self.balance_delay = 0.0  # seconds /user/balance waits before answering
         self.connections = 0
+        # Fault injection (tests/test_reliability.py):
+        self.retry_after: str | None = "3"  # the Retry-After a 429 carries (None: none)
+        self.fail_next = 0  # the next N chat requests get `fail_status` (an overload burst)
+        self.fail_status = 503
+        self.hang_keys: set[str] = set()  # requests with these keys never get a first byte
+        self.context_limit: int | None = None  # characters of messages this "model" takes
+        self.balance_checks: list[str] = []  # keys asked about on /user/balance
+        self.active: dict[str, int] = {}  # chat requests being processed now, per key
+        self.peak: dict[str, int] = {}  # the most ever processed at once, per key
+        self.served = 0  # completions started, for unique ids
 
 
 class Base(web.RequestHandler):
@@ -55,12 +68,13 @@ class Base(web.RequestHandler):
         auth = self.request.headers.get("Authorization", "")
         return auth[7:] if auth.startswith("Bearer ") else ""
 
-    def fail(self, status: int, key: str = ""):
+    def fail(self, status, key: str = ""):
         message, etype = ERRORS[status]
+        status = 400 if status == "context" else status
         self.set_status(status)
         self.set_header("Content-Type", "application/json")
-        if status == 429:
-            self.set_header("Retry-After", "3")
+        if status == 429 and self.state.retry_after is not None:
+            self.set_header("Retry-After", self.state.retry_after)
         self.finish(json.dumps({"error": {"message": message.format(tail=key[-4:]),
                                           "type": etype, "param": None, "code": etype}}))
 
@@ -88,13 +102,33 @@ class Chat(Base):
         self.state.requests.append({"path": self.request.path, "body": body,
                                     "headers": dict(self.request.headers)})
         key = self.key()
-        account = self.state.keys.get(key)
+        st = self.state
+        st.active[key] = st.active.get(key, 0) + 1
+        st.peak[key] = max(st.peak.get(key, 0), st.active[key])
+        try:
+            await self.answer(body, key)
+        finally:
+            st.active[key] -= 1
+
+    async def answer(self, body, key):
+        st = self.state
+        if key in st.hang_keys:  # accepted, then silence: no status line ever comes
+            await self.pause(60)
+            return
+        if st.fail_next > 0:
+            st.fail_next -= 1
+            return self.fail(st.fail_status)
+        account = st.keys.get(key)
         if account is None:
             return self.fail(401, key)
         if account != "ok":
             return self.fail(account, key)
         if body.get("model") not in ("deepseek-chat", "deepseek-reasoner"):
             return self.fail(400)
+        if st.context_limit is not None and len(json.dumps(body["messages"])) > st.context_limit:
+            return self.fail("context")
+        st.served += 1
+        self.id = f"chatcmpl-fake-{st.served}"
         last = body["messages"][-1].get("content")
         last = last if isinstance(last, str) else ""  # content parts carry no command
         cmd, _, arg = last.partition(" ") if last.startswith("!") else ("", "", "")
@@ -108,7 +142,7 @@ class Chat(Base):
             await self.complete(body, cmd, arg)
 
     def chunk(self, delta, finish=None, usage=None, choices=True):
-        c = {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 1700000000,
+        c = {"id": self.id, "object": "chat.completion.chunk", "created": 1700000000,
              "model": self.model, "system_fingerprint": "fp_fake_prompt_cache"}
         c["choices"] = [{"index": 0, "delta": delta, "logprobs": None,
                          "finish_reason": finish}] if choices else []
@@ -184,7 +218,7 @@ class Chat(Base):
         if cmd == "!json":
             message["content"] = json.dumps({"answer": 42})
         self.finish(json.dumps({
-            "id": "chatcmpl-fake", "object": "chat.completion", "created": int(time.time()),
+            "id": self.id, "object": "chat.completion", "created": int(time.time()),
             "model": self.model, "system_fingerprint": "fp_fake_prompt_cache",
             "choices": [{"index": 0, "message": message, "logprobs": None,
                          "finish_reason": finish}],
@@ -196,6 +230,7 @@ class Balance(Base):
         if self.state.balance_delay:
             await asyncio.sleep(self.state.balance_delay)
         key = self.key()
+        self.state.balance_checks.append(key)
         account = self.state.keys.get(key)
         if account in (None, 401):
             return self.fail(401, key)
