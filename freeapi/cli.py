@@ -148,6 +148,17 @@ def _run(gateway: Gateway, reuse_port: bool = False) -> int:
     return 0
 
 
+def _die_with_parent():
+    """Linux: a worker gets SIGTERM if the parent is killed outright (kill -9, OOM)."""
+    try:
+        import ctypes
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() == 1:
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
 def _run_workers(args, cfg) -> int:
     """Fork `args.workers` processes that each listen with SO_REUSEPORT; wait for them."""
     if not hasattr(socket, "SO_REUSEPORT"):
@@ -186,6 +197,7 @@ def _run_workers(args, cfg) -> int:
         if pid == 0:  # a worker builds its own state after the fork
             code = 1
             try:
+                _die_with_parent()
                 signal.pthread_sigmask(signal.SIG_UNBLOCK, sigs)
                 code = _run(load(args), reuse_port=True)
             except ConfigError as e:

@@ -55,13 +55,21 @@ class HealthStore:
             h = self._h[k] = KeyHealth()
             if len(self._h) > self._limit:
                 self._evict()
+        else:
+            self._h.move_to_end(k)  # least recently used first out; pools touch their keys
         return h
 
     def _evict(self):
-        # Forget healthy pass-through keys first; a broken key's state is worth keeping.
-        for k, h in list(self._h.items())[: len(self._h) - self._limit]:
+        # Forget healthy keys first; a broken key's state is worth keeping, but not without
+        # bound: anyone can send any number of made-up pass-through keys.
+        over = len(self._h) - self._limit
+        for k, h in list(self._h.items())[:over]:
             if h.state == OK:
                 del self._h[k]
+                over -= 1
+        while over > 0:
+            self._h.popitem(last=False)
+            over -= 1
 
     def items(self, pool: str):
         return [(k[1], h) for k, h in self._h.items() if k[0] == pool]
@@ -84,9 +92,10 @@ def retry_after_seconds(value: str | None) -> float | None:
 class Lease:
     """One request's hold on one key; `release()` exactly once with what happened."""
 
-    def __init__(self, pool: "KeyPool", key: str):
+    def __init__(self, pool: "KeyPool", key: str, probe: bool = True):
         self.pool, self.key = pool, key
         self.id = mask(key)
+        self.probe = probe  # re-probe in the background if the vendor says the key is dead
         self._released = False
 
     def release(self, status: int | None = None, *, error: str | None = None,
@@ -95,7 +104,15 @@ class Lease:
         if self._released:
             return
         self._released = True
-        self.pool._release(self.key, status, error, retry_after)
+        self.pool._release(self.key, status, error, retry_after, self.probe)
+
+    def cancel(self):
+        """Free the slot without a verdict on the key: the client left or the gateway is
+        shutting down, which says nothing about the key (counted as failures, a few
+        impatient clients would cool a healthy key down)."""
+        if not self._released:
+            self._released = True
+            self.pool._free(self.key)
 
 
 class KeyPool:
@@ -134,12 +151,17 @@ class KeyPool:
         return best
 
     async def acquire(self, keys: list[str], exclude=frozenset(), *,
-                      last_resort: bool = False) -> Lease | None:
+                      last_resort: bool = False, on_wait=None) -> Lease | None:
         """A lease on the best usable key not in `exclude`, waiting for a free slot when
         every usable key is at max_concurrency. None when no untried usable key is left.
 
         `last_resort` (pass-through lists): a key known to be invalid is still tried when
-        nothing better is left, since the client asked for it and may have fixed it.
+        nothing better is left, since the client asked for it and may have fixed it. Such
+        keys are not re-probed in the background: anyone can send made-up keys, and each
+        probe would live on; a pass-through key that works again is restored by the request
+        that uses it.
+        `on_wait(future)` is called when the request has to queue: setting an exception on
+        that future (a client gone, a shutdown) ends the wait with it.
         """
         deadline = None
         while True:
@@ -150,7 +172,7 @@ class KeyPool:
                 if h.state == COOLDOWN:
                     h.state = OK
                 self.in_flight[key] = self.in_flight.get(key, 0) + 1
-                return Lease(self, key)
+                return Lease(self, key, probe=not last_resort)
             usable = [k for k in keys if k not in exclude
                       and self.store.get(self.name, k).usable(now)]
             if not usable:
@@ -159,7 +181,7 @@ class KeyPool:
                             and self.store.get(self.name, k).state in (INVALID, NO_BALANCE)]
                     if rest:
                         self.in_flight[rest[0]] = self.in_flight.get(rest[0], 0) + 1
-                        return Lease(self, rest[0])
+                        return Lease(self, rest[0], probe=False)
                 return None
             # Every usable key is busy: wait for a slot, boundedly.
             if len(self._waiters) >= self.max_queue:
@@ -170,6 +192,8 @@ class KeyPool:
                 deadline = now + self.queue_timeout
             fut = asyncio.get_running_loop().create_future()
             self._waiters.append(fut)
+            if on_wait is not None:
+                on_wait(fut)
             try:
                 await asyncio.wait_for(fut, max(deadline - now, 0))
             except asyncio.TimeoutError:
@@ -194,18 +218,23 @@ class KeyPool:
                 fut.set_result(None)
                 return
 
-    def _release(self, key, status, error, retry_after):
+    def _free(self, key):
         left = self.in_flight.get(key, 1) - 1
         if left:
             self.in_flight[key] = left
         else:
             self.in_flight.pop(key, None)
         self._wake()
+
+    def _release(self, key, status, error, retry_after, probe=True):
+        self._free(key)
         h = self.store.get(self.name, key)
         now = time.monotonic()
         if status is not None and status < 400:
             h.outcomes.append((now, True))
             h.strikes = 0
+            if h.state in (INVALID, NO_BALANCE):  # the vendor just took it: live again
+                h.state = OK
             return
         h.last_error = f"HTTP {status}" if status else (error or "error")
         h.last_error_at = time.time()
@@ -218,7 +247,8 @@ class KeyPool:
             h.state, h.until = COOLDOWN, now + wait
         elif status in (401, 403, 402):
             h.state = NO_BALANCE if status == 402 else INVALID
-            self._schedule_probe(key)
+            if probe:
+                self._schedule_probe(key)
         elif status is None or status >= 500:
             h.outcomes.append((now, False))
             recent = [ok for t, ok in h.outcomes if now - t <= ERROR_WINDOW]

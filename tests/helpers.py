@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 
 import openai
@@ -18,8 +19,9 @@ def chat_body(content="hi", model="deepseek-chat", **extra) -> dict:
 
 
 async def request(url: str, method: str = "GET", body=None, key: str | None = GOOD,
-                  headers: dict | None = None, timeout: float = 10):
-    """A raw request that never raises on HTTP errors; `body` dicts are sent as JSON."""
+                  headers: dict | None = None, timeout: float = 10, client=None):
+    """A raw request that never raises on HTTP errors; `body` dicts are sent as JSON.
+    `client`: an AsyncHTTPClient of one's own (the shared one runs 10 requests at once)."""
     hdrs = {"Content-Type": "application/json"} if body is not None else {}
     if key is not None:
         hdrs["Authorization"] = f"Bearer {key}"
@@ -28,7 +30,7 @@ async def request(url: str, method: str = "GET", body=None, key: str | None = GO
         body = json.dumps(body)
     req = HTTPRequest(url, method=method, body=body, headers=hdrs, request_timeout=timeout,
                       allow_nonstandard_methods=True)
-    return await AsyncHTTPClient().fetch(req, raise_error=False)
+    return await (client or AsyncHTTPClient()).fetch(req, raise_error=False)
 
 
 def assert_no_keys(text: str | bytes):
@@ -57,3 +59,107 @@ def error_of(resp, status: int) -> dict:
 
 def sdk(base: str, key: str = GOOD, **kw) -> openai.AsyncOpenAI:
     return openai.AsyncOpenAI(base_url=base + "/v1", api_key=key, max_retries=0, **kw)
+
+
+# -- streams and fakes for the reliability tests --------------------------------------------
+
+def sse_events(raw: bytes) -> list[str]:
+    from freeapi.sse import SSEParser
+    p = SSEParser()
+    return p.feed(raw) + p.close()
+
+
+async def stream_raw(url: str, body: dict, key: str | None = GOOD, timeout: float = 10,
+                     on_data=None, client=None):
+    """POST a chat request and collect the body as it streams: (response, raw bytes).
+    `on_data(bytes)` sees each piece as it arrives."""
+    pieces = []
+
+    def got(b):
+        pieces.append(b)
+        if on_data is not None:
+            on_data(b)
+
+    hdrs = {"Content-Type": "application/json"}
+    if key is not None:
+        hdrs["Authorization"] = f"Bearer {key}"
+    req = HTTPRequest(url + "/v1/chat/completions", method="POST", body=json.dumps(body),
+                      headers=hdrs, streaming_callback=got, request_timeout=timeout)
+    resp = await (client or AsyncHTTPClient()).fetch(req, raise_error=False)
+    raw = b"".join(pieces)
+    resp.buffer, resp._body = io.BytesIO(raw), None  # so `resp.body` works for errors too
+    return resp, raw
+
+
+def check_stream(raw: bytes, full_text: str) -> tuple[str, dict | None]:
+    """What every client of a stream must be able to rely on, whatever failed upstream: one
+    answer (a single completion id), `[DONE]` exactly once and last, and either the whole
+    answer (a finish_reason) or an error event right before `[DONE]`; the text received is
+    a prefix of the answer, so nothing was repeated. Returns (text, error or None)."""
+    assert_no_keys(raw)
+    assert raw.endswith(b"data: [DONE]\n\n"), raw[-200:]
+    evs = sse_events(raw)
+    assert evs.count("[DONE]") == 1 and evs[-1] == "[DONE]"
+    chunks = [json.loads(e) for e in evs[:-1]]
+    error = None
+    if chunks and "error" in chunks[-1]:
+        error = chunks.pop()["error"]
+        assert set(error) == {"message", "type", "param", "code"}
+    ids, text, finish = set(), "", None
+    for c in chunks:
+        assert "error" not in c, "an error event that did not end the stream"
+        assert c["object"] == "chat.completion.chunk"
+        ids.add(c["id"])
+        for choice in c["choices"]:
+            assert finish is None, "content after the finish_reason"
+            text += choice["delta"].get("content") or ""
+            finish = choice.get("finish_reason") or finish
+    assert len(ids) <= 1, f"two answers mixed: {ids}"
+    assert full_text.startswith(text), f"not a prefix of the answer: {text!r}"
+    if error is None:
+        assert finish is not None and text == full_text, "truncated without an error event"
+    return text, error
+
+
+class ThreadedFake:
+    """The fake DeepSeek on its own event loop in a thread, for tests that run the real
+    `freeapi` command in a subprocess (the test itself then blocks)."""
+
+    def __init__(self):
+        import asyncio
+        import threading
+
+        from tornado.httpserver import HTTPServer
+        from tornado.testing import bind_unused_port
+
+        from tests.fakes import deepseek as fake
+        ready = threading.Event()
+
+        async def setup():
+            self.state = fake.State()
+            sock, port = bind_unused_port()
+            self.server = HTTPServer(fake.make_app(self.state))
+            self.server.add_sockets([sock])
+            self.url = f"http://127.0.0.1:{port}"
+
+        def run():
+            self.loop = asyncio.new_event_loop()
+            self.loop.run_until_complete(setup())
+            ready.set()
+            self.loop.run_forever()
+            self.server.stop()
+            self.loop.close()
+
+        self._thread = threading.Thread(target=run, daemon=True)
+        self._thread.start()
+        assert ready.wait(5), "the fake upstream did not start"
+
+    def close(self):
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(5)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

@@ -21,6 +21,8 @@ log = logging.getLogger("freeapi.chat")
 
 # Vendor answers that are about the key, not the request: another key may succeed.
 _KEY_FAILURES = frozenset({401, 402, 403, 429})
+# Every key of a provider busy (max_concurrency): a fallback target may be free.
+_BUSY = frozenset({"queue_full", "queue_timeout"})
 _MAX_UPSTREAM_BODY = 64 * 1024 * 1024
 
 
@@ -62,6 +64,7 @@ def validate(body: dict) -> tuple[str, bool]:
 class ChatCompletionsHandler(APIHandler):
     _call = None
     _lease = None
+    _queued = None  # the future this request waits on for a free key, if it waits
     _client_gone = False
     _writer: "SSEWriter | None" = None
 
@@ -79,9 +82,19 @@ class ChatCompletionsHandler(APIHandler):
         self._client_gone = True
         if self._call is not None:
             self._call.abort()
+        self._stop_waiting(ClientGone())
         if self._writer is not None:
             self._writer.stop()
         self._done()
+
+    def _stop_waiting(self, exc: Exception):
+        # A request queued for a busy key would otherwise hold its place, and later spend
+        # the key, for nobody.
+        if self._queued is not None and not self._queued.done():
+            self._queued.set_exception(exc)
+
+    def _on_queue(self, fut):
+        self._queued = fut
 
     def _done(self, status: int | None = 200, error: str | None = None):
         self.gateway.active.discard(self)
@@ -93,6 +106,7 @@ class ChatCompletionsHandler(APIHandler):
         """Graceful shutdown's grace period ran out: end this request with an error."""
         if self._call is not None:
             self._call.abort()
+        self._stop_waiting(_shutdown_error())
 
     async def post(self):
         gw = self.gateway
@@ -158,7 +172,21 @@ class ChatCompletionsHandler(APIHandler):
             tried = set()
             while attempts < limits.max_attempts and (
                     attempts == 0 or time.monotonic() - started < limits.max_time):
-                lease = await pool.acquire(keys, tried, last_resort=passthrough)
+                try:
+                    lease = await pool.acquire(keys, tried, last_resort=passthrough,
+                                               on_wait=self._on_queue)
+                except APIError as e:
+                    if e.code in _BUSY and t_index + 1 < len(targets):
+                        last = e
+                        break
+                    raise
+                finally:
+                    self._queued = None
+                if lease is not None and (self._client_gone or gw.shutting_down):
+                    lease.cancel()  # nothing was sent: no verdict on the key
+                    if self._client_gone:
+                        raise ClientGone()
+                    raise _shutdown_error()
                 if lease is None:
                     if not tried:
                         last = last or self._no_key(pool, keys, provider.name)
@@ -179,6 +207,8 @@ class ChatCompletionsHandler(APIHandler):
                     raise ClientGone()
                 if gw.shutting_down:
                     raise err
+                if getattr(err, "host_down", False):
+                    break  # no key gets through a closed port: the next target may
                 if err.status in _KEY_FAILURES or err.status >= 500:
                     continue  # this key or this vendor: try another
                 if t_index + 1 < len(targets) and _context_too_long(err):
@@ -213,13 +243,18 @@ class ChatCompletionsHandler(APIHandler):
                 return resp, None
             raw = await resp.read(t.idle, _MAX_UPSTREAM_BODY, self._deadline)
         except UpstreamError as e:
-            lease.release(None, error=e.kind if e.kind != "aborted" else None)
+            if e.kind == "aborted":  # by us (client gone, shutdown): not the key's fault
+                lease.cancel()
+            else:
+                lease.release(None, error=e.kind)
             if self._client_gone:
                 raise ClientGone() from None
             if e.kind == "aborted" and self.gateway.shutting_down:
                 return None, _shutdown_error()
             log.warning("%s: %s (key %s)", provider.name, e, lease.id)
-            return None, upstream_failure(provider.name, e)
+            err = upstream_failure(provider.name, e)
+            err.host_down = e.kind == "connect"
+            return None, err
         err = provider.error_from(resp.status, resp.headers, raw, [lease.key])
         if err is None:
             if not stream:
