@@ -1,6 +1,12 @@
-"""Server-sent events: an incremental parser for upstream streams."""
+"""Server-sent events: an incremental parser for upstream streams, and the writer of the
+client's stream."""
 
 from __future__ import annotations
+
+import asyncio
+import time
+
+from tornado.iostream import StreamClosedError
 
 
 class SSEParser:
@@ -60,3 +66,46 @@ def event(data: str | bytes) -> bytes:
 
 DONE = b"data: [DONE]\n\n"
 KEEPALIVE = b": keep-alive\n\n"
+
+
+class SSEWriter:
+    """Commits the SSE response, writes and flushes, and sends keep-alive comments while the
+    vendor is silent (before its first byte too, so proxies and clients do not give up)."""
+
+    def __init__(self, handler, interval: float):
+        self.handler = handler
+        self.interval = interval
+        self.committed = False
+        self._last = time.monotonic()
+        self._task = asyncio.ensure_future(self._keepalive())
+
+    async def commit(self):
+        if self.committed:
+            return
+        self.committed = True
+        h = self.handler
+        h.set_header("Content-Type", "text/event-stream; charset=utf-8")
+        h.set_header("Cache-Control", "no-cache")
+        h.set_header("X-Accel-Buffering", "no")
+        await h.flush()
+
+    async def send(self, data: bytes):
+        if not self.committed:
+            await self.commit()
+        self._last = time.monotonic()
+        self.handler.write(data)
+        await self.handler.flush()
+
+    async def _keepalive(self):
+        try:
+            while True:
+                delay = self._last + self.interval - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                    continue
+                await self.send(KEEPALIVE)
+        except (StreamClosedError, asyncio.CancelledError):
+            pass
+
+    def stop(self):
+        self._task.cancel()

@@ -59,16 +59,19 @@ class Response:
         self.status = status
         self.headers = headers
         self._keep_alive = keep_alive
+        #: monotonic time after which reads fail with a timeout; the reader may move it
+        #: (a first-event deadline, then the request's total)
+        self.deadline: float | None = None
 
-    async def chunks(self, idle_timeout: float, deadline: float | None = None):
+    async def chunks(self, idle_timeout: float):
         """Yield body bytes as they arrive (chunked encoding removed)."""
         stream = self._call.stream
         headers = self.headers
 
         def read(fut, what="data"):
             wait = idle_timeout
-            if deadline is not None:
-                wait = min(wait, deadline - time.monotonic())
+            if self.deadline is not None:
+                wait = min(wait, self.deadline - time.monotonic())
             return _within(fut, max(wait, 0.001), what)
 
         try:
@@ -114,8 +117,9 @@ class Response:
         self._call.release(self._keep_alive)
 
     async def read(self, idle_timeout: float, limit: int, deadline: float | None = None) -> bytes:
+        self.deadline = deadline
         parts, size = [], 0
-        async for data in self.chunks(idle_timeout, deadline):
+        async for data in self.chunks(idle_timeout):
             size += len(data)
             if size > limit:
                 self._call.close()

@@ -251,6 +251,23 @@ async def test_no_first_byte_falls_back_to_the_second_provider(make_gateway, ups
     assert len(upstream_state.requests) == len(backup_state.requests) == 1
 
 
+async def test_a_stream_queued_by_the_vendor_moves_to_the_next_key(make_gateway,
+                                                                   upstream_state):
+    """DeepSeek answers 200 at once and then only sends `: keep-alive` while a request
+    waits in its queue: the first data event, not the headers, is the first byte."""
+    upstream_state.queued_keys = {GOOD}
+    base, _ = make_gateway(config([GOOD, GOOD2], timeouts=FAST))
+    resp = await until_used(base, upstream_state, GOOD, stream=True)
+    assert resp.headers["x-freeapi-key"] == mask(GOOD2)
+    assert resp.headers["x-freeapi-attempts"] == "2"
+    assert upstream_state.cancelled.is_set()  # the queued request was given up
+    upstream_state.queued_keys = {GOOD, GOOD2}
+    start = time.monotonic()
+    resp, _ = await ask(make_gateway(config([GOOD], timeouts=FAST))[0], stream=True)
+    assert error_of(resp, 504)["code"] == "upstream_timeout"
+    assert time.monotonic() - start < 3
+
+
 async def test_keepalives_before_the_first_byte_do_not_stop_failover(make_gateway,
                                                                     upstream_state, backup):
     """Comments already committed the 200: failover still happens (no answer byte was

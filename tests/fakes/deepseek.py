@@ -53,6 +53,8 @@ class State:
         self.fail_next = 0  # the next N chat requests get `fail_status` (an overload burst)
         self.fail_status = 503
         self.hang_keys: set[str] = set()  # requests with these keys never get a first byte
+        # Streams with these keys stay queued: 200 at once, then only `: keep-alive`.
+        self.queued_keys: set[str] = set()
         self.context_limit: int | None = None  # characters of messages this "model" takes
         self.balance_checks: list[str] = []  # keys asked about on /user/balance
         self.active: dict[str, int] = {}  # chat requests being processed now, per key
@@ -114,6 +116,13 @@ class Chat(Base):
         st = self.state
         if key in st.hang_keys:  # accepted, then silence: no status line ever comes
             await self.pause(60)
+            return
+        if key in st.queued_keys and body.get("stream"):  # DeepSeek under load
+            self.set_header("Content-Type", "text/event-stream; charset=utf-8")
+            while not self.closed.is_set():
+                self.write(": keep-alive\n\n")
+                await self.flush()
+                await self.pause(0.1)
             return
         if st.fail_next > 0:
             st.fail_next -= 1

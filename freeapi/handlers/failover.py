@@ -1,0 +1,217 @@
+"""Failover for one chat request: keys from the pool, retries, the fallback chain.
+
+Everything here happens before the first byte of an answer reaches the client; after it,
+the chat handler never retries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from freeapi import sse
+from freeapi.errors import APIError, vendor_error
+from freeapi.handlers.base import ClientGone
+from freeapi.routing import Route
+from freeapi.upstream import Response, UpstreamError, upstream_failure
+
+log = logging.getLogger("freeapi.chat")
+
+# Vendor answers that are about the key, not the request: another key may succeed.
+_KEY_FAILURES = frozenset({401, 402, 403, 429})
+# Every key of a provider busy (max_concurrency): a fallback target may be free.
+_BUSY = frozenset({"queue_full", "queue_timeout"})
+MAX_UPSTREAM_BODY = 64 * 1024 * 1024
+
+
+def shutdown_error() -> APIError:
+    return APIError(503, "freeapi is shutting down; retry on another instance.",
+                    code="shutting_down")
+
+
+def _context_too_long(err: APIError) -> bool:
+    text = err.message.lower()
+    return err.status in (400, 413) and ("context" in text or "too long" in text
+                                         or "maximum" in text and "token" in text)
+
+
+class OpenStream:
+    """A vendor's event stream whose first data event has arrived.
+
+    Vendors answer 200 at once and then may queue the request for minutes, sending only
+    `: keep-alive` comments (DeepSeek does); the first data event, not the headers, is
+    when the answer really starts, so failover stays possible until then.
+    """
+
+    def __init__(self, resp: Response, chunks, parser: sse.SSEParser, pending: list[str]):
+        self.resp, self.chunks, self.parser, self.pending = resp, chunks, parser, pending
+
+    @classmethod
+    async def first_event(cls, resp: Response, idle: float, first_deadline: float,
+                          deadline: float) -> "OpenStream":
+        parser = sse.SSEParser()
+        resp.deadline = min(first_deadline, deadline)
+        chunks = resp.chunks(idle).__aiter__()
+        pending: list[str] = []
+        try:
+            while not pending:
+                try:
+                    pending = parser.feed(await chunks.__anext__())
+                except StopAsyncIteration:
+                    pending = parser.close() or ["[DONE]"]
+        finally:
+            resp.deadline = deadline
+        return cls(resp, chunks, parser, pending)
+
+    async def batches(self):
+        """Lists of event data as they arrive: what first_event read, then one list per
+        read that completed events; the parser's remainder when the body ends."""
+        if self.pending:
+            yield self.pending
+            self.pending = []
+        async for data in self.chunks:
+            events = self.parser.feed(data)
+            if events:
+                yield events
+        tail = self.parser.close()
+        if tail:
+            yield tail
+
+    async def drain(self):
+        """Read the end of the body (after [DONE]) so the connection can be reused."""
+        async def rest():
+            async for _ in self.chunks:
+                pass
+        try:
+            await asyncio.wait_for(rest(), 2.0)
+        except (asyncio.TimeoutError, UpstreamError):
+            pass
+
+    def close(self):
+        self.resp.close()
+
+
+class FailoverMixin:
+    """The chat handler's attempts; it provides gateway, _client_gone, _on_queue, _call."""
+
+    async def _attempt(self, route: Route, model: str, body: dict, token, stream: bool):
+        """Send to the vendor; while nothing has reached the client, move past failures to
+        another key, then along the fallback chain, within config `failover`.
+
+        Returns (an OpenStream or a non-stream answer's raw body, the route that served).
+        """
+        gw = self.gateway
+        limits = gw.config.failover
+        started = time.monotonic()
+        attempts, last = 0, None
+        targets = [route] + gw.fallbacks_for(model, route)
+        for t_index, target in enumerate(targets):
+            provider = target.provider
+            try:
+                keys, passthrough = gw.vendor_keys(provider, token)
+            except APIError as e:
+                last = last or e
+                continue
+            pool = gw.pools[provider.name]
+            tbody = dict(body, model=target.upstream_model)
+            tried = set()
+            while attempts < limits.max_attempts and (
+                    attempts == 0 or time.monotonic() - started < limits.max_time):
+                try:
+                    lease = await pool.acquire(keys, tried, last_resort=passthrough,
+                                               on_wait=self._on_queue)
+                except APIError as e:
+                    if e.code in _BUSY and t_index + 1 < len(targets):
+                        last = e
+                        break
+                    raise
+                finally:
+                    self._queued = None
+                if lease is not None and (self._client_gone or gw.shutting_down):
+                    lease.cancel()  # nothing was sent: no verdict on the key
+                    if self._client_gone:
+                        raise ClientGone()
+                    raise shutdown_error()
+                if lease is None:
+                    if not tried:
+                        last = last or self._no_key(pool, keys, provider.name)
+                    break
+                tried.add(lease.key)
+                attempts += 1
+                result, err = await self._send(target, tbody, lease, stream)
+                if err is None:
+                    self._lease = lease
+                    self.set_header("x-freeapi-provider", provider.name)
+                    self.set_header("x-freeapi-upstream-model", target.upstream_model)
+                    self.set_header("x-freeapi-key", lease.id)
+                    if attempts > 1:
+                        self.set_header("x-freeapi-attempts", str(attempts))
+                    return result, target
+                last = err
+                if self._client_gone:
+                    raise ClientGone()
+                if gw.shutting_down:
+                    raise err
+                if getattr(err, "host_down", False):
+                    break  # no key gets through a closed port: the next target may
+                if err.status in _KEY_FAILURES or err.status >= 500:
+                    continue  # this key or this vendor: try another
+                if t_index + 1 < len(targets) and _context_too_long(err):
+                    break  # a longer-context fallback may take it
+                raise err  # the request itself is wrong: no key or vendor will take it
+        raise last or APIError(503, "No provider could take the request.", code="no_target")
+
+    @staticmethod
+    def _no_key(pool, keys, name: str) -> APIError:
+        wait = pool.wait_hint(keys)
+        if wait is not None:
+            return APIError(429, f"{name}: every key is cooling down after rate limits; "
+                                 f"retry in {wait:.0f}s.", code="keys_cooling_down",
+                            retry_after=str(max(1, round(wait))))
+        return APIError(503, f"{name}: no usable API key (all are invalid or out of "
+                             "balance; they are re-checked in the background).",
+                        code="no_usable_key")
+
+    async def _send(self, target: Route, body: dict, lease, stream: bool):
+        """One attempt with one key: (result, None) or (None, error); the lease is released
+        here unless the attempt succeeded."""
+        gw, provider = self.gateway, target.provider
+        t = provider.timeouts
+        started = time.monotonic()
+        self._deadline = started + t.total
+        first_byte = provider.first_byte_timeout(target.upstream_model)
+        req = provider.chat_request(body, lease.key)
+        self._call = call = gw.http.start(req.url)
+        try:
+            resp = await gw.http.send(call, req.method, req.url, req.headers, req.body,
+                                      t.connect, first_byte)
+            if stream and resp.status == 200 and resp.headers.get(
+                    "Content-Type", "").startswith("text/event-stream"):
+                return await OpenStream.first_event(resp, t.idle, started + first_byte,
+                                                    self._deadline), None
+            raw = await resp.read(t.idle, MAX_UPSTREAM_BODY, self._deadline)
+        except UpstreamError as e:
+            if e.kind == "aborted":  # by us (client gone, shutdown): not the key's fault
+                lease.cancel()
+            else:
+                lease.release(None, error=e.kind)
+            if self._client_gone:
+                raise ClientGone() from None
+            if e.kind == "aborted" and self.gateway.shutting_down:
+                return None, shutdown_error()
+            log.warning("%s: %s (key %s)", provider.name, e, lease.id)
+            err = upstream_failure(provider.name, e)
+            err.host_down = e.kind == "connect"
+            return None, err
+        err = provider.error_from(resp.status, resp.headers, raw, [lease.key])
+        if err is None:
+            if not stream:
+                lease.release(resp.status)
+                return raw, None
+            err = vendor_error(provider.name, 502, "expected an event stream, got "
+                               f"{resp.headers.get('Content-Type') or 'no type'}")
+        lease.release(err.status, retry_after=err.retry_after)
+        log.warning("%s answered %d for key %s: %s", provider.name, resp.status, lease.id,
+                    err.message)
+        return None, err
