@@ -273,13 +273,15 @@ auth: {{keys: [bench-key]}}
     return path
 
 
-def start_freeapi(tmp, up_port, args, workers=1, cpus=None):
+def start_freeapi(tmp, up_port, args, workers=1, cpus=None, variant=()):
     port = free_port()
     cfg = freeapi_config(tmp, up_port, port)
     argv = [FREEAPI, "--config", cfg]
+    if variant:
+        argv = [PY, os.path.join(HERE, "variant.py"), *variant, "--", "--config", cfg]
     if workers != 1:
         argv += ["--workers", str(workers)]
-    p = start(f"freeapi-w{workers}", pinned(cpus, argv), logdir=tmp)
+    p = start(f"freeapi-w{workers}{''.join(variant)}", pinned(cpus, argv), logdir=tmp)
     wait_http(f"http://127.0.0.1:{port}/ping", p)
     # taskset execs freeapi in place, so p.pid is freeapi's own pid.
     return p, Target("freeapi", f"http://127.0.0.1:{port}{PATH}", auth="bench-key")
@@ -359,6 +361,21 @@ def versions():
     return v
 
 
+def machine_busy_seconds() -> float:
+    """CPU seconds the whole machine spent busy (all processes), from /proc/stat."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    busy = v[0] + v[1] + v[2] + v[5] + v[6] + (v[7] if len(v) > 7 else 0)
+    return busy / os.sysconf("SC_CLK_TCK")
+
+
+def own_seconds() -> float:
+    """CPU seconds used by this harness and every process it started and reaped."""
+    import resource
+    a, b = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return a.ru_utime + a.ru_stime + b.ru_utime + b.ru_stime
+
+
 def machine():
     cpu = "?"
     try:
@@ -383,6 +400,7 @@ def run(args):
               "machine": machine(), "versions": versions(), "duration_s": args.duration,
               "cpus": {"server": args.server_cpu, "client": args.client_cpu}, "logs": tmp}
     log(f"logs in {tmp}; load average {report['machine']['load_start']}")
+    busy0, own0, wall0 = machine_busy_seconds(), own_seconds(), time.monotonic()
     targets = {}
 
     up_port = free_port()
@@ -401,6 +419,13 @@ def run(args):
     log("direct (upstream on the client core, as behind the gateways): wrk c=32")
     direct.results["ns32_shared"] = wrk(direct, 32, args.duration, False, args.client_cpu)
     direct.results["st32_shared"] = wrk(direct, 32, args.duration, True, args.client_cpu)
+
+    if "slow" not in args.skip and "slow-direct" not in args.skip:
+        log(f"direct: {args.slow_n} concurrent slow streams (30 s each), the baseline")
+        direct.results["slow"] = client("slow", Target("direct", direct.url, model="slow"),
+                                        args.client_cpu, ["-n", str(args.slow_n), "--ramp",
+                                                          "2", "--pid", str(up.pid)],
+                                        timeout=180)
 
     # 2. freeapi, one process
     fa, t = start_freeapi(tmp, up_port, args, cpus=args.server_cpu)
@@ -455,6 +480,10 @@ def run(args):
 
     stop(up)
     report["machine"]["load_end"] = os.getloadavg()
+    wall = time.monotonic() - wall0
+    other = max(0.0, (machine_busy_seconds() - busy0) - (own_seconds() - own0))
+    report["machine"]["other_cpu"] = {"seconds": round(other, 1), "wall": round(wall, 1),
+                                      "share": round(other / (wall * (os.cpu_count() or 1)), 3)}
     report["targets"] = {k: v.results for k, v in targets.items()}
     return report
 
@@ -490,7 +519,7 @@ def workers_test(tmp, up, up_port, args):
 
 def profile(args):
     """py-spy under wrk load: one profile for non-stream c=32, one for stream c=32."""
-    spy = os.path.join(ROOT, ".venv", "bin", "py-spy")
+    spy = os.path.join(HERE, ".venvs", "extras", "bin", "py-spy")
     if not os.path.exists(spy):
         spy = shutil.which("py-spy")
     if not spy:
@@ -509,13 +538,13 @@ def profile(args):
         wrk(t, 32, 1, stream, args.client_cpu)
         raw = os.path.join(outdir, f"profile-{name}.txt")
         svg = os.path.join(outdir, f"profile-{name}.svg")
-        secs = args.duration + 1
+        secs = max(args.duration, 10) + 1
         spies = [subprocess.Popen(pinned(args.client_cpu, [
             spy, "record", "-p", str(fa.pid), "-d", str(secs), "-r", "100",
             "-f", fmt, "-o", out]), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             for fmt, out in (("raw", raw), ("flamegraph", svg))]
         time.sleep(0.5)
-        r = wrk(t, 32, args.duration, stream, args.client_cpu)
+        r = wrk(t, 32, secs - 1, stream, args.client_cpu)
         for sp in spies:
             sp.wait(secs + 30)
         report.append(f"\n## freeapi profile, {name} c=32 ({r['ok_rps']:,.0f} req/s under "
@@ -527,6 +556,36 @@ def profile(args):
     with open(os.path.join(outdir, "profile.md"), "w") as f:
         f.write(text + "\n")
     print(text)
+    return 0
+
+
+def variants(args):
+    """freeapi as is, then with uvloop and/or orjson switched on from outside (variant.py)."""
+    tmp = tempfile.mkdtemp(prefix="freeapi-variants-")
+    up_port = free_port()
+    up = start("upstream", pinned(args.client_cpu, ["node", os.path.join(HERE, "upstream.js"),
+                                                    "--port", str(up_port)]), logdir=tmp)
+    wait_http(f"http://127.0.0.1:{up_port}/stats", up)
+    rows = ["| freeapi variant | c=1 p50 | c=32 req/s | 20-chunk stream c=1 p50 | stream c=32 "
+            "req/s | first streamed byte p50 |", "|---|---|---|---|---|---|"]
+    for variant in args.variant_list:
+        fa, t = start_freeapi(tmp, up_port, args, cpus=args.server_cpu, variant=variant)
+        wrk(t, 8, 1, False, args.client_cpu)
+        wrk(t, 8, 1, True, args.client_cpu)
+        name = " ".join(variant) or "as is"
+        log(f"variant {name}")
+        r = {k: wrk(t, c, args.duration, st, args.client_cpu)
+             for k, c, st in (("ns1", 1, False), ("ns32", 32, False), ("st1", 1, True),
+                              ("st32", 32, True))}
+        errs = sum(x["errors"] for x in r.values())
+        ttfb = client("ttfb", t, args.client_cpu, ["-n", "300", "--max-seconds", "5"])
+        rows.append(f"| {name}{f' ({errs} errors)' if errs else ''} | "
+                    f"{fmt_ms(r['ns1']['p50_us'])} | {fmt_rps(r['ns32']['ok_rps'])} | "
+                    f"{fmt_ms(r['st1']['p50_us'])} | {fmt_rps(r['st32']['ok_rps'])} | "
+                    f"{ttfb['first_p50_ms']:.2f} ms |")
+        stop(fa)
+    stop(up)
+    print("\n".join(rows))
     return 0
 
 
@@ -592,7 +651,9 @@ def render(rep) -> str:
     lines = [
         f"Run {rep['date']} on {m['cores']} x {m['cpu']}, {m['mem_gb']} GiB, Linux "
         f"{m['kernel']}; load average at start {m['load_start'][0]:.2f}, at end "
-        f"{m.get('load_end', [0])[0]:.2f}.",
+        f"{m.get('load_end', [0])[0]:.2f}; processes outside the harness used "
+        f"{m.get('other_cpu', {}).get('seconds', '?')} CPU-s in {m.get('other_cpu', {}).get('wall', '?')}"
+        f" s ({m.get('other_cpu', {}).get('share', 0):.1%} of the machine).",
         f"freeapi {v['freeapi']} ({v['freeapi_commit']}), Python {v['python']}, Tornado "
         f"{v['tornado']}; LiteLLM {v['litellm']}; Portkey gateway {v['portkey']} on Node "
         f"{v['node']}; wrk {v['wrk']}. wrk -t1, {rep['duration_s']} s per cell; server "
@@ -687,8 +748,16 @@ def targets_table(rep):
         row(f"{s['n']} concurrent slow streams (250 ms x 120)",
             f"{s['ok']} complete and in order, {s['errors']} errors; chunk lag p50 "
             f"{s.get('chunk_lag_p50_ms')} / p99 {s.get('chunk_lag_p99_ms')} / max "
-            f"{s.get('chunk_lag_max_ms')} ms; gateway CPU {s.get('gateway_cpu_share', 0):.0%}"
-            f" of its core", "all, 0 errors", s["errors"] == 0 and s["ok"] == s["n"])
+            f"{s.get('chunk_lag_max_ms')} ms; open p50 {s.get('open_p50_ms')} / max "
+            f"{s.get('open_max_ms')} ms; gateway CPU {s.get('gateway_cpu_share', 0):.0%} of "
+            f"its core", "all, 0 errors", s["errors"] == 0 and s["ok"] == s["n"])
+        b = d.get("slow")
+        if b:
+            row("the same streams direct to the upstream (baseline)",
+                f"{b['ok']} complete, {b['errors']} errors; chunk lag p50 "
+                f"{b.get('chunk_lag_p50_ms')} / p99 {b.get('chunk_lag_p99_ms')} / max "
+                f"{b.get('chunk_lag_max_ms')} ms; open p50 {b.get('open_p50_ms')} / max "
+                f"{b.get('open_max_ms')} ms", "(context)", None)
         row("peak RSS during the slow streams", f"{peak:.0f} MB (idle "
             f"{f.get('rss_idle_mb', 0):.0f} MB, whole run VmHWM {f['peak_rss_mb']:.0f} MB)",
             "< 300 MB", peak < 300)
@@ -713,14 +782,21 @@ def main():
     p.add_argument("--duration", type=int, default=int(os.environ.get("BENCH_DURATION", 5)))
     p.add_argument("--slow-n", type=int, default=int(os.environ.get("BENCH_SLOW_N", 2000)))
     p.add_argument("--skip", default=os.environ.get("BENCH_SKIP", ""),
-                   help="comma list of: litellm,portkey,slow,workers")
+                   help="comma list of: litellm,portkey,slow,slow-direct,floor,workers")
     p.add_argument("--server-cpu", default=os.environ.get("BENCH_SERVER_CPU", "0"))
     p.add_argument("--client-cpu", default=os.environ.get("BENCH_CLIENT_CPU", "1"))
-    p.add_argument("--json", help="also write the raw results here")
+    p.add_argument("--json", help="write the raw results here (default "
+                                  "bench/results/latest.json)")
     p.add_argument("--render", metavar="JSON", help="only print the table of a saved run")
     p.add_argument("--profile", action="store_true",
                    help="instead of the table: py-spy profiles of freeapi under wrk load "
                         "(bench/results/profile-*.svg, profile.md)")
+    p.add_argument("--variants", action="store_true",
+                   help="instead of the table: freeapi as is vs with uvloop / orjson "
+                        "switched on from outside (bench/variant.py; needs both installed)")
+    p.add_argument("--variant", action="append", default=[], metavar="FLAGS",
+                   help="--variants: a variant.py flag set such as '--uvloop --nodelay' "
+                        "(repeatable; default: as is, --uvloop, --orjson, --nodelay, all)")
     p.add_argument("--top", type=int, default=25, help="--profile: functions listed")
     args = p.parse_args()
     if args.render:
@@ -741,19 +817,26 @@ def main():
         print(f"bench: missing {', '.join(missing)}; run bench/setup.sh", file=sys.stderr)
         return 2
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    if args.profile:
+    args.variant_list = [tuple(v.split()) for v in args.variant] or [
+        (), ("--uvloop",), ("--orjson",), ("--nodelay",), ("--uvloop", "--orjson", "--nodelay")]
+    if args.variant:
+        args.variant_list.insert(0, ())
+    if args.profile or args.variants:
         try:
-            return profile(args)
+            return profile(args) if args.profile else variants(args)
         finally:
             stop_all()
     try:
         rep = run(args)
     finally:
         stop_all()
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(rep, f, indent=1)
-    print(render(rep))
+    table = render(rep)
+    os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
+    with open(args.json or os.path.join(HERE, "results", "latest.json"), "w") as f:
+        json.dump(rep, f, indent=1)
+    with open(os.path.join(HERE, "results", "latest.md"), "w") as f:
+        f.write(table + "\n")
+    print(table)
     return 0
 
 

@@ -14,6 +14,11 @@ stream is checked (chunks tok0..tok18 in order, then [DONE]).
 slow: N concurrent streams of the fake upstream's slow mode (model name with "slow": one
 chunk every 250 ms for 30 s), opened in a ramp of --ramp seconds; a stream counts as OK
 only if it answered 200, delivered chunks 0..K-1 exactly in order and ended with [DONE].
+Also reported: time from connect to the response head (open_*; the fake upstream sends its
+head with the first chunk, 250 ms in, and a full accept queue shows up here as 1 s / 3 s
+SYN retries) and chunk lag: per stream, arrival(i) - i * 250 ms, minus the smallest such
+value in that stream, i.e. how far each chunk fell behind the stream's best pace (every 4th
+chunk sampled, complete streams only).
 While they run, VmRSS of each --pid (and its children) is sampled from /proc every 0.25 s.
 """
 
@@ -108,8 +113,9 @@ class StreamCheck:
         self.next = 0
         self.done = False
         self.error = None
-        # Slow mode: how late chunk i arrives against chunk 0's arrival + i * interval.
-        self.interval, self.lags, self.t0 = interval, lags, None
+        # Slow mode: arrival of chunk i minus i * interval; the earliest of these is when
+        # the stream "started", and every chunk's lag is its own value minus that.
+        self.interval, self.lags, self.offsets = interval, lags, []
 
     def feed(self, data: bytes):
         buf = (self.buf + data).replace(b"\r\n", b"\n")
@@ -134,12 +140,13 @@ class StreamCheck:
                     if n != self.next:
                         self.error = f"chunk {n} where {self.next} was due"
                     if self.interval:
-                        now = time.monotonic()
-                        if self.t0 is None:
-                            self.t0 = now
-                        elif n % 4 == 0:
-                            self.lags.append(now - self.t0 - n * self.interval)
+                        self.offsets.append(time.monotonic() - n * self.interval)
                     self.next += 1
+
+    def record_lags(self):
+        if self.offsets:
+            start = min(self.offsets)
+            self.lags.extend(o - start for o in self.offsets[::4])
 
 
 def _body(model: str) -> bytes:
@@ -230,6 +237,7 @@ async def slow(args):
     results = {"ok": 0, "errors": 0, "error_samples": [], "chunks": 0}
     late = []  # seconds a stream ended after its due time
     lags = []  # seconds every 4th chunk arrived after its due time (see StreamCheck)
+    opened = []  # seconds from connect() to the response head
     expect = args.chunks
     body = _body(args.model)
     stop_sampling = asyncio.Event()
@@ -259,6 +267,7 @@ async def slow(args):
             await asyncio.wait_for(conn.open(), 10)
             conn.send(body)
             status, headers = await asyncio.wait_for(conn.head(), 20)
+            opened.append(time.monotonic() - t0)
             if status != 200:
                 raise HTTPError(f"status {status}")
             async for data in conn.body(headers):
@@ -269,6 +278,7 @@ async def slow(args):
                 raise HTTPError(check.error or f"{check.next}/{expect} chunks, "
                                                f"done={check.done}")
             results["ok"] += 1
+            check.record_lags()
             late.append(time.monotonic() - t0 - args.expected_seconds)
         except (HTTPError, OSError, asyncio.IncompleteReadError, asyncio.TimeoutError,
                 ValueError) as e:
@@ -291,6 +301,8 @@ async def slow(args):
         "n": args.n, "seconds": round(time.monotonic() - t0, 1),
         "end_late_p50_s": round(_pct(late, 50), 3) if late else None,
         "end_late_max_s": round(max(late), 3) if late else None,
+        "open_p50_ms": round(_pct(opened, 50) * 1000, 1) if opened else None,
+        "open_max_ms": round(max(opened) * 1000, 1) if opened else None,
         "chunk_lag_p50_ms": round(_pct(lags, 50) * 1000, 1) if lags else None,
         "chunk_lag_p99_ms": round(_pct(lags, 99) * 1000, 1) if lags else None,
         "chunk_lag_max_ms": round(max(lags) * 1000, 1) if lags else None,

@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
 # One-time setup for bench/run.sh. Everything comes from the package registries:
-#   Debian: wrk          PyPI: litellm[proxy] (own venv), py-spy (into freeapi's .venv)
+#   Debian: wrk (and taskset from util-linux)
+#   PyPI:   litellm[proxy] in its own venv (bench/.venvs/litellm); py-spy, uvloop and orjson
+#           as a side directory (bench/.venvs/extras) used only by `run.sh --profile` and
+#           `run.sh --variants`, never by freeapi itself
 #   npm:    @portkey-ai/gateway (bench/node_modules)
 # Idempotent; re-running only installs what is missing.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(dirname "$HERE")
-# 1.108+ needs a litellm-proxy-extras build PyPI does not carry; 1.107.x was pulled (compromised).
+# Pinned. 1.108+ needs a litellm-proxy-extras build that PyPI does not carry; the 1.107.x
+# releases were pulled after a supply-chain compromise.
 LITELLM_VERSION=${LITELLM_VERSION:-1.106.12}
 
 need() { command -v "$1" >/dev/null 2>&1; }
@@ -28,9 +32,10 @@ if [ ! -x "$ROOT/.venv/bin/freeapi" ]; then
   python3 -m venv "$ROOT/.venv"
   "$ROOT/.venv/bin/pip" install -q -e "$ROOT"
 fi
-if [ ! -x "$ROOT/.venv/bin/py-spy" ]; then
-  echo "== py-spy (profiling only, not a freeapi dependency)"
-  "$ROOT/.venv/bin/pip" install -q py-spy || echo "bench: py-spy not installed; profiling skipped"
+if [ ! -x "$HERE/.venvs/extras/bin/py-spy" ]; then
+  echo "== py-spy, uvloop, orjson for --profile / --variants (bench/.venvs/extras)"
+  "$ROOT/.venv/bin/pip" install -q --target "$HERE/.venvs/extras" py-spy uvloop orjson \
+    || echo "bench: extras not installed; --profile and --variants will not work"
 fi
 
 if [ ! -x "$HERE/.venvs/litellm/bin/litellm" ]; then
