@@ -14,6 +14,8 @@ setup(
         "pyyaml>=6,<7",
     ],
     extras_require={
+        # Optional: a faster event loop, used when installed (see freeapi/cli.py).
+        "fast": ["uvloop>=0.18"],
         "test": [
             "pytest>=8,<10",
             # Old but the only Tornado-native pytest runner; its deprecation warnings are

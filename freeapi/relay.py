@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 
+from freeapi.provider import Provider
 from freeapi.routing import Route
 from freeapi.sse import event
 
@@ -107,6 +108,12 @@ class StreamRelay:
         if self.include_usage and self._usage and not self._usage_chunk_sent:
             out += event(_dumps({**base, "choices": [], "usage": self._usage}))
         return out
+
+
+def unchanged(route: Route, requested_model: str) -> bool:
+    """Whether a non-stream answer reaches the client exactly as the vendor sent it."""
+    return (route.display is None and requested_model == route.upstream_model
+            and type(route.provider).normalize_completion is Provider.normalize_completion)
 
 
 def complete(data: dict, route: Route, requested_model: str) -> dict:

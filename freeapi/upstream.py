@@ -15,9 +15,7 @@ import ssl
 import time
 from urllib.parse import urlsplit
 
-from tornado import gen
-from tornado.httputil import HTTPHeaders, HTTPInputError, parse_response_start_line
-from tornado.iostream import IOStream, StreamClosedError
+from tornado.iostream import IOStream, StreamClosedError, UnsatisfiableReadError
 from tornado.tcpclient import TCPClient
 
 from freeapi.errors import APIError
@@ -43,12 +41,38 @@ def upstream_failure(provider: str, e: UpstreamError) -> APIError:
     return APIError(502, f"{provider}: {e}", code="upstream_unreachable")
 
 
-async def _within(future, seconds: float, what: str):
-    try:
-        return await gen.with_timeout(datetime.timedelta(seconds=seconds), future,
-                                      quiet_exceptions=(StreamClosedError,))
-    except asyncio.TimeoutError:
-        raise UpstreamError("timeout", f"no {what} within {seconds:g}s") from None
+class Headers(dict):
+    """Response headers by lower-cased name; `get`, `in` and `[]` ignore case."""
+
+    def get(self, name, default=None):
+        return dict.get(self, name.lower(), default)
+
+    def __getitem__(self, name):
+        return dict.__getitem__(self, name.lower())
+
+    def __contains__(self, name):
+        return dict.__contains__(self, name.lower())
+
+
+def _parse_head(raw: bytes) -> tuple[str, int, Headers]:
+    """The status line and headers; only what the relay needs, faster than Tornado's
+    general parser (this runs once per vendor answer)."""
+    text = raw.decode("latin-1").lstrip("\r\n")
+    lines = text.replace("\r\n", "\n").split("\n")
+    version, _, rest = lines[0].partition(" ")
+    code = rest[:3]
+    if not version.startswith("HTTP/1.") or not code.isdigit():
+        raise UpstreamError("protocol", "malformed response head")
+    headers = Headers()
+    for line in lines[1:]:
+        if not line:
+            continue
+        name, sep, value = line.partition(":")
+        if not sep:
+            raise UpstreamError("protocol", "malformed response header")
+        name, value = name.strip().lower(), value.strip()
+        headers[name] = f"{headers[name]}, {value}" if name in headers else value
+    return version, int(code), headers
 
 
 class _Dechunker:
@@ -65,35 +89,35 @@ class _Dechunker:
 
     def feed(self, data: bytes) -> bytes:
         buf = self._buf + data if self._buf else data
-        out = []
-        while buf:
+        pos, end, out = 0, len(buf), []
+        while pos < end:
             state = self._state
             if state == "data":
-                piece = buf[: self._left]
-                out.append(piece)
-                self._left -= len(piece)
-                buf = buf[len(piece):]
+                stop = min(end, pos + self._left)
+                out.append(buf[pos:stop])
+                self._left -= stop - pos
+                pos = stop
                 if not self._left:
                     self._state = "crlf"
                 continue
             if state == "crlf":
-                if len(buf) < 2:
+                if end - pos < 2:
                     break
-                if buf[:2] != b"\r\n":
+                if buf[pos:pos + 2] != b"\r\n":
                     raise UpstreamError("protocol", "bad chunk framing")
-                buf = buf[2:]
+                pos += 2
                 self._state = "size"
                 continue
-            end = buf.find(b"\r\n")
-            if end < 0:
-                if len(buf) > _MAX_HEADER:
+            eol = buf.find(b"\r\n", pos)
+            if eol < 0:
+                if end - pos > _MAX_HEADER:
                     raise UpstreamError("protocol", "chunk header too long")
                 break
-            line, buf = buf[:end], buf[end + 2:]
+            line, pos = buf[pos:eol], eol + 2
             if state == "trailer":
                 if not line:
-                    self.done, self.extra = True, bool(buf)
-                    buf = b""
+                    self.done, self.extra = True, pos < end
+                    pos = end
                 continue
             try:
                 size = int(line.split(b";", 1)[0].strip(), 16)
@@ -103,14 +127,14 @@ class _Dechunker:
                 self._left, self._state = size, "data"
             else:
                 self._state = "trailer"
-        self._buf = buf
-        return b"".join(out)
+        self._buf = buf[pos:] if pos < end else b""
+        return out[0] if len(out) == 1 else b"".join(out)
 
 
 class Response:
     """Status and headers are read; the body is read with `chunks()` or `read()`."""
 
-    def __init__(self, call: "Call", status: int, headers: HTTPHeaders, keep_alive: bool):
+    def __init__(self, call: "Call", status: int, headers: Headers, keep_alive: bool):
         self._call = call
         self.status = status
         self.headers = headers
@@ -121,14 +145,19 @@ class Response:
 
     async def chunks(self, idle_timeout: float):
         """Yield body bytes as they arrive (chunked encoding removed)."""
-        stream = self._call.stream
+        call = self._call
+        stream = call.stream
         headers = self.headers
 
-        def read(fut, what="data"):
+        async def read(fut):
             wait = idle_timeout
             if self.deadline is not None:
                 wait = min(wait, self.deadline - time.monotonic())
-            return _within(fut, max(wait, 0.001), what)
+            call.arm(wait, "data")
+            try:
+                return await fut
+            finally:
+                call.disarm()
 
         try:
             if headers.get("Transfer-Encoding", "").lower() == "chunked":
@@ -159,14 +188,11 @@ class Response:
                         break
                     yield data
         except StreamClosedError:
-            self._call.close()
-            if self._call.aborted:
-                raise UpstreamError("aborted", "request cancelled") from None
-            raise UpstreamError("closed", "connection closed mid-response") from None
+            raise call.failure("connection closed mid-response") from None
         except BaseException:
-            self._call.close()
+            call.close()
             raise
-        self._call.release(self._keep_alive)
+        call.release(self._keep_alive)
 
     async def read(self, idle_timeout: float, limit: int, deadline: float | None = None) -> bytes:
         self.deadline = deadline
@@ -186,24 +212,70 @@ class Response:
 class Call:
     """One request on one pooled connection. `abort()` cancels it at any point."""
 
-    def __init__(self, pool: "Pool", key: tuple):
+    def __init__(self, pool: "Pool", key: tuple, path: str):
         self.pool = pool
         self.key = key
+        self.path = path
         self.stream: IOStream | None = None
         self.aborted = False
+        self.timed_out: str | None = None
         self._done = False
+        # One watchdog timer per call, re-armed lazily: a read only records its deadline,
+        # instead of scheduling and cancelling a timeout of its own.
+        self._expires = float("inf")
+        self._timer = None
+        self._what = ""
+
+    def arm(self, seconds: float, what: str):
+        loop = asyncio.get_running_loop()
+        self._expires = expires = loop.time() + max(seconds, 0.001)
+        self._what = f"no {what} within {seconds:g}s"
+        timer = self._timer
+        if timer is None or timer.when() > expires:  # none yet, or set for a longer wait
+            if timer is not None:
+                timer.cancel()
+            self._timer = loop.call_at(expires, self._watch)
+
+    def disarm(self):
+        self._expires = float("inf")
+
+    def _watch(self):
+        self._timer = None
+        if self._done or self._expires == float("inf"):
+            return
+        loop = asyncio.get_running_loop()
+        if loop.time() < self._expires:  # re-armed since: wait for the new deadline
+            self._timer = loop.call_at(self._expires, self._watch)
+            return
+        self.timed_out = self._what
+        self.close()  # the pending read fails; failure() says it was a timeout
+
+    def failure(self, closed: str) -> UpstreamError:
+        """The error for a read or write that found the connection closed."""
+        self.close()
+        if self.aborted:
+            return UpstreamError("aborted", "request cancelled")
+        if self.timed_out:
+            return UpstreamError("timeout", self.timed_out)
+        return UpstreamError("closed", closed)
 
     def abort(self):
         self.aborted = True
         self.close()
 
     def close(self):
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         if not self._done:
             self._done = True
             if self.stream is not None:
                 self.stream.close()
 
     def release(self, keep_alive: bool):
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         if self._done:
             return
         self._done = True
@@ -224,6 +296,7 @@ class Pool:
         # Below the usual 60 s server-side idle timeout, so we rarely pick a dying socket.
         self.idle_ttl = idle_ttl
         self.opened = 0  # connections opened, for tests and stats
+        self._urls: dict[str, tuple[tuple, str]] = {}  # url -> (host key, path); few urls
 
     def _get(self, key) -> IOStream | None:
         idle = self._idle.get(key)
@@ -249,16 +322,21 @@ class Pool:
         self._idle.clear()
 
     def start(self, url: str) -> Call:
-        parts = urlsplit(url)
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-        return Call(self, (parts.scheme, parts.hostname, port))
+        split = self._urls.get(url)
+        if split is None:
+            parts = urlsplit(url)
+            port = parts.port or (443 if parts.scheme == "https" else 80)
+            path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+            split = ((parts.scheme, parts.hostname, port), path)
+            if len(self._urls) < 1024:  # provider URLs, not per-request ones
+                self._urls[url] = split
+        return Call(self, *split)
 
     async def send(self, call: Call, method: str, url: str, headers: dict, body: bytes | None,
                    connect_timeout: float, first_byte_timeout: float) -> Response:
-        """Send the request on `call` and wait for the response head."""
-        parts = urlsplit(url)
+        """Send the request on `call` (made by `start(url)`) and wait for the head."""
         scheme, host, port = call.key
-        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        path = call.path
         default_port = 443 if scheme == "https" else 80
         lines = [f"{method} {path} HTTP/1.1",
                  f"Host: {host}" + ("" if port == default_port else f":{port}"),
@@ -289,11 +367,8 @@ class Pool:
                 return await self._read_head(call, stream, first_byte_timeout)
             except StreamClosedError:
                 stream.close()
-                if call.aborted:
-                    raise UpstreamError("aborted", "request cancelled") from None
-                if not reused:
-                    raise UpstreamError("closed", "connection closed before a response") \
-                        from None
+                if call.aborted or call.timed_out or not reused:
+                    raise call.failure("connection closed before a response") from None
             except BaseException:
                 call.close()
                 raise
@@ -302,7 +377,8 @@ class Pool:
     async def _connect(self, call, scheme, host, port, timeout) -> IOStream:
         try:
             stream = await self._tcp.connect(
-                host, port, ssl_options=self._ssl if scheme == "https" else None, timeout=datetime.timedelta(seconds=timeout))
+                host, port, ssl_options=self._ssl if scheme == "https" else None,
+                timeout=datetime.timedelta(seconds=timeout))
         except asyncio.TimeoutError:
             raise UpstreamError("timeout", f"could not connect within {timeout:g}s") from None
         except (OSError, StreamClosedError) as e:
@@ -316,19 +392,17 @@ class Pool:
         return stream
 
     async def _read_head(self, call, stream, timeout) -> Response:
-        while True:
-            raw = await _within(
-                stream.read_until_regex(b"\r?\n\r?\n", max_bytes=_MAX_HEADER), timeout,
-                "response")
-            try:
-                text = raw.decode("latin-1").lstrip("\r\n")
-                eol = text.find("\n")
-                start = parse_response_start_line(text[:eol].rstrip("\r"))
-                headers = HTTPHeaders.parse(text[eol:])
-            except (HTTPInputError, ValueError):
-                raise UpstreamError("protocol", "malformed response head") from None
-            if 100 <= start.code < 200:
-                continue
-            keep_alive = (start.version == "HTTP/1.1"
-                          and headers.get("Connection", "").lower() != "close")
-            return Response(call, start.code, headers, keep_alive)
+        call.arm(timeout, "response")
+        try:
+            while True:
+                try:
+                    raw = await stream.read_until_regex(b"\r?\n\r?\n", max_bytes=_MAX_HEADER)
+                except UnsatisfiableReadError:
+                    raise UpstreamError("protocol", "response head too large") from None
+                version, code, headers = _parse_head(raw)
+                if not 100 <= code < 200:
+                    break
+        finally:
+            call.disarm()
+        keep_alive = version == "HTTP/1.1" and headers.get("Connection", "").lower() != "close"
+        return Response(call, code, headers, keep_alive)

@@ -69,3 +69,18 @@ async def test_resolve_model_hook(make_gateway, upstream_state):
     assert err["code"] == "model_forbidden"
     r = await sdk(base).chat.completions.create(model="deepseek-chat", messages=HI)
     assert r.model == "deepseek-chat"
+
+
+def test_providers_never_import_tornado():
+    """Providers describe requests; the core does the HTTP. Loading every built-in
+    provider must not pull Tornado in."""
+    import subprocess
+    import sys
+    code = ("import sys, importlib.metadata as m\n"
+            "for ep in m.entry_points(group='freeapi'):\n"
+            "    if ep.value.startswith('providers.'): ep.load()\n"
+            "print('tornado' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "False"

@@ -12,7 +12,7 @@ from freeapi.errors import APIError, invalid_request, vendor_error
 from freeapi.handlers.base import APIHandler, ClientGone
 from freeapi.handlers.failover import FailoverMixin, OpenStream, shutdown_error
 from freeapi.keys import redact
-from freeapi.relay import StreamRelay, assemble, complete, strip_folded_reasoning
+from freeapi.relay import StreamRelay, assemble, complete, strip_folded_reasoning, unchanged
 from freeapi.routing import Route
 from freeapi.upstream import UpstreamError, upstream_failure
 
@@ -104,6 +104,10 @@ class ChatCompletionsHandler(FailoverMixin, APIHandler):
             return
         if not stream:
             raw, route = await self._attempt(route, model, body, token, stream=False)
+            answer = raw.strip()
+            if unchanged(route, model) and answer[:1] == b"{" and answer[-1:] == b"}":
+                self.finish(answer)  # nothing to change: no second JSON round trip
+                return
             try:
                 data = json.loads(raw)
                 if not isinstance(data, dict):
