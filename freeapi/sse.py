@@ -79,7 +79,9 @@ class SSEWriter:
         self._last = time.monotonic()
         self._task = asyncio.ensure_future(self._keepalive())
 
-    async def commit(self):
+    def commit(self):
+        """Fix the response as a 200 event stream; the headers leave with the first write,
+        in the same packet as the first event."""
         if self.committed:
             return
         self.committed = True
@@ -87,11 +89,10 @@ class SSEWriter:
         h.set_header("Content-Type", "text/event-stream; charset=utf-8")
         h.set_header("Cache-Control", "no-cache")
         h.set_header("X-Accel-Buffering", "no")
-        await h.flush()
 
     async def send(self, data: bytes):
         if not self.committed:
-            await self.commit()
+            self.commit()
         self._last = time.monotonic()
         self.handler.write(data)
         await self.handler.flush()

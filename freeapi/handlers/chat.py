@@ -9,6 +9,7 @@ from tornado.iostream import StreamClosedError
 
 from freeapi import sse
 from freeapi.errors import APIError, invalid_request, vendor_error
+from freeapi.handlers.accounting import AccountingMixin
 from freeapi.handlers.base import APIHandler, ClientGone
 from freeapi.handlers.failover import FailoverMixin, OpenStream, shutdown_error
 from freeapi.keys import redact
@@ -42,7 +43,7 @@ def validate(body: dict) -> tuple[str, bool]:
     return model, stream
 
 
-class ChatCompletionsHandler(FailoverMixin, APIHandler):
+class ChatCompletionsHandler(AccountingMixin, FailoverMixin, APIHandler):
     _call = None
     _lease = None
     _queued = None  # the future this request waits on for a free key, if it waits
@@ -57,6 +58,7 @@ class ChatCompletionsHandler(FailoverMixin, APIHandler):
 
     def on_finish(self):
         self._done()
+        self._account()
 
     def on_connection_close(self):
         # The client went away: stop the vendor's work so nobody pays for unread tokens.
@@ -67,6 +69,7 @@ class ChatCompletionsHandler(FailoverMixin, APIHandler):
         if self._writer is not None:
             self._writer.stop()
         self._done()
+        self._account(gone=True)
 
     def _stop_waiting(self, exc: Exception):
         # A request queued for a busy key would otherwise hold its place, and later spend
@@ -95,6 +98,7 @@ class ChatCompletionsHandler(FailoverMixin, APIHandler):
         body = self.json_body()
         model, stream = validate(body)
         route = gw.resolve(model)
+        await self._admit(model, stream, route)
         if route.display == "fold":
             body["messages"] = strip_folded_reasoning(body["messages"])
 
@@ -125,10 +129,12 @@ class ChatCompletionsHandler(FailoverMixin, APIHandler):
             except APIError as e:
                 if not writer.committed:
                     raise
+                self._error = e.code
                 await writer.send(sse.event(json.dumps(e.to_dict())) + sse.DONE)
                 return
             opts = body.get("stream_options") or {}
             relay = StreamRelay(route, model, include_usage=opts.get("include_usage") is True)
+            self._stream_relay = relay
             if not self._client_gone:
                 await self._relay(resp, relay, route.provider)
         finally:
@@ -136,7 +142,7 @@ class ChatCompletionsHandler(FailoverMixin, APIHandler):
 
     async def _relay(self, stream: OpenStream, relay: StreamRelay, provider):
         writer = self._writer
-        await writer.commit()
+        writer.commit()
         try:
             try:
                 async for events in stream.batches():
@@ -165,6 +171,7 @@ class ChatCompletionsHandler(FailoverMixin, APIHandler):
                     self._done(None, error=e.kind)
                     err = upstream_failure(provider.name, e)
                 err.message += " (the answer above is incomplete)"
+                self._error = err.code
                 await writer.send(sse.event(json.dumps(err.to_dict())) + sse.DONE)
         except StreamClosedError:
             pass  # the client left; on_connection_close cancelled the vendor request
