@@ -13,14 +13,17 @@ from freeapi.config import Config, ConfigError
 from freeapi.errors import APIError
 from freeapi.handlers.base import NotFoundHandler
 from freeapi.handlers.chat import ChatCompletionsHandler
+from freeapi.handlers.conversations import ConversationHandler, ConversationsHandler
 from freeapi.handlers.health import HealthHandler, PingHandler
 from freeapi.handlers.models import ModelHandler, ModelsHandler
 from freeapi.handlers.tokens import TokenCheckHandler
 from freeapi.handlers.keys import KeysHandler
 from freeapi.keypool import HealthStore, KeyPool
 from freeapi.keys import GatewayAuth, split_keys
+from freeapi.limits import Limits
 from freeapi.provider import Provider
 from freeapi.routing import Catalog, Route
+from freeapi.store import StoreError, open_store
 from freeapi.upstream import Pool, UpstreamError, upstream_failure
 
 _MAX_CHECK_BODY = 1 << 20
@@ -43,6 +46,8 @@ class Gateway:
         self.auth = GatewayAuth(config.gateway_keys, config.allow_anonymous)
         self.http = Pool()
         self.health = HealthStore()
+        self.store = open_store(config.state)  # opens (or connects) on first use
+        self.limits = Limits(self.store)
         self.pools = {name: self._pool(p) for name, p in self.providers.items()}
         self.fallbacks = self._fallbacks(config.fallbacks)
         self.active: set = set()  # chat handlers in flight, for graceful shutdown
@@ -164,6 +169,20 @@ class Gateway:
                  (" ..." if len(ids) > 20 else ""))
         return True
 
+    async def housekeeping(self, every: float = 3600.0):
+        """Keep the usage ledger to state.ledger_days, checked hourly. Every worker does it;
+        the deletes are idempotent."""
+        days = self.config.state.ledger_days
+        while days:
+            try:
+                n = await self.store.prune_ledger(time.time() - days * 86400)
+                if n:
+                    logging.getLogger("freeapi.store").info(
+                        "ledger: pruned %d entries older than %g days", n, days)
+            except StoreError as e:
+                logging.getLogger("freeapi.store").warning("ledger: pruning failed: %s", e)
+            await asyncio.sleep(every)
+
     async def drain(self, grace: float):
         """Graceful shutdown: new chat requests are refused, those in flight get `grace`
         seconds, then streams end with an error event and the rest are cancelled."""
@@ -184,6 +203,7 @@ class Gateway:
         for pool in self.pools.values():
             pool.close()
         self.http.close()
+        self.store.close()
 
 
 def make_app(gateway: Gateway) -> web.Application:
@@ -193,6 +213,8 @@ def make_app(gateway: Gateway) -> web.Application:
         (r"/(?:v1/)?models/(.+)", ModelHandler),
         (r"/token/check", TokenCheckHandler),
         (r"/v1/keys", KeysHandler),
+        (r"/v1/conversations", ConversationsHandler),
+        (r"/v1/conversations/([^/]+)", ConversationHandler),
         (r"/ping", PingHandler),
         (r"/healthz", HealthHandler),
     ]

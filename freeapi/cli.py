@@ -16,9 +16,10 @@ from freeapi import __version__
 from freeapi.app import Gateway, make_app
 from freeapi.checkkeys import check_keys
 from freeapi.config import ConfigError, load_config
-from freeapi.keys import redact
+from freeapi.keys import public_url, redact_log
 from freeapi.plugins import make_plugin_manager, provider_types
 from freeapi.store import StoreError
+from freeapi.usage import usage_command
 
 log = logging.getLogger("freeapi")
 
@@ -29,9 +30,12 @@ def build_parser() -> argparse.ArgumentParser:
         description="OpenAI-compatible gateway in front of DeepSeek and sibling vendors' "
                     "official APIs. Without --config it starts with defaults and uses the "
                     "vendor key each client sends (Authorization: Bearer sk-...).")
-    p.add_argument("command", nargs="?", default="serve", choices=["serve", "check-keys"],
+    p.add_argument("command", nargs="?", default="serve",
+                   choices=["serve", "check-keys", "usage"],
                    help="serve (the default) runs the gateway; check-keys asks each vendor "
-                        "whether every configured key is usable and prints a table")
+                        "whether every configured key is usable and prints a table; usage "
+                        "prints the usage ledger's totals per UTC day, gateway key and model "
+                        "(with cost when the config has prices)")
     p.add_argument("--config", metavar="PATH", help="YAML config file (see config.yaml)")
     p.add_argument("--host", help="address to listen on (overrides server.host)")
     p.add_argument("--port", type=int, help="port to listen on (overrides server.port)")
@@ -43,6 +47,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "kernel spreads new connections across them; each keeps its own "
                         "upstream connections and key rotation. SIGTERM/SIGINT to the "
                         "parent stops them all; if one dies, the others are stopped too.")
+    p.add_argument("--since", metavar="WHEN",
+                   help="usage: from a date (2026-11-01), a UTC time (2026-11-01T12:00) or "
+                        "a span back from now (30m, 24h, 7d, 2w); default: everything kept")
+    p.add_argument("--until", metavar="WHEN", help="usage: up to (not including) WHEN")
+    p.add_argument("--json", action="store_true", help="usage: print JSON instead of tables")
     p.add_argument("--version", action="version", version=f"freeapi {__version__}")
     return p
 
@@ -86,18 +95,21 @@ async def serve(gateway: Gateway, reuse_port: bool = False):
     server.listen(cfg.port, cfg.host, reuse_port=reuse_port, backlog=2048)
     for name, p in gateway.providers.items():
         keys = f"{len(p.api_keys)} server-side key(s)" if p.api_keys else "pass-through keys"
-        log.info("provider %s (%s) at %s, %s: %s", name, p.type_name, p.base_url, keys,
-                 ", ".join(p.model_ids()) or "no models listed")
+        # public_url: a base_url may carry a proxy's credentials or a key in its query.
+        log.info("provider %s (%s) at %s, %s: %s", name, p.type_name,
+                 public_url(p.base_url), keys, ", ".join(p.model_ids()) or "no models listed")
     log.info("freeapi %s listening on http://%s:%d/v1 (gateway auth %s)", __version__,
              cfg.host, cfg.port, "on" if gateway.auth.enabled else "off")
     log.info("state: %s", gateway.store.describe())
     discovery = asyncio.ensure_future(gateway.discover_models())
+    housekeeping = asyncio.ensure_future(gateway.housekeeping())
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     discovery.cancel()
+    housekeeping.cancel()
     server.stop()
     log.info("shutting down: %d request(s) in flight get up to %gs to finish",
              len(gateway.active), cfg.shutdown_grace)
@@ -112,11 +124,15 @@ async def serve(gateway: Gateway, reuse_port: bool = False):
 
 class _RedactKeys(logging.Filter):
     """Tornado logs a malformed request's header values verbatim, and an Authorization
-    header carries vendor keys."""
+    header carries vendor or gateway keys, which need not look like keys (`team-pass`).
+    A handler filter: it runs only for records that are emitted (access lines are, only at
+    debug), not for every request."""
+
+    keys: list[str] = []  # every configured gateway and vendor key, longest first
 
     def filter(self, record):
         text = record.getMessage()
-        clean = redact(text)
+        clean = redact_log(text, self.keys)
         if clean != text:
             record.msg, record.args = clean, None
         return True
@@ -126,16 +142,24 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         level=logging.INFO)
+    redactor = _RedactKeys()
     for handler in logging.getLogger().handlers:
-        handler.addFilter(_RedactKeys())
+        handler.addFilter(redactor)
     try:
         gateway = load(args)
     except ConfigError as e:
         print(f"freeapi: {e}", file=sys.stderr)
         return 2
+    cfg = gateway.config
+    redactor.keys = sorted({k.key for k in cfg.gateway_keys} | {
+        k for pc in cfg.providers.values() for k in pc.api_keys}, key=len, reverse=True)
     logging.getLogger().setLevel(gateway.config.log_level.upper())
     if args.command == "check-keys":
         return asyncio.run(check_keys(gateway))
+    if args.command == "usage":
+        return asyncio.run(usage_command(
+            gateway, args.since, args.until, args.json,
+            err=lambda line: print(line, file=sys.stderr)))
     if args.workers < 1:
         print("freeapi: --workers must be at least 1", file=sys.stderr)
         return 2

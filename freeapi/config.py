@@ -8,79 +8,15 @@ from dataclasses import dataclass, field
 
 import yaml
 
+from freeapi.config_state import (ConversationsConfig, Price, StateConfig,
+                                  parse_conversations, parse_prices, parse_state)
+from freeapi.configbase import (ConfigError, _expect, _integer, _interpolate, _mapping,
+                                _number, _string_list, _unknown)
 
-class ConfigError(Exception):
-    def __init__(self, path: str, message: str):
-        super().__init__(f"config: {path}: {message}" if path else f"config: {message}")
-
-
-_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
-
-
-def _interpolate(value, path: str):
-    if isinstance(value, str):
-        def sub(m):
-            name, default = m.group(1), m.group(2)
-            if name in os.environ:
-                return os.environ[name]
-            if default is not None:
-                return default
-            raise ConfigError(path, f"environment variable {name} is not set "
-                                    f"(write ${{{name}:-}} to make it optional)")
-        return _ENV.sub(sub, value)
-    if isinstance(value, dict):
-        return {k: _interpolate(v, f"{path}.{k}" if path else str(k)) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_interpolate(v, f"{path}[{i}]") for i, v in enumerate(value)]
-    return value
-
-
-def _type_name(value) -> str:
-    return "null" if value is None else type(value).__name__
-
-
-def _expect(value, types, path, what):
-    # bool is an int in Python; a port of `true` is a mistake, not 1.
-    if isinstance(value, bool) and bool not in types:
-        raise ConfigError(path, f"expected {what}, got {_type_name(value)}")
-    if not isinstance(value, types):
-        raise ConfigError(path, f"expected {what}, got {_type_name(value)}")
-    return value
-
-
-def _mapping(value, path) -> dict:
-    if value is None:
-        return {}
-    return _expect(value, (dict,), path, "a mapping")
-
-
-def _unknown(section: dict, allowed, path: str):
-    for key in section:
-        if key not in allowed:
-            where = f"{path}.{key}" if path else str(key)
-            raise ConfigError(where, f"unknown key (allowed: {', '.join(sorted(allowed))})")
-
-
-def _number(value, path, minimum=0.0) -> float:
-    _expect(value, (int, float), path, "a number")
-    if value <= minimum:
-        raise ConfigError(path, f"must be greater than {minimum}")
-    return float(value)
-
-
-def _string_list(value, path) -> list[str]:
-    """A list of strings, or one string of comma-separated items (handy with ${ENV})."""
-    if value is None:
-        return []
-    if isinstance(value, str):
-        return [v.strip() for v in value.split(",") if v.strip()]
-    _expect(value, (list,), path, "a list of strings")
-    out = []
-    for i, item in enumerate(value):
-        _expect(item, (str,), f"{path}[{i}]", "a string")
-        if item.strip():
-            out.append(item.strip())
-    return out
+# StateConfig, Price and ConfigError are defined beside, used from here.
+__all__ = ["Config", "ConfigError", "ConversationsConfig", "Failover", "GatewayKey",
+           "KeyPoolConfig", "Price", "ProviderConfig", "StateConfig", "Timeouts",
+           "load_config", "parse_config"]
 
 
 @dataclass
@@ -129,6 +65,19 @@ class GatewayKey:
     name: str
     key: str
     role: str = "user"  # "admin" may read GET /v1/keys when any key has a role
+    models: list[str] | None = None  # allowed model names or fnmatch patterns; None: all
+    rpm: int | None = None  # requests per minute
+    tpm: int | None = None  # tokens (prompt + completion) per minute
+    daily_tokens: int | None = None  # per UTC day
+    monthly_tokens: int | None = None  # per UTC calendar month
+
+    @property
+    def limited(self) -> bool:
+        return any(v is not None for v in (self.models, self.rpm, self.tpm,
+                                           self.daily_tokens, self.monthly_tokens))
+
+
+_KEY_LIMITS = ("rpm", "tpm", "daily_tokens", "monthly_tokens")
 
 
 @dataclass
@@ -145,17 +94,13 @@ class Config:
     models: dict[str, str] = field(default_factory=dict)
     fallbacks: dict[str, list[str]] = field(default_factory=dict)
     failover: Failover = field(default_factory=Failover)
+    state: StateConfig = field(default_factory=StateConfig)
+    prices: dict[str, Price] = field(default_factory=dict)
+    conversations: ConversationsConfig = field(default_factory=ConversationsConfig)
 
 
 _LOG_LEVELS = ("debug", "info", "warning", "error")
 _PROVIDER_KEYS = {"enabled", "type", "base_url", "api_keys", "timeouts", "key_pool"}
-
-
-def _integer(value, path, minimum=1) -> int:
-    _expect(value, (int,), path, "an integer")
-    if value < minimum:
-        raise ConfigError(path, f"must be at least {minimum}")
-    return value
 
 
 def _key_pool(value, path) -> KeyPoolConfig:
@@ -211,10 +156,12 @@ def _provider(name: str, value, path: str, provider_types: dict) -> ProviderConf
     return pc
 
 
-def parse_config(raw, provider_types: dict) -> Config:
-    """Validate an already-loaded YAML document (None is the zero config)."""
+def parse_config(raw, provider_types: dict, base_dir: str | None = None) -> Config:
+    """Validate an already-loaded YAML document (None is the zero config). `base_dir`: the
+    config file's directory, which relative paths are relative to (None: no file)."""
     root = _interpolate(_mapping(raw, ""), "")
-    _unknown(root, {"server", "auth", "providers", "models", "fallbacks", "failover"}, "")
+    _unknown(root, {"server", "auth", "providers", "models", "fallbacks", "failover", "state",
+                    "prices", "conversations"}, "")
     cfg = Config()
 
     server = _mapping(root.get("server"), "server")
@@ -247,19 +194,30 @@ def parse_config(raw, provider_types: dict) -> Config:
     _expect(keys, (list,), "auth.keys", "a list")
     for i, item in enumerate(keys):
         path = f"auth.keys[{i}]"
+        limits = {}
         if isinstance(item, dict):
-            _unknown(item, {"key", "name", "role"}, path)
+            _unknown(item, {"key", "name", "role", "models", *_KEY_LIMITS}, path)
             key = _expect(item.get("key"), (str,), f"{path}.key", "a string")
             name = _expect(item.get("name", f"key{i}"), (str,), f"{path}.name", "a string")
             role = item.get("role", "user")
             if role not in ("user", "admin"):
                 raise ConfigError(f"{path}.role", "expected user or admin")
+            if item.get("models") is not None:
+                limits["models"] = _string_list(item["models"], f"{path}.models")
+            for limit in _KEY_LIMITS:
+                if item.get(limit) is not None:
+                    limits[limit] = _integer(item[limit], f"{path}.{limit}")
         else:
-            key = _expect(item, (str,), path, "a string or {key, name, role}")
+            key = _expect(item, (str,), path, "a string or {key, name, role, models, rpm, "
+                                              "tpm, daily_tokens, monthly_tokens}")
             name, role = f"key{i}", None
         if not key.strip():
             raise ConfigError(path, "is empty (an unset ${VAR:-}?)")
-        cfg.gateway_keys.append(GatewayKey(name, key.strip(), role or "user"))
+        cfg.gateway_keys.append(GatewayKey(name, key.strip(), role or "user", **limits))
+    names = [k.name for k in cfg.gateway_keys]
+    for i, k in enumerate(cfg.gateway_keys):
+        if names.index(k.name) != i:  # the ledger and `freeapi usage` tell keys by name
+            raise ConfigError(f"auth.keys[{i}].name", f"{k.name!r} is used twice")
     cfg.allow_anonymous = _expect(auth.get("allow_anonymous", False), (bool,),
                                   "auth.allow_anonymous", "true or false")
 
@@ -292,6 +250,9 @@ def parse_config(raw, provider_types: dict) -> Config:
         cfg.failover.max_attempts = _integer(failover["max_attempts"], "failover.max_attempts")
     if "max_time" in failover:
         cfg.failover.max_time = _number(failover["max_time"], "failover.max_time")
+    cfg.state = parse_state(root.get("state"), base_dir)
+    cfg.prices = parse_prices(root.get("prices"))
+    cfg.conversations = parse_conversations(root.get("conversations"))
 
     if not cfg.gateway_keys and not cfg.allow_anonymous:
         for pc in cfg.providers.values():
@@ -317,4 +278,4 @@ def load_config(path: str | None, provider_types: dict) -> Config:
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(e, "problem", None) or "invalid YAML"
         raise ConfigError("", f"{path}: {problem}{where}") from None
-    return parse_config(raw, provider_types)
+    return parse_config(raw, provider_types, os.path.dirname(os.path.abspath(path)))

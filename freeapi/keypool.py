@@ -128,7 +128,9 @@ class KeyPool:
         self.queue_timeout = queue_timeout
         self.in_flight: dict[str, int] = {}
         self._turn = 0
-        self._waiters: deque[asyncio.Future] = deque()
+        # (future, the keys it can use), oldest first: a freed key wakes the oldest waiter
+        # that can use it, not merely the oldest.
+        self._waiters: deque[tuple[asyncio.Future, set]] = deque()
         self._prober = prober  # async (key) -> bool | None (None: could not tell)
         self._probes: dict[str, asyncio.Task] = {}
         self.probe_interval, self.probe_cap = probe_interval, probe_cap
@@ -191,7 +193,8 @@ class KeyPool:
             if deadline is None:
                 deadline = now + self.queue_timeout
             fut = asyncio.get_running_loop().create_future()
-            self._waiters.append(fut)
+            waiter = (fut, set(usable))
+            self._waiters.append(waiter)
             if on_wait is not None:
                 on_wait(fut)
             try:
@@ -201,8 +204,8 @@ class KeyPool:
                                     f"{self.queue_timeout:g}s; retry later.",
                                code="queue_timeout", retry_after="1") from None
             finally:
-                if fut in self._waiters:
-                    self._waiters.remove(fut)
+                if waiter in self._waiters:
+                    self._waiters.remove(waiter)
 
     def wait_hint(self, keys: list[str]) -> float | None:
         """Seconds until the first cooling key in `keys` is usable again."""
@@ -211,12 +214,17 @@ class KeyPool:
                 if h.state == COOLDOWN and h.until > now]
         return min(ends) if ends else None
 
-    def _wake(self):
-        while self._waiters:
-            fut = self._waiters.popleft()
-            if not fut.done():
+    def _wake(self, key=_NOTHING):
+        """Wake the oldest waiter that can use `key`; every waiter when a key came back."""
+        for waiter in list(self._waiters):
+            fut, wanted = waiter
+            if fut.done():
+                self._waiters.remove(waiter)
+            elif key is _NOTHING or key in wanted:
+                self._waiters.remove(waiter)
                 fut.set_result(None)
-                return
+                if key is not _NOTHING:
+                    return
 
     def _free(self, key):
         left = self.in_flight.get(key, 1) - 1
@@ -224,7 +232,7 @@ class KeyPool:
             self.in_flight[key] = left
         else:
             self.in_flight.pop(key, None)
-        self._wake()
+        self._wake(key)
 
     def _release(self, key, status, error, retry_after, probe=True):
         self._free(key)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hmac
 import re
+from urllib.parse import urlsplit, urlunsplit
 
 from freeapi.errors import APIError
 
@@ -15,13 +16,25 @@ _KEY_OK = re.compile(r"^[\x21-\x7e]+$")
 # tells keys apart is lost; a sentence's final dot is not part of a key.
 _TOKENISH = re.compile(r"\b((?:sk|mk|ak|key|tp)-(?!\.\.\.)[A-Za-z0-9_\-.]{5,}[A-Za-z0-9_\-]"
                        r"|[A-Za-z0-9_\-]{32,}(?:\.[A-Za-z0-9_\-]+)?)")
+# Vendors' own key prefixes: shown by mask() because they say whose key it is and are no
+# secret. Any other start (an operator's `team-...` gateway key) is part of the secret.
+_VENDOR_PREFIXES = ("sk-", "mk-", "ak-", "tp-", "key-")
+# In log text, whatever follows `Bearer ` or `Authorization:` is a credential, whatever it
+# looks like (Tornado quotes a malformed header's value in its log line): up to the end of
+# the line, or of the header line when a header block is quoted with `\r\n` escapes. Each
+# piece of it is masked, so `sk-...abcd` still tells keys apart.
+_CREDENTIAL = re.compile(r"(?i)\b(authorization:[ \t]*(?:bearer[ \t]+)?|bearer[ \t]+)"
+                         r"((?:(?!\\r\\n)[^\r\n])+)")
+# Pieces of a credential: quotes, commas, spaces and the backslash of a quoted control
+# character (`\x01`) are not part of a key.
+_PIECE = re.compile(r"[^\s,'\"\\]+")
 
 
 def mask(key: str | None) -> str:
     """`sk-...abcd`: enough to tell keys apart, never enough to use one."""
     if not key:
         return "-"
-    prefix = key.split("-", 1)[0] + "-" if "-" in key[:6] else ""
+    prefix = next((p for p in _VENDOR_PREFIXES if key.startswith(p)), "")
     return f"{prefix}...{key[-4:]}" if len(key) >= 12 else f"{prefix}..."
 
 
@@ -31,6 +44,21 @@ def redact(text: str, keys=()) -> str:
         if key and key in text:
             text = text.replace(key, mask(key))
     return _TOKENISH.sub(lambda m: mask(m.group(0)), text)
+
+
+def redact_log(text: str, keys=()) -> str:
+    """redact() plus anything sent as a credential: for log lines, where a header value a
+    client mistyped (`team-pass` with a stray control character) is quoted verbatim."""
+    def credential(m):
+        return m.group(1) + _PIECE.sub(lambda piece: mask(piece.group(0)), m.group(2))
+    return redact(_CREDENTIAL.sub(credential, text), keys)
+
+
+def public_url(url: str) -> str:
+    """A URL as the log may show it: no `user:password@`, no query string (some proxies
+    take a key there)."""
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path, "", ""))
 
 
 def bearer(authorization: str | None) -> str | None:

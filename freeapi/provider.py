@@ -147,6 +147,23 @@ class Provider:
         return vendor_error(self.name, status, redact(message, keys), code=code,
                             retry_after=headers.get("Retry-After"))
 
+    def chunk_error(self, chunk: dict, keys=()) -> APIError | None:
+        """The error a stream event reports instead of an answer: the vendor's own form
+        (body_error) or OpenAI's `{"error": {...}}` event, as sent by OpenRouter or vLLM."""
+        err = self.body_error(chunk, keys)
+        if err is not None or "error" not in chunk or "choices" in chunk:
+            return err
+        detail = chunk["error"] if isinstance(chunk["error"], dict) else {}
+        message = str(detail.get("message") or chunk["error"])[:500]
+        code = str(detail.get("code") or detail.get("type") or "")
+        status = detail.get("status") or detail.get("code")
+        if not (isinstance(status, int) and 400 <= status <= 599):
+            lowered = code.lower()
+            status = (429 if "rate" in lowered else 401 if "auth" in lowered or
+                      "api_key" in lowered else 402 if "quota" in lowered or
+                      "balance" in lowered else 502)
+        return vendor_error(self.name, status, redact(message, keys), code=code or None)
+
     def body_error(self, data: dict, keys=()) -> APIError | None:
         """The error a vendor reports inside an HTTP 200 JSON body or stream chunk, if any.
 

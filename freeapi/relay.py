@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 
+from freeapi.keys import redact
 from freeapi.provider import Provider
 from freeapi.routing import Route
 from freeapi.sse import event
@@ -25,8 +26,9 @@ def _blank(delta: dict) -> bool:
 
 
 class StreamRelay:
-    def __init__(self, route: Route, requested_model: str, include_usage: bool):
+    def __init__(self, route: Route, requested_model: str, include_usage: bool, keys=()):
         self.provider = route.provider
+        self.keys = keys  # scrubbed from vendor error events before they are relayed
         self._normalize = route.provider.chunk_normalizer()
         self.model = requested_model
         self.display = route.display
@@ -37,22 +39,34 @@ class StreamRelay:
         self._usage_chunk_sent = False
         self._usage = None
         self._last: dict | None = None
+        self.finished = False  # finish() ran: the stream ended normally
+        self.collect: list[str] | None = None  # every event's data, when the answer is kept
+        self.extra: dict | None = None  # fields added to every chunk (parse_all must be on)
 
     def feed(self, data: str) -> bytes:
         """One upstream event's data -> bytes for the client (possibly empty)."""
-        if not self.parse_all and not (
-                self.include_usage and ('"usage":{' in data or '"usage": {' in data)):
-            return event(data)
+        if self.collect is not None:
+            self.collect.append(data)
+        if not self.parse_all:
+            has_usage = '"usage":{' in data or '"usage": {' in data
+            if not (has_usage and self.include_usage):
+                if has_usage:  # the usage ledger wants the real numbers all the same
+                    self._peek_usage(data)
+                if '"error"' in data:
+                    return event(redact(data, self.keys))
+                return event(data)
         try:
             chunk = json.loads(data)
         except ValueError:
             return event(data)
         if not isinstance(chunk, dict) or ("error" in chunk and "choices" not in chunk):
-            return event(data)
+            return event(redact(data, self.keys))
         chunk = self._normalize(chunk)
         if "error" in chunk and "choices" not in chunk:  # the provider found a failure
-            return event(_dumps(chunk))
+            return event(redact(_dumps(chunk), self.keys))
         chunk["model"] = self.model
+        if self.extra:
+            chunk.update(self.extra)
         choices = chunk.get("choices")
         if isinstance(choices, list):
             if self.display:
@@ -66,6 +80,19 @@ class StreamRelay:
                     self._usage_chunk_sent = True
         self._last = chunk
         return event(_dumps(chunk))
+
+    def _peek_usage(self, data: str):
+        try:
+            chunk = json.loads(data)
+        except ValueError:
+            return
+        if isinstance(chunk, dict) and isinstance(chunk.get("usage"), dict):
+            self._usage = chunk["usage"]
+
+    @property
+    def usage(self) -> dict | None:
+        """The vendor's usage object for this stream, if it sent one."""
+        return self._usage
 
     def _display(self, choices: list) -> list:
         kept = []
@@ -96,10 +123,12 @@ class StreamRelay:
 
     def finish(self) -> bytes:
         """Anything owed before `[DONE]`: a closing think tag, OpenAI's usage chunk."""
+        self.finished = True
         out = b""
         base = {k: v for k, v in (self._last or {}).items() if k in ("id", "object", "created")}
         base.setdefault("object", "chat.completion.chunk")
         base["model"] = self.model
+        base.update(self.extra or {})
         if self._thinking:
             choices = [{"index": i, "delta": {"content": THINK_CLOSE}, "finish_reason": None}
                        for i in sorted(self._thinking)]

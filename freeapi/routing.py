@@ -11,6 +11,13 @@ from freeapi.provider import Provider
 
 # Display suffixes for clients that cannot show `reasoning_content`.
 DISPLAY_SUFFIXES = {"-fold": "fold", "-silent": "silent"}
+# No vendor's model id comes near this; chat requests with a longer `model` are refused.
+MAX_MODEL_NAME = 256
+
+
+def _shown(name: str) -> str:
+    """A client's model name as error messages quote it: never more than a line of it."""
+    return repr(name if len(name) <= 80 else name[:80] + "...")
 
 
 @dataclass(frozen=True)
@@ -103,17 +110,19 @@ class Catalog:
             base = base.removesuffix(suffix)
         if base in self._ambiguous:
             raise invalid_request(
-                f"The model {name!r} is served by several providers: "
+                f"The model {_shown(name)} is served by several providers: "
                 f"{', '.join(self._ambiguous[base])}. Ask for one of those, or map the name "
                 f"under `models:` in the config.", param="model", code="model_ambiguous")
         names = self.names()
-        close = difflib.get_close_matches(name, names, n=5, cutoff=0.5)
+        # difflib's cost grows with the name's length; a name this long has no near miss.
+        close = (difflib.get_close_matches(name, names, n=5, cutoff=0.5)
+                 if len(name) <= MAX_MODEL_NAME else [])
         hint = f" Did you mean: {', '.join(close)}?" if close else ""
         listed = ", ".join(names[:40]) or "none"
         if len(names) > 40:
             listed += f", ... ({len(names)} in all: GET /v1/models)"
-        raise APIError(404, f"The model {name!r} does not exist.{hint} Available models: "
-                            f"{listed} (also provider/model).",
+        raise APIError(404, f"The model {_shown(name)} does not exist.{hint} Available "
+                            f"models: {listed} (also provider/model).",
                        param="model", code="model_not_found")
 
     def names(self) -> list[str]:

@@ -138,3 +138,18 @@ async def test_status_masks_keys():
     row = p.status([A])[0]
     assert row["id"] == "sk-...1111" and A not in str(row)
     assert row["last_error"] == "HTTP 429" and 9 < row["cooldown_remaining"] <= 10
+
+
+async def test_a_freed_key_wakes_the_oldest_waiter_that_can_use_it():
+    p = pool(max_concurrency=1, queue_timeout=2)
+    on_a, on_b = await p.acquire([A]), await p.acquire([B])
+    wants_a = asyncio.ensure_future(p.acquire([A, B], exclude={B}))  # queued first
+    wants_b = asyncio.ensure_future(p.acquire([A, B], exclude={A}))
+    await asyncio.sleep(0.01)
+    start = time.monotonic()
+    on_b.release(200)
+    lease = await asyncio.wait_for(wants_b, 0.5)
+    assert lease.key == B and time.monotonic() - start < 0.1
+    assert not wants_a.done()
+    on_a.release(200)
+    assert (await asyncio.wait_for(wants_a, 0.5)).key == A

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+import math
+import re
 
 from tornado import web
 
@@ -11,6 +13,65 @@ from freeapi.errors import APIError, invalid_request
 from freeapi.keys import bearer
 
 log = logging.getLogger("freeapi")
+
+# A `\uD800`-`\uDFFF` escape: the only way a body decoded from UTF-8 can hold a lone
+# surrogate, which Python keeps in the str but cannot encode when the body is forwarded.
+# Most bodies have none, so the walk over the parsed body runs only when this matches.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+def _no_constants(name: str):
+    # json.loads takes NaN and Infinity, which are not JSON: forwarded, they would make the
+    # vendor's request body invalid.
+    raise invalid_request(f"Request body is not valid JSON: {name} is not a JSON value.",
+                          code="invalid_json")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):  # 1e400 overflows to Infinity, which json.dumps writes as such
+        raise invalid_request(f"Request body has a number out of range: {text[:40]}.",
+                              code="invalid_json")
+    return value
+
+
+def _lone_surrogate(body) -> str | None:
+    """The path of the first string or object key holding a lone surrogate, or None.
+    Iterative, as the body may be nested as deeply as json.loads allows; a path is only
+    spelled out (from (parent, step) links) once something is found."""
+    stack = [(body, None)]
+    while stack:
+        value, trail = stack.pop()
+        if isinstance(value, str):
+            if not value.isascii() and not _encodes(value):
+                return _spell(trail)
+        elif isinstance(value, dict):
+            for k, v in reversed(value.items()):
+                if not k.isascii() and not _encodes(k):
+                    return _spell((trail, k))
+                if isinstance(v, (str, dict, list)):
+                    stack.append((v, (trail, k)))
+        elif isinstance(value, list):
+            for i in range(len(value) - 1, -1, -1):
+                if isinstance(value[i], (str, dict, list)):
+                    stack.append((value[i], (trail, i)))
+    return None
+
+
+def _encodes(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False
+
+
+def _spell(trail) -> str:
+    steps = []
+    while trail is not None:
+        trail, step = trail
+        steps.append(f"[{step}]" if isinstance(step, int) else f".{step}")
+    return "".join(reversed(steps)).lstrip(".")
 
 
 class ClientGone(Exception):
@@ -58,7 +119,7 @@ class APIHandler(web.RequestHandler):
         if not raw.strip():
             raise invalid_request("Request body is empty; expected a JSON object.")
         try:
-            body = json.loads(raw)
+            body = json.loads(raw, parse_constant=_no_constants, parse_float=_finite)
         except (ValueError, UnicodeDecodeError) as e:
             raise invalid_request(f"Request body is not valid JSON: {e}.",
                                   code="invalid_json") from None
@@ -67,6 +128,15 @@ class APIHandler(web.RequestHandler):
                                   code="invalid_json") from None
         if not isinstance(body, dict):
             raise invalid_request("Request body must be a JSON object.")
+        if _SURROGATE_ESCAPE.search(raw):
+            path = _lone_surrogate(body)
+            if path is not None:
+                # The path may hold the bad key itself and be long: show it safely, briefly.
+                path = path.encode("utf-8", "backslashreplace").decode()[:200]
+                raise invalid_request(
+                    f"Request body has a lone UTF-16 surrogate (an unpaired \\uD800-\\uDFFF "
+                    f"escape) in `{path}`; that is not valid Unicode text.",
+                    param=path, code="invalid_unicode")
         return body
 
     def client_token(self) -> str | None:
@@ -128,4 +198,5 @@ class NotFoundHandler(APIHandler):
     def prepare(self):
         raise APIError(404, f"Unknown route {self.request.method} {self.request.path}. "
                             "The gateway serves /v1/chat/completions, /v1/models, "
-                            "/token/check, /ping and /healthz.", code="unknown_route")
+                            "/v1/models/{id}, /v1/keys, /token/check, /ping and /healthz.",
+                       code="unknown_route")

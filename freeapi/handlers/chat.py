@@ -11,10 +11,11 @@ from freeapi import sse
 from freeapi.errors import APIError, invalid_request, vendor_error
 from freeapi.handlers.accounting import AccountingMixin
 from freeapi.handlers.base import APIHandler, ClientGone
+from freeapi.handlers.conversations import ConversationMixin
 from freeapi.handlers.failover import FailoverMixin, OpenStream, shutdown_error
 from freeapi.keys import redact
 from freeapi.relay import StreamRelay, assemble, complete, strip_folded_reasoning, unchanged
-from freeapi.routing import Route
+from freeapi.routing import MAX_MODEL_NAME, Route
 from freeapi.upstream import UpstreamError, upstream_failure
 
 log = logging.getLogger("freeapi.chat")
@@ -24,6 +25,9 @@ def validate(body: dict) -> tuple[str, bool]:
     if not isinstance(model, str) or not model.strip():
         raise invalid_request("`model` is required and must be a non-empty string.",
                               param="model")
+    if len(model) > MAX_MODEL_NAME:
+        raise invalid_request(f"`model` is longer than {MAX_MODEL_NAME} characters; no "
+                              "model has such a name.", param="model")
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise invalid_request("`messages` is required and must be a non-empty array.",
@@ -43,7 +47,7 @@ def validate(body: dict) -> tuple[str, bool]:
     return model, stream
 
 
-class ChatCompletionsHandler(AccountingMixin, FailoverMixin, APIHandler):
+class ChatCompletionsHandler(AccountingMixin, ConversationMixin, FailoverMixin, APIHandler):
     _call = None
     _lease = None
     _queued = None  # the future this request waits on for a free key, if it waits
@@ -59,6 +63,7 @@ class ChatCompletionsHandler(AccountingMixin, FailoverMixin, APIHandler):
     def on_finish(self):
         self._done()
         self._account()
+        self._remember()
 
     def on_connection_close(self):
         # The client went away: stop the vendor's work so nobody pays for unread tokens.
@@ -99,6 +104,7 @@ class ChatCompletionsHandler(AccountingMixin, FailoverMixin, APIHandler):
         model, stream = validate(body)
         route = gw.resolve(model)
         await self._admit(model, stream, route)
+        await self._converse(body)
         if route.display == "fold":
             body["messages"] = strip_folded_reasoning(body["messages"])
 
@@ -133,8 +139,9 @@ class ChatCompletionsHandler(AccountingMixin, FailoverMixin, APIHandler):
                 await writer.send(sse.event(json.dumps(e.to_dict())) + sse.DONE)
                 return
             opts = body.get("stream_options") or {}
-            relay = StreamRelay(route, model, include_usage=opts.get("include_usage") is True)
-            self._stream_relay = relay
+            relay = StreamRelay(route, model, include_usage=opts.get("include_usage") is True,
+                                keys=[self._lease.key] if self._lease else ())
+            self._watch_relay(relay)
             if not self._client_gone:
                 await self._relay(resp, relay, route.provider)
         finally:

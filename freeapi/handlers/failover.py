@@ -7,12 +7,14 @@ the chat handler never retries.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 
 from freeapi import sse
 from freeapi.errors import APIError, vendor_error
 from freeapi.handlers.base import ClientGone
+from freeapi.provider import Provider
 from freeapi.routing import Route
 from freeapi.upstream import Response, UpstreamError, upstream_failure
 
@@ -88,6 +90,19 @@ class OpenStream:
         except (asyncio.TimeoutError, UpstreamError):
             pass
 
+    def error(self, provider, key) -> APIError | None:
+        """An error the vendor sent as the stream's first event, instead of an answer:
+        nothing has reached the client, so it fails over like any other error."""
+        first = self.pending[0]
+        if first == "[DONE]" or ('"error"' not in first
+                                 and type(provider).body_error is Provider.body_error):
+            return None
+        try:
+            chunk = json.loads(first)
+        except (ValueError, RecursionError):
+            return None
+        return provider.chunk_error(chunk, [key]) if isinstance(chunk, dict) else None
+
     def close(self):
         self.resp.close()
 
@@ -113,6 +128,8 @@ class FailoverMixin:
             except APIError as e:
                 last = last or e
                 continue
+            if passthrough and provider is not route.provider:
+                continue  # the client's key is for its vendor; never send it to another
             pool = gw.pools[provider.name]
             tbody = dict(body, model=target.upstream_model)
             tried = set()
@@ -142,6 +159,7 @@ class FailoverMixin:
                 result, err = await self._send(target, tbody, lease, stream)
                 if err is None:
                     self._lease = lease
+                    self._served = (target, lease.id, self.request.request_time())
                     self.set_header("x-freeapi-provider", provider.name)
                     self.set_header("x-freeapi-upstream-model", target.upstream_model)
                     self.set_header("x-freeapi-key", lease.id)
@@ -181,15 +199,23 @@ class FailoverMixin:
         started = time.monotonic()
         self._deadline = started + t.total
         first_byte = provider.first_byte_timeout(target.upstream_model)
-        req = provider.chat_request(body, lease.key)
-        self._call = call = gw.http.start(req.url)
         try:
+            req = provider.chat_request(body, lease.key)
+            self._call = call = gw.http.start(req.url)
             resp = await gw.http.send(call, req.method, req.url, req.headers, req.body,
                                       t.connect, first_byte)
             if stream and resp.status == 200 and resp.headers.get(
                     "Content-Type", "").startswith("text/event-stream"):
-                return await OpenStream.first_event(resp, t.idle, started + first_byte,
-                                                    self._deadline), None
+                opened = await OpenStream.first_event(resp, t.idle, started + first_byte,
+                                                      self._deadline)
+                err = opened.error(provider, lease.key)
+                if err is None:
+                    return opened, None
+                opened.close()
+                lease.release(err.status)
+                log.warning("%s: stream began with an error for key %s: %s",
+                            provider.name, lease.id, err.message)
+                return None, err
             raw = await resp.read(t.idle, MAX_UPSTREAM_BODY, self._deadline)
         except UpstreamError as e:
             if e.kind == "aborted":  # by us (client gone, shutdown): not the key's fault
@@ -204,6 +230,9 @@ class FailoverMixin:
             err = upstream_failure(provider.name, e)
             err.host_down = e.kind == "connect"
             return None, err
+        except BaseException:
+            lease.cancel()  # whatever went wrong, the key's slot must not stay taken
+            raise
         err = provider.error_from(resp.status, resp.headers, raw, [lease.key])
         if err is None:
             if not stream:

@@ -55,6 +55,9 @@ class State:
         self.hang_keys: set[str] = set()  # requests with these keys never get a first byte
         # Streams with these keys stay queued: 200 at once, then only `: keep-alive`.
         self.queued_keys: set[str] = set()
+        # Streams with these keys answer 200, then an OpenAI-style error event at once, as
+        # OpenAI-compatible servers do for a rate limit found after the headers.
+        self.error_event_keys: set[str] = set()
         self.context_limit: int | None = None  # characters of messages this "model" takes
         self.balance_checks: list[str] = []  # keys asked about on /user/balance
         self.active: dict[str, int] = {}  # chat requests being processed now, per key
@@ -173,6 +176,11 @@ class Chat(Base):
                 await self.send(": keep-alive\n\n", raw=True)
                 if not await self.pause(0.2):
                     return
+        if self.key() in self.state.error_event_keys:
+            await self.send({"error": {"message": f"Rate limit reached for {self.key()}",
+                                       "type": "rate_limit_error", "code": "rate_limit"}})
+            await self.send("data: [DONE]\n\n", raw=True)
+            return
         include = (body.get("stream_options") or {}).get("include_usage")
         await self.send(self.chunk({"role": "assistant", "content": ""}))
         if cmd == "!tools":
@@ -188,6 +196,11 @@ class Chat(Base):
                 for r in REASONING:
                     await self.send(self.chunk({"content": None, "reasoning_content": r}))
             for i, piece in enumerate(ANSWER):
+                if cmd == "!error-event" and i == 3:  # a vendor quoting the key it used
+                    await self.send({"error": {"message": f"key {self.key()} overloaded",
+                                               "type": "server_error"}})
+                    await self.send("data: [DONE]\n\n", raw=True)
+                    return
                 if cmd == "!cut" and i == 3:
                     self.request.connection.stream.close()  # mid-way, no terminator
                     return

@@ -1,0 +1,98 @@
+"""Config sections for shared state (freeapi/store), usage prices and conversations."""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+
+from freeapi.configbase import (ConfigError, _expect, _integer, _mapping, _non_negative,
+                                _number, _unknown)
+
+
+@dataclass
+class StateConfig:
+    """Where shared state lives (freeapi/store): an SQLite file by default, Redis when
+    `redis_url` is set. `path` is relative to the config file; without a config file the
+    state is in memory."""
+    path: str = ":memory:"
+    redis_url: str | None = None
+    prefix: str = "freeapi:"  # Redis key prefix
+    timeout: float = 5.0  # seconds one store call may take
+    ledger_days: float = 90.0  # usage ledger retention; 0 keeps it forever
+
+
+@dataclass
+class ConversationsConfig:
+    """Stored conversations (freeapi/conversations.py)."""
+    store: bool = False  # every answered request starts a stored conversation
+    ttl: float = 7 * 86400.0  # seconds a conversation lives after its last turn
+    max_turns: int = 100  # stored turns; the oldest are dropped beyond
+    max_bytes: int = 1 << 20  # stored JSON per conversation; the oldest turns dropped beyond
+    max_history_chars: int = 200_000  # history sent to the vendor (about 50k tokens)
+
+
+@dataclass
+class Price:
+    """Per million tokens, in whatever currency the operator thinks in."""
+    input: float
+    output: float
+    cached: float | None = None  # cache-hit input tokens; None: the input price
+
+
+def parse_state(value, base_dir: str | None) -> StateConfig:
+    section = _mapping(value, "state")
+    _unknown(section, StateConfig.__dataclass_fields__, "state")
+    st = StateConfig()
+    if base_dir is not None:
+        st.path = "freeapi.db"
+    if section.get("path") is not None:
+        st.path = _expect(section["path"], (str,), "state.path", "a file path or :memory:")
+        if not st.path.strip():
+            raise ConfigError("state.path", "is empty")
+    if st.path != ":memory:" and base_dir is not None:
+        st.path = os.path.join(base_dir, os.path.expanduser(st.path))
+    if section.get("redis_url") is not None:
+        url = _expect(section["redis_url"], (str,), "state.redis_url", "a redis:// URL")
+        if url.strip():  # "${REDIS_URL:-}" left empty means: no Redis
+            if not re.match(r"^rediss?://[^/\s]*(/\d+)?$", url.strip()):
+                raise ConfigError("state.redis_url", "expected redis://[user:password@]"
+                                                     "host[:port][/db] or rediss://...")
+            st.redis_url = url.strip()
+    if "prefix" in section:
+        st.prefix = _expect(section["prefix"], (str,), "state.prefix", "a string")
+    if "timeout" in section:
+        st.timeout = _number(section["timeout"], "state.timeout")
+    if "ledger_days" in section:
+        st.ledger_days = _non_negative(section["ledger_days"], "state.ledger_days")
+    return st
+
+
+def parse_prices(value) -> dict[str, Price]:
+    out = {}
+    for model, entry in _mapping(value, "prices").items():
+        path = f"prices.{model}"
+        entry = _mapping(entry, path)
+        _unknown(entry, Price.__dataclass_fields__, path)
+        got = {}
+        for part in ("input", "output", "cached"):
+            if entry.get(part) is not None:
+                got[part] = _non_negative(entry[part], f"{path}.{part}")
+            elif part != "cached":
+                raise ConfigError(f"{path}.{part}", "is required (price per million tokens)")
+        out[str(model)] = Price(**got)
+    return out
+
+
+def parse_conversations(value) -> ConversationsConfig:
+    section = _mapping(value, "conversations")
+    _unknown(section, ConversationsConfig.__dataclass_fields__, "conversations")
+    cc = ConversationsConfig()
+    if "store" in section:
+        cc.store = _expect(section["store"], (bool,), "conversations.store", "true or false")
+    if "ttl" in section:
+        cc.ttl = _number(section["ttl"], "conversations.ttl")
+    for key in ("max_turns", "max_bytes", "max_history_chars"):
+        if key in section:
+            setattr(cc, key, _integer(section[key], f"conversations.{key}"))
+    return cc

@@ -1,0 +1,89 @@
+"""One ledger entry per chat request, from what the vendor really reported.
+
+Token counts come only from the vendor's `usage` object; when a vendor sends none (a
+stream from a vendor that reports usage only on request, a failed request), the counts
+are null, never estimated.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+_DECODER = json.JSONDecoder()
+
+
+def _int(value) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 \
+        else None
+
+
+def _dig(usage: dict, outer: str, inner: str):
+    part = usage.get(outer)
+    return part.get(inner) if isinstance(part, dict) else None
+
+
+def token_counts(usage) -> dict:
+    """prompt / completion / cached / reasoning / total tokens of a usage object, each an
+    int or None. Cached: OpenAI's prompt_tokens_details.cached_tokens, else DeepSeek's
+    prompt_cache_hit_tokens, else a top-level cached_tokens (Kimi)."""
+    if not isinstance(usage, dict):
+        return dict.fromkeys(("prompt_tokens", "completion_tokens", "cached_tokens",
+                              "reasoning_tokens", "total_tokens"))
+    cached = _int(_dig(usage, "prompt_tokens_details", "cached_tokens"))
+    if cached is None:
+        cached = _int(usage.get("prompt_cache_hit_tokens"))
+    if cached is None:
+        cached = _int(usage.get("cached_tokens"))
+    return {"prompt_tokens": _int(usage.get("prompt_tokens")),
+            "completion_tokens": _int(usage.get("completion_tokens")),
+            "cached_tokens": cached,
+            "reasoning_tokens": _int(_dig(usage, "completion_tokens_details",
+                                          "reasoning_tokens")),
+            "total_tokens": _int(usage.get("total_tokens"))}
+
+
+def tokens_spent(counts: dict) -> int:
+    """What token limits are charged: the vendor's total, else prompt + completion."""
+    if counts["total_tokens"] is not None:
+        return counts["total_tokens"]
+    return (counts["prompt_tokens"] or 0) + (counts["completion_tokens"] or 0)
+
+
+def usage_from_body(body) -> dict | None:
+    """The top-level `usage` object of a chat.completion body as sent to the client (bytes
+    or str), without parsing the whole answer: the last `"usage":{` is decoded on its own.
+    A `"usage"` inside message text is escaped (\\"usage\\") and cannot match."""
+    if isinstance(body, (bytes, bytearray)):
+        end = len(body)
+        while True:
+            i = body.rfind(b'"usage"', 0, end)
+            if i < 0:
+                return None
+            j = i + 7
+            while j < len(body) and body[j:j + 1] in b" \t\r\n:":
+                j += 1
+            if body[i + 7:j].strip() == b":" and body[j:j + 1] == b"{":
+                try:
+                    return _decode(body[j:].decode("utf-8", "replace"))
+                except ValueError:
+                    return None
+            end = i
+    if isinstance(body, str):
+        return usage_from_body(body.encode())
+    return None
+
+
+def _decode(text: str) -> dict | None:
+    value, _ = _DECODER.raw_decode(text)
+    return value if isinstance(value, dict) else None
+
+
+def entry(*, caller, vendor_key, provider, model, upstream_model, status, error, stream,
+          latency_ms, ttfb_ms, usage) -> dict:
+    out = {"ts": round(time.time(), 3), "key": caller, "vendor_key": vendor_key,
+           "provider": provider, "model": model, "upstream_model": upstream_model,
+           "status": status, "error": error, "stream": stream,
+           "latency_ms": latency_ms, "ttfb_ms": ttfb_ms}
+    out.update(token_counts(usage))
+    return out

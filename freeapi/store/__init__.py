@@ -1,0 +1,228 @@
+"""Shared state behind one small async interface: SQLite by default, Redis for several
+gateway instances.
+
+What lives here is what must survive a restart or be shared between processes: windowed
+counters for gateway-key limits, the usage ledger, and conversations. Everything the
+hot path touches is one awaited round trip at most (a limit check); the ledger is written
+in the background.
+
+Counters are sliding windows kept in BUCKETS buckets of `window/BUCKETS` each: a hit
+counts for between 90% and 100% of the window, memory stays bounded however busy a key
+is, and `retry_after` is the time until enough of the oldest buckets have expired.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+
+log = logging.getLogger("freeapi.store")
+
+BUCKETS = 10
+# Ledger entries waiting for a store that is down are kept up to this many, then dropped
+# oldest first: a gateway whose Redis is gone must not grow without bound.
+MAX_PENDING = 10000
+
+# The ledger's columns (SQLite) / JSON fields (Redis), in the order `freeapi usage` reads.
+LEDGER_FIELDS = ("ts", "key", "vendor_key", "provider", "model", "upstream_model", "status",
+                 "error", "stream", "latency_ms", "ttfb_ms", "prompt_tokens",
+                 "completion_tokens", "cached_tokens", "reasoning_tokens", "total_tokens")
+
+
+class StoreError(Exception):
+    """The state backend could not answer (unreachable, timed out, refused)."""
+
+
+@dataclass(frozen=True)
+class Hit:
+    """Add `amount` to the sliding window counter `key` of `window` seconds, if the total
+    stays within `limit` (None: no limit, always added). amount 0 asks whether any room
+    is left (total < limit) without adding anything."""
+    key: str
+    amount: int
+    window: float
+    limit: int | None = None
+
+
+def bucket_width_ms(window: float) -> int:
+    return max(1, int(window * 1000) // BUCKETS)
+
+
+def check_window(buckets: list[tuple[int, int]], now_ms: int, hit: Hit) -> float | None:
+    """Seconds to wait before `hit` fits in a window holding `buckets` [(index, amount)]
+    (None: it fits now). Shared by both backends; Redis runs the same rule in Lua."""
+    if hit.limit is None:
+        return None
+    w = bucket_width_ms(hit.window)
+    first = now_ms // w - BUCKETS + 1
+    live = sorted((b, v) for b, v in buckets if b >= first)
+    total = sum(v for _, v in live)
+    need = total + hit.amount - hit.limit if hit.amount > 0 else total - hit.limit + 1
+    if need <= 0:
+        return None
+    freed = 0
+    for b, v in live:
+        freed += v
+        if freed >= need:
+            return max(0.001, ((b + BUCKETS) * w - now_ms) / 1000)
+    return hit.window  # more than the limit at once: never fits; say "a whole window"
+
+
+class Store:
+    """The interface. Subclasses implement the underscored methods; the ledger's background
+    writing lives here so both backends batch the same way."""
+
+    kind = "?"
+
+    def __init__(self):
+        self._pending: list[dict] = []
+        self._flusher: asyncio.Task | None = None
+        self._dropped = 0
+        self._tasks: set[asyncio.Task] = set()
+
+    # -- counters -----------------------------------------------------------------------
+
+    async def hit(self, key: str, amount: int, window_s: float,
+                  limit: int | None) -> tuple[bool, float]:
+        """One windowed counter: (allowed, seconds to wait when not)."""
+        ok, wait, _ = await self.hits([Hit(key, amount, window_s, limit)])
+        return ok, wait
+
+    async def hits(self, hits: list[Hit]) -> tuple[bool, float, int]:
+        """Several counters, all or nothing and atomically (across processes sharing the
+        backend): when one is over its limit nothing is added. Returns (allowed, seconds to
+        wait, index of the first hit over its limit or -1)."""
+        raise NotImplementedError
+
+    def spawn(self, coro, failure: str) -> None:
+        """Run a store call in the background; a StoreError is logged as `failure: ...`."""
+        async def run():
+            try:
+                await coro
+            except StoreError as e:
+                log.error("%s: %s", failure, e)
+        task = asyncio.get_running_loop().create_task(run())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def settle(self) -> None:
+        """Wait for the background calls in flight (tests, shutdown)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    # -- the usage ledger ---------------------------------------------------------------
+
+    def record(self, entry: dict) -> None:
+        """Queue one ledger entry; it is written in the background at once (batched with
+        whatever else is queued by then). Never blocks, never raises."""
+        self._pending.append(entry)
+        if len(self._pending) > MAX_PENDING:
+            del self._pending[0]
+            self._dropped += 1
+        if self._flusher is None or self._flusher.done():
+            try:
+                self._flusher = asyncio.get_running_loop().create_task(self._flush_loop())
+            except RuntimeError:  # no loop (a CLI): written on flush()
+                pass
+
+    async def _flush_loop(self):
+        while self._pending:
+            batch, self._pending = self._pending, []
+            try:
+                await self._append(batch)
+            except StoreError as e:
+                # Keep them (bounded) and try again shortly: a restart of Redis should not
+                # cost the ledger the requests served meanwhile.
+                self._pending[:0] = batch[-MAX_PENDING:]
+                del self._pending[MAX_PENDING:]
+                log.warning("ledger: %d entr%s not written yet (%s); retrying in 1s",
+                            len(self._pending), "y" if len(self._pending) == 1 else "ies", e)
+                await asyncio.sleep(1.0)
+        if self._dropped:
+            log.warning("ledger: %d entries were dropped (the store was down or could not "
+                        "keep up)", self._dropped)
+            self._dropped = 0
+
+    async def flush(self, timeout: float = 5.0) -> None:
+        """Wait until every recorded entry is written (or `timeout` passes)."""
+        if self._pending and (self._flusher is None or self._flusher.done()):
+            self._flusher = asyncio.get_running_loop().create_task(self._flush_loop())
+        if self._flusher is not None and not self._flusher.done():
+            try:
+                await asyncio.wait_for(asyncio.shield(self._flusher), timeout)
+            except asyncio.TimeoutError:
+                log.warning("ledger: %d entries not written at shutdown", len(self._pending))
+
+    async def ledger_append(self, entries: list[dict]) -> None:
+        """Write entries now and wait for it (tests, imports); see record()."""
+        await self._append(entries)
+
+    async def ledger(self, since: float | None = None, until: float | None = None) -> list[dict]:
+        """Entries with since <= ts < until (unix seconds), oldest first."""
+        raise NotImplementedError
+
+    async def prune_ledger(self, before: float) -> int:
+        """Delete entries older than `before`; returns how many (approximate on Redis)."""
+        raise NotImplementedError
+
+    async def _append(self, entries: list[dict]) -> None:
+        raise NotImplementedError
+
+    # -- conversations ------------------------------------------------------------------
+
+    async def conversation_get(self, cid: str, owner: str) -> list | None:
+        """The stored turns (oldest first; each whatever JSON value was appended), or None
+        when there is no such live conversation for this owner."""
+        raise NotImplementedError
+
+    async def conversation_append(self, cid: str, owner: str, turns: list, ttl_s: float,
+                                  max_turns: int, max_bytes: int) -> bool:
+        """Append turns (creating the conversation), renew its TTL and drop the oldest turns
+        beyond `max_turns` or `max_bytes` of JSON (the newest turn always stays). False,
+        and nothing changed, when the id belongs to another owner."""
+        raise NotImplementedError
+
+    async def conversation_delete(self, cid: str, owner: str) -> bool:
+        raise NotImplementedError
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    async def ping(self) -> None:
+        """Raise StoreError unless the backend answers."""
+        raise NotImplementedError
+
+    async def aclose(self) -> None:
+        """Write what is queued, then close."""
+        try:
+            await asyncio.wait_for(self.settle(), 5)
+        except asyncio.TimeoutError:
+            pass
+        await self.flush()
+        self.close()
+
+    def close(self) -> None:
+        """Close now (what is still queued is lost: see aclose)."""
+        raise NotImplementedError
+
+    def _stop_flusher(self):
+        if self._flusher is not None and not self._flusher.done():
+            self._flusher.cancel()
+
+    def describe(self) -> str:
+        raise NotImplementedError
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def open_store(state) -> Store:
+    """The backend config `state` asks for (config.StateConfig); nothing is opened or
+    connected until first used, so a parent process can build it before forking workers."""
+    if state.redis_url:
+        from freeapi.store.redis import RedisStore
+        return RedisStore(state.redis_url, prefix=state.prefix, timeout=state.timeout)
+    from freeapi.store.sqlite import SQLiteStore
+    return SQLiteStore(state.path, timeout=state.timeout)

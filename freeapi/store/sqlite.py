@@ -1,0 +1,281 @@
+"""The embedded backend: one SQLite file (stdlib sqlite3), zero setup.
+
+Every call runs on one dedicated thread (a single-thread executor owning the only
+connection), so the event loop never blocks on disk and no two statements race. WAL mode
+with synchronous=NORMAL: a commit is durable against a crash or kill -9 of the process (only
+a power cut can lose the last commits), readers such as `freeapi usage` never block the
+gateway, and BEGIN IMMEDIATE makes counters atomic across several processes on one file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sqlite3
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from freeapi.store import (BUCKETS, LEDGER_FIELDS, Store, StoreError, bucket_width_ms,
+                           check_window, now_ms)
+
+SCHEMA_VERSION = 1
+_SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS counters (
+    key TEXT NOT NULL, bucket INTEGER NOT NULL, amount INTEGER NOT NULL,
+    expires INTEGER NOT NULL, PRIMARY KEY (key, bucket)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS counters_expires ON counters (expires);
+CREATE TABLE IF NOT EXISTS ledger (
+    id INTEGER PRIMARY KEY, {", ".join(LEDGER_FIELDS)});
+CREATE INDEX IF NOT EXISTS ledger_ts ON ledger (ts);
+CREATE TABLE IF NOT EXISTS conversations (
+    id TEXT PRIMARY KEY, owner TEXT NOT NULL, expires REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS conversations_expires ON conversations (expires);
+CREATE TABLE IF NOT EXISTS conversation_turns (
+    conv TEXT NOT NULL, seq INTEGER NOT NULL, data TEXT NOT NULL,
+    PRIMARY KEY (conv, seq)) WITHOUT ROWID;
+PRAGMA user_version = {SCHEMA_VERSION};
+"""
+_INSERT = (f"INSERT INTO ledger ({', '.join(LEDGER_FIELDS)}) "
+           f"VALUES ({', '.join('?' * len(LEDGER_FIELDS))})")
+_SWEEP_EVERY = 60.0  # seconds between sweeps of expired counters and conversations
+
+
+class SQLiteStore(Store):
+    kind = "sqlite"
+
+    def __init__(self, path: str, timeout: float = 5.0):
+        super().__init__()
+        self.path = path
+        self.timeout = timeout
+        self._ex: ThreadPoolExecutor | None = None
+        self._db: sqlite3.Connection | None = None  # touched only on the executor's thread
+        self._lock = threading.Lock()
+        self._swept = 0.0
+
+    def describe(self) -> str:
+        return "in memory (SQLite)" if self.path == ":memory:" else f"SQLite {self.path}"
+
+    # -- the thread ---------------------------------------------------------------------
+
+    async def _run(self, fn, *args):
+        with self._lock:
+            if self._ex is None:
+                self._ex = ThreadPoolExecutor(1, thread_name_prefix="freeapi-sqlite")
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._ex, self._call,
+                                                                    fn, args)
+        except sqlite3.Error as e:
+            raise StoreError(f"SQLite {self.path}: {e}") from None
+
+    def _call(self, fn, args):
+        if self._db is None:
+            self._db = self._connect()
+        return fn(self._db, *args)
+
+    def _connect(self) -> sqlite3.Connection:
+        if self.path != ":memory:":
+            parent = os.path.dirname(os.path.abspath(self.path))
+            os.makedirs(parent, exist_ok=True)
+        db = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None,
+                             check_same_thread=False)
+        try:
+            # Switching a new file to WAL needs it to itself, and SQLite answers "locked" at
+            # once rather than waiting while another process is doing the same: retry.
+            deadline = time.monotonic() + self.timeout
+            while True:
+                try:
+                    db.execute("PRAGMA journal_mode=WAL")
+                    break
+                except sqlite3.OperationalError as e:
+                    if "locked" not in str(e) or time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.01)
+            db.execute("PRAGMA synchronous=NORMAL")
+
+            def schema():
+                version = db.execute("PRAGMA user_version").fetchone()[0]
+                if version > SCHEMA_VERSION:
+                    raise sqlite3.DatabaseError(f"written by a newer freeapi (schema "
+                                                f"{version})")
+                for statement in _SCHEMA.split(";"):
+                    if statement.strip():
+                        db.execute(statement)
+            self._tx(db, schema)
+        except BaseException:
+            db.close()
+            raise
+        return db
+
+    @staticmethod
+    def _tx(db: sqlite3.Connection, fn):
+        # IMMEDIATE takes the write lock up front: two processes on one file then serialize
+        # whole check-and-add transactions instead of deadlocking on an upgrade.
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            out = fn()
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+        return out
+
+    # -- counters -----------------------------------------------------------------------
+
+    async def hits(self, hits):
+        return await self._run(self._hits, list(hits))
+
+    def _hits(self, db, hits):
+        now = now_ms()
+
+        def tx():
+            wait, failed = 0.0, -1
+            for i, h in enumerate(hits):
+                rows = db.execute("SELECT bucket, amount FROM counters WHERE key = ? AND "
+                                  "expires > ?", (h.key, now)).fetchall()
+                w = check_window(rows, now, h)
+                if w is not None:
+                    wait, failed = max(wait, w), failed if failed >= 0 else i
+            if failed >= 0:
+                return False, wait, failed
+            for h in hits:
+                if h.amount <= 0:
+                    continue
+                width = bucket_width_ms(h.window)
+                b = now // width
+                db.execute("INSERT INTO counters VALUES (?, ?, ?, ?) ON CONFLICT (key, bucket) "
+                           "DO UPDATE SET amount = amount + excluded.amount",
+                           (h.key, b, h.amount, (b + BUCKETS) * width))
+            return True, 0.0, -1
+
+        out = self._tx(db, tx)
+        self._sweep(db)
+        return out
+
+    def _sweep(self, db):
+        # Expired counters of keys nobody asks about any more (yesterday's day counter) and
+        # expired conversations go in one sweep a minute, off the hot statements.
+        mono = time.monotonic()
+        if mono - self._swept < _SWEEP_EVERY:
+            return
+        self._swept = mono
+        now = time.time()
+
+        def tx():
+            db.execute("DELETE FROM counters WHERE expires <= ?", (int(now * 1000),))
+            db.execute("DELETE FROM conversation_turns WHERE conv IN (SELECT id FROM "
+                       "conversations WHERE expires <= ?)", (now,))
+            db.execute("DELETE FROM conversations WHERE expires <= ?", (now,))
+        self._tx(db, tx)
+
+    # -- ledger -------------------------------------------------------------------------
+
+    async def _append(self, entries):
+        rows = [tuple(_column(e.get(f)) for f in LEDGER_FIELDS) for e in entries]
+        await self._run(lambda db: self._tx(db, lambda: _each(db, _INSERT, rows)))
+
+    async def ledger(self, since=None, until=None):
+        def query(db):
+            cur = db.execute(f"SELECT {', '.join(LEDGER_FIELDS)} FROM ledger WHERE ts >= ? "
+                             "AND ts < ? ORDER BY ts, id",
+                             (since if since is not None else float("-inf"),
+                              until if until is not None else float("inf")))
+            return [dict(zip(LEDGER_FIELDS, row)) for row in cur]
+        rows = await self._run(query)
+        for row in rows:
+            if row["stream"] is not None:
+                row["stream"] = bool(row["stream"])
+        return rows
+
+    async def prune_ledger(self, before):
+        return await self._run(lambda db: self._tx(
+            db, lambda: db.execute("DELETE FROM ledger WHERE ts < ?", (before,)).rowcount))
+
+    # -- conversations ------------------------------------------------------------------
+
+    async def conversation_get(self, cid, owner):
+        def get(db):
+            row = db.execute("SELECT owner FROM conversations WHERE id = ? AND expires > ?",
+                             (cid, time.time())).fetchone()
+            if row is None or row[0] != owner:
+                return None
+            return [json.loads(d) for (d,) in db.execute(
+                "SELECT data FROM conversation_turns WHERE conv = ? ORDER BY seq", (cid,))]
+        return await self._run(get)
+
+    async def conversation_append(self, cid, owner, turns, ttl_s, max_turns, max_bytes):
+        datas = [json.dumps(t, ensure_ascii=False, separators=(",", ":")) for t in turns]
+
+        def append(db):
+            now = time.time()
+            row = db.execute("SELECT owner, expires FROM conversations WHERE id = ?",
+                             (cid,)).fetchone()
+            if row is not None and row[1] <= now:  # expired: the id starts afresh
+                db.execute("DELETE FROM conversation_turns WHERE conv = ?", (cid,))
+                db.execute("DELETE FROM conversations WHERE id = ?", (cid,))
+                row = None
+            if row is not None and row[0] != owner:
+                return False
+            db.execute("INSERT INTO conversations VALUES (?, ?, ?) ON CONFLICT (id) DO "
+                       "UPDATE SET expires = excluded.expires", (cid, owner, now + ttl_s))
+            seq = db.execute("SELECT COALESCE(MAX(seq), 0) FROM conversation_turns WHERE "
+                             "conv = ?", (cid,)).fetchone()[0]
+            _each(db, "INSERT INTO conversation_turns VALUES (?, ?, ?)",
+                  [(cid, seq + i + 1, d) for i, d in enumerate(datas)])
+            sizes = db.execute("SELECT seq, length(CAST(data AS BLOB)) FROM "
+                               "conversation_turns WHERE conv = ? ORDER BY seq DESC",
+                               (cid,)).fetchall()
+            total = 0
+            for n, (s, size) in enumerate(sizes):  # newest first; the newest always stays
+                if n > 0 and (n >= max_turns or total + size > max_bytes):
+                    db.execute("DELETE FROM conversation_turns WHERE conv = ? AND seq <= ?",
+                               (cid, s))
+                    break
+                total += size
+            return True
+        return await self._run(lambda db: self._tx(db, lambda: append(db)))
+
+    async def conversation_delete(self, cid, owner):
+        def delete(db):
+            row = db.execute("SELECT owner FROM conversations WHERE id = ? AND expires > ?",
+                             (cid, time.time())).fetchone()
+            if row is None or row[0] != owner:
+                return False
+            db.execute("DELETE FROM conversation_turns WHERE conv = ?", (cid,))
+            db.execute("DELETE FROM conversations WHERE id = ?", (cid,))
+            return True
+        return await self._run(lambda db: self._tx(db, lambda: delete(db)))
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    async def ping(self):
+        await self._run(lambda db: db.execute("SELECT 1").fetchone())
+
+    def close(self):
+        self._stop_flusher()
+        with self._lock:
+            ex, self._ex = self._ex, None
+        if ex is None:
+            return
+
+        def shut():
+            if self._db is not None:
+                self._db.close()
+                self._db = None
+        ex.submit(shut)
+        ex.shutdown(wait=True)  # queued writes finish first: nothing recorded is lost
+
+
+def _each(db, sql: str, rows):
+    # Not executemany: CPython's executemany fails with "bad parameter or other API misuse"
+    # when another process changed the schema since the statement was cached (seen with
+    # two gateways creating one file at once); execute() re-prepares as SQLite intends.
+    for row in rows:
+        db.execute(sql, row)
+
+
+def _column(value):
+    if isinstance(value, (dict, list)):
+        return json.dumps(value)
+    return value

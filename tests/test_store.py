@@ -1,0 +1,279 @@
+"""The state store: the SAME conformance tests against SQLite and Redis (127.0.0.1:6379,
+or FREEAPI_TEST_REDIS). An unreachable Redis fails the Redis variants; it never skips them.
+Each Redis test uses its own key prefix and deletes its keys afterwards."""
+
+import asyncio
+import os
+import sqlite3
+import time
+import uuid
+
+import pytest
+
+from freeapi.store import Hit, StoreError
+from freeapi.store.redis import RedisStore
+from freeapi.store.resp import ReplyError, RespClient, _Incomplete, encode, parse
+from freeapi.store.sqlite import SQLiteStore
+
+REDIS_URL = os.environ.get("FREEAPI_TEST_REDIS", "redis://127.0.0.1:6379/0")
+
+
+class Backend:
+    """Opens stores of one kind that share state (one file, or one Redis prefix), as two
+    gateway processes would."""
+
+    def __init__(self, kind, tmp_path, io_loop):
+        self.kind, self.io_loop, self.opened = kind, io_loop, []
+        self.path = str(tmp_path / "state.db")
+        self.prefix = f"freeapi-test:{uuid.uuid4().hex}:"
+
+    def open(self, **kw):
+        if self.kind == "sqlite":
+            store = SQLiteStore(self.path, **kw)
+        else:
+            store = RedisStore(REDIS_URL, prefix=self.prefix, **kw)
+        self.opened.append(store)
+        return store
+
+    def cleanup(self):
+        async def run():
+            if self.kind == "redis":
+                await self.opened[0].delete_all()
+            for store in self.opened:
+                store.close()
+            await asyncio.sleep(0)  # Redis reader tasks end
+        self.io_loop.run_sync(run)
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def backend(request, tmp_path, io_loop):
+    b = Backend(request.param, tmp_path, io_loop)
+    first = b.open()
+    io_loop.run_sync(first.ping)  # Redis down: an error here fails the test
+    yield b
+    b.cleanup()
+
+
+@pytest.fixture
+def store(backend):
+    return backend.opened[0]
+
+
+# -- counters ---------------------------------------------------------------------------
+
+async def test_hit_allows_up_to_the_limit_then_says_how_long_to_wait(store):
+    for _ in range(3):
+        assert await store.hit("alice:rpm", 1, 60, 3) == (True, 0.0)
+    ok, wait = await store.hit("alice:rpm", 1, 60, 3)
+    assert not ok and 54 <= wait <= 60  # the first hits expire with their bucket
+    assert (await store.hit("bob:rpm", 1, 60, 3))[0]  # keys are independent
+
+
+async def test_amounts_unlimited_adds_and_zero_amount_checks(store):
+    assert await store.hit("t", 700, 60, None) == (True, 0.0)  # no limit: always added
+    assert (await store.hit("t", 300, 60, 1000))[0]  # exactly at the limit fits
+    ok, wait = await store.hit("t", 0, 60, 1000)  # amount 0: is any room left?
+    assert not ok and wait > 0
+    assert (await store.hit("t", 0, 60, 1001))[0]
+    assert (await store.hit("t", 0, 60, 1001))[0]  # asking adds nothing
+    assert not (await store.hit("u", 5, 60, 4))[0]  # more than the limit at once
+
+
+async def test_hits_are_all_or_nothing(store):
+    ok, wait, failed = await store.hits([Hit("a", 1, 60, 5), Hit("b", 1, 60, 0)])
+    assert (ok, failed) == (False, 1) and wait > 0
+    ok, _, failed = await store.hits([Hit("a", 5, 60, 5), Hit("b", 0, 60, 1)])
+    assert (ok, failed) == (True, -1)  # nothing was added to "a" by the refused call
+    assert (await store.hits([Hit("a", 1, 60, 5)]))[2] == 0
+
+
+async def test_a_window_slides(store):
+    assert (await store.hit("w", 1, 0.5, 1))[0]
+    ok, wait = await store.hit("w", 1, 0.5, 1)
+    assert not ok and 0.4 <= wait <= 0.5
+    await asyncio.sleep(wait + 0.02)
+    assert (await store.hit("w", 1, 0.5, 1))[0]
+
+
+async def test_retry_after_waits_only_for_what_must_expire(store):
+    assert (await store.hit("s", 2, 1.0, 3))[0]
+    await asyncio.sleep(0.3)
+    assert (await store.hit("s", 1, 1.0, 3))[0]
+    ok, wait = await store.hit("s", 1, 1.0, 3)  # the two old units free enough
+    assert not ok and 0.55 <= wait <= 0.75, wait
+
+
+async def test_concurrent_hits_from_two_stores_never_exceed_one_limit(backend):
+    a, b = backend.opened[0], backend.open()
+    got = await asyncio.gather(*(s.hit("shared", 1, 60, 20) for _ in range(30)
+                                 for s in (a, b)))
+    assert sum(ok for ok, _ in got) == 20
+
+
+# -- ledger -----------------------------------------------------------------------------
+
+def entry(ts, **kw):
+    e = {"ts": ts, "key": "alice", "vendor_key": "sk-...0001", "provider": "deepseek",
+         "model": "deepseek-chat", "upstream_model": "deepseek-chat", "status": 200,
+         "error": None, "stream": True, "latency_ms": 12, "ttfb_ms": 5, "prompt_tokens": 11,
+         "completion_tokens": 7, "cached_tokens": 8, "reasoning_tokens": None,
+         "total_tokens": 18}
+    e.update(kw)
+    return e
+
+
+async def test_ledger_append_and_query_by_time(store):
+    t = 1_800_000_000.0
+    await store.ledger_append([entry(t), entry(t + 10, key=None, stream=False)])
+    await store.ledger_append([entry(t + 10, key=None, stream=False)])  # twins both count
+    rows = await store.ledger()
+    assert rows == [entry(t), entry(t + 10, key=None, stream=False),
+                    entry(t + 10, key=None, stream=False)]
+    assert await store.ledger(since=t + 1) == rows[1:]
+    assert await store.ledger(until=t + 10) == rows[:1]  # until is exclusive
+    assert await store.ledger(since=t + 11) == []
+    assert await store.prune_ledger(t + 5) == 1
+    assert len(await store.ledger()) == 2
+
+
+async def test_record_writes_in_the_background_and_flush_waits(store):
+    t = time.time()
+    for i in range(50):
+        store.record(entry(t + i / 1000, latency_ms=i))
+    await store.flush()
+    rows = await store.ledger(since=t)
+    assert [r["latency_ms"] for r in rows] == list(range(50))
+
+
+async def test_state_survives_reopening(backend):
+    store = backend.opened[0]
+    await store.ledger_append([entry(1_800_000_000.0)])
+    assert (await store.hit("k", 2, 60, None))[0]
+    assert await store.conversation_append("c1", "alice", [{"n": 1}], 60, 10, 10000)
+    store.close()
+    again = backend.open()
+    assert len(await again.ledger()) == 1
+    assert not (await again.hit("k", 0, 60, 2))[0]
+    assert await again.conversation_get("c1", "alice") == [{"n": 1}]
+
+
+# -- conversations ----------------------------------------------------------------------
+
+async def test_conversations_belong_to_their_owner(store):
+    assert await store.conversation_get("c", "alice") is None
+    turn = [{"role": "user", "content": "hi ✓"}, {"role": "assistant", "content": "hello"}]
+    assert await store.conversation_append("c", "alice", [turn], 60, 10, 10000)
+    assert await store.conversation_append("c", "alice", [[{"role": "user", "content": "2"}]],
+                                           60, 10, 10000)
+    assert await store.conversation_get("c", "alice") == [turn, [{"role": "user",
+                                                                  "content": "2"}]]
+    assert await store.conversation_get("c", "bob") is None
+    assert not await store.conversation_append("c", "bob", [turn], 60, 10, 10000)
+    assert not await store.conversation_delete("c", "bob")
+    assert len(await store.conversation_get("c", "alice")) == 2  # bob changed nothing
+    assert await store.conversation_delete("c", "alice")
+    assert await store.conversation_get("c", "alice") is None
+    assert not await store.conversation_delete("c", "alice")
+
+
+async def test_conversations_expire_and_the_id_starts_afresh(store):
+    assert await store.conversation_append("e", "alice", ["one"], 0.2, 10, 10000)
+    assert await store.conversation_append("e", "alice", ["two"], 0.2, 10, 10000)  # renews
+    assert await store.conversation_get("e", "alice") == ["one", "two"]
+    await asyncio.sleep(0.3)
+    assert await store.conversation_get("e", "alice") is None
+    assert not await store.conversation_delete("e", "alice")
+    assert await store.conversation_append("e", "bob", ["new"], 60, 10, 10000)
+    assert await store.conversation_get("e", "bob") == ["new"]
+
+
+async def test_conversations_drop_the_oldest_turns_beyond_the_limits(store):
+    for i in range(5):
+        assert await store.conversation_append("t", "o", [f"turn{i}"], 60, 3, 10000)
+    assert await store.conversation_get("t", "o") == ["turn2", "turn3", "turn4"]
+    # max_bytes counts each turn's JSON ("turnN" is 7 bytes); the newest always stays.
+    assert await store.conversation_append("t", "o", ["x" * 5], 60, 10, 16)
+    assert await store.conversation_get("t", "o") == ["turn4", "xxxxx"]
+    assert await store.conversation_append("t", "o", ["y" * 50], 60, 10, 16)
+    assert await store.conversation_get("t", "o") == ["y" * 50]
+    assert await store.conversation_append("t", "o", ["a", "b", "c"], 60, 2, 10000)
+    assert await store.conversation_get("t", "o") == ["b", "c"]
+
+
+# -- backend specifics ------------------------------------------------------------------
+
+async def test_sqlite_never_blocks_the_event_loop(tmp_path):
+    """Another process holds the write lock for 0.3s: the store's call waits for it on its
+    own thread while the loop keeps running (here: the timer that releases the lock)."""
+    path = str(tmp_path / "locked.db")
+    store = SQLiteStore(path, timeout=3)
+    await store.ping()
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")
+    asyncio.get_running_loop().call_later(0.3, other.execute, "COMMIT")
+    start = time.monotonic()
+    ticks = 0
+
+    async def tick():
+        nonlocal ticks
+        while time.monotonic() - start < 0.25:
+            await asyncio.sleep(0.01)
+            ticks += 1
+    ok, _ = (await asyncio.gather(store.hit("k", 1, 60, 5), tick()))[0]
+    assert ok and 0.25 <= time.monotonic() - start < 1.5
+    assert ticks >= 10
+    store.close()
+    other.close()
+
+
+async def test_sqlite_errors_are_store_errors(tmp_path):
+    store = SQLiteStore(str(tmp_path))  # a directory, not a database file
+    with pytest.raises(StoreError, match="SQLite"):
+        await store.ping()
+    store.close()
+
+
+async def test_redis_unreachable_is_a_quick_store_error():
+    from tests.conftest import free_port
+    store = RedisStore(f"redis://127.0.0.1:{free_port()}", timeout=2)
+    start = time.monotonic()
+    for _ in range(3):
+        with pytest.raises(StoreError, match="cannot reach"):
+            await store.hit("k", 1, 60, 1)
+    assert time.monotonic() - start < 1
+    store.close()
+
+
+async def test_redis_reconnects_after_the_server_drops_the_connection():
+    client, killer = RespClient(REDIS_URL, 2), RespClient(REDIS_URL, 2)
+    assert await client.execute("PING") == "PONG"
+    my_id = await client.execute("CLIENT", "ID")
+    assert await killer.execute("CLIENT", "KILL", "ID", my_id) == 1
+    await asyncio.sleep(0.05)
+    assert await client.execute("PING") == "PONG"
+    assert await client.execute("CLIENT", "ID") != my_id
+    with pytest.raises(ReplyError, match="ERR"):
+        await client.execute("NOSUCHCOMMAND")
+    assert await client.execute("PING") == "PONG"  # an error reply keeps the connection
+    client.close()
+    killer.close()
+
+
+async def test_redis_pipelines_many_concurrent_commands_on_one_connection():
+    client = RespClient(REDIS_URL, 2)
+    got = await asyncio.gather(*(client.execute("ECHO", str(i)) for i in range(500)))
+    assert got == [str(i).encode() for i in range(500)]
+    client.close()
+
+
+def test_resp_parser():
+    raw = b"*4\r\n+OK\r\n:-3\r\n$-1\r\n*2\r\n$3\r\nab\n\r\n-ERR no\r\n"
+    value, end = parse(raw, 0)
+    assert end == len(raw)
+    assert value[:3] == ["OK", -3, None] and value[3][0] == b"ab\n"
+    assert isinstance(value[3][1], ReplyError) and str(value[3][1]) == "ERR no"
+    for cut in range(len(raw)):
+        with pytest.raises(_Incomplete):
+            parse(raw[:cut], 0)
+    assert encode(["SET", "k", 1.5, b"\x00"]) == \
+        b"*4\r\n$3\r\nSET\r\n$1\r\nk\r\n$3\r\n1.5\r\n$1\r\n\x00\r\n"
