@@ -74,3 +74,13 @@ async def test_vendor_error_events_mid_stream_are_scrubbed_of_keys(make_gateway)
     resp, raw = await stream_raw(base, chat_body("!error-event", stream=True), key=GOOD)
     assert resp.code == 200 and b'"error"' in raw and raw.endswith(b"data: [DONE]\n\n")
     assert GOOD.encode() not in raw and mask(GOOD).encode() in raw
+
+
+async def test_a_refused_server_side_key_is_not_the_callers_401(make_gateway):
+    from tests.fakes.deepseek import DEAD
+    base, _ = make_gateway({"auth": {"keys": [USER]},
+                            "providers": {"deepseek": {"api_keys": [DEAD]}}})
+    resp = await request(base + "/v1/chat/completions", "POST", chat_body(), key=USER)
+    err = error_of(resp, 503)
+    assert err["code"] == "upstream_key_rejected" and "providers.deepseek.api_keys" in \
+        err["message"] and DEAD not in err["message"]

@@ -167,6 +167,13 @@ class FailoverMixin:
                         self.set_header("x-freeapi-attempts", str(attempts))
                     return result, target
                 last = err
+                if err.status in (401, 403) and not passthrough:
+                    # The gateway's own key was refused: a 401 would tell the caller that
+                    # *their* gateway key is wrong.
+                    last = APIError(503, f"{err.message} (a server-side key of the gateway; "
+                                         "the operator must fix providers."
+                                         f"{provider.name}.api_keys)",
+                                    code="upstream_key_rejected")
                 if self._client_gone:
                     raise ClientGone()
                 if gw.shutting_down:
