@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -21,8 +22,10 @@ __all__ = ["Config", "ConfigError", "ConversationsConfig", "Failover", "GatewayK
 
 @dataclass
 class Timeouts:
-    """Seconds. `first_byte` is until the vendor's response headers arrive; reasoning models
-    think before answering, so they get their own, longer budget."""
+    """Seconds. `first_byte` is, for a stream, until the vendor's first data event (a vendor
+    may answer 200 at once and then send only keep-alive comments while the request waits),
+    otherwise until its response headers; reasoning models think before answering, so they
+    get their own, longer budget."""
     connect: float = 10.0
     first_byte: float = 120.0
     first_byte_reasoning: float = 600.0
@@ -144,8 +147,21 @@ def _provider(name: str, value, path: str, provider_types: dict) -> ProviderConf
         url = _expect(section["base_url"], (str,), f"{path}.base_url", "a URL")
         if not re.match(r"^https?://[^/\s]+", url):
             raise ConfigError(f"{path}.base_url", "expected an http:// or https:// URL")
+        try:
+            port = urlsplit(url).port  # raises on `:abc` and `:99999`
+        except ValueError:
+            port = 0
+        if port == 0:  # (the URL is not quoted back: it may hold credentials)
+            raise ConfigError(f"{path}.base_url", "the port must be a number from 1 to 65535")
         pc.base_url = url.rstrip("/")
     pc.api_keys = _string_list(section.get("api_keys"), f"{path}.api_keys")
+    for i, key in enumerate(pc.api_keys):
+        # A key goes into a request header: a space or control character there (a
+        # copy-paste accident) would corrupt the request. Name the character, never the key.
+        bad = next((c for c in key if not "\x21" <= c <= "\x7e"), None)
+        if bad is not None:
+            raise ConfigError(f"{path}.api_keys[{i}]", f"contains U+{ord(bad):04X}; a key is "
+                                                       "printable ASCII without spaces")
     pc.timeouts = _timeouts(section.get("timeouts"), f"{path}.timeouts")
     pc.key_pool = _key_pool(section.get("key_pool"), f"{path}.key_pool")
     for key, (types, default) in extra.items():

@@ -54,6 +54,22 @@ BAD_BODIES = {
     "stream_options not an object": ({"model": "deepseek-chat", "messages": [MSG],
                                       "stream": True, "stream_options": "usage"},
                                      "stream_options"),
+    # Python reads these, but they cannot be forwarded: a lone surrogate cannot be encoded
+    # as UTF-8, and NaN/Infinity are not JSON.
+    "lone surrogate in content": (b'{"model": "deepseek-chat", "messages": [{"role": "user",'
+                                  b' "content": "hi \\ud83d\\ude00 \\ud800"}]}',
+                                  "messages[0].content"),
+    "lone low surrogate in tools": (b'{"model": "deepseek-chat", "messages": [{"role": "user",'
+                                    b' "content": "hi"}], "tools": [{"type": "function", '
+                                    b'"function": {"name": "f", "description": "\\udc00"}}]}',
+                                    "tools[0].function.description"),
+    "NaN": ({"model": "deepseek-chat", "messages": [MSG], "temperature": float("nan")}, None),
+    "Infinity": ({"model": "deepseek-chat", "messages": [MSG], "top_p": float("-inf")}, None),
+    "number overflowing to Infinity": (b'{"model": "deepseek-chat", "messages": [{"role": '
+                                       b'"user", "content": "hi"}], "temperature": 1e400}',
+                                       None),
+    "model over 256 characters": ({"model": "deepseek/" + "x" * 250, "messages": [MSG]},
+                                  "model"),
 }
 
 

@@ -246,40 +246,62 @@ async def test_usage_command_reads_the_ledger(tmp_path):
     assert p.returncode == 2 and "in memory" in p.stderr
 
 
+def start_gateway(cfg: Path, port: int):
+    """The real `freeapi --config cfg`, once it answers /ping: (process, connection)."""
+    import http.client
+    proc = subprocess.Popen([sys.executable, "-m", "freeapi", "--config", str(cfg)],
+                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            c.request("GET", "/ping")
+            c.getresponse().read()
+            return proc, c
+        except OSError:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                proc.kill()
+                raise AssertionError("the gateway did not start: " + proc.stderr.read()
+                                     .decode(errors="replace")[-2000:]) from None
+            time.sleep(0.05)
+
+
+def call(c, method, path, body=None):
+    c.request(method, path, json.dumps(body) if body is not None else None,
+              {"Authorization": f"Bearer {GOOD}", "Content-Type": "application/json"})
+    r = c.getresponse()
+    return r.status, r.read()
+
+
 def test_kill_9_loses_at_most_the_request_in_flight(tmp_path):
-    """Requests answered before a kill -9 are in the ledger after a restart."""
+    """Requests answered before a kill -9 are in the ledger after a restart, and the
+    conversation they built is intact."""
+    import http.client
     port = free_port()
     with ThreadedFake() as fake:
         cfg = tmp_path / "config.yaml"
         cfg.write_text(f"server: {{host: 127.0.0.1, port: {port}}}\n"
                        f"providers:\n  deepseek: {{base_url: '{fake.url}'}}\n")
-        proc = subprocess.Popen([sys.executable, "-m", "freeapi", "--config", str(cfg)],
-                                cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        proc, c = start_gateway(cfg, port)
         try:
-            import http.client
-            deadline = time.monotonic() + 10
-            while True:
-                try:
-                    c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-                    c.request("GET", "/ping")
-                    c.getresponse().read()
-                    break
-                except OSError:
-                    assert time.monotonic() < deadline, "the gateway did not start"
-                    time.sleep(0.05)
-            headers = {"Authorization": f"Bearer {GOOD}", "Content-Type": "application/json"}
+            cid = json.loads(call(c, "POST", "/v1/conversations")[1])["id"]
             for i in range(20):
-                c.request("POST", "/v1/chat/completions",
-                          json.dumps(chat_body(stream=i % 2 == 0)), headers)
-                assert c.getresponse().read()
+                body = dict(chat_body(f"turn {i}", stream=i % 2 == 0), conversation_id=cid)
+                status, raw = call(c, "POST", "/v1/chat/completions", body)
+                assert status == 200 and raw
             # One more request is in flight when the kill comes; entries are committed
             # within about a millisecond of their answer, so 0.1s is plenty for the rest.
             c2 = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
             c2.request("POST", "/v1/chat/completions", json.dumps(chat_body("!slow 5")),
-                       headers)
+                       {"Authorization": f"Bearer {GOOD}", "Content-Type": "application/json"})
             time.sleep(0.1)
             os.kill(proc.pid, signal.SIGKILL)
             proc.wait(5)
+            proc, c = start_gateway(cfg, port)  # restarted on the same state
+            status, raw = call(c, "GET", f"/v1/conversations/{cid}")
+            assert status == 200, raw
+            messages = json.loads(raw)["messages"]
+            assert [m["content"] for m in messages[::2]] == [f"turn {i}" for i in range(20)]
         finally:
             if proc.poll() is None:
                 proc.kill()
@@ -287,5 +309,5 @@ def test_kill_9_loses_at_most_the_request_in_flight(tmp_path):
     p = run("usage", "--config", str(cfg), "--json")
     assert p.returncode == 0, p.stderr
     data = json.loads(p.stdout)
-    assert data["total"]["requests"] == 20  # only the request in flight is lost
+    assert data["total"]["requests"] == 20, data  # only the request in flight is lost
     assert data["total"]["prompt_tokens"] == 11 * 20

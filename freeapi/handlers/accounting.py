@@ -2,7 +2,8 @@
 ledger entry after it has ended (whatever way it ended).
 
 The ledger entry is queued on the store and written in the background (see
-Store.record), so accounting adds no wait to any request.
+Store.record), so the ledger adds no wait to any request; only a key with limits waits,
+for one store call, before its request is sent.
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ CLIENT_GONE = 499  # nginx's status for "the client closed the connection first"
 
 
 class AccountingMixin:
-    """Mixed into the chat handler, which sets `_stream_relay` for streams and `_error`
-    when a stream ends with an error event; failover sets `_served`."""
+    """Mixed into the chat handler, which sets `_error` when a stream ends with an error
+    event; ConversationMixin._watch_relay sets `_stream_relay`, failover `_served`."""
 
     _acct = None  # (requested model, stream) once the request is routed
     _accounted = False

@@ -2,9 +2,10 @@
 gateway instances.
 
 What lives here is what must survive a restart or be shared between processes: windowed
-counters for gateway-key limits, the usage ledger, and conversations. Everything the
-hot path touches is one awaited round trip at most (a limit check); the ledger is written
-in the background.
+counters for gateway-key limits, the usage ledger, and conversations. A request waits for
+the store only when it needs an answer from it (a key with limits: one call; a
+conversation: one read); the ledger, token charges and new turns are written in the
+background.
 
 Counters are sliding windows kept in BUCKETS buckets of `window/BUCKETS` each: a hit
 counts for between 90% and 100% of the window, memory stays bounded however busy a key

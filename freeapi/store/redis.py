@@ -7,7 +7,8 @@ clock (TIME), so gateways whose clocks disagree still share one window. Keys are
 is pruned by the gateways (ledger_days).
 
 Layout: `{prefix}c:{name}` hash bucket -> amount; `{prefix}ledger` sorted set of JSON
-entries scored by time; `{prefix}conv:{id}` list of turns and `{prefix}conv:{id}:owner`.
+entries scored by time; `{prefix}co:{id}` a conversation's owner and `{prefix}ct:{id}` the
+list of its turns (two namespaces, so no id can name another id's key).
 """
 
 from __future__ import annotations
@@ -165,8 +166,7 @@ class RedisStore(Store):
     # -- conversations ------------------------------------------------------------------
 
     def _conv_keys(self, cid: str) -> list[str]:
-        base = f"{self.prefix}conv:{cid}"
-        return [base + ":owner", base]
+        return [f"{self.prefix}co:{cid}", f"{self.prefix}ct:{cid}"]
 
     async def conversation_get(self, cid, owner):
         turns = await self.client.run(_CONV_GET, self._conv_keys(cid), [owner])
