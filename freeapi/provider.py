@@ -57,6 +57,10 @@ class Provider:
     chat_path: ClassVar[str] = "/chat/completions"
     #: True when normalize_chunk changes chunks; otherwise the relay can skip parsing them.
     rewrites_chunks: ClassVar[bool] = False
+    #: True when the vendor reports a stream's usage only if asked (include_usage): the
+    #: gateway then always asks, for the ledger and token limits, and hides the extra
+    #: usage chunk from clients that did not ask.
+    usage_on_request: ClassVar[bool] = False
     #: False for servers that take no key (a local Ollama): requests then go out without one.
     key_required: ClassVar[bool] = True
 
@@ -123,6 +127,10 @@ class Provider:
         return body
 
     def chat_request(self, body: dict, key: str | None) -> UpstreamRequest:
+        if self.usage_on_request and body.get("stream"):
+            opts = body.get("stream_options") or {}
+            if opts.get("include_usage") is not True:
+                body = dict(body, stream_options={**opts, "include_usage": True})
         payload = json.dumps(self.prepare_body(body), ensure_ascii=False,
                              separators=(",", ":")).encode()
         headers = {"Content-Type": "application/json", **self.auth_headers(key)}

@@ -33,6 +33,8 @@ class StreamRelay:
         self.model = requested_model
         self.display = route.display
         self.include_usage = include_usage
+        # We asked for usage the client did not: its usage-only chunk is ours alone.
+        self._hide_usage = route.provider.usage_on_request and not include_usage
         self.parse_all = (requested_model != route.upstream_model or route.display is not None
                           or route.provider.rewrites_chunks)
         self._thinking: set[int] = set()  # choice indexes inside an open <think> (fold)
@@ -51,7 +53,8 @@ class StreamRelay:
             has_usage = '"usage":{' in data or '"usage": {' in data
             if not (has_usage and self.include_usage):
                 if has_usage:  # the usage ledger wants the real numbers all the same
-                    self._peek_usage(data)
+                    if self._peek_usage(data) and self._hide_usage:
+                        return b""
                 if '"error"' in data:
                     return event(redact(data, self.keys))
                 return event(data)
@@ -77,17 +80,22 @@ class StreamRelay:
             if chunk.get("usage"):
                 self._usage = chunk["usage"]
                 if not choices:
+                    if self._hide_usage:
+                        return b""
                     self._usage_chunk_sent = True
         self._last = chunk
         return event(_dumps(chunk))
 
-    def _peek_usage(self, data: str):
+    def _peek_usage(self, data: str) -> bool:
+        """Note the usage; True when the chunk carries nothing else (no choices)."""
         try:
             chunk = json.loads(data)
         except ValueError:
-            return
+            return False
         if isinstance(chunk, dict) and isinstance(chunk.get("usage"), dict):
             self._usage = chunk["usage"]
+            return not chunk.get("choices")
+        return False
 
     @property
     def usage(self) -> dict | None:

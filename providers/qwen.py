@@ -28,6 +28,8 @@ class Qwen(Provider):
     # International (Singapore): https://dashscope-intl.aliyuncs.com/compatible-mode/v1;
     # keys are bound to their region.
     default_base_url = "https://dashscope.aliyuncs.com/compatible-mode/v1"
+    # DashScope streams carry usage only with stream_options.include_usage.
+    usage_on_request = True
     models = (
         "qwen-max", "qwen-plus", "qwen-turbo", "qwen-flash", "qwen-long", "qwen3-max",
         "qwen3-coder-plus", "qwen-vl-max", "qwen-vl-plus",

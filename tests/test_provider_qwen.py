@@ -83,3 +83,24 @@ async def test_key_check(gw):
     assert await token_check(base, "qwen", fake.GOOD) == (200, {"live": True})
     assert state.requests[-1]["path"] == "/compatible-mode/v1/models"
     assert await token_check(base, "qwen", fake.DEAD) == (200, {"live": False})
+
+
+async def test_stream_usage_is_asked_for_the_ledger_but_hidden_from_the_client(
+        start_vendor, make_gateway):
+    """DashScope reports stream usage only when asked; the gateway always asks (the ledger
+    and token limits need the real numbers) and drops the usage-only chunk that a client
+    which did not ask would trip over (`chunk.choices[0]`)."""
+    url, state = start_vendor(fake)
+    base, gateway = make_gateway({"providers": {"qwen": {
+        "base_url": url + "/compatible-mode/v1"}}})
+    out = await collect(await client(base, fake.GOOD).chat.completions.create(
+        model="qwen-plus", messages=HI, stream=True))
+    assert out["content"] == "".join(ANSWER) and out["usage"] is None
+    assert all(chunk.choices for chunk in out["chunks"])
+    assert state.requests[-1]["body"]["stream_options"] == {"include_usage": True}
+    for _ in range(200):
+        await gateway.store.flush()
+        rows = await gateway.store.ledger()
+        if rows:
+            break
+    assert rows[-1]["prompt_tokens"] == fake.USAGE["prompt_tokens"]
