@@ -10,7 +10,7 @@ import pluggy
 from tornado import web
 
 from freeapi.config import Config, ConfigError
-from freeapi.errors import APIError
+from freeapi.errors import APIError, UpstreamError, upstream_failure
 from freeapi.handlers.base import NotFoundHandler
 from freeapi.handlers.chat import ChatCompletionsHandler
 from freeapi.handlers.conversations import ConversationHandler, ConversationsHandler
@@ -18,13 +18,14 @@ from freeapi.handlers.health import HealthHandler, PingHandler
 from freeapi.handlers.models import ModelHandler, ModelsHandler
 from freeapi.handlers.tokens import TokenCheckHandler
 from freeapi.handlers.keys import KeysHandler
+from freeapi.healthsync import HealthSync
 from freeapi.keypool import HealthStore, KeyPool
 from freeapi.keys import GatewayAuth, split_keys
 from freeapi.limits import Limits
 from freeapi.provider import Provider
 from freeapi.routing import Catalog, Route
 from freeapi.store import StoreError, open_store
-from freeapi.upstream import Pool, UpstreamError, upstream_failure
+from freeapi.upstream import Pool
 
 _MAX_CHECK_BODY = 1 << 20
 
@@ -48,7 +49,12 @@ class Gateway:
         self.health = HealthStore()
         self.store = open_store(config.state)  # opens (or connects) on first use
         self.limits = Limits(self.store)
-        self.pools = {name: self._pool(p) for name, p in self.providers.items()}
+        self.pools: dict[str, KeyPool] = {}
+        # Server-side keys' cooldowns and verdicts, shared with gateways on the same store.
+        self.health_sync = HealthSync(self.store, self.pools,
+                                      {n: p.api_keys for n, p in self.providers.items()},
+                                      config.state.sync_interval)
+        self.pools.update((name, self._pool(p)) for name, p in self.providers.items())
         self.fallbacks = self._fallbacks(config.fallbacks)
         self.active: set = set()  # chat handlers in flight, for graceful shutdown
         self.draining = False  # no new chat requests (graceful shutdown began)
@@ -63,7 +69,8 @@ class Gateway:
 
         return KeyPool(p.name, self.health, max_concurrency=kp.max_concurrency,
                        max_queue=kp.queue_size, queue_timeout=kp.queue_timeout,
-                       prober=probe, probe_interval=kp.recheck_interval)
+                       prober=probe, probe_interval=kp.recheck_interval,
+                       on_change=lambda key, h: self.health_sync.publish(p.name, key, h))
 
     def _fallbacks(self, table: dict[str, list[str]]) -> dict[str, list[Route]]:
         out = {}
@@ -200,6 +207,7 @@ class Gateway:
             await asyncio.sleep(0.02)
 
     def close(self):
+        self.health_sync.close()
         for pool in self.pools.values():
             pool.close()
         self.http.close()

@@ -103,6 +103,7 @@ async def serve(gateway: Gateway, reuse_port: bool = False):
     log.info("state: %s", gateway.store.describe())
     discovery = asyncio.ensure_future(gateway.discover_models())
     housekeeping = asyncio.ensure_future(gateway.housekeeping())
+    gateway.health_sync.start()  # shared stores only; gateway.close() stops it
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

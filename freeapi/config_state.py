@@ -20,6 +20,7 @@ class StateConfig:
     prefix: str = "freeapi:"  # Redis key prefix
     timeout: float = 5.0  # seconds one store call may take
     ledger_days: float = 90.0  # usage ledger retention; 0 keeps it forever
+    sync_interval: float = 1.0  # seconds between reads of other gateways' key verdicts
 
 
 @dataclass
@@ -63,6 +64,8 @@ def parse_state(value, base_dir: str | None) -> StateConfig:
         st.prefix = _expect(section["prefix"], (str,), "state.prefix", "a string")
     if "timeout" in section:
         st.timeout = _number(section["timeout"], "state.timeout")
+    if "sync_interval" in section:
+        st.sync_interval = _number(section["sync_interval"], "state.sync_interval")
     if "ledger_days" in section:
         st.ledger_days = _non_negative(section["ledger_days"], "state.ledger_days")
     return st

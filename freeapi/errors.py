@@ -68,3 +68,18 @@ def vendor_error(provider: str, status: int, detail: str = "", *, code: str | No
     if status < 400 or status > 599:
         status = 502
     return APIError(status, message, code=code or f"upstream_{status}", retry_after=retry_after)
+
+
+class UpstreamError(Exception):
+    """The vendor could not be reached or did not answer in time."""
+
+    def __init__(self, kind: str, message: str):
+        super().__init__(message)
+        self.kind = kind  # "connect", "timeout", "closed", "protocol", "aborted"
+
+
+def upstream_failure(provider: str, e: UpstreamError) -> APIError:
+    """What the client is told: 504 when the vendor was too slow, else 502."""
+    if e.kind == "timeout":
+        return APIError(504, f"{provider}: {e}", type="timeout_error", code="upstream_timeout")
+    return APIError(502, f"{provider}: {e}", code="upstream_unreachable")

@@ -1,7 +1,9 @@
 """Key pools that heal: selection, per-key concurrency, cooldowns, invalidation, re-probes.
 
-Health lives behind `HealthStore` so a shared backend (Redis) can replace the in-process
-one for several gateway instances; in-flight counts and waiting are per process.
+Health lives in-process (`HealthStore`); gateways sharing a store exchange changes of their
+server-side keys' health through it (freeapi/healthsync.py, `on_change` and `apply`), so
+one process's 429 cools the key down in all of them. In-flight counts and waiting are per
+process.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ class KeyHealth:
     strikes: int = 0             # consecutive 429s, for backoff
     last_error: str | None = None
     last_error_at: float | None = None  # wall clock, for humans
+    marked_at: float = 0.0       # wall clock of the last invalid/no_balance/restore verdict
     outcomes: deque = field(default_factory=lambda: deque(maxlen=50))  # (t, ok)
 
     def usable(self, now: float) -> bool:
@@ -120,8 +123,11 @@ class KeyPool:
 
     def __init__(self, name: str, store: HealthStore, *, max_concurrency: int | None = None,
                  max_queue: int = 100, queue_timeout: float = 30.0, prober=None,
-                 probe_interval: float = 60.0, probe_cap: float = 900.0):
+                 probe_interval: float = 60.0, probe_cap: float = 900.0, on_change=None):
         self.name = name
+        # (key, KeyHealth) after a verdict other processes should hear of: a cooldown, an
+        # invalid / out-of-balance key, or such a key restored.
+        self._on_change = on_change
         self.store = store
         self.max_concurrency = max_concurrency
         self.max_queue = max_queue
@@ -243,6 +249,7 @@ class KeyPool:
             h.strikes = 0
             if h.state in (INVALID, NO_BALANCE):  # the vendor just took it: live again
                 h.state = OK
+                self._changed(key, h)
             return
         h.last_error = f"HTTP {status}" if status else (error or "error")
         h.last_error_at = time.time()
@@ -253,8 +260,10 @@ class KeyPool:
                 wait = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (h.strikes - 1))
                 wait *= random.uniform(0.8, 1.2)
             h.state, h.until = COOLDOWN, now + wait
+            self._changed(key, h)
         elif status in (401, 403, 402):
             h.state = NO_BALANCE if status == 402 else INVALID
+            self._changed(key, h)
             if probe:
                 self._schedule_probe(key)
         elif status is None or status >= 500:
@@ -264,6 +273,34 @@ class KeyPool:
             if failures >= ERROR_MIN and failures / len(recent) >= ERROR_RATIO:
                 h.state, h.until = COOLDOWN, now + ERROR_COOLDOWN
                 h.outcomes.clear()
+                self._changed(key, h)
+
+    def _changed(self, key, h: KeyHealth):
+        # A cooldown says nothing about whether the key is valid: it must not make an
+        # older "invalid" from another gateway look outdated.
+        if h.state != COOLDOWN:
+            h.marked_at = time.time()
+        if self._on_change is not None:
+            self._on_change(key, h)
+
+    def apply(self, key: str, state: str, until: float, at: float):
+        """Another process's verdict on `key` (`until`, `at`: wall clock). It only ever
+        lengthens what this process knows: a cooldown ending later, an invalid key; and a
+        restore only undoes a verdict older than itself."""
+        h = self.store.get(self.name, key)
+        now, mono = time.time(), time.monotonic()
+        if state == COOLDOWN:
+            ends = mono + (until - now)
+            if h.state in (OK, COOLDOWN) and until > now and ends > h.until + 0.05:
+                h.state, h.until = COOLDOWN, ends
+        elif state in (INVALID, NO_BALANCE):
+            if h.state in (OK, COOLDOWN) and at > h.marked_at:
+                h.state, h.marked_at = state, at
+                h.last_error, h.last_error_at = f"{state} (seen by another gateway)", at
+                self._schedule_probe(key)
+        elif state == OK and h.state in (INVALID, NO_BALANCE) and at > h.marked_at:
+            h.state, h.strikes, h.marked_at = OK, 0, at
+            self._wake()
 
     # -- background re-probes of invalid / out-of-balance keys ----------------------------
 
@@ -287,6 +324,7 @@ class KeyPool:
                 if live:
                     h = self.store.get(self.name, key)
                     h.state, h.strikes = OK, 0
+                    self._changed(key, h)
                     self._wake()
                     return
                 delay = min(self.probe_cap, delay * 2)

@@ -42,9 +42,10 @@ def test_state_defaults_sqlite_next_to_the_config_file_or_memory(tmp_path):
 
 def test_state_redis_settings(monkeypatch):
     st = config({"state": {"redis_url": "redis://:pw@127.0.0.1:6379/2", "prefix": "fa:",
-                           "timeout": 2, "ledger_days": 0}}).state
-    assert (st.redis_url, st.prefix, st.timeout, st.ledger_days) == (
-        "redis://:pw@127.0.0.1:6379/2", "fa:", 2.0, 0.0)
+                           "timeout": 2, "ledger_days": 0, "sync_interval": 0.5}}).state
+    assert (st.redis_url, st.prefix, st.timeout, st.ledger_days, st.sync_interval) == (
+        "redis://:pw@127.0.0.1:6379/2", "fa:", 2.0, 0.0, 0.5)
+    assert config(None).state.sync_interval == 1.0
     monkeypatch.delenv("FREEAPI_TEST_REDIS_URL", raising=False)
     assert config({"state": {"redis_url": "${FREEAPI_TEST_REDIS_URL:-}"}}).state.redis_url \
         is None  # an optional env var left empty: no Redis
@@ -57,6 +58,8 @@ def test_state_redis_settings(monkeypatch):
     ({"state": {"pth": "x"}}, "state.pth: unknown key"),
     ({"state": {"ledger_days": -1}}, "state.ledger_days: must not be negative"),
     ({"state": {"timeout": 0}}, "state.timeout: must be greater than 0"),
+    ({"state": {"sync_interval": 0}}, "state.sync_interval: must be greater than 0"),
+    ({"state": {"sync_interval": "1s"}}, "state.sync_interval: expected a number"),
     ({"auth": {"keys": [{"key": "k", "rpm": 0}]}}, "auth.keys[0].rpm: must be at least 1"),
     ({"auth": {"keys": [{"key": "k", "tpm": "many"}]}}, "auth.keys[0].tpm: expected an int"),
     ({"auth": {"keys": [{"key": "k", "daily_tokens": 1.5}]}}, "auth.keys[0].daily_tokens"),

@@ -2,7 +2,8 @@
 
 import pytest
 
-from freeapi.upstream import UpstreamError, _Dechunker
+from freeapi.http1 import Dechunker as _Dechunker
+from freeapi.errors import UpstreamError
 
 BODY = (b"7\r\ndata: a\r\n"
         b"10;ext=1\r\n0123456789abcdef\r\n"

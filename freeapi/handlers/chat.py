@@ -8,7 +8,8 @@ import logging
 from tornado.iostream import StreamClosedError
 
 from freeapi import sse
-from freeapi.errors import APIError, invalid_request, vendor_error
+from freeapi.errors import (APIError, UpstreamError, invalid_request, upstream_failure,
+                            vendor_error)
 from freeapi.handlers.accounting import AccountingMixin
 from freeapi.handlers.base import APIHandler, ClientGone
 from freeapi.handlers.conversations import ConversationMixin
@@ -16,7 +17,6 @@ from freeapi.handlers.failover import FailoverMixin, OpenStream, shutdown_error
 from freeapi.keys import redact
 from freeapi.relay import StreamRelay, assemble, complete, strip_folded_reasoning, unchanged
 from freeapi.routing import MAX_MODEL_NAME, Route
-from freeapi.upstream import UpstreamError, upstream_failure
 
 log = logging.getLogger("freeapi.chat")
 

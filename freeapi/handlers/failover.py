@@ -12,11 +12,11 @@ import logging
 import time
 
 from freeapi import sse
-from freeapi.errors import APIError, vendor_error
+from freeapi.errors import APIError, UpstreamError, upstream_failure, vendor_error
 from freeapi.handlers.base import ClientGone
 from freeapi.provider import Provider
 from freeapi.routing import Route
-from freeapi.upstream import Response, UpstreamError, upstream_failure
+from freeapi.upstream import Response
 
 log = logging.getLogger("freeapi.chat")
 

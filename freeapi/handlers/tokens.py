@@ -3,7 +3,7 @@
 from freeapi.errors import APIError, invalid_request
 from freeapi.handlers.base import APIHandler, ClientGone
 from freeapi.keys import split_keys
-from freeapi.upstream import UpstreamError
+from freeapi.errors import UpstreamError
 
 
 class TokenCheckHandler(APIHandler):

@@ -188,6 +188,22 @@ class Store:
     async def conversation_delete(self, cid: str, owner: str) -> bool:
         raise NotImplementedError
 
+    # -- vendor key health (freeapi/healthsync.py) ---------------------------------------
+
+    @property
+    def shared(self) -> bool:
+        """Whether other processes can see this store (Redis, an SQLite file)."""
+        return False
+
+    async def health_put(self, name: str, record: dict, ttl_s: float) -> None:
+        """Store one key's health `record` (JSON) under `name`, replacing any, gone by
+        itself after `ttl_s` seconds."""
+        raise NotImplementedError
+
+    async def health_get(self, names: list[str]) -> dict[str, dict]:
+        """The live records among `names`."""
+        raise NotImplementedError
+
     # -- lifecycle ----------------------------------------------------------------------
 
     async def ping(self) -> None:

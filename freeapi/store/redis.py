@@ -8,7 +8,8 @@ is pruned by the gateways (ledger_days).
 
 Layout: `{prefix}c:{name}` hash bucket -> amount; `{prefix}ledger` sorted set of JSON
 entries scored by time; `{prefix}co:{id}` a conversation's owner and `{prefix}ct:{id}` the
-list of its turns (two namespaces, so no id can name another id's key).
+list of its turns (two namespaces, so no id can name another id's key); `{prefix}kh:{name}`
+a vendor key's health record (JSON, expiring with it).
 """
 
 from __future__ import annotations
@@ -179,6 +180,20 @@ class RedisStore(Store):
 
     async def conversation_delete(self, cid, owner):
         return bool(await self.client.run(_CONV_DELETE, self._conv_keys(cid), [owner]))
+
+    # -- vendor key health --------------------------------------------------------------
+
+    shared = True
+
+    async def health_put(self, name, record, ttl_s):
+        await self.client.execute("SET", f"{self.prefix}kh:{name}", _dumps(record), "PX",
+                                  max(1, int(ttl_s * 1000)))
+
+    async def health_get(self, names):
+        if not names:
+            return {}
+        raws = await self.client.execute("MGET", *(f"{self.prefix}kh:{n}" for n in names))
+        return {n: json.loads(r) for n, r in zip(names, raws) if r is not None}
 
     # -- lifecycle ----------------------------------------------------------------------
 

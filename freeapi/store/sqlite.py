@@ -35,6 +35,8 @@ CREATE INDEX IF NOT EXISTS conversations_expires ON conversations (expires);
 CREATE TABLE IF NOT EXISTS conversation_turns (
     conv TEXT NOT NULL, seq INTEGER NOT NULL, data TEXT NOT NULL,
     PRIMARY KEY (conv, seq)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS key_health (
+    name TEXT PRIMARY KEY, data TEXT NOT NULL, expires REAL NOT NULL) WITHOUT ROWID;
 PRAGMA user_version = {SCHEMA_VERSION};
 """
 _INSERT = (f"INSERT INTO ledger ({', '.join(LEDGER_FIELDS)}) "
@@ -167,6 +169,7 @@ class SQLiteStore(Store):
             db.execute("DELETE FROM conversation_turns WHERE conv IN (SELECT id FROM "
                        "conversations WHERE expires <= ?)", (now,))
             db.execute("DELETE FROM conversations WHERE expires <= ?", (now,))
+            db.execute("DELETE FROM key_health WHERE expires <= ?", (now,))
         self._tx(db, tx)
 
     # -- ledger -------------------------------------------------------------------------
@@ -246,6 +249,26 @@ class SQLiteStore(Store):
             db.execute("DELETE FROM conversations WHERE id = ?", (cid,))
             return True
         return await self._run(lambda db: self._tx(db, lambda: delete(db)))
+
+    # -- vendor key health --------------------------------------------------------------
+
+    @property
+    def shared(self):
+        return self.path != ":memory:"
+
+    async def health_put(self, name, record, ttl_s):
+        data = json.dumps(record, separators=(",", ":"))
+        await self._run(lambda db: self._tx(db, lambda: db.execute(
+            "INSERT OR REPLACE INTO key_health VALUES (?, ?, ?)",
+            (name, data, time.time() + ttl_s))))
+
+    async def health_get(self, names):
+        def get(db):
+            marks = ", ".join("?" * len(names))
+            rows = db.execute(f"SELECT name, data FROM key_health WHERE name IN ({marks}) "
+                              "AND expires > ?", (*names, time.time())).fetchall()
+            return {n: json.loads(d) for n, d in rows}
+        return await self._run(get) if names else {}
 
     # -- lifecycle ----------------------------------------------------------------------
 
