@@ -25,6 +25,18 @@ def store_unavailable(e: StoreError) -> APIError:
                          "shortly.", code="state_unavailable", retry_after="1")
 
 
+async def stored_turns(store, cid: str, owner: str) -> list:
+    """The caller's conversation, or the 400/404/503 that says why there is none."""
+    conv.check_id(cid)
+    try:
+        turns = await store.conversation_get(cid, owner)
+    except StoreError as e:
+        raise store_unavailable(e) from None
+    if turns is None:
+        raise conv.not_found(cid)
+    return turns
+
+
 class ConversationMixin:
     """Mixed into the chat handler: `_converse(body)` before the request is sent,
     `_watch_relay(relay)` for streams, `_remember()` once the answer has ended."""
@@ -52,13 +64,7 @@ class ConversationMixin:
         if cid is None:
             cid, turns = conv.new_id(), []
         else:
-            conv.check_id(cid)
-            try:
-                turns = await self.gateway.store.conversation_get(cid, owner)
-            except StoreError as e:
-                raise store_unavailable(e) from None
-            if turns is None:
-                raise conv.not_found(cid)
+            turns = await stored_turns(self.gateway.store, cid, owner)
         body["messages"] = conv.with_history(turns, new, cfg.max_history_chars)
         self._conv = (cid, owner, new)
         self.set_header(HEADER, cid)
@@ -144,13 +150,7 @@ class ConversationHandler(APIHandler):
 
     async def get(self, cid):
         owner = self._owner()
-        conv.check_id(cid)
-        try:
-            turns = await self.gateway.store.conversation_get(cid, owner)
-        except StoreError as e:
-            raise store_unavailable(e) from None
-        if turns is None:
-            raise conv.not_found(cid)
+        turns = await stored_turns(self.gateway.store, cid, owner)
         self.write_json({"id": cid, "object": "conversation", "turns": len(turns),
                          "messages": conv.flatten(turns)})
 
