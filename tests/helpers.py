@@ -163,3 +163,30 @@ class ThreadedFake:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def wait_listening(port: int, proc, seconds: float = 10.0) -> None:
+    """Wait until a real `freeapi` process (`proc`) accepts connections on 127.0.0.1:port.
+    If it exits or never listens, it is killed and the failure says why (with its stderr
+    when that was piped)."""
+    import socket
+    import subprocess
+    import time
+    deadline = time.monotonic() + seconds
+    while proc.poll() is None and time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    exited = proc.poll()
+    if exited is None:
+        proc.kill()
+    tail = ""
+    if proc.stderr is not None and proc.stderr is not subprocess.DEVNULL:
+        try:
+            tail = ": " + proc.stderr.read().decode(errors="replace")[-2000:]
+        except (OSError, ValueError, AttributeError):
+            pass
+    raise AssertionError(("the gateway exited" if exited is not None else
+                          "the gateway did not start") + tail)

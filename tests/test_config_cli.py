@@ -6,14 +6,15 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.request
+from urllib.parse import urlsplit
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import free_port
 from tests.fakes.deepseek import GOOD
+from tests.helpers import wait_listening
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -103,14 +104,9 @@ def get(url, timeout=2.0):
 
 
 def wait_until_up(url, proc, seconds=10.0):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, "the gateway exited"
-        try:
-            return get(url)
-        except OSError:
-            time.sleep(0.05)
-    raise AssertionError("the gateway did not start")
+    """The first answer to `url` (http://127.0.0.1:PORT/...) once the gateway listens."""
+    wait_listening(urlsplit(url).port, proc, seconds)
+    return get(url)
 
 
 def raw_exchange(port, data: bytes) -> bytes:

@@ -17,7 +17,8 @@ from freeapi.limits import Limits, _period_end
 from freeapi.store.redis import RedisStore
 from tests.conftest import free_port
 from tests.fakes.deepseek import GOOD
-from tests.helpers import ThreadedFake, chat_body, error_of, request, sdk, stream_raw
+from tests.helpers import (ThreadedFake, chat_body, error_of, request, sdk, stream_raw,
+                           wait_listening)
 from tests.test_store import REDIS_URL
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -178,18 +179,9 @@ def test_two_freeapi_processes_on_one_redis_enforce_one_limit(tmp_path, redis_st
                     [sys.executable, "-m", "freeapi", "--config", str(cfg)], cwd=ROOT,
                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
             conns = []
-            for port in ports:
-                deadline = time.monotonic() + 10
-                while True:
-                    try:
-                        c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-                        c.request("GET", "/ping")
-                        c.getresponse().read()
-                        break
-                    except OSError:
-                        assert time.monotonic() < deadline, "a gateway did not start"
-                        time.sleep(0.05)
-                conns.append(c)
+            for port, proc in zip(ports, procs):
+                wait_listening(port, proc)
+                conns.append(http.client.HTTPConnection("127.0.0.1", port, timeout=5))
             codes = []
             for i in range(10):
                 c = conns[i % 2]

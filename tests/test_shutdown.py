@@ -18,7 +18,7 @@ import pytest
 from tests.conftest import free_port
 from tests.fakes.deepseek import ANSWER, GOOD
 from tests.helpers import ThreadedFake, assert_no_keys, chat_body, check_stream, error_of, \
-    request, stream_raw
+    request, stream_raw, wait_listening
 
 ROOT = Path(__file__).resolve().parent.parent
 TEXT = "".join(ANSWER)
@@ -131,15 +131,8 @@ def start_gateway(tmp_path, upstream: str, grace: float):
     proc = subprocess.Popen([sys.executable, "-m", "freeapi", "--config", str(cfg),
                              "--port", str(port)], cwd=ROOT, stdout=subprocess.DEVNULL,
                             stderr=log)
-    deadline = time.monotonic() + 10
-    while True:
-        assert proc.poll() is None, "the gateway exited"
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return proc, port, log
-        except OSError:
-            assert time.monotonic() < deadline, "the gateway did not start"
-            time.sleep(0.05)
+    wait_listening(port, proc)
+    return proc, port, log
 
 
 def refused(port) -> bool:

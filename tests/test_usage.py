@@ -19,7 +19,7 @@ from freeapi.usage import parse_time, render, summarize
 from tests.conftest import free_port
 from tests.fakes.deepseek import BUSY, GOOD, GOOD2, REASONER_USAGE, USAGE
 from tests.helpers import ThreadedFake, chat_body, check_stream, request, sse_events, \
-    stream_raw
+    stream_raw, wait_listening
 from tests.test_streaming import open_raw
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -251,19 +251,8 @@ def start_gateway(cfg: Path, port: int):
     import http.client
     proc = subprocess.Popen([sys.executable, "-m", "freeapi", "--config", str(cfg)],
                             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-            c.request("GET", "/ping")
-            c.getresponse().read()
-            return proc, c
-        except OSError:
-            if time.monotonic() > deadline or proc.poll() is not None:
-                proc.kill()
-                raise AssertionError("the gateway did not start: " + proc.stderr.read()
-                                     .decode(errors="replace")[-2000:]) from None
-            time.sleep(0.05)
+    wait_listening(port, proc)
+    return proc, http.client.HTTPConnection("127.0.0.1", port, timeout=5)
 
 
 def call(c, method, path, body=None):
