@@ -114,9 +114,11 @@ class ChatCompletionsHandler(AccountingMixin, ConversationMixin, FailoverMixin, 
             return
         if not stream:
             raw, route = await self._attempt(route, model, body, token, stream=False)
-            answer = raw.strip()
-            if unchanged(route, model) and answer[:1] == b"{" and answer[-1:] == b"}":
-                self.finish(answer)  # nothing to change: no second JSON round trip
+            # Nothing to change: the vendor's bytes as they are, no second JSON round trip
+            # (only the ends are looked at; a long keep-alive prefix takes the slow path).
+            if (unchanged(route, model) and raw[:64].lstrip()[:1] == b"{"
+                    and raw[-64:].rstrip()[-1:] == b"}"):
+                self.finish(raw)
                 return
             try:
                 data = json.loads(raw)
