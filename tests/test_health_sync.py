@@ -59,8 +59,8 @@ async def raw_records(gw) -> dict[str, str]:
     await store.ping()  # the SQLite file exists (with its tables) even if nothing was written
     if store.kind == "sqlite":
         with sqlite3.connect(store.path) as db:
-            return dict(db.execute("SELECT name, data FROM key_health").fetchall())
-    names = await store.client.execute("KEYS", store.prefix + "kh:*")
+            return dict(db.execute("SELECT name, data FROM kv WHERE ns = 'kh'").fetchall())
+    names = await store.client.execute("KEYS", store.prefix + "kv:kh:*")
     values = await store.client.execute("MGET", *names) if names else []
     return {n.decode(): v.decode() for n, v in zip(names, values)}
 

@@ -200,6 +200,21 @@ async def test_conversations_drop_the_oldest_turns_beyond_the_limits(store):
     assert await store.conversation_get("t", "o") == ["b", "c"]
 
 
+async def test_kv_records_replace_expire_and_stay_in_their_namespace(store):
+    await store.kv_put("a", "k1", {"v": 1}, 60)
+    await store.kv_put("a", "k1", {"v": 2}, 60)
+    await store.kv_put("b", "k1", ["other"], 60)
+    await store.kv_put("a", "short", 1, 0.05)
+    assert await store.kv_get("a", ["k1", "missing"]) == {"k1": {"v": 2}}
+    assert await store.kv_get("b", ["k1"]) == {"k1": ["other"]}
+    await asyncio.sleep(0.1)
+    assert await store.kv_get("a", ["short"]) == {}
+    assert await store.kv_delete("a", "k1") is True
+    assert await store.kv_delete("a", "k1") is False
+    assert await store.kv_get("a", ["k1"]) == {}
+    assert await store.kv_get("b", ["k1"]) == {"k1": ["other"]}
+
+
 # -- backend specifics ------------------------------------------------------------------
 
 async def test_sqlite_never_blocks_the_event_loop(tmp_path):

@@ -198,10 +198,25 @@ class Store:
     async def health_put(self, name: str, record: dict, ttl_s: float) -> None:
         """Store one key's health `record` (JSON) under `name`, replacing any, gone by
         itself after `ttl_s` seconds."""
-        raise NotImplementedError
+        await self.kv_put("kh", name, record, ttl_s)
 
     async def health_get(self, names: list[str]) -> dict[str, dict]:
         """The live records among `names`."""
+        return await self.kv_get("kh", names)
+
+    # -- small expiring records (key health, reasoning memory, stored responses) ---------
+
+    async def kv_put(self, ns: str, name: str, value, ttl_s: float) -> None:
+        """Store the JSON `value` under (`ns`, `name`), replacing any; it is gone by itself
+        after `ttl_s` seconds. `ns` is a short namespace of the feature that owns it."""
+        raise NotImplementedError
+
+    async def kv_get(self, ns: str, names: list[str]) -> dict:
+        """{name: value} for the live records among `names` in `ns`."""
+        raise NotImplementedError
+
+    async def kv_delete(self, ns: str, name: str) -> bool:
+        """Delete one record; True when a live one was there."""
         raise NotImplementedError
 
     # -- lifecycle ----------------------------------------------------------------------

@@ -8,8 +8,9 @@ is pruned by the gateways (ledger_days).
 
 Layout: `{prefix}c:{name}` hash bucket -> amount; `{prefix}ledger` sorted set of JSON
 entries scored by time; `{prefix}co:{id}` a conversation's owner and `{prefix}ct:{id}` the
-list of its turns (two namespaces, so no id can name another id's key); `{prefix}kh:{name}`
-a vendor key's health record (JSON, expiring with it).
+list of its turns (two namespaces, so no id can name another id's key);
+`{prefix}kv:{ns}:{name}` the small expiring JSON records of Store.kv_put (ns `kh`: a vendor
+key's health record).
 """
 
 from __future__ import annotations
@@ -185,15 +186,18 @@ class RedisStore(Store):
 
     shared = True
 
-    async def health_put(self, name, record, ttl_s):
-        await self.client.execute("SET", f"{self.prefix}kh:{name}", _dumps(record), "PX",
+    async def kv_put(self, ns, name, value, ttl_s):
+        await self.client.execute("SET", f"{self.prefix}kv:{ns}:{name}", _dumps(value), "PX",
                                   max(1, int(ttl_s * 1000)))
 
-    async def health_get(self, names):
+    async def kv_get(self, ns, names):
         if not names:
             return {}
-        raws = await self.client.execute("MGET", *(f"{self.prefix}kh:{n}" for n in names))
+        raws = await self.client.execute("MGET", *(f"{self.prefix}kv:{ns}:{n}" for n in names))
         return {n: json.loads(r) for n, r in zip(names, raws) if r is not None}
+
+    async def kv_delete(self, ns, name):
+        return bool(await self.client.execute("DEL", f"{self.prefix}kv:{ns}:{name}"))
 
     # -- lifecycle ----------------------------------------------------------------------
 

@@ -35,8 +35,10 @@ CREATE INDEX IF NOT EXISTS conversations_expires ON conversations (expires);
 CREATE TABLE IF NOT EXISTS conversation_turns (
     conv TEXT NOT NULL, seq INTEGER NOT NULL, data TEXT NOT NULL,
     PRIMARY KEY (conv, seq)) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS key_health (
-    name TEXT PRIMARY KEY, data TEXT NOT NULL, expires REAL NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS kv (
+    ns TEXT NOT NULL, name TEXT NOT NULL, data TEXT NOT NULL, expires REAL NOT NULL,
+    PRIMARY KEY (ns, name)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS kv_expires ON kv (expires);
 PRAGMA user_version = {SCHEMA_VERSION};
 """
 _INSERT = (f"INSERT INTO ledger ({', '.join(LEDGER_FIELDS)}) "
@@ -169,7 +171,7 @@ class SQLiteStore(Store):
             db.execute("DELETE FROM conversation_turns WHERE conv IN (SELECT id FROM "
                        "conversations WHERE expires <= ?)", (now,))
             db.execute("DELETE FROM conversations WHERE expires <= ?", (now,))
-            db.execute("DELETE FROM key_health WHERE expires <= ?", (now,))
+            db.execute("DELETE FROM kv WHERE expires <= ?", (now,))
         self._tx(db, tx)
 
     # -- ledger -------------------------------------------------------------------------
@@ -256,19 +258,26 @@ class SQLiteStore(Store):
     def shared(self):
         return self.path != ":memory:"
 
-    async def health_put(self, name, record, ttl_s):
-        data = json.dumps(record, separators=(",", ":"))
+    async def kv_put(self, ns, name, value, ttl_s):
+        data = json.dumps(value, separators=(",", ":"))
         await self._run(lambda db: self._tx(db, lambda: db.execute(
-            "INSERT OR REPLACE INTO key_health VALUES (?, ?, ?)",
-            (name, data, time.time() + ttl_s))))
+            "INSERT OR REPLACE INTO kv VALUES (?, ?, ?, ?)",
+            (ns, name, data, time.time() + ttl_s))))
 
-    async def health_get(self, names):
+    async def kv_get(self, ns, names):
         def get(db):
             marks = ", ".join("?" * len(names))
-            rows = db.execute(f"SELECT name, data FROM key_health WHERE name IN ({marks}) "
-                              "AND expires > ?", (*names, time.time())).fetchall()
+            rows = db.execute(f"SELECT name, data FROM kv WHERE ns = ? AND name IN ({marks}) "
+                              "AND expires > ?", (ns, *names, time.time())).fetchall()
             return {n: json.loads(d) for n, d in rows}
         return await self._run(get) if names else {}
+
+    async def kv_delete(self, ns, name):
+        def delete(db):
+            return self._tx(db, lambda: db.execute(
+                "DELETE FROM kv WHERE ns = ? AND name = ? AND expires > ?",
+                (ns, name, time.time())).rowcount > 0)
+        return await self._run(delete)
 
     # -- lifecycle ----------------------------------------------------------------------
 
