@@ -80,10 +80,15 @@ def _decode(text: str) -> dict | None:
 
 
 def entry(*, caller, vendor_key, provider, model, upstream_model, status, error, stream,
-          latency_ms, ttfb_ms, usage) -> dict:
+          latency_ms, ttfb_ms, usage, endpoint="chat", request_id=None,
+          estimated=False) -> dict:
+    """One ledger row. `endpoint` names the front door ("chat", "messages", ...);
+    `estimated` is true when the token counts are the gateway's estimate, not the
+    vendor's."""
     out = {"ts": round(time.time(), 3), "key": caller, "vendor_key": vendor_key,
            "provider": provider, "model": model, "upstream_model": upstream_model,
            "status": status, "error": error, "stream": stream,
            "latency_ms": latency_ms, "ttfb_ms": ttfb_ms}
     out.update(token_counts(usage))
+    out.update(endpoint=endpoint, request_id=request_id, estimated=estimated)
     return out

@@ -117,7 +117,7 @@ def entry(ts, **kw):
          "model": "deepseek-chat", "upstream_model": "deepseek-chat", "status": 200,
          "error": None, "stream": True, "latency_ms": 12, "ttfb_ms": 5, "prompt_tokens": 11,
          "completion_tokens": 7, "cached_tokens": 8, "reasoning_tokens": None,
-         "total_tokens": 18}
+         "total_tokens": 18, "endpoint": "chat", "request_id": None, "estimated": False}
     e.update(kw)
     return e
 
@@ -239,6 +239,28 @@ async def test_sqlite_never_blocks_the_event_loop(tmp_path):
     assert ticks >= 10
     store.close()
     other.close()
+
+
+async def test_sqlite_file_from_an_older_version_gets_the_new_ledger_fields(tmp_path):
+    path = str(tmp_path / "old.db")
+    old = sqlite3.connect(path)
+    old.execute("CREATE TABLE ledger (id INTEGER PRIMARY KEY, ts, key, vendor_key, provider, "
+                "model, upstream_model, status, error, stream, latency_ms, ttfb_ms, "
+                "prompt_tokens, completion_tokens, cached_tokens, reasoning_tokens, "
+                "total_tokens)")
+    old.execute("INSERT INTO ledger (ts, model, status) VALUES (1800000000.0, 'm', 200)")
+    old.commit()
+    old.close()
+    store = SQLiteStore(path)
+    try:
+        await store.ledger_append([entry(1_800_000_001.0, endpoint="messages",
+                                         request_id="r1", estimated=True)])
+        rows = await store.ledger()
+        assert [(r["model"], r["endpoint"], r["request_id"]) for r in rows] == [
+            ("m", None, None), (rows[1]["model"], "messages", "r1")]
+        assert rows[1]["estimated"] == 1
+    finally:
+        store.close()
 
 
 async def test_sqlite_errors_are_store_errors(tmp_path):

@@ -27,9 +27,12 @@ BUCKETS = 10
 MAX_PENDING = 10000
 
 # The ledger's columns (SQLite) / JSON fields (Redis), in the order `freeapi usage` reads.
+# Fields added after the first release go at the end (SQLite adds them as columns to an
+# existing file; see sqlite.py).
 LEDGER_FIELDS = ("ts", "key", "vendor_key", "provider", "model", "upstream_model", "status",
                  "error", "stream", "latency_ms", "ttfb_ms", "prompt_tokens",
-                 "completion_tokens", "cached_tokens", "reasoning_tokens", "total_tokens")
+                 "completion_tokens", "cached_tokens", "reasoning_tokens", "total_tokens",
+                 "endpoint", "request_id", "estimated")
 
 
 class StoreError(Exception):

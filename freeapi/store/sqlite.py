@@ -106,6 +106,11 @@ class SQLiteStore(Store):
                 for statement in _SCHEMA.split(";"):
                     if statement.strip():
                         db.execute(statement)
+                # A file from an older freeapi lacks the ledger fields added since.
+                have = {row[1] for row in db.execute("PRAGMA table_info(ledger)")}
+                for field in LEDGER_FIELDS:
+                    if field not in have:
+                        db.execute(f"ALTER TABLE ledger ADD COLUMN {field}")
             self._tx(db, schema)
         except BaseException:
             db.close()
