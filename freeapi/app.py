@@ -10,7 +10,7 @@ import pluggy
 from tornado import web
 
 from freeapi.config import Config, ConfigError
-from freeapi.errors import APIError, UpstreamError, upstream_failure
+from freeapi.errors import APIError, UpstreamError, invalid_request, upstream_failure
 from freeapi.handlers.base import NotFoundHandler
 from freeapi.handlers.chat import ChatCompletionsHandler
 from freeapi.handlers.conversations import ConversationHandler, ConversationsHandler
@@ -28,6 +28,9 @@ from freeapi.store import StoreError, open_store
 from freeapi.upstream import Pool
 
 _MAX_CHECK_BODY = 1 << 20
+# Pass-through keys one request may carry (`Bearer k1,k2,...`): every key is tried or
+# tracked, so the list is bounded; real clients send a handful.
+MAX_PASSTHROUGH_KEYS = 32
 
 log = logging.getLogger("freeapi.discovery")
 
@@ -67,10 +70,17 @@ class Gateway:
         async def probe(key):
             return await self.check_key(p, key)
 
+        async def host_probe():
+            return await self.host_answers(p)
+
+        # The gateway's own keys, and a keyless provider's pseudo-key, are never forgotten
+        # for clients' pass-through keys.
+        self.health.pin(p.name, p.api_keys or [None])
         return KeyPool(p.name, self.health, max_concurrency=kp.max_concurrency,
                        max_queue=kp.queue_size, queue_timeout=kp.queue_timeout,
                        prober=probe, probe_interval=kp.recheck_interval,
-                       on_change=lambda key, h: self.health_sync.publish(p.name, key, h))
+                       on_change=lambda key, h: self.health_sync.publish(p.name, key, h),
+                       host_prober=host_probe)
 
     def _fallbacks(self, table: dict[str, list[str]]) -> dict[str, list[Route]]:
         out = {}
@@ -113,6 +123,11 @@ class Gateway:
                                 f"operator must set providers.{provider.name}.api_keys.",
                            code="no_provider_key")
         keys = split_keys(token) if token else []
+        if len(keys) > MAX_PASSTHROUGH_KEYS:
+            raise invalid_request(
+                f"The Authorization header carries {len(keys)} API keys; a request may pass "
+                f"at most {MAX_PASSTHROUGH_KEYS} (configure larger pools on the gateway, "
+                f"under providers.{provider.name}.api_keys).", code="too_many_keys")
         if not keys and not provider.key_required:
             return [None], False
         if not keys:
@@ -139,6 +154,20 @@ class Gateway:
                 raise
             raise upstream_failure(provider.name, e) from None
         return provider.key_check_result(resp.status, resp.headers, raw, [key])
+
+    async def host_answers(self, provider: Provider, timeout: float = 5.0) -> bool:
+        """Whether a keyless provider's server answers HTTP at all (any status): the probe
+        that lets traffic back to a host that could not be reached."""
+        req = provider.models_request(None)
+        t = provider.timeouts
+        call = self.http.start(req.url)
+        try:
+            resp = await self.http.send(call, req.method, req.url, req.headers, req.body,
+                                        min(t.connect, timeout), min(t.first_byte, timeout))
+            await resp.read(timeout, _MAX_CHECK_BODY, time.monotonic() + timeout)
+        except UpstreamError:
+            return False
+        return True
 
     async def discover_models(self, timeout: float = 10.0) -> None:
         """Ask each provider that lists its models (GET /models) for them, then swap in a

@@ -189,14 +189,7 @@ class FailoverMixin:
 
     @staticmethod
     def _no_key(pool, keys, name: str) -> APIError:
-        wait = pool.wait_hint(keys)
-        if wait is not None:
-            return APIError(429, f"{name}: every key is cooling down after rate limits; "
-                                 f"retry in {wait:.0f}s.", code="keys_cooling_down",
-                            retry_after=str(max(1, round(wait))))
-        return APIError(503, f"{name}: no usable API key (all are invalid or out of "
-                             "balance; they are re-checked in the background).",
-                        code="no_usable_key")
+        return pool.refusal(keys)
 
     async def _send(self, target: Route, body: dict, lease, stream: bool):
         """One attempt with one key: (result, None) or (None, error); the lease is released

@@ -1,0 +1,159 @@
+"""Key health under hostile or careless callers: a flood of pass-through keys neither blocks
+the gateway nor makes it forget its own keys, and a keyless provider (a local llama.cpp) is
+as healthy as its host: one client's failing requests or a restart lock nobody out."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+from tornado import web
+from tornado.httpserver import HTTPServer
+from tornado.netutil import bind_sockets
+
+from freeapi import keypool
+from freeapi.keypool import INVALID
+from tests.fakes.deepseek import DEAD
+from tests.helpers import chat_body, error_of, request
+
+GW_KEY = "gw-key-for-the-keyless-tests"
+
+
+# -- a flood of pass-through keys -------------------------------------------------------------
+
+async def test_more_pass_through_keys_than_allowed_are_refused_before_any_vendor_call(
+        gateway, upstream_state):
+    keys = ",".join(f"sk-flood-{i:012d}" for i in range(33))
+    err = error_of(await request(gateway + "/v1/chat/completions", "POST", chat_body(),
+                                 key=keys), 400)
+    assert err["code"] == "too_many_keys" and "32" in err["message"]
+    assert upstream_state.requests == []
+    # 32 are fine: they are tried like any list (the fake knows none of them).
+    keys = ",".join(f"sk-flood-{i:012d}" for i in range(32))
+    resp = await request(gateway + "/v1/chat/completions", "POST", chat_body(), key=keys)
+    assert resp.code == 401 and upstream_state.requests
+
+
+async def test_a_flood_of_client_keys_never_evicts_the_gateways_own_keys(make_gateway,
+                                                                        upstream, upstream_state):
+    # deepseek holds one server-side key, which is dead; `other` is pass-through.
+    base, gw = make_gateway({
+        "auth": {"allow_anonymous": True},
+        "providers": {"deepseek": {"api_keys": [DEAD]},
+                      "other": {"type": "openai", "base_url": upstream,
+                                "discover": False}}})
+    gw.health._limit = 20
+    resp = await request(base + "/v1/chat/completions", "POST", chat_body(), key=None)
+    assert error_of(resp, 503)["code"] == "upstream_key_rejected"
+    assert gw.health.get("deepseek", DEAD).state == INVALID
+    for n in range(8):  # 8 callers x 32 made-up keys each: far more than the memory holds
+        keys = ",".join(f"sk-made-up-{n:02d}-{i:08d}" for i in range(32))
+        resp = await request(base + "/v1/chat/completions", "POST",
+                             chat_body(model="other/deepseek-chat"), key=keys)
+        assert resp.code == 401
+    assert len(gw.health._h) <= 20  # the clients' keys stay bounded ...
+    sent = len(upstream_state.requests)
+    # ... and the gateway still knows its own key is dead: it is not spent again.
+    resp = await request(base + "/v1/chat/completions", "POST", chat_body(), key=None)
+    assert error_of(resp, 503)["code"] == "no_usable_key"
+    assert len(upstream_state.requests) == sent
+
+
+# -- keyless providers: the health of the host ----------------------------------------------
+
+class LlamaCpp:
+    """A llama.cpp-like server that can be stopped and started again on its port. It
+    answers HTTP 500 to a request it cannot handle, as llama.cpp's server does."""
+
+    def __init__(self):
+        self.port = None
+        self.server = None
+        self.calls = 0
+
+    def start(self):
+        fake = self
+
+        class Chat(web.RequestHandler):
+            def post(self):
+                fake.calls += 1
+                body = json.loads(self.request.body)
+                self.set_header("Content-Type", "application/json")
+                if body["messages"][-1]["content"] == "!bad":
+                    self.set_status(500)
+                    self.finish({"error": {"code": 500, "type": "server_error",
+                                           "message": "failed to parse the request"}})
+                    return
+                self.finish({"id": "chatcmpl-1", "object": "chat.completion",
+                             "created": 1, "model": body["model"],
+                             "choices": [{"index": 0, "finish_reason": "stop",
+                                          "message": {"role": "assistant", "content": "ok"}}],
+                             "usage": {"prompt_tokens": 1, "completion_tokens": 1,
+                                       "total_tokens": 2}})
+
+        class Models(web.RequestHandler):
+            def get(self):
+                self.finish({"object": "list", "data": [{"id": "qwen3", "object": "model"}]})
+
+        socks = bind_sockets(self.port or 0, "127.0.0.1")
+        self.port = socks[0].getsockname()[1]
+        self.server = HTTPServer(web.Application([(r"/v1/chat/completions", Chat),
+                                                  (r"/v1/models", Models)]))
+        self.server.add_sockets(socks)
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def stop(self):
+        self.server.stop()
+        self.server = None
+
+
+def local_gateway(make_gateway, url):
+    return make_gateway({"auth": {"keys": [GW_KEY]}, "providers": {"local": {
+        "type": "openai", "base_url": url, "models": ["qwen3"], "discover": False}}})
+
+
+async def test_one_clients_failing_requests_do_not_lock_out_a_keyless_server(make_gateway):
+    fake = LlamaCpp()
+    base, _ = local_gateway(make_gateway, fake.start())
+    try:
+        for _ in range(8):  # one client's requests that the server answers with 500
+            resp = await request(base + "/v1/chat/completions", "POST",
+                                 chat_body("!bad", model="local/qwen3"), key=GW_KEY)
+            err = error_of(resp, 500)  # the server's real answer, every time
+            assert "failed to parse" in err["message"]
+        resp = await request(base + "/v1/chat/completions", "POST",
+                             chat_body(model="local/qwen3"), key=GW_KEY)
+        assert resp.code == 200  # everyone else is still served
+        assert fake.calls == 9
+    finally:
+        fake.stop()
+
+
+async def test_a_stopped_keyless_server_fails_fast_and_is_back_as_soon_as_it_answers(
+        make_gateway, monkeypatch):
+    monkeypatch.setattr(keypool, "HOST_PROBE_INTERVAL", 0.2, raising=False)
+    fake = LlamaCpp()
+    base, gw = local_gateway(make_gateway, fake.start())
+    fake.stop()
+    try:
+        for i in range(8):
+            resp = await request(base + "/v1/chat/completions", "POST",
+                                 chat_body(model="local/qwen3"), key=GW_KEY)
+            err = error_of(resp, 502)  # the real error, never "keys cooling down"
+            assert err["code"] == "upstream_unreachable"
+            if i:  # the host is known to be down: a short Retry-After, no new connect
+                assert resp.headers["Retry-After"] == "1"
+        fake.start()
+        started = time.monotonic()
+        while True:
+            resp = await request(base + "/v1/chat/completions", "POST",
+                                 chat_body(model="local/qwen3"), key=GW_KEY)
+            if resp.code == 200:
+                break
+            assert time.monotonic() - started < 3, "traffic did not come back"
+            await asyncio.sleep(0.05)
+        # The probe, not a caller, found it back.
+        assert time.monotonic() - started < 1.5 and fake.calls == 1
+    finally:
+        if fake.server is not None:
+            fake.stop()
