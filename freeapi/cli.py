@@ -101,7 +101,7 @@ async def serve(gateway: Gateway, reuse_port: bool = False):
     log.info("freeapi %s listening on http://%s:%d/v1 (gateway auth %s)", __version__,
              cfg.host, cfg.port, "on" if gateway.auth.enabled else "off")
     log.info("state: %s", gateway.store.describe())
-    discovery = asyncio.ensure_future(gateway.discover_models())
+    discovery = asyncio.ensure_future(gateway.discovery_loop())
     housekeeping = asyncio.ensure_future(gateway.housekeeping())
     gateway.health_sync.start()  # shared stores only; gateway.close() stops it
     stop = asyncio.Event()

@@ -12,10 +12,10 @@ import yaml
 from freeapi.config_state import (ConversationsConfig, Price, StateConfig,
                                   parse_conversations, parse_prices, parse_state)
 from freeapi.configbase import (ConfigError, _expect, _integer, _interpolate, _mapping,
-                                _number, _string_list, _unknown)
+                                _non_negative, _number, _string_list, _unknown)
 
 # StateConfig, Price and ConfigError are defined beside, used from here.
-__all__ = ["Config", "ConfigError", "ConversationsConfig", "Failover", "GatewayKey",
+__all__ = ["Config", "ConfigError", "ConversationsConfig", "Discovery", "Failover", "GatewayKey",
            "KeyPoolConfig", "Price", "ProviderConfig", "StateConfig", "Timeouts",
            "load_config", "parse_config"]
 
@@ -64,6 +64,16 @@ class Failover:
 
 
 @dataclass
+class Discovery:
+    """Model discovery (GET /models of providers that list their models): at startup, then
+    every `interval` seconds (0: startup only), and when a request names a bare model
+    nobody serves, at most once per `on_miss` seconds (0: never), so a local server
+    started after the gateway is found without a restart."""
+    interval: float = 300.0
+    on_miss: float = 10.0
+
+
+@dataclass
 class GatewayKey:
     name: str
     key: str
@@ -97,6 +107,7 @@ class Config:
     models: dict[str, str] = field(default_factory=dict)
     fallbacks: dict[str, list[str]] = field(default_factory=dict)
     failover: Failover = field(default_factory=Failover)
+    discovery: Discovery = field(default_factory=Discovery)
     state: StateConfig = field(default_factory=StateConfig)
     prices: dict[str, Price] = field(default_factory=dict)
     conversations: ConversationsConfig = field(default_factory=ConversationsConfig)
@@ -177,7 +188,7 @@ def parse_config(raw, provider_types: dict, base_dir: str | None = None) -> Conf
     config file's directory, which relative paths are relative to (None: no file)."""
     root = _interpolate(_mapping(raw, ""), "")
     _unknown(root, {"server", "auth", "providers", "models", "fallbacks", "failover", "state",
-                    "prices", "conversations"}, "")
+                    "prices", "conversations", "discovery"}, "")
     cfg = Config()
 
     server = _mapping(root.get("server"), "server")
@@ -266,6 +277,11 @@ def parse_config(raw, provider_types: dict, base_dir: str | None = None) -> Conf
         cfg.failover.max_attempts = _integer(failover["max_attempts"], "failover.max_attempts")
     if "max_time" in failover:
         cfg.failover.max_time = _number(failover["max_time"], "failover.max_time")
+    discovery = _mapping(root.get("discovery"), "discovery")
+    _unknown(discovery, Discovery.__dataclass_fields__, "discovery")
+    for key in ("interval", "on_miss"):
+        if key in discovery:
+            setattr(cfg.discovery, key, _non_negative(discovery[key], f"discovery.{key}"))
     cfg.state = parse_state(root.get("state"), base_dir)
     cfg.prices = parse_prices(root.get("prices"))
     cfg.conversations = parse_conversations(root.get("conversations"))

@@ -5,17 +5,13 @@ as healthy as its host: one client's failing requests or a restart lock nobody o
 from __future__ import annotations
 
 import asyncio
-import json
 import time
-
-from tornado import web
-from tornado.httpserver import HTTPServer
-from tornado.netutil import bind_sockets
 
 from freeapi import keypool
 from freeapi.keypool import INVALID
 from tests.fakes.deepseek import DEAD
 from tests.helpers import chat_body, error_of, request
+from tests.localserver import LlamaCpp
 
 GW_KEY = "gw-key-for-the-keyless-tests"
 
@@ -61,51 +57,6 @@ async def test_a_flood_of_client_keys_never_evicts_the_gateways_own_keys(make_ga
 
 
 # -- keyless providers: the health of the host ----------------------------------------------
-
-class LlamaCpp:
-    """A llama.cpp-like server that can be stopped and started again on its port. It
-    answers HTTP 500 to a request it cannot handle, as llama.cpp's server does."""
-
-    def __init__(self):
-        self.port = None
-        self.server = None
-        self.calls = 0
-
-    def start(self):
-        fake = self
-
-        class Chat(web.RequestHandler):
-            def post(self):
-                fake.calls += 1
-                body = json.loads(self.request.body)
-                self.set_header("Content-Type", "application/json")
-                if body["messages"][-1]["content"] == "!bad":
-                    self.set_status(500)
-                    self.finish({"error": {"code": 500, "type": "server_error",
-                                           "message": "failed to parse the request"}})
-                    return
-                self.finish({"id": "chatcmpl-1", "object": "chat.completion",
-                             "created": 1, "model": body["model"],
-                             "choices": [{"index": 0, "finish_reason": "stop",
-                                          "message": {"role": "assistant", "content": "ok"}}],
-                             "usage": {"prompt_tokens": 1, "completion_tokens": 1,
-                                       "total_tokens": 2}})
-
-        class Models(web.RequestHandler):
-            def get(self):
-                self.finish({"object": "list", "data": [{"id": "qwen3", "object": "model"}]})
-
-        socks = bind_sockets(self.port or 0, "127.0.0.1")
-        self.port = socks[0].getsockname()[1]
-        self.server = HTTPServer(web.Application([(r"/v1/chat/completions", Chat),
-                                                  (r"/v1/models", Models)]))
-        self.server.add_sockets(socks)
-        return f"http://127.0.0.1:{self.port}/v1"
-
-    def stop(self):
-        self.server.stop()
-        self.server = None
-
 
 def local_gateway(make_gateway, url):
     return make_gateway({"auth": {"keys": [GW_KEY]}, "providers": {"local": {

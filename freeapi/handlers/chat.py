@@ -102,7 +102,7 @@ class ChatCompletionsHandler(AccountingMixin, ConversationMixin, FailoverMixin, 
         token = self.client_token()
         body = self.json_body()
         model, stream = validate(body)
-        route = gw.resolve(model)
+        route = await gw.resolve_fresh(model)
         await self._admit(model, stream, route)
         await self._converse(body)
         if route.display == "fold":

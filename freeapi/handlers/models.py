@@ -1,17 +1,24 @@
-"""GET /v1/models."""
+"""GET /v1/models: only the models the gateway can serve for this caller."""
 
+from freeapi.errors import APIError
 from freeapi.handlers.base import APIHandler
 
 
 class ModelsHandler(APIHandler):
     def get(self):
         self.client_token()
-        self.write_json({"object": "list", "data": self.gateway.catalog.listing()})
+        gw, caller = self.gateway, self.caller
+        self.write_json({"object": "list", "data": gw.catalog.listing(
+            lambda name, route: gw.servable(caller, name, route))})
 
 
 class ModelHandler(APIHandler):
-    def get(self, model: str):
+    async def get(self, model: str):
         self.client_token()
-        route = self.gateway.resolve(model)
-        self.write_json({"id": model, "object": "model", "created": self.gateway.catalog.created,
+        gw = self.gateway
+        route = await gw.resolve_fresh(model)
+        if not gw.servable(self.caller, model, route):
+            raise APIError(404, f"The model {model[:80]!r} is not available to this caller.",
+                           param="model", code="model_not_found")
+        self.write_json({"id": model, "object": "model", "created": gw.catalog.created,
                          "owned_by": route.provider.owned_by})
