@@ -154,6 +154,14 @@ class Gateway:
             await asyncio.sleep(self.config.discovery.interval)
 
     def resolve(self, model: str) -> Route:
+        # A name the vendor could be billed for and the gateway then cannot put in its
+        # x-freeapi-upstream-model header (a 500 after the fact): refused up front.
+        bad = next((c for c in model if c < " " or "\x7f" <= c <= "\x9f" or c > "\xff"),
+                   None)
+        if bad is not None:
+            raise invalid_request(f"`model` contains U+{ord(bad):04X}; a model name is "
+                                  "printable Latin-1 text without control characters.",
+                                  param="model", code="invalid_model")
         route = self._resolve(model=model, catalog=self.catalog)
         if route is None:  # a plugin returned None and the core raised nothing
             raise APIError(404, f"The model {model!r} does not exist.", param="model",
