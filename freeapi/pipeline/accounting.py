@@ -18,7 +18,8 @@ class AccountingMixin:
     (or the door answered with one); `_watch_relay` sets `_stream_relay`, failover
     `_served`, a non-stream answer `_answer` (its body) or `_usage`."""
 
-    _acct = None  # (requested model, stream) once the request is routed
+    _acct = None  # (requested model, stream) once the request is admitted by its limits
+    _admitted = False  # credentials were found for a target (failover sets it)
     _accounted = False
     _answer = None  # a non-stream answer's body as sent, for its usage
     _usage = None  # or its usage object, when the answer was parsed anyway
@@ -27,18 +28,20 @@ class AccountingMixin:
     _error = None
 
     async def _admit(self, model: str, stream: bool, route) -> None:
-        """From here on the request is in the ledger; a key's limits may refuse it."""
-        self._acct = (model, stream)
+        """A key's limits may refuse the request. Only a request they admit, and that has
+        credentials for some target, gets a ledger entry: refusals write nothing, so
+        nobody can grow the ledger with requests that were never going to be served."""
         caller = self.caller
         if caller is not None and caller.limited:
             await self.gateway.limits.admit(caller, model, route)
+        self._acct = (model, stream)
 
     def failed(self, exc, status_code: int) -> None:
         """The door answered with an error (its write_error ran)."""
         self._error = getattr(exc, "code", None) or f"http_{status_code}"
 
     def _account(self, gone: bool = False) -> None:
-        if self._accounted or self._acct is None:
+        if self._accounted or self._acct is None or not self._admitted:
             return
         self._accounted = True
         model, stream = self._acct

@@ -121,7 +121,12 @@ class FailoverMixin:
         limits = gw.config.failover
         started = time.monotonic()
         attempts, last = 0, None
-        targets = [route] + gw.fallbacks_for(model, route)
+        # A key's `models` allowlist holds for every target: a fallback it may not use is
+        # skipped (the requested name was checked on admission).
+        caller = self.caller
+        targets = [route] + [t for t in gw.fallbacks_for(model, route)
+                             if caller is None or caller.models is None
+                             or gw.limits.target_allowed(caller, t)]
         for t_index, target in enumerate(targets):
             provider = target.provider
             try:
@@ -131,6 +136,7 @@ class FailoverMixin:
                 continue
             if passthrough and provider is not route.provider:
                 continue  # the client's key is for its vendor; never send it to another
+            self._admitted = True  # it has credentials for a target: the ledger has it
             pool = gw.pools[provider.name]
             tbody = dict(body, model=target.upstream_model)
             tried = set()
