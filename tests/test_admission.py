@@ -104,3 +104,45 @@ async def test_a_fallback_the_key_may_not_use_is_skipped_not_served(make_gateway
         assert fake.calls == 1
     finally:
         fake.stop()
+
+
+# -- token limits and disconnects ------------------------------------------------------------
+
+async def test_hanging_up_before_the_usage_chunk_is_still_charged(make_gateway,
+                                                                  upstream_state):
+    """A key with tpm reads part of each stream and hangs up before the last chunk, which
+    carries the usage: an estimate is charged, so the limit still holds."""
+    import asyncio
+
+    from tests.test_reliability import eventually, open_raw
+    base, gw = make_gateway({"auth": {"keys": [{"key": GW_KEY, "name": "t", "tpm": 100}]},
+                             "providers": {"deepseek": {"api_keys": [GOOD]}}})
+    # About 150 tokens of prompt; the fake stalls after 3 chunks (the usage comes last).
+    body = {"model": "deepseek-chat", "stream": True,
+            "messages": [{"role": "user", "content": "x" * 600},
+                         {"role": "user", "content": "!stall 30"}]}
+    s = await open_raw(base, body, key=GW_KEY)
+    got = b""
+    while got.count(b"data: ") < 3:
+        got += await s.read_bytes(4096, partial=True)
+    s.close()  # gone before the usage chunk
+    await eventually(lambda: upstream_state.active.get(GOOD) == 0)
+    await asyncio.sleep(0.05)
+    await gw.limits.settle()
+    rows = await ledger(gw)
+    assert len(rows) == 1 and rows[0]["estimated"] and rows[0]["status"] == 499
+    assert rows[0]["prompt_tokens"] >= 150 and rows[0]["completion_tokens"] >= 3
+    assert rows[0]["total_tokens"] == rows[0]["prompt_tokens"] + rows[0]["completion_tokens"]
+    err = error_of(await request(base + "/v1/chat/completions", "POST", chat_body(),
+                                 key=GW_KEY), 429)
+    assert err["code"] == "tpm_exceeded"
+
+
+async def test_a_stream_with_the_vendors_usage_is_not_estimated(make_gateway):
+    base, gw = make_gateway({"auth": {"keys": [GW_KEY]},
+                             "providers": {"deepseek": {"api_keys": [GOOD]}}})
+    resp = await request(base + "/v1/chat/completions", "POST", chat_body(stream=True),
+                         key=GW_KEY)
+    assert resp.code == 200
+    rows = await ledger(gw)
+    assert not rows[0]["estimated"] and rows[0]["total_tokens"] == 18  # the fake's

@@ -174,6 +174,7 @@ class Pipeline(AccountingMixin, ConversationMixin, FailoverMixin):
         route = await self.gateway.resolve_fresh(model)
         await self._admit(model, stream, route)
         await self._converse(body)
+        self._sent_body = body  # the messages as sent, for a usage estimate if none comes
         if route.display == "fold":
             body["messages"] = strip_folded_reasoning(body["messages"])
         if native is not None and self._conv is None:
@@ -258,8 +259,10 @@ class Pipeline(AccountingMixin, ConversationMixin, FailoverMixin):
         writer.commit()
         try:
             try:
+                count = self._streamed
                 async for events in stream.batches():
                     out = []
+                    count(events)  # sizes, for a usage estimate should no usage come
                     for ev in events:
                         if ev == "[DONE]":
                             await writer.send(b"".join(out) + encoder.finish())
