@@ -146,3 +146,84 @@ async def test_a_stream_with_the_vendors_usage_is_not_estimated(make_gateway):
     assert resp.code == 200
     rows = await ledger(gw)
     assert not rows[0]["estimated"] and rows[0]["total_tokens"] == 18  # the fake's
+
+
+# -- a client that stops reading ---------------------------------------------------------------
+
+def firehose_vendor():
+    """An OpenAI-style vendor whose `!firehose` stream sends ~32 MB as fast as it can be
+    read (a long answer); anything else gets a short answer."""
+    import asyncio
+
+    from tornado import web
+    from tornado.httpserver import HTTPServer
+    from tornado.iostream import StreamClosedError
+    from tornado.testing import bind_unused_port
+
+    class Chat(web.RequestHandler):
+        async def post(self):
+            body = json.loads(self.request.body)
+            self.set_header("Content-Type", "text/event-stream")
+            text = "x" * 4000 if body["messages"][-1]["content"] == "!firehose" else "hi"
+            chunk = {"id": "c1", "object": "chat.completion.chunk", "created": 1,
+                     "model": body["model"], "choices": [
+                         {"index": 0, "delta": {"content": text}, "finish_reason": None}]}
+            event = b"data: " + json.dumps(chunk).encode() + b"\n\n"
+            try:
+                for _ in range(8000 if len(text) > 2 else 1):
+                    self.write(event)
+                    await self.flush()
+                    await asyncio.sleep(0)
+                done = dict(chunk, choices=[{"index": 0, "delta": {}, "finish_reason": "stop"}],
+                            usage={"prompt_tokens": 1, "completion_tokens": 1,
+                                   "total_tokens": 2})
+                self.write(b"data: " + json.dumps(done).encode() + b"\n\ndata: [DONE]\n\n")
+                await self.flush()
+            except StreamClosedError:
+                pass
+
+    sock, port = bind_unused_port()
+    server = HTTPServer(web.Application([(r"/chat/completions", Chat)]))
+    server.add_sockets([sock])
+    return f"http://127.0.0.1:{port}", server
+
+
+async def test_a_client_that_stops_reading_is_cut_off_at_the_total_timeout(make_gateway):
+    import asyncio
+    import socket
+    import time
+
+    url, vendor = firehose_vendor()
+    try:
+        base, gw = make_gateway({"auth": {"keys": [GW_KEY]}, "providers": {"deepseek": {
+            "base_url": url, "api_keys": [GOOD], "timeouts": {"total": 1},
+            "key_pool": {"max_concurrency": 1, "queue_timeout": 10}}}})
+        loop = asyncio.get_running_loop()
+        stalled = socket.socket()
+        stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # and never reads
+        stalled.setblocking(False)
+        await loop.sock_connect(stalled, ("127.0.0.1", int(base.rsplit(":", 1)[1])))
+        data = json.dumps({"model": "deepseek-chat", "stream": True, "messages": [
+            {"role": "user", "content": "!firehose"}]}).encode()
+        await loop.sock_sendall(stalled, b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n"
+                                b"Authorization: Bearer " + GW_KEY.encode() + b"\r\n"
+                                b"Content-Length: " + str(len(data)).encode() + b"\r\n\r\n"
+                                + data)
+        pool = gw.pools["deepseek"]
+        for _ in range(200):
+            if pool.in_flight:
+                break
+            await asyncio.sleep(0.01)
+        assert pool.in_flight == {GOOD: 1}  # the stalled stream holds the only slot
+        started = time.monotonic()
+        resp = await request(base + "/v1/chat/completions", "POST", chat_body(stream=True),
+                             key=GW_KEY, timeout=20)
+        # Served once the stalled stream's timeouts.total (1 s) ended it, well before the
+        # queue's 10 s would have refused it.
+        assert resp.code == 200 and b"[DONE]" in resp.body
+        assert time.monotonic() - started < 8
+        stalled.close()
+        rows = await ledger(gw)
+        assert sorted(r["error"] or "" for r in rows) == ["", "client_stalled"]
+    finally:
+        vendor.stop()

@@ -241,6 +241,9 @@ class Pipeline(AccountingMixin, ConversationMixin, FailoverMixin):
                 self._error = e.code
                 await writer.send(h.stream_error(e))
                 return
+            # timeouts.total bounds the writes to the client too: one that stops reading
+            # cannot hold the key past it.
+            writer.deadline = self._deadline
             keys = [self._lease.key] if self._lease else ()
             if self.native:
                 encoder = self._native.relay(model, keys)
@@ -289,8 +292,13 @@ class Pipeline(AccountingMixin, ConversationMixin, FailoverMixin):
                 err.message += " (the answer above is incomplete)"
                 self._error = err.code
                 await writer.send(h.stream_error(err))
-        except StreamClosedError:
-            pass  # the client left; on_connection_close cancelled the vendor request
+        except StreamClosedError as e:
+            # The client left (on_connection_close cancelled the vendor request), or
+            # stopped reading until timeouts.total ran out and was cut off.
+            if isinstance(e, sse.WriteTimeout):
+                log.warning("%s: the client stopped reading; ended at timeouts.total",
+                            provider.name)
+                self._error = "client_stalled"
         finally:
             stream.close()
 
