@@ -7,7 +7,7 @@ import logging
 
 from tornado.iostream import StreamClosedError
 
-from freeapi import sse
+from freeapi import reasoning, sse
 from freeapi.errors import (APIError, UpstreamError, invalid_request, upstream_failure,
                             vendor_error)
 from freeapi.handlers.accounting import AccountingMixin
@@ -15,7 +15,7 @@ from freeapi.handlers.base import APIHandler, ClientGone
 from freeapi.handlers.conversations import ConversationMixin
 from freeapi.handlers.failover import FailoverMixin, OpenStream, shutdown_error
 from freeapi.keys import redact
-from freeapi.relay import StreamRelay, assemble, complete, strip_folded_reasoning, unchanged
+from freeapi.relay import StreamRelay, assemble, complete, unchanged
 from freeapi.routing import MAX_MODEL_NAME, Route
 
 log = logging.getLogger("freeapi.chat")
@@ -105,11 +105,13 @@ class ChatCompletionsHandler(AccountingMixin, ConversationMixin, FailoverMixin, 
         route = gw.resolve(model)
         await self._admit(model, stream, route)
         await self._converse(body)
-        if route.display == "fold":
-            body["messages"] = strip_folded_reasoning(body["messages"])
+        if route.display:  # put back the reasoning the display mode kept from the client
+            body["messages"] = await reasoning.for_vendor(gw.store, route.display,
+                                                          body["messages"], owner=self._owner())
 
         if not stream and route.provider.stream_only(route.upstream_model):
             got, route = await self._collect(route, model, body, token)
+            self._remember_reasoning(route, got)
             self.write_json(complete(got, route, model))
             return
         if not stream:
@@ -127,6 +129,7 @@ class ChatCompletionsHandler(AccountingMixin, ConversationMixin, FailoverMixin, 
             except (ValueError, UnicodeDecodeError, RecursionError):
                 raise vendor_error(route.provider.name, 502, "the answer was not a JSON "
                                    "object") from None
+            self._remember_reasoning(route, data)
             self.write_json(complete(data, route, model))
             return
 
@@ -144,10 +147,20 @@ class ChatCompletionsHandler(AccountingMixin, ConversationMixin, FailoverMixin, 
             relay = StreamRelay(route, model, include_usage=opts.get("include_usage") is True,
                                 keys=[self._lease.key] if self._lease else ())
             self._watch_relay(relay)
+            if route.display == "silent":
+                relay.on_finish = lambda answer: self._remember_reasoning(route, answer)
             if not self._client_gone:
                 await self._relay(resp, relay, route.provider)
         finally:
             writer.stop()
+
+    def _remember_reasoning(self, route: Route, result) -> None:
+        """-silent: keep the reasoning of an answer that ended in tool calls, for the turn
+        that brings their results back (freeapi/reasoning.py)."""
+        if route.display == "silent":
+            cfg = self.gateway.config.reasoning
+            reasoning.remember(self.gateway.store, result, owner=self._owner(), ttl=cfg.ttl,
+                               max_chars=cfg.max_chars)
 
     async def _relay(self, stream: OpenStream, relay: StreamRelay, provider):
         writer = self._writer
