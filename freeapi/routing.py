@@ -142,7 +142,7 @@ class Catalog:
 
     def _pattern_route(self, name: str) -> Route | None:
         """A bare name a provider's `patterns` claim (None: none does), remembered."""
-        if not self._globs:
+        if not self._globs or len(name) > MAX_MODEL_NAME:
             return None
         try:
             hit = self._by_pattern[name]
