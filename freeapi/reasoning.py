@@ -20,6 +20,7 @@ provider's `reasoning_for_history`, applied when the request is built.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 
@@ -100,13 +101,18 @@ def records(result, max_chars: int) -> dict[str, dict]:
     return out
 
 
-def remember(store, result, *, owner: str, ttl: float, max_chars: int = 65536) -> None:
-    """Queue the store writes that keep `result`'s reasoning for its tool calls. Queued
-    (not awaited) on the store before the answer reaches the client, so the client's next
-    turn, which carries the tool results, finds it."""
-    for call_id, record in records(result, max_chars).items():
-        store.spawn(store.kv_put(NS, _name(owner, call_id), record, ttl),
-                    "reasoning of a tool call was not remembered")
+async def remember(store, result, *, owner: str, ttl: float, max_chars: int = 65536) -> None:
+    """Keep `result`'s reasoning for its tool calls. Awaited before the answer's last bytes
+    go out, so the client's next turn (the tool results) finds it on any gateway sharing
+    the store; a store failure is logged, never the answer's failure."""
+    kept = records(result, max_chars)
+    if not kept:
+        return
+    try:
+        await asyncio.gather(*(store.kv_put(NS, _name(owner, call_id), record, ttl)
+                               for call_id, record in kept.items()))
+    except StoreError as e:
+        log.warning("the reasoning of a tool call was not remembered: %s", e)
 
 
 def missing(messages: list) -> dict[int, str]:

@@ -199,7 +199,7 @@ class Pipeline(AccountingMixin, ConversationMixin, FailoverMixin):
         if route.provider.stream_only(route.upstream_model):
             self._native = None  # the stream is assembled from chat chunks
             got, route = await self._collect(route, model, body, token)
-            self._remember_reasoning(route, got)
+            await self._remember_reasoning(route, got)
             return self._parsed(complete(got, route, model))
         raw, route = await self._attempt(route, model, body, token, stream=False)
         if self.native:
@@ -222,7 +222,7 @@ class Pipeline(AccountingMixin, ConversationMixin, FailoverMixin):
         except (ValueError, UnicodeDecodeError, RecursionError):
             raise vendor_error(route.provider.name, 502, "the answer was not a JSON "
                                "object") from None
-        self._remember_reasoning(route, data)
+        await self._remember_reasoning(route, data)
         return self._parsed(complete(data, route, model))
 
     def _parsed(self, data: dict) -> Answer:
@@ -251,20 +251,29 @@ class Pipeline(AccountingMixin, ConversationMixin, FailoverMixin):
                 relay = StreamRelay(route, model, include_usage=include_usage, keys=keys)
                 self._watch_relay(relay)
                 if route.display == "silent":
-                    relay.on_finish = lambda answer: self._remember_reasoning(route, answer)
+                    relay.on_finish = lambda answer: setattr(self, "_hidden", (route, answer))
                 encoder = h.chat_encoder(relay)
             if not self._client_gone:
                 await self._relay(resp, encoder, route.provider)
         finally:
             writer.stop()
 
-    def _remember_reasoning(self, route: Route, result) -> None:
+    _hidden = None  # (route, what a -silent stream kept from the client), at its end
+
+    async def _remember_reasoning(self, route: Route, result) -> None:
         """-silent: keep the reasoning of an answer that ended in tool calls, for the turn
         that brings their results back (freeapi/reasoning.py)."""
         if route.display == "silent":
             cfg = self.gateway.config.reasoning
-            reasoning.remember(self.gateway.store, result, owner=self._owner(), ttl=cfg.ttl,
-                               max_chars=cfg.max_chars)
+            await reasoning.remember(self.gateway.store, result, owner=self._owner(),
+                                     ttl=cfg.ttl, max_chars=cfg.max_chars)
+
+    async def _ending(self, tail: bytes) -> bytes:
+        """A complete stream's last bytes, once what it hid is remembered."""
+        if self._hidden is not None:
+            (route, answer), self._hidden = self._hidden, None
+            await self._remember_reasoning(route, answer)
+        return tail
 
     async def _relay(self, stream: OpenStream, encoder, provider):
         writer, h = self._writer, self.handler
@@ -275,7 +284,8 @@ class Pipeline(AccountingMixin, ConversationMixin, FailoverMixin):
                     out = []
                     for ev in events:
                         if ev == "[DONE]":
-                            await writer.send(b"".join(out) + encoder.finish())
+                            await writer.send(await self._ending(b"".join(out)
+                                                                 + encoder.finish()))
                             writer.stop()
                             h.finish()  # the client is done; draining is ours alone
                             await stream.drain()
@@ -286,7 +296,7 @@ class Pipeline(AccountingMixin, ConversationMixin, FailoverMixin):
                     if out:
                         await writer.send(b"".join(out))
                 # A clean end without [DONE] (some servers omit it) still completes.
-                await writer.send(encoder.finish())
+                await writer.send(await self._ending(encoder.finish()))
             except UpstreamError as e:
                 if self._client_gone:
                     return
