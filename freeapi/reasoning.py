@@ -13,9 +13,16 @@ reasoning differently (or not at all) cannot send it back as it was, so:
   worker and instance sharing the store sees it), and `restore` puts it back into the
   turns that return without it.
 
-The Anthropic and Responses doors call `remember` / `restore` the same way for the
-thinking blocks their clients drop. How each vendor wants reasoning in its history is the
-provider's `reasoning_for_history`, applied when the request is built.
+The Anthropic and Responses doors call the same functions for the thinking blocks their
+clients drop (`owner` is `freeapi.conversations.owner_of(caller, token)`, as the pipeline's
+`_owner()` gives it; `cfg` is `gateway.config.reasoning`):
+
+    await remember(store, completion_or_assistant_message, owner=owner, ttl=cfg.ttl,
+                   max_chars=cfg.max_chars)          # before the answer's last bytes
+    messages = await restore(store, messages, owner=owner)   # before the request goes
+
+How each vendor wants reasoning in its history is the provider's `reasoning_for_history`,
+applied when the request is built (Provider.chat_request).
 """
 
 from __future__ import annotations
