@@ -201,3 +201,21 @@ def test_a_provider_instance_takes_the_configs_translations_and_patterns():
     assert p.retired["x"] == ("deepseek-flash", {}) and "deepseek-chat" in p.retired
     assert p.patterns == ("ds-*",) and DeepSeek.patterns == ("deepseek-*",)
     assert "x" not in DeepSeek.retired  # the class is not changed
+
+
+async def test_a_translation_to_a_retired_name_follows_it(make_gateway, upstream_state):
+    base, gw = make_gateway({"providers": {"deepseek": {"translations": {
+        "team-default": {"model": "deepseek-chat", "defaults": {"max_tokens": 99}}}}}})
+    route = gw.resolve("team-default")
+    assert route.upstream_model == "deepseek-flash"
+    assert route.defaults == {"thinking": OFF, "max_tokens": 99}
+
+
+def test_translations_in_a_circle_are_a_config_error():
+    from freeapi.app import Gateway
+    t = types()
+    cfg = parse_config({"providers": {"deepseek": {"translations": {
+        "a": "b", "b": "a"}}}}, t)
+    with pytest.raises(ConfigError) as info:
+        Gateway(cfg, make_plugin_manager(), t)
+    assert "providers.deepseek.translations." in str(info.value) and "circle" in str(info.value)
