@@ -61,6 +61,7 @@ class MemoryStore:
         self.kv = {}
 
     async def kv_put(self, ns, name, value, ttl_s):
+        assert ns == reasoning.NS and ttl_s == 60
         self.kv[(ns, name)] = json.loads(json.dumps(value))
 
     async def kv_get(self, ns, names):

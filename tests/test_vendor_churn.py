@@ -219,3 +219,15 @@ def test_translations_in_a_circle_are_a_config_error():
     with pytest.raises(ConfigError) as info:
         Gateway(cfg, make_plugin_manager(), t)
     assert "providers.deepseek.translations." in str(info.value) and "circle" in str(info.value)
+
+
+def test_the_reasoning_section_is_validated():
+    t = types()
+    cfg = parse_config({"reasoning": {"ttl": 600, "max_chars": 1000}}, t)
+    assert (cfg.reasoning.ttl, cfg.reasoning.max_chars) == (600, 1000)
+    for section, where in (({"ttl": 0}, "reasoning.ttl"), ({"max_chars": "x"},
+                                                           "reasoning.max_chars"),
+                           ({"size": 1}, "reasoning.size")):
+        with pytest.raises(ConfigError) as info:
+            parse_config({"reasoning": section}, t)
+        assert f"config: {where}: " in str(info.value)
