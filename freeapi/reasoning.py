@@ -74,12 +74,21 @@ def unfold(messages: list) -> list:
     out = []
     for m in messages:
         if isinstance(m, dict) and m.get("role") == "assistant":
-            parts = split_folded(m.get("content"))
+            content = m.get("content")
+            first = content[0] if isinstance(content, list) and content else None
+            if isinstance(first, dict) and first.get("type") == "text":
+                # The same block as the first text part of a content array.
+                parts = split_folded(first.get("text"))
+                if parts is not None:
+                    content = [dict(first, text=parts[1])] + content[1:]
+            else:
+                parts = split_folded(content)
+                if parts is not None:
+                    content = parts[1]
             if parts is not None:
-                reasoning, rest = parts
-                m = dict(m, content=rest)
-                if reasoning and not m.get("reasoning_content"):
-                    m["reasoning_content"] = reasoning
+                m = dict(m, content=content)
+                if parts[0] and not m.get("reasoning_content"):
+                    m["reasoning_content"] = parts[0]
         out.append(m)
     return out
 
