@@ -16,7 +16,7 @@ from tests.helpers import chat_body, error_of, request
 from tests.localserver import LlamaCpp
 
 GW_KEY = "gw-key-for-the-listing-tests"
-NARROW = "gw-key-that-may-use-deepseek-chat-only"
+NARROW = "gw-key-that-may-use-one-model-only"
 
 
 def local(url, **extra):
@@ -50,18 +50,18 @@ async def test_with_auth_and_no_vendor_keys_only_servable_models_are_listed(make
 async def test_a_keys_model_allowlist_shapes_its_listing(make_gateway):
     base, _ = make_gateway({
         "auth": {"keys": [GW_KEY, {"key": NARROW, "name": "narrow",
-                                   "models": ["deepseek-chat"]}]},
+                                   "models": ["deepseek-v4-pro"]}]},
         "providers": {"deepseek": {"api_keys": [GOOD]}}})
-    assert {"deepseek-chat", "deepseek-reasoner", "deepseek-r1-fold"} <= await ids(base)
+    assert {"deepseek-v4-pro", "deepseek-v4-flash", "deepseek-v4-pro-fold"} <= await ids(base)
     narrow = await ids(base, NARROW)
-    assert "deepseek-chat" in narrow
-    assert not {"deepseek-reasoner", "deepseek-r1", "deepseek-r1-fold"} & narrow
-    error_of(await request(base + "/v1/models/deepseek-reasoner", key=NARROW), 404)
+    assert {"deepseek-v4-pro", "deepseek-v4-pro-fold"} <= narrow
+    assert not {"deepseek-v4-flash", "deepseek-flash"} & narrow
+    error_of(await request(base + "/v1/models/deepseek-v4-flash", key=NARROW), 404)
 
 
 async def test_pass_through_mode_lists_every_vendor(gateway):
     # No gateway keys: any caller may bring a vendor key, so every vendor can serve.
-    assert {"deepseek-chat", "deepseek-reasoner"} <= await ids(gateway, key=None)
+    assert {"deepseek-v4-pro", "deepseek-v4-flash"} <= await ids(gateway, key=None)
 
 
 # -- discovery after startup ---------------------------------------------------------------
