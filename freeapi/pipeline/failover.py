@@ -237,6 +237,8 @@ class FailoverMixin:
             log.warning("%s: %s (key %s)", provider.name, e, lease.id)
             err = upstream_failure(provider.name, e)
             err.host_down = e.kind == "connect"
+            if lease.key is None:  # a keyless host: probed every second (KeyPool.refusal)
+                err.retry_after = "1"
             return None, err
         except BaseException:
             lease.cancel()  # whatever went wrong, the key's slot must not stay taken
