@@ -31,7 +31,7 @@ async def test_stream_only_model_assembled(gw):
 async def test_stream_only_tool_calls_and_fold(gw):
     base, _ = gw
     c = client(base, fake.GOOD)
-    r = await c.chat.completions.create(model="qwen3-32b",
+    r = await c.chat.completions.create(model="qvq-max",
                                         messages=[{"role": "user", "content": "!tools"}])
     call = r.choices[0].message.tool_calls[0]
     assert (call.id, call.function.name) == ("call_abc", "get_weather")

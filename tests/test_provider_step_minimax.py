@@ -39,14 +39,14 @@ async def test_step_reasoning_renamed(step):
     out = await collect(await c.chat.completions.create(model="step-3.5-flash-silent",
                                                         messages=HI, stream=True))
     assert out["reasoning"] == "" and out["content"] == "".join(ANSWER)
-    r = await c.chat.completions.create(model="step-1-8k", messages=HI)
+    r = await c.chat.completions.create(model="step-1o-turbo-vision", messages=HI)
     assert r.choices[0].message.content == "".join(ANSWER)
 
 
 async def test_step_errors_and_key_check(step):
     base, state = step
     with pytest.raises(openai.AuthenticationError):
-        await client(base, fake_step.DEAD).chat.completions.create(model="step-1-8k",
+        await client(base, fake_step.DEAD).chat.completions.create(model="step-3.7-flash",
                                                                    messages=HI)
     assert await token_check(base, "step", fake_step.GOOD) == (200, {"live": True})
     assert state.requests[-1]["path"] == "/v1/models"

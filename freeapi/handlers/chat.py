@@ -108,7 +108,7 @@ class ChatCompletionsHandler(AccountingMixin, ConversationMixin, FailoverMixin, 
         if route.display == "fold":
             body["messages"] = strip_folded_reasoning(body["messages"])
 
-        if not stream and route.provider.stream_only(route.upstream_model):
+        if not stream and route.provider.stream_only(route.upstream_model, body):
             got, route = await self._collect(route, model, body, token)
             self.write_json(complete(got, route, model))
             return
