@@ -9,6 +9,9 @@ alike. Stream chunks lack `object`, which is filled in.
 
 from __future__ import annotations
 
+import re
+from datetime import datetime, timedelta, timezone
+
 from freeapi import hookimpl
 from freeapi.errors import APIError
 from freeapi.keys import redact
@@ -53,6 +56,25 @@ _CODES = {
     # that would take the key out of rotation.
     1311: (404, "not_found_error", "model_not_in_plan"),
 }
+# 1308/1310 name when the limit resets ("您的限额将在 ${next_flush_time} 重置"); the key then
+# cools down until that moment instead of being retried every few seconds for days. The
+# time is Beijing time like the rest of the API's timestamps (3p, unverified).
+_RESET_AT = re.compile(r"(\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}:\d{2})")
+_BEIJING = timezone(timedelta(hours=8))
+
+
+def _reset_in(message: str, now: datetime | None = None) -> str | None:
+    found = _RESET_AT.search(message)
+    if not found:
+        return None
+    try:
+        at = datetime.fromisoformat(found.group(1).replace(" ", "T")).replace(tzinfo=_BEIJING)
+    except ValueError:
+        return None
+    seconds = (at - (now or datetime.now(timezone.utc))).total_seconds()
+    return str(max(1, round(seconds))) if seconds > 0 else None
+
+
 _MEANING = {401: "rejected the API key", 402: "insufficient balance", 403: "refused access",
             404: "does not know this resource", 429: "rate limit or quota reached"}
 
@@ -105,6 +127,8 @@ class GLM(Provider):
             return None
         out, etype, ocode = _CODES.get(number) or (
             (status, None, None) if 400 <= status < 500 else _SERVER)
+        if retry_after is None and number in (1308, 1310):
+            retry_after = _reset_in(message)
         meaning = _MEANING.get(out) or ("rejected the request" if out < 500 else "server error")
         return APIError(out, f"{self.name}: {meaning} (GLM code {number}): {message}",
                         type=etype, code=ocode or f"glm_{number}", retry_after=retry_after)

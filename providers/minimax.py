@@ -1,4 +1,5 @@
-"""MiniMax's API (https://platform.minimaxi.com/docs, international https://platform.minimax.io/docs).
+"""MiniMax's API (https://platform.minimaxi.com/docs, international
+https://platform.minimax.io/docs).
 
 OpenAI-compatible `/chat/completions` with quirks:
 - errors can arrive as HTTP 200 with a non-zero `base_resp.status_code` (1002 rate limit,

@@ -159,3 +159,17 @@ async def test_arrears_key_stays_out_for_the_configured_pause(start_vendor, make
     r = await c.chat.completions.create(model="glm-4.7-flash", messages=HI)
     assert r.choices[0].message.content == "".join(ANSWER)
     assert pool.status([fake.POOR])[0]["state"] == "ok"
+
+
+async def test_weekly_limit_cools_the_key_until_glm_says_it_resets(start_vendor,
+                                                                     make_gateway):
+    url, _ = start_vendor(fake)
+    base, gateway = make_gateway({"auth": {"allow_anonymous": True}, "providers": {"glm": {
+        "base_url": url + "/api/paas/v4", "api_keys": [fake.GOOD]}}})
+    with pytest.raises(openai.RateLimitError) as e:
+        await client(base, "x").chat.completions.create(model="glm-4.7-flash",
+                                                        messages=say("!code 1310"))
+    assert e.value.body["code"] == "quota_exceeded"
+    assert abs(int(e.value.response.headers["retry-after"]) - fake.RESET_IN) <= 5
+    row = gateway.pools["glm"].status([fake.GOOD])[0]
+    assert row["state"] == "cooldown" and abs(row["cooldown_remaining"] - fake.RESET_IN) <= 5

@@ -7,6 +7,8 @@ business error can also arrive inside a stream, as its first event or mid-way.""
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta, timezone
+
 from tornado import web
 
 from tests.fakes.common import ANSWER, REASONING, Base, State
@@ -36,13 +38,21 @@ ERRORS = {
     1304: (429, "该 API 已达今日调用次数限额"),
     1309: (429, "您的 GLM Coding Plan 套餐已到期，暂无法使用"),
     1311: (429, "当前订阅套餐暂未开放 glm-5 权限"),
+    1310: (429, "您已达到每周/每月使用上限"),
     1313: (429, "您的账户当前使用模式不符合公平使用策略，请求频率已受到限制"),
     500: (500, "Internal Error"),
 }
 
 
+RESET_IN = 7200  # 1310's reset moment, seconds ahead, as Beijing time in its message
+
+
 def error_body(code: int) -> dict:
-    return {"error": {"code": str(code), "message": ERRORS[code][1]}}
+    message = ERRORS[code][1]
+    if code == 1310:
+        at = datetime.now(timezone(timedelta(hours=8))) + timedelta(seconds=RESET_IN)
+        message = f"您已达到每周/每月使用上限，您的限额将在 {at:%Y-%m-%d %H:%M:%S} 重置"
+    return {"error": {"code": str(code), "message": message}}
 
 
 class Chat(Base):
