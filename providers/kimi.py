@@ -66,6 +66,15 @@ class Kimi(Provider):
         return chunk
 
     def error_from(self, status, headers, body, keys=()):
+        if status == 403:
+            message, etype = error_detail(body)
+            # "A 403 error typically indicates insufficient account balance"
+            # (https://www.kimi.com/help/kimi-api/api-troubleshooting); other 403s
+            # (permission_denied_error, .../docs/api/errors.md) keep their meaning.
+            if "balance" in message.lower() or "quota" in str(etype).lower():
+                return APIError(402, f"{self.name}: insufficient balance (HTTP 403): "
+                                     f"{redact(message, keys)}",
+                                type="insufficient_quota", code="insufficient_balance")
         if status == 429:
             message, etype = error_detail(body)
             # HTTP 429 with this type means the account is suspended for insufficient
@@ -77,7 +86,8 @@ class Kimi(Provider):
                                      f"{etype}): {redact(message, keys)}",
                                 type="insufficient_quota", code="insufficient_balance")
             # rate_limit_reached_error (organization max concurrency / RPM / TPM / TPD) and
-            # engine_overloaded_error stay 429: a cooldown, never a dead key.
+            # engine_overloaded_error stay 429: a cooldown, never a dead key
+            # (https://www.kimi.com/help/kimi-api/api-rate-limits).
             after = headers.get("Retry-After")
             found = _AFTER.search(message) if after is None else None
             if found:
@@ -94,8 +104,9 @@ class Kimi(Provider):
         return err
 
     def key_check_request(self, key):
-        # GET /v1/users/me/balance (Moonshot's balance query; its doc page was not found
-        # in this review's search: 3p, unverified).
+        # GET /v1/users/me/balance, the "balance query API" of
+        # https://www.kimi.com/help/kimi-api/api-troubleshooting; reference page
+        # https://platform.kimi.ai/docs/api/balance (known from 3p research only).
         return UpstreamRequest("GET", self.base_url + "/users/me/balance", self.auth_headers(key))
 
     def key_check_result(self, status, headers, body, keys=()):

@@ -56,6 +56,7 @@ async def test_non_stream_and_thinking(gw):
     (fake.DEAD, openai.AuthenticationError, 401, "invalid_authentication_error"),
     # HTTP 429 exceeded_current_quota_error is an account out of balance: 402.
     (fake.POOR, openai.APIStatusError, 402, "insufficient_balance"),
+    (fake.POOR403, openai.APIStatusError, 402, "insufficient_balance"),
     # The organization's concurrency limit is a rate limit: 429, never a dead key.
     (fake.BUSY, openai.RateLimitError, 429, "rate_limit_reached_error"),
 ])

@@ -17,7 +17,8 @@ GOOD = "sk-kimi-good-00000000000001"
 POOR = "sk-kimi-poor-00000000000402"
 DEAD = "sk-kimi-dead-00000000000401"
 BUSY = "sk-kimi-busy-00000000000429"
-KEYS = {GOOD: "ok", POOR: "poor", DEAD: 401, BUSY: "busy"}
+POOR403 = "sk-kimi-poor-00000000000403"
+KEYS = {GOOD: "ok", POOR: "poor", DEAD: 401, BUSY: "busy", POOR403: "poor-403"}
 USAGE = {"prompt_tokens": 19, "completion_tokens": 13, "total_tokens": 32}
 MODELS = ("moonshot-v1-8k", "kimi-k2-thinking", "kimi-k3-preview")
 # What the fake serves: the listed models and today's catalog; nothing retired.
@@ -45,6 +46,10 @@ class Chat(Base):
             return self.json({"error": {"message": "Your account is suspended, please check "
                                         "your plan and billing details",
                                         "type": "exceeded_current_quota_error"}}, 429)
+        if account == "poor-403":  # the help center's other wording (message text guessed)
+            return self.json({"error": {"message": "Your account balance is insufficient, "
+                                        "please recharge",
+                                        "type": "permission_denied_error"}}, 403)
         if account == "busy":
             return self.json({"error": {"message": "Your account org-fake<ak-fake> request "
                                         "reached organization max concurrency: 1, please "
