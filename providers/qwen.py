@@ -65,7 +65,10 @@ class Qwen(Provider):
     # No retired Qwen name with a documented successor was found (names dropped from the
     # built-in list still reach DashScope through the patterns below).
     retired = {}
-    patterns = ("qwen*", "qwq-*", "qvq-*")
+    # DashScope's ids put a hyphen after "qwen" or its version (qwen-plus, qwen3.7-max,
+    # qwen3-vl-plus); local servers' Qwen tags (Ollama's qwen2.5:0.5b, qwen3:8b) do not,
+    # so a bare `qwen*` would send those to DashScope.
+    patterns = ("qwen-*", "qwen[0-9]*-*", "qwq-*", "qvq-*")
     owned_by = "alibaba"
     options = {**DISCOVER_OPTION, "stream_only_models": ((list,), None), **NO_BALANCE_OPTION}
 

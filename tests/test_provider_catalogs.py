@@ -43,3 +43,14 @@ def test_free_models_are_the_documented_ones():
     assert TYPES["spark"].free_models == {"lite"}
     # GLM's key check costs nothing: it asks a free model.
     assert TYPES["glm"].options["check_model"][1] in TYPES["glm"].free_models
+
+
+@pytest.mark.parametrize("local_name", ["qwen2.5:0.5b", "qwen3:8b", "qwq:32b", "qwen2.5"])
+def test_qwen_patterns_leave_local_servers_tags_alone(local_name):
+    assert not any(fnmatchcase(local_name, p) for p in TYPES["qwen"].patterns)
+
+
+@pytest.mark.parametrize("name", ["qwen3.8-max-preview", "qwen-max", "qwen3-coder-plus",
+                                  "qwq-plus-latest", "qvq-max-2025-05-15"])
+def test_qwen_patterns_claim_dashscope_style_names(name):
+    assert any(fnmatchcase(name, p) for p in TYPES["qwen"].patterns)
