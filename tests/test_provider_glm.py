@@ -173,3 +173,15 @@ async def test_weekly_limit_cools_the_key_until_glm_says_it_resets(start_vendor,
     assert abs(int(e.value.response.headers["retry-after"]) - fake.RESET_IN) <= 5
     row = gateway.pools["glm"].status([fake.GOOD])[0]
     assert row["state"] == "cooldown" and abs(row["cooldown_remaining"] - fake.RESET_IN) <= 5
+
+
+async def test_retired_bare_glm_4_flash_reaches_its_dated_successor(gw):
+    base, state = gw
+    r = await client(base, fake.GOOD).chat.completions.create(model="glm-4-flash", messages=HI)
+    assert r.model == "glm-4-flash"
+    assert state.requests[-1]["body"]["model"] == "glm-4-flash-250414"
+    with pytest.raises(openai.NotFoundError) as e:  # GLM's own answer for a gone name
+        await client(base, fake.GOOD).chat.completions.create(model="glm-z1-flash",
+                                                              messages=HI)
+    assert state.requests[-1]["body"]["model"] == "glm-z1-flash"
+    assert e.value.body["code"] == "model_not_found"

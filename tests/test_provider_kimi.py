@@ -139,3 +139,21 @@ async def test_current_models_served_and_retired_refused(gw):
     for retired in fake.RETIRED:  # the fake follows today's model list
         with pytest.raises(openai.NotFoundError):
             await vendor.chat.completions.create(model=retired, messages=HI)
+
+
+async def test_retired_names_reach_kimi_k2_6_and_new_names_reach_kimi(gw):
+    base, state = gw
+    c = client(base, fake.GOOD)
+    r = await c.chat.completions.create(model="kimi-latest", messages=HI)
+    assert r.model == "kimi-latest"  # the name the client used
+    sent = state.requests[-1]["body"]
+    assert sent["model"] == "kimi-k2.6" and sent["thinking"] == {"type": "disabled"}
+    assert "reasoning_content" not in (r.choices[0].message.model_extra or {})
+    r = await c.chat.completions.create(model="kimi-thinking-preview", messages=HI)
+    assert state.requests[-1]["body"]["model"] == "kimi-k2.6"
+    assert r.choices[0].message.model_extra["reasoning_content"] == "".join(REASONING)
+    # A name this version does not know goes to Kimi, which answers for itself.
+    with pytest.raises(openai.NotFoundError) as e:
+        await c.chat.completions.create(model="kimi-k9-unreleased", messages=HI)
+    assert state.requests[-1]["body"]["model"] == "kimi-k9-unreleased"
+    assert "Not found the model" in e.value.message
