@@ -45,24 +45,26 @@ class Spark(Provider):
     type_name = "spark"
     default_base_url = "https://spark-api-open.xf-yun.com/v1"
     # https://www.xfyun.cn/doc/spark/HTTP调用文档.html: lite is free; generalv3 is Pro,
-    # generalv3.5 is Max. X reasoning models (on /v2): x1 in
-    # https://www.xfyun.cn/doc/spark/X1http.html; X1.5 as `spark-x` on /v2 per the team's
-    # notes on the same page (3p, unverified here); Spark X2.5
-    # (https://www.xfyun.cn/doc/spark/Spark-X2.5.html) is not listed: its model id could not
-    # be read (unverified); send it with `providers.spark.v2_models`.
+    # generalv3.5 is Max. The deep-reasoning model X1.5 is `spark-x` on /v2, and X1 was
+    # upgraded into it ("X1的历史用户请求将默认指向该版本",
+    # https://www.xfyun.cn/doc/spark/X1http.html). Spark X2.5's ids (spark-x2.5,
+    # spark-x2.5-4b, spark-x2.5-1.7b: https://www.xfyun.cn/doc/spark/Spark-X2.5.html) are
+    # not built in: its endpoint could not be read (unverified); add them with `v2_models`
+    # or as an `openai` instance once known.
     models = ("lite", "generalv3", "pro-128k", "generalv3.5", "max-32k", "4.0Ultra",
-              "x1", "spark-x")
+              "spark-x")
     free_models = frozenset({"lite"})
-    reasoning_models = frozenset({"x1", "spark-x"})
+    reasoning_models = frozenset({"spark-x"})
+    retired = {"x1": ("spark-x", {})}
     aliases = {"spark-lite": "lite", "spark-pro": "generalv3", "spark-pro-128k": "pro-128k",
                "spark-max": "generalv3.5", "spark-max-32k": "max-32k",
-               "spark-4.0-ultra": "4.0Ultra", "spark-x1": "x1"}
+               "spark-4.0-ultra": "4.0Ultra", "spark-x1.5": "spark-x"}
     # Spark's ids (lite, x1, 4.0Ultra...) share no prefix a pattern could safely claim.
     patterns = ()
     owned_by = "iflytek"
     # Nothing to GET with an APIPassword; a one-token chat with the free `lite` is free.
     # APIPasswords are per model version, so a Max-only password wants check_model: generalv3.5.
-    options = {"check_model": ((str,), "lite"), "v2_models": ((list,), None),
+    options = {"check_model": ((str,), "lite"), "v2_models": ((list,), None),  # X models
                **NO_BALANCE_OPTION}
     rewrites_chunks = True
 
@@ -72,7 +74,7 @@ class Spark(Provider):
         if not all(isinstance(m, str) and m for m in extra):
             raise ConfigError(f"providers.{self.name}.v2_models",
                               "expected a list of model names")
-        self._v2 = frozenset(extra) | self.reasoning_models
+        self._v2 = frozenset(extra) | {"spark-x"}
         # https://spark-api-open.xf-yun.com/v1 -> .../v2 (X1http.html); another base_url
         # that does not end in /v1 is used as it is.
         base = self.base_url.rstrip("/")

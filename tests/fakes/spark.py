@@ -17,7 +17,7 @@ BUSY = "SparkBusyPassword:0000000000000011202"
 KEYS = {GOOD: "ok", DEAD: 401, BUSY: 11202}
 USAGE = {"prompt_tokens": 6, "completion_tokens": 42, "total_tokens": 48}
 MODELS = ("lite", "generalv3", "pro-128k", "generalv3.5", "max-32k", "4.0Ultra")
-V2_MODELS = ("x1", "spark-x")
+V2_MODELS = ("spark-x",)  # X1.5; X1 requests are pointed to it by the vendor
 SID = "cha000b0003@dx1905cd86d6bb86d552"
 
 
