@@ -57,7 +57,7 @@ class Qwen(Provider):
         # https://help.aliyun.com/zh/model-studio/visual-reasoning (Qwen3-VL hybrid
         # thinking; QVQ thinking-only, stream-only).
         "qwen3-vl-plus", "qvq-max",
-        # QwQ: deep-thinking page's "QwQ" family; the exact id is 3p, unverified.
+        # https://www.alibabacloud.com/help/en/model-studio/qwq-plus.md (stream only).
         "qwq-plus",
     )
     reasoning_models = frozenset({"qwen3.7-max", "qwen3.7-plus", "qwen3.6-flash", "qwen-plus",
