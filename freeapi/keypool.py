@@ -271,7 +271,9 @@ class KeyPool:
             self._changed(key, h)
         elif status in (401, 403, 402):
             h.state = NO_BALANCE if status == 402 else INVALID
-            waits = h.state == NO_BALANCE and self.no_balance_wait is not None
+            # (a keyless server has no balance to wait for: its check decides as before)
+            waits = (h.state == NO_BALANCE and self.no_balance_wait is not None
+                     and key is not None)
             h.until = now + self.no_balance_wait if waits else 0.0
             self._changed(key, h)
             if probe and not waits:
@@ -329,9 +331,9 @@ class KeyPool:
     async def _probe(self, key: str):
         delay = self.probe_interval
         try:
-            while self._probing(self.store.get(self.name, key)):
+            while self._probing(key):
                 await asyncio.sleep(delay * random.uniform(0.9, 1.1))
-                if not self._probing(self.store.get(self.name, key)):
+                if not self._probing(key):
                     return
                 try:
                     live = await self._prober(key)
@@ -347,9 +349,11 @@ class KeyPool:
         finally:
             self._probes.pop(key, None)
 
-    def _probing(self, h: KeyHealth) -> bool:
+    def _probing(self, key) -> bool:
         # Out of balance on a vendor whose check cannot see balances: only the pause ends it.
-        return h.state == INVALID or (h.state == NO_BALANCE and self.no_balance_wait is None)
+        h = self.store.get(self.name, key)
+        return h.state == INVALID or (h.state == NO_BALANCE and (
+            self.no_balance_wait is None or key is None))
 
     def close(self):
         for task in self._probes.values():

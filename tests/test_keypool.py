@@ -212,3 +212,19 @@ async def test_a_peers_out_of_balance_verdict_pauses_from_its_time():
     assert row["state"] == NO_BALANCE and 55 < row["cooldown_remaining"] <= 60
     await asyncio.sleep(0.05)
     assert probed == []
+
+
+async def test_keyless_server_answering_402_is_rechecked_not_paused():
+    answers = [True]
+
+    async def prober(key):
+        return answers.pop(0)
+
+    p = pool(prober=prober, probe_interval=0.01, no_balance_wait=3600.0)
+    lease = await p.acquire([None])
+    lease.release(402)
+    for _ in range(100):
+        if p.status([None])[0]["state"] == OK:
+            break
+        await asyncio.sleep(0.01)
+    assert p.status([None])[0]["state"] == OK and answers == []
