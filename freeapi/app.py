@@ -84,7 +84,7 @@ class Gateway:
                        max_queue=kp.queue_size, queue_timeout=kp.queue_timeout,
                        prober=probe, probe_interval=kp.recheck_interval,
                        on_change=lambda key, h: self.health_sync.publish(p.name, key, h),
-                       host_prober=host_probe)
+                       host_prober=host_probe, no_balance_wait=p.no_balance_wait())
 
     def _fallbacks(self, table: dict[str, list[str]]) -> dict[str, list[Route]]:
         out = {}
