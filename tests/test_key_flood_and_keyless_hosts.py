@@ -100,10 +100,11 @@ async def test_a_stopped_keyless_server_fails_fast_and_is_back_as_soon_as_it_ans
                                  chat_body(model="local/qwen3"), key=GW_KEY)
             if resp.code == 200:
                 break
-            assert time.monotonic() - started < 3, "traffic did not come back"
+            # (without the probe, a caller would retry the host only after HOST_RETRY_MAX)
+            assert time.monotonic() - started < keypool.HOST_RETRY_MAX / 2, \
+                "traffic did not come back"
             await asyncio.sleep(0.05)
-        # The probe, not a caller, found it back.
-        assert time.monotonic() - started < 1.5 and fake.calls == 1
+        assert fake.calls == 1  # the probe, not a caller, found it back
     finally:
         if fake.server is not None:
             fake.stop()
