@@ -227,3 +227,16 @@ async def test_a_client_that_stops_reading_is_cut_off_at_the_total_timeout(make_
         assert sorted(r["error"] or "" for r in rows) == ["", "client_stalled"]
     finally:
         vendor.stop()
+
+
+def test_the_usage_estimate_counts_text_not_json_frames():
+    from freeapi.ledger import StreamSizes, estimate_usage
+
+    frame = '{"id":"c1","object":"chat.completion.chunk","choices":[{"delta":{"content":"%s"}}]}'
+    sizes = StreamSizes()
+    sizes([frame % "a", frame % "bb", "[DONE]"])  # one-token events: one token each
+    assert estimate_usage(400, sizes) == {"prompt_tokens": 100, "completion_tokens": 2,
+                                          "total_tokens": 102}
+    sizes = StreamSizes()
+    sizes([frame % "", frame % ("x" * 4000), frame % ("y" * 4000)])  # batched text
+    assert estimate_usage(0, sizes)["completion_tokens"] == 2000
