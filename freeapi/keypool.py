@@ -307,6 +307,8 @@ class KeyPool:
             return
         h.last_error = f"HTTP {status}" if status else (error or "error")
         h.last_error_at = time.time()
+        if status is not None:
+            h.down = None  # whatever it said, the host answered
         if key is None and (status is None or status >= 500):
             # A keyless provider's pseudo-key is its host. A 5xx is an answer (often to one
             # client's bad request): the caller gets it, nobody else is locked out. A host
