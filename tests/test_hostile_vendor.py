@@ -2,6 +2,7 @@
 the end, early closes, compressed or empty streams. Whatever it sends, each caller gets
 their own answer or a clean 502/504, never someone else's, and the gateway never hangs."""
 
+import asyncio
 import json
 
 import pytest
@@ -95,3 +96,60 @@ async def test_a_clean_vendor_keeps_one_connection(make_gateway, raw_vendor):
                              key=GOOD)
         assert json.loads(resp.body)["choices"][0]["message"]["content"] == f"answer for c-{n}"
     assert vendor.connections == 1
+
+
+# -- close-delimited bodies ------------------------------------------------------------------
+
+CLOSE_DELIMITED_SSE = {**SSE_HEAD, "Connection": "close"}
+
+
+async def ledger_rows(gw, n):
+    for _ in range(200):
+        await gw.store.flush()
+        rows = await gw.store.ledger()
+        if len(rows) >= n:
+            return rows
+        await asyncio.sleep(0.01)
+    raise AssertionError("ledger entry not written")
+
+
+async def test_a_close_delimited_stream_cut_by_our_idle_timeout_is_an_error_not_an_end(
+        make_gateway, raw_vendor):
+    """Without a length or chunking, only the vendor's EOF ends the body: the gateway's own
+    timeout closing the socket must not pass for it (no [DONE] as if complete, no stored
+    turn, no clean ledger entry)."""
+    script = lambda req: [head(200, CLOSE_DELIMITED_SSE),
+                          chunk_events(["Hel", "lo"], done=False).split(b"\n\n")[0] + b"\n\n",
+                          HOLD]
+    vendor, base, gw = await raw_vendor(make_gateway, script, timeouts={"idle": 0.3})
+    resp = await request(base + "/v1/conversations", "POST", key=GOOD)
+    cid = json.loads(resp.body)["id"]
+    body = dict(chat_body("hi", stream=True), conversation_id=cid)
+    resp, raw = await stream_raw(base, body, key=GOOD)
+    assert resp.code == 200
+    evs = sse_events(raw)
+    assert evs[-1] == "[DONE]"
+    err = json.loads(evs[-2])["error"]
+    assert err["code"] == "upstream_timeout" and "incomplete" in err["message"]
+    rows = await ledger_rows(gw, 1)
+    assert rows[-1]["error"] is not None
+    await gw.store.settle()
+    resp = await request(base + f"/v1/conversations/{cid}", key=GOOD)
+    assert json.loads(resp.body)["messages"] == [], "a cut answer was stored as a turn"
+
+
+async def test_a_close_delimited_answer_cut_by_our_idle_timeout_is_a_504(make_gateway,
+                                                                         raw_vendor):
+    script = lambda req: [head(200, {**JSON_HEAD, "Connection": "close"}),
+                          completion("looks whole but the vendor never finished"), HOLD]
+    vendor, base, gw = await raw_vendor(make_gateway, script, timeouts={"idle": 0.3})
+    resp = await request(base + "/v1/chat/completions", "POST", chat_body("hi"), key=GOOD)
+    assert error_of(resp, 504)["code"] == "upstream_timeout"
+
+
+async def test_a_close_delimited_answer_ended_by_the_vendor_is_whole(make_gateway, raw_vendor):
+    script = lambda req: [head(200, {**JSON_HEAD, "Connection": "close"}),
+                          completion("all of it"), CLOSE]
+    vendor, base, gw = await raw_vendor(make_gateway, script)
+    resp = await request(base + "/v1/chat/completions", "POST", chat_body("hi"), key=GOOD)
+    assert json.loads(resp.body)["choices"][0]["message"]["content"] == "all of it"
