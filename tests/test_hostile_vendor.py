@@ -153,3 +153,79 @@ async def test_a_close_delimited_answer_ended_by_the_vendor_is_whole(make_gatewa
     vendor, base, gw = await raw_vendor(make_gateway, script)
     resp = await request(base + "/v1/chat/completions", "POST", chat_body("hi"), key=GOOD)
     assert json.loads(resp.body)["choices"][0]["message"]["content"] == "all of it"
+
+
+# -- endless lines, empty and compressed streams ------------------------------------------
+
+LIMIT = {"server": {"max_event_size": 64 * 1024}}
+
+
+@pytest.fixture
+def hostile(io_loop, make_gateway):
+    """Start a RawVendor with `script` and a gateway (extra `config`) in front of it."""
+    vendors = []
+
+    async def start(script, config=None, **deepseek):
+        vendor = await RawVendor(script).start()
+        vendors.append(vendor)
+        cfg = {**(config or {}), "providers": {"deepseek": {"base_url": vendor.url,
+                                                            **deepseek}}}
+        base, gw = make_gateway(cfg)
+        return vendor, base, gw
+
+    yield start
+    for vendor in vendors:
+        io_loop.run_sync(vendor.stop)
+
+
+def endless_line(first_events: bytes):
+    def script(req):
+        steps = [head(200, {**SSE_HEAD, "Transfer-Encoding": "chunked"})]
+        if first_events:
+            steps.append(b"%x\r\n%s\r\n" % (len(first_events), first_events))
+        piece = b"x" * 8192
+        steps.append(b"%x\r\ndata: %s\r\n" % (len(piece) + 6, piece))
+        steps += [b"%x\r\n%s\r\n" % (len(piece), piece)] * 40  # 320 KB, no newline
+        steps.append(HOLD)
+        return steps
+    return script
+
+
+async def test_an_endless_line_before_the_first_event_is_a_502(hostile):
+    vendor, base, gw = await hostile(endless_line(b""), LIMIT)
+    resp, raw = await stream_raw(base, chat_body("hi", stream=True), key=GOOD)
+    err = error_of(resp, 502)
+    assert "max_event_size" in err["message"]
+    assert vendor.closed_by_peer == 1  # the gateway hung up on the vendor
+
+
+async def test_an_endless_line_mid_stream_ends_with_an_error_event(hostile):
+    first = chunk_events(["Hel"], done=False)
+    vendor, base, gw = await hostile(endless_line(first), LIMIT)
+    resp, raw = await stream_raw(base, chat_body("hi", stream=True), key=GOOD)
+    assert resp.code == 200
+    evs = sse_events(raw)
+    assert evs[-1] == "[DONE]" and "max_event_size" in json.loads(evs[-2])["error"]["message"]
+    assert json.loads(evs[0])["choices"][0]["delta"]["content"] == "Hel"
+
+
+@pytest.mark.parametrize("body", [b"", b": keep-alive\n\n"], ids=["empty", "comments_only"])
+async def test_an_event_stream_without_events_is_a_502_not_a_bare_done(hostile, body):
+    vendor, base, gw = await hostile(lambda req: [
+        head(200, {**SSE_HEAD, "Content-Length": len(body)}) + body])
+    resp, raw = await stream_raw(base, chat_body("hi", stream=True), key=GOOD)
+    assert b"[DONE]" not in raw
+    error_of(resp, 502)
+
+
+@pytest.mark.parametrize("stream", [True, False])
+async def test_a_compressed_answer_we_did_not_ask_for_is_a_502(hostile, stream):
+    import gzip
+    plain = chunk_events(["Hel", "lo"]) if stream else completion("hello")
+    body = gzip.compress(plain)
+    kind = SSE_HEAD if stream else JSON_HEAD
+    vendor, base, gw = await hostile(lambda req: [
+        head(200, {**kind, "Content-Encoding": "gzip", "Content-Length": len(body)}) + body])
+    resp, raw = await stream_raw(base, chat_body("hi", stream=stream), key=GOOD)
+    assert b"[DONE]" not in raw
+    assert "Content-Encoding" in error_of(resp, 502)["message"]
