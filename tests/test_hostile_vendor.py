@@ -229,3 +229,65 @@ async def test_a_compressed_answer_we_did_not_ask_for_is_a_502(hostile, stream):
     resp, raw = await stream_raw(base, chat_body("hi", stream=stream), key=GOOD)
     assert b"[DONE]" not in raw
     assert "Content-Encoding" in error_of(resp, 502)["message"]
+
+
+# -- keys echoed JSON-escaped --------------------------------------------------------------
+
+SERVER_KEY = "sk-live/Ab+c9Zq8Yx7Wv6Ut5Sr4"  # a `/` JSON may spell as `\/`
+GATEWAY_KEY = "gw-hostile-vendor-key-01"
+
+
+def spellings(key: str) -> list[str]:
+    """The ways a JSON string may carry `key`: escaped slashes, \\u escapes, both, and JSON
+    quoted inside JSON."""
+    slashed = key.replace("/", "\\/")
+    unicode_ = "".join(f"\\u{ord(c):04x}" if c in "sk/A" else c for c in key)
+    return [slashed, unicode_, unicode_.replace("\\u002f", "\\/"), slashed.replace("\\", "\\\\")]
+
+
+def assert_key_absent(raw: bytes, key: str = SERVER_KEY):
+    text = raw.decode("utf-8", "replace")
+    assert key not in text
+    for form in spellings(key):
+        assert form not in text, f"the key leaked as {form}"
+    for ev in sse_events(raw) if text.startswith("data:") else [text]:
+        if ev.startswith("{"):
+            assert key not in json.dumps(json.loads(ev), ensure_ascii=False)
+
+
+@pytest.mark.parametrize("form", range(4))
+async def test_a_key_the_vendor_echoes_json_escaped_mid_stream_is_redacted(hostile, form):
+    echoed = spellings(SERVER_KEY)[form]
+    error = '{"error": {"message": "Incorrect API key provided: %s", "type": "auth"}}' % echoed
+    vendor, base, gw = await hostile(
+        lambda req: [head(200, {**SSE_HEAD, "Connection": "close"}),
+                     chunk_events(["Hel"], done=False) + f"data: {error}\n\n".encode(), CLOSE],
+        {"auth": {"keys": [GATEWAY_KEY]}}, api_keys=[SERVER_KEY])
+    resp, raw = await stream_raw(base, chat_body("hi", stream=True), key=GATEWAY_KEY)
+    assert resp.code == 200 and b"Incorrect API key" in raw
+    assert_key_absent(raw)
+
+
+@pytest.mark.parametrize("form", range(4))
+async def test_a_key_the_vendor_echoes_json_escaped_in_an_error_body_is_redacted(hostile, form):
+    echoed = spellings(SERVER_KEY)[form]
+    body = ("upstream said: {\"message\": \"bad key %s\"}" % echoed).encode()
+    vendor, base, gw = await hostile(
+        lambda req: [head(500, {"Content-Type": "text/plain", "Content-Length": len(body)},
+                          "Internal Server Error") + body],
+        {"auth": {"keys": [GATEWAY_KEY]}}, api_keys=[SERVER_KEY])
+    resp = await request(base + "/v1/chat/completions", "POST", chat_body("hi"),
+                         key=GATEWAY_KEY)
+    assert resp.code >= 500
+    assert_key_absent(resp.body)
+
+
+def test_redact_removes_every_json_spelling_of_a_key():
+    from freeapi.keys import mask, redact
+    key = 'sk-a/b"c\\d-0123456789'
+    for text in (json.dumps(key), json.dumps(key).replace("/", "\\/"),
+                 json.dumps(json.dumps(key).replace("/", "\\/")),
+                 json.dumps(key, ensure_ascii=True).replace("a", "\\u0061").replace("d", "\\u0064"),
+                 "\\U0073k-a\\/b\\\"c\\\\d-0123456789".replace("U", "u")):
+        assert mask(key) in redact(text, [key]), text
+        assert "012345" not in redact(text, [key]), text
