@@ -102,8 +102,17 @@ class SSEParser:
 
 def event(data: str | bytes) -> bytes:
     if isinstance(data, str):
-        data = data.encode()
+        try:
+            data = data.encode()
+        except UnicodeEncodeError:
+            data = utf8_replacing(data)
     return b"data: " + data + b"\n\n"
+
+
+def utf8_replacing(text: str) -> bytes:
+    """UTF-8 of text that holds lone surrogates (a vendor's `\\ud800` escape, parsed):
+    each becomes U+FFFD, the rest is kept (pairs split in two are joined)."""
+    return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace").encode()
 
 
 DONE = b"data: [DONE]\n\n"

@@ -291,3 +291,69 @@ def test_redact_removes_every_json_spelling_of_a_key():
                  "\\U0073k-a\\/b\\\"c\\\\d-0123456789".replace("U", "u")):
         assert mask(key) in redact(text, [key]), text
         assert "012345" not in redact(text, [key]), text
+
+
+# -- answers that are not what they seem ---------------------------------------------------
+
+@pytest.mark.parametrize("depth", [129, 500, 940, 947, 948, 960, 990])
+async def test_a_request_nested_deeper_than_the_limit_is_a_400(gateway, depth):
+    raw = ('{"model": "deepseek-chat", "messages": [{"role": "user", "content": "hi", '
+           '"x": ' + "[" * depth + "]" * depth + "}]}").encode()
+    err = error_of(await request(gateway + "/v1/chat/completions", "POST", raw), 400)
+    assert err["code"] == "invalid_json" and "nested" in err["message"]
+
+
+async def test_a_request_nested_within_the_limit_goes_through(gateway):
+    raw = ('{"model": "deepseek-chat", "messages": [{"role": "user", "content": "hi", '
+           '"x": ' + "[" * 120 + "]" * 120 + "}]}").encode()
+    assert (await request(gateway + "/v1/chat/completions", "POST", raw)).code == 200
+
+
+LONE = '"content": "ok \\ud800 then \\ud83d\\ude00"'
+
+
+@pytest.mark.parametrize("model", ["deepseek-chat", "deepseek/deepseek-chat"],
+                         ids=["as_is", "rewritten"])
+async def test_a_lone_surrogate_in_a_vendor_answer_is_relayed_cleanly(hostile, model):
+    body = completion("X").replace(b'"content": "X"', LONE.encode())
+    vendor, base, gw = await hostile(lambda req: [json_answer(body)])
+    resp = await request(base + "/v1/chat/completions", "POST", chat_body("hi", model=model),
+                         key=GOOD)
+    assert resp.code == 200, resp.body
+    resp.body.decode("utf-8")  # valid UTF-8
+    text = json.loads(resp.body)["choices"][0]["message"]["content"]
+    assert text == "ok \ud800 then \U0001F600"
+
+
+@pytest.mark.parametrize("model", ["deepseek-chat", "deepseek/deepseek-chat"],
+                         ids=["as_is", "rewritten"])
+async def test_a_lone_surrogate_in_a_vendor_stream_is_relayed_cleanly(hostile, model):
+    events = chunk_events(["X"]).replace(b'"content": "X"', LONE.encode())
+    vendor, base, gw = await hostile(lambda req: [
+        head(200, {**SSE_HEAD, "Content-Length": len(events)}) + events])
+    resp, raw = await stream_raw(base, chat_body("hi", model=model, stream=True), key=GOOD)
+    assert resp.code == 200
+    raw.decode("utf-8")
+    evs = sse_events(raw)
+    assert evs[-1] == "[DONE]"
+    text = json.loads(evs[0])["choices"][0]["delta"]["content"]
+    assert text.startswith("ok ") and text.endswith(" then \U0001F600")
+
+
+@pytest.mark.parametrize("body", [b"{not json}", b'{"a": 1} {"b": 2}', b"[1, {}]",
+                                  b"{" + b'"a":' * 3 + b"}"])
+async def test_a_non_json_200_answer_is_a_502(hostile, body):
+    vendor, base, gw = await hostile(lambda req: [json_answer(body)])
+    resp = await request(base + "/v1/chat/completions", "POST", chat_body("hi"), key=GOOD)
+    assert "not a JSON object" in error_of(resp, 502)["message"]
+
+
+async def test_a_vendor_stream_event_nested_too_deeply_ends_with_an_error_event(hostile):
+    deep = '{"choices": [], "x": ' + "[" * 990 + "]" * 990 + "}"
+    events = chunk_events(["Hel"], done=False) + f"data: {deep}\n\n".encode()
+    vendor, base, gw = await hostile(lambda req: [
+        head(200, {**SSE_HEAD, "Content-Length": len(events)}) + events])
+    resp, raw = await stream_raw(
+        base, chat_body("hi", model="deepseek/deepseek-chat", stream=True), key=GOOD)
+    evs = sse_events(raw)
+    assert evs[-1] == "[DONE]" and "nested too deeply" in json.loads(evs[-2])["error"]["message"]

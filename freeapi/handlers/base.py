@@ -35,6 +35,24 @@ def _finite(text: str) -> float:
     return value
 
 
+# Far deeper than any real request (tool schemas nest a dozen levels), far below the ~950
+# levels at which Python's json gives up: every later encoding of the body is safe.
+MAX_DEPTH = 128
+
+
+def _deeper_than(body, limit: int) -> bool:
+    """Whether objects and arrays nest more than `limit` levels; iterative."""
+    stack = [(body, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > limit:
+            return True
+        for child in value.values() if isinstance(value, dict) else value:
+            if isinstance(child, (dict, list)):
+                stack.append((child, depth + 1))
+    return False
+
+
 def _lone_surrogate(body) -> str | None:
     """The path of the first string or object key holding a lone surrogate, or None.
     Iterative, as the body may be nested as deeply as json.loads allows; a path is only
@@ -128,6 +146,11 @@ class APIHandler(web.RequestHandler):
                                   code="invalid_json") from None
         if not isinstance(body, dict):
             raise invalid_request("Request body must be a JSON object.")
+        if raw.count(b"[") + raw.count(b"{") > MAX_DEPTH and _deeper_than(body, MAX_DEPTH):
+            # json.loads takes ~950 levels; encoding the body again for the vendor fails
+            # a little earlier, which was a 500 (after the request had been admitted).
+            raise invalid_request(f"Request body is nested more than {MAX_DEPTH} levels "
+                                  "deep.", code="invalid_json")
         if _SURROGATE_ESCAPE.search(raw):
             path = _lone_surrogate(body)
             if path is not None:
@@ -156,8 +179,17 @@ class APIHandler(web.RequestHandler):
         return token
 
     def write_json(self, obj, status: int = 200):
+        try:
+            data = json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode()
+        except UnicodeEncodeError:
+            # A lone surrogate (a vendor's `\ud800` escape, parsed) has no UTF-8: written
+            # as the same escape, the JSON is what the vendor sent.
+            data = json.dumps(obj, separators=(",", ":")).encode()
+        except RecursionError:  # only a vendor's answer can be this deep (see MAX_DEPTH)
+            raise APIError(502, "The vendor's answer is nested too deeply to relay.",
+                           code="upstream_invalid") from None
         self.set_status(status)
-        self.finish(json.dumps(obj, ensure_ascii=False, separators=(",", ":")))
+        self.finish(data)
 
     def write_error(self, status_code: int, **kwargs):
         exc = kwargs.get("exc_info", (None, None, None))[1]
