@@ -189,6 +189,9 @@ async def test_fd_exhaustion_pauses_accepting_and_is_logged_once(make_gateway, c
         assert _ExhaustedSocket.attempts <= 6, f"the accept loop spun: {_ExhaustedSocket.attempts}"
         warnings = [r.getMessage() for r in caplog.records if r.name == "freeapi.server"]
         assert len(warnings) == 1 and "ulimit -n" in warnings[0], warnings
-        assert not [r for r in caplog.records if r.exc_info], "a traceback was logged"
+        # (other tests' SDK clients may log their own teardown errors here: not counted)
+        tracebacks = [r for r in caplog.records if r.exc_info and (
+            r.name.startswith(("freeapi", "tornado")) or "callback" in r.getMessage())]
+        assert not tracebacks, "a traceback was logged"
     finally:
         server.stop()
