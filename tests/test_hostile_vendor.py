@@ -10,7 +10,7 @@ import pytest
 from tests.fakes.raw_vendor import (CLOSE, HOLD, SSE_HEAD, RawVendor, chunk_events, chunked,
                                     completion, head, json_answer)
 from tests.fakes.deepseek import GOOD
-from tests.helpers import chat_body, error_of, request, sse_events, stream_raw
+from tests.helpers import check_stream, chat_body, error_of, request, sse_events, stream_raw
 
 
 @pytest.fixture
@@ -36,55 +36,85 @@ def own_answer(tag: str) -> bytes:
 
 JSON_HEAD = {"Content-Type": "application/json"}
 
+
+class Wire:
+    """A caller's answer as JSON or as an event stream."""
+
+    def __init__(self, stream: bool):
+        self.stream = stream
+        self.head = SSE_HEAD if stream else JSON_HEAD
+
+    def body(self, tag: str) -> bytes:
+        text = f"answer for {tag}"
+        return chunk_events([text[:7], text[7:]]) if self.stream else completion(text)
+
+    def answer(self, tag: str) -> bytes:
+        body = self.body(tag)
+        return head(200, {**self.head, "Content-Length": len(body)}) + body
+
+
 # Each misbehaviour answers caller `tag` wrongly, with a whole second answer for the same
 # caller hidden behind it: a gateway that misreads the framing and pools the connection
 # hands that answer to the next caller.
 MISBEHAVIOURS = {
-    "negative_length": lambda tag: [head(200, {**JSON_HEAD, "Content-Length": "-1"})
-                                    + own_answer(tag)],
-    "signed_length": lambda tag: [head(200, {**JSON_HEAD, "Content-Length": "+0"})
-                                  + own_answer(tag)],
-    "bytes_after_the_body": lambda tag: [own_answer(tag) + own_answer(tag)],
-    "bytes_after_the_last_chunk": lambda tag: [
-        head(200, {**JSON_HEAD, "Transfer-Encoding": "chunked"})
-        + chunked(completion(f"answer for {tag}")) + own_answer(tag)],
-    "conflicting_lengths": lambda tag: [
-        head(200, {**JSON_HEAD, "Content-Length": "0"})[:-2]
-        + b"Content-Length: %d\r\n\r\n" % len(completion(tag)) + own_answer(tag)],
-    "length_and_chunked": lambda tag: [
-        head(200, {**JSON_HEAD, "Content-Length": "0", "Transfer-Encoding": "chunked"})
-        + chunked(completion(f"answer for {tag}")) + own_answer(tag)],
-    "truncated_body": lambda tag: [
-        head(200, {**JSON_HEAD, "Content-Length": "5000"}) + completion(tag)[:20], CLOSE],
-    "bad_chunk_size": lambda tag: [
-        head(200, {**JSON_HEAD, "Transfer-Encoding": "chunked"}) + b"0x10\r\n"
-        + b"x" * 16 + b"\r\n0\r\n\r\n" + own_answer(tag)],
-    "negative_chunk_size": lambda tag: [
-        head(200, {**JSON_HEAD, "Transfer-Encoding": "chunked"}) + b"-6\r\nabcdef\r\n0\r\n\r\n"
-        + own_answer(tag)],
-    "early_close": lambda tag: [head(200, {**JSON_HEAD, "Content-Length": "100"}), CLOSE],
+    "negative_length": lambda tag, w: [head(200, {**w.head, "Content-Length": "-1"})
+                                       + w.answer(tag)],
+    "signed_length": lambda tag, w: [head(200, {**w.head, "Content-Length": "+0"})
+                                     + w.answer(tag)],
+    "bytes_after_the_body": lambda tag, w: [w.answer(tag) + w.answer(tag)],
+    "bytes_after_the_last_chunk": lambda tag, w: [
+        head(200, {**w.head, "Transfer-Encoding": "chunked"}) + chunked(w.body(tag))
+        + w.answer(tag)],
+    "conflicting_lengths": lambda tag, w: [
+        head(200, {**w.head, "Content-Length": "0"})[:-2]
+        + b"Content-Length: %d\r\n\r\n" % len(w.body(tag)) + w.answer(tag)],
+    "length_and_chunked": lambda tag, w: [
+        head(200, {**w.head, "Content-Length": "0", "Transfer-Encoding": "chunked"})
+        + chunked(w.body(tag)) + w.answer(tag)],
+    "truncated_body": lambda tag, w: [
+        head(200, {**w.head, "Content-Length": "5000"}) + w.body(tag)[:-30], CLOSE],
+    "bad_chunk_size": lambda tag, w: [
+        head(200, {**w.head, "Transfer-Encoding": "chunked"}) + b"0x10\r\n"
+        + w.body(tag)[:16] + b"\r\n0\r\n\r\n" + w.answer(tag)],
+    "negative_chunk_size": lambda tag, w: [
+        head(200, {**w.head, "Transfer-Encoding": "chunked"})
+        + b"%x\r\n%s\r\n-6\r\nabcdef\r\n0\r\n\r\n" % (len(w.body(tag)), w.body(tag))
+        + w.answer(tag)],
+    "early_close": lambda tag, w: [head(200, {**w.head, "Content-Length": "100"}), CLOSE],
 }
 
 
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
 @pytest.mark.parametrize("mode", list(MISBEHAVIOURS))
 async def test_callers_sharing_a_pooled_connection_never_get_another_callers_answer(
-        make_gateway, raw_vendor, mode):
+        make_gateway, raw_vendor, mode, stream):
+    wire = Wire(stream)
+
     def script(req):
         tag = req.last_message
         if int(tag.rsplit("-", 1)[1]) % 2:
-            return MISBEHAVIOURS[mode](tag)
-        return [own_answer(tag)]
+            return MISBEHAVIOURS[mode](tag, wire)
+        return [wire.answer(tag)]
 
     vendor, base, gw = await raw_vendor(make_gateway, script)
     for n in range(8):
         tag = f"caller-{n}"
-        resp = await request(base + "/v1/chat/completions", "POST", chat_body(tag), key=GOOD)
-        if resp.code == 200:
-            assert json.loads(resp.body)["choices"][0]["message"]["content"] == \
-                f"answer for {tag}", f"{tag} got someone else's answer"
+        if stream:
+            resp, raw = await stream_raw(base, chat_body(tag, stream=True), key=GOOD)
+            if resp.code == 200:
+                # their own answer, or a prefix of it ended by an error event
+                text, err = check_stream(raw, f"answer for {tag}")
+                assert err is None or n % 2, f"{tag}, answered correctly, got {err}"
+                continue
         else:
-            error_of(resp, 502)
-            assert n % 2 == 1, f"{tag}, answered correctly, got {resp.code}"
+            resp = await request(base + "/v1/chat/completions", "POST", chat_body(tag),
+                                 key=GOOD)
+            if resp.code == 200:
+                assert json.loads(resp.body)["choices"][0]["message"]["content"] == \
+                    f"answer for {tag}", f"{tag} got someone else's answer"
+                continue
+        error_of(resp, 502)
+        assert n % 2 == 1, f"{tag}, answered correctly, got {resp.code}"
     # every misframed answer cost its connection (4 of 8); each clean one reused the last
     assert vendor.connections == 4
 
