@@ -95,8 +95,9 @@ async def serve(gateway: Gateway, reuse_port: bool = False):
         # public_url: a base_url may carry a proxy's credentials or a key in its query.
         log.info("provider %s (%s) at %s, %s: %s", name, p.type_name,
                  public_url(p.base_url), keys, ", ".join(p.model_ids()) or "no models listed")
-    log.info("freeapi %s listening on http://%s:%d/v1 (gateway auth %s)", __version__,
-             cfg.host, cfg.port, "on" if gateway.auth.enabled else "off")
+    log.info("freeapi %s listening on http://%s:%d/v1 (gateway auth %s, up to %d "
+             "connections)", __version__, cfg.host, cfg.port,
+             "on" if gateway.auth.enabled else "off", server.max_connections)
     log.info("state: %s", gateway.store.describe())
     discovery = asyncio.ensure_future(gateway.discover_models())
     housekeeping = asyncio.ensure_future(gateway.housekeeping())

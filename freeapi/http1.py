@@ -1,8 +1,9 @@
 """HTTP/1.1 wire pieces the upstream client needs: the response head and chunked bodies.
 
 Pure and incremental, so they can be tested byte by byte. Strict where a lenient reading
-could frame a body wrongly (RFC 9112 sections 6 and 7): a misread length leaves bytes on a
-pooled connection that the next caller would read as *their* answer.
+could frame a body wrongly (RFC 9112 sections 6 and 7,
+https://www.rfc-editor.org/rfc/rfc9112#name-message-body-length): a misread length leaves
+bytes on a pooled connection that the next caller would read as *their* answer.
 """
 
 from __future__ import annotations
