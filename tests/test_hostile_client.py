@@ -5,62 +5,17 @@ may hold the gateway's memory or sockets for long, or flood its log."""
 import asyncio
 import errno
 import json
-import logging
 import socket
 import time
 
 import pytest
-from tornado.testing import bind_unused_port
 
 from tests.fakes.deepseek import GOOD
+from tests.fakes.raw_client import RawClient
 from tests.helpers import chat_body, request
 
 GW_KEY = "gw-hostile-client-0001"
 AUTH = {"auth": {"keys": [GW_KEY]}, "providers": {"deepseek": {"api_keys": [GOOD]}}}
-
-
-class RawClient:
-    """A client on a raw socket that sends exactly what a test says, when it says."""
-
-    def __init__(self, reader, writer):
-        self.reader, self.writer = reader, writer
-
-    @classmethod
-    async def connect(cls, base: str) -> "RawClient":
-        host, port = base.removeprefix("http://").split(":")
-        return cls(*await asyncio.open_connection(host, int(port)))
-
-    async def send(self, data: bytes):
-        self.writer.write(data)
-        await self.writer.drain()
-
-    async def response(self, timeout: float = 5) -> tuple[int, dict, bytes]:
-        """(status, headers, body) of one response with a Content-Length."""
-        head = await asyncio.wait_for(self.reader.readuntil(b"\r\n\r\n"), timeout)
-        lines = head.decode("latin-1").split("\r\n")
-        headers = {}
-        for line in lines[1:]:
-            if line:
-                k, _, v = line.partition(":")
-                headers[k.strip().lower()] = v.strip()
-        body = await asyncio.wait_for(
-            self.reader.readexactly(int(headers.get("content-length", 0))), timeout)
-        return int(lines[0].split()[1]), headers, body
-
-    async def closed_within(self, timeout: float) -> bool:
-        """Whether the gateway closes the connection within `timeout` seconds (anything
-        it sends first is read and dropped)."""
-        try:
-            while True:
-                if not await asyncio.wait_for(self.reader.read(65536), timeout):
-                    return True
-        except asyncio.TimeoutError:
-            return False
-        except ConnectionError:
-            return True
-
-    def close(self):
-        self.writer.close()
 
 
 def post_head(length: int, key: str | None = None, path="/v1/chat/completions") -> bytes:
