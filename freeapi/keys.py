@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import hmac
 import re
 from urllib.parse import urlsplit, urlunsplit
@@ -55,11 +54,11 @@ def redact(text: str, keys=()) -> str:
     return _TOKENISH.sub(lambda m: mask(m.group(0)), text)
 
 
-@functools.lru_cache(maxsize=256)
 def _escaped(key: str) -> re.Pattern:
     """`key` as JSON may spell it: each character as itself, as a `\\uXXXX` escape, or
     (`/`, `"`, `\\`) with its short escape, behind any number of backslashes (JSON inside
-    JSON). Cached: the same few server-side keys are redacted again and again."""
+    JSON). Built only for text with a backslash (error texts); `re` caches the compiled
+    pattern."""
     parts = []
     for ch in key:
         forms = [re.escape(ch)] if ch != "\\" else []
