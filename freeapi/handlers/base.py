@@ -174,6 +174,12 @@ class APIHandler(web.RequestHandler):
             IOLoop.current().remove_timeout(self._body_timer)
             self._body_timer = None
 
+    def on_connection_close(self):
+        # Tornado's own fails the body's future, so a request waiting for its body ends;
+        # subclasses that override this must call it.
+        super().on_connection_close()
+        self._stop_watching_body()
+
     def _body_stalled(self):
         self._body_timer = None
         timeout = self.gateway.config.body_timeout
