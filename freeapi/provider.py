@@ -80,11 +80,12 @@ class Provider:
     # -- models ---------------------------------------------------------------------------
 
     def model_ids(self) -> list[str]:
-        return list(self.models) + self.discovered_ids()
+        return list(self.models) + self.modality_ids() + self.discovered_ids()
 
     def discovered_ids(self) -> list[str]:
         """Models the vendor listed at startup beyond the static `models`."""
-        return [m for m in self._discovered if m not in self.models]
+        static = set(self.models) | set(self.modality_ids())
+        return [m for m in self._discovered if m not in static]
 
     def set_discovered(self, ids) -> None:
         self._discovered = tuple(ids)
@@ -225,6 +226,109 @@ class Provider:
         # vendor 503 relayed as-is would read as the gateway itself being unavailable.
         err.status = 502
         raise err
+
+
+    # -- beyond chat: embeddings, images, speech, vision (README "Beyond chat") ----------
+    # Pure like the rest: a hook builds the vendor request for one attempt (the gateway
+    # sends it with the key pool, failover, timeouts and the ledger of chat), or returns
+    # None when this vendor does not offer the operation; the matching `*_answer` reads
+    # the vendor's body into OpenAI's shape. A plugin adds a modality for its vendor by
+    # overriding these, and declares the models in the class attributes below (they are
+    # routed and listed in GET /v1/models with their `capabilities`).
+
+    #: Models served by `embeddings_request`, `images_request`, `speech_request`.
+    embedding_models: ClassVar[tuple[str, ...]] = ()
+    image_models: ClassVar[tuple[str, ...]] = ()
+    speech_models: ClassVar[tuple[str, ...]] = ()
+    #: Chat models that take `image_url` parts. None: not declared (nothing is refused);
+    #: a set: a chat request with images to any other model is refused with a 400 naming
+    #: one of these.
+    vision_models: ClassVar[frozenset | None] = None
+    #: Chat models with the vendor's own web search.
+    search_models: ClassVar[frozenset] = frozenset()
+
+    def modality_ids(self) -> list[str]:
+        """The non-chat models this provider declares (routed like chat models)."""
+        return [m for m in (*self.embedding_models, *self.image_models,
+                            *self.speech_models) if m not in self.models]
+
+    def capabilities(self, model: str) -> list[str]:
+        """What `model` can do, for GET /v1/models: chat, vision, embeddings, images,
+        speech, search."""
+        if model in self.embedding_models:
+            return ["embeddings"]
+        if model in self.image_models:
+            return ["images"]
+        if model in self.speech_models:
+            return ["speech"]
+        caps = ["chat"]
+        if self.vision_models is not None and model in self.vision_models:
+            caps.append("vision")
+        if model in self.search_models:
+            caps.append("search")
+        return caps
+
+    def json_request(self, path: str, body: dict, key: str | None,
+                     headers: dict | None = None) -> UpstreamRequest:
+        """A JSON POST to `base_url + path` with the key: what OpenAI-shaped hooks send."""
+        payload = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+        return UpstreamRequest("POST", self.base_url + path, {
+            "Content-Type": "application/json", **self.auth_headers(key), **(headers or {})},
+            payload)
+
+    def embeddings_request(self, body: dict, key: str | None) -> UpstreamRequest | None:
+        """POST /v1/embeddings. `body` is OpenAI's (model is the upstream model; `input` a
+        string, a list of strings, or token arrays; `encoding_format` already removed: the
+        gateway asks for floats and encodes base64 itself). Raise an APIError 400 for
+        input the vendor documents it refuses. None: not offered."""
+        return None
+
+    def embeddings_answer(self, raw: bytes) -> dict:
+        """OpenAI's `{"object": "list", "data": [{"index", "embedding": [floats]}],
+        "usage"}` from the vendor's body (ValueError if unusable)."""
+        data = json.loads(raw)
+        if not isinstance(data, dict) or not isinstance(data.get("data"), list):
+            raise ValueError("no `data` list")
+        return data
+
+    def images_request(self, body: dict, key: str | None) -> UpstreamRequest | None:
+        """POST /v1/images/generations (`prompt`, `n`, `size`, `quality`, ...;
+        `response_format` is left to `images_url_only`). None: not offered."""
+        return None
+
+    #: True when the vendor answers only with image URLs: the gateway then downloads them
+    #: for `response_format: b64_json` (and sends the vendor no response_format).
+    images_url_only: ClassVar[bool] = True
+
+    def images_answer(self, raw: bytes, key: str | None):
+        """OpenAI's `{"created", "data": [{"url" | "b64_json"}]}`, or an UpstreamRequest
+        to send (with the same key) before asking again: a poll of an asynchronous task.
+        Raise an APIError for a task that failed."""
+        data = json.loads(raw)
+        if not isinstance(data, dict) or not isinstance(data.get("data"), list):
+            raise ValueError("no `data` list")
+        return data
+
+    def images_poll_delay(self, polls: int) -> float:
+        """Seconds to wait before the next poll of an asynchronous image task."""
+        return min(0.5 * 2 ** polls, 5.0)
+
+    def speech_request(self, body: dict, key: str | None) -> UpstreamRequest | None:
+        """POST /v1/audio/speech (`input`, `voice`, `response_format`, `speed`). None: not
+        offered. Raise an APIError 400 for a voice or format the vendor does not take."""
+        return None
+
+    #: How the vendor's speech answer arrives: "bytes" (the audio itself, relayed as it
+    #: arrives), "sse" (events that `speech_chunk` decodes) or "json" (`speech_answer`).
+    speech_transport: ClassVar[str] = "bytes"
+
+    def speech_chunk(self, data: str) -> bytes:
+        """The audio in one event of a streamed speech answer ("sse" transport)."""
+        return b""
+
+    def speech_answer(self, raw: bytes) -> bytes:
+        """The audio in a whole speech answer ("json" transport)."""
+        return raw
 
 
 #: Add to a type's `options` to let its config turn startup model discovery on or off.

@@ -56,6 +56,20 @@ class OpenAICompatible(Provider):
                     split_message(choice["message"])
         return data
 
+    # -- beyond chat: an OpenAI-compatible server takes OpenAI's own requests --------
+    # (https://platform.openai.com/docs/api-reference/embeddings,
+    # .../images/create, .../audio/createSpeech); whether it serves them is the server's.
+    images_url_only = False  # it takes `response_format: b64_json` itself
+
+    def embeddings_request(self, body, key):
+        return self.json_request("/embeddings", body, key)
+
+    def images_request(self, body, key):
+        return self.json_request("/images/generations", body, key)
+
+    def speech_request(self, body, key):
+        return self.json_request("/audio/speech", body, key)
+
 
 @hookimpl
 def register_providers(register):

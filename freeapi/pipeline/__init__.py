@@ -69,6 +69,9 @@ chat-completions terms, for the ledger) and `relay(model, keys)` (a stream encod
 above that also has `usage` and `finished`). Key pool, failover, timeouts and the ledger
 are the same; a conversation (`conversation_id`, or `conversations.store`) always takes
 the chat path, since history is kept as chat messages.
+
+Non-chat requests (embeddings, images, speech): `Pipeline.call(operation, model=...,
+token=...)` with a `freeapi.modalities.Operation`; see freeapi/pipeline/operations.py.
 """
 
 from __future__ import annotations
@@ -86,6 +89,7 @@ from freeapi.keys import redact
 from freeapi.pipeline.accounting import AccountingMixin
 from freeapi.pipeline.failover import FailoverMixin, OpenStream, shutdown_error
 from freeapi.pipeline.history import ConversationMixin
+from freeapi.pipeline.operations import OperationMixin
 from freeapi.relay import StreamRelay, assemble, complete, strip_folded_reasoning, unchanged
 from freeapi.routing import Route
 
@@ -107,7 +111,7 @@ class Answer:
         return self.data
 
 
-class Pipeline(AccountingMixin, ConversationMixin, FailoverMixin):
+class Pipeline(AccountingMixin, ConversationMixin, FailoverMixin, OperationMixin):
     """One request's way through the gateway; made by DoorHandler.prepare."""
 
     _call = None
@@ -185,6 +189,8 @@ class Pipeline(AccountingMixin, ConversationMixin, FailoverMixin):
 
     def _request(self, provider, body: dict, key):
         """The vendor request for one attempt: native when the door and provider allow."""
+        if self._op is not None:  # embeddings, images, speech: the operation's hook
+            return self._op.request(provider, body, key)
         native = self._native
         if native is not None:
             req = native.request(provider, dict(native.body, model=body["model"]), key)
