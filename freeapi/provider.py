@@ -319,12 +319,14 @@ class Provider:
         return None
 
     #: How the vendor's speech answer arrives: "bytes" (the audio itself, relayed as it
-    #: arrives), "sse" (events that `speech_chunk` decodes) or "json" (`speech_answer`).
+    #: arrives), "sse" (events that `speech_decoder` decodes) or "json" (`speech_answer`).
     speech_transport: ClassVar[str] = "bytes"
 
-    def speech_chunk(self, data: str) -> bytes:
-        """The audio in one event of a streamed speech answer ("sse" transport)."""
-        return b""
+    def speech_decoder(self):
+        """For the "sse" transport: a fresh callable (one per stream, so it may keep
+        state) from one event's data to the audio bytes in it; it raises an APIError for
+        an event that reports a failure."""
+        return lambda data: b""
 
     def speech_answer(self, raw: bytes) -> bytes:
         """The audio in a whole speech answer ("json" transport)."""

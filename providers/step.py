@@ -8,6 +8,7 @@ clients that know DeepSeek's field see it.
 from __future__ import annotations
 
 from freeapi import hookimpl
+from freeapi.errors import invalid_request
 from freeapi.provider import DISCOVER_OPTION, Provider
 
 
@@ -44,6 +45,31 @@ class Step(Provider):
             if isinstance(choice, dict):
                 _rename(choice.get("message"))
         return data
+
+    # -- beyond chat (README "Beyond chat") -------------------------------------------
+    # Speech, OpenAI-compatible, the audio file as the body
+    # (https://platform.stepfun.com/docs/api-reference/audio/create_audio,
+    # https://platform.stepfun.ai/docs/en/api-reference/audio/create-audio): at most
+    # 1,000 characters; wav, mp3, flac, opus, pcm; speed 0.5-2; StepFun's own voices.
+    speech_models = ("step-tts-2", "step-tts-mini", "stepaudio-2.5-tts")
+    # Vision input (https://platform.stepfun.com/docs/guide/image_chat; unverified beyond
+    # the model names in this provider's own list).
+    vision_models = frozenset({"step-1v-8k", "step-1v-32k", "step-1o-turbo-vision",
+                               "step-1o-vision-32k", "step-r1-v-mini", "step-3"})
+
+    def speech_request(self, body, key):
+        if len(body["input"]) > 1000:
+            raise invalid_request(f"{self.name}: StepFun speaks at most 1,000 characters per "
+                                  "request.", param="input")
+        if body.get("response_format", "mp3") not in ("wav", "mp3", "flac", "opus", "pcm"):
+            raise invalid_request(f"{self.name}: StepFun gives wav, mp3, flac, opus or pcm.",
+                                  param="response_format")
+        if body.get("speed") is not None and not 0.5 <= body["speed"] <= 2.0:
+            raise invalid_request(f"{self.name}: StepFun's speed is 0.5 to 2.0.",
+                                  param="speed")
+        return self.json_request("/audio/speech", {k: body[k] for k in (
+            "model", "input", "voice", "response_format", "speed", "volume", "voice_label",
+            "instruction") if k in body}, key)
 
 
 @hookimpl

@@ -46,4 +46,42 @@ def make_app(state: State) -> web.Application:
     return web.Application([
         (r"/v1/chat/completions", Chat, {"state": state}),
         (r"/v1/models", Models, {"state": state, "ids": MODELS}),
-    ])
+    ] + [(path, handler, {"state": state}) for path, handler in EXTRA_ROUTES])
+
+
+# -- beyond chat: text to speech, OpenAI-compatible: the audio file is the body -----------
+# https://platform.stepfun.com/docs/api-reference/audio/create_audio. The audio leaves in
+# AUDIO's pieces; with `state.gate` (an asyncio.Event) set up, the rest waits for it.
+
+AUDIO = [b"ID3\x04step-audio-part-1|", b"part-2|", b"part-3"]
+VOICES = ("cixingnansheng", "linjiajiejie")
+TTS_MODELS = ("step-tts-mini", "step-tts-2", "stepaudio-2.5-tts")
+MEDIA = {"mp3": "audio/mpeg", "wav": "audio/wav", "flac": "audio/flac", "opus": "audio/ogg",
+         "pcm": "audio/pcm"}
+
+
+class Speech(Base):
+    async def post(self):
+        body = self.body()
+        if self.account() in (None, 401):
+            return self.json({"error": {"message": "Incorrect API key provided",
+                                        "type": "invalid_api_key"}}, 401)
+        fmt = body.get("response_format", "mp3")
+        problem = (body.get("model") not in TTS_MODELS and "model not found"
+                   or body.get("voice") not in VOICES and "voice not found"
+                   or len(body.get("input") or "") > 1000 and "input too long"
+                   or fmt not in MEDIA and "unsupported response_format")
+        if problem:
+            return self.json({"error": {"message": problem,
+                                        "type": "invalid_request_error"}}, 400)
+        self.set_header("Content-Type", MEDIA[fmt])
+        gate = self.state.__dict__.get("gate")
+        for i, piece in enumerate(AUDIO):
+            if i == 1 and gate is not None:
+                await gate.wait()
+            self.write(piece)
+            await self.flush()
+        self.finish()
+
+
+EXTRA_ROUTES = [(r"/v1/audio/speech", Speech)]
