@@ -86,6 +86,7 @@ from freeapi import sse
 from freeapi.errors import APIError, UpstreamError, upstream_failure, vendor_error
 from freeapi.handlers.base import ClientGone
 from freeapi.keys import redact
+from freeapi.modalities.vision import check_chat
 from freeapi.pipeline.accounting import AccountingMixin
 from freeapi.pipeline.failover import FailoverMixin, OpenStream, shutdown_error
 from freeapi.pipeline.history import ConversationMixin
@@ -176,6 +177,7 @@ class Pipeline(AccountingMixin, ConversationMixin, FailoverMixin, OperationMixin
     async def run(self, body: dict, *, model: str, stream: bool, token: str | None,
                   include_usage: bool = False, native=None) -> Answer | None:
         route = self.gateway.resolve(model)
+        check_chat(route, body, model)  # images to a text model, chat to an embedder: 400
         await self._admit(model, stream, route)
         await self._converse(body)
         if route.display == "fold":
