@@ -69,7 +69,7 @@ class Qwen(Provider):
                    "text-embedding-v3": (1024, 768, 512)}
     # Images: DashScope's asynchronous task API, which serves only these two models
     # (https://docs.qwencloud.com/api-reference/image-generation/qwen-text-to-image-async,
-    # polled with https://docs.qwencloud.com/api-reference/image-generation/qwen-text-to-image-task-query).
+    # polled per .../image-generation/qwen-text-to-image-task-query).
     image_models = ("qwen-image-plus", "qwen-image")
     # Their sizes. Unverified: the official size table was not retrievable; 1472*1140 and
     # 1140*1472 are as several third-party copies of it give them.
@@ -132,7 +132,8 @@ class Qwen(Provider):
         out = json.loads(raw)["output"]
         status = out.get("task_status")
         if status in ("PENDING", "RUNNING"):
-            return UpstreamRequest("GET", f"{self.native_base()}/tasks/{quote(str(out['task_id']), safe='')}",
+            task = quote(str(out["task_id"]), safe="")
+            return UpstreamRequest("GET", f"{self.native_base()}/tasks/{task}",
                                    self.auth_headers(key))
         if status == "SUCCEEDED":
             return {"data": [{"url": r["url"], **({"revised_prompt": r["actual_prompt"]}
