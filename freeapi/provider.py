@@ -244,8 +244,6 @@ class Provider:
     #: a set: a chat request with images to any other model is refused with a 400 naming
     #: one of these.
     vision_models: ClassVar[frozenset | None] = None
-    #: Chat models with the vendor's own web search.
-    search_models: ClassVar[frozenset] = frozenset()
 
     def modality_ids(self) -> list[str]:
         """The non-chat models this provider declares (routed like chat models)."""
@@ -264,7 +262,7 @@ class Provider:
         caps = ["chat"]
         if self.vision_models is not None and model in self.vision_models:
             caps.append("vision")
-        if model in self.search_models:
+        if self.search_body({"model": model, "messages": []}) is not None:
             caps.append("search")
         return caps
 
@@ -321,6 +319,15 @@ class Provider:
     #: How the vendor's speech answer arrives: "bytes" (the audio itself, relayed as it
     #: arrives), "sse" (events that `speech_decoder` decodes) or "json" (`speech_answer`).
     speech_transport: ClassVar[str] = "bytes"
+
+    def search_body(self, body: dict) -> dict | None:
+        """The chat body with the vendor's own web search turned on (the `-search` model
+        suffix), or None when the vendor offers none. Pure: return a new dict."""
+        return None
+
+    #: True when the vendor's search is a builtin tool whose calls the caller must hand
+    #: back (Kimi's `$web_search`): the gateway then completes those rounds itself.
+    search_round_trip: ClassVar[bool] = False
 
     def speech_decoder(self):
         """For the "sse" transport: a fresh callable (one per stream, so it may keep

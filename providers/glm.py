@@ -137,6 +137,16 @@ class GLM(Provider):
             out["quality"] = quality
         return self.json_request("/images/generations", out, key)
 
+    def search_body(self, body):
+        """`-search`: the `web_search` tool of "Web Search in Chat"
+        (https://docs.bigmodel.cn/cn/guide/tools/web-search; the tool's fields as in
+        https://docs.bigmodel.cn/api-reference/工具-api/网络搜索); sources come back in the
+        answer's top-level `web_search` list."""
+        tools = [t for t in body.get("tools") or ()
+                 if not (isinstance(t, dict) and t.get("type") == "web_search")]
+        return dict(body, tools=tools + [{"type": "web_search", "web_search": {
+            "enable": True, "search_engine": "search_std", "search_result": True}}])
+
 
 @hookimpl
 def register_providers(register):

@@ -52,6 +52,18 @@ class Kimi(Provider):
             raise vendor_error(self.name, 502, "unexpected answer from /users/me/balance") \
                 from None
 
+    # -- beyond chat (README "Beyond chat") -------------------------------------------
+    # Web search (`-search`): the builtin `$web_search` tool, whose calls the caller hands
+    # back as their own results (https://platform.moonshot.ai/docs/guide/use-web-search,
+    # https://platform.moonshot.cn/docs/guide/use-web-search); the gateway does that.
+    search_round_trip = True
+
+    def search_body(self, body):
+        tools = [t for t in body.get("tools") or () if not (
+            isinstance(t, dict) and (t.get("function") or {}).get("name") == "$web_search")]
+        return dict(body, tools=tools + [{"type": "builtin_function",
+                                          "function": {"name": "$web_search"}}])
+
 
 @hookimpl
 def register_providers(register):

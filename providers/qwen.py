@@ -148,6 +148,11 @@ class Qwen(Provider):
                            f"the image task {status.lower()}: {code} {message}".strip(),
                            code=code)
 
+    def search_body(self, body):
+        """`-search`: `enable_search: true` on chat completions
+        (https://www.alibabacloud.com/help/en/model-studio/web-search)."""
+        return dict(body, enable_search=True)
+
 
 @hookimpl
 def register_providers(register):

@@ -182,7 +182,12 @@ class Pipeline(AccountingMixin, ConversationMixin, FailoverMixin, OperationMixin
         await self._converse(body)
         if route.display == "fold":
             body["messages"] = strip_folded_reasoning(body["messages"])
-        if native is not None and self._conv is None:
+        if getattr(route, "search", False):  # the `-search` suffix (freeapi/modalities/search.py)
+            body = route.provider.search_body(body)
+            if route.provider.search_round_trip:
+                return await self._search_rounds(route, model, body, token, stream,
+                                                 include_usage)
+        elif native is not None and self._conv is None:
             self._native = native
         if not stream:
             return await self._complete(route, model, body, token)

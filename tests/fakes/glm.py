@@ -138,3 +138,39 @@ ERRORS.setdefault(1214, (400, "参数非法"))
 EXTRA_ROUTES = [(r"/api/paas/v4/embeddings", Embeddings), (r"/api/paas/v4/images/generations",
                                                            Images),
                 (r"/files/cogview.png", ImageFile)]
+
+
+# The web_search tool ("Web Search in Chat", https://docs.bigmodel.cn/cn/guide/tools/web-search):
+# a tool without its `web_search` object is refused; with search_result, the answer carries
+# a top-level `web_search` list of sources. (Chat is extended, not rewritten.)
+
+SOURCES = [{"title": "Example", "link": "https://example.com/a", "content": "…",
+            "refer": "ref_1", "media": "example.com"}]
+
+
+class _PlainChat(Chat):
+    pass
+
+
+class Chat(_PlainChat):  # noqa: F811
+    async def post(self):
+        import json as _json
+        body = _json.loads(self.request.body or b"{}")
+        tools = [t for t in body.get("tools") or () if isinstance(t, dict)
+                 and t.get("type") == "web_search"]
+        if not tools:
+            return await super().post()
+        opts = tools[0].get("web_search")
+        if not isinstance(opts, dict) or opts.get("enable") is not True:
+            self.body()
+            return self.json({"error": {"code": "1214", "message": "web_search tool requires "
+                                        "web_search object"}}, 400)
+        if opts.get("search_result") and not body.get("stream"):
+            original_json = self.json
+
+            def with_sources(obj, status=200):
+                if status == 200 and isinstance(obj, dict):
+                    obj = dict(obj, web_search=SOURCES)
+                original_json(obj, status)
+            self.json = with_sources
+        return await super().post()

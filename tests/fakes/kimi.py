@@ -70,3 +70,51 @@ def make_app(state: State) -> web.Application:
         (r"/v1/users/me/balance", Balance, {"state": state}),
         (r"/v1/models", Models, {"state": state, "ids": MODELS}),
     ])
+
+
+# -- beyond chat: the builtin $web_search tool ----------------------------------------------
+# https://platform.moonshot.ai/docs/guide/use-web-search: with the builtin tool declared,
+# the model first answers finish_reason "tool_calls" with a `$web_search` call; the caller
+# appends that message and a `tool` message whose content is the call's arguments as
+# they were, and asks again. Anything else in that tool message is refused here.
+# (Chat is extended, not rewritten: make_app looks the name up when called.)
+
+import json as _json  # noqa: E402
+
+SEARCH_ARGS = {"search_result": {"search_id": "ws-7f1c"}, "usage": {"total_tokens": 1536}}
+SEARCH_USAGE = {"prompt_tokens": 30, "completion_tokens": 8, "total_tokens": 38}
+SEARCHED = "Found it on the web."
+
+
+def _declares_search(body) -> bool:
+    return any(isinstance(t, dict) and t.get("type") == "builtin_function"
+               and (t.get("function") or {}).get("name") == "$web_search"
+               for t in body.get("tools") or ())
+
+
+class _PlainChat(Chat):
+    pass
+
+
+class Chat(_PlainChat):  # noqa: F811
+    async def post(self):
+        body = _json.loads(self.request.body or b"{}")
+        if not _declares_search(body) or self.account() in (None, 401, "poor"):
+            return await super().post()
+        self.body()  # record it
+        last = (body.get("messages") or [{}])[-1]
+        base = {"id": "cmpl-kimi-ws", "created": 1698999575, "model": body.get("model"),
+                "object": "chat.completion"}
+        if last.get("role") != "tool":
+            call = {"index": 0, "id": "web_search:0", "type": "builtin_function",
+                    "function": {"name": "$web_search", "arguments": _json.dumps(SEARCH_ARGS)}}
+            return self.json(dict(base, usage=SEARCH_USAGE, choices=[{
+                "index": 0, "finish_reason": "tool_calls",
+                "message": {"role": "assistant", "content": "", "tool_calls": [call]}}]))
+        if last.get("name") != "$web_search" or last.get("tool_call_id") != "web_search:0" \
+                or _json.loads(last.get("content") or "null") != SEARCH_ARGS:
+            return self.json({"error": {"message": "tool result does not match the call",
+                                        "type": "invalid_request_error"}}, 400)
+        self.json(dict(base, usage=SEARCH_USAGE, choices=[{
+            "index": 0, "finish_reason": "stop",
+            "message": {"role": "assistant", "content": SEARCHED}}]))
