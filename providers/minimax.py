@@ -124,7 +124,8 @@ class MiniMax(Provider):
         if fmt not in self._SPEECH_FORMATS:
             raise invalid_request(f"{self.name}: MiniMax streams {', '.join(self._SPEECH_FORMATS)}"
                                   f" audio, not {fmt}.", param="response_format")
-        speed = body.get("speed", 1)
+        speed = body.get("speed")
+        speed = 1 if speed is None else speed
         if not 0.5 <= speed <= 2.0:
             raise invalid_request(f"{self.name}: MiniMax's speed is 0.5 to 2.0.",
                                   param="speed")

@@ -231,3 +231,17 @@ async def test_a_client_that_leaves_stops_the_polling(gw):
     assert len(gw.qwen.requests) == polls  # nobody asks for a result nobody reads
     [entry] = await ledger(gateway, 1)
     assert entry["status"] == 499
+
+
+async def test_shutdown_ends_a_polling_image_request_with_503(gw):
+    base, gateway = gw()
+    task = asyncio.ensure_future(client(base).images.generate(model="qwen-image",
+                                                              prompt="!slow forever"))
+    for _ in range(100):
+        if any(q["path"].startswith("/api/v1/tasks/") for q in gw.qwen.requests):
+            break
+        await asyncio.sleep(0.05)
+    await asyncio.wait_for(gateway.drain(0.2), 5)
+    with pytest.raises(openai.APIStatusError) as e:
+        await task
+    assert e.value.status_code == 503 and e.value.body["code"] == "shutting_down"

@@ -114,3 +114,28 @@ async def test_a_client_that_leaves_mid_audio_stops_the_vendor(gw):
     [e] = await ledger(gateway, 1)
     assert e["status"] == 499 and e["endpoint"] == "speech"
     step.gate.set()
+
+
+async def test_speed_null_means_the_default(gw):
+    base = gw[0]
+    resp = await request(base + "/v1/audio/speech", "POST", {
+        "model": "speech-2.8-hd", "voice": "nova", "input": "hi", "speed": None}, key=GW)
+    assert resp.code == 200 and resp.body == b"".join(fake_mm.AUDIO)
+
+
+async def test_an_unreadable_audio_event_before_any_byte_is_a_502(gw):
+    base, gateway = gw[0], gw[1]
+    resp = await request(base + "/v1/audio/speech", "POST", {
+        "model": "speech-2.8-hd", "voice": "nova", "input": "!badhex"}, key=GW)
+    err = error_of(resp, 502)
+    assert "audio event" in err["message"]
+
+
+async def test_a_vendor_failing_mid_audio_never_looks_like_a_whole_file(gw):
+    base, gateway = gw[0], gw[1]
+    with pytest.raises(Exception) as e:
+        await client(base).audio.speech.create(model="speech-2.8-hd", voice="nova",
+                                               input="!cut here")
+    assert not isinstance(e.value, openai.APIStatusError)  # a broken body, not a 200
+    [entry] = await ledger(gateway, 1)
+    assert entry["error"] is not None and entry["endpoint"] == "speech"

@@ -88,7 +88,7 @@ class Speech(Operation):
             result.deadline = pipeline._deadline
             pieces = _chunks(result, provider.timeouts.idle)
         else:
-            pieces = _events(result, provider.speech_decoder())
+            pieces = _events(result, provider.speech_decoder(), provider)
         await _relay(pipeline, provider, pieces, mark)
 
 
@@ -97,14 +97,18 @@ async def _chunks(resp, idle):
         yield data
 
 
-async def _events(stream, decode):
+async def _events(stream, decode, provider):
     try:
         async for events in stream.batches():
             out = []
             for ev in events:
                 if ev == "[DONE]":
                     break
-                out.append(decode(ev))
+                try:
+                    out.append(decode(ev))
+                except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
+                    raise vendor_error(provider.name, 502, "an audio event was not "
+                                       "understood") from None
             yield b"".join(out)
     finally:
         stream.close()

@@ -125,8 +125,13 @@ class T2A(Base):
                               "extra_info": extra, "trace_id": "01b8bf9b",
                               "base_resp": {"status_code": 0, "status_msg": "success"}})
         self.start_stream()
+        if body["text"].startswith("!badhex"):  # a broken event, for the gateway's sake
+            return await self.event({"data": {"audio": "zz", "status": 1}})
         gate = self.state.__dict__.get("gate")
         for i, piece in enumerate(AUDIO):
+            if i == 1 and body["text"].startswith("!cut"):  # the connection dies mid-audio
+                self.request.connection.stream.close()
+                return
             if i == 1 and gate is not None:
                 await gate.wait()
             await self.event({"data": {"audio": piece.hex(), "status": 1, "ced": ""},
