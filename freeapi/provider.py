@@ -6,6 +6,7 @@ Providers never import Tornado.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from typing import ClassVar, Mapping
@@ -328,6 +329,49 @@ class Provider:
     #: True when the vendor's search is a builtin tool whose calls the caller must hand
     #: back (Kimi's `$web_search`): the gateway then completes those rounds itself.
     search_round_trip: ClassVar[bool] = False
+
+    #: Chat messages' `file` content parts: "refuse" (a 400, unless the provider extracts
+    #: documents with the hooks below) or "pass" (sent to the vendor as they are).
+    file_parts: ClassVar[str] = "refuse"
+
+    def document_upload(self, filename: str, media_type: str, data: bytes,
+                        key: str | None) -> UpstreamRequest | None:
+        """The upload of a document for text extraction, or None: no document API. Then
+        `document_id(raw)` reads the upload's answer, `document_text_request(file_id, key)`
+        asks for the text, `document_text(raw)` is what goes into the chat (a system
+        message), and `document_delete(file_id, key)` (optional) removes the vendor's
+        copy."""
+        return None
+
+    def document_id(self, raw: bytes) -> str:
+        file_id = json.loads(raw)["id"]
+        if not isinstance(file_id, str) or not file_id or "/" in file_id:
+            raise ValueError("no file id")
+        return file_id
+
+    def document_text_request(self, file_id: str, key: str | None) -> UpstreamRequest:
+        raise NotImplementedError
+
+    def document_text(self, raw: bytes) -> str:
+        return raw.decode("utf-8", "replace")
+
+    def document_delete(self, file_id: str, key: str | None) -> UpstreamRequest | None:
+        return None
+
+    def multipart_request(self, path: str, fields: dict, file_field: str, filename: str,
+                          media_type: str, data: bytes, key: str | None) -> UpstreamRequest:
+        """A multipart/form-data POST (RFC 7578) of `fields` and one file."""
+        boundary = "freeapi-" + hashlib.sha256(data).hexdigest()[:32]
+        safe = "".join("_" if c in '"\\\r\n' else c for c in filename)
+        parts = [f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n'
+                 f"{v}\r\n".encode() for k, v in fields.items()]
+        parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{file_field}"; '
+                     f'filename="{safe}"\r\nContent-Type: {media_type}\r\n\r\n'.encode()
+                     + data + b"\r\n")
+        parts.append(f"--{boundary}--\r\n".encode())
+        return UpstreamRequest("POST", self.base_url + path, {
+            "Content-Type": f"multipart/form-data; boundary={boundary}",
+            **self.auth_headers(key)}, b"".join(parts))
 
     def speech_decoder(self):
         """For the "sse" transport: a fresh callable (one per stream, so it may keep

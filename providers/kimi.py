@@ -64,6 +64,22 @@ class Kimi(Provider):
         return dict(body, tools=tools + [{"type": "builtin_function",
                                           "function": {"name": "$web_search"}}])
 
+    # Documents: the files API with purpose "file-extract"; the extracted text goes in a
+    # system message (https://platform.moonshot.ai/docs/api/files.en-US,
+    # https://platform.moonshot.ai/docs/guide/use-kimi-api-for-file-based-qa). At most
+    # 1,000 files per account: the gateway deletes its upload once it has the text.
+    def document_upload(self, filename, media_type, data, key):
+        return self.multipart_request("/files", {"purpose": "file-extract"}, "file",
+                                      filename, media_type, data, key)
+
+    def document_text_request(self, file_id, key):
+        return UpstreamRequest("GET", f"{self.base_url}/files/{file_id}/content",
+                               self.auth_headers(key))
+
+    def document_delete(self, file_id, key):
+        return UpstreamRequest("DELETE", f"{self.base_url}/files/{file_id}",
+                               self.auth_headers(key))
+
 
 @hookimpl
 def register_providers(register):

@@ -60,6 +60,7 @@ class OpenAICompatible(Provider):
     # (https://platform.openai.com/docs/api-reference/embeddings,
     # .../images/create, .../audio/createSpeech); whether it serves them is the server's.
     images_url_only = False  # it takes `response_format: b64_json` itself
+    file_parts = "pass"  # a `file` content part is the server's to take or refuse
 
     def embeddings_request(self, body, key):
         return self.json_request("/embeddings", body, key)

@@ -86,6 +86,7 @@ from freeapi import sse
 from freeapi.errors import APIError, UpstreamError, upstream_failure, vendor_error
 from freeapi.handlers.base import ClientGone
 from freeapi.keys import redact
+from freeapi.modalities.documents import has_files
 from freeapi.modalities.vision import check_chat
 from freeapi.pipeline.accounting import AccountingMixin
 from freeapi.pipeline.failover import FailoverMixin, OpenStream, shutdown_error
@@ -179,6 +180,8 @@ class Pipeline(AccountingMixin, ConversationMixin, FailoverMixin, OperationMixin
         route = self.gateway.resolve(model)
         check_chat(route, body, model)  # images to a text model, chat to an embedder: 400
         await self._admit(model, stream, route)
+        if route.provider.file_parts != "pass" and has_files(body["messages"]):
+            await self._documents(route, body, token)  # `file` parts: extracted text
         await self._converse(body)
         if route.display == "fold":
             body["messages"] = strip_folded_reasoning(body["messages"])

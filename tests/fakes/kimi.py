@@ -69,7 +69,7 @@ def make_app(state: State) -> web.Application:
         (r"/v1/chat/completions", Chat, {"state": state}),
         (r"/v1/users/me/balance", Balance, {"state": state}),
         (r"/v1/models", Models, {"state": state, "ids": MODELS}),
-    ])
+    ] + [(path, handler, {"state": state}) for path, handler in FILE_ROUTES])
 
 
 # -- beyond chat: the builtin $web_search tool ----------------------------------------------
@@ -118,3 +118,69 @@ class Chat(_PlainChat):  # noqa: F811
         self.json(dict(base, usage=SEARCH_USAGE, choices=[{
             "index": 0, "finish_reason": "stop",
             "message": {"role": "assistant", "content": SEARCHED}}]))
+
+
+# -- beyond chat: the files API with purpose "file-extract" ---------------------------------
+# https://platform.moonshot.ai/docs/api/files.en-US: a multipart upload (`file`, `purpose`),
+# the extraction as text at GET /v1/files/{id}/content, DELETE /v1/files/{id}.
+
+import itertools as _itertools  # noqa: E402
+
+_file_ids = _itertools.count(1)
+
+
+def _files(state) -> dict:
+    return state.__dict__.setdefault("files", {})
+
+
+class Files(Base):
+    def prepare(self):
+        self.state.requests.append({"path": self.request.path, "method": self.request.method,
+                                    "headers": dict(self.request.headers), "body": None})
+
+    def post(self):
+        if self.account() in (None, 401):
+            return self.json({"error": {"message": "Invalid Authentication",
+                                        "type": "invalid_authentication_error"}}, 401)
+        purpose = self.get_body_argument("purpose", None)
+        uploads = self.request.files.get("file") or []
+        if purpose != "file-extract" or len(uploads) != 1:
+            return self.json({"error": {"message": "purpose must be file-extract and one "
+                                        "file given", "type": "invalid_request_error"}}, 400)
+        up = uploads[0]
+        file_id = f"cq{next(_file_ids):06d}"
+        _files(self.state)[file_id] = {"filename": up.filename, "body": up.body,
+                                       "type": up.content_type, "key": self.key()}
+        self.json({"id": file_id, "object": "file", "bytes": len(up.body),
+                   "created_at": 1698999575, "filename": up.filename,
+                   "purpose": "file-extract", "status": "ok"})
+
+
+class FileItem(Base):
+    def prepare(self):
+        Files.prepare(self)
+
+    def _mine(self, file_id):
+        f = _files(self.state).get(file_id)
+        return f if f is not None and f["key"] == self.key() else None
+
+    def get(self, file_id):
+        f = self._mine(file_id)
+        if f is None:
+            return self.json({"error": {"message": "file not found",
+                                        "type": "resource_not_found_error"}}, 404)
+        text = f["body"].decode("utf-8", "replace")
+        self.set_header("Content-Type", "application/json")
+        self.finish(_json.dumps({"content": f"EXTRACTED: {text}", "file_type": f["type"],
+                                 "filename": f["filename"], "title": "", "type": "file"}))
+
+    def delete(self, file_id):
+        if self._mine(file_id) is None:
+            return self.json({"error": {"message": "file not found",
+                                        "type": "resource_not_found_error"}}, 404)
+        del _files(self.state)[file_id]
+        self.json({"deleted": True, "id": file_id, "object": "file"})
+
+
+FILE_ROUTES = [(r"/v1/files", Files), (r"/v1/files/([^/]+)/content", FileItem),
+               (r"/v1/files/([^/]+)", FileItem)]
