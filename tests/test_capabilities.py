@@ -28,8 +28,8 @@ async def test_models_list_their_capabilities(gw):
     base, _ = gw
     resp = await request(base + "/v1/models", key=None)
     caps = {m["id"]: m["capabilities"] for m in json.loads(resp.body)["data"]}
-    assert caps["glm-4v-flash"] == ["chat", "vision"]
-    assert caps["glm-4-flash"] == ["chat"]
+    assert caps["glm-4v-flash"] == ["chat", "vision", "search"]
+    assert caps["glm-4-flash"] == ["chat", "search"]
     assert caps["embedding-3"] == ["embeddings"]
     assert caps["cogview-3-flash"] == ["images"]
     assert caps["deepseek-chat"] == ["chat"]
