@@ -11,7 +11,7 @@ from tornado import web
 
 from freeapi.config import Config, ConfigError
 from freeapi.errors import APIError, UpstreamError, upstream_failure
-from freeapi.handlers.audio import SpeechHandler
+from freeapi.handlers.audio import SpeechHandler, TranscriptionsHandler
 from freeapi.handlers.base import NotFoundHandler
 from freeapi.handlers.chat import ChatCompletionsHandler
 from freeapi.handlers.conversations import ConversationHandler, ConversationsHandler
@@ -222,6 +222,7 @@ def make_app(gateway: Gateway) -> web.Application:
         (r"/(?:v1/)?chat/completions", ChatCompletionsHandler),
         (r"/(?:v1/)?embeddings", EmbeddingsHandler),
         (r"/(?:v1/)?audio/speech", SpeechHandler),
+        (r"/(?:v1/)?audio/transcriptions", TranscriptionsHandler),
         (r"/(?:v1/)?images/generations", ImagesHandler),
         (r"/(?:v1/)?models", ModelsHandler),
         (r"/(?:v1/)?models/(.+)", ModelHandler),

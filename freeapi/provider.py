@@ -6,8 +6,8 @@ Providers never import Tornado.
 
 from __future__ import annotations
 
-import hashlib
 import json
+import secrets
 from dataclasses import dataclass
 from typing import ClassVar, Mapping
 
@@ -241,6 +241,7 @@ class Provider:
     embedding_models: ClassVar[tuple[str, ...]] = ()
     image_models: ClassVar[tuple[str, ...]] = ()
     speech_models: ClassVar[tuple[str, ...]] = ()
+    transcription_models: ClassVar[tuple[str, ...]] = ()
     #: Chat models that take `image_url` parts. None: not declared (nothing is refused);
     #: a set: a chat request with images to any other model is refused with a 400 naming
     #: one of these.
@@ -249,7 +250,8 @@ class Provider:
     def modality_ids(self) -> list[str]:
         """The non-chat models this provider declares (routed like chat models)."""
         return [m for m in (*self.embedding_models, *self.image_models,
-                            *self.speech_models) if m not in self.models]
+                            *self.speech_models, *self.transcription_models)
+                if m not in self.models]
 
     def capabilities(self, model: str) -> list[str]:
         """What `model` can do, for GET /v1/models: chat, vision, embeddings, images,
@@ -260,6 +262,8 @@ class Provider:
             return ["images"]
         if model in self.speech_models:
             return ["speech"]
+        if model in self.transcription_models:
+            return ["transcription"]
         caps = ["chat"]
         if self.vision_models is not None and model in self.vision_models:
             caps.append("vision")
@@ -321,6 +325,12 @@ class Provider:
     #: arrives), "sse" (events that `speech_decoder` decodes) or "json" (`speech_answer`).
     speech_transport: ClassVar[str] = "bytes"
 
+    def transcriptions_request(self, body: dict, key: str | None) -> UpstreamRequest | None:
+        """POST /v1/audio/transcriptions. `body` has `model`, `file` ((filename, media
+        type, bytes)) and OpenAI's other form fields as strings. The vendor's answer goes
+        to the client as it is (JSON, or text for text/srt/vtt). None: not offered."""
+        return None
+
     def search_body(self, body: dict) -> dict | None:
         """The chat body with the vendor's own web search turned on (the `-search` model
         suffix), or None when the vendor offers none. Pure: return a new dict."""
@@ -361,13 +371,16 @@ class Provider:
     def multipart_request(self, path: str, fields: dict, file_field: str, filename: str,
                           media_type: str, data: bytes, key: str | None) -> UpstreamRequest:
         """A multipart/form-data POST (RFC 7578) of `fields` and one file."""
-        boundary = "freeapi-" + hashlib.sha256(data).hexdigest()[:32]
-        safe = "".join("_" if c in '"\\\r\n' else c for c in filename)
-        parts = [f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n'
-                 f"{v}\r\n".encode() for k, v in fields.items()]
-        parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{file_field}"; '
-                     f'filename="{safe}"\r\nContent-Type: {media_type}\r\n\r\n'.encode()
-                     + data + b"\r\n")
+        # Random: a client who could predict it could smuggle parts in through a field.
+        boundary = "freeapi-" + secrets.token_hex(16)
+
+        def safe(text):
+            return "".join("_" if c in '"\\\r\n' else c for c in str(text))
+        parts = [f'--{boundary}\r\nContent-Disposition: form-data; name="{safe(k)}"'
+                 f"\r\n\r\n{v}\r\n".encode() for k, v in fields.items()]
+        head = (f'--{boundary}\r\nContent-Disposition: form-data; name="{file_field}"; '
+                f'filename="{safe(filename)}"\r\nContent-Type: {safe(media_type)}\r\n\r\n')
+        parts.append(head.encode() + data + b"\r\n")
         parts.append(f"--{boundary}--\r\n".encode())
         return UpstreamRequest("POST", self.base_url + path, {
             "Content-Type": f"multipart/form-data; boundary={boundary}",

@@ -71,6 +71,12 @@ class OpenAICompatible(Provider):
     def speech_request(self, body, key):
         return self.json_request("/audio/speech", body, key)
 
+    def transcriptions_request(self, body, key):
+        name, media_type, data = body["file"]
+        fields = {k: v for k, v in body.items() if k != "file"}
+        return self.multipart_request("/audio/transcriptions", fields, "file", name,
+                                      media_type, data, key)
+
 
 @hookimpl
 def register_providers(register):

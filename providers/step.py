@@ -71,6 +71,19 @@ class Step(Provider):
             "model", "input", "voice", "response_format", "speed", "volume", "voice_label",
             "instruction") if k in body}, key)
 
+    # Transcription (https://platform.stepfun.com/docs/api-reference/audio/transcriptions):
+    # multipart, model step-asr, response_format json/text/srt/vtt, files under 100 MB.
+    transcription_models = ("step-asr",)
+
+    def transcriptions_request(self, body, key):
+        if body["response_format"] not in ("json", "text", "srt", "vtt"):
+            raise invalid_request(f"{self.name}: StepFun transcribes to json, text, srt or "
+                                  "vtt.", param="response_format")
+        name, media_type, data = body["file"]
+        fields = {k: body[k] for k in ("model", "response_format", "hotwords") if k in body}
+        return self.multipart_request("/audio/transcriptions", fields, "file", name,
+                                      media_type, data, key)
+
 
 @hookimpl
 def register_providers(register):

@@ -139,3 +139,61 @@ async def test_a_vendor_failing_mid_audio_never_looks_like_a_whole_file(gw):
     assert not isinstance(e.value, openai.APIStatusError)  # a broken body, not a 200
     [entry] = await ledger(gateway, 1)
     assert entry["error"] is not None and entry["endpoint"] == "speech"
+
+
+# -- speech to text -------------------------------------------------------------------------
+
+AUDIO_FILE = ("clip.mp3", b"ID3\x04" + b"\x00" * 64, "audio/mpeg")
+
+
+async def test_stepfun_transcription_with_the_sdk(gw):
+    base, gateway, step, _ = gw
+    c = client(base)
+    r = await c.audio.transcriptions.create(model="step-asr", file=AUDIO_FILE)
+    assert r.text == fake_step.TRANSCRIPT
+    sent = step.requests[-1]
+    assert sent["body"] == {"model": "step-asr", "response_format": "json"}
+    assert sent["files"]["file"] == [(AUDIO_FILE[0], AUDIO_FILE[2], AUDIO_FILE[1])]
+    text = await c.audio.transcriptions.create(model="step-asr", file=AUDIO_FILE,
+                                               response_format="text")
+    assert text.strip() == fake_step.TRANSCRIPT
+    rows = await ledger(gateway, 2)
+    assert [(e["endpoint"], e["provider"], e["status"]) for e in rows] == [
+        ("transcriptions", "step", 200)] * 2
+
+
+def form(fields: dict, files: dict) -> bytes:
+    """A multipart/form-data body, by hand (boundary "b0undary")."""
+    out = b""
+    for name, value in fields.items():
+        out += (f'--b0undary\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n'
+                f"{value}\r\n").encode()
+    for name, (filename, data, media_type) in files.items():
+        out += (f'--b0undary\r\nContent-Disposition: form-data; name="{name}"; '
+                f'filename="{filename}"\r\nContent-Type: {media_type}\r\n\r\n').encode()
+        out += data + b"\r\n"
+    return out + b"--b0undary--\r\n"
+
+
+@pytest.mark.parametrize("fields,files,param,words", [
+    ({"model": "step-asr"}, {}, "file", "`file` is required"),
+    ({"model": "step-asr", "response_format": "verbose_json"}, {"file": AUDIO_FILE},
+     "response_format", "json, text, srt or vtt"),
+    ({"model": "step-tts-mini"}, {"file": AUDIO_FILE}, "model", "step-asr"),
+    ({}, {"file": AUDIO_FILE}, "model", "`model` is required"),
+])
+async def test_a_transcription_the_vendor_refuses_is_a_clear_400(gw, fields, files, param,
+                                                                  words):
+    base, _, step, _ = gw
+    resp = await request(base + "/v1/audio/transcriptions", "POST", form(fields, files),
+                         key=GW, headers={
+                             "Content-Type": "multipart/form-data; boundary=b0undary"})
+    err = error_of(resp, 400)
+    assert err["param"] == param and words in err["message"], err
+    assert not any(q["path"] == "/v1/audio/transcriptions" for q in step.requests)
+
+
+async def test_a_transcription_as_json_is_a_clear_400(gw):
+    resp = await request(gw[0] + "/v1/audio/transcriptions", "POST", {"model": "step-asr"},
+                         key=GW)
+    assert error_of(resp, 400)["code"] == "invalid_content_type"

@@ -58,10 +58,11 @@ class Operation:
         p = route.provider
         declared = getattr(p, f"{_ATTR[self.capability]}")
         model = route.upstream_model
-        if declared and model not in declared and model in p.models:
+        if declared and model not in declared and (model in p.models
+                                                   or model in p.modality_ids()):
             raise invalid_request(
-                f"The model {self.model!r} is a chat model; {p.name} serves "
-                f"{self.capability} with: {', '.join(declared)}.", param="model",
+                f"The model {self.model!r} is not a {self.capability} model; {p.name} "
+                f"serves {self.capability} with: {', '.join(declared)}.", param="model",
                 code="model_not_supported")
         if not self.offered(route):
             raise invalid_request(f"The provider {p.name} (model {self.model!r}) offers no "
@@ -76,4 +77,4 @@ class Operation:
 
 
 _ATTR = {"embeddings": "embedding_models", "images": "image_models",
-         "speech": "speech_models"}
+         "speech": "speech_models", "transcription": "transcription_models"}

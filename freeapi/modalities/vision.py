@@ -13,7 +13,9 @@ from freeapi.errors import invalid_request
 
 _OTHER_DOOR = (("embedding_models", "embeddings", "POST /v1/embeddings"),
                ("image_models", "image generation", "POST /v1/images/generations"),
-               ("speech_models", "speech", "POST /v1/audio/speech"))
+               ("speech_models", "speech", "POST /v1/audio/speech"),
+               ("transcription_models", "transcription",
+                "POST /v1/audio/transcriptions"))
 
 
 def has_images(messages) -> bool:

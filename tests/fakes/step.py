@@ -85,3 +85,39 @@ class Speech(Base):
 
 
 EXTRA_ROUTES = [(r"/v1/audio/speech", Speech)]
+
+
+# -- speech to text: multipart, as documented -----------------------------------------------
+# https://platform.stepfun.com/docs/api-reference/audio/transcriptions: model step-asr,
+# response_format json, text, srt or vtt (required), one audio `file`.
+
+TRANSCRIPT = "测试录制音频"
+
+
+class Transcriptions(Base):
+    def prepare(self):
+        self.state.requests.append({
+            "path": self.request.path, "headers": dict(self.request.headers),
+            "body": {k: v[0].decode() for k, v in self.request.body_arguments.items()},
+            "files": {k: [(f.filename, f.content_type, f.body) for f in v]
+                      for k, v in self.request.files.items()}})
+
+    def post(self):
+        if self.account() in (None, 401):
+            return self.json({"error": {"message": "Incorrect API key provided",
+                                        "type": "invalid_api_key"}}, 401)
+        model = self.get_body_argument("model", None)
+        fmt = self.get_body_argument("response_format", None)
+        uploads = self.request.files.get("file") or []
+        if model != "step-asr" or fmt not in ("json", "text", "srt", "vtt") \
+                or len(uploads) != 1 or not uploads[0].body:
+            return self.json({"error": {"message": "invalid parameters",
+                                        "type": "invalid_request_error"}}, 400)
+        if fmt == "json":
+            return self.json({"text": TRANSCRIPT})
+        self.set_header("Content-Type", "text/plain; charset=utf-8")
+        self.finish(TRANSCRIPT if fmt == "text" else f"1\n00:00:00,000 --> 00:00:01,000\n"
+                    f"{TRANSCRIPT}\n")
+
+
+EXTRA_ROUTES.append((r"/v1/audio/transcriptions", Transcriptions))
