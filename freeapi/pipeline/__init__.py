@@ -43,8 +43,9 @@ Then in `post()`::
 `Pipeline.run(body, *, model, stream, token, include_usage=False, native=None)`:
 
 - `body` is the chat-completions body (`messages` required; `model` is replaced by the
-  route's upstream model per attempt). It may be changed in place (conversation history,
-  folded reasoning cut).
+  route's upstream model per attempt; a retired name's translation adds its defaults).
+  It may be changed in place (conversation history, the reasoning a display mode kept
+  from the client put back: freeapi/reasoning.py).
 - `model` is the name the client asked for: it is resolved (the `models:` map,
   `provider/model`, suffixes), checked against the caller's limits, recorded in the
   ledger, and put back into every answer.
@@ -82,7 +83,7 @@ from dataclasses import dataclass
 
 from tornado.iostream import StreamClosedError
 
-from freeapi import sse
+from freeapi import reasoning, sse
 from freeapi.errors import APIError, UpstreamError, upstream_failure, vendor_error
 from freeapi.handlers.base import ClientGone
 from freeapi.keys import redact
@@ -92,7 +93,7 @@ from freeapi.pipeline.accounting import AccountingMixin
 from freeapi.pipeline.failover import FailoverMixin, OpenStream, shutdown_error
 from freeapi.pipeline.history import ConversationMixin
 from freeapi.pipeline.operations import OperationMixin
-from freeapi.relay import StreamRelay, assemble, complete, strip_folded_reasoning, unchanged
+from freeapi.relay import StreamRelay, assemble, complete, unchanged
 from freeapi.routing import Route
 
 __all__ = ["Answer", "Pipeline", "shutdown_error"]
@@ -183,8 +184,9 @@ class Pipeline(AccountingMixin, ConversationMixin, FailoverMixin, OperationMixin
         if route.provider.file_parts != "pass" and has_files(body["messages"]):
             await self._documents(route, body, token)  # `file` parts: extracted text
         await self._converse(body)
-        if route.display == "fold":
-            body["messages"] = strip_folded_reasoning(body["messages"])
+        if route.display:  # put back the reasoning the display mode kept from the client
+            body["messages"] = await reasoning.for_vendor(
+                self.gateway.store, route.display, body["messages"], owner=self._owner())
         if getattr(route, "search", False):  # the `-search` suffix (freeapi/modalities/search.py)
             body = route.provider.search_body(body)
             if route.provider.search_round_trip:
@@ -214,6 +216,7 @@ class Pipeline(AccountingMixin, ConversationMixin, FailoverMixin, OperationMixin
         if route.provider.stream_only(route.upstream_model):
             self._native = None  # the stream is assembled from chat chunks
             got, route = await self._collect(route, model, body, token)
+            await self._remember_reasoning(route, got)
             return self._parsed(complete(got, route, model))
         raw, route = await self._attempt(route, model, body, token, stream=False)
         if self.native:
@@ -236,6 +239,7 @@ class Pipeline(AccountingMixin, ConversationMixin, FailoverMixin, OperationMixin
         except (ValueError, UnicodeDecodeError, RecursionError):
             raise vendor_error(route.provider.name, 502, "the answer was not a JSON "
                                "object") from None
+        await self._remember_reasoning(route, data)
         return self._parsed(complete(data, route, model))
 
     def _parsed(self, data: dict) -> Answer:
@@ -263,11 +267,30 @@ class Pipeline(AccountingMixin, ConversationMixin, FailoverMixin, OperationMixin
             else:
                 relay = StreamRelay(route, model, include_usage=include_usage, keys=keys)
                 self._watch_relay(relay)
+                if route.display == "silent":
+                    relay.on_finish = lambda answer: setattr(self, "_hidden", (route, answer))
                 encoder = h.chat_encoder(relay)
             if not self._client_gone:
                 await self._relay(resp, encoder, route.provider)
         finally:
             writer.stop()
+
+    _hidden = None  # (route, what a -silent stream kept from the client), at its end
+
+    async def _remember_reasoning(self, route: Route, result) -> None:
+        """-silent: keep the reasoning of an answer that ended in tool calls, for the turn
+        that brings their results back (freeapi/reasoning.py)."""
+        if route.display == "silent":
+            cfg = self.gateway.config.reasoning
+            await reasoning.remember(self.gateway.store, result, owner=self._owner(),
+                                     ttl=cfg.ttl, max_chars=cfg.max_chars)
+
+    async def _ending(self, tail: bytes) -> bytes:
+        """A complete stream's last bytes, once what it hid is remembered."""
+        if self._hidden is not None:
+            (route, answer), self._hidden = self._hidden, None
+            await self._remember_reasoning(route, answer)
+        return tail
 
     async def _relay(self, stream: OpenStream, encoder, provider):
         writer, h = self._writer, self.handler
@@ -278,7 +301,8 @@ class Pipeline(AccountingMixin, ConversationMixin, FailoverMixin, OperationMixin
                     out = []
                     for ev in events:
                         if ev == "[DONE]":
-                            await writer.send(b"".join(out) + encoder.finish())
+                            await writer.send(await self._ending(b"".join(out)
+                                                                 + encoder.finish()))
                             writer.stop()
                             h.finish()  # the client is done; draining is ours alone
                             await stream.drain()
@@ -289,7 +313,7 @@ class Pipeline(AccountingMixin, ConversationMixin, FailoverMixin, OperationMixin
                     if out:
                         await writer.send(b"".join(out))
                 # A clean end without [DONE] (some servers omit it) still completes.
-                await writer.send(encoder.finish())
+                await writer.send(await self._ending(encoder.finish()))
             except UpstreamError as e:
                 if self._client_gone:
                     return
