@@ -18,6 +18,15 @@ _OTHER_DOOR = (("embedding_models", "embeddings", "POST /v1/embeddings"),
                 "POST /v1/audio/transcriptions"))
 
 
+def has_parts(messages) -> bool:
+    """Whether any message has content parts (a list): the one pass every chat request
+    pays; images and files are looked for only when it is true."""
+    for m in messages:
+        if isinstance(m, dict) and type(m.get("content")) is list:
+            return True
+    return False
+
+
 def has_images(messages) -> bool:
     for m in messages:
         content = m.get("content") if isinstance(m, dict) else None
@@ -28,15 +37,27 @@ def has_images(messages) -> bool:
     return False
 
 
-def check_chat(route, body: dict, model: str) -> None:
-    """Raise the 400 for a chat request this route's model cannot serve."""
+def _other_doors(p) -> dict:
+    """The provider's non-chat models -> (what, endpoint), built once per provider."""
+    table = p.__dict__.get("_freeapi_other_doors")
+    if table is None:
+        table = {m: (what, door) for attr, what, door in _OTHER_DOOR
+                 for m in getattr(p, attr)}
+        p.__dict__["_freeapi_other_doors"] = table
+    return table
+
+
+def check_chat(route, body: dict, model: str, parts: bool = True) -> None:
+    """Raise the 400 for a chat request this route's model cannot serve. `parts`: the
+    request has content parts (see has_parts); without, only the model is checked."""
     p, upstream = route.provider, route.upstream_model
-    for attr, what, door in _OTHER_DOOR:
-        if upstream in getattr(p, attr):
-            raise invalid_request(f"The model {model!r} is a {what} model, not a chat model: "
-                                  f"use {door}.", param="model", code="model_not_supported")
+    other = _other_doors(p)
+    if other and upstream in other:
+        what, door = other[upstream]
+        raise invalid_request(f"The model {model!r} is a {what} model, not a chat model: "
+                              f"use {door}.", param="model", code="model_not_supported")
     vision = p.vision_models
-    if vision is None or upstream in vision or upstream not in p.models:
+    if not parts or vision is None or upstream in vision or upstream not in p.models:
         return
     if has_images(body.get("messages") or ()):
         listed = sorted(v for v in vision if v in p.models) or sorted(vision)

@@ -88,7 +88,7 @@ from freeapi.errors import APIError, UpstreamError, upstream_failure, vendor_err
 from freeapi.handlers.base import ClientGone
 from freeapi.keys import redact
 from freeapi.modalities.documents import has_files
-from freeapi.modalities.vision import check_chat
+from freeapi.modalities.vision import check_chat, has_parts
 from freeapi.pipeline.accounting import AccountingMixin
 from freeapi.pipeline.failover import FailoverMixin, OpenStream, shutdown_error
 from freeapi.pipeline.history import ConversationMixin
@@ -179,9 +179,10 @@ class Pipeline(AccountingMixin, ConversationMixin, FailoverMixin, OperationMixin
     async def run(self, body: dict, *, model: str, stream: bool, token: str | None,
                   include_usage: bool = False, native=None) -> Answer | None:
         route = self.gateway.resolve(model)
-        check_chat(route, body, model)  # images to a text model, chat to an embedder: 400
+        parts = has_parts(body["messages"])  # content parts: images, files (one cheap pass)
+        check_chat(route, body, model, parts)  # images to a text model, chat to an embedder
         await self._admit(model, stream, route)
-        if route.provider.file_parts != "pass" and has_files(body["messages"]):
+        if parts and route.provider.file_parts != "pass" and has_files(body["messages"]):
             await self._documents(route, body, token)  # `file` parts: extracted text
         await self._converse(body)
         if route.display:  # put back the reasoning the display mode kept from the client
