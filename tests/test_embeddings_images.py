@@ -92,7 +92,7 @@ async def test_qwen_embeddings_through_the_compatible_mode(gw):
     ("embedding-3", {"input": ""}, "input", "non-empty"),
     ("embedding-3", {"input": "x", "encoding_format": "int8"}, "encoding_format", "base64"),
     ("glm-4-flash", {"input": "x"}, "model", "embedding-3"),
-    ("deepseek-chat", {"input": "x"}, "model", "offers no embeddings"),
+    ("deepseek-flash", {"input": "x"}, "model", "offers no embeddings"),
 ])
 async def test_input_a_vendor_refuses_is_a_clear_400_before_anything_is_sent(
         gw, model, body, param, words):
@@ -164,12 +164,16 @@ async def test_a_size_the_vendor_refuses_is_a_clear_400(gw, model, size, words):
     assert e.value.body["param"] == "size" and words in e.value.body["message"]
 
 
-async def test_an_oversize_request_is_a_413(gw):
-    base, _ = gw()
+async def test_an_oversize_request_is_a_413_and_a_long_prompt_a_400(make_gateway):
+    base, _ = make_gateway({"auth": {"keys": [ALICE]},
+                            "server": {"max_body_size": 1 << 20}})
     resp = await request(base + "/v1/images/generations", "POST",
-                         b'{"model": "cogview-3-flash", "prompt": "' + b"x" * (17 << 20)
+                         b'{"model": "cogview-3-flash", "prompt": "' + b"x" * (2 << 20)
                          + b'"}', key=ALICE, timeout=30)
     assert error_of(resp, 413)["code"] == "request_too_large"
+    resp = await request(base + "/v1/images/generations", "POST", {
+        "model": "cogview-3-flash", "prompt": "x" * 40000}, key=ALICE)
+    assert error_of(resp, 400)["param"] == "prompt"
 
 
 # -- images: Qwen-Image's asynchronous tasks -----------------------------------------------

@@ -82,8 +82,8 @@ async def test_qwen_search_switch(gw):
 async def test_search_on_a_vendor_without_it_is_a_clear_400(gw):
     base, _, _ = gw
     err = error_of(await request(base + "/v1/chat/completions", "POST", {
-        "model": "deepseek-chat-search", "messages": ASK}, key="x"), 400)
-    assert err["code"] == "search_not_supported" and "'deepseek-chat'" in err["message"]
+        "model": "deepseek-flash-search", "messages": ASK}, key="x"), 400)
+    assert err["code"] == "search_not_supported" and "'deepseek-flash'" in err["message"]
     err = error_of(await request(base + "/v1/chat/completions", "POST", {
         "model": "no-such-model-search", "messages": ASK}, key="x"), 404)
     assert "no-such-model-search" in err["message"]
@@ -94,4 +94,4 @@ async def test_search_is_a_listed_capability(gw):
     caps = {m["id"]: m["capabilities"] for m in json.loads(
         (await request(base + "/v1/models", key="x")).body)["data"]}
     assert "search" in caps["glm-4-flash"] and "search" in caps["moonshot-v1-8k"]
-    assert "search" in caps["qwen-plus"] and "search" not in caps["deepseek-chat"]
+    assert "search" in caps["qwen-plus"] and "search" not in caps["deepseek-flash"]

@@ -68,7 +68,8 @@ class Chat(Base):
 
 
 def make_app(state: State) -> web.Application:
-    return web.Application([(r"/api/paas/v4/chat/completions", Chat, {"state": state})] + [
+    return web.Application([(r"/api/paas/v4/chat/completions", WebSearchChat,
+                             {"state": state})] + [
         (path, handler, {"state": state}) for path, handler in EXTRA_ROUTES])
 
 
@@ -142,17 +143,13 @@ EXTRA_ROUTES = [(r"/api/paas/v4/embeddings", Embeddings), (r"/api/paas/v4/images
 
 # The web_search tool ("Web Search in Chat", https://docs.bigmodel.cn/cn/guide/tools/web-search):
 # a tool without its `web_search` object is refused; with search_result, the answer carries
-# a top-level `web_search` list of sources. (Chat is extended, not rewritten.)
+# a top-level `web_search` list of sources.
 
 SOURCES = [{"title": "Example", "link": "https://example.com/a", "content": "…",
             "refer": "ref_1", "media": "example.com"}]
 
 
-class _PlainChat(Chat):
-    pass
-
-
-class Chat(_PlainChat):  # noqa: F811
+class WebSearchChat(Chat):
     async def post(self):
         import json as _json
         body = _json.loads(self.request.body or b"{}")

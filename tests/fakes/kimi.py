@@ -112,7 +112,7 @@ class ToolLoopChat(Chat):
 
 def make_app(state: State) -> web.Application:
     return web.Application([
-        (r"/v1/chat/completions", ToolLoopChat, {"state": state}),
+        (r"/v1/chat/completions", WebSearchChat, {"state": state}),
         (r"/v1/users/me/balance", Balance, {"state": state}),
         (r"/v1/models", Models, {"state": state, "ids": MODELS}),
     ] + [(path, handler, {"state": state}) for path, handler in FILE_ROUTES])
@@ -123,7 +123,6 @@ def make_app(state: State) -> web.Application:
 # the model first answers finish_reason "tool_calls" with a `$web_search` call; the caller
 # appends that message and a `tool` message whose content is the call's arguments as
 # they were, and asks again. Anything else in that tool message is refused here.
-# (Chat is extended, not rewritten: make_app looks the name up when called.)
 
 import json as _json  # noqa: E402
 
@@ -138,11 +137,7 @@ def _declares_search(body) -> bool:
                for t in body.get("tools") or ())
 
 
-class _PlainChat(Chat):
-    pass
-
-
-class Chat(_PlainChat):  # noqa: F811
+class WebSearchChat(ToolLoopChat):
     async def post(self):
         body = _json.loads(self.request.body or b"{}")
         if not _declares_search(body) or self.account() in (None, 401, "poor"):
