@@ -164,9 +164,11 @@ class GLM(Provider):
     # Images: https://docs.bigmodel.cn/api-reference/模型-api/图像生成 (URLs only;
     # cogview-3-flash is free per https://docs.bigmodel.cn/cn/guide/start/model-overview).
     image_models = ("cogview-3-flash", "cogview-4", "cogview-4-250304", "glm-image")
-    # Vision: the free glm-4v-flash (https://docs.bigmodel.cn/cn/guide/start/model-overview).
-    vision_models = frozenset({"glm-4v-flash", "glm-4v", "glm-4v-plus", "glm-4v-plus-0111",
-                               "glm-4.1v-thinking-flash", "glm-4.5v"})
+    # Vision: the model overview's vision table
+    # (https://docs.bigmodel.cn/cn/guide/start/model-overview): glm-4.6v in this list;
+    # the others named so that, if routed, they are never refused images.
+    vision_models = frozenset({"glm-4.6v", "glm-4.5v", "glm-4.1v-thinking-flash",
+                               "glm-4v-flash", "glm-4v-plus-0111"})
 
     def embeddings_request(self, body, key):
         inp, model = body["input"], body["model"]

@@ -121,10 +121,10 @@ class Kimi(Provider):
 
     # -- beyond chat (README "Beyond chat") -------------------------------------------
     # Vision: https://platform.moonshot.ai/docs/guide/use-kimi-vision-model names the
-    # vision previews and kimi-k2.5 ("and so on"); kimi-latest is kept on the safe side
-    # (a declared model is never refused images).
+    # vision previews and kimi-k2.5 ("and so on"); its successor kimi-k2.6 is kept on the
+    # safe side (a declared model is never refused images).
     vision_models = frozenset({"moonshot-v1-8k-vision-preview", "moonshot-v1-32k-vision-preview",
-                               "moonshot-v1-128k-vision-preview", "kimi-k2.5", "kimi-latest"})
+                               "moonshot-v1-128k-vision-preview", "kimi-k2.5", "kimi-k2.6"})
     # Web search (`-search`): the builtin `$web_search` tool, whose calls the caller hands
     # back as their own results (https://platform.moonshot.ai/docs/guide/use-web-search,
     # https://platform.moonshot.cn/docs/guide/use-web-search); the gateway does that.

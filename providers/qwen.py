@@ -115,8 +115,12 @@ class Qwen(Provider):
     _IMAGE_SIZES = ("1664*928", "1472*1140", "1328*1328", "1140*1472", "928*1664")
     _OPENAI_SIZES = {"1024x1024": "1328*1328", "1792x1024": "1664*928",
                      "1024x1792": "928*1664"}
-    vision_models = frozenset({"qwen-vl-max", "qwen-vl-plus", "qwen-vl-ocr", "qvq-max",
-                               "qwen-omni-turbo", "qwen3-vl-plus", "qwen3-vl-flash"})
+    # Vision (https://help.aliyun.com/zh/model-studio/visual-reasoning and the model
+    # list): Qwen3-VL, QVQ, and the natively multimodal Qwen3.6/3.7 (kept on the safe side:
+    # a declared model is never refused images); qwen-plus and qwq-plus take text only.
+    vision_models = frozenset({"qwen3-vl-plus", "qwen3-vl-flash", "qvq-max", "qwen-vl-max",
+                               "qwen-vl-plus", "qwen3.7-max", "qwen3.7-plus",
+                               "qwen3.6-flash"})
 
     def native_base(self) -> str:
         """DashScope's native API root beside the OpenAI-compatible one (same region)."""

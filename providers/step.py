@@ -61,10 +61,10 @@ class Step(Provider):
     # https://platform.stepfun.ai/docs/en/api-reference/audio/create-audio): at most
     # 1,000 characters; wav, mp3, flac, opus, pcm; speed 0.5-2; StepFun's own voices.
     speech_models = ("step-tts-2", "step-tts-mini", "stepaudio-2.5-tts")
-    # Vision input (https://platform.stepfun.com/docs/guide/image_chat; unverified beyond
-    # the model names in this provider's own list).
-    vision_models = frozenset({"step-1v-8k", "step-1v-32k", "step-1o-turbo-vision",
-                               "step-1o-vision-32k", "step-r1-v-mini", "step-3"})
+    # Vision input (https://platform.stepfun.ai/docs/en/guides/models/vision): the vision
+    # models and step-3.7-flash (images and video); step-3.5-flash takes text only.
+    vision_models = frozenset({"step-3.7-flash", "step-1o-turbo-vision", "step-1o-vision-32k",
+                               "step-1v-8k", "step-1v-32k", "step-r1-v-mini", "step-3"})
 
     def speech_request(self, body, key):
         if len(body["input"]) > 1000:

@@ -28,11 +28,11 @@ async def test_models_list_their_capabilities(gw):
     base, _ = gw
     resp = await request(base + "/v1/models", key=None)
     caps = {m["id"]: m["capabilities"] for m in json.loads(resp.body)["data"]}
-    assert caps["glm-4v-flash"] == ["chat", "vision", "search"]
-    assert caps["glm-4-flash"] == ["chat", "search"]
+    assert caps["glm-4.6v"] == ["chat", "vision", "search"]
+    assert caps["glm-4.7-flash"] == ["chat", "search"]
     assert caps["embedding-3"] == ["embeddings"]
     assert caps["cogview-3-flash"] == ["images"]
-    assert caps["deepseek-flash"][0] == "chat" and "search" not in caps["deepseek-flash"]
+    assert caps["deepseek-flash"] == ["chat", "vision"]
     one = json.loads((await request(base + "/v1/models/cogview-3-flash", key=None)).body)
     assert one["capabilities"] == ["images"]
 
@@ -40,23 +40,23 @@ async def test_models_list_their_capabilities(gw):
 async def test_images_to_a_text_model_are_a_400_naming_a_vision_model(gw):
     base, state = gw
     resp = await request(base + "/v1/chat/completions", "POST",
-                         {"model": "glm-4-flash", "messages": PICTURE}, key=None)
+                         {"model": "glm-4.7-flash", "messages": PICTURE}, key=None)
     err = error_of(resp, 400)
-    assert err["code"] == "model_not_vision" and "glm-4v-flash" in err["message"]
+    assert err["code"] == "model_not_vision" and "glm-4.6v" in err["message"]
     assert state.requests == []  # the vendor never saw it
 
 
 async def test_images_to_a_vision_model_or_an_unlisted_model_pass(gw):
     base, state = gw
     resp = await request(base + "/v1/chat/completions", "POST",
-                         {"model": "glm-4.5", "messages": [{"role": "user", "content": "hi"}]},
+                         {"model": "glm-4.7", "messages": [{"role": "user", "content": "hi"}]},
                          key=None)
     assert resp.code == 200  # text to a text model: untouched
-    for model in ("glm-4v-flash", "glm/glm-5v-turbo"):
+    for model in ("glm-4.6v", "glm/glm-5v-turbo"):
         await request(base + "/v1/chat/completions", "POST",
                       {"model": model, "messages": PICTURE}, key=None)
     sent = [q["body"]["model"] for q in state.requests]
-    assert sent == ["glm-4.5", "glm-4v-flash", "glm-5v-turbo"]
+    assert sent == ["glm-4.7", "glm-4.6v", "glm-5v-turbo"]
     assert state.requests[-1]["body"]["messages"] == PICTURE  # the image went as it was
 
 

@@ -65,7 +65,7 @@ async def test_the_sdk_sends_a_file_part(gw):
 
 
 @pytest.mark.parametrize("body,code,words", [
-    (with_file(model="glm-4-flash"), "documents_not_supported", "no document API"),
+    (with_file(model="glm-4.7-flash"), "documents_not_supported", "no document API"),
     (with_file(file_id="file-abc", file_data=None), "file_id_not_supported", "file_data"),
     (with_file(file_data="data:text/plain;base64,@@@"), None, "not valid base64"),
     (with_file(file_data="https://example.com/x.pdf"), None, "data: URL"),

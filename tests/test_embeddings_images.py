@@ -91,7 +91,7 @@ async def test_qwen_embeddings_through_the_compatible_mode(gw):
     ("text-embedding-v4", {"input": ["x"] * 11}, "input", "at most 10"),
     ("embedding-3", {"input": ""}, "input", "non-empty"),
     ("embedding-3", {"input": "x", "encoding_format": "int8"}, "encoding_format", "base64"),
-    ("glm-4-flash", {"input": "x"}, "model", "embedding-3"),
+    ("glm-4.7-flash", {"input": "x"}, "model", "embedding-3"),
     ("deepseek-flash", {"input": "x"}, "model", "offers no embeddings"),
 ])
 async def test_input_a_vendor_refuses_is_a_clear_400_before_anything_is_sent(

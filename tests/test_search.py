@@ -61,12 +61,12 @@ async def test_kimi_search_as_a_stream(gw):
 async def test_glm_search_tool_and_its_sources(gw):
     base, _, states = gw
     resp = await request(base + "/v1/chat/completions", "POST",
-                         {"model": "glm-4-flash-search", "messages": ASK}, key="x")
+                         {"model": "glm-4.7-flash-search", "messages": ASK}, key="x")
     data = json.loads(resp.body)
     assert resp.code == 200 and data["web_search"] == fake_glm.SOURCES
-    assert data["model"] == "glm-4-flash-search"
+    assert data["model"] == "glm-4.7-flash-search"
     sent = states["glm"].requests[-1]["body"]
-    assert sent["model"] == "glm-4-flash" and sent["tools"][0]["type"] == "web_search"
+    assert sent["model"] == "glm-4.7-flash" and sent["tools"][0]["type"] == "web_search"
     assert sent["tools"][0]["web_search"]["enable"] is True
 
 
@@ -93,5 +93,5 @@ async def test_search_is_a_listed_capability(gw):
     base, _, _ = gw
     caps = {m["id"]: m["capabilities"] for m in json.loads(
         (await request(base + "/v1/models", key="x")).body)["data"]}
-    assert "search" in caps["glm-4-flash"] and "search" in caps["moonshot-v1-8k"]
+    assert "search" in caps["glm-4.7-flash"] and "search" in caps["moonshot-v1-8k"]
     assert "search" in caps["qwen-plus"] and "search" not in caps["deepseek-flash"]

@@ -90,7 +90,7 @@ async def test_audio_reaches_the_client_as_it_arrives(gw, fake_name, model, voic
      "1,000 characters"),
     ("step-tts-mini", {"voice": "cixingnansheng", "speed": 9}, 400, "speed", "0.25"),
     ("step-tts-mini", {"voice": ""}, 400, "voice", "voice"),
-    ("step-3", {"voice": "cixingnansheng"}, 400, "model", "step-tts-mini"),
+    ("step-3.5-flash", {"voice": "cixingnansheng"}, 400, "model", "step-tts-mini"),
     ("deepseek-flash", {"voice": "alloy"}, 400, "model", "offers no speech"),
 ])
 async def test_what_a_vendor_refuses_is_a_clear_400(gw, model, body, status, param, words):
