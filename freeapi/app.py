@@ -17,6 +17,7 @@ from freeapi.handlers.base import NotFoundHandler
 from freeapi.handlers.chat import ChatCompletionsHandler
 from freeapi.handlers.conversations import ConversationHandler, ConversationsHandler
 from freeapi.handlers.embeddings import EmbeddingsHandler
+from freeapi.handlers.files import FileContentHandler, FileHandler, FilesHandler
 from freeapi.handlers.health import HealthHandler, PingHandler
 from freeapi.handlers.images import ImagesHandler
 from freeapi.handlers.models import ModelHandler, ModelsHandler
@@ -226,6 +227,9 @@ def make_app(gateway: Gateway) -> web.Application:
         (r"/(?:v1/)?audio/speech", SpeechHandler),
         (r"/(?:v1/)?audio/transcriptions", TranscriptionsHandler),
         (r"/(?:v1/)?images/generations", ImagesHandler),
+        (r"/v1/files", FilesHandler),
+        (r"/v1/files/([^/]+)", FileHandler),
+        (r"/v1/files/([^/]+)/content", FileContentHandler),
         (r"/(?:v1/)?models", ModelsHandler),
         (r"/(?:v1/)?models/(.+)", ModelHandler),
         (r"/token/check", TokenCheckHandler),

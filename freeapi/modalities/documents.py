@@ -19,6 +19,7 @@ import hashlib
 import re
 
 from freeapi.errors import invalid_request
+from freeapi.modalities import files
 
 NS = "docx"
 TTL = 7 * 86400
@@ -35,16 +36,16 @@ def has_files(messages) -> bool:
     return False
 
 
-def read_part(part: dict, where: str) -> tuple[str, str, bytes]:
-    """(filename, media type, bytes) of a `file` part; a 400 for anything else."""
+async def read_part(part: dict, where: str, store, owner: str) -> tuple[str, str, bytes]:
+    """(filename, media type, bytes) of a `file` part: inline `file_data`, or a `file_id`
+    of the caller's from POST /v1/files; a 400 (or 404) for anything else."""
     f = part.get("file")
     if not isinstance(f, dict):
-        raise invalid_request(f"`{where}.file` must be an object with `file_data`.",
-                              param=where)
+        raise invalid_request(f"`{where}.file` must be an object with `file_data` or "
+                              "`file_id`.", param=where)
     if f.get("file_id") is not None and f.get("file_data") is None:
-        raise invalid_request(f"`{where}.file.file_id`: this gateway keeps no files; send "
-                              "the file itself as `file_data` (a data: URL).", param=where,
-                              code="file_id_not_supported")
+        rec = await files.load(store, f["file_id"], owner)
+        return rec["filename"], rec["media_type"], base64.b64decode(rec["data"])
     data = f.get("file_data")
     m = _DATA_URL.match(data) if isinstance(data, str) else None
     if not m:

@@ -194,7 +194,8 @@ class OperationMixin:
                 if not (isinstance(part, dict) and part.get("type") == "file"):
                     keep.append(part)
                     continue
-                name, media_type, raw = documents.read_part(part, f"messages[{i}].content[{j}]")
+                name, media_type, raw = await documents.read_part(
+                    part, f"messages[{i}].content[{j}]", self.gateway.store, self._owner())
                 out.append({"role": "system",
                             "content": await self._extract(p, name, media_type, raw, token)})
             out.append(dict(m, content=keep or ""))
