@@ -101,3 +101,4 @@ async def test_a_file_id_from_post_v1_files_is_read_like_file_data(gw):
     assert got.body == b"uploaded notes 51c2"
     await c.files.delete(f.id)
     assert (await request(base + f"/v1/files/{f.id}", key=ALICE)).code == 404
+    await c.close()
