@@ -1,15 +1,24 @@
-"""GET /v1/models: only the models the gateway can serve for this caller."""
+"""GET /v1/models: only the models the gateway can serve for this caller. Each entry says
+what the model can do (`capabilities`: chat, vision, embeddings, images, speech, search),
+from its provider's declarations."""
 
 from freeapi.errors import APIError
 from freeapi.handlers.base import APIHandler
+
+
+def _capabilities(route) -> list[str]:
+    return route.provider.capabilities(route.upstream_model)
 
 
 class ModelsHandler(APIHandler):
     def get(self):
         self.client_token()
         gw, caller = self.gateway, self.caller
-        self.write_json({"object": "list", "data": gw.catalog.listing(
-            lambda name, route: gw.servable(caller, name, route))})
+        catalog = gw.catalog
+        data = catalog.listing(lambda name, route: gw.servable(caller, name, route))
+        for entry in data:
+            entry["capabilities"] = _capabilities(catalog.resolve(entry["id"]))
+        self.write_json({"object": "list", "data": data})
 
 
 class ModelHandler(APIHandler):
@@ -21,4 +30,5 @@ class ModelHandler(APIHandler):
             raise APIError(404, f"The model {model[:80]!r} is not available to this caller.",
                            param="model", code="model_not_found")
         self.write_json({"id": model, "object": "model", "created": gw.catalog.created,
-                         "owned_by": route.provider.owned_by})
+                         "owned_by": route.provider.owned_by,
+                         "capabilities": _capabilities(route)})
