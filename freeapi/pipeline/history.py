@@ -96,8 +96,11 @@ class ConversationMixin:
                 raise needs_credentials()
             return  # conversations.store keeps nothing for callers without credentials
         if cid is None:
-            if await may_start(self.gateway.store, owner, cfg) is not None:
-                return  # over max_per_caller: answered, just not stored
+            try:
+                if await may_start(self.gateway.store, owner, cfg) is not None:
+                    return  # over max_per_caller: answered, just not stored
+            except APIError:
+                return  # the store is down: answered, just not stored (as before)
             cid, turns = conv.new_id(), []
         else:
             turns = await stored_turns(self.gateway.store, cid, owner)
