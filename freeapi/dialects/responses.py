@@ -245,6 +245,18 @@ def _format(text) -> dict | None:
                           param="text.format.type")
 
 
+def _merge_system(messages: list) -> list:
+    """Consecutive system messages (instructions, then Codex's developer items) as one:
+    several vendors take a single system message, and only as the first."""
+    out: list = []
+    for m in messages:
+        if m["role"] == "system" and out and out[-1]["role"] == "system":
+            out[-1] = {"role": "system", "content": out[-1]["content"] + "\n\n" + m["content"]}
+        else:
+            out.append(m)
+    return out
+
+
 def _check(body: dict) -> tuple[str, bool]:
     model = body.get("model")
     if not isinstance(model, str) or not model.strip():
@@ -293,7 +305,7 @@ def to_chat(body: dict, history: list | None = None) -> Translation:
     # stay out of `messages`, which is what a continuation builds on.
     system = [{"role": "system", "content": body["instructions"]}] \
         if body.get("instructions") else []
-    chat["messages"] = system + messages
+    chat["messages"] = _merge_system(system + messages)
     if not chat["messages"]:
         raise invalid_request("`input` has nothing to send to the model.", param="input")
     tools = _tools(body.get("tools"), dropped)

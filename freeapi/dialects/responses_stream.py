@@ -65,7 +65,7 @@ class EventStream:
         return self._ev("response.output_item.added", output_index=len(self.output),
                         item=item)
 
-    def _close(self) -> bytes:
+    def _close(self, status: str = "completed") -> bytes:
         item, self._open = self._open, None
         if item is None:
             return b""
@@ -89,7 +89,7 @@ class EventStream:
             out += self._ev("response.function_call_arguments.done", item_id=item["id"],
                             output_index=i, arguments=item["arguments"])
         if item.get("status") == "in_progress":
-            item["status"] = "completed"
+            item["status"] = status
         self.output.append(item)
         return out + self._ev("response.output_item.done", output_index=i, item=item)
 
@@ -109,18 +109,22 @@ class EventStream:
         return out + self._ev("response.reasoning_text.delta", item_id=item["id"],
                               output_index=len(self.output), content_index=0, delta=delta)
 
-    def _text(self, delta: str) -> bytes:
-        out = b""
+    def _message(self) -> tuple[dict, bytes]:
+        """The open message item, opened (with its one output_text part) if need be."""
         item = self._open
-        if item is None or item["type"] != "message":
-            out += self._close()
-            item = message_item("", status="in_progress")
-            item["content"] = []
-            out += self._add(item)
-            out += self._ev("response.content_part.added", item_id=item["id"],
-                            output_index=len(self.output), content_index=0,
-                            part=output_text(""))
-            item["content"] = [output_text("")]
+        if item is not None and item["type"] == "message":
+            return item, b""
+        out = self._close()
+        item = message_item("", status="in_progress")
+        item["content"] = []
+        out += self._add(item)
+        out += self._ev("response.content_part.added", item_id=item["id"],
+                        output_index=len(self.output), content_index=0, part=output_text(""))
+        item["content"] = [output_text("")]
+        return item, out
+
+    def _text(self, delta: str) -> bytes:
+        item, out = self._message()
         item["content"][0]["text"] += delta
         return out + self._ev("response.output_text.delta", item_id=item["id"],
                               output_index=len(self.output), content_index=0, delta=delta,
@@ -182,15 +186,12 @@ class EventStream:
     def end(self) -> bytes:
         """The vendor's stream ended normally: close what is open, then the final event."""
         self.ended = True
-        out = self._close()
-        if not self.output:
-            out += self._add(message_item("", status="in_progress"))
-            out += self._close()
         status = status_of(self.finish)
-        if status == "incomplete":
-            for item in self.output:
-                if item["type"] == "message":
-                    item["status"] = "incomplete"
+        out = b""
+        if self._open is None and not self.output:  # an empty answer: one empty message
+            out += self._message()[1]
+        # Cut at the token limit: the item being written is incomplete, as OpenAI marks it.
+        out += self._close("incomplete" if status == "incomplete" else "completed")
         final = self._response(status, usage_=usage(self.usage), finish=self.finish)
         self.final = final
         kind = "response.completed" if status == "completed" else "response.incomplete"
