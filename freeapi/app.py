@@ -16,6 +16,7 @@ from freeapi.handlers.chat import ChatCompletionsHandler
 from freeapi.handlers.conversations import ConversationHandler, ConversationsHandler
 from freeapi.handlers.health import HealthHandler, PingHandler
 from freeapi.handlers.models import ModelHandler, ModelsHandler
+from freeapi.handlers.responses import ResponseHandler, ResponsesHandler
 from freeapi.handlers.tokens import TokenCheckHandler
 from freeapi.handlers.keys import KeysHandler
 from freeapi.healthsync import HealthSync
@@ -223,6 +224,8 @@ def make_app(gateway: Gateway) -> web.Application:
         (r"/v1/keys", KeysHandler),
         (r"/v1/conversations", ConversationsHandler),
         (r"/v1/conversations/([^/]+)", ConversationHandler),
+        (r"/(?:v1/)?responses", ResponsesHandler),
+        (r"/(?:v1/)?responses/([^/]+)", ResponseHandler),
         (r"/ping", PingHandler),
         (r"/healthz", HealthHandler),
     ]

@@ -11,6 +11,7 @@ import yaml
 
 from freeapi.config_state import (ConversationsConfig, Price, StateConfig,
                                   parse_conversations, parse_prices, parse_state)
+from freeapi.config_state import ResponsesConfig, parse_responses
 from freeapi.configbase import (ConfigError, _expect, _integer, _interpolate, _mapping,
                                 _number, _string_list, _unknown)
 
@@ -100,6 +101,7 @@ class Config:
     state: StateConfig = field(default_factory=StateConfig)
     prices: dict[str, Price] = field(default_factory=dict)
     conversations: ConversationsConfig = field(default_factory=ConversationsConfig)
+    responses: ResponsesConfig = field(default_factory=ResponsesConfig)
 
 
 _LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -177,7 +179,7 @@ def parse_config(raw, provider_types: dict, base_dir: str | None = None) -> Conf
     config file's directory, which relative paths are relative to (None: no file)."""
     root = _interpolate(_mapping(raw, ""), "")
     _unknown(root, {"server", "auth", "providers", "models", "fallbacks", "failover", "state",
-                    "prices", "conversations"}, "")
+                    "prices", "conversations", "responses"}, "")
     cfg = Config()
 
     server = _mapping(root.get("server"), "server")
@@ -269,6 +271,7 @@ def parse_config(raw, provider_types: dict, base_dir: str | None = None) -> Conf
     cfg.state = parse_state(root.get("state"), base_dir)
     cfg.prices = parse_prices(root.get("prices"))
     cfg.conversations = parse_conversations(root.get("conversations"))
+    cfg.responses = parse_responses(root.get("responses"))
 
     if not cfg.gateway_keys and not cfg.allow_anonymous:
         for pc in cfg.providers.values():

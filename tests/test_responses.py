@@ -1,0 +1,353 @@
+"""POST /v1/responses and GET / DELETE /v1/responses/{id}: the official `openai` SDK's
+Responses client against freeapi in front of a chat-completions-only vendor
+(tests/fakes/agent_vendor.py), which answers 400 to anything its documented rules forbid
+(built-in tools, a tool turn without its reasoning, a tool result nobody asked for)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import openai
+import pytest
+
+from tests.fakes import agent_vendor as fake
+from tests.helpers import error_of, request, sse_events
+
+ALICE, BOB = "gw-key-alice-0001", "gw-key-bob-0000002"
+MODEL = "agent/thinker"
+WEATHER = {"type": "function", "name": "get_weather", "description": "Weather of a city.",
+           "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
+                          "required": ["city"]}}
+
+
+@pytest.fixture
+def vendor(io_loop):
+    state = fake.State()
+    url, server = fake.start(state)
+    state.url = url
+    yield state
+    server.stop()
+
+
+@pytest.fixture
+def gw(make_gateway, vendor):
+    """(base URL, Gateway) with two gateway keys and the agent vendor as `agent`."""
+    return make_gateway({
+        "auth": {"keys": [ALICE, BOB]},
+        "providers": {"agent": {"type": "openai", "base_url": vendor.url,
+                                "api_keys": [fake.KEY], "models": [fake.MODEL],
+                                "discover": False}}})
+
+
+def sdk(base, key=ALICE) -> openai.AsyncOpenAI:
+    return openai.AsyncOpenAI(base_url=base + "/v1", api_key=key, max_retries=0)
+
+
+async def ledger(gateway, n):
+    for _ in range(200):
+        await gateway.store.flush()
+        rows = await gateway.store.ledger()
+        if len(rows) >= n:
+            return rows
+        await asyncio.sleep(0.01)
+    return rows
+
+
+# -- one response -------------------------------------------------------------------------
+
+async def test_sdk_create_returns_reasoning_text_and_usage(gw, vendor):
+    base, gateway = gw
+    r = await sdk(base).responses.create(model=MODEL, input="hi", instructions="Be brief.")
+    assert r.object == "response" and r.status == "completed" and r.model == MODEL
+    assert r.id.startswith("resp_")
+    assert r.output_text == fake.GREETING
+    assert [item.type for item in r.output] == ["reasoning", "message"]
+    assert r.output[0].content[0].text == fake.REASONING
+    assert (r.usage.input_tokens, r.usage.output_tokens, r.usage.total_tokens) == (40, 12, 52)
+    assert r.usage.input_tokens_details.cached_tokens == 32
+    assert r.usage.output_tokens_details.reasoning_tokens == 8
+    sent = vendor.requests[0]
+    assert sent["model"] == fake.MODEL
+    assert sent["messages"] == [{"role": "system", "content": "Be brief."},
+                                {"role": "user", "content": "hi"}]
+    [entry] = await ledger(gateway, 1)
+    assert entry["endpoint"] == "responses" and entry["status"] == 200
+    assert (entry["prompt_tokens"], entry["completion_tokens"]) == (40, 12)
+
+
+async def test_sdk_stream_sends_the_events_in_order(gw, vendor):
+    base, gateway = gw
+    stream = await sdk(base).responses.create(model=MODEL, input="hi", stream=True)
+    events = [e async for e in stream]
+    kinds = [e.type for e in events]
+    assert kinds[:2] == ["response.created", "response.in_progress"]
+    assert kinds[-1] == "response.completed"
+    assert [e.sequence_number for e in events] == list(range(len(events)))
+    text = "".join(e.delta for e in events if e.type == "response.output_text.delta")
+    reasoning = "".join(e.delta for e in events if e.type == "response.reasoning_text.delta")
+    assert text == fake.GREETING and reasoning.strip() == fake.REASONING
+    final = events[-1].response
+    assert final.output_text == fake.GREETING and final.usage.total_tokens == 52
+    # Every item is added before its deltas and done after them, one at a time.
+    opened = [e.output_index for e in events if e.type == "response.output_item.added"]
+    closed = [e.output_index for e in events if e.type == "response.output_item.done"]
+    assert opened == closed == [0, 1]
+    assert vendor.requests[0]["stream_options"] == {"include_usage": True}
+    [entry] = await ledger(gateway, 1)
+    assert entry["endpoint"] == "responses" and entry["stream"] is True
+    assert entry["error"] is None and entry["total_tokens"] == 52
+
+
+async def test_sdk_stream_helper_assembles_the_final_response(gw):
+    base, _ = gw
+    async with sdk(base).responses.stream(model=MODEL, input="hi") as stream:
+        final = await stream.get_final_response()
+    assert final.output_text == fake.GREETING and final.status == "completed"
+
+
+async def test_stream_keeps_alive_and_is_plain_sse(gw):
+    base, _ = gw
+    resp = await request(base + "/v1/responses", "POST",
+                         {"model": MODEL, "input": "hi", "stream": True}, key=ALICE)
+    assert resp.code == 200
+    assert resp.headers["Content-Type"].startswith("text/event-stream")
+    blocks = resp.body.decode().split("\n\n")[:-1]
+    for block in blocks:
+        name, data = block.split("\n")
+        assert name == "event: " + json.loads(data[6:])["type"]
+    assert b"[DONE]" not in resp.body  # OpenAI's Responses streams have no terminator
+
+
+# -- tool loops ---------------------------------------------------------------------------
+
+async def test_tool_loop_by_sending_the_items_back(gw, vendor):
+    base, _ = gw
+    client = sdk(base)
+    first = await client.responses.create(model=MODEL, input="weather in Paris?",
+                                          tools=[WEATHER], store=False)
+    call = first.output[-1]
+    assert call.type == "function_call" and call.name == "get_weather"
+    assert json.loads(call.arguments) == {"city": "Paris"}
+    assert first.output[0].type == "reasoning"
+    items = [{"role": "user", "content": "weather in Paris?"}]
+    items += [item.model_dump(exclude_none=True) for item in first.output]
+    items.append({"type": "function_call_output", "call_id": call.call_id,
+                  "output": "sunny, 21 C"})
+    final = await client.responses.create(model=MODEL, input=items, tools=[WEATHER],
+                                          store=False)
+    assert final.output_text == fake.QUOTE + "sunny, 21 C"
+    # The vendor got the tool turn back with its reasoning (it answers 400 without).
+    turn = vendor.requests[1]["messages"][1]
+    assert turn["reasoning_content"] == fake.REASONING
+    assert turn["tool_calls"][0]["id"] == call.call_id
+    assert vendor.rejected == []
+
+
+async def test_tool_loop_streamed(gw, vendor):
+    base, _ = gw
+    client = sdk(base)
+    stream = await client.responses.create(model=MODEL, input="weather?", tools=[WEATHER],
+                                           stream=True, store=False)
+    events = [e async for e in stream]
+    args = "".join(e.delta for e in events
+                   if e.type == "response.function_call_arguments.delta")
+    done = [e for e in events if e.type == "response.function_call_arguments.done"]
+    assert json.loads(args) == {"city": "Paris"} and done[0].arguments == args
+    output = events[-1].response.output
+    items = [{"role": "user", "content": "weather?"}]
+    items += [item.model_dump(exclude_none=True) for item in output]
+    items.append({"type": "function_call_output", "call_id": output[-1].call_id,
+                  "output": "rain"})
+    async with client.responses.stream(model=MODEL, input=items, tools=[WEATHER],
+                                       store=False) as s:
+        final = await s.get_final_response()
+    assert final.output_text == fake.QUOTE + "rain"
+    assert vendor.rejected == []
+
+
+async def test_previous_response_id_continues_with_the_stored_reasoning(gw, vendor):
+    base, _ = gw
+    client = sdk(base)
+    first = await client.responses.create(model=MODEL, input="weather?", tools=[WEATHER],
+                                          instructions="Use tools.")
+    call = first.output[-1]
+    final = await client.responses.create(
+        model=MODEL, previous_response_id=first.id, tools=[WEATHER],
+        input=[{"type": "function_call_output", "call_id": call.call_id, "output": "fog"}])
+    assert final.output_text == fake.QUOTE + "fog"
+    assert final.previous_response_id == first.id
+    sent = vendor.requests[1]["messages"]
+    # Instructions are not carried over (OpenAI's rule); the tool turn keeps its reasoning.
+    assert sent[0] == {"role": "user", "content": "weather?"}
+    assert sent[1]["reasoning_content"] == fake.REASONING
+    assert sent[2] == {"role": "tool", "tool_call_id": call.call_id, "content": "fog"}
+    # A chain: the answer can be continued in turn.
+    again = await client.responses.create(model=MODEL, input="thanks",
+                                          previous_response_id=final.id)
+    assert [m["role"] for m in vendor.requests[2]["messages"]] == \
+        ["user", "assistant", "tool", "assistant", "user"]
+    assert again.output_text == fake.GREETING and vendor.rejected == []
+
+
+async def test_a_streamed_response_is_stored_too(gw, vendor):
+    base, gateway = gw
+    client = sdk(base)
+    stream = await client.responses.create(model=MODEL, input="hi", stream=True)
+    final = [e async for e in stream][-1].response
+    await gateway.store.settle()
+    got = await client.responses.retrieve(final.id)
+    assert got.output_text == fake.GREETING and got.status == "completed"
+    await client.responses.create(model=MODEL, input="more", previous_response_id=final.id)
+    assert [m["role"] for m in vendor.requests[1]["messages"]] == \
+        ["user", "assistant", "user"]
+
+
+# -- stored responses ---------------------------------------------------------------------
+
+async def test_get_then_delete_a_stored_response(gw):
+    base, gateway = gw
+    client = sdk(base)
+    r = await client.responses.create(model=MODEL, input="hi")
+    await gateway.store.settle()
+    got = await client.responses.retrieve(r.id)
+    assert got.model_dump() == r.model_dump()
+    resp = await request(f"{base}/v1/responses/{r.id}", "DELETE", key=ALICE)
+    assert resp.code == 200
+    assert json.loads(resp.body) == {"id": r.id, "object": "response.deleted", "deleted": True}
+    with pytest.raises(openai.NotFoundError):
+        await client.responses.retrieve(r.id)
+    err = error_of(await request(f"{base}/v1/responses/{r.id}", "DELETE", key=ALICE), 404)
+    assert err["code"] == "response_not_found"
+
+
+async def test_another_caller_gets_404(gw, vendor):
+    base, gateway = gw
+    r = await sdk(base, ALICE).responses.create(model=MODEL, input="hi")
+    await gateway.store.settle()
+    bob = sdk(base, BOB)
+    with pytest.raises(openai.NotFoundError):
+        await bob.responses.retrieve(r.id)
+    with pytest.raises(openai.NotFoundError) as e:
+        await bob.responses.create(model=MODEL, input="x", previous_response_id=r.id)
+    assert e.value.body["param"] == "previous_response_id"
+    err = error_of(await request(f"{base}/v1/responses/{r.id}", "DELETE", key=BOB), 404)
+    assert err["code"] == "response_not_found"
+    assert (await sdk(base, ALICE).responses.retrieve(r.id)).id == r.id  # still there
+    assert len(vendor.requests) == 1  # Bob's continuation never reached the vendor
+
+
+async def test_store_false_keeps_nothing(gw):
+    base, gateway = gw
+    r = await sdk(base).responses.create(model=MODEL, input="hi", store=False)
+    assert r.store is False
+    await gateway.store.settle()
+    with pytest.raises(openai.NotFoundError):
+        await sdk(base).responses.retrieve(r.id)
+
+
+async def test_stored_responses_expire_after_the_ttl(make_gateway, vendor):
+    base, gateway = make_gateway({
+        "auth": {"keys": [ALICE]}, "responses": {"ttl": 0.2},
+        "providers": {"agent": {"type": "openai", "base_url": vendor.url,
+                                "api_keys": [fake.KEY], "models": [fake.MODEL],
+                                "discover": False}}})
+    r = await sdk(base).responses.create(model=MODEL, input="hi")
+    await gateway.store.settle()
+    await asyncio.sleep(0.4)
+    with pytest.raises(openai.NotFoundError):
+        await sdk(base).responses.retrieve(r.id)
+
+
+async def test_a_response_larger_than_max_bytes_cannot_be_continued(make_gateway, vendor):
+    base, gateway = make_gateway({
+        "auth": {"keys": [ALICE]}, "responses": {"max_bytes": 3000},
+        "providers": {"agent": {"type": "openai", "base_url": vendor.url,
+                                "api_keys": [fake.KEY], "models": [fake.MODEL],
+                                "discover": False}}})
+    r = await sdk(base).responses.create(model=MODEL, input="x" * 4000)
+    await gateway.store.settle()
+    assert (await sdk(base).responses.retrieve(r.id)).output_text == fake.GREETING
+    with pytest.raises(openai.BadRequestError) as e:
+        await sdk(base).responses.create(model=MODEL, input="y", previous_response_id=r.id)
+    assert e.value.code == "previous_response_too_large"
+
+
+# -- errors and what a vendor cannot do ---------------------------------------------------
+
+async def test_builtin_tools_are_left_out_with_a_warning_header(gw, vendor):
+    base, _ = gw
+    raw = await sdk(base).responses.with_raw_response.create(
+        model=MODEL, input="weather?",
+        tools=[{"type": "web_search"}, WEATHER,
+               {"type": "file_search", "vector_store_ids": ["vs_1"]}])
+    assert "web_search" in raw.headers["x-freeapi-warning"]
+    assert "file_search" in raw.headers["x-freeapi-warning"]
+    r = raw.parse()
+    assert r.output[-1].type == "function_call"
+    assert [t["function"]["name"] for t in vendor.requests[0]["tools"]] == ["get_weather"]
+    assert vendor.rejected == []
+
+
+async def test_bad_bodies_get_openai_shaped_400s(gw, vendor):
+    base, _ = gw
+    url = base + "/v1/responses"
+    err = error_of(await request(url, "POST", b"{not json", key=ALICE), 400)
+    assert err["code"] == "invalid_json"
+    err = error_of(await request(url, "POST", {"model": MODEL}, key=ALICE), 400)
+    assert err["param"] == "input"
+    err = error_of(await request(url, "POST", {"model": MODEL, "input": [{"type": "x"}]},
+                                 key=ALICE), 400)
+    assert err["param"] == "input[0].type"
+    with pytest.raises(openai.BadRequestError):
+        await sdk(base).responses.create(model=MODEL, input="hi", max_output_tokens=0)
+    assert vendor.requests == []
+
+
+async def test_unknown_fields_are_ignored(gw):
+    base, _ = gw
+    body = {"model": MODEL, "input": "hi", "include": ["reasoning.encrypted_content"],
+            "prompt_cache_key": "k", "client_metadata": {"a": "b"}, "service_tier": "auto",
+            "text": {"verbosity": "low"}, "reasoning": {"summary": "auto"},
+            "something_new_in_2027": {"x": [1, 2]}, "truncation": "auto"}
+    resp = await request(base + "/v1/responses", "POST", body, key=ALICE)
+    assert resp.code == 200, resp.body
+    assert json.loads(resp.body)["status"] == "completed"
+
+
+async def test_unknown_model_is_404_and_bad_key_401(gw):
+    base, _ = gw
+    with pytest.raises(openai.NotFoundError) as e:
+        await sdk(base).responses.create(model="agent/nope-model", input="hi")
+    assert e.value.code == "model_not_found"
+    with pytest.raises(openai.AuthenticationError):
+        await sdk(base, "gw-key-wrong-0009").responses.create(model=MODEL, input="hi")
+    err = error_of(await request(base + "/v1/responses/resp_" + "0" * 32, key=ALICE), 404)
+    assert err["code"] == "response_not_found"
+
+
+async def test_a_vendor_error_keeps_its_status(gw, vendor):
+    base, _ = gw
+    # A tool result with no call before it: the vendor says 400, the client gets 400.
+    with pytest.raises(openai.BadRequestError) as e:
+        await sdk(base).responses.create(model=MODEL, input=[
+            {"type": "function_call_output", "call_id": "call_x", "output": "?"}])
+    assert "tool" in e.value.message and vendor.rejected
+
+
+async def test_a_stream_cut_mid_way_ends_with_response_failed(gw):
+    base, gateway = gw
+    resp = await request(base + "/v1/responses", "POST",
+                         {"model": MODEL, "input": "!cut", "stream": True}, key=ALICE)
+    events = [json.loads(e) for e in sse_events(resp.body)]
+    assert events[0]["type"] == "response.created"
+    assert events[-1]["type"] == "response.failed"
+    failed = events[-1]["response"]
+    assert failed["status"] == "failed" and failed["error"]["code"] == "server_error"
+    assert "incomplete" in failed["error"]["message"]
+    assert sum(e["type"] == "response.failed" for e in events) == 1
+    await gateway.store.settle()
+    resp = await request(f"{base}/v1/responses/{failed['id']}", key=ALICE)
+    assert resp.code == 404  # a failed response is not kept to be continued
+    [entry] = await ledger(gateway, 1)
+    assert entry["endpoint"] == "responses" and entry["error"] is not None
