@@ -318,7 +318,7 @@ async def test_unknown_fields_are_ignored(gw):
 async def test_unknown_model_is_404_and_bad_key_401(gw):
     base, _ = gw
     with pytest.raises(openai.NotFoundError) as e:
-        await sdk(base).responses.create(model="agent/nope-model", input="hi")
+        await sdk(base).responses.create(model="no-such-model", input="hi")
     assert e.value.code == "model_not_found"
     with pytest.raises(openai.AuthenticationError):
         await sdk(base, "gw-key-wrong-0009").responses.create(model=MODEL, input="hi")
