@@ -1,7 +1,7 @@
-"""Failover for one chat request: keys from the pool, retries, the fallback chain.
+"""Failover for one request: keys from the pool, retries, the fallback chain.
 
 Everything here happens before the first byte of an answer reaches the client; after it,
-the chat handler never retries.
+the pipeline never retries.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from freeapi.provider import Provider
 from freeapi.routing import Route
 from freeapi.upstream import Response
 
-log = logging.getLogger("freeapi.chat")
+log = logging.getLogger("freeapi.pipeline")
 
 # Vendor answers that are about the key, not the request: another key may succeed.
 _KEY_FAILURES = frozenset({401, 402, 403, 429})
@@ -108,7 +108,8 @@ class OpenStream:
 
 
 class FailoverMixin:
-    """The chat handler's attempts; it provides gateway, _client_gone, _on_queue, _call."""
+    """The pipeline's attempts; it provides gateway, handler, _client_gone, _on_queue,
+    _call, and `_request(provider, body, key)` (a chat or a native request)."""
 
     async def _attempt(self, route: Route, model: str, body: dict, token, stream: bool):
         """Send to the vendor; while nothing has reached the client, move past failures to
@@ -159,12 +160,13 @@ class FailoverMixin:
                 result, err = await self._send(target, tbody, lease, stream)
                 if err is None:
                     self._lease = lease
-                    self._served = (target, lease.id, self.request.request_time())
-                    self.set_header("x-freeapi-provider", provider.name)
-                    self.set_header("x-freeapi-upstream-model", target.upstream_model)
-                    self.set_header("x-freeapi-key", lease.id)
+                    h = self.handler
+                    self._served = (target, lease.id, h.request.request_time())
+                    h.set_header("x-freeapi-provider", provider.name)
+                    h.set_header("x-freeapi-upstream-model", target.upstream_model)
+                    h.set_header("x-freeapi-key", lease.id)
                     if attempts > 1:
-                        self.set_header("x-freeapi-attempts", str(attempts))
+                        h.set_header("x-freeapi-attempts", str(attempts))
                     return result, target
                 last = err
                 if err.status in (401, 403) and not passthrough:
@@ -207,7 +209,7 @@ class FailoverMixin:
         self._deadline = started + t.total
         first_byte = provider.first_byte_timeout(target.upstream_model)
         try:
-            req = provider.chat_request(body, lease.key)
+            req = self._request(provider, body, lease.key)
             self._call = call = gw.http.start(req.url)
             resp = await gw.http.send(call, req.method, req.url, req.headers, req.body,
                                       t.connect, first_byte)
