@@ -351,3 +351,35 @@ async def test_a_stream_cut_mid_way_ends_with_response_failed(gw):
     assert resp.code == 404  # a failed response is not kept to be continued
     [entry] = await ledger(gateway, 1)
     assert entry["endpoint"] == "responses" and entry["error"] is not None
+
+
+# -- the same pipeline as chat completions -------------------------------------------------
+
+async def test_pass_through_vendor_key_and_its_own_stored_responses(make_gateway, vendor):
+    base, gateway = make_gateway({"providers": {"agent": {
+        "type": "openai", "base_url": vendor.url, "models": [fake.MODEL], "discover": False}}})
+    r = await sdk(base, fake.KEY).responses.create(model=MODEL, input="hi")
+    assert r.output_text == fake.GREETING
+    await gateway.store.settle()
+    assert (await sdk(base, fake.KEY).responses.retrieve(r.id)).id == r.id
+    with pytest.raises(openai.NotFoundError):  # another vendor key is another caller
+        await sdk(base, "sk-agent-vendor-0000000002").responses.retrieve(r.id)
+
+
+async def test_gateway_key_model_allowlist_applies(make_gateway, vendor):
+    base, _ = make_gateway({
+        "auth": {"keys": [{"name": "carol", "key": ALICE, "models": ["deepseek/*"]}]},
+        "providers": {"agent": {"type": "openai", "base_url": vendor.url,
+                                "api_keys": [fake.KEY], "models": [fake.MODEL],
+                                "discover": False}}})
+    with pytest.raises(openai.PermissionDeniedError) as e:
+        await sdk(base).responses.create(model=MODEL, input="hi")
+    assert e.value.code == "model_not_allowed" and vendor.requests == []
+
+
+async def test_a_draining_gateway_refuses_new_responses(gw, vendor):
+    base, gateway = gw
+    gateway.draining = True
+    err = error_of(await request(base + "/v1/responses", "POST",
+                                 {"model": MODEL, "input": "hi"}, key=ALICE), 503)
+    assert err["code"] == "shutting_down" and vendor.requests == []
