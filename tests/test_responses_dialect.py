@@ -109,3 +109,80 @@ def test_every_fixture_kind_is_covered():
         with open(path) as f:
             kinds.add(json.load(f)["kind"])
     assert kinds == {"request", "error", "completion", "stream"}
+
+
+# -- malformed input: a clear 400, never an exception that would become a 500 ------------
+
+ODD = [None, True, 0, -1, 1.5, "", "x", [], [None], {}, {"type": None}, {"type": "x"},
+       [{"type": "input_text"}], {"text": 5}]
+
+
+def _paths(value, trail=()):
+    """Every (path, value) inside a JSON value."""
+    yield trail, value
+    if isinstance(value, dict):
+        for k, v in value.items():
+            yield from _paths(v, trail + (k,))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from _paths(v, trail + (i,))
+
+
+def _replaced(value, path, new):
+    if not path:
+        return new
+    out = json.loads(json.dumps(value))
+    target = out
+    for step in path[:-1]:
+        target = target[step]
+    target[path[-1]] = new
+    return out
+
+
+def _mutations(kinds):
+    for path in FIXTURES:
+        with open(path) as f:
+            fx = json.load(f)
+        fx.pop("expected", None)
+        if fx["kind"] in kinds:
+            for trail, _ in _paths(fx):
+                for new in ODD:
+                    yield fx, trail, new
+
+
+def test_every_malformed_request_is_a_400_or_translates():
+    seen = 0
+    for fx, trail, new in _mutations({"request", "error"}):
+        if not trail or trail[0] != "request":
+            continue
+        body = _replaced(fx["request"], trail[1:], new)
+        if not isinstance(body, dict):
+            continue
+        seen += 1
+        try:
+            req = to_chat(body, fx.get("history"))
+        except APIError as e:
+            assert e.status == 400, (trail, new, e.message)
+            continue
+        json.dumps(req.chat)  # what goes to the vendor is JSON
+        assert isinstance(req.chat["messages"], list) and req.chat["messages"]
+    assert seen > 1000
+
+
+def test_malformed_vendor_answers_and_chunks_never_raise():
+    req = to_chat({"model": "m", "input": "hi", "stream": True})
+    for fx, trail, new in _mutations({"completion", "stream"}):
+        if trail[:1] == ("completion",):
+            completion = _replaced(fx["completion"], trail[1:], new)
+            if isinstance(completion, dict):
+                obj, _ = from_chat(completion, req, "resp_1", "m", 0)
+                Response.model_validate(obj)
+        elif trail[:1] == ("chunks",) and len(trail) > 2:
+            chunks = _replaced(fx["chunks"], trail[1:], new)
+            es = EventStream(req, "resp_1", "m", 0)
+            raw = es.start() + b"".join(es.feed(c) for c in chunks) + es.end()
+            events = SSEParser().feed(raw)
+            EVENT.validate_python(json.loads(events[-1]))  # the SDK can still read it all
+            json.loads(events[-2])
+            assert es.final["status"] in ("completed", "incomplete")
+            json.dumps(es.answer())

@@ -135,8 +135,11 @@ def input_messages(items, dropped: list) -> list:
         if not isinstance(item, dict):
             raise invalid_request(f"`{path}` must be an object.", param=path)
         kind = item.get("type", "message" if "role" in item else None)
+        if not isinstance(kind, str):
+            raise invalid_request(f"`{path}.type` must be a string.", param=f"{path}.type")
         if kind == "message":
-            role = _ROLES.get(item.get("role"))
+            role = item.get("role")
+            role = _ROLES.get(role) if isinstance(role, str) else None
             if role is None:
                 raise invalid_request(f"`{path}.role` must be one of user, assistant, system "
                                       "or developer.", param=f"{path}.role")
@@ -218,7 +221,8 @@ def _tool_choice(choice, tools: list) -> tuple:
         if kind == "function" and isinstance(choice.get("name"), str):
             return {"type": "function", "function": {"name": choice["name"]}}, tools
         if kind == "allowed_tools" and isinstance(choice.get("tools"), list):
-            names = {t.get("name") for t in choice["tools"] if isinstance(t, dict)}
+            names = {t["name"] for t in choice["tools"]
+                     if isinstance(t, dict) and isinstance(t.get("name"), str)}
             mode = choice.get("mode") if choice.get("mode") in ("auto", "required") else "auto"
             return mode, [t for t in tools if t["function"]["name"] in names]
         return "auto", tools  # a built-in tool (dropped): let the model choose
@@ -399,12 +403,13 @@ def response_object(rid: str, model: str, created: float, echo: dict, *, status:
     if status == "completed":
         obj["completed_at"] = int(time.time())
     if status == "incomplete":
-        obj["incomplete_details"] = {"reason": _INCOMPLETE.get(finish, "max_output_tokens")}
+        obj["incomplete_details"] = {"reason": _INCOMPLETE.get(finish, "max_output_tokens")
+                                     if isinstance(finish, str) else "max_output_tokens"}
     return obj
 
 
-def status_of(finish: str | None) -> str:
-    return "incomplete" if finish in _INCOMPLETE else "completed"
+def status_of(finish) -> str:
+    return "incomplete" if isinstance(finish, str) and finish in _INCOMPLETE else "completed"
 
 
 def from_chat(completion: dict, req: Translation, rid: str, model: str, created: float,
@@ -426,15 +431,17 @@ def from_chat(completion: dict, req: Translation, rid: str, model: str, created:
     if isinstance(content, str) and content:
         output.append(message_item(content, status=item_status))
     calls = []
-    for tc in message.get("tool_calls") or ():
+    raw_calls = message.get("tool_calls")
+    for tc in raw_calls if isinstance(raw_calls, list) else ():
         fn = tc.get("function") if isinstance(tc, dict) else None
         if not isinstance(fn, dict):
             continue
-        call_id = tc.get("id") or new_id("call")
+        call_id = tc["id"] if isinstance(tc.get("id"), str) and tc["id"] else new_id("call")
+        name = fn["name"] if isinstance(fn.get("name"), str) else ""
+        args = fn["arguments"] if isinstance(fn.get("arguments"), str) else ""
         calls.append({"id": call_id, "type": "function",
-                      "function": {"name": fn.get("name") or "",
-                                   "arguments": fn.get("arguments") or ""}})
-        output.append(call_item(call_id, fn.get("name") or "", fn.get("arguments") or ""))
+                      "function": {"name": name, "arguments": args}})
+        output.append(call_item(call_id, name, args))
     if not output:  # an empty answer is still one (empty) message
         output.append(message_item("", status=item_status))
     obj = response_object(rid, model, created, req.echo, status=status, output=output,

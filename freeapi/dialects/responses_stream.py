@@ -140,8 +140,9 @@ class EventStream:
         item = self._calls.get(index)
         if item is None:
             out += self._close()
-            item = call_item(tc.get("id") or new_id("call"), fn.get("name") or "", "",
-                             status="in_progress")
+            call_id = tc["id"] if isinstance(tc.get("id"), str) and tc["id"] else new_id("call")
+            name = fn["name"] if isinstance(fn.get("name"), str) else ""
+            item = call_item(call_id, name, "", status="in_progress")
             self._calls[index] = item
             out += self._add(item)
         elif isinstance(fn.get("name"), str) and item is self._open \
@@ -176,7 +177,8 @@ class EventStream:
         if isinstance(content, str) and content:
             self.text += content
             out += self._text(content)
-        for tc in delta.get("tool_calls") or ():
+        calls = delta.get("tool_calls")
+        for tc in calls if isinstance(calls, list) else ():
             if isinstance(tc, dict):
                 out += self._call(tc)
         if choice.get("finish_reason"):
