@@ -383,3 +383,14 @@ async def test_a_draining_gateway_refuses_new_responses(gw, vendor):
     err = error_of(await request(base + "/v1/responses", "POST",
                                  {"model": MODEL, "input": "hi"}, key=ALICE), 503)
     assert err["code"] == "shutting_down" and vendor.requests == []
+
+
+async def test_a_vendor_error_event_mid_stream_ends_with_response_failed_without_the_key(gw):
+    base, _ = gw
+    resp = await request(base + "/v1/responses", "POST",
+                         {"model": MODEL, "input": "!error-event", "stream": True}, key=ALICE)
+    assert fake.KEY not in resp.body.decode() and fake.KEY[-4:] in resp.body.decode()
+    events = [json.loads(e) for e in sse_events(resp.body)]
+    assert events[-1]["type"] == "response.failed"
+    assert "overloaded" in events[-1]["response"]["error"]["message"]
+    assert [e["type"] for e in events].count("response.completed") == 0

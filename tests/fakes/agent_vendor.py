@@ -15,7 +15,9 @@ Behaviour: a request whose last message is a tool result gets a final answer quo
 result; a request with tools gets a call of its first tool (arguments from
 `State.arguments`, by tool name); anything else gets a plain greeting. Every answer
 carries reasoning first, as a thinking model's does. A last user message "!cut" gets a
-stream that breaks off mid-answer (the connection closes, no terminator).
+stream that breaks off mid-answer (the connection closes, no terminator); "!error-event"
+one that reports an error mid-way as OpenAI-compatible servers do (an `{"error": ...}`
+event, quoting the key it was called with), then `[DONE]`.
 """
 
 from __future__ import annotations
@@ -149,8 +151,13 @@ class Chat(web.RequestHandler):
         if message.get("content"):
             for i in range(0, len(message["content"]), 8):
                 await send({"content": message["content"][i:i + 8]})
-                if body["messages"][-1].get("content") == "!cut":
+                last = body["messages"][-1].get("content")
+                if last == "!cut":
                     self.request.connection.stream.close()
+                    return
+                if last == "!error-event":
+                    error = {"message": f"overloaded (key {KEY})", "type": "server_error"}
+                    self.write(f"data: {json.dumps({'error': error})}\n\ndata: [DONE]\n\n")
                     return
         for i, call in enumerate(message.get("tool_calls") or ()):
             args = call["function"]["arguments"]
