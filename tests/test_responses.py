@@ -275,14 +275,13 @@ async def test_a_response_larger_than_max_bytes_cannot_be_continued(make_gateway
 
 # -- errors and what a vendor cannot do ---------------------------------------------------
 
-async def test_builtin_tools_are_left_out_with_a_warning_header(gw, vendor):
+async def test_builtin_tools_are_left_out_and_named_in_a_header(gw, vendor):
     base, _ = gw
     raw = await sdk(base).responses.with_raw_response.create(
         model=MODEL, input="weather?",
         tools=[{"type": "web_search"}, WEATHER,
                {"type": "file_search", "vector_store_ids": ["vs_1"]}])
-    assert "web_search" in raw.headers["x-freeapi-warning"]
-    assert "file_search" in raw.headers["x-freeapi-warning"]
+    assert raw.headers["x-freeapi-dropped-tools"] == "web_search,file_search"
     r = raw.parse()
     assert r.output[-1].type == "function_call"
     assert [t["function"]["name"] for t in vendor.requests[0]["tools"]] == ["get_weather"]
@@ -306,13 +305,17 @@ async def test_bad_bodies_get_openai_shaped_400s(gw, vendor):
 
 async def test_unknown_fields_are_ignored(gw):
     base, _ = gw
-    body = {"model": MODEL, "input": "hi", "include": ["reasoning.encrypted_content"],
+    body = {"model": MODEL, "include": ["reasoning.encrypted_content"],
+            "input": [{"type": "web_search_call", "id": "ws_1", "status": "completed"},
+                      {"type": "compaction", "encrypted_content": "x"},
+                      {"role": "user", "content": "hi"}],
             "prompt_cache_key": "k", "client_metadata": {"a": "b"}, "service_tier": "auto",
             "text": {"verbosity": "low"}, "reasoning": {"summary": "auto"},
             "something_new_in_2027": {"x": [1, 2]}, "truncation": "auto"}
     resp = await request(base + "/v1/responses", "POST", body, key=ALICE)
     assert resp.code == 200, resp.body
     assert json.loads(resp.body)["status"] == "completed"
+    assert resp.headers["x-freeapi-dropped-items"] == "web_search_call,compaction"
 
 
 async def test_unknown_model_is_404_and_bad_key_401(gw):

@@ -65,6 +65,7 @@ def run(fx: dict) -> dict:
     req = to_chat(fx["request"], fx.get("history"))
     if kind == "request":
         return {"chat": req.chat, "messages": req.messages, "dropped": req.dropped,
+                "skipped": req.skipped,
                 "store": req.store}
     if kind == "completion":
         obj, turn = from_chat(fx["completion"], req, "resp_" + "0" * 32, "deepseek-flash",

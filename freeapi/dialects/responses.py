@@ -13,7 +13,8 @@ chat-completions vendor cannot do:
   answering 400 to a tool it has never heard of (Codex always sends web_search and a
   namespace).
 - Input items a chat vendor has no equivalent for (web_search_call, compaction, ...) are
-  dropped and listed the same way; `item_reference` and files are refused with a 400.
+  dropped and listed in `Translation.skipped`; `item_reference` and files are refused
+  with a 400.
 - `reasoning` items become `reasoning_content` on the next assistant turn: DeepSeek, Kimi
   and GLM require a tool-call turn's reasoning back (https://api-docs.deepseek.com/guides/
   thinking_mode), and Codex returns every reasoning item it got.
@@ -55,7 +56,8 @@ class Translation:
     echo: dict  # the request's fields a Response object repeats
     stream: bool = False
     store: bool = True
-    dropped: list = field(default_factory=list)  # tool types / item types left out
+    dropped: list = field(default_factory=list)  # tool types left out
+    skipped: list = field(default_factory=list)  # input item types left out
 
 
 def _text(parts, path: str, allow_images: bool):
@@ -105,7 +107,7 @@ def _reasoning_text(item: dict) -> str:
     return ""
 
 
-def input_messages(items, dropped: list) -> list:
+def input_messages(items, skipped: list) -> list:
     """Responses input items -> chat messages. Consecutive assistant output (reasoning,
     text, function calls) folds into one assistant message, as chat vendors expect."""
     if isinstance(items, str):
@@ -180,7 +182,7 @@ def input_messages(items, dropped: list) -> list:
                                   "item itself, or continue with `previous_response_id`.",
                                   param=path)
         elif kind in _SKIPPED_ITEMS:
-            dropped.append(kind)
+            skipped.append(kind)
         else:
             raise invalid_request(f"`{path}.type` {kind!r} is not an input item type this "
                                   "gateway knows.", param=f"{path}.type")
@@ -300,9 +302,10 @@ def to_chat(body: dict, history: list | None = None) -> Translation:
     chat-completions request. Raises a 400 APIError for what cannot be translated."""
     model, stream = _check(body)
     dropped: list = []
+    skipped: list = []
     if body.get("input") is None and not history:
         raise invalid_request("`input` is required.", param="input")
-    new = input_messages(body["input"], dropped) if body.get("input") is not None else []
+    new = input_messages(body["input"], skipped) if body.get("input") is not None else []
     messages = list(history or ()) + new
     chat: dict = {"model": model}
     # Instructions are not carried over from a previous response (OpenAI's rule), so they
@@ -346,7 +349,8 @@ def to_chat(body: dict, history: list | None = None) -> Translation:
     echo["truncation"] = body.get("truncation") or "disabled"
     echo["metadata"] = body.get("metadata") or {}
     return Translation(chat=chat, messages=messages, echo=echo, stream=stream,
-                       store=body.get("store", True) is not False, dropped=dropped)
+                       store=body.get("store", True) is not False, dropped=dropped,
+                       skipped=skipped)
 
 
 # -- the answer -------------------------------------------------------------------------

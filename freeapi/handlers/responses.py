@@ -34,8 +34,13 @@ from freeapi.store import StoreError
 log = logging.getLogger("freeapi.responses")
 
 NS = "rs"  # the state store namespace of stored responses
-WARNING = "x-freeapi-warning"
+DROPPED_TOOLS = "x-freeapi-dropped-tools"
+DROPPED_ITEMS = "x-freeapi-dropped-items"
 _ID = re.compile(r"^resp_[0-9a-f]{32}$")
+
+
+def _listed(kinds: list) -> str:
+    return ",".join(dict.fromkeys(kinds))[:512]
 
 
 def _owner(handler: APIHandler) -> str:
@@ -143,10 +148,12 @@ class ResponsesHandler(DoorHandler):
                                       "input instead.", param="previous_response_id",
                                       code="previous_response_too_large")
         self.req = req = to_chat(body, history)
+        # A vendor answers 400 to a tool it cannot run: say what was left out instead (the
+        # same header as the messages door's).
         if req.dropped:
-            # A vendor answers 400 to a tool it cannot run; say what was left out instead.
-            self.set_header(WARNING, "left out what a chat-completions vendor cannot run: "
-                            + ", ".join(sorted(set(req.dropped))))
+            self.set_header(DROPPED_TOOLS, _listed(req.dropped))
+        if req.skipped:
+            self.set_header(DROPPED_ITEMS, _listed(req.skipped))
         model = req.chat["model"]
         self.rid, self.created = new_id("resp"), time.time()
         self.events = EventStream(req, self.rid, model, self.created)
