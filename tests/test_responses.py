@@ -397,3 +397,69 @@ async def test_a_vendor_error_event_mid_stream_ends_with_response_failed_without
     assert events[-1]["type"] == "response.failed"
     assert "overloaded" in events[-1]["response"]["error"]["message"]
     assert [e["type"] for e in events].count("response.completed") == 0
+
+
+# -- a vendor's own Responses API ---------------------------------------------------------
+
+@pytest.fixture
+def native_gw(gw, vendor):
+    base, gateway = gw
+    gateway.providers["agent"].responses_url = vendor.url
+    return base, gateway
+
+
+async def test_native_responses_api_gets_the_request_as_it_came(native_gw, vendor):
+    base, gateway = native_gw
+    client = sdk(base)
+    r = await client.responses.create(model=MODEL, input="hi", instructions="Be brief.",
+                                      tools=[{"type": "web_search"}])
+    assert r.output_text == fake.NATIVE_TEXT and r.model == MODEL
+    assert r.id.startswith("resp_") and len(r.id) == 37  # the gateway's id, not the vendor's
+    [sent] = vendor.native_requests
+    assert sent["model"] == fake.MODEL and sent["instructions"] == "Be brief."
+    assert sent["tools"] == [{"type": "web_search"}]  # the vendor decides what it runs
+    assert "store" not in sent and vendor.requests == []  # no chat request was made
+    [entry] = await ledger(gateway, 1)
+    assert entry["endpoint"] == "responses"
+    assert (entry["prompt_tokens"], entry["completion_tokens"]) == (30, 9)
+    await gateway.store.settle()
+    assert (await client.responses.retrieve(r.id)).output_text == fake.NATIVE_TEXT
+    # A continuation is translated: the stored history is the native answer in chat form.
+    again = await client.responses.create(model=MODEL, input="more",
+                                          previous_response_id=r.id)
+    assert again.output_text == fake.GREETING and len(vendor.native_requests) == 1
+    assert vendor.requests[0]["messages"] == [
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": fake.NATIVE_TEXT,
+         "reasoning_content": fake.REASONING},
+        {"role": "user", "content": "more"}]
+
+
+async def test_native_responses_stream_passes_through_with_the_gateways_id(native_gw, vendor):
+    base, gateway = native_gw
+    stream = await sdk(base).responses.create(model=MODEL, input="hi", stream=True)
+    events = [e async for e in stream]
+    assert [e.type for e in events] == [
+        "response.created", "response.output_item.added", "response.output_text.delta",
+        "response.output_item.done", "response.completed"]
+    final = events[-1].response
+    assert final.model == MODEL and final.id == events[0].response.id
+    assert final.id.startswith("resp_") and not final.id.startswith("resp_vendor")
+    assert vendor.native_requests[0]["stream"] is True
+    [entry] = await ledger(gateway, 1)
+    assert entry["stream"] is True and entry["total_tokens"] == 39 and entry["error"] is None
+    await gateway.store.settle()
+    assert (await sdk(base).responses.retrieve(final.id)).output_text == fake.NATIVE_TEXT
+
+
+async def test_native_stream_cut_mid_way_ends_with_response_failed(native_gw):
+    base, gateway = native_gw
+    resp = await request(base + "/v1/responses", "POST",
+                         {"model": MODEL, "input": "!cut", "stream": True}, key=ALICE)
+    events = [json.loads(e) for e in sse_events(resp.body)]
+    assert [e["type"] for e in events] == [
+        "response.created", "response.output_item.added", "response.failed"]
+    assert [e["sequence_number"] for e in events] == [0, 1, 2]
+    assert events[-1]["response"]["status"] == "failed"
+    [entry] = await ledger(gateway, 1)
+    assert entry["error"] is not None

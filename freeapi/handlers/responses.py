@@ -21,7 +21,9 @@ import re
 import time
 
 from freeapi import conversations as conv
-from freeapi.dialects.responses import Translation, from_chat, new_id, to_chat
+from freeapi.dialects.responses import (Translation, from_chat, input_messages, new_id,
+                                        to_chat)
+from freeapi.dialects.responses_native import NativeResponses
 from freeapi.dialects.responses_stream import EventStream
 from freeapi.errors import APIError, invalid_request
 from freeapi.handlers.base import APIHandler
@@ -133,6 +135,7 @@ class ResponsesHandler(DoorHandler):
     endpoint = "responses"
     req: Translation | None = None
     events: EventStream | None = None
+    native: NativeResponses | None = None
     _started = False
 
     async def post(self):
@@ -157,10 +160,18 @@ class ResponsesHandler(DoorHandler):
         model = req.chat["model"]
         self.rid, self.created = new_id("resp"), time.time()
         self.events = EventStream(req, self.rid, model, self.created)
+        # A provider with its own Responses API (responses_base_url) gets the request as it
+        # came; a continuation is always translated, as its history is kept in chat form.
+        self.native = None if history is not None else \
+            NativeResponses(body, self.rid, on_final=self.keep_native)
         answer = await self.pipeline.run(req.chat, model=model, stream=req.stream,
-                                         token=token, include_usage=True)
+                                         token=token, include_usage=True,
+                                         native=self.native)
         if answer is None:
-            return  # streamed through ResponseEvents
+            return  # streamed through ResponseEvents or the native events
+        if answer.native:
+            self.write_json(answer.data)
+            return
         obj, turn = from_chat(answer.json(), req, self.rid, model, self.created)
         self.keep(obj, turn)
         self.write_json(obj)
@@ -178,20 +189,35 @@ class ResponsesHandler(DoorHandler):
         return self.events.start()
 
     def stream_error(self, err: APIError) -> bytes:
+        if self.pipeline.native and self.native is not None and self.native.events:
+            return self.native.events.fail(err.message, _error_code(err))
         return self.started() + self.events.fail(err.message, _error_code(err))
 
     # -- storage ------------------------------------------------------------------------
 
-    def keep(self, obj: dict, turn: dict) -> None:
+    def keep_native(self, obj: dict) -> None:
+        """Store a vendor's own Response: its output items, in chat form, continue it."""
+        output = obj.get("output")
+        try:
+            turn = input_messages(output if isinstance(output, list) else [], [])
+        except APIError:
+            turn = None  # an item with no chat form: it can be read, not continued
+        self.keep(obj, turn)
+
+    def keep(self, obj: dict, turn) -> None:
         """Store a finished response (in the background: the write is queued on the
         store's one connection before the client could ask for it)."""
         req = self.req
         if not req.store or obj.get("status") == "failed":
             return
         cfg = self.gateway.config.responses
-        record = {"owner": _owner(self), "response": obj, "messages": req.messages + [turn]}
+        if turn is None:
+            messages = None
+        else:
+            messages = req.messages + (turn if isinstance(turn, list) else [turn])
+        record = {"owner": _owner(self), "response": obj, "messages": messages}
         size = len(json.dumps(record, ensure_ascii=False, separators=(",", ":")))
-        if size > cfg.max_bytes:
+        if size > cfg.max_bytes and messages is not None:
             record["messages"] = None  # GET still works; a continuation is refused
             size = len(json.dumps(record, ensure_ascii=False, separators=(",", ":")))
             if size > cfg.max_bytes:

@@ -42,6 +42,7 @@ class State:
     def __init__(self):
         self.requests: list[dict] = []
         self.rejected: list[str] = []  # the 400s' messages, for a test to show
+        self.native_requests: list[dict] = []  # bodies sent to /v1/responses
         self.arguments = {"exec_command": {"cmd": "echo freeapi-e2e-$((6*7))"},
                           "get_weather": {"city": "Paris"}}
         self.served = 0
@@ -173,8 +174,70 @@ class Chat(web.RequestHandler):
         self.write("data: [DONE]\n\n")
 
 
+NATIVE_TEXT = "Hello from the vendor's own Responses API."
+NATIVE_USAGE = {"input_tokens": 30, "output_tokens": 9, "total_tokens": 39,
+                "input_tokens_details": {"cached_tokens": 16},
+                "output_tokens_details": {"reasoning_tokens": 4}}
+
+
+class Responses(web.RequestHandler):
+    """The vendor's own, stateless Responses API (DeepSeek's is stateless:
+    https://api-docs.deepseek.com/guides/responses_api). This fake refuses `store` and
+    `previous_response_id`, which pins that the gateway keeps them to itself."""
+
+    def initialize(self, state: State):
+        self.state = state
+
+    fail = Chat.fail
+
+    async def post(self):
+        body = json.loads(self.request.body)
+        self.state.native_requests.append(body)
+        if self.request.headers.get("Authorization") != f"Bearer {KEY}":
+            return self.fail(401, "Incorrect API key provided", "authentication_error")
+        if body.get("model") != MODEL:
+            return self.fail(400, f"Model Not Exist: {body.get('model')!r}")
+        for key in ("store", "previous_response_id"):
+            if key in body:
+                return self.fail(400, f"`{key}` is not supported: this API is stateless")
+        rid = f"resp_vendor_{len(self.state.native_requests)}"
+        message = {"id": "msg_v1", "type": "message", "role": "assistant",
+                   "status": "completed",
+                   "content": [{"type": "output_text", "text": NATIVE_TEXT, "annotations": []}]}
+        reasoning = {"id": "rs_v1", "type": "reasoning", "summary": [],
+                     "content": [{"type": "reasoning_text", "text": REASONING}]}
+        response = {"id": rid, "object": "response", "created_at": 1700000000,
+                    "status": "completed", "model": MODEL, "output": [reasoning, message],
+                    "usage": NATIVE_USAGE, "tools": [], "tool_choice": "auto",
+                    "parallel_tool_calls": True, "error": None, "incomplete_details": None}
+        if not body.get("stream"):
+            self.set_header("Content-Type", "application/json")
+            return self.finish(json.dumps(response))
+        self.set_header("Content-Type", "text/event-stream; charset=utf-8")
+        begun = dict(response, status="in_progress", output=[], usage=None)
+        events = [{"type": "response.created", "response": begun},
+                  {"type": "response.output_item.added", "output_index": 0,
+                   "item": dict(message, status="in_progress", content=[])},
+                  {"type": "response.output_text.delta", "item_id": "msg_v1",
+                   "output_index": 0, "content_index": 0, "delta": NATIVE_TEXT,
+                   "logprobs": []}]
+        if body["input"] == "!cut":
+            events = events[:2]
+        else:
+            events += [{"type": "response.output_item.done", "output_index": 0,
+                        "item": message},
+                       {"type": "response.completed", "response": response}]
+        for i, ev in enumerate(events):
+            ev["sequence_number"] = i
+            self.write(f"event: {ev['type']}\ndata: {json.dumps(ev)}\n\n")
+            await self.flush()
+        if body["input"] == "!cut":
+            self.request.connection.stream.close()
+
+
 def make_app(state: State) -> web.Application:
-    return web.Application([(r"/v1/chat/completions", Chat, {"state": state})])
+    return web.Application([(r"/v1/chat/completions", Chat, {"state": state}),
+                            (r"/v1/responses", Responses, {"state": state})])
 
 
 def start(state: State):
