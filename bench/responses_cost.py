@@ -23,7 +23,8 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from freeapi.dialects.responses import from_chat, to_chat  # noqa: E402
+from freeapi.dialects.responses import to_chat  # noqa: E402
+from freeapi.dialects.responses_output import from_chat  # noqa: E402
 from freeapi.dialects.responses_stream import EventStream  # noqa: E402
 
 PLAIN = {"model": "deepseek-chat", "input": "hi"}

@@ -21,7 +21,8 @@ import pydantic
 import pytest
 from openai.types.responses import Response, ResponseStreamEvent
 
-from freeapi.dialects.responses import from_chat, to_chat
+from freeapi.dialects.responses import to_chat
+from freeapi.dialects.responses_output import from_chat
 from freeapi.dialects.responses_stream import EventStream
 from freeapi.errors import APIError
 from freeapi.sse import SSEParser

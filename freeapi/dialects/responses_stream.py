@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import json
 
-from freeapi.dialects.responses import (Translation, call_item, chat_message, message_item,
-                                        new_id, output_text, reasoning_item,
-                                        response_object, status_of, usage)
+from freeapi.dialects.responses import Translation
+from freeapi.dialects.responses_output import (call_item, chat_message, message_item, new_id,
+                                               output_text, reasoning_item, response_object,
+                                               status_of, usage)
 
 
 def sse(event: dict) -> bytes:

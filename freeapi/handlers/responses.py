@@ -21,8 +21,8 @@ import re
 import time
 
 from freeapi import conversations as conv
-from freeapi.dialects.responses import (Translation, from_chat, input_messages, new_id,
-                                        to_chat)
+from freeapi.dialects.responses import Translation, input_messages, to_chat
+from freeapi.dialects.responses_output import from_chat, new_id
 from freeapi.dialects.responses_native import NativeResponses
 from freeapi.dialects.responses_stream import EventStream
 from freeapi.errors import APIError, invalid_request
