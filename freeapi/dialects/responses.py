@@ -112,10 +112,18 @@ def input_messages(items, skipped: list) -> list:
                               param="input")
     out: list = []
     pending = [""]  # reasoning text waiting for the assistant turn it belongs to
+    # Images a tool returned (Codex's view_image): chat vendors take images only from the
+    # user, so they follow as a user message once the run of tool results has ended.
+    deferred: list = []
+
+    def flush():
+        out.extend(deferred)
+        deferred.clear()
 
     def assistant(new_turn: bool = False) -> dict:
         last = out[-1] if out else None
         if new_turn or last is None or last.get("role") != "assistant":
+            flush()
             last = {"role": "assistant", "content": None}
             out.append(last)
         if pending[0]:
@@ -125,6 +133,8 @@ def input_messages(items, skipped: list) -> list:
 
     def other(message: dict):
         pending[0] = ""  # reasoning with no assistant turn after it has nothing to go with
+        if message["role"] != "tool":
+            flush()
         out.append(message)
 
     for i, item in enumerate(items):
@@ -165,10 +175,17 @@ def input_messages(items, skipped: list) -> list:
                                       param=f"{path}.call_id")
             output = item.get("output")
             if isinstance(output, list):
-                output = _text(output, f"{path}.output", False)
+                output = _text(output, f"{path}.output", True)
+                if isinstance(output, list):  # text and images
+                    images = [p for p in output if p["type"] == "image_url"]
+                    deferred.append({"role": "user", "content": [
+                        {"type": "text", "text": f"The image(s) tool call {call_id} returned:"},
+                        *images]})
+                    output = "\n".join(p["text"] for p in output if p["type"] == "text") \
+                        or "(image output: it follows the tool results)"
             if not isinstance(output, str):
                 raise invalid_request(f"`{path}.output` must be a string or an array of "
-                                      "text parts.", param=f"{path}.output")
+                                      "content parts.", param=f"{path}.output")
             other({"role": "tool", "tool_call_id": call_id, "content": output})
         elif kind == "reasoning":
             pending[0] += _reasoning_text(item)
@@ -181,6 +198,7 @@ def input_messages(items, skipped: list) -> list:
         else:
             raise invalid_request(f"`{path}.type` {kind!r} is not an input item type this "
                                   "gateway knows.", param=f"{path}.type")
+    flush()
     return out
 
 
