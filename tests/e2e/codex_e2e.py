@@ -1,7 +1,10 @@
 """End to end: the real Codex CLI (`@openai/codex`, which speaks only the Responses API)
 completes a tool loop through freeapi's /v1/responses in front of a chat-completions-only
 vendor (tests/fakes/agent_vendor.py). The vendor asks for a shell command on the first
-turn, Codex runs it, and the vendor's final answer quotes what it printed. Run by .ci/run:
+turn, Codex runs it, and the vendor's final answer quotes what it printed. Twice: with the
+model as it is (Codex gets the reasoning and sends it back), and as `MODEL-silent` (Codex
+never sees the reasoning; the gateway keeps it and puts it back into the tool turn, which
+the vendor, like DeepSeek, refuses without it). Run by .ci/run:
 
     python tests/e2e/codex_e2e.py PATH/TO/codex
 
@@ -34,7 +37,7 @@ GATEWAY_KEY = "gw-codex-e2e-key-0001"
 EXPECTED = fake.QUOTE + "freeapi-e2e-42"  # only a shell that ran `$((6*7))` prints 42
 
 CODEX_CONFIG = """\
-model = "agent/thinker"
+model = "{model}"
 model_provider = "freeapi"
 check_for_update_on_startup = false
 
@@ -56,14 +59,16 @@ remote_plugin = false
 """
 
 
-def run_codex(codex: str, port: int, work: str) -> tuple[subprocess.CompletedProcess, str]:
+def run_codex(codex: str, port: int, work: str,
+              model: str) -> tuple[subprocess.CompletedProcess, str]:
+    work = os.path.join(work, model.replace("/", "_"))
     home = os.path.join(work, "home")
     codex_home = os.path.join(work, "codex-home")
     project = os.path.join(work, "project")
     for d in (home, codex_home, project):
         os.makedirs(d, exist_ok=True)
     with open(os.path.join(codex_home, "config.toml"), "w") as f:
-        f.write(CODEX_CONFIG.format(port=port))
+        f.write(CODEX_CONFIG.format(port=port, model=model))
     last = os.path.join(work, "last-message.txt")
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": home,
            "CODEX_HOME": codex_home, "FREEAPI_KEY": GATEWAY_KEY, "TERM": "dumb",
@@ -78,11 +83,11 @@ def run_codex(codex: str, port: int, work: str) -> tuple[subprocess.CompletedPro
     return proc, text
 
 
-def checks(proc, last: str, vendor) -> list[tuple[str, str | None]]:
+def checks(proc, last: str, vendor, model: str) -> list[tuple[str, str | None]]:
     results = []
 
     def check(name, ok: bool, why: str):
-        results.append((name, None if ok else why))
+        results.append((f"{model}: {name}", None if ok else why))
 
     events = []
     for line in proc.stdout.splitlines():
@@ -130,6 +135,7 @@ providers:
     base_url: "{vendor_thread.url}/v1"
     api_keys: [{fake.KEY}]
     models: [{fake.MODEL}]
+    reasoning_models: [{fake.MODEL}]
     discover: false
 """)
             # The gateway's log goes to a file: a pipe nobody reads could fill and stall it.
@@ -137,8 +143,13 @@ providers:
             gw = subprocess.Popen([sys.executable, "-m", "freeapi", "--config",
                                    os.path.join(work, "freeapi.yaml")], stderr=log)
             wait_listening(port, gw, 30)
-            proc, last = run_codex(codex, port, work)
-            results = checks(proc, last, vendor_thread.state)
+            results = []
+            for model in ("agent/thinker", "agent/thinker-silent"):
+                state = vendor_thread.state
+                state.requests.clear()
+                state.rejected.clear()
+                proc, last = run_codex(codex, port, work, model)
+                results += checks(proc, last, state, model)
             if any(err for _, err in results):
                 with open(os.path.join(work, "freeapi.log"), errors="replace") as f:
                     print("e2e codex: the gateway's log:\n" + f.read()[-3000:])
