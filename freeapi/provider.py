@@ -38,6 +38,23 @@ def error_detail(body: bytes) -> tuple[str, str | None]:
     return str(err)[:500], None
 
 
+def _chained(retired: dict, name: str) -> dict:
+    """Translations whose target is itself retired (`my-old: deepseek-chat`) followed to a
+    current id, the nearer name's defaults winning; a circle is a config error."""
+    out = {}
+    for old, (target, defaults) in retired.items():
+        seen, defaults = {old}, dict(defaults or {})
+        while target in retired:
+            if target in seen:
+                raise ConfigError(f"providers.{name}.translations.{old}",
+                                  "the translations go round in a circle")
+            seen.add(target)
+            target, more = retired[target]
+            defaults = {**(more or {}), **defaults}
+        out[old] = (target, defaults)
+    return out
+
+
 class Provider:
     """One configured vendor. Subclass and override class attributes and quirk methods."""
 
@@ -87,7 +104,7 @@ class Provider:
         # Per instance: the class's own, then the operator's (which win).
         translations = getattr(config, "translations", None) or {}
         if translations:
-            self.retired = {**type(self).retired, **translations}
+            self.retired = _chained({**type(self).retired, **translations}, self.name)
         if getattr(config, "patterns", None) is not None:
             self.patterns = tuple(config.patterns)
 
