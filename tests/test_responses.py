@@ -463,3 +463,45 @@ async def test_native_stream_cut_mid_way_ends_with_response_failed(native_gw):
     assert events[-1]["response"]["status"] == "failed"
     [entry] = await ledger(gateway, 1)
     assert entry["error"] is not None
+
+
+# -- the state store ----------------------------------------------------------------------
+
+def _agent(vendor, **extra):
+    return {"auth": {"keys": [ALICE]}, **extra,
+            "providers": {"agent": {"type": "openai", "base_url": vendor.url,
+                                    "api_keys": [fake.KEY], "models": [fake.MODEL],
+                                    "discover": False}}}
+
+
+async def test_the_store_down_is_503_for_stored_responses_only(make_gateway, vendor):
+    from tests.conftest import free_port
+    base, gateway = make_gateway(_agent(vendor, state={
+        "redis_url": f"redis://127.0.0.1:{free_port()}", "timeout": 1}))
+    r = await sdk(base).responses.create(model=MODEL, input="hi")  # stored in vain: logged
+    assert r.output_text == fake.GREETING
+    await gateway.store.settle()
+    err = error_of(await request(f"{base}/v1/responses/{r.id}", key=ALICE), 503)
+    assert err["code"] == "state_unavailable"
+    err = error_of(await request(base + "/v1/responses", "POST", {
+        "model": MODEL, "input": "more", "previous_response_id": r.id}, key=ALICE), 503)
+    assert err["code"] == "state_unavailable" and len(vendor.requests) == 1
+
+
+async def test_two_gateways_on_one_redis_continue_each_others_responses(make_gateway,
+                                                                        vendor):
+    import uuid
+
+    from tests.test_store import REDIS_URL
+    state = {"redis_url": REDIS_URL, "prefix": f"freeapi-test:{uuid.uuid4().hex}:"}
+    keep = {"ttl": 60}  # the shared test Redis keeps nothing of this test for long
+    base_a, gw_a = make_gateway(_agent(vendor, state=state, responses=keep))
+    base_b, _ = make_gateway(_agent(vendor, state=state, responses=keep))
+    first = await sdk(base_a).responses.create(model=MODEL, input="weather?",
+                                               tools=[WEATHER])
+    await gw_a.store.settle()
+    final = await sdk(base_b).responses.create(
+        model=MODEL, previous_response_id=first.id, tools=[WEATHER],
+        input=[{"type": "function_call_output", "call_id": first.output[-1].call_id,
+                "output": "hail"}])
+    assert final.output_text == fake.QUOTE + "hail" and vendor.rejected == []
