@@ -1,8 +1,12 @@
 """POST /v1/responses, GET and DELETE /v1/responses/{id}: OpenAI's Responses API (what
 Codex CLI speaks) in front of every chat-completions provider.
 
-    handler (this file) -> dialect (freeapi/dialects/responses.py, responses_stream.py)
-      -> Pipeline.run (freeapi/pipeline) -> provider -> upstream -> ResponseEvents
+    handler (this file) -> dialect (freeapi/dialects/responses.py: request -> chat body)
+      -> Pipeline.run (freeapi/pipeline) -> provider -> upstream
+      -> ResponseEvents (responses_stream.py) or from_chat (responses_output.py)
+
+A provider with a Responses API of its own (`responses_url`) gets the request as it came
+instead (freeapi/dialects/responses_native.py), through the same pipeline.
 
 Stored responses: `store` is true unless the client says false, as in OpenAI's API
 (https://platform.openai.com/docs/api-reference/responses/create). A stored response
