@@ -58,6 +58,7 @@ class ProviderConfig:
     options: dict = field(default_factory=dict)
     translations: dict = field(default_factory=dict)  # old name -> (model, body defaults)
     patterns: list[str] | None = None  # name globs; None: the provider type's own
+    responses_base_url: str | None = None  # the vendor's own Responses API (/v1/responses)
 
 
 @dataclass
@@ -141,6 +142,9 @@ def _timeouts(value, path) -> Timeouts:
 
 def _provider(name: str, value, path: str, provider_types: dict) -> ProviderConfig:
     section = _mapping(value, path)
+    # Any type may name its vendor's own Responses API, for the /v1/responses door.
+    native = section.get("responses_base_url")
+    section = {k: v for k, v in section.items() if k != "responses_base_url"}
     ptype = section.get("type", name)
     _expect(ptype, (str,), f"{path}.type", "a string")
     cls = provider_types.get(ptype)
@@ -181,7 +185,22 @@ def _provider(name: str, value, path: str, provider_types: dict) -> ProviderConf
         if v is not None:
             _expect(v, types, f"{path}.{key}", "/".join(t.__name__ for t in types))
         pc.options[key] = v
+    if native is not None and native is not False:
+        pc.responses_base_url = _responses_url(native, pc.base_url or cls.default_base_url,
+                                               f"{path}.responses_base_url")
     return pc
+
+
+def _responses_url(value, base_url: str | None, path: str) -> str:
+    """A URL, or a path on the host of `base_url` (so a region or a test server follows);
+    `/responses` is appended to it."""
+    value = _expect(value, (str,), path, "a URL, a path on base_url's host, or false").strip()
+    if value.startswith("/") and base_url:
+        parts = urlsplit(base_url)
+        value = f"{parts.scheme}://{parts.netloc}{value}"
+    if not re.match(r"^https?://[^/\s]+", value):
+        raise ConfigError(path, "expected an http(s):// URL, a path on base_url's host, or false")
+    return value.rstrip("/")
 
 
 def parse_config(raw, provider_types: dict, base_dir: str | None = None) -> Config:

@@ -402,10 +402,32 @@ async def test_a_vendor_error_event_mid_stream_ends_with_response_failed_without
 # -- a vendor's own Responses API ---------------------------------------------------------
 
 @pytest.fixture
-def native_gw(gw, vendor):
-    base, gateway = gw
-    gateway.providers["agent"].responses_url = vendor.url
-    return base, gateway
+def native_gw(make_gateway, vendor):
+    """The agent vendor with its own Responses API configured (a path on its host)."""
+    return make_gateway({
+        "auth": {"keys": [ALICE, BOB]},
+        "providers": {"agent": {"type": "openai", "base_url": vendor.url,
+                                "api_keys": [fake.KEY], "models": [fake.MODEL],
+                                "discover": False, "responses_base_url": "/v1"}}})
+
+
+def test_responses_base_url_is_a_url_or_a_path_on_the_vendors_host():
+    from freeapi.config import ConfigError, parse_config
+    from freeapi.plugins import make_plugin_manager, provider_types
+    types = provider_types(make_plugin_manager())
+
+    def native(value, base="http://10.0.0.1:8080/v1"):
+        cfg = parse_config({"providers": {"x": {"type": "openai", "base_url": base,
+                                                "responses_base_url": value}}}, types)
+        return cfg.providers["x"].responses_base_url
+
+    assert native("/api/v2/") == "http://10.0.0.1:8080/api/v2"
+    assert native("https://other.example/v1") == "https://other.example/v1"
+    assert native(False) is None
+    for bad in (5, "ftp://x", "v1"):
+        with pytest.raises(ConfigError) as e:
+            native(bad)
+        assert "providers.x.responses_base_url" in str(e.value)
 
 
 async def test_native_responses_api_gets_the_request_as_it_came(native_gw, vendor):
