@@ -4,7 +4,9 @@ vendor (tests/fakes/agent_vendor.py). The vendor asks for a shell command on the
 turn, Codex runs it, and the vendor's final answer quotes what it printed. Twice: with the
 model as it is (Codex gets the reasoning and sends it back), and as `MODEL-silent` (Codex
 never sees the reasoning; the gateway keeps it and puts it back into the tool turn, which
-the vendor, like DeepSeek, refuses without it). Run by .ci/run:
+the vendor, like DeepSeek, refuses without it). And once through the vendor's own
+Responses API (`responses_base_url`), which the gateway passes requests through to. Run by
+.ci/run:
 
     python tests/e2e/codex_e2e.py PATH/TO/codex
 
@@ -77,8 +79,8 @@ def run_codex(codex: str, port: int, work: str,
         [codex, "exec", "--json", "--ephemeral", "--skip-git-repo-check",
          "--dangerously-bypass-approvals-and-sandbox", "-C", project, "-o", last,
          "Run the shell command you are asked for, then report what it printed."],
-        env=env, cwd=project, stdin=subprocess.DEVNULL, capture_output=True, text=True,
-        timeout=180)
+        # An empty, closed stdin: `codex exec` appends whatever stdin holds to the prompt.
+        env=env, cwd=project, input="", capture_output=True, text=True, timeout=180)
     text = open(last).read() if os.path.exists(last) else ""
     return proc, text
 
@@ -118,6 +120,21 @@ def checks(proc, last: str, vendor, model: str) -> list[tuple[str, str | None]]:
     return results
 
 
+def native_checks(proc, last: str, vendor) -> list[tuple[str, str | None]]:
+    sent = vendor.native_requests
+    return [(f"native/thinker: {name}", None if ok else why) for name, ok, why in (
+        ("codex exited 0", proc.returncode == 0,
+         f"exit {proc.returncode}: {proc.stderr[-1500:]}"),
+        ("Codex shows the answer of the vendor's own Responses API",
+         fake.NATIVE_TEXT in last, f"last message: {last!r}"),
+        ("the vendor got Codex's request as it came, model name rewritten",
+         bool(sent) and sent[-1].get("model") == fake.MODEL and "store" not in sent[-1]
+         and any(t.get("type") == "web_search" for t in sent[-1].get("tools", ())),
+         f"requests: {[{k: v for k, v in r.items() if k != 'input'} for r in sent]}"[:1500]),
+        ("the vendor accepted every request", vendor.rejected == [],
+         f"the vendor answered 400: {vendor.rejected}"))]
+
+
 def main(codex: str) -> int:
     codex = os.path.abspath(codex)  # Codex runs in a directory of its own
     work = tempfile.mkdtemp(prefix="freeapi-codex-e2e-")
@@ -137,6 +154,13 @@ providers:
     models: [{fake.MODEL}]
     reasoning_models: [{fake.MODEL}]
     discover: false
+  native:
+    type: openai
+    base_url: "{vendor_thread.url}/v1"
+    api_keys: [{fake.KEY}]
+    models: [{fake.MODEL}]
+    discover: false
+    responses_base_url: /v1
 """)
             # The gateway's log goes to a file: a pipe nobody reads could fill and stall it.
             log = open(os.path.join(work, "freeapi.log"), "wb")
@@ -150,6 +174,8 @@ providers:
                 state.rejected.clear()
                 proc, last = run_codex(codex, port, work, model)
                 results += checks(proc, last, state, model)
+            proc, last = run_codex(codex, port, work, "native/thinker")
+            results += native_checks(proc, last, vendor_thread.state)
             if any(err for _, err in results):
                 with open(os.path.join(work, "freeapi.log"), errors="replace") as f:
                     print("e2e codex: the gateway's log:\n" + f.read()[-3000:])
