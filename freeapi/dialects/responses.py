@@ -334,8 +334,10 @@ def to_chat(body: dict, history: list | None = None) -> Translation:
         chat["tools"] = tools
         if choice is not None:
             chat["tool_choice"] = choice
-        if body.get("parallel_tool_calls") is not None:
-            chat["parallel_tool_calls"] = body["parallel_tool_calls"]
+        # Only a `false` is worth sending: true is the default, and Codex always sends it
+        # to vendors that may not know the field.
+        if body.get("parallel_tool_calls") is False:
+            chat["parallel_tool_calls"] = False
     if body.get("max_output_tokens") is not None:
         chat["max_tokens"] = body["max_output_tokens"]
     for key in ("temperature", "top_p"):
