@@ -22,9 +22,12 @@ from freeapi.dialects.responses_output import (call_item, chat_message, message_
                                                status_of, usage)
 
 
+# One encoder for every event: json.dumps with options builds a new one per call.
+_ENCODE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
 def sse(event: dict) -> bytes:
-    data = json.dumps(event, ensure_ascii=False, separators=(",", ":"))
-    return f"event: {event['type']}\ndata: {data}\n\n".encode()
+    return f"event: {event['type']}\ndata: {_ENCODE(event)}\n\n".encode()
 
 
 class EventStream:
@@ -48,6 +51,18 @@ class EventStream:
         fields["sequence_number"] = self.seq
         self.seq += 1
         return sse(fields)
+
+    def _delta(self, kind: str, item_id: str, delta: str, content: bool = True,
+               logprobs: bool = False) -> bytes:
+        """A delta event, the one sent per vendor chunk, formatted without building a dict
+        (the same JSON as `_ev`'s; ids are [a-z0-9_] only)."""
+        seq = self.seq
+        self.seq += 1
+        index = ',"content_index":0' if content else ""
+        tail = ',"logprobs":[]' if logprobs else ""
+        return (f'event: {kind}\ndata: {{"item_id":"{item_id}","output_index":'
+                f'{len(self.output)}{index},"delta":{_ENCODE(delta)}{tail},'
+                f'"type":"{kind}","sequence_number":{seq}}}\n\n').encode()
 
     def _response(self, status: str, **kw) -> dict:
         return response_object(self.rid, self.model, self.created, self.req.echo,
@@ -107,8 +122,7 @@ class EventStream:
                             part={"type": "reasoning_text", "text": ""})
             item["content"] = [{"type": "reasoning_text", "text": ""}]
         item["content"][0]["text"] += delta
-        return out + self._ev("response.reasoning_text.delta", item_id=item["id"],
-                              output_index=len(self.output), content_index=0, delta=delta)
+        return out + self._delta("response.reasoning_text.delta", item["id"], delta)
 
     def _message(self) -> tuple[dict, bytes]:
         """The open message item, opened (with its one output_text part) if need be."""
@@ -127,9 +141,8 @@ class EventStream:
     def _text(self, delta: str) -> bytes:
         item, out = self._message()
         item["content"][0]["text"] += delta
-        return out + self._ev("response.output_text.delta", item_id=item["id"],
-                              output_index=len(self.output), content_index=0, delta=delta,
-                              logprobs=[])
+        return out + self._delta("response.output_text.delta", item["id"], delta,
+                                 logprobs=True)
 
     def _call(self, tc: dict) -> bytes:
         out = b""
@@ -153,8 +166,8 @@ class EventStream:
         if isinstance(args, str) and args:
             item["arguments"] += args
             if item is self._open:
-                out += self._ev("response.function_call_arguments.delta", item_id=item["id"],
-                                output_index=len(self.output), delta=args)
+                out += self._delta("response.function_call_arguments.delta", item["id"],
+                                   args, content=False)
         return out
 
     # -- input --------------------------------------------------------------------------
