@@ -291,6 +291,10 @@ def _check(body: dict) -> tuple[str, bool]:
         raise invalid_request("`background: true` is not supported by this gateway; make "
                               "the request without it (streaming if it is long).",
                               param="background")
+    if body.get("prompt") is not None:
+        raise invalid_request("`prompt` (a prompt template stored at OpenAI) is not supported "
+                              "by this gateway; send its text as `instructions` / `input`.",
+                              param="prompt")
     if body.get("conversation") is not None:
         raise invalid_request("`conversation` is not supported by this gateway; continue "
                               "with `previous_response_id`.", param="conversation")
