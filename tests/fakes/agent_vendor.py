@@ -43,7 +43,9 @@ class State:
         self.requests: list[dict] = []
         self.rejected: list[str] = []  # the 400s' messages, for a test to show
         self.native_requests: list[dict] = []  # bodies sent to /v1/responses
-        self.arguments = {"exec_command": {"cmd": "echo freeapi-e2e-$((6*7))"},
+        self.arguments = {"exec_command": {"cmd": "echo freeapi-e2e-$((6*7))"},  # Codex
+                          "bash": {"command": "echo freeapi-e2e-$((6*7))",  # opencode
+                                   "description": "Print a marker"},
                           "get_weather": {"city": "Paris"}}
         self.served = 0
 
