@@ -106,7 +106,7 @@ async def test_sdk_stream_helper_assembles_the_final_response(gw):
     assert final.output_text == fake.GREETING and final.status == "completed"
 
 
-async def test_stream_keeps_alive_and_is_plain_sse(gw):
+async def test_stream_is_plain_sse_with_event_names_and_no_done_marker(gw):
     base, _ = gw
     resp = await request(base + "/v1/responses", "POST",
                          {"model": MODEL, "input": "hi", "stream": True}, key=ALICE)
