@@ -527,3 +527,15 @@ async def test_two_gateways_on_one_redis_continue_each_others_responses(make_gat
         input=[{"type": "function_call_output", "call_id": first.output[-1].call_id,
                 "output": "hail"}])
     assert final.output_text == fake.QUOTE + "hail" and vendor.rejected == []
+
+
+async def test_keep_alive_comments_while_the_vendor_is_silent(make_gateway, vendor):
+    base, _ = make_gateway(_agent(vendor, server={"keepalive_interval": 0.05}))
+    resp = await request(base + "/v1/responses", "POST",
+                         {"model": MODEL, "input": "!slow", "stream": True}, key=ALICE)
+    body = resp.body.decode()
+    assert body.startswith(": keep-alive\n\n")
+    assert body.index("event: response.created") > body.index(": keep-alive")
+    events = [json.loads(e) for e in sse_events(resp.body)]
+    assert events[-1]["type"] == "response.completed"
+    assert events[-1]["response"]["output"][-1]["content"][0]["text"] == fake.GREETING

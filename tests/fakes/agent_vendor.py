@@ -17,11 +17,13 @@ result; a request with tools gets a call of its first tool (arguments from
 carries reasoning first, as a thinking model's does. A last user message "!cut" gets a
 stream that breaks off mid-answer (the connection closes, no terminator); "!error-event"
 one that reports an error mid-way as OpenAI-compatible servers do (an `{"error": ...}`
-event, quoting the key it was called with), then `[DONE]`.
+event, quoting the key it was called with), then `[DONE]`; "!slow" a stream whose first
+event comes after half a second (headers first, as DeepSeek does while it queues).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 from tornado import web
@@ -148,6 +150,9 @@ class Chat(web.RequestHandler):
             self.write(f"data: {json.dumps(chunk)}\n\n")
             await self.flush()
 
+        if body["messages"][-1].get("content") == "!slow":
+            await self.flush()  # the 200 and its headers now, the answer later
+            await asyncio.sleep(0.5)
         await send({"role": "assistant", "content": ""})
         for word in message["reasoning_content"].split(" "):
             await send({"reasoning_content": word + " "})
