@@ -539,3 +539,20 @@ async def test_keep_alive_comments_while_the_vendor_is_silent(make_gateway, vend
     events = [json.loads(e) for e in sse_events(resp.body)]
     assert events[-1]["type"] == "response.completed"
     assert events[-1]["response"]["output"][-1]["content"][0]["text"] == fake.GREETING
+
+
+async def test_callers_without_credentials_get_nothing_stored(make_gateway, vendor):
+    # A keyless server behind a gateway without keys: every such caller would be one owner.
+    vendor.keyless = True
+    base, gateway = make_gateway({"auth": {"allow_anonymous": True}, "providers": {"agent": {
+        "type": "openai", "base_url": vendor.url, "models": [fake.MODEL], "discover": False}}})
+    resp = await request(base + "/v1/responses", "POST", {"model": MODEL, "input": "hi"},
+                         key=None)
+    assert resp.code == 200, resp.body
+    rid = json.loads(resp.body)["id"]
+    await gateway.store.settle()
+    assert error_of(await request(f"{base}/v1/responses/{rid}", key=None), 401)
+    err = error_of(await request(base + "/v1/responses", "POST", {
+        "model": MODEL, "input": "more", "previous_response_id": rid}, key=None), 401)
+    assert err["code"] == "missing_api_key"
+    assert await gateway.store.kv_get("rs", [rid]) == {}

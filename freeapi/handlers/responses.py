@@ -34,6 +34,7 @@ from freeapi.handlers.base import APIHandler
 from freeapi.handlers.conversations import store_unavailable
 from freeapi.handlers.door import DoorHandler
 from freeapi.keys import bearer
+from freeapi.pipeline.history import needs_credentials
 from freeapi.sse import SSEParser
 from freeapi.store import StoreError
 
@@ -61,7 +62,10 @@ def not_found(rid, param: str | None = None) -> APIError:
 
 
 async def load(handler: APIHandler, rid, param: str | None = None) -> dict:
-    """The caller's stored response record, or the 404/503 that says why there is none."""
+    """The caller's stored response record, or the 401/404/503 that says why there is
+    none. Callers without credentials have none: they would all be one owner."""
+    if _owner(handler) == conv.ANONYMOUS:
+        raise needs_credentials()
     if not isinstance(rid, str) or not _ID.match(rid):
         raise not_found(rid, param)
     try:
@@ -214,12 +218,15 @@ class ResponsesHandler(DoorHandler):
         req = self.req
         if not req.store or obj.get("status") == "failed":
             return
+        owner = _owner(self)
+        if owner == conv.ANONYMOUS:
+            return  # no credentials: nobody could be told apart to read it back
         cfg = self.gateway.config.responses
         if turn is None:
             messages = None
         else:
             messages = req.messages + (turn if isinstance(turn, list) else [turn])
-        record = {"owner": _owner(self), "response": obj, "messages": messages}
+        record = {"owner": owner, "response": obj, "messages": messages}
         size = len(json.dumps(record, ensure_ascii=False, separators=(",", ":")))
         if size > cfg.max_bytes and messages is not None:
             record["messages"] = None  # GET still works; a continuation is refused
