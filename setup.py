@@ -22,6 +22,8 @@ setup(
             # filtered by name in pytest.ini.
             "pytest-tornasync==0.6.0.post2",
             "openai>=1.40",
+            # Property-based fuzzing of the wire parsers (tests/test_wire_fuzz.py).
+            "hypothesis>=6.100,<7",
         ],
     },
     entry_points={
