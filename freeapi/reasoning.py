@@ -9,8 +9,8 @@ reasoning differently (or not at all) cannot send it back as it was, so:
 - `-fold` clients got it as a `<think>` block at the start of `content`: `unfold` moves
   that block back into the turn's `reasoning_content`;
 - `-silent` clients never saw it: `remember` keeps the reasoning of answers that ended in
-  tool calls, keyed by tool-call id and caller, in the state store (`kv_put`, so every
-  worker and instance sharing the store sees it), and `restore` puts it back into the
+  tool calls, keyed by tool call (id, name, arguments) and caller, in the state store
+  (`kv_put`, so every worker and instance sharing the store sees it), and `restore` puts it back into the
   turns that return without it.
 
 The Anthropic and Responses doors call the same functions for the thinking blocks their
@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import logging
 
 from freeapi.store import StoreError
@@ -46,16 +47,41 @@ def _turns_with_calls(messages):
             yield i, m
 
 
-def _first_call_id(message: dict) -> str | None:
+def _call_key(call) -> str | None:
+    """What a remembered reasoning is filed under: the call's id, name and arguments.
+    The id alone is unique only within one answer: Kimi numbers calls per answer
+    (`get_weather:0`, reused by later turns and other conversations: a user report at
+    https://forum.moonshot.ai/t/bug-anthropic-compatible-messages-api-reuses-the-same-tool-use-id-across-separate-kimi-k3-tool-calls/549),
+    so two sessions of one caller (a team's shared key) would get each other's reasoning.
+    Arguments are compared as JSON values: clients that parse and re-serialize them
+    change the spacing."""
+    if not isinstance(call, dict) or not isinstance(call.get("id"), str) or not call["id"]:
+        return None
+    fn = call.get("function") if isinstance(call.get("function"), dict) else {}
+    args = fn.get("arguments")
+    if isinstance(args, str):
+        try:
+            args = json.loads(args)
+        except (ValueError, RecursionError):
+            pass  # not JSON: compared as the text it is
+    try:
+        args = json.dumps(args, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    except (TypeError, ValueError, RecursionError):
+        args = repr(args)
+    return f"{call['id']}\0{fn.get('name')}\0{args}"
+
+
+def _first_call_key(message: dict) -> str | None:
     for call in message.get("tool_calls") or ():
-        if isinstance(call, dict) and isinstance(call.get("id"), str) and call["id"]:
-            return call["id"]
+        key = _call_key(call)
+        if key is not None:
+            return key
     return None
 
 
-def _name(owner: str, call_id: str) -> str:
-    # One caller's tool-call ids never reach another caller's reasoning.
-    return hashlib.sha256(f"{owner}\0{call_id}".encode()).hexdigest()[:40]
+def _name(owner: str, call_key: str) -> str:
+    # One caller's tool calls never reach another caller's reasoning.
+    return hashlib.sha256(f"{owner}\0{call_key}".encode()).hexdigest()[:40]
 
 
 def split_folded(content) -> tuple[str, str] | None:
@@ -94,7 +120,7 @@ def unfold(messages: list) -> list:
 
 
 def records(result, max_chars: int) -> dict[str, dict]:
-    """{tool-call id: record} for what `remember` keeps of `result`: a chat.completion (its
+    """{tool call's key: record} for what `remember` keeps of `result`: a chat.completion (its
     choices' messages) or one assistant message. Only answers that ended in tool calls and
     carried reasoning count; the reasoning is cut to `max_chars`."""
     if not isinstance(result, dict):
@@ -112,8 +138,9 @@ def records(result, max_chars: int) -> dict[str, dict]:
             continue
         record = {"r": reasoning[:max_chars]}
         for call in m["tool_calls"]:
-            if isinstance(call, dict) and isinstance(call.get("id"), str) and call["id"]:
-                out[call["id"]] = record
+            key = _call_key(call)
+            if key is not None:
+                out[key] = record
     return out
 
 
@@ -125,16 +152,16 @@ async def remember(store, result, *, owner: str, ttl: float, max_chars: int = 65
     if not kept:
         return
     try:
-        await asyncio.gather(*(store.kv_put(NS, _name(owner, call_id), record, ttl)
-                               for call_id, record in kept.items()))
+        await asyncio.gather(*(store.kv_put(NS, _name(owner, key), record, ttl)
+                               for key, record in kept.items()))
     except StoreError as e:
         log.warning("the reasoning of a tool call was not remembered: %s", e)
 
 
 def missing(messages: list) -> dict[int, str]:
-    """{index: first tool-call id} of the assistant tool-call turns without reasoning."""
-    return {i: cid for i, m in _turns_with_calls(messages)
-            if not m.get("reasoning_content") and (cid := _first_call_id(m))}
+    """{index: first tool call's key} of the assistant tool-call turns without reasoning."""
+    return {i: key for i, m in _turns_with_calls(messages)
+            if not m.get("reasoning_content") and (key := _first_call_key(m))}
 
 
 async def restore(store, messages: list, *, owner: str) -> list:
@@ -144,7 +171,7 @@ async def restore(store, messages: list, *, owner: str) -> list:
     wanted = missing(messages)
     if not wanted:
         return messages
-    names = {i: _name(owner, cid) for i, cid in wanted.items()}
+    names = {i: _name(owner, key) for i, key in wanted.items()}
     try:
         found = await store.kv_get(NS, sorted(set(names.values())))
     except StoreError as e:

@@ -48,7 +48,7 @@ class StreamRelay:
         # -silent: the reasoning the client does not see and the tool calls it belongs to,
         # per choice, for freeapi.reasoning.remember; `on_finish(answer())` runs at the end.
         self._hidden: dict[int, list] = {}
-        self._call_ids: dict[int, list] = {}
+        self._calls: dict[int, list] = {}
         self.on_finish = None
 
     def feed(self, data: str) -> bytes:
@@ -163,17 +163,20 @@ class StreamRelay:
         if isinstance(reasoning, str) and reasoning:
             self._hidden.setdefault(idx, []).append(reasoning)
         for call in calls if isinstance(calls, list) else ():
-            if isinstance(call, dict) and isinstance(call.get("id"), str) and call["id"]:
-                self._call_ids.setdefault(idx, []).append(call["id"])
+            at = call.get("index", 0) if isinstance(call, dict) else None
+            # The calls as the client assembles them (reasoning.remember files the
+            # reasoning under each call's id, name and arguments).
+            if isinstance(at, int) and not isinstance(at, bool) and 0 <= at < 256:
+                _merge_tool_call(self._calls.setdefault(idx, []), call)
 
     def answer(self) -> dict:
         """What a -silent stream hid: a chat.completion-shaped summary of each choice's
-        reasoning and tool-call ids (freeapi.reasoning.remember reads it)."""
+        reasoning and tool calls (freeapi.reasoning.remember reads it)."""
         return {"choices": [
             {"index": i, "message": {
                 "role": "assistant", "reasoning_content": "".join(self._hidden.get(i, ())),
-                "tool_calls": [{"id": cid} for cid in self._call_ids[i]]}}
-            for i in sorted(self._call_ids)]}
+                "tool_calls": self._calls[i]}}
+            for i in sorted(self._calls)]}
 
     def finish(self) -> bytes:
         """Anything owed before `[DONE]`: a closing think tag, OpenAI's usage chunk."""

@@ -42,10 +42,11 @@ def test_records_keep_only_tool_call_answers_and_cut_long_reasoning():
         {"message": {"role": "assistant", "reasoning_content": "no calls", "content": "x"}},
         {"message": {"role": "assistant", "tool_calls": [dict(CALL, id="call_3")]}},
     ]}
+    key = reasoning._call_key  # a call's id, name and arguments
     assert reasoning.records(completion, max_chars=4) == {
-        "call_1": {"r": "abcd"}, "call_2": {"r": "abcd"}}
+        key(CALL): {"r": "abcd"}, key(dict(CALL, id="call_2")): {"r": "abcd"}}
     assert reasoning.records({"role": "assistant", "reasoning_content": "r",
-                              "tool_calls": [CALL]}, 100) == {"call_1": {"r": "r"}}
+                              "tool_calls": [CALL]}, 100) == {key(CALL): {"r": "r"}}
     assert reasoning.records("not a dict", 100) == {}
 
 
@@ -56,7 +57,7 @@ def test_missing_names_the_tool_call_turns_without_reasoning():
                 {"role": "assistant", "reasoning_content": "kept",
                  "tool_calls": [dict(CALL, id="call_9")]},
                 {"role": "assistant", "content": "plain"}]
-    assert reasoning.missing(messages) == {1: "call_1"}
+    assert reasoning.missing(messages) == {1: reasoning._call_key(CALL)}
 
 
 class MemoryStore:
@@ -141,3 +142,25 @@ def test_deepseek_and_kimi_take_reasoning_content_as_it_is():
     for cls in (DeepSeek, Kimi):
         p = cls(ProviderConfig(name=cls.type_name, type=cls.type_name))
         assert _sent(p, {"model": "m", "messages": [turn]})["messages"] == [turn]
+
+
+async def test_silent_memory_tells_apart_calls_that_reuse_an_id():
+    """Kimi numbers tool calls per answer (`get_weather:0`): two sessions of one caller
+    must each get their own reasoning back, even when the client re-serializes the
+    arguments with other spacing."""
+    store = MemoryStore()
+
+    def turn(city, spacing=""):
+        args = json.dumps({"city": city}, separators=("," + spacing, ":" + spacing))
+        return {"role": "assistant", "content": "", "tool_calls": [
+            {"id": "get_weather:0", "type": "function",
+             "function": {"name": "get_weather", "arguments": args}}]}
+
+    for city in ("Paris", "Oslo"):
+        await reasoning.remember(store, dict(turn(city), reasoning_content=f"about {city}"),
+                                 owner="team", ttl=60)
+    for city in ("Paris", "Oslo"):
+        history = [{"role": "user", "content": "q"}, turn(city, spacing=" "),
+                   {"role": "tool", "tool_call_id": "get_weather:0", "content": "sunny"}]
+        back = await reasoning.restore(store, history, owner="team")
+        assert back[1]["reasoning_content"] == f"about {city}"
