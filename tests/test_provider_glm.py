@@ -8,6 +8,7 @@ import pytest
 
 from tests.fakes import glm as fake
 from tests.fakes.common import ANSWER, REASONING
+from tests.helpers import request
 from tests.sibling import HI, assert_no_secret, client, collect, token_check
 from tests.sibling import start_vendor  # noqa: F401 (a fixture)
 
@@ -185,3 +186,13 @@ async def test_retired_bare_glm_4_flash_reaches_its_dated_successor(gw):
                                                               messages=HI)
     assert state.requests[-1]["body"]["model"] == "glm-z1-flash"
     assert e.value.body["code"] == "model_not_found"
+
+
+async def test_a_malformed_tools_or_thinking_field_is_the_vendors_400(gw):
+    """GLM answers 1214 (invalid parameter, HTTP 400) to a field of the wrong type: the
+    caller gets that 400, not a server error."""
+    base, _ = gw
+    for extra in ({"tools": 1}, {"thinking": "on"}):
+        r = await request(base + "/v1/chat/completions", "POST",
+                          dict(model="glm-4.7", messages=HI, **extra), key=fake.GOOD)
+        assert r.code == 400, (extra, r.body)

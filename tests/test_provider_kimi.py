@@ -8,6 +8,7 @@ import pytest
 
 from tests.fakes import kimi as fake
 from tests.fakes.common import ANSWER, REASONING
+from tests.helpers import request
 from tests.sibling import HI, assert_no_secret, client, collect, token_check
 from tests.sibling import start_vendor  # noqa: F401 (a fixture)
 
@@ -181,3 +182,12 @@ def test_kimi_with_thinking_off_gets_the_ordinary_first_byte_budget(make_gateway
     body = route.body_for({"model": model, "messages": HI, **extra})
     budget = route.provider.first_byte_timeout(route.upstream_model, body)
     assert budget == (300 if reasoning_budget else 7)
+
+
+async def test_a_malformed_tools_field_is_the_vendors_400(gw):
+    """Kimi answers invalid_request_error (HTTP 400) to `tools` that is not an array: the
+    caller gets that 400, not a server error."""
+    base, _ = gw
+    r = await request(base + "/v1/chat/completions", "POST",
+                      dict(model="kimi-k2-thinking", messages=HI, tools=1), key=fake.GOOD)
+    assert r.code == 400, r.body

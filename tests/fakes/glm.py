@@ -72,6 +72,10 @@ class Chat(Base):
         model = body["model"]
         if model not in KNOWN:
             return self.fail(1211)
+        # A field of the wrong type is the documented 1214 (invalid parameter), a 400.
+        if not isinstance(body.get("tools", []), list) \
+                or not isinstance(body.get("thinking", {}), dict):
+            return self.fail(1214)
         thinking = model in THINKING and (body.get("thinking") or {}).get("type") != "disabled"
         base = {"id": "2024110809", "created": 1730000000, "model": model}
         if not body.get("stream"):
@@ -184,7 +188,8 @@ class WebSearchChat(Chat):
     async def post(self):
         import json as _json
         body = _json.loads(self.request.body or b"{}")
-        tools = [t for t in body.get("tools") or () if isinstance(t, dict)
+        tools = body.get("tools") if isinstance(body.get("tools"), list) else ()
+        tools = [t for t in tools if isinstance(t, dict)
                  and t.get("type") == "web_search"]
         if not tools:
             return await super().post()

@@ -173,6 +173,10 @@ def _declares_search(body) -> bool:
 class WebSearchChat(ToolLoopChat):
     async def post(self):
         body = _json.loads(self.request.body or b"{}")
+        if not isinstance(body.get("tools", []), list) and self.account() == "ok":
+            self.body()  # record it; a field of the wrong type is a 400, as any bad request
+            return self.json({"error": {"message": "Invalid request: tools must be an array",
+                                        "type": "invalid_request_error"}}, 400)
         if not _declares_search(body) or self.account() in (None, 401, "poor"):
             return await super().post()
         self.body()  # record it
