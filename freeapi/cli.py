@@ -12,7 +12,7 @@ import sys
 
 from tornado.httpserver import HTTPServer
 
-from freeapi import __version__
+from freeapi import __version__, logs
 from freeapi.app import Gateway, make_app
 from freeapi.checkkeys import check_keys
 from freeapi.config import ConfigError, load_config
@@ -41,6 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, help="port to listen on (overrides server.port)")
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error"],
                    help="overrides server.log_level")
+    p.add_argument("--log-format", choices=list(logs.FORMATS),
+                   help="overrides server.log_format (text, the default, or json: one "
+                        "object per line)")
     p.add_argument("--workers", type=int, default=1, metavar="N",
                    help="serve with N processes on the same port (default 1; about one per "
                         "CPU core). Each worker binds its own SO_REUSEPORT socket and the "
@@ -69,6 +72,8 @@ def load(args) -> Gateway:
         cfg.port = args.port
     if args.log_level:
         cfg.log_level = args.log_level
+    if getattr(args, "log_format", None):
+        cfg.log_format = args.log_format
     return Gateway(cfg, pm, types)
 
 
@@ -76,6 +81,9 @@ def _log_request(handler):
     # Access lines only at debug: formatting one per request is measurable on the hot path.
     status = handler.get_status()
     if status >= 500 or log.isEnabledFor(logging.DEBUG):
+        ctx = getattr(handler, "_rlog", None)
+        if ctx is not None:  # for the JSON format's fields
+            ctx.status, ctx.latency_ms = status, round(1000 * handler.request.request_time())
         log.log(logging.WARNING if status >= 500 else logging.DEBUG, "%d %s %s %.1fms",
                 status, handler.request.method, handler.request.path,
                 1000.0 * handler.request.request_time())
@@ -155,6 +163,7 @@ def main(argv=None) -> int:
     redactor.keys = sorted({k.key for k in cfg.gateway_keys} | {
         k for pc in cfg.providers.values() for k in pc.api_keys}, key=len, reverse=True)
     logging.getLogger().setLevel(gateway.config.log_level.upper())
+    logs.install(cfg.log_format, redactor)
     if args.command == "check-keys":
         return asyncio.run(check_keys(gateway))
     if args.command == "usage":

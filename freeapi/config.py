@@ -90,6 +90,7 @@ class Config:
     max_body_size: int = 16 * 1024 * 1024
     keepalive_interval: float = 5.0
     log_level: str = "info"
+    log_format: str = "text"  # or "json": one object per line (freeapi/logs.py)
     shutdown_grace: float = 30.0
     gateway_keys: list[GatewayKey] = field(default_factory=list)
     allow_anonymous: bool = False
@@ -182,7 +183,7 @@ def parse_config(raw, provider_types: dict, base_dir: str | None = None) -> Conf
 
     server = _mapping(root.get("server"), "server")
     _unknown(server, {"host", "port", "max_body_size", "keepalive_interval", "log_level",
-                      "shutdown_grace"}, "server")
+                      "shutdown_grace", "log_format"}, "server")
     if "host" in server:
         cfg.host = _expect(server["host"], (str,), "server.host", "a string")
     if "port" in server:
@@ -203,6 +204,10 @@ def parse_config(raw, provider_types: dict, base_dir: str | None = None) -> Conf
         if level not in _LOG_LEVELS:
             raise ConfigError("server.log_level", f"expected one of {', '.join(_LOG_LEVELS)}")
         cfg.log_level = level
+    if "log_format" in server:
+        cfg.log_format = _expect(server["log_format"], (str,), "server.log_format", "a string")
+        if cfg.log_format not in ("text", "json"):
+            raise ConfigError("server.log_format", "expected text or json")
 
     auth = _mapping(root.get("auth"), "auth")
     _unknown(auth, {"keys", "allow_anonymous"}, "auth")

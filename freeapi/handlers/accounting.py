@@ -63,7 +63,10 @@ class AccountingMixin:
                   upstream_model=route.upstream_model if route else None, status=status,
                   error=error, stream=stream,
                   latency_ms=round(self.request.request_time() * 1000),
-                  ttfb_ms=round(began * 1000) if began is not None else None, usage=usage)
+                  ttfb_ms=round(began * 1000) if began is not None else None, usage=usage,
+                  request_id=self._rlog.request_id if self._rlog is not None else None)
+        if self._rlog is not None:
+            self._rlog.update_from_entry(e)
         gw = self.gateway
         gw.store.record(e)
         if caller is not None and caller.limited and usage is not None:

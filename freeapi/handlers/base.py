@@ -9,6 +9,7 @@ import re
 
 from tornado import web
 
+from freeapi import logs
 from freeapi.errors import APIError, invalid_request
 from freeapi.keys import bearer
 
@@ -84,6 +85,7 @@ class APIHandler(web.RequestHandler):
     is known, instead of after buffering it."""
 
     caller = None  # the config.GatewayKey that authenticated this request
+    _rlog = None  # logs.RequestLog: this request's id and log fields
 
     def initialize(self):
         self.gateway = self.settings["freeapi"]
@@ -94,6 +96,12 @@ class APIHandler(web.RequestHandler):
         self.set_header("Content-Type", "application/json")
         # Tornado's default server header says nothing useful and costs bytes.
         self.clear_header("Server")
+        # First called while the handler is built, before Tornado starts the task that runs
+        # it, so the request's log context is inherited by everything the request does;
+        # called again when an error clears the headers.
+        if self._rlog is None:
+            self._rlog = logs.begin(self.request.headers.get("X-Request-Id"))
+        self.set_header("X-Request-Id", self._rlog.request_id)
 
     def prepare(self):
         length = self.request.headers.get("Content-Length")
