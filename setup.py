@@ -12,6 +12,9 @@ setup(
         "tornado>=6.3,<7",
         "pluggy>=1.3,<2",
         "pyyaml>=6,<7",
+        # GET /metrics: the Prometheus project's own client; its multiprocess mode
+        # aggregates `--workers N` into one view.
+        "prometheus-client>=0.20,<1",
     ],
     extras_require={
         # Optional: a faster event loop, used when installed (see freeapi/cli.py).

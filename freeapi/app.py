@@ -18,10 +18,12 @@ from freeapi.handlers.health import HealthHandler, PingHandler
 from freeapi.handlers.models import ModelHandler, ModelsHandler
 from freeapi.handlers.tokens import TokenCheckHandler
 from freeapi.handlers.keys import KeysHandler
+from freeapi.handlers.status import MetricsHandler
 from freeapi.healthsync import HealthSync
 from freeapi.keypool import HealthStore, KeyPool
 from freeapi.keys import GatewayAuth, split_keys
 from freeapi.limits import Limits
+from freeapi.metrics import Metrics, multiproc_dir
 from freeapi.provider import Provider
 from freeapi.routing import Catalog, Route
 from freeapi.store import StoreError, open_store
@@ -48,7 +50,8 @@ class Gateway:
         self.http = Pool()
         self.health = HealthStore()
         self.store = open_store(config.state)  # opens (or connects) on first use
-        self.limits = Limits(self.store)
+        self.metrics = Metrics(multiproc_dir())
+        self.limits = Limits(self.store, on_reject=self.metrics.limit_rejected)
         self.pools: dict[str, KeyPool] = {}
         # Server-side keys' cooldowns and verdicts, shared with gateways on the same store.
         self.health_sync = HealthSync(self.store, self.pools,
@@ -225,6 +228,7 @@ def make_app(gateway: Gateway) -> web.Application:
         (r"/v1/conversations/([^/]+)", ConversationHandler),
         (r"/ping", PingHandler),
         (r"/healthz", HealthHandler),
+        (r"/metrics", MetricsHandler),
     ]
     return web.Application(routes, freeapi=gateway, default_handler_class=NotFoundHandler,
                            compress_response=False)

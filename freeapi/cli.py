@@ -6,13 +6,14 @@ import argparse
 import asyncio
 import logging
 import os
+import shutil
 import signal
 import socket
 import sys
 
 from tornado.httpserver import HTTPServer
 
-from freeapi import __version__, logs
+from freeapi import __version__, logs, metrics
 from freeapi.app import Gateway, make_app
 from freeapi.checkkeys import check_keys
 from freeapi.config import ConfigError, load_config
@@ -112,6 +113,8 @@ async def serve(gateway: Gateway, reuse_port: bool = False):
     discovery = asyncio.ensure_future(gateway.discover_models())
     housekeeping = asyncio.ensure_future(gateway.housekeeping())
     gateway.health_sync.start()  # shared stores only; gateway.close() stops it
+    metrics_fresh = (asyncio.ensure_future(gateway.metrics.keep_fresh(gateway))
+                     if gateway.metrics.multiproc_dir else None)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -119,6 +122,8 @@ async def serve(gateway: Gateway, reuse_port: bool = False):
     await stop.wait()
     discovery.cancel()
     housekeeping.cancel()
+    if metrics_fresh is not None:
+        metrics_fresh.cancel()
     server.stop()
     log.info("shutting down: %d request(s) in flight get up to %gs to finish",
              len(gateway.active), cfg.shutdown_grace)
@@ -154,6 +159,15 @@ def main(argv=None) -> int:
     redactor = _RedactKeys()
     for handler in logging.getLogger().handlers:
         handler.addFilter(redactor)
+    metrics_tmp = metrics.prepare_processes(args.workers if args.command == "serve" else 1)
+    try:
+        return _main(args, redactor)
+    finally:
+        if metrics_tmp:
+            shutil.rmtree(metrics_tmp, ignore_errors=True)
+
+
+def _main(args, redactor) -> int:
     try:
         gateway = load(args)
     except ConfigError as e:
@@ -270,6 +284,7 @@ def _run_workers(args, cfg) -> int:
         except ChildProcessError:
             break
         children.discard(pid)
+        metrics.worker_exited(pid)
         rc = os.waitstatus_to_exitcode(status)
         if not stopping:
             log.error("worker %d exited (%d); stopping the others", pid, rc)

@@ -101,6 +101,7 @@ class Config:
     state: StateConfig = field(default_factory=StateConfig)
     prices: dict[str, Price] = field(default_factory=dict)
     conversations: ConversationsConfig = field(default_factory=ConversationsConfig)
+    metrics_public: bool = False  # GET /metrics without a gateway key (metrics.public)
 
 
 _LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -178,7 +179,7 @@ def parse_config(raw, provider_types: dict, base_dir: str | None = None) -> Conf
     config file's directory, which relative paths are relative to (None: no file)."""
     root = _interpolate(_mapping(raw, ""), "")
     _unknown(root, {"server", "auth", "providers", "models", "fallbacks", "failover", "state",
-                    "prices", "conversations"}, "")
+                    "prices", "conversations", "metrics"}, "")
     cfg = Config()
 
     server = _mapping(root.get("server"), "server")
@@ -274,6 +275,10 @@ def parse_config(raw, provider_types: dict, base_dir: str | None = None) -> Conf
     cfg.state = parse_state(root.get("state"), base_dir)
     cfg.prices = parse_prices(root.get("prices"))
     cfg.conversations = parse_conversations(root.get("conversations"))
+    metrics = _mapping(root.get("metrics"), "metrics")
+    _unknown(metrics, {"public"}, "metrics")
+    cfg.metrics_public = _expect(metrics.get("public", False), (bool,), "metrics.public",
+                                 "true or false")
 
     if not cfg.gateway_keys and not cfg.allow_anonymous:
         for pc in cfg.providers.values():

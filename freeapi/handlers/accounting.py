@@ -68,6 +68,7 @@ class AccountingMixin:
         if self._rlog is not None:
             self._rlog.update_from_entry(e)
         gw = self.gateway
+        gw.metrics.request_done(e)
         gw.store.record(e)
         if caller is not None and caller.limited and usage is not None:
             gw.limits.charge(caller, tokens_spent(e))

@@ -1,0 +1,34 @@
+"""What the operator reads: GET /metrics (Prometheus), GET /status (a page) and the JSON
+behind it, GET /v1/status. All of it is for admin gateway keys."""
+
+from __future__ import annotations
+
+from freeapi.errors import APIError
+from freeapi.handlers.base import APIHandler
+
+
+def require_admin(handler: APIHandler, what: str) -> None:
+    """The rule of GET /v1/keys: a gateway key, and once any key has `role: admin`, one of
+    those."""
+    gw = handler.gateway
+    if not gw.auth.enabled:
+        raise APIError(403, f"{what} needs gateway keys: configure auth.keys.",
+                       code="auth_required")
+    handler.client_token()
+    if gw.auth.has_roles and handler.caller.role != "admin":
+        raise APIError(403, f"{what} is for gateway keys with role: admin.",
+                       code="admin_only")
+
+
+class MetricsHandler(APIHandler):
+    """Prometheus text format. With gateway keys configured it needs an admin key, unless
+    `metrics.public: true` (a scraper on a private network); without gateway keys it is
+    open, like the rest of a pass-through gateway."""
+
+    def get(self):
+        gw = self.gateway
+        if gw.auth.enabled and not gw.config.metrics_public:
+            require_admin(self, "GET /metrics")
+        body, content_type = gw.metrics.render(gw, self.request.headers.get("Accept"))
+        self.set_header("Content-Type", content_type)
+        self.finish(body)
