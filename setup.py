@@ -25,6 +25,9 @@ setup(
             # filtered by name in pytest.ini.
             "pytest-tornasync==0.6.0.post2",
             "openai>=1.40",
+            # The status page test drives a real browser (Debian's chromium, never a
+            # downloaded one) with Microsoft's Playwright, the well-kept driver of the field.
+            "playwright>=1.40",
         ],
     },
     entry_points={

@@ -18,7 +18,7 @@ from freeapi.handlers.health import HealthHandler, PingHandler
 from freeapi.handlers.models import ModelHandler, ModelsHandler
 from freeapi.handlers.tokens import TokenCheckHandler
 from freeapi.handlers.keys import KeysHandler
-from freeapi.handlers.status import MetricsHandler
+from freeapi.handlers.status import MetricsHandler, StatusHandler, StatusPageHandler
 from freeapi.healthsync import HealthSync
 from freeapi.keypool import HealthStore, KeyPool
 from freeapi.keys import GatewayAuth, split_keys
@@ -26,6 +26,7 @@ from freeapi.limits import Limits
 from freeapi.metrics import Metrics, multiproc_dir
 from freeapi.provider import Provider
 from freeapi.routing import Catalog, Route
+from freeapi.status import StatusBoard
 from freeapi.store import StoreError, open_store
 from freeapi.upstream import Pool
 
@@ -51,6 +52,8 @@ class Gateway:
         self.health = HealthStore()
         self.store = open_store(config.state)  # opens (or connects) on first use
         self.metrics = Metrics(multiproc_dir())
+        self.status = StatusBoard(self)  # GET /v1/status
+        self.workers = 1  # processes serving this port (the CLI's --workers)
         self.limits = Limits(self.store, on_reject=self.metrics.limit_rejected)
         self.pools: dict[str, KeyPool] = {}
         # Server-side keys' cooldowns and verdicts, shared with gateways on the same store.
@@ -229,6 +232,8 @@ def make_app(gateway: Gateway) -> web.Application:
         (r"/ping", PingHandler),
         (r"/healthz", HealthHandler),
         (r"/metrics", MetricsHandler),
+        (r"/status", StatusPageHandler),
+        (r"/v1/status", StatusHandler),
     ]
     return web.Application(routes, freeapi=gateway, default_handler_class=NotFoundHandler,
                            compress_response=False)

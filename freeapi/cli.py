@@ -75,7 +75,9 @@ def load(args) -> Gateway:
         cfg.log_level = args.log_level
     if getattr(args, "log_format", None):
         cfg.log_format = args.log_format
-    return Gateway(cfg, pm, types)
+    gateway = Gateway(cfg, pm, types)
+    gateway.workers = max(1, getattr(args, "workers", 1) or 1)
+    return gateway
 
 
 def _log_request(handler):

@@ -139,6 +139,7 @@ class KeyPool:
         self._waiters: deque[tuple[asyncio.Future, set]] = deque()
         self._prober = prober  # async (key) -> bool | None (None: could not tell)
         self._probes: dict[str, asyncio.Task] = {}
+        self.probe_at: dict[str, float] = {}  # key -> wall clock of its next re-probe
         self.probe_interval, self.probe_cap = probe_interval, probe_cap
 
     def _pick(self, keys: list, exclude, now: float):
@@ -316,7 +317,9 @@ class KeyPool:
         delay = self.probe_interval
         try:
             while self.store.get(self.name, key).state in (INVALID, NO_BALANCE):
-                await asyncio.sleep(delay * random.uniform(0.9, 1.1))
+                wait = delay * random.uniform(0.9, 1.1)
+                self.probe_at[key] = time.time() + wait
+                await asyncio.sleep(wait)
                 try:
                     live = await self._prober(key)
                 except Exception:
@@ -330,6 +333,7 @@ class KeyPool:
                 delay = min(self.probe_cap, delay * 2)
         finally:
             self._probes.pop(key, None)
+            self.probe_at.pop(key, None)
 
     def close(self):
         for task in self._probes.values():

@@ -206,5 +206,6 @@ class NotFoundHandler(APIHandler):
     def prepare(self):
         raise APIError(404, f"Unknown route {self.request.method} {self.request.path}. "
                             "The gateway serves /v1/chat/completions, /v1/models, "
-                            "/v1/models/{id}, /v1/keys, /token/check, /ping and /healthz.",
+                            "/v1/models/{id}, /v1/keys, /token/check, /ping and /healthz "
+                            "(operators: /metrics, /status, /v1/status).",
                        code="unknown_route")

@@ -32,3 +32,32 @@ class MetricsHandler(APIHandler):
         body, content_type = gw.metrics.render(gw, self.request.headers.get("Accept"))
         self.set_header("Content-Type", content_type)
         self.finish(body)
+
+
+class StatusHandler(APIHandler):
+    """GET /v1/status: the JSON the status page shows."""
+
+    async def get(self):
+        require_admin(self, "GET /v1/status")
+        self.set_header("Cache-Control", "no-store")
+        self.write_json(await self.gateway.status.snapshot())
+
+
+# Nothing may be loaded from anywhere: the page is one document with inline style and
+# script, and it only talks to this gateway.
+_PAGE_POLICY = ("default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; "
+                "connect-src 'self'; img-src data:; base-uri 'none'; form-action 'none'; "
+                "frame-ancestors 'none'")
+
+
+class StatusPageHandler(APIHandler):
+    """GET /status: the page itself holds no data, so it needs no key; it asks for one."""
+
+    def get(self):
+        from freeapi.status_page import PAGE
+        self.set_header("Content-Type", "text/html; charset=utf-8")
+        self.set_header("Content-Security-Policy", _PAGE_POLICY)
+        self.set_header("X-Content-Type-Options", "nosniff")
+        self.set_header("Referrer-Policy", "no-referrer")
+        self.set_header("Cache-Control", "no-cache")
+        self.finish(PAGE)
