@@ -58,15 +58,29 @@ class StreamRelay:
                 if '"error"' in data:
                     return event(redact(data, self.keys))
                 return event(data)
+        out = self._parsed(data)
+        if out is None:
+            return b""
+        return event(out if isinstance(out, str) else _dumps(out))
+
+    def chunk(self, data: str) -> dict | str | None:
+        """One upstream event's data -> the chunk as the client should see it, parsed (for
+        doors that re-encode chunks): a dict, or a str to pass on as it is (not JSON, or a
+        vendor error report, keys scrubbed), or None when nothing is left of it."""
+        if self.collect is not None:
+            self.collect.append(data)
+        return self._parsed(data)
+
+    def _parsed(self, data: str) -> dict | str | None:
         try:
             chunk = json.loads(data)
         except ValueError:
-            return event(data)
+            return data
         if not isinstance(chunk, dict) or ("error" in chunk and "choices" not in chunk):
-            return event(redact(data, self.keys))
+            return redact(data, self.keys)
         chunk = self._normalize(chunk)
         if "error" in chunk and "choices" not in chunk:  # the provider found a failure
-            return event(redact(_dumps(chunk), self.keys))
+            return redact(_dumps(chunk), self.keys)
         chunk["model"] = self.model
         if self.extra:
             chunk.update(self.extra)
@@ -75,16 +89,16 @@ class StreamRelay:
             if self.display:
                 choices = self._display(choices)
                 if not choices and chunk.get("choices") and not chunk.get("usage"):
-                    return b""
+                    return None
                 chunk["choices"] = choices
             if chunk.get("usage"):
                 self._usage = chunk["usage"]
                 if not choices:
                     if self._hide_usage:
-                        return b""
+                        return None
                     self._usage_chunk_sent = True
         self._last = chunk
-        return event(_dumps(chunk))
+        return chunk
 
     def _peek_usage(self, data: str) -> bool:
         """Note the usage; True when the chunk carries nothing else (no choices)."""

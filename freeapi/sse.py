@@ -72,9 +72,10 @@ class SSEWriter:
     """Commits the SSE response, writes and flushes, and sends keep-alive comments while the
     vendor is silent (before its first byte too, so proxies and clients do not give up)."""
 
-    def __init__(self, handler, interval: float):
+    def __init__(self, handler, interval: float, keepalive: bytes = KEEPALIVE):
         self.handler = handler
         self.interval = interval
+        self.keepalive = keepalive  # the door's own: a comment, or Anthropic's `ping` event
         self.committed = False
         self._last = time.monotonic()
         self._task = asyncio.ensure_future(self._keepalive())
@@ -104,7 +105,7 @@ class SSEWriter:
                 if delay > 0:
                     await asyncio.sleep(delay)
                     continue
-                await self.send(KEEPALIVE)
+                await self.send(self.keepalive)
         except (StreamClosedError, asyncio.CancelledError):
             pass
 

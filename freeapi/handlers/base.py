@@ -179,7 +179,11 @@ class APIHandler(web.RequestHandler):
         if err.retry_after:
             self.set_header("Retry-After", err.retry_after)
         self.set_header("Content-Type", "application/json")
-        self.finish(json.dumps(err.to_dict()))
+        self.finish(json.dumps(self.error_body(err)))
+
+    def error_body(self, err: APIError) -> dict:
+        """An error in this door's JSON shape (OpenAI's here; the Anthropic door's own)."""
+        return err.to_dict()
 
     def log_exception(self, typ, value, tb):
         if isinstance(value, APIError):

@@ -1,4 +1,4 @@
-"""The chat handler's accounting: gateway-key limits before a request is sent, one usage
+"""The pipeline's accounting: gateway-key limits before a request is sent, one usage
 ledger entry after it has ended (whatever way it ended).
 
 The ledger entry is queued on the store and written in the background (see
@@ -14,12 +14,14 @@ CLIENT_GONE = 499  # nginx's status for "the client closed the connection first"
 
 
 class AccountingMixin:
-    """Mixed into the chat handler, which sets `_error` when a stream ends with an error
-    event; ConversationMixin._watch_relay sets `_stream_relay`, failover `_served`."""
+    """Part of the Pipeline, which sets `_error` when a stream ends with an error event
+    (or the door answered with one); `_watch_relay` sets `_stream_relay`, failover
+    `_served`, a non-stream answer `_answer` (its body) or `_usage`."""
 
     _acct = None  # (requested model, stream) once the request is routed
     _accounted = False
     _answer = None  # a non-stream answer's body as sent, for its usage
+    _usage = None  # or its usage object, when the answer was parsed anyway
     _stream_relay = None
     _served = None  # (route, masked vendor key, seconds until the answer began)
     _error = None
@@ -31,15 +33,9 @@ class AccountingMixin:
         if caller is not None and caller.limited:
             await self.gateway.limits.admit(caller, model, route)
 
-    def finish(self, chunk=None):
-        if chunk is not None and self._acct is not None and not self._acct[1]:
-            self._answer = chunk
-        return super().finish(chunk)
-
-    def write_error(self, status_code: int, **kwargs):
-        exc = kwargs.get("exc_info", (None, None, None))[1]
+    def failed(self, exc, status_code: int) -> None:
+        """The door answered with an error (its write_error ran)."""
         self._error = getattr(exc, "code", None) or f"http_{status_code}"
-        super().write_error(status_code, **kwargs)
 
     def _account(self, gone: bool = False) -> None:
         if self._accounted or self._acct is None:
@@ -50,8 +46,9 @@ class AccountingMixin:
         if stream:
             usage = relay.usage if relay is not None else None
         else:
-            usage = usage_from_body(self._answer)
-        status, error = self.get_status(), self._error
+            usage = self._usage or usage_from_body(self._answer)
+        h = self.handler
+        status, error = h.get_status(), self._error
         if gone:
             status, error = CLIENT_GONE, error or "client_gone"
         elif stream and error is None and relay is not None and not relay.finished:
@@ -62,13 +59,18 @@ class AccountingMixin:
                   provider=route.provider.name if route else None, model=model,
                   upstream_model=route.upstream_model if route else None, status=status,
                   error=error, stream=stream,
-                  latency_ms=round(self.request.request_time() * 1000),
+                  latency_ms=round(h.request.request_time() * 1000),
                   ttfb_ms=round(began * 1000) if began is not None else None, usage=usage,
-                  request_id=self._rlog.request_id if self._rlog is not None else None)
-        if self._rlog is not None:
-            self._rlog.update_from_entry(e)
+                  endpoint=self.endpoint,
+                  request_id=h._rlog.request_id if h._rlog is not None else None)
+        if h._rlog is not None:
+            h._rlog.update_from_entry(e)
         gw = self.gateway
-        gw.metrics.request_done(e)
+        if self._served is not None:
+            opened = self._opened
+            gw.metrics.request_done(e, self._upstream_s + (opened.waited if opened else 0.0))
+        else:
+            gw.metrics.request_done(e)
         gw.store.record(e)
         if caller is not None and caller.limited and usage is not None:
             gw.limits.charge(caller, tokens_spent(e))

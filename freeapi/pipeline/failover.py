@@ -1,7 +1,7 @@
-"""Failover for one chat request: keys from the pool, retries, the fallback chain.
+"""Failover for one request: keys from the pool, retries, the fallback chain.
 
 Everything here happens before the first byte of an answer reaches the client; after it,
-the chat handler never retries.
+the pipeline never retries.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from freeapi.provider import Provider
 from freeapi.routing import Route
 from freeapi.upstream import Response
 
-log = logging.getLogger("freeapi.chat")
+log = logging.getLogger("freeapi.pipeline")
 
 # Vendor answers that are about the key, not the request: another key may succeed.
 _KEY_FAILURES = frozenset({401, 402, 403, 429})
@@ -48,6 +48,7 @@ class OpenStream:
 
     def __init__(self, resp: Response, chunks, parser: sse.SSEParser, pending: list[str]):
         self.resp, self.chunks, self.parser, self.pending = resp, chunks, parser, pending
+        self.waited = 0.0  # seconds spent waiting for the vendor's events after the first
 
     @classmethod
     async def first_event(cls, resp: Response, idle: float, first_deadline: float,
@@ -72,10 +73,13 @@ class OpenStream:
         if self.pending:
             yield self.pending
             self.pending = []
+        asked = time.monotonic()
         async for data in self.chunks:
+            self.waited += time.monotonic() - asked  # the vendor's time, not the gateway's
             events = self.parser.feed(data)
             if events:
                 yield events
+            asked = time.monotonic()
         tail = self.parser.close()
         if tail:
             yield tail
@@ -108,9 +112,24 @@ class OpenStream:
 
 
 class FailoverMixin:
-    """The chat handler's attempts; it provides gateway, _client_gone, _on_queue, _call."""
+    """The pipeline's attempts; it provides gateway, handler, _client_gone, _on_queue,
+    _call, and `_request(provider, body, key)` (a chat or a native request)."""
+
+    _upstream_s = 0.0  # seconds spent waiting for vendors (for the gateway overhead metric)
+    _opened = None  # the OpenStream that served, if any
+    _failed_at = None  # (target index, provider) of the last failed attempt, for metrics
 
     async def _attempt(self, route: Route, model: str, body: dict, token, stream: bool):
+        # Each attempt's outcome is counted once: ok, or when the next one starts, retried
+        # (same target) or fallback (the next target); the last failed one as failed.
+        try:
+            return await self._attempts(route, model, body, token, stream)
+        finally:
+            if self._failed_at is not None:
+                self.gateway.metrics.attempt(self._failed_at[1], "failed")
+                self._failed_at = None
+
+    async def _attempts(self, route: Route, model: str, body: dict, token, stream: bool):
         """Send to the vendor; while nothing has reached the client, move past failures to
         another key, then along the fallback chain, within config `failover`.
 
@@ -156,17 +175,26 @@ class FailoverMixin:
                     break
                 tried.add(lease.key)
                 attempts += 1
+                if self._failed_at is not None:
+                    gw.metrics.attempt(self._failed_at[1], "retried"
+                                       if self._failed_at[0] == t_index else "fallback")
+                    self._failed_at = None
+                sent = time.monotonic()
                 result, err = await self._send(target, tbody, lease, stream)
+                self._upstream_s += time.monotonic() - sent
                 if err is None:
+                    gw.metrics.attempt(provider.name, "ok")
                     self._lease = lease
-                    self._served = (target, lease.id, self.request.request_time())
-                    self.set_header("x-freeapi-provider", provider.name)
-                    self.set_header("x-freeapi-upstream-model", target.upstream_model)
-                    self.set_header("x-freeapi-key", lease.id)
+                    h = self.handler
+                    self._served = (target, lease.id, h.request.request_time())
+                    h.set_header("x-freeapi-provider", provider.name)
+                    h.set_header("x-freeapi-upstream-model", target.upstream_model)
+                    h.set_header("x-freeapi-key", lease.id)
                     if attempts > 1:
-                        self.set_header("x-freeapi-attempts", str(attempts))
+                        h.set_header("x-freeapi-attempts", str(attempts))
                     return result, target
                 last = err
+                self._failed_at = (t_index, provider.name)
                 if err.status in (401, 403) and not passthrough:
                     # The gateway's own key was refused: a 401 would tell the caller that
                     # *their* gateway key is wrong.
@@ -207,7 +235,7 @@ class FailoverMixin:
         self._deadline = started + t.total
         first_byte = provider.first_byte_timeout(target.upstream_model)
         try:
-            req = provider.chat_request(body, lease.key)
+            req = self._request(provider, body, lease.key)
             self._call = call = gw.http.start(req.url)
             resp = await gw.http.send(call, req.method, req.url, req.headers, req.body,
                                       t.connect, first_byte)
@@ -217,6 +245,7 @@ class FailoverMixin:
                                                       self._deadline)
                 err = opened.error(provider, lease.key)
                 if err is None:
+                    self._opened = opened
                     return opened, None
                 opened.close()
                 lease.release(err.status)

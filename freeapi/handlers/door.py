@@ -1,0 +1,66 @@
+"""The base of every front door (chat completions, messages, responses): Tornado's request
+lifecycle wired to the request's Pipeline, and the door's own wire details (error shape,
+keep-alive, the end of a failed stream, the stream encoder) as overridable defaults,
+which are the OpenAI chat-completions ones. See freeapi/pipeline/__init__.py."""
+
+from __future__ import annotations
+
+import json
+
+from freeapi import sse
+from freeapi.errors import APIError
+from freeapi.handlers.base import APIHandler
+from freeapi.pipeline import Pipeline, shutdown_error
+
+
+class ChatEvents:
+    """The chat door's encoder: the relay's bytes, then `[DONE]`."""
+
+    __slots__ = ("feed", "relay")
+
+    def __init__(self, relay):
+        self.relay = relay
+        self.feed = relay.feed  # bound once: the per-event path stays one call
+
+    def finish(self) -> bytes:
+        return self.relay.finish() + sse.DONE
+
+
+class DoorHandler(APIHandler):
+    endpoint = "chat"  # the ledger's name for this door
+    keepalive = sse.KEEPALIVE
+    pipeline: Pipeline | None = None
+
+    def prepare(self):
+        super().prepare()
+        self.pipeline = Pipeline(self)
+        if self.gateway.draining:
+            raise shutdown_error()
+        self.gateway.active.add(self)
+
+    def on_finish(self):
+        if self.pipeline is not None:
+            self.pipeline.finished()
+
+    def on_connection_close(self):
+        if self.pipeline is not None:
+            self.pipeline.client_left()
+
+    def shutdown(self):
+        """Graceful shutdown's grace period ran out: end this request with an error."""
+        if self.pipeline is not None:
+            self.pipeline.shutdown()
+
+    def write_error(self, status_code: int, **kwargs):
+        if self.pipeline is not None:
+            self.pipeline.failed(kwargs.get("exc_info", (None, None, None))[1], status_code)
+        super().write_error(status_code, **kwargs)
+
+    # -- the door's wire details ------------------------------------------------------------
+
+    def stream_error(self, err: APIError) -> bytes:
+        """The end of a stream that failed after its first byte."""
+        return sse.event(json.dumps(err.to_dict())) + sse.DONE
+
+    def chat_encoder(self, relay):
+        return ChatEvents(relay)

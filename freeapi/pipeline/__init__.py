@@ -1,0 +1,323 @@
+"""The request pipeline every front door shares: admission, routing, the key pool,
+retries and fallbacks, timeouts, the usage ledger, conversations, client-disconnect
+cancellation and graceful shutdown.
+
+The path of a request::
+
+    handler (one per door: freeapi/handlers/chat.py, messages.py, ...)
+      -> dialect (pure translation to an OpenAI chat-completions body: freeapi/dialects/)
+      -> Pipeline.run (this package)
+      -> provider plugin (pure: builds the vendor request, reads its answer)
+      -> upstream client (freeapi/upstream.py) -> the door's encoder -> SSE writer
+
+Using it from a door
+--------------------
+Subclass `freeapi.handlers.door.DoorHandler` (it creates `self.pipeline` in `prepare`
+and wires Tornado's lifecycle to it: draining 503, `gateway.active`, client disconnect,
+shutdown, the ledger entry in `on_finish`). Set on the class:
+
+- `endpoint`: the ledger's name for the door ("chat", "messages", "responses").
+- `keepalive`: the bytes sent while the vendor is silent (`sse.KEEPALIVE` is the
+  `: keep-alive` comment; Anthropic sends `event: ping`).
+- `error_body(err) -> dict`: an APIError in the door's JSON shape (used for HTTP errors).
+- `stream_error(err) -> bytes`: the last SSE bytes of a stream that failed after the
+  first byte (chat: an error event then `[DONE]`).
+- `chat_encoder(relay) -> encoder`: turns the vendor's chat-completions events into the
+  door's events. `relay` is a `freeapi.relay.StreamRelay` already set up for the route
+  (model name rewritten, provider quirks normalized, display mode applied). The encoder
+  has `feed(data: str) -> bytes` (one upstream event's data; for parsed chunk dicts call
+  `relay.chunk(data)`, which returns the client-shaped dict, a str to pass on as is, or
+  None) and `finish() -> bytes` (the bytes owed at the end of a complete stream; it must
+  call `relay.finish()`, which marks the stream complete for the ledger).
+
+Then in `post()`::
+
+    token = self.client_token()                      # gateway auth
+    body = dialect.to_chat(self.json_body())         # an OpenAI chat-completions body
+    answer = await self.pipeline.run(body, model=requested_model, stream=stream,
+                                     token=token, include_usage=True, native=None)
+    if answer is not None:                           # non-stream: an Answer
+        self.write_json(dialect.from_chat(answer.json()))
+    # stream: the pipeline has written the whole stream through chat_encoder
+
+`Pipeline.run(body, *, model, stream, token, include_usage=False, native=None)`:
+
+- `body` is the chat-completions body (`messages` required; `model` is replaced by the
+  route's upstream model per attempt). It may be changed in place (conversation history,
+  folded reasoning cut).
+- `model` is the name the client asked for: it is resolved (the `models:` map,
+  `provider/model`, suffixes), checked against the caller's limits, recorded in the
+  ledger, and put back into every answer.
+- non-stream: returns an `Answer`. `answer.raw` is the vendor's body to send as is
+  (only when nothing in it must change: the chat door's zero-parse fast path), else
+  `answer.data` is the parsed chat.completion (model rewritten, provider quirks
+  normalized, `conversation_id` added when one is used); `answer.json()` gives the dict
+  either way. `answer.native` is True when a native pass-through served it: `data` is
+  then the native answer (see below).
+- stream: writes the SSE response (keep-alives until the first event, the door's
+  encoder, the door's `stream_error` after the first byte) and returns None.
+- Errors before anything was written raise `APIError`; the door's `write_error` renders
+  them with `error_body`. A request that fails after the first byte ends with
+  `stream_error`; the ledger notes the error either way.
+
+Native pass-through (a vendor that speaks the door's own dialect): pass `native=`, an
+object with `body` (the client's request as the vendor's native endpoint takes it),
+`request(provider, body, key) -> UpstreamRequest | None` (None: that provider has no
+native endpoint, so the chat body is sent instead; `body` has the upstream model),
+`answer(raw: bytes, model) -> (dict, usage)` (the client's answer and its usage in
+chat-completions terms, for the ledger) and `relay(model, keys)` (a stream encoder as
+above that also has `usage` and `finished`). Key pool, failover, timeouts and the ledger
+are the same; a conversation (`conversation_id`, or `conversations.store`) always takes
+the chat path, since history is kept as chat messages.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+
+from tornado.iostream import StreamClosedError
+
+from freeapi import sse
+from freeapi.errors import APIError, UpstreamError, upstream_failure, vendor_error
+from freeapi.handlers.base import ClientGone
+from freeapi.keys import redact
+from freeapi.pipeline.accounting import AccountingMixin
+from freeapi.pipeline.failover import FailoverMixin, OpenStream, shutdown_error
+from freeapi.pipeline.history import ConversationMixin
+from freeapi.relay import StreamRelay, assemble, complete, strip_folded_reasoning, unchanged
+from freeapi.routing import Route
+
+__all__ = ["Answer", "Pipeline", "shutdown_error"]
+
+log = logging.getLogger("freeapi.pipeline")
+
+
+@dataclass
+class Answer:
+    """A non-stream answer: the vendor's bytes as they are, or a parsed dict."""
+    raw: bytes | None = None
+    data: dict | None = None
+    native: bool = False
+
+    def json(self) -> dict:
+        if self.data is None:
+            self.data = json.loads(self.raw)
+        return self.data
+
+
+class Pipeline(AccountingMixin, ConversationMixin, FailoverMixin):
+    """One request's way through the gateway; made by DoorHandler.prepare."""
+
+    _call = None
+    _lease = None
+    _queued = None  # the future this request waits on for a free key, if it waits
+    _client_gone = False
+    _writer: "sse.SSEWriter | None" = None
+    _native = None  # the door's native pass-through, if it has one
+    native = False  # the attempt that served used the native endpoint
+
+    def __init__(self, handler):
+        self.handler = handler
+        self.gateway = handler.gateway
+        self.endpoint = handler.endpoint
+
+    @property
+    def caller(self):
+        return self.handler.caller
+
+    # -- lifecycle (DoorHandler calls these) ------------------------------------------------
+
+    def finished(self):
+        """The response has ended (on_finish)."""
+        self._done()
+        self._account()
+        self._remember()
+
+    def client_left(self):
+        # The client went away: stop the vendor's work so nobody pays for unread tokens.
+        self._client_gone = True
+        if self._call is not None:
+            self._call.abort()
+        self._stop_waiting(ClientGone())
+        if self._writer is not None:
+            self._writer.stop()
+        self._done()
+        self._account(gone=True)
+
+    def shutdown(self):
+        """Graceful shutdown's grace period ran out: end this request with an error."""
+        if self._call is not None:
+            self._call.abort()
+        self._stop_waiting(shutdown_error())
+
+    def _stop_waiting(self, exc: Exception):
+        # A request queued for a busy key would otherwise hold its place, and later spend
+        # the key, for nobody.
+        if self._queued is not None and not self._queued.done():
+            self._queued.set_exception(exc)
+
+    def _on_queue(self, fut):
+        self._queued = fut
+
+    def _done(self, status: int | None = 200, error: str | None = None):
+        self.gateway.active.discard(self.handler)
+        if self._lease is not None:
+            self._lease.release(status, error=error)
+            self._lease = None
+
+    # -- the request ------------------------------------------------------------------------
+
+    async def run(self, body: dict, *, model: str, stream: bool, token: str | None,
+                  include_usage: bool = False, native=None) -> Answer | None:
+        route = self.gateway.resolve(model)
+        await self._admit(model, stream, route)
+        await self._converse(body)
+        if route.display == "fold":
+            body["messages"] = strip_folded_reasoning(body["messages"])
+        if native is not None and self._conv is None:
+            self._native = native
+        if not stream:
+            return await self._complete(route, model, body, token)
+        await self._stream(route, model, body, token, include_usage)
+        return None
+
+    def _request(self, provider, body: dict, key):
+        """The vendor request for one attempt: native when the door and provider allow."""
+        native = self._native
+        if native is not None:
+            req = native.request(provider, dict(native.body, model=body["model"]), key)
+            if req is not None:
+                self.native = True
+                return req
+        self.native = False
+        return provider.chat_request(body, key)
+
+    async def _complete(self, route: Route, model: str, body: dict, token) -> Answer:
+        if route.provider.stream_only(route.upstream_model):
+            self._native = None  # the stream is assembled from chat chunks
+            got, route = await self._collect(route, model, body, token)
+            return self._parsed(complete(got, route, model))
+        raw, route = await self._attempt(route, model, body, token, stream=False)
+        if self.native:
+            try:
+                data, self._usage = self._native.answer(raw, model)
+            except (ValueError, UnicodeDecodeError, RecursionError):
+                raise vendor_error(route.provider.name, 502, "the answer was not a JSON "
+                                   "object") from None
+            return Answer(data=data, native=True)
+        # Nothing to change: the vendor's bytes as they are, no second JSON round trip
+        # (only the ends are looked at; a long keep-alive prefix takes the slow path).
+        if (self._conv is None and unchanged(route, model)
+                and raw[:64].lstrip()[:1] == b"{" and raw[-64:].rstrip()[-1:] == b"}"):
+            self._answer = raw
+            return Answer(raw=raw)
+        try:
+            data = json.loads(raw)
+            if not isinstance(data, dict):
+                raise ValueError
+        except (ValueError, UnicodeDecodeError, RecursionError):
+            raise vendor_error(route.provider.name, 502, "the answer was not a JSON "
+                               "object") from None
+        return self._parsed(complete(data, route, model))
+
+    def _parsed(self, data: dict) -> Answer:
+        usage = data.get("usage")
+        self._usage = usage if isinstance(usage, dict) else None
+        return Answer(data=self._answered(data))
+
+    async def _stream(self, route: Route, model: str, body: dict, token, include_usage):
+        h = self.handler
+        self._writer = writer = sse.SSEWriter(h, self.gateway.config.keepalive_interval,
+                                              h.keepalive)
+        try:
+            try:
+                resp, route = await self._attempt(route, model, body, token, stream=True)
+            except APIError as e:
+                if not writer.committed:
+                    raise
+                self._error = e.code
+                await writer.send(h.stream_error(e))
+                return
+            keys = [self._lease.key] if self._lease else ()
+            if self.native:
+                encoder = self._native.relay(model, keys)
+                self._stream_relay = encoder
+            else:
+                relay = StreamRelay(route, model, include_usage=include_usage, keys=keys)
+                self._watch_relay(relay)
+                encoder = h.chat_encoder(relay)
+            if not self._client_gone:
+                await self._relay(resp, encoder, route.provider)
+        finally:
+            writer.stop()
+
+    async def _relay(self, stream: OpenStream, encoder, provider):
+        writer, h = self._writer, self.handler
+        writer.commit()
+        try:
+            try:
+                async for events in stream.batches():
+                    out = []
+                    for ev in events:
+                        if ev == "[DONE]":
+                            await writer.send(b"".join(out) + encoder.finish())
+                            writer.stop()
+                            h.finish()  # the client is done; draining is ours alone
+                            await stream.drain()
+                            return
+                        piece = encoder.feed(ev)
+                        if piece:
+                            out.append(piece)
+                    if out:
+                        await writer.send(b"".join(out))
+                # A clean end without [DONE] (some servers omit it) still completes.
+                await writer.send(encoder.finish())
+            except UpstreamError as e:
+                if self._client_gone:
+                    return
+                if e.kind == "aborted" and self.gateway.shutting_down:
+                    err = shutdown_error()
+                else:
+                    log.warning("%s: stream failed mid-way: %s", provider.name, e)
+                    self._done(None, error=e.kind)
+                    err = upstream_failure(provider.name, e)
+                err.message += " (the answer above is incomplete)"
+                self._error = err.code
+                await writer.send(h.stream_error(err))
+        except StreamClosedError:
+            pass  # the client left; on_connection_close cancelled the vendor request
+        finally:
+            stream.close()
+
+    async def _collect(self, route, model: str, body: dict, token) -> tuple[dict, Route]:
+        """A `stream: false` request for a model the vendor only streams: stream it (with
+        usage, so the answer carries the real numbers) and assemble one completion."""
+        body = dict(body, stream=True, stream_options={"include_usage": True})
+        stream, route = await self._attempt(route, model, body, token, stream=True)
+        provider, keys = route.provider, [self._lease.key]
+        normalize, got = provider.chunk_normalizer(), []
+        try:
+            async for events in stream.batches():
+                for ev in events:
+                    if ev == "[DONE]":
+                        await stream.drain()
+                        return assemble(got), route
+                    try:
+                        chunk = normalize(json.loads(ev))
+                    except (ValueError, AttributeError, RecursionError):
+                        raise vendor_error(provider.name, 502, "a stream event was not a "
+                                           "JSON object") from None
+                    if "error" in chunk and "choices" not in chunk:
+                        err = chunk["error"] if isinstance(chunk["error"], dict) else {}
+                        detail = str(err.get("message") or chunk["error"])[:500]
+                        raise vendor_error(provider.name, 502, redact(detail, keys))
+                    got.append(chunk)
+        except UpstreamError as e:
+            if self._client_gone:
+                raise ClientGone() from None
+            raise upstream_failure(provider.name, e) from None
+        finally:
+            stream.close()
+        return assemble(got), route
