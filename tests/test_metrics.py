@@ -113,6 +113,42 @@ async def test_a_cooling_key_shows_in_key_state_and_limits_count_refusals(make_g
                  model="deepseek-chat", status="429") == 1
 
 
+async def test_upstream_attempts_by_outcome_and_gateway_overhead(make_gateway, upstream,
+                                                                  upstream_state):
+    config = dict(AUTH, providers={
+        "deepseek": {"api_keys": [GOOD, GOOD2]},
+        "ds2": {"type": "deepseek", "base_url": upstream, "api_keys": [GOOD]},
+        "ds3": {"type": "deepseek", "base_url": upstream, "api_keys": [BUSY]}},
+        fallbacks={"ds3/deepseek-chat": ["ds2/deepseek-chat"]},
+        models={"deepseek-chat": "deepseek/deepseek-chat"})
+    base, gw = make_gateway(config)
+    chat = base + "/v1/chat/completions"
+    upstream_state.fail_next = 1  # one 503: the other key of the same provider answers
+    resp = await request(chat, "POST", chat_body(), key=ADMIN)
+    assert resp.code == 200, resp.body
+    # ds3's only key is rate limited: the fallback target answers.
+    assert (await request(chat, "POST", chat_body(model="ds3/deepseek-chat"),
+                          key=ADMIN)).code == 200
+    # The request itself is wrong: no retry, the one attempt failed.
+    assert (await request(chat, "POST", chat_body("!status 400"), key=ADMIN)).code == 400
+    resp, _ = await stream_raw(base, chat_body(stream=True), key=ADMIN)
+    assert resp.code == 200
+    got = await scrape(base)
+    attempts = {tuple(sorted(dict(labels).items())): v for (name, labels), v in got.items()
+                if name == "freeapi_upstream_attempts_total"}
+    assert attempts == {
+        (("outcome", "retried"), ("provider", "deepseek")): 1,
+        (("outcome", "ok"), ("provider", "deepseek")): 2,
+        (("outcome", "failed"), ("provider", "deepseek")): 1,
+        (("outcome", "fallback"), ("provider", "ds3")): 1,
+        (("outcome", "ok"), ("provider", "ds2")): 1}
+    # Overhead: one observation per answered request, each less than its duration.
+    assert value(got, "freeapi_gateway_overhead_seconds_count") == 3
+    durations = sum(v for (name, _), v in got.items()
+                    if name == "freeapi_request_duration_seconds_sum")
+    assert 0 < value(got, "freeapi_gateway_overhead_seconds_sum") < durations
+
+
 # -- the real CLI with --workers 2 ----------------------------------------------------------
 
 def _call(port, method, path, body=None, key=ADMIN):
