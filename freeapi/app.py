@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 
 import pluggy
@@ -25,6 +26,7 @@ from freeapi.keys import GatewayAuth, split_keys
 from freeapi.limits import Limits
 from freeapi.metrics import Metrics, multiproc_dir
 from freeapi.provider import Provider
+from freeapi.proxy import Resolver as ProxyResolver
 from freeapi.routing import Catalog, Route
 from freeapi.status import StatusBoard
 from freeapi.store import StoreError, open_store
@@ -49,6 +51,10 @@ class Gateway:
         self.catalog = Catalog(self.providers, config.models)
         self.auth = GatewayAuth(config.gateway_keys, config.allow_anonymous)
         self.http = Pool()
+        try:  # providers.NAME.proxy, else HTTPS_PROXY / HTTP_PROXY / NO_PROXY
+            self.http.proxy_for = ProxyResolver(self.providers, os.environ)
+        except ValueError as e:
+            raise ConfigError("", str(e)) from None
         self.health = HealthStore()
         self.store = open_store(config.state)  # opens (or connects) on first use
         self.metrics = Metrics(multiproc_dir())

@@ -11,6 +11,7 @@ import yaml
 
 from freeapi.config_state import (ConversationsConfig, Price, StateConfig,
                                   parse_conversations, parse_prices, parse_state)
+from freeapi.proxy import parse_setting as parse_proxy_setting
 from freeapi.configbase import (ConfigError, _expect, _integer, _interpolate, _mapping,
                                 _number, _string_list, _unknown)
 
@@ -53,6 +54,7 @@ class ProviderConfig:
     timeouts: Timeouts = field(default_factory=Timeouts)
     key_pool: KeyPoolConfig = field(default_factory=KeyPoolConfig)
     options: dict = field(default_factory=dict)
+    proxy: str | None = None  # a proxy URL, "none", or None: the environment decides
 
 
 @dataclass
@@ -105,7 +107,7 @@ class Config:
 
 
 _LOG_LEVELS = ("debug", "info", "warning", "error")
-_PROVIDER_KEYS = {"enabled", "type", "base_url", "api_keys", "timeouts", "key_pool"}
+_PROVIDER_KEYS = {"enabled", "type", "base_url", "api_keys", "timeouts", "key_pool", "proxy"}
 
 
 def _key_pool(value, path) -> KeyPoolConfig:
@@ -166,6 +168,10 @@ def _provider(name: str, value, path: str, provider_types: dict) -> ProviderConf
                                                        "printable ASCII without spaces")
     pc.timeouts = _timeouts(section.get("timeouts"), f"{path}.timeouts")
     pc.key_pool = _key_pool(section.get("key_pool"), f"{path}.key_pool")
+    try:
+        pc.proxy = parse_proxy_setting(section.get("proxy"))
+    except ValueError as e:
+        raise ConfigError(f"{path}.proxy", str(e)) from None
     for key, (types, default) in extra.items():
         v = section.get(key, default)
         if v is not None:
