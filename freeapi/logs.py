@@ -50,10 +50,11 @@ def new_id() -> str:
     return f"{random.getrandbits(96):024x}"
 
 
-def begin(client_id: str | None) -> RequestLog:
+def begin(client_id: str | None, endpoint: str | None = None) -> RequestLog:
     """Start a request's log context: the client's id if sane, else a fresh one."""
     rid = client_id if client_id and _SANE_ID.fullmatch(client_id) else new_id()
     ctx = RequestLog(rid)
+    ctx.endpoint = endpoint
     current.set(ctx)
     return ctx
 

@@ -19,7 +19,8 @@ state gauges every 2 s.
 
 Names follow the OpenTelemetry GenAI conventions where they map: freeapi_tokens_total is
 gen_ai.client.token.usage (type input/output, plus cached and reasoning), and
-freeapi_time_to_first_token_seconds is gen_ai.client.operation.time_to_first_chunk.
+freeapi_time_to_first_token_seconds is gen_ai.client.operation.time_to_first_chunk
+(https://opentelemetry.io/docs/specs/semconv/gen-ai/gen-ai-metrics/, status: development).
 Labels never carry a key, only its masked id (`sk-...abcd`).
 """
 

@@ -130,7 +130,8 @@ def test_the_real_cli_writes_json_lines_with_the_request_fields(tmp_path):
     assert [ln["message"][:8] for ln in ok] == ["200 POST"]
     assert ok[0]["status"] == 200 and ok[0]["latency_ms"] >= 0
     failed = [ln for ln in lines if ln.get("request_id") == "cli-req-8"]
-    assert any("answered 500" in ln["message"] and ln["level"] == "warning" for ln in failed)
+    assert any("answered 500" in ln["message"] and ln["level"] == "warning"
+               and ln["endpoint"] == "chat" for ln in failed)
     assert any(ln["message"].startswith("500 POST") and ln["status"] == 500 for ln in failed)
     assert any(ln["message"].startswith("freeapi ") and "listening" in ln["message"]
                for ln in lines)

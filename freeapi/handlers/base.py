@@ -100,7 +100,8 @@ class APIHandler(web.RequestHandler):
         # it, so the request's log context is inherited by everything the request does;
         # called again when an error clears the headers.
         if self._rlog is None:
-            self._rlog = logs.begin(self.request.headers.get("X-Request-Id"))
+            self._rlog = logs.begin(self.request.headers.get("X-Request-Id"),
+                                    getattr(self, "endpoint", None))
         self.set_header("X-Request-Id", self._rlog.request_id)
 
     def prepare(self):
