@@ -214,6 +214,11 @@ class KeyPool:
                 if waiter in self._waiters:
                     self._waiters.remove(waiter)
 
+    @property
+    def waiting(self) -> int:
+        """Requests queued for a free key (the status page shows it)."""
+        return len(self._waiters)
+
     def wait_hint(self, keys: list[str]) -> float | None:
         """Seconds until the first cooling key in `keys` is usable again."""
         now = time.monotonic()

@@ -106,7 +106,7 @@ class StatusBoard:
             pool = gw.pools.get(name)
             if pool is None or not provider.api_keys:
                 continue
-            queue = len(pool._waiters)
+            queue = pool.waiting
             for key, row in zip(provider.api_keys, pool.status(provider.api_keys)):
                 at = pool.probe_at.get(key)
                 rows.append(dict(row, provider=name, max_concurrency=pool.max_concurrency,
