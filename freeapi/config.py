@@ -11,6 +11,8 @@ import yaml
 
 from freeapi.config_state import (ConversationsConfig, Price, StateConfig,
                                   parse_conversations, parse_prices, parse_state)
+from freeapi.config_vendor import (ReasoningConfig, parse_patterns, parse_reasoning,
+                                  parse_translations)
 from freeapi.proxy import parse_setting as parse_proxy_setting
 from freeapi.configbase import (ConfigError, _expect, _integer, _interpolate, _mapping,
                                 _number, _string_list, _unknown)
@@ -54,6 +56,8 @@ class ProviderConfig:
     timeouts: Timeouts = field(default_factory=Timeouts)
     key_pool: KeyPoolConfig = field(default_factory=KeyPoolConfig)
     options: dict = field(default_factory=dict)
+    translations: dict = field(default_factory=dict)  # old name -> (model, body defaults)
+    patterns: list[str] | None = None  # name globs; None: the provider type's own
     proxy: str | None = None  # a proxy URL, "none", or None: the environment decides
 
 
@@ -89,7 +93,9 @@ _KEY_LIMITS = ("rpm", "tpm", "daily_tokens", "monthly_tokens")
 class Config:
     host: str = "0.0.0.0"
     port: int = 8000
-    max_body_size: int = 16 * 1024 * 1024
+    # DeepSeek takes request bodies up to 48 MiB (inline images,
+    # https://api-docs.deepseek.com/guides/vision): the gateway must let them through.
+    max_body_size: int = 48 * 1024 * 1024
     keepalive_interval: float = 5.0
     log_level: str = "info"
     log_format: str = "text"  # or "json": one object per line (freeapi/logs.py)
@@ -104,10 +110,12 @@ class Config:
     prices: dict[str, Price] = field(default_factory=dict)
     conversations: ConversationsConfig = field(default_factory=ConversationsConfig)
     metrics_public: bool = False  # GET /metrics without a gateway key (metrics.public)
+    reasoning: ReasoningConfig = field(default_factory=ReasoningConfig)
 
 
 _LOG_LEVELS = ("debug", "info", "warning", "error")
-_PROVIDER_KEYS = {"enabled", "type", "base_url", "api_keys", "timeouts", "key_pool", "proxy"}
+_PROVIDER_KEYS = {"enabled", "type", "base_url", "api_keys", "timeouts", "key_pool",
+                  "translations", "patterns", "proxy"}
 
 
 def _key_pool(value, path) -> KeyPoolConfig:
@@ -168,6 +176,8 @@ def _provider(name: str, value, path: str, provider_types: dict) -> ProviderConf
                                                        "printable ASCII without spaces")
     pc.timeouts = _timeouts(section.get("timeouts"), f"{path}.timeouts")
     pc.key_pool = _key_pool(section.get("key_pool"), f"{path}.key_pool")
+    pc.translations = parse_translations(section.get("translations"), f"{path}.translations")
+    pc.patterns = parse_patterns(section.get("patterns"), f"{path}.patterns")
     try:
         pc.proxy = parse_proxy_setting(section.get("proxy"))
     except ValueError as e:
@@ -185,7 +195,7 @@ def parse_config(raw, provider_types: dict, base_dir: str | None = None) -> Conf
     config file's directory, which relative paths are relative to (None: no file)."""
     root = _interpolate(_mapping(raw, ""), "")
     _unknown(root, {"server", "auth", "providers", "models", "fallbacks", "failover", "state",
-                    "prices", "conversations", "metrics"}, "")
+                    "prices", "conversations", "reasoning", "metrics"}, "")
     cfg = Config()
 
     server = _mapping(root.get("server"), "server")
@@ -281,6 +291,7 @@ def parse_config(raw, provider_types: dict, base_dir: str | None = None) -> Conf
     cfg.state = parse_state(root.get("state"), base_dir)
     cfg.prices = parse_prices(root.get("prices"))
     cfg.conversations = parse_conversations(root.get("conversations"))
+    cfg.reasoning = parse_reasoning(root.get("reasoning"))
     metrics = _mapping(root.get("metrics"), "metrics")
     _unknown(metrics, {"public"}, "metrics")
     cfg.metrics_public = _expect(metrics.get("public", False), (bool,), "metrics.public",

@@ -43,8 +43,9 @@ Then in `post()`::
 `Pipeline.run(body, *, model, stream, token, include_usage=False, native=None)`:
 
 - `body` is the chat-completions body (`messages` required; `model` is replaced by the
-  route's upstream model per attempt). It may be changed in place (conversation history,
-  folded reasoning cut).
+  route's upstream model per attempt; a retired name's translation adds its defaults).
+  It may be changed in place (conversation history, the reasoning a display mode kept
+  from the client put back: freeapi/reasoning.py).
 - `model` is the name the client asked for: it is resolved (the `models:` map,
   `provider/model`, suffixes), checked against the caller's limits, recorded in the
   ledger, and put back into every answer.
@@ -79,14 +80,14 @@ from dataclasses import dataclass
 
 from tornado.iostream import StreamClosedError
 
-from freeapi import sse
+from freeapi import reasoning, sse
 from freeapi.errors import APIError, UpstreamError, upstream_failure, vendor_error
 from freeapi.handlers.base import ClientGone
 from freeapi.keys import redact
 from freeapi.pipeline.accounting import AccountingMixin
 from freeapi.pipeline.failover import FailoverMixin, OpenStream, shutdown_error
 from freeapi.pipeline.history import ConversationMixin
-from freeapi.relay import StreamRelay, assemble, complete, strip_folded_reasoning, unchanged
+from freeapi.relay import StreamRelay, assemble, complete, unchanged
 from freeapi.routing import Route
 
 __all__ = ["Answer", "Pipeline", "shutdown_error"]
@@ -174,8 +175,9 @@ class Pipeline(AccountingMixin, ConversationMixin, FailoverMixin):
         route = self.gateway.resolve(model)
         await self._admit(model, stream, route)
         await self._converse(body)
-        if route.display == "fold":
-            body["messages"] = strip_folded_reasoning(body["messages"])
+        if route.display:  # put back the reasoning the display mode kept from the client
+            body["messages"] = await reasoning.for_vendor(
+                self.gateway.store, route.display, body["messages"], owner=self._owner())
         if native is not None and self._conv is None:
             self._native = native
         if not stream:
@@ -198,6 +200,7 @@ class Pipeline(AccountingMixin, ConversationMixin, FailoverMixin):
         if route.provider.stream_only(route.upstream_model):
             self._native = None  # the stream is assembled from chat chunks
             got, route = await self._collect(route, model, body, token)
+            await self._remember_reasoning(route, got)
             return self._parsed(complete(got, route, model))
         raw, route = await self._attempt(route, model, body, token, stream=False)
         if self.native:
@@ -220,6 +223,7 @@ class Pipeline(AccountingMixin, ConversationMixin, FailoverMixin):
         except (ValueError, UnicodeDecodeError, RecursionError):
             raise vendor_error(route.provider.name, 502, "the answer was not a JSON "
                                "object") from None
+        await self._remember_reasoning(route, data)
         return self._parsed(complete(data, route, model))
 
     def _parsed(self, data: dict) -> Answer:
@@ -247,11 +251,30 @@ class Pipeline(AccountingMixin, ConversationMixin, FailoverMixin):
             else:
                 relay = StreamRelay(route, model, include_usage=include_usage, keys=keys)
                 self._watch_relay(relay)
+                if route.display == "silent":
+                    relay.on_finish = lambda answer: setattr(self, "_hidden", (route, answer))
                 encoder = h.chat_encoder(relay)
             if not self._client_gone:
                 await self._relay(resp, encoder, route.provider)
         finally:
             writer.stop()
+
+    _hidden = None  # (route, what a -silent stream kept from the client), at its end
+
+    async def _remember_reasoning(self, route: Route, result) -> None:
+        """-silent: keep the reasoning of an answer that ended in tool calls, for the turn
+        that brings their results back (freeapi/reasoning.py)."""
+        if route.display == "silent":
+            cfg = self.gateway.config.reasoning
+            await reasoning.remember(self.gateway.store, result, owner=self._owner(),
+                                     ttl=cfg.ttl, max_chars=cfg.max_chars)
+
+    async def _ending(self, tail: bytes) -> bytes:
+        """A complete stream's last bytes, once what it hid is remembered."""
+        if self._hidden is not None:
+            (route, answer), self._hidden = self._hidden, None
+            await self._remember_reasoning(route, answer)
+        return tail
 
     async def _relay(self, stream: OpenStream, encoder, provider):
         writer, h = self._writer, self.handler
@@ -262,7 +285,8 @@ class Pipeline(AccountingMixin, ConversationMixin, FailoverMixin):
                     out = []
                     for ev in events:
                         if ev == "[DONE]":
-                            await writer.send(b"".join(out) + encoder.finish())
+                            await writer.send(await self._ending(b"".join(out)
+                                                                 + encoder.finish()))
                             writer.stop()
                             h.finish()  # the client is done; draining is ours alone
                             await stream.drain()
@@ -273,7 +297,7 @@ class Pipeline(AccountingMixin, ConversationMixin, FailoverMixin):
                     if out:
                         await writer.send(b"".join(out))
                 # A clean end without [DONE] (some servers omit it) still completes.
-                await writer.send(encoder.finish())
+                await writer.send(await self._ending(encoder.finish()))
             except UpstreamError as e:
                 if self._client_gone:
                     return

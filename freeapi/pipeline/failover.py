@@ -150,7 +150,7 @@ class FailoverMixin:
             if passthrough and provider is not route.provider:
                 continue  # the client's key is for its vendor; never send it to another
             pool = gw.pools[provider.name]
-            tbody = dict(body, model=target.upstream_model)
+            tbody = target.body_for(body)
             tried = set()
             while attempts < limits.max_attempts and (
                     attempts == 0 or time.monotonic() - started < limits.max_time):
@@ -233,7 +233,7 @@ class FailoverMixin:
         t = provider.timeouts
         started = time.monotonic()
         self._deadline = started + t.total
-        first_byte = provider.first_byte_timeout(target.upstream_model)
+        first_byte = provider.first_byte_timeout(target.upstream_model, body)
         try:
             req = self._request(provider, body, lease.key)
             self._call = call = gw.http.start(req.url)
