@@ -8,6 +8,8 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=find_packages(include=["freeapi", "freeapi.*", "providers", "providers.*"]),
+    # The status page (GET /status) is a file, not code.
+    package_data={"freeapi": ["static/*.html"]},
     install_requires=[
         "tornado>=6.3,<7",
         "pluggy>=1.3,<2",

@@ -74,6 +74,13 @@ def test_compose_runs_freeapi_after_a_healthy_redis():
     assert app["build"] == "."
 
 
+def test_the_status_page_ships_as_package_data():
+    """`pip install .` (README, Dockerfile) must carry the page, not only a checkout."""
+    text = (ROOT / "setup.py").read_text()
+    assert 'package_data={"freeapi": ["static/*.html"]}' in text
+    assert (ROOT / "freeapi" / "static" / "status.html").read_text().startswith("<!doctype")
+
+
 def test_systemd_unit_runs_the_cli_with_a_state_directory():
     unit = configparser.ConfigParser(strict=False, interpolation=None)
     unit.read(ROOT / "deploy" / "freeapi.service")

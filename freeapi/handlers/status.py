@@ -3,6 +3,8 @@ behind it, GET /v1/status. All of it is for admin gateway keys."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from freeapi.errors import APIError
 from freeapi.handlers.base import APIHandler
 
@@ -50,11 +52,17 @@ _PAGE_POLICY = ("default-src 'none'; style-src 'unsafe-inline'; script-src 'unsa
                 "frame-ancestors 'none'")
 
 
+# freeapi/static/status.html: one self-contained document (inline style, script and SVG; no
+# build step), shipped as package data. It asks for an admin gateway key, keeps it in
+# sessionStorage and reads GET /v1/status with it; everything it shows is written as text
+# nodes, never as HTML, since model names come from clients.
+PAGE = (Path(__file__).resolve().parent.parent / "static" / "status.html").read_bytes()
+
+
 class StatusPageHandler(APIHandler):
     """GET /status: the page itself holds no data, so it needs no key; it asks for one."""
 
     def get(self):
-        from freeapi.status_page import PAGE
         self.set_header("Content-Type", "text/html; charset=utf-8")
         self.set_header("Content-Security-Policy", _PAGE_POLICY)
         self.set_header("X-Content-Type-Options", "nosniff")
