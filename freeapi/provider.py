@@ -88,6 +88,14 @@ class Provider:
     usage_on_request: ClassVar[bool] = False
     #: False for servers that take no key (a local Ollama): requests then go out without one.
     key_required: ClassVar[bool] = True
+    #: True when key_check_request can see the account's balance (DeepSeek /user/balance,
+    #: Kimi /users/me/balance): a key out of balance (402) is then re-checked by it. Other
+    #: vendors' checks (GET /models, a one-token chat) cannot tell "no balance" apart, so
+    #: on types that take the `no_balance_recheck` option (NO_BALANCE_OPTION) such a key
+    #: instead stays out for that many seconds.
+    balance_check: ClassVar[bool] = False
+    #: Models the vendor serves free of charge (README, /v1/models listing).
+    free_models: ClassVar[frozenset] = frozenset()
 
     def __init__(self, config: ProviderConfig):
         self.name = config.name
@@ -135,6 +143,16 @@ class Provider:
             return None
         return [m["id"] for m in data if isinstance(m, dict) and isinstance(m.get("id"), str)]
 
+    def no_balance_wait(self) -> float | None:
+        """Seconds a key out of balance stays out before a request may try it again; None
+        when the key check can see the balance (it then decides, see `balance_check`)."""
+        # Types that do not take the option (DeepSeek, whose /user/balance check sees the
+        # balance; third-party plugins) keep re-checking with their key check.
+        if self.balance_check or "no_balance_recheck" not in type(self).options:
+            return None
+        value = self.config.options.get("no_balance_recheck")
+        return float(value) if value is not None else NO_BALANCE_RECHECK
+
     def is_reasoning(self, model: str) -> bool:
         return model in self.reasoning_models
 
@@ -153,9 +171,10 @@ class Provider:
     def auth_headers(self, key: str | None) -> dict:
         return {"Authorization": f"Bearer {key}"} if key else {}
 
-    def stream_only(self, model: str) -> bool:
-        """True for models the vendor only serves as a stream; a `stream: false` request is
-        then streamed from the vendor and assembled into one completion."""
+    def stream_only(self, model: str, body: Mapping | None = None) -> bool:
+        """True when the vendor serves this request only as a stream (the model, or an
+        option in `body`, asks for it); a `stream: false` request is then streamed from the
+        vendor and assembled into one completion."""
         return False
 
     def prepare_body(self, body: dict) -> dict:
@@ -288,3 +307,9 @@ class Provider:
 
 #: Add to a type's `options` to let its config turn startup model discovery on or off.
 DISCOVER_OPTION = {"discover": ((bool,), True)}
+
+#: How long a key out of balance stays out on vendors with no balance check: someone has to
+#: top the account up, which a retry every minute would not notice any sooner.
+NO_BALANCE_RECHECK = 6 * 3600.0
+#: Add to a type's `options` to make that wait configurable (seconds).
+NO_BALANCE_OPTION = {"no_balance_recheck": ((int, float), NO_BALANCE_RECHECK)}

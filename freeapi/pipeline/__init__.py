@@ -197,7 +197,7 @@ class Pipeline(AccountingMixin, ConversationMixin, FailoverMixin):
         return provider.chat_request(body, key)
 
     async def _complete(self, route: Route, model: str, body: dict, token) -> Answer:
-        if route.provider.stream_only(route.upstream_model):
+        if route.provider.stream_only(route.upstream_model, body):
             self._native = None  # the stream is assembled from chat chunks
             got, route = await self._collect(route, model, body, token)
             await self._remember_reasoning(route, got)
