@@ -163,10 +163,12 @@ class Metrics:
         self._models.add(pm)
         return model
 
-    def request_done(self, e: dict, upstream_s: float | None = None) -> None:
+    def request_done(self, e: dict, upstream_s: float | None = None,
+                     routed: str | None = None) -> None:
         """One finished request, from its ledger entry (freeapi/ledger.py entry()).
-        `upstream_s`: the seconds it waited for vendors, when one answered."""
-        provider = e["provider"] or ""
+        `upstream_s`: the seconds it waited for vendors, when one answered; `routed`: the
+        provider it was routed to, named when none answered (the ledger says null)."""
+        provider = e["provider"] or routed or ""
         model = self._model(provider, e["model"] or "")
         endpoint = e["endpoint"]
         self._requests((endpoint, provider, model, str(e["status"])))

@@ -64,11 +64,12 @@ async def test_requests_streams_errors_and_tokens_are_counted_exactly(make_gatew
     req = "freeapi_requests_total"
     assert value(got, req, endpoint="chat", provider="deepseek", model="deepseek-chat",
                  status="200") == 8
-    assert value(got, req, endpoint="chat", provider="", model="deepseek-chat",
+    # A failed request names the provider it was routed to (the ledger's provider is null).
+    assert value(got, req, endpoint="chat", provider="deepseek", model="deepseek-chat",
                  status="400") == 2
     assert sum(v for (name, _), v in got.items() if name == req) == 10
     assert value(got, "freeapi_request_duration_seconds_count", endpoint="chat",
-                 provider="deepseek", model="deepseek-chat") == 8
+                 provider="deepseek", model="deepseek-chat") == 10
     assert value(got, "freeapi_time_to_first_token_seconds_count", provider="deepseek",
                  model="deepseek-chat") == 3
     tok = dict(provider="deepseek", model="deepseek-chat")
@@ -109,7 +110,7 @@ async def test_a_cooling_key_shows_in_key_state_and_limits_count_refusals(make_g
     assert {dict(labels)["key"] for (name, labels), v in got.items()
             if name == "freeapi_key_inflight"} == set(states)
     assert value(got, "freeapi_limit_rejections_total", limit="rpm") == 1
-    assert value(got, "freeapi_requests_total", endpoint="chat", provider="",
+    assert value(got, "freeapi_requests_total", endpoint="chat", provider="deepseek",
                  model="deepseek-chat", status="429") == 1
 
 
@@ -197,8 +198,8 @@ def test_two_workers_report_one_exact_view(tmp_path):
                 got = samples(text)
                 assert value(got, "freeapi_requests_total", endpoint="chat",
                              provider="deepseek", model="deepseek-chat", status="200") == 12
-                assert value(got, "freeapi_requests_total", endpoint="chat", provider="",
-                             model="deepseek-chat", status="400") == 4
+                assert value(got, "freeapi_requests_total", endpoint="chat",
+                             provider="deepseek", model="deepseek-chat", status="400") == 4
                 assert value(got, "freeapi_time_to_first_token_seconds_count",
                              provider="deepseek", model="deepseek-chat") == 4
                 assert value(got, "freeapi_tokens_total", provider="deepseek",

@@ -19,6 +19,7 @@ class AccountingMixin:
     `_served`, a non-stream answer `_answer` (its body) or `_usage`."""
 
     _acct = None  # (requested model, stream) once the request is routed
+    _routed = None  # the provider the request was routed to
     _accounted = False
     _answer = None  # a non-stream answer's body as sent, for its usage
     _usage = None  # or its usage object, when the answer was parsed anyway
@@ -29,6 +30,7 @@ class AccountingMixin:
     async def _admit(self, model: str, stream: bool, route) -> None:
         """From here on the request is in the ledger; a key's limits may refuse it."""
         self._acct = (model, stream)
+        self._routed = route.provider.name  # for metrics when no vendor answers
         caller = self.caller
         if caller is not None and caller.limited:
             await self.gateway.limits.admit(caller, model, route)
@@ -70,7 +72,7 @@ class AccountingMixin:
             opened = self._opened
             gw.metrics.request_done(e, self._upstream_s + (opened.waited if opened else 0.0))
         else:
-            gw.metrics.request_done(e)
+            gw.metrics.request_done(e, routed=self._routed)
         gw.store.record(e)
         if caller is not None and caller.limited and usage is not None:
             gw.limits.charge(caller, tokens_spent(e))
