@@ -283,7 +283,13 @@ def prepare_processes(workers: int) -> str | None:
         os.environ.pop(_ENV.lower(), None)
         return None
     if os.environ.get(_ENV):
-        os.makedirs(os.environ[_ENV], exist_ok=True)
+        # prometheus-client's rule: the directory is wiped between runs, or the last run's
+        # files (counters, and gauges of pids long gone) are merged into this one's.
+        path = os.environ[_ENV]
+        os.makedirs(path, exist_ok=True)
+        for name in os.listdir(path):
+            if name.endswith(".db"):
+                os.remove(os.path.join(path, name))
         return None
     import tempfile
     path = tempfile.mkdtemp(prefix="freeapi-metrics-")

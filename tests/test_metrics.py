@@ -152,6 +152,20 @@ async def test_upstream_attempts_by_outcome_and_gateway_overhead(make_gateway, u
 
 # -- the real CLI with --workers 2 ----------------------------------------------------------
 
+def test_a_users_multiprocess_directory_is_wiped_of_the_last_runs_files(tmp_path,
+                                                                        monkeypatch):
+    from freeapi.metrics import prepare_processes
+    stale = tmp_path / "counter_12345.db"
+    stale.write_bytes(b"old run")
+    keep = tmp_path / "notes.txt"
+    keep.write_text("not ours")
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    assert prepare_processes(2) is None  # the user's directory: not removed at exit
+    assert not stale.exists() and keep.exists()
+    assert prepare_processes(1) is None  # one process: the plain registry
+    assert "PROMETHEUS_MULTIPROC_DIR" not in os.environ
+
+
 def _call(port, method, path, body=None, key=ADMIN):
     c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)  # a new connection each
     try:  # time, so the kernel spreads them over the workers
