@@ -12,6 +12,8 @@ STORE_CHECK_TIMEOUT = 2.0
 
 
 class PingHandler(APIHandler):
+    auth_required = False  # liveness for load balancers
+
     def get(self):
         self.set_header("Content-Type", "text/plain")
         self.finish("pong")
@@ -20,6 +22,8 @@ class PingHandler(APIHandler):
 class HealthHandler(APIHandler):
     """200 while the gateway serves; 503 with the reason while it drains for shutdown or
     while its state store does not answer, so a load balancer stops sending it traffic."""
+
+    auth_required = False
 
     async def get(self):
         gw = self.gateway

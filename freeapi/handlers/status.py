@@ -27,6 +27,8 @@ class MetricsHandler(APIHandler):
     `metrics.public: true` (a scraper on a private network); without gateway keys it is
     open, like the rest of a pass-through gateway."""
 
+    auth_required = False  # no body to protect; get() applies metrics.public itself
+
     def get(self):
         gw = self.gateway
         if gw.auth.enabled and not gw.config.metrics_public:
@@ -61,6 +63,8 @@ PAGE = (Path(__file__).resolve().parent.parent / "static" / "status.html").read_
 
 class StatusPageHandler(APIHandler):
     """GET /status: the page itself holds no data, so it needs no key; it asks for one."""
+
+    auth_required = False
 
     def get(self):
         self.set_header("Content-Type", "text/html; charset=utf-8")
