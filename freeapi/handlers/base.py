@@ -159,6 +159,7 @@ class APIHandler(web.RequestHandler):
         body = json.dumps(self.error_body(err)).encode()
         head = (f"HTTP/1.1 {err.status} {responses.get(err.status, 'Error')}\r\n"
                 f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+                f"X-Request-Id: {self._rlog.request_id}\r\n"  # a checked charset: no CRLF
                 "Connection: close\r\n\r\n").encode()
         log.debug("%s %s -> %d before the body (%s)", self.request.method, self.request.path,
                   err.status, err.code)
