@@ -31,6 +31,8 @@ class ConversationsConfig:
     max_turns: int = 100  # stored turns; the oldest are dropped beyond
     max_bytes: int = 1 << 20  # stored JSON per conversation; the oldest turns dropped beyond
     max_history_chars: int = 200_000  # history sent to the vendor (about 50k tokens)
+    # conversations one caller may start within `ttl` (so at most this many live at once)
+    max_per_caller: int = 1000
 
 
 @dataclass
@@ -95,7 +97,7 @@ def parse_conversations(value) -> ConversationsConfig:
         cc.store = _expect(section["store"], (bool,), "conversations.store", "true or false")
     if "ttl" in section:
         cc.ttl = _number(section["ttl"], "conversations.ttl")
-    for key in ("max_turns", "max_bytes", "max_history_chars"):
+    for key in ("max_turns", "max_bytes", "max_history_chars", "max_per_caller"):
         if key in section:
             setattr(cc, key, _integer(section[key], f"conversations.{key}"))
     return cc
