@@ -22,6 +22,7 @@ from freeapi.handlers.files import FileContentHandler, FileHandler, FilesHandler
 from freeapi.handlers.health import HealthHandler, PingHandler
 from freeapi.handlers.images import ImagesHandler
 from freeapi.handlers.models import ModelHandler, ModelsHandler
+from freeapi.handlers.responses import ResponseHandler, ResponsesHandler
 from freeapi.handlers.tokens import TokenCheckHandler
 from freeapi.handlers.keys import KeysHandler
 from freeapi.handlers.status import MetricsHandler, StatusHandler, StatusPageHandler
@@ -354,6 +355,8 @@ def make_app(gateway: Gateway) -> web.Application:
         (r"/v1/keys", KeysHandler),
         (r"/v1/conversations", ConversationsHandler),
         (r"/v1/conversations/([^/]+)", ConversationHandler),
+        (r"/(?:v1/)?responses", ResponsesHandler),
+        (r"/(?:v1/)?responses/([^/]+)", ResponseHandler),
         (r"/ping", PingHandler),
         (r"/healthz", HealthHandler),
         (r"/metrics", MetricsHandler),

@@ -14,6 +14,7 @@ from freeapi.config_state import (ConversationsConfig, Price, StateConfig,
                                   parse_conversations, parse_prices, parse_state)
 from freeapi.config_vendor import (ReasoningConfig, parse_patterns, parse_reasoning,
                                   parse_translations)
+from freeapi.config_state import ResponsesConfig, parse_responses
 from freeapi.proxy import parse_setting as parse_proxy_setting
 from freeapi.configbase import (ConfigError, _expect, _integer, _interpolate, _mapping,
                                 _non_negative, _number, _string_list, _unknown)
@@ -59,6 +60,7 @@ class ProviderConfig:
     options: dict = field(default_factory=dict)
     translations: dict = field(default_factory=dict)  # old name -> (model, body defaults)
     patterns: list[str] | None = None  # name globs; None: the provider type's own
+    responses_base_url: str | None = None  # the vendor's own Responses API (/v1/responses)
     proxy: str | None = None  # a proxy URL, "none", or None: the environment decides
 
 
@@ -127,6 +129,7 @@ class Config:
     conversations: ConversationsConfig = field(default_factory=ConversationsConfig)
     metrics_public: bool = False  # GET /metrics without a gateway key (metrics.public)
     reasoning: ReasoningConfig = field(default_factory=ReasoningConfig)
+    responses: ResponsesConfig = field(default_factory=ResponsesConfig)
 
 
 _LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -159,6 +162,9 @@ def _timeouts(value, path) -> Timeouts:
 
 def _provider(name: str, value, path: str, provider_types: dict) -> ProviderConfig:
     section = _mapping(value, path)
+    # Any type may name its vendor's own Responses API, for the /v1/responses door.
+    native = section.get("responses_base_url")
+    section = {k: v for k, v in section.items() if k != "responses_base_url"}
     ptype = section.get("type", name)
     _expect(ptype, (str,), f"{path}.type", "a string")
     cls = provider_types.get(ptype)
@@ -213,7 +219,22 @@ def _provider(name: str, value, path: str, provider_types: dict) -> ProviderConf
         if v is not None:
             _expect(v, types, f"{path}.{key}", "/".join(t.__name__ for t in types))
         pc.options[key] = v
+    if native is not None and native is not False:
+        pc.responses_base_url = _responses_url(native, pc.base_url or cls.default_base_url,
+                                               f"{path}.responses_base_url")
     return pc
+
+
+def _responses_url(value, base_url: str | None, path: str) -> str:
+    """A URL, or a path on the host of `base_url` (so a region or a test server follows);
+    `/responses` is appended to it."""
+    value = _expect(value, (str,), path, "a URL, a path on base_url's host, or false").strip()
+    if value.startswith("/") and base_url:
+        parts = urlsplit(base_url)
+        value = f"{parts.scheme}://{parts.netloc}{value}"
+    if not re.match(r"^https?://[^/\s]+", value):
+        raise ConfigError(path, "expected an http(s):// URL, a path on base_url's host, or false")
+    return value.rstrip("/")
 
 
 def parse_config(raw, provider_types: dict, base_dir: str | None = None) -> Config:
@@ -221,7 +242,8 @@ def parse_config(raw, provider_types: dict, base_dir: str | None = None) -> Conf
     config file's directory, which relative paths are relative to (None: no file)."""
     root = _interpolate(_mapping(raw, ""), "")
     _unknown(root, {"server", "auth", "providers", "models", "fallbacks", "failover", "state",
-                    "prices", "conversations", "reasoning", "discovery", "metrics"}, "")
+                    "prices", "conversations", "reasoning", "discovery", "responses",
+                    "metrics"}, "")
     cfg = Config()
 
     server = _mapping(root.get("server"), "server")
@@ -333,6 +355,7 @@ def parse_config(raw, provider_types: dict, base_dir: str | None = None) -> Conf
     cfg.prices = parse_prices(root.get("prices"))
     cfg.conversations = parse_conversations(root.get("conversations"))
     cfg.reasoning = parse_reasoning(root.get("reasoning"))
+    cfg.responses = parse_responses(root.get("responses"))
     metrics = _mapping(root.get("metrics"), "metrics")
     _unknown(metrics, {"public"}, "metrics")
     cfg.metrics_public = _expect(metrics.get("public", False), (bool,), "metrics.public",

@@ -36,6 +36,14 @@ class ConversationsConfig:
 
 
 @dataclass
+class ResponsesConfig:
+    """Responses kept for GET /v1/responses/{id} and `previous_response_id`
+    (freeapi/handlers/responses.py)."""
+    ttl: float = 7 * 86400.0  # seconds a stored response lives
+    max_bytes: int = 4 << 20  # JSON per stored response; a larger one is not kept
+
+
+@dataclass
 class Price:
     """Per million tokens, in whatever currency the operator thinks in."""
     input: float
@@ -101,3 +109,14 @@ def parse_conversations(value) -> ConversationsConfig:
         if key in section:
             setattr(cc, key, _integer(section[key], f"conversations.{key}"))
     return cc
+
+
+def parse_responses(value) -> ResponsesConfig:
+    section = _mapping(value, "responses")
+    _unknown(section, ResponsesConfig.__dataclass_fields__, "responses")
+    rc = ResponsesConfig()
+    if "ttl" in section:
+        rc.ttl = _number(section["ttl"], "responses.ttl")
+    if "max_bytes" in section:
+        rc.max_bytes = _integer(section["max_bytes"], "responses.max_bytes")
+    return rc
