@@ -145,19 +145,24 @@ class Resolver:
         self.no_proxy = NoProxy(_env(environ, "no_proxy"))
         for name, provider in providers.items():
             setting = provider.config.proxy
-            if not provider.base_url:
-                continue
-            parts = urlsplit(provider.base_url)
-            port = parts.port or (443 if parts.scheme == "https" else 80)
-            origin = (parts.scheme, parts.hostname, port)
-            if setting is None:
-                chosen = self._from_env(*origin)
-            else:
-                chosen = None if setting == NONE else parse_proxy(setting)
-            self.by_origin.setdefault(origin, chosen)
-            if chosen is not None:
+            # Every host the provider talks to: its base URL, and a native endpoint's own
+            # (responses_base_url) when it has one.
+            urls = [provider.base_url, getattr(provider.config, "responses_base_url", None)]
+            used = set()
+            for url in filter(None, urls):
+                parts = urlsplit(url)
+                port = parts.port or (443 if parts.scheme == "https" else 80)
+                origin = (parts.scheme, parts.hostname, port)
+                if setting is None:
+                    chosen = self._from_env(*origin)
+                else:
+                    chosen = None if setting == NONE else parse_proxy(setting)
+                self.by_origin.setdefault(origin, chosen)
+                if chosen is not None:
+                    used.add(chosen.describe())
+            if used:
                 log.info("%s: vendor connections go through the proxy %s", name,
-                         chosen.describe())
+                         ", ".join(sorted(used)))
 
     def _from_env(self, scheme: str, host: str, port: int) -> Proxy | None:
         proxy = self.env.get(scheme)

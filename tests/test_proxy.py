@@ -240,3 +240,23 @@ def test_no_proxy_rules():
     assert rules.matches("api.x.cn", 8443) and not rules.matches("api.x.cn", 443)
     assert rules.matches("::1", 80)
     assert NoProxy("*").matches("anything", 1) and not NoProxy("").matches("a", 1)
+
+
+def test_every_host_of_a_provider_takes_its_proxy():
+    """A provider's native endpoint (responses_base_url) may live on another host: the
+    provider's proxy setting covers it too; hosts of nobody's follow the environment."""
+    from types import SimpleNamespace
+
+    from freeapi.proxy import Resolver
+    provider = SimpleNamespace(base_url="https://api.a.cn/v1", config=SimpleNamespace(
+        proxy="http://proxy.lan:3128", responses_base_url="https://native.a.cn/v1"))
+    direct = SimpleNamespace(base_url="https://api.b.cn/v1",
+                             config=SimpleNamespace(proxy="none", responses_base_url=None))
+    env = {"HTTPS_PROXY": "http://envproxy:8080", "NO_PROXY": "c.cn"}
+    resolve = Resolver({"a": provider, "b": direct}, env)
+    assert resolve("https", "native.a.cn", 443).describe() == "http://proxy.lan:3128"
+    assert resolve("https", "api.a.cn", 443).describe() == "http://proxy.lan:3128"
+    assert resolve("https", "api.b.cn", 443) is None  # proxy: none
+    assert resolve("https", "elsewhere.org", 443).describe() == "http://envproxy:8080"
+    assert resolve("https", "x.c.cn", 443) is None  # NO_PROXY
+    assert resolve("http", "elsewhere.org", 80) is None  # no HTTP_PROXY set
