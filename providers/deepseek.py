@@ -49,6 +49,9 @@ class DeepSeek(Provider):
     patterns = ("deepseek-*",)
     reasoning_models = frozenset(models)
     owned_by = "deepseek"
+    # GET /user/balance says `is_available` (see the key check below): a key out of
+    # balance is re-checked by it and restored once the account can pay again.
+    balance_check = True
 
     def is_reasoning(self, model: str) -> bool:
         return True  # every V4 model thinks unless the request disables it
