@@ -166,7 +166,8 @@ class StreamRelay:
             at = call.get("index", 0) if isinstance(call, dict) else None
             # The calls as the client assembles them (reasoning.remember files the
             # reasoning under each call's id, name and arguments).
-            if isinstance(at, int) and not isinstance(at, bool) and 0 <= at < 256:
+            if isinstance(at, int) and not isinstance(at, bool) and 0 <= at < 256 \
+                    and isinstance(call.get("function") or {}, dict):
                 _merge_tool_call(self._calls.setdefault(idx, []), call)
 
     def answer(self) -> dict:

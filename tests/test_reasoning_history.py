@@ -164,3 +164,30 @@ async def test_silent_memory_tells_apart_calls_that_reuse_an_id():
                    {"role": "tool", "tool_call_id": "get_weather:0", "content": "sunny"}]
         back = await reasoning.restore(store, history, owner="team")
         assert back[1]["reasoning_content"] == f"about {city}"
+
+
+def test_a_silent_stream_summarizes_its_tool_calls_and_survives_odd_deltas():
+    """What a -silent stream hid is its reasoning and its tool calls as the client
+    assembles them; a malformed tool-call delta from the vendor is skipped, not a crash."""
+    from freeapi.provider import Provider
+    from freeapi.relay import StreamRelay
+    from freeapi.routing import Route
+
+    provider = Provider(ProviderConfig(name="v", type="openai",
+                                       base_url="http://127.0.0.1:1/v1"))
+    relay = StreamRelay(Route(provider, "m", "silent"), "m-silent", include_usage=False)
+
+    def delta(**d):
+        return json.dumps({"id": "c", "object": "chat.completion.chunk", "model": "m",
+                           "choices": [{"index": 0, "delta": d, "finish_reason": None}]})
+
+    relay.feed(delta(reasoning_content="why"))
+    relay.feed(delta(tool_calls=[{"index": 0, "id": "f:0", "type": "function",
+                                  "function": {"name": "f", "arguments": '{"a"'}}]))
+    relay.feed(delta(tool_calls=[{"index": 0, "function": {"arguments": ": 1}"}}]))
+    for odd in ([{"index": 0, "function": "x"}], [{"index": "0"}], [{"index": 10**9}], ["x"]):
+        relay.feed(delta(tool_calls=odd))
+    [choice] = relay.answer()["choices"]
+    assert choice["message"]["reasoning_content"] == "why"
+    assert choice["message"]["tool_calls"] == [{"id": "f:0", "type": "function", "function": {
+        "name": "f", "arguments": '{"a": 1}'}}]
