@@ -22,6 +22,8 @@ setup(
             # filtered by name in pytest.ini.
             "pytest-tornasync==0.6.0.post2",
             "openai>=1.40",
+            # The /v1/messages door is tested with the official Anthropic SDK.
+            "anthropic>=0.40",
         ],
     },
     entry_points={

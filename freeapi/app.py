@@ -18,6 +18,7 @@ from freeapi.handlers.health import HealthHandler, PingHandler
 from freeapi.handlers.models import ModelHandler, ModelsHandler
 from freeapi.handlers.tokens import TokenCheckHandler
 from freeapi.handlers.keys import KeysHandler
+from freeapi.handlers.messages import CountTokensHandler, MessagesHandler
 from freeapi.healthsync import HealthSync
 from freeapi.keypool import HealthStore, KeyPool
 from freeapi.keys import GatewayAuth, split_keys
@@ -217,6 +218,8 @@ class Gateway:
 def make_app(gateway: Gateway) -> web.Application:
     routes = [
         (r"/(?:v1/)?chat/completions", ChatCompletionsHandler),
+        (r"/v1/messages", MessagesHandler),  # `?beta=true` (Claude Code) is accepted as is
+        (r"/v1/messages/count_tokens", CountTokensHandler),
         (r"/(?:v1/)?models", ModelsHandler),
         (r"/(?:v1/)?models/(.+)", ModelHandler),
         (r"/token/check", TokenCheckHandler),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 import time
 from dataclasses import dataclass
+from fnmatch import fnmatchcase
 
 from freeapi.errors import APIError, invalid_request
 from freeapi.provider import Provider
@@ -34,7 +35,8 @@ class Catalog:
     Resolution order: an exact listed name (a `models:` map entry, a provider's own id or
     alias; names found by discovery never displace those), then `provider/model` for a
     model that provider lists, then either of those plus a `-fold`/`-silent` suffix, then
-    any other `provider/model`, sent to that provider as is. A bare name two providers both
+    a glob key of the `models:` map, then any other `provider/model`, sent to that
+    provider as is. A bare name two providers both
     claim is an error unless the `models:` map settles it.
     """
 
@@ -63,7 +65,13 @@ class Catalog:
                 self._routes[name] = routes[0]
             else:
                 self._ambiguous[name] = [f"{r.provider.name}/{name}" for r in routes]
+        # `models:` keys with glob characters (`claude-*-haiku-*`) route every name they
+        # match, first match in config order; any exact name wins over them.
+        self._globs: list[tuple[str, Route]] = []
         for alias, target in (model_map or {}).items():
+            if any(c in alias for c in "*?["):
+                self._globs.append((alias, self._explicit(target, f"models.{alias}")))
+                continue
             self._ambiguous.pop(alias, None)
             self._routes[alias] = self._explicit(target, f"models.{alias}")
 
@@ -97,6 +105,9 @@ class Catalog:
                 route = self._routes.get(base) or self._split(base)
                 if route is not None:
                     return Route(route.provider, route.upstream_model, display)
+        for pattern, route in self._globs:
+            if fnmatchcase(name, pattern):
+                return route
         # Any other `provider/model` goes to that provider as is: it may serve models it
         # does not list.
         route = self._split(name)

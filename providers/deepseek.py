@@ -21,6 +21,8 @@ class DeepSeek(Provider):
     }
     reasoning_models = frozenset({"deepseek-reasoner"})
     owned_by = "deepseek"
+    # https://api-docs.deepseek.com/guides/anthropic_api (base https://api.deepseek.com/anthropic)
+    anthropic_base_url = "/anthropic"
 
     def key_check_request(self, key):
         return UpstreamRequest("GET", self.base_url + "/user/balance", self.auth_headers(key))

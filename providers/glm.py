@@ -40,6 +40,9 @@ _MEANING = {401: "rejected the API key", 402: "insufficient balance", 403: "refu
 class GLM(Provider):
     type_name = "glm"
     default_base_url = "https://open.bigmodel.cn/api/paas/v4"
+    # Claude API compatible: https://docs.bigmodel.cn/cn/guide/develop/claude/introduction
+    # (https://open.bigmodel.cn/api/anthropic; api.z.ai/api/anthropic for z.ai)
+    anthropic_base_url = "/api/anthropic"
     models = (
         # Free of charge (see the vendor's price page).
         "glm-4-flash", "glm-4-flash-250414", "glm-4.5-flash", "glm-z1-flash", "glm-4v-flash",

@@ -48,6 +48,8 @@ class MiniMax(Provider):
     type_name = "minimax"
     # International: https://api.minimax.io/v1 (its own keys).
     default_base_url = "https://api.minimaxi.com/v1"
+    # https://platform.minimaxi.com/docs/api-reference/text-anthropic-api (…/anthropic)
+    anthropic_base_url = "/anthropic"
     models = (
         "MiniMax-M3", "MiniMax-M2.7", "MiniMax-M2.7-highspeed", "MiniMax-M2.5",
         "MiniMax-M2.5-highspeed", "MiniMax-M2.1", "MiniMax-M2.1-highspeed", "MiniMax-M2",

@@ -28,6 +28,8 @@ class Qwen(Provider):
     # International (Singapore): https://dashscope-intl.aliyuncs.com/compatible-mode/v1;
     # keys are bound to their region.
     default_base_url = "https://dashscope.aliyuncs.com/compatible-mode/v1"
+    # https://help.aliyun.com/zh/model-studio/anthropic-api-messages (…/apps/anthropic)
+    anthropic_base_url = "/apps/anthropic"
     # DashScope streams carry usage only with stream_options.include_usage.
     usage_on_request = True
     models = (
