@@ -361,3 +361,75 @@ async def test_count_tokens_errors(make_gateway):
         await client(base).messages.count_tokens(model="nope", messages=user("hi"))
     with pytest.raises(anthropic.BadRequestError):
         await client(base).messages.count_tokens(model="deepseek-chat", messages=[])
+
+
+# -- the shared pipeline: the same behaviour through this door -------------------------------
+
+async def test_draining_refuses_new_messages_in_anthropic_shape(make_gateway):
+    base, gw = make_gateway(TRANSLATED)
+    gw.draining = True
+    with pytest.raises(anthropic.InternalServerError) as info:
+        await client(base).messages.create(model="deepseek-chat", max_tokens=8,
+                                           messages=user("hi"))
+    assert info.value.status_code == 503
+    assert info.value.body["error"]["type"] == "overloaded_error"
+
+
+async def test_shutdown_ends_a_stream_with_an_error_event(make_gateway, upstream_state):
+    import asyncio
+    base, gw = make_gateway(TRANSLATED)
+    task = asyncio.ensure_future(raw_stream(base, {"model": "deepseek-chat", "max_tokens": 8,
+                                                   "messages": user("!stall 30")}))
+    while not gw.active:
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.2)  # the first events are out
+    await asyncio.wait_for(gw.drain(0.1), 3)
+    status, events = await task
+    assert status == 200 and events[-1][0] == "error"
+    assert "shutting down" in events[-1][1]["error"]["message"]
+    assert events[0][0] == "message_start"
+    assert upstream_state.cancelled.is_set()
+
+
+async def test_client_disconnect_cancels_the_vendor_request(make_gateway, upstream_state):
+    import asyncio
+    from tornado.tcpclient import TCPClient
+    base, _ = make_gateway(TRANSLATED)
+    data = json.dumps({"model": "deepseek-chat", "max_tokens": 8, "stream": True,
+                       "messages": user("!stall 30")}).encode()
+    stream = await TCPClient().connect("127.0.0.1", int(base.rsplit(":", 1)[1]))
+    await stream.write(b"POST /v1/messages HTTP/1.1\r\nHost: x\r\nx-api-key: " + GOOD.encode()
+                       + b"\r\nContent-Type: application/json\r\nContent-Length: "
+                       + str(len(data)).encode() + b"\r\n\r\n" + data)
+    got = b""
+    while got.count(b"text_delta") < 2:
+        got += await asyncio.wait_for(stream.read_bytes(4096, partial=True), 2)
+    assert not upstream_state.cancelled.is_set()
+    stream.close()
+    await asyncio.wait_for(upstream_state.cancelled.wait(), 1.0)
+
+
+async def test_ledger_records_the_messages_endpoint(make_gateway):
+    base, gw = make_gateway(TRANSLATED)
+    await client(base).messages.create(model="deepseek-chat", max_tokens=8, messages=user("hi"))
+    await raw_stream(base, {"model": "deepseek-chat", "max_tokens": 8, "messages": user("hi")})
+    await request(base + "/v1/chat/completions", "POST",
+                  {"model": "deepseek-chat", "messages": user("hi")})
+    await gw.store.flush()
+    rows = await gw.store.ledger()
+    assert [(r["endpoint"], r["stream"], r["prompt_tokens"], r["error"]) for r in rows] == [
+        ("messages", False, 11, None), ("messages", True, 11, None), ("chat", False, 11, None)]
+
+
+async def test_stored_conversations_work_through_this_door(make_gateway, upstream_state):
+    base, _ = make_gateway({**TRANSLATED, "conversations": {"store": True}})
+    raw = await client(base).messages.with_raw_response.create(
+        model="deepseek-chat", max_tokens=8, messages=user("first"))
+    cid = raw.headers["x-freeapi-conversation-id"]
+    assert (await raw.parse()).content[0].text == TEXT
+    resp = await request(base + "/v1/messages", "POST", {
+        "model": "deepseek-chat", "max_tokens": 8, "messages": user("second"),
+        "conversation_id": cid})
+    assert resp.code == 200
+    sent = upstream_state.requests[-1]["body"]["messages"]
+    assert [m["content"] for m in sent] == ["first", TEXT, "second"]

@@ -261,6 +261,8 @@ def to_chat(body: dict) -> tuple[dict, list[str]]:
             chat["tool_choice"] = choice
         if parallel is not None:
             chat["parallel_tool_calls"] = parallel
+    if "conversation_id" in body:  # the gateway's stored conversations, as on chat
+        chat["conversation_id"] = body["conversation_id"]
     if body.get("stream"):
         chat["stream"] = True
         chat["stream_options"] = {"include_usage": True}  # the final message_delta's usage
