@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
+from fnmatch import fnmatchcase
 from typing import ClassVar, Mapping
 from urllib.parse import urlsplit
 
@@ -71,6 +72,8 @@ class Provider:
     #: it follows a region or a test server. Config `anthropic_base_url` overrides it (a
     #: URL or path; false or "none": always translate).
     anthropic_base_url: ClassVar[str | None] = None
+    #: Globs of the upstream models that endpoint serves; others are translated.
+    anthropic_models: ClassVar[tuple[str, ...]] = ("*",)
     #: Whether that endpoint also serves /v1/messages/count_tokens (config
     #: `anthropic_count_tokens`); otherwise the gateway estimates.
     anthropic_count_tokens: ClassVar[bool] = False
@@ -172,6 +175,10 @@ class Provider:
         own Anthropic endpoint, or None when it has none (the door then translates)."""
         if not self.anthropic_url or (path.endswith("/count_tokens")
                                       and not self.anthropic_counts):
+            return None
+        model = body.get("model")
+        if not isinstance(model, str) or not any(fnmatchcase(model, p)
+                                                 for p in self.anthropic_models):
             return None
         payload = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
         # The Anthropic SDK's headers (https://docs.anthropic.com/en/api/versioning);

@@ -50,6 +50,7 @@ class MiniMax(Provider):
     default_base_url = "https://api.minimaxi.com/v1"
     # https://platform.minimaxi.com/docs/api-reference/text-anthropic-api (…/anthropic)
     anthropic_base_url = "/anthropic"
+    anthropic_models = ("MiniMax-M*",)  # the M-series only, per that page
     models = (
         "MiniMax-M3", "MiniMax-M2.7", "MiniMax-M2.7-highspeed", "MiniMax-M2.5",
         "MiniMax-M2.5-highspeed", "MiniMax-M2.1", "MiniMax-M2.1-highspeed", "MiniMax-M2",

@@ -134,3 +134,46 @@ def test_token_estimate_never_undercounts_cjk_and_grows_with_text():
     cjk = d.estimate_tokens({"messages": [{"role": "user", "content": "你好世界" * 10}]})
     assert small < big and 150 <= big <= 160
     assert cjk >= 40  # one token a character at least
+
+
+# -- which providers pass /v1/messages through (freeapi/provider.py) -------------------------
+
+def gateway_providers(providers: dict):
+    from freeapi.app import Gateway
+    from freeapi.config import parse_config
+    from freeapi.plugins import make_plugin_manager, provider_types
+    types = provider_types(make_plugin_manager())
+    return Gateway(parse_config({"providers": providers}, types), make_plugin_manager(), types)
+
+
+def test_native_endpoints_follow_base_url_and_config():
+    gw = gateway_providers({
+        "qwen": {"base_url": "https://dashscope-intl.aliyuncs.com/compatible-mode/v1"},
+        "glm": {"anthropic_base_url": False},
+        "local": {"type": "openai", "base_url": "http://127.0.0.1:9/v1", "discover": False,
+                  "anthropic_base_url": "http://127.0.0.1:9"}})
+    try:
+        p = gw.providers
+        assert p["deepseek"].anthropic_url == "https://api.deepseek.com/anthropic"
+        assert p["minimax"].anthropic_url == "https://api.minimaxi.com/anthropic"
+        # A region's base_url takes its own Anthropic endpoint along.
+        assert p["qwen"].anthropic_url == "https://dashscope-intl.aliyuncs.com/apps/anthropic"
+        assert p["glm"].anthropic_url is None and p["kimi"].anthropic_url is None
+        req = p["local"].messages_request({"model": "x", "stream": True}, "sk-k")
+        assert req.url == "http://127.0.0.1:9/v1/messages"
+        assert req.headers["x-api-key"] == "sk-k" and req.headers["Accept"] == \
+            "text/event-stream"
+        assert p["local"].messages_request({"model": "x"}, "k", "/v1/messages/count_tokens") \
+            is None  # counting was not switched on
+        # Qwen's endpoint serves Qwen models only: others are translated.
+        assert p["qwen"].messages_request({"model": "qwen-plus"}, "k") is not None
+        assert p["qwen"].messages_request({"model": "deepseek-v3"}, "k") is None
+    finally:
+        gw.close()
+
+
+def test_a_bad_anthropic_base_url_is_a_config_error():
+    from freeapi.config import ConfigError
+    with pytest.raises(ConfigError) as info:
+        gateway_providers({"deepseek": {"anthropic_base_url": "ftp://x"}})
+    assert "anthropic_base_url" in str(info.value)
