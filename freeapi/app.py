@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 
@@ -91,7 +92,7 @@ class Gateway:
         for name in (requested, f"{route.provider.name}/{route.upstream_model}",
                      route.upstream_model):
             if name in self.fallbacks:
-                return [Route(r.provider, r.upstream_model, route.display)
+                return [dataclasses.replace(r, display=route.display)
                         for r in self.fallbacks[name]]
         return []
 

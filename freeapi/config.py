@@ -11,6 +11,8 @@ import yaml
 
 from freeapi.config_state import (ConversationsConfig, Price, StateConfig,
                                   parse_conversations, parse_prices, parse_state)
+from freeapi.config_vendor import (ReasoningConfig, parse_patterns, parse_reasoning,
+                                  parse_translations)
 from freeapi.configbase import (ConfigError, _expect, _integer, _interpolate, _mapping,
                                 _number, _string_list, _unknown)
 
@@ -53,6 +55,8 @@ class ProviderConfig:
     timeouts: Timeouts = field(default_factory=Timeouts)
     key_pool: KeyPoolConfig = field(default_factory=KeyPoolConfig)
     options: dict = field(default_factory=dict)
+    translations: dict = field(default_factory=dict)  # old name -> (model, body defaults)
+    patterns: list[str] | None = None  # name globs; None: the provider type's own
 
 
 @dataclass
@@ -87,7 +91,9 @@ _KEY_LIMITS = ("rpm", "tpm", "daily_tokens", "monthly_tokens")
 class Config:
     host: str = "0.0.0.0"
     port: int = 8000
-    max_body_size: int = 16 * 1024 * 1024
+    # DeepSeek takes request bodies up to 48 MiB (inline images,
+    # https://api-docs.deepseek.com/guides/vision): the gateway must let them through.
+    max_body_size: int = 48 * 1024 * 1024
     keepalive_interval: float = 5.0
     log_level: str = "info"
     shutdown_grace: float = 30.0
@@ -100,10 +106,12 @@ class Config:
     state: StateConfig = field(default_factory=StateConfig)
     prices: dict[str, Price] = field(default_factory=dict)
     conversations: ConversationsConfig = field(default_factory=ConversationsConfig)
+    reasoning: ReasoningConfig = field(default_factory=ReasoningConfig)
 
 
 _LOG_LEVELS = ("debug", "info", "warning", "error")
-_PROVIDER_KEYS = {"enabled", "type", "base_url", "api_keys", "timeouts", "key_pool"}
+_PROVIDER_KEYS = {"enabled", "type", "base_url", "api_keys", "timeouts", "key_pool",
+                  "translations", "patterns"}
 # Options every provider type takes (freeapi/provider.py reads them): its native Anthropic
 # endpoint for /v1/messages (a URL, or false / "none" to always translate).
 _COMMON_OPTIONS = {"anthropic_base_url": ((str, bool), None),
@@ -168,6 +176,8 @@ def _provider(name: str, value, path: str, provider_types: dict) -> ProviderConf
                                                        "printable ASCII without spaces")
     pc.timeouts = _timeouts(section.get("timeouts"), f"{path}.timeouts")
     pc.key_pool = _key_pool(section.get("key_pool"), f"{path}.key_pool")
+    pc.translations = parse_translations(section.get("translations"), f"{path}.translations")
+    pc.patterns = parse_patterns(section.get("patterns"), f"{path}.patterns")
     for key, (types, default) in extra.items():
         v = section.get(key, default)
         if v is not None:
@@ -181,7 +191,7 @@ def parse_config(raw, provider_types: dict, base_dir: str | None = None) -> Conf
     config file's directory, which relative paths are relative to (None: no file)."""
     root = _interpolate(_mapping(raw, ""), "")
     _unknown(root, {"server", "auth", "providers", "models", "fallbacks", "failover", "state",
-                    "prices", "conversations"}, "")
+                    "prices", "conversations", "reasoning"}, "")
     cfg = Config()
 
     server = _mapping(root.get("server"), "server")
@@ -273,6 +283,7 @@ def parse_config(raw, provider_types: dict, base_dir: str | None = None) -> Conf
     cfg.state = parse_state(root.get("state"), base_dir)
     cfg.prices = parse_prices(root.get("prices"))
     cfg.conversations = parse_conversations(root.get("conversations"))
+    cfg.reasoning = parse_reasoning(root.get("reasoning"))
 
     if not cfg.gateway_keys and not cfg.allow_anonymous:
         for pc in cfg.providers.values():

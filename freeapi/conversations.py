@@ -6,8 +6,12 @@ sent them) followed by the answer's assistant message. Rules:
 
 - Scope: a conversation belongs to the caller that created it: the gateway key, or a
   hash of the vendor key list in pass-through mode; any other caller gets 404.
-- Reasoning is never fed back: `reasoning_content` is dropped from what is stored, and
-  `<think>` blocks a `-fold` model put into the content are cut.
+- Reasoning goes back where the vendor needs it: an assistant turn that made tool calls
+  keeps its `reasoning_content` (a `-fold` client's `<think>` block becomes that field
+  again) and the vendor's own reasoning fields (MiniMax `reasoning_details`), because
+  DeepSeek, Kimi, GLM and MiniMax want them back in a tool loop; the provider then puts
+  it in the vendor's form. Other turns store no reasoning (the vendors ignore it there).
+  Vendor flags on an assistant message (DeepSeek `prefix`, Kimi `partial`) are kept.
 - System prompt: a request's own system messages go first and replace the stored ones;
   otherwise the system messages of the latest turn that had any are kept first.
 - Length: when the history plus the new messages exceed `max_history_chars` characters of
@@ -24,9 +28,12 @@ import secrets
 
 from freeapi.errors import APIError, invalid_request
 from freeapi.keys import split_keys
+from freeapi.reasoning import split_folded
 
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,127}$")
-_KEEP = ("role", "content", "name", "tool_calls", "tool_call_id")
+_KEEP = ("role", "content", "name", "tool_calls", "tool_call_id", "prefix", "partial")
+# Kept only on assistant turns that made tool calls.
+_REASONING = ("reasoning_content", "reasoning_details")
 
 
 def new_id() -> str:
@@ -91,12 +98,19 @@ def with_history(turns: list, new: list, max_chars: int) -> list:
 
 
 def clean(message: dict) -> dict:
-    """A message as it is stored and fed back: no reasoning, no folded <think> block."""
+    """A message as it is stored and fed back: reasoning only on tool-call turns (a folded
+    <think> block moved back into `reasoning_content` there, cut elsewhere)."""
     out = {k: message[k] for k in _KEEP if k in message}
-    content = out.get("content")
-    if out.get("role") == "assistant" and isinstance(content, str) \
-            and content.startswith("<think>") and "</think>" in content:
-        out["content"] = content.split("</think>", 1)[1].lstrip("\n")
+    if out.get("role") != "assistant":
+        return out
+    calls = bool(out.get("tool_calls"))
+    if calls:
+        out.update((k, message[k]) for k in _REASONING if message.get(k))
+    parts = split_folded(out.get("content"))
+    if parts is not None:
+        out["content"] = parts[1]
+        if calls and parts[0] and not out.get("reasoning_content"):
+            out["reasoning_content"] = parts[0]
     return out
 
 

@@ -53,6 +53,14 @@ class Provider:
     aliases: ClassVar[Mapping[str, str]] = {}
     #: Models that return `reasoning_content`; they get `-fold`/`-silent` variants.
     reasoning_models: ClassVar[frozenset] = frozenset()
+    #: Names the vendor retired or renamed: old name -> (current model id, request-body
+    #: defaults). The defaults fill only fields the client did not set; the answer keeps
+    #: the old name as its `model`. The config adds more (`providers.NAME.translations`).
+    retired: ClassVar[Mapping[str, tuple[str, Mapping]]] = {}
+    #: fnmatch-style globs (case-sensitive) of names this vendor may serve beyond the
+    #: listed ones, so a model released tomorrow routes without a gateway release;
+    #: `providers.NAME.patterns` replaces them.
+    patterns: ClassVar[tuple[str, ...]] = ()
     owned_by: ClassVar[str] = "openai-compatible"
     enabled_by_default: ClassVar[bool] = True
     #: Extra config keys this type accepts: name -> ((types...), default).
@@ -94,6 +102,12 @@ class Provider:
         self.anthropic_counts = bool(self.anthropic_url) and (
             self.anthropic_count_tokens if counts is None else bool(counts))
         self._discovered: tuple[str, ...] = ()
+        # Per instance: the class's own, then the operator's (which win).
+        translations = getattr(config, "translations", None) or {}
+        if translations:
+            self.retired = {**type(self).retired, **translations}
+        if getattr(config, "patterns", None) is not None:
+            self.patterns = tuple(config.patterns)
 
     # -- models ---------------------------------------------------------------------------
 
@@ -138,8 +152,13 @@ class Provider:
     def is_reasoning(self, model: str) -> bool:
         return model in self.reasoning_models
 
-    def first_byte_timeout(self, model: str) -> float:
-        if self.is_reasoning(model):
+    def thinks(self, body: Mapping | None) -> bool:
+        """Whether a request for a reasoning model leaves its thinking on (vendors with a
+        `thinking` switch override this)."""
+        return True
+
+    def first_byte_timeout(self, model: str, body: Mapping | None = None) -> float:
+        if self.is_reasoning(model) and self.thinks(body):
             return max(self.timeouts.first_byte, self.timeouts.first_byte_reasoning)
         return self.timeouts.first_byte
 
@@ -157,7 +176,30 @@ class Provider:
         """The request body as the vendor wants it (body is the client's, model replaced)."""
         return body
 
+    def reasoning_for_history(self, message: dict, body: Mapping) -> dict:
+        """An assistant turn of the history, carrying the gateway's `reasoning_content`, as
+        this vendor wants its own reasoning back (pure; `body` is the request, for vendors
+        whose form depends on a request flag). The default is the field itself, as
+        DeepSeek and Kimi document it."""
+        return message
+
+    def _history_reasoning(self, body: dict) -> dict:
+        messages = body.get("messages")
+        if not isinstance(messages, list):
+            return body
+        out, changed = [], False
+        for m in messages:
+            if isinstance(m, dict) and m.get("role") == "assistant" and (
+                    "reasoning_content" in m or "reasoning_details" in m):
+                new = self.reasoning_for_history(m, body)
+                changed = changed or new is not m
+                m = new
+            out.append(m)
+        return dict(body, messages=out) if changed else body
+
     def chat_request(self, body: dict, key: str | None) -> UpstreamRequest:
+        if type(self).reasoning_for_history is not Provider.reasoning_for_history:
+            body = self._history_reasoning(body)
         if self.usage_on_request and body.get("stream"):
             opts = body.get("stream_options") or {}
             if opts.get("include_usage") is not True:

@@ -44,6 +44,11 @@ class StreamRelay:
         self.finished = False  # finish() ran: the stream ended normally
         self.collect: list[str] | None = None  # every event's data, when the answer is kept
         self.extra: dict | None = None  # fields added to every chunk (parse_all must be on)
+        # -silent: the reasoning the client does not see and the tool calls it belongs to,
+        # per choice, for freeapi.reasoning.remember; `on_finish(answer())` runs at the end.
+        self._hidden: dict[int, list] = {}
+        self._call_ids: dict[int, list] = {}
+        self.on_finish = None
 
     def feed(self, data: str) -> bytes:
         """One upstream event's data -> bytes for the client (possibly empty)."""
@@ -124,7 +129,9 @@ class StreamRelay:
                 kept.append(choice)
                 continue
             reasoning = delta.pop("reasoning_content", None)
-            if self.display == "fold":
+            if self.display == "silent":
+                self._keep(choice.get("index", 0), reasoning, delta.get("tool_calls"))
+            elif self.display == "fold":
                 idx = choice.get("index", 0)
                 content = delta.get("content")
                 out = ""
@@ -143,9 +150,28 @@ class StreamRelay:
             kept.append(choice)
         return kept
 
+    def _keep(self, idx: int, reasoning, calls):
+        if isinstance(reasoning, str) and reasoning:
+            self._hidden.setdefault(idx, []).append(reasoning)
+        for call in calls if isinstance(calls, list) else ():
+            if isinstance(call, dict) and isinstance(call.get("id"), str) and call["id"]:
+                self._call_ids.setdefault(idx, []).append(call["id"])
+
+    def answer(self) -> dict:
+        """What a -silent stream hid: a chat.completion-shaped summary of each choice's
+        reasoning and tool-call ids (freeapi.reasoning.remember reads it)."""
+        return {"choices": [
+            {"index": i, "message": {
+                "role": "assistant", "reasoning_content": "".join(self._hidden.get(i, ())),
+                "tool_calls": [{"id": cid} for cid in self._call_ids[i]]}}
+            for i in sorted(self._call_ids)]}
+
     def finish(self) -> bytes:
         """Anything owed before `[DONE]`: a closing think tag, OpenAI's usage chunk."""
         self.finished = True
+        if self.on_finish is not None:
+            on_finish, self.on_finish = self.on_finish, None
+            on_finish(self.answer())
         out = b""
         base = {k: v for k, v in (self._last or {}).items() if k in ("id", "object", "created")}
         base.setdefault("object", "chat.completion.chunk")
@@ -227,14 +253,3 @@ def _merge_tool_call(calls: list, tc: dict):
             call["function"][part] += fn[part]
 
 
-def strip_folded_reasoning(messages: list) -> list:
-    """History sent back by a `-fold` client carries our <think> blocks; the vendor must not
-    get its reasoning fed back, so the block is cut from assistant turns."""
-    out = []
-    for m in messages:
-        content = m.get("content") if isinstance(m, dict) else None
-        if m.get("role") == "assistant" and isinstance(content, str) \
-                and content.startswith("<think>") and "</think>" in content:
-            m = dict(m, content=content.split("</think>", 1)[1].lstrip("\n"))
-        out.append(m)
-    return out

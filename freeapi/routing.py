@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import copy
 import difflib
+import fnmatch
+import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
+from typing import Mapping
 
 from freeapi.errors import APIError, invalid_request
 from freeapi.provider import Provider
@@ -14,6 +18,9 @@ from freeapi.provider import Provider
 DISPLAY_SUFFIXES = {"-fold": "fold", "-silent": "silent"}
 # No vendor's model id comes near this; chat requests with a longer `model` are refused.
 MAX_MODEL_NAME = 256
+# Names resolved by a provider's `patterns` are remembered per catalog, up to this many
+# (then forgotten all at once): a client cannot grow the memory without bound.
+PATTERN_CACHE = 4096
 
 
 def _shown(name: str) -> str:
@@ -26,6 +33,17 @@ class Route:
     provider: Provider
     upstream_model: str
     display: str | None = None  # None, "fold" or "silent"
+    #: A retired name's request-body defaults (Provider.retired / config translations).
+    defaults: Mapping | None = field(default=None, compare=False)
+
+    def body_for(self, body: dict) -> dict:
+        """The request body for this route's vendor: its model id, and the translation's
+        defaults for fields the client did not set (the client's own `thinking` wins)."""
+        out = dict(body, model=self.upstream_model)
+        for key, value in (self.defaults or {}).items():
+            if body.get(key) is None:
+                out[key] = copy.deepcopy(value)
+        return out
 
 
 class Catalog:
@@ -35,9 +53,11 @@ class Catalog:
     Resolution order: an exact listed name (a `models:` map entry, a provider's own id or
     alias; names found by discovery never displace those), then `provider/model` for a
     model that provider lists, then either of those plus a `-fold`/`-silent` suffix, then
-    a glob key of the `models:` map, then any other `provider/model`, sent to that
-    provider as is. A bare name two providers both
-    claim is an error unless the `models:` map settles it.
+    any other `provider/model`, sent to that provider as is, then a bare name one
+    provider's `patterns` match (sent as is; with a display suffix when that provider
+    reasons). A glob key of the `models:` map (`claude-*`) comes before those last two.
+    A bare name two providers both claim is an error unless the `models:` map
+    settles it. Retired names (Provider.retired) resolve like aliases but are not listed.
     """
 
     def __init__(self, providers: dict[str, Provider], model_map: dict[str, str] | None = None):
@@ -52,6 +72,8 @@ class Catalog:
                     claims.setdefault(model, []).append(Route(p, model))
             for alias, target in p.aliases.items():
                 claims.setdefault(alias, []).append(Route(p, target))
+            for old, (target, defaults) in p.retired.items():
+                claims.setdefault(old, []).append(Route(p, target, defaults=defaults or None))
             for model in discovered:
                 found.setdefault(model, []).append(Route(p, model))
         # A name a vendor lists at startup never takes a name another provider (or alias)
@@ -60,6 +82,11 @@ class Catalog:
             claims.setdefault(name, routes)
         self._routes: dict[str, Route] = {}
         self._ambiguous: dict[str, list[str]] = {}
+        self._retired = {old for p in providers.values() for old in p.retired}
+        # One regex per provider that declares name patterns.
+        self._globs = [(p, re.compile("|".join(fnmatch.translate(g) for g in p.patterns)))
+                       for p in providers.values() if p.patterns]
+        self._by_pattern: dict[str, Route | list[str] | None] = {}
         for name, routes in claims.items():
             if len(routes) == 1:
                 self._routes[name] = routes[0]
@@ -67,19 +94,24 @@ class Catalog:
                 self._ambiguous[name] = [f"{r.provider.name}/{name}" for r in routes]
         # `models:` keys with glob characters (`claude-*-haiku-*`) route every name they
         # match, first match in config order; any exact name wins over them.
-        self._globs: list[tuple[str, Route]] = []
+        self._map_globs: list[tuple[str, Route]] = []
         for alias, target in (model_map or {}).items():
             if any(c in alias for c in "*?["):
-                self._globs.append((alias, self._explicit(target, f"models.{alias}")))
+                self._map_globs.append((alias, self._explicit(target, f"models.{alias}")))
                 continue
             self._ambiguous.pop(alias, None)
             self._routes[alias] = self._explicit(target, f"models.{alias}")
 
     def _explicit(self, target: str, where: str) -> Route:
         """A `models:` map target: `provider/model` or a name a single provider claims."""
+        from freeapi.config import ConfigError
         route = self._split(target) or self._routes.get(target)
+        if route is None and len(target) <= MAX_MODEL_NAME:
+            try:
+                route = self._pattern_route(target)
+            except APIError as e:
+                raise ConfigError(where, e.message) from None
         if route is None:
-            from freeapi.config import ConfigError
             raise ConfigError(where, f"{target!r} names no enabled provider's model "
                                      "(write provider/model)")
         return route
@@ -89,6 +121,9 @@ class Catalog:
         provider = self.providers.get(prefix) if sep else None
         if provider is None or not rest:
             return None
+        if rest in provider.retired:
+            target, defaults = provider.retired[rest]
+            return Route(provider, target, defaults=defaults or None)
         if listed_only and rest not in provider.aliases and rest not in provider.model_ids():
             return None
         return Route(provider, provider.aliases.get(rest, rest))
@@ -104,26 +139,62 @@ class Catalog:
                 base = name[: -len(suffix)]
                 route = self._routes.get(base) or self._split(base)
                 if route is not None:
-                    return Route(route.provider, route.upstream_model, display)
-        for pattern, route in self._globs:
+                    return Route(route.provider, route.upstream_model, display,
+                                 route.defaults)
+        for pattern, route in self._map_globs:
             if fnmatchcase(name, pattern):
                 return route
         # Any other `provider/model` goes to that provider as is: it may serve models it
         # does not list.
-        route = self._split(name)
+        route = self._split(name) or self._pattern_route(name)
         if route is not None:
             return route
         self._refuse(name)
+
+    def _pattern_route(self, name: str) -> Route | None:
+        """A bare name a provider's `patterns` claim (None: none does), remembered."""
+        if not self._globs or len(name) > MAX_MODEL_NAME:
+            return None
+        try:
+            hit = self._by_pattern[name]
+        except KeyError:
+            if len(self._by_pattern) >= PATTERN_CACHE:
+                self._by_pattern.clear()
+            hit = self._by_pattern[name] = self._match(name)
+        if isinstance(hit, list):
+            raise self._ambiguity(name, hit)
+        return hit
+
+    def _match(self, name: str) -> Route | list[str] | None:
+        # `deepseek-v9-fold` is the fold display of `deepseek-v9` when the provider reasons;
+        # for one that does not, the whole name goes to the vendor as is.
+        for suffix, display in DISPLAY_SUFFIXES.items():
+            if name.endswith(suffix):
+                base = name[: -len(suffix)]
+                owners = [p for p, rx in self._globs if rx.match(base)
+                          and (p.reasoning_models or p.is_reasoning(base))]
+                if owners:
+                    return (Route(owners[0], base, display) if len(owners) == 1
+                            else [f"{p.name}/{base}" for p in owners])
+        owners = [p for p, rx in self._globs if rx.match(name)]
+        if not owners:
+            return None
+        return Route(owners[0], name) if len(owners) == 1 else [f"{p.name}/{name}"
+                                                                 for p in owners]
+
+    @staticmethod
+    def _ambiguity(name: str, claims: list[str]) -> APIError:
+        return invalid_request(
+            f"The model {_shown(name)} is served by several providers: "
+            f"{', '.join(claims)}. Ask for one of those, or map the name "
+            f"under `models:` in the config.", param="model", code="model_ambiguous")
 
     def _refuse(self, name: str):
         base = name
         for suffix in DISPLAY_SUFFIXES:
             base = base.removesuffix(suffix)
         if base in self._ambiguous:
-            raise invalid_request(
-                f"The model {_shown(name)} is served by several providers: "
-                f"{', '.join(self._ambiguous[base])}. Ask for one of those, or map the name "
-                f"under `models:` in the config.", param="model", code="model_ambiguous")
+            raise self._ambiguity(name, self._ambiguous[base])
         names = self.names()
         # difflib's cost grows with the name's length; a name this long has no near miss.
         close = (difflib.get_close_matches(name, names, n=5, cutoff=0.5)
@@ -139,6 +210,8 @@ class Catalog:
     def names(self) -> list[str]:
         names = []
         for name, route in self._routes.items():
+            if name in self._retired:
+                continue  # still served, no longer offered
             names.append(name)
             if route.display is None and route.provider.is_reasoning(route.upstream_model):
                 names += [name + suffix for suffix in DISPLAY_SUFFIXES]

@@ -99,6 +99,27 @@ class MiniMax(Provider):
                 split_message(message)
         return data
 
+    def reasoning_for_history(self, message, body):
+        # The gateway hands MiniMax's reasoning out as `reasoning_content`; MiniMax wants
+        # it back "completely" in its own form: inline <think> in `content`, or
+        # `reasoning_details` with reasoning_split
+        # (https://platform.minimax.io/docs/api-reference/text-openai-api,
+        # https://platform.minimax.io/docs/guides/text-m2-function-call).
+        out = {k: v for k, v in message.items() if k != "reasoning_content"}
+        reasoning = message.get("reasoning_content")
+        if out.get("reasoning_details") or not isinstance(reasoning, str) or not reasoning:
+            return out
+        if body.get("reasoning_split") is True:
+            out["reasoning_details"] = [{"type": "reasoning.text", "text": reasoning}]
+            return out
+        block = f"<think>\n{reasoning}\n</think>\n\n"
+        content = out.get("content")
+        if isinstance(content, list):
+            out["content"] = [{"type": "text", "text": block}] + content
+        else:
+            out["content"] = block + (content if isinstance(content, str) else "")
+        return out
+
 
 @hookimpl
 def register_providers(register):

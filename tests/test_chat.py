@@ -64,7 +64,8 @@ async def test_sync_sdk(gateway, io_loop):
 @pytest.mark.parametrize("model", ["deepseek-r1", "deepseek-think"])
 async def test_aliases(gateway, upstream_state, model):
     r = await client(gateway).chat.completions.create(model=model, messages=HI)
-    assert upstream_state.requests[-1]["body"]["model"] == "deepseek-reasoner"
+    sent = upstream_state.requests[-1]["body"]
+    assert (sent["model"], sent["thinking"]) == ("deepseek-flash", {"type": "enabled"})
     assert r.model == model
     assert r.choices[0].message.model_extra["reasoning_content"] == "".join(REASONING)
 
@@ -122,7 +123,7 @@ async def test_non_stream_tools_and_json_mode(gateway, upstream_state):
         logprobs=False, user="u-1", frequency_penalty=0.1, presence_penalty=0.2)
     assert r.choices[0].message.content == '{"answer": 42}'
     sent = upstream_state.requests[-1]["body"]
-    assert sent == {"model": "deepseek-chat",
+    assert sent == {"model": "deepseek-flash", "thinking": {"type": "disabled"},
                     "messages": [{"role": "user", "content": "!json"}],
                     "response_format": {"type": "json_object"}, "max_tokens": 50,
                     "stop": ["\n\n"], "top_p": 0.9, "logprobs": False, "user": "u-1",
@@ -137,16 +138,18 @@ async def test_multi_round_history_is_sent_as_is(gateway, upstream_state):
     r = await client(gateway).chat.completions.create(model="deepseek-coder", messages=history)
     assert r.model == "deepseek-coder"
     sent = upstream_state.requests[-1]["body"]
-    assert sent["messages"] == history and sent["model"] == "deepseek-chat"
+    assert sent["messages"] == history and sent["model"] == "deepseek-flash"
+    assert sent["thinking"] == {"type": "disabled"}
 
 
-async def test_fold_history_loses_its_think_block(gateway, upstream_state):
+async def test_fold_history_gives_its_think_block_back_as_reasoning(gateway, upstream_state):
     folded = "<think>\nLet me think.\n</think>\n\nHello!"
     await client(gateway).chat.completions.create(model="deepseek-reasoner-fold", messages=[
         {"role": "user", "content": "hi"}, {"role": "assistant", "content": folded},
         {"role": "user", "content": "and?"}])
     sent = upstream_state.requests[-1]["body"]["messages"]
-    assert sent[1] == {"role": "assistant", "content": "Hello!"}
+    assert sent[1] == {"role": "assistant", "content": "Hello!",
+                       "reasoning_content": "Let me think."}
     assert sent[2] == {"role": "user", "content": "and?"}
 
 
@@ -154,7 +157,8 @@ async def test_provider_prefixed_model_name(gateway, upstream_state):
     r = await client(gateway).chat.completions.create(model="deepseek/deepseek-chat",
                                                       messages=HI)
     assert r.model == "deepseek/deepseek-chat"
-    assert upstream_state.requests[-1]["body"]["model"] == "deepseek-chat"
+    sent = upstream_state.requests[-1]["body"]
+    assert (sent["model"], sent["thinking"]) == ("deepseek-flash", {"type": "disabled"})
 
 
 async def test_stream_usage_without_include_usage_is_the_vendors(gateway):

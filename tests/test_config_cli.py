@@ -134,9 +134,9 @@ def test_zero_config_start_serve_and_sigterm(tmp_path):
         health = json.loads(body)
         assert health["status"] == "ok" and health["version"]
         assert health["providers"]["deepseek"]["keys"] == "pass-through"
-        assert "deepseek-chat" in health["providers"]["deepseek"]["models"]
+        assert "deepseek-flash" in health["providers"]["deepseek"]["models"]
         status, _, body = get(f"http://127.0.0.1:{port}/v1/models")
-        assert "deepseek-reasoner" in [m["id"] for m in json.loads(body)["data"]]
+        assert "deepseek-flash-fold" in [m["id"] for m in json.loads(body)["data"]]
         # Tornado refuses a header with a control character and logs its value: the key
         # in it must be masked in the gateway's log.
         answer = raw_exchange(port, b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n"
@@ -155,7 +155,7 @@ def test_zero_config_start_serve_and_sigterm(tmp_path):
             proc.wait()
     log.seek(0)
     text = log.read()
-    assert "provider deepseek" in text and "deepseek-chat" in text  # says what is active
+    assert "provider deepseek" in text and "deepseek-flash" in text  # says what is active
     assert f"listening on http://127.0.0.1:{port}/v1" in text
     assert "Malformed HTTP message" in text and "sk-...0001" in text
     assert GOOD not in text

@@ -10,10 +10,11 @@ from tests.conftest import free_port
 from tests.fakes.deepseek import ANSWER, DEAD, GOOD, POOR
 from tests.helpers import HI, chat_body, error_of, request, sdk
 
-DEEPSEEK_NAMES = {"deepseek-chat", "deepseek-reasoner", "deepseek-r1", "deepseek-think",
-                  "deepseek-coder", "deepseek-reasoner-fold", "deepseek-reasoner-silent",
-                  "deepseek-r1-fold", "deepseek-r1-silent", "deepseek-think-fold",
-                  "deepseek-think-silent"}
+# Today's ids (https://api-docs.deepseek.com/); every V4 model reasons.
+DEEPSEEK_NAMES = {f"{m}{s}" for m in ("deepseek-flash", "deepseek-v4-pro", "deepseek-v4-flash")
+                  for s in ("", "-fold", "-silent")}
+RETIRED = {"deepseek-chat", "deepseek-reasoner", "deepseek-r1", "deepseek-think",
+           "deepseek-coder"}
 
 
 # -- models ---------------------------------------------------------------------------------
@@ -30,8 +31,8 @@ async def test_models_list(gateway, path):
     ids = [m["id"] for m in data["data"]]
     assert len(ids) == len(set(ids))
     assert DEEPSEEK_NAMES <= set(ids)
-    # Only reasoning models get display variants: -fold of a chat model means nothing.
-    assert "deepseek-chat-fold" not in ids and "deepseek-coder-silent" not in ids
+    # Retired names still work (translated) but are no longer offered.
+    assert not RETIRED & set(ids) and "deepseek-chat-fold" not in ids
     assert all(m["owned_by"] == "deepseek" for m in data["data"] if m["id"] in DEEPSEEK_NAMES)
 
 
@@ -52,7 +53,7 @@ async def test_model_by_id(gateway):
     resp = await request(gateway + "/models/deepseek/deepseek-some-new-model")
     assert json.loads(resp.body)["id"] == "deepseek/deepseek-some-new-model"
     err = error_of(await request(gateway + "/v1/models/nope"), 404)
-    assert err["code"] == "model_not_found" and "deepseek-chat" in err["message"]
+    assert err["code"] == "model_not_found" and "deepseek-flash" in err["message"]
 
 
 async def test_models_map_in_config(make_gateway, upstream_state):
@@ -62,7 +63,11 @@ async def test_models_map_in_config(make_gateway, upstream_state):
     assert {"gpt-4o", "thinker", "thinker-fold"} <= set(ids)
     r = await sdk(base).chat.completions.create(model="gpt-4o", messages=HI)
     assert r.model == "gpt-4o"
-    assert upstream_state.requests[-1]["body"]["model"] == "deepseek-chat"
+    sent = upstream_state.requests[-1]["body"]
+    assert (sent["model"], sent["thinking"]) == ("deepseek-flash", {"type": "disabled"})
+    await sdk(base).chat.completions.create(model="thinker-fold", messages=HI)
+    sent = upstream_state.requests[-1]["body"]
+    assert (sent["model"], sent["thinking"]) == ("deepseek-flash", {"type": "enabled"})
 
 
 async def test_disabled_provider_lists_nothing(make_gateway):
@@ -148,7 +153,7 @@ async def test_healthz(make_gateway):
     assert data["status"] == "ok" and data["version"] == __version__
     ds = data["providers"]["deepseek"]
     assert ds["type"] == "deepseek" and ds["keys"] == "server"
-    assert ds["models"] == ["deepseek-chat", "deepseek-reasoner"]
+    assert ds["models"] == ["deepseek-flash", "deepseek-v4-pro", "deepseek-v4-flash"]
     assert GOOD.encode() not in resp.body and b"gw-secret" not in resp.body
 
 

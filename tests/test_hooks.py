@@ -17,7 +17,7 @@ from tests.helpers import HI, error_of, request, sdk
 class Mine(Provider):
     """An OpenAI-compatible vendor that only renames a model: no code beyond attributes."""
     type_name = "mine-test"
-    aliases = {"mine-chat": "deepseek-chat"}
+    aliases = {"mine-chat": "deepseek-flash"}
     owned_by = "mine"
     enabled_by_default = False
 
@@ -35,9 +35,9 @@ async def test_provider_subclass_from_a_plugin_object(make_gateway, upstream, up
                             plugins=[MinePlugin()])
     r = await sdk(base).chat.completions.create(model="mine-chat", messages=HI)
     assert r.model == "mine-chat" and r.choices[0].message.content == "".join(ANSWER)
-    assert upstream_state.requests[-1]["body"]["model"] == "deepseek-chat"
+    assert upstream_state.requests[-1]["body"]["model"] == "deepseek-flash"
     owners = {m.id: m.owned_by async for m in sdk(base).models.list()}
-    assert owners["mine-chat"] == "mine" and owners["deepseek-chat"] == "deepseek"
+    assert owners["mine-chat"] == "mine" and owners["deepseek-flash"] == "deepseek"
     assert any("not a freeapi.provider.Provider" in r.getMessage()
                for r in caplog.records if r.levelno >= logging.ERROR)
 
@@ -52,7 +52,7 @@ class Resolver:
     @hookimpl
     def resolve_model(self, model, catalog):
         if model == "house-model":
-            return Route(catalog.providers["deepseek"], "deepseek-reasoner", "silent")
+            return Route(catalog.providers["deepseek"], "deepseek-flash", "silent")
         if model.startswith("forbidden"):
             raise APIError(403, "not for you", code="model_forbidden")
         return None  # everything else: the core decides
@@ -63,7 +63,7 @@ async def test_resolve_model_hook(make_gateway, upstream_state):
     r = await sdk(base).chat.completions.create(model="house-model", messages=HI)
     assert r.model == "house-model"
     assert "reasoning_content" not in (r.choices[0].message.model_extra or {})
-    assert upstream_state.requests[-1]["body"]["model"] == "deepseek-reasoner"
+    assert upstream_state.requests[-1]["body"]["model"] == "deepseek-flash"
     err = error_of(await request(base + "/v1/chat/completions", "POST", {
         "model": "forbidden-x", "messages": HI}, key=GOOD), 403)
     assert err["code"] == "model_forbidden"

@@ -60,13 +60,13 @@ def redis_state(io_loop):
 
 async def test_a_key_may_use_only_its_models(make_gateway):
     base, gw = make_gateway(keys({"key": ALICE, "name": "alice",
-                                  "models": ["deepseek-chat", "kimi/*"]}, BOB))
-    for model in ("deepseek-chat", "deepseek-chat-fold", "deepseek-coder"):
+                                  "models": ["deepseek-v4-pro", "kimi/*"]}, BOB))
+    for model in ("deepseek-v4-pro", "deepseek-v4-pro-fold", "deepseek/deepseek-v4-pro"):
         assert (await chat(base, ALICE, model=model)).code == 200, model
-    err = error_of(await chat(base, ALICE, model="deepseek-reasoner"), 403)
+    err = error_of(await chat(base, ALICE, model="deepseek-flash"), 403)
     assert err["code"] == "model_not_allowed" and err["param"] == "model"
-    assert "'alice'" in err["message"] and "deepseek-chat, kimi/*" in err["message"]
-    assert (await chat(base, BOB, model="deepseek-reasoner")).code == 200  # a plain key
+    assert "'alice'" in err["message"] and "deepseek-v4-pro, kimi/*" in err["message"]
+    assert (await chat(base, BOB, model="deepseek-flash")).code == 200  # a plain key
 
 
 async def test_patterns_match_the_served_model_too(make_gateway):

@@ -14,7 +14,7 @@ from tornado.testing import bind_unused_port
 from tornado import web
 
 from tests.fakes import anthropic_native as native_fake
-from tests.fakes.deepseek import ANSWER, DEAD, GOOD, REASONING
+from tests.fakes.deepseek import ANSWER, DEAD, GOOD, GOOD2, REASONING
 from tests.helpers import assert_no_keys, request
 
 TEXT = "".join(ANSWER)
@@ -128,11 +128,13 @@ async def test_translated_stream_through_the_sdk(make_gateway):
 async def test_translated_tool_loop(make_gateway, upstream_state):
     base, _ = make_gateway(TRANSLATED)
     c = client(base)
-    first = await c.messages.create(model="deepseek-chat", max_tokens=64, tools=[WEATHER],
+    first = await c.messages.create(model="deepseek-v4-pro", max_tokens=64, tools=[WEATHER],
                                     tool_choice={"type": "auto"}, messages=user("!tools"))
     assert first.stop_reason == "tool_use"
-    call = [b for b in first.content if b.type == "tool_use"][0]
-    assert (call.id, call.name, call.input) == ("call_0", "get_weather", {"city": "Paris"})
+    assert [b.type for b in first.content] == ["thinking", "tool_use"]
+    assert first.content[0].thinking == "".join(REASONING) and first.content[0].signature
+    call = first.content[1]
+    assert (call.name, call.input) == ("get_weather", {"city": "Paris"})
     sent = upstream_state.requests[-1]["body"]
     assert sent["tools"] == [{"type": "function", "function": {
         "name": "get_weather", "description": WEATHER["description"],
@@ -142,13 +144,47 @@ async def test_translated_tool_loop(make_gateway, upstream_state):
         {"role": "assistant", "content": [b.model_dump(exclude_none=True) for b in first.content]},
         {"role": "user", "content": [{"type": "tool_result", "tool_use_id": call.id,
                                       "content": "18 degrees, sunny"}]}]
-    second = await c.messages.create(model="deepseek-chat", max_tokens=64, tools=[WEATHER],
+    second = await c.messages.create(model="deepseek-v4-pro", max_tokens=64, tools=[WEATHER],
                                      messages=history)
-    assert second.content[0].text == TEXT and second.stop_reason == "end_turn"
+    assert second.content[-1].text == TEXT and second.stop_reason == "end_turn"
     sent = upstream_state.requests[-1]["body"]["messages"]
-    assert sent[-2]["role"] == "assistant" and sent[-2]["tool_calls"][0]["id"] == "call_0"
+    assert sent[-2]["role"] == "assistant" and sent[-2]["tool_calls"][0]["id"] == call.id
+    assert sent[-2]["reasoning_content"] == "".join(REASONING)  # from the thinking block
     assert json.loads(sent[-2]["tool_calls"][0]["function"]["arguments"]) == {"city": "Paris"}
-    assert sent[-1] == {"role": "tool", "tool_call_id": "call_0", "content": "18 degrees, sunny"}
+    assert sent[-1] == {"role": "tool", "tool_call_id": call.id, "content": "18 degrees, sunny"}
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_dropped_thinking_comes_back_for_the_vendor(make_gateway, upstream_state,
+                                                          stream):
+    # Claude Code drops thinking blocks it cannot verify; DeepSeek then answers 400
+    # ("reasoning_content ... must be passed back"). The gateway kept it by tool-call id.
+    base, _ = make_gateway(TRANSLATED)
+    c = client(base)
+    if stream:
+        _, events = await raw_stream(base, {"model": "deepseek-v4-pro", "max_tokens": 64,
+                                            "tools": [WEATHER], "messages": user("!tools")})
+        call = check_order(events)[-1]
+        call_id = call["id"]
+    else:
+        first = await c.messages.create(model="deepseek-v4-pro", max_tokens=64,
+                                        tools=[WEATHER], messages=user("!tools"))
+        call_id = first.content[-1].id
+    history = user("!tools") + [
+        {"role": "assistant", "content": [{"type": "tool_use", "id": call_id,
+                                           "name": "get_weather", "input": {"city": "Paris"}}]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": call_id,
+                                      "content": "18 degrees"}]}]
+    second = await c.messages.create(model="deepseek-v4-pro", max_tokens=64, tools=[WEATHER],
+                                     messages=history)
+    assert second.content[-1].text == TEXT
+    sent = upstream_state.requests[-1]["body"]["messages"]
+    assert sent[-2]["reasoning_content"] == "".join(REASONING)
+    # Another caller cannot pull that reasoning with the same tool-call id.
+    other = client(base, key=GOOD2)
+    with pytest.raises(anthropic.BadRequestError):
+        await other.messages.create(model="deepseek-v4-pro", max_tokens=64, tools=[WEATHER],
+                                    messages=history)
 
 
 async def test_translated_tool_call_streams_input_json(make_gateway):
@@ -157,7 +193,7 @@ async def test_translated_tool_call_streams_input_json(make_gateway):
                                              "tools": [WEATHER], "messages": user("!tools")})
     blocks = check_order(events)
     assert [b["type"] for b in blocks] == ["tool_use"]
-    assert blocks[0]["id"] == "call_0" and blocks[0]["name"] == "get_weather"
+    assert blocks[0]["id"].startswith("call_") and blocks[0]["name"] == "get_weather"
     assert json.loads(blocks[0]["partial"]) == {"city": "Paris"}
     assert [d for n, d in events if n == "message_delta"][0]["delta"]["stop_reason"] == \
         "tool_use"
@@ -206,17 +242,19 @@ async def test_native_pass_through_rewrites_the_model(make_gateway, upstream_sta
     assert msg.model == "ds" and msg.content[0].text == TEXT and msg.id == "msg_fake_1"
     sent = upstream_state.requests[-1]
     assert sent["path"] == "/anthropic/v1/messages"
-    assert sent["body"]["model"] == "deepseek-chat" and sent["headers"]["X-Api-Key"] == GOOD
+    assert sent["body"]["model"] == "deepseek-flash" and sent["headers"]["X-Api-Key"] == GOOD
+    # The retired name's translation defaults reach the native request too.
+    assert sent["body"]["thinking"] == {"type": "disabled"}
     assert "Authorization" not in sent["headers"]
     await gw.store.flush()
     row = (await gw.store.ledger())[-1]
     assert (row["endpoint"], row["model"], row["upstream_model"]) == ("messages", "ds",
-                                                                      "deepseek-chat")
+                                                                      "deepseek-flash")
     assert (row["prompt_tokens"], row["cached_tokens"], row["completion_tokens"]) == (11, 8, 7)
 
 
 async def test_native_stream_and_tool_loop(make_gateway, upstream_state):
-    base, gw = make_gateway({"models": {"ds": "deepseek/deepseek-reasoner"}})
+    base, gw = make_gateway({"models": {"ds": "deepseek/deepseek-v4-pro"}})
     status, events = await raw_stream(base, {"model": "ds", "max_tokens": 64,
                                              "tools": [WEATHER], "messages": user("!tools")})
     assert status == 200
@@ -235,6 +273,7 @@ async def test_native_stream_and_tool_loop(make_gateway, upstream_state):
         b.pop("partial", None)
     final = await c.messages.create(model="ds", max_tokens=64, messages=history)
     assert final.content[-1].text == TEXT
+    # Passed through as the client sent it, thinking block and signature included.
     assert upstream_state.requests[-1]["body"]["messages"] == history
     await gw.store.flush()
     row = (await gw.store.ledger())[0]
@@ -298,18 +337,18 @@ async def test_vendor_rejecting_the_key_is_anthropic_shaped(make_gateway):
 
 async def test_glob_model_map_routes_claude_names(make_gateway, upstream_state):
     base, _ = make_gateway({**TRANSLATED, "models": {
-        "claude-*-haiku-*": "deepseek/deepseek-chat", "claude-*": "deepseek/deepseek-reasoner",
-        "claude-3-5-haiku-exact": "deepseek/deepseek-reasoner"}})
+        "claude-*-haiku-*": "deepseek/deepseek-flash", "claude-*": "deepseek/deepseek-v4-pro",
+        "claude-3-5-haiku-exact": "deepseek/deepseek-v4-pro"}})
     c = client(base)
     msg = await c.messages.create(model="claude-3-5-haiku-20241022", max_tokens=8,
                                   messages=user("hi"))
     assert msg.model == "claude-3-5-haiku-20241022"
-    assert upstream_state.requests[-1]["body"]["model"] == "deepseek-chat"
+    assert upstream_state.requests[-1]["body"]["model"] == "deepseek-flash"
     await c.messages.create(model="claude-sonnet-x", max_tokens=8, messages=user("hi"))
-    assert upstream_state.requests[-1]["body"]["model"] == "deepseek-reasoner"
+    assert upstream_state.requests[-1]["body"]["model"] == "deepseek-v4-pro"
     # An exact name wins over the globs that also match it.
     await c.messages.create(model="claude-3-5-haiku-exact", max_tokens=8, messages=user("hi"))
-    assert upstream_state.requests[-1]["body"]["model"] == "deepseek-reasoner"
+    assert upstream_state.requests[-1]["body"]["model"] == "deepseek-v4-pro"
 
 
 # -- count_tokens ----------------------------------------------------------------------------

@@ -72,4 +72,4 @@ async def test_models_listed(gw):
     base, _ = gw
     ids = {m.id for m in (await client(base, fake.GOOD).models.list()).data}
     assert {"moonshot-v1-8k", "kimi-k2-thinking", "kimi-k2-thinking-fold",
-            "kimi-k2-thinking-silent", "deepseek-chat"} <= ids
+            "kimi-k2-thinking-silent", "deepseek-flash"} <= ids

@@ -299,9 +299,12 @@ async def test_fallback_keeps_the_model_name_the_client_asked_for(make_gateway, 
     resp, text = await ask(base, stream=stream, model="chat")  # checks `model` == "chat"
     assert resp.code == 200 and text == TEXT
     assert resp.headers["x-freeapi-provider"] == "backup"
-    assert resp.headers["x-freeapi-upstream-model"] == "deepseek-reasoner"
-    assert [r["body"]["model"] for r in upstream_state.requests] == ["deepseek-chat"]
-    assert [r["body"]["model"] for r in backup_state.requests] == ["deepseek-reasoner"]
+    assert resp.headers["x-freeapi-upstream-model"] == "deepseek-flash"
+    # Both names are retired ones: each target gets its own translation's defaults.
+    assert [(r["body"]["model"], r["body"]["thinking"]) for r in upstream_state.requests] \
+        == [("deepseek-flash", {"type": "disabled"})]
+    assert [(r["body"]["model"], r["body"]["thinking"]) for r in backup_state.requests] \
+        == [("deepseek-flash", {"type": "enabled"})]
 
 
 @pytest.mark.parametrize("stream", [False, True])

@@ -55,7 +55,8 @@ async def test_static_models_think_tags_and_close_matches(start_vendor, make_gat
     r = await c.chat.completions.create(model="deepseek-r1:1.5b-fold", messages=HI)
     assert r.choices[0].message.content == "<think>\nHmm.\n</think>\n\n" + "".join(ANSWER)
     with pytest.raises(openai.NotFoundError) as e:
-        await c.chat.completions.create(model="deepseek-r1:1.5", messages=HI)
+        # (`deepseek-r1:1.5` would match DeepSeek's `deepseek-*` pattern and go there.)
+        await c.chat.completions.create(model="deepsek-r1:1.5b", messages=HI)
     assert "Did you mean: deepseek-r1:1.5b" in e.value.body["message"]
 
 

@@ -54,7 +54,7 @@ async def test_a_non_stream_request_records_the_vendors_usage(make_gateway):
     assert resp.code == 200
     [e] = await ledger(gw, 1)
     assert e == {**e, "key": None, "vendor_key": "sk-...0001", "provider": "deepseek",
-                 "model": "deepseek-chat", "upstream_model": "deepseek-chat", "status": 200,
+                 "model": "deepseek-chat", "upstream_model": "deepseek-flash", "status": 200,
                  "error": None, "stream": False, "prompt_tokens": 11, "completion_tokens": 7,
                  "cached_tokens": 8, "reasoning_tokens": None, "total_tokens": 18}
     assert abs(e["ts"] - time.time()) < 5
@@ -85,7 +85,7 @@ async def test_reasoning_tokens_aliases_and_display_variants(make_gateway, model
         resp = await chat(base, model=model)
     assert resp.code == 200
     [e] = await ledger(gw, 1)
-    assert (e["model"], e["upstream_model"]) == (model, "deepseek-reasoner")
+    assert (e["model"], e["upstream_model"]) == (model, "deepseek-flash")
     assert e["reasoning_tokens"] == 4 and e["completion_tokens"] == 11
     assert {k: e[k] for k in tokens(REASONER_USAGE)} == tokens(REASONER_USAGE)
 

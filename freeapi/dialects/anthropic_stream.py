@@ -36,6 +36,8 @@ class StreamTranslator:
         self.stop: str | None = None
         self.usage: dict | None = None
         self.used_tools = False
+        self.reasoning: list[str] = []  # all of it, and the tool calls it led to, for
+        self.call_ids: list[str] = []   # the pipeline's reasoning memory (answer())
 
     def _start(self, chunk: dict | None) -> bytes:
         self.started = True
@@ -93,6 +95,7 @@ class StreamTranslator:
                 out += self._open("thinking", {"type": "thinking", "thinking": "",
                                                "signature": ""})
             self.thinking.append(reasoning)
+            self.reasoning.append(reasoning)
             out += self._piece(b"thinking_delta", b"thinking", reasoning)
         text = delta.get("content")
         if isinstance(text, str) and text:
@@ -114,8 +117,9 @@ class StreamTranslator:
             # A new call. Vendors that repeat the name (or id) in later chunks of the same
             # call must not restart it, so only a new index opens a block.
             self.used_tools = True
-            out += self._open("tool_use", {"type": "tool_use",
-                                           "id": tc.get("id") or "toolu_" + secrets.token_hex(8),
+            call_id = tc.get("id") or "toolu_" + secrets.token_hex(8)
+            self.call_ids.append(call_id)
+            out += self._open("tool_use", {"type": "tool_use", "id": call_id,
                                            "name": fn.get("name") or "", "input": {}})
             self.tools[slot] = self.index
         elif self.tools[slot] != self.index or self.kind != "tool_use":
@@ -124,6 +128,13 @@ class StreamTranslator:
         if isinstance(args, str) and args:
             out += self._piece(b"input_json_delta", b"partial_json", args)
         return out
+
+    def answer(self) -> dict:
+        """The reasoning and tool-call ids of the answer, chat.completion-shaped (what
+        freeapi.reasoning.remember reads)."""
+        return {"choices": [{"index": 0, "message": {
+            "role": "assistant", "reasoning_content": "".join(self.reasoning),
+            "tool_calls": [{"id": cid} for cid in self.call_ids]}}]}
 
     def finish(self) -> bytes:
         out = b"" if self.started else self._start(None)
@@ -145,6 +156,7 @@ class ChatToMessages:
     def __init__(self, relay, model: str):
         self.relay = relay
         self.translator = StreamTranslator(model)
+        self.on_finish = None  # set by the pipeline: called with the answer at the end
 
     def feed(self, data: str) -> bytes:
         chunk = self.relay.chunk(data)
@@ -164,7 +176,11 @@ class ChatToMessages:
 
     def finish(self) -> bytes:
         self.relay.finish()
-        return self.translator.finish()
+        out = self.translator.finish()
+        if self.on_finish is not None:
+            on_finish, self.on_finish = self.on_finish, None
+            on_finish(self.translator.answer())
+        return out
 
 
 _TYPE = re.compile(r'^\{\s*"type"\s*:\s*"([a-z_]+)"')

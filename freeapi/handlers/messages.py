@@ -39,6 +39,10 @@ class AnthropicWire:
 class MessagesHandler(AnthropicWire, DoorHandler):
     endpoint = "messages"
     keepalive = dialect.PING
+    # Answers carry signed thinking blocks, so Claude Code keeps and returns them; a client
+    # that drops them (or a block it could not verify) still gets the tool-call turn's
+    # reasoning back to vendors that require it.
+    remembers_reasoning = True
     _model = None
 
     def stream_error(self, err: APIError) -> bytes:
@@ -54,7 +58,6 @@ class MessagesHandler(AnthropicWire, DoorHandler):
         chat, dropped = dialect.to_chat(body)
         if dropped:
             self.set_header("x-freeapi-dropped-tools", ",".join(dropped)[:512])
-        chat["messages"] = await self._restore_reasoning(chat["messages"])
         answer = await self.pipeline.run(chat, model=self._model, stream=stream, token=token,
                                          include_usage=True,
                                          native=NativeMessages(body))
@@ -62,15 +65,6 @@ class MessagesHandler(AnthropicWire, DoorHandler):
             return  # streamed
         self.write_json(answer.data if answer.native
                         else dialect.from_chat(answer.json(), self._model))
-
-    async def _restore_reasoning(self, messages: list) -> list:
-        """SEAM (reasoning memory): a client that dropped a thinking block, or sent it
-        unsigned, returns a tool-call turn without `reasoning_content`, and DeepSeek or Kimi
-        then refuse the request. The tool-call reasoning memory of freeapi/reasoning.py
-        (vendors-core, not on main yet) restores it by tool-call id; until it is merged the
-        turns go on as they are. Answers carry signed thinking blocks, so Claude Code keeps
-        and returns them (dialect.signature)."""
-        return messages
 
 
 class CountTokensHandler(AnthropicWire, APIHandler):

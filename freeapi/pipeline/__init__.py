@@ -29,6 +29,12 @@ shutdown, the ledger entry in `on_finish`). Set on the class:
   `relay.chunk(data)`, which returns the client-shaped dict, a str to pass on as is, or
   None) and `finish() -> bytes` (the bytes owed at the end of a complete stream; it must
   call `relay.finish()`, which marks the stream complete for the ledger).
+- `remembers_reasoning` (default False): the door's clients may drop the reasoning of
+  tool-call turns (Anthropic clients drop thinking blocks they cannot verify). The pipeline
+  then keeps each tool-call answer's reasoning (freeapi/reasoning.py, by caller and
+  tool-call id) and puts it back into turns that return without it; the door's encoder
+  must then have an `on_finish` attribute, called with the answer's reasoning and
+  tool-call ids as a chat.completion-shaped dict when the stream completes.
 
 Then in `post()`::
 
@@ -79,14 +85,14 @@ from dataclasses import dataclass
 
 from tornado.iostream import StreamClosedError
 
-from freeapi import sse
+from freeapi import reasoning, sse
 from freeapi.errors import APIError, UpstreamError, upstream_failure, vendor_error
 from freeapi.handlers.base import ClientGone
 from freeapi.keys import redact
 from freeapi.pipeline.accounting import AccountingMixin
 from freeapi.pipeline.failover import FailoverMixin, OpenStream, shutdown_error
 from freeapi.pipeline.history import ConversationMixin
-from freeapi.relay import StreamRelay, assemble, complete, strip_folded_reasoning, unchanged
+from freeapi.relay import StreamRelay, assemble, complete, unchanged
 from freeapi.routing import Route
 
 __all__ = ["Answer", "Pipeline", "shutdown_error"]
@@ -174,8 +180,12 @@ class Pipeline(AccountingMixin, ConversationMixin, FailoverMixin):
         route = self.gateway.resolve(model)
         await self._admit(model, stream, route)
         await self._converse(body)
-        if route.display == "fold":
-            body["messages"] = strip_folded_reasoning(body["messages"])
+        if route.display:  # put back the reasoning the display mode kept from the client
+            body["messages"] = await reasoning.for_vendor(
+                self.gateway.store, route.display, body["messages"], owner=self._owner())
+        elif self.handler.remembers_reasoning:  # the reasoning a client dropped
+            body["messages"] = await reasoning.restore(
+                self.gateway.store, body["messages"], owner=self._owner())
         if native is not None and self._conv is None:
             self._native = native
         if not stream:
@@ -183,21 +193,23 @@ class Pipeline(AccountingMixin, ConversationMixin, FailoverMixin):
         await self._stream(route, model, body, token, include_usage)
         return None
 
-    def _request(self, provider, body: dict, key):
-        """The vendor request for one attempt: native when the door and provider allow."""
+    def _request(self, target: Route, body: dict, key):
+        """The vendor request for one attempt: native when the door and provider allow
+        (the client's own body, with the route's model and translation defaults)."""
         native = self._native
         if native is not None:
-            req = native.request(provider, dict(native.body, model=body["model"]), key)
+            req = native.request(target.provider, target.body_for(native.body), key)
             if req is not None:
                 self.native = True
                 return req
         self.native = False
-        return provider.chat_request(body, key)
+        return target.provider.chat_request(body, key)
 
     async def _complete(self, route: Route, model: str, body: dict, token) -> Answer:
         if route.provider.stream_only(route.upstream_model):
             self._native = None  # the stream is assembled from chat chunks
             got, route = await self._collect(route, model, body, token)
+            await self._remember_reasoning(route, got)
             return self._parsed(complete(got, route, model))
         raw, route = await self._attempt(route, model, body, token, stream=False)
         if self.native:
@@ -209,7 +221,8 @@ class Pipeline(AccountingMixin, ConversationMixin, FailoverMixin):
             return Answer(data=data, native=True)
         # Nothing to change: the vendor's bytes as they are, no second JSON round trip
         # (only the ends are looked at; a long keep-alive prefix takes the slow path).
-        if (self._conv is None and unchanged(route, model)
+        if (self._conv is None and not self.handler.remembers_reasoning
+                and unchanged(route, model)
                 and raw[:64].lstrip()[:1] == b"{" and raw[-64:].rstrip()[-1:] == b"}"):
             self._answer = raw
             return Answer(raw=raw)
@@ -220,6 +233,7 @@ class Pipeline(AccountingMixin, ConversationMixin, FailoverMixin):
         except (ValueError, UnicodeDecodeError, RecursionError):
             raise vendor_error(route.provider.name, 502, "the answer was not a JSON "
                                "object") from None
+        await self._remember_reasoning(route, data)
         return self._parsed(complete(data, route, model))
 
     def _parsed(self, data: dict) -> Answer:
@@ -248,10 +262,31 @@ class Pipeline(AccountingMixin, ConversationMixin, FailoverMixin):
                 relay = StreamRelay(route, model, include_usage=include_usage, keys=keys)
                 self._watch_relay(relay)
                 encoder = h.chat_encoder(relay)
+                if route.display == "silent" or h.remembers_reasoning:
+                    # the door's encoder sees the whole answer when it re-encodes chunks
+                    (relay if route.display == "silent" else encoder).on_finish = \
+                        lambda answer: setattr(self, "_hidden", (route, answer))
             if not self._client_gone:
                 await self._relay(resp, encoder, route.provider)
         finally:
             writer.stop()
+
+    _hidden = None  # (route, what a -silent stream kept from the client), at its end
+
+    async def _remember_reasoning(self, route: Route, result) -> None:
+        """-silent: keep the reasoning of an answer that ended in tool calls, for the turn
+        that brings their results back (freeapi/reasoning.py)."""
+        if route.display == "silent" or self.handler.remembers_reasoning:
+            cfg = self.gateway.config.reasoning
+            await reasoning.remember(self.gateway.store, result, owner=self._owner(),
+                                     ttl=cfg.ttl, max_chars=cfg.max_chars)
+
+    async def _ending(self, tail: bytes) -> bytes:
+        """A complete stream's last bytes, once what it hid is remembered."""
+        if self._hidden is not None:
+            (route, answer), self._hidden = self._hidden, None
+            await self._remember_reasoning(route, answer)
+        return tail
 
     async def _relay(self, stream: OpenStream, encoder, provider):
         writer, h = self._writer, self.handler
@@ -262,7 +297,8 @@ class Pipeline(AccountingMixin, ConversationMixin, FailoverMixin):
                     out = []
                     for ev in events:
                         if ev == "[DONE]":
-                            await writer.send(b"".join(out) + encoder.finish())
+                            await writer.send(await self._ending(b"".join(out)
+                                                                 + encoder.finish()))
                             writer.stop()
                             h.finish()  # the client is done; draining is ours alone
                             await stream.drain()
@@ -273,7 +309,7 @@ class Pipeline(AccountingMixin, ConversationMixin, FailoverMixin):
                     if out:
                         await writer.send(b"".join(out))
                 # A clean end without [DONE] (some servers omit it) still completes.
-                await writer.send(encoder.finish())
+                await writer.send(await self._ending(encoder.finish()))
             except UpstreamError as e:
                 if self._client_gone:
                     return

@@ -109,7 +109,7 @@ class OpenStream:
 
 class FailoverMixin:
     """The pipeline's attempts; it provides gateway, handler, _client_gone, _on_queue,
-    _call, and `_request(provider, body, key)` (a chat or a native request)."""
+    _call, and `_request(target, body, key)` (a chat or a native request)."""
 
     async def _attempt(self, route: Route, model: str, body: dict, token, stream: bool):
         """Send to the vendor; while nothing has reached the client, move past failures to
@@ -132,7 +132,7 @@ class FailoverMixin:
             if passthrough and provider is not route.provider:
                 continue  # the client's key is for its vendor; never send it to another
             pool = gw.pools[provider.name]
-            tbody = dict(body, model=target.upstream_model)
+            tbody = target.body_for(body)
             tried = set()
             while attempts < limits.max_attempts and (
                     attempts == 0 or time.monotonic() - started < limits.max_time):
@@ -207,9 +207,9 @@ class FailoverMixin:
         t = provider.timeouts
         started = time.monotonic()
         self._deadline = started + t.total
-        first_byte = provider.first_byte_timeout(target.upstream_model)
+        first_byte = provider.first_byte_timeout(target.upstream_model, body)
         try:
-            req = self._request(provider, body, lease.key)
+            req = self._request(target, body, lease.key)
             self._call = call = gw.http.start(req.url)
             resp = await gw.http.send(call, req.method, req.url, req.headers, req.body,
                                       t.connect, first_byte)

@@ -3,9 +3,10 @@ https://api-docs.deepseek.com/guides/anthropic_api), for the fake DeepSeek.
 
 Shapes follow Anthropic's documentation: https://docs.anthropic.com/en/api/messages,
 https://docs.anthropic.com/en/api/messages-streaming, https://docs.anthropic.com/en/api/errors.
-The key comes as `x-api-key`; `max_tokens` is required; the last user text can carry a
-scenario command as in the chat fake ("!tools", "!status 500"). No count_tokens: DeepSeek
-documents none.
+The key comes as `x-api-key`; `max_tokens` is required; the models are the chat fake's
+current ones, and they think unless `thinking.type` is "disabled" (as on chat); the last
+user text can carry a scenario command as in the chat fake ("!tools", "!status 500").
+No count_tokens: DeepSeek documents none.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ ANSWER = ["Hello", "!", " How", " can", " I", " help", "?"]
 THINKING = "Let me think."
 USAGE = {"input_tokens": 3, "output_tokens": 7, "cache_read_input_tokens": 8,
          "cache_creation_input_tokens": 0}
-MODELS = ("deepseek-chat", "deepseek-reasoner")
 _TYPES = {400: "invalid_request_error", 401: "authentication_error", 402: "billing_error",
           429: "rate_limit_error", 500: "api_error", 503: "overloaded_error"}
 
@@ -47,6 +47,7 @@ class AnthropicMessages(web.RequestHandler):
             return self.fail(401, "invalid x-api-key")
         if account != "ok":
             return self.fail(account, "account problem")
+        from tests.fakes.deepseek import MODELS
         if body.get("model") not in MODELS:
             return self.fail(400, f"Model Not Exist: {body.get('model')}")
         if not isinstance(body.get("max_tokens"), int):
@@ -64,7 +65,8 @@ class AnthropicMessages(web.RequestHandler):
         st.served += 1
         msg_id = f"msg_fake_{st.served}"
         content = []
-        if body["model"] == "deepseek-reasoner":
+        thinking = body.get("thinking") if isinstance(body.get("thinking"), dict) else {}
+        if thinking.get("type") != "disabled":
             content.append({"type": "thinking", "thinking": THINKING, "signature": "sig-fake"})
         if cmd == "!tools":
             content.append({"type": "tool_use", "id": "toolu_fake_0", "name": "get_weather",

@@ -1,7 +1,12 @@
-"""A fake DeepSeek API on 127.0.0.1, reproducing the official wire behaviour.
+"""A fake DeepSeek API on 127.0.0.1, reproducing the official wire behaviour of late 2026.
 
 Keys decide the account's state (see KEYS); the last user message can carry a scenario
 command, e.g. "!status 500", "!slow 2", "!cut", "!stall", "!tools", "!queued 2".
+
+Today's rules (https://api-docs.deepseek.com/, .../guides/thinking_mode): only the current
+model ids exist (the retired `deepseek-chat` / `deepseek-reasoner` get 400 "Model Not
+Exist"); thinking is on unless `thinking.type` is "disabled"; in thinking mode an
+assistant turn with tool calls must come back with its `reasoning_content`, else 400.
 """
 
 from __future__ import annotations
@@ -33,6 +38,13 @@ ERRORS = {  # DeepSeek's documented error bodies
     500: ("Server Error", "server_error"),
     503: ("Server Overloaded", "server_error"),
 }
+
+# https://api-docs.deepseek.com/ ("Your First API Call"): the ids accepted today.
+MODELS = ("deepseek-flash", "deepseek-v4-flash", "deepseek-v4-flash-vision-exp",
+          "deepseek-v4-pro")
+MODEL_NOT_EXIST = ("Model Not Exist", "invalid_request_error")
+REASONING_MISSING = ("The reasoning_content in the thinking mode must be passed back to the "
+                     "API.", "invalid_request_error")
 
 ANSWER = ["Hello", "!", " How", " can", " I", " help", "?"]
 REASONING = ["Let", " me", " think", "."]
@@ -76,8 +88,8 @@ class Base(web.RequestHandler):
         return auth[7:] if auth.startswith("Bearer ") else ""
 
     def fail(self, status, key: str = ""):
-        message, etype = ERRORS[status]
-        status = 400 if status == "context" else status
+        message, etype = status if isinstance(status, tuple) else ERRORS[status]
+        status = 400 if isinstance(status, (str, tuple)) else status
         self.set_status(status)
         self.set_header("Content-Type", "application/json")
         if status == 429 and self.state.retry_after is not None:
@@ -137,8 +149,17 @@ class Chat(Base):
             return self.fail(401, key)
         if account != "ok":
             return self.fail(account, key)
-        if body.get("model") not in ("deepseek-chat", "deepseek-reasoner"):
-            return self.fail(400)
+        if body.get("model") not in MODELS:
+            return self.fail(MODEL_NOT_EXIST)
+        thinking = body.get("thinking", {"type": "enabled"})
+        if not isinstance(thinking, dict) or thinking.get("type") not in ("enabled",
+                                                                          "disabled"):
+            return self.fail(422)
+        self.thinking = thinking["type"] == "enabled"
+        if self.thinking and any(m.get("role") == "assistant" and m.get("tool_calls")
+                                 and not m.get("reasoning_content")
+                                 for m in body["messages"]):
+            return self.fail(REASONING_MISSING)
         if st.context_limit is not None and len(json.dumps(body["messages"])) > st.context_limit:
             return self.fail("context")
         st.served += 1
@@ -170,7 +191,7 @@ class Chat(Base):
 
     async def stream(self, body, cmd, arg):
         self.model = body["model"]
-        reasoner = self.model == "deepseek-reasoner"
+        reasoner = self.thinking
         self.set_header("Content-Type", "text/event-stream; charset=utf-8")
         self.set_header("Cache-Control", "no-cache")
         if cmd == "!queued":  # DeepSeek keeps queued streams alive with SSE comments
@@ -186,7 +207,9 @@ class Chat(Base):
         include = (body.get("stream_options") or {}).get("include_usage")
         await self.send(self.chunk({"role": "assistant", "content": ""}))
         if cmd == "!tools":
-            calls = [{"index": 0, "id": "call_0", "type": "function",
+            for r in REASONING if reasoner else ():
+                await self.send(self.chunk({"content": None, "reasoning_content": r}))
+            calls = [{"index": 0, "id": f"call_{self.state.served}", "type": "function",
                       "function": {"name": "get_weather", "arguments": ""}}]
             await self.send(self.chunk({"tool_calls": calls}))
             for part in ['{"city"', ': "Paris"}']:
@@ -222,7 +245,7 @@ class Chat(Base):
 
     async def complete(self, body, cmd, arg):
         self.model = body["model"]
-        reasoner = self.model == "deepseek-reasoner"
+        reasoner = self.thinking
         self.set_header("Content-Type", "application/json")
         if cmd == "!queued":  # non-stream requests are kept alive with blank lines
             for _ in range(int(arg)):
@@ -236,8 +259,10 @@ class Chat(Base):
             message["reasoning_content"] = "".join(REASONING)
         if cmd == "!tools":
             message = {"role": "assistant", "content": "", "tool_calls": [
-                {"id": "call_0", "type": "function",
+                {"id": f"call_{self.state.served}", "type": "function",
                  "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}]}
+            if reasoner:
+                message["reasoning_content"] = "".join(REASONING)
             finish = "tool_calls"
         if cmd == "!json":
             message["content"] = json.dumps({"answer": 42})

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import json
+
 from tornado import web
 
 from tests.fakes.common import ANSWER, REASONING, Base, Models, State
@@ -64,9 +66,53 @@ class Balance(Base):
                    "scode": "0x0", "status": True})
 
 
+class ToolLoopChat(Chat):
+    """Tool calls ("!tools" in the last message), and the thinking models' rule
+    (https://platform.kimi.com/docs/guide/use-kimi-k2-thinking-model: keep
+    `reasoning_content` in a tool loop): a tool-call turn back without it is a 400."""
+
+    async def post(self):
+        body = json.loads(self.request.body or b"{}")
+        model = body.get("model") or ""
+        thinks = "thinking" in model or (model in ("kimi-k2.6", "kimi-k2.5") and (
+            body.get("thinking") or {}).get("type") != "disabled")
+        missing = next((i for i, m in enumerate(body.get("messages") or ())
+                        if m.get("role") == "assistant" and m.get("tool_calls")
+                        and not m.get("reasoning_content")), None) if thinks else None
+        if self.account() != "ok" or missing is None and self.command(body)[0] != "!tools":
+            return await super().post()
+        self.body()  # record it
+        if missing is not None:
+            return self.json({"error": {
+                "message": "thinking is enabled but reasoning_content is missing in "
+                           f"assistant tool call message at index {missing}",
+                "type": "invalid_request_error"}}, 400)
+        self.state.served = getattr(self.state, "served", 0) + 1
+        call = {"index": 0, "id": f"get_weather:{self.state.served}", "type": "function",
+                "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}
+        reasoning = "".join(REASONING) if thinks else None
+        base = {"id": "cmpl-kimi", "created": 1698999575, "model": model}
+        if not body.get("stream"):
+            message = {"role": "assistant", "content": "", "tool_calls": [call]}
+            if reasoning:
+                message["reasoning_content"] = reasoning
+            return self.json(dict(base, object="chat.completion", usage=USAGE, choices=[
+                {"index": 0, "message": message, "finish_reason": "tool_calls"}]))
+        self.start_stream()
+        base["object"] = "chat.completion.chunk"
+        deltas = ([{"role": "assistant", "reasoning_content": reasoning}] if reasoning
+                  else []) + [{"tool_calls": [call]}]
+        for delta in deltas:
+            await self.event(dict(base, choices=[{"index": 0, "delta": delta,
+                                                  "finish_reason": None}]))
+        await self.event(dict(base, choices=[{"index": 0, "delta": {},
+                                              "finish_reason": "tool_calls", "usage": USAGE}]))
+        await self.event("[DONE]")
+
+
 def make_app(state: State) -> web.Application:
     return web.Application([
-        (r"/v1/chat/completions", Chat, {"state": state}),
+        (r"/v1/chat/completions", ToolLoopChat, {"state": state}),
         (r"/v1/users/me/balance", Balance, {"state": state}),
         (r"/v1/models", Models, {"state": state, "ids": MODELS}),
     ])

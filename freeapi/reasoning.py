@@ -1,0 +1,152 @@
+"""Reasoning that must survive a tool loop.
+
+DeepSeek (https://api-docs.deepseek.com/guides/thinking_mode, "Tool Calls") and Kimi's
+thinking models (https://platform.kimi.com/docs/guide/use-kimi-k2-thinking-model) answer
+400 when an assistant turn that made tool calls comes back without its
+`reasoning_content`; GLM and MiniMax ask for it to be kept. Clients that were shown the
+reasoning differently (or not at all) cannot send it back as it was, so:
+
+- `-fold` clients got it as a `<think>` block at the start of `content`: `unfold` moves
+  that block back into the turn's `reasoning_content`;
+- `-silent` clients never saw it: `remember` keeps the reasoning of answers that ended in
+  tool calls, keyed by tool-call id and caller, in the state store (`kv_put`, so every
+  worker and instance sharing the store sees it), and `restore` puts it back into the
+  turns that return without it.
+
+The Anthropic and Responses doors call `remember` / `restore` the same way for the
+thinking blocks their clients drop. How each vendor wants reasoning in its history is the
+provider's `reasoning_for_history`, applied when the request is built.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+
+from freeapi.store import StoreError
+
+log = logging.getLogger("freeapi.reasoning")
+
+NS = "rz"  # the store namespace of remembered reasoning
+OPEN, CLOSE = "<think>", "</think>"
+
+
+def _turns_with_calls(messages):
+    for i, m in enumerate(messages):
+        if isinstance(m, dict) and m.get("role") == "assistant" and m.get("tool_calls") \
+                and isinstance(m["tool_calls"], list):
+            yield i, m
+
+
+def _first_call_id(message: dict) -> str | None:
+    for call in message.get("tool_calls") or ():
+        if isinstance(call, dict) and isinstance(call.get("id"), str) and call["id"]:
+            return call["id"]
+    return None
+
+
+def _name(owner: str, call_id: str) -> str:
+    # One caller's tool-call ids never reach another caller's reasoning.
+    return hashlib.sha256(f"{owner}\0{call_id}".encode()).hexdigest()[:40]
+
+
+def split_folded(content) -> tuple[str, str] | None:
+    """(reasoning, rest) of a `content` that starts with a folded `<think>` block."""
+    if not isinstance(content, str) or not content.startswith(OPEN):
+        return None
+    end = content.find(CLOSE)
+    if end < 0:
+        return None
+    return content[len(OPEN):end].strip("\n"), content[end + len(CLOSE):].lstrip("\n")
+
+
+def unfold(messages: list) -> list:
+    """History from a `-fold` client: each assistant turn's `<think>` block becomes its
+    `reasoning_content` again (a field the client did send wins)."""
+    out = []
+    for m in messages:
+        if isinstance(m, dict) and m.get("role") == "assistant":
+            parts = split_folded(m.get("content"))
+            if parts is not None:
+                reasoning, rest = parts
+                m = dict(m, content=rest)
+                if reasoning and not m.get("reasoning_content"):
+                    m["reasoning_content"] = reasoning
+        out.append(m)
+    return out
+
+
+def records(result, max_chars: int) -> dict[str, dict]:
+    """{tool-call id: record} for what `remember` keeps of `result`: a chat.completion (its
+    choices' messages) or one assistant message. Only answers that ended in tool calls and
+    carried reasoning count; the reasoning is cut to `max_chars`."""
+    if not isinstance(result, dict):
+        return {}
+    if isinstance(result.get("choices"), list):
+        messages = [c.get("message") for c in result["choices"] if isinstance(c, dict)]
+    else:
+        messages = [result]
+    out = {}
+    for m in messages:
+        if not isinstance(m, dict):
+            continue
+        reasoning = m.get("reasoning_content")
+        if not isinstance(reasoning, str) or not reasoning or not m.get("tool_calls"):
+            continue
+        record = {"r": reasoning[:max_chars]}
+        for call in m["tool_calls"]:
+            if isinstance(call, dict) and isinstance(call.get("id"), str) and call["id"]:
+                out[call["id"]] = record
+    return out
+
+
+async def remember(store, result, *, owner: str, ttl: float, max_chars: int = 65536) -> None:
+    """Keep `result`'s reasoning for its tool calls. Awaited before the answer's last bytes
+    go out, so the client's next turn (the tool results) finds it on any gateway sharing
+    the store; a store failure is logged, never the answer's failure."""
+    kept = records(result, max_chars)
+    if not kept:
+        return
+    try:
+        await asyncio.gather(*(store.kv_put(NS, _name(owner, call_id), record, ttl)
+                               for call_id, record in kept.items()))
+    except StoreError as e:
+        log.warning("the reasoning of a tool call was not remembered: %s", e)
+
+
+def missing(messages: list) -> dict[int, str]:
+    """{index: first tool-call id} of the assistant tool-call turns without reasoning."""
+    return {i: cid for i, m in _turns_with_calls(messages)
+            if not m.get("reasoning_content") and (cid := _first_call_id(m))}
+
+
+async def restore(store, messages: list, *, owner: str) -> list:
+    """`messages` with the remembered reasoning put back into the tool-call turns that
+    returned without it (one store read for all of them). When the store cannot answer,
+    the messages go on as they are: the vendor then says what is missing."""
+    wanted = missing(messages)
+    if not wanted:
+        return messages
+    names = {i: _name(owner, cid) for i, cid in wanted.items()}
+    try:
+        found = await store.kv_get(NS, sorted(set(names.values())))
+    except StoreError as e:
+        log.warning("remembered reasoning could not be read: %s", e)
+        return messages
+    out = list(messages)
+    for i, name in names.items():
+        record = found.get(name)
+        if isinstance(record, dict) and isinstance(record.get("r"), str):
+            out[i] = dict(out[i], reasoning_content=record["r"])
+    return out
+
+
+async def for_vendor(store, display: str | None, messages: list, *, owner: str) -> list:
+    """The history a request sends on, with the reasoning its display mode took from the
+    client put back: unfolded for `-fold`, restored for `-silent`, untouched otherwise."""
+    if display == "fold":
+        return unfold(messages)
+    if display == "silent":
+        return await restore(store, messages, owner=owner)
+    return messages
