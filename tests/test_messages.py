@@ -472,3 +472,17 @@ async def test_stored_conversations_work_through_this_door(make_gateway, upstrea
     assert resp.code == 200
     sent = upstream_state.requests[-1]["body"]["messages"]
     assert [m["content"] for m in sent] == ["first", TEXT, "second"]
+
+
+async def test_count_tokens_follows_gateway_auth_and_model_limits(make_gateway):
+    base, _ = make_gateway({"auth": {"keys": [
+        {"key": "gw-alice-0001", "models": ["deepseek-flash"]}]}})
+    with pytest.raises(anthropic.AuthenticationError):
+        await client(base, key="gw-nobody").messages.count_tokens(
+            model="deepseek-flash", messages=user("hi"))
+    alice = client(base, key="gw-alice-0001")
+    assert (await alice.messages.count_tokens(model="deepseek-flash",
+                                              messages=user("hi"))).input_tokens > 0
+    with pytest.raises(anthropic.PermissionDeniedError) as info:
+        await alice.messages.count_tokens(model="deepseek-v4-pro", messages=user("hi"))
+    assert info.value.body["error"]["type"] == "permission_error"

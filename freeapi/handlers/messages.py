@@ -87,7 +87,11 @@ class CountTokensHandler(AnthropicWire, APIHandler):
         caller = self.caller
         if caller is not None and caller.models is not None \
                 and not gw.limits.model_allowed(caller, model, route):
-            raise APIError(403, f"This gateway key may not use the model {model!r}.",
+            # The same refusal the pipeline's admission gives (Limits.admit); no rpm is
+            # counted: clients call count_tokens many times a second.
+            allowed = ", ".join(caller.models) or "none"
+            raise APIError(403, f"Gateway key {caller.name!r} may not use the model "
+                                f"{model!r} (allowed: {allowed}).", param="model",
                            code="model_not_allowed")
         counted = await self._ask_vendor(route, token, body)
         if counted is None:
