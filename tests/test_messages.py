@@ -486,3 +486,15 @@ async def test_count_tokens_follows_gateway_auth_and_model_limits(make_gateway):
     with pytest.raises(anthropic.PermissionDeniedError) as info:
         await alice.messages.count_tokens(model="deepseek-v4-pro", messages=user("hi"))
     assert info.value.body["error"]["type"] == "permission_error"
+
+
+async def test_server_tools_are_dropped_and_named(make_gateway, upstream_state):
+    base, _ = make_gateway(TRANSLATED)
+    resp = await request(base + "/v1/messages", "POST", {
+        "model": "deepseek-flash", "max_tokens": 8, "messages": user("hi"),
+        "tools": [WEATHER, {"type": "web_search_20250305", "name": "web\nsearch"}]},
+        headers={"x-api-key": GOOD})
+    assert resp.code == 200, resp.body
+    assert resp.headers["x-freeapi-dropped-tools"] == "web?search"
+    assert [t["function"]["name"] for t in upstream_state.requests[-1]["body"]["tools"]] == \
+        ["get_weather"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 
 from freeapi.dialects import anthropic as dialect
 from freeapi.dialects.anthropic_stream import ChatToMessages, NativeMessages
@@ -57,7 +58,8 @@ class MessagesHandler(AnthropicWire, DoorHandler):
         self._model, stream = dialect.validate(body)
         chat, dropped = dialect.to_chat(body)
         if dropped:
-            self.set_header("x-freeapi-dropped-tools", ",".join(dropped)[:512])
+            names = ",".join(re.sub(r"[^A-Za-z0-9_.:-]", "?", n) for n in dropped)
+            self.set_header("x-freeapi-dropped-tools", names[:512])
         answer = await self.pipeline.run(chat, model=self._model, stream=stream, token=token,
                                          include_usage=True,
                                          native=NativeMessages(body))
