@@ -72,7 +72,8 @@ class Gateway:
         return KeyPool(p.name, self.health, max_concurrency=kp.max_concurrency,
                        max_queue=kp.queue_size, queue_timeout=kp.queue_timeout,
                        prober=probe, probe_interval=kp.recheck_interval,
-                       on_change=lambda key, h: self.health_sync.publish(p.name, key, h))
+                       on_change=lambda key, h: self.health_sync.publish(p.name, key, h),
+                       no_balance_wait=p.no_balance_wait())
 
     def _fallbacks(self, table: dict[str, list[str]]) -> dict[str, list[Route]]:
         out = {}

@@ -33,7 +33,7 @@ _NOTHING = object()
 @dataclass
 class KeyHealth:
     state: str = OK
-    until: float = 0.0           # cooldown end (monotonic)
+    until: float = 0.0           # cooldown end; no_balance: when a request may retry (monotonic)
     strikes: int = 0             # consecutive 429s, for backoff
     last_error: str | None = None
     last_error_at: float | None = None  # wall clock, for humans
@@ -41,7 +41,10 @@ class KeyHealth:
     outcomes: deque = field(default_factory=lambda: deque(maxlen=50))  # (t, ok)
 
     def usable(self, now: float) -> bool:
-        return self.state == OK or (self.state == COOLDOWN and now >= self.until)
+        # An out-of-balance key with `until` set (a vendor with no balance check) waits out
+        # that long pause; one whose balance check decides (until 0) waits for the check.
+        return (self.state == OK or (self.state == COOLDOWN and now >= self.until)
+                or (self.state == NO_BALANCE and 0 < self.until <= now))
 
 
 class HealthStore:
@@ -123,7 +126,8 @@ class KeyPool:
 
     def __init__(self, name: str, store: HealthStore, *, max_concurrency: int | None = None,
                  max_queue: int = 100, queue_timeout: float = 30.0, prober=None,
-                 probe_interval: float = 60.0, probe_cap: float = 900.0, on_change=None):
+                 probe_interval: float = 60.0, probe_cap: float = 900.0, on_change=None,
+                 no_balance_wait: float | None = None):
         self.name = name
         # (key, KeyHealth) after a verdict other processes should hear of: a cooldown, an
         # invalid / out-of-balance key, or such a key restored.
@@ -140,6 +144,10 @@ class KeyPool:
         self._prober = prober  # async (key) -> bool | None (None: could not tell)
         self._probes: dict[str, asyncio.Task] = {}
         self.probe_interval, self.probe_cap = probe_interval, probe_cap
+        # Seconds an out-of-balance key stays out when the vendor's key check cannot see a
+        # balance (a GET /models or one-token chat would restore it at once, to fail again);
+        # None: the key check sees the balance and is what restores the key.
+        self.no_balance_wait = no_balance_wait
 
     def _pick(self, keys: list, exclude, now: float):
         """The least-loaded usable key (ties rotate), or _NOTHING. A key may be None: a
@@ -177,8 +185,8 @@ class KeyPool:
             key = self._pick(keys, exclude, now)
             if key is not _NOTHING:
                 h = self.store.get(self.name, key)
-                if h.state == COOLDOWN:
-                    h.state = OK
+                if h.state in (COOLDOWN, NO_BALANCE):  # its pause is over: try it again
+                    h.state, h.until = OK, 0.0
                 self.in_flight[key] = self.in_flight.get(key, 0) + 1
                 return Lease(self, key, probe=not last_resort)
             usable = [k for k in keys if k not in exclude
@@ -263,8 +271,12 @@ class KeyPool:
             self._changed(key, h)
         elif status in (401, 403, 402):
             h.state = NO_BALANCE if status == 402 else INVALID
+            # (a keyless server has no balance to wait for: its check decides as before)
+            waits = (h.state == NO_BALANCE and self.no_balance_wait is not None
+                     and key is not None)
+            h.until = now + self.no_balance_wait if waits else 0.0
             self._changed(key, h)
-            if probe:
+            if probe and not waits:
                 self._schedule_probe(key)
         elif status is None or status >= 500:
             h.outcomes.append((now, False))
@@ -297,7 +309,11 @@ class KeyPool:
             if h.state in (OK, COOLDOWN) and at > h.marked_at:
                 h.state, h.marked_at = state, at
                 h.last_error, h.last_error_at = f"{state} (seen by another gateway)", at
-                self._schedule_probe(key)
+                if state == NO_BALANCE and self.no_balance_wait is not None:
+                    h.until = mono + (at + self.no_balance_wait - now)  # from the verdict
+                else:
+                    h.until = 0.0
+                    self._schedule_probe(key)
         elif state == OK and h.state in (INVALID, NO_BALANCE) and at > h.marked_at:
             h.state, h.strikes, h.marked_at = OK, 0, at
             self._wake()
@@ -315,8 +331,10 @@ class KeyPool:
     async def _probe(self, key: str):
         delay = self.probe_interval
         try:
-            while self.store.get(self.name, key).state in (INVALID, NO_BALANCE):
+            while self._probing(key):
                 await asyncio.sleep(delay * random.uniform(0.9, 1.1))
+                if not self._probing(key):
+                    return
                 try:
                     live = await self._prober(key)
                 except Exception:
@@ -330,6 +348,12 @@ class KeyPool:
                 delay = min(self.probe_cap, delay * 2)
         finally:
             self._probes.pop(key, None)
+
+    def _probing(self, key) -> bool:
+        # Out of balance on a vendor whose check cannot see balances: only the pause ends it.
+        h = self.store.get(self.name, key)
+        return h.state == INVALID or (h.state == NO_BALANCE and (
+            self.no_balance_wait is None or key is None))
 
     def close(self):
         for task in self._probes.values():
@@ -345,5 +369,5 @@ class KeyPool:
                         "in_flight": self.in_flight.get(key, 0),
                         "last_error": h.last_error, "last_error_at": h.last_error_at,
                         "cooldown_remaining": round(max(0.0, h.until - now), 1)
-                        if state == COOLDOWN else 0})
+                        if state in (COOLDOWN, NO_BALANCE) else 0})
         return out

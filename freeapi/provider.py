@@ -41,6 +41,23 @@ def error_detail(body: bytes) -> tuple[str, str | None]:
     return str(err)[:500], None
 
 
+def _chained(retired: dict, name: str) -> dict:
+    """Translations whose target is itself retired (`my-old: deepseek-chat`) followed to a
+    current id, the nearer name's defaults winning; a circle is a config error."""
+    out = {}
+    for old, (target, defaults) in retired.items():
+        seen, defaults = {old}, dict(defaults or {})
+        while target in retired:
+            if target in seen:
+                raise ConfigError(f"providers.{name}.translations.{old}",
+                                  "the translations go round in a circle")
+            seen.add(target)
+            target, more = retired[target]
+            defaults = {**(more or {}), **defaults}
+        out[old] = (target, defaults)
+    return out
+
+
 class Provider:
     """One configured vendor. Subclass and override class attributes and quirk methods."""
 
@@ -85,6 +102,14 @@ class Provider:
     #: Whether that endpoint also serves /v1/messages/count_tokens (config
     #: `anthropic_count_tokens`); otherwise the gateway estimates.
     anthropic_count_tokens: ClassVar[bool] = False
+    #: True when key_check_request can see the account's balance (DeepSeek /user/balance,
+    #: Kimi /users/me/balance): a key out of balance (402) is then re-checked by it. Other
+    #: vendors' checks (GET /models, a one-token chat) cannot tell "no balance" apart, so
+    #: on types that take the `no_balance_recheck` option (NO_BALANCE_OPTION) such a key
+    #: instead stays out for that many seconds.
+    balance_check: ClassVar[bool] = False
+    #: Models the vendor serves free of charge (README, /v1/models listing).
+    free_models: ClassVar[frozenset] = frozenset()
 
     def __init__(self, config: ProviderConfig):
         self.name = config.name
@@ -105,7 +130,7 @@ class Provider:
         # Per instance: the class's own, then the operator's (which win).
         translations = getattr(config, "translations", None) or {}
         if translations:
-            self.retired = {**type(self).retired, **translations}
+            self.retired = _chained({**type(self).retired, **translations}, self.name)
         if getattr(config, "patterns", None) is not None:
             self.patterns = tuple(config.patterns)
 
@@ -149,6 +174,16 @@ class Provider:
                               "expected an http(s):// URL, a path on base_url's host, or false")
         return native
 
+    def no_balance_wait(self) -> float | None:
+        """Seconds a key out of balance stays out before a request may try it again; None
+        when the key check can see the balance (it then decides, see `balance_check`)."""
+        # Types that do not take the option (DeepSeek, whose /user/balance check sees the
+        # balance; third-party plugins) keep re-checking with their key check.
+        if self.balance_check or "no_balance_recheck" not in type(self).options:
+            return None
+        value = self.config.options.get("no_balance_recheck")
+        return float(value) if value is not None else NO_BALANCE_RECHECK
+
     def is_reasoning(self, model: str) -> bool:
         return model in self.reasoning_models
 
@@ -167,9 +202,10 @@ class Provider:
     def auth_headers(self, key: str | None) -> dict:
         return {"Authorization": f"Bearer {key}"} if key else {}
 
-    def stream_only(self, model: str) -> bool:
-        """True for models the vendor only serves as a stream; a `stream: false` request is
-        then streamed from the vendor and assembled into one completion."""
+    def stream_only(self, model: str, body: Mapping | None = None) -> bool:
+        """True when the vendor serves this request only as a stream (the model, or an
+        option in `body`, asks for it); a `stream: false` request is then streamed from the
+        vendor and assembled into one completion."""
         return False
 
     def prepare_body(self, body: dict) -> dict:
@@ -323,3 +359,9 @@ class Provider:
 
 #: Add to a type's `options` to let its config turn startup model discovery on or off.
 DISCOVER_OPTION = {"discover": ((bool,), True)}
+
+#: How long a key out of balance stays out on vendors with no balance check: someone has to
+#: top the account up, which a retry every minute would not notice any sooner.
+NO_BALANCE_RECHECK = 6 * 3600.0
+#: Add to a type's `options` to make that wait configurable (seconds).
+NO_BALANCE_OPTION = {"no_balance_recheck": ((int, float), NO_BALANCE_RECHECK)}

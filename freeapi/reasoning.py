@@ -13,9 +13,16 @@ reasoning differently (or not at all) cannot send it back as it was, so:
   worker and instance sharing the store sees it), and `restore` puts it back into the
   turns that return without it.
 
-The Anthropic and Responses doors call `remember` / `restore` the same way for the
-thinking blocks their clients drop. How each vendor wants reasoning in its history is the
-provider's `reasoning_for_history`, applied when the request is built.
+The Anthropic and Responses doors call the same functions for the thinking blocks their
+clients drop (`owner` is `freeapi.conversations.owner_of(caller, token)`, as the pipeline's
+`_owner()` gives it; `cfg` is `gateway.config.reasoning`):
+
+    await remember(store, completion_or_assistant_message, owner=owner, ttl=cfg.ttl,
+                   max_chars=cfg.max_chars)          # before the answer's last bytes
+    messages = await restore(store, messages, owner=owner)   # before the request goes
+
+How each vendor wants reasoning in its history is the provider's `reasoning_for_history`,
+applied when the request is built (Provider.chat_request).
 """
 
 from __future__ import annotations
@@ -67,12 +74,21 @@ def unfold(messages: list) -> list:
     out = []
     for m in messages:
         if isinstance(m, dict) and m.get("role") == "assistant":
-            parts = split_folded(m.get("content"))
+            content = m.get("content")
+            first = content[0] if isinstance(content, list) and content else None
+            if isinstance(first, dict) and first.get("type") == "text":
+                # The same block as the first text part of a content array.
+                parts = split_folded(first.get("text"))
+                if parts is not None:
+                    content = [dict(first, text=parts[1])] + content[1:]
+            else:
+                parts = split_folded(content)
+                if parts is not None:
+                    content = parts[1]
             if parts is not None:
-                reasoning, rest = parts
-                m = dict(m, content=rest)
-                if reasoning and not m.get("reasoning_content"):
-                    m["reasoning_content"] = reasoning
+                m = dict(m, content=content)
+                if parts[0] and not m.get("reasoning_content"):
+                    m["reasoning_content"] = parts[0]
         out.append(m)
     return out
 

@@ -37,6 +37,7 @@ class StreamRelay:
         self._hide_usage = route.provider.usage_on_request and not include_usage
         self.parse_all = (requested_model != route.upstream_model or route.display is not None
                           or route.provider.rewrites_chunks)
+        self._own_errors = type(route.provider).chunk_error is not Provider.chunk_error
         self._thinking: set[int] = set()  # choice indexes inside an open <think> (fold)
         self._usage_chunk_sent = False
         self._usage = None
@@ -82,6 +83,12 @@ class StreamRelay:
         except ValueError:
             return data
         if not isinstance(chunk, dict) or ("error" in chunk and "choices" not in chunk):
+            if isinstance(chunk, dict) and self._own_errors:
+                # The vendor's error codes say what a mid-stream failure means (GLM's 1301
+                # is a content filter, not a server error): relay it in OpenAI's terms.
+                err = self.provider.chunk_error(chunk, self.keys)
+                if err is not None:
+                    return _dumps(err.to_dict())
             return redact(data, self.keys)
         chunk = self._normalize(chunk)
         if "error" in chunk and "choices" not in chunk:  # the provider found a failure

@@ -3,36 +3,78 @@
 OpenAI-compatible with Bearer API keys. Quirks: the HTTP status is coarse (GLM answers 429
 for an account in arrears as well as for rate limits); the business code in
 `{"error": {"code": "1113", "message": ...}}` says what happened, so it decides the status
-and OpenAI error type the client sees. Stream chunks lack `object`, which is filled in.
+and OpenAI error type the client sees, for HTTP answers and for errors sent inside a stream
+alike. Stream chunks lack `object`, which is filled in.
 """
 
 from __future__ import annotations
 
+import re
+from datetime import datetime, timedelta, timezone
+
 from freeapi import hookimpl
 from freeapi.errors import APIError
 from freeapi.keys import redact
-from freeapi.provider import Provider, error_detail
+from freeapi.provider import NO_BALANCE_OPTION, Provider, error_detail
 
-# Business code -> (status, OpenAI type, OpenAI-style code), from the vendor's error table.
+# Business code -> (status, OpenAI type, OpenAI-style code), from the vendor's error table:
+# https://docs.bigmodel.cn/cn/api/api-code (also https://docs.bigmodel.cn/cn/faq/api-code.md,
+# international https://docs.z.ai/api-reference/api-code).
 _AUTH = (401, "authentication_error", "invalid_api_key")
 _ACCOUNT = (403, "permission_error", "account_unavailable")
 _BAD = (400, "invalid_request_error", None)
 _BUSY = (429, "rate_limit_error", "rate_limit_exceeded")
 _QUOTA = (429, "insufficient_quota", "quota_exceeded")
+_SERVER = (502, "server_error", None)  # the vendor's failure: another key or target may do
+_NO_BALANCE = (402, "insufficient_quota", "insufficient_balance")
 _CODES = {
-    **{c: _AUTH for c in (1000, 1001, 1002, 1003, 1004)},
+    500: _SERVER,  # "内部错误"
+    # 1000-1004 are the table's authentication errors. 1005 is filed in the same range by
+    # the issue's notes; its text is not in the table we could read (3p, unverified).
+    **{c: _AUTH for c in (1000, 1001, 1002, 1003, 1004, 1005)},
     **{c: _ACCOUNT for c in (1110, 1111, 1112, 1120, 1121, 1220)},
-    1113: (402, "insufficient_quota", "insufficient_balance"),
+    1113: _NO_BALANCE,  # "您的账户已欠费" (sent as HTTP 429)
+    # 1200 "API 调用错误", 1230 "API 调用流程出错", 1234 "网络错误...请联系客服": server side,
+    # so the request goes to another key / target instead of failing as the client's fault.
+    **{c: _SERVER for c in (1200, 1230, 1234)},
     1211: (404, "not_found_error", "model_not_found"),
-    **{c: _BAD for c in (1200, 1210, 1212, 1213, 1214, 1215, 1231)},
+    **{c: _BAD for c in (1210, 1212, 1213, 1214, 1215, 1231)},
     1221: (404, "not_found_error", "api_offline"),
     1222: (404, "not_found_error", "api_not_found"),
     1261: (400, "invalid_request_error", "context_length_exceeded"),
     1300: (400, "invalid_request_error", "blocked_by_policy"),
     1301: (400, "invalid_request_error", "content_filter"),
-    **{c: _BUSY for c in (1302, 1303, 1305, 1312)},
+    # 1302 concurrency, 1303 frequency, 1305 traffic limit, 1312 model overloaded,
+    # 1313 fair-use policy throttling (GLM Coding Plan).
+    **{c: _BUSY for c in (1302, 1303, 1305, 1312, 1313)},
+    # 1304 daily call limit, 1308 usage limit until ${next_flush_time}, 1310 weekly/monthly
+    # limit until ${next_flush_time}.
     **{c: _QUOTA for c in (1304, 1308, 1310)},
+    1309: (402, "insufficient_quota", "plan_expired"),  # GLM Coding Plan expired
+    # "当前订阅套餐暂未开放${model_name}权限": this key's plan lacks the model; the key itself
+    # is fine for other models, so it is OpenAI's "no access to this model" 404, not a 403
+    # that would take the key out of rotation.
+    1311: (404, "not_found_error", "model_not_in_plan"),
 }
+# 1308/1310 name when the limit resets ("您的限额将在 ${next_flush_time} 重置"); the key then
+# cools down until that moment instead of being retried every few seconds for days. The
+# time is Beijing time like the rest of the API's timestamps (3p, unverified).
+_RESET_AT = re.compile(r"(\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}:\d{2})")
+_BEIJING = timezone(timedelta(hours=8))
+
+
+def _reset_in(message: str, now: datetime | None = None) -> str | None:
+    found = _RESET_AT.search(message)
+    if not found:
+        return None
+    try:
+        at = datetime.fromisoformat(found.group(1).replace(" ", "T")).replace(tzinfo=_BEIJING)
+    except ValueError:
+        return None
+    seconds = (at - (now or datetime.now(timezone.utc))).total_seconds()
+    return str(max(1, round(seconds))) if seconds > 0 else None
+
+
 _MEANING = {401: "rejected the API key", 402: "insufficient balance", 403: "refused access",
             404: "does not know this resource", 429: "rate limit or quota reached"}
 
@@ -43,22 +85,33 @@ class GLM(Provider):
     # Claude API compatible: https://docs.bigmodel.cn/cn/guide/develop/claude/introduction
     # (https://open.bigmodel.cn/api/anthropic; api.z.ai/api/anthropic for z.ai)
     anthropic_base_url = "/api/anthropic"
+    # Model overview: https://docs.bigmodel.cn/cn/guide/start/model-overview (text and
+    # vision tables); GLM-4 series: https://docs.bigmodel.cn/cn/guide/models/text/glm-4.md
     models = (
-        # Free of charge (see the vendor's price page).
-        "glm-4-flash", "glm-4-flash-250414", "glm-4.5-flash", "glm-z1-flash", "glm-4v-flash",
+        # Free of charge ("免费模型" on the model overview).
+        "glm-4.7-flash", "glm-4-flash-250414",
+        "glm-4.5-flash",  # free, marked "即将下线" (about to be retired)
         # Paid.
-        "glm-4-plus", "glm-4-air-250414", "glm-4-airx", "glm-4-flashx-250414", "glm-4-long",
-        "glm-4.5", "glm-4.5-air", "glm-4.5-x", "glm-4.6", "glm-4.7", "glm-z1-air",
-        "glm-z1-airx",
+        "glm-5", "glm-4.7", "glm-4.7-flashx", "glm-4.6", "glm-4.5-air", "glm-4.5-airx",
+        "glm-4-long", "glm-4-flashx-250414", "glm-4-plus", "glm-4-air-250414", "glm-4-airx",
+        "glm-4.6v",
     )
-    # Thinking models (`thinking: {"type": "enabled"|"disabled"}` passes through untouched).
+    free_models = frozenset({"glm-4.7-flash", "glm-4-flash-250414", "glm-4.5-flash"})
+    # Thinking models (`thinking: {"type": "enabled"|"disabled"}` passes through untouched;
+    # https://docs.bigmodel.cn/cn/guide/capabilities/thinking-mode.md).
     reasoning_models = frozenset({
-        "glm-4.5-flash", "glm-z1-flash", "glm-4.5", "glm-4.5-air", "glm-4.5-x", "glm-4.6",
-        "glm-4.7", "glm-z1-air", "glm-z1-airx",
+        "glm-5", "glm-4.7", "glm-4.7-flash", "glm-4.7-flashx", "glm-4.6", "glm-4.5-air",
+        "glm-4.5-airx", "glm-4.5-flash", "glm-4.6v",
     })
+    # The bare `glm-4-flash` (the old free model) is not on the model overview any more; its
+    # dated successor is (https://docs.bigmodel.cn/cn/guide/models/text/glm-4.md calls
+    # GLM-4-FlashX-250414 the enhanced "免费语言模型 GLM-4-Flash").
+    retired = {"glm-4-flash": ("glm-4-flash-250414", {})}
+    patterns = ("glm-*", "cogview-*")
     owned_by = "zhipu"
-    # No free authenticated GET is documented; a one-token chat with a free model is.
-    options = {"check_model": ((str,), "glm-4-flash")}
+    # No free authenticated GET and no balance API are documented; a one-token chat with a
+    # current free model costs nothing (GLM-4.7-Flash, "免费模型" on the model overview).
+    options = {"check_model": ((str,), "glm-4.7-flash"), **NO_BALANCE_OPTION}
     # GLM's stream chunks have no `object`; strict OpenAI clients want it.
     rewrites_chunks = True
 
@@ -70,23 +123,41 @@ class GLM(Provider):
         data.setdefault("object", "chat.completion")
         return data
 
+    def _business_error(self, status, code, message, retry_after=None):
+        try:
+            number = int(code)
+        except (TypeError, ValueError):
+            return None
+        out, etype, ocode = _CODES.get(number) or (
+            (status, None, None) if 400 <= status < 500 else _SERVER)
+        if retry_after is None and number in (1308, 1310):
+            retry_after = _reset_in(message)
+        meaning = _MEANING.get(out) or ("rejected the request" if out < 500 else "server error")
+        return APIError(out, f"{self.name}: {meaning} (GLM code {number}): {message}",
+                        type=etype, code=ocode or f"glm_{number}", retry_after=retry_after)
+
     def error_from(self, status, headers, body, keys=()):
         if 200 <= status < 300:
             return None
         message, code = error_detail(body)
-        try:
-            number = int(code)
-        except (TypeError, ValueError):
-            return super().error_from(status, headers, body, keys)
-        out, etype, ocode = _CODES.get(number) or (
-            (status, None, None) if status < 500 else (502, "server_error", None))
-        meaning = _MEANING.get(out) or ("rejected the request" if out < 500 else "server error")
-        return APIError(out, f"{self.name}: {meaning} (GLM code {number}): "
-                             f"{redact(message, keys)}", type=etype,
-                        code=ocode or f"glm_{number}", retry_after=headers.get("Retry-After"))
+        return (self._business_error(status, code, redact(message, keys),
+                                     headers.get("Retry-After"))
+                or super().error_from(status, headers, body, keys))
+
+    def chunk_error(self, chunk, keys=()):
+        # An error inside a stream (first event or mid-way) carries the same business code
+        # as an HTTP error: a 1301 content filter is the request's fault (400), not a vendor
+        # failure to retry on every other key.
+        detail = chunk.get("error") if "choices" not in chunk else None
+        if isinstance(detail, dict):
+            err = self._business_error(502, detail.get("code"),
+                                       redact(str(detail.get("message") or "error")[:500], keys))
+            if err is not None:
+                return err
+        return super().chunk_error(chunk, keys)
 
     def key_check_request(self, key):
-        return self.chat_ping(key, self.config.options.get("check_model") or "glm-4-flash")
+        return self.chat_ping(key, self.config.options.get("check_model") or "glm-4.7-flash")
 
 
 @hookimpl

@@ -1,35 +1,61 @@
-"""Moonshot AI's Kimi API (https://platform.moonshot.cn/docs, international platform.moonshot.ai).
+"""Moonshot AI's Kimi API (https://platform.kimi.com/docs, international
+https://platform.kimi.ai/docs; keys of the two platforms are not interchangeable).
 
-OpenAI-compatible. Quirk: a stream's final usage sits in `choices[0].usage`, not at the top
-level where OpenAI clients look for it.
+OpenAI-compatible. Quirks: a stream's final usage sits in `choices[0].usage`, not at the top
+level where OpenAI clients look for it; an account out of balance is HTTP 429
+`exceeded_current_quota_error`, which is surfaced as 402 so the key is taken out until the
+balance check (GET /users/me/balance) sees money again, instead of being retried in seconds.
 """
 
 from __future__ import annotations
 
 import json
+import re
 
 from freeapi import hookimpl
-from freeapi.errors import vendor_error
-from freeapi.provider import DISCOVER_OPTION, Provider, UpstreamRequest
+from freeapi.errors import APIError, vendor_error
+from freeapi.keys import redact
+from freeapi.provider import DISCOVER_OPTION, Provider, UpstreamRequest, error_detail
+
+# "...please try again after {time} seconds" in the rate-limit answers
+# (https://platform.kimi.com/docs/api/errors.md): the key's cooldown, when no Retry-After.
+_AFTER = re.compile(r"try again after (\d+(?:\.\d+)?) ?s", re.IGNORECASE)
 
 
 class Kimi(Provider):
     type_name = "kimi"
-    # The international platform (https://api.moonshot.ai/v1) takes its own keys: set
+    # https://platform.kimi.com/docs/guide/use-kimi-k2-thinking-model.md (api.moonshot.cn);
+    # the international platform (https://api.moonshot.ai/v1) takes its own keys: set
     # providers.kimi.base_url to use it.
     default_base_url = "https://api.moonshot.cn/v1"
     # A fallback for when GET /models cannot be asked (no server-side key, vendor down).
+    # Model list: https://platform.kimi.com/docs/models; kimi-k2.6 ("推荐使用", thinking on
+    # by default): https://platform.kimi.com/docs/guide/use-kimi-k2-thinking-model.md
     models = (
-        "kimi-k2.5", "kimi-k2-thinking", "kimi-k2-thinking-turbo", "kimi-k2-turbo-preview",
-        "kimi-k2-0905-preview", "kimi-latest",
-        "moonshot-v1-8k", "moonshot-v1-32k", "moonshot-v1-128k", "moonshot-v1-auto",
+        "kimi-k2.6", "kimi-k2.5", "kimi-k2-thinking", "kimi-k2-thinking-turbo",
+        "kimi-k2-0905-preview", "kimi-k2-turbo-preview", "kimi-k2-0711-preview",
+        "moonshot-v1-8k", "moonshot-v1-32k", "moonshot-v1-128k",
         "moonshot-v1-8k-vision-preview", "moonshot-v1-32k-vision-preview",
         "moonshot-v1-128k-vision-preview",
     )
-    reasoning_models = frozenset({"kimi-k2.5", "kimi-k2-thinking", "kimi-k2-thinking-turbo"})
+    # kimi-k2.6 / kimi-k2.5 think unless `thinking: {"type": "disabled"}`; kimi-k2-thinking*
+    # always do (same guide).
+    reasoning_models = frozenset({"kimi-k2.6", "kimi-k2.5", "kimi-k2-thinking",
+                                  "kimi-k2-thinking-turbo"})
+    # https://platform.kimi.com/docs/models "已下线模型": kimi-latest closed to new users on
+    # 2026-01-28, kimi-thinking-preview retired on 2025-11-11; the page points both to the
+    # newest Kimi model. kimi-latest was a chat model (no thinking), so it keeps answering
+    # without thinking; kimi-thinking-preview keeps its thinking.
+    retired = {
+        "kimi-latest": ("kimi-k2.6", {"thinking": {"type": "disabled"}}),
+        "kimi-thinking-preview": ("kimi-k2.6", {"thinking": {"type": "enabled"}}),
+    }
+    patterns = ("kimi-*", "moonshot-*")
     owned_by = "moonshot"
     options = DISCOVER_OPTION
     rewrites_chunks = True
+    # GET /users/me/balance shows available_balance: a key out of balance is re-checked by it.
+    balance_check = True
 
     def normalize_chunk(self, chunk):
         for choice in chunk.get("choices") or ():
@@ -39,7 +65,48 @@ class Kimi(Provider):
                     chunk["usage"] = usage
         return chunk
 
+    def error_from(self, status, headers, body, keys=()):
+        if status == 403:
+            message, etype = error_detail(body)
+            # "A 403 error typically indicates insufficient account balance"
+            # (https://www.kimi.com/help/kimi-api/api-troubleshooting); other 403s
+            # (permission_denied_error, .../docs/api/errors.md) keep their meaning.
+            if "balance" in message.lower() or "quota" in str(etype).lower():
+                return APIError(402, f"{self.name}: insufficient balance (HTTP 403): "
+                                     f"{redact(message, keys)}",
+                                type="insufficient_quota", code="insufficient_balance")
+        if status == 429:
+            message, etype = error_detail(body)
+            # HTTP 429 with this type means the account is suspended for insufficient
+            # balance, not a rate limit (https://platform.kimi.com/docs/api/errors.md;
+            # https://forum.moonshot.ai/t/api-billing-behaviour/111): 402, so the key
+            # waits for the balance check instead of a few seconds' cooldown.
+            if etype == "exceeded_current_quota_error":
+                return APIError(402, f"{self.name}: insufficient balance (HTTP 429 "
+                                     f"{etype}): {redact(message, keys)}",
+                                type="insufficient_quota", code="insufficient_balance")
+            # rate_limit_reached_error (organization max concurrency / RPM / TPM / TPD) and
+            # engine_overloaded_error stay 429: a cooldown, never a dead key
+            # (https://www.kimi.com/help/kimi-api/api-rate-limits).
+            after = headers.get("Retry-After")
+            found = _AFTER.search(message) if after is None else None
+            if found:
+                err = super().error_from(status, headers, body, keys)
+                err.retry_after = found.group(1)
+                return err
+        return super().error_from(status, headers, body, keys)
+
+    def chunk_error(self, chunk, keys=()):
+        err = super().chunk_error(chunk, keys)
+        detail = chunk.get("error") if isinstance(chunk.get("error"), dict) else {}
+        if err is not None and detail.get("type") == "exceeded_current_quota_error":
+            err.status, err.type, err.code = 402, "insufficient_quota", "insufficient_balance"
+        return err
+
     def key_check_request(self, key):
+        # GET /v1/users/me/balance, the "balance query API" of
+        # https://www.kimi.com/help/kimi-api/api-troubleshooting; reference page
+        # https://platform.kimi.ai/docs/api/balance (known from 3p research only).
         return UpstreamRequest("GET", self.base_url + "/users/me/balance", self.auth_headers(key))
 
     def key_check_result(self, status, headers, body, keys=()):

@@ -1,5 +1,8 @@
 """Metaso (秘塔AI搜索) official API (https://metaso.cn/search-api), Bearer `mk-...` keys.
 
+No official API reference could be found for this review (Dec 2026): the base URL, model
+ids, fields and error shape below are 3p, unverified, kept as they were.
+
 Its `/chat/completions` answers a question with a web search behind it, in the OpenAI shape:
 `messages` in, `choices[].message`/`delta` out, `reasoning_content` from the thinking
 models, usage on the last chunk; sources come as extra `citations` (and `highlights` in
@@ -14,18 +17,21 @@ from __future__ import annotations
 from freeapi import hookimpl
 from freeapi.errors import APIError, invalid_request
 from freeapi.keys import redact
-from freeapi.provider import Provider
+from freeapi.provider import NO_BALANCE_OPTION, Provider
 
 
 
 class Metaso(Provider):
     type_name = "metaso"
-    default_base_url = "https://metaso.cn/api/v1"
-    models = ("fast", "fast_thinking", "ds-r1")
+    default_base_url = "https://metaso.cn/api/v1"  # 3p, unverified
+    models = ("fast", "fast_thinking", "ds-r1")  # 3p, unverified
     aliases = {"metaso": "fast", "metaso-fast": "fast", "metaso-thinking": "fast_thinking",
                "metaso-r1": "ds-r1"}
     reasoning_models = frozenset({"fast_thinking", "ds-r1"})
+    # "fast", "ds-r1": no prefix of Metaso's own that a pattern could safely claim.
+    patterns = ()
     owned_by = "metaso"
+    options = NO_BALANCE_OPTION
     rewrites_chunks = True
 
     def body_error(self, data, keys=()):

@@ -1,4 +1,5 @@
-"""MiniMax's API (https://platform.minimaxi.com/docs, international platform.minimax.io).
+"""MiniMax's API (https://platform.minimaxi.com/docs, international
+https://platform.minimax.io/docs).
 
 OpenAI-compatible `/chat/completions` with quirks:
 - errors can arrive as HTTP 200 with a non-zero `base_resp.status_code` (1002 rate limit,
@@ -14,10 +15,12 @@ from __future__ import annotations
 from freeapi import hookimpl
 from freeapi.errors import APIError
 from freeapi.keys import redact
-from freeapi.provider import DISCOVER_OPTION, Provider
+from freeapi.provider import DISCOVER_OPTION, NO_BALANCE_OPTION, Provider
 from freeapi.think import ChunkThinkSplitter, split_message
 
-# base_resp.status_code -> (status, OpenAI type, code), from the vendor's error code table.
+# base_resp.status_code -> (status, OpenAI type, code), from the vendor's error code table
+# https://platform.minimax.io/docs/api-reference/errorcode.md (1000, 1001, 1002, 1004, 1008,
+# 1024 read there; the other rows come from the same table as kept from earlier versions).
 _CODES = {
     1000: (502, "server_error", "unknown_error"),
     1001: (504, "timeout_error", "upstream_timeout"),
@@ -46,18 +49,25 @@ def _reasoning_details(part: dict):
 
 class MiniMax(Provider):
     type_name = "minimax"
-    # International: https://api.minimax.io/v1 (its own keys).
+    # International: https://api.minimax.io/v1 (its own keys); both in
+    # https://platform.minimax.io/docs/api-reference/text-openai-api
     default_base_url = "https://api.minimaxi.com/v1"
     # https://platform.minimaxi.com/docs/api-reference/text-anthropic-api (…/anthropic)
     anthropic_base_url = "/anthropic"
     anthropic_models = ("MiniMax-M*",)  # the M-series only, per that page
+    # "Supported Models" of https://platform.minimax.io/docs/api-reference/text-openai-api;
+    # every one reasons (inline <think>, or reasoning_details with reasoning_split). No free
+    # model is documented.
     models = (
         "MiniMax-M3", "MiniMax-M2.7", "MiniMax-M2.7-highspeed", "MiniMax-M2.5",
         "MiniMax-M2.5-highspeed", "MiniMax-M2.1", "MiniMax-M2.1-highspeed", "MiniMax-M2",
     )
     reasoning_models = frozenset(models)
+    # MiniMax spells its ids "MiniMax-..." (the pattern match is case-sensitive); the
+    # lower-case spelling is sent on too, and MiniMax itself says whether it knows it.
+    patterns = ("MiniMax-*", "minimax-*")
     owned_by = "minimax"
-    options = DISCOVER_OPTION
+    options = {**DISCOVER_OPTION, **NO_BALANCE_OPTION}
     rewrites_chunks = True
 
     def body_error(self, data, keys=()):

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from freeapi import hookimpl
 from freeapi.config import ConfigError
-from freeapi.provider import DISCOVER_OPTION, Provider
+from freeapi.provider import DISCOVER_OPTION, NO_BALANCE_OPTION, Provider
 from freeapi.think import ChunkThinkSplitter, split_message
 
 
@@ -34,8 +34,11 @@ class OpenAICompatible(Provider):
     type_name = "openai"
     enabled_by_default = False
     key_required = False
+    # Any server, any names: no pattern by default (config can add some).
+    patterns = ()
     options = {**DISCOVER_OPTION, "models": ((list,), None),
-               "reasoning_models": ((list,), None), "think_tags": ((bool,), False)}
+               "reasoning_models": ((list,), None), "think_tags": ((bool,), False),
+               **NO_BALANCE_OPTION}
 
     def __init__(self, config):
         super().__init__(config)

@@ -1,8 +1,10 @@
 """iFlytek Spark's HTTP API (https://www.xfyun.cn/doc/spark/HTTP调用文档.html).
 
-`Authorization: Bearer <APIPassword>` (from the console). Quirks: answers carry top-level
+`Authorization: Bearer <APIPassword>` (from the console; `APIKey:APISecret` works too,
+https://www.xfyun.cn/doc/spark/X1http.html). Quirks: answers carry top-level
 `code`/`message`/`sid`, and a non-zero `code` is an error even with HTTP 200; answers and
-stream chunks may lack `id`/`object`/`created`/`model`/`finish_reason`, which are filled in.
+stream chunks may lack `id`/`object`/`created`/`model`/`finish_reason`, which are filled in;
+the X reasoning models live under `/v2/chat/completions`, the others under `/v1`.
 """
 
 from __future__ import annotations
@@ -10,11 +12,13 @@ from __future__ import annotations
 import time
 
 from freeapi import hookimpl
+from freeapi.config import ConfigError
 from freeapi.errors import APIError
 from freeapi.keys import redact
-from freeapi.provider import Provider
+from freeapi.provider import NO_BALANCE_OPTION, Provider, UpstreamRequest
 
-# code -> (status, OpenAI type, code), from the vendor's error code list.
+# code -> (status, OpenAI type, code), from the vendor's error code list (the "错误码" section
+# of https://www.xfyun.cn/doc/spark/HTTP调用文档.html).
 _BUSY = (429, "rate_limit_error", "rate_limit_exceeded")
 _FILTERED = (400, "invalid_request_error", "content_filter")
 _CODES = {
@@ -40,15 +44,48 @@ def _fill(data: dict, object_name: str) -> dict:
 class Spark(Provider):
     type_name = "spark"
     default_base_url = "https://spark-api-open.xf-yun.com/v1"
-    # lite is free; generalv3 is Pro, generalv3.5 is Max.
-    models = ("lite", "generalv3", "pro-128k", "generalv3.5", "max-32k", "4.0Ultra")
+    # https://www.xfyun.cn/doc/spark/HTTP调用文档.html: lite is free; generalv3 is Pro,
+    # generalv3.5 is Max. The deep-reasoning model X1.5 is `spark-x` on /v2, and X1 was
+    # upgraded into it ("X1的历史用户请求将默认指向该版本",
+    # https://www.xfyun.cn/doc/spark/X1http.html). Spark X2.5's ids (spark-x2.5,
+    # spark-x2.5-4b, spark-x2.5-1.7b: https://www.xfyun.cn/doc/spark/Spark-X2.5.html) are
+    # not built in: its endpoint could not be read (unverified); add them with `v2_models`
+    # or as an `openai` instance once known.
+    models = ("lite", "generalv3", "pro-128k", "generalv3.5", "max-32k", "4.0Ultra",
+              "spark-x")
+    free_models = frozenset({"lite"})
+    reasoning_models = frozenset({"spark-x"})
+    retired = {"x1": ("spark-x", {})}
     aliases = {"spark-lite": "lite", "spark-pro": "generalv3", "spark-pro-128k": "pro-128k",
                "spark-max": "generalv3.5", "spark-max-32k": "max-32k",
-               "spark-4.0-ultra": "4.0Ultra"}
+               "spark-4.0-ultra": "4.0Ultra", "spark-x1.5": "spark-x"}
+    # Spark's ids (lite, x1, 4.0Ultra...) share no prefix a pattern could safely claim.
+    patterns = ()
     owned_by = "iflytek"
     # Nothing to GET with an APIPassword; a one-token chat with the free `lite` is free.
-    options = {"check_model": ((str,), "lite")}
+    # APIPasswords are per model version, so a Max-only password wants check_model: generalv3.5.
+    options = {"check_model": ((str,), "lite"), "v2_models": ((list,), None),  # X models
+               **NO_BALANCE_OPTION}
     rewrites_chunks = True
+
+    def __init__(self, config):
+        super().__init__(config)
+        extra = config.options.get("v2_models") or []
+        if not all(isinstance(m, str) and m for m in extra):
+            raise ConfigError(f"providers.{self.name}.v2_models",
+                              "expected a list of model names")
+        self._v2 = frozenset(extra) | {"spark-x"}
+        # https://spark-api-open.xf-yun.com/v1 -> .../v2 (X1http.html); another base_url
+        # that does not end in /v1 is used as it is.
+        base = self.base_url.rstrip("/")
+        self._v2_base = base[:-3] + "/v2" if base.endswith("/v1") else base
+
+    def chat_request(self, body, key):
+        req = super().chat_request(body, key)
+        if body.get("model") in self._v2:
+            req = UpstreamRequest(req.method, self._v2_base + self.chat_path, req.headers,
+                                  req.body)
+        return req
 
     def body_error(self, data, keys=()):
         code = data.get("code") if isinstance(data, dict) else None

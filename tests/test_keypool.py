@@ -153,3 +153,78 @@ async def test_a_freed_key_wakes_the_oldest_waiter_that_can_use_it():
     assert not wants_a.done()
     on_a.release(200)
     assert (await asyncio.wait_for(wants_a, 0.5)).key == A
+
+
+# -- out of balance on vendors whose key check cannot see a balance -----------------------
+
+async def test_out_of_balance_key_waits_its_pause_and_is_never_probed():
+    probed = []
+
+    async def prober(key):
+        probed.append(key)
+        return True  # a GET /models or a 1-token chat would say "live"
+
+    p = pool(prober=prober, probe_interval=0.01, no_balance_wait=0.3)
+    lease = await p.acquire([A, B])
+    first = lease.key
+    lease.release(402)
+    row = p.status([first])[0]
+    assert row["state"] == NO_BALANCE and 0.2 < row["cooldown_remaining"] <= 0.3
+    await asyncio.sleep(0.1)
+    assert probed == [] and p.status([first])[0]["state"] == NO_BALANCE
+    assert await p.acquire([first]) is None  # still out
+    await asyncio.sleep(0.25)
+    lease = await p.acquire([first])  # the pause is over: a request tries it again
+    assert lease is not None and lease.key == first
+    lease.release(402)  # still no money: another full pause
+    assert p.status([first])[0]["state"] == NO_BALANCE
+    assert await p.acquire([first]) is None
+    assert probed == []
+
+
+async def test_out_of_balance_key_with_a_balance_check_is_probed():
+    answers = [False, True]
+
+    async def prober(key):
+        return answers.pop(0)
+
+    p = pool(prober=prober, probe_interval=0.01)  # no_balance_wait None: the check decides
+    lease = await p.acquire([A])
+    lease.release(402)
+    assert p.status([A])[0]["state"] == NO_BALANCE
+    for _ in range(100):
+        if p.status([A])[0]["state"] == OK:
+            break
+        await asyncio.sleep(0.01)
+    assert p.status([A])[0]["state"] == OK and answers == []
+
+
+async def test_a_peers_out_of_balance_verdict_pauses_from_its_time():
+    probed = []
+
+    async def prober(key):
+        probed.append(key)
+        return True
+
+    p = pool(prober=prober, probe_interval=0.01, no_balance_wait=100.0)
+    p.apply(A, NO_BALANCE, 0.0, time.time() - 40)  # seen by another gateway 40 s ago
+    row = p.status([A])[0]
+    assert row["state"] == NO_BALANCE and 55 < row["cooldown_remaining"] <= 60
+    await asyncio.sleep(0.05)
+    assert probed == []
+
+
+async def test_keyless_server_answering_402_is_rechecked_not_paused():
+    answers = [True]
+
+    async def prober(key):
+        return answers.pop(0)
+
+    p = pool(prober=prober, probe_interval=0.01, no_balance_wait=3600.0)
+    lease = await p.acquire([None])
+    lease.release(402)
+    for _ in range(100):
+        if p.status([None])[0]["state"] == OK:
+            break
+        await asyncio.sleep(0.01)
+    assert p.status([None])[0]["state"] == OK and answers == []

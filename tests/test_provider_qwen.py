@@ -1,4 +1,7 @@
-"""Qwen (DashScope compatible mode): stream-only models answer `stream: false` too."""
+"""Qwen (DashScope compatible mode): stream-only models (and thinking requests) answer
+`stream: false` too; arrears and a spent free tier are out of balance."""
+
+import asyncio
 
 import openai
 import pytest
@@ -13,6 +16,7 @@ from tests.sibling import start_vendor  # noqa: F401 (a fixture)
 def gw(start_vendor, make_gateway):
     url, state = start_vendor(fake)
     base, _ = make_gateway({"providers": {"qwen": {"base_url": url + "/compatible-mode/v1"}}})
+    state.url = url
     return base, state
 
 
@@ -31,7 +35,7 @@ async def test_stream_only_model_assembled(gw):
 async def test_stream_only_tool_calls_and_fold(gw):
     base, _ = gw
     c = client(base, fake.GOOD)
-    r = await c.chat.completions.create(model="qwen3-32b",
+    r = await c.chat.completions.create(model="qvq-max",
                                         messages=[{"role": "user", "content": "!tools"}])
     call = r.choices[0].message.tool_calls[0]
     assert (call.id, call.function.name) == ("call_abc", "get_weather")
@@ -104,3 +108,60 @@ async def test_stream_usage_is_asked_for_the_ledger_but_hidden_from_the_client(
         if rows:
             break
     assert rows[-1]["prompt_tokens"] == fake.USAGE["prompt_tokens"]
+
+
+async def test_thinking_without_stream_is_streamed_and_assembled(gw):
+    """DashScope refuses `enable_thinking: true` without streaming; the gateway streams it
+    and assembles one completion, reasoning included."""
+    base, state = gw
+    r = await client(base, fake.GOOD).chat.completions.create(
+        model="qwen3.7-plus", messages=HI, extra_body={"enable_thinking": True})
+    assert r.object == "chat.completion" and r.model == "qwen3.7-plus"
+    assert r.choices[0].message.content == "".join(ANSWER)
+    assert r.choices[0].message.model_extra["reasoning_content"] == "".join(REASONING)
+    sent = state.requests[-1]["body"]
+    assert sent["stream"] is True and sent["enable_thinking"] is True
+    r = await client(base, fake.GOOD).chat.completions.create(
+        model="qwen3.7-plus", messages=HI, extra_body={"enable_thinking": False})
+    assert not state.requests[-1]["body"].get("stream")  # thinking off: asked as it was
+
+
+async def test_free_tier_only_exhausted_is_out_of_balance_not_a_dead_key(start_vendor,
+                                                                        make_gateway):
+    url, state = start_vendor(fake)
+    base, gateway = make_gateway({"auth": {"allow_anonymous": True}, "providers": {"qwen": {
+        "base_url": url + "/compatible-mode/v1", "api_keys": [fake.FREE],
+        "key_pool": {"recheck_interval": 0.05}}}})
+    with pytest.raises(openai.APIStatusError) as e:
+        await client(base, "x").chat.completions.create(model="qwen-plus", messages=HI)
+    assert e.value.status_code == 402  # the vendor's 403, read for what it means
+    row = gateway.pools["qwen"].status([fake.FREE])[0]
+    assert row["state"] == "no_balance" and row["cooldown_remaining"] > 6 * 3600 - 60
+    await asyncio.sleep(0.3)  # GET /models would say "live": it must not be asked
+    assert all(r["path"].endswith("/chat/completions") for r in state.requests)
+    assert gateway.pools["qwen"].status([fake.FREE])[0]["state"] == "no_balance"
+
+
+async def test_free_tier_only_error_reaches_a_pass_through_client_as_402(gw):
+    base, _ = gw
+    with pytest.raises(openai.APIStatusError) as e:
+        await client(base, fake.FREE).chat.completions.create(model="qwen-plus", messages=HI)
+    assert e.value.status_code == 402
+    assert e.value.body["code"] == "AllocationQuota.FreeTierOnly"
+    assert e.value.body["type"] == "insufficient_quota"
+
+
+async def test_current_models_listed_and_served_retired_refused(gw):
+    base, state = gw
+    c = client(base, fake.GOOD)
+    listed = {m.id for m in (await c.models.list()).data}
+    assert {"qwen3.7-max", "qwen3.7-plus", "qwen3.6-flash", "qvq-max", "qvq-max-fold"} <= listed
+    assert not listed & set(fake.RETIRED)
+    for model in ("qwen3.7-plus", "qwen3.6-flash", "qwen3-vl-plus"):
+        r = await c.chat.completions.create(model=model, messages=HI)
+        assert r.model == model and state.requests[-1]["body"]["model"] == model
+    vendor = openai.AsyncOpenAI(base_url=state.url + "/compatible-mode/v1", api_key=fake.GOOD,
+                                max_retries=0)
+    for retired in fake.RETIRED:
+        with pytest.raises(openai.NotFoundError):
+            await vendor.chat.completions.create(model=retired, messages=HI)

@@ -105,3 +105,23 @@ async def test_metaso_errors_and_key_check(metaso):
     assert "invalid api key" in e.value.body["message"]
     code, body = await token_check(base, "metaso", fake_ms.GOOD)
     assert code == 400 and body["error"]["code"] == "key_check_unsupported"
+
+
+async def test_spark_x_models_go_to_v2_with_reasoning(spark):
+    base, state = spark
+    c = client(base, fake_sp.GOOD)
+    r = await c.chat.completions.create(model="x1", messages=HI)  # X1 became X1.5
+    assert r.model == "x1"
+    assert state.requests[-1]["path"] == "/v2/chat/completions"
+    assert state.requests[-1]["body"]["model"] == "spark-x"
+    assert r.choices[0].message.content == "".join(ANSWER)
+    assert r.choices[0].message.model_extra["reasoning_content"] == "".join(REASONING)
+    out = await collect(await c.chat.completions.create(model="spark-x-fold", messages=HI,
+                                                        stream=True))
+    assert state.requests[-1]["path"] == "/v2/chat/completions"
+    assert state.requests[-1]["body"]["model"] == "spark-x"
+    assert out["content"].startswith("<think>")
+    await c.chat.completions.create(model="lite", messages=HI)
+    assert state.requests[-1]["path"] == "/v1/chat/completions"  # the others stay on /v1
+    ids = {m.id for m in (await c.models.list()).data}
+    assert {"lite", "spark-x", "spark-x-fold", "4.0Ultra"} <= ids and "x1" not in ids

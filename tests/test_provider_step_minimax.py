@@ -15,6 +15,7 @@ from tests.sibling import start_vendor  # noqa: F401 (a fixture)
 def step(start_vendor, make_gateway):
     url, state = start_vendor(fake_step)
     base, _ = make_gateway({"providers": {"step": {"base_url": url + "/v1"}}})
+    state.url = url
     return base, state
 
 
@@ -39,14 +40,14 @@ async def test_step_reasoning_renamed(step):
     out = await collect(await c.chat.completions.create(model="step-3.5-flash-silent",
                                                         messages=HI, stream=True))
     assert out["reasoning"] == "" and out["content"] == "".join(ANSWER)
-    r = await c.chat.completions.create(model="step-1-8k", messages=HI)
+    r = await c.chat.completions.create(model="step-1o-turbo-vision", messages=HI)
     assert r.choices[0].message.content == "".join(ANSWER)
 
 
 async def test_step_errors_and_key_check(step):
     base, state = step
     with pytest.raises(openai.AuthenticationError):
-        await client(base, fake_step.DEAD).chat.completions.create(model="step-1-8k",
+        await client(base, fake_step.DEAD).chat.completions.create(model="step-3.7-flash",
                                                                    messages=HI)
     assert await token_check(base, "step", fake_step.GOOD) == (200, {"live": True})
     assert state.requests[-1]["path"] == "/v1/models"
@@ -125,3 +126,30 @@ async def test_minimax_key_check(mm):
     assert await token_check(base, "minimax", fake_mm.POOR) == (200, {"live": False})
     code, body = await token_check(base, "minimax", fake_mm.BUSY)  # says nothing of the key
     assert code == 502 and "error" in body
+
+
+async def test_step_current_models_listed_and_served(step):
+    base, state = step
+    c = client(base, fake_step.GOOD)
+    listed = {m.id for m in (await c.models.list()).data}
+    assert {"step-3.7-flash", "step-3.7-flash-fold", "step-3.5-flash",
+            "step-1o-turbo-vision"} <= listed
+    assert not listed & set(fake_step.RETIRED)
+    r = await c.chat.completions.create(model="step-3.7-flash", messages=HI)
+    assert r.model == "step-3.7-flash"
+    assert r.choices[0].message.model_extra["reasoning_content"] == "".join(REASONING)
+    with pytest.raises(openai.NotFoundError):  # the fake refuses retired names itself
+        await openai.AsyncOpenAI(base_url=state.url + "/v1", api_key=fake_step.GOOD,
+                                 max_retries=0).chat.completions.create(
+            model=fake_step.RETIRED[0], messages=HI)
+
+
+async def test_minimax_current_models_listed_and_served(mm):
+    base, state = mm
+    c = client(base, fake_mm.GOOD)
+    listed = {m.id for m in (await c.models.list()).data}
+    assert {"MiniMax-M3", "MiniMax-M2.7", "MiniMax-M2.7-highspeed", "MiniMax-M3-silent"} <= listed
+    assert not listed & set(fake_mm.RETIRED)
+    r = await c.chat.completions.create(model="MiniMax-M3", messages=HI)
+    assert r.model == "MiniMax-M3" and state.requests[-1]["body"]["model"] == "MiniMax-M3"
+    assert r.choices[0].message.content == "".join(ANSWER)

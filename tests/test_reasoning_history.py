@@ -28,6 +28,11 @@ def test_unfold_moves_the_think_block_back_into_reasoning_content():
     assert out[2]["content"] == "Done." and out[2]["reasoning_content"] == "the client's own"
     assert out[3] is messages[3]
     assert messages[1]["content"].startswith("<think>")  # the client's list is not changed
+    parts = [{"role": "assistant", "tool_calls": [CALL], "content": [
+        {"type": "text", "text": "<think>\nplan\n</think>\n\nOK"}, {"type": "text", "text": "!"}]}]
+    assert reasoning.unfold(parts)[0] == {"role": "assistant", "tool_calls": [CALL],
+                                          "reasoning_content": "plan", "content": [
+        {"type": "text", "text": "OK"}, {"type": "text", "text": "!"}]}
 
 
 def test_records_keep_only_tool_call_answers_and_cut_long_reasoning():
@@ -61,6 +66,7 @@ class MemoryStore:
         self.kv = {}
 
     async def kv_put(self, ns, name, value, ttl_s):
+        assert ns == reasoning.NS and ttl_s == 60
         self.kv[(ns, name)] = json.loads(json.dumps(value))
 
     async def kv_get(self, ns, names):

@@ -184,3 +184,27 @@ async def test_silent_memory_is_shared_by_gateways_on_one_store(make_gateway, up
     assert final["content"] == "".join(ds.ANSWER)
     back = upstream_state.requests[-1]["body"]["messages"][1]
     assert back["reasoning_content"] == "".join(ds.REASONING)
+
+
+@pytest.mark.parametrize("display", ["", "-fold"])
+async def test_minimax_gets_its_reasoning_back_inline(start_vendor, make_gateway, display):
+    """MiniMax wants the `<think>` block kept in `content`
+    (https://platform.minimax.io/docs/api-reference/text-openai-api); the gateway showed it
+    as `reasoning_content` (or folded it), so it is put back the vendor's way."""
+    from tests.fakes import minimax
+    url, state = start_vendor(minimax)
+    base, _ = make_gateway({"providers": {"minimax": {"base_url": url + "/v1"}}})
+    first = await ask(sdk(base, minimax.GOOD), "MiniMax-M2.7" + display,
+                      [{"role": "user", "content": "hi"}], False)
+    history = [{"role": "user", "content": "hi"},
+               {"role": "assistant", "content": first["content"], "tool_calls": [
+                   {"id": "call_1", "type": "function",
+                    "function": {"name": "get_weather", "arguments": "{}"}}]},
+               {"role": "tool", "tool_call_id": "call_1", "content": "sunny"}]
+    if not display:
+        assert first["reasoning_content"] == minimax.THINK
+        history[1]["reasoning_content"] = first["reasoning_content"]
+    await ask(sdk(base, minimax.GOOD), "MiniMax-M2.7" + display, history, False)
+    sent = state.requests[-1]["body"]["messages"][1]
+    assert sent["content"] == f"<think>\n{minimax.THINK}\n</think>\n\n" + answer_text(first)
+    assert "reasoning_content" not in sent

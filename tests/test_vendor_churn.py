@@ -201,3 +201,33 @@ def test_a_provider_instance_takes_the_configs_translations_and_patterns():
     assert p.retired["x"] == ("deepseek-flash", {}) and "deepseek-chat" in p.retired
     assert p.patterns == ("ds-*",) and DeepSeek.patterns == ("deepseek-*",)
     assert "x" not in DeepSeek.retired  # the class is not changed
+
+
+async def test_a_translation_to_a_retired_name_follows_it(make_gateway, upstream_state):
+    base, gw = make_gateway({"providers": {"deepseek": {"translations": {
+        "team-default": {"model": "deepseek-chat", "defaults": {"max_tokens": 99}}}}}})
+    route = gw.resolve("team-default")
+    assert route.upstream_model == "deepseek-flash"
+    assert route.defaults == {"thinking": OFF, "max_tokens": 99}
+
+
+def test_translations_in_a_circle_are_a_config_error():
+    from freeapi.app import Gateway
+    t = types()
+    cfg = parse_config({"providers": {"deepseek": {"translations": {
+        "a": "b", "b": "a"}}}}, t)
+    with pytest.raises(ConfigError) as info:
+        Gateway(cfg, make_plugin_manager(), t)
+    assert "providers.deepseek.translations." in str(info.value) and "circle" in str(info.value)
+
+
+def test_the_reasoning_section_is_validated():
+    t = types()
+    cfg = parse_config({"reasoning": {"ttl": 600, "max_chars": 1000}}, t)
+    assert (cfg.reasoning.ttl, cfg.reasoning.max_chars) == (600, 1000)
+    for section, where in (({"ttl": 0}, "reasoning.ttl"), ({"max_chars": "x"},
+                                                           "reasoning.max_chars"),
+                           ({"size": 1}, "reasoning.size")):
+        with pytest.raises(ConfigError) as info:
+            parse_config({"reasoning": section}, t)
+        assert f"config: {where}: " in str(info.value)

@@ -49,8 +49,9 @@ Then in `post()`::
 `Pipeline.run(body, *, model, stream, token, include_usage=False, native=None)`:
 
 - `body` is the chat-completions body (`messages` required; `model` is replaced by the
-  route's upstream model per attempt). It may be changed in place (conversation history,
-  folded reasoning cut).
+  route's upstream model per attempt; a retired name's translation adds its defaults).
+  It may be changed in place (conversation history, the reasoning a display mode kept
+  from the client put back: freeapi/reasoning.py).
 - `model` is the name the client asked for: it is resolved (the `models:` map,
   `provider/model`, suffixes), checked against the caller's limits, recorded in the
   ledger, and put back into every answer.
@@ -206,7 +207,7 @@ class Pipeline(AccountingMixin, ConversationMixin, FailoverMixin):
         return target.provider.chat_request(body, key)
 
     async def _complete(self, route: Route, model: str, body: dict, token) -> Answer:
-        if route.provider.stream_only(route.upstream_model):
+        if route.provider.stream_only(route.upstream_model, body):
             self._native = None  # the stream is assembled from chat chunks
             got, route = await self._collect(route, model, body, token)
             await self._remember_reasoning(route, got)

@@ -1,8 +1,13 @@
 """A fake Zhipu GLM API: errors carry a business code next to a coarse HTTP status
-(the vendor's table: 401 for auth, 429 for concurrency, frequency *and* arrears, 400 for
-parameters); thinking models stream `reasoning_content` unless `thinking.type` is disabled."""
+(https://docs.bigmodel.cn/cn/api/api-code: 401 for auth, 429 for concurrency, frequency *and*
+arrears, 400 for parameters, 500 for its own failures); today's models only
+(https://docs.bigmodel.cn/cn/guide/start/model-overview), so the retired bare `glm-4-flash`
+is a 1211; thinking models stream `reasoning_content` unless `thinking.type` is disabled; a
+business error can also arrive inside a stream, as its first event or mid-way."""
 
 from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
 
 from tornado import web
 
@@ -11,28 +16,48 @@ from tests.fakes.common import ANSWER, REASONING, Base, State
 GOOD = "0123456789abcdef0123456789abcdef.GoodSecret01"
 DEAD = "fedcba9876543210fedcba9876543210.DeadSecret01"
 POOR = "00112233445566778899aabbccddeeff.PoorSecret01"
-KEYS = {GOOD: "ok", DEAD: 401, POOR: "poor"}
+GOOD2 = "0123456789abcdef0123456789abcdef.GoodSecret02"
+KEYS = {GOOD: "ok", GOOD2: "ok", DEAD: 401, POOR: "poor"}
 USAGE = {"prompt_tokens": 8, "completion_tokens": 9, "total_tokens": 17}
-THINKING = ("glm-4.5", "glm-4.5-flash", "glm-4.6", "glm-z1-flash")
-KNOWN = ("glm-4-flash",) + THINKING
+THINKING = ("glm-5", "glm-4.7", "glm-4.7-flash", "glm-4.6", "glm-4.5-air", "glm-4.5-flash")
+KNOWN = ("glm-4-flash-250414", "glm-4-plus") + THINKING
+RETIRED = ("glm-4-flash", "glm-z1-flash", "glm-4v-flash")
 
-# code -> (HTTP status, message) as the vendor's error table pairs them.
+# code -> (HTTP status, message) as the vendor's error table words them. The HTTP status
+# of the codes the table gives none for is a guess; the gateway reads the code, not it.
 ERRORS = {
     1002: (401, "Authentication Token 非法，请确认 Authentication Token 正确传递。"),
+    1005: (401, "Authentication failed"),
     1113: (429, "您的账户已欠费，请充值后重试。"),
+    1200: (500, "API 调用错误"),
     1211: (400, "模型不存在，请检查模型代码。"),
+    1234: (500, "网络错误，错误id：fake，请联系客服"),
     1261: (400, "Prompt 超长"),
     1301: (400, "系统检测到输入或生成内容可能包含不安全或敏感内容"),
     1302: (429, "您当前使用该 API 的并发数过高，请降低并发"),
     1304: (429, "该 API 已达今日调用次数限额"),
+    1309: (429, "您的 GLM Coding Plan 套餐已到期，暂无法使用"),
+    1311: (429, "当前订阅套餐暂未开放 glm-5 权限"),
+    1310: (429, "您已达到每周/每月使用上限"),
+    1313: (429, "您的账户当前使用模式不符合公平使用策略，请求频率已受到限制"),
     500: (500, "Internal Error"),
 }
 
 
+RESET_IN = 7200  # 1310's reset moment, seconds ahead, as Beijing time in its message
+
+
+def error_body(code: int) -> dict:
+    message = ERRORS[code][1]
+    if code == 1310:
+        at = datetime.now(timezone(timedelta(hours=8))) + timedelta(seconds=RESET_IN)
+        message = f"您已达到每周/每月使用上限，您的限额将在 {at:%Y-%m-%d %H:%M:%S} 重置"
+    return {"error": {"code": str(code), "message": message}}
+
+
 class Chat(Base):
     def fail(self, code: int):
-        status, message = ERRORS[code]
-        self.json({"error": {"code": str(code), "message": message}}, status)
+        self.json(error_body(code), ERRORS[code][0])
 
     async def post(self):
         body = self.body()
@@ -57,11 +82,17 @@ class Chat(Base):
                                   request_id="2024110809", choices=[
                                       {"index": 0, "message": message, "finish_reason": "stop"}]))
         self.start_stream()
+        if cmd == "!first-code":  # HTTP 200, then the business error as the first event
+            await self.event(error_body(int(arg)))
+            return
         deltas = [{"role": "assistant", "reasoning_content": r} for r in REASONING] \
             if thinking else []
         deltas += [{"role": "assistant", "content": c} for c in ANSWER]
         for delta in deltas:
             await self.event(dict(base, choices=[{"index": 0, "delta": delta}]))
+            if cmd == "!mid-code":  # a business error after the answer began
+                await self.event(error_body(int(arg)))
+                return
         await self.event(dict(base, usage=USAGE, choices=[
             {"index": 0, "finish_reason": "stop", "delta": {"role": "assistant", "content": ""}}]))
         await self.event("[DONE]")

@@ -1,5 +1,11 @@
 """A fake Moonshot (Kimi) API: OpenAI-shaped, but a stream's usage sits in
-`choices[0].usage` of the final chunk; GET /users/me/balance for key checks."""
+`choices[0].usage` of the final chunk; GET /users/me/balance for key checks.
+
+Today's rules (https://platform.kimi.com/docs/models, .../docs/api/errors.md): retired and
+unknown model names are a 404; an account out of balance is HTTP 429
+`exceeded_current_quota_error`; the organization's concurrency limit is HTTP 429
+`rate_limit_reached_error` with "please try again after N seconds"; kimi-k2.6 / kimi-k2.5
+think unless `thinking: {"type": "disabled"}`, kimi-k2-thinking* always think."""
 
 from __future__ import annotations
 
@@ -12,9 +18,23 @@ from tests.fakes.common import ANSWER, REASONING, Base, Models, State
 GOOD = "sk-kimi-good-00000000000001"
 POOR = "sk-kimi-poor-00000000000402"
 DEAD = "sk-kimi-dead-00000000000401"
-KEYS = {GOOD: "ok", POOR: "poor", DEAD: 401}
+BUSY = "sk-kimi-busy-00000000000429"
+POOR403 = "sk-kimi-poor-00000000000403"
+KEYS = {GOOD: "ok", POOR: "poor", DEAD: 401, BUSY: "busy", POOR403: "poor-403"}
 USAGE = {"prompt_tokens": 19, "completion_tokens": 13, "total_tokens": 32}
 MODELS = ("moonshot-v1-8k", "kimi-k2-thinking", "kimi-k3-preview")
+# What the fake serves: the listed models and today's catalog; nothing retired.
+SERVED = MODELS + ("kimi-k2.6", "kimi-k2.5", "kimi-k2-thinking-turbo", "kimi-k2-0905-preview",
+                   "kimi-k2-turbo-preview", "moonshot-v1-32k", "moonshot-v1-128k")
+THINKING_DEFAULT = ("kimi-k2.6", "kimi-k2.5")  # thinking unless disabled
+RETIRED = ("kimi-latest", "kimi-thinking-preview", "moonshot-v1-auto")
+
+
+def thinks(body: dict) -> bool:
+    model = body["model"]
+    if "thinking" in model and model in SERVED:
+        return True
+    return model in THINKING_DEFAULT and (body.get("thinking") or {}).get("type") != "disabled"
 
 
 class Chat(Base):
@@ -28,8 +48,21 @@ class Chat(Base):
             return self.json({"error": {"message": "Your account is suspended, please check "
                                         "your plan and billing details",
                                         "type": "exceeded_current_quota_error"}}, 429)
+        if account == "poor-403":  # the help center's other wording (message text guessed)
+            return self.json({"error": {"message": "Your account balance is insufficient, "
+                                        "please recharge",
+                                        "type": "permission_denied_error"}}, 403)
+        if account == "busy":
+            return self.json({"error": {"message": "Your account org-fake<ak-fake> request "
+                                        "reached organization max concurrency: 1, please "
+                                        "try again after 7 seconds",
+                                        "type": "rate_limit_reached_error"}}, 429)
         model = body["model"]
-        thinking = "thinking" in model
+        if model not in SERVED:
+            return self.json({"error": {"message": f"Not found the model {model} or "
+                                        "Permission denied",
+                                        "type": "resource_not_found_error"}}, 404)
+        thinking = thinks(body)
         base = {"id": "cmpl-kimi", "object": "chat.completion.chunk", "created": 1698999575,
                 "model": model}
         if not body.get("stream"):

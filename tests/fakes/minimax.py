@@ -25,7 +25,8 @@ RAW = f"<think>\n{THINK}\n</think>\n\n" + "".join(ANSWER)
 # The streamed content, cut so that both tags straddle chunk boundaries.
 PIECES = ["<thi", "nk>\nLet me", " think.\nYes.\n</th", "ink>\n", "\nHel", "lo there!"]
 assert "".join(PIECES) == RAW
-MODELS = ("MiniMax-M2.7", "MiniMax-M2.5")
+MODELS = ("MiniMax-M3", "MiniMax-M2.7", "MiniMax-M2.5")
+RETIRED = ("abab6.5s-chat", "MiniMax-Text-01")
 
 
 def base_resp(code=0):
@@ -44,6 +45,9 @@ class Chat(Base):
             return self.json({"id": "", "choices": None, "created": 0, "model": "",
                               "object": "", "usage": None, "base_resp": base_resp(code)})
         model = body["model"]
+        if model not in MODELS:  # an unknown model: invalid params, HTTP 200 (3p, unverified)
+            return self.json({"id": "", "choices": None, "base_resp": {
+                "status_code": 2013, "status_msg": f"invalid params, unknown model {model}"}})
         base = {"id": "04ecb5d9b192", "created": 1755153113, "model": model}
         split = body.get("reasoning_split") is True
         if not body.get("stream"):

@@ -1,5 +1,6 @@
 """A fake StepFun API: OpenAI-shaped; reasoning models put their thinking in `reasoning`
-(deltas and messages), StepFun's default `reasoning_format`."""
+(deltas and messages), StepFun's default `reasoning_format`; only today's models are served
+(https://platform.stepfun.ai/docs/en/guides/models/reasoning, .../models/vision)."""
 
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ GOOD = "step-good-key-000000000000000000001"
 DEAD = "step-dead-key-000000000000000000401"
 KEYS = {GOOD: "ok", DEAD: 401}
 USAGE = {"prompt_tokens": 83, "completion_tokens": 176, "total_tokens": 259}
-REASONERS = ("step-3.5-flash", "step-3")
-MODELS = ("step-3.5-flash", "step-1-8k")
+REASONERS = ("step-3.7-flash", "step-3.5-flash")
+MODELS = ("step-3.7-flash", "step-3.5-flash", "step-1o-turbo-vision")
+RETIRED = ("step-3", "step-1-8k", "step-2-16k")
 
 
 class Chat(Base):
@@ -22,6 +24,9 @@ class Chat(Base):
             return self.json({"error": {"message": "Incorrect API key provided",
                                         "type": "invalid_api_key"}}, 401)
         model = body["model"]
+        if model not in MODELS:  # the shape of StepFun's 404 is a guess (3p, unverified)
+            return self.json({"error": {"message": f"model {model} not found",
+                                        "type": "invalid_request_error"}}, 404)
         reasoner = model in REASONERS
         base = {"id": "b7b56af0-52a6-483f", "created": 1709893411, "model": model}
         if not body.get("stream"):
