@@ -55,6 +55,9 @@ Then in `post()`::
 - `model` is the name the client asked for: it is resolved (the `models:` map,
   `provider/model`, suffixes), checked against the caller's limits, recorded in the
   ledger, and put back into every answer.
+- `include_usage`: whether the stream's usage-only chunk reaches the encoder (the chat
+  client's `stream_options.include_usage`; doors that re-encode pass True and put the
+  usage into their own final event). The ledger gets the usage either way.
 - non-stream: returns an `Answer`. `answer.raw` is the vendor's body to send as is
   (only when nothing in it must change: the chat door's zero-parse fast path), else
   `answer.data` is the parsed chat.completion (model rewritten, provider quirks
@@ -70,7 +73,8 @@ Then in `post()`::
 Native pass-through (a vendor that speaks the door's own dialect): pass `native=`, an
 object with `body` (the client's request as the vendor's native endpoint takes it),
 `request(provider, body, key) -> UpstreamRequest | None` (None: that provider has no
-native endpoint, so the chat body is sent instead; `body` has the upstream model),
+native endpoint, so the chat body is sent instead; `body` has the upstream model and
+a retired name's defaults),
 `answer(raw: bytes, model) -> (dict, usage)` (the client's answer and its usage in
 chat-completions terms, for the ledger) and `relay(model, keys)` (a stream encoder as
 above that also has `usage` and `finished`). Key pool, failover, timeouts and the ledger
