@@ -337,6 +337,8 @@ def from_chat(data: dict, model: str) -> dict:
     stop = _STOP.get(finish, "end_turn")
     if calls and stop == "end_turn":
         stop = "tool_use"
+    elif stop == "tool_use" and not calls:
+        stop = "end_turn"  # a vendor saying tool_calls with none: no tool to run
     return {"id": message_id(data.get("id")), "type": "message", "role": "assistant",
             "model": model, "content": content, "stop_reason": stop, "stop_sequence": None,
             "usage": usage_of(data.get("usage"))}

@@ -36,6 +36,7 @@ class StreamTranslator:
         self.stop: str | None = None
         self.usage: dict | None = None
         self.used_tools = False
+        self.held: list[tuple[str, str]] = []  # text that came during a tool call
         self.reasoning: list[str] = []  # all of it, and the tool calls it led to, for
         self.call_ids: list[str] = []   # the pipeline's reasoning memory (answer())
 
@@ -91,22 +92,39 @@ class StreamTranslator:
         delta = choice.get("delta") if isinstance(choice.get("delta"), dict) else {}
         reasoning = delta.get("reasoning_content")
         if isinstance(reasoning, str) and reasoning:
-            if self.kind != "thinking":
-                out += self._open("thinking", {"type": "thinking", "thinking": "",
-                                               "signature": ""})
-            self.thinking.append(reasoning)
             self.reasoning.append(reasoning)
-            out += self._piece(b"thinking_delta", b"thinking", reasoning)
+            out += self._prose("thinking", reasoning)
         text = delta.get("content")
         if isinstance(text, str) and text:
-            if self.kind != "text":
-                out += self._open("text", {"type": "text", "text": ""})
-            out += self._piece(b"text_delta", b"text", text)
+            out += self._prose("text", text)
         for tc in delta.get("tool_calls") or ():
             if isinstance(tc, dict):
                 out += self._tool(tc)
         if choice.get("finish_reason"):
             self.stop = _STOP.get(choice["finish_reason"], "end_turn")
+        return out
+
+    def _prose(self, kind: str, text: str) -> bytes:
+        if self.kind == "tool_use":
+            # Text while a tool call's arguments may still be coming: closing the call now
+            # would lose them, so the text waits until the call is done.
+            self.held.append((kind, text))
+            return b""
+        out = b""
+        if self.kind != kind:
+            out += self._open(kind, {"type": "thinking", "thinking": "", "signature": ""}
+                              if kind == "thinking" else {"type": "text", "text": ""})
+        if kind == "thinking":
+            self.thinking.append(text)
+            return out + self._piece(b"thinking_delta", b"thinking", text)
+        return out + self._piece(b"text_delta", b"text", text)
+
+    def _release(self) -> bytes:
+        """Close the open block, then send the text that waited for a tool call."""
+        out = self._close()
+        held, self.held = self.held, []
+        for kind, text in held:
+            out += self._prose(kind, text)
         return out
 
     def _tool(self, tc: dict) -> bytes:
@@ -117,6 +135,7 @@ class StreamTranslator:
             # A new call. Vendors that repeat the name (or id) in later chunks of the same
             # call must not restart it, so only a new index opens a block.
             self.used_tools = True
+            out += self._release()
             call_id = tc.get("id") or "toolu_" + secrets.token_hex(8)
             self.call_ids.append(call_id)
             out += self._open("tool_use", {"type": "tool_use", "id": call_id,
@@ -138,10 +157,12 @@ class StreamTranslator:
 
     def finish(self) -> bytes:
         out = b"" if self.started else self._start(None)
-        out += self._close()
+        out += self._release() + self._close()
         stop = self.stop or "end_turn"
         if self.used_tools and stop == "end_turn":
             stop = "tool_use"
+        elif stop == "tool_use" and not self.used_tools:
+            stop = "end_turn"  # a vendor saying tool_calls with none: no tool to run
         usage = usage_of(self.usage)
         out += sse("message_delta", {"type": "message_delta",
                                      "delta": {"stop_reason": stop, "stop_sequence": None},
