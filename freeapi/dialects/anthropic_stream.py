@@ -23,6 +23,9 @@ from freeapi.errors import APIError
 from freeapi.keys import redact
 
 
+_MESSAGE_STOP = sse("message_stop", {"type": "message_stop"})
+
+
 class StreamTranslator:
     """chat.completion.chunk dicts (first choice) -> Anthropic stream events as bytes."""
 
@@ -59,8 +62,8 @@ class StreamTranslator:
                           "signature": signature("".join(self.thinking))}})
             self.thinking = []
         self.kind = None
-        return out + sse("content_block_stop", {"type": "content_block_stop",
-                                                 "index": self.index})
+        return out + (b'event: content_block_stop\ndata: {"type":"content_block_stop","index":'
+                      + str(self.index).encode() + b'}\n\n')
 
     def _open(self, kind: str, block: dict) -> bytes:
         out = self._close()
@@ -167,7 +170,7 @@ class StreamTranslator:
         out += sse("message_delta", {"type": "message_delta",
                                      "delta": {"stop_reason": stop, "stop_sequence": None},
                                      "usage": usage})
-        return out + sse("message_stop", {"type": "message_stop"})
+        return out + _MESSAGE_STOP
 
 
 class ChatToMessages:
