@@ -224,7 +224,8 @@ models:
         wait_listening(port, gw, 30)
         p = subprocess.run([claude, "-p", "Run the marker command and tell me its output.",
                             "--output-format", "json", "--allowedTools", "Bash"],
-                           cwd=project, env=env, capture_output=True, text=True, timeout=240)
+                           cwd=project, env=env, capture_output=True, text=True, timeout=240,
+                           stdin=subprocess.DEVNULL)  # -p also reads a piped stdin
     except (AssertionError, OSError, subprocess.TimeoutExpired) as e:
         return f"{type(e).__name__}: {e}"
     finally:
