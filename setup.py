@@ -24,6 +24,8 @@ setup(
             "openai>=1.40",
             # The /v1/messages door is tested with the official Anthropic SDK.
             "anthropic>=0.40",
+            # Property-based fuzzing of the wire parsers (tests/test_wire_fuzz.py).
+            "hypothesis>=6.100,<7",
         ],
     },
     entry_points={

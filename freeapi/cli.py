@@ -10,14 +10,13 @@ import signal
 import socket
 import sys
 
-from tornado.httpserver import HTTPServer
-
 from freeapi import __version__
 from freeapi.app import Gateway, make_app
 from freeapi.checkkeys import check_keys
 from freeapi.config import ConfigError, load_config
 from freeapi.keys import public_url, redact_log
 from freeapi.plugins import make_plugin_manager, provider_types
+from freeapi.server import make_server, raise_fd_limit
 from freeapi.store import StoreError
 from freeapi.usage import usage_command
 
@@ -86,10 +85,8 @@ async def serve(gateway: Gateway, reuse_port: bool = False):
     app = make_app(gateway)
     app.settings["log_function"] = _log_request
     await gateway.store.ping()  # a state store that cannot be reached stops startup here
-    # The handlers enforce server.max_body_size with a JSON 413; Tornado's own limit only
-    # stops absurd bodies before they reach them.
-    server = HTTPServer(app, max_body_size=max(cfg.max_body_size * 2, 1 << 20),
-                        idle_connection_timeout=300)
+    raise_fd_limit()  # before the connection cap's default is read from it
+    server = make_server(app, cfg)
     # A deeper accept queue than Tornado's 128: a burst of clients (2,000 streams opening
     # within two seconds in bench/) otherwise sees dropped SYNs and second-long retries.
     server.listen(cfg.port, cfg.host, reuse_port=reuse_port, backlog=2048)
@@ -98,8 +95,9 @@ async def serve(gateway: Gateway, reuse_port: bool = False):
         # public_url: a base_url may carry a proxy's credentials or a key in its query.
         log.info("provider %s (%s) at %s, %s: %s", name, p.type_name,
                  public_url(p.base_url), keys, ", ".join(p.model_ids()) or "no models listed")
-    log.info("freeapi %s listening on http://%s:%d/v1 (gateway auth %s)", __version__,
-             cfg.host, cfg.port, "on" if gateway.auth.enabled else "off")
+    log.info("freeapi %s listening on http://%s:%d/v1 (gateway auth %s, up to %d "
+             "connections)", __version__, cfg.host, cfg.port,
+             "on" if gateway.auth.enabled else "off", server.max_connections)
     log.info("state: %s", gateway.store.describe())
     discovery = asyncio.ensure_future(gateway.discover_models())
     housekeeping = asyncio.ensure_future(gateway.housekeeping())

@@ -97,6 +97,10 @@ class Config:
     keepalive_interval: float = 5.0
     log_level: str = "info"
     shutdown_grace: float = 30.0
+    # Transport limits against hostile clients and vendors (README "Known limits").
+    body_timeout: float = 60.0  # seconds a client may pause while sending a request
+    max_connections: int | None = None  # None: from the open-file limit (app.py)
+    max_event_size: int = 4 * 1024 * 1024  # the largest event of a vendor's stream
     gateway_keys: list[GatewayKey] = field(default_factory=list)
     allow_anonymous: bool = False
     providers: dict[str, ProviderConfig] = field(default_factory=dict)
@@ -196,7 +200,8 @@ def parse_config(raw, provider_types: dict, base_dir: str | None = None) -> Conf
 
     server = _mapping(root.get("server"), "server")
     _unknown(server, {"host", "port", "max_body_size", "keepalive_interval", "log_level",
-                      "shutdown_grace"}, "server")
+                      "shutdown_grace",
+                      "body_timeout", "max_connections", "max_event_size"}, "server")
     if "host" in server:
         cfg.host = _expect(server["host"], (str,), "server.host", "a string")
     if "port" in server:
@@ -212,6 +217,12 @@ def parse_config(raw, provider_types: dict, base_dir: str | None = None) -> Conf
                                      "server.shutdown_grace", "a number of seconds")
         if cfg.shutdown_grace < 0:
             raise ConfigError("server.shutdown_grace", "must not be negative")
+    if "body_timeout" in server:
+        cfg.body_timeout = _number(server["body_timeout"], "server.body_timeout")
+    if server.get("max_connections") is not None:
+        cfg.max_connections = _integer(server["max_connections"], "server.max_connections")
+    if "max_event_size" in server:
+        cfg.max_event_size = _integer(server["max_event_size"], "server.max_event_size", 1024)
     if "log_level" in server:
         level = _expect(server["log_level"], (str,), "server.log_level", "a string").lower()
         if level not in _LOG_LEVELS:

@@ -1,13 +1,28 @@
 """HTTP/1.1 wire pieces the upstream client needs: the response head and chunked bodies.
 
-Pure and incremental, so they can be tested byte by byte.
+Pure and incremental, so they can be tested byte by byte. Strict where a lenient reading
+could frame a body wrongly (RFC 9112 sections 6 and 7,
+https://www.rfc-editor.org/rfc/rfc9112#name-message-body-length): a misread length leaves
+bytes on a pooled connection that the next caller would read as *their* answer.
 """
 
 from __future__ import annotations
 
+import re
+
 from freeapi.errors import UpstreamError
 
 _MAX_HEADER = 64 * 1024
+# A chunk-size line: hex digits (16 of them already exceed any body we accept), optional
+# whitespace and extensions. Anything else (`-6`, `0x10`, `+5`, ` 5`) is a framing error.
+_CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]{1,16})[ \t]*(?:;[^\r\n]*)?")
+_MAX_CHUNK_LINE = 4096  # a size line with extensions; real ones are under 100 bytes
+_MAX_TRAILER = 64 * 1024  # the whole trailer section
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+
+
+def framing_error(what: str) -> UpstreamError:
+    return UpstreamError("protocol", what)
 
 
 class Headers(dict):
@@ -30,33 +45,72 @@ def parse_head(raw: bytes) -> tuple[str, int, Headers]:
     lines = text.replace("\r\n", "\n").split("\n")
     version, _, rest = lines[0].partition(" ")
     code = rest[:3]
-    if not version.startswith("HTTP/1.") or not code.isdigit():
-        raise UpstreamError("protocol", "malformed response head")
+    if (version not in ("HTTP/1.1", "HTTP/1.0") or len(code) != 3 or not code.isdigit()
+            or rest[3:4] not in ("", " ")):
+        raise framing_error("malformed response head")
     headers = Headers()
     for line in lines[1:]:
         if not line:
             continue
         name, sep, value = line.partition(":")
-        if not sep:
-            raise UpstreamError("protocol", "malformed response header")
-        name, value = name.strip().lower(), value.strip()
+        # No space before the colon, no obs-fold continuation lines (RFC 9112 5.1, 5.2):
+        # both have been used to make two parsers disagree about a message's framing.
+        if not sep or not _TOKEN.fullmatch(name) or "\r" in value or "\0" in value:
+            raise framing_error("malformed response header")
+        name, value = name.lower(), value.strip(" \t")
         headers[name] = f"{headers[name]}, {value}" if name in headers else value
     return version, int(code), headers
+
+
+def content_length(value: str) -> int:
+    """A Content-Length value: digits only; a list of identical values (the header sent
+    twice, RFC 9110 8.6) is that value; anything else is a framing error."""
+    values = {v.strip(" \t") for v in value.split(",")}
+    if len(values) != 1:
+        raise framing_error("conflicting Content-Length values")
+    (v,) = values
+    if not v.isdigit() or not v.isascii() or len(v) > 18:
+        raise framing_error("bad Content-Length")
+    return int(v)
+
+
+def body_framing(status: int, headers: Headers) -> tuple[str, int]:
+    """How the body of a response to a POST/GET is delimited (RFC 9112 6.3):
+    ("none", 0), ("length", n), ("chunked", 0) or ("close", 0)."""
+    if 100 <= status < 200 or status in (204, 304):
+        return "none", 0
+    te = headers.get("Transfer-Encoding")
+    if te is not None:
+        codings = [c.strip(" \t").lower() for c in te.split(",")]
+        # We send `Accept-Encoding: identity` and decode no transfer coding but chunked,
+        # which must come last (and only once).
+        if codings != ["chunked"]:
+            raise framing_error(f"unsupported Transfer-Encoding {te[:40]!r}")
+        return "chunked", 0  # overrides any Content-Length; the caller does not reuse
+    cl = headers.get("Content-Length")
+    if cl is not None:
+        return "length", content_length(cl)
+    return "close", 0
 
 
 class Dechunker:
     """Incremental decoder of HTTP/1.1 chunked transfer encoding."""
 
-    __slots__ = ("_buf", "_left", "_state", "done", "extra")
+    __slots__ = ("_buf", "_left", "_state", "_trailer", "done", "extra")
 
     def __init__(self):
         self._buf = b""
         self._left = 0  # data bytes still due in the current chunk
         self._state = "size"  # size -> data -> crlf -> size ... -> trailer
+        self._trailer = 0  # trailer bytes seen
         self.done = False
         self.extra = False
 
     def feed(self, data: bytes) -> bytes:
+        if self.done:
+            if data:
+                self.extra = True
+            return b""
         buf = self._buf + data if self._buf else data
         pos, end, out = 0, len(buf), []
         while pos < end:
@@ -71,27 +125,34 @@ class Dechunker:
                 continue
             if state == "crlf":
                 if end - pos < 2:
+                    if buf[pos:pos + 1] not in (b"", b"\r"):
+                        raise framing_error("bad chunk framing")
                     break
                 if buf[pos:pos + 2] != b"\r\n":
-                    raise UpstreamError("protocol", "bad chunk framing")
+                    raise framing_error("bad chunk framing")
                 pos += 2
                 self._state = "size"
                 continue
             eol = buf.find(b"\r\n", pos)
             if eol < 0:
-                if end - pos > _MAX_HEADER:
-                    raise UpstreamError("protocol", "chunk header too long")
+                limit = _MAX_TRAILER - self._trailer if state == "trailer" else _MAX_CHUNK_LINE
+                if end - pos > limit:
+                    raise framing_error("chunk header too long" if state == "size"
+                                        else "chunked trailer too long")
                 break
             line, pos = buf[pos:eol], eol + 2
             if state == "trailer":
+                self._trailer += len(line) + 2
+                if self._trailer > _MAX_TRAILER:
+                    raise framing_error("chunked trailer too long")
                 if not line:
                     self.done, self.extra = True, pos < end
                     pos = end
                 continue
-            try:
-                size = int(line.split(b";", 1)[0].strip(), 16)
-            except ValueError:
-                raise UpstreamError("protocol", "bad chunk size") from None
+            m = _CHUNK_SIZE.fullmatch(line) if len(line) <= _MAX_CHUNK_LINE else None
+            if m is None:
+                raise framing_error("bad chunk size")
+            size = int(m.group(1), 16)
             if size:
                 self._left, self._state = size, "data"
             else:

@@ -39,11 +39,36 @@ def mask(key: str | None) -> str:
 
 
 def redact(text: str, keys=()) -> str:
-    """Remove every key in `keys`, and anything that looks like a key, from vendor text."""
+    """Remove every key in `keys`, and anything that looks like a key, from vendor text.
+
+    Vendor text is often JSON, where a key may be spelled with escapes (`\\/` for `/`,
+    `\\u0073` for `s`, doubled when JSON is quoted inside JSON): those spellings are
+    removed too."""
     for key in keys:
-        if key and key in text:
+        if not key:
+            continue
+        if key in text:
             text = text.replace(key, mask(key))
+        if "\\" in text:
+            text = _escaped(key).sub(mask(key), text)
     return _TOKENISH.sub(lambda m: mask(m.group(0)), text)
+
+
+def _escaped(key: str) -> re.Pattern:
+    """`key` as JSON may spell it: each character as itself, as a `\\uXXXX` escape, or
+    (`/`, `"`, `\\`) with its short escape, behind any number of backslashes (JSON inside
+    JSON). Built only for text with a backslash (error texts); `re` caches the compiled
+    pattern."""
+    parts = []
+    for ch in key:
+        forms = [re.escape(ch)] if ch != "\\" else []
+        hexa = f"{ord(ch):04x}"
+        forms.append(r"\\+u" + "".join(f"[{h}{h.upper()}]" if h.isalpha() else h
+                                          for h in hexa))
+        if ch in '/"\\':
+            forms.append(r"\\+" + re.escape(ch))
+        parts.append("(?:" + "|".join(forms) + ")")
+    return re.compile("".join(parts))
 
 
 def redact_log(text: str, keys=()) -> str:

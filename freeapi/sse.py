@@ -8,6 +8,14 @@ import time
 
 from tornado.iostream import StreamClosedError
 
+from freeapi.errors import UpstreamError
+
+
+# The largest event (or line) a vendor's stream may send, by default: real events are a
+# few KB (a large tool call's arguments arrive in many events); a longer one is a broken
+# or hostile vendor, which must not hold the gateway's memory (server.max_event_size).
+MAX_EVENT = 4 * 1024 * 1024
+
 
 class SSEParser:
     """Feed raw bytes as they arrive; get back the `data` of each complete event.
@@ -15,26 +23,45 @@ class SSEParser:
     Handles events split across reads, several events in one read, LF / CRLF / CR line
     endings, multi-line `data:` fields (joined with "\\n") and comment lines, which are
     dropped (the gateway sends its own keep-alives).
+
+    Each byte is scanned a bounded number of times: a read without a line end is only
+    kept, not rescanned with the next one (a 50 MB line without a newline once cost
+    minutes of blocked loop). An event (or a line) longer than `max_event` bytes is an
+    UpstreamError.
     """
 
-    __slots__ = ("_tail", "_data")
+    __slots__ = ("_parts", "_tail_size", "_cr", "_data", "_event_size", "max_event")
 
-    def __init__(self):
-        self._tail = b""
+    def __init__(self, max_event: int = MAX_EVENT):
+        self._parts: list[bytes] = []  # the unfinished last line, as it arrived
+        self._tail_size = 0
+        self._cr = False  # the last read ended with CR: a LF next is the same line end
         self._data: list[str] = []
+        self._event_size = 0  # bytes of `data` in the event being read
+        self.max_event = max_event
 
     def feed(self, chunk: bytes) -> list[str]:
-        buf = self._tail + chunk if self._tail else chunk
-        if b"\r" in buf:
-            # A trailing CR may be the first half of a CRLF split across reads.
-            held = buf.endswith(b"\r")
-            buf = buf.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-            if held:
-                buf = buf[:-1]
+        if self._cr and chunk:
+            self._cr = False
+            if chunk[:1] == b"\n":
+                chunk = chunk[1:]
+        if not chunk:
+            return []
+        if b"\n" not in chunk and b"\r" not in chunk:
+            self._parts.append(chunk)  # the line goes on
+            self._tail_size += len(chunk)
+            self._check()
+            return []
+        if self._parts:
+            buf = b"".join(self._parts) + chunk
+            self._parts.clear()
         else:
-            held = False
+            buf = chunk
+        if b"\r" in buf:
+            self._cr = buf.endswith(b"\r")
+            buf = buf.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
         lines = buf.split(b"\n")
-        self._tail = lines.pop() + (b"\r" if held else b"")
+        tail = lines.pop()
         events = []
         data = self._data
         for line in lines:
@@ -42,26 +69,50 @@ class SSEParser:
                 if data:
                     events.append("\n".join(data))
                     data.clear()
+                    self._event_size = 0
                 continue
             if line[:5] == b"data:":
                 value = line[5:]
                 if value[:1] == b" ":
                     value = value[1:]
                 data.append(value.decode("utf-8", "replace"))
+                self._event_size += len(value) + 1
             # Comments (":") and the event/id/retry fields carry nothing the relay needs.
+        self._tail_size = len(tail)
+        if tail:
+            self._parts.append(tail)
+        self._check()
         return events
+
+    def _check(self):
+        if self._tail_size + self._event_size > self.max_event:
+            self._parts.clear()
+            self._data.clear()
+            raise UpstreamError("protocol", f"a stream event is larger than the gateway's "
+                                            f"limit of {self.max_event} bytes "
+                                            "(server.max_event_size)")
 
     def close(self) -> list[str]:
         """Events still pending when the stream ends without a final blank line."""
-        events = self.feed(b"\n\n") if (self._tail or self._data) else []
-        self._tail = b""
+        self._cr = False
+        events = self.feed(b"\n\n") if (self._parts or self._data) else []
+        self._parts.clear()
         return events
 
 
 def event(data: str | bytes) -> bytes:
     if isinstance(data, str):
-        data = data.encode()
+        try:
+            data = data.encode()
+        except UnicodeEncodeError:
+            data = utf8_replacing(data)
     return b"data: " + data + b"\n\n"
+
+
+def utf8_replacing(text: str) -> bytes:
+    """UTF-8 of text that holds lone surrogates (a vendor's `\\ud800` escape, parsed):
+    each becomes U+FFFD, the rest is kept (pairs split in two are joined)."""
+    return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace").encode()
 
 
 DONE = b"data: [DONE]\n\n"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import logging
+import select
 import ssl
 import time
 from urllib.parse import urlsplit
@@ -19,12 +20,32 @@ from tornado.iostream import IOStream, StreamClosedError, UnsatisfiableReadError
 from tornado.tcpclient import TCPClient
 
 from freeapi.errors import UpstreamError
-from freeapi.http1 import Dechunker, Headers, parse_head
+from freeapi.http1 import Dechunker, Headers, body_framing, parse_head
 
 log = logging.getLogger("freeapi.upstream")
 
 _MAX_HEADER = 64 * 1024
 _READ = 64 * 1024
+
+
+def idle_clean(stream: IOStream) -> bool:
+    """Whether a connection between two answers holds nothing to read. Bytes after the end
+    of an answer (a vendor that framed it wrongly) would be read as the start of the next
+    caller's answer; a readable socket is such bytes, or the vendor's close. Either way the
+    connection is not reused."""
+    # Bytes Tornado has already read past the body wait in its buffer (no public API).
+    if stream.closed() or getattr(stream, "_read_buffer_size", 0):
+        return False
+    sock = stream.socket
+    if isinstance(sock, ssl.SSLSocket) and sock.pending():
+        return False  # decrypted bytes waiting in the TLS layer
+    try:
+        # poll, not select: select refuses descriptors above 1023, common on a busy gateway.
+        poller = select.poll()
+        poller.register(sock, select.POLLIN)
+        return not poller.poll(0)
+    except (OSError, ValueError):
+        return False
 
 
 class Response:
@@ -56,7 +77,16 @@ class Response:
                 call.disarm()
 
         try:
-            if headers.get("Transfer-Encoding", "").lower() == "chunked":
+            framing, remaining = body_framing(self.status, headers)
+            encoding = headers.get("Content-Encoding", "identity").strip().lower()
+            if encoding not in ("identity", "") and framing != "none":
+                # We sent `Accept-Encoding: identity`: compressed bytes relayed as text
+                # would reach the client as garbage (or, in an event stream, as nothing).
+                raise UpstreamError("protocol", f"the answer came with Content-Encoding "
+                                                f"{encoding[:20]!r}, which was not asked for")
+            if framing == "chunked":
+                if "Content-Length" in headers:
+                    self._keep_alive = False  # both framings: RFC 9112 6.3 says close after
                 # Decode whatever has arrived in one pass: a burst of small SSE chunks then
                 # costs one read and one relay step, not two awaits per chunk.
                 decoder = Dechunker()
@@ -66,21 +96,21 @@ class Response:
                         yield data
                 if decoder.extra:
                     self._keep_alive = False  # bytes past the end: not a clean connection
-            elif "Content-Length" in headers:
-                try:
-                    remaining = int(headers["Content-Length"])
-                except ValueError:
-                    raise UpstreamError("protocol", "bad Content-Length") from None
+            elif framing == "length":
                 while remaining > 0:
                     data = await read(stream.read_bytes(min(remaining, _READ), partial=True))
                     remaining -= len(data)
                     yield data
-            else:
+            elif framing == "close":
                 self._keep_alive = False
                 while True:
                     try:
                         data = await read(stream.read_bytes(_READ, partial=True))
                     except StreamClosedError:
+                        # Only the vendor's own EOF ends such a body: a close by our
+                        # timeout or abort cut it, and must not pass for its end.
+                        if call.timed_out or call.aborted:
+                            raise
                         break
                     yield data
         except StreamClosedError:
@@ -175,7 +205,7 @@ class Call:
         if self._done:
             return
         self._done = True
-        if keep_alive and not self.aborted:
+        if keep_alive and not self.aborted and not self.timed_out and idle_clean(self.stream):
             self.pool._put(self.key, self.stream)
         else:
             self.stream.close()
@@ -199,7 +229,7 @@ class Pool:
         now = time.monotonic()
         while idle:
             stream, since = idle.pop()
-            if not stream.closed() and now - since < self.idle_ttl:
+            if now - since < self.idle_ttl and idle_clean(stream):
                 return stream
             stream.close()
         return None
@@ -300,5 +330,6 @@ class Pool:
                     break
         finally:
             call.disarm()
-        keep_alive = version == "HTTP/1.1" and headers.get("Connection", "").lower() != "close"
+        keep_alive = version == "HTTP/1.1" and "close" not in {
+            t.strip(" \t") for t in headers.get("Connection", "").lower().split(",")}
         return Response(call, code, headers, keep_alive)

@@ -10,6 +10,7 @@ from tornado.testing import bind_unused_port
 from freeapi.app import Gateway, make_app
 from freeapi.config import parse_config
 from freeapi.plugins import make_plugin_manager, provider_types
+from freeapi.server import make_server
 from tests.fakes import deepseek as fake_deepseek
 from tests.helpers import assert_no_keys
 
@@ -52,7 +53,7 @@ def make_gateway(io_loop, upstream):
         types = provider_types(pm)
         gateway = Gateway(parse_config(config, types), pm, types)
         sock, port = bind_unused_port()
-        server = HTTPServer(make_app(gateway))
+        server = make_server(make_app(gateway), gateway.config)  # as `freeapi serve` does
         server.add_sockets([sock])
         started.append((server, gateway))
         return f"http://127.0.0.1:{port}", gateway

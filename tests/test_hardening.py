@@ -200,7 +200,7 @@ def test_shipped_config_loads_and_documents_every_key():
     fields = lambda cls: [f.name for f in dataclasses.fields(cls)]  # noqa: E731
     documented = {
         "server": ["host", "port", "max_body_size", "keepalive_interval", "log_level",
-                   "shutdown_grace"],
+                   "shutdown_grace", "body_timeout", "max_connections", "max_event_size"],
         "auth": ["keys", "allow_anonymous"],
         "providers.NAME": ["enabled", "type", "base_url", "api_keys"],
         "providers.NAME.timeouts": fields(Timeouts),

@@ -322,8 +322,9 @@ def test_parser_events_complete_as_soon_as_their_blank_line_arrives():
 def test_parser_crlf_split_between_reads():
     p = SSEParser()
     assert p.feed(b"data: x\r") == []
-    assert p.feed(b"\n\r") == []
-    assert p.feed(b"\n") == ["x"]  # one event: each CRLF counted once, not as two endings
+    # One event: each CRLF counted once, not as two endings (a CR ends a line at once; the
+    # LF after it, in the next read, is not a second line end).
+    assert p.feed(b"\n\r") + p.feed(b"\n") == ["x"]
     assert p.feed(b"data: y\r\n\r\n") == ["y"]
     assert p.close() == []
 
@@ -344,3 +345,36 @@ def test_parser_close_flushes_an_unterminated_event():
     assert p.feed(b"data: last") == []
     assert p.close() == ["last"]
     assert p.close() == []
+
+
+def test_parser_refuses_an_event_larger_than_its_limit():
+    """A line without a newline (or an event without its blank line) is kept only up to
+    `max_event` bytes; it used to grow without bound, rescanned on every read."""
+    from freeapi.errors import UpstreamError
+    p = SSEParser(max_event=64 * 1024)
+    p.feed(b"data: ")
+    with pytest.raises(UpstreamError, match="max_event_size"):
+        for _ in range(100):
+            p.feed(b"x" * 4096)
+    p = SSEParser(max_event=64 * 1024)
+    with pytest.raises(UpstreamError):  # many data lines, no blank line to end the event
+        for _ in range(100):
+            p.feed(b"data: " + b"y" * 4096 + b"\n")
+
+
+def test_parser_limit_is_per_event_not_per_stream():
+    p = SSEParser(max_event=8 * 1024)
+    got = []
+    for i in range(200):
+        got += p.feed(b"data: " + b"z" * 4000 + b"\n\n")
+    assert len(got) == 200 and got[0] == "z" * 4000
+
+
+def test_parser_keeps_a_long_line_split_over_many_reads_whole():
+    p = SSEParser()
+    line = b"data: " + b"q" * 300_000
+    out = []
+    for i in range(0, len(line), 1000):
+        out += p.feed(line[i:i + 1000])
+    out += p.feed(b"\r\n\r\n")
+    assert out == ["q" * 300_000]

@@ -37,3 +37,23 @@ def test_dechunker_notices_bytes_past_the_end():
 def test_dechunker_refuses_bad_framing(bad):
     with pytest.raises(UpstreamError):
         _Dechunker().feed(bad)
+
+
+@pytest.mark.parametrize("size", [b"-6", b"-0", b"0x10", b"+5", b" 5", b"5_0", b"\xd9\xa5",
+                                  b"1" * 17, b"", b"5;" + b"e" * 5000])
+def test_a_chunk_size_that_is_not_plain_hex_is_a_framing_error(size):
+    """`-6` once made the de-chunker walk backwards forever; Python's int() also takes
+    `0x`, signs, spaces, underscores and non-ASCII digits, which are not HTTP."""
+    with pytest.raises(UpstreamError):
+        _Dechunker().feed(b"6\r\nabcdef\r\n" + size + b"\r\nabcdef\r\n0\r\n\r\n")
+
+
+def test_chunk_extensions_and_trailers_are_accepted_within_bounds():
+    d = _Dechunker()
+    assert d.feed(b"3 ;name=value\r\nabc\r\n0\r\nX-A: 1\r\nX-B: 2\r\n\r\n") == b"abc"
+    assert d.done and not d.extra
+    with pytest.raises(UpstreamError):  # an endless trailer section
+        d = _Dechunker()
+        d.feed(b"0\r\n")
+        for _ in range(2000):
+            d.feed(b"X-Pad: " + b"p" * 60 + b"\r\n")

@@ -6,11 +6,15 @@ import json
 import logging
 import math
 import re
+import time
+from http.client import responses
 
 from tornado import web
+from tornado.ioloop import IOLoop
 
 from freeapi.errors import APIError, invalid_request
 from freeapi.keys import bearer
+from freeapi.server import answer_and_close
 
 log = logging.getLogger("freeapi")
 
@@ -33,6 +37,24 @@ def _finite(text: str) -> float:
         raise invalid_request(f"Request body has a number out of range: {text[:40]}.",
                               code="invalid_json")
     return value
+
+
+# Far deeper than any real request (tool schemas nest a dozen levels), far below the ~950
+# levels at which Python's json gives up: every later encoding of the body is safe.
+MAX_DEPTH = 128
+
+
+def _deeper_than(body, limit: int) -> bool:
+    """Whether objects and arrays nest more than `limit` levels; iterative."""
+    stack = [(body, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > limit:
+            return True
+        for child in value.values() if isinstance(value, dict) else value:
+            if isinstance(child, (dict, list)):
+                stack.append((child, depth + 1))
+    return False
 
 
 def _lone_surrogate(body) -> str | None:
@@ -78,17 +100,27 @@ class ClientGone(Exception):
     """The client disconnected; there is nobody to answer."""
 
 
+class Answered(Exception):
+    """The connection was answered and closed outside Tornado's request flow."""
+
+
 @web.stream_request_body
 class APIHandler(web.RequestHandler):
     """Bodies are streamed in so an oversized one is refused with 413 as soon as its size
     is known, instead of after buffering it."""
 
     caller = None  # the config.GatewayKey that authenticated this request
+    # With gateway keys configured, the key is checked from the headers in prepare(),
+    # before any of the body is read: a caller without one cannot make the gateway hold
+    # 16 MB bodies (Tornado closes a connection whose body was left unread).
+    auth_required = True
+    _body_timer = None
 
     def initialize(self):
         self.gateway = self.settings["freeapi"]
         self._chunks: list[bytes] = []
         self._size = 0
+        self._last_data = 0.0
 
     def set_default_headers(self):
         self.set_header("Content-Type", "application/json")
@@ -96,9 +128,68 @@ class APIHandler(web.RequestHandler):
         self.clear_header("Server")
 
     def prepare(self):
-        length = self.request.headers.get("Content-Length")
-        if length and length.isdigit() and int(length) > self.gateway.config.max_body_size:
-            raise self._too_large()
+        headers = self.request.headers
+        length = headers.get("Content-Length")
+        body_coming = length not in (None, "0") or "Transfer-Encoding" in headers
+        try:
+            if self.auth_required and self.gateway.auth.enabled:
+                self.client_token()
+            if length and length.isdigit() and int(length) > self.gateway.config.max_body_size:
+                raise self._too_large()
+        except APIError as e:
+            if body_coming:
+                self._refuse_unread(e)
+            raise
+        if body_coming:
+            self._watch_body()
+
+    def _refuse_unread(self, err: APIError):
+        """Answer `err` before the body is read, on a connection taken over from Tornado
+        (which would close it with the body unread, resetting it before the client reads
+        the answer), and close it cleanly; the handler does nothing more."""
+        body = json.dumps(self.error_body(err)).encode()
+        head = (f"HTTP/1.1 {err.status} {responses.get(err.status, 'Error')}\r\n"
+                f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+                "Connection: close\r\n\r\n").encode()
+        log.debug("%s %s -> %d before the body (%s)", self.request.method, self.request.path,
+                  err.status, err.code)
+        answer_and_close(self.request.connection.detach(), head + body)
+        raise Answered()
+
+    def _watch_body(self):
+        """Drop the connection when the body stops arriving for server.body_timeout
+        seconds (a slow but moving upload is fine). Tornado's own body_timeout bounds the
+        whole body instead, and its idle timeout only the headers."""
+        # Tornado resolves this (private, stable since 4.0) when the body is complete.
+        done = getattr(self.request, "_body_future", None)
+        if done is None or done.done():
+            return
+        self._last_data = time.monotonic()
+        self._body_timer = IOLoop.current().call_later(self.gateway.config.body_timeout,
+                                                       self._body_stalled)
+        done.add_done_callback(lambda _: self._stop_watching_body())
+
+    def _stop_watching_body(self):
+        if self._body_timer is not None:
+            IOLoop.current().remove_timeout(self._body_timer)
+            self._body_timer = None
+
+    def on_connection_close(self):
+        # Tornado's own fails the body's future, so a request waiting for its body ends;
+        # subclasses that override this must call it.
+        super().on_connection_close()
+        self._stop_watching_body()
+
+    def _body_stalled(self):
+        self._body_timer = None
+        timeout = self.gateway.config.body_timeout
+        left = self._last_data + timeout - time.monotonic()
+        if left > 0:  # data came meanwhile: wait for the rest of the new period
+            self._body_timer = IOLoop.current().call_later(left, self._body_stalled)
+            return
+        log.info("%s %s: dropped; the request body stalled for %gs (server.body_timeout)",
+                 self.request.method, self.request.path, timeout)
+        self.request.connection.close()
 
     def _too_large(self) -> APIError:
         return APIError(413, f"Request body is larger than the gateway's limit of "
@@ -106,6 +197,7 @@ class APIHandler(web.RequestHandler):
                              "(server.max_body_size).", code="request_too_large")
 
     def data_received(self, chunk: bytes):
+        self._last_data = time.monotonic()
         self._size += len(chunk)
         if self._size <= self.gateway.config.max_body_size:
             self._chunks.append(chunk)
@@ -128,6 +220,11 @@ class APIHandler(web.RequestHandler):
                                   code="invalid_json") from None
         if not isinstance(body, dict):
             raise invalid_request("Request body must be a JSON object.")
+        if raw.count(b"[") + raw.count(b"{") > MAX_DEPTH and _deeper_than(body, MAX_DEPTH):
+            # json.loads takes ~950 levels; encoding the body again for the vendor fails
+            # a little earlier, which was a 500 (after the request had been admitted).
+            raise invalid_request(f"Request body is nested more than {MAX_DEPTH} levels "
+                                  "deep.", code="invalid_json")
         if _SURROGATE_ESCAPE.search(raw):
             path = _lone_surrogate(body)
             if path is not None:
@@ -156,8 +253,17 @@ class APIHandler(web.RequestHandler):
         return token
 
     def write_json(self, obj, status: int = 200):
+        try:
+            data = json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode()
+        except UnicodeEncodeError:
+            # A lone surrogate (a vendor's `\ud800` escape, parsed) has no UTF-8: written
+            # as the same escape, the JSON is what the vendor sent.
+            data = json.dumps(obj, separators=(",", ":")).encode()
+        except RecursionError:  # only a vendor's answer can be this deep (see MAX_DEPTH)
+            raise APIError(502, "The vendor's answer is nested too deeply to relay.",
+                           code="upstream_invalid") from None
         self.set_status(status)
-        self.finish(json.dumps(obj, ensure_ascii=False, separators=(",", ":")))
+        self.finish(data)
 
     def write_error(self, status_code: int, **kwargs):
         exc = kwargs.get("exc_info", (None, None, None))[1]
@@ -186,7 +292,7 @@ class APIHandler(web.RequestHandler):
         super().log_exception(typ, value, tb)
 
     def _handle_request_exception(self, e):
-        if isinstance(e, ClientGone):
+        if isinstance(e, (ClientGone, Answered)):
             return
         # APIError carries its own status; Tornado would otherwise turn it into a 500.
         if isinstance(e, APIError):

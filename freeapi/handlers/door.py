@@ -47,6 +47,7 @@ class DoorHandler(APIHandler):
             self.pipeline.finished()
 
     def on_connection_close(self):
+        super().on_connection_close()  # ends a wait for the rest of the body
         if self.pipeline is not None:
             self.pipeline.client_left()
 

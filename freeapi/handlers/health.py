@@ -5,12 +5,16 @@ from freeapi.handlers.base import APIHandler
 
 
 class PingHandler(APIHandler):
+    auth_required = False  # liveness for load balancers
+
     def get(self):
         self.set_header("Content-Type", "text/plain")
         self.finish("pong")
 
 
 class HealthHandler(APIHandler):
+    auth_required = False
+
     def get(self):
         gw = self.gateway
         self.write_json({

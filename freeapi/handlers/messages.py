@@ -77,6 +77,7 @@ class CountTokensHandler(AnthropicWire, APIHandler):
     _call = None
 
     def on_connection_close(self):
+        super().on_connection_close()  # ends a wait for the rest of the body
         if self._call is not None:
             self._call.abort()
 

@@ -10,6 +10,7 @@ class TokenCheckHandler(APIHandler):
     _call = None
 
     def on_connection_close(self):
+        super().on_connection_close()
         if self._call is not None:
             self._call.abort()
 

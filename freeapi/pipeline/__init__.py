@@ -224,20 +224,19 @@ class Pipeline(AccountingMixin, ConversationMixin, FailoverMixin):
                 raise vendor_error(route.provider.name, 502, "the answer was not a JSON "
                                    "object") from None
             return Answer(data=data, native=True)
-        # Nothing to change: the vendor's bytes as they are, no second JSON round trip
-        # (only the ends are looked at; a long keep-alive prefix takes the slow path).
-        if (self._conv is None and not self.handler.remembers_reasoning
-                and unchanged(route, model)
-                and raw[:64].lstrip()[:1] == b"{" and raw[-64:].rstrip()[-1:] == b"}"):
-            self._answer = raw
-            return Answer(raw=raw)
-        try:
+        try:  # parsed even when relayed as is: `{not json}` must not pass for an answer
             data = json.loads(raw)
             if not isinstance(data, dict):
                 raise ValueError
         except (ValueError, UnicodeDecodeError, RecursionError):
             raise vendor_error(route.provider.name, 502, "the answer was not a JSON "
                                "object") from None
+        # Nothing to change: the vendor's bytes as they are, no second encoding (a long
+        # keep-alive prefix of blank lines takes the slow path).
+        if (self._conv is None and not self.handler.remembers_reasoning
+                and unchanged(route, model) and raw[:64].lstrip()[:1] == b"{"):
+            self._answer = raw
+            return Answer(raw=raw, data=data)
         await self._remember_reasoning(route, data)
         return self._parsed(complete(data, route, model))
 
@@ -315,9 +314,11 @@ class Pipeline(AccountingMixin, ConversationMixin, FailoverMixin):
                         await writer.send(b"".join(out))
                 # A clean end without [DONE] (some servers omit it) still completes.
                 await writer.send(await self._ending(encoder.finish()))
-            except UpstreamError as e:
+            except (UpstreamError, RecursionError) as e:
                 if self._client_gone:
                     return
+                if isinstance(e, RecursionError):  # an event nested deeper than json takes
+                    e = UpstreamError("protocol", "a stream event is nested too deeply")
                 if e.kind == "aborted" and self.gateway.shutting_down:
                     err = shutdown_error()
                 else:

@@ -51,8 +51,8 @@ class OpenStream:
 
     @classmethod
     async def first_event(cls, resp: Response, idle: float, first_deadline: float,
-                          deadline: float) -> "OpenStream":
-        parser = sse.SSEParser()
+                          deadline: float, max_event: int = sse.MAX_EVENT) -> "OpenStream":
+        parser = sse.SSEParser(max_event)
         resp.deadline = min(first_deadline, deadline)
         chunks = resp.chunks(idle).__aiter__()
         pending: list[str] = []
@@ -61,7 +61,13 @@ class OpenStream:
                 try:
                     pending = parser.feed(await chunks.__anext__())
                 except StopAsyncIteration:
-                    pending = parser.close() or ["[DONE]"]
+                    pending = parser.close()
+                    if not pending:  # empty, or nothing an event stream would hold
+                        raise UpstreamError("protocol", "the event stream ended before "
+                                                        "its first event") from None
+        except BaseException:
+            resp.close()  # a framing error or an oversized event: the connection is done
+            raise
         finally:
             resp.deadline = deadline
         return cls(resp, chunks, parser, pending)
@@ -216,7 +222,7 @@ class FailoverMixin:
             if stream and resp.status == 200 and resp.headers.get(
                     "Content-Type", "").startswith("text/event-stream"):
                 opened = await OpenStream.first_event(resp, t.idle, started + first_byte,
-                                                      self._deadline)
+                                                      self._deadline, gw.config.max_event_size)
                 err = opened.error(provider, lease.key)
                 if err is None:
                     return opened, None

@@ -1,0 +1,208 @@
+"""The gateway's HTTP server: Tornado's, with a cap on open connections and an accept loop
+that survives running out of file descriptors.
+
+Tornado accepts every connection it can and, when accept() fails with EMFILE, lets the
+error escape its accept callback: the listening socket stays readable, so the loop spins
+and logs a traceback per attempt (59 MB of log in 5 s). Here a connection beyond
+`server.max_connections` gets a short 503 and is closed, and descriptor exhaustion pauses
+accepting briefly and is logged once per interval.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import json
+import logging
+import resource
+import socket
+import time
+
+from tornado.httpserver import HTTPServer
+from tornado.ioloop import IOLoop
+from tornado.iostream import IOStream, StreamClosedError
+
+from freeapi.errors import APIError
+
+log = logging.getLogger("freeapi.server")
+
+# accept() errors that mean "no descriptor or memory for another connection now".
+_EXHAUSTED = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+_ACCEPT_PAUSE = 0.25  # seconds without accepting after such an error: the loop stays free
+_LOG_EVERY = 60.0  # seconds between two log lines about refused or failed accepts
+_MAX_LINGERING = 256  # refused connections read out before closing; beyond: closed at once
+
+
+def default_max_connections() -> int:
+    """Half the open-file limit, less a reserve: each client connection may need a vendor
+    connection too, and the store, logs and listening sockets need a few."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        soft = 1 << 20
+    return max(16, (soft - 64) // 2)
+
+
+def raise_fd_limit(cap: int = 1 << 16) -> int:
+    """Raise the soft open-file limit to the hard one (up to `cap`), as Go's runtime does:
+    the soft default of 1024 is far below what a gateway holding streams needs."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = cap if hard == resource.RLIM_INFINITY else min(hard, cap)
+    if soft != resource.RLIM_INFINITY and soft < want:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+            return want
+        except (ValueError, OSError):
+            pass
+    return soft
+
+
+def answer_and_close(stream: IOStream, answer: bytes, seconds: float = 1.0,
+                     max_bytes: int = 1 << 20) -> asyncio.Future:
+    """Write `answer` and close, without a reset: closing a socket with unread bytes (the
+    request, or the body a refused client is still sending) makes the kernel send a RST,
+    and the client then loses the answer before reading it. So the answer is written,
+    our side shut down, and what the client still sends read and dropped, for at most
+    `seconds` and `max_bytes`."""
+    async def linger():
+        loop = IOLoop.current()
+        timer = loop.call_later(seconds, stream.close)
+        try:
+            await stream.write(answer)
+            stream.socket.shutdown(socket.SHUT_WR)
+            got = 0
+            while got < max_bytes:
+                got += len(await stream.read_bytes(65536, partial=True))
+        except (StreamClosedError, OSError):
+            pass
+        finally:
+            loop.remove_timeout(timer)
+            stream.close()
+
+    fut = asyncio.ensure_future(linger())
+    fut.add_done_callback(lambda f: f.cancelled() or f.exception())
+    return fut
+
+
+def _refusal() -> bytes:
+    err = APIError(503, "The gateway has too many open connections (server.max_connections); "
+                        "retry shortly.", code="too_many_connections")
+    body = json.dumps(err.to_dict()).encode()
+    return (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+            b"Retry-After: 1\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s"
+            % (len(body), body))
+
+
+class GatewayServer(HTTPServer):
+    """HTTPServer with `max_connections` (open client connections)."""
+
+    def initialize(self, request_callback, max_connections: int | None = None, **kwargs):
+        super().initialize(request_callback, **kwargs)
+        self.max_connections = max_connections or default_max_connections()
+        self.open_connections = 0
+        self.refused = 0  # connections refused at the cap, for tests and stats
+        self.accept_failures = 0  # accept() calls that found no descriptor
+        self._lingering = 0
+        self._reported = {"refused": (0.0, 0), "exhausted": (0.0, 0)}
+        self._refusal = _refusal()
+
+    # -- the connection cap ---------------------------------------------------------------
+
+    def handle_stream(self, stream: IOStream, address: tuple) -> None:
+        if self.open_connections >= self.max_connections:
+            self.refused += 1
+            self._report("refused", "refusing new connections: %d open, the limit is "
+                                    "server.max_connections=%d" % (self.open_connections,
+                                                                  self.max_connections))
+            self._refuse(stream)
+            return
+        self.open_connections += 1
+        super().handle_stream(stream, address)
+
+    def on_close(self, server_conn) -> None:
+        self.open_connections -= 1
+        super().on_close(server_conn)
+
+    def _refuse(self, stream: IOStream):
+        if self._lingering >= _MAX_LINGERING:
+            stream.close()
+            return
+        self._lingering += 1
+        answer_and_close(stream, self._refusal).add_done_callback(self._lingered)
+
+    def _lingered(self, _):
+        self._lingering -= 1
+
+    # -- accepting ------------------------------------------------------------------------
+
+    def add_sockets(self, sockets) -> None:
+        for sock in sockets:
+            self._sockets[sock.fileno()] = sock
+            self._handlers[sock.fileno()] = self._accept_on(sock)
+
+    def _accept_on(self, sock: socket.socket):
+        """Tornado's netutil.add_accept_handler, but descriptor exhaustion pauses accepting
+        (the pending connections wait in the kernel's backlog) instead of raising."""
+        loop = IOLoop.current()
+        state = {"removed": False, "paused": False}
+
+        def resume():
+            state["paused"] = False
+            if not state["removed"]:
+                loop.add_handler(sock, accept, IOLoop.READ)
+
+        def accept(fd, events):
+            for _ in range(128):  # as Tornado: bounded, so other work is not starved
+                if state["removed"]:
+                    return
+                try:
+                    connection, address = sock.accept()
+                except BlockingIOError:
+                    return
+                except ConnectionAbortedError:
+                    continue
+                except OSError as e:
+                    if e.errno not in _EXHAUSTED:
+                        raise
+                    self.accept_failures += 1
+                    self._report("exhausted", "cannot accept connections: %s (open-file "
+                                              "limit %d); waiting connections are served "
+                                              "as descriptors free up. Raise `ulimit -n` or "
+                                              "lower server.max_connections" % (
+                                                  e.strerror or e,
+                                                  resource.getrlimit(
+                                                      resource.RLIMIT_NOFILE)[0]))
+                    loop.remove_handler(sock)
+                    state["paused"] = True
+                    loop.call_later(_ACCEPT_PAUSE, resume)
+                    return
+                self._handle_connection(connection, address)
+
+        def remove():
+            state["removed"] = True
+            if not state["paused"]:
+                loop.remove_handler(sock)
+
+        loop.add_handler(sock, accept, IOLoop.READ)
+        return remove
+
+    def _report(self, what: str, message: str):
+        """One warning per interval and kind, with how often it happened meanwhile."""
+        last, count = self._reported[what]
+        now = time.monotonic()
+        if now - last >= _LOG_EVERY:
+            more = f" ({count} more since the last report)" if count else ""
+            log.warning("%s%s", message, more)
+            self._reported[what] = (now, 0)
+        else:
+            self._reported[what] = (last, count + 1)
+
+
+def make_server(app, config) -> GatewayServer:
+    """The server for `app` with the config's transport limits."""
+    # The handlers enforce server.max_body_size with a JSON 413; Tornado's own limit only
+    # stops absurd bodies before they reach them. idle_connection_timeout bounds both an
+    # idle keep-alive connection and the wait for a request's headers; the body's pauses
+    # are bounded per request (APIHandler, server.body_timeout).
+    return GatewayServer(app, max_connections=config.max_connections,
+                         max_body_size=max(config.max_body_size * 2, 1 << 20),
+                         idle_connection_timeout=config.body_timeout)
