@@ -12,10 +12,14 @@ from tornado import web
 
 from freeapi.config import Config, ConfigError
 from freeapi.errors import APIError, UpstreamError, upstream_failure
+from freeapi.handlers.audio import SpeechHandler, TranscriptionsHandler
 from freeapi.handlers.base import NotFoundHandler
 from freeapi.handlers.chat import ChatCompletionsHandler
 from freeapi.handlers.conversations import ConversationHandler, ConversationsHandler
+from freeapi.handlers.embeddings import EmbeddingsHandler
+from freeapi.handlers.files import FileContentHandler, FileHandler, FilesHandler
 from freeapi.handlers.health import HealthHandler, PingHandler
+from freeapi.handlers.images import ImagesHandler
 from freeapi.handlers.models import ModelHandler, ModelsHandler
 from freeapi.handlers.tokens import TokenCheckHandler
 from freeapi.handlers.keys import KeysHandler
@@ -222,6 +226,13 @@ def make_app(gateway: Gateway) -> web.Application:
         (r"/(?:v1/)?chat/completions", ChatCompletionsHandler),
         (r"/v1/messages", MessagesHandler),  # `?beta=true` (Claude Code) is accepted as is
         (r"/v1/messages/count_tokens", CountTokensHandler),
+        (r"/(?:v1/)?embeddings", EmbeddingsHandler),
+        (r"/(?:v1/)?audio/speech", SpeechHandler),
+        (r"/(?:v1/)?audio/transcriptions", TranscriptionsHandler),
+        (r"/(?:v1/)?images/generations", ImagesHandler),
+        (r"/v1/files", FilesHandler),
+        (r"/v1/files/([^/]+)", FileHandler),
+        (r"/v1/files/([^/]+)/content", FileContentHandler),
         (r"/(?:v1/)?models", ModelsHandler),
         (r"/(?:v1/)?models/(.+)", ModelHandler),
         (r"/token/check", TokenCheckHandler),

@@ -24,6 +24,15 @@ def register_providers(register: Callable[[type["Provider"]], None]) -> None:
     Every implementation is called (results are not used). A class is keyed by its
     `type_name`; the config section `providers.<name>` with that name, or with
     `type: <type_name>`, creates an instance of it.
+
+    Beyond chat, a provider class offers embeddings, images, speech or transcription for
+    its vendor by overriding the pure hooks `embeddings_request`, `images_request`,
+    `speech_request`, `transcriptions_request` (and their `*_answer` interpreters) and
+    declaring the models in `embedding_models`, `image_models`, `speech_models`,
+    `transcription_models`; `vision_models` names the chat models that take images,
+    `search_body` turns the vendor's own web search on (the `-search` suffix), and the
+    `document_*` hooks extract the text of chat `file` parts. See
+    `freeapi.provider.Provider` and README "Beyond chat".
     """
 
 

@@ -26,6 +26,8 @@ def make_plugin_manager(load_entry_points: bool = True) -> pluggy.PluginManager:
     pm = pluggy.PluginManager("freeapi")
     pm.add_hookspecs(hookspecs)
     pm.register(_Core(), name="freeapi.core")
+    from freeapi.modalities.search import SearchSuffix  # the `-search` model suffix
+    pm.register(SearchSuffix(), name="freeapi.search")
     if load_entry_points:
         for ep in entry_points(group=GROUP):
             if pm.has_plugin(ep.name):

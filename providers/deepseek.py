@@ -72,6 +72,11 @@ class DeepSeek(Provider):
         except (ValueError, KeyError, TypeError):
             raise vendor_error(self.name, 502, "unexpected answer from /user/balance") from None
 
+    # -- beyond chat (README "Beyond chat") -------------------------------------------
+    # Every current model takes image_url parts (https://api-docs.deepseek.com/guides/vision);
+    # declared for GET /v1/models' capabilities (nothing is refused).
+    vision_models = frozenset(models)
+
 
 @hookimpl
 def register_providers(register):

@@ -13,8 +13,9 @@ import re
 from datetime import datetime, timedelta, timezone
 
 from freeapi import hookimpl
-from freeapi.errors import APIError
+from freeapi.errors import APIError, invalid_request
 from freeapi.keys import redact
+from freeapi.modalities.images import parse_size, refuse_size
 from freeapi.provider import NO_BALANCE_OPTION, Provider, error_detail
 
 # Business code -> (status, OpenAI type, OpenAI-style code), from the vendor's error table:
@@ -159,6 +160,69 @@ class GLM(Provider):
 
     def key_check_request(self, key):
         return self.chat_ping(key, self.config.options.get("check_model") or "glm-4.7-flash")
+
+    # -- beyond chat (README "Beyond chat") -------------------------------------------
+    # Embeddings: https://docs.bigmodel.cn/api-reference/模型-api/文本嵌入 (text only;
+    # embedding-3: dimensions 256/512/1024/2048, at most 64 texts; embedding-2: 1024).
+    embedding_models = ("embedding-3", "embedding-2")
+    # Images: https://docs.bigmodel.cn/api-reference/模型-api/图像生成 (URLs only;
+    # cogview-3-flash is free per https://docs.bigmodel.cn/cn/guide/start/model-overview).
+    image_models = ("cogview-3-flash", "cogview-4", "cogview-4-250304", "glm-image")
+    # Vision: the model overview's vision table
+    # (https://docs.bigmodel.cn/cn/guide/start/model-overview): glm-4.6v in this list;
+    # the others named so that, if routed, they are never refused images.
+    vision_models = frozenset({"glm-4.6v", "glm-4.5v", "glm-4.1v-thinking-flash",
+                               "glm-4v-flash", "glm-4v-plus-0111"})
+
+    def embeddings_request(self, body, key):
+        inp, model = body["input"], body["model"]
+        if not (isinstance(inp, str) or all(isinstance(s, str) for s in inp)):
+            raise invalid_request(f"{self.name}: GLM embeddings take text (a string or an "
+                                  "array of strings), not token ids.", param="input")
+        if isinstance(inp, list) and len(inp) > 64:
+            raise invalid_request(f"{self.name}: GLM embeds at most 64 texts per request; "
+                                  f"got {len(inp)}.", param="input")
+        dims = body.get("dimensions")
+        allowed = {"embedding-3": (256, 512, 1024, 2048), "embedding-2": (1024,)}.get(model)
+        if dims is not None and allowed and dims not in allowed:
+            raise invalid_request(f"{self.name}: {model} gives {', '.join(map(str, allowed))}"
+                                  f" dimensions, not {dims}.", param="dimensions")
+        return self.json_request("/embeddings", {k: body[k] for k in (
+            "model", "input", "dimensions") if k in body}, key)
+
+    def images_request(self, body, key):
+        model = body["model"]
+        if (body.get("n") or 1) != 1:
+            raise invalid_request(f"{self.name}: GLM makes one image per request; send n=1.",
+                                  param="n")
+        out = {"model": model, "prompt": body["prompt"]}
+        if body.get("size") is not None:
+            w, h = parse_size(body["size"])
+            if model == "glm-image":  # sides multiples of 32, at most 2^22 pixels
+                ok, rule = (w % 32 == h % 32 == 0 and w * h <= 1 << 22,
+                            "sides that are multiples of 32, at most 4194304 pixels")
+            else:  # 512-2048 per side, multiples of 16, at most 2^21 pixels
+                ok, rule = (512 <= w <= 2048 and 512 <= h <= 2048 and w % 16 == h % 16 == 0
+                            and w * h <= 1 << 21, "sides of 512-2048 px that are multiples "
+                            "of 16, at most 2097152 pixels (e.g. 1024x1024, 1344x768)")
+            if not ok:
+                raise refuse_size(f"{self.name} ({model})", body["size"], rule)
+            out["size"] = f"{w}x{h}"
+        quality = {"hd": "hd", "high": "hd", "standard": "standard", "medium": "standard",
+                   "low": "standard"}.get(body.get("quality"))
+        if quality:
+            out["quality"] = quality
+        return self.json_request("/images/generations", out, key)
+
+    def search_body(self, body):
+        """`-search`: the `web_search` tool of "Web Search in Chat"
+        (https://docs.bigmodel.cn/cn/guide/tools/web-search; the tool's fields as in
+        https://docs.bigmodel.cn/api-reference/工具-api/网络搜索); sources come back in the
+        answer's top-level `web_search` list."""
+        tools = [t for t in body.get("tools") or ()
+                 if not (isinstance(t, dict) and t.get("type") == "web_search")]
+        return dict(body, tools=tools + [{"type": "web_search", "web_search": {
+            "enable": True, "search_engine": "search_std", "search_result": True}}])
 
 
 @hookimpl

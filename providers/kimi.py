@@ -119,6 +119,39 @@ class Kimi(Provider):
             raise vendor_error(self.name, 502, "unexpected answer from /users/me/balance") \
                 from None
 
+    # -- beyond chat (README "Beyond chat") -------------------------------------------
+    # Vision: https://platform.moonshot.ai/docs/guide/use-kimi-vision-model names the
+    # vision previews and kimi-k2.5 ("and so on"); its successor kimi-k2.6 is kept on the
+    # safe side (a declared model is never refused images).
+    vision_models = frozenset({"moonshot-v1-8k-vision-preview", "moonshot-v1-32k-vision-preview",
+                               "moonshot-v1-128k-vision-preview", "kimi-k2.5", "kimi-k2.6"})
+    # Web search (`-search`): the builtin `$web_search` tool, whose calls the caller hands
+    # back as their own results (https://platform.moonshot.ai/docs/guide/use-web-search,
+    # https://platform.moonshot.cn/docs/guide/use-web-search); the gateway does that.
+    search_round_trip = True
+
+    def search_body(self, body):
+        tools = [t for t in body.get("tools") or () if not (
+            isinstance(t, dict) and (t.get("function") or {}).get("name") == "$web_search")]
+        return dict(body, tools=tools + [{"type": "builtin_function",
+                                          "function": {"name": "$web_search"}}])
+
+    # Documents: the files API with purpose "file-extract"; the extracted text goes in a
+    # system message (https://platform.moonshot.ai/docs/api/files.en-US,
+    # https://platform.moonshot.ai/docs/guide/use-kimi-api-for-file-based-qa). At most
+    # 1,000 files per account: the gateway deletes its upload once it has the text.
+    def document_upload(self, filename, media_type, data, key):
+        return self.multipart_request("/files", {"purpose": "file-extract"}, "file",
+                                      filename, media_type, data, key)
+
+    def document_text_request(self, file_id, key):
+        return UpstreamRequest("GET", f"{self.base_url}/files/{file_id}/content",
+                               self.auth_headers(key))
+
+    def document_delete(self, file_id, key):
+        return UpstreamRequest("DELETE", f"{self.base_url}/files/{file_id}",
+                               self.auth_headers(key))
+
 
 @hookimpl
 def register_providers(register):

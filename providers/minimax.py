@@ -11,9 +11,11 @@ OpenAI-compatible `/chat/completions` with quirks:
 
 from __future__ import annotations
 
+import json
+
 
 from freeapi import hookimpl
-from freeapi.errors import APIError
+from freeapi.errors import APIError, invalid_request
 from freeapi.keys import redact
 from freeapi.provider import DISCOVER_OPTION, NO_BALANCE_OPTION, Provider
 from freeapi.think import ChunkThinkSplitter, split_message
@@ -130,7 +132,72 @@ class MiniMax(Provider):
             out["content"] = block + (content if isinstance(content, str) else "")
         return out
 
+    # -- beyond chat (README "Beyond chat") -------------------------------------------
+    # Speech: POST /v1/t2a_v2, streamed as events of hex audio
+    # (https://platform.minimax.io/docs/api-reference/speech-t2a-http,
+    # https://platform.minimaxi.com/document/t2a_http). speech-2.8-hd is in the official
+    # example; the other names are as third-party SDKs list them (unverified).
+    speech_models = ("speech-2.8-hd", "speech-2.8-turbo", "speech-2.6-hd", "speech-2.6-turbo",
+                     "speech-02-hd", "speech-02-turbo")
+    speech_transport = "sse"
+    # OpenAI's voice names -> MiniMax system voices
+    # (https://platform.minimax.io/docs/faq/system-voice-id); any other name is sent as
+    # a MiniMax voice_id (system, cloned or designed), which MiniMax itself checks.
+    OPENAI_VOICES = {
+        "alloy": "English_expressive_narrator", "ash": "English_Trustworth_Man",
+        "ballad": "English_magnetic_voiced_man", "coral": "English_Upbeat_Woman",
+        "echo": "English_Aussie_Bloke", "fable": "English_captivating_female1",
+        "onyx": "English_magnetic_voiced_man", "nova": "English_radiant_girl",
+        "sage": "English_CalmWoman", "shimmer": "English_compelling_lady1",
+        "verse": "English_expressive_narrator"}
+    # Streamed audio comes as mp3, pcm or flac (wav only without streaming: unverified).
+    _SPEECH_FORMATS = ("mp3", "pcm", "flac")
+
+    def speech_request(self, body, key):
+        fmt = body.get("response_format", "mp3")
+        if fmt not in self._SPEECH_FORMATS:
+            raise invalid_request(f"{self.name}: MiniMax streams {', '.join(self._SPEECH_FORMATS)}"
+                                  f" audio, not {fmt}.", param="response_format")
+        speed = body.get("speed")
+        speed = 1 if speed is None else speed
+        if not 0.5 <= speed <= 2.0:
+            raise invalid_request(f"{self.name}: MiniMax's speed is 0.5 to 2.0.",
+                                  param="speed")
+        voice = self.OPENAI_VOICES.get(body["voice"], body["voice"])
+        audio = {"format": fmt, "channel": 1,
+                 # OpenAI's pcm is 24 kHz 16-bit mono; keep that meaning.
+                 "sample_rate": 24000 if fmt == "pcm" else 32000}
+        if fmt == "mp3":
+            audio["bitrate"] = 128000
+        return self.json_request("/t2a_v2", {
+            "model": body["model"], "text": body["input"], "stream": True,
+            "output_format": "hex",
+            "voice_setting": {"voice_id": voice, "speed": speed, "vol": 1, "pitch": 0},
+            "audio_setting": audio}, key, headers={"Accept": "text/event-stream"})
+
+    def speech_decoder(self):
+        sent = bytearray()
+
+        def decode(data: str) -> bytes:
+            event = json.loads(data)
+            err = self.body_error(event)
+            if err is not None:
+                raise err
+            part = event.get("data") or {}
+            audio = bytes.fromhex(part.get("audio") or "")
+            # The last event (status 2) may repeat the whole audio: send only what is new.
+            if part.get("status") == 2 and sent and audio.startswith(sent):
+                audio = audio[len(sent):]
+            sent.extend(audio)
+            return audio
+        return decode
+
 
 @hookimpl
 def register_providers(register):
     register(MiniMax)
+
+# Speech: a voice_id MiniMax does not know is the request's fault (unverified code: the
+# official error table, https://platform.minimax.io/docs/api-reference/errorcode, was not
+# readable in full).
+_CODES.setdefault(2054, (400, "invalid_request_error", "unknown_voice"))

@@ -59,6 +59,27 @@ class OpenAICompatible(Provider):
                     split_message(choice["message"])
         return data
 
+    # -- beyond chat: an OpenAI-compatible server takes OpenAI's own requests --------
+    # (https://platform.openai.com/docs/api-reference/embeddings,
+    # .../images/create, .../audio/createSpeech); whether it serves them is the server's.
+    images_url_only = False  # it takes `response_format: b64_json` itself
+    file_parts = "pass"  # a `file` content part is the server's to take or refuse
+
+    def embeddings_request(self, body, key):
+        return self.json_request("/embeddings", body, key)
+
+    def images_request(self, body, key):
+        return self.json_request("/images/generations", body, key)
+
+    def speech_request(self, body, key):
+        return self.json_request("/audio/speech", body, key)
+
+    def transcriptions_request(self, body, key):
+        name, media_type, data = body["file"]
+        fields = {k: v for k, v in body.items() if k != "file"}
+        return self.multipart_request("/audio/transcriptions", fields, "file", name,
+                                      media_type, data, key)
+
 
 @hookimpl
 def register_providers(register):

@@ -12,13 +12,17 @@ other DashScope fields pass through untouched.
 
 from __future__ import annotations
 
+import json
 import re
+from urllib.parse import quote
 
 from freeapi import hookimpl
 from freeapi.config import ConfigError
-from freeapi.errors import APIError
+from freeapi.errors import APIError, invalid_request, vendor_error
 from freeapi.keys import redact
-from freeapi.provider import DISCOVER_OPTION, NO_BALANCE_OPTION, Provider, error_detail
+from freeapi.modalities.images import parse_size, refuse_size
+from freeapi.provider import (DISCOVER_OPTION, NO_BALANCE_OPTION, Provider, UpstreamRequest,
+                              error_detail)
 
 # Over-matching is harmless (such a model is merely streamed and assembled), missing one
 # is a vendor error, so these are matched by shape: QVQ "仅支持流式输出"
@@ -98,6 +102,102 @@ class Qwen(Provider):
                                      f"{code}): {redact(message, keys)}",
                                 type="insufficient_quota", code=code)
         return super().error_from(status, headers, body, keys)
+
+    # -- beyond chat (README "Beyond chat") -------------------------------------------
+    # Embeddings, OpenAI-compatible mode (text only, at most 10 rows; dimensions):
+    # https://www.alibabacloud.com/help/en/model-studio/text-embedding-synchronous-api
+    embedding_models = ("text-embedding-v4", "text-embedding-v3")
+    _EMBED_DIMS = {"text-embedding-v4": (2048, 1536, 1024, 768, 512, 256, 128, 64),
+                   "text-embedding-v3": (1024, 768, 512)}
+    # Images: DashScope's asynchronous task API, which serves only these two models
+    # (https://docs.qwencloud.com/api-reference/image-generation/qwen-text-to-image-async,
+    # polled per .../image-generation/qwen-text-to-image-task-query).
+    image_models = ("qwen-image-plus", "qwen-image")
+    # Their sizes. Unverified: the official size table was not retrievable; 1472*1140 and
+    # 1140*1472 are as several third-party copies of it give them.
+    _IMAGE_SIZES = ("1664*928", "1472*1140", "1328*1328", "1140*1472", "928*1664")
+    _OPENAI_SIZES = {"1024x1024": "1328*1328", "1792x1024": "1664*928",
+                     "1024x1792": "928*1664"}
+    # Vision (https://help.aliyun.com/zh/model-studio/visual-reasoning and the model
+    # list): Qwen3-VL, QVQ, and the natively multimodal Qwen3.6/3.7 (kept on the safe side:
+    # a declared model is never refused images); qwen-plus and qwq-plus take text only.
+    vision_models = frozenset({"qwen3-vl-plus", "qwen3-vl-flash", "qvq-max", "qwen-vl-max",
+                               "qwen-vl-plus", "qwen3.7-max", "qwen3.7-plus",
+                               "qwen3.6-flash"})
+
+    def native_base(self) -> str:
+        """DashScope's native API root beside the OpenAI-compatible one (same region)."""
+        base = self.base_url.rstrip("/")
+        if base.endswith("/compatible-mode/v1"):
+            return base[: -len("/compatible-mode/v1")] + "/api/v1"
+        return base
+
+    def embeddings_request(self, body, key):
+        inp, model = body["input"], body["model"]
+        if not (isinstance(inp, str) or all(isinstance(s, str) for s in inp)):
+            raise invalid_request(f"{self.name}: DashScope embeddings take text (a string or "
+                                  "an array of strings), not token ids.", param="input")
+        if isinstance(inp, list) and len(inp) > 10:
+            raise invalid_request(f"{self.name}: DashScope embeds at most 10 texts per "
+                                  f"request; got {len(inp)}.", param="input")
+        dims, allowed = body.get("dimensions"), self._EMBED_DIMS.get(model)
+        if dims is not None and allowed and dims not in allowed:
+            raise invalid_request(f"{self.name}: {model} gives {', '.join(map(str, allowed))}"
+                                  f" dimensions, not {dims}.", param="dimensions")
+        return self.json_request("/embeddings", {k: body[k] for k in (
+            "model", "input", "dimensions") if k in body}, key)
+
+    def images_request(self, body, key):
+        if (body.get("n") or 1) != 1:
+            raise invalid_request(f"{self.name}: Qwen-Image makes one image per request; "
+                                  "send n=1.", param="n")
+        size = body.get("size")
+        params = {"n": 1}
+        if size is not None:
+            w, h = parse_size(size)
+            vendor = self._OPENAI_SIZES.get(f"{w}x{h}") or f"{w}*{h}"
+            if vendor not in self._IMAGE_SIZES:
+                raise refuse_size(f"{self.name} (Qwen-Image)", size, ", ".join(
+                    s.replace("*", "x") for s in self._IMAGE_SIZES) + " (1024x1024, "
+                    "1792x1024 and 1024x1792 are mapped to the nearest)")
+            params["size"] = vendor
+        for name in ("negative_prompt", "prompt_extend", "watermark", "seed"):
+            if name in body:
+                params[name] = body[name]
+        payload = {"model": body["model"], "input": {"prompt": body["prompt"]},
+                   "parameters": params}
+        return UpstreamRequest("POST", self.native_base() +
+                               "/services/aigc/text2image/image-synthesis", {
+                                   "Content-Type": "application/json",
+                                   "X-DashScope-Async": "enable", **self.auth_headers(key)},
+                               json.dumps(payload, ensure_ascii=False).encode())
+
+    def images_answer(self, raw, key):
+        """The task's state: a poll request while it is PENDING or RUNNING, OpenAI's
+        answer once it SUCCEEDED, an error once it FAILED."""
+        out = json.loads(raw)["output"]
+        status = out.get("task_status")
+        if status in ("PENDING", "RUNNING"):
+            task = quote(str(out["task_id"]), safe="")
+            return UpstreamRequest("GET", f"{self.native_base()}/tasks/{task}",
+                                   self.auth_headers(key))
+        if status == "SUCCEEDED":
+            return {"data": [{"url": r["url"], **({"revised_prompt": r["actual_prompt"]}
+                                                 if r.get("actual_prompt") else {})}
+                             for r in out.get("results") or ()
+                             if isinstance(r, dict) and r.get("url")]}
+        code, message = str(out.get("code") or status), str(out.get("message") or "")
+        # Refused content or parameters are the request's fault; anything else the
+        # vendor's (the task cannot be retried elsewhere: it was already made).
+        bad = code.startswith(("DataInspection", "InvalidParameter", "IPInfringement"))
+        raise vendor_error(self.name, 400 if bad else 502,
+                           f"the image task {status.lower()}: {code} {message}".strip(),
+                           code=code)
+
+    def search_body(self, body):
+        """`-search`: `enable_search: true` on chat completions
+        (https://www.alibabacloud.com/help/en/model-studio/web-search)."""
+        return dict(body, enable_search=True)
 
 
 @hookimpl

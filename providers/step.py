@@ -10,6 +10,7 @@ field see it. Step Plan keys use https://api.stepfun.com/step_plan/v1 as base_ur
 from __future__ import annotations
 
 from freeapi import hookimpl
+from freeapi.errors import invalid_request
 from freeapi.provider import DISCOVER_OPTION, NO_BALANCE_OPTION, Provider
 
 
@@ -53,6 +54,44 @@ class Step(Provider):
             if isinstance(choice, dict):
                 _rename(choice.get("message"))
         return data
+
+    # -- beyond chat (README "Beyond chat") -------------------------------------------
+    # Speech, OpenAI-compatible, the audio file as the body
+    # (https://platform.stepfun.com/docs/api-reference/audio/create_audio,
+    # https://platform.stepfun.ai/docs/en/api-reference/audio/create-audio): at most
+    # 1,000 characters; wav, mp3, flac, opus, pcm; speed 0.5-2; StepFun's own voices.
+    speech_models = ("step-tts-2", "step-tts-mini", "stepaudio-2.5-tts")
+    # Vision input (https://platform.stepfun.ai/docs/en/guides/models/vision): the vision
+    # models and step-3.7-flash (images and video); step-3.5-flash takes text only.
+    vision_models = frozenset({"step-3.7-flash", "step-1o-turbo-vision", "step-1o-vision-32k",
+                               "step-1v-8k", "step-1v-32k", "step-r1-v-mini", "step-3"})
+
+    def speech_request(self, body, key):
+        if len(body["input"]) > 1000:
+            raise invalid_request(f"{self.name}: StepFun speaks at most 1,000 characters per "
+                                  "request.", param="input")
+        if body.get("response_format", "mp3") not in ("wav", "mp3", "flac", "opus", "pcm"):
+            raise invalid_request(f"{self.name}: StepFun gives wav, mp3, flac, opus or pcm.",
+                                  param="response_format")
+        if body.get("speed") is not None and not 0.5 <= body["speed"] <= 2.0:
+            raise invalid_request(f"{self.name}: StepFun's speed is 0.5 to 2.0.",
+                                  param="speed")
+        return self.json_request("/audio/speech", {k: body[k] for k in (
+            "model", "input", "voice", "response_format", "speed", "volume", "voice_label",
+            "instruction") if k in body}, key)
+
+    # Transcription (https://platform.stepfun.com/docs/api-reference/audio/transcriptions):
+    # multipart, model step-asr, response_format json/text/srt/vtt, files under 100 MB.
+    transcription_models = ("step-asr",)
+
+    def transcriptions_request(self, body, key):
+        if body["response_format"] not in ("json", "text", "srt", "vtt"):
+            raise invalid_request(f"{self.name}: StepFun transcribes to json, text, srt or "
+                                  "vtt.", param="response_format")
+        name, media_type, data = body["file"]
+        fields = {k: body[k] for k in ("model", "response_format", "hotwords") if k in body}
+        return self.multipart_request("/audio/transcriptions", fields, "file", name,
+                                      media_type, data, key)
 
 
 @hookimpl

@@ -176,7 +176,7 @@ async def test_unknown_model(gateway, upstream_state):
     assert upstream_state.requests == []
 
 
-@pytest.mark.parametrize("method,path", [("GET", "/v1/nothing"), ("POST", "/v1/embeddings"),
+@pytest.mark.parametrize("method,path", [("GET", "/v1/nothing"), ("POST", "/v1/moderations"),
                                          ("GET", "/"), ("POST", "/v2/chat/completions")])
 async def test_unknown_route(gateway, method, path):
     resp = await request(gateway + path, method, {} if method == "POST" else None)
@@ -186,7 +186,7 @@ async def test_unknown_route(gateway, method, path):
 
 async def test_unknown_route_sdk(gateway):
     with pytest.raises(openai.NotFoundError):
-        await sdk(gateway).embeddings.create(model="deepseek-chat", input="hi")
+        await sdk(gateway).moderations.create(model="deepseek-chat", input="hi")
 
 
 async def test_wrong_method(gateway):

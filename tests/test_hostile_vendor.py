@@ -119,6 +119,23 @@ async def test_callers_sharing_a_pooled_connection_never_get_another_callers_ans
     assert vendor.connections == 4
 
 
+async def test_bytes_a_vendor_sends_on_an_idle_pooled_connection_are_never_an_answer(
+        make_gateway, raw_vendor):
+    """An answer, then, a moment later while the connection idles in the pool, a whole
+    second answer: the next caller must not be handed it."""
+    def script(req):
+        tag = req.last_message
+        return [own_answer(tag), 0.05, own_answer(tag)]
+
+    vendor, base, gw = await raw_vendor(make_gateway, script)
+    for n in range(3):
+        tag = f"caller-{n}"
+        resp = await request(base + "/v1/chat/completions", "POST", chat_body(tag), key=GOOD)
+        assert json.loads(resp.body)["choices"][0]["message"]["content"] == f"answer for {tag}"
+        await asyncio.sleep(0.2)  # the stray answer arrives while the connection idles
+    assert vendor.connections == 3
+
+
 async def test_a_clean_vendor_keeps_one_connection(make_gateway, raw_vendor):
     vendor, base, gw = await raw_vendor(make_gateway, lambda req: [own_answer(req.last_message)])
     for n in range(4):

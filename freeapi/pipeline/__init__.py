@@ -80,6 +80,9 @@ chat-completions terms, for the ledger) and `relay(model, keys)` (a stream encod
 above that also has `usage` and `finished`). Key pool, failover, timeouts and the ledger
 are the same; a conversation (`conversation_id`, or `conversations.store`) always takes
 the chat path, since history is kept as chat messages.
+
+Non-chat requests (embeddings, images, speech): `Pipeline.call(operation, model=...,
+token=...)` with a `freeapi.modalities.Operation`; see freeapi/pipeline/operations.py.
 """
 
 from __future__ import annotations
@@ -94,9 +97,12 @@ from freeapi import reasoning, sse
 from freeapi.errors import APIError, UpstreamError, upstream_failure, vendor_error
 from freeapi.handlers.base import ClientGone
 from freeapi.keys import redact
+from freeapi.modalities.documents import has_files
+from freeapi.modalities.vision import check_chat, has_parts
 from freeapi.pipeline.accounting import AccountingMixin
 from freeapi.pipeline.failover import FailoverMixin, OpenStream, shutdown_error
 from freeapi.pipeline.history import ConversationMixin
+from freeapi.pipeline.operations import OperationMixin
 from freeapi.relay import StreamRelay, assemble, complete, unchanged
 from freeapi.routing import Route
 
@@ -118,7 +124,7 @@ class Answer:
         return self.data
 
 
-class Pipeline(AccountingMixin, ConversationMixin, FailoverMixin):
+class Pipeline(AccountingMixin, ConversationMixin, FailoverMixin, OperationMixin):
     """One request's way through the gateway; made by DoorHandler.prepare."""
 
     _call = None
@@ -183,7 +189,11 @@ class Pipeline(AccountingMixin, ConversationMixin, FailoverMixin):
     async def run(self, body: dict, *, model: str, stream: bool, token: str | None,
                   include_usage: bool = False, native=None) -> Answer | None:
         route = self.gateway.resolve(model)
+        parts = has_parts(body["messages"])  # content parts: images, files (one cheap pass)
+        check_chat(route, body, model, parts)  # images to a text model, chat to an embedder
         await self._admit(model, stream, route)
+        if parts and route.provider.file_parts != "pass" and has_files(body["messages"]):
+            await self._documents(route, body, token)  # `file` parts: extracted text
         await self._converse(body)
         if route.display:  # put back the reasoning the display mode kept from the client
             body["messages"] = await reasoning.for_vendor(
@@ -191,7 +201,12 @@ class Pipeline(AccountingMixin, ConversationMixin, FailoverMixin):
         elif self.handler.remembers_reasoning:  # the reasoning a client dropped
             body["messages"] = await reasoning.restore(
                 self.gateway.store, body["messages"], owner=self._owner())
-        if native is not None and self._conv is None:
+        if getattr(route, "search", False):  # the `-search` suffix (freeapi/modalities/search.py)
+            body = route.provider.search_body(body)
+            if route.provider.search_round_trip:
+                return await self._search_rounds(route, model, body, token, stream,
+                                                 include_usage)
+        elif native is not None and self._conv is None:
             self._native = native
         if not stream:
             return await self._complete(route, model, body, token)
@@ -201,6 +216,8 @@ class Pipeline(AccountingMixin, ConversationMixin, FailoverMixin):
     def _request(self, target: Route, body: dict, key):
         """The vendor request for one attempt: native when the door and provider allow
         (the client's own body, with the route's model and translation defaults)."""
+        if self._op is not None:  # embeddings, images, speech: the operation's hook
+            return self._op.request(target.provider, body, key)
         native = self._native
         if native is not None:
             req = native.request(target.provider, target.body_for(native.body), key)

@@ -115,7 +115,8 @@ class OpenStream:
 
 class FailoverMixin:
     """The pipeline's attempts; it provides gateway, handler, _client_gone, _on_queue,
-    _call, and `_request(target, body, key)` (a chat or a native request)."""
+    _call, `_op` (a non-chat operation or None) and `_request(target, body, key)` (a
+    chat, native or operation request)."""
 
     async def _attempt(self, route: Route, model: str, body: dict, token, stream: bool):
         """Send to the vendor; while nothing has reached the client, move past failures to
@@ -128,6 +129,8 @@ class FailoverMixin:
         started = time.monotonic()
         attempts, last = 0, None
         targets = [route] + gw.fallbacks_for(model, route)
+        if self._op is not None:  # a fallback that does not offer the operation is skipped
+            targets = [route] + [t for t in targets[1:] if self._op.offered(t)]
         for t_index, target in enumerate(targets):
             provider = target.provider
             try:
@@ -219,8 +222,12 @@ class FailoverMixin:
             self._call = call = gw.http.start(req.url)
             resp = await gw.http.send(call, req.method, req.url, req.headers, req.body,
                                       t.connect, first_byte)
-            if stream and resp.status == 200 and resp.headers.get(
-                    "Content-Type", "").startswith("text/event-stream"):
+            ctype = resp.headers.get("Content-Type", "")
+            if stream == "bytes" and resp.status == 200 and not ctype.startswith(
+                    "application/json"):
+                return resp, None  # a body relayed as it arrives (audio); JSON is an error
+            if stream is True and resp.status == 200 and ctype.startswith(
+                    "text/event-stream"):
                 opened = await OpenStream.first_event(resp, t.idle, started + first_byte,
                                                       self._deadline, gw.config.max_event_size)
                 err = opened.error(provider, lease.key)

@@ -99,4 +99,106 @@ class Chat(Base):
 
 
 def make_app(state: State) -> web.Application:
-    return web.Application([(r"/api/paas/v4/chat/completions", Chat, {"state": state})])
+    return web.Application([(r"/api/paas/v4/chat/completions", WebSearchChat,
+                             {"state": state})] + [
+        (path, handler, {"state": state}) for path, handler in EXTRA_ROUTES])
+
+
+# -- beyond chat: embeddings and CogView images, as docs.bigmodel.cn documents them -------
+# https://docs.bigmodel.cn/api-reference/模型-api/文本嵌入,
+# https://docs.bigmodel.cn/api-reference/模型-api/图像生成
+
+PNG = b"\x89PNG\r\n\x1a\n" + b"fake-cogview-image" * 8
+EMBED_USAGE = {"prompt_tokens": 6, "completion_tokens": 0, "total_tokens": 6}
+IMAGE_MODELS = ("cogview-3-flash", "cogview-4", "cogview-4-250304", "glm-image")
+
+
+def vector(text: str, dims: int) -> list:
+    """A deterministic vector per text, so tests can tell inputs apart."""
+    seed = sum(map(ord, text)) % 97
+    return [round((seed + i) / 128.0, 6) for i in range(dims)]
+
+
+class Embeddings(Chat):
+    async def post(self):
+        body = self.body()
+        if self.account() in (None, 401):
+            return self.fail(1002)
+        if self.account() == "poor":
+            return self.fail(1113)
+        model, inp = body.get("model"), body.get("input")
+        if model not in ("embedding-3", "embedding-2"):
+            return self.fail(1211)
+        texts = [inp] if isinstance(inp, str) else inp
+        if not isinstance(texts, list) or not texts or not all(isinstance(t, str) for t in texts) \
+                or len(texts) > 64 or set(body) - {"model", "input", "dimensions"}:
+            return self.fail(1214)
+        dims = body.get("dimensions", 2048 if model == "embedding-3" else 1024)
+        if dims not in (256, 512, 1024, 2048):
+            return self.fail(1214)
+        self.json({"model": model, "object": "list", "usage": EMBED_USAGE, "data": [
+            {"index": i, "object": "embedding", "embedding": vector(t, dims)}
+            for i, t in enumerate(texts)]})
+
+
+class Images(Chat):
+    async def post(self):
+        body = self.body()
+        if self.account() in (None, 401):
+            return self.fail(1002)
+        if body.get("model") not in IMAGE_MODELS:
+            return self.fail(1211)
+        if set(body) - {"model", "prompt", "size", "quality", "user_id", "watermark_enabled"}:
+            return self.fail(1214)
+        w, _, h = str(body.get("size", "1024x1024")).partition("x")
+        if not (w.isdigit() and h.isdigit() and 512 <= int(w) <= 2048
+                and 512 <= int(h) <= 2048 and int(w) % 16 == int(h) % 16 == 0
+                and int(w) * int(h) <= 1 << 21):
+            return self.fail(1214)
+        base = f"{self.request.protocol}://{self.request.host}"
+        self.json({"created": 1760335349, "data": [{"url": f"{base}/files/cogview.png"}],
+                   "content_filter": [{"role": "assistant", "level": 3}]})
+
+
+class ImageFile(Base):
+    def get(self):
+        self.set_header("Content-Type", "image/png")
+        self.finish(PNG)
+
+
+ERRORS.setdefault(1214, (400, "参数非法"))
+EXTRA_ROUTES = [(r"/api/paas/v4/embeddings", Embeddings), (r"/api/paas/v4/images/generations",
+                                                           Images),
+                (r"/files/cogview.png", ImageFile)]
+
+
+# The web_search tool ("Web Search in Chat", https://docs.bigmodel.cn/cn/guide/tools/web-search):
+# a tool without its `web_search` object is refused; with search_result, the answer carries
+# a top-level `web_search` list of sources.
+
+SOURCES = [{"title": "Example", "link": "https://example.com/a", "content": "…",
+            "refer": "ref_1", "media": "example.com"}]
+
+
+class WebSearchChat(Chat):
+    async def post(self):
+        import json as _json
+        body = _json.loads(self.request.body or b"{}")
+        tools = [t for t in body.get("tools") or () if isinstance(t, dict)
+                 and t.get("type") == "web_search"]
+        if not tools:
+            return await super().post()
+        opts = tools[0].get("web_search")
+        if not isinstance(opts, dict) or opts.get("enable") is not True:
+            self.body()
+            return self.json({"error": {"code": "1214", "message": "web_search tool requires "
+                                        "web_search object"}}, 400)
+        if opts.get("search_result") and not body.get("stream"):
+            original_json = self.json
+
+            def with_sources(obj, status=200):
+                if status == 200 and isinstance(obj, dict):
+                    obj = dict(obj, web_search=SOURCES)
+                original_json(obj, status)
+            self.json = with_sources
+        return await super().post()

@@ -145,7 +145,116 @@ class ToolLoopChat(Chat):
 
 def make_app(state: State) -> web.Application:
     return web.Application([
-        (r"/v1/chat/completions", ToolLoopChat, {"state": state}),
+        (r"/v1/chat/completions", WebSearchChat, {"state": state}),
         (r"/v1/users/me/balance", Balance, {"state": state}),
         (r"/v1/models", Models, {"state": state, "ids": MODELS}),
-    ])
+    ] + [(path, handler, {"state": state}) for path, handler in FILE_ROUTES])
+
+
+# -- beyond chat: the builtin $web_search tool ----------------------------------------------
+# https://platform.moonshot.ai/docs/guide/use-web-search: with the builtin tool declared,
+# the model first answers finish_reason "tool_calls" with a `$web_search` call; the caller
+# appends that message and a `tool` message whose content is the call's arguments as
+# they were, and asks again. Anything else in that tool message is refused here.
+
+import json as _json  # noqa: E402
+
+SEARCH_ARGS = {"search_result": {"search_id": "ws-7f1c"}, "usage": {"total_tokens": 1536}}
+SEARCH_USAGE = {"prompt_tokens": 30, "completion_tokens": 8, "total_tokens": 38}
+SEARCHED = "Found it on the web."
+
+
+def _declares_search(body) -> bool:
+    return any(isinstance(t, dict) and t.get("type") == "builtin_function"
+               and (t.get("function") or {}).get("name") == "$web_search"
+               for t in body.get("tools") or ())
+
+
+class WebSearchChat(ToolLoopChat):
+    async def post(self):
+        body = _json.loads(self.request.body or b"{}")
+        if not _declares_search(body) or self.account() in (None, 401, "poor"):
+            return await super().post()
+        self.body()  # record it
+        last = (body.get("messages") or [{}])[-1]
+        base = {"id": "cmpl-kimi-ws", "created": 1698999575, "model": body.get("model"),
+                "object": "chat.completion"}
+        if last.get("role") != "tool":
+            call = {"index": 0, "id": "web_search:0", "type": "builtin_function",
+                    "function": {"name": "$web_search", "arguments": _json.dumps(SEARCH_ARGS)}}
+            return self.json(dict(base, usage=SEARCH_USAGE, choices=[{
+                "index": 0, "finish_reason": "tool_calls",
+                "message": {"role": "assistant", "content": "", "tool_calls": [call]}}]))
+        if last.get("name") != "$web_search" or last.get("tool_call_id") != "web_search:0" \
+                or _json.loads(last.get("content") or "null") != SEARCH_ARGS:
+            return self.json({"error": {"message": "tool result does not match the call",
+                                        "type": "invalid_request_error"}}, 400)
+        self.json(dict(base, usage=SEARCH_USAGE, choices=[{
+            "index": 0, "finish_reason": "stop",
+            "message": {"role": "assistant", "content": SEARCHED}}]))
+
+
+# -- beyond chat: the files API with purpose "file-extract" ---------------------------------
+# https://platform.moonshot.ai/docs/api/files.en-US: a multipart upload (`file`, `purpose`),
+# the extraction as text at GET /v1/files/{id}/content, DELETE /v1/files/{id}.
+
+import itertools as _itertools  # noqa: E402
+
+_file_ids = _itertools.count(1)
+
+
+def _files(state) -> dict:
+    return state.__dict__.setdefault("files", {})
+
+
+class Files(Base):
+    def prepare(self):
+        self.state.requests.append({"path": self.request.path, "method": self.request.method,
+                                    "headers": dict(self.request.headers), "body": None})
+
+    def post(self):
+        if self.account() in (None, 401):
+            return self.json({"error": {"message": "Invalid Authentication",
+                                        "type": "invalid_authentication_error"}}, 401)
+        purpose = self.get_body_argument("purpose", None)
+        uploads = self.request.files.get("file") or []
+        if purpose != "file-extract" or len(uploads) != 1:
+            return self.json({"error": {"message": "purpose must be file-extract and one "
+                                        "file given", "type": "invalid_request_error"}}, 400)
+        up = uploads[0]
+        file_id = f"cq{next(_file_ids):06d}"
+        _files(self.state)[file_id] = {"filename": up.filename, "body": up.body,
+                                       "type": up.content_type, "key": self.key()}
+        self.json({"id": file_id, "object": "file", "bytes": len(up.body),
+                   "created_at": 1698999575, "filename": up.filename,
+                   "purpose": "file-extract", "status": "ok"})
+
+
+class FileItem(Base):
+    def prepare(self):
+        Files.prepare(self)
+
+    def _mine(self, file_id):
+        f = _files(self.state).get(file_id)
+        return f if f is not None and f["key"] == self.key() else None
+
+    def get(self, file_id):
+        f = self._mine(file_id)
+        if f is None:
+            return self.json({"error": {"message": "file not found",
+                                        "type": "resource_not_found_error"}}, 404)
+        text = f["body"].decode("utf-8", "replace")
+        self.set_header("Content-Type", "application/json")
+        self.finish(_json.dumps({"content": f"EXTRACTED: {text}", "file_type": f["type"],
+                                 "filename": f["filename"], "title": "", "type": "file"}))
+
+    def delete(self, file_id):
+        if self._mine(file_id) is None:
+            return self.json({"error": {"message": "file not found",
+                                        "type": "resource_not_found_error"}}, 404)
+        del _files(self.state)[file_id]
+        self.json({"deleted": True, "id": file_id, "object": "file"})
+
+
+FILE_ROUTES = [(r"/v1/files", Files), (r"/v1/files/([^/]+)/content", FileItem),
+               (r"/v1/files/([^/]+)", FileItem)]

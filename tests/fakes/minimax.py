@@ -90,4 +90,59 @@ def make_app(state: State) -> web.Application:
     return web.Application([
         (r"/v1/chat/completions", Chat, {"state": state}),
         (r"/v1/models", ModelList, {"state": state, "ids": MODELS}),
-    ])
+    ] + [(path, handler, {"state": state}) for path, handler in EXTRA_ROUTES])
+
+
+# -- beyond chat: T2A v2, hex audio in JSON or in events ----------------------------------
+# https://platform.minimax.io/docs/api-reference/speech-t2a-http: `stream: true` sends
+# events whose `data.audio` is a hex piece (status 1), the last (status 2) the whole audio
+# again with `extra_info`; failures are HTTP 200 with a non-zero base_resp.status_code.
+
+AUDIO = [b"ID3\x04minimax-part-1|", b"part-2|", b"part-3"]
+SYSTEM_VOICES = ("male-qn-qingse", "female-shaonv", "English_expressive_narrator",
+                 "English_radiant_girl", "English_CalmWoman")
+STATUS_MSG.setdefault(2054, "voice id not exist")
+STATUS_MSG.setdefault(2013, "invalid params")
+
+
+class T2A(Base):
+    async def post(self):
+        body = self.body()
+        account = self.account()
+        code = account if isinstance(account, int) else (1004 if account is None else 0)
+        voice = (body.get("voice_setting") or {}).get("voice_id")
+        audio_setting = body.get("audio_setting") or {}
+        if not code and voice not in SYSTEM_VOICES:
+            code = 2054
+        if not code and (not body.get("text") or audio_setting.get("format", "mp3") not in (
+                "mp3", "pcm", "flac", "wav") or body.get("stream") and
+                audio_setting.get("format") == "wav"):
+            code = 2013
+        if code:
+            return self.json({"trace_id": "01b8bf9b", "base_resp": base_resp(code)})
+        whole = b"".join(AUDIO)
+        extra = {"audio_length": 990, "audio_sample_rate": audio_setting.get("sample_rate"),
+                 "audio_size": len(whole), "usage_characters": len(body["text"]),
+                 "audio_format": audio_setting.get("format", "mp3"), "audio_channel": 1}
+        if not body.get("stream"):
+            return self.json({"data": {"audio": whole.hex(), "status": 2},
+                              "extra_info": extra, "trace_id": "01b8bf9b",
+                              "base_resp": {"status_code": 0, "status_msg": "success"}})
+        self.start_stream()
+        if body["text"].startswith("!badhex"):  # a broken event, for the gateway's sake
+            return await self.event({"data": {"audio": "zz", "status": 1}})
+        gate = self.state.__dict__.get("gate")
+        for i, piece in enumerate(AUDIO):
+            if i == 1 and body["text"].startswith("!cut"):  # the connection dies mid-audio
+                self.request.connection.stream.close()
+                return
+            if i == 1 and gate is not None:
+                await gate.wait()
+            await self.event({"data": {"audio": piece.hex(), "status": 1, "ced": ""},
+                              "trace_id": "01b8bf9b", "base_resp": base_resp()})
+        await self.event({"data": {"audio": whole.hex(), "status": 2, "ced": ""},
+                          "extra_info": extra, "trace_id": "01b8bf9b",
+                          "base_resp": base_resp()})
+
+
+EXTRA_ROUTES = [(r"/v1/t2a_v2", T2A)]

@@ -99,4 +99,109 @@ def make_app(state: State) -> web.Application:
     return web.Application([
         (r"/compatible-mode/v1/chat/completions", Chat, {"state": state}),
         (r"/compatible-mode/v1/models", Models, {"state": state, "ids": LISTED}),
-    ])
+    ] + [(path, handler, {"state": state}) for path, handler in EXTRA_ROUTES])
+
+
+# -- beyond chat: embeddings (OpenAI-compatible mode) and Qwen-Image's asynchronous tasks --
+# https://www.alibabacloud.com/help/en/model-studio/text-embedding-synchronous-api,
+# https://docs.qwencloud.com/api-reference/image-generation/qwen-text-to-image-async and
+# .../qwen-text-to-image-task-query. A prompt starting "!fail" makes a task that fails,
+# "!slow" one that never ends; others succeed after POLLS_TO_FINISH polls.
+
+import itertools  # noqa: E402
+import time as _time  # noqa: E402
+
+EMBED_USAGE = {"prompt_tokens": 5, "total_tokens": 5}
+PNG = b"\x89PNG\r\n\x1a\n" + b"fake-qwen-image" * 8
+POLLS_TO_FINISH = 2
+_task_ids = itertools.count(1)
+
+
+def native_error(code: str, message: str) -> dict:
+    return {"request_id": "31f808fd-8a5b-4e2f", "code": code, "message": message}
+
+
+class Embeddings(Base):
+    async def post(self):
+        body = self.body()
+        if self.account() in (None, 401):
+            return self.json(_error("invalid_api_key", "Incorrect API key provided.",
+                                    "invalid_request_error"), 401)
+        inp, dims = body.get("input"), body.get("dimensions", 1024)
+        texts = [inp] if isinstance(inp, str) else inp
+        if body.get("model") != "text-embedding-v4" or not isinstance(texts, list) \
+                or not all(isinstance(t, str) and t for t in texts) or len(texts) > 10 \
+                or dims not in (2048, 1536, 1024, 768, 512, 256, 128, 64):
+            return self.json(_error("InvalidParameter", "Value error, batch size is invalid, "
+                                    "it should not be larger than 10.",
+                                    "invalid_request_error"), 400)
+        self.json({"object": "list", "model": "text-embedding-v4", "id": "a3b5c8e1",
+                   "usage": EMBED_USAGE, "data": [
+                       {"object": "embedding", "index": i,
+                        "embedding": [round((len(t) + j) / 64.0, 6) for j in range(dims)]}
+                       for i, t in enumerate(texts)]})
+
+
+class ImageSynthesis(Base):
+    """POST .../services/aigc/text2image/image-synthesis: needs `X-DashScope-Async: enable`,
+    answers the new task's id; the task itself lives in state.tasks."""
+
+    async def post(self):
+        body = self.body()
+        if self.account() in (None, 401):
+            return self.json(native_error("InvalidApiKey", "Invalid API-key provided."), 401)
+        if self.request.headers.get("X-DashScope-Async") != "enable":
+            return self.json(native_error("AccessDenied", "current user api does not support "
+                                          "synchronous calls"), 403)
+        params = body.get("parameters") or {}
+        if body.get("model") not in ("qwen-image", "qwen-image-plus") or params.get(
+                "size", "1328*1328") not in ("1664*928", "1472*1140", "1328*1328",
+                                             "1140*1472", "928*1664"):
+            return self.json(native_error("InvalidParameter", "The size is not match the "
+                                          "allowed size"), 400)
+        prompt = (body.get("input") or {}).get("prompt") or ""
+        task_id = f"0385dc79-{next(_task_ids):04d}"
+        tasks = self.state.__dict__.setdefault("tasks", {})
+        tasks[task_id] = {"prompt": prompt, "polls": 0, "key": self.key()}
+        self.json({"output": {"task_status": "PENDING", "task_id": task_id},
+                   "request_id": "4909100c-7b5a-9f92"})
+
+
+class Task(Base):
+    def get(self, task_id):
+        tasks = self.state.__dict__.setdefault("tasks", {})
+        task = tasks.get(task_id)
+        if task is None or task["key"] != self.key():
+            return self.json({"request_id": "r1", "output": {
+                "task_id": task_id, "task_status": "UNKNOWN"}})
+        task["polls"] += 1
+        out = {"task_id": task_id, "submit_time": "2025-09-09 11:38:54.741"}
+        if task["prompt"].startswith("!fail"):
+            out.update(task_status="FAILED", code="DataInspectionFailed",
+                       message="Output data may contain inappropriate content.")
+        elif task["prompt"].startswith("!slow") or task["polls"] < POLLS_TO_FINISH:
+            out.update(task_status="RUNNING")
+        else:
+            base = f"{self.request.protocol}://{self.request.host}"
+            out.update(task_status="SUCCEEDED", end_time=_time.strftime("%Y-%m-%d %H:%M:%S"),
+                       results=[{"orig_prompt": task["prompt"],
+                                 "actual_prompt": task["prompt"] + ", detailed",
+                                 "url": f"{base}/files/qwen-image.png?Expires=1"}])
+        body = {"request_id": "7434edb2", "output": out}
+        if out["task_status"] == "SUCCEEDED":
+            body["usage"] = {"image_count": 1}
+        self.json(body)
+
+
+class ImageFile(Base):
+    def get(self):
+        self.set_header("Content-Type", "image/png")
+        self.finish(PNG)
+
+
+EXTRA_ROUTES = [
+    (r"/compatible-mode/v1/embeddings", Embeddings),
+    (r"/api/v1/services/aigc/text2image/image-synthesis", ImageSynthesis),
+    (r"/api/v1/tasks/([^/]+)", Task),
+    (r"/files/qwen-image.png", ImageFile),
+]

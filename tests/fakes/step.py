@@ -51,4 +51,78 @@ def make_app(state: State) -> web.Application:
     return web.Application([
         (r"/v1/chat/completions", Chat, {"state": state}),
         (r"/v1/models", Models, {"state": state, "ids": MODELS}),
-    ])
+    ] + [(path, handler, {"state": state}) for path, handler in EXTRA_ROUTES])
+
+
+# -- beyond chat: text to speech, OpenAI-compatible: the audio file is the body -----------
+# https://platform.stepfun.com/docs/api-reference/audio/create_audio. The audio leaves in
+# AUDIO's pieces; with `state.gate` (an asyncio.Event) set up, the rest waits for it.
+
+AUDIO = [b"ID3\x04step-audio-part-1|", b"part-2|", b"part-3"]
+VOICES = ("cixingnansheng", "linjiajiejie")
+TTS_MODELS = ("step-tts-mini", "step-tts-2", "stepaudio-2.5-tts")
+MEDIA = {"mp3": "audio/mpeg", "wav": "audio/wav", "flac": "audio/flac", "opus": "audio/ogg",
+         "pcm": "audio/pcm"}
+
+
+class Speech(Base):
+    async def post(self):
+        body = self.body()
+        if self.account() in (None, 401):
+            return self.json({"error": {"message": "Incorrect API key provided",
+                                        "type": "invalid_api_key"}}, 401)
+        fmt = body.get("response_format", "mp3")
+        problem = (body.get("model") not in TTS_MODELS and "model not found"
+                   or body.get("voice") not in VOICES and "voice not found"
+                   or len(body.get("input") or "") > 1000 and "input too long"
+                   or fmt not in MEDIA and "unsupported response_format")
+        if problem:
+            return self.json({"error": {"message": problem,
+                                        "type": "invalid_request_error"}}, 400)
+        self.set_header("Content-Type", MEDIA[fmt])
+        gate = self.state.__dict__.get("gate")
+        for i, piece in enumerate(AUDIO):
+            if i == 1 and gate is not None:
+                await gate.wait()
+            self.write(piece)
+            await self.flush()
+        self.finish()
+
+
+EXTRA_ROUTES = [(r"/v1/audio/speech", Speech)]
+
+
+# -- speech to text: multipart, as documented -----------------------------------------------
+# https://platform.stepfun.com/docs/api-reference/audio/transcriptions: model step-asr,
+# response_format json, text, srt or vtt (required), one audio `file`.
+
+TRANSCRIPT = "测试录制音频"
+
+
+class Transcriptions(Base):
+    def prepare(self):
+        self.state.requests.append({
+            "path": self.request.path, "headers": dict(self.request.headers),
+            "body": {k: v[0].decode() for k, v in self.request.body_arguments.items()},
+            "files": {k: [(f.filename, f.content_type, f.body) for f in v]
+                      for k, v in self.request.files.items()}})
+
+    def post(self):
+        if self.account() in (None, 401):
+            return self.json({"error": {"message": "Incorrect API key provided",
+                                        "type": "invalid_api_key"}}, 401)
+        model = self.get_body_argument("model", None)
+        fmt = self.get_body_argument("response_format", None)
+        uploads = self.request.files.get("file") or []
+        if model != "step-asr" or fmt not in ("json", "text", "srt", "vtt") \
+                or len(uploads) != 1 or not uploads[0].body:
+            return self.json({"error": {"message": "invalid parameters",
+                                        "type": "invalid_request_error"}}, 400)
+        if fmt == "json":
+            return self.json({"text": TRANSCRIPT})
+        self.set_header("Content-Type", "text/plain; charset=utf-8")
+        self.finish(TRANSCRIPT if fmt == "text" else f"1\n00:00:00,000 --> 00:00:01,000\n"
+                    f"{TRANSCRIPT}\n")
+
+
+EXTRA_ROUTES.append((r"/v1/audio/transcriptions", Transcriptions))

@@ -1,0 +1,51 @@
+"""`POST /v1/files`, `GET` / `DELETE /v1/files/{id}`, `GET /v1/files/{id}/content`: the
+gateway's small file store (freeapi/modalities/files.py) for chat `file` parts given by
+`file_id`. The file's bytes are never logged."""
+
+from __future__ import annotations
+
+import base64
+
+from freeapi import conversations as conv
+from freeapi.errors import invalid_request
+from freeapi.handlers.base import APIHandler
+from freeapi.keys import bearer
+from freeapi.modalities import files
+from freeapi.modalities.transcriptions import parse_form
+
+
+class _Files(APIHandler):
+    def _owner(self) -> str:
+        self.client_token()
+        return conv.owner_of(self.caller, bearer(self.request.headers.get("Authorization")))
+
+
+class FilesHandler(_Files):
+    async def post(self):
+        owner = self._owner()
+        if self._size > self.gateway.config.max_body_size:
+            raise self._too_large()
+        form = parse_form(self.request.headers.get("Content-Type", ""), b"".join(self._chunks))
+        purpose = form.get("purpose")
+        if not purpose:
+            raise invalid_request("`purpose` is required (e.g. user_data).", param="purpose")
+        name, media_type, data = form["file"]
+        self.write_json(await files.save(self.gateway.store, owner, name, media_type, data,
+                                         purpose))
+
+
+class FileHandler(_Files):
+    async def get(self, file_id):
+        rec = await files.load(self.gateway.store, file_id, self._owner())
+        self.write_json(files.info(file_id, rec))
+
+    async def delete(self, file_id):
+        await files.delete(self.gateway.store, file_id, self._owner())
+        self.write_json({"id": file_id, "object": "file", "deleted": True})
+
+
+class FileContentHandler(_Files):
+    async def get(self, file_id):
+        rec = await files.load(self.gateway.store, file_id, self._owner())
+        self.set_header("Content-Type", rec.get("media_type") or "application/octet-stream")
+        self.finish(base64.b64decode(rec["data"]))

@@ -1,0 +1,80 @@
+"""Beyond chat: the operations behind POST /v1/embeddings, /v1/images/generations and
+/v1/audio/speech, and the vision check of chat requests.
+
+An operation is what a front door hands `Pipeline.call` instead of a chat body: the
+client's (validated) request, how to build the vendor request for one provider and key
+(a pure provider hook: `Provider.embeddings_request` and friends, None when the vendor
+does not offer it) and how to finish the answer (`finish`, which may poll an asynchronous
+task or download images through the pipeline's `fetch`). Key pool, failover, timeouts,
+limits, the usage ledger and graceful shutdown are the pipeline's, exactly as for chat.
+"""
+
+from __future__ import annotations
+
+from freeapi.errors import APIError, invalid_request
+from freeapi.routing import MAX_MODEL_NAME
+
+
+def require_model(body: dict) -> str:
+    model = body.get("model")
+    if not isinstance(model, str) or not model.strip():
+        raise invalid_request("`model` is required and must be a non-empty string.",
+                              param="model")
+    if len(model) > MAX_MODEL_NAME:
+        raise invalid_request(f"`model` is longer than {MAX_MODEL_NAME} characters; no "
+                              "model has such a name.", param="model")
+    return model
+
+
+class Operation:
+    """One non-chat request. Subclasses set `endpoint` (the ledger's name), `capability`
+    (as in GET /v1/models), `hook` (the provider method building the vendor request) and
+    `stream` (what the pipeline expects back: False for a whole body, True for an event
+    stream, "bytes" for a body relayed as it arrives)."""
+
+    endpoint = ""
+    capability = ""
+    hook = ""
+    stream: bool | str = False
+
+    def __init__(self, body: dict, model: str):
+        self.body = body
+        self.model = model
+
+    def request(self, provider, body: dict, key):
+        return getattr(provider, self.hook)(body, key)
+
+    def offered(self, route) -> bool:
+        """Whether the route's provider offers this operation (fallbacks that do not are
+        skipped)."""
+        try:
+            return self.request(route.provider, dict(self.body, model=route.upstream_model),
+                                None) is not None
+        except APIError:
+            return True  # offered, but refuses this input: the attempt will say why
+
+    def check(self, route) -> None:
+        """Refuse, before anything is sent or counted, a model that cannot do this."""
+        p = route.provider
+        declared = getattr(p, f"{_ATTR[self.capability]}")
+        model = route.upstream_model
+        if declared and model not in declared and (model in p.models
+                                                   or model in p.modality_ids()):
+            raise invalid_request(
+                f"The model {self.model!r} is not a {self.capability} model; {p.name} "
+                f"serves {self.capability} with: {', '.join(declared)}.", param="model",
+                code="model_not_supported")
+        if not self.offered(route):
+            raise invalid_request(f"The provider {p.name} (model {self.model!r}) offers no "
+                                  f"{self.capability} API.", param="model",
+                                  code="model_not_supported")
+        # Input the vendor documents it refuses: a 400 now, not after the rpm is spent.
+        self.request(p, dict(self.body, model=model), None)
+
+    async def finish(self, pipeline, result, route):
+        """The client's answer from what the attempt returned (a body, or a stream)."""
+        raise NotImplementedError
+
+
+_ATTR = {"embeddings": "embedding_models", "images": "image_models",
+         "speech": "speech_models", "transcription": "transcription_models"}

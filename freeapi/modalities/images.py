@@ -1,0 +1,119 @@
+"""POST /v1/images/generations (https://platform.openai.com/docs/api-reference/images/create).
+
+Vendors answer with URLs (GLM CogView, Qwen-Image's task results): for
+`response_format: b64_json` the gateway downloads each image and encodes it. Qwen-Image is
+an asynchronous task at DashScope: its provider hook answers the submission with a poll
+request, which is sent with the same key, with growing pauses, until the task ends or the
+provider's `timeouts.total` runs out (504)."""
+
+from __future__ import annotations
+
+import base64
+import re
+import time
+
+from freeapi.errors import APIError, invalid_request, vendor_error
+from freeapi.modalities import Operation, require_model
+from freeapi.provider import UpstreamRequest
+
+MAX_PROMPT = 32000  # OpenAI's limit for gpt-image-1; vendors' own are checked by them
+MAX_N = 10
+MAX_IMAGE_BYTES = 32 << 20
+_SIZE = re.compile(r"^(\d{2,5})[x*×](\d{2,5})$")
+
+
+def parse_size(size: str, param: str = "size") -> tuple[int, int]:
+    """(width, height) from `1024x1024` (OpenAI) or `1024*1024` (DashScope)."""
+    m = _SIZE.match(size) if isinstance(size, str) else None
+    if not m:
+        raise invalid_request(f"`size` {size!r} is not WIDTHxHEIGHT (e.g. 1024x1024).",
+                              param=param, code="invalid_size")
+    return int(m.group(1)), int(m.group(2))
+
+
+def refuse_size(vendor: str, size: str, accepted: str) -> APIError:
+    return invalid_request(f"{vendor} does not generate images of size {size!r}; it "
+                           f"accepts {accepted}.", param="size", code="unsupported_size")
+
+
+def validate(body: dict) -> str:
+    model = require_model(body)
+    prompt = body.get("prompt")
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise invalid_request("`prompt` is required and must be a non-empty string.",
+                              param="prompt")
+    if len(prompt) > MAX_PROMPT:
+        raise invalid_request(f"`prompt` is longer than {MAX_PROMPT} characters.",
+                              param="prompt")
+    n = body.get("n", 1)
+    if n is not None and not (isinstance(n, int) and not isinstance(n, bool)
+                              and 1 <= n <= MAX_N):
+        raise invalid_request(f"`n` must be an integer from 1 to {MAX_N}.", param="n")
+    if body.get("response_format") not in (None, "url", "b64_json"):
+        raise invalid_request("`response_format` must be \"url\" or \"b64_json\".",
+                              param="response_format")
+    size = body.get("size")
+    if size is not None and size != "auto":
+        parse_size(size)
+    if body.get("stream"):
+        raise invalid_request("Streamed image generation is not supported by this gateway.",
+                              param="stream")
+    return model
+
+
+class Images(Operation):
+    endpoint = capability = "images"
+    hook = "images_request"
+
+    def __init__(self, body: dict):
+        model = validate(body)
+        self.b64 = body.get("response_format") == "b64_json"
+        if body.get("size") == "auto":
+            body = {k: v for k, v in body.items() if k != "size"}
+        super().__init__(body, model)
+
+    def request(self, provider, body: dict, key):
+        if provider.images_url_only:
+            body = {k: v for k, v in body.items() if k != "response_format"}
+        return provider.images_request(body, key)
+
+    async def finish(self, pipeline, raw: bytes, route) -> dict:
+        provider, key, polls = route.provider, pipeline.key, 0
+        while True:
+            try:
+                got = provider.images_answer(raw, key)
+            except (ValueError, KeyError, TypeError, RecursionError):
+                raise vendor_error(provider.name, 502, "the image answer was not understood"
+                                   ) from None
+            if not isinstance(got, UpstreamRequest):
+                break
+            await pipeline.pause(provider.images_poll_delay(polls), provider,
+                                 "the image task")
+            polls += 1
+            status, headers, raw = await pipeline.fetch(provider, got, 1 << 20,
+                                                        "the image task")
+            err = provider.error_from(status, headers, raw, [key] if key else [])
+            if err is not None:
+                raise err
+        data = [d for d in got.get("data") or () if isinstance(d, dict)]
+        if not data:
+            raise vendor_error(provider.name, 502, "the answer holds no image")
+        if self.b64 and provider.images_url_only:
+            for item in data:
+                url = item.pop("url", None)
+                if isinstance(url, str) and "b64_json" not in item:
+                    item["b64_json"] = await self._download(pipeline, provider, url)
+        out = {"created": got.get("created") or int(time.time()), "data": [
+            {k: v for k, v in item.items() if k in ("url", "b64_json", "revised_prompt")}
+            for item in data]}
+        return out
+
+    async def _download(self, pipeline, provider, url: str) -> str:
+        if not url.startswith(("https://", "http://")):
+            raise vendor_error(provider.name, 502, "an image URL that is not http(s)")
+        # No key goes with it: the URL is the vendor's storage, signed on its own.
+        status, _, raw = await pipeline.fetch(provider, UpstreamRequest("GET", url, {}),
+                                              MAX_IMAGE_BYTES, "the image download")
+        if status != 200 or not raw:
+            raise vendor_error(provider.name, 502, f"downloading the image gave HTTP {status}")
+        return base64.b64encode(raw).decode()

@@ -1,0 +1,287 @@
+"""The pipeline's part in non-chat requests (embeddings, images, speech): the same
+admission, routing, key pool, failover, timeouts, ledger and shutdown as chat, with the
+vendor request built by the operation's provider hook (freeapi/modalities/).
+
+After the attempt that served, an operation may need more calls to the same vendor (a
+poll of an asynchronous image task, with the key that submitted it) or to a download URL
+the vendor gave: `fetch` makes them within the request's deadline (the provider's
+`timeouts.total`), cancellable by the client leaving and by shutdown, and never fails
+over (the vendor already has the work).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+
+from freeapi import sse
+from freeapi.errors import APIError, UpstreamError, invalid_request, upstream_failure, \
+    vendor_error
+from freeapi.handlers.base import ClientGone
+from freeapi.modalities import documents
+from freeapi.modalities.search import MAX_ROUNDS, add_usage, search_calls
+from freeapi.pipeline.failover import shutdown_error
+from freeapi.relay import StreamRelay, complete
+from freeapi.store import StoreError
+
+log = logging.getLogger("freeapi.documents")
+
+
+class StreamMark:
+    """What the ledger needs of a relayed (audio) stream: its usage and whether it ended."""
+
+    usage = None
+    finished = False
+
+
+class OperationMixin:
+    """Part of the Pipeline: `call(op, model=..., token=...)` for a non-chat request."""
+
+    _op = None
+    _deadline = None
+
+    async def call(self, op, *, model: str, token: str | None):
+        """Serve `op` (a freeapi.modalities.Operation); returns what its `finish` returns
+        (a dict for the door to write, or None when it wrote the response itself)."""
+        route = self.gateway.resolve(model)
+        op.check(route)
+        self._op = op
+        await self._admit(model, op.stream is not False, route)
+        result, route = await self._attempt(route, model, op.body, token, stream=op.stream)
+        return await op.finish(self, result, route)
+
+    @property
+    def key(self) -> str | None:
+        """The vendor key that served (polls of a task must use the key that made it)."""
+        return self._lease.key if self._lease is not None else None
+
+    def remaining(self) -> float:
+        return (self._deadline or time.monotonic()) - time.monotonic()
+
+    async def fetch(self, provider, req, limit: int, what: str):
+        """One more call after the attempt that served: (status, headers, body). A request
+        past its deadline is a 504 naming `what` was still pending."""
+        remaining = self.remaining()
+        if remaining <= 0:
+            raise self.timed_out(provider, what)
+        t, gw = provider.timeouts, self.gateway
+        self._call = call = gw.http.start(req.url)
+        try:
+            resp = await gw.http.send(call, req.method, req.url, req.headers, req.body,
+                                      min(t.connect, remaining), min(t.first_byte, remaining))
+            raw = await resp.read(t.idle, limit, self._deadline)
+        except UpstreamError as e:
+            if self._client_gone:
+                raise ClientGone() from None
+            if e.kind == "aborted" and gw.shutting_down:
+                raise shutdown_error() from None
+            if e.kind == "timeout" and self.remaining() <= 0:
+                raise self.timed_out(provider, what) from None
+            raise upstream_failure(provider.name, e) from None
+        return resp.status, resp.headers, raw
+
+    @staticmethod
+    def timed_out(provider, what: str) -> APIError:
+        return APIError(504, f"{provider.name}: {what} did not finish within "
+                             f"{provider.timeouts.total:g}s (providers.{provider.name}."
+                             "timeouts.total).", type="timeout_error",
+                        code="upstream_timeout")
+
+    async def pause(self, seconds: float, provider, what: str):
+        """Wait between polls; the client leaving or shutdown ends the wait at once."""
+        if seconds >= self.remaining():
+            raise self.timed_out(provider, what)
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
+        self._queued = fut  # _stop_waiting (client gone, shutdown) fails it
+        handle = loop.call_later(seconds, lambda: fut.done() or fut.set_result(None))
+        try:
+            await fut
+        finally:
+            handle.cancel()
+            self._queued = None
+        if self.gateway.shutting_down:
+            raise shutdown_error()
+
+    # -- a vendor's builtin web search the caller must complete (Kimi's $web_search) ----
+
+    async def _search_rounds(self, route, model: str, body: dict, token, stream: bool,
+                             include_usage: bool):
+        """Kimi answers a `$web_search` call with the search's arguments, which the caller
+        hands back as the tool's result (https://platform.moonshot.ai/docs/guide/use-web-search);
+        the gateway does that until the answer is final. The rounds are non-stream; a
+        stream client gets keep-alives meanwhile, then the final answer as a stream."""
+        h = self.handler
+        writer = None
+        if stream:
+            self._writer = writer = sse.SSEWriter(h, self.gateway.config.keepalive_interval,
+                                                  h.keepalive)
+        try:
+            data, served = await self._searched(route, model, body, token)
+        except APIError as e:
+            if writer is None or not writer.committed:
+                if writer is not None:
+                    writer.stop()
+                raise
+            self._error = e.code
+            await writer.send(h.stream_error(e))
+            writer.stop()
+            return None
+        if not stream:
+            return self._parsed(complete(data, served, model))
+        relay = StreamRelay(served, model, include_usage=include_usage,
+                            keys=[self._lease.key] if self._lease else ())
+        self._watch_relay(relay)
+        encoder = h.chat_encoder(relay)
+        out = [encoder.feed(json.dumps(c, ensure_ascii=False)) for c in _as_chunks(data)]
+        try:
+            await writer.send(b"".join(out) + encoder.finish())
+        finally:
+            writer.stop()
+        h.finish()
+        return None
+
+    async def _searched(self, route, model: str, body: dict, token):
+        body = {k: v for k, v in body.items() if k != "stream_options"}
+        body["stream"] = False
+        messages, usage = list(body["messages"]), None
+        for _ in range(MAX_ROUNDS):
+            raw, route = await self._attempt(route, model, dict(body, messages=messages),
+                                             token, stream=False)
+            try:
+                data = json.loads(raw)
+                if not isinstance(data, dict):
+                    raise ValueError
+            except (ValueError, UnicodeDecodeError, RecursionError):
+                raise vendor_error(route.provider.name, 502, "the answer was not a JSON "
+                                   "object") from None
+            usage = add_usage(usage, data.get("usage"))
+            found = search_calls(data)
+            if found is None:
+                if usage is not None:
+                    data["usage"] = usage
+                return data, route
+            message, calls = found
+            messages.append(message)
+            for call in calls:
+                messages.append({"role": "tool", "tool_call_id": call.get("id"),
+                                 "name": "$web_search",
+                                 "content": call["function"].get("arguments") or "{}"})
+        raise vendor_error(route.provider.name, 502, f"still searching after {MAX_ROUNDS} "
+                           "rounds")
+
+    # -- documents: `file` content parts in chat (freeapi/modalities/documents.py) -------
+
+    async def _documents(self, route, body: dict, token) -> None:
+        """Replace each `file` part by the vendor's extraction of it, as a system message
+        before the message that carried it."""
+        p = route.provider
+        if p.document_upload("probe", "text/plain", b"-", None) is None:
+            raise invalid_request(f"{p.name} has no document API: send the document's text, "
+                                  "or ask a model of a provider that reads files (kimi).",
+                                  param="messages", code="documents_not_supported")
+        self._deadline = time.monotonic() + p.timeouts.total
+        out = []
+        for i, m in enumerate(body["messages"]):
+            parts = m.get("content") if isinstance(m, dict) else None
+            if not isinstance(parts, list) or not documents.has_files([m]):
+                out.append(m)
+                continue
+            keep = []
+            for j, part in enumerate(parts):
+                if not (isinstance(part, dict) and part.get("type") == "file"):
+                    keep.append(part)
+                    continue
+                name, media_type, raw = await documents.read_part(
+                    part, f"messages[{i}].content[{j}]", self.gateway.store, self._owner())
+                out.append({"role": "system",
+                            "content": await self._extract(p, name, media_type, raw, token)})
+            out.append(dict(m, content=keep or ""))
+        body["messages"] = out
+
+    async def _extract(self, p, name: str, media_type: str, raw: bytes, token) -> str:
+        store, cached = self.gateway.store, documents.cache_name(p.name, raw)
+        try:
+            hit = await store.kv_get(documents.NS, [cached])
+        except StoreError:
+            hit = {}
+        if isinstance(hit.get(cached), str):
+            return hit[cached]
+        gw = self.gateway
+        keys, passthrough = gw.vendor_keys(p, token)
+        pool = gw.pools[p.name]
+        try:
+            lease = await pool.acquire(keys, set(), last_resort=passthrough,
+                                       on_wait=self._on_queue)
+        finally:
+            self._queued = None
+        if lease is None:
+            raise self._no_key(pool, keys, p.name)
+        status = None
+        try:
+            status, text = await self._extract_with(p, name, media_type, raw, lease.key)
+        except APIError as e:
+            status = e.status
+            raise
+        finally:
+            if status is None:
+                lease.cancel()
+            else:
+                lease.release(status)
+        try:
+            await store.kv_put(documents.NS, cached, text, documents.TTL)
+        except StoreError as e:
+            log.warning("%s: a document's extraction was not cached: %s", p.name, e)
+        return text
+
+    async def _extract_with(self, p, name, media_type, raw, key) -> tuple[int, str]:
+        def check(status, headers, body):
+            err = p.error_from(status, headers, body, [key] if key else [])
+            if err is not None:
+                raise err
+        status, headers, body = await self.fetch(
+            p, p.document_upload(name, media_type, raw, key), 1 << 20, "the document upload")
+        check(status, headers, body)
+        try:
+            file_id = p.document_id(body)
+        except (ValueError, KeyError, TypeError):
+            raise vendor_error(p.name, 502, "the upload's answer held no file id") from None
+        status, headers, body = await self.fetch(p, p.document_text_request(file_id, key),
+                                                 64 << 20, "the document extraction")
+        check(status, headers, body)
+        text = p.document_text(body)
+        delete = p.document_delete(file_id, key)
+        if delete is not None:
+            try:  # best effort: the vendor's copy is no longer needed
+                await self.fetch(p, delete, 1 << 20, "the document deletion")
+            except APIError as e:
+                log.warning("%s: the uploaded document %s was not deleted: %s", p.name,
+                            file_id, e.message)
+        return status, text
+
+
+def _as_chunks(data: dict) -> list[dict]:
+    """A chat.completion as the chunks a stream of it would have had."""
+    base = {k: data[k] for k in ("id", "created", "model") if k in data}
+    base["object"] = "chat.completion.chunk"
+    chunks = []
+    for choice in data.get("choices") or ():
+        if not isinstance(choice, dict):
+            continue
+        message = dict(choice.get("message") or {})
+        delta = {"role": "assistant"}
+        for k in ("reasoning_content", "content", "tool_calls"):
+            if message.get(k):
+                delta[k] = message[k]
+        if "tool_calls" in delta:
+            delta["tool_calls"] = [dict(c, index=i) for i, c in enumerate(delta["tool_calls"])]
+        index = choice.get("index", 0)
+        chunks.append(dict(base, choices=[{"index": index, "delta": delta,
+                                           "finish_reason": None}]))
+        chunks.append(dict(base, choices=[{"index": index, "delta": {},
+                                           "finish_reason": choice.get("finish_reason")}]))
+    if data.get("usage"):
+        chunks.append(dict(base, choices=[], usage=data["usage"]))
+    return chunks
