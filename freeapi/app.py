@@ -11,7 +11,7 @@ import pluggy
 from tornado import web
 
 from freeapi.config import Config, ConfigError
-from freeapi.errors import APIError, UpstreamError, upstream_failure
+from freeapi.errors import APIError, UpstreamError, invalid_request, upstream_failure
 from freeapi.handlers.audio import SpeechHandler, TranscriptionsHandler
 from freeapi.handlers.base import NotFoundHandler
 from freeapi.handlers.chat import ChatCompletionsHandler
@@ -21,6 +21,7 @@ from freeapi.handlers.files import FileContentHandler, FileHandler, FilesHandler
 from freeapi.handlers.health import HealthHandler, PingHandler
 from freeapi.handlers.images import ImagesHandler
 from freeapi.handlers.models import ModelHandler, ModelsHandler
+from freeapi.handlers.responses import ResponseHandler, ResponsesHandler
 from freeapi.handlers.tokens import TokenCheckHandler
 from freeapi.handlers.keys import KeysHandler
 from freeapi.handlers.messages import CountTokensHandler, MessagesHandler
@@ -34,6 +35,9 @@ from freeapi.store import StoreError, open_store
 from freeapi.upstream import Pool
 
 _MAX_CHECK_BODY = 1 << 20
+# Pass-through keys one request may carry (`Bearer k1,k2,...`): every key is tried or
+# tracked, so the list is bounded; real clients send a handful.
+MAX_PASSTHROUGH_KEYS = 32
 
 log = logging.getLogger("freeapi.discovery")
 
@@ -66,6 +70,9 @@ class Gateway:
         self.draining = False  # no new chat requests (graceful shutdown began)
         self.shutting_down = False  # the grace period is over: in-flight work is cut
         self._resolve = pm.hook.resolve_model
+        self._rediscovery: asyncio.Future | None = None  # the discovery round in flight
+        self._last_miss_round = float("-inf")
+        self._discovery_failing: set[str] = set()  # providers whose last round failed
 
     def _pool(self, p: Provider) -> KeyPool:
         kp = p.config.key_pool
@@ -73,11 +80,17 @@ class Gateway:
         async def probe(key):
             return await self.check_key(p, key)
 
+        async def host_probe():
+            return await self.host_answers(p)
+
+        # The gateway's own keys, and a keyless provider's pseudo-key, are never forgotten
+        # for clients' pass-through keys.
+        self.health.pin(p.name, p.api_keys or [None])
         return KeyPool(p.name, self.health, max_concurrency=kp.max_concurrency,
                        max_queue=kp.queue_size, queue_timeout=kp.queue_timeout,
                        prober=probe, probe_interval=kp.recheck_interval,
                        on_change=lambda key, h: self.health_sync.publish(p.name, key, h),
-                       no_balance_wait=p.no_balance_wait())
+                       host_prober=host_probe, no_balance_wait=p.no_balance_wait())
 
     def _fallbacks(self, table: dict[str, list[str]]) -> dict[str, list[Route]]:
         out = {}
@@ -101,12 +114,76 @@ class Gateway:
                         for r in self.fallbacks[name]]
         return []
 
+    async def resolve_fresh(self, model: str) -> Route:
+        """resolve(), but a bare name nobody serves first asks the providers that list
+        their models again (at most once per discovery.on_miss seconds, all callers sharing
+        one round), so a model pulled into a local server since the last round is found."""
+        try:
+            return self.resolve(model)
+        except APIError as e:
+            if e.code != "model_not_found" or "/" in model or not self._may_rediscover():
+                raise
+        await self.rediscover()
+        return self.resolve(model)
+
+    def _may_rediscover(self) -> bool:
+        every = self.config.discovery.on_miss
+        if not every or not any(p.discover_enabled for p in self.providers.values()):
+            return False
+        if self._rediscovery is not None:
+            return True  # join the round in flight
+        return time.monotonic() - self._last_miss_round >= every
+
+    async def rediscover(self, timeout: float = 5.0) -> None:
+        """One discovery round shared by every caller that asks meanwhile."""
+        if self._rediscovery is None:
+            self._last_miss_round = time.monotonic()
+            self._rediscovery = asyncio.ensure_future(self.discover_models(timeout))
+            self._rediscovery.add_done_callback(self._round_done)
+        await asyncio.shield(self._rediscovery)
+
+    def _round_done(self, fut):
+        self._rediscovery = None
+        if not fut.cancelled() and fut.exception() is not None:
+            log.error("model discovery failed: %s", fut.exception())
+
+    async def discovery_loop(self) -> None:
+        """Discovery after startup, then every discovery.interval seconds."""
+        while True:
+            try:
+                await self.rediscover(10.0)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a round must never end the loop
+                log.exception("model discovery failed")
+            if not self.config.discovery.interval:
+                return
+            await asyncio.sleep(self.config.discovery.interval)
+
     def resolve(self, model: str) -> Route:
+        # A name the vendor could be billed for and the gateway then cannot put in its
+        # x-freeapi-upstream-model header (a 500 after the fact): refused up front.
+        bad = next((c for c in model if c < " " or "\x7f" <= c <= "\x9f" or c > "\xff"),
+                   None)
+        if bad is not None:
+            raise invalid_request(f"`model` contains U+{ord(bad):04X}; a model name is "
+                                  "printable Latin-1 text without control characters.",
+                                  param="model", code="invalid_model")
         route = self._resolve(model=model, catalog=self.catalog)
         if route is None:  # a plugin returned None and the core raised nothing
             raise APIError(404, f"The model {model!r} does not exist.", param="model",
                            code="model_not_found")
         return route
+
+    def servable(self, caller, name: str, route: Route) -> bool:
+        """Whether a request for `name` (served by `route`) can work for this caller: the
+        gateway holds keys for the provider, or needs none, or passes the caller's own
+        through; and the caller's gateway key may use the model."""
+        p = route.provider
+        if not (p.api_keys or not p.key_required or not self.auth.enabled):
+            return False
+        return caller is None or caller.models is None or \
+            Limits.model_allowed(caller, name, route)
 
     def vendor_keys(self, provider: Provider, token: str | None) -> tuple[list, bool]:
         """The vendor keys one request may use ([None]: send no key), and whether they are
@@ -116,10 +193,17 @@ class Gateway:
         if self.auth.enabled and not provider.key_required:
             return [None], False  # the caller's token is a gateway key, not the server's
         if self.auth.enabled:
-            raise APIError(401, f"The gateway holds no API key for {provider.name}: the "
+            # Not a 401: SDKs raise that as "your key is wrong", and the caller's gateway
+            # key is fine; the gateway lacks one of its own.
+            raise APIError(503, f"The gateway holds no API key for {provider.name}: the "
                                 f"operator must set providers.{provider.name}.api_keys.",
                            code="no_provider_key")
         keys = split_keys(token) if token else []
+        if len(keys) > MAX_PASSTHROUGH_KEYS:
+            raise invalid_request(
+                f"The Authorization header carries {len(keys)} API keys; a request may pass "
+                f"at most {MAX_PASSTHROUGH_KEYS} (configure larger pools on the gateway, "
+                f"under providers.{provider.name}.api_keys).", code="too_many_keys")
         if not keys and not provider.key_required:
             return [None], False
         if not keys:
@@ -147,13 +231,27 @@ class Gateway:
             raise upstream_failure(provider.name, e) from None
         return provider.key_check_result(resp.status, resp.headers, raw, [key])
 
+    async def host_answers(self, provider: Provider, timeout: float = 5.0) -> bool:
+        """Whether a keyless provider's server answers HTTP at all (any status): the probe
+        that lets traffic back to a host that could not be reached."""
+        req = provider.models_request(None)
+        t = provider.timeouts
+        call = self.http.start(req.url)
+        try:
+            resp = await self.http.send(call, req.method, req.url, req.headers, req.body,
+                                        min(t.connect, timeout), min(t.first_byte, timeout))
+            await resp.read(timeout, _MAX_CHECK_BODY, time.monotonic() + timeout)
+        except UpstreamError:
+            return False
+        return True
+
     async def discover_models(self, timeout: float = 10.0) -> None:
         """Ask each provider that lists its models (GET /models) for them, then swap in a
         Catalog that includes them. Run after the server listens, so a slow or dead vendor
         never delays startup; a provider whose answer fails keeps its static list."""
-        found = await asyncio.gather(*(self._discover(p, timeout) for p in
-                                       self.providers.values() if p.discover_enabled))
-        if not any(found):
+        changed = await asyncio.gather(*(self._discover(p, timeout) for p in
+                                         self.providers.values() if p.discover_enabled))
+        if not any(changed):
             return
         try:
             self.catalog = Catalog(self.providers, self.config.models)
@@ -161,6 +259,8 @@ class Gateway:
             log.error("model discovery: keeping the startup catalog: %s", e)
 
     async def _discover(self, p: Provider, timeout: float) -> bool:
+        """Whether the provider's list changed. A failure is logged once per streak (the
+        round repeats every discovery.interval)."""
         key = p.api_keys[0] if p.api_keys else None
         if key is None and p.key_required:
             return False  # pass-through keys: nothing to ask with until a client calls
@@ -171,17 +271,24 @@ class Gateway:
                                         min(p.timeouts.connect, timeout), timeout)
             raw = await resp.read(timeout, 8 << 20, time.monotonic() + timeout)
         except UpstreamError as e:
-            log.warning("%s: model discovery failed, using the configured list: %s", p.name, e)
+            self._discovery_failed(p, f"failed: {e}")
             return False
         ids = p.parse_models(resp.status, raw)
         if ids is None:
-            log.warning("%s: model discovery got HTTP %d, using the configured list", p.name,
-                        resp.status)
+            self._discovery_failed(p, f"got HTTP {resp.status}")
+            return False
+        self._discovery_failing.discard(p.name)
+        if tuple(ids) == tuple(getattr(p, "_discovered", ())):
             return False
         p.set_discovered(ids)
         log.info("%s: discovered %d model(s): %s", p.name, len(ids), ", ".join(ids[:20]) +
                  (" ..." if len(ids) > 20 else ""))
         return True
+
+    def _discovery_failed(self, p: Provider, what: str):
+        level = logging.DEBUG if p.name in self._discovery_failing else logging.WARNING
+        self._discovery_failing.add(p.name)
+        log.log(level, "%s: model discovery %s; using the models known so far", p.name, what)
 
     async def housekeeping(self, every: float = 3600.0):
         """Keep the usage ledger to state.ledger_days, checked hourly. Every worker does it;
@@ -239,6 +346,8 @@ def make_app(gateway: Gateway) -> web.Application:
         (r"/v1/keys", KeysHandler),
         (r"/v1/conversations", ConversationsHandler),
         (r"/v1/conversations/([^/]+)", ConversationHandler),
+        (r"/(?:v1/)?responses", ResponsesHandler),
+        (r"/(?:v1/)?responses/([^/]+)", ResponseHandler),
         (r"/ping", PingHandler),
         (r"/healthz", HealthHandler),
     ]

@@ -13,7 +13,7 @@ import sys
 from freeapi import __version__
 from freeapi.app import Gateway, make_app
 from freeapi.checkkeys import check_keys
-from freeapi.config import ConfigError, load_config
+from freeapi.config import ConfigError, load_config, plain_http_to_remote
 from freeapi.keys import public_url, redact_log
 from freeapi.plugins import make_plugin_manager, provider_types
 from freeapi.server import make_server, raise_fd_limit
@@ -95,11 +95,15 @@ async def serve(gateway: Gateway, reuse_port: bool = False):
         # public_url: a base_url may carry a proxy's credentials or a key in its query.
         log.info("provider %s (%s) at %s, %s: %s", name, p.type_name,
                  public_url(p.base_url), keys, ", ".join(p.model_ids()) or "no models listed")
+        if plain_http_to_remote(p.base_url):
+            log.warning("provider %s: %s is plain http:// to a host that is not local; keys "
+                        "and prompts cross the network unencrypted (use https://)", name,
+                        public_url(p.base_url))
     log.info("freeapi %s listening on http://%s:%d/v1 (gateway auth %s, up to %d "
              "connections)", __version__, cfg.host, cfg.port,
              "on" if gateway.auth.enabled else "off", server.max_connections)
     log.info("state: %s", gateway.store.describe())
-    discovery = asyncio.ensure_future(gateway.discover_models())
+    discovery = asyncio.ensure_future(gateway.discovery_loop())
     housekeeping = asyncio.ensure_future(gateway.housekeeping())
     gateway.health_sync.start()  # shared stores only; gateway.close() stops it
     stop = asyncio.Event()

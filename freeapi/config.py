@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from dataclasses import dataclass, field
@@ -13,11 +14,12 @@ from freeapi.config_state import (ConversationsConfig, Price, StateConfig,
                                   parse_conversations, parse_prices, parse_state)
 from freeapi.config_vendor import (ReasoningConfig, parse_patterns, parse_reasoning,
                                   parse_translations)
+from freeapi.config_state import ResponsesConfig, parse_responses
 from freeapi.configbase import (ConfigError, _expect, _integer, _interpolate, _mapping,
-                                _number, _string_list, _unknown)
+                                _non_negative, _number, _string_list, _unknown)
 
 # StateConfig, Price and ConfigError are defined beside, used from here.
-__all__ = ["Config", "ConfigError", "ConversationsConfig", "Failover", "GatewayKey",
+__all__ = ["Config", "ConfigError", "ConversationsConfig", "Discovery", "Failover", "GatewayKey",
            "KeyPoolConfig", "Price", "ProviderConfig", "StateConfig", "Timeouts",
            "load_config", "parse_config"]
 
@@ -57,6 +59,7 @@ class ProviderConfig:
     options: dict = field(default_factory=dict)
     translations: dict = field(default_factory=dict)  # old name -> (model, body defaults)
     patterns: list[str] | None = None  # name globs; None: the provider type's own
+    responses_base_url: str | None = None  # the vendor's own Responses API (/v1/responses)
 
 
 @dataclass
@@ -65,6 +68,16 @@ class Failover:
     to the next fallback target, within these bounds."""
     max_attempts: int = 5
     max_time: float = 60.0
+
+
+@dataclass
+class Discovery:
+    """Model discovery (GET /models of providers that list their models): at startup, then
+    every `interval` seconds (0: startup only), and when a request names a bare model
+    nobody serves, at most once per `on_miss` seconds (0: never), so a local server
+    started after the gateway is found without a restart."""
+    interval: float = 300.0
+    on_miss: float = 10.0
 
 
 @dataclass
@@ -107,10 +120,12 @@ class Config:
     models: dict[str, str] = field(default_factory=dict)
     fallbacks: dict[str, list[str]] = field(default_factory=dict)
     failover: Failover = field(default_factory=Failover)
+    discovery: Discovery = field(default_factory=Discovery)
     state: StateConfig = field(default_factory=StateConfig)
     prices: dict[str, Price] = field(default_factory=dict)
     conversations: ConversationsConfig = field(default_factory=ConversationsConfig)
     reasoning: ReasoningConfig = field(default_factory=ReasoningConfig)
+    responses: ResponsesConfig = field(default_factory=ResponsesConfig)
 
 
 _LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -147,6 +162,9 @@ def _timeouts(value, path) -> Timeouts:
 
 def _provider(name: str, value, path: str, provider_types: dict) -> ProviderConfig:
     section = _mapping(value, path)
+    # Any type may name its vendor's own Responses API, for the /v1/responses door.
+    native = section.get("responses_base_url")
+    section = {k: v for k, v in section.items() if k != "responses_base_url"}
     ptype = section.get("type", name)
     _expect(ptype, (str,), f"{path}.type", "a string")
     cls = provider_types.get(ptype)
@@ -169,6 +187,16 @@ def _provider(name: str, value, path: str, provider_types: dict) -> ProviderConf
             port = 0
         if port == 0:  # (the URL is not quoted back: it may hold credentials)
             raise ConfigError(f"{path}.base_url", "the port must be a number from 1 to 65535")
+        parts = urlsplit(url)
+        if "@" in parts.netloc:
+            # They would be dropped, not sent: say so rather than fail at the vendor.
+            raise ConfigError(f"{path}.base_url", "credentials in the URL (user:password@) "
+                                                  "are not supported; put the vendor key "
+                                                  f"in {path}.api_keys")
+        if parts.query or parts.fragment or url.rstrip("/").endswith(("?", "#")):
+            raise ConfigError(f"{path}.base_url", "a ?query or #fragment is not supported: "
+                                                  "the gateway appends paths such as "
+                                                  "/chat/completions to the URL")
         pc.base_url = url.rstrip("/")
     pc.api_keys = _string_list(section.get("api_keys"), f"{path}.api_keys")
     for i, key in enumerate(pc.api_keys):
@@ -187,7 +215,22 @@ def _provider(name: str, value, path: str, provider_types: dict) -> ProviderConf
         if v is not None:
             _expect(v, types, f"{path}.{key}", "/".join(t.__name__ for t in types))
         pc.options[key] = v
+    if native is not None and native is not False:
+        pc.responses_base_url = _responses_url(native, pc.base_url or cls.default_base_url,
+                                               f"{path}.responses_base_url")
     return pc
+
+
+def _responses_url(value, base_url: str | None, path: str) -> str:
+    """A URL, or a path on the host of `base_url` (so a region or a test server follows);
+    `/responses` is appended to it."""
+    value = _expect(value, (str,), path, "a URL, a path on base_url's host, or false").strip()
+    if value.startswith("/") and base_url:
+        parts = urlsplit(base_url)
+        value = f"{parts.scheme}://{parts.netloc}{value}"
+    if not re.match(r"^https?://[^/\s]+", value):
+        raise ConfigError(path, "expected an http(s):// URL, a path on base_url's host, or false")
+    return value.rstrip("/")
 
 
 def parse_config(raw, provider_types: dict, base_dir: str | None = None) -> Config:
@@ -195,7 +238,7 @@ def parse_config(raw, provider_types: dict, base_dir: str | None = None) -> Conf
     config file's directory, which relative paths are relative to (None: no file)."""
     root = _interpolate(_mapping(raw, ""), "")
     _unknown(root, {"server", "auth", "providers", "models", "fallbacks", "failover", "state",
-                    "prices", "conversations", "reasoning"}, "")
+                    "prices", "conversations", "reasoning", "discovery", "responses"}, "")
     cfg = Config()
 
     server = _mapping(root.get("server"), "server")
@@ -209,7 +252,10 @@ def parse_config(raw, provider_types: dict, base_dir: str | None = None) -> Conf
         if not 0 < cfg.port < 65536:
             raise ConfigError("server.port", "must be between 1 and 65535")
     if "max_body_size" in server:
-        cfg.max_body_size = int(_number(server["max_body_size"], "server.max_body_size"))
+        size = _number(server["max_body_size"], "server.max_body_size")
+        if not size.is_integer():  # 0.5 must not quietly become 0
+            raise ConfigError("server.max_body_size", "expected a whole number of bytes")
+        cfg.max_body_size = int(size)
     if "keepalive_interval" in server:
         cfg.keepalive_interval = _number(server["keepalive_interval"], "server.keepalive_interval")
     if "shutdown_grace" in server:
@@ -291,10 +337,16 @@ def parse_config(raw, provider_types: dict, base_dir: str | None = None) -> Conf
         cfg.failover.max_attempts = _integer(failover["max_attempts"], "failover.max_attempts")
     if "max_time" in failover:
         cfg.failover.max_time = _number(failover["max_time"], "failover.max_time")
+    discovery = _mapping(root.get("discovery"), "discovery")
+    _unknown(discovery, Discovery.__dataclass_fields__, "discovery")
+    for key in ("interval", "on_miss"):
+        if key in discovery:
+            setattr(cfg.discovery, key, _non_negative(discovery[key], f"discovery.{key}"))
     cfg.state = parse_state(root.get("state"), base_dir)
     cfg.prices = parse_prices(root.get("prices"))
     cfg.conversations = parse_conversations(root.get("conversations"))
     cfg.reasoning = parse_reasoning(root.get("reasoning"))
+    cfg.responses = parse_responses(root.get("responses"))
 
     if not cfg.gateway_keys and not cfg.allow_anonymous:
         for pc in cfg.providers.values():
@@ -307,6 +359,28 @@ def parse_config(raw, provider_types: dict, base_dir: str | None = None) -> Conf
     return cfg
 
 
+# Networks that do not leave the operator's site: RFC 1918, carrier-grade NAT (Tailscale),
+# IPv6 unique local. (ipaddress's is_private also counts the documentation ranges.)
+_LOCAL_NETS = [ipaddress.ip_network(n) for n in ("10.0.0.0/8", "172.16.0.0/12",
+                                                 "192.168.0.0/16", "100.64.0.0/10", "fc00::/7")]
+
+
+def plain_http_to_remote(url: str) -> bool:
+    """An http:// URL whose host is not this machine or a private network: keys and
+    prompts would cross the internet unencrypted (startup logs a warning)."""
+    parts = urlsplit(url)
+    if parts.scheme != "http":
+        return False
+    host = (parts.hostname or "").rstrip(".")
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        # localhost, a compose service name or a LAN name stay local; others are public
+        return "." in host and not host.endswith((".localhost", ".local", ".internal",
+                                                  ".lan"))
+    return not (ip.is_loopback or ip.is_link_local or any(ip in net for net in _LOCAL_NETS))
+
+
 def load_config(path: str | None, provider_types: dict) -> Config:
     if path is None:
         return parse_config(None, provider_types)
@@ -315,6 +389,9 @@ def load_config(path: str | None, provider_types: dict) -> Config:
             raw = yaml.safe_load(f)
     except OSError as e:
         raise ConfigError("", f"cannot read {path}: {e.strerror}") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError("", f"{path}: not UTF-8 text (byte 0x{e.object[e.start]:02x} at "
+                              f"offset {e.start})") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

@@ -31,6 +31,16 @@ class ConversationsConfig:
     max_turns: int = 100  # stored turns; the oldest are dropped beyond
     max_bytes: int = 1 << 20  # stored JSON per conversation; the oldest turns dropped beyond
     max_history_chars: int = 200_000  # history sent to the vendor (about 50k tokens)
+    # conversations one caller may start within `ttl` (so at most this many live at once)
+    max_per_caller: int = 1000
+
+
+@dataclass
+class ResponsesConfig:
+    """Responses kept for GET /v1/responses/{id} and `previous_response_id`
+    (freeapi/handlers/responses.py)."""
+    ttl: float = 7 * 86400.0  # seconds a stored response lives
+    max_bytes: int = 4 << 20  # JSON per stored response; a larger one is not kept
 
 
 @dataclass
@@ -95,7 +105,18 @@ def parse_conversations(value) -> ConversationsConfig:
         cc.store = _expect(section["store"], (bool,), "conversations.store", "true or false")
     if "ttl" in section:
         cc.ttl = _number(section["ttl"], "conversations.ttl")
-    for key in ("max_turns", "max_bytes", "max_history_chars"):
+    for key in ("max_turns", "max_bytes", "max_history_chars", "max_per_caller"):
         if key in section:
             setattr(cc, key, _integer(section[key], f"conversations.{key}"))
     return cc
+
+
+def parse_responses(value) -> ResponsesConfig:
+    section = _mapping(value, "responses")
+    _unknown(section, ResponsesConfig.__dataclass_fields__, "responses")
+    rc = ResponsesConfig()
+    if "ttl" in section:
+        rc.ttl = _number(section["ttl"], "responses.ttl")
+    if "max_bytes" in section:
+        rc.max_bytes = _integer(section["max_bytes"], "responses.max_bytes")
+    return rc

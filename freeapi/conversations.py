@@ -34,6 +34,7 @@ _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,127}$")
 _KEEP = ("role", "content", "name", "tool_calls", "tool_call_id", "prefix", "partial")
 # Kept only on assistant turns that made tool calls.
 _REASONING = ("reasoning_content", "reasoning_details")
+ANONYMOUS = "anonymous"
 
 
 def new_id() -> str:
@@ -64,7 +65,7 @@ def owner_of(caller, token: str | None) -> str:
         except APIError:
             keys = [token]
         return "v:" + hashlib.sha256(",".join(sorted(keys)).encode()).hexdigest()[:32]
-    return "anonymous"  # no credentials at all (a keyless local model): ids are the secret
+    return ANONYMOUS  # no credentials at all: no conversations (see pipeline/history.py)
 
 
 def size(messages) -> int:

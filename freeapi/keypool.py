@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import math
 import random
 import time
 from collections import OrderedDict, deque
@@ -27,6 +28,13 @@ ERROR_RATIO = 0.5
 ERROR_COOLDOWN = 30.0
 BACKOFF_BASE, BACKOFF_CAP = 1.0, 120.0
 PASSTHROUGH_MEMORY = 10000
+# A keyless provider (a local llama.cpp, Ollama) is one pseudo-key, None: its health is its
+# host's. A host that cannot be reached is probed every HOST_PROBE_INTERVAL seconds (any
+# HTTP answer brings traffic back), and requests meanwhile fail at once with the real
+# error; after HOST_RETRY_MAX seconds requests try the host themselves even without a
+# probe's answer.
+HOST_PROBE_INTERVAL = 1.0
+HOST_RETRY_MAX = 10.0
 _NOTHING = object()
 
 
@@ -38,6 +46,7 @@ class KeyHealth:
     last_error: str | None = None
     last_error_at: float | None = None  # wall clock, for humans
     marked_at: float = 0.0       # wall clock of the last invalid/no_balance/restore verdict
+    down: str | None = None      # keyless host: the failure kind that made it unreachable
     outcomes: deque = field(default_factory=lambda: deque(maxlen=50))  # (t, ok)
 
     def usable(self, now: float) -> bool:
@@ -48,37 +57,45 @@ class KeyHealth:
 
 
 class HealthStore:
-    """In-process key health. Methods are the whole interface a shared backend implements."""
+    """In-process key health. Methods are the whole interface a shared backend implements.
+
+    Server-side keys (and a keyless provider's pseudo-key) are `pin`ned: their records are
+    never evicted. Every other key is a client's pass-through key, which anyone can send
+    any number of: those records form a least-recently-used cache of `limit` entries whose
+    eviction is O(1) (a flood of made-up keys costs a dict operation each, and can never
+    push out what the gateway knows about its own keys).
+    """
 
     def __init__(self, limit: int = PASSTHROUGH_MEMORY):
-        self._h: OrderedDict[tuple, KeyHealth] = OrderedDict()
+        self._pinned: dict[tuple, KeyHealth] = {}
+        self._h: OrderedDict[tuple, KeyHealth] = OrderedDict()  # pass-through keys, LRU
         self._limit = limit
 
-    def get(self, pool: str, key: str) -> KeyHealth:
+    def pin(self, pool: str, keys) -> None:
+        for key in keys:
+            k = (pool, key)
+            if k not in self._pinned:
+                self._pinned[k] = self._h.pop(k, None) or KeyHealth()
+
+    def get(self, pool: str, key) -> KeyHealth:
         k = (pool, key)
+        h = self._pinned.get(k)
+        if h is not None:
+            return h
         h = self._h.get(k)
         if h is None:
             h = self._h[k] = KeyHealth()
             if len(self._h) > self._limit:
-                self._evict()
+                # The least recently used client key goes: a key a client keeps sending is
+                # touched by every request and stays known.
+                self._h.popitem(last=False)
         else:
-            self._h.move_to_end(k)  # least recently used first out; pools touch their keys
+            self._h.move_to_end(k)
         return h
 
-    def _evict(self):
-        # Forget healthy keys first; a broken key's state is worth keeping, but not without
-        # bound: anyone can send any number of made-up pass-through keys.
-        over = len(self._h) - self._limit
-        for k, h in list(self._h.items())[:over]:
-            if h.state == OK:
-                del self._h[k]
-                over -= 1
-        while over > 0:
-            self._h.popitem(last=False)
-            over -= 1
-
     def items(self, pool: str):
-        return [(k[1], h) for k, h in self._h.items() if k[0] == pool]
+        return [(k[1], h) for d in (self._pinned, self._h) for k, h in d.items()
+                if k[0] == pool]
 
 
 def retry_after_seconds(value: str | None) -> float | None:
@@ -127,7 +144,7 @@ class KeyPool:
     def __init__(self, name: str, store: HealthStore, *, max_concurrency: int | None = None,
                  max_queue: int = 100, queue_timeout: float = 30.0, prober=None,
                  probe_interval: float = 60.0, probe_cap: float = 900.0, on_change=None,
-                 no_balance_wait: float | None = None):
+                 host_prober=None, no_balance_wait: float | None = None):
         self.name = name
         # (key, KeyHealth) after a verdict other processes should hear of: a cooldown, an
         # invalid / out-of-balance key, or such a key restored.
@@ -144,6 +161,8 @@ class KeyPool:
         self._prober = prober  # async (key) -> bool | None (None: could not tell)
         self._probes: dict[str, asyncio.Task] = {}
         self.probe_interval, self.probe_cap = probe_interval, probe_cap
+        self._host_prober = host_prober  # async () -> bool: the keyless host answered
+        self._host_probe: asyncio.Task | None = None
         # Seconds an out-of-balance key stays out when the vendor's key check cannot see a
         # balance (a GET /models or one-token chat would restore it at once, to fail again);
         # None: the key check sees the balance and is what restores the key.
@@ -221,6 +240,32 @@ class KeyPool:
                 if waiter in self._waiters:
                     self._waiters.remove(waiter)
 
+    def refusal(self, keys: list) -> APIError:
+        """Why `acquire(keys)` found no key: the keyless host is down (the real 502/504,
+        with a short Retry-After), every key cools down (429), or none is usable (503)."""
+        now = time.monotonic()
+        if None in keys:
+            h = self.store.get(self.name, None)
+            if h.down is not None and h.state == COOLDOWN and h.until > now:
+                timeout = h.down == "timeout"
+                what = "did not answer in time" if timeout else (
+                    "could not be reached" if h.down == "connect" else "dropped the connection")
+                return APIError(504 if timeout else 502,
+                                f"{self.name}: the server {what} moments ago; the gateway "
+                                f"checks it every {HOST_PROBE_INTERVAL:g}s and lets requests "
+                                "through as soon as it answers.",
+                                type="timeout_error" if timeout else None,
+                                code="upstream_timeout" if timeout else "upstream_unreachable",
+                                retry_after=str(max(1, math.ceil(HOST_PROBE_INTERVAL))))
+        wait = self.wait_hint(keys)
+        if wait is not None:
+            return APIError(429, f"{self.name}: every key is cooling down after rate limits; "
+                                 f"retry in {wait:.0f}s.", code="keys_cooling_down",
+                            retry_after=str(max(1, round(wait))))
+        return APIError(503, f"{self.name}: no usable API key (all are invalid or out of "
+                             "balance; they are re-checked in the background).",
+                        code="no_usable_key")
+
     def wait_hint(self, keys: list[str]) -> float | None:
         """Seconds until the first cooling key in `keys` is usable again."""
         now = time.monotonic()
@@ -255,12 +300,23 @@ class KeyPool:
         if status is not None and status < 400:
             h.outcomes.append((now, True))
             h.strikes = 0
+            h.down = None
             if h.state in (INVALID, NO_BALANCE):  # the vendor just took it: live again
                 h.state = OK
                 self._changed(key, h)
             return
         h.last_error = f"HTTP {status}" if status else (error or "error")
         h.last_error_at = time.time()
+        if status is not None:
+            h.down = None  # whatever it said, the host answered
+        if key is None and (status is None or status >= 500):
+            # A keyless provider's pseudo-key is its host. A 5xx is an answer (often to one
+            # client's bad request): the caller gets it, nobody else is locked out. A host
+            # that cannot be reached fails fast until a probe sees it answer again.
+            if status is None:
+                h.state, h.until, h.down = COOLDOWN, now + HOST_RETRY_MAX, error or "error"
+                self._schedule_host_probe()
+            return
         if status == 429:
             h.strikes += 1
             wait = retry_after_seconds(retry_after)
@@ -349,6 +405,32 @@ class KeyPool:
         finally:
             self._probes.pop(key, None)
 
+    def _schedule_host_probe(self):
+        if self._host_prober is None or self._host_probe is not None:
+            return
+        try:
+            self._host_probe = asyncio.get_running_loop().create_task(self._probe_host())
+        except RuntimeError:
+            pass
+
+    async def _probe_host(self):
+        try:
+            while True:
+                h = self.store.get(self.name, None)
+                if h.down is None or h.state != COOLDOWN:
+                    return
+                await asyncio.sleep(HOST_PROBE_INTERVAL)
+                try:
+                    up = await self._host_prober()
+                except Exception:
+                    up = False
+                if up and h.down is not None:
+                    h.state, h.until, h.down = OK, 0.0, None
+                    self._wake()
+                    return
+        finally:
+            self._host_probe = None
+
     def _probing(self, key) -> bool:
         # Out of balance on a vendor whose check cannot see balances: only the pause ends it.
         h = self.store.get(self.name, key)
@@ -358,6 +440,8 @@ class KeyPool:
     def close(self):
         for task in self._probes.values():
             task.cancel()
+        if self._host_probe is not None:
+            self._host_probe.cancel()
 
     def status(self, keys: list[str]) -> list[dict]:
         now = time.monotonic()

@@ -1,13 +1,16 @@
 """One ledger entry per chat request, from what the vendor really reported.
 
-Token counts come only from the vendor's `usage` object; when a vendor sends none (a
-stream from a vendor that reports usage only on request, a failed request), the counts
-are null, never estimated.
+Token counts come from the vendor's `usage` object. When a stream was served but its
+usage never came (the client hung up, the stream was cut, the vendor reports none), the
+gateway estimates them (`estimate_usage`) and marks the entry `estimated`, so token limits
+cannot be dodged by disconnecting before the last chunk; a request that failed before
+anything was served has null counts.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import time
 
 _DECODER = json.JSONDecoder()
@@ -48,6 +51,42 @@ def tokens_spent(counts: dict) -> int:
     if counts["total_tokens"] is not None:
         return counts["total_tokens"]
     return (counts["prompt_tokens"] or 0) + (counts["completion_tokens"] or 0)
+
+
+CHARS_PER_TOKEN = 4  # a common rule of thumb for English text and JSON
+
+
+class StreamSizes:
+    """Sizes of a stream's data events, counted as they pass (cheaply: no parsing)."""
+
+    __slots__ = ("events", "size", "smallest")
+
+    def __init__(self):
+        self.events = self.size = 0
+        self.smallest = None
+
+    def __call__(self, events: list[str]) -> None:
+        for ev in events:
+            if ev == "[DONE]":
+                continue
+            n = len(ev)
+            self.events += 1
+            self.size += n
+            if self.smallest is None or n < self.smallest:
+                self.smallest = n
+
+
+def estimate_usage(prompt_chars: int, sizes: StreamSizes) -> dict:
+    """A usage object in OpenAI's shape from what the gateway saw: prompt tokens are the
+    sent messages' JSON characters / 4; completion tokens are the streamed text / 4, where
+    each event's text is its size beyond the smallest event's (every event is the same JSON
+    frame around a piece of text), and at least one token per event (vendors stream about
+    one token per event)."""
+    prompt = math.ceil(prompt_chars / CHARS_PER_TOKEN)
+    text = sizes.size - sizes.events * (sizes.smallest or 0)
+    completion = max(sizes.events, math.ceil(text / CHARS_PER_TOKEN))
+    return {"prompt_tokens": prompt, "completion_tokens": completion,
+            "total_tokens": prompt + completion}
 
 
 def usage_from_body(body) -> dict | None:

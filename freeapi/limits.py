@@ -52,6 +52,13 @@ class Limits:
         names = (model, route.upstream_model, f"{route.provider.name}/{route.upstream_model}")
         return any(fnmatchcase(name, pattern) for pattern in caller.models for name in names)
 
+    @staticmethod
+    def target_allowed(caller, route) -> bool:
+        """A fallback target, by its own names only: the requested name the caller may
+        use says nothing about another provider's model."""
+        names = (route.upstream_model, f"{route.provider.name}/{route.upstream_model}")
+        return any(fnmatchcase(name, pattern) for pattern in caller.models for name in names)
+
     def _token_hits(self, caller, amount: int, now: float) -> list[tuple[str, Hit]]:
         cid = self.counter_id(caller)
         day = time.strftime("%Y%m%d", time.gmtime(now))

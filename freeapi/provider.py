@@ -120,6 +120,7 @@ class Provider:
             raise ConfigError(f"providers.{self.name}.base_url",
                               f"required for providers of type {self.type_name}")
         self.api_keys = list(config.api_keys)
+        self.responses_url = config.responses_base_url  # /v1/responses passes through there
         self.timeouts = config.timeouts
         # Types that declare DISCOVER_OPTION ask GET /models at startup (freeapi.app).
         self.discover_enabled = bool(config.options.get("discover"))

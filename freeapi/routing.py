@@ -217,6 +217,12 @@ class Catalog:
                 names += [name + suffix for suffix in DISPLAY_SUFFIXES]
         return names
 
-    def listing(self) -> list[dict]:
-        return [{"id": name, "object": "model", "created": self.created,
-                 "owned_by": self.resolve(name).provider.owned_by} for name in self.names()]
+    def listing(self, servable=None) -> list[dict]:
+        """The models list; `servable(name, route)` leaves out what a caller cannot use."""
+        out = []
+        for name in self.names():
+            route = self.resolve(name)
+            if servable is None or servable(name, route):
+                out.append({"id": name, "object": "model", "created": self.created,
+                            "owned_by": route.provider.owned_by})
+        return out

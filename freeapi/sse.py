@@ -119,6 +119,10 @@ DONE = b"data: [DONE]\n\n"
 KEEPALIVE = b": keep-alive\n\n"
 
 
+class WriteTimeout(StreamClosedError):
+    """A write to the client did not complete before the writer's deadline."""
+
+
 class SSEWriter:
     """Commits the SSE response, writes and flushes, and sends keep-alive comments while the
     vendor is silent (before its first byte too, so proxies and clients do not give up)."""
@@ -128,6 +132,7 @@ class SSEWriter:
         self.interval = interval
         self.keepalive = keepalive  # the door's own: a comment, or Anthropic's `ping` event
         self.committed = False
+        self.deadline: float | None = None  # monotonic; a write still blocked then fails
         self._last = time.monotonic()
         self._task = asyncio.ensure_future(self._keepalive())
 
@@ -147,7 +152,17 @@ class SSEWriter:
             self.commit()
         self._last = time.monotonic()
         self.handler.write(data)
-        await self.handler.flush()
+        done = self.handler.flush()
+        if self.deadline is None or done.done():
+            await done
+            return
+        try:
+            await asyncio.wait_for(done, self.deadline - self._last)
+        except asyncio.TimeoutError:
+            # The client stopped reading and the request's time is up: end it, whatever
+            # the client does, so its key (and max_concurrency slot) comes free.
+            self.handler.request.connection.stream.close()
+            raise WriteTimeout() from None
 
     async def _keepalive(self):
         try:

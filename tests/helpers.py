@@ -122,17 +122,19 @@ def check_stream(raw: bytes, full_text: str) -> tuple[str, dict | None]:
 
 
 class ThreadedFake:
-    """The fake DeepSeek on its own event loop in a thread, for tests that run the real
-    `freeapi` command in a subprocess (the test itself then blocks)."""
+    """A fake vendor (the fake DeepSeek unless another fake module is given: one with
+    `State()` and `make_app(state)`) on its own event loop in a thread, for tests that run
+    the real `freeapi` command in a subprocess (the test itself then blocks)."""
 
-    def __init__(self):
+    def __init__(self, fake=None):
         import asyncio
         import threading
 
         from tornado.httpserver import HTTPServer
         from tornado.testing import bind_unused_port
 
-        from tests.fakes import deepseek as fake
+        if fake is None:
+            from tests.fakes import deepseek as fake
         ready = threading.Event()
 
         async def setup():

@@ -133,12 +133,15 @@ async def test_anonymous_server_pool_when_allowed(make_gateway, upstream_state):
     assert used_keys(upstream_state) == [GOOD, GOOD]
 
 
-async def test_gateway_keys_without_server_keys(make_gateway, upstream_state):
+async def test_gateway_keys_without_server_keys_is_a_503_naming_the_config_key(
+        make_gateway, upstream_state):
     """auth.keys on, no vendor keys configured: the caller's bearer is its gateway key, so
-    there is no vendor key to use, and the operator is told which setting is missing."""
+    there is no vendor key to use, and the operator is told which setting is missing. Not
+    a 401, which SDKs raise as "your key is wrong": the caller's key is fine."""
     base, _ = make_gateway({"auth": {"keys": ["gw-secret-key-1"]}})
     err = error_of(await request(base + "/v1/chat/completions", "POST", chat_body(),
-                                 key="gw-secret-key-1"), 401)
+                                 key="gw-secret-key-1"), 503)
+    assert err["code"] == "no_provider_key"
     assert "providers.deepseek.api_keys" in err["message"]
     assert upstream_state.requests == []
 

@@ -309,8 +309,9 @@ async def test_bad_gateway_key_is_401_authentication_error(make_gateway):
     assert info.value.body["error"]["type"] == "authentication_error"
     # Claude Code's ANTHROPIC_AUTH_TOKEN arrives as a bearer token.
     ok = anthropic.AsyncAnthropic(base_url=base, auth_token="gw-team-key-0001", max_retries=0)
-    with pytest.raises(anthropic.AuthenticationError):  # no vendor key on this gateway
+    with pytest.raises(anthropic.InternalServerError) as info:  # past auth: no vendor key
         await ok.messages.create(model="deepseek-chat", max_tokens=8, messages=user("hi"))
+    assert info.value.status_code == 503 and "api_keys" in info.value.body["error"]["message"]
 
 
 async def test_unknown_model_is_404_not_found_error(make_gateway):

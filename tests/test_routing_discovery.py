@@ -22,7 +22,8 @@ def local(url, **extra):
 
 async def test_named_local_instance_without_keys(start_vendor, make_gateway):
     url, state = start_vendor(fake_local)
-    base, gw = make_gateway({"auth": {"keys": [GW_KEY]},
+    # (discovery on a miss is off here: tests/test_listing_and_discovery.py covers it)
+    base, gw = make_gateway({"auth": {"keys": [GW_KEY]}, "discovery": {"on_miss": 0},
                              "providers": {"local": local(url)}})
     assert "openai" not in gw.providers  # the type is not enabled on its own
     c = client(base, GW_KEY)

@@ -9,7 +9,8 @@ import time
 from freeapi import conversations as conv
 from freeapi.handlers.base import APIHandler
 from freeapi.keys import bearer
-from freeapi.pipeline.history import store_unavailable, stored_turns
+from freeapi.pipeline.history import (may_start, needs_credentials, store_unavailable,
+                                     stored_turns, too_many)
 from freeapi.store import StoreError
 
 
@@ -21,6 +22,11 @@ class ConversationsHandler(APIHandler):
         cfg = self.gateway.config.conversations
         cid = conv.new_id()
         owner = conv.owner_of(self.caller, bearer(self.request.headers.get("Authorization")))
+        if owner == conv.ANONYMOUS:
+            raise needs_credentials()
+        wait = await may_start(self.gateway.store, owner, cfg)
+        if wait is not None:
+            raise too_many(cfg, wait)
         try:
             await self.gateway.store.conversation_append(cid, owner, [], cfg.ttl,
                                                          cfg.max_turns, cfg.max_bytes)
@@ -35,7 +41,10 @@ class ConversationHandler(APIHandler):
 
     def _owner(self) -> str:
         self.client_token()
-        return conv.owner_of(self.caller, bearer(self.request.headers.get("Authorization")))
+        owner = conv.owner_of(self.caller, bearer(self.request.headers.get("Authorization")))
+        if owner == conv.ANONYMOUS:
+            raise needs_credentials()
+        return owner
 
     async def get(self, cid):
         owner = self._owner()

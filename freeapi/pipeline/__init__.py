@@ -188,7 +188,7 @@ class Pipeline(AccountingMixin, ConversationMixin, FailoverMixin, OperationMixin
 
     async def run(self, body: dict, *, model: str, stream: bool, token: str | None,
                   include_usage: bool = False, native=None) -> Answer | None:
-        route = self.gateway.resolve(model)
+        route = await self.gateway.resolve_fresh(model)
         parts = has_parts(body["messages"])  # content parts: images, files (one cheap pass)
         check_chat(route, body, model, parts)  # images to a text model, chat to an embedder
         await self._admit(model, stream, route)
@@ -201,6 +201,7 @@ class Pipeline(AccountingMixin, ConversationMixin, FailoverMixin, OperationMixin
         elif self.handler.remembers_reasoning:  # the reasoning a client dropped
             body["messages"] = await reasoning.restore(
                 self.gateway.store, body["messages"], owner=self._owner())
+        self._sent_body = body  # the messages as sent, for a usage estimate if none comes
         if getattr(route, "search", False):  # the `-search` suffix (freeapi/modalities/search.py)
             body = route.provider.search_body(body)
             if route.provider.search_round_trip:
@@ -275,6 +276,9 @@ class Pipeline(AccountingMixin, ConversationMixin, FailoverMixin, OperationMixin
                 self._error = e.code
                 await writer.send(h.stream_error(e))
                 return
+            # timeouts.total bounds the writes to the client too: one that stops reading
+            # cannot hold the key past it.
+            writer.deadline = self._deadline
             keys = [self._lease.key] if self._lease else ()
             if self.native:
                 encoder = self._native.relay(model, keys)
@@ -314,8 +318,10 @@ class Pipeline(AccountingMixin, ConversationMixin, FailoverMixin, OperationMixin
         writer.commit()
         try:
             try:
+                count = self._streamed
                 async for events in stream.batches():
                     out = []
+                    count(events)  # sizes, for a usage estimate should no usage come
                     for ev in events:
                         if ev == "[DONE]":
                             await writer.send(await self._ending(b"".join(out)
@@ -345,8 +351,13 @@ class Pipeline(AccountingMixin, ConversationMixin, FailoverMixin, OperationMixin
                 err.message += " (the answer above is incomplete)"
                 self._error = err.code
                 await writer.send(h.stream_error(err))
-        except StreamClosedError:
-            pass  # the client left; on_connection_close cancelled the vendor request
+        except StreamClosedError as e:
+            # The client left (on_connection_close cancelled the vendor request), or
+            # stopped reading until timeouts.total ran out and was cut off.
+            if isinstance(e, sse.WriteTimeout):
+                log.warning("%s: the client stopped reading; ended at timeouts.total",
+                            provider.name)
+                self._error = "client_stalled"
         finally:
             stream.close()
 

@@ -8,7 +8,9 @@ for one store call, before its request is sent.
 
 from __future__ import annotations
 
-from freeapi.ledger import entry, tokens_spent, usage_from_body
+import json
+
+from freeapi.ledger import StreamSizes, entry, estimate_usage, tokens_spent, usage_from_body
 
 CLIENT_GONE = 499  # nginx's status for "the client closed the connection first"
 
@@ -18,27 +20,46 @@ class AccountingMixin:
     (or the door answered with one); `_watch_relay` sets `_stream_relay`, failover
     `_served`, a non-stream answer `_answer` (its body) or `_usage`."""
 
-    _acct = None  # (requested model, stream) once the request is routed
+    _acct = None  # (requested model, stream) once the request is admitted by its limits
+    _admitted = False  # credentials were found for a target (failover sets it)
     _accounted = False
     _answer = None  # a non-stream answer's body as sent, for its usage
     _usage = None  # or its usage object, when the answer was parsed anyway
     _stream_relay = None
     _served = None  # (route, masked vendor key, seconds until the answer began)
     _error = None
+    _sent_body = None  # the chat body as sent (history included)
+    _sizes = None  # StreamSizes of the relayed stream
+
+    @property
+    def _streamed(self) -> StreamSizes:
+        if self._sizes is None:
+            self._sizes = StreamSizes()
+        return self._sizes
 
     async def _admit(self, model: str, stream: bool, route) -> None:
-        """From here on the request is in the ledger; a key's limits may refuse it."""
-        self._acct = (model, stream)
+        """A key's limits may refuse the request. Only a request they admit, and that has
+        credentials for some target, gets a ledger entry: refusals write nothing, so
+        nobody can grow the ledger with requests that were never going to be served."""
         caller = self.caller
         if caller is not None and caller.limited:
             await self.gateway.limits.admit(caller, model, route)
+        self._acct = (model, stream)
+
+    def _estimate(self) -> dict:
+        messages = (self._sent_body or {}).get("messages")
+        try:
+            chars = len(json.dumps(messages, ensure_ascii=False)) if messages else 0
+        except (TypeError, ValueError, RecursionError):
+            chars = 0
+        return estimate_usage(chars, self._sizes)
 
     def failed(self, exc, status_code: int) -> None:
         """The door answered with an error (its write_error ran)."""
         self._error = getattr(exc, "code", None) or f"http_{status_code}"
 
     def _account(self, gone: bool = False) -> None:
-        if self._accounted or self._acct is None:
+        if self._accounted or self._acct is None or not self._admitted:
             return
         self._accounted = True
         model, stream = self._acct
@@ -54,6 +75,11 @@ class AccountingMixin:
         elif stream and error is None and relay is not None and not relay.finished:
             error = "incomplete"
         route, key_id, began = self._served or (None, None, None)
+        estimated = False
+        if usage is None and stream and route is not None and self._sizes is not None:
+            # Served, but the vendor's usage never came (the client left, the stream was
+            # cut, or the vendor reports none): charge an estimate, not nothing.
+            usage, estimated = self._estimate(), True
         caller = self.caller
         e = entry(caller=caller.name if caller is not None else None, vendor_key=key_id,
                   provider=route.provider.name if route else None, model=model,
@@ -61,7 +87,7 @@ class AccountingMixin:
                   error=error, stream=stream,
                   latency_ms=round(h.request.request_time() * 1000),
                   ttfb_ms=round(began * 1000) if began is not None else None, usage=usage,
-                  endpoint=self.endpoint)
+                  endpoint=self.endpoint, estimated=estimated)
         gw = self.gateway
         gw.store.record(e)
         if caller is not None and caller.limited and usage is not None:

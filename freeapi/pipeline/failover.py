@@ -128,7 +128,12 @@ class FailoverMixin:
         limits = gw.config.failover
         started = time.monotonic()
         attempts, last = 0, None
-        targets = [route] + gw.fallbacks_for(model, route)
+        # A key's `models` allowlist holds for every target: a fallback it may not use is
+        # skipped (the requested name was checked on admission).
+        caller = self.caller
+        targets = [route] + [t for t in gw.fallbacks_for(model, route)
+                             if caller is None or caller.models is None
+                             or gw.limits.target_allowed(caller, t)]
         if self._op is not None:  # a fallback that does not offer the operation is skipped
             targets = [route] + [t for t in targets[1:] if self._op.offered(t)]
         for t_index, target in enumerate(targets):
@@ -140,6 +145,7 @@ class FailoverMixin:
                 continue
             if passthrough and provider is not route.provider:
                 continue  # the client's key is for its vendor; never send it to another
+            self._admitted = True  # it has credentials for a target: the ledger has it
             pool = gw.pools[provider.name]
             tbody = target.body_for(body)
             tried = set()
@@ -200,14 +206,7 @@ class FailoverMixin:
 
     @staticmethod
     def _no_key(pool, keys, name: str) -> APIError:
-        wait = pool.wait_hint(keys)
-        if wait is not None:
-            return APIError(429, f"{name}: every key is cooling down after rate limits; "
-                                 f"retry in {wait:.0f}s.", code="keys_cooling_down",
-                            retry_after=str(max(1, round(wait))))
-        return APIError(503, f"{name}: no usable API key (all are invalid or out of "
-                             "balance; they are re-checked in the background).",
-                        code="no_usable_key")
+        return pool.refusal(keys)
 
     async def _send(self, target: Route, body: dict, lease, stream: bool):
         """One attempt with one key: (result, None) or (None, error); the lease is released
@@ -251,6 +250,8 @@ class FailoverMixin:
             log.warning("%s: %s (key %s)", provider.name, e, lease.id)
             err = upstream_failure(provider.name, e)
             err.host_down = e.kind == "connect"
+            if lease.key is None:  # a keyless host: probed every second (KeyPool.refusal)
+                err.retry_after = "1"
             return None, err
         except BaseException:
             lease.cancel()  # whatever went wrong, the key's slot must not stay taken

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 
 from freeapi import conversations as conv
 from freeapi.errors import APIError
 from freeapi.keys import bearer
 from freeapi.relay import assemble
-from freeapi.store import StoreError
+from freeapi.store import Hit, StoreError
 
 log = logging.getLogger("freeapi.conversations")
 HEADER = "x-freeapi-conversation-id"
@@ -37,6 +38,31 @@ async def stored_turns(store, cid: str, owner: str) -> list:
     if turns is None:
         raise conv.not_found(cid)
     return turns
+
+
+def needs_credentials() -> APIError:
+    return APIError(401, "Conversations belong to a caller: send credentials as "
+                         "`Authorization: Bearer <key>` (a gateway key, or your vendor key "
+                         "when the gateway passes them through).", code="missing_api_key")
+
+
+async def may_start(store, owner: str, cfg) -> float | None:
+    """Count a new conversation against the caller's `conversations.max_per_caller` (a
+    sliding window as long as a conversation lives, so nobody piles up more than that
+    many live ones). None when admitted, else the seconds until one is free again."""
+    try:
+        ok, wait, _ = await store.hits([Hit(f"cv:{owner}", 1, cfg.ttl, cfg.max_per_caller)])
+    except StoreError as e:
+        raise store_unavailable(e) from None
+    return None if ok else wait
+
+
+def too_many(cfg, wait: float) -> APIError:
+    seconds = max(1, math.ceil(wait))
+    return APIError(429, f"This caller has started {cfg.max_per_caller} conversations within "
+                         f"{cfg.ttl:g}s (conversations.max_per_caller); retry in {seconds}s, "
+                         "or continue an existing one.", code="conversation_limit",
+                    retry_after=str(seconds))
 
 
 class ConversationMixin:
@@ -65,7 +91,16 @@ class ConversationMixin:
                                 f"be ({cfg.max_bytes} bytes, conversations.max_bytes).",
                            code="conversation_too_large")
         owner = self._owner()
+        if owner == conv.ANONYMOUS:
+            if cid is not None:
+                raise needs_credentials()
+            return  # conversations.store keeps nothing for callers without credentials
         if cid is None:
+            try:
+                if await may_start(self.gateway.store, owner, cfg) is not None:
+                    return  # over max_per_caller: answered, just not stored
+            except APIError:
+                return  # the store is down: answered, just not stored (as before)
             cid, turns = conv.new_id(), []
         else:
             turns = await stored_turns(self.gateway.store, cid, owner)

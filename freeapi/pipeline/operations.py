@@ -45,7 +45,7 @@ class OperationMixin:
     async def call(self, op, *, model: str, token: str | None):
         """Serve `op` (a freeapi.modalities.Operation); returns what its `finish` returns
         (a dict for the door to write, or None when it wrote the response itself)."""
-        route = self.gateway.resolve(model)
+        route = await self.gateway.resolve_fresh(model)
         op.check(route)
         self._op = op
         await self._admit(model, op.stream is not False, route)

@@ -81,7 +81,11 @@ class SQLiteStore(Store):
     def _connect(self) -> sqlite3.Connection:
         if self.path != ":memory:":
             parent = os.path.dirname(os.path.abspath(self.path))
-            os.makedirs(parent, exist_ok=True)
+            try:
+                os.makedirs(parent, exist_ok=True)
+            except OSError as e:  # a state error, not the caller's "cannot listen"
+                raise sqlite3.OperationalError(f"cannot create the directory {parent}: "
+                                               f"{e.strerror or e}") from None
         db = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None,
                              check_same_thread=False)
         try:

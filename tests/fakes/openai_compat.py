@@ -45,4 +45,71 @@ def make_app(state: State) -> web.Application:
     return web.Application([
         (r"/v1/chat/completions", Chat, {"state": state}),
         (r"/v1/models", Models, {"state": state, "ids": MODELS, "needs_key": False}),
-    ])
+    ] + [(path, handler, {"state": state}) for path, handler in EXTRA_ROUTES])
+
+
+# -- beyond chat: OpenAI's own embeddings, images, speech and transcription shapes -------
+# (https://platform.openai.com/docs/api-reference: embeddings/create, images/create,
+# audio/createSpeech, audio/createTranscription), as LocalAI or vLLM serve them.
+
+import base64 as _b64  # noqa: E402
+import struct as _struct  # noqa: E402
+
+EMBED_MODEL, IMAGE_MODEL, TTS_MODEL, STT_MODEL = ("nomic-embed-text", "sd-turbo", "kokoro",
+                                                   "whisper-1")
+VECTOR = [0.25, -0.5, 0.75]
+PNG = b"\x89PNG\r\n\x1a\nlocal-image"
+AUDIO = b"RIFFlocal-wav-audio"
+
+
+def _unknown(handler, model):
+    return handler.json({"error": {"message": f'model "{model}" not found', "type":
+                                   "invalid_request_error", "param": "model",
+                                   "code": None}}, 404)
+
+
+class Embeddings(Base):
+    def post(self):
+        body = self.body()
+        if body.get("model") != EMBED_MODEL:
+            return _unknown(self, body.get("model"))
+        texts = [body["input"]] if isinstance(body["input"], str) else body["input"]
+        vec = (_b64.b64encode(_struct.pack("<3f", *VECTOR)).decode()
+               if body.get("encoding_format") == "base64" else VECTOR)
+        self.json({"object": "list", "model": EMBED_MODEL, "usage": {
+            "prompt_tokens": 3, "total_tokens": 3}, "data": [
+            {"object": "embedding", "index": i, "embedding": vec}
+            for i, _ in enumerate(texts)]})
+
+
+class Images(Base):
+    def post(self):
+        body = self.body()
+        if body.get("model") != IMAGE_MODEL:
+            return _unknown(self, body.get("model"))
+        item = ({"b64_json": _b64.b64encode(PNG).decode()}
+                if body.get("response_format") == "b64_json"
+                else {"url": "http://127.0.0.1:1/never-fetched.png"})
+        self.json({"created": 1700000000, "data": [item] * (body.get("n") or 1)})
+
+
+class Speech(Base):
+    def post(self):
+        body = self.body()
+        if body.get("model") != TTS_MODEL:
+            return _unknown(self, body.get("model"))
+        self.set_header("Content-Type", "audio/wav")
+        self.finish(AUDIO)
+
+
+class Transcriptions(Base):
+    def post(self):
+        model = self.get_body_argument("model", None)
+        self.state.requests.append({"path": self.request.path, "body": {"model": model}})
+        if model != STT_MODEL or not self.request.files.get("file"):
+            return _unknown(self, model)
+        self.json({"text": "hello from whisper"})
+
+
+EXTRA_ROUTES = [(r"/v1/embeddings", Embeddings), (r"/v1/images/generations", Images),
+                (r"/v1/audio/speech", Speech), (r"/v1/audio/transcriptions", Transcriptions)]

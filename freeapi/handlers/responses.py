@@ -1,0 +1,258 @@
+"""POST /v1/responses, GET and DELETE /v1/responses/{id}: OpenAI's Responses API (what
+Codex CLI speaks) in front of every chat-completions provider.
+
+    handler (this file) -> dialect (freeapi/dialects/responses.py: request -> chat body)
+      -> Pipeline.run (freeapi/pipeline) -> provider -> upstream
+      -> ResponseEvents (responses_stream.py) or from_chat (responses_output.py)
+
+A provider with a Responses API of its own (`responses_url`) gets the request as it came
+instead (freeapi/dialects/responses_native.py), through the same pipeline.
+
+Stored responses: `store` is true unless the client says false, as in OpenAI's API
+(https://platform.openai.com/docs/api-reference/responses/create). A stored response
+keeps its Response object (for GET) and the conversation in chat form up to and including
+its answer, reasoning included (for `previous_response_id`, so DeepSeek or Kimi get the
+reasoning of a tool-call turn back). Records live in the state store (`kv_put`, namespace
+"rs") for `responses.ttl` seconds, at most `responses.max_bytes` of JSON each, and belong
+to the caller that made them, like conversations: any other caller gets 404.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+
+from freeapi import conversations as conv
+from freeapi.dialects.responses import Translation, input_messages, to_chat
+from freeapi.dialects.responses_output import from_chat, new_id
+from freeapi.dialects.responses_native import NativeResponses
+from freeapi.dialects.responses_stream import EventStream
+from freeapi.errors import APIError, invalid_request
+from freeapi.handlers.base import APIHandler
+from freeapi.handlers.conversations import store_unavailable
+from freeapi.handlers.door import DoorHandler
+from freeapi.keys import bearer
+from freeapi.pipeline.history import needs_credentials
+from freeapi.sse import SSEParser
+from freeapi.store import StoreError
+
+log = logging.getLogger("freeapi.responses")
+
+NS = "rs"  # the state store namespace of stored responses
+DROPPED_TOOLS = "x-freeapi-dropped-tools"
+DROPPED_ITEMS = "x-freeapi-dropped-items"
+_ID = re.compile(r"^resp_[0-9a-f]{32}$")
+
+
+def _listed(kinds: list) -> str:
+    return ",".join(dict.fromkeys(kinds))[:512]
+
+
+def _owner(handler: APIHandler) -> str:
+    return conv.owner_of(handler.caller, bearer(handler.request.headers.get("Authorization")))
+
+
+def not_found(rid, param: str | None = None) -> APIError:
+    return APIError(404, f"No response {str(rid)[:80]!r} for this caller: it does not exist, "
+                         "was made with store: false, has expired, was larger than "
+                         "responses.max_bytes, or belongs to someone else.",
+                    param=param, code="response_not_found")
+
+
+async def load(handler: APIHandler, rid, param: str | None = None) -> dict:
+    """The caller's stored response record, or the 401/404/503 that says why there is
+    none. Callers without credentials have none: they would all be one owner."""
+    if _owner(handler) == conv.ANONYMOUS:
+        raise needs_credentials()
+    if not isinstance(rid, str) or not _ID.match(rid):
+        raise not_found(rid, param)
+    try:
+        got = await handler.gateway.store.kv_get(NS, [rid])
+    except StoreError as e:
+        raise store_unavailable(e) from None
+    record = got.get(rid)
+    if not isinstance(record, dict) or record.get("owner") != _owner(handler):
+        raise not_found(rid, param)
+    return record
+
+
+def _error_code(err: APIError) -> str:
+    # The codes of OpenAI's ResponseError that Codex acts on: it waits and retries on
+    # rate_limit_exceeded, and treats server_error as a retryable stream failure.
+    return "rate_limit_exceeded" if err.status == 429 else "server_error"
+
+
+def _vendor_message(text: str) -> str | None:
+    """The message of a vendor error report passed on by the relay (keys already
+    scrubbed), or None for a line that is not JSON."""
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return None
+    err = data.get("error") if isinstance(data, dict) else None
+    if isinstance(err, dict):
+        return str(err.get("message") or err)[:500]
+    return str(err or data)[:500]
+
+
+class ResponseEvents:
+    """The stream encoder the pipeline drives: the vendor's chat chunks, as the relay
+    shapes them for the client (model name, provider quirks, display mode), become
+    Responses events."""
+
+    def __init__(self, door: "ResponsesHandler", relay):
+        self.door, self.relay, self.events = door, relay, door.events
+        self.failed = False
+
+    def feed(self, data: str) -> bytes:
+        if self.failed:
+            return b""
+        chunk = self.relay.chunk(data)
+        if chunk is None:
+            return b""
+        out = self.door.started()
+        if isinstance(chunk, str):
+            message = _vendor_message(chunk)
+            if message is None:
+                return out  # a line that is not JSON: nothing a Responses client can use
+            self.failed = True
+            return out + self.events.fail(message)
+        return out + self.events.feed(chunk)
+
+    def finish(self) -> bytes:
+        if self.failed:
+            return b""
+        out = self.door.started()
+        # What the relay owes at the end (a closing think tag, a usage chunk) as chunks.
+        for data in SSEParser().feed(self.relay.finish()):
+            chunk = json.loads(data)
+            if isinstance(chunk, dict):
+                out += self.events.feed(chunk)
+        if self.events.usage is None:
+            self.events.usage = self.relay.usage
+        out += self.events.end()
+        self.door.keep(self.events.final, self.events.answer())
+        return out
+
+
+class ResponsesHandler(DoorHandler):
+    """POST /v1/responses."""
+
+    endpoint = "responses"
+    req: Translation | None = None
+    events: EventStream | None = None
+    native: NativeResponses | None = None
+    _started = False
+
+    async def post(self):
+        token = self.client_token()
+        body = self.json_body()
+        history = None
+        if body.get("previous_response_id") is not None:
+            record = await load(self, body["previous_response_id"], "previous_response_id")
+            history = record.get("messages")
+            if history is None:
+                raise invalid_request("The previous response was too large to keep for a "
+                                      "continuation (responses.max_bytes); send the whole "
+                                      "input instead.", param="previous_response_id",
+                                      code="previous_response_too_large")
+        self.req = req = to_chat(body, history)
+        # A vendor answers 400 to a tool it cannot run: say what was left out instead (the
+        # same header as the messages door's).
+        if req.dropped:
+            self.set_header(DROPPED_TOOLS, _listed(req.dropped))
+        if req.skipped:
+            self.set_header(DROPPED_ITEMS, _listed(req.skipped))
+        model = req.chat["model"]
+        self.rid, self.created = new_id("resp"), time.time()
+        self.events = EventStream(req, self.rid, model, self.created)
+        # A provider with its own Responses API (responses_base_url) gets the request as it
+        # came; a continuation is always translated, as its history is kept in chat form.
+        self.native = None if history is not None else \
+            NativeResponses(body, self.rid, on_final=self.keep_native)
+        answer = await self.pipeline.run(req.chat, model=model, stream=req.stream,
+                                         token=token, include_usage=True,
+                                         native=self.native)
+        if answer is None:
+            return  # streamed through ResponseEvents or the native events
+        if answer.native:
+            self.write_json(answer.data)
+            return
+        obj, turn = from_chat(answer.json(), req, self.rid, model, self.created)
+        self.keep(obj, turn)
+        self.write_json(obj)
+
+    # -- the door's wire details (see freeapi/pipeline) ----------------------------------
+
+    def chat_encoder(self, relay):
+        return ResponseEvents(self, relay)
+
+    def started(self) -> bytes:
+        """`response.created` and `response.in_progress`, once, before anything else."""
+        if self._started:
+            return b""
+        self._started = True
+        return self.events.start()
+
+    def stream_error(self, err: APIError) -> bytes:
+        if self.pipeline.native and self.native is not None and self.native.events:
+            return self.native.events.fail(err.message, _error_code(err))
+        return self.started() + self.events.fail(err.message, _error_code(err))
+
+    # -- storage ------------------------------------------------------------------------
+
+    def keep_native(self, obj: dict) -> None:
+        """Store a vendor's own Response: its output items, in chat form, continue it."""
+        output = obj.get("output")
+        try:
+            turn = input_messages(output if isinstance(output, list) else [], [])
+        except APIError:
+            turn = None  # an item with no chat form: it can be read, not continued
+        self.keep(obj, turn)
+
+    def keep(self, obj: dict, turn) -> None:
+        """Store a finished response (in the background: the write is queued on the
+        store's one connection before the client could ask for it)."""
+        req = self.req
+        if not req.store or obj.get("status") == "failed":
+            return
+        owner = _owner(self)
+        if owner == conv.ANONYMOUS:
+            return  # no credentials: nobody could be told apart to read it back
+        cfg = self.gateway.config.responses
+        if turn is None:
+            messages = None
+        else:
+            messages = req.messages + (turn if isinstance(turn, list) else [turn])
+        record = {"owner": owner, "response": obj, "messages": messages}
+        size = len(json.dumps(record, ensure_ascii=False, separators=(",", ":")))
+        if size > cfg.max_bytes and messages is not None:
+            record["messages"] = None  # GET still works; a continuation is refused
+            size = len(json.dumps(record, ensure_ascii=False, separators=(",", ":")))
+            if size > cfg.max_bytes:
+                log.warning("response %s not stored: %d bytes > responses.max_bytes",
+                            self.rid, size)
+                return
+        store = self.gateway.store
+        store.spawn(store.kv_put(NS, self.rid, record, cfg.ttl),
+                    f"response {self.rid}: not stored")
+
+
+class ResponseHandler(APIHandler):
+    """GET / DELETE /v1/responses/{id}, for the caller that made it."""
+
+    async def get(self, rid):
+        self.client_token()
+        record = await load(self, rid)
+        self.write_json(record["response"])
+
+    async def delete(self, rid):
+        self.client_token()
+        await load(self, rid)
+        try:
+            await self.gateway.store.kv_delete(NS, rid)
+        except StoreError as e:
+            raise store_unavailable(e) from None
+        self.write_json({"id": rid, "object": "response.deleted", "deleted": True})
