@@ -25,8 +25,10 @@ from freeapi.store import Store, StoreError
 
 log = logging.getLogger("freeapi.store")
 
-# An invalid / out-of-balance verdict is kept this long for gateways that start later;
-# those that read it keep it locally and re-probe the key themselves.
+# An invalid / out-of-balance verdict is kept at least this long for gateways that start
+# later; those that read it keep it locally and re-probe the key themselves. A pause for a
+# key out of balance on a vendor with no balance check (hours: no_balance_recheck) is
+# kept until it ends, so a gateway starting during it does not spend requests on the key.
 VERDICT_TTL = 3600.0
 # A restore lives long enough for every peer's sync to see it.
 RESTORE_TTL = 300.0
@@ -61,6 +63,11 @@ class HealthSync:
             ttl = max(0.001, until - now)  # useless once the cooldown is over
         else:
             until, ttl = 0.0, VERDICT_TTL if h.state in (INVALID, NO_BALANCE) else RESTORE_TTL
+            pool = self.pools.get(provider)
+            wait = pool.no_balance_wait if pool is not None else None
+            if h.state == NO_BALANCE and wait is not None:
+                until = h.marked_at + wait  # when requests may try the key again
+                ttl = max(ttl, until - now)
         record = {"state": h.state, "until": round(until, 3),
                   "at": time.time() if h.state == COOLDOWN else h.marked_at}
         self.store.spawn(self.store.health_put(f"{provider}:{key_hash(key)}", record, ttl),

@@ -180,8 +180,8 @@ class Provider:
     def no_balance_wait(self) -> float | None:
         """Seconds a key out of balance stays out before a request may try it again; None
         when the key check can see the balance (it then decides, see `balance_check`)."""
-        # Types that do not take the option (DeepSeek, whose /user/balance check sees the
-        # balance; third-party plugins) keep re-checking with their key check.
+        # Types that do not take the option (third-party plugins written before it) keep
+        # re-checking with their key check, as all types once did.
         if self.balance_check or "no_balance_recheck" not in type(self).options:
             return None
         value = self.config.options.get("no_balance_recheck")

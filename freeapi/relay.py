@@ -61,9 +61,11 @@ class StreamRelay:
                 if has_usage:  # the usage ledger wants the real numbers all the same
                     if self._peek_usage(data) and self._hide_usage:
                         return b""
-                if '"error"' in data:
+                if '"error"' not in data:
+                    return event(data)
+                if not self._own_errors:
                     return event(redact(data, self.keys))
-                return event(data)
+                # (a vendor error the provider reads for its codes: parsed below)
         out = self._parsed(data)
         if out is None:
             return b""

@@ -50,14 +50,18 @@ class Catalog:
     """All enabled providers' model names, built at startup and rebuilt (then swapped in
     whole) once model discovery has answered.
 
-    Resolution order: an exact listed name (a `models:` map entry, a provider's own id or
-    alias; names found by discovery never displace those), then `provider/model` for a
-    model that provider lists, then either of those plus a `-fold`/`-silent` suffix, then
-    any other `provider/model`, sent to that provider as is, then a bare name one
-    provider's `patterns` match (sent as is; with a display suffix when that provider
-    reasons). A glob key of the `models:` map (`claude-*`) comes before those last two.
-    A bare name two providers both claim is an error unless the `models:` map
-    settles it. Retired names (Provider.retired) resolve like aliases but are not listed.
+    Resolution order: an exact listed name (a `models:` map entry, a provider's own id,
+    alias or retired name, a name one provider's discovery found; discovered names never
+    displace the others), then `provider/model` for a model that provider lists, then
+    either of those plus a `-fold`/`-silent` suffix (`provider/NAME-fold` also for a NAME
+    it does not list), then a glob key of the `models:` map (`claude-*`, first match in
+    config order), then any other `provider/model`, sent to that provider as is. A bare
+    name left over that several providers list (two servers' discovery) is then the
+    ambiguity error, whatever patterns say; else a bare name one provider's `patterns`
+    match is sent there as is (a display suffix counts when that provider reasons), and
+    one that several providers' patterns match is the ambiguity error too. The `models:`
+    map settles any ambiguity. Retired names (Provider.retired) resolve like aliases but
+    are not listed.
     """
 
     def __init__(self, providers: dict[str, Provider], model_map: dict[str, str] | None = None):
@@ -146,10 +150,27 @@ class Catalog:
                 return route
         # Any other `provider/model` goes to that provider as is: it may serve models it
         # does not list.
-        route = self._split(name) or self._pattern_route(name)
+        route = self._split(name)
+        if route is not None:
+            return route
+        # A bare name two providers list (discovery can find one name on two servers) is
+        # theirs to settle, not a third provider's pattern: say so.
+        claims = self._listed_claims(name)
+        if claims:
+            raise self._ambiguity(name, claims)
+        route = self._pattern_route(name)
         if route is not None:
             return route
         self._refuse(name)
+
+    def _listed_claims(self, name: str) -> list[str] | None:
+        """The `provider/model` names of a bare name (or its display-suffix base) that
+        several providers list, if it is one."""
+        claims = self._ambiguous.get(name)
+        for suffix in DISPLAY_SUFFIXES:
+            if claims is None and name.endswith(suffix):
+                claims = self._ambiguous.get(name[: -len(suffix)])
+        return claims
 
     def _pattern_route(self, name: str) -> Route | None:
         """A bare name a provider's `patterns` claim (None: none does), remembered."""
@@ -190,11 +211,6 @@ class Catalog:
             f"under `models:` in the config.", param="model", code="model_ambiguous")
 
     def _refuse(self, name: str):
-        base = name
-        for suffix in DISPLAY_SUFFIXES:
-            base = base.removesuffix(suffix)
-        if base in self._ambiguous:
-            raise self._ambiguity(name, self._ambiguous[base])
         names = self.names()
         # difflib's cost grows with the name's length; a name this long has no near miss.
         close = (difflib.get_close_matches(name, names, n=5, cutoff=0.5)

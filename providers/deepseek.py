@@ -51,6 +51,9 @@ class DeepSeek(Provider):
     owned_by = "deepseek"
     # https://api-docs.deepseek.com/guides/anthropic_api (base https://api.deepseek.com/anthropic)
     anthropic_base_url = "/anthropic"
+    # GET /user/balance says `is_available` (see the key check below): a key out of
+    # balance is re-checked by it and restored once the account can pay again.
+    balance_check = True
 
     def is_reasoning(self, model: str) -> bool:
         return True  # every V4 model thinks unless the request disables it

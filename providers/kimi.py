@@ -57,6 +57,18 @@ class Kimi(Provider):
     # GET /users/me/balance shows available_balance: a key out of balance is re-checked by it.
     balance_check = True
 
+    def thinks(self, body):
+        # kimi-k2-thinking* always think ("强制启用思考"); kimi-k2.6 / kimi-k2.5 think
+        # unless `thinking: {"type": "disabled"}`
+        # (https://platform.moonshot.cn/docs/guide/use-kimi-k2-thinking-model,
+        # https://platform.kimi.com/docs/api/models-overview "Kimi K2.6 — thinking 参数").
+        # `body` is the vendor's request, its `model` the upstream id.
+        body = body or {}
+        if str(body.get("model") or "").startswith("kimi-k2-thinking"):
+            return True
+        thinking = body.get("thinking")
+        return not (isinstance(thinking, dict) and thinking.get("type") == "disabled")
+
     def normalize_chunk(self, chunk):
         for choice in chunk.get("choices") or ():
             if isinstance(choice, dict) and "usage" in choice:

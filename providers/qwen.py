@@ -43,6 +43,16 @@ _NO_BALANCE = {
     403: {"AllocationQuota.FreeTierOnly"},
 }
 
+# The HTTP status DashScope documents for an error code, for the errors that arrive as a
+# stream event and so carry no status of their own (output moderation can only stop a
+# stream already under way):
+# https://www.alibabacloud.com/help/en/model-studio/developer-reference/error-code
+# ("400 DataInspectionFailed: Input or output data may contain inappropriate content").
+_EVENT_STATUS = {"data_inspection_failed": 400, "DataInspectionFailed": 400,
+                 "invalid_parameter_error": 400, "InvalidParameter": 400,
+                 "invalid_api_key": 401, "InvalidApiKey": 401,
+                 "Arrearage": 402, "AllocationQuota.FreeTierOnly": 402}
+
 
 class Qwen(Provider):
     type_name = "qwen"
@@ -102,6 +112,19 @@ class Qwen(Provider):
                                      f"{code}): {redact(message, keys)}",
                                 type="insufficient_quota", code=code)
         return super().error_from(status, headers, body, keys)
+
+    def chunk_error(self, chunk, keys=()):
+        detail = chunk.get("error") if "choices" not in chunk else None
+        if isinstance(detail, dict):
+            code = str(detail.get("code") or detail.get("type") or "")
+            status = _EVENT_STATUS.get(code)
+            message = redact(str(detail.get("message") or code)[:500], keys)
+            if status == 402:
+                return APIError(402, f"{self.name}: insufficient balance ({code}): {message}",
+                                type="insufficient_quota", code=code)
+            if status:
+                return vendor_error(self.name, status, message, code=code)
+        return super().chunk_error(chunk, keys)
 
     # -- beyond chat (README "Beyond chat") -------------------------------------------
     # Embeddings, OpenAI-compatible mode (text only, at most 10 rows; dimensions):

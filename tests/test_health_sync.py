@@ -12,8 +12,12 @@ import pytest
 
 from freeapi.healthsync import key_hash
 from freeapi.store.redis import RedisStore
+from freeapi.provider import NO_BALANCE_RECHECK
+from tests.fakes import qwen as fake_qwen
 from tests.fakes.deepseek import BUSY, DEAD, GOOD, GOOD2
 from tests.helpers import chat_body, request
+from tests.sibling import HI
+from tests.sibling import start_vendor  # noqa: F401 (a fixture)
 from tests.test_store import REDIS_URL
 
 SYNC = 0.1
@@ -133,3 +137,50 @@ async def test_nothing_is_published_or_synced_with_an_in_memory_store(make_gatew
     gw.health_sync.start()
     assert not gw.health_sync.enabled and gw.health_sync._task is None
     assert (await chat(base)).code == 200
+
+
+async def qwen_chat(base):
+    return await request(base + "/v1/chat/completions", "POST",
+                         {"model": "qwen-plus", "messages": HI}, key=None)
+
+
+async def record_lifetime(gw, name: str) -> float:
+    """Seconds until the stored key-health record `name` expires."""
+    store = gw.store
+    await store.settle()
+    if store.kind == "sqlite":
+        with sqlite3.connect(store.path) as db:
+            (expires,), = db.execute("SELECT expires FROM kv WHERE ns = 'kh' AND name = ?",
+                                     (name,)).fetchall()
+        return expires - time.time()
+    return await store.client.execute("PTTL", store.prefix + "kv:kh:" + name) / 1000
+
+
+async def test_a_no_balance_pause_is_shared_for_as_long_as_it_lasts(
+        start_vendor, make_gateway, shared_state):
+    """A vendor with no balance check keeps a key out of balance out for hours
+    (no_balance_recheck): the shared verdict lives that long, so a gateway that starts
+    in the meantime, even hours later, still skips the key instead of spending requests
+    to find out again."""
+    url, state = start_vendor(fake_qwen)
+    config = {"state": shared_state, "auth": {"allow_anonymous": True}, "providers": {
+        "qwen": {"base_url": url + "/compatible-mode/v1",
+                 "api_keys": [fake_qwen.POOR, fake_qwen.GOOD]}}}
+    a, gw_a = make_gateway(config)
+    gw_a.health_sync.start()
+    for _ in range(4):  # whichever key goes first, the poor one is found out
+        assert (await qwen_chat(a)).code == 200
+    assert gw_a.pools["qwen"].status([fake_qwen.POOR])[0]["state"] == "no_balance"
+    lifetime = await record_lifetime(gw_a, f"qwen:{key_hash(fake_qwen.POOR)}")
+    assert NO_BALANCE_RECHECK - 60 < lifetime <= NO_BALANCE_RECHECK + 1
+
+    b, gw_b = make_gateway(config)  # starts after the verdict
+    gw_b.health_sync.start()
+    await asyncio.sleep(3 * SYNC)
+    row = gw_b.pools["qwen"].status([fake_qwen.POOR])[0]
+    assert row["state"] == "no_balance" and row["cooldown_remaining"] > NO_BALANCE_RECHECK - 60
+    seen = len(state.requests)
+    for _ in range(4):
+        assert (await qwen_chat(b)).code == 200
+    assert [r["headers"]["Authorization"][7:] for r in state.requests[seen:]] == \
+        [fake_qwen.GOOD] * 4

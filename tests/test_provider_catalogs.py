@@ -54,3 +54,18 @@ def test_qwen_patterns_leave_local_servers_tags_alone(local_name):
                                   "qwq-plus-latest", "qvq-max-2025-05-15"])
 def test_qwen_patterns_claim_dashscope_style_names(name):
     assert any(fnmatchcase(name, p) for p in TYPES["qwen"].patterns)
+
+
+@pytest.mark.parametrize("name", sorted(TYPES))
+def test_an_out_of_balance_key_waits_for_a_balance_check_or_a_long_pause(name):
+    """A key out of balance (402) comes back only by a check that can see the balance
+    (`balance_check`: DeepSeek /user/balance, Kimi /users/me/balance) or, where none
+    exists, after a long pause: each built-in type says which, and the pool follows it."""
+    from freeapi.config import ProviderConfig
+    from freeapi.provider import NO_BALANCE_RECHECK
+    cls = TYPES[name]
+    p = cls(ProviderConfig(name=name, type=name, base_url="http://127.0.0.1:9/v1"))
+    if cls.balance_check:
+        assert p.no_balance_wait() is None  # the balance check restores the key
+    else:
+        assert p.no_balance_wait() == NO_BALANCE_RECHECK

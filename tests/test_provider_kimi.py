@@ -157,3 +157,27 @@ async def test_retired_names_reach_kimi_k2_6_and_new_names_reach_kimi(gw):
         await c.chat.completions.create(model="kimi-k9-unreleased", messages=HI)
     assert state.requests[-1]["body"]["model"] == "kimi-k9-unreleased"
     assert "Not found the model" in e.value.message
+
+
+@pytest.mark.parametrize("model,extra,reasoning_budget", [
+    ("kimi-k2.6", {}, True),  # thinking is on by default
+    ("kimi-k2.6", {"thinking": {"type": "enabled"}}, True),
+    ("kimi-k2.6", {"thinking": {"type": "disabled"}}, False),
+    ("kimi-k2.5", {"thinking": {"type": "disabled"}}, False),
+    ("kimi-latest", {}, False),  # translated to kimi-k2.6 with thinking disabled
+    ("kimi-thinking-preview", {}, True),
+    # kimi-k2-thinking* always think: the switch does not turn them off.
+    ("kimi-k2-thinking", {"thinking": {"type": "disabled"}}, True),
+    ("kimi-k2-thinking-turbo", {"thinking": {"type": "disabled"}}, True),
+    ("moonshot-v1-8k", {}, False),
+])
+def test_kimi_with_thinking_off_gets_the_ordinary_first_byte_budget(make_gateway, model,
+                                                                     extra, reasoning_budget):
+    """A thinking model told not to think answers as fast as a chat model: it gets the
+    ordinary first-byte timeout, not the long one meant for a model that reasons first."""
+    _, gateway = make_gateway({"providers": {"kimi": {"timeouts": {
+        "first_byte": 7, "first_byte_reasoning": 300}}}})
+    route = gateway.resolve(model)
+    body = route.body_for({"model": model, "messages": HI, **extra})
+    budget = route.provider.first_byte_timeout(route.upstream_model, body)
+    assert budget == (300 if reasoning_budget else 7)

@@ -165,3 +165,30 @@ async def test_current_models_listed_and_served_retired_refused(gw):
     for retired in fake.RETIRED:
         with pytest.raises(openai.NotFoundError):
             await vendor.chat.completions.create(model=retired, messages=HI)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_moderation_stopping_a_stream_only_answer_is_the_requests_400_not_retried(
+        start_vendor, make_gateway, stream):
+    """DashScope's output moderation ends a stream under way with an error event. Whether
+    the gateway assembles it (`stream: false` for a stream-only model) or relays it, the
+    client learns what DashScope's code means, a 400 of this request: not a 502 that the
+    SDK and the key pool would retry on every key, and no verdict against the key."""
+    url, state = start_vendor(fake)
+    base, gateway = make_gateway({"auth": {"allow_anonymous": True}, "providers": {"qwen": {
+        "base_url": url + "/compatible-mode/v1", "api_keys": [fake.GOOD, fake.GOOD2]}}})
+    c = openai.AsyncOpenAI(base_url=base + "/v1", api_key="x", max_retries=2)
+    ask = {"model": "qwq-plus", "messages": [{"role": "user", "content": "!inspect"}]}
+    if stream:
+        with pytest.raises(openai.APIError) as e:
+            await collect(await c.chat.completions.create(**ask, stream=True))
+        assert e.value.body["code"] == "data_inspection_failed"
+        assert e.value.body["type"] == "invalid_request_error"
+    else:
+        with pytest.raises(openai.BadRequestError) as e:
+            await c.chat.completions.create(**ask)
+        assert e.value.status_code == 400 and e.value.body["code"] == "data_inspection_failed"
+        assert "qwen" in e.value.message and "inappropriate content" in e.value.message
+    assert len([r for r in state.requests if r["path"].endswith("/chat/completions")]) == 1
+    rows = gateway.pools["qwen"].status([fake.GOOD, fake.GOOD2])
+    assert [r["state"] for r in rows] == ["ok", "ok"]

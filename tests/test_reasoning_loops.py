@@ -121,6 +121,29 @@ async def test_a_tool_loop_gets_its_reasoning_back_to_the_vendor(vendor, display
     assert "<think>" not in (back.get("content") or "")
 
 
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize("display", DISPLAYS)
+async def test_an_agent_loop_of_several_tool_calls_keeps_every_turns_reasoning(
+        vendor, display, stream):
+    """A coding agent calls tools several times before it answers: every tool-call turn
+    in its growing history goes back to the vendor with that turn's own reasoning (the
+    fakes check them all). The first tool's output asks for another call ("!tools")."""
+    c, model = vendor.client(), vendor.model + display
+    messages = [{"role": "user", "content": "!tools"}]
+    first = await ask(c, model, messages, stream)
+    messages += [first, dict(tool_result(first), content="!tools")]
+    second = await ask(c, model, messages, stream)
+    assert second["tool_calls"][0]["id"] != first["tool_calls"][0]["id"]
+    messages += [second, tool_result(second)]
+    final = await ask(c, model, messages, stream)
+    assert answer_text(final) == vendor.answer
+    back = [m for m in vendor.requests[-1]["body"]["messages"] if m["role"] == "assistant"]
+    assert [m["tool_calls"][0]["id"] for m in back] == [
+        first["tool_calls"][0]["id"], second["tool_calls"][0]["id"]]
+    assert [m["reasoning_content"] for m in back] == [vendor.reasoning] * 2
+    assert not any("<think>" in (m.get("content") or "") for m in back)
+
+
 async def test_without_its_reasoning_the_vendor_refuses_the_turn(vendor):
     """What the gateway protects clients from: a plain client that drops the field."""
     c = vendor.client()

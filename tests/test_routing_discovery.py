@@ -85,6 +85,35 @@ async def test_ambiguous_names_and_the_models_map(start_vendor, make_gateway):
     assert raw.headers["x-freeapi-upstream-model"] == "llama3.2:1b"
 
 
+async def test_a_name_two_servers_list_is_ambiguous_before_any_pattern_claims_it(
+        start_vendor, make_gateway, upstream_state):
+    """Two local servers both list `deepseek-r1:1.5b`, which DeepSeek's `deepseek-*`
+    pattern also matches: the name is the ambiguity error naming both servers (never sent
+    to DeepSeek behind the operator's back) until a `models:` entry settles it."""
+    url, state = start_vendor(fake_local)
+    config = {"providers": {"box1": local(url), "box2": local(url)}}
+    base, gw = make_gateway(config)
+    await gw.discover_models()
+    seen = len(state.requests)  # the two GET /models
+    c = client(base, "none")
+    for name in ("deepseek-r1:1.5b", "deepseek-r1:1.5b-fold"):
+        with pytest.raises(openai.BadRequestError) as e:
+            await c.chat.completions.create(model=name, messages=HI)
+        err = e.value.body
+        assert err["code"] == "model_ambiguous", name
+        assert "box1/deepseek-r1:1.5b" in err["message"]
+        assert "box2/deepseek-r1:1.5b" in err["message"]
+    assert upstream_state.requests == [] and len(state.requests) == seen
+    # A name only DeepSeek's pattern claims still goes there.
+    assert gw.resolve("deepseek-r1:7b").provider.name == "deepseek"
+    config["models"] = {"deepseek-r1:1.5b": "box1/deepseek-r1:1.5b"}
+    base, gw = make_gateway(config)
+    await gw.discover_models()
+    raw = await client(base, "none").chat.completions.with_raw_response.create(
+        model="deepseek-r1:1.5b", messages=HI)
+    assert raw.headers["x-freeapi-provider"] == "box1"
+
+
 async def test_discovered_names_never_take_static_ones(start_vendor, make_gateway):
     url, _ = start_vendor(fake_qwen)
     base, gw = make_gateway({"auth": {"keys": [GW_KEY]}, "providers": {

@@ -375,14 +375,16 @@ class Pipeline(AccountingMixin, ConversationMixin, FailoverMixin, OperationMixin
                         await stream.drain()
                         return assemble(got), route
                     try:
-                        chunk = normalize(json.loads(ev))
-                    except (ValueError, AttributeError, RecursionError):
+                        chunk = json.loads(ev)
+                        if not isinstance(chunk, dict):
+                            raise ValueError
+                        if not ("error" in chunk and "choices" not in chunk):
+                            chunk = normalize(chunk)
+                    except (ValueError, TypeError, AttributeError, RecursionError):
                         raise vendor_error(provider.name, 502, "a stream event was not a "
                                            "JSON object") from None
                     if "error" in chunk and "choices" not in chunk:
-                        err = chunk["error"] if isinstance(chunk["error"], dict) else {}
-                        detail = str(err.get("message") or chunk["error"])[:500]
-                        raise vendor_error(provider.name, 502, redact(detail, keys))
+                        raise self._event_error(provider, chunk, keys)
                     got.append(chunk)
         except UpstreamError as e:
             if self._client_gone:
@@ -391,3 +393,17 @@ class Pipeline(AccountingMixin, ConversationMixin, FailoverMixin, OperationMixin
         finally:
             stream.close()
         return assemble(got), route
+
+    def _event_error(self, provider, chunk: dict, keys) -> APIError:
+        """An error event met while assembling: what the vendor's own codes say it is (a
+        GLM content filter is the request's 400, a Kimi quota the key's 402; as the relay
+        tells a streaming client), and the key's verdict from it."""
+        err = provider.chunk_error(chunk, keys)
+        if err is None:
+            detail = chunk["error"] if isinstance(chunk["error"], dict) else {}
+            err = vendor_error(provider.name, 502, redact(
+                str(detail.get("message") or chunk["error"])[:500], keys))
+        if self._lease is not None:
+            lease, self._lease = self._lease, None
+            lease.release(err.status, retry_after=err.retry_after)
+        return err

@@ -13,10 +13,11 @@ from tornado import web
 from tests.fakes.common import ANSWER, REASONING, Base, Models, State
 
 GOOD = "sk-qwen-good-0000000000000001"
+GOOD2 = "sk-qwen-good-0000000000000002"
 DEAD = "sk-qwen-dead-0000000000000401"
 POOR = "sk-qwen-poor-0000000000000402"
 FREE = "sk-qwen-free-tier-only-00000403"
-KEYS = {GOOD: "ok", DEAD: 401, POOR: "poor", FREE: "free-tier-spent"}
+KEYS = {GOOD: "ok", GOOD2: "ok", DEAD: 401, POOR: "poor", FREE: "free-tier-spent"}
 USAGE = {"prompt_tokens": 10, "completion_tokens": 7, "total_tokens": 17,
          "completion_tokens_details": {"reasoning_tokens": 3}}
 STREAM_ONLY = ("qwq-plus", "qvq-max")
@@ -77,6 +78,15 @@ class Chat(Base):
                     "reasoning_content": "" if thinking else None})
         for piece in (REASONING if thinking else ()):
             await send({"content": None, "reasoning_content": piece})
+        if cmd == "!inspect":
+            # Output moderation stops a stream under way: an error event in the
+            # compatible mode's OpenAI shape, then the end (status 400 DataInspectionFailed,
+            # https://www.alibabacloud.com/help/en/model-studio/developer-reference/error-code;
+            # the event's exact fields are not documented).
+            await send({"content": ANSWER[0], "reasoning_content": None})
+            await self.event(_error("data_inspection_failed", "Output data may contain "
+                                    "inappropriate content.", "data_inspection_failed"))
+            return
         if cmd == "!tools":
             await send({"content": None, "tool_calls": [
                 {"index": 0, "id": "call_abc", "type": "function",
