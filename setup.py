@@ -8,10 +8,15 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=find_packages(include=["freeapi", "freeapi.*", "providers", "providers.*"]),
+    # The status page (GET /status) is a file, not code.
+    package_data={"freeapi": ["static/*.html"]},
     install_requires=[
         "tornado>=6.3,<7",
         "pluggy>=1.3,<2",
         "pyyaml>=6,<7",
+        # GET /metrics: the Prometheus project's own client; its multiprocess mode
+        # aggregates `--workers N` into one view.
+        "prometheus-client>=0.20,<1",
     ],
     extras_require={
         # Optional: a faster event loop, used when installed (see freeapi/cli.py).
@@ -26,6 +31,9 @@ setup(
             "anthropic>=0.40",
             # Property-based fuzzing of the wire parsers (tests/test_wire_fuzz.py).
             "hypothesis>=6.100,<7",
+            # The status page test drives a real browser (Debian's chromium, never a
+            # downloaded one) with Microsoft's Playwright, the well-kept driver of the field.
+            "playwright>=1.40",
         ],
     },
     entry_points={

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import os
 import time
 
 import pluggy
@@ -25,12 +26,16 @@ from freeapi.handlers.responses import ResponseHandler, ResponsesHandler
 from freeapi.handlers.tokens import TokenCheckHandler
 from freeapi.handlers.keys import KeysHandler
 from freeapi.handlers.messages import CountTokensHandler, MessagesHandler
+from freeapi.handlers.status import MetricsHandler, StatusHandler, StatusPageHandler
 from freeapi.healthsync import HealthSync
 from freeapi.keypool import HealthStore, KeyPool
 from freeapi.keys import GatewayAuth, split_keys
 from freeapi.limits import Limits
+from freeapi.metrics import Metrics, multiproc_dir
 from freeapi.provider import Provider
+from freeapi.proxy import Resolver as ProxyResolver
 from freeapi.routing import Catalog, Route
+from freeapi.status import StatusBoard
 from freeapi.store import StoreError, open_store
 from freeapi.upstream import Pool
 
@@ -56,9 +61,16 @@ class Gateway:
         self.catalog = Catalog(self.providers, config.models)
         self.auth = GatewayAuth(config.gateway_keys, config.allow_anonymous)
         self.http = Pool()
+        try:  # providers.NAME.proxy, else HTTPS_PROXY / HTTP_PROXY / NO_PROXY
+            self.http.proxy_for = ProxyResolver(self.providers, os.environ)
+        except ValueError as e:
+            raise ConfigError("", str(e)) from None
         self.health = HealthStore()
         self.store = open_store(config.state)  # opens (or connects) on first use
-        self.limits = Limits(self.store)
+        self.metrics = Metrics(multiproc_dir())
+        self.status = StatusBoard(self)  # GET /v1/status
+        self.workers = 1  # processes serving this port (the CLI's --workers)
+        self.limits = Limits(self.store, on_reject=self.metrics.limit_rejected)
         self.pools: dict[str, KeyPool] = {}
         # Server-side keys' cooldowns and verdicts, shared with gateways on the same store.
         self.health_sync = HealthSync(self.store, self.pools,
@@ -350,6 +362,9 @@ def make_app(gateway: Gateway) -> web.Application:
         (r"/(?:v1/)?responses/([^/]+)", ResponseHandler),
         (r"/ping", PingHandler),
         (r"/healthz", HealthHandler),
+        (r"/metrics", MetricsHandler),
+        (r"/status", StatusPageHandler),
+        (r"/v1/status", StatusHandler),
     ]
     return web.Application(routes, freeapi=gateway, default_handler_class=NotFoundHandler,
                            compress_response=False)

@@ -6,11 +6,12 @@ import argparse
 import asyncio
 import logging
 import os
+import shutil
 import signal
 import socket
 import sys
 
-from freeapi import __version__
+from freeapi import __version__, logs, metrics
 from freeapi.app import Gateway, make_app
 from freeapi.checkkeys import check_keys
 from freeapi.config import ConfigError, load_config, plain_http_to_remote
@@ -40,6 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, help="port to listen on (overrides server.port)")
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error"],
                    help="overrides server.log_level")
+    p.add_argument("--log-format", choices=list(logs.FORMATS),
+                   help="overrides server.log_format (text, the default, or json: one "
+                        "object per line)")
     p.add_argument("--workers", type=int, default=1, metavar="N",
                    help="serve with N processes on the same port (default 1; about one per "
                         "CPU core). Each worker binds its own SO_REUSEPORT socket and the "
@@ -68,13 +72,20 @@ def load(args) -> Gateway:
         cfg.port = args.port
     if args.log_level:
         cfg.log_level = args.log_level
-    return Gateway(cfg, pm, types)
+    if getattr(args, "log_format", None):
+        cfg.log_format = args.log_format
+    gateway = Gateway(cfg, pm, types)
+    gateway.workers = max(1, getattr(args, "workers", 1) or 1)
+    return gateway
 
 
 def _log_request(handler):
     # Access lines only at debug: formatting one per request is measurable on the hot path.
     status = handler.get_status()
     if status >= 500 or log.isEnabledFor(logging.DEBUG):
+        ctx = getattr(handler, "_rlog", None)
+        if ctx is not None:  # for the JSON format's fields
+            ctx.status, ctx.latency_ms = status, round(1000 * handler.request.request_time())
         log.log(logging.WARNING if status >= 500 else logging.DEBUG, "%d %s %s %.1fms",
                 status, handler.request.method, handler.request.path,
                 1000.0 * handler.request.request_time())
@@ -106,6 +117,8 @@ async def serve(gateway: Gateway, reuse_port: bool = False):
     discovery = asyncio.ensure_future(gateway.discovery_loop())
     housekeeping = asyncio.ensure_future(gateway.housekeeping())
     gateway.health_sync.start()  # shared stores only; gateway.close() stops it
+    metrics_fresh = (asyncio.ensure_future(gateway.metrics.keep_fresh(gateway))
+                     if gateway.metrics.multiproc_dir else None)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -113,6 +126,8 @@ async def serve(gateway: Gateway, reuse_port: bool = False):
     await stop.wait()
     discovery.cancel()
     housekeeping.cancel()
+    if metrics_fresh is not None:
+        metrics_fresh.cancel()
     server.stop()
     log.info("shutting down: %d request(s) in flight get up to %gs to finish",
              len(gateway.active), cfg.shutdown_grace)
@@ -148,6 +163,15 @@ def main(argv=None) -> int:
     redactor = _RedactKeys()
     for handler in logging.getLogger().handlers:
         handler.addFilter(redactor)
+    metrics_tmp = metrics.prepare_processes(args.workers if args.command == "serve" else 1)
+    try:
+        return _main(args, redactor)
+    finally:
+        if metrics_tmp:
+            shutil.rmtree(metrics_tmp, ignore_errors=True)
+
+
+def _main(args, redactor) -> int:
     try:
         gateway = load(args)
     except ConfigError as e:
@@ -157,6 +181,7 @@ def main(argv=None) -> int:
     redactor.keys = sorted({k.key for k in cfg.gateway_keys} | {
         k for pc in cfg.providers.values() for k in pc.api_keys}, key=len, reverse=True)
     logging.getLogger().setLevel(gateway.config.log_level.upper())
+    logs.install(cfg.log_format, redactor)
     if args.command == "check-keys":
         return asyncio.run(check_keys(gateway))
     if args.command == "usage":
@@ -263,6 +288,7 @@ def _run_workers(args, cfg) -> int:
         except ChildProcessError:
             break
         children.discard(pid)
+        metrics.worker_exited(pid)
         rc = os.waitstatus_to_exitcode(status)
         if not stopping:
             log.error("worker %d exited (%d); stopping the others", pid, rc)

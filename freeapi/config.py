@@ -15,6 +15,7 @@ from freeapi.config_state import (ConversationsConfig, Price, StateConfig,
 from freeapi.config_vendor import (ReasoningConfig, parse_patterns, parse_reasoning,
                                   parse_translations)
 from freeapi.config_state import ResponsesConfig, parse_responses
+from freeapi.proxy import parse_setting as parse_proxy_setting
 from freeapi.configbase import (ConfigError, _expect, _integer, _interpolate, _mapping,
                                 _non_negative, _number, _string_list, _unknown)
 
@@ -60,6 +61,7 @@ class ProviderConfig:
     translations: dict = field(default_factory=dict)  # old name -> (model, body defaults)
     patterns: list[str] | None = None  # name globs; None: the provider type's own
     responses_base_url: str | None = None  # the vendor's own Responses API (/v1/responses)
+    proxy: str | None = None  # a proxy URL, "none", or None: the environment decides
 
 
 @dataclass
@@ -109,6 +111,7 @@ class Config:
     max_body_size: int = 48 * 1024 * 1024
     keepalive_interval: float = 5.0
     log_level: str = "info"
+    log_format: str = "text"  # or "json": one object per line (freeapi/logs.py)
     shutdown_grace: float = 30.0
     # Transport limits against hostile clients and vendors (README "Known limits").
     body_timeout: float = 60.0  # seconds a client may pause while sending a request
@@ -124,13 +127,14 @@ class Config:
     state: StateConfig = field(default_factory=StateConfig)
     prices: dict[str, Price] = field(default_factory=dict)
     conversations: ConversationsConfig = field(default_factory=ConversationsConfig)
+    metrics_public: bool = False  # GET /metrics without a gateway key (metrics.public)
     reasoning: ReasoningConfig = field(default_factory=ReasoningConfig)
     responses: ResponsesConfig = field(default_factory=ResponsesConfig)
 
 
 _LOG_LEVELS = ("debug", "info", "warning", "error")
 _PROVIDER_KEYS = {"enabled", "type", "base_url", "api_keys", "timeouts", "key_pool",
-                  "translations", "patterns"}
+                  "translations", "patterns", "proxy"}
 # Options every provider type takes (freeapi/provider.py reads them): its native Anthropic
 # endpoint for /v1/messages (a URL, or false / "none" to always translate).
 _COMMON_OPTIONS = {"anthropic_base_url": ((str, bool), None),
@@ -210,6 +214,10 @@ def _provider(name: str, value, path: str, provider_types: dict) -> ProviderConf
     pc.key_pool = _key_pool(section.get("key_pool"), f"{path}.key_pool")
     pc.translations = parse_translations(section.get("translations"), f"{path}.translations")
     pc.patterns = parse_patterns(section.get("patterns"), f"{path}.patterns")
+    try:
+        pc.proxy = parse_proxy_setting(section.get("proxy"))
+    except ValueError as e:
+        raise ConfigError(f"{path}.proxy", str(e)) from None
     for key, (types, default) in extra.items():
         v = section.get(key, default)
         if v is not None:
@@ -238,12 +246,13 @@ def parse_config(raw, provider_types: dict, base_dir: str | None = None) -> Conf
     config file's directory, which relative paths are relative to (None: no file)."""
     root = _interpolate(_mapping(raw, ""), "")
     _unknown(root, {"server", "auth", "providers", "models", "fallbacks", "failover", "state",
-                    "prices", "conversations", "reasoning", "discovery", "responses"}, "")
+                    "prices", "conversations", "reasoning", "discovery", "responses",
+                    "metrics"}, "")
     cfg = Config()
 
     server = _mapping(root.get("server"), "server")
     _unknown(server, {"host", "port", "max_body_size", "keepalive_interval", "log_level",
-                      "shutdown_grace",
+                      "shutdown_grace", "log_format",
                       "body_timeout", "max_connections", "max_event_size"}, "server")
     if "host" in server:
         cfg.host = _expect(server["host"], (str,), "server.host", "a string")
@@ -274,6 +283,10 @@ def parse_config(raw, provider_types: dict, base_dir: str | None = None) -> Conf
         if level not in _LOG_LEVELS:
             raise ConfigError("server.log_level", f"expected one of {', '.join(_LOG_LEVELS)}")
         cfg.log_level = level
+    if "log_format" in server:
+        cfg.log_format = _expect(server["log_format"], (str,), "server.log_format", "a string")
+        if cfg.log_format not in ("text", "json"):
+            raise ConfigError("server.log_format", "expected text or json")
 
     auth = _mapping(root.get("auth"), "auth")
     _unknown(auth, {"keys", "allow_anonymous"}, "auth")
@@ -347,6 +360,10 @@ def parse_config(raw, provider_types: dict, base_dir: str | None = None) -> Conf
     cfg.conversations = parse_conversations(root.get("conversations"))
     cfg.reasoning = parse_reasoning(root.get("reasoning"))
     cfg.responses = parse_responses(root.get("responses"))
+    metrics = _mapping(root.get("metrics"), "metrics")
+    _unknown(metrics, {"public"}, "metrics")
+    cfg.metrics_public = _expect(metrics.get("public", False), (bool,), "metrics.public",
+                                 "true or false")
 
     if not cfg.gateway_keys and not cfg.allow_anonymous:
         for pc in cfg.providers.values():

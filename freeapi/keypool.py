@@ -160,6 +160,7 @@ class KeyPool:
         self._waiters: deque[tuple[asyncio.Future, set]] = deque()
         self._prober = prober  # async (key) -> bool | None (None: could not tell)
         self._probes: dict[str, asyncio.Task] = {}
+        self.probe_at: dict[str, float] = {}  # key -> wall clock of its next re-probe
         self.probe_interval, self.probe_cap = probe_interval, probe_cap
         self._host_prober = host_prober  # async () -> bool: the keyless host answered
         self._host_probe: asyncio.Task | None = None
@@ -239,6 +240,11 @@ class KeyPool:
             finally:
                 if waiter in self._waiters:
                     self._waiters.remove(waiter)
+
+    @property
+    def waiting(self) -> int:
+        """Requests queued for a free key (the status page shows it)."""
+        return len(self._waiters)
 
     def refusal(self, keys: list) -> APIError:
         """Why `acquire(keys)` found no key: the keyless host is down (the real 502/504,
@@ -388,7 +394,9 @@ class KeyPool:
         delay = self.probe_interval
         try:
             while self._probing(key):
-                await asyncio.sleep(delay * random.uniform(0.9, 1.1))
+                wait = delay * random.uniform(0.9, 1.1)
+                self.probe_at[key] = time.time() + wait
+                await asyncio.sleep(wait)
                 if not self._probing(key):
                     return
                 try:
@@ -404,6 +412,7 @@ class KeyPool:
                 delay = min(self.probe_cap, delay * 2)
         finally:
             self._probes.pop(key, None)
+            self.probe_at.pop(key, None)
 
     def _schedule_host_probe(self):
         if self._host_prober is None or self._host_probe is not None:

@@ -37,8 +37,9 @@ def _period_end(kind: str, now: float) -> float:
 
 
 class Limits:
-    def __init__(self, store):
+    def __init__(self, store, on_reject=None):
         self.store = store
+        self._rejected = on_reject or (lambda limit: None)  # (limit name), for metrics
         self._charges: set[asyncio.Task] = set()
 
     @staticmethod
@@ -77,6 +78,7 @@ class Limits:
         """Raise the APIError the caller gets when a limit refuses this request."""
         if caller.models is not None and not self.model_allowed(caller, model, route):
             allowed = ", ".join(caller.models) or "none"
+            self._rejected("models")
             raise APIError(403, f"Gateway key {caller.name!r} may not use the model "
                                 f"{model!r} (allowed: {allowed}).", param="model",
                            code="model_not_allowed")
@@ -98,6 +100,7 @@ class Limits:
         if ok:
             return
         name, hit = checks[failed]
+        self._rejected(name)
         if name in ("daily_tokens", "monthly_tokens"):
             wait = min(wait, _period_end(name, now) - now)
         seconds = max(1, math.ceil(wait))

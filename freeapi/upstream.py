@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 from tornado.iostream import IOStream, StreamClosedError, UnsatisfiableReadError
 from tornado.tcpclient import TCPClient
 
+from freeapi import proxy as proxies
 from freeapi.errors import UpstreamError
 from freeapi.http1 import Dechunker, Headers, body_framing, parse_head
 
@@ -223,6 +224,8 @@ class Pool:
         self.idle_ttl = idle_ttl
         self.opened = 0  # connections opened, for tests and stats
         self._urls: dict[str, tuple[tuple, str]] = {}  # url -> (host key, path); few urls
+        # (scheme, host, port) -> freeapi.proxy.Proxy or None (direct); set by the Gateway.
+        self.proxy_for = None
 
     def _get(self, key) -> IOStream | None:
         idle = self._idle.get(key)
@@ -253,7 +256,11 @@ class Pool:
             parts = urlsplit(url)
             port = parts.port or (443 if parts.scheme == "https" else 80)
             path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-            split = ((parts.scheme, parts.hostname, port), path)
+            # The proxy is part of the pool key: connections through it are not direct ones.
+            proxy = self.proxy_for and self.proxy_for(parts.scheme, parts.hostname, port)
+            if proxy and parts.scheme == "http":  # a plain-http proxy takes absolute form
+                path = f"http://{parts.netloc.rpartition('@')[2]}{path}"
+            split = ((parts.scheme, parts.hostname, port, proxy or None), path)
             if len(self._urls) < 1024:  # provider URLs, not per-request ones
                 self._urls[url] = split
         return Call(self, *split)
@@ -261,12 +268,14 @@ class Pool:
     async def send(self, call: Call, method: str, url: str, headers: dict, body: bytes | None,
                    connect_timeout: float, first_byte_timeout: float) -> Response:
         """Send the request on `call` (made by `start(url)`) and wait for the head."""
-        scheme, host, port = call.key
+        scheme, host, port, proxy = call.key
         path = call.path
         default_port = 443 if scheme == "https" else 80
         lines = [f"{method} {path} HTTP/1.1",
                  f"Host: {host}" + ("" if port == default_port else f":{port}"),
                  "Accept-Encoding: identity", "User-Agent: freeapi"]
+        if proxy is not None and scheme == "http" and proxy.authorization:
+            lines.append(f"Proxy-Authorization: {proxy.authorization}")
         for name, value in headers.items():
             value = str(value)
             if "\r" in value or "\n" in value or "\0" in value:
@@ -301,6 +310,12 @@ class Pool:
         raise AssertionError("unreachable")
 
     async def _connect(self, call, scheme, host, port, timeout) -> IOStream:
+        if call.key[3] is not None:
+            stream = await proxies.connect(self._tcp, call.key[3], scheme, host, port,
+                                           timeout, self._ssl)
+            stream.set_nodelay(True)
+            self.opened += 1
+            return stream
         try:
             stream = await self._tcp.connect(
                 host, port, ssl_options=self._ssl if scheme == "https" else None,

@@ -1,6 +1,7 @@
 import asyncio
 import copy
 import logging
+import os
 import socket
 
 import pytest
@@ -13,6 +14,13 @@ from freeapi.plugins import make_plugin_manager, provider_types
 from freeapi.server import make_server
 from tests.fakes import deepseek as fake_deepseek
 from tests.helpers import assert_no_keys
+
+
+# The fake vendors listen on 127.0.0.1: a developer's HTTP(S)_PROXY must not route the
+# gateways under test (and their `freeapi` subprocesses) through a real proxy.
+for _name in ("http_proxy", "https_proxy", "no_proxy", "all_proxy"):
+    os.environ.pop(_name, None)
+    os.environ.pop(_name.upper(), None)
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ from http.client import responses
 from tornado import web
 from tornado.ioloop import IOLoop
 
+from freeapi import logs
 from freeapi.errors import APIError, invalid_request
 from freeapi.keys import bearer
 from freeapi.server import answer_and_close
@@ -115,6 +116,7 @@ class APIHandler(web.RequestHandler):
     # 16 MB bodies (Tornado closes a connection whose body was left unread).
     auth_required = True
     _body_timer = None
+    _rlog = None  # logs.RequestLog: this request's id and log fields
 
     def initialize(self):
         self.gateway = self.settings["freeapi"]
@@ -126,6 +128,13 @@ class APIHandler(web.RequestHandler):
         self.set_header("Content-Type", "application/json")
         # Tornado's default server header says nothing useful and costs bytes.
         self.clear_header("Server")
+        # First called while the handler is built, before Tornado starts the task that runs
+        # it, so the request's log context is inherited by everything the request does;
+        # called again when an error clears the headers.
+        if self._rlog is None:
+            self._rlog = logs.begin(self.request.headers.get("X-Request-Id"),
+                                    getattr(self, "endpoint", None))
+        self.set_header("X-Request-Id", self._rlog.request_id)
 
     def prepare(self):
         headers = self.request.headers
@@ -150,6 +159,7 @@ class APIHandler(web.RequestHandler):
         body = json.dumps(self.error_body(err)).encode()
         head = (f"HTTP/1.1 {err.status} {responses.get(err.status, 'Error')}\r\n"
                 f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+                f"X-Request-Id: {self._rlog.request_id}\r\n"  # a checked charset: no CRLF
                 "Connection: close\r\n\r\n").encode()
         log.debug("%s %s -> %d before the body (%s)", self.request.method, self.request.path,
                   err.status, err.code)
@@ -309,5 +319,6 @@ class NotFoundHandler(APIHandler):
         raise APIError(404, f"Unknown route {self.request.method} {self.request.path}. "
                             "The gateway serves /v1/chat/completions, /v1/messages, "
                             "/v1/messages/count_tokens, /v1/models, "
-                            "/v1/models/{id}, /v1/keys, /token/check, /ping and /healthz.",
+                            "/v1/models/{id}, /v1/keys, /token/check, /ping and /healthz "
+                            "(operators: /metrics, /status, /v1/status).",
                        code="unknown_route")

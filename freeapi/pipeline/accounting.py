@@ -22,6 +22,7 @@ class AccountingMixin:
 
     _acct = None  # (requested model, stream) once the request is admitted by its limits
     _admitted = False  # credentials were found for a target (failover sets it)
+    _routed = None  # (provider, requested model, stream) once routed: metrics count it
     _accounted = False
     _answer = None  # a non-stream answer's body as sent, for its usage
     _usage = None  # or its usage object, when the answer was parsed anyway
@@ -41,6 +42,7 @@ class AccountingMixin:
         """A key's limits may refuse the request. Only a request they admit, and that has
         credentials for some target, gets a ledger entry: refusals write nothing, so
         nobody can grow the ledger with requests that were never going to be served."""
+        self._routed = (route.provider.name, model, stream)
         caller = self.caller
         if caller is not None and caller.limited:
             await self.gateway.limits.admit(caller, model, route)
@@ -60,6 +62,9 @@ class AccountingMixin:
 
     def _account(self, gone: bool = False) -> None:
         if self._accounted or self._acct is None or not self._admitted:
+            if not self._accounted and self._routed is not None:
+                self._accounted = True
+                self._count_unrecorded(gone)
             return
         self._accounted = True
         model, stream = self._acct
@@ -87,8 +92,27 @@ class AccountingMixin:
                   error=error, stream=stream,
                   latency_ms=round(h.request.request_time() * 1000),
                   ttfb_ms=round(began * 1000) if began is not None else None, usage=usage,
-                  endpoint=self.endpoint, estimated=estimated)
+                  endpoint=self.endpoint, estimated=estimated,
+                  request_id=h._rlog.request_id if h._rlog is not None else None)
+        if h._rlog is not None:
+            h._rlog.update_from_entry(e)
         gw = self.gateway
+        if self._served is not None:
+            opened = self._opened
+            gw.metrics.request_done(e, self._upstream_s + (opened.waited if opened else 0.0))
+        else:
+            gw.metrics.request_done(e, routed=self._routed[0])
         gw.store.record(e)
         if caller is not None and caller.limited and usage is not None:
             gw.limits.charge(caller, tokens_spent(e))
+
+    def _count_unrecorded(self, gone: bool) -> None:
+        """A routed request the ledger leaves out (a limit refused it, or no target had
+        credentials): the metrics still count it, as every request that reached routing."""
+        provider, model, stream = self._routed
+        h = self.handler
+        self.gateway.metrics.request_done(entry(
+            caller=None, vendor_key=None, provider=None, model=model, upstream_model=None,
+            status=CLIENT_GONE if gone else h.get_status(), error=self._error, stream=stream,
+            latency_ms=round(h.request.request_time() * 1000), ttfb_ms=None, usage=None,
+            endpoint=self.endpoint), routed=provider)

@@ -48,6 +48,7 @@ class OpenStream:
 
     def __init__(self, resp: Response, chunks, parser: sse.SSEParser, pending: list[str]):
         self.resp, self.chunks, self.parser, self.pending = resp, chunks, parser, pending
+        self.waited = 0.0  # seconds spent waiting for the vendor's events after the first
 
     @classmethod
     async def first_event(cls, resp: Response, idle: float, first_deadline: float,
@@ -78,10 +79,13 @@ class OpenStream:
         if self.pending:
             yield self.pending
             self.pending = []
+        asked = time.monotonic()
         async for data in self.chunks:
+            self.waited += time.monotonic() - asked  # the vendor's time, not the gateway's
             events = self.parser.feed(data)
             if events:
                 yield events
+            asked = time.monotonic()
         tail = self.parser.close()
         if tail:
             yield tail
@@ -118,7 +122,21 @@ class FailoverMixin:
     _call, `_op` (a non-chat operation or None) and `_request(target, body, key)` (a
     chat, native or operation request)."""
 
+    _upstream_s = 0.0  # seconds spent waiting for vendors (for the gateway overhead metric)
+    _opened = None  # the OpenStream that served, if any
+    _failed_at = None  # (target index, provider) of the last failed attempt, for metrics
+
     async def _attempt(self, route: Route, model: str, body: dict, token, stream: bool):
+        # Each attempt's outcome is counted once: ok, or when the next one starts, retried
+        # (same target) or fallback (the next target); the last failed one as failed.
+        try:
+            return await self._attempts(route, model, body, token, stream)
+        finally:
+            if self._failed_at is not None:
+                self.gateway.metrics.attempt(self._failed_at[1], "failed")
+                self._failed_at = None
+
+    async def _attempts(self, route: Route, model: str, body: dict, token, stream: bool):
         """Send to the vendor; while nothing has reached the client, move past failures to
         another key, then along the fallback chain, within config `failover`.
 
@@ -172,8 +190,15 @@ class FailoverMixin:
                     break
                 tried.add(lease.key)
                 attempts += 1
+                if self._failed_at is not None:
+                    gw.metrics.attempt(self._failed_at[1], "retried"
+                                       if self._failed_at[0] == t_index else "fallback")
+                    self._failed_at = None
+                sent = time.monotonic()
                 result, err = await self._send(target, tbody, lease, stream)
+                self._upstream_s += time.monotonic() - sent
                 if err is None:
+                    gw.metrics.attempt(provider.name, "ok")
                     self._lease = lease
                     h = self.handler
                     self._served = (target, lease.id, h.request.request_time())
@@ -184,6 +209,7 @@ class FailoverMixin:
                         h.set_header("x-freeapi-attempts", str(attempts))
                     return result, target
                 last = err
+                self._failed_at = (t_index, provider.name)
                 if err.status in (401, 403) and not passthrough:
                     # The gateway's own key was refused: a 401 would tell the caller that
                     # *their* gateway key is wrong.
@@ -231,6 +257,7 @@ class FailoverMixin:
                                                       self._deadline, gw.config.max_event_size)
                 err = opened.error(provider, lease.key)
                 if err is None:
+                    self._opened = opened
                     return opened, None
                 opened.close()
                 lease.release(err.status)

@@ -1,0 +1,111 @@
+"""Dockerfile, compose.yaml and the systemd unit, checked statically: no Docker engine exists
+where these tests run, so no image is built here. What can run does: the image's config
+is a valid freeapi config, and the image's health check command works against a real
+gateway."""
+
+import configparser
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from freeapi.config import load_config
+from freeapi.plugins import make_plugin_manager, provider_types
+from tests.conftest import free_port
+from tests.helpers import wait_listening
+
+ROOT = Path(__file__).resolve().parent.parent
+README_INSTALL = "pip install ."
+
+
+def dockerfile() -> list[str]:
+    """Instructions, continuation lines joined, comments dropped."""
+    text = (ROOT / "Dockerfile").read_text()
+    text = re.sub(r"\\\n\s*", " ", text)
+    return [line.strip() for line in text.splitlines()
+            if line.strip() and not line.strip().startswith("#")]
+
+
+def test_dockerfile_is_multi_stage_non_root_with_a_healthcheck_and_a_data_volume():
+    lines = dockerfile()
+    froms = [ln for ln in lines if ln.startswith("FROM ")]
+    assert len(froms) == 2 and all("python:3.11-slim" in ln for ln in froms)
+    final = lines[lines.index(froms[-1]):]
+    user = [ln for ln in final if ln.startswith("USER ")]
+    assert user and re.fullmatch(r"USER \d+:0", user[-1])  # numeric, group 0
+    assert int(user[-1].split()[1].split(":")[0]) != 0
+    assert any(ln.startswith("VOLUME") and "/data" in ln for ln in final)
+    assert any("chown" in ln and ":0 /data" in ln and "chmod" in ln for ln in final)
+    [health] = [ln for ln in final if ln.startswith("HEALTHCHECK")]
+    assert "/ping" in health and "curl" not in health and "wget" not in health
+    build = " ".join(ln for ln in lines if ln.startswith("RUN"))
+    assert README_INSTALL in build  # the install the README's first command runs
+    assert README_INSTALL in (ROOT / "README.md").read_text()
+    assert any(ln.startswith("ENTRYPOINT") and "freeapi" in ln for ln in final)
+
+
+def test_the_images_config_is_valid_and_keeps_state_on_the_volume(monkeypatch):
+    types = provider_types(make_plugin_manager())
+    monkeypatch.delenv("FREEAPI_REDIS_URL", raising=False)
+    cfg = load_config(str(ROOT / "deploy" / "container.yaml"), types)
+    assert cfg.state.path == "/data/freeapi.db" and cfg.state.redis_url is None
+    assert (cfg.host, cfg.port, cfg.log_format) == ("0.0.0.0", 8000, "text")
+    monkeypatch.setenv("FREEAPI_REDIS_URL", "redis://:pw@redis:6379/0")
+    monkeypatch.setenv("FREEAPI_LOG_FORMAT", "json")
+    cfg = load_config(str(ROOT / "deploy" / "container.yaml"), types)
+    assert cfg.state.redis_url == "redis://:pw@redis:6379/0" and cfg.log_format == "json"
+    copied = [ln for ln in dockerfile() if ln.startswith("COPY deploy/container.yaml")]
+    assert copied == ["COPY deploy/container.yaml /etc/freeapi/config.yaml"]
+
+
+def test_compose_runs_freeapi_after_a_healthy_redis():
+    doc = yaml.safe_load((ROOT / "compose.yaml").read_text())
+    app, redis = doc["services"]["freeapi"], doc["services"]["redis"]
+    assert app["depends_on"] == {"redis": {"condition": "service_healthy"}}
+    assert "/ping" in " ".join(app["healthcheck"]["test"])
+    assert "ping" in " ".join(redis["healthcheck"]["test"])
+    assert "--requirepass" in redis["command"]
+    assert app["environment"]["FREEAPI_REDIS_URL"].startswith("redis://:")
+    assert "@redis:6379" in app["environment"]["FREEAPI_REDIS_URL"]
+    assert any(v.endswith(":/data") for v in app["volumes"])
+    assert app["build"] == "."
+
+
+def test_the_status_page_ships_as_package_data():
+    """`pip install .` (README, Dockerfile) must carry the page, not only a checkout."""
+    text = (ROOT / "setup.py").read_text()
+    assert 'package_data={"freeapi": ["static/*.html"]}' in text
+    assert (ROOT / "freeapi" / "static" / "status.html").read_text().startswith("<!doctype")
+
+
+def test_systemd_unit_runs_the_cli_with_a_state_directory():
+    unit = configparser.ConfigParser(strict=False, interpolation=None)
+    unit.read(ROOT / "deploy" / "freeapi.service")
+    service = unit["Service"]
+    assert service["ExecStart"].split()[:3] == ["/opt/freeapi/bin/freeapi", "--config",
+                                                "/etc/freeapi/config.yaml"]
+    assert service["StateDirectory"] == "freeapi" and service["DynamicUser"] == "yes"
+    assert service["KillSignal"] == "SIGTERM" and int(service["TimeoutStopSec"]) > 30
+    assert unit["Install"]["WantedBy"] == "multi-user.target"
+
+
+def test_the_images_health_check_command_works_against_a_gateway(tmp_path):
+    [health] = [ln for ln in dockerfile() if ln.startswith("HEALTHCHECK")]
+    argv = yaml.safe_load(health[health.index("CMD") + 3:].strip())  # the JSON exec form
+    assert argv[0] == "python3"
+    port = free_port()
+    argv = [sys.executable] + [a.replace("127.0.0.1:8000", f"127.0.0.1:{port}")
+                               for a in argv[1:]]
+    proc = subprocess.Popen([sys.executable, "-m", "freeapi", "--host", "127.0.0.1",
+                             "--port", str(port)], cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+    try:
+        wait_listening(port, proc)
+        assert subprocess.run(argv, timeout=10).returncode == 0, shlex.join(argv)
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    assert subprocess.run(argv, timeout=10, capture_output=True).returncode != 0
