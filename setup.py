@@ -27,6 +27,8 @@ setup(
             # filtered by name in pytest.ini.
             "pytest-tornasync==0.6.0.post2",
             "openai>=1.40",
+            # The /v1/messages door is tested with the official Anthropic SDK.
+            "anthropic>=0.40",
             # Property-based fuzzing of the wire parsers (tests/test_wire_fuzz.py).
             "hypothesis>=6.100,<7",
             # The status page test drives a real browser (Debian's chromium, never a

@@ -160,15 +160,18 @@ def cpu_seconds(pid: int) -> float:
 
 
 class Target:
-    def __init__(self, name, url, auth=None, headers=None, model="deepseek-chat"):
+    def __init__(self, name, url, auth=None, headers=None, model="deepseek-chat",
+                 dialect=""):
         self.name, self.url, self.auth = name, url, auth
         self.headers = headers or {}
         self.model = model
+        self.dialect = dialect  # "anthropic": wrk posts a Messages body
         self.results = {}
         self.proc = None
 
     def env(self, stream: bool):
         return {"BENCH_MODEL": self.model, "BENCH_STREAM": "1" if stream else "0",
+                "BENCH_DIALECT": self.dialect,
                 "BENCH_AUTH": self.auth or "",
                 "BENCH_HEADERS": "|".join(f"{k}: {v}" for k, v in self.headers.items())}
 
@@ -245,8 +248,10 @@ def freeapi_types() -> list[str]:
     return r.stdout.split()
 
 
-def freeapi_config(tmp, up_port, port):
-    """The generic `type: openai` provider when installed, else `deepseek` re-pointed."""
+def freeapi_config(tmp, up_port, port, anthropic=None):
+    """The generic `type: openai` provider when installed, else `deepseek` re-pointed.
+    `anthropic`: its anthropic_base_url (the /v1/messages door's native endpoint, or
+    false to translate)."""
     path = os.path.join(tmp, f"freeapi-{port}.yaml")
     base = f"http://127.0.0.1:{up_port}/v1"
     if "openai" in freeapi_types():
@@ -259,6 +264,8 @@ def freeapi_config(tmp, up_port, port):
     models: [deepseek-chat, slow]
     discover: false
 """
+        if anthropic is not None:
+            providers += f"    anthropic_base_url: {anthropic}\n"
     else:
         providers = f"""providers:
   deepseek: {{base_url: "{base}", api_keys: [sk-bench]}}
@@ -273,9 +280,9 @@ auth: {{keys: [bench-key]}}
     return path
 
 
-def start_freeapi(tmp, up_port, args, workers=1, cpus=None, variant=()):
+def start_freeapi(tmp, up_port, args, workers=1, cpus=None, variant=(), anthropic=None):
     port = free_port()
-    cfg = freeapi_config(tmp, up_port, port)
+    cfg = freeapi_config(tmp, up_port, port, anthropic)
     argv = [FREEAPI, "--config", cfg]
     if variant:
         argv = [PY, os.path.join(HERE, "variant.py"), *variant, "--", "--config", cfg]
@@ -445,6 +452,12 @@ def run(args):
         t.results["peak_rss_mb"] = peak_rss_mb(fa)
     stop(fa)
 
+    # Front doors at c=1, side by side: chat completions, then /v1/messages passed through
+    # to the upstream's native Anthropic endpoint (same process), then translated to chat
+    # completions (a process whose provider has no native endpoint).
+    if "doors" not in args.skip:
+        report["doors"] = doors_test(tmp, up_port, args)
+
     # Context: a Tornado app with no upstream call, same core, same wrk.
     if "floor" not in args.skip:
         port = free_port()
@@ -486,6 +499,38 @@ def run(args):
                                       "share": round(other / (wall * (os.cpu_count() or 1)), 3)}
     report["targets"] = {k: v.results for k, v in targets.items()}
     return report
+
+
+def doors_test(tmp, up_port, args):
+    out = {}
+    fa, chat = start_freeapi(tmp, up_port, args, cpus=args.server_cpu,
+                             anthropic='"/anthropic"')
+    messages = chat.url.replace(PATH, "/v1/messages")
+    cells = [("chat", fa, chat),
+             ("messages_native", fa, Target("messages", messages, auth=chat.auth,
+                                            dialect="anthropic"))]
+    fb, tr = start_freeapi(tmp, up_port, args, cpus=args.server_cpu, anthropic="false")
+    cells.append(("messages_translated", fb, Target(
+        "messages", tr.url.replace(PATH, "/v1/messages"), auth=tr.auth, dialect="anthropic")))
+    for key, _, t in cells:
+        wrk(t, 8, 1, False, args.client_cpu)
+        wrk(t, 8, 1, True, args.client_cpu)
+    # Round robin, three rounds, the median round per cell: a machine whose load drifts
+    # during the run then weighs on every door alike.
+    runs = {key: {"ns1": [], "st1": []} for key, _, _ in cells}
+    each = max(1, round(args.duration / 3))
+    for n in range(3):
+        for key, _, t in cells:
+            for cell, stream in (("ns1", False), ("st1", True)):
+                log(f"doors: round {n + 1}/3 {key} {'stream' if stream else 'non-stream'} "
+                    f"c=1 {each}s")
+                runs[key][cell].append(wrk(t, 1, each, stream, args.client_cpu))
+    for key, cells_ in runs.items():
+        out[key] = {cell: sorted(rs, key=lambda r: r["p50_us"])[1]
+                    for cell, rs in cells_.items()}
+    stop(fa)
+    stop(fb)
+    return out
 
 
 def workers_test(tmp, up, up_port, args):
@@ -695,9 +740,34 @@ def render(rep) -> str:
     lines.append(f"Fake upstream while sharing the client core with wrk (as it runs behind "
                  f"the gateways): {fmt_rps(d['ns32_shared']['ok_rps'])} req/s non-stream, "
                  f"{fmt_rps(d['st32_shared']['ok_rps'])} streams/s at c=32.")
+    lines += doors_table(rep)
     lines.append("")
     lines += targets_table(rep)
     return "\n".join(lines)
+
+
+DOORS = (("chat", "POST /v1/chat/completions"),
+         ("messages_native", "POST /v1/messages, native pass-through"),
+         ("messages_translated", "POST /v1/messages, translated to chat completions"))
+
+
+def doors_table(rep):
+    doors = rep.get("doors")
+    if not doors:
+        return []
+    base = doors["chat"]
+    lines = ["", "Front doors at c=1 (same upstream answer; one run, side by side):", "",
+             "| door | non-stream p50 | vs chat | 20-chunk stream p50 | vs chat | errors |",
+             "|---|---|---|---|---|---|"]
+    for key, label in DOORS:
+        r = doors[key]
+        errs = r["ns1"]["errors"] + r["st1"]["errors"]
+        lines.append("| {} | {} | {} | {} | {} | {} |".format(
+            label, fmt_ms(r["ns1"]["p50_us"]),
+            f"{(r['ns1']['p50_us'] - base['ns1']['p50_us']) / 1000:+.2f} ms",
+            fmt_ms(r["st1"]["p50_us"]),
+            f"{(r['st1']['p50_us'] - base['st1']['p50_us']) / 1000:+.2f} ms", errs))
+    return lines
 
 
 def targets_table(rep):
@@ -709,6 +779,17 @@ def targets_table(rep):
     def row(name, measured, goal, ok):
         rows.append(f"| {name} | {measured} | {goal} | "
                     f"{'n/a' if ok is None else ('MET' if ok else 'MISSED')} |")
+
+    doors = rep.get("doors")
+    if doors:  # issue 11: what each door costs over chat completions at c=1
+        base = doors["chat"]
+        for key, goal, limit in (("messages_translated", "<= +0.3 ms", 0.3),
+                                 ("messages_native", "<= +0.0 ms (no more than chat)", 0.0)):
+            for cell, label in (("ns1", "non-stream"), ("st1", "20-chunk stream")):
+                added = (doors[key][cell]["p50_us"] - base[cell]["p50_us"]) / 1000
+                ok = doors[key][cell]["errors"] == 0 and added <= limit
+                row(f"/v1/messages {key.split('_')[1]} over chat, {label}, c=1",
+                    f"{added:+.2f} ms", goal, ok)
 
     def p50(t, cell):
         return t[cell]["p50_us"] / 1000
@@ -782,7 +863,7 @@ def main():
     p.add_argument("--duration", type=int, default=int(os.environ.get("BENCH_DURATION", 5)))
     p.add_argument("--slow-n", type=int, default=int(os.environ.get("BENCH_SLOW_N", 2000)))
     p.add_argument("--skip", default=os.environ.get("BENCH_SKIP", ""),
-                   help="comma list of: litellm,portkey,slow,slow-direct,floor,workers")
+                   help="comma list of: litellm,portkey,slow,slow-direct,floor,workers,doors")
     p.add_argument("--server-cpu", default=os.environ.get("BENCH_SERVER_CPU", "0"))
     p.add_argument("--client-cpu", default=os.environ.get("BENCH_CLIENT_CPU", "1"))
     p.add_argument("--json", help="write the raw results here (default "

@@ -9,6 +9,9 @@
 //   a model whose name contains "slow" -> SSE, one chunk every SLOW_INTERVAL_MS (250) for
 //     SLOW_DURATION_MS (30000), i.e. 120 chunks; chunk i carries content "<i> " so a client
 //     can check order; the header `x-fake-slow: 1` selects the same mode for any model.
+// POST /anthropic/v1/messages: a vendor's native Anthropic endpoint (for the /v1/messages
+//   door's pass-through): a Message JSON, or with stream true the same 20 pieces of text as
+//   Anthropic events (message_start, one text block, message_delta, message_stop).
 // GET /v1/models answers a one-model list; GET /stats the counters below.
 // Plain `http`, no dependencies; request bodies are JSON-parsed (they are small).
 'use strict';
@@ -96,6 +99,37 @@ function slowStream(req, res, model) {
   res.on('close', () => finish(!res.writableEnded));
 }
 
+function anthropicMessage(model) {
+  return JSON.stringify({
+    id: 'msg_bench', type: 'message', role: 'assistant', model,
+    content: [{ type: 'text', text: 'Hello! This is the benchmark upstream answering.' }],
+    stop_reason: 'end_turn', stop_sequence: null,
+    usage: { input_tokens: 9, output_tokens: 10 },
+  });
+}
+
+function event(name, data) {
+  return 'event: ' + name + '\ndata: ' + JSON.stringify(data) + '\n\n';
+}
+
+function anthropicStream(res, model) {
+  stats.streams++;
+  res.writeHead(200, SSE_HEADERS);
+  res.write(event('message_start', { type: 'message_start', message: {
+    id: 'msg_bench', type: 'message', role: 'assistant', model, content: [],
+    stop_reason: null, stop_sequence: null, usage: { input_tokens: 9, output_tokens: 1 } } }));
+  res.write(event('content_block_start', { type: 'content_block_start', index: 0,
+    content_block: { type: 'text', text: '' } }));
+  for (let i = 0; i < STREAM_CHUNKS - 1; i++) {
+    res.write(event('content_block_delta', { type: 'content_block_delta', index: 0,
+      delta: { type: 'text_delta', text: 'tok' + i + ' ' } }));
+  }
+  res.write(event('content_block_stop', { type: 'content_block_stop', index: 0 }));
+  res.write(event('message_delta', { type: 'message_delta',
+    delta: { stop_reason: 'end_turn', stop_sequence: null }, usage: { output_tokens: 10 } }));
+  res.end(event('message_stop', { type: 'message_stop' }));
+}
+
 function send(res, status, body) {
   res.writeHead(status, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(body) });
   res.end(body);
@@ -111,7 +145,8 @@ const server = http.createServer((req, res) => {
     }
     return send(res, 404, '{"error":{"message":"not found"}}');
   }
-  if (req.method !== 'POST' || !(url === '/v1/chat/completions' || url === '/chat/completions')) {
+  const native = url === '/anthropic/v1/messages';
+  if (req.method !== 'POST' || !(native || url === '/v1/chat/completions' || url === '/chat/completions')) {
     return send(res, 404, '{"error":{"message":"not found"}}');
   }
   const parts = [];
@@ -125,6 +160,7 @@ const server = http.createServer((req, res) => {
       return send(res, 400, '{"error":{"message":"bad json","type":"invalid_request_error"}}');
     }
     const model = typeof body.model === 'string' ? body.model : 'unknown';
+    if (native) return body.stream === true ? anthropicStream(res, model) : send(res, 200, anthropicMessage(model));
     if (model.includes('slow') || req.headers['x-fake-slow'] === '1') return slowStream(req, res, model);
     if (body.stream === true) return fastStream(res, model);
     send(res, 200, completion(model));

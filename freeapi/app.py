@@ -25,6 +25,7 @@ from freeapi.handlers.models import ModelHandler, ModelsHandler
 from freeapi.handlers.responses import ResponseHandler, ResponsesHandler
 from freeapi.handlers.tokens import TokenCheckHandler
 from freeapi.handlers.keys import KeysHandler
+from freeapi.handlers.messages import CountTokensHandler, MessagesHandler
 from freeapi.handlers.status import MetricsHandler, StatusHandler, StatusPageHandler
 from freeapi.healthsync import HealthSync
 from freeapi.keypool import HealthStore, KeyPool
@@ -342,6 +343,8 @@ class Gateway:
 def make_app(gateway: Gateway) -> web.Application:
     routes = [
         (r"/(?:v1/)?chat/completions", ChatCompletionsHandler),
+        (r"/v1/messages", MessagesHandler),  # `?beta=true` (Claude Code) is accepted as is
+        (r"/v1/messages/count_tokens", CountTokensHandler),
         (r"/(?:v1/)?embeddings", EmbeddingsHandler),
         (r"/(?:v1/)?audio/speech", SpeechHandler),
         (r"/(?:v1/)?audio/transcriptions", TranscriptionsHandler),

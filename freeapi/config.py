@@ -135,6 +135,10 @@ class Config:
 _LOG_LEVELS = ("debug", "info", "warning", "error")
 _PROVIDER_KEYS = {"enabled", "type", "base_url", "api_keys", "timeouts", "key_pool",
                   "translations", "patterns", "proxy"}
+# Options every provider type takes (freeapi/provider.py reads them): its native Anthropic
+# endpoint for /v1/messages (a URL, or false / "none" to always translate).
+_COMMON_OPTIONS = {"anthropic_base_url": ((str, bool), None),
+                   "anthropic_count_tokens": ((bool,), None)}
 
 
 def _key_pool(value, path) -> KeyPoolConfig:
@@ -173,7 +177,7 @@ def _provider(name: str, value, path: str, provider_types: dict) -> ProviderConf
         where = f"{path}.type" if "type" in section else path
         raise ConfigError(where, f"no provider plugin of type {ptype!r} is installed "
                                  f"(known: {known})")
-    extra = dict(getattr(cls, "options", {}))
+    extra = {**_COMMON_OPTIONS, **getattr(cls, "options", {})}
     _unknown(section, _PROVIDER_KEYS | set(extra), path)
     pc = ProviderConfig(name=name, type=ptype)
     pc.enabled = _expect(section.get("enabled", True), (bool,), f"{path}.enabled", "true or false")

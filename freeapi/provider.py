@@ -7,9 +7,12 @@ Providers never import Tornado.
 from __future__ import annotations
 
 import json
+import re
 import secrets
 from dataclasses import dataclass
+from fnmatch import fnmatchcase
 from typing import ClassVar, Mapping
+from urllib.parse import urlsplit
 
 from freeapi.config import ConfigError, ProviderConfig
 from freeapi.errors import APIError, vendor_error
@@ -89,6 +92,17 @@ class Provider:
     usage_on_request: ClassVar[bool] = False
     #: False for servers that take no key (a local Ollama): requests then go out without one.
     key_required: ClassVar[bool] = True
+    #: The vendor's documented Anthropic-compatible endpoint (the base the Anthropic SDK
+    #: takes, before /v1/messages): the /v1/messages door passes requests through to it
+    #: instead of translating them. A path ("/anthropic") is on the host of `base_url`, so
+    #: it follows a region or a test server. Config `anthropic_base_url` overrides it (a
+    #: URL or path; false or "none": always translate).
+    anthropic_base_url: ClassVar[str | None] = None
+    #: Globs of the upstream models that endpoint serves; others are translated.
+    anthropic_models: ClassVar[tuple[str, ...]] = ("*",)
+    #: Whether that endpoint also serves /v1/messages/count_tokens (config
+    #: `anthropic_count_tokens`); otherwise the gateway estimates.
+    anthropic_count_tokens: ClassVar[bool] = False
     #: True when key_check_request can see the account's balance (DeepSeek /user/balance,
     #: Kimi /users/me/balance): a key out of balance (402) is then re-checked by it. Other
     #: vendors' checks (GET /models, a one-token chat) cannot tell "no balance" apart, so
@@ -110,6 +124,10 @@ class Provider:
         self.timeouts = config.timeouts
         # Types that declare DISCOVER_OPTION ask GET /models at startup (freeapi.app).
         self.discover_enabled = bool(config.options.get("discover"))
+        self.anthropic_url = self._anthropic_url(config.options.get("anthropic_base_url"))
+        counts = config.options.get("anthropic_count_tokens")
+        self.anthropic_counts = bool(self.anthropic_url) and (
+            self.anthropic_count_tokens if counts is None else bool(counts))
         self._discovered: tuple[str, ...] = ()
         # Per instance: the class's own, then the operator's (which win).
         translations = getattr(config, "translations", None) or {}
@@ -145,6 +163,19 @@ class Provider:
         if not isinstance(data, list):
             return None
         return [m["id"] for m in data if isinstance(m, dict) and isinstance(m.get("id"), str)]
+
+    def _anthropic_url(self, option) -> str | None:
+        native = self.anthropic_base_url if option is None or option is True else option
+        if native is False or not native or native.strip().lower() in ("none", "false", "off"):
+            return None
+        native = native.strip().rstrip("/")
+        if native.startswith("/"):
+            parts = urlsplit(self.base_url)
+            native = f"{parts.scheme}://{parts.netloc}{native}"
+        if not re.match(r"^https?://[^/\s]+", native):
+            raise ConfigError(f"providers.{self.name}.anthropic_base_url",
+                              "expected an http(s):// URL, a path on base_url's host, or false")
+        return native
 
     def no_balance_wait(self) -> float | None:
         """Seconds a key out of balance stays out before a request may try it again; None
@@ -218,6 +249,27 @@ class Provider:
         if body.get("stream"):
             headers["Accept"] = "text/event-stream"
         return UpstreamRequest("POST", self.base_url + self.chat_path, headers, payload)
+
+    def messages_request(self, body: dict, key: str | None,
+                         path: str = "/v1/messages") -> UpstreamRequest | None:
+        """The client's Anthropic Messages request (model already replaced) for the vendor's
+        own Anthropic endpoint, or None when it has none (the door then translates)."""
+        if not self.anthropic_url or (path.endswith("/count_tokens")
+                                      and not self.anthropic_counts):
+            return None
+        model = body.get("model")
+        if not isinstance(model, str) or not any(fnmatchcase(model, p)
+                                                 for p in self.anthropic_models):
+            return None
+        payload = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+        # The Anthropic SDK's headers (https://docs.anthropic.com/en/api/versioning);
+        # vendors take the key as x-api-key, as the SDK sends it.
+        headers = {"Content-Type": "application/json", "anthropic-version": "2023-06-01"}
+        if key:
+            headers["x-api-key"] = key
+        if body.get("stream"):
+            headers["Accept"] = "text/event-stream"
+        return UpstreamRequest("POST", self.anthropic_url + path, headers, payload)
 
     # -- responses ------------------------------------------------------------------------
 

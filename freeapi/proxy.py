@@ -146,8 +146,9 @@ class Resolver:
         for name, provider in providers.items():
             setting = provider.config.proxy
             # Every host the provider talks to: its base URL, and a native endpoint's own
-            # (responses_base_url) when it has one.
-            urls = [provider.base_url, getattr(provider.config, "responses_base_url", None)]
+            # (responses_base_url, the Anthropic endpoint of /v1/messages) when it has one.
+            urls = [provider.base_url, getattr(provider.config, "responses_base_url", None),
+                    getattr(provider, "anthropic_url", None)]
             used = set()
             for url in filter(None, urls):
                 parts = urlsplit(url)

@@ -8,6 +8,7 @@ import fnmatch
 import re
 import time
 from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
 from typing import Mapping
 
 from freeapi.errors import APIError, invalid_request
@@ -53,8 +54,9 @@ class Catalog:
     alias or retired name, a name one provider's discovery found; discovered names never
     displace the others), then `provider/model` for a model that provider lists, then
     either of those plus a `-fold`/`-silent` suffix (`provider/NAME-fold` also for a NAME
-    it does not list), then any other `provider/model`, sent to that provider as is. A
-    bare name left over that several providers list (two servers' discovery) is then the
+    it does not list), then a glob key of the `models:` map (`claude-*`, first match in
+    config order), then any other `provider/model`, sent to that provider as is. A bare
+    name left over that several providers list (two servers' discovery) is then the
     ambiguity error, whatever patterns say; else a bare name one provider's `patterns`
     match is sent there as is (a display suffix counts when that provider reasons), and
     one that several providers' patterns match is the ambiguity error too. The `models:`
@@ -94,7 +96,13 @@ class Catalog:
                 self._routes[name] = routes[0]
             else:
                 self._ambiguous[name] = [f"{r.provider.name}/{name}" for r in routes]
+        # `models:` keys with glob characters (`claude-*-haiku-*`) route every name they
+        # match, first match in config order; any exact name wins over them.
+        self._map_globs: list[tuple[str, Route]] = []
         for alias, target in (model_map or {}).items():
+            if any(c in alias for c in "*?["):
+                self._map_globs.append((alias, self._explicit(target, f"models.{alias}")))
+                continue
             self._ambiguous.pop(alias, None)
             self._routes[alias] = self._explicit(target, f"models.{alias}")
 
@@ -137,6 +145,9 @@ class Catalog:
                 if route is not None:
                     return Route(route.provider, route.upstream_model, display,
                                  route.defaults)
+        for pattern, route in self._map_globs:
+            if fnmatchcase(name, pattern):
+                return route
         # Any other `provider/model` goes to that provider as is: it may serve models it
         # does not list.
         route = self._split(name)

@@ -49,6 +49,8 @@ class DeepSeek(Provider):
     patterns = ("deepseek-*",)
     reasoning_models = frozenset(models)
     owned_by = "deepseek"
+    # https://api-docs.deepseek.com/guides/anthropic_api (base https://api.deepseek.com/anthropic)
+    anthropic_base_url = "/anthropic"
     # GET /user/balance says `is_available` (see the key check below): a key out of
     # balance is re-checked by it and restored once the account can pay again.
     balance_check = True

@@ -83,6 +83,10 @@ _MEANING = {401: "rejected the API key", 402: "insufficient balance", 403: "refu
 class GLM(Provider):
     type_name = "glm"
     default_base_url = "https://open.bigmodel.cn/api/paas/v4"
+    # Claude API compatible: https://docs.bigmodel.cn/cn/guide/develop/claude/introduction
+    # (https://open.bigmodel.cn/api/anthropic; api.z.ai/api/anthropic for z.ai)
+    anthropic_base_url = "/api/anthropic"
+    anthropic_models = ("glm-*",)  # not the image models its name patterns also route
     # Model overview: https://docs.bigmodel.cn/cn/guide/start/model-overview (text and
     # vision tables); GLM-4 series: https://docs.bigmodel.cn/cn/guide/models/text/glm-4.md
     models = (

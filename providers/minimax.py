@@ -54,6 +54,9 @@ class MiniMax(Provider):
     # International: https://api.minimax.io/v1 (its own keys); both in
     # https://platform.minimax.io/docs/api-reference/text-openai-api
     default_base_url = "https://api.minimaxi.com/v1"
+    # https://platform.minimaxi.com/docs/api-reference/text-anthropic-api (…/anthropic)
+    anthropic_base_url = "/anthropic"
+    anthropic_models = ("MiniMax-M*",)  # the M-series only, per that page
     # "Supported Models" of https://platform.minimax.io/docs/api-reference/text-openai-api;
     # every one reasons (inline <think>, or reasoning_details with reasoning_split). No free
     # model is documented.

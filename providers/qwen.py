@@ -61,6 +61,9 @@ class Qwen(Provider):
     # https://dashscope-intl.aliyuncs.com/compatible-mode/v1; US and per-workspace domains:
     # https://www.alibabacloud.com/help/model-studio/base-url. Keys are bound to their region.
     default_base_url = "https://dashscope.aliyuncs.com/compatible-mode/v1"
+    # https://help.aliyun.com/zh/model-studio/anthropic-api-messages (…/apps/anthropic)
+    anthropic_base_url = "/apps/anthropic"
+    anthropic_models = ("qwen*",)  # "千问系列模型" only, per that page
     # DashScope streams carry usage only with stream_options.include_usage.
     usage_on_request = True
     models = (

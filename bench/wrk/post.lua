@@ -3,11 +3,14 @@
 --   BENCH_STREAM  1 for stream:true (the fake upstream answers 20 SSE chunks)
 --   BENCH_AUTH    bearer token sent as Authorization
 --   BENCH_HEADERS extra headers, "Name: value" separated by "|"
+--   BENCH_DIALECT anthropic: an Anthropic Messages body (for /v1/messages)
 local model = os.getenv("BENCH_MODEL") or "deepseek-chat"
 local stream = os.getenv("BENCH_STREAM") == "1"
+local anthropic = os.getenv("BENCH_DIALECT") == "anthropic"
 
 wrk.method = "POST"
-wrk.body = '{"model":"' .. model .. '","messages":[{"role":"user","content":"Say hello."}]'
+wrk.body = '{"model":"' .. model .. '",' .. (anthropic and '"max_tokens":64,' or '')
+  .. '"messages":[{"role":"user","content":"Say hello."}]'
   .. (stream and ',"stream":true' or '') .. '}'
 wrk.headers["Content-Type"] = "application/json"
 local auth = os.getenv("BENCH_AUTH")

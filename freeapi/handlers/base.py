@@ -317,7 +317,8 @@ class APIHandler(web.RequestHandler):
 class NotFoundHandler(APIHandler):
     def prepare(self):
         raise APIError(404, f"Unknown route {self.request.method} {self.request.path}. "
-                            "The gateway serves /v1/chat/completions, /v1/models, "
+                            "The gateway serves /v1/chat/completions, /v1/messages, "
+                            "/v1/messages/count_tokens, /v1/models, "
                             "/v1/models/{id}, /v1/keys, /token/check, /ping and /healthz "
                             "(operators: /metrics, /status, /v1/status).",
                        code="unknown_route")

@@ -29,6 +29,12 @@ shutdown, the ledger entry in `on_finish`). Set on the class:
   `relay.chunk(data)`, which returns the client-shaped dict, a str to pass on as is, or
   None) and `finish() -> bytes` (the bytes owed at the end of a complete stream; it must
   call `relay.finish()`, which marks the stream complete for the ledger).
+- `remembers_reasoning` (default False): the door's clients may drop the reasoning of
+  tool-call turns (Anthropic clients drop thinking blocks they cannot verify). The pipeline
+  then keeps each tool-call answer's reasoning (freeapi/reasoning.py, by caller and
+  tool-call id) and puts it back into turns that return without it; the door's encoder
+  must then have an `on_finish` attribute, called with the answer's reasoning and
+  tool-call ids as a chat.completion-shaped dict when the stream completes.
 
 Then in `post()`::
 
@@ -49,6 +55,9 @@ Then in `post()`::
 - `model` is the name the client asked for: it is resolved (the `models:` map,
   `provider/model`, suffixes), checked against the caller's limits, recorded in the
   ledger, and put back into every answer.
+- `include_usage`: whether the stream's usage-only chunk reaches the encoder (the chat
+  client's `stream_options.include_usage`; doors that re-encode pass True and put the
+  usage into their own final event). The ledger gets the usage either way.
 - non-stream: returns an `Answer`. `answer.raw` is the vendor's body to send as is
   (only when nothing in it must change: the chat door's zero-parse fast path), else
   `answer.data` is the parsed chat.completion (model rewritten, provider quirks
@@ -64,7 +73,8 @@ Then in `post()`::
 Native pass-through (a vendor that speaks the door's own dialect): pass `native=`, an
 object with `body` (the client's request as the vendor's native endpoint takes it),
 `request(provider, body, key) -> UpstreamRequest | None` (None: that provider has no
-native endpoint, so the chat body is sent instead; `body` has the upstream model),
+native endpoint, so the chat body is sent instead; `body` has the upstream model and
+a retired name's defaults),
 `answer(raw: bytes, model) -> (dict, usage)` (the client's answer and its usage in
 chat-completions terms, for the ledger) and `relay(model, keys)` (a stream encoder as
 above that also has `usage` and `finished`). Key pool, failover, timeouts and the ledger
@@ -188,6 +198,9 @@ class Pipeline(AccountingMixin, ConversationMixin, FailoverMixin, OperationMixin
         if route.display:  # put back the reasoning the display mode kept from the client
             body["messages"] = await reasoning.for_vendor(
                 self.gateway.store, route.display, body["messages"], owner=self._owner())
+        elif self.handler.remembers_reasoning:  # the reasoning a client dropped
+            body["messages"] = await reasoning.restore(
+                self.gateway.store, body["messages"], owner=self._owner())
         self._sent_body = body  # the messages as sent, for a usage estimate if none comes
         if getattr(route, "search", False):  # the `-search` suffix (freeapi/modalities/search.py)
             body = route.provider.search_body(body)
@@ -201,18 +214,19 @@ class Pipeline(AccountingMixin, ConversationMixin, FailoverMixin, OperationMixin
         await self._stream(route, model, body, token, include_usage)
         return None
 
-    def _request(self, provider, body: dict, key):
-        """The vendor request for one attempt: native when the door and provider allow."""
+    def _request(self, target: Route, body: dict, key):
+        """The vendor request for one attempt: native when the door and provider allow
+        (the client's own body, with the route's model and translation defaults)."""
         if self._op is not None:  # embeddings, images, speech: the operation's hook
-            return self._op.request(provider, body, key)
+            return self._op.request(target.provider, body, key)
         native = self._native
         if native is not None:
-            req = native.request(provider, dict(native.body, model=body["model"]), key)
+            req = native.request(target.provider, target.body_for(native.body), key)
             if req is not None:
                 self.native = True
                 return req
         self.native = False
-        return provider.chat_request(body, key)
+        return target.provider.chat_request(body, key)
 
     async def _complete(self, route: Route, model: str, body: dict, token) -> Answer:
         if route.provider.stream_only(route.upstream_model, body):
@@ -237,8 +251,8 @@ class Pipeline(AccountingMixin, ConversationMixin, FailoverMixin, OperationMixin
                                "object") from None
         # Nothing to change: the vendor's bytes as they are, no second encoding (a long
         # keep-alive prefix of blank lines takes the slow path).
-        if (self._conv is None and unchanged(route, model)
-                and raw[:64].lstrip()[:1] == b"{"):
+        if (self._conv is None and not self.handler.remembers_reasoning
+                and unchanged(route, model) and raw[:64].lstrip()[:1] == b"{"):
             self._answer = raw
             return Answer(raw=raw, data=data)
         await self._remember_reasoning(route, data)
@@ -272,9 +286,11 @@ class Pipeline(AccountingMixin, ConversationMixin, FailoverMixin, OperationMixin
             else:
                 relay = StreamRelay(route, model, include_usage=include_usage, keys=keys)
                 self._watch_relay(relay)
-                if route.display == "silent":
-                    relay.on_finish = lambda answer: setattr(self, "_hidden", (route, answer))
                 encoder = h.chat_encoder(relay)
+                if route.display == "silent" or h.remembers_reasoning:
+                    # the door's encoder sees the whole answer when it re-encodes chunks
+                    (relay if route.display == "silent" else encoder).on_finish = \
+                        lambda answer: setattr(self, "_hidden", (route, answer))
             if not self._client_gone:
                 await self._relay(resp, encoder, route.provider)
         finally:
@@ -285,7 +301,7 @@ class Pipeline(AccountingMixin, ConversationMixin, FailoverMixin, OperationMixin
     async def _remember_reasoning(self, route: Route, result) -> None:
         """-silent: keep the reasoning of an answer that ended in tool calls, for the turn
         that brings their results back (freeapi/reasoning.py)."""
-        if route.display == "silent":
+        if route.display == "silent" or self.handler.remembers_reasoning:
             cfg = self.gateway.config.reasoning
             await reasoning.remember(self.gateway.store, result, owner=self._owner(),
                                      ttl=cfg.ttl, max_chars=cfg.max_chars)

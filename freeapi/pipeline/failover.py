@@ -119,7 +119,7 @@ class OpenStream:
 
 class FailoverMixin:
     """The pipeline's attempts; it provides gateway, handler, _client_gone, _on_queue,
-    _call, `_op` (a non-chat operation or None) and `_request(provider, body, key)` (a
+    _call, `_op` (a non-chat operation or None) and `_request(target, body, key)` (a
     chat, native or operation request)."""
 
     _upstream_s = 0.0  # seconds spent waiting for vendors (for the gateway overhead metric)
@@ -243,7 +243,7 @@ class FailoverMixin:
         self._deadline = started + t.total
         first_byte = provider.first_byte_timeout(target.upstream_model, body)
         try:
-            req = self._request(provider, body, lease.key)
+            req = self._request(target, body, lease.key)
             self._call = call = gw.http.start(req.url)
             resp = await gw.http.send(call, req.method, req.url, req.headers, req.body,
                                       t.connect, first_byte)

@@ -17,6 +17,8 @@ import time
 
 from tornado import web
 
+from tests.fakes.anthropic_native import AnthropicMessages
+
 GOOD = "sk-good-0000000000000001"
 GOOD2 = "sk-good-0000000000000002"
 DEAD = "sk-dead-0000000000000401"
@@ -292,4 +294,5 @@ def make_app(state: State) -> web.Application:
     return web.Application([
         (r"/chat/completions", Chat, {"state": state}),
         (r"/user/balance", Balance, {"state": state}),
+        (r"/anthropic/v1/messages", AnthropicMessages, {"state": state}),
     ])
