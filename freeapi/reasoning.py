@@ -54,10 +54,13 @@ def _call_key(call) -> str | None:
     https://forum.moonshot.ai/t/bug-anthropic-compatible-messages-api-reuses-the-same-tool-use-id-across-separate-kimi-k3-tool-calls/549),
     so two sessions of one caller (a team's shared key) would get each other's reasoning.
     Arguments are compared as JSON values: clients that parse and re-serialize them
-    change the spacing."""
+    change the spacing. A summary that has only the ids (the messages door's stream) is
+    filed under the id alone, which `restore` reads when nothing better matches."""
     if not isinstance(call, dict) or not isinstance(call.get("id"), str) or not call["id"]:
         return None
-    fn = call.get("function") if isinstance(call.get("function"), dict) else {}
+    if not isinstance(call.get("function"), dict):
+        return call["id"]
+    fn = call["function"]
     args = fn.get("arguments")
     if isinstance(args, str):
         try:
@@ -171,16 +174,19 @@ async def restore(store, messages: list, *, owner: str) -> list:
     wanted = missing(messages)
     if not wanted:
         return messages
-    names = {i: _name(owner, key) for i, key in wanted.items()}
+    # Each turn's full key first, then its id alone (what an id-only summary wrote).
+    names = {i: (_name(owner, key), _name(owner, key.split("\0", 1)[0]))
+             for i, key in wanted.items()}
     try:
-        found = await store.kv_get(NS, sorted(set(names.values())))
+        found = await store.kv_get(NS, sorted({n for pair in names.values() for n in pair}))
     except StoreError as e:
         log.warning("remembered reasoning could not be read: %s", e)
         return messages
     out = list(messages)
-    for i, name in names.items():
-        record = found.get(name)
-        if isinstance(record, dict) and isinstance(record.get("r"), str):
+    for i, pair in names.items():
+        record = next((found[n] for n in pair if isinstance(found.get(n), dict)
+                       and isinstance(found[n].get("r"), str)), None)
+        if record is not None:
             out[i] = dict(out[i], reasoning_content=record["r"])
     return out
 

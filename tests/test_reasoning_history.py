@@ -191,3 +191,15 @@ def test_a_silent_stream_summarizes_its_tool_calls_and_survives_odd_deltas():
     assert choice["message"]["reasoning_content"] == "why"
     assert choice["message"]["tool_calls"] == [{"id": "f:0", "type": "function", "function": {
         "name": "f", "arguments": '{"a": 1}'}}]
+
+
+async def test_an_id_only_summary_is_still_restored():
+    """A door whose stream summary carries only the tool-call ids (the messages door)
+    gets its reasoning back by id when no full match was remembered."""
+    store = MemoryStore()
+    await reasoning.remember(store, {"role": "assistant", "reasoning_content": "by id",
+                                     "tool_calls": [{"id": "call_1"}]}, owner="a", ttl=60)
+    history = [{"role": "assistant", "content": "", "tool_calls": [CALL]}]
+    back = await reasoning.restore(store, history, owner="a")
+    assert back[0]["reasoning_content"] == "by id"
+    assert "reasoning_content" not in (await reasoning.restore(store, history, owner="b"))[0]
