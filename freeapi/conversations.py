@@ -89,13 +89,26 @@ def with_history(turns: list, new: list, max_chars: int) -> list:
     budget = max_chars - size(new) - (0 if new_system else size(system))
     kept: list[list] = []
     for turn in reversed(turns):
-        rest = [m for m in turn if not _is_system(m)]
+        rest = [_replayed(m) for m in turn if not _is_system(m)]
         cost = size(rest)
         if cost > budget:
             break
         budget -= cost
         kept.append(rest)
     return system + [m for turn in reversed(kept) for m in turn] + new_rest
+
+
+# Flags that describe the last message of the request that carried them (DeepSeek's prefix
+# completion, https://api-docs.deepseek.com/guides/chat_prefix_completion: "the last
+# message must be an assistant message with prefix true"; Kimi's partial mode): kept on a
+# request's own messages, dropped when a stored turn is replayed in the middle of history.
+_LAST_MESSAGE_FLAGS = ("prefix", "partial")
+
+
+def _replayed(message):
+    if isinstance(message, dict) and any(k in message for k in _LAST_MESSAGE_FLAGS):
+        return {k: v for k, v in message.items() if k not in _LAST_MESSAGE_FLAGS}
+    return message
 
 
 def clean(message: dict) -> dict:

@@ -18,6 +18,19 @@ from freeapi.provider import Provider
 DISPLAY_SUFFIXES = {"-fold": "fold", "-silent": "silent"}
 # No vendor's model id comes near this; chat requests with a longer `model` are refused.
 MAX_MODEL_NAME = 256
+
+
+def require_model(body: dict) -> str:
+    """The request's `model`, or the OpenAI-shaped 400 that says what is wrong with it (the
+    OpenAI-dialect doors share it; the Anthropic door words its own)."""
+    model = body.get("model")
+    if not isinstance(model, str) or not model.strip():
+        raise invalid_request("`model` is required and must be a non-empty string.",
+                              param="model")
+    if len(model) > MAX_MODEL_NAME:
+        raise invalid_request(f"`model` is longer than {MAX_MODEL_NAME} characters; no "
+                              "model has such a name.", param="model")
+    return model
 # Names resolved by a provider's `patterns` are remembered per catalog, up to this many
 # (then forgotten all at once): a client cannot grow the memory without bound.
 PATTERN_CACHE = 4096

@@ -114,6 +114,17 @@ def test_stored_conversation_turns_keep_reasoning_only_where_vendors_need_it():
     assert conv.clean({"role": "assistant", "content": "Sure", "partial": True})["partial"]
 
 
+def test_prefix_and_partial_flags_stay_on_the_last_message_only():
+    stored = [[{"role": "user", "content": "write f"},
+               {"role": "assistant", "content": "def f(", "prefix": True},
+               {"role": "assistant", "content": "): pass"}]]
+    new = [{"role": "user", "content": "now g"},
+           {"role": "assistant", "content": "def g(", "prefix": True}]
+    sent = conv.with_history(stored, new, 100000)
+    assert [m.get("prefix") for m in sent] == [None, None, None, None, True]
+    assert sent[1] == {"role": "assistant", "content": "def f("}
+
+
 def _sent(provider, body) -> dict:
     return json.loads(provider.chat_request(body, "k").body)
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from freeapi.errors import invalid_request
-from freeapi.routing import MAX_MODEL_NAME
+from freeapi.routing import require_model
 
 # Fields of a Response that echo the request (the rest describe the answer).
 _ECHO = ("instructions", "max_output_tokens", "metadata", "parallel_tool_calls",
@@ -277,13 +277,7 @@ def _merge_system(messages: list) -> list:
 
 
 def _check(body: dict) -> tuple[str, bool]:
-    model = body.get("model")
-    if not isinstance(model, str) or not model.strip():
-        raise invalid_request("`model` is required and must be a non-empty string.",
-                              param="model")
-    if len(model) > MAX_MODEL_NAME:
-        raise invalid_request(f"`model` is longer than {MAX_MODEL_NAME} characters; no "
-                              "model has such a name.", param="model")
+    model = require_model(body)
     for key in ("stream", "store", "parallel_tool_calls", "background"):
         if body.get(key) is not None and not isinstance(body[key], bool):
             raise invalid_request(f"`{key}` must be true or false.", param=key)

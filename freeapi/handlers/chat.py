@@ -7,17 +7,11 @@ from __future__ import annotations
 
 from freeapi.errors import invalid_request
 from freeapi.handlers.door import DoorHandler
-from freeapi.routing import MAX_MODEL_NAME
+from freeapi.routing import require_model
 
 
 def validate(body: dict) -> tuple[str, bool]:
-    model = body.get("model")
-    if not isinstance(model, str) or not model.strip():
-        raise invalid_request("`model` is required and must be a non-empty string.",
-                              param="model")
-    if len(model) > MAX_MODEL_NAME:
-        raise invalid_request(f"`model` is longer than {MAX_MODEL_NAME} characters; no "
-                              "model has such a name.", param="model")
+    model = require_model(body)
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise invalid_request("`messages` is required and must be a non-empty array.",

@@ -12,18 +12,6 @@ limits, the usage ledger and graceful shutdown are the pipeline's, exactly as fo
 from __future__ import annotations
 
 from freeapi.errors import APIError, invalid_request
-from freeapi.routing import MAX_MODEL_NAME
-
-
-def require_model(body: dict) -> str:
-    model = body.get("model")
-    if not isinstance(model, str) or not model.strip():
-        raise invalid_request("`model` is required and must be a non-empty string.",
-                              param="model")
-    if len(model) > MAX_MODEL_NAME:
-        raise invalid_request(f"`model` is longer than {MAX_MODEL_NAME} characters; no "
-                              "model has such a name.", param="model")
-    return model
 
 
 class Operation:

@@ -10,7 +10,8 @@ import sys
 from array import array
 
 from freeapi.errors import invalid_request, vendor_error
-from freeapi.modalities import Operation, require_model
+from freeapi.modalities import Operation
+from freeapi.routing import require_model
 
 # OpenAI's own limit on the number of inputs in one request.
 MAX_INPUTS = 2048

@@ -13,7 +13,8 @@ import re
 import time
 
 from freeapi.errors import APIError, invalid_request, vendor_error
-from freeapi.modalities import Operation, require_model
+from freeapi.modalities import Operation
+from freeapi.routing import require_model
 from freeapi.provider import UpstreamRequest
 
 MAX_PROMPT = 32000  # OpenAI's limit for gpt-image-1; vendors' own are checked by them

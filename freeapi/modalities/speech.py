@@ -14,7 +14,8 @@ from tornado.iostream import StreamClosedError
 from freeapi.errors import APIError, UpstreamError, invalid_request, upstream_failure, \
     vendor_error
 from freeapi.handlers.base import ClientGone
-from freeapi.modalities import Operation, require_model
+from freeapi.modalities import Operation
+from freeapi.routing import require_model
 from freeapi.pipeline.operations import StreamMark
 
 log = logging.getLogger("freeapi.speech")

@@ -8,7 +8,8 @@ from __future__ import annotations
 from tornado import httputil
 
 from freeapi.errors import invalid_request
-from freeapi.modalities import Operation, require_model
+from freeapi.modalities import Operation
+from freeapi.routing import require_model
 
 FORMATS = {"json": "application/json", "verbose_json": "application/json",
            "text": "text/plain; charset=utf-8", "srt": "text/plain; charset=utf-8",
