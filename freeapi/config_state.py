@@ -6,8 +6,8 @@ import os
 import re
 from dataclasses import dataclass
 
-from freeapi.configbase import (ConfigError, _expect, _integer, _mapping, _non_negative,
-                                _number, _unknown)
+from freeapi.configbase import (ConfigError, _expect, _mapping, _non_negative, _number,
+                                _section, _unknown)
 
 
 @dataclass
@@ -98,25 +98,11 @@ def parse_prices(value) -> dict[str, Price]:
 
 
 def parse_conversations(value) -> ConversationsConfig:
-    section = _mapping(value, "conversations")
-    _unknown(section, ConversationsConfig.__dataclass_fields__, "conversations")
-    cc = ConversationsConfig()
-    if "store" in section:
-        cc.store = _expect(section["store"], (bool,), "conversations.store", "true or false")
-    if "ttl" in section:
-        cc.ttl = _number(section["ttl"], "conversations.ttl")
-    for key in ("max_turns", "max_bytes", "max_history_chars", "max_per_caller"):
-        if key in section:
-            setattr(cc, key, _integer(section[key], f"conversations.{key}"))
-    return cc
+    return _section(value, "conversations", ConversationsConfig, flags=("store",),
+                    numbers=("ttl",), integers=("max_turns", "max_bytes",
+                                                "max_history_chars", "max_per_caller"))
 
 
 def parse_responses(value) -> ResponsesConfig:
-    section = _mapping(value, "responses")
-    _unknown(section, ResponsesConfig.__dataclass_fields__, "responses")
-    rc = ResponsesConfig()
-    if "ttl" in section:
-        rc.ttl = _number(section["ttl"], "responses.ttl")
-    if "max_bytes" in section:
-        rc.max_bytes = _integer(section["max_bytes"], "responses.max_bytes")
-    return rc
+    return _section(value, "responses", ResponsesConfig, numbers=("ttl",),
+                    integers=("max_bytes",))

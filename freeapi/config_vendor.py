@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from freeapi.configbase import ConfigError, _expect, _integer, _mapping, _number, _unknown
+from freeapi.configbase import ConfigError, _expect, _mapping, _section, _unknown
 
 
 @dataclass
@@ -61,11 +61,5 @@ def parse_patterns(value, path: str) -> list[str] | None:
 
 
 def parse_reasoning(value) -> ReasoningConfig:
-    section = _mapping(value, "reasoning")
-    _unknown(section, ReasoningConfig.__dataclass_fields__, "reasoning")
-    rc = ReasoningConfig()
-    if "ttl" in section:
-        rc.ttl = _number(section["ttl"], "reasoning.ttl")
-    if "max_chars" in section:
-        rc.max_chars = _integer(section["max_chars"], "reasoning.max_chars")
-    return rc
+    return _section(value, "reasoning", ReasoningConfig, numbers=("ttl",),
+                    integers=("max_chars",))

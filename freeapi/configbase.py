@@ -92,3 +92,22 @@ def _integer(value, path, minimum=1) -> int:
     if value < minimum:
         raise ConfigError(path, f"must be at least {minimum}")
     return value
+
+
+def _section(value, name: str, cls, *, numbers=(), integers=(), flags=()):
+    """A flat config section of plain settings into a `cls` dataclass instance: unknown
+    keys refused, each named key checked as a number (seconds, >= 0), a whole number
+    (>= 1) or true/false; the dataclass's defaults for the rest."""
+    section = _mapping(value, name)
+    _unknown(section, cls.__dataclass_fields__, name)
+    out = cls()
+    for key in flags:
+        if key in section:
+            setattr(out, key, _expect(section[key], (bool,), f"{name}.{key}", "true or false"))
+    for key in numbers:
+        if key in section:
+            setattr(out, key, _number(section[key], f"{name}.{key}"))
+    for key in integers:
+        if key in section:
+            setattr(out, key, _integer(section[key], f"{name}.{key}"))
+    return out
