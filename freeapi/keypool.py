@@ -1,9 +1,9 @@
 """Key pools that heal: selection, per-key concurrency, cooldowns, invalidation, re-probes.
 
-Health lives in-process (`HealthStore`); gateways sharing a store exchange changes of their
-server-side keys' health through it (freeapi/healthsync.py, `on_change` and `apply`), so
-one process's 429 cools the key down in all of them. In-flight counts and waiting are per
-process.
+Health lives in-process (`HealthStore` in freeapi/keyhealth.py); gateways sharing a store
+exchange changes of their server-side keys' health through it (freeapi/healthsync.py,
+`on_change` and `apply`), so one process's 429 cools the key down in all of them. In-flight
+counts and waiting are per process.
 """
 
 from __future__ import annotations
@@ -13,13 +13,13 @@ import email.utils
 import math
 import random
 import time
-from collections import OrderedDict, deque
-from dataclasses import dataclass, field
+from collections import deque
 
 from freeapi.errors import APIError
+# Re-exported: the states and the health store are part of the pool's interface.
+from freeapi.keyhealth import (COOLDOWN, INVALID, NO_BALANCE, OK,  # noqa: F401
+                               HealthStore, KeyHealth)
 from freeapi.keys import mask
-
-OK, COOLDOWN, INVALID, NO_BALANCE = "ok", "cooldown", "invalid", "no_balance"
 
 # Error-ratio rule for 5xx/timeouts: one failure is noise, a run of them is a bad key/route.
 ERROR_WINDOW = 60.0
@@ -27,7 +27,6 @@ ERROR_MIN = 5
 ERROR_RATIO = 0.5
 ERROR_COOLDOWN = 30.0
 BACKOFF_BASE, BACKOFF_CAP = 1.0, 120.0
-PASSTHROUGH_MEMORY = 10000
 # A keyless provider (a local llama.cpp, Ollama) is one pseudo-key, None: its health is its
 # host's. A host that cannot be reached is probed every HOST_PROBE_INTERVAL seconds (any
 # HTTP answer brings traffic back), and requests meanwhile fail at once with the real
@@ -36,66 +35,6 @@ PASSTHROUGH_MEMORY = 10000
 HOST_PROBE_INTERVAL = 1.0
 HOST_RETRY_MAX = 10.0
 _NOTHING = object()
-
-
-@dataclass
-class KeyHealth:
-    state: str = OK
-    until: float = 0.0           # cooldown end; no_balance: when a request may retry (monotonic)
-    strikes: int = 0             # consecutive 429s, for backoff
-    last_error: str | None = None
-    last_error_at: float | None = None  # wall clock, for humans
-    marked_at: float = 0.0       # wall clock of the last invalid/no_balance/restore verdict
-    down: str | None = None      # keyless host: the failure kind that made it unreachable
-    outcomes: deque = field(default_factory=lambda: deque(maxlen=50))  # (t, ok)
-
-    def usable(self, now: float) -> bool:
-        # An out-of-balance key with `until` set (a vendor with no balance check) waits out
-        # that long pause; one whose balance check decides (until 0) waits for the check.
-        return (self.state == OK or (self.state == COOLDOWN and now >= self.until)
-                or (self.state == NO_BALANCE and 0 < self.until <= now))
-
-
-class HealthStore:
-    """In-process key health. Methods are the whole interface a shared backend implements.
-
-    Server-side keys (and a keyless provider's pseudo-key) are `pin`ned: their records are
-    never evicted. Every other key is a client's pass-through key, which anyone can send
-    any number of: those records form a least-recently-used cache of `limit` entries whose
-    eviction is O(1) (a flood of made-up keys costs a dict operation each, and can never
-    push out what the gateway knows about its own keys).
-    """
-
-    def __init__(self, limit: int = PASSTHROUGH_MEMORY):
-        self._pinned: dict[tuple, KeyHealth] = {}
-        self._h: OrderedDict[tuple, KeyHealth] = OrderedDict()  # pass-through keys, LRU
-        self._limit = limit
-
-    def pin(self, pool: str, keys) -> None:
-        for key in keys:
-            k = (pool, key)
-            if k not in self._pinned:
-                self._pinned[k] = self._h.pop(k, None) or KeyHealth()
-
-    def get(self, pool: str, key) -> KeyHealth:
-        k = (pool, key)
-        h = self._pinned.get(k)
-        if h is not None:
-            return h
-        h = self._h.get(k)
-        if h is None:
-            h = self._h[k] = KeyHealth()
-            if len(self._h) > self._limit:
-                # The least recently used client key goes: a key a client keeps sending is
-                # touched by every request and stays known.
-                self._h.popitem(last=False)
-        else:
-            self._h.move_to_end(k)
-        return h
-
-    def items(self, pool: str):
-        return [(k[1], h) for d in (self._pinned, self._h) for k, h in d.items()
-                if k[0] == pool]
 
 
 def retry_after_seconds(value: str | None) -> float | None:

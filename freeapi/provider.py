@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import json
 import re
-import secrets
-from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from typing import ClassVar, Mapping
 from urllib.parse import urlsplit
@@ -17,14 +15,10 @@ from urllib.parse import urlsplit
 from freeapi.config import ConfigError, ProviderConfig
 from freeapi.errors import APIError, vendor_error
 from freeapi.keys import redact
+from freeapi.provider_modalities import ModalityHooks
+from freeapi.vendor_request import UpstreamRequest
 
-
-@dataclass
-class UpstreamRequest:
-    method: str
-    url: str
-    headers: dict
-    body: bytes | None = None
+__all__ = ["Provider", "UpstreamRequest", "error_detail"]
 
 
 def error_detail(body: bytes) -> tuple[str, str | None]:
@@ -59,7 +53,7 @@ def _chained(retired: dict, name: str) -> dict:
     return out
 
 
-class Provider:
+class Provider(ModalityHooks):
     """One configured vendor. Subclass and override class attributes and quirk methods."""
 
     #: Config `type:`; for built-ins also the default section name under `providers:`.
@@ -358,174 +352,6 @@ class Provider:
         # vendor 503 relayed as-is would read as the gateway itself being unavailable.
         err.status = 502
         raise err
-
-
-    # -- beyond chat: embeddings, images, speech, vision (README "Beyond chat") ----------
-    # Pure like the rest: a hook builds the vendor request for one attempt (the gateway
-    # sends it with the key pool, failover, timeouts and the ledger of chat), or returns
-    # None when this vendor does not offer the operation; the matching `*_answer` reads
-    # the vendor's body into OpenAI's shape. A plugin adds a modality for its vendor by
-    # overriding these, and declares the models in the class attributes below (they are
-    # routed and listed in GET /v1/models with their `capabilities`).
-
-    #: Models served by `embeddings_request`, `images_request`, `speech_request`.
-    embedding_models: ClassVar[tuple[str, ...]] = ()
-    image_models: ClassVar[tuple[str, ...]] = ()
-    speech_models: ClassVar[tuple[str, ...]] = ()
-    transcription_models: ClassVar[tuple[str, ...]] = ()
-    #: Chat models that take `image_url` parts. None: not declared (nothing is refused);
-    #: a set: a chat request with images to any other model is refused with a 400 naming
-    #: one of these.
-    vision_models: ClassVar[frozenset | None] = None
-
-    def modality_ids(self) -> list[str]:
-        """The non-chat models this provider declares (routed like chat models)."""
-        return [m for m in (*self.embedding_models, *self.image_models,
-                            *self.speech_models, *self.transcription_models)
-                if m not in self.models]
-
-    def capabilities(self, model: str) -> list[str]:
-        """What `model` can do, for GET /v1/models: chat, vision, embeddings, images,
-        speech, search."""
-        if model in self.embedding_models:
-            return ["embeddings"]
-        if model in self.image_models:
-            return ["images"]
-        if model in self.speech_models:
-            return ["speech"]
-        if model in self.transcription_models:
-            return ["transcription"]
-        caps = ["chat"]
-        if self.vision_models is not None and model in self.vision_models:
-            caps.append("vision")
-        if self.search_body({"model": model, "messages": []}) is not None:
-            caps.append("search")
-        return caps
-
-    def json_request(self, path: str, body: dict, key: str | None,
-                     headers: dict | None = None) -> UpstreamRequest:
-        """A JSON POST to `base_url + path` with the key: what OpenAI-shaped hooks send."""
-        payload = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
-        return UpstreamRequest("POST", self.base_url + path, {
-            "Content-Type": "application/json", **self.auth_headers(key), **(headers or {})},
-            payload)
-
-    def embeddings_request(self, body: dict, key: str | None) -> UpstreamRequest | None:
-        """POST /v1/embeddings. `body` is OpenAI's (model is the upstream model; `input` a
-        string, a list of strings, or token arrays; `encoding_format` already removed: the
-        gateway asks for floats and encodes base64 itself). Raise an APIError 400 for
-        input the vendor documents it refuses. None: not offered."""
-        return None
-
-    def embeddings_answer(self, raw: bytes) -> dict:
-        """OpenAI's `{"object": "list", "data": [{"index", "embedding": [floats]}],
-        "usage"}` from the vendor's body (ValueError if unusable)."""
-        data = json.loads(raw)
-        if not isinstance(data, dict) or not isinstance(data.get("data"), list):
-            raise ValueError("no `data` list")
-        return data
-
-    def images_request(self, body: dict, key: str | None) -> UpstreamRequest | None:
-        """POST /v1/images/generations (`prompt`, `n`, `size`, `quality`, ...;
-        `response_format` is left to `images_url_only`). None: not offered."""
-        return None
-
-    #: True when the vendor answers only with image URLs: the gateway then downloads them
-    #: for `response_format: b64_json` (and sends the vendor no response_format).
-    images_url_only: ClassVar[bool] = True
-
-    def images_answer(self, raw: bytes, key: str | None):
-        """OpenAI's `{"created", "data": [{"url" | "b64_json"}]}`, or an UpstreamRequest
-        to send (with the same key) before asking again: a poll of an asynchronous task.
-        Raise an APIError for a task that failed."""
-        data = json.loads(raw)
-        if not isinstance(data, dict) or not isinstance(data.get("data"), list):
-            raise ValueError("no `data` list")
-        return data
-
-    def images_poll_delay(self, polls: int) -> float:
-        """Seconds to wait before the next poll of an asynchronous image task."""
-        return min(0.5 * 2 ** polls, 5.0)
-
-    def speech_request(self, body: dict, key: str | None) -> UpstreamRequest | None:
-        """POST /v1/audio/speech (`input`, `voice`, `response_format`, `speed`). None: not
-        offered. Raise an APIError 400 for a voice or format the vendor does not take."""
-        return None
-
-    #: How the vendor's speech answer arrives: "bytes" (the audio itself, relayed as it
-    #: arrives), "sse" (events that `speech_decoder` decodes) or "json" (`speech_answer`).
-    speech_transport: ClassVar[str] = "bytes"
-
-    def transcriptions_request(self, body: dict, key: str | None) -> UpstreamRequest | None:
-        """POST /v1/audio/transcriptions. `body` has `model`, `file` ((filename, media
-        type, bytes)) and OpenAI's other form fields as strings. The vendor's answer goes
-        to the client as it is (JSON, or text for text/srt/vtt). None: not offered."""
-        return None
-
-    def search_body(self, body: dict) -> dict | None:
-        """The chat body with the vendor's own web search turned on (the `-search` model
-        suffix), or None when the vendor offers none. Pure: return a new dict."""
-        return None
-
-    #: True when the vendor's search is a builtin tool whose calls the caller must hand
-    #: back (Kimi's `$web_search`): the gateway then completes those rounds itself.
-    search_round_trip: ClassVar[bool] = False
-
-    #: Chat messages' `file` content parts: "refuse" (a 400, unless the provider extracts
-    #: documents with the hooks below) or "pass" (sent to the vendor as they are).
-    file_parts: ClassVar[str] = "refuse"
-
-    def document_upload(self, filename: str, media_type: str, data: bytes,
-                        key: str | None) -> UpstreamRequest | None:
-        """The upload of a document for text extraction, or None: no document API. Then
-        `document_id(raw)` reads the upload's answer, `document_text_request(file_id, key)`
-        asks for the text, `document_text(raw)` is what goes into the chat (a system
-        message), and `document_delete(file_id, key)` (optional) removes the vendor's
-        copy."""
-        return None
-
-    def document_id(self, raw: bytes) -> str:
-        file_id = json.loads(raw)["id"]
-        if not isinstance(file_id, str) or not file_id or "/" in file_id:
-            raise ValueError("no file id")
-        return file_id
-
-    def document_text_request(self, file_id: str, key: str | None) -> UpstreamRequest:
-        raise NotImplementedError
-
-    def document_text(self, raw: bytes) -> str:
-        return raw.decode("utf-8", "replace")
-
-    def document_delete(self, file_id: str, key: str | None) -> UpstreamRequest | None:
-        return None
-
-    def multipart_request(self, path: str, fields: dict, file_field: str, filename: str,
-                          media_type: str, data: bytes, key: str | None) -> UpstreamRequest:
-        """A multipart/form-data POST (RFC 7578) of `fields` and one file."""
-        # Random: a client who could predict it could smuggle parts in through a field.
-        boundary = "freeapi-" + secrets.token_hex(16)
-
-        def safe(text):
-            return "".join("_" if c in '"\\\r\n' else c for c in str(text))
-        parts = [f'--{boundary}\r\nContent-Disposition: form-data; name="{safe(k)}"'
-                 f"\r\n\r\n{v}\r\n".encode() for k, v in fields.items()]
-        head = (f'--{boundary}\r\nContent-Disposition: form-data; name="{file_field}"; '
-                f'filename="{safe(filename)}"\r\nContent-Type: {safe(media_type)}\r\n\r\n')
-        parts.append(head.encode() + data + b"\r\n")
-        parts.append(f"--{boundary}--\r\n".encode())
-        return UpstreamRequest("POST", self.base_url + path, {
-            "Content-Type": f"multipart/form-data; boundary={boundary}",
-            **self.auth_headers(key)}, b"".join(parts))
-
-    def speech_decoder(self):
-        """For the "sse" transport: a fresh callable (one per stream, so it may keep
-        state) from one event's data to the audio bytes in it; it raises an APIError for
-        an event that reports a failure."""
-        return lambda data: b""
-
-    def speech_answer(self, raw: bytes) -> bytes:
-        """The audio in a whole speech answer ("json" transport)."""
-        return raw
 
 
 #: Add to a type's `options` to let its config turn startup model discovery on or off.
