@@ -8,6 +8,7 @@ import json
 import secrets
 from typing import ClassVar
 
+from freeapi.errors import invalid_request
 from freeapi.vendor_request import UpstreamRequest
 
 
@@ -68,6 +69,25 @@ class ModalityHooks:
         gateway asks for floats and encodes base64 itself). Raise an APIError 400 for
         input the vendor documents it refuses. None: not offered."""
         return None
+
+    def text_embeddings_request(self, body: dict, key: str | None, *, vendor: str,
+                                max_inputs: int, dimensions: dict) -> UpstreamRequest:
+        """An OpenAI-compatible embeddings request for a vendor that embeds text only, at
+        most `max_inputs` texts at once, with the `dimensions` {model: (allowed, ...)} its
+        docs list: anything else is the 400 the vendor would answer, before it is sent."""
+        inp, model = body["input"], body["model"]
+        if not (isinstance(inp, str) or all(isinstance(s, str) for s in inp)):
+            raise invalid_request(f"{self.name}: {vendor} embeddings take text (a string or "
+                                  "an array of strings), not token ids.", param="input")
+        if isinstance(inp, list) and len(inp) > max_inputs:
+            raise invalid_request(f"{self.name}: {vendor} embeds at most {max_inputs} texts "
+                                  f"per request; got {len(inp)}.", param="input")
+        dims, allowed = body.get("dimensions"), dimensions.get(model)
+        if dims is not None and allowed and dims not in allowed:
+            raise invalid_request(f"{self.name}: {model} gives {', '.join(map(str, allowed))}"
+                                  f" dimensions, not {dims}.", param="dimensions")
+        return self.json_request("/embeddings", {k: body[k] for k in (
+            "model", "input", "dimensions") if k in body}, key)
 
     def embeddings_answer(self, raw: bytes) -> dict:
         """OpenAI's `{"object": "list", "data": [{"index", "embedding": [floats]}],

@@ -164,7 +164,8 @@ class GLM(Provider):
     # -- beyond chat (README "Beyond chat") -------------------------------------------
     # Embeddings: https://docs.bigmodel.cn/api-reference/模型-api/文本嵌入 (text only;
     # embedding-3: dimensions 256/512/1024/2048, at most 64 texts; embedding-2: 1024).
-    embedding_models = ("embedding-3", "embedding-2")
+    _EMBED_DIMS = {"embedding-3": (256, 512, 1024, 2048), "embedding-2": (1024,)}
+    embedding_models = tuple(_EMBED_DIMS)
     # Images: https://docs.bigmodel.cn/api-reference/模型-api/图像生成 (URLs only;
     # cogview-3-flash is free per https://docs.bigmodel.cn/cn/guide/start/model-overview).
     image_models = ("cogview-3-flash", "cogview-4", "cogview-4-250304", "glm-image")
@@ -175,20 +176,8 @@ class GLM(Provider):
                                "glm-4v-flash", "glm-4v-plus-0111"})
 
     def embeddings_request(self, body, key):
-        inp, model = body["input"], body["model"]
-        if not (isinstance(inp, str) or all(isinstance(s, str) for s in inp)):
-            raise invalid_request(f"{self.name}: GLM embeddings take text (a string or an "
-                                  "array of strings), not token ids.", param="input")
-        if isinstance(inp, list) and len(inp) > 64:
-            raise invalid_request(f"{self.name}: GLM embeds at most 64 texts per request; "
-                                  f"got {len(inp)}.", param="input")
-        dims = body.get("dimensions")
-        allowed = {"embedding-3": (256, 512, 1024, 2048), "embedding-2": (1024,)}.get(model)
-        if dims is not None and allowed and dims not in allowed:
-            raise invalid_request(f"{self.name}: {model} gives {', '.join(map(str, allowed))}"
-                                  f" dimensions, not {dims}.", param="dimensions")
-        return self.json_request("/embeddings", {k: body[k] for k in (
-            "model", "input", "dimensions") if k in body}, key)
+        return self.text_embeddings_request(body, key, vendor="GLM", max_inputs=64,
+                                            dimensions=self._EMBED_DIMS)
 
     def images_request(self, body, key):
         model = body["model"]

@@ -156,19 +156,8 @@ class Qwen(Provider):
         return base
 
     def embeddings_request(self, body, key):
-        inp, model = body["input"], body["model"]
-        if not (isinstance(inp, str) or all(isinstance(s, str) for s in inp)):
-            raise invalid_request(f"{self.name}: DashScope embeddings take text (a string or "
-                                  "an array of strings), not token ids.", param="input")
-        if isinstance(inp, list) and len(inp) > 10:
-            raise invalid_request(f"{self.name}: DashScope embeds at most 10 texts per "
-                                  f"request; got {len(inp)}.", param="input")
-        dims, allowed = body.get("dimensions"), self._EMBED_DIMS.get(model)
-        if dims is not None and allowed and dims not in allowed:
-            raise invalid_request(f"{self.name}: {model} gives {', '.join(map(str, allowed))}"
-                                  f" dimensions, not {dims}.", param="dimensions")
-        return self.json_request("/embeddings", {k: body[k] for k in (
-            "model", "input", "dimensions") if k in body}, key)
+        return self.text_embeddings_request(body, key, vendor="DashScope", max_inputs=10,
+                                            dimensions=self._EMBED_DIMS)
 
     def images_request(self, body, key):
         if (body.get("n") or 1) != 1:
