@@ -191,6 +191,8 @@ class Qwen(Provider):
         """The task's state: a poll request while it is PENDING or RUNNING, OpenAI's
         answer once it SUCCEEDED, an error once it FAILED."""
         out = json.loads(raw)["output"]
+        if not isinstance(out, dict):  # the caller reads ValueError as a broken answer
+            raise ValueError("`output` is not an object")
         status = out.get("task_status")
         if status in ("PENDING", "RUNNING"):
             task = quote(str(out["task_id"]), safe="")

@@ -38,7 +38,8 @@ def validate(body: dict) -> str:
     voice = body.get("voice")
     if not isinstance(voice, str) or not voice.strip() or len(voice) > 256:
         raise invalid_request("`voice` is required and must be a voice name.", param="voice")
-    if body.get("response_format", "mp3") not in FORMATS:
+    fmt = body.get("response_format", "mp3")
+    if not isinstance(fmt, str) or fmt not in FORMATS:  # a list or object is unhashable
         raise invalid_request(f"`response_format` must be one of {', '.join(FORMATS)}.",
                               param="response_format")
     speed = body.get("speed")

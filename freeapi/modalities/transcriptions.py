@@ -24,7 +24,11 @@ def parse_form(content_type: str, raw: bytes) -> dict:
                               "OpenAI's API takes it.", code="invalid_content_type")
     args: dict = {}
     files: dict = {}
-    httputil.parse_body_arguments(content_type, raw, args, files)
+    try:
+        httputil.parse_body_arguments(content_type, raw, args, files)
+    except httputil.HTTPInputError as e:  # Tornado raises (since 6.5) where it once logged
+        raise invalid_request(f"The multipart/form-data body is malformed: {str(e)[:200]}.",
+                              code="invalid_multipart") from None
     uploads = files.get("file") or []
     if len(uploads) != 1 or not uploads[0].body:
         raise invalid_request("`file` is required: one audio file.", param="file")

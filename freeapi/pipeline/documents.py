@@ -186,14 +186,13 @@ class DocumentsMixin:
         the files as uploaded with `key`."""
         p, messages = target.provider, []
         for m in body["messages"]:
-            refs = m.get(documents.REF) if isinstance(m, dict) else None
-            if refs is None:
+            if not (isinstance(m, dict) and documents.REF in m):  # `null` is forged too
                 messages.append(m)
                 continue
+            refs = m[documents.REF]
             if not (isinstance(refs, list) and refs and all(
                     isinstance(r, str) and documents.SHA.match(r) for r in refs)):
-                raise invalid_request(f"`{documents.REF}` is the gateway's own field.",
-                                      param="messages")
+                raise documents.forged()
             messages.append(p.document_reference([await self._file_id(p, key, sha)
                                                   for sha in refs]))
         return dict(body, messages=messages)
