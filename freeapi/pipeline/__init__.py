@@ -194,7 +194,8 @@ class Pipeline(AccountingMixin, ConversationMixin, DocumentsMixin, FailoverMixin
         parts = has_parts(body["messages"])  # content parts: images, files (one cheap pass)
         check_chat(route, body, model, parts)  # images to a text model, chat to an embedder
         await self._admit(model, stream, route)
-        if parts and route.provider.file_parts != "pass" and has_files(body["messages"]):
+        if parts and route.provider.file_parts != "pass" and has_files(body["messages"]) \
+                and not self._native_reads(native, route, body):
             await self._documents(route, body, token)  # `file` parts (pipeline/documents.py)
         await self._converse(body)
         if self._conv is not None and (self._doc_refs or has_refs(body["messages"])):
