@@ -39,7 +39,7 @@ class ModalityHooks:
 
     def capabilities(self, model: str) -> list[str]:
         """What `model` can do, for GET /v1/models: chat, vision, embeddings, images,
-        speech, search."""
+        speech, search, documents."""
         if model in self.embedding_models:
             return ["embeddings"]
         if model in self.image_models:
@@ -54,6 +54,9 @@ class ModalityHooks:
         if self.search_body({"model": model, "messages": []}) is not None \
                 and self.search_refusal(model) is None:
             caps.append("search")
+        if self.takes_documents(model) and self.document_upload(
+                "probe", "text/plain", b"-", None) is not None:
+            caps.append("documents")
         return caps
 
     def json_request(self, path: str, body: dict, key: str | None,
@@ -179,6 +182,31 @@ class ModalityHooks:
 
     def document_delete(self, file_id: str, key: str | None) -> UpstreamRequest | None:
         return None
+
+    #: How the vendor reads an uploaded document (freeapi/pipeline/documents.py):
+    #: "extract" (the text above goes into the chat; any key may serve it) or "reference"
+    #: (the vendor reads the file by an id of the uploading account: the gateway uploads
+    #: with the key of each attempt and sends `document_reference(ids)`).
+    document_mode: ClassVar[str] = "extract"
+    #: The chat models that read documents; empty: all of the provider's.
+    document_models: ClassVar[tuple[str, ...]] = ()
+
+    def takes_documents(self, model: str) -> bool:
+        return not self.document_models or model in self.document_models
+
+    def document_ready(self, raw: bytes) -> bool:
+        """"reference" mode: whether the upload's (or status request's) answer says the
+        vendor has parsed the file; raise an APIError 400 when it could not."""
+        return True
+
+    def document_status_request(self, file_id: str, key: str | None) -> UpstreamRequest:
+        """"reference" mode: asks how the parsing of an uploaded file goes."""
+        raise NotImplementedError
+
+    def document_reference(self, file_ids: list[str]) -> dict:
+        """"reference" mode: the chat message that names the files (put before the message
+        that carried them)."""
+        raise NotImplementedError
 
     def multipart_request(self, path: str, fields: dict, file_field: str, filename: str,
                           media_type: str, data: bytes, key: str | None) -> UpstreamRequest:

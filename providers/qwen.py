@@ -76,6 +76,9 @@ class Qwen(Provider):
         "qwen3-vl-plus", "qvq-max",
         # https://www.alibabacloud.com/help/en/model-studio/qwq-plus.md (stream only).
         "qwq-plus",
+        # https://help.aliyun.com/en/model-studio/long-context-qwen-long (documents by
+        # file id; China (Beijing) region only).
+        "qwen-long",
     )
     reasoning_models = frozenset({"qwen3.7-max", "qwen3.7-plus", "qwen3.6-flash", "qwen-plus",
                                   "qwen3-vl-plus", "qvq-max", "qwq-plus"})
@@ -210,6 +213,47 @@ class Qwen(Provider):
         """`-search`: `enable_search: true` on chat completions
         (https://www.alibabacloud.com/help/en/model-studio/web-search)."""
         return dict(body, enable_search=True)
+
+    # Documents: Qwen-Long (China (Beijing) region keys only) reads a file uploaded to the
+    # OpenAI-compatible files API with purpose "file-extract" (150 MB a file; 10,000 files
+    # and 100 GB an account; files never expire; upload, query, delete:
+    # https://help.aliyun.com/en/model-studio/openai-file-interface), named in a system
+    # message as "fileid://<id>", several comma-separated
+    # (https://help.aliyun.com/en/model-studio/long-context-qwen-long). The id belongs to
+    # the account that uploaded it, hence "reference" mode: the gateway uploads with the
+    # key of each attempt and reuses the id for that key (freeapi/pipeline/documents.py).
+    # The upload's `status` is "processed" once parsed; a large file may take seconds, so
+    # the gateway asks GET /files/{id} until it is (the waiting is 3p, unverified; so are
+    # the failed states' names: anything but processed/processing/uploaded is a failure).
+    document_mode = "reference"
+    document_models = ("qwen-long",)
+
+    def takes_documents(self, model):
+        # Its dated snapshots and -latest alias (qwen-long-...) read files the same way.
+        return model == "qwen-long" or model.startswith("qwen-long-")
+
+    def document_upload(self, filename, media_type, data, key):
+        return self.multipart_request("/files", {"purpose": "file-extract"}, "file",
+                                      filename, media_type, data, key)
+
+    def document_ready(self, raw):
+        answer = json.loads(raw)
+        status = answer.get("status") if isinstance(answer, dict) else None
+        if status == "processed":
+            return True
+        if status in ("uploaded", "processing"):
+            return False
+        detail = answer.get("status_details") if isinstance(answer, dict) else None
+        raise invalid_request(f"{self.name}: Model Studio could not parse the document "
+                              f"({status}{': ' + str(detail)[:200] if detail else ''}).",
+                              param="messages", code="document_unreadable")
+
+    def document_status_request(self, file_id, key):
+        return UpstreamRequest("GET", f"{self.base_url}/files/{quote(file_id, safe='')}",
+                               self.auth_headers(key))
+
+    def document_reference(self, file_ids):
+        return {"role": "system", "content": ",".join(f"fileid://{i}" for i in file_ids)}
 
 
 @hookimpl

@@ -1,14 +1,13 @@
 """Documents in chat: OpenAI's `file` content part
 (`{"type": "file", "file": {"file_data": "data:...;base64,...", "filename": ...}}`).
 
-For a vendor with a document API (Kimi's files API with `purpose: file-extract`) the
-gateway uploads the file with a key of the provider's pool, takes the extracted text,
-deletes the vendor's copy, and puts the text where the vendor's docs put it (a system
-message before the question:
-https://platform.moonshot.ai/docs/guide/use-kimi-api-for-file-based-qa).
-Extractions are cached by provider and content hash (`state` store, namespace "docx"), so
-the same file sent again costs no second upload. A vendor without one refuses with a 400;
-`type: openai` servers get the part as it is. The file's bytes are never logged.
+For a vendor with a document API the gateway uploads the file and puts what the vendor
+reads where its docs put it: Kimi's extracted text in a system message before the question
+(https://platform.moonshot.ai/docs/guide/use-kimi-api-for-file-based-qa; cached by
+provider and content hash, namespace "docx"), Qwen-Long's `fileid://` reference, uploaded
+with the key that serves the attempt (ids cached per key and content, namespace "docq").
+How: freeapi/pipeline/documents.py. A vendor without one refuses with a 400; `type:
+openai` servers get the part as it is. The file's bytes are never logged.
 """
 
 from __future__ import annotations
@@ -21,8 +20,14 @@ import re
 from freeapi.errors import invalid_request
 from freeapi.modalities import files
 
-NS = "docx"
+NS = "docx"  # provider:sha256 -> extracted text
+IDS = "docq"  # provider:key hash:sha256 -> the vendor's file id for that key's account
+KEPT = "docb"  # owner:sha256 -> a file read by id, kept for its conversation's later turns
 TTL = 7 * 86400
+#: The field of the placeholder message that stands for files read by id until an
+#: attempt's key is known: a list of their sha256 hex digests.
+REF = "freeapi_documents"
+SHA = re.compile(r"^[0-9a-f]{64}$")
 _DATA_URL = re.compile(r"^data:([\w.+-]+/[\w.+-]+)?(?:;[\w.+-]+=[\w.+-]+)*;base64,", re.A)
 
 
@@ -61,6 +66,18 @@ async def read_part(part: dict, where: str, store, owner: str) -> tuple[str, str
     name = f.get("filename")
     name = name if isinstance(name, str) and name.strip() else "document"
     return name[:200], m.group(1) or "application/octet-stream", raw
+
+
+def has_refs(messages) -> bool:
+    return any(isinstance(m, dict) and REF in m for m in messages or ())
+
+
+def b64(raw: bytes) -> str:
+    return base64.b64encode(raw).decode()
+
+
+def unb64(text: str) -> bytes:
+    return base64.b64decode(text)
 
 
 def cache_name(provider: str, raw: bytes) -> str:

@@ -97,9 +97,10 @@ from freeapi import reasoning, sse
 from freeapi.errors import APIError, UpstreamError, upstream_failure, vendor_error
 from freeapi.handlers.base import ClientGone
 from freeapi.keys import redact
-from freeapi.modalities.documents import has_files
+from freeapi.modalities.documents import has_files, has_refs
 from freeapi.modalities.vision import check_chat, has_parts
 from freeapi.pipeline.accounting import AccountingMixin
+from freeapi.pipeline.documents import DocumentsMixin
 from freeapi.pipeline.failover import FailoverMixin, OpenStream, shutdown_error
 from freeapi.pipeline.history import ConversationMixin
 from freeapi.pipeline.operations import OperationMixin
@@ -124,7 +125,8 @@ class Answer:
         return self.data
 
 
-class Pipeline(AccountingMixin, ConversationMixin, FailoverMixin, OperationMixin):
+class Pipeline(AccountingMixin, ConversationMixin, DocumentsMixin, FailoverMixin,
+               OperationMixin):
     """One request's way through the gateway; made by DoorHandler.prepare."""
 
     _call = None
@@ -193,8 +195,11 @@ class Pipeline(AccountingMixin, ConversationMixin, FailoverMixin, OperationMixin
         check_chat(route, body, model, parts)  # images to a text model, chat to an embedder
         await self._admit(model, stream, route)
         if parts and route.provider.file_parts != "pass" and has_files(body["messages"]):
-            await self._documents(route, body, token)  # `file` parts: extracted text
+            await self._documents(route, body, token)  # `file` parts (pipeline/documents.py)
         await self._converse(body)
+        if self._conv is not None and (self._doc_refs or has_refs(body["messages"])):
+            self._doc_refs = True  # files read by id, in this turn or the history
+            self._check_documents(route)
         if route.display:  # put back the reasoning the display mode kept from the client
             body["messages"] = await reasoning.for_vendor(
                 self.gateway.store, route.display, body["messages"], owner=self._owner())
@@ -207,7 +212,7 @@ class Pipeline(AccountingMixin, ConversationMixin, FailoverMixin, OperationMixin
             if route.provider.search_round_trip:
                 return await self._search_rounds(route, model, body, token, stream,
                                                  include_usage)
-        elif native is not None and self._conv is None:
+        elif native is not None and self._conv is None and not self._doc_refs:
             self._native = native
         if not stream:
             return await self._complete(route, model, body, token)

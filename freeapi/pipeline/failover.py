@@ -119,8 +119,9 @@ class OpenStream:
 
 class FailoverMixin:
     """The pipeline's attempts; it provides gateway, handler, _client_gone, _on_queue,
-    _call, `_op` (a non-chat operation or None) and `_request(target, body, key)` (a
-    chat, native or operation request)."""
+    _call, `_op` (a non-chat operation or None), `_request(target, body, key)` (a
+    chat, native or operation request) and, for documents read by file id, `_doc_refs`,
+    `_reads_documents(target)` and `_bind_documents(target, body, key)`."""
 
     _upstream_s = 0.0  # seconds spent waiting for vendors (for the gateway overhead metric)
     _opened = None  # the OpenStream that served, if any
@@ -154,6 +155,8 @@ class FailoverMixin:
                              or gw.limits.target_allowed(caller, t)]
         if self._op is not None:  # a fallback that does not offer the operation is skipped
             targets = [route] + [t for t in targets[1:] if self._op.offered(t)]
+        if self._doc_refs:  # files read by id: only where they can be (pipeline/documents.py)
+            targets = [route] + [t for t in targets[1:] if self._reads_documents(t)]
         for t_index, target in enumerate(targets):
             provider = target.provider
             try:
@@ -242,6 +245,20 @@ class FailoverMixin:
         started = time.monotonic()
         self._deadline = started + t.total
         first_byte = provider.first_byte_timeout(target.upstream_model, body)
+        if self._doc_refs:  # files the vendor reads by id: uploaded with this very key
+            try:
+                body = await self._bind_documents(target, body, lease.key)
+            except APIError as err:
+                if gw.shutting_down:
+                    lease.cancel()
+                    raise
+                lease.release(err.status, retry_after=err.retry_after)
+                log.warning("%s: a document could not be prepared with key %s: %s",
+                            provider.name, lease.id, err.message)
+                return None, err
+            except BaseException:
+                lease.cancel()
+                raise
         try:
             req = self._request(target, body, lease.key)
             self._call = call = gw.http.start(req.url)

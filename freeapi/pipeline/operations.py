@@ -13,20 +13,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import time
 
 from freeapi import sse
-from freeapi.errors import APIError, UpstreamError, invalid_request, upstream_failure, \
-    vendor_error
+from freeapi.errors import APIError, UpstreamError, upstream_failure, vendor_error
 from freeapi.handlers.base import ClientGone
-from freeapi.modalities import documents
 from freeapi.modalities.search import MAX_ROUNDS, add_usage, search_calls
 from freeapi.pipeline.failover import shutdown_error
 from freeapi.relay import StreamRelay, complete
-from freeapi.store import StoreError
-
-log = logging.getLogger("freeapi.documents")
 
 
 class StreamMark:
@@ -171,95 +165,6 @@ class OperationMixin:
                                  "content": call["function"].get("arguments") or "{}"})
         raise vendor_error(route.provider.name, 502, f"still searching after {MAX_ROUNDS} "
                            "rounds")
-
-    # -- documents: `file` content parts in chat (freeapi/modalities/documents.py) -------
-
-    async def _documents(self, route, body: dict, token) -> None:
-        """Replace each `file` part by the vendor's extraction of it, as a system message
-        before the message that carried it."""
-        p = route.provider
-        if p.document_upload("probe", "text/plain", b"-", None) is None:
-            raise invalid_request(f"{p.name} has no document API: send the document's text, "
-                                  "or ask a model of a provider that reads files (kimi).",
-                                  param="messages", code="documents_not_supported")
-        self._deadline = time.monotonic() + p.timeouts.total
-        out = []
-        for i, m in enumerate(body["messages"]):
-            parts = m.get("content") if isinstance(m, dict) else None
-            if not isinstance(parts, list) or not documents.has_files([m]):
-                out.append(m)
-                continue
-            keep = []
-            for j, part in enumerate(parts):
-                if not (isinstance(part, dict) and part.get("type") == "file"):
-                    keep.append(part)
-                    continue
-                name, media_type, raw = await documents.read_part(
-                    part, f"messages[{i}].content[{j}]", self.gateway.store, self._owner())
-                out.append({"role": "system",
-                            "content": await self._extract(p, name, media_type, raw, token)})
-            out.append(dict(m, content=keep or ""))
-        body["messages"] = out
-
-    async def _extract(self, p, name: str, media_type: str, raw: bytes, token) -> str:
-        store, cached = self.gateway.store, documents.cache_name(p.name, raw)
-        try:
-            hit = await store.kv_get(documents.NS, [cached])
-        except StoreError:
-            hit = {}
-        if isinstance(hit.get(cached), str):
-            return hit[cached]
-        gw = self.gateway
-        keys, passthrough = gw.vendor_keys(p, token)
-        pool = gw.pools[p.name]
-        try:
-            lease = await pool.acquire(keys, set(), last_resort=passthrough,
-                                       on_wait=self._on_queue)
-        finally:
-            self._queued = None
-        if lease is None:
-            raise self._no_key(pool, keys, p.name)
-        status = None
-        try:
-            status, text = await self._extract_with(p, name, media_type, raw, lease.key)
-        except APIError as e:
-            status = e.status
-            raise
-        finally:
-            if status is None:
-                lease.cancel()
-            else:
-                lease.release(status)
-        try:
-            await store.kv_put(documents.NS, cached, text, documents.TTL)
-        except StoreError as e:
-            log.warning("%s: a document's extraction was not cached: %s", p.name, e)
-        return text
-
-    async def _extract_with(self, p, name, media_type, raw, key) -> tuple[int, str]:
-        def check(status, headers, body):
-            err = p.error_from(status, headers, body, [key] if key else [])
-            if err is not None:
-                raise err
-        status, headers, body = await self.fetch(
-            p, p.document_upload(name, media_type, raw, key), 1 << 20, "the document upload")
-        check(status, headers, body)
-        try:
-            file_id = p.document_id(body)
-        except (ValueError, KeyError, TypeError):
-            raise vendor_error(p.name, 502, "the upload's answer held no file id") from None
-        status, headers, body = await self.fetch(p, p.document_text_request(file_id, key),
-                                                 64 << 20, "the document extraction")
-        check(status, headers, body)
-        text = p.document_text(body)
-        delete = p.document_delete(file_id, key)
-        if delete is not None:
-            try:  # best effort: the vendor's copy is no longer needed
-                await self.fetch(p, delete, 1 << 20, "the document deletion")
-            except APIError as e:
-                log.warning("%s: the uploaded document %s was not deleted: %s", p.name,
-                            file_id, e.message)
-        return status, text
 
 
 def _as_chunks(data: dict) -> list[dict]:

@@ -21,7 +21,8 @@ KEYS = {GOOD: "ok", GOOD2: "ok", DEAD: 401, POOR: "poor", FREE: "free-tier-spent
 USAGE = {"prompt_tokens": 10, "completion_tokens": 7, "total_tokens": 17,
          "completion_tokens_details": {"reasoning_tokens": 3}}
 STREAM_ONLY = ("qwq-plus", "qvq-max")
-MODELS = ("qwen3.7-plus", "qwen3.6-flash", "qwen-plus", "qwq-plus", "qvq-max", "qwen3-vl-plus")
+MODELS = ("qwen3.7-plus", "qwen3.6-flash", "qwen-plus", "qwq-plus", "qvq-max", "qwen3-vl-plus",
+          "qwen-long")
 # GET /models also lists a name another provider claims (the routing tests use it).
 LISTED = MODELS + ("deepseek-r1",)
 RETIRED = ("qwen-turbo", "qwen3-max", "qwen3-32b", "qwen-vl-max")
@@ -60,12 +61,18 @@ class Chat(Base):
             return self.json(_error("invalid_parameter_error", "parameter.enable_thinking "
                                     "must be set to false for non-streaming calls",
                                     "invalid_request_error"), 400)
+        read = None
+        if model == "qwen-long":
+            read = _referenced(self.state, self.key(), body["messages"])
+            if isinstance(read, dict):
+                return self.json(read, 400)
         cmd, _ = self.command(body)
         thinking = model.startswith(("qwq", "qvq")) or body.get("enable_thinking") is True
         base = {"id": "chatcmpl-qwen", "created": 1741185359, "model": model,
                 "system_fingerprint": None, "object": "chat.completion.chunk"}
         if not body.get("stream"):
-            message = {"role": "assistant", "content": "".join(ANSWER)}
+            message = {"role": "assistant", "content": "".join(ANSWER) + (
+                f" [read: {' | '.join(read)}]" if read else "")}
             return self.json(dict(base, object="chat.completion", usage=USAGE, choices=[
                 {"index": 0, "message": message, "finish_reason": "stop", "logprobs": None}]))
         self.start_stream()
@@ -99,6 +106,8 @@ class Chat(Base):
         else:
             for piece in ANSWER:
                 await send({"content": piece, "reasoning_content": None})
+            if read:
+                await send({"content": f" [read: {' | '.join(read)}]"})
             await send({"content": ""}, "stop")
         if (body.get("stream_options") or {}).get("include_usage"):
             await self.event(dict(base, choices=[], usage=USAGE))
@@ -214,4 +223,97 @@ EXTRA_ROUTES = [
     (r"/api/v1/services/aigc/text2image/image-synthesis", ImageSynthesis),
     (r"/api/v1/tasks/([^/]+)", Task),
     (r"/files/qwen-image.png", ImageFile),
+]
+
+
+# -- beyond chat: Qwen-Long's documents, read by file id -----------------------------------
+# https://help.aliyun.com/en/model-studio/openai-file-interface: a multipart upload (`file`,
+# `purpose` "file-extract") answers a file object whose `status` is "processed" once
+# parsed; GET /files/{id} tells the status. https://help.aliyun.com/en/model-studio/
+# long-context-qwen-long: qwen-long reads files named in system messages as
+# "fileid://<id>" (comma-separated). A file belongs to the account that uploaded it. A
+# file whose text starts "slow-parse" is "processing" for PARSE_POLLS status requests, one
+# starting "unparseable" ends "error". The error texts for a file that cannot be used are
+# not documented (3p, unverified).
+
+import re as _re  # noqa: E402
+
+PARSE_POLLS = 2
+_qwen_file_ids = itertools.count(1)
+_FILEID = _re.compile(r"fileid://([^,\s]+)")
+
+
+def qwen_files(state) -> dict:
+    return state.__dict__.setdefault("qwen_files", {})
+
+
+def _file_object(file_id: str, f: dict) -> dict:
+    return {"id": file_id, "object": "file", "bytes": len(f["body"]), "created_at": 1729065448,
+            "filename": f["filename"], "purpose": "file-extract", "status": f["status"],
+            "status_details": None}
+
+
+def _referenced(state, key: str, messages) -> list | dict:
+    """The texts of the files the system messages name, or the error for a bad one."""
+    read = []
+    for m in messages:
+        if m.get("role") != "system" or not isinstance(m.get("content"), str):
+            continue
+        for file_id in _FILEID.findall(m["content"]):
+            f = qwen_files(state).get(file_id)
+            if f is None or f["key"] != key:
+                return _error("invalid_parameter_error", f"File [id:{file_id}] cannot be "
+                              "found.", "invalid_request_error")
+            if f["status"] != "processed":
+                return _error("invalid_parameter_error", f"File [id:{file_id}] is still "
+                              "being parsed.", "invalid_request_error")
+            read.append(f["body"].decode("utf-8", "replace"))
+    return read
+
+
+class QwenFiles(Base):
+    def prepare(self):
+        self.state.requests.append({"path": self.request.path, "method": self.request.method,
+                                    "headers": dict(self.request.headers), "body": None})
+
+    def post(self):
+        if self.account() in (None, 401):
+            return self.json(_error("invalid_api_key", "Incorrect API key provided.",
+                                    "invalid_request_error"), 401)
+        purpose = self.get_body_argument("purpose", None)
+        uploads = self.request.files.get("file") or []
+        if purpose not in ("file-extract", "batch") or len(uploads) != 1:
+            return self.json(_error("invalid_parameter_error", "purpose and one file are "
+                                    "required", "invalid_request_error"), 400)
+        up = uploads[0]
+        status = "processed"
+        if up.body.startswith(b"slow-parse"):
+            status = "processing"
+        elif up.body.startswith(b"unparseable"):
+            status = "error"
+        file_id = f"file-fe-{next(_qwen_file_ids):06d}"
+        qwen_files(self.state)[file_id] = f = {"filename": up.filename, "body": up.body,
+                                               "key": self.key(), "status": status,
+                                               "polls": 0}
+        self.json(_file_object(file_id, f))
+
+
+class QwenFile(Base):
+    def prepare(self):
+        QwenFiles.prepare(self)
+
+    def get(self, file_id):
+        f = qwen_files(self.state).get(file_id)
+        if f is None or f["key"] != self.key():
+            return self.json(_error("invalid_parameter_error", "file not found",
+                                    "invalid_request_error"), 404)
+        f["polls"] += 1
+        if f["status"] == "processing" and f["polls"] >= PARSE_POLLS:
+            f["status"] = "processed"
+        self.json(_file_object(file_id, f))
+
+
+EXTRA_ROUTES += [
+    (r"/compatible-mode/v1/files", QwenFiles),
+    (r"/compatible-mode/v1/files/([^/]+)", QwenFile),
 ]

@@ -1,0 +1,242 @@
+"""The pipeline's part in documents: OpenAI's `file` content parts in chat (parsing and
+store names in freeapi/modalities/documents.py). A vendor reads a document one of two
+ways, its `Provider.document_mode`:
+
+- "extract" (Kimi): the gateway uploads the file with a key of the pool, takes the
+  vendor's extracted text, deletes the vendor's copy and puts the text in a system
+  message before the question. The text is cached by content hash, so any key, or a
+  fallback, can serve the chat.
+- "reference" (Qwen-Long): the vendor reads a file by an id that belongs to the account
+  that uploaded it. So the upload happens inside each attempt, with the key that will
+  serve it (`_bind_documents`, called by FailoverMixin._send), waiting until the vendor
+  has parsed the file; the ids go where the vendor's docs put them
+  (`Provider.document_reference`). Ids are cached per key and content, so the same file
+  again uploads nothing, and a failover to another key uploads once more with that key.
+  Until an attempt, the request holds a placeholder system message naming the files'
+  content hashes (`documents.REF`); a stored conversation keeps the placeholder, and the
+  file (namespace "docb", the caller's own, as long as conversations live), so a later
+  turn is served by whatever key it gets. Fallbacks that cannot read the files are
+  skipped.
+
+The file's bytes and text are never logged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+
+from freeapi import conversations as conv
+from freeapi.errors import APIError, invalid_request, vendor_error
+from freeapi.healthsync import key_hash
+from freeapi.modalities import documents
+from freeapi.store import StoreError
+
+log = logging.getLogger("freeapi.documents")
+
+
+class DocumentsMixin:
+    """Part of the Pipeline: `_documents(route, body, token)` before the request is sent;
+    `_bind_documents(target, body, key)` in each attempt when `_doc_refs` is set."""
+
+    _doc_bytes = None  # sha256 -> (filename, media type, bytes): this request's files
+    _doc_refs = False  # the messages hold placeholders bound per attempt ("reference")
+
+    async def _documents(self, route, body: dict, token) -> None:
+        """Replace each `file` part by what the vendor reads: its extracted text, or a
+        placeholder for the file ids of the attempt's key; before the message that
+        carried it."""
+        p = route.provider
+        if p.document_upload("probe", "text/plain", b"-", None) is None:
+            raise invalid_request(f"{p.name} has no document API: send the document's text, "
+                                  "or ask a model of a provider that reads files (kimi, "
+                                  "qwen-long).", param="messages",
+                                  code="documents_not_supported")
+        reference = p.document_mode == "reference"
+        if reference and not p.takes_documents(route.upstream_model):
+            raise invalid_request(f"{route.upstream_model} reads no documents; {p.name} reads "
+                                  f"them with {' or '.join(p.document_models)}.",
+                                  param="messages", code="documents_not_supported")
+        self._deadline = time.monotonic() + p.timeouts.total
+        out = []
+        for i, m in enumerate(body["messages"]):
+            parts = m.get("content") if isinstance(m, dict) else None
+            if not isinstance(parts, list) or not documents.has_files([m]):
+                out.append(m)
+                continue
+            keep, refs = [], []
+            for j, part in enumerate(parts):
+                if not (isinstance(part, dict) and part.get("type") == "file"):
+                    keep.append(part)
+                    continue
+                name, media_type, raw = await documents.read_part(
+                    part, f"messages[{i}].content[{j}]", self.gateway.store, self._owner())
+                if reference:
+                    refs.append(await self._hold(body, name, media_type, raw))
+                else:
+                    out.append({"role": "system", "content": await self._extract(
+                        p, name, media_type, raw, token)})
+            if refs:
+                out.append({"role": "system", "content": "", documents.REF: refs})
+            out.append(dict(m, content=keep or ""))
+        body["messages"] = out
+        self._doc_refs = self._doc_refs or reference
+
+    # -- "extract": the vendor's text of the file, cached by content --------------------
+
+    async def _extract(self, p, name: str, media_type: str, raw: bytes, token) -> str:
+        store, cached = self.gateway.store, documents.cache_name(p.name, raw)
+        try:
+            hit = await store.kv_get(documents.NS, [cached])
+        except StoreError:
+            hit = {}
+        if isinstance(hit.get(cached), str):
+            return hit[cached]
+        gw = self.gateway
+        keys, passthrough = gw.vendor_keys(p, token)
+        pool = gw.pools[p.name]
+        try:
+            lease = await pool.acquire(keys, set(), last_resort=passthrough,
+                                       on_wait=self._on_queue)
+        finally:
+            self._queued = None
+        if lease is None:
+            raise self._no_key(pool, keys, p.name)
+        status = None
+        try:
+            status, text = await self._extract_with(p, name, media_type, raw, lease.key)
+        except APIError as e:
+            status = e.status
+            raise
+        finally:
+            if status is None:
+                lease.cancel()
+            else:
+                lease.release(status)
+        try:
+            await store.kv_put(documents.NS, cached, text, documents.TTL)
+        except StoreError as e:
+            log.warning("%s: a document's extraction was not cached: %s", p.name, e)
+        return text
+
+    async def _extract_with(self, p, name, media_type, raw, key) -> tuple[int, str]:
+        file_id, _ = await self._upload(p, name, media_type, raw, key)
+        status, text = await self._vendor(p, p.document_text_request(file_id, key), key,
+                                          "the document extraction", 64 << 20)
+        text = p.document_text(text)
+        delete = p.document_delete(file_id, key)
+        if delete is not None:
+            try:  # best effort: the vendor's copy is no longer needed
+                await self.fetch(p, delete, 1 << 20, "the document deletion")
+            except APIError as e:
+                log.warning("%s: the uploaded document %s was not deleted: %s", p.name,
+                            file_id, e.message)
+        return status, text
+
+    async def _vendor(self, p, req, key, what: str, limit: int = 1 << 20):
+        """One call for a document: (status, body), or the vendor's error raised."""
+        status, headers, body = await self.fetch(p, req, limit, what)
+        err = p.error_from(status, headers, body, [key] if key else [])
+        if err is not None:
+            raise err
+        return status, body
+
+    async def _upload(self, p, name, media_type, raw, key) -> tuple[str, bytes]:
+        status, body = await self._vendor(p, p.document_upload(name, media_type, raw, key),
+                                          key, "the document upload")
+        try:
+            return p.document_id(body), body
+        except (ValueError, KeyError, TypeError):
+            raise vendor_error(p.name, 502, "the upload's answer held no file id") from None
+
+    # -- "reference": files the vendor reads by id, uploaded with the attempt's key -----
+
+    async def _hold(self, body: dict, name: str, media_type: str, raw: bytes) -> str:
+        """Keep a file for this request's attempts (and for its conversation's later
+        turns); its content hash names it in the placeholder."""
+        sha = hashlib.sha256(raw).hexdigest()
+        if self._doc_bytes is None:
+            self._doc_bytes = {}
+        self._doc_bytes[sha] = (name, media_type, raw)
+        cfg, owner = self.gateway.config.conversations, self._owner()
+        if (body.get("conversation_id") is not None or cfg.store) and owner != conv.ANONYMOUS:
+            try:
+                await self.gateway.store.kv_put(documents.KEPT, f"{owner}:{sha}", {
+                    "filename": name, "media_type": media_type,
+                    "data": documents.b64(raw)}, cfg.ttl)
+            except StoreError as e:
+                log.warning("a conversation's document was not kept: %s", e)
+        return sha
+
+    def _reads_documents(self, target) -> bool:
+        p = target.provider
+        return p.document_mode == "reference" and p.takes_documents(target.upstream_model)
+
+    def _check_documents(self, route) -> None:
+        """A conversation holding files read by id continues only where they can be."""
+        if not self._reads_documents(route):
+            raise invalid_request(f"These messages hold documents that {route.provider.name} "
+                                  f"{route.upstream_model} cannot read by file id; continue "
+                                  "with the model that read them (e.g. qwen-long).",
+                                  param="messages", code="documents_not_supported")
+
+    async def _bind_documents(self, target, body: dict, key) -> dict:
+        """The body for one attempt: each placeholder replaced by the vendor's reference to
+        the files as uploaded with `key`."""
+        p, messages = target.provider, []
+        for m in body["messages"]:
+            refs = m.get(documents.REF) if isinstance(m, dict) else None
+            if refs is None:
+                messages.append(m)
+                continue
+            if not (isinstance(refs, list) and refs and all(
+                    isinstance(r, str) and documents.SHA.match(r) for r in refs)):
+                raise invalid_request(f"`{documents.REF}` is the gateway's own field.",
+                                      param="messages")
+            messages.append(p.document_reference([await self._file_id(p, key, sha)
+                                                  for sha in refs]))
+        return dict(body, messages=messages)
+
+    async def _file_id(self, p, key, sha: str) -> str:
+        # The caller must hold the file (sent now, or kept for its conversation) before a
+        # cached id is used: ids are per vendor account, and callers share server keys.
+        name, media_type, raw = await self._held(sha)
+        store = self.gateway.store
+        cached = f"{p.name}:{key_hash(key or '')}:{sha}"
+        try:
+            hit = (await store.kv_get(documents.IDS, [cached])).get(cached)
+        except StoreError:
+            hit = None
+        if isinstance(hit, str):
+            return hit
+        file_id, answer = await self._upload(p, name, media_type, raw, key)
+        polls = 0
+        while not p.document_ready(answer):  # the vendor still parses the file
+            await self.pause(min(0.5 * 2 ** polls, 3.0), p, "the document's parsing")
+            polls += 1
+            _, answer = await self._vendor(p, p.document_status_request(file_id, key), key,
+                                           "the document's parsing")
+        try:
+            await store.kv_put(documents.IDS, cached, file_id, documents.TTL)
+        except StoreError as e:
+            log.warning("%s: a document's file id was not cached: %s", p.name, e)
+        return file_id
+
+    async def _held(self, sha: str) -> tuple[str, str, bytes]:
+        got = (self._doc_bytes or {}).get(sha)
+        if got is not None:
+            return got
+        kept = f"{self._owner()}:{sha}"
+        try:
+            rec = (await self.gateway.store.kv_get(documents.KEPT, [kept])).get(kept)
+        except StoreError as e:
+            raise APIError(503, "The gateway cannot reach its state store right now; retry "
+                                "shortly.", code="state_unavailable", retry_after="1") from e
+        if not isinstance(rec, dict):
+            raise invalid_request("A document of this conversation is no longer kept by the "
+                                  "gateway; send the file again.", param="messages",
+                                  code="document_expired")
+        got = rec["filename"], rec["media_type"], documents.unb64(rec["data"])
+        self._doc_bytes = {**(self._doc_bytes or {}), sha: got}
+        return got
