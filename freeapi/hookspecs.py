@@ -30,7 +30,8 @@ def register_providers(register: Callable[[type["Provider"]], None]) -> None:
     `speech_request`, `transcriptions_request` (and their `*_answer` interpreters) and
     declaring the models in `embedding_models`, `image_models`, `speech_models`,
     `transcription_models`; `vision_models` names the chat models that take images,
-    `search_body` turns the vendor's own web search on (the `-search` suffix), and the
+    `search_body` turns the vendor's own web search on (the `-search` suffix;
+    `search_refusal` names models it cannot serve), and the
     `document_*` hooks extract the text of chat `file` parts. See
     `freeapi.provider.Provider` and README "Beyond chat".
     """

@@ -51,7 +51,8 @@ class ModalityHooks:
         caps = ["chat"]
         if self.vision_models is not None and model in self.vision_models:
             caps.append("vision")
-        if self.search_body({"model": model, "messages": []}) is not None:
+        if self.search_body({"model": model, "messages": []}) is not None \
+                and self.search_refusal(model) is None:
             caps.append("search")
         if self.takes_documents(model) and self.document_upload(
                 "probe", "text/plain", b"-", None) is not None:
@@ -139,7 +140,15 @@ class ModalityHooks:
 
     def search_body(self, body: dict) -> dict | None:
         """The chat body with the vendor's own web search turned on (the `-search` model
-        suffix), or None when the vendor offers none. Pure: return a new dict."""
+        suffix), or None when the vendor offers none. Pure: return a new dict. It is
+        applied again to each attempt's vendor body (`model` then the upstream id, for
+        switches that depend on the model), so applying it twice must change nothing."""
+        return None
+
+    def search_refusal(self, model: str) -> str | None:
+        """Why the upstream `model` cannot take the vendor's search although the vendor
+        offers it (the message of a 400 for `MODEL-search`; name a model that can), or
+        None. Such models are not listed with the `search` capability."""
         return None
 
     #: True when the vendor's search is a builtin tool whose calls the caller must hand
