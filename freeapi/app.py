@@ -20,7 +20,7 @@ from freeapi.handlers.conversations import ConversationHandler, ConversationsHan
 from freeapi.handlers.embeddings import EmbeddingsHandler
 from freeapi.handlers.files import FileContentHandler, FileHandler, FilesHandler
 from freeapi.handlers.health import HealthHandler, PingHandler
-from freeapi.handlers.images import ImagesHandler
+from freeapi.handlers.images import ImageEditsHandler, ImagesHandler, ImageVariationsHandler
 from freeapi.handlers.models import ModelHandler, ModelsHandler
 from freeapi.handlers.responses import ResponseHandler, ResponsesHandler
 from freeapi.handlers.tokens import TokenCheckHandler
@@ -349,6 +349,8 @@ def make_app(gateway: Gateway) -> web.Application:
         (r"/(?:v1/)?audio/speech", SpeechHandler),
         (r"/(?:v1/)?audio/transcriptions", TranscriptionsHandler),
         (r"/(?:v1/)?images/generations", ImagesHandler),
+        (r"/(?:v1/)?images/edits", ImageEditsHandler),
+        (r"/(?:v1/)?images/variations", ImageVariationsHandler),
         (r"/v1/files", FilesHandler),
         (r"/v1/files/([^/]+)", FileHandler),
         (r"/v1/files/([^/]+)/content", FileContentHandler),

@@ -27,11 +27,13 @@ def register_providers(register: Callable[[type["Provider"]], None]) -> None:
 
     Beyond chat, a provider class offers embeddings, images, speech or transcription for
     its vendor by overriding the pure hooks `embeddings_request`, `images_request`,
-    `speech_request`, `transcriptions_request` (and their `*_answer` interpreters) and
-    declaring the models in `embedding_models`, `image_models`, `speech_models`,
-    `transcription_models`; `vision_models` names the chat models that take images,
-    `search_body` turns the vendor's own web search on (the `-search` suffix), and the
-    `document_*` hooks extract the text of chat `file` parts. See
+    `image_edits_request`, `image_variations_request`, `speech_request`,
+    `transcriptions_request` (and their `*_answer` interpreters; edits are read by
+    `images_answer`) and declaring the models in `embedding_models`, `image_models`,
+    `image_edit_models`, `speech_models`, `transcription_models`; `vision_models` names
+    the chat models that take images, `search_body` turns the vendor's own web search on
+    (the `-search` suffix; `search_refusal` names models it cannot serve), and the
+    `document_*` hooks read chat `file` parts. See
     `freeapi.provider.Provider` and README "Beyond chat".
     """
 

@@ -1,5 +1,5 @@
-"""The provider hooks beyond chat (embeddings, images, speech, transcriptions, vision,
-search, documents), mixed into freeapi.provider.Provider. Pure like the rest of a
+"""The provider hooks beyond chat (embeddings, images and their edits, speech,
+transcriptions, vision, search, documents), mixed into freeapi.provider.Provider. Pure like the rest of a
 provider; README "Beyond chat" and "Plugins" describe them."""
 
 from __future__ import annotations
@@ -21,9 +21,11 @@ class ModalityHooks:
     # overriding these, and declares the models in the class attributes below (they are
     # routed and listed in GET /v1/models with their `capabilities`).
 
-    #: Models served by `embeddings_request`, `images_request`, `speech_request`.
+    #: Models served by `embeddings_request`, `images_request`, `image_edits_request`,
+    #: `speech_request`.
     embedding_models: ClassVar[tuple[str, ...]] = ()
     image_models: ClassVar[tuple[str, ...]] = ()
+    image_edit_models: ClassVar[tuple[str, ...]] = ()
     speech_models: ClassVar[tuple[str, ...]] = ()
     transcription_models: ClassVar[tuple[str, ...]] = ()
     #: Chat models that take `image_url` parts. None: not declared (nothing is refused);
@@ -33,17 +35,21 @@ class ModalityHooks:
 
     def modality_ids(self) -> list[str]:
         """The non-chat models this provider declares (routed like chat models)."""
-        return [m for m in (*self.embedding_models, *self.image_models,
-                            *self.speech_models, *self.transcription_models)
-                if m not in self.models]
+        seen = dict.fromkeys((*self.embedding_models, *self.image_models,
+                              *self.image_edit_models, *self.speech_models,
+                              *self.transcription_models))
+        return [m for m in seen if m not in self.models]
 
     def capabilities(self, model: str) -> list[str]:
         """What `model` can do, for GET /v1/models: chat, vision, embeddings, images,
-        speech, search, documents."""
+        image_edits, speech, search, documents."""
         if model in self.embedding_models:
             return ["embeddings"]
-        if model in self.image_models:
-            return ["images"]
+        images = [cap for cap, declared in (("images", self.image_models),
+                                            ("image_edits", self.image_edit_models))
+                  if model in declared]
+        if images:
+            return images
         if model in self.speech_models:
             return ["speech"]
         if model in self.transcription_models:
@@ -51,7 +57,8 @@ class ModalityHooks:
         caps = ["chat"]
         if self.vision_models is not None and model in self.vision_models:
             caps.append("vision")
-        if self.search_body({"model": model, "messages": []}) is not None:
+        if self.search_body({"model": model, "messages": []}) is not None \
+                and self.search_refusal(model) is None:
             caps.append("search")
         if self.takes_documents(model) and self.document_upload(
                 "probe", "text/plain", b"-", None) is not None:
@@ -118,6 +125,21 @@ class ModalityHooks:
             raise ValueError("no `data` list")
         return data
 
+    def image_edits_request(self, body: dict, key: str | None) -> UpstreamRequest | None:
+        """POST /v1/images/edits. `body` has `model`, `prompt`, `image` (a list of
+        (filename, media type, bytes), media types checked by their bytes), `mask` (one
+        such, when given), `n` (an int) and OpenAI's other form fields as strings. The
+        answer is read by `images_answer` (so it may be an asynchronous task to poll).
+        None: not offered. Raise an APIError 400 for input the vendor documents it
+        refuses (a mask, a size, too many or too large images)."""
+        return None
+
+    def image_variations_request(self, body: dict, key: str | None
+                                 ) -> UpstreamRequest | None:
+        """POST /v1/images/variations: like `image_edits_request`, without `prompt` or
+        `mask` and with exactly one image. None: not offered."""
+        return None
+
     def images_poll_delay(self, polls: int) -> float:
         """Seconds to wait before the next poll of an asynchronous image task."""
         return min(0.5 * 2 ** polls, 5.0)
@@ -139,7 +161,15 @@ class ModalityHooks:
 
     def search_body(self, body: dict) -> dict | None:
         """The chat body with the vendor's own web search turned on (the `-search` model
-        suffix), or None when the vendor offers none. Pure: return a new dict."""
+        suffix), or None when the vendor offers none. Pure: return a new dict. It is
+        applied again to each attempt's vendor body (`model` then the upstream id, for
+        switches that depend on the model), so applying it twice must change nothing."""
+        return None
+
+    def search_refusal(self, model: str) -> str | None:
+        """Why the upstream `model` cannot take the vendor's search although the vendor
+        offers it (the message of a 400 for `MODEL-search`; name a model that can), or
+        None. Such models are not listed with the `search` capability."""
         return None
 
     #: True when the vendor's search is a builtin tool whose calls the caller must hand
@@ -202,6 +232,14 @@ class ModalityHooks:
     def multipart_request(self, path: str, fields: dict, file_field: str, filename: str,
                           media_type: str, data: bytes, key: str | None) -> UpstreamRequest:
         """A multipart/form-data POST (RFC 7578) of `fields` and one file."""
+        return self.multipart_files_request(path, fields, [
+            (file_field, filename, media_type, data)], key)
+
+    def multipart_files_request(self, path: str, fields: dict, files: list,
+                                key: str | None) -> UpstreamRequest:
+        """A multipart/form-data POST (RFC 7578) of `fields` and `files`, each
+        (field name, filename, media type, bytes); a field name may repeat (`image[]`).
+        Built afresh: none of the client's headers (its Authorization) goes along."""
         # Random: a client who could predict it could smuggle parts in through a field.
         boundary = "freeapi-" + secrets.token_hex(16)
 
@@ -209,9 +247,11 @@ class ModalityHooks:
             return "".join("_" if c in '"\\\r\n' else c for c in str(text))
         parts = [f'--{boundary}\r\nContent-Disposition: form-data; name="{safe(k)}"'
                  f"\r\n\r\n{v}\r\n".encode() for k, v in fields.items()]
-        head = (f'--{boundary}\r\nContent-Disposition: form-data; name="{file_field}"; '
-                f'filename="{safe(filename)}"\r\nContent-Type: {safe(media_type)}\r\n\r\n')
-        parts.append(head.encode() + data + b"\r\n")
+        for field, filename, media_type, data in files:
+            head = (f'--{boundary}\r\nContent-Disposition: form-data; name="{safe(field)}"; '
+                    f'filename="{safe(filename)}"\r\nContent-Type: {safe(media_type)}'
+                    "\r\n\r\n")
+            parts.append(head.encode() + data + b"\r\n")
         parts.append(f"--{boundary}--\r\n".encode())
         return UpstreamRequest("POST", self.base_url + path, {
             "Content-Type": f"multipart/form-data; boundary={boundary}",

@@ -169,6 +169,8 @@ class GLM(Provider):
     # Images: https://docs.bigmodel.cn/api-reference/模型-api/图像生成 (URLs only;
     # cogview-3-flash is free per https://docs.bigmodel.cn/cn/guide/start/model-overview).
     image_models = ("cogview-3-flash", "cogview-4", "cogview-4-250304", "glm-image")
+    # No image edits: that page documents generation only, and no CogView edit endpoint
+    # was found in bigmodel's docs (so `image_edits_request` stays None).
     # Vision: the model overview's vision table
     # (https://docs.bigmodel.cn/cn/guide/start/model-overview): glm-4.6v in this list;
     # the others named so that, if routed, they are never refused images.

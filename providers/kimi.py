@@ -22,6 +22,11 @@ from freeapi.provider import DISCOVER_OPTION, Provider, UpstreamRequest, error_d
 _AFTER = re.compile(r"try again after (\d+(?:\.\d+)?) ?s", re.IGNORECASE)
 
 
+def _always_thinks(model) -> bool:
+    # kimi-k2-thinking and -turbo: "强制启用思考" (use-kimi-k2-thinking-model.md)
+    return str(model or "").startswith("kimi-k2-thinking")
+
+
 class Kimi(Provider):
     type_name = "kimi"
     # https://platform.kimi.com/docs/guide/use-kimi-k2-thinking-model.md (api.moonshot.cn);
@@ -64,7 +69,7 @@ class Kimi(Provider):
         # https://platform.kimi.com/docs/api/models-overview "Kimi K2.6 — thinking 参数").
         # `body` is the vendor's request, its `model` the upstream id.
         body = body or {}
-        if str(body.get("model") or "").startswith("kimi-k2-thinking"):
+        if _always_thinks(body.get("model")):
             return True
         thinking = body.get("thinking")
         return not (isinstance(thinking, dict) and thinking.get("type") == "disabled")
@@ -139,14 +144,31 @@ class Kimi(Provider):
                                "moonshot-v1-128k-vision-preview", "kimi-k2.5", "kimi-k2.6"})
     # Web search (`-search`): the builtin `$web_search` tool, whose calls the caller hands
     # back as their own results (https://platform.moonshot.ai/docs/guide/use-web-search,
-    # https://platform.moonshot.cn/docs/guide/use-web-search); the gateway does that.
+    # https://platform.moonshot.cn/docs/guide/use-web-search); the gateway does that. The
+    # builtin tool needs thinking disabled (https://platform.kimi.com/docs/guide/use-web-search.md):
+    # kimi-k2.6 / kimi-k2.5 take `thinking: {"type": "disabled"}`, which the `-search`
+    # route sets even over a client's `enabled`; kimi-k2-thinking* cannot switch it off
+    # (https://platform.kimi.com/docs/guide/use-kimi-k2-thinking-model.md), so their
+    # `-search` is a 400. A request without thinking also gets the plain first-byte
+    # timeout (thinks() reads the same switch).
     search_round_trip = True
 
     def search_body(self, body):
         tools = [t for t in body.get("tools") or () if not (
             isinstance(t, dict) and (t.get("function") or {}).get("name") == "$web_search")]
-        return dict(body, tools=tools + [{"type": "builtin_function",
-                                          "function": {"name": "$web_search"}}])
+        out = dict(body, tools=tools + [{"type": "builtin_function",
+                                         "function": {"name": "$web_search"}}])
+        model = body.get("model")
+        if model in self.reasoning_models and not _always_thinks(model):
+            out["thinking"] = {"type": "disabled"}
+        return out
+
+    def search_refusal(self, model):
+        if _always_thinks(model):
+            return ("Kimi's $web_search works only with thinking disabled, and the "
+                    "kimi-k2-thinking models always think; ask for kimi-k2.6-search (it "
+                    "searches with thinking off) or use the model without the suffix.")
+        return None
 
     # Documents: the files API with purpose "file-extract"; the extracted text goes in a
     # system message (https://platform.moonshot.ai/docs/api/files.en-US,

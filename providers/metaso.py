@@ -13,12 +13,10 @@ with `{"errCode": ..., "errMsg": ...}`. Every call spends credits, so there is n
 
 from __future__ import annotations
 
-
 from freeapi import hookimpl
 from freeapi.errors import APIError, invalid_request
 from freeapi.keys import redact
 from freeapi.provider import NO_BALANCE_OPTION, Provider
-
 
 
 class Metaso(Provider):
@@ -45,6 +43,10 @@ class Metaso(Provider):
         return APIError(status, f"{self.name}: {message} (Metaso errCode {code})",
                         code=f"metaso_{code}")
 
+    def search_body(self, body):
+        """Metaso is a search engine: every answer searches the web, so a `-search` name
+        (`metaso-search`) changes nothing and the models list `search`."""
+        return dict(body)
 
     def normalize_chunk(self, chunk):
         err = self.body_error(chunk)

@@ -61,7 +61,8 @@ class OpenAICompatible(Provider):
 
     # -- beyond chat: an OpenAI-compatible server takes OpenAI's own requests --------
     # (https://platform.openai.com/docs/api-reference/embeddings,
-    # .../images/create, .../audio/createSpeech); whether it serves them is the server's.
+    # .../images/create, .../images/createEdit, .../images/createVariation,
+    # .../audio/createSpeech); whether it serves them is the server's.
     images_url_only = False  # it takes `response_format: b64_json` itself
     file_parts = "pass"  # a `file` content part is the server's to take or refuse
 
@@ -70,6 +71,23 @@ class OpenAICompatible(Provider):
 
     def images_request(self, body, key):
         return self.json_request("/images/generations", body, key)
+
+    def image_edits_request(self, body, key):
+        return self._image_form("/images/edits", body, key)
+
+    def image_variations_request(self, body, key):
+        return self._image_form("/images/variations", body, key)
+
+    def _image_form(self, path, body, key):
+        """The client's form rebuilt (its own headers are not sent): several images as
+        `image[]`, as OpenAI's SDK sends them, one as `image`."""
+        images = body["image"]
+        name = "image" if len(images) == 1 else "image[]"
+        files = [(name, *img) for img in images]
+        if "mask" in body:
+            files.append(("mask", *body["mask"]))
+        fields = {k: v for k, v in body.items() if k not in ("image", "mask")}
+        return self.multipart_files_request(path, fields, files, key)
 
     def speech_request(self, body, key):
         return self.json_request("/audio/speech", body, key)

@@ -21,6 +21,12 @@ def _rename(part):
             part["reasoning_content"] = reasoning
 
 
+# `description` tells the model when to search (3p, unverified: see Step.search_body).
+WEB_SEARCH_TOOL = {"type": "web_search", "function": {
+    "description": "Search the internet for current information whenever the question "
+                   "needs facts that may be recent or that you do not know."}}
+
+
 class Step(Provider):
     type_name = "step"
     # https://platform.stepfun.com/docs/zh/guides/models/step-3.7-flash-quickstart;
@@ -65,6 +71,24 @@ class Step(Provider):
     # models and step-3.7-flash (images and video); step-3.5-flash takes text only.
     vision_models = frozenset({"step-3.7-flash", "step-1o-turbo-vision", "step-1o-vision-32k",
                                "step-1v-8k", "step-1v-32k", "step-r1-v-mini", "step-3"})
+
+    # Web search (`-search`): StepFun's official web search tool ("官方工具列表: 互联网搜索",
+    # https://platform.stepfun.com/docs/zh/api-reference/tool-call, guide
+    # https://platform.stepfun.com/docs/zh/guides/developer/web-search), which StepFun runs
+    # itself: the answer comes back as any other, stream or not. The tool's shape,
+    # `{"type": "web_search", "function": {"description": ...}}`, is 3p, unverified (a
+    # StepFun demo repository and LobeChat's StepFun runtime; the guide's text was not
+    # found). The tool-call page lists every model above as taking tools (step-3.7-flash,
+    # step-3.5-flash, step-3.5-flash-2603 first; the vision models as "其他兼容"); the
+    # docs say nothing about search and streaming, so streams stay streams.
+    def search_body(self, body):
+        tools = body.get("tools")
+        if tools is None:
+            tools = []
+        if not isinstance(tools, list) or any(
+                isinstance(t, dict) and t.get("type") == "web_search" for t in tools):
+            return dict(body)  # the client's own web_search tool (or garbage for a 400)
+        return dict(body, tools=tools + [WEB_SEARCH_TOOL])
 
     def speech_request(self, body, key):
         if len(body["input"]) > 1000:

@@ -51,8 +51,7 @@ async def test_kimi_reads_the_file_once_for_two_requests(gw, caplog):
         system, user = body["messages"]
         assert system["role"] == "system"
         assert json.loads(system["content"])["content"] == f"EXTRACTED: {SECRET_TEXT}"
-        assert user == {"role": "user", "content": [
-            {"type": "text", "text": "Summarise the report."}]}
+        assert user == {"role": "user", "content": "Summarise the report."}
     for record in caplog.records:  # the document never reaches a log
         assert "7f3a9c" not in record.getMessage()
 

@@ -70,8 +70,7 @@ async def test_qwen_long_reads_the_file_by_an_id_uploaded_once_with_the_serving_
         system, user = chat["body"]["messages"]
         assert system["role"] == "system" and system["content"].startswith("fileid://file-fe-")
         assert set(system) == {"role", "content"}  # no gateway placeholder reaches Qwen
-        assert user == {"role": "user", "content": [{"type": "text",
-                                                     "text": "What was decided?"}]}
+        assert user == {"role": "user", "content": "What was decided?"}
     for record in caplog.records:
         assert "41d9e2" not in record.getMessage()
 

@@ -28,7 +28,7 @@ async def test_models_list(gateway, path):
     for m in data["data"]:
         assert set(m) == {"id", "object", "created", "owned_by", "capabilities"}
         assert "chat" in m["capabilities"] or m["capabilities"][0] in (
-            "embeddings", "images", "speech", "transcription")
+            "embeddings", "images", "image_edits", "speech", "transcription")
         assert m["object"] == "model" and isinstance(m["created"], int) and m["created"] > 0
     ids = [m["id"] for m in data["data"]]
     assert len(ids) == len(set(ids))

@@ -94,6 +94,16 @@ async def test_metaso_answer_with_citations(metaso):
     assert out["reasoning"] == "" and out["content"] == "".join(ANSWER)
 
 
+async def test_metaso_is_search_itself(metaso):
+    base, state = metaso
+    c = client(base, fake_ms.GOOD)
+    listed = {m.id: m for m in (await c.models.list()).data}
+    assert "search" in listed["fast"].capabilities
+    r = await c.chat.completions.create(model="metaso-search", messages=HI)
+    assert r.model == "metaso-search" and r.model_extra["citations"] == fake_ms.CITATIONS
+    assert state.requests[-1]["body"]["model"] == "fast"
+
+
 async def test_metaso_errors_and_key_check(metaso):
     base, _ = metaso
     with pytest.raises(openai.BadRequestError) as e:

@@ -215,6 +215,32 @@ async def test_kv_records_replace_expire_and_stay_in_their_namespace(store):
     assert await store.kv_get("b", ["k1"]) == {"k1": ["other"]}
 
 
+async def test_kv_group_lists_its_live_records_only(store):
+    await store.kv_put("f", "a1", {"n": 1}, 60, group="g:alice")
+    await store.kv_put("f", "a2", {"n": 2}, 60, group="g:alice")
+    await store.kv_put("f", "gone", {"n": 3}, 60, group="g:alice")
+    await store.kv_put("f", "brief", {"n": 4}, 0.05, group="g:alice")
+    await store.kv_put("f", "b1", {"n": 5}, 60, group="g:bob")
+    await store.kv_put("f", "loose", {"n": 6}, 60)  # in no group
+    await store.kv_put("x", "a9", {"n": 7}, 60, group="g:alice")  # another namespace
+    assert await store.kv_delete("f", "gone") is True
+    await asyncio.sleep(0.1)
+    assert await store.kv_group("f", "g:alice") == {"a1": {"n": 1}, "a2": {"n": 2}}
+    assert await store.kv_group("f", "g:bob") == {"b1": {"n": 5}}
+    assert await store.kv_group("x", "g:alice") == {"a9": {"n": 7}}
+    assert await store.kv_group("f", "g:nobody") == {}
+    assert await store.kv_get("f", ["a1", "loose"]) == {"a1": {"n": 1}, "loose": {"n": 6}}
+
+
+async def test_kv_group_loses_no_entry_to_two_stores_writing_at_once(backend):
+    a, b = backend.opened[0], backend.open()
+    await asyncio.gather(*(s.kv_put("f", f"{i}-{j}", i, 60, group="g:carol")
+                           for i in range(25) for j, s in enumerate((a, b))))
+    got = await b.kv_group("f", "g:carol")
+    assert sorted(got) == sorted(f"{i}-{j}" for i in range(25) for j in range(2))
+    assert await a.kv_group("f", "g:carol") == got
+
+
 # -- backend specifics ------------------------------------------------------------------
 
 async def test_sqlite_never_blocks_the_event_loop(tmp_path):

@@ -124,6 +124,23 @@ def _image_part(block: dict) -> dict | None:
     return {"type": "image_url", "image_url": {"url": url}}
 
 
+def _document_part(block: dict) -> dict:
+    """A `document` block -> a chat part: plain text as text; a base64 file (a PDF) as
+    chat's `file` part, which the pipeline hands to a vendor that reads documents (and
+    refuses with a 400 for one that does not, rather than drop it unseen)."""
+    src = block.get("source") if isinstance(block.get("source"), dict) else {}
+    if src.get("type") == "text" and isinstance(src.get("data"), str):
+        return {"type": "text", "text": src["data"]}
+    if src.get("type") == "base64" and isinstance(src.get("data"), str):
+        media = src.get("media_type") if isinstance(src.get("media_type"), str) else ""
+        title = block.get("title") if isinstance(block.get("title"), str) else ""
+        return {"type": "file", "file": {
+            "filename": title or "document", "file_data":
+                f"data:{media or 'application/pdf'};base64,{src['data']}"}}
+    raise _bad("a document block: only `base64` and `text` sources are supported (the "
+               "gateway does not fetch URLs or read Anthropic's file store).", "messages")
+
+
 def _user_turn(content) -> list[dict]:
     """One Anthropic user turn -> chat messages: its tool results first (as `tool` turns,
     which must follow the assistant's tool calls directly), then what the user wrote."""
@@ -147,9 +164,7 @@ def _user_turn(content) -> list[dict]:
             if image is not None:
                 parts.append(image)
         elif kind == "document":
-            source = block.get("source") if isinstance(block.get("source"), dict) else {}
-            if source.get("type") == "text" and isinstance(source.get("data"), str):
-                parts.append({"type": "text", "text": source["data"]})
+            parts.append(_document_part(block))
         # Other blocks (search results, container uploads) have no chat equivalent.
     if parts:
         if all(p["type"] == "text" for p in parts):

@@ -55,8 +55,20 @@ class Translation:
     skipped: list = field(default_factory=list)  # input item types left out
 
 
-def _text(parts, path: str, allow_images: bool):
-    """A content array -> a string, or chat parts when it holds images."""
+def _file_part(p: dict, where: str) -> dict:
+    """An `input_file` -> chat's `file` part (the pipeline reads it: file_data as a data:
+    URL, or a file_id of the gateway's POST /v1/files)."""
+    f = {k: p[k] for k in ("file_id", "file_data", "filename") if isinstance(p.get(k), str)}
+    if "file_id" not in f and "file_data" not in f:
+        raise invalid_request(f"`{where}`: only files given as `file_data` (a base64 data: "
+                              "URL) or a `file_id` from this gateway's POST /v1/files are "
+                              "supported; the gateway does not fetch `file_url`.",
+                              param=where)
+    return {"type": "file", "file": f}
+
+
+def _text(parts, path: str, allow_images: bool, allow_files: bool = False):
+    """A content array -> a string, or chat parts when it holds images or files."""
     if isinstance(parts, str):
         return parts
     if not isinstance(parts, list):
@@ -80,11 +92,15 @@ def _text(parts, path: str, allow_images: bool):
                 image["detail"] = p["detail"]
             out.append({"type": "image_url", "image_url": image})
             images = True
+        elif kind == "input_file" and allow_files:
+            out.append(_file_part(p, f"{path}[{i}]"))
+            images = True
         else:
             what = kind if isinstance(kind, str) else "a part without a string `type`"
             raise invalid_request(f"`{path}[{i}]` is {what!r}, which this gateway cannot "
                                   "send to a chat-completions vendor (text"
-                                  + (" and input_image" if allow_images else "")
+                                  + (", input_image" if allow_images else "")
+                                  + (", input_file" if allow_files else "")
                                   + " parts are supported).", param=f"{path}[{i}]")
     if images:
         return out
@@ -150,7 +166,8 @@ def input_messages(items, skipped: list) -> list:
             if role is None:
                 raise invalid_request(f"`{path}.role` must be one of user, assistant, system "
                                       "or developer.", param=f"{path}.role")
-            content = _text(item.get("content"), f"{path}.content", role == "user")
+            content = _text(item.get("content"), f"{path}.content", role == "user",
+                            role == "user")
             if role == "assistant":
                 last = out[-1] if out else {}
                 turn = assistant(new_turn=bool(last.get("tool_calls")))

@@ -1,5 +1,5 @@
-"""`POST /v1/files`, `GET` / `DELETE /v1/files/{id}`, `GET /v1/files/{id}/content`: the
-gateway's small file store (freeapi/modalities/files.py) for chat `file` parts given by
+"""`POST` / `GET /v1/files`, `GET` / `DELETE /v1/files/{id}`, `GET /v1/files/{id}/content`:
+the gateway's small file store (freeapi/modalities/files.py) for chat `file` parts given by
 `file_id`. The file's bytes are never logged."""
 
 from __future__ import annotations
@@ -32,6 +32,17 @@ class FilesHandler(_Files):
         name, media_type, data = form["file"]
         self.write_json(await files.save(self.gateway.store, owner, name, media_type, data,
                                          purpose))
+
+    async def get(self):
+        """OpenAI's list files (https://platform.openai.com/docs/api-reference/files/list):
+        the caller's own files only."""
+        owner = self._owner()
+        if owner == conv.ANONYMOUS:  # callers without credentials cannot be told apart
+            raise files.needs_owner()
+        query = {k: self.get_query_argument(k) for k in ("purpose", "limit", "order", "after")
+                 if self.get_query_argument(k, None) is not None}
+        self.write_json(await files.listing(self.gateway.store, owner,
+                                            *files.list_params(query)))
 
 
 class FileHandler(_Files):

@@ -1,5 +1,6 @@
-"""Beyond chat: the operations behind POST /v1/embeddings, /v1/images/generations and
-/v1/audio/speech, and the vision check of chat requests.
+"""Beyond chat: the operations behind POST /v1/embeddings, /v1/images/generations (and
+edits, variations), /v1/audio/speech and transcriptions, and the vision check of chat
+requests.
 
 An operation is what a front door hands `Pipeline.call` instead of a chat body: the
 client's (validated) request, how to build the vendor request for one provider and key
@@ -65,4 +66,5 @@ class Operation:
 
 
 _ATTR = {"embeddings": "embedding_models", "images": "image_models",
+         "image_edits": "image_edit_models", "image_variations": "image_edit_models",
          "speech": "speech_models", "transcription": "transcription_models"}

@@ -1,7 +1,11 @@
 """The gateway's own small file store behind `POST /v1/files`, so a chat message can carry
 OpenAI's `{"type": "file", "file": {"file_id": ...}}`: files live in the state store
 (namespace "fil") for FILE_TTL seconds, readable only by the caller that uploaded them
-(the conversations' owner rule). Not a blob store: files up to MAX_FILE bytes."""
+(the conversations' owner rule). Not a blob store: files up to MAX_FILE bytes.
+
+`GET /v1/files` lists the caller's files from a second, small record per file (namespace
+"fli", the file object without its bytes) put in the caller's store group, so a listing
+never reads the files themselves and never sees another caller's."""
 
 from __future__ import annotations
 
@@ -16,6 +20,8 @@ from freeapi.store import StoreError
 
 log = logging.getLogger("freeapi.files")
 NS = "fil"
+LIST_NS = "fli"  # the file objects, grouped by owner, for GET /v1/files
+MAX_LIMIT = 10000  # OpenAI's `limit`: 1 to 10,000, default 10,000
 FILE_TTL = 24 * 3600
 MAX_FILE = 20 << 20
 _ID = re.compile(r"^file-[A-Za-z0-9_-]{16,64}$")
@@ -32,6 +38,13 @@ def not_found(file_id: str) -> APIError:
     return APIError(404, f"No file {shown!r} (files are kept {FILE_TTL // 3600} hours, for "
                          "the caller that uploaded them).", param="file_id",
                     code="file_not_found")
+
+
+def needs_owner() -> APIError:
+    return APIError(401, "Files are listed for the caller that uploaded them: send "
+                         "credentials as `Authorization: Bearer <key>` (a gateway key, or "
+                         "your vendor key when the gateway passes them through).",
+                    code="missing_api_key")
 
 
 def info(file_id: str, rec: dict) -> dict:
@@ -52,6 +65,8 @@ async def save(store, owner: str, filename: str, media_type: str, data: bytes,
            "data": base64.b64encode(data).decode()}
     try:
         await store.kv_put(NS, file_id, rec, FILE_TTL)
+        # Listed only once its bytes are stored: a listed file can always be read.
+        await store.kv_put(LIST_NS, file_id, info(file_id, rec), FILE_TTL, group=owner)
     except StoreError as e:
         raise unavailable(e) from None
     return info(file_id, rec)
@@ -75,6 +90,49 @@ async def load(store, file_id, owner: str) -> dict:
 async def delete(store, file_id, owner: str) -> None:
     await load(store, file_id, owner)
     try:
+        await store.kv_delete(LIST_NS, file_id)  # unlisted first, then gone
         await store.kv_delete(NS, file_id)
     except StoreError as e:
         raise unavailable(e) from None
+
+
+def list_params(query: dict) -> tuple[str | None, int, str, str | None]:
+    """(purpose, limit, order, after) from GET /v1/files' query
+    (https://platform.openai.com/docs/api-reference/files/list); a 400 for bad values."""
+    limit = query.get("limit", str(MAX_LIMIT))
+    try:
+        limit = int(limit)
+    except ValueError:
+        limit = 0
+    if not 1 <= limit <= MAX_LIMIT:
+        raise invalid_request(f"`limit` is a whole number from 1 to {MAX_LIMIT}.",
+                              param="limit")
+    order = query.get("order", "desc")
+    if order not in ("asc", "desc"):
+        raise invalid_request("`order` is asc or desc (by created_at).", param="order")
+    return query.get("purpose") or None, limit, order, query.get("after") or None
+
+
+async def listing(store, owner: str, purpose: str | None = None, limit: int = MAX_LIMIT,
+                  order: str = "desc", after: str | None = None) -> dict:
+    """OpenAI's list of the caller's live files, `created_at` in `order` (ties by id, so
+    pages never overlap), `limit` of them after the file `after`."""
+    try:
+        found = await store.kv_group(LIST_NS, owner)
+    except StoreError as e:
+        raise unavailable(e) from None
+    files = sorted((f for f in found.values() if isinstance(f, dict)
+                    and (purpose is None or f.get("purpose") == purpose)),
+                   key=lambda f: (f["created_at"], f["id"]), reverse=order == "desc")
+    if after is not None:
+        ids = [f["id"] for f in files]
+        if after not in ids:  # deleted or expired meanwhile: the client starts again
+            shown = after if len(after) <= 80 else after[:80] + "..."
+            raise invalid_request(f"`after` ({shown!r}) is none of your files in this "
+                                  "listing; list again without it.", param="after",
+                                  code="file_not_found")
+        files = files[ids.index(after) + 1:]
+    page = files[:limit]
+    return {"object": "list", "data": page, "has_more": len(files) > limit,
+            "first_id": page[0]["id"] if page else None,
+            "last_id": page[-1]["id"] if page else None}

@@ -1,9 +1,11 @@
 """The `-search` model suffix: `glm-4.7-flash-search`, `qwen-plus-search`,
-`kimi-k2.6-search` turn on the vendor's own web search, through the vendor's documented
-switch (`Provider.search_body`): GLM's `web_search` tool, Qwen's `enable_search`, Kimi's
-builtin `$web_search` tool, whose round trip the gateway completes itself (the client
-just gets the answer). Sources come back where the vendor puts them (GLM: the answer's
-top-level `web_search` list).
+`kimi-k2.6-search`, `step-3.5-flash-search` turn on the vendor's own web search, through
+the vendor's switch (`Provider.search_body`): GLM's `web_search` tool, Qwen's
+`enable_search`, StepFun's `web_search` tool, Kimi's builtin `$web_search` tool (thinking
+switched off), whose round trip the gateway completes itself (the client just gets the
+answer). Sources come back where the vendor puts them (GLM: the answer's top-level
+`web_search` list). A model the vendor's search cannot serve (`Provider.search_refusal`:
+Kimi's always-thinking models) is a 400 naming one that can.
 
 The suffix is a `resolve_model` hook implementation: a vendor model whose real name ends
 in `-search` keeps its name.
@@ -25,6 +27,12 @@ MAX_ROUNDS = 5  # Kimi searches rounds; a model still searching after this many 
 class SearchRoute(Route):
     search: bool = True
 
+    def body_for(self, body: dict) -> dict:
+        # The vendor's switch once more on the vendor body, whose `model` is now the
+        # upstream id: what it turns on may depend on the model (Kimi switches thinking off
+        # only where the model can).
+        return self.provider.search_body(super().body_for(body))
+
 
 class SearchSuffix:
     """freeapi's own `-search` resolution; runs before the core's name lookup."""
@@ -45,7 +53,11 @@ class SearchSuffix:
                                   f"own through this gateway; ask for "
                                   f"{model[: -len(SUFFIX)]!r} without the suffix.",
                                   param="model", code="search_not_supported")
-        return SearchRoute(p, route.upstream_model, route.display)
+        refusal = p.search_refusal(route.upstream_model)
+        if refusal:
+            raise invalid_request(f"The model {model!r}: {refusal}", param="model",
+                                  code="search_not_supported")
+        return SearchRoute(p, route.upstream_model, route.display, route.defaults)
 
 
 def search_calls(data: dict) -> tuple[dict, list] | None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from freeapi.errors import invalid_request
 
 _OTHER_DOOR = (("embedding_models", "embeddings", "POST /v1/embeddings"),
+               ("image_edit_models", "image editing", "POST /v1/images/edits"),
                ("image_models", "image generation", "POST /v1/images/generations"),
                ("speech_models", "speech", "POST /v1/audio/speech"),
                ("transcription_models", "transcription",

@@ -79,7 +79,9 @@ a retired name's defaults),
 chat-completions terms, for the ledger) and `relay(model, keys)` (a stream encoder as
 above that also has `usage` and `finished`). Key pool, failover, timeouts and the ledger
 are the same; a conversation (`conversation_id`, or `conversations.store`) always takes
-the chat path, since history is kept as chat messages.
+the chat path, since history is kept as chat messages. Chat `file` parts (documents) are
+read through the provider's document API first (freeapi/pipeline/documents.py), unless
+the native pass-through carries them in the vendor's own form.
 
 Non-chat requests (embeddings, images, speech): `Pipeline.call(operation, model=...,
 token=...)` with a `freeapi.modalities.Operation`; see freeapi/pipeline/operations.py.
@@ -194,7 +196,8 @@ class Pipeline(AccountingMixin, ConversationMixin, DocumentsMixin, FailoverMixin
         parts = has_parts(body["messages"])  # content parts: images, files (one cheap pass)
         check_chat(route, body, model, parts)  # images to a text model, chat to an embedder
         await self._admit(model, stream, route)
-        if parts and route.provider.file_parts != "pass" and has_files(body["messages"]):
+        if parts and route.provider.file_parts != "pass" and has_files(body["messages"]) \
+                and not self._native_reads(native, route, body):
             await self._documents(route, body, token)  # `file` parts (pipeline/documents.py)
         await self._converse(body)
         if self._conv is not None and (self._doc_refs or has_refs(body["messages"])):

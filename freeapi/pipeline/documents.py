@@ -79,9 +79,19 @@ class DocumentsMixin:
                         p, name, media_type, raw, token)})
             if refs:
                 out.append({"role": "system", "content": "", documents.REF: refs})
-            out.append(dict(m, content=keep or ""))
+            if all(isinstance(k, dict) and k.get("type") == "text" for k in keep):
+                keep = "\n".join(str(k.get("text") or "") for k in keep)  # every vendor takes
+            out.append(dict(m, content=keep))
         body["messages"] = out
         self._doc_refs = self._doc_refs or reference
+
+    def _native_reads(self, native, route, body: dict) -> bool:
+        """Whether the door's native pass-through will carry the request, documents and
+        all, in the vendor's own form (never for a conversation: those are kept as chat)."""
+        if native is None or body.get("conversation_id") is not None \
+                or self.gateway.config.conversations.store:
+            return False
+        return native.request(route.provider, route.body_for(native.body), None) is not None
 
     # -- "extract": the vendor's text of the file, cached by content --------------------
 

@@ -209,9 +209,18 @@ class Store:
 
     # -- small expiring records (key health, reasoning memory, stored responses) ---------
 
-    async def kv_put(self, ns: str, name: str, value, ttl_s: float) -> None:
+    async def kv_put(self, ns: str, name: str, value, ttl_s: float,
+                     group: str | None = None) -> None:
         """Store the JSON `value` under (`ns`, `name`), replacing any; it is gone by itself
-        after `ttl_s` seconds. `ns` is a short namespace of the feature that owns it."""
+        after `ttl_s` seconds. `ns` is a short namespace of the feature that owns it.
+        `group` (e.g. one caller's files) makes the record one of those `kv_group` lists;
+        record and group entry are written in one step, so writers racing on one group
+        (two gateways) never lose an entry. A name keeps the group it was put with."""
+        raise NotImplementedError
+
+    async def kv_group(self, ns: str, group: str) -> dict:
+        """{name: value} for the live records put with `group` in `ns` (deleted and
+        expired ones are not there)."""
         raise NotImplementedError
 
     async def kv_get(self, ns: str, names: list[str]) -> dict:

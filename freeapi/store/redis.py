@@ -10,7 +10,8 @@ Layout: `{prefix}c:{name}` hash bucket -> amount; `{prefix}ledger` sorted set of
 entries scored by time; `{prefix}co:{id}` a conversation's owner and `{prefix}ct:{id}` the
 list of its turns (two namespaces, so no id can name another id's key);
 `{prefix}kv:{ns}:{name}` the small expiring JSON records of Store.kv_put (ns `kh`: a vendor
-key's health record).
+key's health record); `{prefix}kg:{ns}:{group}` a group's index for Store.kv_group, a
+sorted set of names scored by when each record expires (server time, ms).
 """
 
 from __future__ import annotations
@@ -107,6 +108,26 @@ redis.call('DEL', KEYS[1], KEYS[2])
 return 1
 """)
 
+# A record and its group's index entry in one step (no racing writer loses an entry); the
+# index lives as long as its longest-lived record and drops the entries that expired.
+_KV_PUT_GROUP = Script("""
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local ttl = tonumber(ARGV[2])
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ttl)
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+redis.call('ZADD', KEYS[2], now + ttl, ARGV[3])
+if redis.call('PTTL', KEYS[2]) < ttl then redis.call('PEXPIRE', KEYS[2], ttl) end
+return 1
+""")
+
+_KV_GROUP = Script("""
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+return redis.call('ZRANGE', KEYS[1], 0, -1)
+""")
+
 _PAGE = 5000
 
 
@@ -182,13 +203,28 @@ class RedisStore(Store):
     async def conversation_delete(self, cid, owner):
         return bool(await self.client.run(_CONV_DELETE, self._conv_keys(cid), [owner]))
 
-    # -- vendor key health --------------------------------------------------------------
+    # -- small expiring records (key health, reasoning memory, responses, files) ---------
 
     shared = True
 
-    async def kv_put(self, ns, name, value, ttl_s):
-        await self.client.execute("SET", f"{self.prefix}kv:{ns}:{name}", _dumps(value), "PX",
-                                  max(1, int(ttl_s * 1000)))
+    async def kv_put(self, ns, name, value, ttl_s, group=None):
+        ttl = max(1, int(ttl_s * 1000))
+        if group is None:
+            await self.client.execute("SET", f"{self.prefix}kv:{ns}:{name}", _dumps(value),
+                                      "PX", ttl)
+            return
+        await self.client.run(_KV_PUT_GROUP, [f"{self.prefix}kv:{ns}:{name}",
+                                              f"{self.prefix}kg:{ns}:{group}"],
+                              [_dumps(value), ttl, name])
+
+    async def kv_group(self, ns, group):
+        # A deleted record's entry stays in the index until the record would have expired;
+        # the MGET below leaves it out.
+        names = await self.client.run(_KV_GROUP, [f"{self.prefix}kg:{ns}:{group}"], [])
+        if not names:
+            return {}
+        names = [n.decode() if isinstance(n, bytes) else n for n in names]
+        return await self.kv_get(ns, names)
 
     async def kv_get(self, ns, names):
         if not names:

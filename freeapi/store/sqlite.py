@@ -39,6 +39,10 @@ CREATE TABLE IF NOT EXISTS kv (
     ns TEXT NOT NULL, name TEXT NOT NULL, data TEXT NOT NULL, expires REAL NOT NULL,
     PRIMARY KEY (ns, name)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS kv_expires ON kv (expires);
+CREATE TABLE IF NOT EXISTS kv_groups (
+    ns TEXT NOT NULL, grp TEXT NOT NULL, name TEXT NOT NULL,
+    PRIMARY KEY (ns, grp, name)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS kv_groups_name ON kv_groups (ns, name);
 PRAGMA user_version = {SCHEMA_VERSION};
 """
 _INSERT = (f"INSERT INTO ledger ({', '.join(LEDGER_FIELDS)}) "
@@ -181,6 +185,8 @@ class SQLiteStore(Store):
                        "conversations WHERE expires <= ?)", (now,))
             db.execute("DELETE FROM conversations WHERE expires <= ?", (now,))
             db.execute("DELETE FROM kv WHERE expires <= ?", (now,))
+            db.execute("DELETE FROM kv_groups WHERE NOT EXISTS (SELECT 1 FROM kv WHERE "
+                       "kv.ns = kv_groups.ns AND kv.name = kv_groups.name)")
         self._tx(db, tx)
 
     # -- ledger -------------------------------------------------------------------------
@@ -261,17 +267,30 @@ class SQLiteStore(Store):
             return True
         return await self._run(lambda db: self._tx(db, lambda: delete(db)))
 
-    # -- vendor key health --------------------------------------------------------------
+    # -- small expiring records (key health, reasoning memory, responses, files) ---------
 
     @property
     def shared(self):
         return self.path != ":memory:"
 
-    async def kv_put(self, ns, name, value, ttl_s):
+    async def kv_put(self, ns, name, value, ttl_s, group=None):
         data = json.dumps(value, separators=(",", ":"))
-        await self._run(lambda db: self._tx(db, lambda: db.execute(
-            "INSERT OR REPLACE INTO kv VALUES (?, ?, ?, ?)",
-            (ns, name, data, time.time() + ttl_s))))
+
+        def put(db):
+            db.execute("INSERT OR REPLACE INTO kv VALUES (?, ?, ?, ?)",
+                       (ns, name, data, time.time() + ttl_s))
+            if group is not None:
+                db.execute("INSERT OR IGNORE INTO kv_groups VALUES (?, ?, ?)",
+                           (ns, group, name))
+        await self._run(lambda db: self._tx(db, lambda: put(db)))
+
+    async def kv_group(self, ns, group):
+        def get(db):
+            rows = db.execute("SELECT kv.name, kv.data FROM kv_groups g JOIN kv ON kv.ns = "
+                              "g.ns AND kv.name = g.name WHERE g.ns = ? AND g.grp = ? AND "
+                              "kv.expires > ?", (ns, group, time.time())).fetchall()
+            return {n: json.loads(d) for n, d in rows}
+        return await self._run(get)
 
     async def kv_get(self, ns, names):
         def get(db):
@@ -283,9 +302,11 @@ class SQLiteStore(Store):
 
     async def kv_delete(self, ns, name):
         def delete(db):
-            return self._tx(db, lambda: db.execute(
-                "DELETE FROM kv WHERE ns = ? AND name = ? AND expires > ?",
-                (ns, name, time.time())).rowcount > 0)
+            def tx():
+                db.execute("DELETE FROM kv_groups WHERE ns = ? AND name = ?", (ns, name))
+                return db.execute("DELETE FROM kv WHERE ns = ? AND name = ? AND expires > ?",
+                                  (ns, name, time.time())).rowcount > 0
+            return self._tx(db, tx)
         return await self._run(delete)
 
     # -- lifecycle ----------------------------------------------------------------------

@@ -155,7 +155,10 @@ def make_app(state: State) -> web.Application:
 # https://platform.moonshot.ai/docs/guide/use-web-search: with the builtin tool declared,
 # the model first answers finish_reason "tool_calls" with a `$web_search` call; the caller
 # appends that message and a `tool` message whose content is the call's arguments as
-# they were, and asks again. Anything else in that tool message is refused here.
+# they were, and asks again. Anything else in that tool message is refused here. The
+# builtin tool needs thinking disabled (https://platform.kimi.com/docs/guide/use-web-search.md):
+# `$web_search` with thinking on (kimi-k2.6 / kimi-k2.5 by default, kimi-k2-thinking*
+# always) is a 400 here (the message text is a guess).
 
 import json as _json  # noqa: E402
 
@@ -180,6 +183,10 @@ class WebSearchChat(ToolLoopChat):
         if not _declares_search(body) or self.account() in (None, 401, "poor"):
             return await super().post()
         self.body()  # record it
+        if body.get("model") in SERVED and thinks(body):
+            return self.json({"error": {"message": "the builtin $web_search tool is not "
+                                        "supported when thinking is enabled",
+                                        "type": "invalid_request_error"}}, 400)
         last = (body.get("messages") or [{}])[-1]
         base = {"id": "cmpl-kimi-ws", "created": 1698999575, "model": body.get("model"),
                 "object": "chat.completion"}

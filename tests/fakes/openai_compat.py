@@ -113,3 +113,58 @@ class Transcriptions(Base):
 
 EXTRA_ROUTES = [(r"/v1/embeddings", Embeddings), (r"/v1/images/generations", Images),
                 (r"/v1/audio/speech", Speech), (r"/v1/audio/transcriptions", Transcriptions)]
+
+
+# -- image edits and variations (https://platform.openai.com/docs/api-reference/images/
+# createEdit, .../createVariation): multipart forms; edits take `image` or `image[]` and
+# need a `prompt`; variations take one `image` and no prompt. Refusals as OpenAI words them.
+
+EDIT_MODEL = "flux-kontext"
+
+
+def _bad(handler, message, param):
+    return handler.json({"error": {"message": message, "type": "invalid_request_error",
+                                   "param": param, "code": None}}, 400)
+
+
+class _ImageForm(Base):
+    def record(self):
+        req = self.request
+        fields = {k: v[0].decode() for k, v in req.body_arguments.items()}
+        files = {k: [(f.filename, f.content_type, f.body) for f in v]
+                 for k, v in req.files.items()}
+        self.state.requests.append({"path": req.path, "body": fields, "files": files,
+                                    "headers": dict(req.headers)})
+        return fields, files
+
+    def answer(self, fields):
+        item = ({"b64_json": _b64.b64encode(PNG).decode()}
+                if fields.get("response_format") == "b64_json"
+                else {"url": "http://127.0.0.1:1/never-fetched.png"})
+        self.json({"created": 1700000000, "data": [item] * int(fields.get("n") or 1)})
+
+
+class ImageEdits(_ImageForm):
+    def post(self):
+        fields, files = self.record()
+        if fields.get("model") != EDIT_MODEL:
+            return _unknown(self, fields.get("model"))
+        if not (files.get("image") or files.get("image[]")):
+            return _bad(self, "Missing required parameter: 'image'.", "image")
+        if not fields.get("prompt"):
+            return _bad(self, "Missing required parameter: 'prompt'.", "prompt")
+        self.answer(fields)
+
+
+class ImageVariations(_ImageForm):
+    def post(self):
+        fields, files = self.record()
+        if fields.get("model") != EDIT_MODEL:
+            return _unknown(self, fields.get("model"))
+        if len(files.get("image") or ()) != 1 or "prompt" in fields:
+            return _bad(self, "Invalid image variation request.", "image")
+        self.answer(fields)
+
+
+EXTRA_ROUTES += [(r"/v1/images/edits", ImageEdits), (r"/v1/images/variations",
+                                                        ImageVariations)]

@@ -226,6 +226,77 @@ EXTRA_ROUTES = [
 ]
 
 
+# -- image edits: Qwen-Image-Edit through the synchronous multimodal-generation API --------
+# https://www.alibabacloud.com/help/en/model-studio/qwen-image-edit-api (endpoint, message
+# shape, models; qwen-image-edit: one image, no size). Limits as copies of that page give
+# them (3p, unverified): 1-3 images, each a URL or a data URL of at most 10 MB; n 1-6;
+# size "W*H" with sides 512-2048; the answer's images in output.choices[].message.content.
+
+import base64 as _b64  # noqa: E402
+import re as _re  # noqa: E402
+
+EDIT_MODELS = ("qwen-image-edit-max", "qwen-image-edit-plus", "qwen-image-edit")
+_DATA_URL = _re.compile(r"^data:image/(png|jpeg|webp|gif|bmp|tiff);base64,([A-Za-z0-9+/=]+)$")
+
+
+def _edit_refusal(body: dict) -> str | None:
+    """Why DashScope would refuse this edit request (None: it would not)."""
+    model, params = body.get("model"), body.get("parameters") or {}
+    if model not in EDIT_MODELS:
+        return f"Model not exist: {model}"
+    messages = (body.get("input") or {}).get("messages")
+    if not (isinstance(messages, list) and len(messages) == 1
+            and messages[0].get("role") == "user"):
+        return "input.messages must be one user message"
+    content = messages[0].get("content") or []
+    images = [c["image"] for c in content if "image" in c]
+    texts = [c["text"] for c in content if "text" in c]
+    if not 1 <= len(images) <= 3 or len(texts) != 1 or not texts[0]:
+        return "content must hold 1-3 images and one text"
+    for image in images:
+        m = _DATA_URL.match(image) if image.startswith("data:") else None
+        if m is None and not image.startswith(("http://", "https://")):
+            return "The image is not a valid URL or Base64 data"
+        if m is not None and len(_b64.b64decode(m.group(2))) > 10 << 20:
+            return "The image size exceeds the limit of 10MB"
+    n = params.get("n", 1)
+    if not 1 <= n <= (1 if model == "qwen-image-edit" else 6):
+        return "The n is out of range"
+    size = params.get("size")
+    if size is not None:
+        sides = [int(x) for x in size.split("*")]
+        if model == "qwen-image-edit" or not all(512 <= x <= 2048 for x in sides):
+            return "The size is not match the allowed size"
+    return None
+
+
+class ImageEdit(Base):
+    async def post(self):
+        body = self.body()
+        account = self.account()
+        if account in (None, 401):
+            return self.json(native_error("InvalidApiKey", "Invalid API-key provided."), 401)
+        if account == "poor":
+            return self.json(native_error("Arrearage", "Access denied, please make sure "
+                                          "your account is in good standing."), 400)
+        why = _edit_refusal(body)
+        if why is not None:
+            return self.json(native_error("InvalidParameter", why), 400)
+        base = f"{self.request.protocol}://{self.request.host}"
+        n = (body.get("parameters") or {}).get("n", 1)
+        self.json({"output": {"choices": [{"finish_reason": "stop", "message": {
+            "role": "assistant", "content": [
+                {"image": f"{base}/files/qwen-edit-{i}.png?Expires=1"} for i in range(n)]}}]},
+            "usage": {"width": 1024, "height": 1024, "image_count": n},
+            "request_id": "12bc3915-4e9d-9d84"})
+
+
+EXTRA_ROUTES += [
+    (r"/api/v1/services/aigc/multimodal-generation/generation", ImageEdit),
+    (r"/files/qwen-edit-\d+.png", ImageFile),
+]
+
+
 # -- beyond chat: Qwen-Long's documents, read by file id -----------------------------------
 # https://help.aliyun.com/en/model-studio/openai-file-interface: a multipart upload (`file`,
 # `purpose` "file-extract") answers a file object whose `status` is "processed" once

@@ -1,6 +1,12 @@
 """A fake StepFun API: OpenAI-shaped; reasoning models put their thinking in `reasoning`
 (deltas and messages), StepFun's default `reasoning_format`; only today's models are served
-(https://platform.stepfun.ai/docs/en/guides/models/reasoning, .../models/vision)."""
+(https://platform.stepfun.ai/docs/en/guides/models/reasoning, .../models/vision).
+
+Tools (https://platform.stepfun.com/docs/zh/api-reference/tool-call): `function` tools with
+a name, and the official web search tool, `{"type": "web_search", "function":
+{"description": ...}}` (that shape 3p, unverified): with it the answer is SEARCHED, searched
+by the vendor itself, stream or not. Any other tool, or a web_search tool without its
+description, is a 400 (the error's wording is a guess)."""
 
 from __future__ import annotations
 
@@ -15,6 +21,24 @@ USAGE = {"prompt_tokens": 83, "completion_tokens": 176, "total_tokens": 259}
 REASONERS = ("step-3.7-flash", "step-3.5-flash")
 MODELS = ("step-3.7-flash", "step-3.5-flash", "step-1o-turbo-vision")
 RETIRED = ("step-3", "step-1-8k", "step-2-16k")
+SEARCHED = ["Found ", "it on ", "the web."]
+
+
+def tool_problem(tools) -> str | None:
+    if tools is None:
+        return None
+    if not isinstance(tools, list):
+        return "tools must be an array"
+    for t in tools:
+        fn = t.get("function") if isinstance(t, dict) else None
+        if not isinstance(fn, dict):
+            return "each tool needs a function object"
+        if t.get("type") == "web_search":
+            if not isinstance(fn.get("description"), str) or not fn["description"]:
+                return "web_search needs function.description"
+        elif t.get("type") != "function" or not isinstance(fn.get("name"), str):
+            return f"unsupported tool type {t.get('type')!r}"
+    return None
 
 
 class Chat(Base):
@@ -27,10 +51,16 @@ class Chat(Base):
         if model not in MODELS:  # the shape of StepFun's 404 is a guess (3p, unverified)
             return self.json({"error": {"message": f"model {model} not found",
                                         "type": "invalid_request_error"}}, 404)
+        problem = tool_problem(body.get("tools"))
+        if problem:
+            return self.json({"error": {"message": problem,
+                                        "type": "invalid_request_error"}}, 400)
+        searched = any(t.get("type") == "web_search" for t in body.get("tools") or ())
+        answer = SEARCHED if searched else ANSWER
         reasoner = model in REASONERS
         base = {"id": "b7b56af0-52a6-483f", "created": 1709893411, "model": model}
         if not body.get("stream"):
-            message = {"role": "assistant", "content": "".join(ANSWER)}
+            message = {"role": "assistant", "content": "".join(answer)}
             if reasoner:
                 message["reasoning"] = "".join(REASONING)
             return self.json(dict(base, object="chat.completion", usage=USAGE, choices=[
@@ -38,7 +68,7 @@ class Chat(Base):
         self.start_stream()
         chunk = dict(base, object="chat.completion.chunk")
         deltas = [{"role": "assistant", "reasoning": r} for r in REASONING] if reasoner else []
-        deltas += [{"role": "assistant", "content": c} for c in ANSWER]
+        deltas += [{"role": "assistant", "content": c} for c in answer]
         for delta in deltas:
             await self.event(dict(chunk, choices=[{"index": 0, "delta": delta,
                                                     "finish_reason": None}]))
