@@ -224,3 +224,18 @@ async def test_a_dashscope_task_answer_that_is_not_an_object_is_a_502(make_gatew
         no_tracebacks(caplog)
     finally:
         server.stop()
+
+
+@pytest.mark.xfail(strict=True, reason="owner: freeapi/modalities/image_edits.py (image edits "
+                   "work): its parse_form lets Tornado's HTTPInputError through -> 500; "
+                   "catch it as modalities/transcriptions.parse_form now does")
+@pytest.mark.parametrize("path", ["/v1/images/edits", "/v1/images/variations"])
+async def test_a_malformed_image_edit_form_is_a_400_not_a_500(gw, caplog, path):
+    base, _ = gw
+    good = (field(b"model", b"qwen-image-edit-max"), field(b"prompt", b"a hat"),
+            (b'Content-Disposition: form-data; name="image"; filename="a.png"\r\n'
+             b"Content-Type: image/png", b"\x89PNG"))
+    resp = await request(base + path, "POST", form(*good)[:-12], key=GW,
+                         headers={"Content-Type": MP})
+    assert error_of(resp, 400)
+    no_tracebacks(caplog)
