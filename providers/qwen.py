@@ -313,12 +313,14 @@ class Qwen(Provider):
 
     def document_ready(self, raw):
         answer = json.loads(raw)
-        status = answer.get("status") if isinstance(answer, dict) else None
+        if not isinstance(answer, dict) or not isinstance(answer.get("status"), str):
+            raise ValueError("no file status")  # a broken answer: the gateway's 502
+        status = answer["status"]
         if status == "processed":
             return True
         if status in ("uploaded", "processing"):
             return False
-        detail = answer.get("status_details") if isinstance(answer, dict) else None
+        detail = answer.get("status_details")
         raise invalid_request(f"{self.name}: Model Studio could not parse the document "
                               f"({status}{': ' + str(detail)[:200] if detail else ''}).",
                               param="messages", code="document_unreadable")

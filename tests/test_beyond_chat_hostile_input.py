@@ -151,9 +151,6 @@ def test_any_mangled_form_is_parsed_or_refused_with_a_400(cut, edits, junk, ctyp
         assert isinstance(got["file"][2], bytes) and got["file"][2]
 
 
-@pytest.mark.xfail(strict=True, reason="owner: freeapi/handlers/files.py (files work): "
-                   "FileContentHandler sets the stored part Content-Type as the response's "
-                   "header; one Tornado refuses (non-Latin-1) raises ValueError -> 500")
 async def test_a_file_stored_with_a_non_latin1_media_type_is_still_served(gw, caplog):
     base, _ = gw
     resp = await request(base + "/v1/files", "POST", form(
@@ -209,7 +206,8 @@ class _BrokenTask(web.RequestHandler):
         self.finish(json.dumps({"request_id": "r1", "output": self.settings["output"]}))
 
 
-@pytest.mark.parametrize("output", [[], "PENDING", 7, None])
+@pytest.mark.parametrize("output", [[], "PENDING", 7, None, {"choices": ["x"]},
+                                    {"choices": [{"message": "x"}]}])
 async def test_a_dashscope_task_answer_that_is_not_an_object_is_a_502(make_gateway, caplog,
                                                                      output):
     url, server = serve(web.Application(
@@ -226,9 +224,6 @@ async def test_a_dashscope_task_answer_that_is_not_an_object_is_a_502(make_gatew
         server.stop()
 
 
-@pytest.mark.xfail(strict=True, reason="owner: freeapi/modalities/image_edits.py (image edits "
-                   "work): its parse_form lets Tornado's HTTPInputError through -> 500; "
-                   "catch it as modalities/transcriptions.parse_form now does")
 @pytest.mark.parametrize("path", ["/v1/images/edits", "/v1/images/variations"])
 async def test_a_malformed_image_edit_form_is_a_400_not_a_500(gw, caplog, path):
     base, _ = gw
@@ -239,3 +234,48 @@ async def test_a_malformed_image_edit_form_is_a_400_not_a_500(gw, caplog, path):
                          headers={"Content-Type": MP})
     assert error_of(resp, 400)
     no_tracebacks(caplog)
+
+
+class _BrokenFiles(web.RequestHandler):
+    """Model Studio's files API answering an upload, then a status request, oddly."""
+
+    def post(self):
+        self.finish(self.settings["upload"])
+
+    def get(self, file_id):
+        self.finish(self.settings["status"])
+
+
+@pytest.mark.parametrize("upload_answer,status_answer", [
+    (b"[]", b"{}"),
+    (b'{"id": "file-fe-1", "status": "processing"}', b"not json"),
+    (b'{"id": "file-fe-1", "status": "processing"}', b'["processed"]'),
+])
+async def test_a_broken_qwen_long_file_answer_is_a_502(make_gateway, caplog, upload_answer,
+                                                       status_answer):
+    url, server = serve(web.Application([
+        (r"/compatible-mode/v1/files", _BrokenFiles),
+        (r"/compatible-mode/v1/files/([^/]+)", _BrokenFiles)],
+        upload=upload_answer, status=status_answer))
+    try:
+        base, _ = make_gateway({"auth": {"keys": [GW]}, "providers": {"qwen": {
+            "base_url": url + "/compatible-mode/v1", "api_keys": [fake_qwen.GOOD],
+            "discover": False}}})
+        data = base64.b64encode(b"some text").decode()
+        resp = await request(base + "/v1/chat/completions", "POST", {
+            "model": "qwen-long", "messages": [{"role": "user", "content": [
+                {"type": "text", "text": "Summarise."},
+                {"type": "file", "file": {"file_data": f"data:text/plain;base64,{data}"}}]}]},
+            key=GW)
+        assert error_of(resp, 502)
+        no_tracebacks(caplog)
+    finally:
+        server.stop()
+
+
+async def test_a_multipart_media_type_in_any_case_is_a_form(gw):
+    base, _ = gw
+    resp = await request(base + "/v1/files", "POST", form(
+        field(b"purpose", b"user_data"), upload(b"notes", b"text/plain", b"n.txt")), key=GW,
+        headers={"Content-Type": f"Multipart/Form-Data; boundary={BOUNDARY}"})
+    assert resp.code == 200, resp.body

@@ -30,7 +30,7 @@ import time
 from freeapi import conversations as conv
 from freeapi.errors import APIError, invalid_request, vendor_error
 from freeapi.healthsync import key_hash
-from freeapi.modalities import documents
+from freeapi.modalities import UNUSABLE, documents
 from freeapi.store import StoreError
 
 log = logging.getLogger("freeapi.documents")
@@ -157,7 +157,7 @@ class DocumentsMixin:
                                           key, "the document upload")
         try:
             return p.document_id(body), body
-        except (ValueError, KeyError, TypeError):
+        except UNUSABLE:
             raise vendor_error(p.name, 502, "the upload's answer held no file id") from None
 
     # -- "reference": files the vendor reads by id, uploaded with the attempt's key -----
@@ -221,7 +221,7 @@ class DocumentsMixin:
             return hit
         file_id, answer = await self._upload(p, name, media_type, raw, key)
         polls = 0
-        while not p.document_ready(answer):  # the vendor still parses the file
+        while not self._ready(p, answer):  # the vendor still parses the file
             await self.pause(min(0.5 * 2 ** polls, 3.0), p, "the document's parsing")
             polls += 1
             _, answer = await self._vendor(p, p.document_status_request(file_id, key), key,
@@ -231,6 +231,13 @@ class DocumentsMixin:
         except StoreError as e:
             log.warning("%s: a document's file id was not cached: %s", p.name, e)
         return file_id
+
+    @staticmethod
+    def _ready(p, answer: bytes) -> bool:
+        try:
+            return p.document_ready(answer)
+        except UNUSABLE:
+            raise vendor_error(p.name, 502, "the file's status was not readable") from None
 
     async def _held(self, sha: str) -> tuple[str, str, bytes]:
         got = (self._doc_bytes or {}).get(sha)
