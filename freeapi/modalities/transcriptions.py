@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from tornado import httputil
 
-from freeapi.errors import invalid_request
+from freeapi.errors import invalid_request, vendor_error
 from freeapi.modalities import Operation
 from freeapi.routing import require_model
 
@@ -56,6 +56,12 @@ class Transcriptions(Operation):
         super().__init__(body, model)
 
     async def finish(self, pipeline, raw: bytes, route) -> None:
-        h = pipeline.handler
-        h.set_header("Content-Type", FORMATS[self.body["response_format"]])
-        h.finish(raw)
+        h, fmt = pipeline.handler, self.body["response_format"]
+        try:  # a vendor with its own answer shape gives OpenAI's (GLM-ASR, Qwen3-ASR)
+            out = route.provider.transcriptions_answer(raw, fmt)
+        except (ValueError, KeyError, TypeError, AttributeError, IndexError,
+                RecursionError):
+            raise vendor_error(route.provider.name, 502, "the transcription answer was not "
+                               "understood") from None
+        h.set_header("Content-Type", FORMATS[fmt])
+        h.finish(out)
