@@ -79,7 +79,9 @@ a retired name's defaults),
 chat-completions terms, for the ledger) and `relay(model, keys)` (a stream encoder as
 above that also has `usage` and `finished`). Key pool, failover, timeouts and the ledger
 are the same; a conversation (`conversation_id`, or `conversations.store`) always takes
-the chat path, since history is kept as chat messages.
+the chat path, since history is kept as chat messages. Chat `file` parts (documents) are
+read through the provider's document API first (freeapi/pipeline/documents.py), unless
+the native pass-through carries them in the vendor's own form.
 
 Non-chat requests (embeddings, images, speech): `Pipeline.call(operation, model=...,
 token=...)` with a `freeapi.modalities.Operation`; see freeapi/pipeline/operations.py.
