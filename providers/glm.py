@@ -202,8 +202,12 @@ class GLM(Provider):
             if not ok:
                 raise refuse_size(f"{self.name} ({model})", body["size"], rule)
             out["size"] = f"{w}x{h}"
+        quality = body.get("quality")
+        if quality is not None and not isinstance(quality, str):  # unhashable: was a 500
+            raise invalid_request(f"{self.name}: `quality` must be a string (hd, standard).",
+                                  param="quality")
         quality = {"hd": "hd", "high": "hd", "standard": "standard", "medium": "standard",
-                   "low": "standard"}.get(body.get("quality"))
+                   "low": "standard"}.get(quality)
         if quality:
             out["quality"] = quality
         return self.json_request("/images/generations", out, key)

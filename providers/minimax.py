@@ -15,8 +15,9 @@ import json
 
 
 from freeapi import hookimpl
-from freeapi.errors import APIError, invalid_request
+from freeapi.errors import APIError, invalid_request, vendor_error
 from freeapi.keys import redact
+from freeapi.modalities.images import parse_size, refuse_size
 from freeapi.provider import DISCOVER_OPTION, NO_BALANCE_OPTION, Provider
 from freeapi.think import ChunkThinkSplitter, split_message
 
@@ -39,6 +40,17 @@ _CODES = {
     2049: (401, "authentication_error", "invalid_api_key"),
 }
 
+
+# Image generation (https://platform.minimaxi.com/docs/api-reference/image-generation-t2i,
+# international https://platform.minimax.io/docs/api-reference/image-generation-t2i):
+# `aspect_ratio` -> the size MiniMax makes for it, as that page lists them.
+_ASPECTS = {"1:1": (1024, 1024), "16:9": (1280, 720), "4:3": (1152, 864),
+            "3:2": (1248, 832), "2:3": (832, 1248), "3:4": (864, 1152),
+            "9:16": (720, 1280), "21:9": (1344, 576)}
+_RATIO_OF = {size: ratio for ratio, size in _ASPECTS.items()}
+# OpenAI's DALL-E sizes that no preset has: the preset of the same orientation.
+_OPENAI_SIZES = {(1792, 1024): "16:9", (1024, 1792): "9:16", (1536, 1024): "3:2",
+                 (1024, 1536): "2:3"}
 
 
 def _reasoning_details(part: dict):
@@ -191,6 +203,77 @@ class MiniMax(Provider):
             sent.extend(audio)
             return audio
         return decode
+
+    # -- images: POST /v1/image_generation (the pages cited above _ASPECTS) -------------
+    # Models image-01 and image-01-live; prompt at most 1,500 characters; n 1-9;
+    # `aspect_ratio` (default 1:1) or, for image-01 only, `width` and `height` together,
+    # 512-2048 px in multiples of 8; response_format url (valid 24 h) or base64; seed,
+    # prompt_optimizer, aigc_watermark; `style` for image-01-live. The answer:
+    # `{"id", "data": {"image_urls": [...]} (or "image_base64"), "metadata":
+    # {"success_count", "failed_count"}, "base_resp"}`; errors come as HTTP 200 with a
+    # non-zero base_resp.status_code (body_error). MiniMax-H3-Image's OpenAI-shaped
+    # /v1/images/generations (https://platform.minimax.io/docs/api-reference/
+    # image-generation-h3-generations) is not wired: its parameters were not readable.
+    # 21:9 being image-01 only is 3p, unverified: not enforced (MiniMax would say 2013).
+    # No embeddings: `embo-01` (/v1/embeddings, `texts`, `type: db|query`) appears only in
+    # MiniMax's old docs as third parties mirror them; the current docs
+    # (https://platform.minimax.io/docs/faq/about-apis, .../faq/models) name none.
+    image_models = ("image-01", "image-01-live")
+    images_url_only = False
+    _IMAGE_EXTRA = ("seed", "prompt_optimizer", "aigc_watermark", "style")
+
+    def images_request(self, body, key):
+        model, vendor = body["model"], f"{self.name} ({body['model']})"
+        if len(body["prompt"]) > 1500:
+            raise invalid_request(f"{vendor}: MiniMax takes prompts of at most 1,500 "
+                                  "characters.", param="prompt")
+        n = body.get("n") or 1
+        if n > 9:
+            raise invalid_request(f"{vendor}: MiniMax makes 1 to 9 images per request.",
+                                  param="n")
+        out = {"model": model, "prompt": body["prompt"], "n": n,
+               "response_format": "base64" if body.get("response_format") == "b64_json"
+               else "url"}
+        ratio = body.get("aspect_ratio")  # MiniMax's own field, as an extra body field
+        if ratio is not None and (not isinstance(ratio, str) or ratio not in _ASPECTS):
+            raise invalid_request(f"{vendor}: `aspect_ratio` is one of "
+                                  f"{', '.join(_ASPECTS)}.", param="aspect_ratio")
+        if body.get("size") is not None:
+            # A preset's own size goes as its aspect_ratio; image-01 takes any other
+            # size in range as width/height (MiniMax lets aspect_ratio override those, so
+            # only one is sent); OpenAI's DALL-E sizes otherwise become the preset of
+            # their orientation.
+            w, h = parse_size(body["size"])
+            custom = model == "image-01" and 512 <= w <= 2048 and 512 <= h <= 2048 \
+                and w % 8 == h % 8 == 0
+            ratio = _RATIO_OF.get((w, h)) or (None if custom else _OPENAI_SIZES.get((w, h)))
+            if ratio is None and custom:
+                out["width"], out["height"] = w, h
+            elif ratio is None:
+                presets = ", ".join(f"{a}x{b}" for a, b in _ASPECTS.values())
+                raise refuse_size(vendor, body["size"], presets + (
+                    ", or sides of 512-2048 px that are multiples of 8"
+                    if model == "image-01" else " (other sizes: image-01 only)"))
+        if ratio is not None:
+            out["aspect_ratio"] = ratio
+        for field in self._IMAGE_EXTRA:
+            if body.get(field) is not None:
+                out[field] = body[field]
+        return self.json_request("/image_generation", out, key)
+
+    def images_answer(self, raw, key):
+        data = json.loads(raw)
+        got = data.get("data")
+        if not isinstance(got, dict):
+            raise ValueError("no `data` object")
+        items = [{"url": u} for u in got.get("image_urls") or () if isinstance(u, str)]
+        items += [{"b64_json": b} for b in got.get("image_base64") or ()
+                  if isinstance(b, str)]
+        if not items:
+            failed = (data.get("metadata") or {}).get("failed_count")
+            raise vendor_error(self.name, 502, "MiniMax made none of the images"
+                               + (f" (failed_count {failed})" if failed else ""))
+        return {"data": items}
 
 
 @hookimpl

@@ -259,6 +259,8 @@ class Qwen(Provider):
         has the images in `output.choices[].message.content[].image` (3p, unverified:
         the shape as copies of the official reference give it)."""
         out = json.loads(raw)["output"]
+        if not isinstance(out, dict):  # the caller reads ValueError as a broken answer
+            raise ValueError("`output` is not an object")
         if "choices" in out:
             return {"data": [{"url": part["image"]} for choice in out["choices"]
                              for part in (choice.get("message") or {}).get("content") or ()
@@ -311,12 +313,14 @@ class Qwen(Provider):
 
     def document_ready(self, raw):
         answer = json.loads(raw)
-        status = answer.get("status") if isinstance(answer, dict) else None
+        if not isinstance(answer, dict) or not isinstance(answer.get("status"), str):
+            raise ValueError("no file status")  # a broken answer: the gateway's 502
+        status = answer["status"]
         if status == "processed":
             return True
         if status in ("uploaded", "processing"):
             return False
-        detail = answer.get("status_details") if isinstance(answer, dict) else None
+        detail = answer.get("status_details")
         raise invalid_request(f"{self.name}: Model Studio could not parse the document "
                               f"({status}{': ' + str(detail)[:200] if detail else ''}).",
                               param="messages", code="document_unreadable")

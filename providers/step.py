@@ -9,8 +9,11 @@ field see it. Step Plan keys use https://api.stepfun.com/step_plan/v1 as base_ur
 
 from __future__ import annotations
 
+import json
+
 from freeapi import hookimpl
-from freeapi.errors import invalid_request
+from freeapi.errors import APIError, invalid_request
+from freeapi.modalities.images import parse_size, refuse_size
 from freeapi.provider import DISCOVER_OPTION, NO_BALANCE_OPTION, Provider
 
 
@@ -25,6 +28,30 @@ def _rename(part):
 WEB_SEARCH_TOOL = {"type": "web_search", "function": {
     "description": "Search the internet for current information whenever the question "
                    "needs facts that may be recent or that you do not know."}}
+
+
+# Image generation, per model: (sizes as OpenAI's WIDTHxHEIGHT, whether StepFun wants them
+# written height x width, longest prompt, steps range, extra fields it takes).
+# step-image-edit-2: https://platform.stepfun.ai/docs/en/api-reference/images/image (zh:
+# https://platform.stepfun.com/docs/zh/api-reference/images/image): "format is height x
+# width, not width x height"; 1024x1024, 768x1360, 896x1184, 1360x768, 1184x896; prompt
+# at most 512 characters; steps 1-50; cfg_scale 1.0-10.0; negative_prompt, text_mode.
+# step-1x-medium: https://platform.stepfun.com/docs/api-reference/image (squares 256-1024,
+# 1280x800, 800x1280; prompt at most 1,024 characters; steps 1-100; style_reference).
+# step-2x-large: named by the model overview,
+# https://platform.stepfun.ai/docs/en/guides/models/image, whose resolution limits are
+# the step-1x ones; its own prompt and steps limits are not documented (not checked).
+_SQUARES = ("256x256", "512x512", "768x768", "1024x1024", "1280x800", "800x1280")
+_IMAGE_RULES = {
+    "step-image-edit-2": (("1024x1024", "1360x768", "1184x896", "768x1360", "896x1184"),
+                          True, 512, (1, 50), ("negative_prompt", "text_mode")),
+    "step-1x-medium": (_SQUARES, False, 1024, (1, 100), ("style_reference",)),
+    "step-2x-large": (_SQUARES, False, None, None, ()),
+}
+
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 class Step(Provider):
@@ -89,6 +116,77 @@ class Step(Provider):
                 isinstance(t, dict) and t.get("type") == "web_search" for t in tools):
             return dict(body)  # the client's own web_search tool (or garbage for a 400)
         return dict(body, tools=tools + [WEB_SEARCH_TOOL])
+
+    # Images: POST /v1/images/generations, OpenAI-compatible; StepFun answers
+    # `response_format` url or b64_json itself, one image per request (the API references
+    # above). Step Plan keys reach the same path under /step_plan/v1
+    # (https://platform.stepfun.com/docs/zh/step-plan/integrations/image-api).
+    image_models = tuple(_IMAGE_RULES)
+    images_url_only = False
+
+    def images_request(self, body, key):
+        model = body["model"]
+        sizes, swapped, max_prompt, steps, extra = _IMAGE_RULES.get(
+            model, _IMAGE_RULES["step-2x-large"])  # a newer name: only what all share
+        vendor = f"{self.name} ({model})"
+        if (body.get("n") or 1) != 1:
+            raise invalid_request(f"{vendor}: StepFun makes one image per request; send n=1.",
+                                  param="n")
+        if max_prompt and len(body["prompt"]) > max_prompt:
+            raise invalid_request(f"{vendor}: the prompt is at most {max_prompt} characters.",
+                                  param="prompt")
+        out = {"model": model, "prompt": body["prompt"],
+               "response_format": body.get("response_format") or "url"}
+        if body.get("size") is not None:
+            w, h = parse_size(body["size"])
+            if f"{w}x{h}" not in sizes:
+                raise refuse_size(vendor, body["size"], ", ".join(sizes))
+            # OpenAI's size is width x height; step-image-edit-2 reads height x width.
+            out["size"] = f"{h}x{w}" if swapped else f"{w}x{h}"
+        if body.get("steps") is not None and steps and not (
+                isinstance(body["steps"], int) and not isinstance(body["steps"], bool)
+                and steps[0] <= body["steps"] <= steps[1]):
+            raise invalid_request(f"{vendor}: `steps` is an integer from {steps[0]} to "
+                                  f"{steps[1]}.", param="steps")
+        cfg = body.get("cfg_scale")
+        if cfg is not None and not (_number(cfg) and 1 <= cfg <= 10):
+            raise invalid_request(f"{vendor}: `cfg_scale` is a number from 1 to 10.",
+                                  param="cfg_scale")
+        seed = body.get("seed")
+        if seed is not None and not (isinstance(seed, int) and not isinstance(seed, bool)
+                                     and 0 <= seed <= 2147483647):
+            raise invalid_request(f"{vendor}: `seed` is an integer from 0 to 2147483647.",
+                                  param="seed")
+        for field in ("seed", "steps", "cfg_scale") + extra:
+            if body.get(field) is not None:
+                out[field] = body[field]
+        return self.json_request("/images/generations", out, key)
+
+    def images_answer(self, raw, key):
+        """StepFun's `data[]` items carry `b64_json` or `url` (older docs name the base64
+        field `image`), `seed` and `finish_reason`; `content_filtered` means the image was
+        stopped by StepFun's moderation, which is the request's fault (a 400)."""
+        data = json.loads(raw)
+        items = data["data"]
+        if not isinstance(items, list):
+            raise ValueError("no `data` list")
+        out, filtered = [], False
+        for item in items:
+            if not isinstance(item, dict):
+                continue
+            if item.get("finish_reason") == "content_filtered":
+                filtered = True
+                continue
+            b64, url = item.get("b64_json") or item.get("image"), item.get("url")
+            if isinstance(b64, str) and b64:
+                out.append({"b64_json": b64})
+            elif isinstance(url, str) and url:
+                out.append({"url": url})
+        if filtered and not out:
+            raise APIError(400, f"{self.name}: StepFun's content filter stopped the image "
+                                "(finish_reason content_filtered).",
+                           type="invalid_request_error", code="content_filter")
+        return {"created": data.get("created"), "data": out}
 
     def speech_request(self, body, key):
         if len(body["input"]) > 1000:

@@ -93,6 +93,26 @@ async def test_search_on_a_vendor_without_it_is_a_clear_400(gw):
     assert "no-such-model-search" in err["message"]
 
 
+@pytest.mark.parametrize("model", ["glm-4.7-flash-search-fold", "glm-4.7-flash-fold-search"])
+async def test_search_and_a_display_suffix_combine_in_either_order(gw, model):
+    base, _, states = gw
+    resp = await request(base + "/v1/chat/completions", "POST",
+                         {"model": model, "messages": ASK}, key="x")
+    assert resp.code == 200, resp.body
+    assert json.loads(resp.body)["model"] == model
+    sent = states["glm"].requests[-1]["body"]
+    assert sent["model"] == "glm-4.7-flash" and sent["tools"][0]["type"] == "web_search"
+
+
+@pytest.mark.parametrize("model", ["qwen-plus-search-search", "kimi-k2.6-search-search"])
+async def test_a_doubled_search_suffix_is_refused_before_any_vendor_call(gw, model):
+    base, _, states = gw
+    err = error_of(await request(base + "/v1/chat/completions", "POST", {
+        "model": model, "messages": ASK}, key="x"), 400)
+    assert "taken once" in err["message"]
+    assert all(s.requests == [] for s in states.values())
+
+
 async def test_search_is_a_listed_capability(gw):
     base, _, _ = gw
     caps = {m["id"]: m["capabilities"] for m in json.loads(

@@ -11,7 +11,7 @@ from freeapi.errors import invalid_request
 from freeapi.handlers.base import APIHandler
 from freeapi.keys import bearer
 from freeapi.modalities import files
-from freeapi.modalities.transcriptions import parse_form
+from freeapi.modalities.forms import media_type, parse_upload
 
 
 class _Files(APIHandler):
@@ -25,7 +25,8 @@ class FilesHandler(_Files):
         owner = self._owner()
         if self._size > self.gateway.config.max_body_size:
             raise self._too_large()
-        form = parse_form(self.request.headers.get("Content-Type", ""), b"".join(self._chunks))
+        form = parse_upload(self.request.headers.get("Content-Type", ""),
+                            b"".join(self._chunks), "file")
         purpose = form.get("purpose")
         if not purpose:
             raise invalid_request("`purpose` is required (e.g. user_data).", param="purpose")
@@ -58,5 +59,5 @@ class FileHandler(_Files):
 class FileContentHandler(_Files):
     async def get(self, file_id):
         rec = await files.load(self.gateway.store, file_id, self._owner())
-        self.set_header("Content-Type", rec.get("media_type") or "application/octet-stream")
+        self.set_header("Content-Type", media_type(rec.get("media_type")))
         self.finish(base64.b64decode(rec["data"]))

@@ -14,6 +14,11 @@ from __future__ import annotations
 
 from freeapi.errors import APIError, invalid_request
 
+#: What a provider's answer interpreter (`embeddings_answer`, `images_answer`, ...) may
+#: raise on a vendor answer of an unexpected shape: a 502, never a traceback.
+UNUSABLE = (ValueError, KeyError, IndexError, TypeError, AttributeError, OverflowError,
+            RecursionError)
+
 
 class Operation:
     """One non-chat request. Subclasses set `endpoint` (the ledger's name), `capability`

@@ -19,7 +19,7 @@ import binascii
 import hashlib
 import re
 
-from freeapi.errors import invalid_request
+from freeapi.errors import APIError, invalid_request
 from freeapi.modalities import files
 
 NS = "docx"  # provider:sha256 -> extracted text
@@ -68,6 +68,12 @@ async def read_part(part: dict, where: str, store, owner: str) -> tuple[str, str
     name = f.get("filename")
     name = name if isinstance(name, str) and name.strip() else "document"
     return name[:200], m.group(1) or "application/octet-stream", raw
+
+
+def forged() -> APIError:
+    """A client's own `REF` field: only the gateway writes it (and never sends it on)."""
+    return invalid_request(f"`{REF}` is the gateway's own field; a request may not carry "
+                           "it.", param="messages", code="invalid_message")
 
 
 def has_refs(messages) -> bool:

@@ -10,7 +10,7 @@ import sys
 from array import array
 
 from freeapi.errors import invalid_request, vendor_error
-from freeapi.modalities import Operation
+from freeapi.modalities import UNUSABLE, Operation
 from freeapi.routing import require_model
 
 # OpenAI's own limit on the number of inputs in one request.
@@ -74,7 +74,7 @@ class Embeddings(Operation):
                     raise ValueError
                 if self.base64:
                     item["embedding"] = to_base64(vector)
-        except (ValueError, KeyError, TypeError, OverflowError, RecursionError):
+        except UNUSABLE:
             raise vendor_error(provider.name, 502, "the embeddings answer was not OpenAI's "
                                "list of vectors") from None
         usage = data.get("usage") if isinstance(data.get("usage"), dict) else None

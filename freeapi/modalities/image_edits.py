@@ -10,9 +10,8 @@ task polls, downloads for `response_format: b64_json`). Image bytes are never lo
 
 from __future__ import annotations
 
-from tornado import httputil
-
 from freeapi.errors import invalid_request
+from freeapi.modalities.forms import is_multipart, parse_multipart
 from freeapi.modalities.images import MAX_N, MAX_PROMPT, Images, parse_size
 from freeapi.routing import require_model
 
@@ -51,12 +50,10 @@ def parse_form(content_type: str, raw: bytes, *, variation: bool = False) -> dic
     type, bytes), `mask` one such, `n` an int, the other fields strings; a 400 for
     anything that is not such a form."""
     what = "variation" if variation else "edit"
-    if not content_type.lower().startswith("multipart/form-data"):
+    if not is_multipart(content_type):
         raise invalid_request(f"Send the image {what} as multipart/form-data with an `image` "
                               "file, as OpenAI's API takes it.", code="invalid_content_type")
-    args: dict = {}
-    files: dict = {}
-    httputil.parse_body_arguments(content_type, raw, args, files)
+    args, files = parse_multipart(content_type, raw)
     unknown = sorted(set(files) - set(FILES))
     if unknown:
         raise invalid_request(f"The file field `{unknown[0]}` is not taken here; send the "

@@ -13,7 +13,7 @@ import re
 import time
 
 from freeapi.errors import APIError, invalid_request, vendor_error
-from freeapi.modalities import Operation
+from freeapi.modalities import UNUSABLE, Operation
 from freeapi.routing import require_model
 from freeapi.provider import UpstreamRequest
 
@@ -83,7 +83,7 @@ class Images(Operation):
         while True:
             try:
                 got = provider.images_answer(raw, key)
-            except (ValueError, KeyError, TypeError, RecursionError):
+            except UNUSABLE:
                 raise vendor_error(provider.name, 502, "the image answer was not understood"
                                    ) from None
             if not isinstance(got, UpstreamRequest):

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from freeapi import hookimpl
 from freeapi.errors import APIError, invalid_request
-from freeapi.routing import Route
+from freeapi.routing import DISPLAY_SUFFIXES, Route
 
 SUFFIX = "-search"
 MAX_ROUNDS = 5  # Kimi searches rounds; a model still searching after this many is stuck
@@ -39,6 +39,11 @@ class SearchSuffix:
 
     @hookimpl
     def resolve_model(self, model, catalog):
+        asked = model
+        for display in DISPLAY_SUFFIXES:  # `X-search-fold` is `X-fold-search`
+            if model.endswith(SUFFIX + display):
+                model = model[: -len(SUFFIX + display)] + display + SUFFIX
+                break
         if not model.endswith(SUFFIX) or len(model) == len(SUFFIX):
             return None
         try:
@@ -48,6 +53,10 @@ class SearchSuffix:
         p = route.provider
         if route.upstream_model + SUFFIX in p.model_ids():
             return None  # the vendor's own model of that name
+        if route.upstream_model.endswith(SUFFIX) and route.upstream_model not in \
+                p.model_ids():  # `X-search-search`: a pattern would send it on as a name
+            raise invalid_request(f"The model {asked!r}: `-search` is a suffix taken once.",
+                                  param="model", code="model_not_found")
         if p.search_body({"model": route.upstream_model, "messages": []}) is None:
             raise invalid_request(f"The model {model!r}: {p.name} offers no web search of its "
                                   f"own through this gateway; ask for "
@@ -55,7 +64,7 @@ class SearchSuffix:
                                   param="model", code="search_not_supported")
         refusal = p.search_refusal(route.upstream_model)
         if refusal:
-            raise invalid_request(f"The model {model!r}: {refusal}", param="model",
+            raise invalid_request(f"The model {asked!r}: {refusal}", param="model",
                                   code="search_not_supported")
         return SearchRoute(p, route.upstream_model, route.display, route.defaults)
 

@@ -14,7 +14,7 @@ from tornado.iostream import StreamClosedError
 from freeapi.errors import APIError, UpstreamError, invalid_request, upstream_failure, \
     vendor_error
 from freeapi.handlers.base import ClientGone
-from freeapi.modalities import Operation
+from freeapi.modalities import UNUSABLE, Operation
 from freeapi.routing import require_model
 from freeapi.pipeline.operations import StreamMark
 
@@ -38,7 +38,8 @@ def validate(body: dict) -> str:
     voice = body.get("voice")
     if not isinstance(voice, str) or not voice.strip() or len(voice) > 256:
         raise invalid_request("`voice` is required and must be a voice name.", param="voice")
-    if body.get("response_format", "mp3") not in FORMATS:
+    fmt = body.get("response_format", "mp3")
+    if not isinstance(fmt, str) or fmt not in FORMATS:  # a list or object is unhashable
         raise invalid_request(f"`response_format` must be one of {', '.join(FORMATS)}.",
                               param="response_format")
     speed = body.get("speed")
@@ -76,7 +77,7 @@ class Speech(Operation):
         if self.transport == "json":
             try:
                 audio = provider.speech_answer(result)
-            except (ValueError, KeyError, TypeError):
+            except UNUSABLE:
                 raise vendor_error(provider.name, 502, "the speech answer held no audio"
                                    ) from None
             h.finish(audio)
@@ -107,7 +108,7 @@ async def _events(stream, decode, provider):
                     break
                 try:
                     out.append(decode(ev))
-                except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
+                except UNUSABLE:
                     raise vendor_error(provider.name, 502, "an audio event was not "
                                        "understood") from None
             yield b"".join(out)

@@ -5,10 +5,9 @@ as it is, JSON or text (text, srt, vtt). The audio is never logged."""
 
 from __future__ import annotations
 
-from tornado import httputil
-
 from freeapi.errors import invalid_request
 from freeapi.modalities import Operation
+from freeapi.modalities.forms import parse_upload
 from freeapi.routing import require_model
 
 FORMATS = {"json": "application/json", "verbose_json": "application/json",
@@ -19,27 +18,7 @@ FORMATS = {"json": "application/json", "verbose_json": "application/json",
 def parse_form(content_type: str, raw: bytes) -> dict:
     """OpenAI's form as a dict: `file` as (filename, media type, bytes), the other fields
     as strings; a 400 for anything that is not one."""
-    if not content_type.lower().startswith("multipart/form-data"):
-        raise invalid_request("Send the audio as multipart/form-data with a `file` part, as "
-                              "OpenAI's API takes it.", code="invalid_content_type")
-    args: dict = {}
-    files: dict = {}
-    httputil.parse_body_arguments(content_type, raw, args, files)
-    uploads = files.get("file") or []
-    if len(uploads) != 1 or not uploads[0].body:
-        raise invalid_request("`file` is required: one audio file.", param="file")
-    up = uploads[0]
-    body = {}
-    for name, values in args.items():
-        if len(values) != 1:
-            raise invalid_request(f"`{name}` was given {len(values)} times.", param=name)
-        try:
-            body[name] = values[0].decode("utf-8")
-        except UnicodeDecodeError:
-            raise invalid_request(f"`{name}` is not UTF-8 text.", param=name) from None
-    body["file"] = (up.filename or "audio", up.content_type or "application/octet-stream",
-                    up.body)
-    return body
+    return parse_upload(content_type, raw, "audio")
 
 
 class Transcriptions(Operation):

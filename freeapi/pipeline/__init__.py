@@ -99,7 +99,7 @@ from freeapi import reasoning, sse
 from freeapi.errors import APIError, UpstreamError, upstream_failure, vendor_error
 from freeapi.handlers.base import ClientGone
 from freeapi.keys import redact
-from freeapi.modalities.documents import has_files, has_refs
+from freeapi.modalities.documents import forged, has_files, has_refs
 from freeapi.modalities.vision import check_chat, has_parts
 from freeapi.pipeline.accounting import AccountingMixin
 from freeapi.pipeline.documents import DocumentsMixin
@@ -203,6 +203,8 @@ class Pipeline(AccountingMixin, ConversationMixin, DocumentsMixin, FailoverMixin
         if self._conv is not None and (self._doc_refs or has_refs(body["messages"])):
             self._doc_refs = True  # files read by id, in this turn or the history
             self._check_documents(route)
+        elif not self._doc_refs and has_refs(body["messages"]):
+            raise forged()  # a client's placeholder would go to the vendor as it is
         if route.display:  # put back the reasoning the display mode kept from the client
             body["messages"] = await reasoning.for_vendor(
                 self.gateway.store, route.display, body["messages"], owner=self._owner())

@@ -32,7 +32,7 @@ import time
 from freeapi import conversations as conv
 from freeapi.errors import APIError, invalid_request, vendor_error
 from freeapi.healthsync import key_hash
-from freeapi.modalities import documents
+from freeapi.modalities import UNUSABLE, documents
 from freeapi.pipeline.failover import KEY_FAILURES, server_key_error
 from freeapi.store import StoreError
 
@@ -148,7 +148,11 @@ class DocumentsMixin:
         while True:
             status, answer = await self._vendor(p, p.document_text_request(file_id, key),
                                                 key, "the document extraction", 64 << 20)
-            text = p.document_text(answer)
+            try:
+                text = p.document_text(answer)
+            except UNUSABLE:
+                raise vendor_error(p.name, 502, "the extraction's answer was not "
+                                                "readable") from None
             if text is not None:
                 break
             # The vendor still parses the file (None: not ready): ask again, within the
@@ -177,7 +181,7 @@ class DocumentsMixin:
                                           key, "the document upload")
         try:
             return p.document_id(body), body
-        except (ValueError, KeyError, TypeError):
+        except UNUSABLE:
             raise vendor_error(p.name, 502, "the upload's answer held no file id") from None
 
     # -- "reference": files the vendor reads by id, uploaded with the attempt's key -----
@@ -216,14 +220,13 @@ class DocumentsMixin:
         the files as uploaded with `key`."""
         p, messages = target.provider, []
         for m in body["messages"]:
-            refs = m.get(documents.REF) if isinstance(m, dict) else None
-            if refs is None:
+            if not (isinstance(m, dict) and documents.REF in m):  # `null` is forged too
                 messages.append(m)
                 continue
+            refs = m[documents.REF]
             if not (isinstance(refs, list) and refs and all(
                     isinstance(r, str) and documents.SHA.match(r) for r in refs)):
-                raise invalid_request(f"`{documents.REF}` is the gateway's own field.",
-                                      param="messages")
+                raise documents.forged()
             messages.append(p.document_reference([await self._file_id(p, key, sha)
                                                   for sha in refs]))
         return dict(body, messages=messages)
@@ -242,7 +245,7 @@ class DocumentsMixin:
             return hit
         file_id, answer = await self._upload(p, name, media_type, raw, key)
         polls = 0
-        while not p.document_ready(answer):  # the vendor still parses the file
+        while not self._ready(p, answer):  # the vendor still parses the file
             await self.pause(min(0.5 * 2 ** polls, 3.0), p, "the document's parsing")
             polls += 1
             _, answer = await self._vendor(p, p.document_status_request(file_id, key), key,
@@ -252,6 +255,13 @@ class DocumentsMixin:
         except StoreError as e:
             log.warning("%s: a document's file id was not cached: %s", p.name, e)
         return file_id
+
+    @staticmethod
+    def _ready(p, answer: bytes) -> bool:
+        try:
+            return p.document_ready(answer)
+        except UNUSABLE:
+            raise vendor_error(p.name, 502, "the file's status was not readable") from None
 
     async def _held(self, sha: str) -> tuple[str, str, bytes]:
         got = (self._doc_bytes or {}).get(sha)

@@ -5,6 +5,8 @@ sets `reasoning_split`; the last stream chunk repeats the whole reply as `messag
 
 from __future__ import annotations
 
+import base64
+
 from tornado import web
 
 from tests.fakes.common import ANSWER, Base, Models, State
@@ -146,3 +148,63 @@ class T2A(Base):
 
 
 EXTRA_ROUTES = [(r"/v1/t2a_v2", T2A)]
+
+
+# -- image generation: POST /v1/image_generation ------------------------------------------
+# https://platform.minimaxi.com/docs/api-reference/image-generation-t2i: image-01 and
+# image-01-live; prompt <= 1500; aspect_ratio from the list, or (image-01 only) width and
+# height together, 512-2048 in multiples of 8; response_format url or base64; n 1-9.
+# The answer is {"id", "data": {"image_urls" | "image_base64"}, "metadata", "base_resp"};
+# every refusal is HTTP 200 with base_resp (2013 for bad parameters: the code is 3p,
+# unverified). A prompt "!code N" answers that base_resp code; "!fail" makes no image.
+
+IMAGE = b"\xff\xd8\xff\xe0fake-minimax-jpeg" * 4
+ASPECTS = ("1:1", "16:9", "4:3", "3:2", "2:3", "3:4", "9:16", "21:9")
+
+
+def image_problem(body: dict) -> bool:
+    model, n = body.get("model"), body.get("n", 1)
+    w, h = body.get("width"), body.get("height")
+    sized = w is not None or h is not None
+    return (model not in ("image-01", "image-01-live")
+            or not body.get("prompt") or len(body["prompt"]) > 1500
+            or not (isinstance(n, int) and 1 <= n <= 9)
+            or body.get("aspect_ratio", "1:1") not in ASPECTS
+            or body.get("response_format", "url") not in ("url", "base64")
+            or sized and (model != "image-01" or not all(
+                isinstance(v, int) and 512 <= v <= 2048 and v % 8 == 0 for v in (w, h))))
+
+
+class ImageGeneration(Base):
+    def post(self):
+        body = self.body()
+        account = self.account()
+        code = account if isinstance(account, int) else (1004 if account is None else 0)
+        prompt = body.get("prompt") or ""
+        if not code and prompt.startswith("!code "):
+            code = int(prompt.split()[1])
+        if not code and image_problem(body):
+            code = 2013
+        if code:
+            return self.json({"id": "", "base_resp": base_resp(code)})
+        n = 0 if prompt.startswith("!fail") else body.get("n", 1)
+        if body.get("response_format") == "base64":
+            data = {"image_base64": [base64.b64encode(IMAGE).decode()] * n}
+        else:
+            url = f"{self.request.protocol}://{self.request.host}/files/image-01.jpeg"
+            data = {"image_urls": [f"{url}?i={i}" for i in range(n)]}
+        self.json({"id": "03ff3cd0820949eb8a410056b5f21d38", "data": data,
+                   "metadata": {"failed_count": str(body.get("n", 1) - n),
+                                "success_count": str(n)},
+                   "base_resp": {"status_code": 0, "status_msg": "success"}})
+
+
+class ImageFile(Base):
+    def get(self):
+        self.set_header("Content-Type", "image/jpeg")
+        self.finish(IMAGE)
+
+
+EXTRA_ROUTES += [(r"/v1/image_generation", ImageGeneration),
+                 (r"/files/image-01.jpeg", ImageFile)]
+STATUS_MSG.setdefault(1026, "input new_sensitive")

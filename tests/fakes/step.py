@@ -10,6 +10,8 @@ description, is a 400 (the error's wording is a guess)."""
 
 from __future__ import annotations
 
+import base64
+
 from tornado import web
 
 from tests.fakes.common import ANSWER, REASONING, Base, Models, State
@@ -156,3 +158,61 @@ class Transcriptions(Base):
 
 
 EXTRA_ROUTES.append((r"/v1/audio/transcriptions", Transcriptions))
+
+
+# -- image generation, OpenAI-compatible ------------------------------------------------------
+# https://platform.stepfun.ai/docs/en/api-reference/images/image (step-image-edit-2: sizes
+# written height x width, prompt <= 512, steps 1-50, `b64_json` or `url`) and
+# https://platform.stepfun.com/docs/api-reference/image (step-1x-medium, whose base64 field
+# is `image`). One image per request. The wording of the 400s is a guess (3p, unverified).
+# A prompt "!filtered ..." is stopped by the content filter (finish_reason
+# content_filtered).
+
+IMAGE = b"\x89PNG\r\n\x1a\nfake-stepfun-image" * 4
+IMAGE_SIZES = {
+    "step-image-edit-2": ("1024x1024", "768x1360", "896x1184", "1360x768", "1184x896"),
+    "step-1x-medium": ("256x256", "512x512", "768x768", "1024x1024", "1280x800", "800x1280"),
+    "step-2x-large": ("256x256", "512x512", "768x768", "1024x1024", "1280x800", "800x1280"),
+}
+
+
+class ImageGeneration(Base):
+    def post(self):
+        body = self.body()
+        if self.account() in (None, 401):
+            return self.json({"error": {"message": "Incorrect API key provided",
+                                        "type": "invalid_api_key"}}, 401)
+        model, prompt = body.get("model"), body.get("prompt") or ""
+        fmt = body.get("response_format", "url")
+        steps = body.get("steps", 8)
+        problem = (model not in IMAGE_SIZES and f"model {model} not found"
+                   or not prompt and "prompt is required"
+                   or model == "step-image-edit-2" and len(prompt) > 512 and "prompt too long"
+                   or body.get("size", "1024x1024") not in IMAGE_SIZES[model]
+                   and "unsupported size"
+                   or body.get("n", 1) != 1 and "n must be 1"
+                   or fmt not in ("url", "b64_json") and "unsupported response_format"
+                   or not (isinstance(steps, int) and 1 <= steps <= (
+                       50 if model == "step-image-edit-2" else 100)) and "invalid steps")
+        if problem:
+            return self.json({"error": {"message": problem,
+                                        "type": "invalid_request_error"}}, 400)
+        item = {"seed": body.get("seed") or 123838, "finish_reason": "success"}
+        if prompt.startswith("!filtered"):
+            item["finish_reason"] = "content_filtered"
+        elif fmt == "b64_json":
+            field = "image" if model == "step-1x-medium" else "b64_json"
+            item[field] = base64.b64encode(IMAGE).decode()
+        else:
+            item["url"] = f"{self.request.protocol}://{self.request.host}/files/step.png"
+        self.json({"created": 1589478378, "data": [item]})
+
+
+class ImageFile(Base):
+    def get(self):
+        self.set_header("Content-Type", "image/png")
+        self.finish(IMAGE)
+
+
+EXTRA_ROUTES += [(r"/v1/images/generations", ImageGeneration),
+                 (r"/files/step.png", ImageFile)]
