@@ -152,6 +152,14 @@ class ModalityHooks:
     #: How the vendor's speech answer arrives: "bytes" (the audio itself, relayed as it
     #: arrives), "sse" (events that `speech_decoder` decodes) or "json" (`speech_answer`).
     speech_transport: ClassVar[str] = "bytes"
+    #: The format made when the client names none (OpenAI's default is mp3; a vendor that
+    #: makes no mp3 gives its own instead of refusing the SDK's plain call).
+    speech_default_format: ClassVar[str] = "mp3"
+
+    def speech_transport_for(self, body: dict) -> str:
+        """The transport of this request (a vendor that streams only some formats answers
+        others whole): `speech_transport` unless overridden."""
+        return self.speech_transport
 
     def transcriptions_request(self, body: dict, key: str | None) -> UpstreamRequest | None:
         """POST /v1/audio/transcriptions. `body` has `model`, `file` ((filename, media
@@ -267,6 +275,13 @@ class ModalityHooks:
         an event that reports a failure."""
         return lambda data: b""
 
-    def speech_answer(self, raw: bytes) -> bytes:
-        """The audio in a whole speech answer ("json" transport)."""
+    def speech_answer(self, raw: bytes) -> bytes | UpstreamRequest:
+        """The audio in a whole speech answer ("json" transport), or the GET of the URL the
+        vendor put it at (sent without any key: the URL is the vendor's signed storage)."""
+        return raw
+
+    def transcriptions_answer(self, raw: bytes, response_format: str) -> bytes:
+        """The client's transcription in `response_format` (json: OpenAI's `{"text"}`;
+        text: the plain text) from the vendor's answer: as it is, unless overridden
+        (ValueError, KeyError or TypeError if unusable)."""
         return raw

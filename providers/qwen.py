@@ -24,6 +24,7 @@ from freeapi.keys import redact
 from freeapi.modalities.images import parse_size, refuse_size
 from freeapi.provider import (DISCOVER_OPTION, NO_BALANCE_OPTION, Provider, UpstreamRequest,
                               error_detail)
+from providers.qwen_audio import QwenAudio
 
 # Over-matching is harmless (such a model is merely streamed and assembled), missing one
 # is a vendor error, so these are matched by shape: QVQ "仅支持流式输出"
@@ -55,7 +56,8 @@ _EVENT_STATUS = {"data_inspection_failed": 400, "DataInspectionFailed": 400,
                  "Arrearage": 402, "AllocationQuota.FreeTierOnly": 402}
 
 
-class Qwen(Provider):
+class Qwen(QwenAudio, Provider):
+    # Speech (Qwen-TTS) and transcription (Qwen3-ASR-Flash): providers/qwen_audio.py.
     type_name = "qwen"
     # Beijing. Singapore (the only region with a free quota,
     # https://www.alibabacloud.com/help/en/model-studio/new-free-quota):

@@ -3,7 +3,8 @@
 The answer is the audio itself. Where the vendor streams (StepFun's and OpenAI-compatible
 servers' binary bodies, MiniMax's events of hex audio) each piece goes to the client as it
 arrives; a failure after the first byte can only cut the body short (the connection is
-closed without the end of the chunked body, so clients see it incomplete)."""
+closed without the end of the chunked body, so clients see it incomplete). A vendor that
+answers whole (Qwen-TTS's wav) may give a URL instead: it is downloaded, with no key."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from freeapi.handlers.base import ClientGone
 from freeapi.modalities import UNUSABLE, Operation
 from freeapi.routing import require_model
 from freeapi.pipeline.operations import StreamMark
+from freeapi.vendor_request import UpstreamRequest
 
 log = logging.getLogger("freeapi.speech")
 
@@ -24,6 +26,7 @@ log = logging.getLogger("freeapi.speech")
 FORMATS = {"mp3": "audio/mpeg", "opus": "audio/ogg", "aac": "audio/aac",
            "flac": "audio/flac", "wav": "audio/wav", "pcm": "audio/pcm"}
 MAX_INPUT = 4096  # OpenAI's limit; vendors' own (StepFun 1,000) are theirs to say
+MAX_AUDIO_BYTES = 64 << 20  # a downloaded audio file (4,096 characters of speech fit well)
 
 
 def validate(body: dict) -> str:
@@ -38,8 +41,9 @@ def validate(body: dict) -> str:
     voice = body.get("voice")
     if not isinstance(voice, str) or not voice.strip() or len(voice) > 256:
         raise invalid_request("`voice` is required and must be a voice name.", param="voice")
-    fmt = body.get("response_format", "mp3")
-    if not isinstance(fmt, str) or fmt not in FORMATS:  # a list or object is unhashable
+    fmt = body.get("response_format")
+    # (a list or object is unhashable: checked as a string first)
+    if fmt is not None and (not isinstance(fmt, str) or fmt not in FORMATS):
         raise invalid_request(f"`response_format` must be one of {', '.join(FORMATS)}.",
                               param="response_format")
     speed = body.get("speed")
@@ -57,30 +61,30 @@ class Speech(Operation):
     hook = "speech_request"
 
     def __init__(self, body: dict):
-        super().__init__(body, validate(body))
-        self.format = body.get("response_format", "mp3")
+        model = validate(body)
+        if body.get("response_format") is None:  # no format: each vendor's own default
+            body = {k: v for k, v in body.items() if k != "response_format"}
+        super().__init__(body, model)
+
+    def _transport(self, route) -> str:
+        return route.provider.speech_transport_for(dict(self.body, model=route.upstream_model))
 
     def check(self, route) -> None:
         super().check(route)
-        self.transport = route.provider.speech_transport
+        self.transport = self._transport(route)
         self.stream = _TRANSPORT[self.transport]
 
     def offered(self, route) -> bool:
         # A fallback must deliver the audio the same way as the first choice.
         transport = getattr(self, "transport", None)
-        return super().offered(route) and transport in (
-            None, route.provider.speech_transport)
+        return super().offered(route) and transport in (None, self._transport(route))
 
     async def finish(self, pipeline, result, route) -> None:
         provider, h = route.provider, pipeline.handler
-        h.set_header("Content-Type", FORMATS[self.format])
+        fmt = self.body.get("response_format") or provider.speech_default_format
+        h.set_header("Content-Type", FORMATS.get(fmt, "application/octet-stream"))
         if self.transport == "json":
-            try:
-                audio = provider.speech_answer(result)
-            except UNUSABLE:
-                raise vendor_error(provider.name, 502, "the speech answer held no audio"
-                                   ) from None
-            h.finish(audio)
+            h.finish(await _whole(pipeline, provider, result))
             return
         mark = pipeline._stream_relay = StreamMark()
         if self.transport == "bytes":
@@ -92,6 +96,24 @@ class Speech(Operation):
         else:
             pieces = _events(result, provider.speech_decoder(), provider)
         await _relay(pipeline, provider, pieces, mark)
+
+
+async def _whole(pipeline, provider, raw: bytes) -> bytes:
+    try:
+        audio = provider.speech_answer(raw)
+    except UNUSABLE:
+        raise vendor_error(provider.name, 502, "the speech answer held no audio") from None
+    if isinstance(audio, UpstreamRequest):
+        if not audio.url.startswith(("https://", "http://")):
+            raise vendor_error(provider.name, 502, "an audio URL that is not http(s)")
+        status, _, audio = await pipeline.fetch(provider, audio, MAX_AUDIO_BYTES,
+                                                "the audio download")
+        if status != 200:
+            raise vendor_error(provider.name, 502,
+                               f"downloading the audio gave HTTP {status}")
+    if not audio:
+        raise vendor_error(provider.name, 502, "the speech answer held no audio")
+    return audio
 
 
 async def _chunks(resp, idle):

@@ -5,8 +5,8 @@ as it is, JSON or text (text, srt, vtt). The audio is never logged."""
 
 from __future__ import annotations
 
-from freeapi.errors import invalid_request
-from freeapi.modalities import Operation
+from freeapi.errors import invalid_request, vendor_error
+from freeapi.modalities import UNUSABLE, Operation
 from freeapi.modalities.forms import parse_upload
 from freeapi.routing import require_model
 
@@ -35,6 +35,11 @@ class Transcriptions(Operation):
         super().__init__(body, model)
 
     async def finish(self, pipeline, raw: bytes, route) -> None:
-        h = pipeline.handler
-        h.set_header("Content-Type", FORMATS[self.body["response_format"]])
-        h.finish(raw)
+        h, fmt = pipeline.handler, self.body["response_format"]
+        try:  # a vendor with its own answer shape gives OpenAI's (GLM-ASR, Qwen3-ASR)
+            out = route.provider.transcriptions_answer(raw, fmt)
+        except UNUSABLE:
+            raise vendor_error(route.provider.name, 502, "the transcription answer was not "
+                               "understood") from None
+        h.set_header("Content-Type", FORMATS[fmt])
+        h.finish(out)

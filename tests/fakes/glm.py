@@ -209,6 +209,78 @@ class WebSearchChat(Chat):
         return await super().post()
 
 
+# -- speech and transcription, as docs.bigmodel.cn documents them ---------------------------
+# GLM-TTS, https://docs.bigmodel.cn/api-reference/模型-api/文本转语音: model glm-tts, input
+# at most 1024 characters, a system voice, response_format wav or pcm (default pcm), speed
+# [0.5, 2], volume (0, 10], stream false (a stream is pcm only); the audio file is the body.
+# The audio leaves in TTS_AUDIO's pieces; with `state.gate` (an asyncio.Event) the rest waits
+# for it; an input starting "!cut" dies after the first piece. Refusals as 1214 (参数非法)
+# or 1211 (model), their wording a guess.
+# GLM-ASR, https://docs.bigmodel.cn/api-reference/模型-api/语音转文本: multipart, model
+# glm-asr-2512, one .wav/.mp3 `file` of at most 25 MB, optional prompt, stream false.
+
+TTS_AUDIO = [b"RIFF\x24\x00\x00\x00WAVEglm-part-1|", b"part-2|", b"part-3"]
+TTS_VOICES = ("tongtong", "chuichui", "xiaochen", "jam", "kazi", "douji", "luodo")
+TTS_FIELDS = {"model", "input", "voice", "response_format", "stream", "speed", "volume",
+              "encode_format", "watermark_enabled", "request_id", "user_id"}
+TRANSCRIPT = "你好，这是智谱的转写。"
+
+
+class Speech(Chat):
+    async def post(self):
+        body = self.body()
+        if self.account() in (None, 401):
+            return self.fail(1002)
+        if self.account() == "poor":
+            return self.fail(1113)
+        if body.get("model") != "glm-tts":
+            return self.fail(1211)
+        fmt = body.get("response_format", "pcm")
+        speed, volume = body.get("speed", 1.0), body.get("volume", 1.0)
+        if set(body) - TTS_FIELDS or body.get("voice") not in TTS_VOICES \
+                or not isinstance(body.get("input"), str) or not 0 < len(body["input"]) <= 1024 \
+                or fmt not in ("wav", "pcm") or (body.get("stream") and fmt != "pcm") \
+                or not 0.5 <= speed <= 2 or not 0 < volume <= 10:
+            return self.fail(1214)
+        self.set_header("Content-Type", "audio/wav" if fmt == "wav" else "audio/pcm")
+        gate = self.state.__dict__.get("gate")
+        for i, piece in enumerate(TTS_AUDIO):
+            if i == 1 and body["input"].startswith("!cut"):  # the connection dies mid-audio
+                self.request.connection.stream.close()
+                return
+            if i == 1 and gate is not None:
+                await gate.wait()
+            self.write(piece)
+            await self.flush()
+        self.finish()
+
+
+class Transcriptions(Chat):
+    def prepare(self):
+        self.state.requests.append({
+            "path": self.request.path, "headers": dict(self.request.headers),
+            "body": {k: v[0].decode() for k, v in self.request.body_arguments.items()},
+            "files": {k: [(f.filename, f.content_type, f.body) for f in v]
+                      for k, v in self.request.files.items()}})
+
+    def post(self):
+        if self.account() in (None, 401):
+            return self.fail(1002)
+        if self.get_body_argument("model", None) != "glm-asr-2512":
+            return self.fail(1211)
+        uploads = self.request.files.get("file") or []
+        if len(uploads) != 1 or not uploads[0].body or len(uploads[0].body) > 25 << 20 \
+                or not uploads[0].filename.lower().endswith((".wav", ".mp3")) \
+                or self.get_body_argument("stream", "false") != "false":
+            return self.fail(1214)
+        self.json({"id": "2025121512", "created": 1765790000, "request_id": "req-1",
+                   "model": "glm-asr-2512", "text": TRANSCRIPT})
+
+
+EXTRA_ROUTES += [(r"/api/paas/v4/audio/speech", Speech),
+                 (r"/api/paas/v4/audio/transcriptions", Transcriptions)]
+
+
 # -- the file parsing service (文件解析), asynchronous: a task per upload, polled -----------
 # https://docs.bigmodel.cn/api-reference/工具-api/文件解析: multipart `file` and `tool_type`
 # (lite|expert|prime) required, `file_type` optional (upper-case); answers

@@ -388,3 +388,12 @@ EXTRA_ROUTES += [
     (r"/compatible-mode/v1/files", QwenFiles),
     (r"/compatible-mode/v1/files/([^/]+)", QwenFile),
 ]
+
+
+# Speech (Qwen-TTS) and transcription (Qwen3-ASR-Flash) share the multimodal-generation
+# endpoint with the image edits: tests/fakes/qwen_audio.py (import this module, not that).
+from tests.fakes.qwen_audio import PCM, TRANSCRIPT, WAV, Multimodal, TtsFile  # noqa: E402,F401
+
+EXTRA_ROUTES[:] = [(path, Multimodal if handler is ImageEdit else handler)
+                   for path, handler in EXTRA_ROUTES]
+EXTRA_ROUTES.append((r"/files/qwen-tts.wav", TtsFile))
