@@ -190,9 +190,10 @@ class ModalityHooks:
 
     def document_upload(self, filename: str, media_type: str, data: bytes,
                         key: str | None) -> UpstreamRequest | None:
-        """The upload of a document for text extraction, or None: no document API. Then
-        `document_id(raw)` reads the upload's answer, `document_text_request(file_id, key)`
-        asks for the text, `document_text(raw)` is what goes into the chat (a system
+        """The upload of a document for text extraction, or None: no document API (raise
+        an APIError 400 for a file the vendor documents it refuses: its type, its size).
+        Then `document_id(raw)` reads the upload's answer, `document_text_request(file_id,
+        key)` asks for the text, `document_text(raw)` is what goes into the chat (a system
         message), and `document_delete(file_id, key)` (optional) removes the vendor's
         copy."""
         return None
@@ -206,7 +207,10 @@ class ModalityHooks:
     def document_text_request(self, file_id: str, key: str | None) -> UpstreamRequest:
         raise NotImplementedError
 
-    def document_text(self, raw: bytes) -> str:
+    def document_text(self, raw: bytes) -> str | None:
+        """The text in the answer to `document_text_request`; None while the vendor still
+        parses the file (the gateway asks again, within the request's deadline); raise an
+        APIError 400 (code `document_unreadable`) when it could not parse it."""
         return raw.decode("utf-8", "replace")
 
     def document_delete(self, file_id: str, key: str | None) -> UpstreamRequest | None:

@@ -9,14 +9,17 @@ alike. Stream chunks lack `object`, which is filled in.
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import datetime, timedelta, timezone
+from urllib.parse import quote
 
 from freeapi import hookimpl
-from freeapi.errors import APIError, invalid_request
+from freeapi.errors import APIError, invalid_request, vendor_error
 from freeapi.keys import redact
 from freeapi.modalities.images import parse_size, refuse_size
 from freeapi.provider import NO_BALANCE_OPTION, Provider, error_detail
+from freeapi.vendor_request import UpstreamRequest
 
 # Business code -> (status, OpenAI type, OpenAI-style code), from the vendor's error table:
 # https://docs.bigmodel.cn/cn/api/api-code (also https://docs.bigmodel.cn/cn/faq/api-code.md,
@@ -300,6 +303,77 @@ class GLM(Provider):
                  if not (isinstance(t, dict) and t.get("type") == "web_search")]
         return dict(body, tools=tools + [{"type": "web_search", "web_search": {
             "enable": True, "search_engine": "search_std", "search_result": True}}])
+
+    # -- documents (README "Beyond chat", Documents): the file parsing service -----------
+    # "extract" mode: the async parser's Lite tool, free of charge ("按调用次数计费，当前
+    # 免费", https://docs.bigmodel.cn/cn/guide/tools/file-parser; an older copy of that
+    # page announced 0.01 yuan a call from 2025-10-08: 3p, unverified), plain text only,
+    # at most 50 MB.
+    # POST /paas/v4/files/parser/create (multipart `file`, `tool_type`, optional
+    # `file_type`; answers `task_id`:
+    # https://docs.bigmodel.cn/api-reference/工具-api/文件解析), then
+    # GET /paas/v4/files/parser/result/{taskId}/text until `status` leaves "processing"
+    # (https://docs.bigmodel.cn/api-reference/工具-api/解析结果). The files API's purposes
+    # (batch, code-interpreter, agent, voice-clone-input:
+    # https://docs.bigmodel.cn/api-reference/文件-api/上传文件) extract nothing any more.
+    # Lite's file types (the `file_type` enum of the create page): by extension, else by
+    # media type.
+    _LITE_TYPES = ("PDF", "DOCX", "DOC", "XLS", "XLSX", "PPT", "PPTX", "PNG", "JPG", "JPEG",
+                   "CSV", "TXT", "MD")
+    _LITE_MEDIA = {
+        "application/pdf": "PDF", "application/msword": "DOC",
+        "application/vnd.openxmlformats-officedocument.wordprocessingml.document": "DOCX",
+        "application/vnd.ms-excel": "XLS",
+        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": "XLSX",
+        "application/vnd.ms-powerpoint": "PPT",
+        "application/vnd.openxmlformats-officedocument.presentationml.presentation": "PPTX",
+        "image/png": "PNG", "image/jpeg": "JPG", "text/csv": "CSV", "text/plain": "TXT",
+        "text/markdown": "MD"}
+    _LITE_MAX = 50 << 20  # "≤50M" (the guide's comparison table)
+
+    def document_upload(self, filename, media_type, data, key):
+        ext = filename.rpartition(".")[2].upper() if "." in filename else ""
+        file_type = ext if ext in self._LITE_TYPES else self._LITE_MEDIA.get(
+            media_type.split(";")[0].strip().lower())
+        if file_type is None:
+            raise invalid_request(
+                f"{self.name}: GLM's file parser (Lite) reads "
+                f"{', '.join(t.lower() for t in self._LITE_TYPES)} files; "
+                f"{filename!r} ({media_type}) is none of them.", param="messages",
+                code="unsupported_file_type")
+        if len(data) > self._LITE_MAX:
+            raise invalid_request(f"{self.name}: GLM's file parser (Lite) reads files of at "
+                                  f"most 50 MB; {filename!r} has {len(data)} bytes.",
+                                  param="messages", code="file_too_large")
+        return self.multipart_request("/files/parser/create", {
+            "tool_type": "lite", "file_type": file_type}, "file", filename, media_type,
+            data, key)
+
+    def document_id(self, raw):
+        task_id = json.loads(raw)["task_id"]
+        if not isinstance(task_id, str) or not task_id or "/" in task_id:
+            raise ValueError("no task id")
+        return task_id
+
+    def document_text_request(self, file_id, key):
+        # `text`: the parsed text itself ("text模式最长返回1m以内的文本内容", the guide)
+        return UpstreamRequest("GET", f"{self.base_url}/files/parser/result/"
+                               f"{quote(file_id, safe='')}/text", self.auth_headers(key))
+
+    def document_text(self, raw):
+        try:
+            answer = json.loads(raw)
+            status = answer["status"]
+        except (ValueError, KeyError, TypeError):
+            raise vendor_error(self.name, 502, "the file parser's result held no "
+                                               "status") from None
+        if status == "processing":
+            return None
+        if status == "succeeded":
+            return str(answer.get("content") or "")
+        raise invalid_request(f"{self.name}: GLM's file parser could not parse the "
+                              f"document ({status}: {str(answer.get('message'))[:200]}).",
+                              param="messages", code="document_unreadable")
 
 
 @hookimpl

@@ -28,8 +28,8 @@ async def test_models_list_their_capabilities(gw):
     base, _ = gw
     resp = await request(base + "/v1/models", key=None)
     caps = {m["id"]: m["capabilities"] for m in json.loads(resp.body)["data"]}
-    assert caps["glm-4.6v"] == ["chat", "vision", "search"]
-    assert caps["glm-4.7-flash"] == ["chat", "search"]
+    assert caps["glm-4.6v"] == ["chat", "vision", "search", "documents"]
+    assert caps["glm-4.7-flash"] == ["chat", "search", "documents"]
     assert caps["embedding-3"] == ["embeddings"]
     assert caps["cogview-3-flash"] == ["images"]
     assert caps["deepseek-flash"] == ["chat", "vision"]

@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from tests.fakes import glm as fake_glm
 from tests.fakes import kimi as fake_kimi
+from tests.fakes import spark as fake_spark
 from tests.helpers import error_of, request
 from tests.sibling import client, start_vendor  # noqa: F401 (a fixture)
 
@@ -27,12 +27,12 @@ def with_file(text=SECRET_TEXT, model="moonshot-v1-8k", **file):
 @pytest.fixture
 def gw(start_vendor, make_gateway):
     kimi_url, kimi_state = start_vendor(fake_kimi)
-    glm_url, glm_state = start_vendor(fake_glm)
+    spark_url, spark_state = start_vendor(fake_spark)
     base, gateway = make_gateway({"auth": {"keys": [ALICE, BOB]}, "providers": {
         "kimi": {"base_url": kimi_url + "/v1", "api_keys": [fake_kimi.GOOD],
                  "discover": False},
-        "glm": {"base_url": glm_url + "/api/paas/v4", "api_keys": [fake_glm.GOOD]}}})
-    return base, gateway, kimi_state, glm_state
+        "spark": {"base_url": spark_url + "/v1", "api_keys": [fake_spark.GOOD]}}})
+    return base, gateway, kimi_state, spark_state
 
 
 async def test_kimi_reads_the_file_once_for_two_requests(gw, caplog):
@@ -65,16 +65,16 @@ async def test_the_sdk_sends_a_file_part(gw):
 
 
 @pytest.mark.parametrize("body,code,words", [
-    (with_file(model="glm-4.7-flash"), "documents_not_supported", "no document API"),
+    (with_file(model="generalv3"), "documents_not_supported", "no document API"),
     (with_file(file_id="file-abc", file_data=None), "invalid_file_id", "POST /v1/files"),
     (with_file(file_data="data:text/plain;base64,@@@"), None, "not valid base64"),
     (with_file(file_data="https://example.com/x.pdf"), None, "data: URL"),
 ])
 async def test_what_cannot_be_read_is_a_clear_400(gw, body, code, words):
-    base, _, kimi, glm = gw
+    base, _, kimi, spark = gw
     err = error_of(await request(base + "/v1/chat/completions", "POST", body, key=ALICE), 400)
     assert words in err["message"] and (code is None or err["code"] == code)
-    assert glm.requests == [] and not any(q["path"] == "/v1/chat/completions"
+    assert spark.requests == [] and not any(q["path"] == "/v1/chat/completions"
                                           for q in kimi.requests)
 
 

@@ -2,10 +2,12 @@
 (`{"type": "file", "file": {"file_data": "data:...;base64,...", "filename": ...}}`).
 
 For a vendor with a document API the gateway uploads the file and puts what the vendor
-reads where its docs put it: Kimi's extracted text in a system message before the question
-(https://platform.moonshot.ai/docs/guide/use-kimi-api-for-file-based-qa; cached by
-provider and content hash, namespace "docx"), Qwen-Long's `fileid://` reference, uploaded
-with the key that serves the attempt (ids cached per key and content, namespace "docq").
+reads where its docs put it: the extracted text of Kimi
+(https://platform.moonshot.ai/docs/guide/use-kimi-api-for-file-based-qa) or of GLM's file
+parser (https://docs.bigmodel.cn/cn/guide/tools/file-parser) in a system message before the
+question (cached by provider and content hash, namespace "docx"), Qwen-Long's `fileid://`
+reference, uploaded with the key that serves the attempt (ids cached per key and content,
+namespace "docq").
 How: freeapi/pipeline/documents.py. A vendor without one refuses with a 400; `type:
 openai` servers get the part as it is. The file's bytes are never logged.
 """

@@ -2,10 +2,12 @@
 store names in freeapi/modalities/documents.py). A vendor reads a document one of two
 ways, its `Provider.document_mode`:
 
-- "extract" (Kimi): the gateway uploads the file with a key of the pool, takes the
-  vendor's extracted text, deletes the vendor's copy and puts the text in a system
-  message before the question. The text is cached by content hash, so any key, or a
-  fallback, can serve the chat.
+- "extract" (Kimi, GLM): the gateway uploads the file with a key of the pool, takes the
+  vendor's extracted text (asking again while the vendor still parses: GLM's parser is
+  an asynchronous task), deletes the vendor's copy and puts the text in a system
+  message before the question. A key the vendor refuses (or a vendor failure) moves
+  the extraction on to the next key. The text is cached by content hash, so any key,
+  or a fallback, can serve the chat.
 - "reference" (Qwen-Long): the vendor reads a file by an id that belongs to the account
   that uploaded it. So the upload happens inside each attempt, with the key that will
   serve it (`_bind_documents`, called by FailoverMixin._send), waiting until the vendor
@@ -31,6 +33,7 @@ from freeapi import conversations as conv
 from freeapi.errors import APIError, invalid_request, vendor_error
 from freeapi.healthsync import key_hash
 from freeapi.modalities import UNUSABLE, documents
+from freeapi.pipeline.failover import KEY_FAILURES, server_key_error
 from freeapi.store import StoreError
 
 log = logging.getLogger("freeapi.documents")
@@ -51,7 +54,7 @@ class DocumentsMixin:
         if p.document_upload("probe", "text/plain", b"-", None) is None:
             raise invalid_request(f"{p.name} has no document API: send the document's text, "
                                   "or ask a model of a provider that reads files (kimi, "
-                                  "qwen-long).", param="messages",
+                                  "glm, qwen-long).", param="messages",
                                   code="documents_not_supported")
         reference = p.document_mode == "reference"
         if reference and not p.takes_documents(route.upstream_model):
@@ -105,25 +108,34 @@ class DocumentsMixin:
             return hit[cached]
         gw = self.gateway
         keys, passthrough = gw.vendor_keys(p, token)
-        pool = gw.pools[p.name]
-        try:
-            lease = await pool.acquire(keys, set(), last_resort=passthrough,
-                                       on_wait=self._on_queue)
-        finally:
-            self._queued = None
-        if lease is None:
-            raise self._no_key(pool, keys, p.name)
-        status = None
-        try:
-            status, text = await self._extract_with(p, name, media_type, raw, lease.key)
-        except APIError as e:
-            status = e.status
-            raise
-        finally:
-            if status is None:
-                lease.cancel()
-            else:
-                lease.release(status)
+        pool, tried, last, text = gw.pools[p.name], set(), None, None
+        while text is None and len(tried) < max(1, gw.config.failover.max_attempts):
+            try:
+                lease = await pool.acquire(keys, tried, last_resort=passthrough,
+                                           on_wait=self._on_queue)
+            finally:
+                self._queued = None
+            if lease is None:
+                break
+            tried.add(lease.key)
+            status = retry_after = None
+            try:
+                status, text = await self._extract_with(p, name, media_type, raw, lease.key)
+            except APIError as e:
+                status, retry_after = e.status, e.retry_after
+                # The key (401/402/403/429) or the vendor (5xx) failed, not the file:
+                # another key may do, as for chat (pipeline/failover.py).
+                if e.code == "upstream_timeout" or not (
+                        e.status in KEY_FAILURES or e.status >= 500):
+                    raise
+                last = e if passthrough else server_key_error(e, p.name)
+            finally:
+                if status is None:
+                    lease.cancel()
+                else:
+                    lease.release(status, retry_after=retry_after)
+        if text is None:
+            raise last or self._no_key(pool, keys, p.name)
         try:
             await store.kv_put(documents.NS, cached, text, documents.TTL)
         except StoreError as e:
@@ -132,9 +144,21 @@ class DocumentsMixin:
 
     async def _extract_with(self, p, name, media_type, raw, key) -> tuple[int, str]:
         file_id, _ = await self._upload(p, name, media_type, raw, key)
-        status, text = await self._vendor(p, p.document_text_request(file_id, key), key,
-                                          "the document extraction", 64 << 20)
-        text = p.document_text(text)
+        polls = 0
+        while True:
+            status, answer = await self._vendor(p, p.document_text_request(file_id, key),
+                                                key, "the document extraction", 64 << 20)
+            try:
+                text = p.document_text(answer)
+            except UNUSABLE:
+                raise vendor_error(p.name, 502, "the extraction's answer was not "
+                                                "readable") from None
+            if text is not None:
+                break
+            # The vendor still parses the file (None: not ready): ask again, within the
+            # request's deadline.
+            await self.pause(min(0.5 * 2 ** polls, 3.0), p, "the document's parsing")
+            polls += 1
         delete = p.document_delete(file_id, key)
         if delete is not None:
             try:  # best effort: the vendor's copy is no longer needed

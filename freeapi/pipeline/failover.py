@@ -21,7 +21,7 @@ from freeapi.upstream import Response
 log = logging.getLogger("freeapi.pipeline")
 
 # Vendor answers that are about the key, not the request: another key may succeed.
-_KEY_FAILURES = frozenset({401, 402, 403, 429})
+KEY_FAILURES = frozenset({401, 402, 403, 429})
 # Every key of a provider busy (max_concurrency): a fallback target may be free.
 _BUSY = frozenset({"queue_full", "queue_timeout"})
 MAX_UPSTREAM_BODY = 64 * 1024 * 1024
@@ -30,6 +30,16 @@ MAX_UPSTREAM_BODY = 64 * 1024 * 1024
 def shutdown_error() -> APIError:
     return APIError(503, "freeapi is shutting down; retry on another instance.",
                     code="shutting_down")
+
+
+def server_key_error(err: APIError, provider: str) -> APIError:
+    """What the caller hears when the vendor refused a server-side key of the gateway:
+    a 401 would tell them that *their* gateway key is wrong."""
+    if err.status not in (401, 403):
+        return err
+    return APIError(503, f"{err.message} (a server-side key of the gateway; the operator "
+                         f"must fix providers.{provider}.api_keys)",
+                    code="upstream_key_rejected")
 
 
 def _context_too_long(err: APIError) -> bool:
@@ -213,20 +223,15 @@ class FailoverMixin:
                     return result, target
                 last = err
                 self._failed_at = (t_index, provider.name)
-                if err.status in (401, 403) and not passthrough:
-                    # The gateway's own key was refused: a 401 would tell the caller that
-                    # *their* gateway key is wrong.
-                    last = APIError(503, f"{err.message} (a server-side key of the gateway; "
-                                         "the operator must fix providers."
-                                         f"{provider.name}.api_keys)",
-                                    code="upstream_key_rejected")
+                if not passthrough:
+                    last = server_key_error(err, provider.name)
                 if self._client_gone:
                     raise ClientGone()
                 if gw.shutting_down:
                     raise err
                 if getattr(err, "host_down", False):
                     break  # no key gets through a closed port: the next target may
-                if err.status in _KEY_FAILURES or err.status >= 500:
+                if err.status in KEY_FAILURES or err.status >= 500:
                     continue  # this key or this vendor: try another
                 if t_index + 1 < len(targets) and _context_too_long(err):
                     break  # a longer-context fallback may take it
