@@ -149,6 +149,18 @@ class ModalityHooks:
         offered. Raise an APIError 400 for a voice or format the vendor does not take."""
         return None
 
+    def system_voice(self, asked: str, voices: tuple, openai_names: dict,
+                     vendor: str) -> str:
+        """The vendor's voice for `asked`: an OpenAI voice name mapped by `openai_names`,
+        or one of the vendor's `voices`; a 400 naming some of them otherwise."""
+        voice = openai_names.get(asked, asked)
+        if voice not in voices:
+            shown = ", ".join(voices[:8]) + ("..." if len(voices) > 8 else "")
+            raise invalid_request(f"{self.name}: {vendor} has no voice {asked!r}; use one "
+                                  f"of {shown} (or an OpenAI voice name such as alloy).",
+                                  param="voice", code="unknown_voice")
+        return voice
+
     #: How the vendor's speech answer arrives: "bytes" (the audio itself, relayed as it
     #: arrives), "sse" (events that `speech_decoder` decodes) or "json" (`speech_answer`).
     speech_transport: ClassVar[str] = "bytes"

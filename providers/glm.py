@@ -240,12 +240,8 @@ class GLM(Provider):
         if len(body["input"]) > 1024:
             raise invalid_request(f"{self.name}: GLM-TTS speaks at most 1024 characters per "
                                   "request.", param="input")
-        voice = self.OPENAI_VOICES.get(body["voice"], body["voice"])
-        if voice not in self.GLM_VOICES:
-            raise invalid_request(
-                f"{self.name}: GLM-TTS has no voice {body['voice']!r}; use one of "
-                f"{', '.join(self.GLM_VOICES)} (or an OpenAI voice name such as alloy).",
-                param="voice", code="unknown_voice")
+        voice = self.system_voice(body["voice"], self.GLM_VOICES, self.OPENAI_VOICES,
+                                  "GLM-TTS")
         out = {"model": body["model"], "input": body["input"], "voice": voice,
                "response_format": fmt, "stream": False}
         if body.get("speed") is not None:

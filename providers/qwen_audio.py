@@ -81,12 +81,8 @@ class QwenAudio:
         if body["model"].startswith("qwen3-") and len(body["input"]) > 600:
             raise invalid_request(f"{self.name}: Qwen3-TTS speaks at most 600 characters "
                                   "per request.", param="input")
-        voice = self.OPENAI_VOICES.get(body["voice"], body["voice"])
-        if voice not in self.QWEN_VOICES:
-            raise invalid_request(
-                f"{self.name}: Qwen-TTS has no voice {body['voice']!r}; use one of "
-                f"{', '.join(self.QWEN_VOICES[:8])}... (or an OpenAI voice name such as "
-                "alloy).", param="voice", code="unknown_voice")
+        voice = self.system_voice(body["voice"], self.QWEN_VOICES, self.OPENAI_VOICES,
+                                  "Qwen-TTS")
         payload = {"model": body["model"], "input": {"text": body["input"], "voice": voice}}
         return self._native_post(payload, key, {"X-DashScope-SSE": "enable"}
                                  if fmt == "pcm" else None)

@@ -53,13 +53,22 @@ def parse_upload(content_type: str, raw: bytes, what: str) -> dict:
     if len(uploads) != 1 or not uploads[0].body:
         raise invalid_request(f"`file` is required: one {what} file.", param="file")
     up = uploads[0]
+    body = text_fields(args)
+    body["file"] = (up.filename or what, media_type(up.content_type), up.body)
+    return body
+
+
+def text_fields(args: dict, files: tuple = ()) -> dict:
+    """A form's text fields as {name: str}: each given once, as UTF-8; a name in `files`
+    sent as text is a 400."""
     body = {}
     for name, values in args.items():
+        if name in files:
+            raise invalid_request(f"`{name}` must be a file, not a text field.", param=name)
         if len(values) != 1:
             raise invalid_request(f"`{name}` was given {len(values)} times.", param=name)
         try:
             body[name] = values[0].decode("utf-8")
         except UnicodeDecodeError:
             raise invalid_request(f"`{name}` is not UTF-8 text.", param=name) from None
-    body["file"] = (up.filename or what, media_type(up.content_type), up.body)
     return body

@@ -11,7 +11,7 @@ task polls, downloads for `response_format: b64_json`). Image bytes are never lo
 from __future__ import annotations
 
 from freeapi.errors import invalid_request
-from freeapi.modalities.forms import is_multipart, parse_multipart
+from freeapi.modalities.forms import is_multipart, parse_multipart, text_fields
 from freeapi.modalities.images import MAX_N, MAX_PROMPT, Images, parse_size
 from freeapi.routing import require_model
 
@@ -75,15 +75,7 @@ def parse_form(content_type: str, raw: bytes, *, variation: bool = False) -> dic
         raise invalid_request("`mask` is one file.", param="mask")
     if masks:
         body["mask"] = _file(masks[0], "mask")
-    for name, values in args.items():
-        if name in FILES:
-            raise invalid_request(f"`{name}` must be a file, not a text field.", param=name)
-        if len(values) != 1:
-            raise invalid_request(f"`{name}` was given {len(values)} times.", param=name)
-        try:
-            body[name] = values[0].decode("utf-8")
-        except UnicodeDecodeError:
-            raise invalid_request(f"`{name}` is not UTF-8 text.", param=name) from None
+    body.update(text_fields(args, FILES))
     return body
 
 
