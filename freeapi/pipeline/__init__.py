@@ -192,12 +192,14 @@ class Pipeline(AccountingMixin, ConversationMixin, DocumentsMixin, FailoverMixin
         check_chat(route, body, model, parts)  # images to a text model, chat to an embedder
         await self._admit(model, stream, route)
         if parts and route.provider.file_parts != "pass" and has_files(body["messages"]) \
-                and not self._native_reads(native, route, body):
+                and not self._native_reads(native, route, body, stream):
             await self._documents(route, body, token)  # `file` parts (pipeline/documents.py)
         await self._converse(body)
         if self._conv is not None and (self._doc_refs or has_refs(body["messages"])):
             self._doc_refs = True  # files read by id, in this turn or the history
             self._check_documents(route)
+        if self._doc_refs:
+            await self._load_documents(body)  # before a key is leased for them
         elif not self._doc_refs and has_refs(body["messages"]):
             raise forged()  # a client's placeholder would go to the vendor as it is
         if route.display:  # put back the reasoning the display mode kept from the client

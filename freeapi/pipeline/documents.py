@@ -88,13 +88,31 @@ class DocumentsMixin:
         body["messages"] = out
         self._doc_refs = self._doc_refs or reference
 
-    def _native_reads(self, native, route, body: dict) -> bool:
+    _native_docs = False  # the documents were left to the native pass-through
+
+    def _native_reads(self, native, route, body: dict, stream: bool) -> bool:
         """Whether the door's native pass-through will carry the request, documents and
-        all, in the vendor's own form (never for a conversation: those are kept as chat)."""
+        all, in the vendor's own form (never for a conversation: those are kept as chat;
+        nor for a `-search` model or a non-stream request a stream-only model assembles
+        from chat chunks: both go out as chat, where an unread `file` part has no place).
+        Fallbacks without the native endpoint are then skipped (`_native_targets`)."""
         if native is None or body.get("conversation_id") is not None \
-                or self.gateway.config.conversations.store:
+                or self.gateway.config.conversations.store or getattr(route, "search", False) \
+                or (not stream and route.provider.stream_only(route.upstream_model, body)):
             return False
-        return native.request(route.provider, route.body_for(native.body), None) is not None
+        self._native_docs = self._native_takes(native, route)
+        return self._native_docs
+
+    @staticmethod
+    def _native_takes(native, target) -> bool:
+        return native.request(target.provider, target.body_for(native.body), None) is not None
+
+    def _native_targets(self, targets: list) -> list:
+        """A request whose documents only the native endpoint carries goes to no fallback
+        that would get the chat body with its `file` parts unread."""
+        if not self._native_docs or self._native is None:
+            return targets
+        return targets[:1] + [t for t in targets[1:] if self._native_takes(self._native, t)]
 
     # -- "extract": the vendor's text of the file, cached by content --------------------
 
@@ -122,6 +140,9 @@ class DocumentsMixin:
             try:
                 status, text = await self._extract_with(p, name, media_type, raw, lease.key)
             except APIError as e:
+                if gw.shutting_down:
+                    raise  # not the key's fault (the lease is cancelled below), nor a
+                    # reason to upload the file again with the next key
                 status, retry_after = e.status, e.retry_after
                 # The key (401/402/403/429) or the vendor (5xx) failed, not the file:
                 # another key may do, as for chat (pipeline/failover.py).
@@ -203,6 +224,23 @@ class DocumentsMixin:
                 log.warning("a conversation's document was not kept: %s", e)
         return sha
 
+    async def _load_documents(self, body: dict) -> None:
+        """Check the placeholders and fetch their files before any key is leased: a forged
+        or expired reference (400) or an unreachable state store (503) is the request's or
+        the gateway's failure, never a vendor key's (`_send` would count it against one)."""
+        for m in body["messages"]:
+            if isinstance(m, dict) and documents.REF in m:
+                for sha in self._refs(m):
+                    await self._held(sha)
+
+    @staticmethod
+    def _refs(m: dict) -> list:
+        refs = m[documents.REF]
+        if not (isinstance(refs, list) and refs and all(
+                isinstance(r, str) and documents.SHA.match(r) for r in refs)):
+            raise documents.forged()
+        return refs
+
     def _reads_documents(self, target) -> bool:
         p = target.provider
         return p.document_mode == "reference" and p.takes_documents(target.upstream_model)
@@ -223,12 +261,8 @@ class DocumentsMixin:
             if not (isinstance(m, dict) and documents.REF in m):  # `null` is forged too
                 messages.append(m)
                 continue
-            refs = m[documents.REF]
-            if not (isinstance(refs, list) and refs and all(
-                    isinstance(r, str) and documents.SHA.match(r) for r in refs)):
-                raise documents.forged()
             messages.append(p.document_reference([await self._file_id(p, key, sha)
-                                                  for sha in refs]))
+                                                  for sha in self._refs(m)]))
         return dict(body, messages=messages)
 
     async def _file_id(self, p, key, sha: str) -> str:

@@ -131,7 +131,8 @@ class FailoverMixin:
     """The pipeline's attempts; it provides gateway, handler, _client_gone, _on_queue,
     _call, `_op` (a non-chat operation or None), `_request(target, body, key)` (a
     chat, native or operation request) and, for documents read by file id, `_doc_refs`,
-    `_reads_documents(target)` and `_bind_documents(target, body, key)`."""
+    `_reads_documents(target)` and `_bind_documents(target, body, key)`, and
+    `_native_targets(targets)` (pipeline/documents.py)."""
 
     _upstream_s = 0.0  # seconds spent waiting for vendors (for the gateway overhead metric)
     _opened = None  # the OpenStream that served, if any
@@ -167,6 +168,7 @@ class FailoverMixin:
             targets = [route] + [t for t in targets[1:] if self._op.offered(t)]
         if self._doc_refs:  # files read by id: only where they can be (pipeline/documents.py)
             targets = [route] + [t for t in targets[1:] if self._reads_documents(t)]
+        targets = self._native_targets(targets)  # documents the native endpoint carries
         for t_index, target in enumerate(targets):
             provider = target.provider
             try:
@@ -264,6 +266,9 @@ class FailoverMixin:
             except BaseException:
                 lease.cancel()
                 raise
+            if self._client_gone:  # it left during a store call: send nothing for nobody
+                lease.cancel()
+                raise ClientGone()
         try:
             req = self._request(target, body, lease.key)
             self._call = call = gw.http.start(req.url)

@@ -57,6 +57,8 @@ class OperationMixin:
     async def fetch(self, provider, req, limit: int, what: str):
         """One more call after the attempt that served: (status, headers, body). A request
         past its deadline is a 504 naming `what` was still pending."""
+        if self._client_gone:  # it left while nothing could be aborted (a store call)
+            raise ClientGone()
         remaining = self.remaining()
         if remaining <= 0:
             raise self.timed_out(provider, what)
@@ -85,6 +87,8 @@ class OperationMixin:
 
     async def pause(self, seconds: float, provider, what: str):
         """Wait between polls; the client leaving or shutdown ends the wait at once."""
+        if self._client_gone:
+            raise ClientGone()
         if seconds >= self.remaining():
             raise self.timed_out(provider, what)
         loop = asyncio.get_running_loop()
