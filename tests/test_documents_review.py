@@ -17,7 +17,7 @@ from tests.fakes import kimi as fake_kimi
 from tests.fakes import qwen as fake_qwen
 from tests.fakes import deepseek as fake_deepseek
 from tests.helpers import error_of, request
-from tests.sibling import start_vendor  # noqa: F401 (a fixture)
+from tests.sibling import client, collect, start_vendor  # noqa: F401 (a fixture)
 
 SECRET = "ledger 7c41aa: two entries reversed"
 B64 = base64.b64encode(SECRET.encode()).decode()
@@ -136,3 +136,27 @@ async def test_a_shutdown_during_parsing_does_not_parse_again_with_the_next_key(
     assert len(glm_creates(state)) == 1  # not uploaded again with GOOD2
     for key in (fake_glm.GOOD, fake_glm.GOOD2):
         assert gateway.pools["glm"].store.get("glm", key).last_error is None
+
+
+async def test_a_slow_parse_does_not_eat_the_streams_first_byte_timeout(
+        start_vendor, make_gateway):
+    # Model Studio takes 1.5 s (two status polls) to parse the file; the vendor's first
+    # event then comes 0.3 s after its headers. The first-byte timeout (1 s) is the vendor's time to
+    # answer the chat, not the upload's and parse's before it.
+    url, state = start_vendor(fake_qwen)
+    base, _ = make_gateway({"auth": {"keys": [GW_KEY]}, "providers": {
+        "qwen": {"base_url": url + "/compatible-mode/v1", "api_keys": [fake_qwen.GOOD],
+                 "discover": False, "timeouts": {"first_byte": 1.0}}}})
+    data = base64.b64encode(b"slow-parse of a quarterly report").decode()
+    c = client(base, GW_KEY)
+    stream = await c.chat.completions.create(model="qwen-long", stream=True, messages=[
+        {"role": "user", "content": [
+            {"type": "text", "text": "!think 0.3"},
+            {"type": "file", "file": {"filename": "q.txt",
+                                      "file_data": f"data:text/plain;base64,{data}"}}]}])
+    got = await collect(stream)
+    assert "slow-parse of a quarterly report" in got["content"]
+    uploads = [q for q in state.requests
+               if q["path"] == "/compatible-mode/v1/files" and q["method"] == "POST"]
+    assert len(uploads) == 1  # not uploaded again after a spurious timeout
+    await c.close()

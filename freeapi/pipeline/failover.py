@@ -269,6 +269,9 @@ class FailoverMixin:
             if self._client_gone:  # it left during a store call: send nothing for nobody
                 lease.cancel()
                 raise ClientGone()
+            # The first byte is the chat's, timed from its send: the upload and parse
+            # before it count against `total` only.
+            started = time.monotonic()
         try:
             req = self._request(target, body, lease.key)
             self._call = call = gw.http.start(req.url)

@@ -8,6 +8,8 @@ fields (`enable_thinking`...) accepted."""
 
 from __future__ import annotations
 
+import asyncio
+
 from tornado import web
 
 from tests.fakes.common import ANSWER, REASONING, Base, Models, State
@@ -75,6 +77,10 @@ class Chat(Base):
                 f" [read: {' | '.join(read)}]" if read else "")}
             return self.json(dict(base, object="chat.completion", usage=USAGE, choices=[
                 {"index": 0, "message": message, "finish_reason": "stop", "logprobs": None}]))
+        if cmd == "!think":  # the model takes a while before its first event
+            self.start_stream()
+            await self.flush()
+            await asyncio.sleep(float(_ or 0.3))
         self.start_stream()
 
         async def send(delta, finish=None):
