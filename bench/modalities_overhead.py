@@ -1,5 +1,6 @@
 """What the beyond-chat checks cost every chat request (issue 13): the vision / wrong-door
-check, the scan for `file` parts and the `-search` flag, per request, for a 10-message
+check, the scan for `file` parts, the scan for a forged document placeholder (a request
+without a conversation) and the `-search` flag, per request, for a 10-message
 body on a provider that declares vision models (glm) and one that does not (deepseek).
 
     .venv/bin/python bench/modalities_overhead.py
@@ -9,7 +10,7 @@ import timeit
 
 from freeapi.app import Gateway
 from freeapi.config import parse_config
-from freeapi.modalities.documents import has_files
+from freeapi.modalities.documents import has_files, has_refs
 from freeapi.modalities.vision import check_chat, has_parts
 from freeapi.plugins import make_plugin_manager, provider_types
 
@@ -29,6 +30,7 @@ def main():
             check_chat(route, body, name, parts)
             if parts and route.provider.file_parts != "pass":
                 has_files(body["messages"])
+            has_refs(body["messages"])
             getattr(route, "search", False)
 
         def baseline():  # a plain 10-message loop, for scale on a loaded machine

@@ -13,6 +13,7 @@ import json
 
 from freeapi import hookimpl
 from freeapi.errors import APIError, invalid_request
+from freeapi.modalities.image_dimensions import dimensions
 from freeapi.modalities.images import parse_size, refuse_size
 from freeapi.provider import DISCOVER_OPTION, NO_BALANCE_OPTION, Provider
 
@@ -52,6 +53,20 @@ _IMAGE_RULES = {
 
 def _number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _form_number(text: str, kind, low, high, name: str, vendor: str) -> str:
+    """A number of an edit form (where every field is text) within StepFun's range, as the
+    text to send on."""
+    try:
+        value = kind(text)
+    except ValueError:
+        value = None
+    if value is None or not low <= value <= high:
+        what = "an integer" if kind is int else "a number"
+        raise invalid_request(f"{vendor}: `{name}` is {what} from {low} to {high}.",
+                              param=name)
+    return str(value)
 
 
 class Step(Provider):
@@ -187,6 +202,77 @@ class Step(Provider):
                                 "(finish_reason content_filtered).",
                            type="invalid_request_error", code="content_filter")
         return {"created": data.get("created"), "data": out}
+
+    # Image edits: POST /v1/images/edits, multipart/form-data as OpenAI's (`image` a file,
+    # the rest text fields: https://platform.stepfun.ai/docs/en/api-reference/images/edits,
+    # zh https://platform.stepfun.com/docs/zh/api-reference/images/edits.md; the curl
+    # `-F image=@input.webp` of https://platform.stepfun.com/docs/zh/step-plan/integrations/
+    # image-api, the SDK's `client.images.edit` of
+    # https://platform.stepfun.com/docs/zh/guides/developer/image-edit.md). Today's pages
+    # name step-image-edit-2 alone (an older zh edition and the model overview also name
+    # step-1x-edit: not declared; it, like any other step-* name, still reaches StepFun with
+    # only the checks the endpoint documents for all models). The answer is the
+    # generation's shape (`data[]` of `seed`, `finish_reason`, `b64_json` | `url`), read by
+    # images_answer.
+    image_edit_models = ("step-image-edit-2",)
+    # step-image-edit-2 (the pages above): one image of at most 4096x4096 pixels; prompt
+    # and negative_prompt at most 512 characters; steps 1-50; cfg_scale 1.0-10.0; seed
+    # 0-2147483647; `size` is ignored (the result is the input's size); text_mode a bool.
+    # No `mask` and no `n` are documented: one image in, one out.
+    _EDIT_MAX_SIDE, _EDIT_MAX_PROMPT = 4096, 512
+
+    def image_edits_request(self, body, key):
+        model = body["model"]
+        vendor = f"{self.name} ({model})"
+        if "mask" in body:
+            raise invalid_request(f"{vendor}: StepFun's image edits take no mask; say in the "
+                                  "prompt what to change and where.", param="mask",
+                                  code="mask_not_supported")
+        if len(body["image"]) != 1:
+            raise invalid_request(f"{vendor}: StepFun edits one image per request; got "
+                                  f"{len(body['image'])}.", param="image")
+        if body.get("n", 1) != 1:
+            raise invalid_request(f"{vendor}: StepFun makes one edited image per request; "
+                                  "send n=1.", param="n")
+        for field in ("prompt", "negative_prompt"):
+            if len(body.get(field) or "") > self._EDIT_MAX_PROMPT:
+                raise invalid_request(f"{vendor}: `{field}` is at most "
+                                      f"{self._EDIT_MAX_PROMPT} characters.", param=field)
+        name, media_type, data = body["image"][0]
+        fields = {"model": model, "prompt": body["prompt"],
+                  "response_format": body.get("response_format") or "url"}
+        if model in self.image_edit_models:
+            self._check_edit(body, vendor, media_type, data)
+        elif body.get("size") is not None:
+            fields["size"] = body["size"]  # a model of its own sizes: StepFun judges them
+        for field in ("seed", "steps", "cfg_scale", "negative_prompt", "text_mode"):
+            if body.get(field) is not None:
+                fields[field] = body[field]
+        return self.multipart_request("/images/edits", fields, "image", name, media_type,
+                                      data, key)
+
+    def _check_edit(self, body, vendor, media_type, data) -> None:
+        """step-image-edit-2's documented limits; normalizes its numbers in `body`."""
+        if body.get("size") is not None:
+            raise invalid_request(f"{vendor}: StepFun answers an edit at the size of the "
+                                  "input image and takes no `size`; send none (or auto).",
+                                  param="size", code="unsupported_size")
+        dims = dimensions(data, media_type)
+        side = self._EDIT_MAX_SIDE
+        if dims and (dims[0] > side or dims[1] > side):
+            raise invalid_request(f"{vendor}: StepFun edits images of at most {side}x{side} "
+                                  f"pixels; this one is {dims[0]}x{dims[1]}.", param="image",
+                                  code="image_too_large")
+        for field, kind, low, high in (("steps", int, 1, 50), ("cfg_scale", float, 1, 10),
+                                       ("seed", int, 0, 2147483647)):
+            if body.get(field) is not None:
+                body[field] = _form_number(body[field], kind, low, high, field, vendor)
+        text_mode = body.get("text_mode")
+        if text_mode is not None:
+            if text_mode.lower() not in ("true", "false"):
+                raise invalid_request(f"{vendor}: `text_mode` is true or false.",
+                                      param="text_mode")
+            body["text_mode"] = text_mode.lower()
 
     def speech_request(self, body, key):
         if len(body["input"]) > 1000:

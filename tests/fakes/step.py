@@ -216,3 +216,79 @@ class ImageFile(Base):
 
 EXTRA_ROUTES += [(r"/v1/images/generations", ImageGeneration),
                  (r"/files/step.png", ImageFile)]
+
+
+# -- image edits: multipart, as documented ------------------------------------------------------
+# https://platform.stepfun.ai/docs/en/api-reference/images/edits (zh:
+# https://platform.stepfun.com/docs/zh/api-reference/images/edits.md): model
+# step-image-edit-2, one `image` file of at most 4096x4096 (read here from a PNG's IHDR),
+# `prompt` and `negative_prompt` at most 512 characters, steps 1-50, cfg_scale 1.0-10.0,
+# seed 0-2147483647, response_format url or b64_json; the answer is the generation's. The
+# wording of the 400s is a guess (3p, unverified). "!filtered ..." is content_filtered.
+
+EDITED = b"\x89PNG\r\n\x1a\nfake-stepfun-edited-image" * 4
+EDIT_MODELS = ("step-image-edit-2",)
+
+
+def png_size(data: bytes) -> tuple[int, int] | None:
+    if data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR":
+        return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    return None
+
+
+def _in_range(text, kind, low, high) -> bool:
+    try:
+        return low <= kind(text) <= high
+    except ValueError:
+        return False
+
+
+class ImageEdit(Base):
+    def prepare(self):
+        self.state.requests.append({
+            "path": self.request.path, "headers": dict(self.request.headers),
+            "body": {k: v[0].decode() for k, v in self.request.body_arguments.items()},
+            "files": {k: [(f.filename, f.content_type, f.body) for f in v]
+                      for k, v in self.request.files.items()}})
+
+    def post(self):
+        if self.account() in (None, 401):
+            return self.json({"error": {"message": "Incorrect API key provided",
+                                        "type": "invalid_api_key"}}, 401)
+        arg = self.get_body_argument
+        model, prompt = arg("model", None), arg("prompt", "")
+        fmt = arg("response_format", "url")
+        uploads = self.request.files.get("image") or []
+        size = png_size(uploads[0].body) if len(uploads) == 1 else None
+        problem = (model not in EDIT_MODELS and f"model {model} not found"
+                   or len(uploads) != 1 and "exactly one image is required"
+                   or not uploads[0].body and "image is empty"
+                   or size and max(size) > 4096 and "image resolution exceeds 4096x4096"
+                   or not prompt and "prompt is required"
+                   or len(prompt) > 512 and "prompt too long"
+                   or len(arg("negative_prompt", "")) > 512 and "negative_prompt too long"
+                   or not _in_range(arg("steps", "8"), int, 1, 50) and "invalid steps"
+                   or not _in_range(arg("cfg_scale", "1.0"), float, 1, 10)
+                   and "invalid cfg_scale"
+                   or not _in_range(arg("seed", "0"), int, 0, 2147483647) and "invalid seed"
+                   or fmt not in ("url", "b64_json") and "unsupported response_format")
+        if problem:
+            return self.json({"error": {"message": problem,
+                                        "type": "invalid_request_error"}}, 400)
+        item = {"seed": int(arg("seed", "0")) or 123838, "finish_reason": "success"}
+        if prompt.startswith("!filtered"):
+            item["finish_reason"] = "content_filtered"
+        elif fmt == "b64_json":
+            item["b64_json"] = base64.b64encode(EDITED).decode()
+        else:
+            item["url"] = f"{self.request.protocol}://{self.request.host}/files/edited.png"
+        self.json({"created": 1589478378, "data": [item]})
+
+
+class EditedFile(Base):
+    def get(self):
+        self.set_header("Content-Type", "image/png")
+        self.finish(EDITED)
+
+
+EXTRA_ROUTES += [(r"/v1/images/edits", ImageEdit), (r"/files/edited.png", EditedFile)]
