@@ -200,7 +200,7 @@ class Pipeline(AccountingMixin, ConversationMixin, DocumentsMixin, FailoverMixin
             self._check_documents(route)
         if self._doc_refs:
             await self._load_documents(body)  # before a key is leased for them
-        elif not self._doc_refs and has_refs(body["messages"]):
+        elif has_refs(body["messages"]):
             raise forged()  # a client's placeholder would go to the vendor as it is
         if route.display:  # put back the reasoning the display mode kept from the client
             body["messages"] = await reasoning.for_vendor(
