@@ -97,6 +97,10 @@ class Provider(ModalityHooks):
     #: Whether that endpoint also serves /v1/messages/count_tokens (config
     #: `anthropic_count_tokens`); otherwise the gateway estimates.
     anthropic_count_tokens: ClassVar[bool] = False
+    #: Whether the vendor's native endpoints (Anthropic- or Responses-compatible) read the
+    #: documents a request carries; False: such a request takes the chat path, where the
+    #: vendor's document API reads them or a 400 says it has none (never dropped unseen).
+    native_documents: ClassVar[bool] = True
     #: True when key_check_request can see the account's balance (DeepSeek /user/balance,
     #: Kimi /users/me/balance): a key out of balance (402) is then re-checked by it. Other
     #: vendors' checks (GET /models, a one-token chat) cannot tell "no balance" apart, so

@@ -69,6 +69,9 @@ class MiniMax(Provider):
     # https://platform.minimaxi.com/docs/api-reference/text-anthropic-api (…/anthropic)
     anthropic_base_url = "/anthropic"
     anthropic_models = ("MiniMax-M*",)  # the M-series only, per that page
+    # That page's compatibility table has no image or document input for the Anthropic
+    # endpoint: a document goes the chat way (and MiniMax has no document API: a 400).
+    native_documents = False
     # "Supported Models" of https://platform.minimax.io/docs/api-reference/text-openai-api;
     # every one reasons (inline <think>, or reasoning_details with reasoning_split). No free
     # model is documented.

@@ -120,3 +120,20 @@ async def test_a_responses_file_url_is_a_clear_400(gw):
             {"type": "input_text", "text": "Summarise."}]}])
     assert "file_url" in e.value.message
     assert not any(q["path"] == "/v1/chat/completions" for q in kimi.requests)
+
+
+async def test_a_native_endpoint_without_documents_never_gets_one(start_vendor,
+                                                                   make_gateway):
+    # MiniMax's Anthropic endpoint reads no documents, and MiniMax has no document API:
+    # a clear 400 in Anthropic's shape, not a document passed on to be ignored.
+    from tests.fakes import minimax as fake_minimax
+    url, state = start_vendor(fake_minimax)
+    base, _ = make_gateway({"auth": {"keys": [GW_KEY]}, "providers": {"minimax": {
+        "base_url": url + "/v1", "api_keys": [fake_minimax.GOOD]}}})
+    resp = await request(base + "/v1/messages", "POST", {
+        "model": "MiniMax-M2.7", "max_tokens": 64, "messages": anthropic_doc(
+            {"type": "base64", "media_type": "application/pdf", "data": B64})}, key=GW_KEY)
+    assert resp.code == 400, resp.body
+    body = json.loads(resp.body)
+    assert body["type"] == "error" and "no document API" in body["error"]["message"]
+    assert state.requests == []

@@ -214,7 +214,7 @@ class Pipeline(AccountingMixin, ConversationMixin, DocumentsMixin, FailoverMixin
             if route.provider.search_round_trip:
                 return await self._search_rounds(route, model, body, token, stream,
                                                  include_usage)
-        elif native is not None and self._conv is None and not self._doc_refs:
+        elif native is not None and self._conv is None and not self._chat_docs:
             self._native = native
         if not stream:
             return await self._complete(route, model, body, token)

@@ -45,6 +45,7 @@ class DocumentsMixin:
 
     _doc_bytes = None  # sha256 -> (filename, media type, bytes): this request's files
     _doc_refs = False  # the messages hold placeholders bound per attempt ("reference")
+    _chat_docs = False  # the request's documents were read for the chat body
 
     async def _documents(self, route, body: dict, token) -> None:
         """Replace each `file` part by what the vendor reads: its extracted text, or a
@@ -87,6 +88,7 @@ class DocumentsMixin:
             out.append(dict(m, content=keep))
         body["messages"] = out
         self._doc_refs = self._doc_refs or reference
+        self._chat_docs = True  # read the chat way: the native pass-through must not serve
 
     _native_docs = False  # the documents were left to the native pass-through
 
@@ -105,7 +107,8 @@ class DocumentsMixin:
 
     @staticmethod
     def _native_takes(native, target) -> bool:
-        return native.request(target.provider, target.body_for(native.body), None) is not None
+        return target.provider.native_documents and native.request(
+            target.provider, target.body_for(native.body), None) is not None
 
     def _native_targets(self, targets: list) -> list:
         """A request whose documents only the native endpoint carries goes to no fallback
