@@ -177,3 +177,31 @@ async def test_another_caller_cannot_reach_a_file_by_its_hash(setup):
     err = error_of(await request(base + "/v1/chat/completions", "POST", forged, key=BOB), 400)
     assert err["code"] == "document_expired"
     assert len(chats(state)) == 1  # only Alice's
+
+
+async def test_a_file_deleted_at_model_studio_is_uploaded_again_once(setup):
+    base, _, state = setup()
+    first = await request(base + "/v1/chat/completions", "POST", with_file(), key=ALICE)
+    assert first.code == 200, first.body
+    fake_qwen.qwen_files(state).clear()  # deleted in the console; the id is still cached
+    again = await request(base + "/v1/chat/completions", "POST", with_file(), key=ALICE)
+    assert again.code == 200, again.body
+    assert f"[read: {SECRET}]" in json.loads(again.body)["choices"][0]["message"]["content"]
+    assert len(uploads(state)) == 2 and len(chats(state)) == 3  # one 400, then the answer
+
+
+async def test_a_file_the_vendor_keeps_missing_is_uploaded_again_only_once(setup,
+                                                                          monkeypatch):
+    base, _, state = setup()
+    first = await request(base + "/v1/chat/completions", "POST", with_file(), key=ALICE)
+    assert first.code == 200, first.body
+
+    def never_found(state_, key, messages):  # every id the chat names is unknown
+        ids = [m["content"] for m in messages if m.get("role") == "system"]
+        return fake_qwen._error("invalid_parameter_error", f"File [id:{ids}] cannot be "
+                                "found.", "invalid_request_error")
+    monkeypatch.setattr(fake_qwen, "_referenced", never_found)
+    err = error_of(await request(base + "/v1/chat/completions", "POST", with_file(),
+                                 key=ALICE), 400)
+    assert "cannot be found" in err["message"]
+    assert len(chats(state)) == 3 and len(uploads(state)) == 2  # one retry, not a loop

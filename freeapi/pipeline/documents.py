@@ -260,6 +260,7 @@ class DocumentsMixin:
         """The body for one attempt: each placeholder replaced by the vendor's reference to
         the files as uploaded with `key`."""
         p, messages = target.provider, []
+        self._bound = {}  # the cached ids it sends (`_stale_documents`)
         for m in body["messages"]:
             if not (isinstance(m, dict) and documents.REF in m):  # `null` is forged too
                 messages.append(m)
@@ -267,6 +268,28 @@ class DocumentsMixin:
             messages.append(p.document_reference([await self._file_id(p, key, sha)
                                                   for sha in self._refs(m)]))
         return dict(body, messages=messages)
+
+    _bound = None  # {file id: its cache name} of the attempt under way
+    _rebound = False
+
+    async def _stale_documents(self, err: APIError) -> bool:
+        """Whether a 400 names a file id the attempt sent: the vendor no longer has that
+        file (deleted in its console before the cached id expired). The ids are then
+        forgotten, once per request, so the next attempt uploads the file again."""
+        if self._rebound or not self._bound or err.status != 400:
+            return False
+        stale = [name for file_id, name in self._bound.items() if file_id in err.message]
+        if not stale:
+            return False
+        self._rebound = True
+        for name in stale:
+            try:
+                await self.gateway.store.kv_delete(documents.IDS, name)
+            except StoreError as e:
+                log.warning("a stale document id was not forgotten: %s", e)
+                return False
+        log.warning("a cached document id is gone at the vendor; uploading the file again")
+        return True
 
     async def _file_id(self, p, key, sha: str) -> str:
         # The caller must hold the file (sent now, or kept for its conversation) before a
@@ -279,6 +302,7 @@ class DocumentsMixin:
         except StoreError:
             hit = None
         if isinstance(hit, str):
+            self._bound[hit] = cached
             return hit
         file_id, answer = await self._upload(p, name, media_type, raw, key)
         polls = 0

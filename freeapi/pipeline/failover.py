@@ -131,7 +131,8 @@ class FailoverMixin:
     """The pipeline's attempts; it provides gateway, handler, _client_gone, _on_queue,
     _call, `_op` (a non-chat operation or None), `_request(target, body, key)` (a
     chat, native or operation request) and, for documents read by file id, `_doc_refs`,
-    `_reads_documents(target)` and `_bind_documents(target, body, key)`, and
+    `_reads_documents(target)`, `_bind_documents(target, body, key)` and
+    `_stale_documents(err)`, and
     `_native_targets(targets)` (pipeline/documents.py)."""
 
     _upstream_s = 0.0  # seconds spent waiting for vendors (for the gateway overhead metric)
@@ -237,6 +238,9 @@ class FailoverMixin:
                     continue  # this key or this vendor: try another
                 if t_index + 1 < len(targets) and _context_too_long(err):
                     break  # a longer-context fallback may take it
+                if self._doc_refs and await self._stale_documents(err):
+                    tried.discard(lease.key)  # the same key may serve, with a new upload
+                    continue
                 raise err  # the request itself is wrong: no key or vendor will take it
         raise last or APIError(503, "No provider could take the request.", code="no_target")
 
