@@ -20,6 +20,17 @@ UNUSABLE = (ValueError, KeyError, IndexError, TypeError, AttributeError, Overflo
             RecursionError)
 
 
+def required_text(body: dict, name: str, limit: int, what: str = "a non-empty string"
+                  ) -> str:
+    """`body[name]`, a non-blank string of at most `limit` characters, or the 400."""
+    value = body.get(name)
+    if not isinstance(value, str) or not value.strip():
+        raise invalid_request(f"`{name}` is required and must be {what}.", param=name)
+    if len(value) > limit:
+        raise invalid_request(f"`{name}` is longer than {limit} characters.", param=name)
+    return value
+
+
 class Operation:
     """One non-chat request. Subclasses set `endpoint` (the ledger's name), `capability`
     (as in GET /v1/models), `hook` (the provider method building the vendor request) and

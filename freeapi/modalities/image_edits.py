@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from freeapi.errors import invalid_request
 from freeapi.modalities.forms import is_multipart, parse_multipart, text_fields
+from freeapi.modalities import required_text
 from freeapi.modalities.images import MAX_N, MAX_PROMPT, Images, parse_size
 from freeapi.routing import require_model
 
@@ -82,15 +83,10 @@ def parse_form(content_type: str, raw: bytes, *, variation: bool = False) -> dic
 def validate(body: dict, variation: bool) -> str:
     """The form's fields as OpenAI checks them; the vendor's own limits are its hook's."""
     model = require_model(body)
-    prompt = body.get("prompt")
     if variation:
         body.pop("prompt", None)  # not a field of variations: never sent on
-    elif not isinstance(prompt, str) or not prompt.strip():
-        raise invalid_request("`prompt` is required: what to change in the image.",
-                              param="prompt")
-    elif len(prompt) > MAX_PROMPT:
-        raise invalid_request(f"`prompt` is longer than {MAX_PROMPT} characters.",
-                              param="prompt")
+    else:
+        required_text(body, "prompt", MAX_PROMPT, "what to change in the image")
     n = body.get("n", "1")
     if not (isinstance(n, str) and n.isdigit() and 1 <= int(n) <= MAX_N):
         raise invalid_request(f"`n` must be an integer from 1 to {MAX_N}.", param="n")

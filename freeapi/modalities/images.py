@@ -13,7 +13,7 @@ import re
 import time
 
 from freeapi.errors import APIError, invalid_request, vendor_error
-from freeapi.modalities import UNUSABLE, Operation
+from freeapi.modalities import UNUSABLE, Operation, required_text
 from freeapi.routing import require_model
 from freeapi.provider import UpstreamRequest
 
@@ -39,13 +39,7 @@ def refuse_size(vendor: str, size: str, accepted: str) -> APIError:
 
 def validate(body: dict) -> str:
     model = require_model(body)
-    prompt = body.get("prompt")
-    if not isinstance(prompt, str) or not prompt.strip():
-        raise invalid_request("`prompt` is required and must be a non-empty string.",
-                              param="prompt")
-    if len(prompt) > MAX_PROMPT:
-        raise invalid_request(f"`prompt` is longer than {MAX_PROMPT} characters.",
-                              param="prompt")
+    required_text(body, "prompt", MAX_PROMPT)
     n = body.get("n", 1)
     if n is not None and not (isinstance(n, int) and not isinstance(n, bool)
                               and 1 <= n <= MAX_N):

@@ -15,7 +15,7 @@ from tornado.iostream import StreamClosedError
 from freeapi.errors import APIError, UpstreamError, invalid_request, upstream_failure, \
     vendor_error
 from freeapi.handlers.base import ClientGone
-from freeapi.modalities import UNUSABLE, Operation
+from freeapi.modalities import UNUSABLE, Operation, required_text
 from freeapi.routing import require_model
 from freeapi.pipeline.operations import StreamMark
 from freeapi.vendor_request import UpstreamRequest
@@ -31,13 +31,7 @@ MAX_AUDIO_BYTES = 64 << 20  # a downloaded audio file (4,096 characters of speec
 
 def validate(body: dict) -> str:
     model = require_model(body)
-    text = body.get("input")
-    if not isinstance(text, str) or not text.strip():
-        raise invalid_request("`input` is required and must be a non-empty string.",
-                              param="input")
-    if len(text) > MAX_INPUT:
-        raise invalid_request(f"`input` is longer than {MAX_INPUT} characters.",
-                              param="input")
+    required_text(body, "input", MAX_INPUT)
     voice = body.get("voice")
     if not isinstance(voice, str) or not voice.strip() or len(voice) > 256:
         raise invalid_request("`voice` is required and must be a voice name.", param="voice")

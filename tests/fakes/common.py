@@ -44,6 +44,14 @@ class Base(web.RequestHandler):
         if self.request.method == "GET":
             self.body()  # record it
 
+    def record_form(self):
+        """Record a multipart request: its text fields and its files."""
+        self.state.requests.append({
+            "path": self.request.path, "headers": dict(self.request.headers),
+            "body": {k: v[0].decode() for k, v in self.request.body_arguments.items()},
+            "files": {k: [(f.filename, f.content_type, f.body) for f in v]
+                      for k, v in self.request.files.items()}})
+
     def command(self, body: dict) -> tuple[str, str]:
         last = (body.get("messages") or [{}])[-1].get("content") or ""
         if isinstance(last, str) and last.startswith("!"):

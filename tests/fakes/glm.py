@@ -257,11 +257,7 @@ class Speech(Chat):
 
 class Transcriptions(Chat):
     def prepare(self):
-        self.state.requests.append({
-            "path": self.request.path, "headers": dict(self.request.headers),
-            "body": {k: v[0].decode() for k, v in self.request.body_arguments.items()},
-            "files": {k: [(f.filename, f.content_type, f.body) for f in v]
-                      for k, v in self.request.files.items()}})
+        self.record_form()
 
     def post(self):
         if self.account() in (None, 401):

@@ -133,11 +133,7 @@ TRANSCRIPT = "测试录制音频"
 
 class Transcriptions(Base):
     def prepare(self):
-        self.state.requests.append({
-            "path": self.request.path, "headers": dict(self.request.headers),
-            "body": {k: v[0].decode() for k, v in self.request.body_arguments.items()},
-            "files": {k: [(f.filename, f.content_type, f.body) for f in v]
-                      for k, v in self.request.files.items()}})
+        self.record_form()
 
     def post(self):
         if self.account() in (None, 401):
@@ -245,11 +241,7 @@ def _in_range(text, kind, low, high) -> bool:
 
 class ImageEdit(Base):
     def prepare(self):
-        self.state.requests.append({
-            "path": self.request.path, "headers": dict(self.request.headers),
-            "body": {k: v[0].decode() for k, v in self.request.body_arguments.items()},
-            "files": {k: [(f.filename, f.content_type, f.body) for f in v]
-                      for k, v in self.request.files.items()}})
+        self.record_form()
 
     def post(self):
         if self.account() in (None, 401):
