@@ -41,7 +41,9 @@ _NO_BALANCE = {
     # "The free tier of the model has been exhausted... disable the 'use free tier only'
     # mode": the key is fine, its free quota is spent
     # (https://www.alibabacloud.com/help/en/model-studio/new-free-quota "Free Quota Only";
-    # the error text itself seen in 3p logs only).
+    # status and code "403 error: AllocationQuota.FreeTierOnly" on
+    # https://www.alibabacloud.com/help/doc-detail/3001515.html, read 2026-12-06; the
+    # message text itself seen in 3p logs only).
     403: {"AllocationQuota.FreeTierOnly"},
 }
 
