@@ -116,7 +116,7 @@ class Config:
     log_level: str = "info"
     log_format: str = "text"  # or "json": one object per line (freeapi/logs.py)
     shutdown_grace: float = 30.0
-    # Transport limits against hostile clients and vendors (README "Known limits").
+    # Transport limits against hostile clients and vendors (docs/security.md).
     body_timeout: float = 60.0  # seconds a client may pause while sending a request
     max_connections: int | None = None  # None: from the open-file limit (app.py)
     max_event_size: int = 4 * 1024 * 1024  # the largest event of a vendor's stream
