@@ -243,3 +243,19 @@ async def test_a_streamed_answer_is_remembered_under_the_full_key_like_a_non_str
                                     messages=history("Paris"))
     assert again.content[-1].text == ANSWER
     assert tool_turn(upstream_state.requests[-1]["body"])["reasoning_content"] == REASONING
+
+
+async def test_malformed_function_calls_get_the_dialects_400_not_a_crash(make_gateway):
+    """The memory looks at input items before the dialect checks them: odd items (not
+    objects, a numeric call_id, arguments nested past what json takes) still get the
+    Responses door's 400."""
+    base, _ = make_gateway()
+    deep = "[" * 100_000 + "]" * 100_000
+    for items in ([7, {"type": "function_call", "call_id": 5, "name": "f", "arguments": ""}],
+                  [{"type": "function_call", "call_id": "c", "name": "f", "arguments": deep},
+                   {"type": "function_call_output", "call_id": "c", "output": {"x": 1}}],
+                  [{"type": "function_call", "call_id": "c", "name": ["f"],
+                    "arguments": {"a": 1}}]):
+        resp = await request(base + "/v1/responses", "POST",
+                             {"model": "deepseek-flash", "input": items}, key=ds.GOOD)
+        assert error_of(resp, 400)["param"].startswith("input")
