@@ -257,20 +257,22 @@ def missing_items(items: list) -> dict[int, str]:
     """{where the run starts: first call's key} of each run of a Responses input's assistant
     output items (what the dialect folds into one assistant turn: reasoning, assistant
     messages, function calls) that has function calls and no reasoning item."""
-    out, start, key, reasoned = {}, None, None, False
+    out, start, call, reasoned = {}, None, None, False
     for i, item in enumerate([*items, None]):
         kind = _kind(item)
         if kind is None:
-            if start is not None and key is not None and not reasoned:
+            # A key only for runs that lack reasoning: clients that keep it pay nothing.
+            if start is not None and call is not None and not reasoned \
+                    and (key := _item_call_key(call)) is not None:
                 out[start] = key
             start = None
             continue
         if start is None:
-            start, key, reasoned = i, None, False
+            start, call, reasoned = i, None, False
         if kind == "reasoning":
             reasoned = True
-        elif kind == "function_call" and key is None:
-            key = _item_call_key(item)
+        elif kind == "function_call" and call is None:
+            call = item
     return out
 
 
