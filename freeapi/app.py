@@ -67,7 +67,8 @@ class Gateway:
             raise ConfigError("", str(e)) from None
         self.health = HealthStore()
         self.store = open_store(config.state)  # opens (or connects) on first use
-        self.metrics = Metrics(multiproc_dir())
+        self.metrics = Metrics(multiproc_dir(), cache_seconds=config.metrics_cache,
+                               max_models=config.metrics_max_models)
         self.status = StatusBoard(self)  # GET /v1/status
         self.workers = 1  # processes serving this port (the CLI's --workers)
         self.limits = Limits(self.store, on_reject=self.metrics.limit_rejected)

@@ -128,6 +128,9 @@ class Config:
     prices: dict[str, Price] = field(default_factory=dict)
     conversations: ConversationsConfig = field(default_factory=ConversationsConfig)
     metrics_public: bool = False  # GET /metrics without a gateway key (metrics.public)
+    metrics_cache: float = 1.0  # seconds a scrape is served again (metrics.cache_seconds)
+    # (endpoint, provider, model) label sets per process; past them, model="other".
+    metrics_max_models: int = 200
     reasoning: ReasoningConfig = field(default_factory=ReasoningConfig)
     responses: ResponsesConfig = field(default_factory=ResponsesConfig)
 
@@ -361,9 +364,13 @@ def parse_config(raw, provider_types: dict, base_dir: str | None = None) -> Conf
     cfg.reasoning = parse_reasoning(root.get("reasoning"))
     cfg.responses = parse_responses(root.get("responses"))
     metrics = _mapping(root.get("metrics"), "metrics")
-    _unknown(metrics, {"public"}, "metrics")
+    _unknown(metrics, {"public", "cache_seconds", "max_models"}, "metrics")
     cfg.metrics_public = _expect(metrics.get("public", False), (bool,), "metrics.public",
                                  "true or false")
+    if "cache_seconds" in metrics:
+        cfg.metrics_cache = _non_negative(metrics["cache_seconds"], "metrics.cache_seconds")
+    if "max_models" in metrics:
+        cfg.metrics_max_models = _integer(metrics["max_models"], "metrics.max_models", 1)
 
     if not cfg.gateway_keys and not cfg.allow_anonymous:
         for pc in cfg.providers.values():
