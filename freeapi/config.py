@@ -117,6 +117,15 @@ class Config:
     body_timeout: float = 60.0  # seconds a client may pause while sending a request
     max_connections: int | None = None  # None: from the open-file limit (app.py)
     max_event_size: int = 4 * 1024 * 1024  # the largest event of a vendor's stream
+    # JSON values one body may hold, bounded by commas and opening brackets counted over
+    # its bytes (freeapi/json_limits.py). OpenAI's largest embeddings request, 300,000
+    # token ids (3p copy of OpenAI's API spec: "all embedding models enforce a maximum of
+    # 300,000 tokens summed across all inputs in a single request",
+    # https://platform.openai.com/docs/api-reference/embeddings/create), fits.
+    max_json_values: int = 500_000
+    # Request-body bytes held at once across all requests (freeapi/body_budget.py); never
+    # less than max_body_size, so one largest body always fits.
+    max_buffered_bytes: int = 128 * 1024 * 1024
     gateway_keys: list[GatewayKey] = field(default_factory=list)
     allow_anonymous: bool = False
     providers: dict[str, ProviderConfig] = field(default_factory=dict)
@@ -256,7 +265,8 @@ def parse_config(raw, provider_types: dict, base_dir: str | None = None) -> Conf
     server = _mapping(root.get("server"), "server")
     _unknown(server, {"host", "port", "max_body_size", "keepalive_interval", "log_level",
                       "shutdown_grace", "log_format",
-                      "body_timeout", "max_connections", "max_event_size"}, "server")
+                      "body_timeout", "max_connections", "max_event_size",
+                      "max_json_values", "max_buffered_bytes"}, "server")
     if "host" in server:
         cfg.host = _expect(server["host"], (str,), "server.host", "a string")
     if "port" in server:
@@ -281,6 +291,11 @@ def parse_config(raw, provider_types: dict, base_dir: str | None = None) -> Conf
         cfg.max_connections = _integer(server["max_connections"], "server.max_connections")
     if "max_event_size" in server:
         cfg.max_event_size = _integer(server["max_event_size"], "server.max_event_size", 1024)
+    if "max_json_values" in server:
+        cfg.max_json_values = _integer(server["max_json_values"], "server.max_json_values", 16)
+    if "max_buffered_bytes" in server:
+        cfg.max_buffered_bytes = _integer(server["max_buffered_bytes"],
+                                          "server.max_buffered_bytes", 1024)
     if "log_level" in server:
         level = _expect(server["log_level"], (str,), "server.log_level", "a string").lower()
         if level not in _LOG_LEVELS:
