@@ -100,3 +100,20 @@ def test_the_budget_never_refuses_one_body_of_the_largest_size(make_gateway):
     _, gw = make_gateway({"server": {"max_body_size": 5_000_000,
                                      "max_buffered_bytes": 1_000_000}})
     assert gw.body_budget.limit == 5_000_000
+
+
+async def test_a_client_that_sends_its_whole_body_first_still_reads_the_503(make_gateway):
+    # As the SDKs do (they read the answer once the body is sent): the refused body is
+    # read and dropped, not reset midway.
+    base, gw = make_gateway({"server": {"max_body_size": 10_000_000,
+                                        "max_buffered_bytes": 12_000_000}})
+    first = await RawClient.connect(base)
+    await first.send(post_head(6_000_000) + b'{"model": "deepseek-chat", ')
+    assert await until(lambda: gw.body_budget.used == 6_000_000)
+    c = await RawClient.connect(base)
+    await c.send(post_head(8_000_000) + padded_chat(8_000_000))
+    status, headers, body = await c.response(timeout=10)
+    assert status == 503 and headers["retry-after"] == "1"
+    assert json.loads(body)["error"]["code"] == "body_buffer_full"
+    c.close()
+    first.close()

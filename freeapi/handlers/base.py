@@ -142,12 +142,17 @@ class APIHandler(web.RequestHandler):
                 self._reserve(int(length))
         except APIError as e:
             if body_coming:
-                self._refuse_unread(e)
+                # A 503 for want of room is retried: the client, which may only read once
+                # it has sent everything, must get to read it (its body is read and
+                # dropped, costing no memory). Other refusals read 1 MB at most.
+                full = e.code == "body_buffer_full"
+                self._refuse_unread(e, (int(length) + 4096) if full else 1 << 20,
+                                    10.0 if full else 1.0)
             raise
         if body_coming:
             self._watch_body()
 
-    def _refuse_unread(self, err: APIError):
+    def _refuse_unread(self, err: APIError, drain: int = 1 << 20, seconds: float = 1.0):
         """Answer `err` before the body is read, on a connection taken over from Tornado
         (which would close it with the body unread, resetting it before the client reads
         the answer), and close it cleanly; the handler does nothing more."""
@@ -159,7 +164,7 @@ class APIHandler(web.RequestHandler):
                 "Connection: close\r\n\r\n").encode()
         log.debug("%s %s -> %d before the body (%s)", self.request.method, self.request.path,
                   err.status, err.code)
-        answer_and_close(self.request.connection.detach(), head + body)
+        answer_and_close(self.request.connection.detach(), head + body, seconds, drain)
         raise Answered()
 
     def _watch_body(self):
