@@ -323,9 +323,10 @@ def _post_bytes(path: str, body: bytes, key: str | None) -> bytes:
             ).encode() + body
 
 
-def _flood_body(size: int) -> bytes:
+def _flood_body(size: int, n: int | None = None) -> bytes:
+    """`n` empty objects (by default as many as fill `size` bytes) beside a chat request."""
     head = b'{"model":"deepseek-chat","messages":[{"role":"user","content":"hi"}],"x":['
-    n = (size - len(head) - 2) // 3
+    n = (size - len(head) - 2) // 3 if n is None else n
     return head + b",".join([b"{}"] * n) + b"]}"
 
 
@@ -347,6 +348,12 @@ async def _flood(auth: bool):
         who = "a gateway key" if auth else "no credentials (pass-through)"
         _report(f"empty-flood ({len(body) >> 20} MiB of [{{}},{{}},...], {who})", statuses,
                 worst, idle, peak)
+        # The most a body may cost now: just under server.max_json_values' default.
+        body = _flood_body(0, 249_990)
+        raw = _post_bytes("/v1/chat/completions", body, GW_KEY if auth else None)
+        statuses, worst, idle, peak = await _watched(gw, load)
+        _report(f"  the same at the value cap (249,990 objects, {len(body) / 1e6:.1f} MB)",
+                statuses, worst, idle, peak)
     finally:
         gw.stop()
         vendor.close()
@@ -376,6 +383,12 @@ async def count_tokens_blocks():
         statuses, worst, idle, peak = await _watched(gw, load)
         _report(f"count-tokens ({n / 1e6:.1f}M blocks, {len(body) >> 20} MiB)", statuses,
                 worst, idle, peak)
+        # The most an estimate may walk now: 19,999 blocks and their message.
+        n = 19_999
+        body = head + b",".join([b'{"type":"x"}'] * n) + b"]}]}"
+        raw = _post_bytes("/v1/messages/count_tokens", body, "sk-bench-0000000000000000")
+        statuses, worst, idle, peak = await _watched(gw, load)
+        _report(f"  the same at the walk's cap ({n} blocks)", statuses, worst, idle, peak)
     finally:
         gw.stop()
         vendor.close()
@@ -429,6 +442,27 @@ async def metrics_flood():
         vendor.close()
 
 
+async def _send_reading(port: int, raw: bytes) -> int:
+    """Send `raw` in pieces while reading the answer, which may come (a refusal) before the
+    body is all sent: its status, or 0."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    answer = asyncio.ensure_future(asyncio.wait_for(reader.read(), 300))
+    try:
+        for i in range(0, len(raw), 1 << 16):
+            if answer.done():
+                break
+            writer.write(raw[i:i + (1 << 16)])
+            await writer.drain()
+    except (ConnectionError, OSError):
+        pass
+    try:
+        data = await answer
+    except (ConnectionError, OSError, asyncio.TimeoutError):
+        data = b""
+    writer.close()
+    return int(data.split(b" ", 2)[1]) if data.startswith(b"HTTP/") else 0
+
+
 async def big_uploads():
     """12 concurrent 19 MiB multipart uploads to /v1/files (no gateway keys)."""
     gw = Gateway("server: {}")
@@ -443,8 +477,7 @@ async def big_uploads():
                b"Content-Length: %d\r\n\r\n" % len(form)) + form
 
         async def load():
-            return [st for st, _ in await asyncio.gather(
-                *(http(gw.port, raw, 300) for _ in range(12)))]
+            return await asyncio.gather(*(_send_reading(gw.port, raw) for _ in range(12)))
 
         statuses, worst, idle, peak = await _watched(gw, load)
         _report("uploads (12 concurrent 19 MiB multipart, /v1/files)", statuses, worst, idle,
