@@ -245,6 +245,257 @@ async def fd_limit():
         gw.stop()
 
 
+# -- issue 20: work before authentication, /metrics, buffered bodies --------------------------
+# python bench/hostile.py preauth [empty-flood|empty-flood-auth|count-tokens|metrics-flood|
+#                                  uploads]
+# Each reports the HTTP statuses, the longest /ping wait (a /ping every 20 ms) and the
+# gateway's peak VmRSS over its idle RSS. The gateway's vendor is a local stub that answers
+# every call with a small completion (or the status a model name asks for), so nothing
+# leaves the machine whatever the gateway forwards.
+
+BODY_MB = int(os.environ.get("HOSTILE_BODY_MB", "48"))
+
+
+async def _stub_vendor():
+    """A vendor on 127.0.0.1: `.../s4xx-...` model names get that status, others a 200."""
+    async def serve(reader, writer):
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = next((int(l.split(b":")[1]) for l in head.split(b"\r\n")
+                               if l.lower().startswith(b"content-length:")), 0)
+                body = await reader.readexactly(length)
+                status = 200
+                if b'"model": "s' in body or b'"model":"s' in body:
+                    status = int(body.split(b'"model":', 1)[1].split(b'"')[1][1:4])
+                data = (b'{"id":"c","object":"chat.completion","created":1,"model":"m",'
+                        b'"choices":[{"index":0,"message":{"role":"assistant","content":'
+                        b'"ok"},"finish_reason":"stop"}],"usage":{"prompt_tokens":1,'
+                        b'"completion_tokens":1,"total_tokens":2}}') if status == 200 else \
+                    b'{"error":{"message":"no","type":"invalid_request_error"}}'
+                writer.write(b"HTTP/1.1 %d X\r\nContent-Type: application/json\r\n"
+                             b"Content-Length: %d\r\n\r\n%s" % (status, len(data), data))
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError, ValueError, IndexError):
+            writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    return server, f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+
+
+async def _watched(gw: Gateway, load) -> tuple[object, float, float, float]:
+    """Run `load()` while pinging and sampling RSS: (its result, worst /ping s, idle MB,
+    peak MB)."""
+    idle = gw.rss_mb()
+    peak = [idle]
+    done = asyncio.get_running_loop().create_future()
+
+    async def sample():
+        while not done.done():
+            peak[0] = max(peak[0], gw.rss_mb())
+            await asyncio.sleep(0.05)
+
+    pinger = asyncio.ensure_future(worst_ping(gw.port, done))
+    sampler = asyncio.ensure_future(sample())
+    try:
+        result = await load()
+        await asyncio.sleep(0.3)
+    finally:
+        done.set_result(None)
+    worst = await pinger
+    await sampler
+    return result, worst, idle, peak[0]
+
+
+def _report(name: str, statuses, worst: float, idle: float, peak: float, extra: str = ""):
+    counts = {}
+    for st in statuses:
+        counts[st] = counts.get(st, 0) + 1
+    shown = ", ".join(f"{n} x {st}" for st, n in sorted(counts.items()))
+    print(f"{name}: HTTP {shown}; longest /ping wait {worst * 1000:.0f} ms; RSS idle "
+          f"{idle:.0f} MB, peak {peak:.0f} MB (+{peak - idle:.0f} MB){extra}")
+
+
+def _post_bytes(path: str, body: bytes, key: str | None) -> bytes:
+    auth = f"Authorization: Bearer {key}\r\n" if key else ""
+    return (f"POST {path} HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n{auth}"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+            ).encode() + body
+
+
+def _flood_body(size: int, n: int | None = None) -> bytes:
+    """`n` empty objects (by default as many as fill `size` bytes) beside a chat request."""
+    head = b'{"model":"deepseek-chat","messages":[{"role":"user","content":"hi"}],"x":['
+    n = (size - len(head) - 2) // 3 if n is None else n
+    return head + b",".join([b"{}"] * n) + b"]}"
+
+
+async def _flood(auth: bool):
+    vendor, url = await _stub_vendor()
+    config = f"providers:\n  deepseek:\n    base_url: {url}\n"
+    if auth:
+        config += f"auth:\n  keys: [{GW_KEY}]\n"
+    gw = Gateway(config)
+    try:
+        await asyncio.sleep(1)
+        body = _flood_body((BODY_MB << 20) - 1024)
+        raw = _post_bytes("/v1/chat/completions", body, GW_KEY if auth else None)
+
+        async def load():
+            return [(await http(gw.port, raw, 300))[0]]
+
+        statuses, worst, idle, peak = await _watched(gw, load)
+        who = "a gateway key" if auth else "no credentials (pass-through)"
+        _report(f"empty-flood ({len(body) >> 20} MiB of [{{}},{{}},...], {who})", statuses,
+                worst, idle, peak)
+        # The most a body may cost now: just under server.max_json_values' default.
+        body = _flood_body(0, 249_990)
+        raw = _post_bytes("/v1/chat/completions", body, GW_KEY if auth else None)
+        statuses, worst, idle, peak = await _watched(gw, load)
+        _report(f"  the same at the value cap (249,990 objects, {len(body) / 1e6:.1f} MB)",
+                statuses, worst, idle, peak)
+    finally:
+        gw.stop()
+        vendor.close()
+
+
+async def empty_flood():
+    await _flood(False)
+
+
+async def empty_flood_auth():
+    await _flood(True)
+
+
+async def count_tokens_blocks():
+    vendor, url = await _stub_vendor()
+    gw = Gateway(f"providers:\n  deepseek:\n    base_url: {url}\n")
+    try:
+        await asyncio.sleep(1)
+        head = b'{"model":"deepseek-chat","messages":[{"role":"user","content":['
+        n = ((BODY_MB << 20) - 1024 - len(head)) // 13
+        body = head + b",".join([b'{"type":"x"}'] * n) + b"]}]}"
+        raw = _post_bytes("/v1/messages/count_tokens", body, "sk-bench-0000000000000000")
+
+        async def load():
+            return [(await http(gw.port, raw, 300))[0]]
+
+        statuses, worst, idle, peak = await _watched(gw, load)
+        _report(f"count-tokens ({n / 1e6:.1f}M blocks, {len(body) >> 20} MiB)", statuses,
+                worst, idle, peak)
+        # The most an estimate may walk now: 19,999 blocks and their message.
+        n = 19_999
+        body = head + b",".join([b'{"type":"x"}'] * n) + b"]}]}"
+        raw = _post_bytes("/v1/messages/count_tokens", body, "sk-bench-0000000000000000")
+        statuses, worst, idle, peak = await _watched(gw, load)
+        _report(f"  the same at the walk's cap ({n} blocks)", statuses, worst, idle, peak)
+    finally:
+        gw.stop()
+        vendor.close()
+
+
+async def metrics_flood():
+    """600 model names x 3 doors, half of them failing with assorted statuses; then one
+    scrape (its size and time), then 4 scrapers in parallel for 5 s."""
+    vendor, url = await _stub_vendor()
+    gw = Gateway(f"providers:\n  deepseek:\n    base_url: {url}\n")
+    codes = (400, 401, 402, 422, 429, 500, 503)
+    try:
+        await asyncio.sleep(1)
+        sem = asyncio.Semaphore(16)
+
+        async def one(i, door):
+            name = f"deepseek/m{i}" if i % 2 else f"deepseek/s{codes[i % 7]}-m{i}"
+            body = {"model": name, "messages": [{"role": "user", "content": "hi"}]}
+            path = "/v1/chat/completions"
+            if door == 1:
+                path, body = "/v1/messages", dict(body, max_tokens=8)
+            elif door == 2:
+                path, body = "/v1/responses", {"model": name, "input": "hi"}
+            async with sem:
+                await http(gw.port, post(path, body, "sk-bench-0000000000000000"), 30)
+
+        await asyncio.gather(*(one(i, d) for i in range(600) for d in range(3)))
+        scrape = b"GET /metrics HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n"
+        t = time.monotonic()
+        status, text = await http(gw.port, scrape, 60)
+        took = time.monotonic() - t
+        series = sum(1 for line in text.split(b"\n") if line and not line.startswith(b"#"))
+        scrapes = []
+
+        async def load():
+            end = time.monotonic() + 5
+
+            async def scraper():
+                while time.monotonic() < end:
+                    scrapes.append((await http(gw.port, scrape, 60))[0])
+            await asyncio.gather(*(scraper() for _ in range(4)))
+            return scrapes
+
+        statuses, worst, idle, peak = await _watched(gw, load)
+        _report(f"metrics-flood (1800 requests, 600 model names x 3 doors; one scrape: "
+                f"HTTP {status}, {series} series, {len(text) / 1e6:.2f} MB, "
+                f"{took * 1000:.0f} ms; then 4 parallel scrapers for 5 s)", statuses, worst,
+                idle, peak)
+    finally:
+        gw.stop()
+        vendor.close()
+
+
+async def _send_reading(port: int, raw: bytes) -> int:
+    """Send `raw` in pieces while reading the answer, which may come (a refusal) before the
+    body is all sent: its status, or 0."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    answer = asyncio.ensure_future(asyncio.wait_for(reader.read(), 300))
+    try:
+        for i in range(0, len(raw), 1 << 16):
+            if answer.done():
+                break
+            writer.write(raw[i:i + (1 << 16)])
+            await writer.drain()
+    except (ConnectionError, OSError):
+        pass
+    try:
+        data = await answer
+    except (ConnectionError, OSError, asyncio.TimeoutError):
+        data = b""
+    writer.close()
+    return int(data.split(b" ", 2)[1]) if data.startswith(b"HTTP/") else 0
+
+
+async def big_uploads():
+    """12 concurrent 19 MiB multipart uploads to /v1/files (no gateway keys)."""
+    gw = Gateway("server: {}")
+    try:
+        await asyncio.sleep(1)
+        data = os.urandom(19 << 20)
+        form = (b'--bb\r\nContent-Disposition: form-data; name="purpose"\r\n\r\nuser_data\r\n'
+                b'--bb\r\nContent-Disposition: form-data; name="file"; filename="a.bin"\r\n'
+                b"Content-Type: application/octet-stream\r\n\r\n" + data + b"\r\n--bb--\r\n")
+        raw = (b"POST /v1/files HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n"
+               b"Content-Type: multipart/form-data; boundary=bb\r\n"
+               b"Content-Length: %d\r\n\r\n" % len(form)) + form
+
+        async def load():
+            return await asyncio.gather(*(_send_reading(gw.port, raw) for _ in range(12)))
+
+        statuses, worst, idle, peak = await _watched(gw, load)
+        _report("uploads (12 concurrent 19 MiB multipart, /v1/files)", statuses, worst, idle,
+                peak)
+    finally:
+        gw.stop()
+
+
+PREAUTH = {"empty-flood": empty_flood, "empty-flood-auth": empty_flood_auth,
+           "count-tokens": count_tokens_blocks, "metrics-flood": metrics_flood,
+           "uploads": big_uploads}
+
+
+async def preauth(which):
+    for name in which or PREAUTH:
+        await PREAUTH[name]()
+
+
 async def main(which):
     for name in which:
         await {"endless-line": endless_line, "unauth-flood": unauth_flood,
@@ -253,4 +504,7 @@ async def main(which):
 
 if __name__ == "__main__":
     sys.path.insert(0, ROOT)
+    if sys.argv[1:2] == ["preauth"]:
+        asyncio.run(preauth(sys.argv[2:]))
+        sys.exit()
     asyncio.run(main(sys.argv[1:] or ["endless-line", "unauth-flood", "fd-limit"]))

@@ -11,6 +11,7 @@ import time
 import pluggy
 from tornado import web
 
+from freeapi.body_budget import BodyBudget
 from freeapi.config import Config, ConfigError
 from freeapi.errors import APIError, UpstreamError, invalid_request, upstream_failure
 from freeapi.handlers.audio import SpeechHandler, TranscriptionsHandler
@@ -67,7 +68,10 @@ class Gateway:
             raise ConfigError("", str(e)) from None
         self.health = HealthStore()
         self.store = open_store(config.state)  # opens (or connects) on first use
-        self.metrics = Metrics(multiproc_dir())
+        self.metrics = Metrics(multiproc_dir(), cache_seconds=config.metrics_cache,
+                               max_models=config.metrics_max_models)
+        # Request-body bytes held at once, across all requests (server.max_buffered_bytes).
+        self.body_budget = BodyBudget(max(config.max_buffered_bytes, config.max_body_size))
         self.status = StatusBoard(self)  # GET /v1/status
         self.workers = 1  # processes serving this port (the CLI's --workers)
         self.limits = Limits(self.store, on_reject=self.metrics.limit_rejected)

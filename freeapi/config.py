@@ -120,6 +120,15 @@ class Config:
     body_timeout: float = 60.0  # seconds a client may pause while sending a request
     max_connections: int | None = None  # None: from the open-file limit (app.py)
     max_event_size: int = 4 * 1024 * 1024  # the largest event of a vendor's stream
+    # JSON values one body may hold, bounded by commas and opening brackets counted over
+    # its bytes (freeapi/json_limits.py). OpenAI's largest embeddings request, 300,000
+    # token ids (3p copy of OpenAI's API spec: "all embedding models enforce a maximum of
+    # 300,000 tokens summed across all inputs in a single request",
+    # https://platform.openai.com/docs/api-reference/embeddings/create), fits.
+    max_json_values: int = 500_000
+    # Request-body bytes held at once across all requests (freeapi/body_budget.py); never
+    # less than max_body_size, so one largest body always fits.
+    max_buffered_bytes: int = 128 * 1024 * 1024
     gateway_keys: list[GatewayKey] = field(default_factory=list)
     allow_anonymous: bool = False
     providers: dict[str, ProviderConfig] = field(default_factory=dict)
@@ -131,6 +140,9 @@ class Config:
     prices: dict[str, Price] = field(default_factory=dict)
     conversations: ConversationsConfig = field(default_factory=ConversationsConfig)
     metrics_public: bool = False  # GET /metrics without a gateway key (metrics.public)
+    metrics_cache: float = 1.0  # seconds a scrape is served again (metrics.cache_seconds)
+    # (endpoint, provider, model) label sets per process; past them, model="other".
+    metrics_max_models: int = 200
     reasoning: ReasoningConfig = field(default_factory=ReasoningConfig)
     responses: ResponsesConfig = field(default_factory=ResponsesConfig)
 
@@ -274,6 +286,11 @@ def parse_config(raw, provider_types: dict, base_dir: str | None = None) -> Conf
         cfg.max_connections = _integer(server["max_connections"], "server.max_connections")
     if "max_event_size" in server:
         cfg.max_event_size = _integer(server["max_event_size"], "server.max_event_size", 1024)
+    if "max_json_values" in server:
+        cfg.max_json_values = _integer(server["max_json_values"], "server.max_json_values", 16)
+    if "max_buffered_bytes" in server:
+        cfg.max_buffered_bytes = _integer(server["max_buffered_bytes"],
+                                          "server.max_buffered_bytes", 1024)
     if "log_level" in server:
         level = _expect(server["log_level"], (str,), "server.log_level", "a string").lower()
         if level not in _LOG_LEVELS:
@@ -360,6 +377,10 @@ def parse_config(raw, provider_types: dict, base_dir: str | None = None) -> Conf
     _unknown(metrics, METRICS_KEYS, "metrics")
     cfg.metrics_public = _expect(metrics.get("public", False), (bool,), "metrics.public",
                                  "true or false")
+    if "cache_seconds" in metrics:
+        cfg.metrics_cache = _non_negative(metrics["cache_seconds"], "metrics.cache_seconds")
+    if "max_models" in metrics:
+        cfg.metrics_max_models = _integer(metrics["max_models"], "metrics.max_models", 1)
 
     if not cfg.gateway_keys and not cfg.allow_anonymous:
         for pc in cfg.providers.values():

@@ -13,11 +13,11 @@ ROOT_KEYS = frozenset({"server", "auth", "providers", "models", "fallbacks", "fa
                        "responses", "metrics"})
 SERVER_KEYS = frozenset({"host", "port", "max_body_size", "keepalive_interval", "log_level",
                          "shutdown_grace", "log_format", "body_timeout", "max_connections",
-                         "max_event_size"})
+                         "max_event_size", "max_json_values", "max_buffered_bytes"})
 AUTH_KEYS = frozenset({"keys", "allow_anonymous"})
 GATEWAY_KEY_LIMITS = ("rpm", "tpm", "daily_tokens", "monthly_tokens")
 GATEWAY_KEY_FIELDS = frozenset({"key", "name", "role", "models", *GATEWAY_KEY_LIMITS})
-METRICS_KEYS = frozenset({"public"})
+METRICS_KEYS = frozenset({"public", "cache_seconds", "max_models"})
 PROVIDER_KEYS = frozenset({"enabled", "type", "base_url", "api_keys", "timeouts",
                            "key_pool", "translations", "patterns", "proxy"})
 #: Taken by every provider type, beside PROVIDER_KEYS and the type's own `options`: the

@@ -44,6 +44,7 @@ class DoorHandler(APIHandler):
         self.gateway.active.add(self)
 
     def on_finish(self):
+        super().on_finish()
         if self.pipeline is not None:
             self.pipeline.finished()
 
