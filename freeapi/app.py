@@ -13,6 +13,7 @@ from tornado import web
 
 from freeapi.body_budget import BodyBudget
 from freeapi.config import Config, ConfigError
+from freeapi.downloads import Downloads
 from freeapi.errors import APIError, UpstreamError, invalid_request, upstream_failure
 from freeapi.handlers.audio import SpeechHandler, TranscriptionsHandler
 from freeapi.handlers.base import NotFoundHandler
@@ -66,6 +67,8 @@ class Gateway:
             self.http.proxy_for = ProxyResolver(self.providers, os.environ)
         except ValueError as e:
             raise ConfigError("", str(e)) from None
+        # URLs a vendor's answer names (images, audio): checked, unpooled, same proxy.
+        self.downloads = Downloads(self.providers, self.http.proxy_for)
         self.health = HealthStore()
         self.store = open_store(config.state)  # opens (or connects) on first use
         self.metrics = Metrics(multiproc_dir(), cache_seconds=config.metrics_cache,

@@ -18,6 +18,7 @@ from freeapi.config_state import ResponsesConfig, parse_responses
 from freeapi.config_keys import (AUTH_KEYS, COMMON_PROVIDER_OPTIONS, GATEWAY_KEY_FIELDS,
                                  GATEWAY_KEY_LIMITS, METRICS_KEYS, PROVIDER_KEYS,
                                  RESPONSES_URL_KEY, ROOT_KEYS, SERVER_KEYS)
+from freeapi.download_policy import parse_hosts as parse_download_hosts
 from freeapi.proxy import parse_setting as parse_proxy_setting
 from freeapi.configbase import (ConfigError, _expect, _integer, _interpolate, _mapping,
                                 _non_negative, _number, _string_list, _unknown)
@@ -65,6 +66,9 @@ class ProviderConfig:
     patterns: list[str] | None = None  # name globs; None: the provider type's own
     responses_base_url: str | None = None  # the vendor's own Responses API (/v1/responses)
     proxy: str | None = None  # a proxy URL, "none", or None: the environment decides
+    # Hosts (`host` or `host:port`) the vendor's download URLs may name although they
+    # resolve to internal addresses (freeapi/download_policy.py).
+    download_hosts: tuple = ()
 
 
 @dataclass
@@ -230,6 +234,10 @@ def _provider(name: str, value, path: str, provider_types: dict) -> ProviderConf
         pc.proxy = parse_proxy_setting(section.get("proxy"))
     except ValueError as e:
         raise ConfigError(f"{path}.proxy", str(e)) from None
+    try:
+        pc.download_hosts = parse_download_hosts(section.get("download_hosts"))
+    except ValueError as e:
+        raise ConfigError(f"{path}.download_hosts", str(e)) from None
     for key, (types, default) in extra.items():
         v = section.get(key, default)
         if v is not None:

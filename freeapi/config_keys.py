@@ -19,7 +19,8 @@ GATEWAY_KEY_LIMITS = ("rpm", "tpm", "daily_tokens", "monthly_tokens")
 GATEWAY_KEY_FIELDS = frozenset({"key", "name", "role", "models", *GATEWAY_KEY_LIMITS})
 METRICS_KEYS = frozenset({"public", "cache_seconds", "max_models"})
 PROVIDER_KEYS = frozenset({"enabled", "type", "base_url", "api_keys", "timeouts",
-                           "key_pool", "translations", "patterns", "proxy"})
+                           "key_pool", "translations", "patterns", "proxy",
+                           "download_hosts"})
 #: Taken by every provider type, beside PROVIDER_KEYS and the type's own `options`: the
 #: vendor's own Responses API for the /v1/responses door (parsed on its own, as a URL
 #: relative to base_url).
