@@ -13,6 +13,13 @@ Scenarios (each starts its own gateway on a free 127.0.0.1 port and stops it by 
 - fd-limit: the gateway runs under `prlimit --nofile=64` and 150 clients connect and stay.
   Reported: log bytes written in 5 s, CPU seconds used meanwhile, and whether a /ping
   gets through once the clients leave.
+- vendor-urls (not in the default run): a hostile vendor (GLM images, Qwen-TTS, Qwen image
+  edits on one fake) answers URLs of an internal service on another loopback port, then
+  12 image URLs of 30 MiB each for n=1. Reported: internal bodies that reached the
+  client, statuses, the answer's size and the gateway's peak VmRSS (HOSTILE_IMAGE_MB
+  sets the image size). Run it from outside the checkout (`cd /tmp`) when PYTHONPATH
+  points at another one: `python -m freeapi` would otherwise import the current
+  directory's freeapi.
 
 Stdlib only; every load is bounded in time and size.
 """
@@ -496,10 +503,148 @@ async def preauth(which):
         await PREAUTH[name]()
 
 
+# -- vendor-urls: a hostile vendor's download URLs (issue 20) ---------------------------------
+
+SECRET = b"\x89PNG\r\n\x1a\nINTERNAL-SECRET-BODY-issue20"
+BIG_MB = int(os.environ.get("HOSTILE_IMAGE_MB", "30"))
+BIG_COUNT = 12
+
+
+async def _serve_http(handler):
+    """A stdlib HTTP/1.1 server on 127.0.0.1 answering one request per connection:
+    `handler(method, path, body)` returns (status, content type, body bytes or a list of
+    pieces)."""
+    async def conn(reader, writer):
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+            method, path = head.split(b" ", 2)[:2]
+            length = 0
+            for line in head.split(b"\r\n"):
+                if line.lower().startswith(b"content-length:"):
+                    length = int(line.split(b":", 1)[1])
+            body = await reader.readexactly(length)
+            status, ctype, out = handler(method.decode(), path.decode(), body)
+            pieces = out if isinstance(out, list) else [out]
+            writer.write(b"HTTP/1.1 %d X\r\nContent-Type: %s\r\nContent-Length: %d\r\n"
+                         b"Connection: close\r\n\r\n" % (status, ctype.encode(),
+                                                        sum(map(len, pieces))))
+            for piece in pieces:
+                writer.write(piece)
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError, ValueError):
+            pass
+        finally:
+            writer.close()
+    server = await asyncio.start_server(conn, "127.0.0.1", 0)
+    return server, server.sockets[0].getsockname()[1]
+
+
+async def _count(port: int, raw: bytes, timeout: float = 300) -> tuple[int, int, bytes]:
+    """(status, body size, the first 1 MB of the body): the body is counted, not kept."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port, limit=1 << 20)
+    writer.write(raw)
+    head = b""
+    try:
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout)
+        size, first = 0, b""
+        while data := await asyncio.wait_for(reader.read(1 << 20), timeout):
+            size += len(data)
+            if len(first) < 1 << 20:
+                first += data
+    finally:
+        writer.close()
+    return int(head.split(b" ", 2)[1]), size, first
+
+
+async def vendor_urls():
+    import base64
+    secret_hits = []
+
+    def internal(method, path, body):
+        secret_hits.append(path)
+        return 200, "image/png", SECRET
+
+    big = b"\x89PNG\r\n\x1a\n" + b"\0" * ((BIG_MB << 20) - 8)
+    mode = {"urls": []}
+
+    def vendor(method, path, body):
+        urls = [u.replace("{own}", f"http://127.0.0.1:{vport}") for u in mode["urls"]]
+        if path.endswith("/images/generations"):  # GLM CogView
+            return 200, "application/json", json.dumps(
+                {"created": 1, "data": [{"url": u} for u in urls]}).encode()
+        if path.endswith("/multimodal-generation/generation"):  # Qwen-TTS, Qwen-Image-Edit
+            if b'"voice"' in body:  # Qwen-TTS (an edit has none)
+                out = {"output": {"finish_reason": "stop", "audio": {"url": urls[0]}}}
+            else:
+                out = {"output": {"choices": [{"message": {"content": [
+                    {"image": u} for u in urls]}}]}}
+            return 200, "application/json", json.dumps(out).encode()
+        if path.startswith("/files/big"):
+            return 200, "image/png", [big[i:i + (1 << 20)] for i in range(0, len(big), 1 << 20)]
+        return 404, "text/plain", b"no"
+
+    sserver, sport = await _serve_http(internal)
+    vserver, vport = await _serve_http(vendor)
+    gw = Gateway(f"auth:\n  keys: [{GW_KEY}]\nproviders:\n"
+                 f"  glm: {{base_url: 'http://127.0.0.1:{vport}/api/paas/v4', "
+                 f"api_keys: [sk-bench-hostile-0001]}}\n"
+                 f"  qwen: {{base_url: 'http://127.0.0.1:{vport}/compatible-mode/v1', "
+                 f"api_keys: [sk-bench-hostile-0002], discover: false}}\n")
+    boundary = "benchboundary"
+    png = b"\x89PNG\r\n\x1a\nclient-image"
+    form = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"model\"\r\n\r\n"
+            f"qwen-image-edit\r\n--{boundary}\r\nContent-Disposition: form-data; "
+            f"name=\"prompt\"\r\n\r\nx\r\n--{boundary}\r\nContent-Disposition: form-data; "
+            f"name=\"response_format\"\r\n\r\nb64_json\r\n--{boundary}\r\n"
+            f"Content-Disposition: form-data; name=\"image\"; filename=\"a.png\"\r\n"
+            f"Content-Type: image/png\r\n\r\n").encode() + png + f"\r\n--{boundary}--\r\n".encode()
+    edit = (f"POST /v1/images/edits HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n"
+            f"Authorization: Bearer {GW_KEY}\r\nContent-Type: multipart/form-data; "
+            f"boundary={boundary}\r\nContent-Length: {len(form)}\r\n\r\n").encode() + form
+    paths = {
+        "images": post("/v1/images/generations", {"model": "cogview-3-flash", "prompt": "x",
+                                                  "response_format": "b64_json"}, GW_KEY),
+        "speech": post("/v1/audio/speech", {"model": "qwen3-tts-flash", "voice": "alloy",
+                                            "input": "hi", "response_format": "wav"}, GW_KEY),
+        "edits": edit,
+    }
+    marks = (SECRET, base64.b64encode(SECRET))
+    try:
+        await asyncio.sleep(1)
+        for name, target in (("another loopback port", f"http://127.0.0.1:{sport}/s"),
+                             ("localhost", f"http://localhost:{sport}/s"),
+                             ("decimal notation", f"http://2130706433:{sport}/s"),
+                             ("IPv4-mapped IPv6", f"http://[::ffff:127.0.0.1]:{sport}/s")):
+            mode["urls"] = [target]
+            leaked, statuses = 0, []
+            for path, raw in paths.items():
+                status, _, first = await _count(gw.port, raw, 60)
+                statuses.append(f"{path} {status}")
+                leaked += any(m in first for m in marks)
+            print(f"vendor-urls: internal URL ({name}): {leaked} of 3 bodies leaked to the "
+                  f"client; {', '.join(statuses)}; internal service hit {len(secret_hits)}x")
+            secret_hits.clear()
+        mode["urls"] = [f"{{own}}/files/big{i}.png" for i in range(BIG_COUNT)]
+        idle = peak = gw.rss_mb()
+        task = asyncio.ensure_future(_count(gw.port, paths["images"], 300))
+        t0 = time.monotonic()
+        while not task.done():
+            peak = max(peak, gw.rss_mb())
+            await asyncio.sleep(0.05)
+        status, size, _ = task.result()
+        print(f"vendor-urls: n=1 answered with {BIG_COUNT} x {BIG_MB} MiB URLs: HTTP {status}, "
+              f"answer {size / (1 << 20):.0f} MiB, {time.monotonic() - t0:.1f} s, gateway RSS "
+              f"idle {idle:.0f} MB, peak {peak:.0f} MB (+{peak - idle:.0f} MB)")
+    finally:
+        gw.stop()
+        sserver.close()
+        vserver.close()
+
+
 async def main(which):
     for name in which:
         await {"endless-line": endless_line, "unauth-flood": unauth_flood,
-               "fd-limit": fd_limit}[name]()
+               "fd-limit": fd_limit, "vendor-urls": vendor_urls}[name]()
 
 
 if __name__ == "__main__":
