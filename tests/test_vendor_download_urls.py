@@ -223,13 +223,25 @@ async def test_the_vendors_own_origin_and_listed_hosts_are_downloaded(hostile, s
     refused(await ask(base, "images"))  # the listed port only
 
 
-@pytest.mark.parametrize("value", ["cdn.vendor.test", ["a/b"], ["h:99999"], ["u@h"], [1],
-                                   ["图.test"]])
-def test_download_hosts_are_checked_at_startup(value):
+def _parsed(value):
+    return parse_config({"providers": {"glm": {"download_hosts": value}}},
+                        provider_types(make_plugin_manager())).providers["glm"]
+
+
+@pytest.mark.parametrize("value,words", [
+    ("cdn.vendor.test", "list"), (["a/b"], "not a host"), (["h:99999"], "port"),
+    (["u@h"], "not a host"), ([1], "list"), (["图.test"], "not a host"),
+    (["h:0"], "not a host")])
+def test_download_hosts_are_checked_at_startup(value, words):
     with pytest.raises(ConfigError) as e:
-        parse_config({"providers": {"glm": {"download_hosts": value}}},
-                     provider_types(make_plugin_manager()))
-    assert "providers.glm.download_hosts" in str(e.value)
+        _parsed(value)
+    assert "providers.glm.download_hosts" in str(e.value) and words in str(e.value)
+
+
+def test_download_hosts_are_read_as_host_and_port():
+    assert _parsed(["CDN.Vendor.test", "files.lan:9000", "[fd00::8]:443", "10.0.0.8"]
+                   ).download_hosts == (("cdn.vendor.test", None), ("files.lan", 9000),
+                                        ("fd00::8", 443), ("10.0.0.8", None))
 
 
 async def test_a_download_connection_is_closed_after_its_body(hostile, io_loop):
