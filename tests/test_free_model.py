@@ -9,7 +9,9 @@ its reset time), Spark's 11201 daily limit."""
 from __future__ import annotations
 
 import json
+import os
 import time
+import uuid
 
 import anthropic
 import openai
@@ -26,6 +28,7 @@ from tests.localserver import LlamaCpp
 from tests.sibling import HI, collect
 from tests.sibling import start_vendor  # noqa: F401 (a fixture)
 
+REDIS_URL = os.environ.get("FREEAPI_TEST_REDIS", "redis://127.0.0.1:6379/0")
 GW_KEY = "gw-key-for-the-free-model-tests"
 FREE_ONLY = "gw-key-allowed-the-free-model-only"
 SPENT = "AllocationQuota.FreeTierOnly"
@@ -148,16 +151,22 @@ async def test_glm_rate_limit_and_daily_cap_pass_to_the_next(vendors, make_gatew
     assert "quota" not in (flash["reason"] or "")
 
 
-async def test_two_gateways_on_one_store_agree(vendors, make_gateway, tmp_path):
+@pytest.mark.parametrize("kind", ["sqlite", "redis"])
+async def test_two_gateways_on_one_store_agree(vendors, make_gateway, tmp_path, kind):
     qwen = vendors["qwen"][1]
     qwen.spent[(fake_qwen.GOOD, "qwen3.7-plus")] = SPENT
-    a, gw_a = make_gateway(free_config(vendors, tmp_path))
-    b, _ = make_gateway(free_config(vendors, tmp_path))
+    cfg = free_config(vendors, tmp_path)
+    if kind == "redis":  # a prefix of its own: tests running at once never share state
+        cfg["state"] = {"redis_url": REDIS_URL, "prefix": f"freeapi-test-{uuid.uuid4().hex}:"}
+    a, gw_a = make_gateway(cfg)
+    b, _ = make_gateway(cfg)
     assert (await ask(a)).parse().model == "glm-4.7-flash"
     await gw_a.store.settle()  # the memory is written in the background
     assert chat_calls(qwen) == 1
     assert (await ask(b)).parse().model == "glm-4.7-flash"
     assert chat_calls(qwen) == 1  # the other gateway never asked Qwen
+    if kind == "redis":
+        await gw_a.store.delete_all()
 
 
 async def all_used_up(vendors):
@@ -278,14 +287,21 @@ async def test_free_through_the_anthropic_and_responses_doors(vendors, make_gate
     raw = await c.messages.with_raw_response.create(
         model="free", max_tokens=64, messages=[{"role": "user", "content": "hi"}])
     assert raw.headers["x-freeapi-upstream-model"] == "glm-4.7-flash"
-    text = "".join(b.text for b in (await raw.parse()).content if b.type == "text")
-    assert text == "".join(ANSWER)
+    message = await raw.parse()
+    assert "".join(b.text for b in message.content if b.type == "text") == "".join(ANSWER)
+    assert message.model == "glm-4.7-flash"  # the model that served, in every door
     async with c.messages.stream(model="free", max_tokens=64,
                                  messages=[{"role": "user", "content": "hi"}]) as s:
-        assert await s.get_final_text() == "".join(ANSWER)
+        final = await s.get_final_message()
+    assert final.model == "glm-4.7-flash"
+    assert "".join(b.text for b in final.content if b.type == "text") == "".join(ANSWER)
     r = await sdk(base).responses.with_raw_response.create(model="free", input="hi")
     assert r.headers["x-freeapi-upstream-model"] == "glm-4.7-flash"
-    assert r.parse().output_text == "".join(ANSWER)
+    assert r.parse().output_text == "".join(ANSWER) and r.parse().model == "glm-4.7-flash"
+    events = [e async for e in await sdk(base).responses.create(model="free", input="hi",
+                                                                 stream=True)]
+    done = next(e for e in events if e.type == "response.completed").response
+    assert done.model == "glm-4.7-flash" and done.output_text == "".join(ANSWER)
 
 
 async def test_without_the_gateways_keys_plain_free_never_sends_a_callers_key(

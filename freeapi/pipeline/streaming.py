@@ -44,7 +44,7 @@ class StreamingMixin:
             writer.deadline = self._deadline
             keys = [self._lease.key] if self._lease else ()
             if self.native:
-                encoder = self._native.relay(model, keys)
+                encoder = self._native.relay(route.shown_as or model, keys)
                 self._stream_relay = encoder
             else:
                 relay = StreamRelay(route, model, include_usage=include_usage, keys=keys)
