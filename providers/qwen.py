@@ -131,6 +131,11 @@ class Qwen(QwenAudio, Provider):
             raise ConfigError(f"providers.{self.name}.stream_only_models",
                               "expected a list of model names")
         self._stream_only_extra = frozenset(extra)
+        free_only = config.options.get("free_quota_only")
+        if isinstance(free_only, list) and not all(isinstance(m, str) and m
+                                                   for m in free_only):
+            raise ConfigError(f"providers.{self.name}.free_quota_only",
+                              "expected true, false or a list of model names")
 
     def stream_only(self, model, body=None):
         # "parameter.enable_thinking must be set to false for non-streaming calls"

@@ -336,3 +336,20 @@ async def test_free_embedding_and_image_where_such_free_models_exist(vendors, ma
     raw = await ask(base)
     assert raw.parse().model == "qwen3.7-plus"
     assert raw.headers["x-freeapi-attempts"] == "2"
+
+
+async def test_a_key_that_used_up_its_quota_is_skipped_while_another_key_serves(
+        vendors, make_gateway):
+    qwen = vendors["qwen"][1]
+    qwen.spent[(fake_qwen.GOOD, "qwen3.7-plus")] = SPENT  # one account's quota only
+    cfg = free_config(vendors)
+    cfg["providers"]["qwen"]["api_keys"] = [fake_qwen.GOOD, fake_qwen.GOOD2]
+    base, _ = make_gateway(cfg)
+
+    def refused() -> int:
+        return sum(1 for r in qwen.requests if (r["body"] or {}).get("model") == "qwen3.7-plus"
+                   and r["headers"].get("Authorization") == f"Bearer {fake_qwen.GOOD}")
+
+    for _ in range(6):  # the pool rotates keys: each would get its turn
+        assert (await ask(base)).parse().model == "qwen3.7-plus"
+    assert refused() <= 1  # asked at most once, then skipped for this model

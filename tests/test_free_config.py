@@ -1,0 +1,43 @@
+"""The `free:` config section and `providers.qwen.free_quota_only`: mistakes are refused
+at startup with the key path that holds them."""
+
+from __future__ import annotations
+
+import pytest
+
+from freeapi.app import Gateway
+from freeapi.config import ConfigError, parse_config
+from freeapi.plugins import make_plugin_manager, provider_types
+
+
+def build(cfg: dict) -> Gateway:
+    pm = make_plugin_manager()
+    types = provider_types(pm)
+    return Gateway(parse_config(cfg, types), pm, types)
+
+
+@pytest.mark.parametrize("cfg,where", [
+    ({"free": {"add": ["nosuch/model"]}}, "free.add[0]"),
+    ({"free": {"models": ["glm/glm-4.7-flash", "nosuch/x"]}}, "free.models[1]"),
+    ({"free": {"paid_fallback": "nosuch/model"}}, "free.paid_fallback"),
+    ({"free": {"models": ["glm/glm-4.7-flash"], "add": ["glm/glm-5"]}}, "free.add"),
+    ({"free": {"quota_recheck": 0}}, "free.quota_recheck"),
+    ({"free": {"paid_fallbacks": "x"}}, "free.paid_fallbacks"),
+    ({"free": {"add": [3]}}, "free.add[0]"),
+    ({"providers": {"qwen": {"free_quota_only": [1]}}}, "providers.qwen.free_quota_only"),
+    ({"providers": {"qwen": {"free_quota_only": "yes"}}}, "providers.qwen.free_quota_only"),
+])
+def test_mistakes_name_their_key(cfg, where, io_loop):
+    with pytest.raises(ConfigError) as e:
+        build(cfg)
+    assert str(e.value).startswith(f"config: {where}: ")
+
+
+def test_the_built_in_order_add_remove_and_qwens_declaration(io_loop):
+    gw = build({"providers": {"qwen": {"free_quota_only": ["qwen3.6-flash"]},
+                              "local": {"type": "openai", "base_url": "http://127.0.0.1:9/v1",
+                                        "models": ["llama3"]}},
+                "free": {"add": ["local/llama3"], "remove": ["glm-4-flash-*"]}})
+    assert [c.id for c in gw.free.candidates] == ["glm/glm-4.7-flash", "qwen/qwen3.6-flash",
+                                                  "local/llama3"]
+    gw.close()
