@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import fnmatch
+import functools
 import logging
 import math
 import time
@@ -70,13 +71,16 @@ def _iso(t: float) -> str:
 
 class QuotaMemory:
     """Used-up free quotas: in this process at once, and in the state store (written in
-    the background, read once per `free` request) so every gateway on it knows."""
+    the background; read at most once per `interval` seconds for a set of names, as key
+    health is: freeapi/healthsync.py) so every gateway on it knows within that time."""
 
-    def __init__(self, store):
-        self.store = store
+    def __init__(self, store, interval: float = 1.0):
+        self.store, self.interval = store, interval
         self._local: dict[str, tuple[float, str]] = {}  # name -> (until, reason)
+        self._read: dict[tuple, tuple[float, dict]] = {}  # names -> (read at, records)
 
     @staticmethod
+    @functools.lru_cache(maxsize=4096)  # server-side keys only: a bounded, fixed set
     def name(provider: str, model: str, key) -> str:
         return f"{provider}:{model}:{key_hash(key) if key else '-'}"
 
@@ -93,11 +97,19 @@ class QuotaMemory:
                if v is not None and v[0] > now}
         if not names:
             return out
-        try:
-            records = await self.store.kv_get(_NS, names)
-        except StoreError as e:  # this process's own memory still holds
-            log.warning("free: cannot read used-up quotas: %s", e)
-            return out
+        asked = tuple(names)
+        read = self._read.get(asked)
+        if read is not None and time.monotonic() - read[0] < self.interval:
+            records = read[1]
+        else:
+            try:
+                records = await self.store.kv_get(_NS, names)
+            except StoreError as e:  # this process's own memory still holds
+                log.warning("free: cannot read used-up quotas: %s", e)
+                return out
+            if len(self._read) >= 64:  # one entry per free name and caller scope
+                self._read.clear()
+            self._read[asked] = (time.monotonic(), records)
         for name, rec in records.items():
             try:
                 until, reason = float(rec["until"]), str(rec.get("reason") or "")
@@ -112,7 +124,7 @@ class FreeRouter:
     def __init__(self, gateway):
         self.gw = gateway
         self.config = gateway.config.free
-        self.memory = QuotaMemory(gateway.store)
+        self.memory = QuotaMemory(gateway.store, gateway.config.state.sync_interval)
         self.candidates = self._candidates()
         self._ids = {c.id for c in self.candidates}
         self.paid = None
