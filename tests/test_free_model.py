@@ -123,7 +123,7 @@ async def test_a_used_up_quota_passes_to_the_next_and_is_skipped_until_its_reset
     assert r.choices[0].message.content == "".join(ANSWER)
 
 
-async def test_glm_rate_limit_and_daily_cap_pass_to_the_next(vendors, make_gateway):
+async def test_a_glm_daily_cap_is_skipped_until_midnight_beijing(vendors, make_gateway):
     glm = vendors["glm"][1]
     vendors["qwen"][1].spent[(fake_qwen.GOOD, "qwen3.7-plus")] = SPENT
     glm.spent[(fake_glm.GOOD, "glm-4.7-flash")] = 1304  # its daily cap
@@ -136,19 +136,11 @@ async def test_glm_rate_limit_and_daily_cap_pass_to_the_next(vendors, make_gatew
     want = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(next_midnight(time.time())))
     assert glm47["until"] == want  # midnight Beijing time
     # once the key's short cooldown is over, glm-4-flash-250414 serves; 4.7 stays skipped
-    for h in gw.health.items("glm"):
-        h[1].until = 0
+    for _, h in gw.health.items("glm"):
+        h.until = 0
     before = chat_calls(glm, "glm-4.7-flash")
     assert (await ask(base)).parse().model == "glm-4-flash-250414"
     assert chat_calls(glm, "glm-4.7-flash") == before
-    # a rate limit (1302 concurrency) is not a used-up quota: the next serves, nothing kept
-    glm.spent[(fake_glm.GOOD, "glm-4-flash-250414")] = 1302
-    for h in gw.health.items("glm"):
-        h[1].until = 0
-    assert (await ask(base)).parse().model == "lite"
-    entry = (await sdk(base).models.retrieve("free")).model_extra["free"]["models"]
-    flash = next(m for m in entry if m["id"] == "glm/glm-4-flash-250414")
-    assert "quota" not in (flash["reason"] or "")
 
 
 @pytest.mark.parametrize("kind", ["sqlite", "redis"])
@@ -353,3 +345,20 @@ async def test_a_key_that_used_up_its_quota_is_skipped_while_another_key_serves(
     for _ in range(6):  # the pool rotates keys: each would get its turn
         assert (await ask(base)).parse().model == "qwen3.7-plus"
     assert refused() <= 1  # asked at most once, then skipped for this model
+
+
+@pytest.mark.parametrize("code", [1302, 1305])
+async def test_a_glm_rate_limit_passes_to_the_next_and_is_not_a_used_up_quota(
+        vendors, make_gateway, code):
+    vendors["qwen"][1].spent[(fake_qwen.GOOD, "qwen3.7-plus")] = SPENT
+    vendors["glm"][1].spent[(fake_glm.GOOD, "glm-4.7-flash")] = code  # 429 with that code
+    base, gw = make_gateway(free_config(vendors))
+    assert (await ask(base)).parse().model == "lite"  # the GLM key cools down: Spark serves
+    entry = (await sdk(base).models.retrieve("free")).model_extra["free"]["models"]
+    glm47 = next(m for m in entry if m["id"] == "glm/glm-4.7-flash")
+    assert glm47["available"] is False and glm47["reason"].startswith("rate-limited")
+    # once the cooldown is over GLM is asked again: nothing was remembered as used up
+    for _, h in gw.health.items("glm"):
+        h.until = 0
+    del vendors["glm"][1].spent[(fake_glm.GOOD, "glm-4.7-flash")]
+    assert (await ask(base)).parse().model == "glm-4.7-flash"
