@@ -330,6 +330,19 @@ class FreeRouter:
 
     # -- what failover saw ---------------------------------------------------------------
 
+    async def unserved(self, model: str, last: APIError) -> APIError:
+        """The error for a `free` request no target served: the 429 naming the earliest
+        reset when every free model is now known to be out (this request found out),
+        else the last vendor's own error."""
+        parsed = self.parse(model)
+        if parsed is None or self.paid is not None:
+            return last
+        found = self._of(parsed[0], parsed[2])
+        states = await self.states(found)
+        if not found or any(st["available"] for st in states):
+            return last
+        return self._exhausted(model, found, states)
+
     def observe(self, route: Route, key, err: APIError) -> None:
         """A vendor refusal of one attempt: a used-up free quota of a candidate is
         remembered until it comes back (the gateway's own keys and keyless servers only;

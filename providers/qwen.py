@@ -15,7 +15,7 @@ from __future__ import annotations
 import base64
 import json
 import re
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from freeapi import hookimpl
 from freeapi.config import ConfigError
@@ -136,6 +136,11 @@ class Qwen(QwenAudio, Provider):
                                                    for m in free_only):
             raise ConfigError(f"providers.{self.name}.free_quota_only",
                               "expected true, false or a list of model names")
+        if free_only and not _free_quota_region(self.base_url):
+            raise ConfigError(f"providers.{self.name}.free_quota_only",
+                              "Model Studio grants its free quota in Singapore (international "
+                              "accounts) or China (Beijing) only; base_url is in another "
+                              "region, where every call is billed")
 
     def stream_only(self, model, body=None):
         # "parameter.enable_thinking must be set to false for non-streaming calls"
@@ -368,6 +373,20 @@ class Qwen(QwenAudio, Provider):
 
     def document_reference(self, file_ids):
         return {"role": "system", "content": ",".join(f"fileid://{i}" for i in file_ids)}
+
+
+def _free_quota_region(base_url: str) -> bool:
+    """Whether `base_url` may reach a region with the new-user free quota: Singapore or
+    Beijing, by their DashScope or workspace domains
+    (https://www.alibabacloud.com/help/en/model-studio/base-url, read 2026-12-06: US
+    dashscope-us / us-east-1, Hong Kong cn-hongkong, Tokyo ap-northeast-1, Frankfurt
+    eu-central-1 have none). A host outside aliyuncs.com (a proxy, a test server) is the
+    operator's to vouch for."""
+    host = (urlsplit(base_url).hostname or "").lower()
+    if not host.endswith(".aliyuncs.com"):
+        return True
+    return host in ("dashscope.aliyuncs.com", "dashscope-intl.aliyuncs.com") or \
+        host.endswith((".ap-southeast-1.maas.aliyuncs.com", ".cn-beijing.maas.aliyuncs.com"))
 
 
 def _scoped(err: APIError) -> APIError:

@@ -26,11 +26,27 @@ def build(cfg: dict) -> Gateway:
     ({"free": {"add": [3]}}, "free.add[0]"),
     ({"providers": {"qwen": {"free_quota_only": [1]}}}, "providers.qwen.free_quota_only"),
     ({"providers": {"qwen": {"free_quota_only": "yes"}}}, "providers.qwen.free_quota_only"),
+    # regions without the new-user free quota: every call there is billed
+    ({"providers": {"qwen": {"free_quota_only": True,
+                             "base_url": "https://dashscope-us.aliyuncs.com/compatible-mode/v1"}}},
+     "providers.qwen.free_quota_only"),
+    ({"providers": {"qwen": {"free_quota_only": ["qwen-plus"], "base_url":
+                             "https://ws1.eu-central-1.maas.aliyuncs.com/compatible-mode/v1"}}},
+     "providers.qwen.free_quota_only"),
 ])
 def test_mistakes_name_their_key(cfg, where, io_loop):
     with pytest.raises(ConfigError) as e:
         build(cfg)
     assert str(e.value).startswith(f"config: {where}: ")
+
+
+@pytest.mark.parametrize("url", ["https://dashscope-intl.aliyuncs.com/compatible-mode/v1",
+                                 "https://dashscope.aliyuncs.com/compatible-mode/v1",
+                                 "https://ws1.ap-southeast-1.maas.aliyuncs.com/compatible-mode/v1"])
+def test_free_quota_only_in_the_regions_that_have_the_quota(url, io_loop):
+    gw = build({"providers": {"qwen": {"free_quota_only": True, "base_url": url}}})
+    assert "qwen/qwen3.7-max" in [c.id for c in gw.free.candidates]
+    gw.close()
 
 
 def test_the_built_in_order_add_remove_and_qwens_declaration(io_loop):

@@ -173,10 +173,14 @@ async def test_all_used_up_is_a_429_naming_the_earliest_reset_never_a_paid_model
         vendors, make_gateway, upstream_state):
     await all_used_up(vendors)
     base, gw = make_gateway(free_config(vendors, add=["spark/lite"]))  # no local model
-    with pytest.raises(openai.APIStatusError):  # this one finds out, vendor by vendor
+    with pytest.raises(openai.RateLimitError) as first:  # finds out, vendor by vendor
         await ask(base)
-    with pytest.raises(openai.RateLimitError) as e:
+    asked = [len(vendors[v][1].requests) for v in ("qwen", "glm", "spark")]
+    assert all(asked)
+    with pytest.raises(openai.RateLimitError) as e:  # knows: asks nobody
         await ask(base)
+    assert [len(vendors[v][1].requests) for v in ("qwen", "glm", "spark")] == asked
+    assert first.value.body["code"] == e.value.body["code"]
     body = e.value.body
     assert body["code"] == "free_quota_exhausted"
     assert "earliest reset" in body["message"] and "paid_fallback" in body["message"]

@@ -255,6 +255,8 @@ class FailoverMixin:
                     tried.discard(lease.key)  # the same key may serve, with a new upload
                     continue
                 raise err  # the request itself is wrong: no key or vendor will take it
+        if route.via is not None and last is not None:  # `free`: say when one comes back
+            last = await gw.free.unserved(route.via, last)
         raise last or APIError(503, "No provider could take the request.", code="no_target")
 
     @staticmethod
