@@ -140,14 +140,17 @@ class FreeRouter:
             raise ConfigError(where, e.message) from None
         return Route(route.provider, route.upstream_model, defaults=route.defaults)
 
+    @staticmethod
+    def _declared(p, model: str) -> bool:
+        """Whether the operator declared "Free Quota Only" for `model` of provider `p`."""
+        declared = p.config.options.get(FREE_QUOTA_ONLY)
+        return declared is True or (isinstance(declared, list) and model in declared)
+
     def _offers(self) -> list[tuple[int, int, Candidate]]:
         out = []
         for order, p in enumerate(self.gw.providers.values()):
-            declared = p.config.options.get("free_quota_only")
             for offer in p.free_tier:
-                if offer.needs == FREE_QUOTA_ONLY and not (
-                        declared is True or (isinstance(declared, list)
-                                             and offer.model in declared)):
+                if offer.needs == FREE_QUOTA_ONLY and not self._declared(p, offer.model):
                     continue  # outside "Free Quota Only" a used-up quota is billed
                 route = Route(p, offer.model)
                 out.append((offer.rank, order, Candidate(route, _kinds(route), offer)))
@@ -166,6 +169,12 @@ class FreeRouter:
             chosen = list(offers.values())
         for entry, where in entries:
             route = self._entry(entry, where)
+            p = route.provider
+            if FREE_QUOTA_ONLY in type(p).options and not self._declared(p, route.upstream_model):
+                # a vendor whose free quota runs into billing (Qwen): never free undeclared
+                raise ConfigError(where, f"{entry!r} is free only in the vendor's \"Free "
+                                         f"Quota Only\" mode: declare it under "
+                                         f"providers.{p.name}.{FREE_QUOTA_ONLY}")
             found = offers.get(f"{route.provider.name}/{route.upstream_model}")
             chosen.append(found or Candidate(route, _kinds(route), None))
         out, seen = [], set()

@@ -24,6 +24,10 @@ def build(cfg: dict) -> Gateway:
     ({"free": {"quota_recheck": 0}}, "free.quota_recheck"),
     ({"free": {"paid_fallbacks": "x"}}, "free.paid_fallbacks"),
     ({"free": {"add": [3]}}, "free.add[0]"),
+    # Qwen's quota runs into billing: never free without the operator's declaration
+    ({"free": {"add": ["qwen/qwen3.7-max"]}}, "free.add[0]"),
+    ({"providers": {"qwen": {"free_quota_only": ["qwen-plus"]}},
+      "free": {"models": ["qwen/qwen-plus", "qwen/qwen3.7-max"]}}, "free.models[1]"),
     ({"providers": {"qwen": {"free_quota_only": [1]}}}, "providers.qwen.free_quota_only"),
     ({"providers": {"qwen": {"free_quota_only": "yes"}}}, "providers.qwen.free_quota_only"),
     # regions without the new-user free quota: every call there is billed
