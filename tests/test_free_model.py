@@ -366,3 +366,21 @@ async def test_a_glm_rate_limit_passes_to_the_next_and_is_not_a_used_up_quota(
         h.until = 0
     del vendors["glm"][1].spent[(fake_glm.GOOD, "glm-4.7-flash")]
     assert (await ask(base)).parse().model == "glm-4.7-flash"
+
+
+async def test_images_sent_to_free_are_pointed_at_free_vision_not_a_paid_model(
+        vendors, make_gateway):
+    vendors["qwen"][1].spent[(fake_qwen.GOOD, "qwen3.7-plus")] = SPENT
+    base, _ = make_gateway(free_config(vendors))  # glm-4.7-flash, text only, comes first
+    image = [{"role": "user", "content": [
+        {"type": "text", "text": "what is this?"},
+        {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}]}]
+    with pytest.raises(openai.BadRequestError) as e:
+        await sdk(base).chat.completions.create(model="free", messages=image)
+    assert e.value.body["code"] == "model_not_vision"
+    assert "'free-vision'" in e.value.body["message"]
+    assert "glm-4.6v" not in e.value.body["message"]  # no paid model suggested
+    # free-vision: only models that take images, so the same request is served
+    vendors["qwen"][1].spent.clear()
+    r = await sdk(base).chat.completions.create(model="free-vision", messages=image)
+    assert r.model == "qwen3.7-plus"
