@@ -61,3 +61,20 @@ def test_the_built_in_order_add_remove_and_qwens_declaration(io_loop):
     assert [c.id for c in gw.free.candidates] == ["glm/glm-4.7-flash", "qwen/qwen3.6-flash",
                                                   "local/llama3"]
     gw.close()
+
+
+def test_every_built_in_offer_is_a_served_model_with_its_source_and_date():
+    from freeapi.config import ProviderConfig
+    from freeapi.free_tier import DAILY, GRANT, RATE
+    types = provider_types(make_plugin_manager())
+    for name, cls in types.items():
+        if not cls.default_base_url:
+            continue  # `openai`: the operator's own models only
+        p = cls(ProviderConfig(name=name, type=name))
+        for offer in cls.free_tier:
+            assert offer.model in p.model_ids(), (name, offer.model)
+            assert offer.source.startswith("https://") and offer.read == "2026-12-06"
+            assert offer.quota in (DAILY, GRANT, RATE)
+        assert set(cls.free_refusals.values()) <= {DAILY, GRANT}
+    # the vendors with an official free API model today (the rest say why not, in code)
+    assert {n for n, c in types.items() if c.free_tier} == {"glm", "qwen"}
