@@ -15,6 +15,7 @@ from freeapi.body_budget import BodyBudget
 from freeapi.config import Config, ConfigError
 from freeapi.downloads import Downloads
 from freeapi.errors import APIError, UpstreamError, invalid_request, upstream_failure
+from freeapi.free import FreeRouter
 from freeapi.handlers.audio import SpeechHandler, TranscriptionsHandler
 from freeapi.handlers.base import NotFoundHandler
 from freeapi.handlers.chat import ChatCompletionsHandler
@@ -85,6 +86,7 @@ class Gateway:
                                       config.state.sync_interval)
         self.pools.update((name, self._pool(p)) for name, p in self.providers.items())
         self.fallbacks = self._fallbacks(config.fallbacks)
+        self.free = FreeRouter(self)  # the `free` model (freeapi/free.py)
         self.active: set = set()  # chat handlers in flight, for graceful shutdown
         self.draining = False  # no new chat requests (graceful shutdown began)
         self.shutting_down = False  # the grace period is over: in-flight work is cut
@@ -126,6 +128,8 @@ class Gateway:
     def fallbacks_for(self, requested: str, route: Route) -> list[Route]:
         """The configured fallback chain: by the name the client used, else by the model
         that serves it (`provider/model` or its bare id)."""
+        if route.chain is not None:  # the `free` model's candidates (freeapi/free.py)
+            return list(route.chain)
         for name in (requested, f"{route.provider.name}/{route.upstream_model}",
                      route.upstream_model):
             if name in self.fallbacks:
@@ -137,6 +141,8 @@ class Gateway:
         """resolve(), but a bare name nobody serves first asks the providers that list
         their models again (at most once per discovery.on_miss seconds, all callers sharing
         one round), so a model pulled into a local server since the last round is found."""
+        if self.free.parse(model) is not None:  # what can serve now, in order
+            return await self.free.route(model)
         try:
             return self.resolve(model)
         except APIError as e:
@@ -188,6 +194,8 @@ class Gateway:
             raise invalid_request(f"`model` contains U+{ord(bad):04X}; a model name is "
                                   "printable Latin-1 text without control characters.",
                                   param="model", code="invalid_model")
+        if self.free.parse(model) is not None:
+            return self.free.static_route(model)
         route = self._resolve(model=model, catalog=self.catalog)
         if route is None:  # a plugin returned None and the core raised nothing
             raise APIError(404, f"The model {model!r} does not exist.", param="model",

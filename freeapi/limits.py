@@ -58,6 +58,8 @@ class Limits:
         """A fallback target, by its own names only: the requested name the caller may
         use says nothing about another provider's model."""
         names = (route.upstream_model, f"{route.provider.name}/{route.upstream_model}")
+        if route.via:  # a `free` target: a caller allowed `free` may use each of them
+            names += (route.via,)
         return any(fnmatchcase(name, pattern) for pattern in caller.models for name in names)
 
     def _token_hits(self, caller, amount: int, now: float) -> list[tuple[str, Hit]]:

@@ -203,13 +203,15 @@ class ResponsesHandler(DoorHandler):
                                      owner=_owner(self), ttl=cfg.ttl, max_chars=cfg.max_chars)
             self.write_json(answer.data)
             return
-        obj, turn = from_chat(answer.json(), req, self.rid, model, self.created)
+        obj, turn = from_chat(answer.json(), req, self.rid,
+                              self.pipeline.served_model or model, self.created)
         self.keep(obj, turn)
         self.write_json(obj)
 
     # -- the door's wire details (see freeapi/pipeline) ----------------------------------
 
     def chat_encoder(self, relay):
+        self.events.model = relay.model  # the model that served, for `free`
         return ResponseEvents(self, relay)
 
     def started(self) -> bytes:

@@ -145,6 +145,12 @@ class Pipeline(AccountingMixin, ConversationMixin, DocumentsMixin, FailoverMixin
     def caller(self):
         return self.handler.caller
 
+    @property
+    def served_model(self) -> str | None:
+        """The name answers carry for the model that served when it is not the requested
+        one (a `free` target's: freeapi/free.py); None otherwise."""
+        return self._served[0].shown_as if self._served is not None else None
+
     # -- lifecycle (DoorHandler calls these) ------------------------------------------------
 
     def finished(self):
@@ -247,7 +253,7 @@ class Pipeline(AccountingMixin, ConversationMixin, DocumentsMixin, FailoverMixin
         raw, route = await self._attempt(route, model, body, token, stream=False)
         if self.native:
             try:
-                data, self._usage = self._native.answer(raw, model)
+                data, self._usage = self._native.answer(raw, route.shown_as or model)
             except (ValueError, UnicodeDecodeError, RecursionError):
                 raise vendor_error(route.provider.name, 502, "the answer was not a JSON "
                                    "object") from None
