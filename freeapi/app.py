@@ -11,8 +11,11 @@ import time
 import pluggy
 from tornado import web
 
+from freeapi.admin.directory import Auth, Directory
+from freeapi.admin.service import Admin
 from freeapi.config import Config, ConfigError
 from freeapi.errors import APIError, UpstreamError, invalid_request, upstream_failure
+from freeapi.handlers.admin import ROUTES as ADMIN_ROUTES
 from freeapi.handlers.audio import SpeechHandler, TranscriptionsHandler
 from freeapi.handlers.base import NotFoundHandler
 from freeapi.handlers.chat import ChatCompletionsHandler
@@ -59,7 +62,6 @@ class Gateway:
             for name, pc in config.providers.items() if pc.enabled
         }
         self.catalog = Catalog(self.providers, config.models)
-        self.auth = GatewayAuth(config.gateway_keys, config.allow_anonymous)
         self.http = Pool()
         try:  # providers.NAME.proxy, else HTTPS_PROXY / HTTP_PROXY / NO_PROXY
             self.http.proxy_for = ProxyResolver(self.providers, os.environ)
@@ -67,6 +69,11 @@ class Gateway:
             raise ConfigError("", str(e)) from None
         self.health = HealthStore()
         self.store = open_store(config.state)  # opens (or connects) on first use
+        # Gateway keys: config.yaml's, then those made at runtime (freeapi/admin).
+        self.directory = Directory(self.store)
+        self.auth = Auth(GatewayAuth(config.gateway_keys, config.allow_anonymous),
+                         self.directory)
+        self.admin = Admin(self.store, self.directory, lambda: self.config.gateway_keys)
         self.metrics = Metrics(multiproc_dir())
         self.status = StatusBoard(self)  # GET /v1/status
         self.workers = 1  # processes serving this port (the CLI's --workers)
@@ -333,6 +340,7 @@ class Gateway:
             await asyncio.sleep(0.02)
 
     def close(self):
+        self.directory.close()
         self.health_sync.close()
         for pool in self.pools.values():
             pool.close()
@@ -367,6 +375,7 @@ def make_app(gateway: Gateway) -> web.Application:
         (r"/metrics", MetricsHandler),
         (r"/status", StatusPageHandler),
         (r"/v1/status", StatusHandler),
+        *ADMIN_ROUTES,
     ]
     return web.Application(routes, freeapi=gateway, default_handler_class=NotFoundHandler,
                            compress_response=False)
