@@ -221,9 +221,9 @@ def _main(args, redactor) -> int:
     if args.workers < 1:
         print("freeapi: --workers must be at least 1", file=sys.stderr)
         return 2
-    # SIGHUP reloads the config (freeapi/reload.py); until the loop's handler is in place
-    # it is ignored, not fatal. The pid file lets `freeapi reload` find this process.
-    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    # SIGHUP reloads the config (freeapi/reload.py); until a process's handler is in place
+    # it waits blocked (neither fatal nor lost). The pid file lets `freeapi reload` find us.
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGHUP})
     pid_path = reload.pid_file(args.config, cfg, args.pid_file)
     reload.write_pid(pid_path)
     try:
@@ -332,7 +332,7 @@ def _run_workers(args, cfg, redactor=None) -> int:
     signal.signal(signal.SIGINT, stop_all)
     signal.signal(signal.SIGTERM, stop_all)
     signal.signal(signal.SIGHUP, lambda *_: _reload_workers(args, children))
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, sigs)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, sigs | {signal.SIGHUP})
     log.info("%d workers on port %d (pids %s)", len(children), cfg.port,
              " ".join(map(str, sorted(children))))
     code = 0

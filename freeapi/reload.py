@@ -107,6 +107,8 @@ def _overridden(gateway, field: str) -> bool:
 def install(loop, gateway, path: str | None, on_keys=None) -> None:
     """Reload on SIGHUP, in the event loop (reading a YAML file takes milliseconds)."""
     loop.add_signal_handler(signal.SIGHUP, reload_config, gateway, path, on_keys)
+    # Blocked until now (cli.py): a SIGHUP sent during startup is handled here, not lost.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGHUP})
 
 
 def send(pid_path: str | None, pid: int | None) -> tuple[int, str]:
