@@ -245,3 +245,10 @@ async def test_the_secret_is_nowhere_after_creation(make_gateway, tmp_path, capl
     for path in tmp_path.iterdir():
         assert secret.encode() not in path.read_bytes(), path
         assert secret[3:].encode() not in path.read_bytes(), path
+
+
+async def test_a_store_that_cannot_answer_is_a_503(make_gateway):
+    base, _ = make_gateway(config(state={"redis_url": "redis://127.0.0.1:1", "timeout": 1}))
+    err = error_of(await request(base + "/admin/keys", "POST", {"name": "x"}, key=ADMIN), 503)
+    assert err["code"] == "state_unavailable"
+    assert await served(base, USER)  # config keys need no store

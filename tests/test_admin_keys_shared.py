@@ -29,8 +29,10 @@ def start(tmp_path, fake, state, *extra, port=None):
         "auth": {"keys": [{"key": ADMIN, "name": "root", "role": "admin"}]},
         "providers": {"deepseek": {"base_url": fake.url, "api_keys": [GOOD]}},
         "state": state}))
-    proc = subprocess.Popen([sys.executable, "-m", "freeapi", "--config", str(cfg), *extra],
-                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log = open(tmp_path / f"stderr-{port}.log", "wb")  # checked for secrets at the end
+    proc = subprocess.Popen([sys.executable, "-m", "freeapi", "--config", str(cfg), *extra,
+                             "--log-level", "debug"],
+                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=log)
     wait_listening(port, proc)
     return f"http://127.0.0.1:{port}", proc, cfg
 
@@ -73,6 +75,16 @@ def all_of(bases, key, want, times=1):
     return lambda: all(served(b, key) is want for b in bases for _ in range(times))
 
 
+def no_secrets_logged(tmp_path, *secrets):
+    logs = list(tmp_path.glob("stderr-*.log"))
+    assert logs
+    for path in logs:
+        text = path.read_bytes()
+        assert b"/admin/keys" in text  # debug access lines were written
+        for secret in secrets:
+            assert secret.encode() not in text, path
+
+
 def stop(*procs):
     for p in procs:
         p.terminate()
@@ -107,6 +119,7 @@ def test_two_gateways_on_one_redis_share_keys(tmp_path, redis_state):  # noqa: F
                 "root": "active", "alice": "revoked", "bob": "active"}
         finally:
             stop(pa, pb)
+        no_secrets_logged(tmp_path, made["key"], other["key"], rotated["key"])
 
 
 def test_workers_on_one_sqlite_file_and_the_cli_share_keys(tmp_path):
@@ -129,5 +142,6 @@ def test_workers_on_one_sqlite_file_and_the_cli_share_keys(tmp_path):
                    "a worker still served the revoked key")
         finally:
             stop(proc)
+        no_secrets_logged(tmp_path, made["key"])
         for path in tmp_path.glob("state.db*"):  # the file and its WAL
             assert made["key"].encode() not in path.read_bytes(), path

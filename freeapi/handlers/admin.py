@@ -4,8 +4,24 @@ a key made at runtime is refused (403), so no key can make itself more keys."""
 
 from __future__ import annotations
 
+import functools
+
 from freeapi.errors import APIError, invalid_request
 from freeapi.handlers.base import APIHandler
+from freeapi.store import StoreError
+
+
+def store_answers(method):
+    """A store that cannot answer is a 503 the caller may retry, not a 500."""
+    @functools.wraps(method)
+    async def run(self, *args):
+        try:
+            return await method(self, *args)
+        except StoreError as e:
+            raise APIError(503, f"The gateway's state store cannot answer right now ({e}); "
+                                "retry shortly.", code="state_unavailable",
+                           retry_after="1") from None
+    return run
 
 
 class AdminHandler(APIHandler):
@@ -48,46 +64,57 @@ class AdminHandler(APIHandler):
 
 
 class KeysAdminHandler(AdminHandler):
+    @store_answers
     async def get(self):
         self.listing(await self.admin.list_keys())
 
+    @store_answers
     async def post(self):
         view, secret = await self.admin.create_key(self.body(), self.actor)
         self.write_json(dict(view, key=secret), 201)
 
 
 class KeyAdminHandler(AdminHandler):
+    @store_answers
     async def get(self, rid):
         self.write_json(await self.admin.get_key(rid))
 
+    @store_answers
     async def patch(self, rid):
         self.write_json(await self.admin.update_key(rid, self.body(), self.actor))
 
+    @store_answers
     async def delete(self, rid):
         self.write_json(await self.admin.revoke_key(rid, self.actor))
 
 
 class KeyRotateHandler(AdminHandler):
+    @store_answers
     async def post(self, rid):
         view, secret = await self.admin.rotate_key(rid, self.body(optional=True), self.actor)
         self.write_json(dict(view, key=secret))
 
 
 class TeamsAdminHandler(AdminHandler):
+    @store_answers
     async def get(self):
         self.listing(await self.admin.list_teams())
 
+    @store_answers
     async def post(self):
         self.write_json(await self.admin.create_team(self.body(), self.actor), 201)
 
 
 class TeamAdminHandler(AdminHandler):
+    @store_answers
     async def get(self, ref):
         self.write_json(await self.admin.get_team(ref))
 
+    @store_answers
     async def patch(self, ref):
         self.write_json(await self.admin.update_team(ref, self.body(), self.actor))
 
+    @store_answers
     async def delete(self, ref):
         self.write_json(await self.admin.delete_team(ref, self.actor))
 
@@ -104,6 +131,7 @@ class AuditHandler(AdminHandler):
                                   param=name, code="invalid_field")
         return int(raw)
 
+    @store_answers
     async def get(self):
         limit = self._int("limit", 50, 1, 500)
         before = self._int("before", None, 1, 1 << 62)
