@@ -252,3 +252,32 @@ async def test_a_store_that_cannot_answer_is_a_503(make_gateway):
     err = error_of(await request(base + "/admin/keys", "POST", {"name": "x"}, key=ADMIN), 503)
     assert err["code"] == "state_unavailable"
     assert await served(base, USER)  # config keys need no store
+
+
+async def test_a_key_expires_by_the_clock_without_any_change(make_gateway):
+    base, _ = make_gateway(config())
+    _, made = await admin(base, "POST", "/admin/keys",
+                          {"name": "brief", "expires_at": time.time() + 1})
+    assert await served(base, made["key"])
+    deadline = time.monotonic() + 10
+    while await served(base, made["key"]):
+        assert time.monotonic() < deadline, "the key outlived expires_at"
+        await __import__("asyncio").sleep(0.05)
+    code, shown = await admin(base, "GET", f"/admin/keys/{made['id']}")
+    assert shown["status"] == "expired"
+
+
+async def test_the_model_list_shows_only_what_key_and_team_both_allow(make_gateway):
+    base, _ = make_gateway(config())
+    await admin(base, "POST", "/admin/teams", {"name": "narrow",
+                                               "models": ["deepseek-v4-*"]})
+    _, k = await admin(base, "POST", "/admin/keys", {"name": "n", "team": "narrow"})
+    _, both = await admin(base, "POST", "/admin/keys", {
+        "name": "m", "team": "narrow", "models": ["deepseek-v4-flash", "deepseek-flash"]})
+    everything = {m.id async for m in sdk(base, USER).models.list()}
+    assert "deepseek-flash" in everything
+    ids = {m.id async for m in sdk(base, k["key"]).models.list()}
+    assert ids == {i for i in everything if i.startswith("deepseek-v4-")}
+    ids = {m.id async for m in sdk(base, both["key"]).models.list()}
+    assert "deepseek-v4-flash" in ids and "deepseek-flash" not in ids
+    assert "deepseek-v4-pro" not in ids

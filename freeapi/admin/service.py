@@ -83,8 +83,9 @@ class Admin:
                 return tid
         if field is None:
             raise _not_found("team", ref)
-        raise R.FieldError(field, f"names no team ({ref[:100]!r}); create it first with "
-                                  "POST /admin/teams", code="unknown_team")
+        raise R.FieldError(field, f"names no team ({ref[:100]!r}); create it first "
+                                  "(POST /admin/teams, `freeapi teams create`)",
+                           code="unknown_team")
 
     def _check_name(self, keys: dict, name: str, rid: str | None):
         taken = any(k.name == name for k in self._config_keys()) or any(
