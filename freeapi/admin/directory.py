@@ -3,7 +3,7 @@ from the SHA-256 of a secret to the caller it stands for, rebuilt from the state
 whenever the store's admin version changes (polled every POLL_INTERVAL seconds: one small
 read; the records are read only after a change). A request's auth check is one hash and
 one dict lookup, never a store call; a change made through any gateway or the CLI holds
-everywhere within one poll (plus the reload).
+everywhere within one poll (plus reading the records that changed).
 
 The lookup is by the hash of a 256-bit random secret, so how long it takes says nothing
 that helps guess one.
@@ -75,14 +75,13 @@ class Directory:
         self.keys: dict[str, dict] = {}  # id -> stored record (for the admin API)
         self.teams: dict[str, dict] = {}
         self._by_hash: dict[str, tuple[StoredKey, float | None]] = {}
+        self._limits: dict[str, TeamLimits] = {}
         self._task: asyncio.Task | None = None
         self._failing = False
 
     # -- the hot path ---------------------------------------------------------------------
 
     def identify(self, token: str | None) -> StoredKey | None:
-        if self._task is None:  # `freeapi serve` starts it; a gateway built otherwise here
-            self.start()
         if not token or not self._by_hash:
             return None
         found = self._by_hash.get(secret_hash(token))
@@ -99,23 +98,62 @@ class Directory:
     # -- keeping up with the store --------------------------------------------------------
 
     def install(self, version: int, keys: dict, teams: dict) -> None:
-        """Swap in a new set of records (one assignment: requests see old or new)."""
-        limits = {tid: TeamLimits(t) for tid, t in teams.items()}
+        """Swap in a whole new set of records (one assignment: requests see old or new)."""
+        self._limits = {tid: TeamLimits(t) for tid, t in teams.items()}
         index = {}
         for record in keys.values():
-            if key_status(record, 0) == "revoked":
+            self._index(index, record)
+        self.keys, self.teams, self._by_hash = keys, teams, index
+        self.version = version
+
+    def _index(self, index: dict, record: dict) -> None:
+        if key_status(record, 0) == "revoked":
+            return
+        caller = StoredKey(record, self._limits.get(record.get("team")))
+        for h in record.get("hashes", ()):
+            index[h["hash"]] = (caller, h.get("until"))
+
+    def apply(self, version: int, changes: list) -> None:
+        """Apply the records changed since the version held: only the changed keys (and
+        the keys of changed teams) are indexed again, so one change among thousands of
+        keys costs little. Copies are swapped in, as install() does."""
+        keys, teams, index = dict(self.keys), dict(self.teams), dict(self._by_hash)
+        limits = dict(self._limits)
+        self._limits = limits
+        redo = set()
+        for kind, rid, record in changes:
+            if kind == "team":
+                if record is None:
+                    teams.pop(rid, None)
+                    limits.pop(rid, None)
+                else:
+                    teams[rid] = record
+                    limits[rid] = TeamLimits(record)
+                redo |= {k for k, r in keys.items() if r.get("team") == rid}
                 continue
-            caller = StoredKey(record, limits.get(record.get("team")))
-            for h in record.get("hashes", ()):
-                index[h["hash"]] = (caller, h.get("until"))
+            old = keys.get(rid)
+            for h in (old or {}).get("hashes", ()):
+                index.pop(h["hash"], None)
+            if record is None:
+                keys.pop(rid, None)
+            else:
+                keys[rid] = record
+                redo.add(rid)
+        for rid in redo:
+            if rid in keys:
+                self._index(index, keys[rid])
         self.keys, self.teams, self._by_hash = keys, teams, index
         self.version = version
 
     async def refresh(self, force: bool = False) -> bool:
-        """Reload when the store's version moved (or `force`); whether it did."""
-        if not force and await self.store.admin_version() == self.version:
+        """Catch up when the store's version moved (or `force`); whether it did. Only the
+        records changed since the version held are read (all of them the first time)."""
+        if self.version < 0 or force:
+            self.install(*await self.store.admin_load())
+            return True
+        if await self.store.admin_version() == self.version:
             return False
-        self.install(*await self.store.admin_load())
+        self.apply(*await self.store.admin_changes(self.version))
         return True
 
     async def _loop(self):
