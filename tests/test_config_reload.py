@@ -23,10 +23,13 @@ OLD, NEW = "gw-old-00000000000001", "gw-new-00000000000002"
 FAILED = "config reload failed, keeping the running config"
 
 
-def write(cfg: Path, port: int, fake, *keys):
+def write(cfg: Path, port: int, fake, *keys, rpm=None):
+    entries = [{"key": k, "name": f"k{i}"} for i, k in enumerate(keys)]
+    if rpm is not None:
+        entries[0]["rpm"] = rpm
     cfg.write_text(json.dumps({
         "server": {"host": "127.0.0.1", "port": port},
-        "auth": {"keys": [{"key": k, "name": f"k{i}"} for i, k in enumerate(keys)]},
+        "auth": {"keys": entries},
         "providers": {"deepseek": {"base_url": fake.url, "api_keys": [GOOD]}}}))
 
 
@@ -85,6 +88,19 @@ def test_sighup_adds_a_key_and_a_broken_file_keeps_the_running_config(tmp_path):
                                  cwd=ROOT, capture_output=True, timeout=60)
             assert out.returncode == 1 and b"cannot read the pid file" in out.stderr
             assert len(log_lines(tmp_path, FAILED)) == 1 and served(base, NEW)
+
+            # Limits reload too: OLD gets rpm 1, so of two requests the second is refused.
+            write(cfg, port, fake, OLD, NEW, rpm=1)
+            os.kill(proc.pid, signal.SIGHUP)
+
+            def limited():
+                try:
+                    served(base, OLD)
+                    served(base, OLD)
+                except openai.RateLimitError:
+                    return True
+                return False
+            eventually(limited, "the new rpm limit never held")
         finally:
             stop(proc)
         assert proc.returncode == 0  # SIGHUP never ended it
