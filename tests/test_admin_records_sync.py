@@ -100,3 +100,17 @@ async def test_the_audit_log_pages_newest_first(two_stores):
     assert [e["seq"] for e in page] == sorted((e["seq"] for e in page), reverse=True)
     rest = await b.admin_audit(page[-1]["seq"], 10)
     assert len(page) + len(rest) == 5 and rest[0]["seq"] < page[-1]["seq"]
+
+
+async def test_an_older_read_never_undoes_a_newer_one(two_stores):
+    a, _ = two_stores
+    d = Directory(a)
+    await d.refresh()
+    secret = new_secret()
+    await write(a, "key", "key_1", key("key_1", secret))
+    stale = await a.admin_changes(d.version)  # read before the revocation ...
+    await write(a, "key", "key_1", dict(key("key_1", secret), hashes=[], revoked_at=1.0))
+    await d.refresh()
+    assert d.identify(secret) is None
+    d.apply(*stale)  # ... and applied after it, as a concurrent refresh may
+    assert d.identify(secret) is None

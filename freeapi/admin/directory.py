@@ -99,6 +99,8 @@ class Directory:
 
     def install(self, version: int, keys: dict, teams: dict) -> None:
         """Swap in a whole new set of records (one assignment: requests see old or new)."""
+        if version < self.version:
+            return  # an older read that finished after a newer one (see apply)
         self._limits = {tid: TeamLimits(t) for tid, t in teams.items()}
         index = {}
         for record in keys.values():
@@ -117,6 +119,10 @@ class Directory:
         """Apply the records changed since the version held: only the changed keys (and
         the keys of changed teams) are indexed again, so one change among thousands of
         keys costs little. Copies are swapped in, as install() does."""
+        if version < self.version:
+            # The poll and an admin write of this process can read concurrently: an older
+            # read must not undo a newer one (a revoked key served again).
+            return
         keys, teams, index = dict(self.keys), dict(self.teams), dict(self._by_hash)
         limits = dict(self._limits)
         self._limits = limits
