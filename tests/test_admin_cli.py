@@ -71,3 +71,11 @@ def test_keys_and_teams_from_the_command_line(tmp_path):
     for path in tmp_path.glob("freeapi.db*"):  # the file and its WAL
         raw = path.read_bytes()
         assert made["key"].encode() not in raw and rotated["key"].encode() not in raw
+
+
+def test_without_a_config_there_is_no_store_to_manage(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "freeapi", "keys", "create", "--name", "x"],
+                         cwd=tmp_path, capture_output=True, timeout=60,
+                         env=dict(__import__("os").environ, PYTHONPATH=str(ROOT)))
+    assert out.returncode == 2 and b"needs a state store" in out.stderr
+    assert not out.stdout  # no secret of a key that would be lost at once
