@@ -7,6 +7,10 @@ adds nothing); its real token count is added once the vendor has reported it. A 
 therefore be overshot by the requests already in flight when it runs out, never by more.
 The request counter (rpm) is added in the same atomic call as the token checks, and only
 when they all pass, so a refused request costs no rpm.
+
+A key made at runtime may belong to a team (freeapi/admin): the team's limits are counters
+of their own (`t:TEAM_ID`), shared by all its keys and checked in the same atomic call as
+the key's, and a model must be in both allowlists.
 """
 
 from __future__ import annotations
