@@ -11,8 +11,6 @@ import time
 import pluggy
 from tornado import web
 
-from freeapi.admin.directory import Auth, Directory
-from freeapi.admin.service import Admin
 from freeapi.config import Config, ConfigError
 from freeapi.errors import APIError, UpstreamError, invalid_request, upstream_failure
 from freeapi.handlers.admin import ROUTES as ADMIN_ROUTES
@@ -32,6 +30,8 @@ from freeapi.handlers.messages import CountTokensHandler, MessagesHandler
 from freeapi.handlers.status import MetricsHandler, StatusHandler, StatusPageHandler
 from freeapi.healthsync import HealthSync
 from freeapi.keypool import HealthStore, KeyPool
+from freeapi.admin.directory import Auth, Directory
+from freeapi.admin.service import Admin
 from freeapi.keys import GatewayAuth, split_keys
 from freeapi.limits import Limits
 from freeapi.metrics import Metrics, multiproc_dir
@@ -69,15 +69,15 @@ class Gateway:
             raise ConfigError("", str(e)) from None
         self.health = HealthStore()
         self.store = open_store(config.state)  # opens (or connects) on first use
+        self.metrics = Metrics(multiproc_dir())
+        self.status = StatusBoard(self)  # GET /v1/status
+        self.workers = 1  # processes serving this port (the CLI's --workers)
+        self.limits = Limits(self.store, on_reject=self.metrics.limit_rejected)
         # Gateway keys: config.yaml's, then those made at runtime (freeapi/admin).
         self.directory = Directory(self.store)
         self.auth = Auth(GatewayAuth(config.gateway_keys, config.allow_anonymous),
                          self.directory)
         self.admin = Admin(self.store, self.directory, lambda: self.config.gateway_keys)
-        self.metrics = Metrics(multiproc_dir())
-        self.status = StatusBoard(self)  # GET /v1/status
-        self.workers = 1  # processes serving this port (the CLI's --workers)
-        self.limits = Limits(self.store, on_reject=self.metrics.limit_rejected)
         self.pools: dict[str, KeyPool] = {}
         # Server-side keys' cooldowns and verdicts, shared with gateways on the same store.
         self.health_sync = HealthSync(self.store, self.pools,
