@@ -16,6 +16,7 @@ from freeapi.config import Config, ConfigError
 from freeapi.downloads import Downloads
 from freeapi.errors import APIError, UpstreamError, invalid_request, upstream_failure
 from freeapi.free import FreeRouter
+from freeapi.handlers.admin import ROUTES as ADMIN_ROUTES
 from freeapi.handlers.audio import SpeechHandler, TranscriptionsHandler
 from freeapi.handlers.base import NotFoundHandler
 from freeapi.handlers.chat import ChatCompletionsHandler
@@ -32,6 +33,8 @@ from freeapi.handlers.messages import CountTokensHandler, MessagesHandler
 from freeapi.handlers.status import MetricsHandler, StatusHandler, StatusPageHandler
 from freeapi.healthsync import HealthSync
 from freeapi.keypool import HealthStore, KeyPool
+from freeapi.admin.directory import Auth, Directory
+from freeapi.admin.service import Admin
 from freeapi.keys import GatewayAuth, split_keys
 from freeapi.limits import Limits
 from freeapi.metrics import Metrics, multiproc_dir
@@ -62,7 +65,6 @@ class Gateway:
             for name, pc in config.providers.items() if pc.enabled
         }
         self.catalog = Catalog(self.providers, config.models)
-        self.auth = GatewayAuth(config.gateway_keys, config.allow_anonymous)
         self.http = Pool()
         try:  # providers.NAME.proxy, else HTTPS_PROXY / HTTP_PROXY / NO_PROXY
             self.http.proxy_for = ProxyResolver(self.providers, os.environ)
@@ -79,6 +81,11 @@ class Gateway:
         self.status = StatusBoard(self)  # GET /v1/status
         self.workers = 1  # processes serving this port (the CLI's --workers)
         self.limits = Limits(self.store, on_reject=self.metrics.limit_rejected)
+        # Gateway keys: config.yaml's, then those made at runtime (freeapi/admin).
+        self.directory = Directory(self.store)
+        self.auth = Auth(GatewayAuth(config.gateway_keys, config.allow_anonymous),
+                         self.directory)
+        self.admin = Admin(self.store, self.directory, lambda: self.config.gateway_keys)
         self.pools: dict[str, KeyPool] = {}
         # Server-side keys' cooldowns and verdicts, shared with gateways on the same store.
         self.health_sync = HealthSync(self.store, self.pools,
@@ -348,6 +355,7 @@ class Gateway:
             await asyncio.sleep(0.02)
 
     def close(self):
+        self.directory.close()
         self.health_sync.close()
         for pool in self.pools.values():
             pool.close()
@@ -382,6 +390,7 @@ def make_app(gateway: Gateway) -> web.Application:
         (r"/metrics", MetricsHandler),
         (r"/status", StatusPageHandler),
         (r"/v1/status", StatusHandler),
+        *ADMIN_ROUTES,
     ]
     return web.Application(routes, freeapi=gateway, default_handler_class=NotFoundHandler,
                            compress_response=False)

@@ -20,6 +20,7 @@ import json
 import os
 
 from freeapi.store import BUCKETS, Store, StoreError
+from freeapi.store.admin import RedisAdmin
 from freeapi.store.resp import RespClient, Script
 
 _HITS = Script(f"""
@@ -135,7 +136,7 @@ def _dumps(obj) -> str:
     return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
 
 
-class RedisStore(Store):
+class RedisStore(RedisAdmin, Store):
     kind = "redis"
 
     def __init__(self, url: str, prefix: str = "freeapi:", timeout: float = 5.0):

@@ -19,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from freeapi.store import (BUCKETS, LEDGER_FIELDS, Store, StoreError, bucket_width_ms,
                            check_window, now_ms)
+from freeapi.store.admin import SQLiteAdmin
 
 SCHEMA_VERSION = 1
 _SCHEMA = f"""
@@ -50,7 +51,7 @@ _INSERT = (f"INSERT INTO ledger ({', '.join(LEDGER_FIELDS)}) "
 _SWEEP_EVERY = 60.0  # seconds between sweeps of expired counters and conversations
 
 
-class SQLiteStore(Store):
+class SQLiteStore(SQLiteAdmin, Store):
     kind = "sqlite"
 
     def __init__(self, path: str, timeout: float = 5.0):
