@@ -86,6 +86,7 @@ class Gateway:
         self.pools.update((name, self._pool(p)) for name, p in self.providers.items())
         self.fallbacks = self._fallbacks(config.fallbacks)
         self.active: set = set()  # chat handlers in flight, for graceful shutdown
+        self.downloads: dict[str, int] = {}  # file contents being sent, per caller (files.py)
         self.draining = False  # no new chat requests (graceful shutdown began)
         self.shutting_down = False  # the grace period is over: in-flight work is cut
         self._resolve = pm.hook.resolve_model
