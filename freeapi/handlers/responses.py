@@ -308,11 +308,15 @@ class ResponsesHandler(DoorHandler):
         store.spawn(self._store(record, size), f"response {self.rid}: not stored")
 
     def _quota(self, owner: str, size: int) -> list[Hit]:
-        """The caller's stored responses and their bytes within `ttl` (size 0: whether
-        any room is left)."""
+        """The caller's stored responses and their bytes within `ttl`. Size 0: whether any
+        room is left (before the vendor is asked); else the record, counted whatever the
+        total (as a key's token budget, a quota is overshot by the requests in flight
+        when it fills up, never by more)."""
         cfg = self.gateway.config.responses
-        return [Hit(f"rsn:{owner}", 1 if size else 0, cfg.ttl, cfg.max_per_caller),
-                Hit(f"rsb:{owner}", size, cfg.ttl, cfg.max_bytes_per_caller)]
+        if not size:
+            return [Hit(f"rsn:{owner}", 0, cfg.ttl, cfg.max_per_caller),
+                    Hit(f"rsb:{owner}", 0, cfg.ttl, cfg.max_bytes_per_caller)]
+        return [Hit(f"rsn:{owner}", 1, cfg.ttl), Hit(f"rsb:{owner}", size, cfg.ttl)]
 
     async def _room_to_store(self) -> None:
         try:
@@ -332,11 +336,7 @@ class ResponsesHandler(DoorHandler):
 
     async def _store(self, record: dict, size: int) -> None:
         store, cfg = self.gateway.store, self.gateway.config.responses
-        ok, _, _ = await store.hits(self._quota(record["owner"], size))
-        if not ok:  # filled up by this caller's other requests meanwhile
-            log.warning("response %s not stored: over the caller's responses quota",
-                        self.rid)
-            return
+        await store.hits(self._quota(record["owner"], size))
         await store.kv_put(NS, self.rid, record, cfg.ttl)
 
 
