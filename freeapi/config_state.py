@@ -60,6 +60,9 @@ class FilesConfig:
     max_bytes_per_caller: int = 256 << 20  # their bytes
     max_total_bytes: int = 1 << 30  # every caller's uploads within 24 hours, together
     max_downloads_per_caller: int = 4  # GET /v1/files/{id}/content at once, per caller
+    # Uploads one gateway process receives at once (each holds its body in memory until
+    # stored); more are a 429 before their body is read.
+    max_concurrent_uploads: int = 4
     write_timeout: float = 300.0  # seconds one content download may take in all
 
 
@@ -132,4 +135,5 @@ def parse_responses(value) -> ResponsesConfig:
 def parse_files(value) -> FilesConfig:
     return _section(value, "files", FilesConfig, numbers=("write_timeout",),
                     integers=("max_file_bytes", "max_per_caller", "max_bytes_per_caller",
-                              "max_total_bytes", "max_downloads_per_caller"))
+                              "max_total_bytes", "max_downloads_per_caller",
+                              "max_concurrent_uploads"))

@@ -115,3 +115,29 @@ async def test_text_fields_are_bounded(make_gateway, tmp_path, kw, param):
     assert err["param"] == param
     listed = json.loads((await request(base + "/v1/files", key=ALICE)).body)
     assert listed["data"] == []
+
+
+async def test_uploads_received_at_once_are_capped(make_gateway, tmp_path):
+    import asyncio
+    import socket
+    from urllib.parse import urlsplit
+    base, gw = make_gateway(gw_config({"path": str(tmp_path / "s.db")},
+                                      {"max_concurrent_uploads": 1}))
+    body = form(b"s" * 100_000)
+    u = urlsplit(base)
+    slow = socket.create_connection((u.hostname, u.port))
+    slow.sendall((f"POST /v1/files HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {ALICE}\r\n"
+                  f"Content-Type: multipart/form-data; boundary={BOUNDARY}\r\n"
+                  f"Content-Length: {len(body)}\r\n\r\n").encode() + body[:1000])
+    for _ in range(100):  # until the gateway is receiving it
+        await asyncio.sleep(0.02)
+        if gw.uploads:
+            break
+    err = error_of(await upload(base, BOB), 429)
+    assert err["code"] == "too_many_uploads"
+    slow.settimeout(10)  # a bound for a broken gateway, not a measurement
+    run = asyncio.get_running_loop().run_in_executor  # the gateway runs on this loop
+    await run(None, slow.sendall, body[1000:])
+    assert (await run(None, slow.recv, 100)).startswith(b"HTTP/1.1 200")
+    slow.close()
+    assert (await upload(base, BOB)).code == 200  # the slot is free again

@@ -40,21 +40,42 @@ class _Files(APIHandler):
 
 
 class FilesHandler(_Files):
+    _receiving = False  # counted in gateway.uploads
+
     async def prepare(self):
         super().prepare()
         if self.request.method != "POST":
             return
-        cfg = self.gateway.config.files
+        cfg, gw = self.gateway.config.files, self.gateway
         try:
             owner = self._owner()
             length = self.request.headers.get("Content-Length", "")
             if length.isdigit() and int(length) > cfg.max_file_bytes + FORM_SLACK:
                 raise files.too_large(cfg)
+            if gw.uploads >= cfg.max_concurrent_uploads:
+                raise APIError(429, f"The gateway is receiving {cfg.max_concurrent_uploads} "
+                                    "uploads already (files.max_concurrent_uploads); retry "
+                                    "shortly.", code="too_many_uploads", retry_after="1")
+            gw.uploads += 1  # before the waits below: no more than the cap get past them
+            self._receiving = True
             if self.caller is not None and self.caller.limited:
-                await self.gateway.limits.admit_call(self.caller)
-            await files.take_quota(self.gateway.store, owner, 0, cfg)
+                await gw.limits.admit_call(self.caller)
+            await files.take_quota(gw.store, owner, 0, cfg)
         except APIError as e:
+            self._done_receiving()
             self.refuse(e)
+
+    def on_finish(self):
+        self._done_receiving()
+
+    def on_connection_close(self):
+        super().on_connection_close()
+        self._done_receiving()
+
+    def _done_receiving(self):
+        if self._receiving:
+            self._receiving = False
+            self.gateway.uploads -= 1
 
     async def post(self):
         owner = self._owner()

@@ -242,7 +242,7 @@ class Store:
 
     async def blob_put(self, ns: str, name: str, data: bytes, ttl_s: float) -> None:
         """Store raw bytes under (`ns`, `name`), replacing any, gone after `ttl_s`
-        seconds; written in pieces of at most BLOB_PIECE bytes."""
+        seconds (Redis: in pieces of at most BLOB_PIECE bytes, one command each)."""
         raise NotImplementedError
 
     async def blob_read(self, ns: str, name: str, offset: int, size: int) -> bytes:

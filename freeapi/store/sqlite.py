@@ -314,22 +314,19 @@ class SQLiteStore(Store):
             return self._tx(db, tx)
         return await self._run(delete)
 
-    # -- file contents: a rowid table, so pieces are read and written by incremental blob
-    # I/O (sqlite3 blobopen) without loading the whole value; one piece per call on the
-    # store's thread, so other calls run in between.
+    # -- file contents: a rowid table, so pieces are read by incremental blob I/O (sqlite3
+    # blobopen) without loading the whole value; one piece per call on the store's
+    # thread, so other calls run in between. Written in one statement (off the event
+    # loop): written piece by piece into a zeroblob, every page would be written twice.
 
     async def blob_put(self, ns, name, data, ttl_s):
-        def create(db):
+        def put(db):
             def tx():
                 db.execute("DELETE FROM blobs WHERE ns = ? AND name = ?", (ns, name))
-                return db.execute("INSERT INTO blobs (ns, name, data, expires) VALUES "
-                                  "(?, ?, zeroblob(?), ?)",
-                                  (ns, name, len(data), time.time() + ttl_s)).lastrowid
-            return self._tx(db, tx)
-        rowid = await self._run(create)
-        view = memoryview(data)
-        for at in range(0, len(data), BLOB_PIECE):
-            await self._run(_write_piece, rowid, at, view[at:at + BLOB_PIECE])
+                db.execute("INSERT INTO blobs (ns, name, data, expires) VALUES (?, ?, ?, ?)",
+                           (ns, name, data, time.time() + ttl_s))
+            self._tx(db, tx)
+        await self._run(put)
 
     async def blob_read(self, ns, name, offset, size):
         def read(db):
@@ -366,12 +363,6 @@ class SQLiteStore(Store):
                 self._db = None
         ex.submit(shut)
         ex.shutdown(wait=True)  # queued writes finish first: nothing recorded is lost
-
-
-def _write_piece(db, rowid: int, at: int, piece) -> None:
-    with db.blobopen("blobs", "data", rowid) as blob:
-        blob.seek(at)
-        blob.write(piece)
 
 
 def _each(db, sql: str, rows):
