@@ -13,7 +13,8 @@ working directory first on the path.)
   storage growth, peak RSS, worst /ping.
 - stalled-downloads: 40 connections ask for a 20 MiB file's content and never read.
   Reported: statuses, RSS peak and at the end of HOSTILE_HOLD_S (default 20) seconds.
-- stored-responses: 25 /v1/responses (store: true) carrying a 3.9 MiB input_file.
+- stored-responses: 25 /v1/responses (store: true) carrying an input_file of 3.9 MiB
+  (its base64).
   Reported: statuses, seconds, state storage growth.
 - redis-metadata: on Redis, 60 then 150 concurrent GET /v1/files/{id} of a 20 MiB file
   while /ping and another caller's chat run. Reported: statuses, worst /ping, the chat's
@@ -196,7 +197,8 @@ async def _vendor(reader, writer):
             writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
                          b"Content-Length: %d\r\n\r\n%s" % (len(ANSWER), ANSWER))
             await writer.drain()
-    except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError):
+    except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError,
+            asyncio.CancelledError):
         writer.close()
 
 
@@ -211,7 +213,7 @@ async def stored_responses():
     gw = Gateway(local_provider(url))
     try:
         await asyncio.sleep(1)
-        data = base64.b64encode(b"%PDF" + b"x" * int(3.9 * MB)).decode()
+        data = base64.b64encode(b"%PDF" + b"x" * int(3.9 * MB * 3 / 4)).decode()  # 3.9 MiB
         body = {"model": "local/m", "store": True, "input": [{"role": "user", "content": [
             {"type": "input_file", "filename": "a.pdf",
              "file_data": "data:application/pdf;base64," + data},
@@ -263,7 +265,7 @@ async def redis_metadata():
         gw.stop()
         server.close()
         from freeapi.store.redis import RedisStore
-        store = RedisStore(REDIS_URL, prefix=prefix)
+        store = RedisStore(REDIS_URL, prefix=prefix, timeout=30)
         await store.delete_all()
         store.close()
 
@@ -273,8 +275,11 @@ SCENARIOS = {"upload-flood": upload_flood, "stalled-downloads": stalled_download
 
 
 async def all_files():
-    for run in SCENARIOS.values():
+    for run in _EACH.values():
         await run()
+
+
+_EACH = dict(SCENARIOS)
 
 
 SCENARIOS["files"] = all_files
