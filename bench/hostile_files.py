@@ -28,10 +28,11 @@ import base64
 import glob
 import json
 import os
+import socket
 import time
 from collections import Counter
 
-from hostile import GW_KEY, PING, Gateway, http, post, worst_ping
+from hostile import GW_KEY, Gateway, http, post, worst_ping
 
 MB = 1 << 20
 OTHER_KEY = "gw-bench-hostile-0002"
@@ -155,8 +156,7 @@ async def stalled_downloads():
         for _ in range(40):
             r, w = await asyncio.open_connection("127.0.0.1", gw.port, limit=1 << 16)
             sock = w.get_extra_info("socket")
-            sock.setsockopt(__import__("socket").SOL_SOCKET, __import__("socket").SO_RCVBUF,
-                            4096)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
             w.write(get(f"/v1/files/{file_id}/content", GW_KEY))
             conns.append((r, w))
         # The client reads nothing: its transport is paused so asyncio does not either.

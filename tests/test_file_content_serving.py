@@ -8,11 +8,13 @@ files.max_downloads_per_caller files at once."""
 
 import asyncio
 import base64
+import json
 import os
 import socket
 import time
 from urllib.parse import urlsplit
 
+from freeapi.conversations import owner_of
 from freeapi.modalities import files as files_mod
 from freeapi.store import BLOB_PIECE
 from tests.helpers import error_of, request
@@ -36,7 +38,7 @@ async def test_metadata_is_read_without_the_content(make_gateway, state_backend)
     base, gw = make_gateway(gw_config(state_backend))
     data = os.urandom(BLOB_PIECE * 2 + 1234)
     resp = await upload(base, ALICE, data)
-    file_id = __import__("json").loads(resp.body)["id"]
+    file_id = json.loads(resp.body)["id"]
     rec = (await gw.store.kv_get(files_mod.NS, [file_id]))[file_id]
     assert "data" not in rec and rec["bytes"] == len(data)
     calls = counting_reads(gw.store)
@@ -56,7 +58,7 @@ async def test_the_redis_record_is_small_whatever_the_file(make_gateway, state_b
         return  # SQLite's side is the test above
     base, gw = make_gateway(gw_config(state_backend))
     resp = await upload(base, ALICE, os.urandom(1 << 20))
-    file_id = __import__("json").loads(resp.body)["id"]
+    file_id = json.loads(resp.body)["id"]
     size = await gw.store.client.execute("STRLEN",
                                          f"{state_backend['prefix']}kv:fil:{file_id}")
     assert 0 < size < 1024
@@ -65,8 +67,7 @@ async def test_the_redis_record_is_small_whatever_the_file(make_gateway, state_b
 async def test_a_record_of_the_previous_version_is_still_served(make_gateway, state_backend):
     base, gw = make_gateway(gw_config(state_backend))
     file_id, data = "file-" + "L" * 24, b"written before content was kept apart"
-    rec = {"owner": __import__("freeapi.conversations", fromlist=["x"]).owner_of(
-        gw.auth.identify(ALICE), ALICE), "filename": "old.txt", "media_type": "text/plain",
+    rec = {"owner": owner_of(gw.auth.identify(ALICE), ALICE), "filename": "old.txt", "media_type": "text/plain",
         "purpose": "user_data", "bytes": len(data), "created_at": int(time.time()),
         "data": base64.b64encode(data).decode()}
     await gw.store.kv_put(files_mod.NS, file_id, rec, 60)
@@ -90,7 +91,7 @@ async def test_content_is_an_attachment_a_browser_neither_sniffs_nor_runs(make_g
         b"\r\nContent-Type: text/html\r\n\r\n" + HTML + b"\r\n--b--\r\n"), key=ALICE,
         headers={"Content-Type": "multipart/form-data; boundary=b"})
     assert resp.code == 200, resp.body
-    file_id = __import__("json").loads(resp.body)["id"]
+    file_id = json.loads(resp.body)["id"]
     got = await request(f"{base}/v1/files/{file_id}/content", key=ALICE)
     assert got.code == 200 and got.body == HTML
     disposition = got.headers["Content-Disposition"]
@@ -134,10 +135,11 @@ async def test_a_client_that_stops_reading_is_cut_off_at_the_write_timeout(make_
                                                                           state_backend):
     base, gw = make_gateway(gw_config(state_backend, {
         "max_file_bytes": BIG, "write_timeout": 0.5}))
-    file_id = __import__("json").loads((await upload(base, ALICE, b"x" * BIG)).body)["id"]
+    file_id = json.loads((await upload(base, ALICE, b"x" * BIG)).body)["id"]
     s = stalled_download(base, f"/v1/files/{file_id}/content", ALICE)
     await asyncio.sleep(2)  # past the deadline, reading nothing
-    got = await asyncio.get_running_loop().run_in_executor(None, read_all, s)
+    got = await asyncio.get_running_loop().run_in_executor(None, read_all, s)  # off the
+    # gateway's loop, which is this one
     head, _, body = got.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 200") and f"Content-Length: {BIG}".encode() in head
     assert len(body) < BIG  # the gateway gave up on it
@@ -147,8 +149,8 @@ async def test_one_caller_downloads_a_bounded_number_of_files_at_once(make_gatew
                                                                       state_backend):
     base, gw = make_gateway(gw_config(state_backend, {
         "max_file_bytes": BIG, "max_downloads_per_caller": 1}))
-    file_id = __import__("json").loads((await upload(base, ALICE, b"x" * BIG)).body)["id"]
-    small = __import__("json").loads((await upload(base, BOB, b"bob")).body)["id"]
+    file_id = json.loads((await upload(base, ALICE, b"x" * BIG)).body)["id"]
+    small = json.loads((await upload(base, BOB, b"bob")).body)["id"]
     s = stalled_download(base, f"/v1/files/{file_id}/content", ALICE)
     for _ in range(100):  # until the gateway has begun sending it
         await asyncio.sleep(0.05)
