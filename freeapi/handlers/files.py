@@ -66,6 +66,7 @@ class FilesHandler(_Files):
             self.refuse(e)
 
     def on_finish(self):
+        super().on_finish()
         self._done_receiving()
 
     def on_connection_close(self):
