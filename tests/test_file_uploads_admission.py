@@ -141,3 +141,19 @@ async def test_uploads_received_at_once_are_capped(make_gateway, tmp_path):
     assert (await run(None, slow.recv, 100)).startswith(b"HTTP/1.1 200")
     slow.close()
     assert (await upload(base, BOB)).code == 200  # the slot is free again
+
+
+async def test_an_upload_refused_before_its_body_gives_back_its_buffer_share(make_gateway,
+                                                                             tmp_path):
+    # Room for two bodies of this size at once (server.max_buffered_bytes): uploads refused
+    # by a full quota must not keep theirs, or the gateway soon refuses everyone.
+    size = 600_000
+    base, gw = make_gateway(dict(gw_config({"path": str(tmp_path / "s.db")},
+                                           {"max_per_caller": 1}),
+                                 server={"max_body_size": 1 << 20,
+                                         "max_buffered_bytes": 2 * size + 100_000}))
+    assert (await upload(base, ALICE)).code == 200
+    for _ in range(4):
+        assert error_of(await upload(base, ALICE, b"a" * size), 429)["code"] \
+            == "file_quota_exceeded"
+    assert (await upload(base, BOB, b"b" * size)).code == 200
