@@ -113,6 +113,11 @@ class Limits:
             raise APIError(403, f"Gateway key {caller.name!r} may not use the model "
                                 f"{model!r} (allowed: {allowed}).", param="model",
                            code="model_not_allowed")
+        await self.admit_call(caller)
+
+    async def admit_call(self, caller) -> None:
+        """The key's request and token counters alone, for a request that names no model
+        (a file upload): it costs one rpm, and is refused while a token budget is spent."""
         now = time.time()
         checks = self._token_hits(caller, 0, now)
         for cid, who, label in self._holders(caller):
