@@ -15,6 +15,9 @@ from freeapi.config_state import (ConversationsConfig, Price, StateConfig,
 from freeapi.config_vendor import (ReasoningConfig, parse_patterns, parse_reasoning,
                                   parse_translations)
 from freeapi.config_state import ResponsesConfig, parse_responses
+from freeapi.config_keys import (AUTH_KEYS, COMMON_PROVIDER_OPTIONS, GATEWAY_KEY_FIELDS,
+                                 GATEWAY_KEY_LIMITS, METRICS_KEYS, PROVIDER_KEYS,
+                                 RESPONSES_URL_KEY, ROOT_KEYS, SERVER_KEYS)
 from freeapi.proxy import parse_setting as parse_proxy_setting
 from freeapi.configbase import (ConfigError, _expect, _integer, _interpolate, _mapping,
                                 _non_negative, _number, _string_list, _unknown)
@@ -99,7 +102,7 @@ class GatewayKey:
                                            self.daily_tokens, self.monthly_tokens))
 
 
-_KEY_LIMITS = ("rpm", "tpm", "daily_tokens", "monthly_tokens")
+_KEY_LIMITS = GATEWAY_KEY_LIMITS
 
 
 @dataclass
@@ -113,7 +116,7 @@ class Config:
     log_level: str = "info"
     log_format: str = "text"  # or "json": one object per line (freeapi/logs.py)
     shutdown_grace: float = 30.0
-    # Transport limits against hostile clients and vendors (README "Known limits").
+    # Transport limits against hostile clients and vendors (docs/security.md).
     body_timeout: float = 60.0  # seconds a client may pause while sending a request
     max_connections: int | None = None  # None: from the open-file limit (app.py)
     max_event_size: int = 4 * 1024 * 1024  # the largest event of a vendor's stream
@@ -133,12 +136,9 @@ class Config:
 
 
 _LOG_LEVELS = ("debug", "info", "warning", "error")
-_PROVIDER_KEYS = {"enabled", "type", "base_url", "api_keys", "timeouts", "key_pool",
-                  "translations", "patterns", "proxy"}
-# Options every provider type takes (freeapi/provider.py reads them): its native Anthropic
-# endpoint for /v1/messages (a URL, or false / "none" to always translate).
-_COMMON_OPTIONS = {"anthropic_base_url": ((str, bool), None),
-                   "anthropic_count_tokens": ((bool,), None)}
+# The accepted keys are tables in freeapi/config_keys.py (docs/ is checked against them).
+_PROVIDER_KEYS = PROVIDER_KEYS
+_COMMON_OPTIONS = COMMON_PROVIDER_OPTIONS
 
 
 def _key_pool(value, path) -> KeyPoolConfig:
@@ -167,8 +167,8 @@ def _timeouts(value, path) -> Timeouts:
 def _provider(name: str, value, path: str, provider_types: dict) -> ProviderConfig:
     section = _mapping(value, path)
     # Any type may name its vendor's own Responses API, for the /v1/responses door.
-    native = section.get("responses_base_url")
-    section = {k: v for k, v in section.items() if k != "responses_base_url"}
+    native = section.get(RESPONSES_URL_KEY)
+    section = {k: v for k, v in section.items() if k != RESPONSES_URL_KEY}
     ptype = section.get("type", name)
     _expect(ptype, (str,), f"{path}.type", "a string")
     cls = provider_types.get(ptype)
@@ -225,7 +225,7 @@ def _provider(name: str, value, path: str, provider_types: dict) -> ProviderConf
         pc.options[key] = v
     if native is not None and native is not False:
         pc.responses_base_url = _responses_url(native, pc.base_url or cls.default_base_url,
-                                               f"{path}.responses_base_url")
+                                               f"{path}.{RESPONSES_URL_KEY}")
     return pc
 
 
@@ -245,15 +245,11 @@ def parse_config(raw, provider_types: dict, base_dir: str | None = None) -> Conf
     """Validate an already-loaded YAML document (None is the zero config). `base_dir`: the
     config file's directory, which relative paths are relative to (None: no file)."""
     root = _interpolate(_mapping(raw, ""), "")
-    _unknown(root, {"server", "auth", "providers", "models", "fallbacks", "failover", "state",
-                    "prices", "conversations", "reasoning", "discovery", "responses",
-                    "metrics"}, "")
+    _unknown(root, ROOT_KEYS, "")
     cfg = Config()
 
     server = _mapping(root.get("server"), "server")
-    _unknown(server, {"host", "port", "max_body_size", "keepalive_interval", "log_level",
-                      "shutdown_grace", "log_format",
-                      "body_timeout", "max_connections", "max_event_size"}, "server")
+    _unknown(server, SERVER_KEYS, "server")
     if "host" in server:
         cfg.host = _expect(server["host"], (str,), "server.host", "a string")
     if "port" in server:
@@ -289,14 +285,14 @@ def parse_config(raw, provider_types: dict, base_dir: str | None = None) -> Conf
             raise ConfigError("server.log_format", "expected text or json")
 
     auth = _mapping(root.get("auth"), "auth")
-    _unknown(auth, {"keys", "allow_anonymous"}, "auth")
+    _unknown(auth, AUTH_KEYS, "auth")
     keys = auth.get("keys") or []
     _expect(keys, (list,), "auth.keys", "a list")
     for i, item in enumerate(keys):
         path = f"auth.keys[{i}]"
         limits = {}
         if isinstance(item, dict):
-            _unknown(item, {"key", "name", "role", "models", *_KEY_LIMITS}, path)
+            _unknown(item, GATEWAY_KEY_FIELDS, path)
             key = _expect(item.get("key"), (str,), f"{path}.key", "a string")
             name = _expect(item.get("name", f"key{i}"), (str,), f"{path}.name", "a string")
             role = item.get("role", "user")
@@ -361,7 +357,7 @@ def parse_config(raw, provider_types: dict, base_dir: str | None = None) -> Conf
     cfg.reasoning = parse_reasoning(root.get("reasoning"))
     cfg.responses = parse_responses(root.get("responses"))
     metrics = _mapping(root.get("metrics"), "metrics")
-    _unknown(metrics, {"public"}, "metrics")
+    _unknown(metrics, METRICS_KEYS, "metrics")
     cfg.metrics_public = _expect(metrics.get("public", False), (bool,), "metrics.public",
                                  "true or false")
 
