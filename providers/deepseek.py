@@ -87,7 +87,7 @@ class DeepSeek(Provider):
         except (ValueError, KeyError, TypeError):
             raise vendor_error(self.name, 502, "unexpected answer from /user/balance") from None
 
-    # -- beyond chat (README "Beyond chat") -------------------------------------------
+    # -- beyond chat (docs/beyond-chat.md) --------------------------------------------
     # Image input: Flash only ("图像理解": 支持 for deepseek-flash, 不支持 for
     # deepseek-v4-pro, https://api-docs.deepseek.com/zh-cn/quick_start/pricing, read
     # 2026-12-06; https://api-docs.deepseek.com/guides/vision). `deepseek-v4-flash` is

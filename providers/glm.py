@@ -179,7 +179,7 @@ class GLM(Provider):
     def key_check_request(self, key):
         return self.chat_ping(key, self.config.options.get("check_model") or "glm-4.7-flash")
 
-    # -- beyond chat (README "Beyond chat") -------------------------------------------
+    # -- beyond chat (docs/beyond-chat.md) --------------------------------------------
     # Embeddings: https://docs.bigmodel.cn/api-reference/模型-api/文本嵌入 (text only;
     # embedding-3: dimensions 256/512/1024/2048, at most 64 texts; embedding-2: 1024).
     _EMBED_DIMS = {"embedding-3": (256, 512, 1024, 2048), "embedding-2": (1024,)}
@@ -229,7 +229,7 @@ class GLM(Provider):
             out["quality"] = quality
         return self.json_request("/images/generations", out, key)
 
-    # -- speech and transcription (README "Beyond chat"), one block -------------------
+    # -- speech and transcription (docs/beyond-chat.md), one block --------------------
     # Speech, GLM-TTS: POST /audio/speech
     # (https://docs.bigmodel.cn/api-reference/模型-api/文本转语音; the model's page
     # https://docs.bigmodel.cn/cn/guide/models/sound-and-video/glm-tts): model glm-tts,
@@ -298,7 +298,7 @@ class GLM(Provider):
                                       media_type, data, key)
 
     def transcriptions_answer(self, raw, response_format):
-        import json  # here, to keep this block whole (README "Beyond chat")
+        import json  # here, to keep this block whole (docs/beyond-chat.md)
         text = json.loads(raw)["text"]
         if not isinstance(text, str):
             raise ValueError("no text")
@@ -317,7 +317,7 @@ class GLM(Provider):
         return dict(body, tools=tools + [{"type": "web_search", "web_search": {
             "enable": True, "search_engine": "search_std", "search_result": True}}])
 
-    # -- documents (README "Beyond chat", Documents): the file parsing service -----------
+    # -- documents (docs/providers/glm.md, Documents): the file parsing service ----------
     # "extract" mode: the async parser's Lite tool, free of charge ("按调用次数计费，当前
     # 免费", https://docs.bigmodel.cn/cn/guide/tools/file-parser; an older copy of that
     # page announced 0.01 yuan a call from 2025-10-08: 3p, unverified), plain text only,

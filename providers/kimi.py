@@ -141,7 +141,7 @@ class Kimi(Provider):
             raise vendor_error(self.name, 502, "unexpected answer from /users/me/balance") \
                 from None
 
-    # -- beyond chat (README "Beyond chat") -------------------------------------------
+    # -- beyond chat (docs/beyond-chat.md) --------------------------------------------
     # Vision: https://platform.moonshot.ai/docs/guide/use-kimi-vision-model names the
     # vision previews and kimi-k2.5 ("and so on"); its successor kimi-k2.6 is kept on the
     # safe side (a declared model is never refused images).

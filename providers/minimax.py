@@ -152,7 +152,7 @@ class MiniMax(Provider):
             out["content"] = block + (content if isinstance(content, str) else "")
         return out
 
-    # -- beyond chat (README "Beyond chat") -------------------------------------------
+    # -- beyond chat (docs/beyond-chat.md) --------------------------------------------
     # Speech: POST /v1/t2a_v2, streamed as events of hex audio
     # (https://platform.minimax.io/docs/api-reference/speech-t2a-http,
     # https://platform.minimaxi.com/document/t2a_http). All six names are on MiniMax's

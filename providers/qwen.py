@@ -137,7 +137,7 @@ class Qwen(QwenAudio, Provider):
                 return vendor_error(self.name, status, message, code=code)
         return super().chunk_error(chunk, keys)
 
-    # -- beyond chat (README "Beyond chat") -------------------------------------------
+    # -- beyond chat (docs/beyond-chat.md) --------------------------------------------
     # Embeddings, OpenAI-compatible mode (text only, at most 10 rows; dimensions):
     # https://www.alibabacloud.com/help/en/model-studio/text-embedding-synchronous-api
     embedding_models = ("text-embedding-v4", "text-embedding-v3")

@@ -111,7 +111,7 @@ class Step(Provider):
                 _rename(choice.get("message"))
         return data
 
-    # -- beyond chat (README "Beyond chat") -------------------------------------------
+    # -- beyond chat (docs/beyond-chat.md) --------------------------------------------
     # Speech, OpenAI-compatible, the audio file as the body
     # (https://platform.stepfun.com/docs/api-reference/audio/create_audio,
     # https://platform.stepfun.ai/docs/en/api-reference/audio/create-audio): at most

@@ -46,6 +46,9 @@ class StreamingMixin:
             if self.native:
                 encoder = self._native.relay(model, keys)
                 self._stream_relay = encoder
+                if h.remembers_reasoning and hasattr(encoder, "on_finish"):
+                    # a native relay that can tell the answer's reasoning (Responses)
+                    encoder.on_finish = lambda answer: setattr(self, "_hidden", (route, answer))
             else:
                 relay = StreamRelay(route, model, include_usage=include_usage, keys=keys)
                 self._watch_relay(relay)
