@@ -19,18 +19,17 @@ import logging
 import os
 import signal
 
-from freeapi.config import ConfigError, load_config
+from freeapi.config import Config, ConfigError, load_config
 from freeapi.keys import GatewayAuth
 from freeapi.plugins import provider_types
 
 log = logging.getLogger("freeapi.reload")
 
 # Config fields a reload applies (Config attribute names), and those that need a restart.
+# Every other field needs a restart: derived from Config itself, so a section added later
+# is reported as "takes effect at the next restart" rather than silently ignored.
 APPLIED = ("gateway_keys", "allow_anonymous", "prices", "metrics_public")
-RESTART = ("providers", "models", "fallbacks", "failover", "discovery", "state",
-           "conversations", "reasoning", "responses", "host", "port", "max_body_size",
-           "keepalive_interval", "log_level", "log_format", "shutdown_grace", "body_timeout",
-           "max_connections", "max_event_size")
+RESTART = tuple(f.name for f in dataclasses.fields(Config) if f.name not in APPLIED)
 
 
 def pid_file(config_path: str | None, cfg, explicit: str | None = None) -> str | None:

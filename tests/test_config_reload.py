@@ -164,3 +164,21 @@ def test_sighup_reaches_every_worker(tmp_path):
             assert len(log_lines(tmp_path, FAILED)) == 1
         finally:
             stop(proc)
+
+
+def test_a_change_a_reload_cannot_apply_is_named_in_the_warning(make_gateway, tmp_path,
+                                                                 caplog):
+    # Every section the parser knows is either applied or reported: none is ignored
+    # silently (files, free and the body limits came after the reload did).
+    from freeapi.reload import reload_config
+    _, gateway = make_gateway({"auth": {"keys": [{"key": OLD, "name": "k0"}]}})
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(json.dumps({
+        "auth": {"keys": [{"key": OLD, "name": "k0"}, {"key": NEW, "name": "k1"}]},
+        "files": {"max_per_caller": 3}, "server": {"max_json_values": 1000},
+        "providers": {"deepseek": {"base_url": gateway.config.providers["deepseek"].base_url}}}))
+    with caplog.at_level("WARNING", logger="freeapi.reload"):
+        assert reload_config(gateway, str(cfg))
+    assert len(gateway.config.gateway_keys) == 2
+    warning = " ".join(r.getMessage() for r in caplog.records if r.levelname == "WARNING")
+    assert "files" in warning and "max_json_values" in warning
