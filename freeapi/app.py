@@ -95,7 +95,7 @@ class Gateway:
         self.fallbacks = self._fallbacks(config.fallbacks)
         self.free = FreeRouter(self)  # the `free` model (freeapi/free.py)
         self.active: set = set()  # chat handlers in flight, for graceful shutdown
-        self.downloads: dict[str, int] = {}  # file contents being sent, per caller (files.py)
+        self.file_downloads: dict[str, int] = {}  # file contents being sent, per caller (files.py)
         self.uploads = 0  # file uploads being received (handlers/files.py)
         self.draining = False  # no new chat requests (graceful shutdown began)
         self.shutting_down = False  # the grace period is over: in-flight work is cut

@@ -121,7 +121,7 @@ class FileContentHandler(_Files):
     async def get(self, file_id):
         owner = self._owner()
         cfg = self.gateway.config.files
-        busy = self.gateway.downloads
+        busy = self.gateway.file_downloads
         if busy.get(owner, 0) >= cfg.max_downloads_per_caller:
             raise APIError(429, f"This caller is already downloading "
                                 f"{cfg.max_downloads_per_caller} files "
