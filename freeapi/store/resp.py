@@ -201,11 +201,9 @@ class RespClient:
         of them fails the connect)."""
         where = f"redis {host}:{port}" if self.sentinels else self.describe()
         try:
-            kw = {}
-            if self._ssl is not None:
-                kw = {"ssl_options": self._ssl, "server_hostname": host}
-            stream = await asyncio.wait_for(TCPClient().connect(host, port, **kw),
-                                            self.timeout)
+            # Tornado checks the certificate against `host` (SNI and hostname) itself.
+            stream = await asyncio.wait_for(
+                TCPClient().connect(host, port, ssl_options=self._ssl), self.timeout)
         except (OSError, StreamClosedError, asyncio.TimeoutError, ssl.SSLError) as e:
             raise StoreError(f"cannot reach {where}: {_reason(e)}") from None
         stream.set_nodelay(True)
