@@ -94,9 +94,12 @@ def load(args) -> Gateway:
 
 
 def _log_request(handler):
-    # Access lines only at debug: formatting one per request is measurable on the hot path.
+    # Tornado's own line: a warning for a 5xx; at debug only while freeapi's access line
+    # (freeapi/access_log.py, server.access_log) is off, which says more.
     status = handler.get_status()
-    if status >= 500 or log.isEnabledFor(logging.DEBUG):
+    gateway = handler.settings.get("freeapi")
+    if status >= 500 or (log.isEnabledFor(logging.DEBUG)
+                         and not (gateway is not None and gateway.config.access_log)):
         ctx = getattr(handler, "_rlog", None)
         if ctx is not None:  # for the JSON format's fields
             ctx.status, ctx.latency_ms = status, round(1000 * handler.request.request_time())
