@@ -27,6 +27,9 @@ from freeapi.keys import redact
 log = logging.getLogger("freeapi.access")
 
 CLIENT_GONE = 499  # the client left before the answer ended (as the ledger says it)
+# The fields holding text a client chose: the log's key redactor (freeapi/cli.py) also
+# redacts them in the JSON format's copy, with the configured keys.
+CLIENT_TEXT = ("path", "model", "upstream_model")
 _NEEDS_QUOTES = re.compile(r'[ "=\\]|^$')
 
 

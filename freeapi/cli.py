@@ -11,7 +11,7 @@ import signal
 import socket
 import sys
 
-from freeapi import __version__, logs, metrics, reload
+from freeapi import __version__, access_log, logs, metrics, reload
 from freeapi.app import Gateway, make_app
 from freeapi.checkkeys import check_keys
 from freeapi.config import ConfigError, load_config, plain_http_to_remote
@@ -179,6 +179,12 @@ class _RedactKeys(logging.Filter):
         clean = redact_log(text, self.keys)
         if clean != text:
             record.msg, record.args = clean, None
+        access = getattr(record, "access", None)  # the JSON format's copy of the text
+        if access:
+            for name in access_log.CLIENT_TEXT:
+                value = access.get(name)
+                if isinstance(value, str) and value != (clean := redact_log(value, self.keys)):
+                    access[name] = clean
         return True
 
 

@@ -48,6 +48,7 @@ def _serve_and_call(tmp_path, fmt: str, extra: str = "") -> str:
                      chat_body(stream=True), GW_KEY),
                     ("acc-401", "POST", "/v1/chat/completions", chat_body(), "wrong-key"),
                     ("acc-404", "GET", f"/nowhere?key={GOOD}", None, GW_KEY),
+                    ("acc-path", "GET", f"/v1/{GW_KEY}/{GOOD}", None, GW_KEY),
                     ("acc-ping", "GET", "/ping", None, None)):
                 headers = {"X-Request-Id": rid, "Content-Type": "application/json"}
                 if key:
@@ -75,7 +76,7 @@ def test_text_access_lines_one_per_request_at_the_default_level(tmp_path):
     _no_secret(text)
     access = [ln for ln in text.splitlines() if " freeapi.access: " in ln]
     by_id = {re.search(r"request_id=(\S+)$", ln).group(1): ln for ln in access}
-    assert len(access) == len(by_id) == 4 and "acc-ping" not in by_id  # /ping left out
+    assert len(access) == len(by_id) == 5 and "acc-ping" not in by_id  # /ping left out
     chat = by_id["acc-chat"]
     assert " INFO freeapi.access: POST /v1/chat/completions 200 door=chat " in chat
     for field in ("provider=deepseek", "model=deepseek-chat", "upstream_model=",
@@ -94,7 +95,7 @@ def test_json_access_lines_carry_the_fields(tmp_path):
     _no_secret(text)
     lines = [json.loads(ln) for ln in text.splitlines()]  # every line is one object
     access = {ln["request_id"]: ln for ln in lines if ln["logger"] == "freeapi.access"}
-    assert set(access) == {"acc-chat", "acc-stream", "acc-401", "acc-404"}
+    assert set(access) == {"acc-chat", "acc-stream", "acc-401", "acc-404", "acc-path"}
     chat = access["acc-chat"]
     assert chat["level"] == "info" and chat["status"] == 200 and chat["door"] == "chat"
     assert chat["provider"] == "deepseek" and chat["model"] == "deepseek-chat"
@@ -104,6 +105,7 @@ def test_json_access_lines_carry_the_fields(tmp_path):
     assert access["acc-stream"]["ttfb_ms"] is not None
     assert access["acc-401"]["status"] == 401 and "provider" not in access["acc-401"]
     assert access["acc-404"]["path"] == "/nowhere"
+    assert access["acc-path"]["path"].startswith("/v1/")  # keys in it masked (_no_secret)
 
 
 def test_the_switch_turns_access_lines_off(tmp_path):

@@ -14,9 +14,8 @@ import pytest
 
 from tests.fakes.deepseek import GOOD
 from tests.helpers import chat_body, error_of, request
-from tests.redis_procs import REDIS_SERVER, RedisProc, wait_for
+from tests.redis_procs import RedisProc, wait_for
 
-pytestmark = pytest.mark.skipif(REDIS_SERVER is None, reason="redis-server is not installed")
 
 ALICE = "fa-sentinel-alice-0123456789"
 MASTER = "mymaster"

@@ -5,17 +5,14 @@ certificate against `ssl_ca_certs`."""
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 
 import pytest
 
 from tests.fakes.deepseek import GOOD
 from tests.helpers import chat_body, error_of, request
-from tests.redis_procs import REDIS_SERVER, RedisProc
+from tests.redis_procs import RedisProc
 
-pytestmark = pytest.mark.skipif(REDIS_SERVER is None or not shutil.which("openssl"),
-                                reason="redis-server or openssl is not installed")
 
 ALICE = "fa-tls-alice-0123456789"
 
