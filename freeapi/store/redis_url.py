@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import ssl
 from dataclasses import dataclass
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import parse_qsl, unquote
 
 SENTINEL_PORT = 26379
 _OPTIONS = frozenset({"ssl_ca_certs", "ssl_certfile", "ssl_keyfile", "sentinel_username",
