@@ -82,6 +82,9 @@ FAMILIES = {
     "freeapi_gateway_overhead_seconds": (
         "histogram", "Time a request spent in the gateway itself: its duration minus the "
         "time spent waiting for vendors.", (), _OVERHEAD),
+    "freeapi_ledger_dropped_total": (
+        "counter", "Usage ledger entries dropped unwritten: the state store was down "
+        "longer than state.ledger_buffer entries could wait for it.", (), None),
 }
 _GAUGES = ("freeapi_key_state", "freeapi_key_inflight", "freeapi_inflight_requests")
 
@@ -152,6 +155,7 @@ class Metrics:
         self._attempts = ev["freeapi_upstream_attempts_total"]
         self._limits = ev["freeapi_limit_rejections_total"]
         self._overhead = ev["freeapi_gateway_overhead_seconds"]
+        self._ledger_dropped = ev["freeapi_ledger_dropped_total"]
 
     def _prometheus_objects(self) -> dict:
         from prometheus_client import Counter, Gauge, Histogram
@@ -203,6 +207,9 @@ class Metrics:
 
     def limit_rejected(self, limit: str) -> None:
         self._limits((limit,))
+
+    def ledger_dropped(self, n: int) -> None:
+        self._ledger_dropped((), n)
 
     # -- states, when scraped ----------------------------------------------------------
 

@@ -118,12 +118,42 @@ def proxy_server(io_loop):
 REDIS_URL = os.environ.get("FREEAPI_TEST_REDIS", "redis://127.0.0.1:6379/0")
 
 
-@pytest.fixture(params=["sqlite", "redis"])
+POSTGRES_URL = os.environ.get("FREEAPI_TEST_POSTGRES",
+                              "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def with_search_path(url: str, schema: str) -> str:
+    return f"{url}{'&' if '?' in url else '?'}search_path={schema}"
+
+
+@pytest.fixture
+def pg_url(io_loop):
+    """A PostgreSQL URL (FREEAPI_TEST_POSTGRES, else 127.0.0.1:5432/test) whose search_path
+    is a schema made for this test and dropped after it. An unreachable server fails the
+    test; it never skips it."""
+    import asyncpg
+    schema = f"freeapi_test_{os.urandom(6).hex()}"
+
+    async def run(sql):
+        con = await asyncpg.connect(POSTGRES_URL)
+        try:
+            await con.execute(sql)
+        finally:
+            await con.close()
+    io_loop.run_sync(lambda: run(f"CREATE SCHEMA {schema}"))
+    yield with_search_path(POSTGRES_URL, schema)
+    io_loop.run_sync(lambda: run(f"DROP SCHEMA {schema} CASCADE"))
+
+
+@pytest.fixture(params=["sqlite", "redis", "postgres"])
 def state_backend(request, tmp_path, io_loop):
-    """A `state` config section on each backend: an SQLite file, or a Redis prefix of its
-    own (wiped afterwards)."""
+    """A `state` config section on each backend: an SQLite file, a Redis prefix of its own
+    (wiped afterwards), or a PostgreSQL schema of its own (dropped afterwards)."""
     if request.param == "sqlite":
         yield {"path": str(tmp_path / "state.db")}
+        return
+    if request.param == "postgres":
+        yield {"database_url": request.getfixturevalue("pg_url")}
         return
     state = {"redis_url": REDIS_URL, "prefix": f"freeapi-test:{os.urandom(8).hex()}:"}
     yield state
