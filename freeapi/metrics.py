@@ -143,7 +143,9 @@ class Metrics:
             ev = {name: _cached(obj, "observe" if FAMILIES[name][0] == "histogram" else "inc")
                   for name, obj in self._objects.items() if name not in _GAUGES}
         else:
-            self._data = {name: {} for name, spec in FAMILIES.items() if spec[0] != "gauge"}
+            # A counter without labels is exported from 0, so "none yet" is visible.
+            self._data = {name: {(): 0} if spec[0] == "counter" and not spec[2] else {}
+                          for name, spec in FAMILIES.items() if spec[0] != "gauge"}
             ev = {name: (_local_observe(d, FAMILIES[name][3])
                          if FAMILIES[name][0] == "histogram" else _local_inc(d))
                   for name, d in self._data.items()}

@@ -164,3 +164,48 @@ def state_backend(request, tmp_path, io_loop):
         await store.delete_all()
         store.close()
     io_loop.run_sync(wipe)
+
+
+class PrivateCluster:
+    """A PostgreSQL cluster of one test's own (Debian's pg_createcluster), which the test
+    may stop and start: the shared server on 5432 is never stopped."""
+
+    def __init__(self, version: str, name: str, port: int):
+        self.version, self.name, self.port = version, name, port
+        self.url = f"postgresql://postgres@127.0.0.1:{port}/postgres"
+
+    async def _ctl(self, action: str):
+        proc = await asyncio.create_subprocess_exec(
+            "pg_ctlcluster", "--skip-systemctl-redirect", self.version, self.name, action,
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+        _, err = await proc.communicate()
+        assert proc.returncode == 0, err.decode()
+
+    async def stop(self):
+        await self._ctl("stop")
+
+    async def start(self):
+        await self._ctl("start")
+
+
+@pytest.fixture
+def private_postgres():
+    """A PrivateCluster, running; dropped afterwards. Needs Debian's postgresql-common and
+    root (pg_createcluster writes under /etc/postgresql and /var/lib/postgresql)."""
+    import shutil
+    import subprocess
+    if shutil.which("pg_createcluster") is None or not os.path.isdir("/etc/postgresql"):
+        pytest.skip("no Debian PostgreSQL here (pg_createcluster) to make a private cluster")
+    if os.geteuid() != 0:
+        pytest.skip("making a private PostgreSQL cluster needs root (pg_createcluster)")
+    version = sorted(os.listdir("/etc/postgresql"))[-1]
+    cluster = PrivateCluster(version, f"freeapi_{os.urandom(4).hex()}", free_port())
+    subprocess.run(["pg_createcluster", version, cluster.name, "-p", str(cluster.port),
+                    "--", "-A", "trust"], check=True, stdout=subprocess.DEVNULL)
+    try:
+        subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", version, cluster.name,
+                        "start"], check=True)
+        yield cluster
+    finally:
+        subprocess.run(["pg_dropcluster", "--stop", version, cluster.name],
+                       stdout=subprocess.DEVNULL)
