@@ -120,3 +120,58 @@ async def test_beyond_the_buffer_the_oldest_rows_are_dropped_and_counted(
     rows = await gw.store.ledger()
     assert [r["request_id"] for r in rows] == ids[-3:]  # the newest kept, in order
     assert dropped((await request(base + "/metrics", key=None)).body.decode()) == 5
+
+
+def test_freeapi_processes_started_at_once_migrate_once_and_share_keys(tmp_path, pg_url,
+                                                                        io_loop):
+    """Three `freeapi` processes (one with --workers 2) started together on an empty
+    schema; the `freeapi keys` CLI beside them."""
+    import json
+    import subprocess
+    import sys
+
+    import asyncpg
+
+    from tests.conftest import free_port
+    from tests.fakes.deepseek import GOOD
+    from tests.helpers import ThreadedFake, wait_listening
+    from tests.test_admin_keys_shared import PROPAGATION, ROOT, all_of, stop, within
+    from tests.test_admin_keys_shared import admin as admin_sync
+    state = {"database_url": pg_url}
+    with ThreadedFake() as fake:
+        procs, bases, cfgs = [], [], []
+        for extra in ((), (), ("--workers", "2")):
+            port = free_port()
+            cfg = tmp_path / f"config-{port}.yaml"
+            cfg.write_text(json.dumps({
+                "server": {"host": "127.0.0.1", "port": port},
+                "auth": {"keys": [{"key": ADMIN, "name": "root", "role": "admin"}]},
+                "providers": {"deepseek": {"base_url": fake.url, "api_keys": [GOOD]}},
+                "state": state}))
+            procs.append(subprocess.Popen(
+                [sys.executable, "-m", "freeapi", "--config", str(cfg), *extra], cwd=ROOT,
+                stdout=subprocess.DEVNULL, stderr=open(tmp_path / f"err-{port}", "wb")))
+            bases.append(f"http://127.0.0.1:{port}")
+            cfgs.append(cfg)
+        try:
+            for base, proc in zip(bases, procs):
+                wait_listening(int(base.rsplit(":", 1)[1]), proc, 30)
+            made = admin_sync(bases[0], "POST", "/admin/keys", {"name": "alice"})
+            within(PROPAGATION, all_of(bases[1:], made["key"], True, times=4),
+                   "another gateway never served the new key")
+            out = subprocess.run([sys.executable, "-m", "freeapi", "keys", "list",
+                                  "--config", str(cfgs[2])], cwd=ROOT, capture_output=True,
+                                 timeout=60)
+            assert out.returncode == 0, out.stderr
+            assert "alice" in out.stdout.decode()
+        finally:
+            stop(*procs)
+
+    async def migrations():
+        con = await asyncpg.connect(pg_url)
+        try:
+            return [r[0] for r in await con.fetch("SELECT version FROM freeapi_migrations")]
+        finally:
+            await con.close()
+    from freeapi.store.postgres_schema import MIGRATIONS
+    assert sorted(io_loop.run_sync(migrations)) == [v for v, _, _ in MIGRATIONS]
