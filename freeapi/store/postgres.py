@@ -3,10 +3,10 @@ keep what must last — the usage ledger, keys, teams and the audit log, stored 
 files, conversations — in a relational database.
 
 The schema is freeapi's own, migrated at first use under an advisory lock
-(postgres_schema.py). Every decision is one transaction: counters take transaction-scoped
-advisory locks on their keys (in hash order, so two gateways never deadlock) and read the
-server's clock, so gateways whose clocks disagree share one window; expiry uses the
-server's clock too. The ledger is written by the Store base class's background queue, one
+(postgres_schema.py). Every decision is one transaction: a counter check is one call of
+the function freeapi_hits (transaction-scoped advisory locks on the keys in hash order, so
+two gateways never deadlock, and the server's clock, so gateways whose clocks disagree
+share one window); expiry uses the server's clock too. The ledger is written by the Store base class's background queue, one
 multi-row INSERT per batch; while the database is down those entries wait in memory, up
 to `state.ledger_buffer`.
 
@@ -25,10 +25,8 @@ import json
 import logging
 import re
 import time
-from collections import defaultdict
 
-from freeapi.store import (BIG_JSON, BLOB_PIECE, BUCKETS, LEDGER_FIELDS, Store, StoreError,
-                           bucket_width_ms, check_window)
+from freeapi.store import BIG_JSON, BLOB_PIECE, BUCKETS, LEDGER_FIELDS, Store, StoreError
 from freeapi.store.postgres_admin import PostgresAdmin
 from freeapi.store.postgres_schema import LEDGER_TYPES, NewerSchema, migrate
 
@@ -164,45 +162,15 @@ class PostgresStore(PostgresAdmin, Store):
         if self.hot is not None:
             return await self.hot.hits(hits)
         hits = list(hits)
-        keys = sorted({h.key for h in hits})
-
-        async def tx(con):
-            async with con.transaction():
-                # Every gateway takes the keys' locks in the same (hash) order.
-                await con.execute(
-                    "SELECT pg_advisory_xact_lock(hashtext(current_schema()), hashtext(k)) "
-                    "FROM (SELECT k FROM unnest($1::text[]) AS k ORDER BY hashtext(k)) AS s",
-                    keys)
-                now = int(await con.fetchval(f"SELECT ({_NOW} * 1000)::int8"))
-                rows = await con.fetch("SELECT key, bucket, amount FROM counters WHERE "
-                                       "key = ANY($1::text[]) AND expires > $2", keys, now)
-                have = defaultdict(list)
-                for r in rows:
-                    have[r[0]].append((r[1], r[2]))
-                wait, failed = 0.0, -1
-                for i, h in enumerate(hits):
-                    w = check_window(have[h.key], now, h)
-                    if w is not None:
-                        wait, failed = max(wait, w), failed if failed >= 0 else i
-                if failed >= 0:
-                    return False, wait, failed
-                adds = defaultdict(int)
-                for h in hits:
-                    if h.amount > 0:
-                        width = bucket_width_ms(h.window)
-                        b = now // width
-                        adds[(h.key, b, (b + BUCKETS) * width)] += int(h.amount)
-                if adds:
-                    k, b, e = zip(*adds)
-                    await con.execute(
-                        "INSERT INTO counters (key, bucket, amount, expires) SELECT * FROM "
-                        "unnest($1::text[], $2::int8[], $3::int8[], $4::int8[]) ON CONFLICT "
-                        "(key, bucket) DO UPDATE SET amount = counters.amount + "
-                        "excluded.amount", list(k), list(b), list(adds.values()), list(e))
-                return True, 0.0, -1
-        out = await self._run(tx)
+        args = ([h.key for h in hits], [max(0, int(h.amount)) for h in hits],
+                [max(1, int(h.window * 1000)) for h in hits],
+                [-1 if h.limit is None else int(h.limit) for h in hits], BUCKETS)
+        # One call (postgres_schema.py freeapi_hits): one round trip, one transaction.
+        row = await self._run(lambda con: con.fetchrow(
+            "SELECT * FROM freeapi_hits($1::text[], $2::int8[], $3::int8[], $4::int8[], "
+            "$5)", *args))
         self._maybe_sweep()
-        return out
+        return bool(row[0]), row[1] / 1000, int(row[2])
 
     # -- ledger -------------------------------------------------------------------------
 

@@ -23,6 +23,67 @@ LEDGER_TYPES = {"ts": "float8", "key": "text", "vendor_key": "text", "provider":
                 "endpoint": "text", "request_id": "text", "estimated": "bool"}
 assert tuple(LEDGER_TYPES) == LEDGER_FIELDS  # a new ledger field needs a migration here
 
+# Store.hits in one round trip (the rule of freeapi/store check_window, as the Redis
+# backend's Lua script runs it): the keys' transaction-scoped advisory locks taken in hash
+# order (two gateways never deadlock), the server's clock, then check all, add all or
+# nothing. Returns (ok, wait in ms, index of the first hit over its limit or -1).
+# Counters are hot state, not records: their commit does not wait for the WAL flush (a
+# crash of the database loses at most its last moment of counts, as a Redis without
+# persistence would).
+_HITS = """
+CREATE OR REPLACE FUNCTION freeapi_hits(p_keys text[], p_amounts int8[], p_windows int8[],
+                                        p_limits int8[], p_nb int4)
+RETURNS TABLE (ok bool, wait_ms int8, failed int4) LANGUAGE plpgsql AS $fn$
+DECLARE
+  v_now int8; v_w int8; v_first int8; v_total int8; v_need int8; v_freed int8;
+  v_until int8; v_wait int8 := 0; v_bad int4 := -1; r record;
+BEGIN
+  PERFORM set_config('synchronous_commit', 'off', true);
+  PERFORM pg_advisory_xact_lock(hashtext(current_schema()), hashtext(d.k))
+    FROM (SELECT DISTINCT k FROM unnest(p_keys) AS k) AS d ORDER BY hashtext(d.k);
+  v_now := (extract(epoch FROM clock_timestamp()) * 1000)::int8;
+  FOR i IN 1 .. coalesce(array_length(p_keys, 1), 0) LOOP
+    CONTINUE WHEN p_limits[i] < 0;
+    v_w := greatest(1, p_windows[i] / p_nb);
+    v_first := v_now / v_w - p_nb + 1;
+    SELECT coalesce(sum(c.amount), 0) INTO v_total FROM counters AS c
+      WHERE c.key = p_keys[i] AND c.bucket >= v_first;
+    IF p_amounts[i] > 0 THEN
+      v_need := v_total + p_amounts[i] - p_limits[i];
+    ELSE
+      v_need := v_total - p_limits[i] + 1;
+    END IF;
+    CONTINUE WHEN v_need <= 0;
+    IF v_bad < 0 THEN v_bad := i - 1; END IF;
+    v_freed := 0;
+    v_until := p_windows[i];
+    FOR r IN SELECT c.bucket, c.amount FROM counters AS c
+             WHERE c.key = p_keys[i] AND c.bucket >= v_first ORDER BY c.bucket LOOP
+      v_freed := v_freed + r.amount;
+      IF v_freed >= v_need THEN
+        v_until := (r.bucket + p_nb) * v_w - v_now;
+        EXIT;
+      END IF;
+    END LOOP;
+    v_wait := greatest(v_wait, greatest(v_until, 1));
+  END LOOP;
+  IF v_bad >= 0 THEN
+    RETURN QUERY SELECT false, v_wait, v_bad;
+    RETURN;
+  END IF;
+  INSERT INTO counters (key, bucket, amount, expires)
+    SELECT x.k, x.b, sum(x.a), max(x.e) FROM (
+      SELECT p_keys[i] AS k, v_now / greatest(1, p_windows[i] / p_nb) AS b,
+             p_amounts[i] AS a,
+             (v_now / greatest(1, p_windows[i] / p_nb) + p_nb)
+               * greatest(1, p_windows[i] / p_nb) AS e
+      FROM generate_subscripts(p_keys, 1) AS i WHERE p_amounts[i] > 0) AS x
+    GROUP BY x.k, x.b
+    ON CONFLICT (key, bucket) DO UPDATE SET amount = counters.amount + excluded.amount;
+  RETURN QUERY SELECT true, 0::int8, -1;
+END
+$fn$"""
+
 MIGRATIONS: list[tuple[int, str, list[str]]] = [
     (1, "the store's tables", [
         # Counters: one row per (key, bucket); `expires` in ms of the server's clock.
@@ -57,6 +118,7 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
         "data text NOT NULL)",
         "CREATE TABLE admin_meta (name text PRIMARY KEY, value int8 NOT NULL)",
     ]),
+    (2, "counters checked and added in one call", [_HITS]),
 ]
 LATEST = MIGRATIONS[-1][0]
 
