@@ -104,3 +104,30 @@ async def test_ledger_rows_wait_within_the_buffer_and_the_loss_beyond_is_counted
     with pytest.raises(StoreError, match="cannot reach"):
         await store.hit("k", 1, 60, 5)
     store.close()
+
+
+async def test_expired_records_are_swept_also_with_redis_beside_it(pg_url, monkeypatch):
+    """With Redis beside PostgreSQL the counters (whose checks used to trigger the sweep)
+    never come to PostgreSQL: expired records, files and conversations are swept all the
+    same."""
+    from freeapi.store.redis import RedisStore
+    from tests.test_store import REDIS_URL
+    hot = RedisStore(REDIS_URL, prefix=f"freeapi-test:{free_port()}:{id(pg_url)}:")
+    store = PostgresStore(pg_url, hot=hot)
+    await store.kv_put("rs", "old", {"n": 1}, 0.01)
+    await store.blob_put("fib", "old", b"x" * 10, 0.01)
+    assert await store.conversation_append("c", "o", ["t"], 0.01, 10, 1000)
+    await asyncio.sleep(0.05)
+    monkeypatch.setattr(pg_module, "_SWEEP_EVERY", 0.0)
+    await store.hit("k", 1, 60, 5)  # to Redis
+    await store.kv_put("rs", "new", {"n": 2}, 60)
+    await store.settle()
+    con = await asyncpg.connect(pg_url)
+    try:
+        counts = [await con.fetchval(f"SELECT count(*) FROM {t}") for t in
+                  ("kv", "blobs", "conversations", "conversation_turns", "counters")]
+    finally:
+        await con.close()
+    assert counts == [1, 0, 0, 0, 0]
+    await hot.delete_all()
+    store.close()

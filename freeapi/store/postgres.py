@@ -180,6 +180,7 @@ class PostgresStore(PostgresAdmin, Store):
             columns = [[_coerce(e.get(f), t) for e in part] for f, t in LEDGER_TYPES.items()]
             # Not retried on a stale connection: the rows may have been written.
             await self._run(lambda con: con.execute(_INSERT, *columns), retry=False)
+        self._maybe_sweep()  # here too: with Redis beside it, hits() never comes here
 
     async def ledger(self, since=None, until=None):
         rows = await self._run(lambda con: con.fetch(
@@ -267,6 +268,7 @@ class PostgresStore(PostgresAdmin, Store):
     async def kv_put(self, ns, name, value, ttl_s, group=None):
         if self._hot(ns):
             return await self.hot.kv_put(ns, name, value, ttl_s, group)
+        self._maybe_sweep()
         data = _dumps(value)
         # A name keeps the group it was put with while it lives.
         await self._run(lambda con: con.execute(

@@ -135,9 +135,12 @@ async def migrate(con) -> list[int]:
     applied (empty when another gateway had already done it)."""
     await con.execute(_LOCK)
     try:
-        await con.execute("CREATE TABLE IF NOT EXISTS freeapi_migrations (version int4 "
-                          "PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT "
-                          "NULL DEFAULT now())")
+        # Looked up first: a role without CREATE on the schema may still use a database
+        # that is up to date.
+        if await con.fetchval("SELECT to_regclass('freeapi_migrations')") is None:
+            await con.execute("CREATE TABLE IF NOT EXISTS freeapi_migrations (version int4 "
+                              "PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT "
+                              "NULL DEFAULT now())")
         have = {r[0] for r in await con.fetch("SELECT version FROM freeapi_migrations")}
         if have and max(have) > LATEST:
             raise NewerSchema(f"the database was migrated by a newer freeapi (schema "
