@@ -175,3 +175,21 @@ def test_freeapi_processes_started_at_once_migrate_once_and_share_keys(tmp_path,
             await con.close()
     from freeapi.store.postgres_schema import MIGRATIONS
     assert sorted(io_loop.run_sync(migrations)) == [v for v, _, _ in MIGRATIONS]
+
+
+async def test_usage_command_reads_the_postgres_ledger(tmp_path, pg_url):
+    """`freeapi usage` on a config whose state is PostgreSQL (its SQLite path left in
+    memory: the ledger is in the database, not in a file)."""
+    import json
+
+    from freeapi.store.postgres import PostgresStore
+    from tests.test_usage import run, sample_entries
+    store = PostgresStore(pg_url)
+    await store.ledger_append(sample_entries())
+    await store.aclose()
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(json.dumps({"state": {"path": ":memory:", "database_url": pg_url}}))
+    p = await asyncio.get_running_loop().run_in_executor(
+        None, lambda: run("usage", "--config", str(cfg), "--json"))
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout)["total"]["requests"] == 5
