@@ -84,7 +84,8 @@ FAMILIES = {
         "time spent waiting for vendors.", (), _OVERHEAD),
     "freeapi_ledger_dropped_total": (
         "counter", "Usage ledger entries dropped unwritten: the state store was down "
-        "longer than state.ledger_buffer entries could wait for it.", (), None),
+        "longer than state.ledger_buffer entries could wait for it; by the store's kind "
+        "(sqlite, redis, postgres).", ("store",), None),
 }
 _GAUGES = ("freeapi_key_state", "freeapi_key_inflight", "freeapi_inflight_requests")
 
@@ -143,9 +144,7 @@ class Metrics:
             ev = {name: _cached(obj, "observe" if FAMILIES[name][0] == "histogram" else "inc")
                   for name, obj in self._objects.items() if name not in _GAUGES}
         else:
-            # A counter without labels is exported from 0, so "none yet" is visible.
-            self._data = {name: {(): 0} if spec[0] == "counter" and not spec[2] else {}
-                          for name, spec in FAMILIES.items() if spec[0] != "gauge"}
+            self._data = {name: {} for name, spec in FAMILIES.items() if spec[0] != "gauge"}
             ev = {name: (_local_observe(d, FAMILIES[name][3])
                          if FAMILIES[name][0] == "histogram" else _local_inc(d))
                   for name, d in self._data.items()}
@@ -210,8 +209,10 @@ class Metrics:
     def limit_rejected(self, limit: str) -> None:
         self._limits((limit,))
 
-    def ledger_dropped(self, n: int) -> None:
-        self._ledger_dropped((), n)
+    def ledger_dropped(self, store: str, n: int) -> None:
+        # Labelled: a label-less counter of prometheus-client's multiprocess mode would
+        # write a file in the parent process too, before any worker counted anything.
+        self._ledger_dropped((store,), n)
 
     # -- states, when scraped ----------------------------------------------------------
 
