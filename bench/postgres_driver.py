@@ -1,6 +1,7 @@
 """asyncpg vs psycopg 3 (async) on this machine's PostgreSQL: the store's three shapes of
 work — one small INSERT, one indexed SELECT (each awaited alone, as a request would) and
-a batch INSERT of ledger rows (as the background writer does). Figures, not assertions.
+a batch INSERT of ledger rows (as the background writer does: one INSERT ... SELECT FROM
+unnest(arrays), beside executemany and COPY). Figures, not assertions.
 
     python bench/postgres_driver.py [postgresql://127.0.0.1:5432/test] [--n 2000]
 
@@ -19,6 +20,10 @@ import time
 COLS = "ts double precision, key text, model text, status int, prompt_tokens int, " \
        "completion_tokens int"
 ROW = (0.0, "alice", "deepseek-chat", 200, 11, 7)
+# One statement for a whole batch, as freeapi/store/postgres.py writes the ledger.
+UNNEST = ("INSERT INTO t (ts, key, model, status, prompt_tokens, completion_tokens) SELECT * "
+          "FROM unnest(%s::float8[], %s::text[], %s::text[], %s::int4[], %s::int8[], "
+          "%s::int8[])")
 
 
 def pct(xs, p):
@@ -52,8 +57,12 @@ async def bench_asyncpg(dsn, schema, n, batch):
     await pool.executemany("INSERT INTO t (ts, key, model, status, prompt_tokens, "
                            "completion_tokens) VALUES ($1, $2, $3, $4, $5, $6)", rows)
     many_s = time.perf_counter() - t
+    cols = [list(c) for c in zip(*rows)]
+    t = time.perf_counter()
+    await pool.execute(UNNEST.replace("%s", "${}").format(*range(1, 7)), *cols)
+    unnest_s = time.perf_counter() - t
     await pool.close()
-    return ins, sel, many_s, copy_s
+    return ins, sel, many_s, copy_s, unnest_s
 
 
 async def bench_psycopg(dsn, schema, n, batch):
@@ -91,8 +100,13 @@ async def bench_psycopg(dsn, schema, n, batch):
             "INSERT INTO t (ts, key, model, status, prompt_tokens, completion_tokens) "
             "VALUES (%s, %s, %s, %s, %s, %s)", rows)
     many_s = time.perf_counter() - t
+    cols = [list(c) for c in zip(*rows)]
+    t = time.perf_counter()
+    async with pool.connection() as con:
+        await con.execute(UNNEST, cols)
+    unnest_s = time.perf_counter() - t
     await pool.close()
-    return ins, sel, many_s, copy_s
+    return ins, sel, many_s, copy_s, unnest_s
 
 
 async def main():
@@ -107,13 +121,15 @@ async def main():
         schema = f"bench_{os.urandom(4).hex()}"
         await admin.execute(f"CREATE SCHEMA {schema}")
         try:
-            ins, sel, many_s, copy_s = await fn(args.dsn, schema, args.n, args.batch)
+            ins, sel, many_s, copy_s, unnest_s = await fn(args.dsn, schema, args.n,
+                                                          args.batch)
         finally:
             await admin.execute(f"DROP SCHEMA {schema} CASCADE")
         print(f"{name:9} insert p50 {pct(ins, .5):6.0f}us p99 {pct(ins, .99):6.0f}us | "
               f"select p50 {pct(sel, .5):6.0f}us p99 {pct(sel, .99):6.0f}us | "
               f"batch {args.batch}: executemany {args.batch / many_s:8.0f} rows/s, "
-              f"copy {args.batch / copy_s:8.0f} rows/s")
+              f"copy {args.batch / copy_s:8.0f} rows/s, "
+              f"unnest {args.batch / unnest_s:8.0f} rows/s")
     await admin.close()
 
 
