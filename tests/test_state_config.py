@@ -63,6 +63,10 @@ def test_state_postgres_settings(monkeypatch):
     assert isinstance(store, PostgresStore) and store.hot is None
     assert store.max_pending == 50 and store.pool_size == 4
     assert "pw" not in store.describe()
+    assert open_store(config({"state": {"database_url": "postgresql://db/x?user=u&password=pw"
+                                                       "&sslmode=require"}}).state
+                      ).describe() == ("PostgreSQL postgresql://db/x?user=u&password=***&"
+                                       "sslmode=require")
     both = open_store(config({"state": {"database_url": "postgres://db/x",
                                         "redis_url": "redis://r:6379/0"}}).state)
     assert isinstance(both, PostgresStore) and isinstance(both.hot, RedisStore)

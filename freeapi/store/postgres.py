@@ -71,7 +71,10 @@ def _coerce(value, kind: str):
 
 
 def _masked(url: str) -> str:
-    return re.sub(r"://([^:/@]*):[^@/]*@", r"://\1:***@", url)
+    """The URL as logs and errors show it: a password (in the authority or a `password=`
+    query parameter) replaced by ***."""
+    url = re.sub(r"://([^:/@]*):[^@/]*@", r"://\1:***@", url)
+    return re.sub(r"([?&]password=)[^&]*", r"\1***", url, flags=re.I)
 
 
 class PostgresStore(PostgresAdmin, Store):
