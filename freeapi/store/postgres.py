@@ -112,7 +112,7 @@ class PostgresStore(PostgresAdmin, Store):
                     async with pool.acquire() as con:
                         self.migrated = await migrate(con)
                 except BaseException:
-                    await pool.close()
+                    pool.terminate()  # at once: this may be a cancellation (the timeout)
                     raise
                 self._pool = pool
         return self._pool
