@@ -21,6 +21,9 @@ setup(
     extras_require={
         # Optional: a faster event loop, used when installed (see freeapi/cli.py).
         "fast": ["uvloop>=0.18"],
+        # state.database_url: asyncpg, chosen over psycopg 3 by bench/postgres_driver.py
+        # (twice the batch-insert throughput of the ledger's writes); it has its own pool.
+        "postgres": ["asyncpg>=0.29,<1"],
         "test": [
             "pytest>=8,<10",
             # Old but the only Tornado-native pytest runner; its deprecation warnings are
@@ -34,6 +37,8 @@ setup(
             # The status page test drives a real browser (Debian's chromium, never a
             # downloaded one) with Microsoft's Playwright, the well-kept driver of the field.
             "playwright>=1.40",
+            # The PostgreSQL store is tested against a real server (tests/test_store.py).
+            "asyncpg>=0.29,<1",
         ],
     },
     entry_points={

@@ -7,6 +7,7 @@ import dataclasses
 import logging
 import os
 import time
+from functools import partial
 
 import pluggy
 from tornado import web
@@ -81,6 +82,7 @@ class Gateway:
         self.status = StatusBoard(self)  # GET /v1/status
         self.workers = 1  # processes serving this port (the CLI's --workers)
         self.limits = Limits(self.store, on_reject=self.metrics.limit_rejected)
+        self.store.on_ledger_dropped = partial(self.metrics.ledger_dropped, self.store.kind)
         # Gateway keys: config.yaml's, then those made at runtime (freeapi/admin).
         self.directory = Directory(self.store)
         self.auth = Auth(GatewayAuth(config.gateway_keys, config.allow_anonymous),

@@ -13,10 +13,16 @@ from freeapi.store.redis_url import parse_redis_url
 @dataclass
 class StateConfig:
     """Where shared state lives (freeapi/store): an SQLite file by default, Redis when
-    `redis_url` is set. `path` is relative to the config file; without a config file the
-    state is in memory."""
+    `redis_url` is set, PostgreSQL when `database_url` is (with Redis beside it for the
+    hot state when both are). `path` is relative to the config file; without a config
+    file the state is in memory."""
     path: str = ":memory:"
     redis_url: str | None = None
+    database_url: str | None = None  # postgresql://user:password@host:port/db[?...]
+    pool_size: int = 10  # PostgreSQL connections per gateway process, at most
+    # Ledger entries one process keeps in memory while the store cannot take them; the
+    # oldest beyond are dropped (freeapi_ledger_dropped_total).
+    ledger_buffer: int = 10000
     prefix: str = "freeapi:"  # Redis key prefix
     timeout: float = 5.0  # seconds one store call may take
     ledger_days: float = 90.0  # usage ledger retention; 0 keeps it forever
@@ -94,6 +100,20 @@ def parse_state(value, base_dir: str | None) -> StateConfig:
             except ValueError as e:
                 raise ConfigError("state.redis_url", str(e)) from None
             st.redis_url = url.strip()
+    if section.get("database_url") is not None:
+        url = _expect(section["database_url"], (str,), "state.database_url",
+                      "a postgresql:// URL")
+        if url.strip():  # "${DATABASE_URL:-}" left empty means: no PostgreSQL
+            if not re.match(r"^postgres(ql)?://\S*$", url.strip()):
+                raise ConfigError("state.database_url", "expected postgresql://[user[:"
+                                                        "password]@]host[:port]/database")
+            st.database_url = url.strip()
+    for name in ("pool_size", "ledger_buffer"):
+        if name in section:
+            value = section[name]
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"state.{name}", "expected a whole number of at least 1")
+            setattr(st, name, value)
     if "prefix" in section:
         st.prefix = _expect(section["prefix"], (str,), "state.prefix", "a string")
     if "timeout" in section:

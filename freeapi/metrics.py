@@ -82,6 +82,10 @@ FAMILIES = {
     "freeapi_gateway_overhead_seconds": (
         "histogram", "Time a request spent in the gateway itself: its duration minus the "
         "time spent waiting for vendors.", (), _OVERHEAD),
+    "freeapi_ledger_dropped_total": (
+        "counter", "Usage ledger entries dropped unwritten: the state store was down "
+        "longer than state.ledger_buffer entries could wait for it; by the store's kind "
+        "(sqlite, redis, postgres).", ("store",), None),
 }
 _GAUGES = ("freeapi_key_state", "freeapi_key_inflight", "freeapi_inflight_requests")
 
@@ -152,6 +156,7 @@ class Metrics:
         self._attempts = ev["freeapi_upstream_attempts_total"]
         self._limits = ev["freeapi_limit_rejections_total"]
         self._overhead = ev["freeapi_gateway_overhead_seconds"]
+        self._ledger_dropped = ev["freeapi_ledger_dropped_total"]
 
     def _prometheus_objects(self) -> dict:
         from prometheus_client import Counter, Gauge, Histogram
@@ -203,6 +208,11 @@ class Metrics:
 
     def limit_rejected(self, limit: str) -> None:
         self._limits((limit,))
+
+    def ledger_dropped(self, store: str, n: int) -> None:
+        # Labelled: a label-less counter of prometheus-client's multiprocess mode would
+        # write a file in the parent process too, before any worker counted anything.
+        self._ledger_dropped((store,), n)
 
     # -- states, when scraped ----------------------------------------------------------
 

@@ -36,7 +36,7 @@ def pid_file(config_path: str | None, cfg, explicit: str | None = None) -> str |
     if explicit:
         return explicit
     name = f"freeapi-{cfg.port}.pid"
-    if cfg.state.path != ":memory:" and not cfg.state.redis_url:
+    if cfg.state.path != ":memory:" and not (cfg.state.redis_url or cfg.state.database_url):
         return os.path.join(os.path.dirname(os.path.abspath(cfg.state.path)), name)
     if config_path:
         return os.path.join(os.path.dirname(os.path.abspath(config_path)), name)

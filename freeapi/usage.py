@@ -136,7 +136,7 @@ async def usage_command(gateway, since: str | None, until: str | None, as_json: 
     except ValueError as e:
         err(f"freeapi: usage: {e}")
         return 2
-    if cfg.state.path == ":memory:" and not cfg.state.redis_url:
+    if cfg.state.path == ":memory:" and not (cfg.state.redis_url or cfg.state.database_url):
         err("freeapi: usage: this config keeps state in memory (no --config, or "
             "state.path ':memory:'), so there is no ledger to read; give the config file "
             "the gateway runs with")

@@ -120,12 +120,42 @@ def proxy_server(io_loop):
 
 
 
-@pytest.fixture(params=["sqlite", "redis"])
+POSTGRES_URL = os.environ.get("FREEAPI_TEST_POSTGRES",
+                              "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def with_search_path(url: str, schema: str) -> str:
+    return f"{url}{'&' if '?' in url else '?'}search_path={schema}"
+
+
+@pytest.fixture
+def pg_url(io_loop):
+    """A PostgreSQL URL (FREEAPI_TEST_POSTGRES, else 127.0.0.1:5432/test) whose search_path
+    is a schema made for this test and dropped after it. An unreachable server fails the
+    test; it never skips it."""
+    import asyncpg
+    schema = f"freeapi_test_{os.urandom(6).hex()}"
+
+    async def run(sql):
+        con = await asyncpg.connect(POSTGRES_URL)
+        try:
+            await con.execute(sql)
+        finally:
+            await con.close()
+    io_loop.run_sync(lambda: run(f"CREATE SCHEMA {schema}"))
+    yield with_search_path(POSTGRES_URL, schema)
+    io_loop.run_sync(lambda: run(f"DROP SCHEMA {schema} CASCADE"))
+
+
+@pytest.fixture(params=["sqlite", "redis", "postgres"])
 def state_backend(request, tmp_path, io_loop):
-    """A `state` config section on each backend: an SQLite file, or a Redis prefix of its
-    own (wiped afterwards)."""
+    """A `state` config section on each backend: an SQLite file, a Redis prefix of its own
+    (wiped afterwards), or a PostgreSQL schema of its own (dropped afterwards)."""
     if request.param == "sqlite":
         yield {"path": str(tmp_path / "state.db")}
+        return
+    if request.param == "postgres":
+        yield {"database_url": request.getfixturevalue("pg_url")}
         return
     state = {"redis_url": REDIS_URL, "prefix": f"freeapi-test:{os.urandom(8).hex()}:"}
     yield state
@@ -176,3 +206,48 @@ def vendor(io_loop):
     state.url = url
     yield state
     server.stop()
+
+
+class PrivateCluster:
+    """A PostgreSQL cluster of one test's own (Debian's pg_createcluster), which the test
+    may stop and start: the shared server on 5432 is never stopped."""
+
+    def __init__(self, version: str, name: str, port: int):
+        self.version, self.name, self.port = version, name, port
+        self.url = f"postgresql://postgres@127.0.0.1:{port}/postgres"
+
+    async def _ctl(self, action: str):
+        proc = await asyncio.create_subprocess_exec(
+            "pg_ctlcluster", "--skip-systemctl-redirect", self.version, self.name, action,
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+        _, err = await proc.communicate()
+        assert proc.returncode == 0, err.decode()
+
+    async def stop(self):
+        await self._ctl("stop")
+
+    async def start(self):
+        await self._ctl("start")
+
+
+@pytest.fixture
+def private_postgres():
+    """A PrivateCluster, running; dropped afterwards. Needs Debian's postgresql-common and
+    root (pg_createcluster writes under /etc/postgresql and /var/lib/postgresql)."""
+    import shutil
+    import subprocess
+    if shutil.which("pg_createcluster") is None or not os.path.isdir("/etc/postgresql"):
+        pytest.skip("no Debian PostgreSQL here (pg_createcluster) to make a private cluster")
+    if os.geteuid() != 0:
+        pytest.skip("making a private PostgreSQL cluster needs root (pg_createcluster)")
+    version = sorted(os.listdir("/etc/postgresql"))[-1]
+    cluster = PrivateCluster(version, f"freeapi_{os.urandom(4).hex()}", free_port())
+    subprocess.run(["pg_createcluster", version, cluster.name, "-p", str(cluster.port),
+                    "--", "-A", "trust"], check=True, stdout=subprocess.DEVNULL)
+    try:
+        subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", version, cluster.name,
+                        "start"], check=True)
+        yield cluster
+    finally:
+        subprocess.run(["pg_dropcluster", "--stop", version, cluster.name],
+                       stdout=subprocess.DEVNULL)

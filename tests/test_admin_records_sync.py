@@ -1,5 +1,5 @@
 """Runtime keys and teams in the state store, as two gateways' directories see them (SQLite
-file and Redis): a change reaches the other directory by reading only what changed since
+file, Redis, PostgreSQL): a change reaches the other directory by reading only what changed since
 its version; deleted teams and revoked or rotated keys disappear from its index; the audit
 log pages newest first."""
 
@@ -16,11 +16,15 @@ from freeapi.store.sqlite import SQLiteStore
 from tests.helpers import REDIS_URL
 
 
-@pytest.fixture(params=["sqlite", "redis"])
+@pytest.fixture(params=["sqlite", "redis", "postgres"])
 def two_stores(request, tmp_path, io_loop):
     """Two store objects on one backend, as two gateway processes have."""
     if request.param == "sqlite":
         stores = [SQLiteStore(str(tmp_path / "s.db")) for _ in range(2)]
+    elif request.param == "postgres":
+        from freeapi.store.postgres import PostgresStore
+        url = request.getfixturevalue("pg_url")
+        stores = [PostgresStore(url) for _ in range(2)]
     else:
         prefix = f"freeapi-test:{uuid.uuid4().hex}:"
         stores = [RedisStore(REDIS_URL, prefix=prefix) for _ in range(2)]

@@ -51,7 +51,37 @@ def test_state_redis_settings(monkeypatch):
         is None  # an optional env var left empty: no Redis
 
 
+def test_state_postgres_settings(monkeypatch):
+    from freeapi.store import open_store
+    from freeapi.store.postgres import PostgresStore
+    from freeapi.store.redis import RedisStore
+    st = config({"state": {"database_url": "postgresql://u:pw@db:5432/freeapi?sslmode=require",
+                           "pool_size": 4, "ledger_buffer": 50}}).state
+    assert (st.database_url, st.pool_size, st.ledger_buffer) == (
+        "postgresql://u:pw@db:5432/freeapi?sslmode=require", 4, 50)
+    store = open_store(st)
+    assert isinstance(store, PostgresStore) and store.hot is None
+    assert store.max_pending == 50 and store.pool_size == 4
+    assert "pw" not in store.describe()
+    assert open_store(config({"state": {"database_url": "postgresql://db/x?user=u&password=pw"
+                                                       "&sslmode=require"}}).state
+                      ).describe() == ("PostgreSQL postgresql://db/x?user=u&password=***&"
+                                       "sslmode=require")
+    both = open_store(config({"state": {"database_url": "postgres://db/x",
+                                        "redis_url": "redis://r:6379/0"}}).state)
+    assert isinstance(both, PostgresStore) and isinstance(both.hot, RedisStore)
+    assert (config(None).state.database_url, config(None).state.ledger_buffer) == (None, 10000)
+    monkeypatch.delenv("FREEAPI_TEST_DATABASE_URL", raising=False)
+    assert config({"state": {"database_url": "${FREEAPI_TEST_DATABASE_URL:-}"}}
+                  ).state.database_url is None
+
+
 @pytest.mark.parametrize("raw, expected", [
+    ({"state": {"database_url": "mysql://x/db"}}, "state.database_url: expected postgresql://"),
+    ({"state": {"database_url": 5}}, "state.database_url: expected a postgresql:// URL"),
+    ({"state": {"pool_size": 0}}, "state.pool_size: expected a whole number of at least 1"),
+    ({"state": {"ledger_buffer": "big"}}, "state.ledger_buffer: expected a whole number"),
+    ({"state": {"ledger_buffer": True}}, "state.ledger_buffer: expected a whole number"),
     ({"state": {"redis_url": "http://x"}}, "state.redis_url: expected redis://"),
     ({"state": {"redis_url": "redis://h:1/db"}}, "state.redis_url"),
     ({"state": {"path": 3}}, "state.path: expected a file path"),
@@ -101,4 +131,17 @@ def test_an_unreachable_redis_stops_startup(tmp_path):
                        capture_output=True, text=True, timeout=20)
     assert p.returncode == 1
     assert f"state store: cannot reach redis://127.0.0.1:{port}/0" in p.stderr
+    assert "secret" not in p.stderr and "Traceback" not in p.stderr
+
+
+def test_an_unreachable_postgres_stops_startup(tmp_path):
+    port = free_port()
+    path = tmp_path / "config.yaml"
+    path.write_text(f"server: {{port: {free_port()}, host: 127.0.0.1}}\n"
+                    f"state: {{database_url: 'postgresql://u:secret@127.0.0.1:{port}/db', "
+                    f"timeout: 1}}\n")
+    p = subprocess.run([sys.executable, "-m", "freeapi", "--config", str(path)], cwd=ROOT,
+                       capture_output=True, text=True, timeout=20)
+    assert p.returncode == 1
+    assert f"PostgreSQL postgresql://u:***@127.0.0.1:{port}/db: cannot reach" in p.stderr
     assert "secret" not in p.stderr and "Traceback" not in p.stderr

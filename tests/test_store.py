@@ -1,6 +1,8 @@
-"""The state store: the SAME conformance tests against SQLite and Redis (127.0.0.1:6379,
-or FREEAPI_TEST_REDIS). An unreachable Redis fails the Redis variants; it never skips them.
-Each Redis test uses its own key prefix and deletes its keys afterwards."""
+"""The state store: the SAME conformance tests against SQLite, Redis (127.0.0.1:6379, or
+FREEAPI_TEST_REDIS), PostgreSQL (127.0.0.1:5432/test, or FREEAPI_TEST_POSTGRES) and
+PostgreSQL with Redis beside it. An unreachable server fails its variants; it never skips
+them. Each Redis test uses its own key prefix and deletes its keys afterwards; each
+PostgreSQL test its own schema, dropped afterwards."""
 
 import asyncio
 import sqlite3
@@ -10,6 +12,7 @@ import uuid
 import pytest
 
 from freeapi.store import Hit, StoreError
+from freeapi.store.postgres import PostgresStore
 from freeapi.store.redis import RedisStore
 from freeapi.store.resp import ReplyError, RespClient, _Incomplete, encode, parse
 from freeapi.store.sqlite import SQLiteStore
@@ -21,14 +24,20 @@ class Backend:
     """Opens stores of one kind that share state (one file, or one Redis prefix), as two
     gateway processes would."""
 
-    def __init__(self, kind, tmp_path, io_loop):
+    def __init__(self, kind, tmp_path, io_loop, pg_url=None):
         self.kind, self.io_loop, self.opened = kind, io_loop, []
         self.path = str(tmp_path / "state.db")
         self.prefix = f"freeapi-test:{uuid.uuid4().hex}:"
+        self.pg_url = pg_url
 
     def open(self, **kw):
         if self.kind == "sqlite":
             store = SQLiteStore(self.path, **kw)
+        elif self.kind == "postgres":
+            store = PostgresStore(self.pg_url, **kw)
+        elif self.kind == "postgres+redis":
+            store = PostgresStore(self.pg_url, hot=RedisStore(REDIS_URL, prefix=self.prefix),
+                                  **kw)
         else:
             store = RedisStore(REDIS_URL, prefix=self.prefix, **kw)
         self.opened.append(store)
@@ -36,17 +45,19 @@ class Backend:
 
     def cleanup(self):
         async def run():
-            if self.kind == "redis":
-                await self.opened[0].delete_all()
+            if self.kind in ("redis", "postgres+redis"):
+                first = self.opened[0]
+                await getattr(first, "hot", first).delete_all()
             for store in self.opened:
                 store.close()
             await asyncio.sleep(0)  # Redis reader tasks end
         self.io_loop.run_sync(run)
 
 
-@pytest.fixture(params=["sqlite", "redis"])
+@pytest.fixture(params=["sqlite", "redis", "postgres", "postgres+redis"])
 def backend(request, tmp_path, io_loop):
-    b = Backend(request.param, tmp_path, io_loop)
+    pg = request.getfixturevalue("pg_url") if request.param.startswith("postgres") else None
+    b = Backend(request.param, tmp_path, io_loop, pg)
     first = b.open()
     io_loop.run_sync(first.ping)  # Redis down: an error here fails the test
     yield b

@@ -1,4 +1,4 @@
-"""Big values in the state store, on SQLite and Redis: a big JSON record (a stored
+"""Big values in the state store, on SQLite, Redis and PostgreSQL: a big JSON record (a stored
 response) is decoded off the event loop's thread, and raw bytes (a file's content) are
 read back in bounded pieces, whatever their size."""
 
@@ -13,8 +13,13 @@ from freeapi.store.sqlite import SQLiteStore
 
 @pytest.fixture
 def store(state_backend):
-    s = RedisStore(state_backend["redis_url"], prefix=state_backend["prefix"]) \
-        if "redis_url" in state_backend else SQLiteStore(state_backend["path"])
+    if "database_url" in state_backend:
+        from freeapi.store.postgres import PostgresStore
+        s = PostgresStore(state_backend["database_url"])
+    elif "redis_url" in state_backend:
+        s = RedisStore(state_backend["redis_url"], prefix=state_backend["prefix"])
+    else:
+        s = SQLiteStore(state_backend["path"])
     yield s
     s.close()
 

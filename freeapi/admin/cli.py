@@ -125,7 +125,7 @@ def main(what: str, argv: list[str]) -> int:
     except ConfigError as e:
         print(f"freeapi: {e}", file=sys.stderr)
         return 2
-    if cfg.state.path == ":memory:" and not cfg.state.redis_url:
+    if cfg.state.path == ":memory:" and not (cfg.state.redis_url or cfg.state.database_url):
         print(f"freeapi: `freeapi {what}` needs a state store a gateway can share: give "
               "--config with a config file (its state: section)", file=sys.stderr)
         return 2

@@ -22,8 +22,9 @@ from dataclasses import dataclass
 log = logging.getLogger("freeapi.store")
 
 BUCKETS = 10
-# Ledger entries waiting for a store that is down are kept up to this many, then dropped
-# oldest first: a gateway whose Redis is gone must not grow without bound.
+# Ledger entries waiting for a store that is down are kept up to this many (the default of
+# state.ledger_buffer), then dropped oldest first: a gateway whose store is gone must not
+# grow without bound.
 MAX_PENDING = 10000
 # The largest piece of a blob one store call moves (see Store.blob_put).
 BLOB_PIECE = 256 << 10
@@ -83,11 +84,14 @@ class Store:
     writing lives here so both backends batch the same way."""
 
     kind = "?"
+    max_pending = MAX_PENDING  # see MAX_PENDING; set per store from state.ledger_buffer
 
     def __init__(self):
         self._pending: list[dict] = []
         self._flusher: asyncio.Task | None = None
         self._dropped = 0
+        # Called with the number of ledger entries just dropped (the metrics counter).
+        self.on_ledger_dropped = None
         self._tasks: set[asyncio.Task] = set()
 
     # -- counters -----------------------------------------------------------------------
@@ -126,14 +130,24 @@ class Store:
         """Queue one ledger entry; it is written in the background at once (batched with
         whatever else is queued by then). Never blocks, never raises."""
         self._pending.append(entry)
-        if len(self._pending) > MAX_PENDING:
-            del self._pending[0]
-            self._dropped += 1
+        self._trim()
         if self._flusher is None or self._flusher.done():
             try:
                 self._flusher = asyncio.get_running_loop().create_task(self._flush_loop())
             except RuntimeError:  # no loop (a CLI): written on flush()
                 pass
+
+    def _trim(self):
+        over = len(self._pending) - self.max_pending
+        if over <= 0:
+            return
+        del self._pending[:over]
+        if not self._dropped:
+            log.error("ledger: the buffer of %d entries (state.ledger_buffer) is full; the "
+                      "oldest are being dropped until the store is back", self.max_pending)
+        self._dropped += over
+        if self.on_ledger_dropped is not None:
+            self.on_ledger_dropped(over)
 
     async def _flush_loop(self):
         while self._pending:
@@ -143,8 +157,8 @@ class Store:
             except StoreError as e:
                 # Keep them (bounded) and try again shortly: a restart of Redis should not
                 # cost the ledger the requests served meanwhile.
-                self._pending[:0] = batch[-MAX_PENDING:]
-                del self._pending[MAX_PENDING:]
+                self._pending[:0] = batch
+                self._trim()
                 log.warning("ledger: %d entr%s not written yet (%s); retrying in 1s",
                             len(self._pending), "y" if len(self._pending) == 1 else "ies", e)
                 await asyncio.sleep(1.0)
@@ -287,8 +301,25 @@ def now_ms() -> int:
 def open_store(state) -> Store:
     """The backend config `state` asks for (config.StateConfig); nothing is opened or
     connected until first used, so a parent process can build it before forking workers."""
+    buffer = getattr(state, "ledger_buffer", MAX_PENDING)
+    hot = None
     if state.redis_url:
         from freeapi.store.redis import RedisStore
-        return RedisStore(state.redis_url, prefix=state.prefix, timeout=state.timeout)
+        hot = RedisStore(state.redis_url, prefix=state.prefix, timeout=state.timeout)
+        hot.max_pending = buffer
+    if getattr(state, "database_url", None):
+        try:
+            import asyncpg  # noqa: F401  (an optional extra)
+        except ImportError:
+            from freeapi.configbase import ConfigError
+            raise ConfigError("state.database_url", "needs the PostgreSQL driver: pip "
+                                                    "install 'freeapi[postgres]'") from None
+        from freeapi.store.postgres import PostgresStore
+        return PostgresStore(state.database_url, timeout=state.timeout,
+                             pool_size=state.pool_size, ledger_buffer=buffer, hot=hot)
+    if hot is not None:
+        return hot
     from freeapi.store.sqlite import SQLiteStore
-    return SQLiteStore(state.path, timeout=state.timeout)
+    store = SQLiteStore(state.path, timeout=state.timeout)
+    store.max_pending = buffer
+    return store
