@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 
 from freeapi.configbase import (ConfigError, _expect, _mapping, _non_negative, _number,
