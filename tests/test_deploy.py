@@ -5,7 +5,6 @@ against a real gateway, on the port that gateway was started on."""
 
 import configparser
 import re
-import shlex
 import subprocess
 import sys
 from pathlib import Path
