@@ -2,8 +2,9 @@
 # freeapi in a container: `docker build -t freeapi .` then
 #   docker run -d -p 8000:8000 -v freeapi-data:/data --name freeapi freeapi
 # (README: Docker). The install step is the same `pip install .` the README's first
-# command runs and CI tests; no Docker engine exists where this repository is tested, so
-# this file is checked statically there (tests/test_deploy.py), never built.
+# command runs and CI tests. CI builds and runs this file with podman
+# (tests/e2e/container_e2e.py); with podman, build with `--format docker`, or the OCI
+# format drops the HEALTHCHECK.
 
 FROM python:3.11-slim AS build
 ENV PIP_NO_CACHE_DIR=1
@@ -28,9 +29,12 @@ VOLUME ["/data"]
 WORKDIR /data
 USER 10001:0
 EXPOSE 8000
-# The slim image has no curl: Python asks /ping (no gateway key needed).
+# The slim image has no curl: Python asks /ping (no gateway key needed) on the port the
+# server was started on (its --port, else its config's server.port, else 8000), so a
+# container run on another port is not reported unhealthy. -P: nothing in /data (the
+# working directory) shadows a module.
 HEALTHCHECK --interval=15s --timeout=5s --start-period=10s --retries=3 \
-  CMD ["python3", "-c", "import sys, urllib.request; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:8000/ping', timeout=4).read() == b'pong' else 1)"]
+  CMD ["python3", "-P", "-m", "freeapi.healthcheck"]
 # SIGTERM drains: /healthz answers 503 while requests in flight finish (server.shutdown_grace).
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["freeapi"]

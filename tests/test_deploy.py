@@ -1,18 +1,19 @@
-"""Dockerfile, compose.yaml and the systemd unit, checked statically: no Docker engine exists
-where these tests run, so no image is built here. What can run does: the image's config
-is a valid freeapi config, and the image's health check command works against a real
-gateway."""
+"""Dockerfile, compose.yaml and the systemd unit, checked statically; the image itself is
+built and run by tests/e2e/container_e2e.py (podman, in .ci/run). What can run here does:
+the image's config is a valid freeapi config, and the image's health check command works
+against a real gateway, on the port that gateway was started on."""
 
 import configparser
 import re
-import shlex
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 from freeapi.config import load_config
+from freeapi.healthcheck import address
 from freeapi.plugins import make_plugin_manager, provider_types
 from tests.conftest import free_port
 from tests.helpers import wait_listening
@@ -40,7 +41,7 @@ def test_dockerfile_is_multi_stage_non_root_with_a_healthcheck_and_a_data_volume
     assert any(ln.startswith("VOLUME") and "/data" in ln for ln in final)
     assert any("chown" in ln and ":0 /data" in ln and "chmod" in ln for ln in final)
     [health] = [ln for ln in final if ln.startswith("HEALTHCHECK")]
-    assert "/ping" in health and "curl" not in health and "wget" not in health
+    assert "freeapi.healthcheck" in health and "curl" not in health and "wget" not in health
     build = " ".join(ln for ln in lines if ln.startswith("RUN"))
     assert README_INSTALL in build  # the install the README's first command runs
     assert README_INSTALL in (ROOT / "README.md").read_text()
@@ -65,7 +66,7 @@ def test_compose_runs_freeapi_after_a_healthy_redis():
     doc = yaml.safe_load((ROOT / "compose.yaml").read_text())
     app, redis = doc["services"]["freeapi"], doc["services"]["redis"]
     assert app["depends_on"] == {"redis": {"condition": "service_healthy"}}
-    assert "/ping" in " ".join(app["healthcheck"]["test"])
+    assert app["healthcheck"]["test"] == ["CMD", *health_argv()]  # the image's own
     assert "ping" in " ".join(redis["healthcheck"]["test"])
     assert "--requirepass" in redis["command"]
     assert app["environment"]["FREEAPI_REDIS_URL"].startswith("redis://:")
@@ -92,20 +93,43 @@ def test_systemd_unit_runs_the_cli_with_a_state_directory():
     assert unit["Install"]["WantedBy"] == "multi-user.target"
 
 
-def test_the_images_health_check_command_works_against_a_gateway(tmp_path):
+def health_argv() -> list[str]:
     [health] = [ln for ln in dockerfile() if ln.startswith("HEALTHCHECK")]
-    argv = yaml.safe_load(health[health.index("CMD") + 3:].strip())  # the JSON exec form
+    return yaml.safe_load(health[health.index("CMD") + 3:].strip())  # the JSON exec form
+
+
+def run_health(pid: int) -> int:
+    """The image's HEALTHCHECK, as is, asking about process `pid` (PID 1 in the image)."""
+    argv = health_argv()
     assert argv[0] == "python3"
+    return subprocess.run([sys.executable, *argv[1:], str(pid)], cwd=ROOT, timeout=20,
+                          capture_output=True).returncode
+
+
+@pytest.mark.parametrize("given", ["--port", "config"])
+def test_the_images_health_check_asks_the_port_the_gateway_was_started_on(tmp_path, given):
+    """A fixed :8000 reported a gateway started on another port unhealthy."""
     port = free_port()
-    argv = [sys.executable] + [a.replace("127.0.0.1:8000", f"127.0.0.1:{port}")
-                               for a in argv[1:]]
-    proc = subprocess.Popen([sys.executable, "-m", "freeapi", "--host", "127.0.0.1",
-                             "--port", str(port)], cwd=ROOT, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE)
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(f"server: {{host: 0.0.0.0, port: {port if given == 'config' else 1}}}\n")
+    extra = ["--port", str(port)] if given == "--port" else []
+    proc = subprocess.Popen([sys.executable, "-m", "freeapi", "--config", str(cfg), *extra],
+                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         wait_listening(port, proc)
-        assert subprocess.run(argv, timeout=10).returncode == 0, shlex.join(argv)
+        assert run_health(proc.pid) == 0
     finally:
         proc.terminate()
         proc.wait(10)
-    assert subprocess.run(argv, timeout=10, capture_output=True).returncode != 0
+    assert run_health(proc.pid) != 0  # nothing answers there any more
+
+
+def test_the_health_checks_address_falls_back_to_the_config_then_8000(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("server: {host: '::1', port: 9100}\n")
+    assert address(["--config", str(cfg)]) == ("[::1]", 9100)
+    assert address(["--config", str(cfg), "--port=9200", "--host", "0.0.0.0"]) == \
+        ("127.0.0.1", 9200)
+    assert address(["--config", str(tmp_path / "missing.yaml")]) == ("127.0.0.1", 8000)
+    cfg.write_text("server: {port: '${PORT}'}\n")  # not a port the server would take
+    assert address(["--config", str(cfg)]) == ("127.0.0.1", 8000)
