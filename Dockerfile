@@ -12,7 +12,8 @@ WORKDIR /src
 COPY setup.py README.md ./
 COPY freeapi ./freeapi
 COPY providers ./providers
-RUN python3 -m venv /opt/freeapi && /opt/freeapi/bin/pip install .
+# With the postgres extra (asyncpg), so `state.database_url` works in the image too.
+RUN python3 -m venv /opt/freeapi && /opt/freeapi/bin/pip install .[postgres]
 
 FROM python:3.11-slim
 ENV PATH=/opt/freeapi/bin:$PATH \
