@@ -116,7 +116,8 @@ def test_freeapi_reload_finds_the_process_and_requests_in_flight_finish(tmp_path
             assert subprocess.run(reload, cwd=ROOT, timeout=60).returncode == 0
             eventually(lambda: served(base, NEW), "the added key was never served")
 
-            # A slow answer for NEW is in flight while NEW is removed from the file.
+            # A slow answer for NEW is in flight while NEW is removed from the file (10 s:
+            # a `freeapi reload` process takes seconds to start on a loaded machine).
             result = {}
 
             def slow():
@@ -124,7 +125,7 @@ def test_freeapi_reload_finds_the_process_and_requests_in_flight_finish(tmp_path
                                    max_retries=0) as client:
                     result["answer"] = client.chat.completions.create(
                         model="deepseek-chat",
-                        messages=[{"role": "user", "content": "!slow 3"}])
+                        messages=[{"role": "user", "content": "!slow 10"}])
             before = fake.state.served
             thread = threading.Thread(target=slow)
             thread.start()
@@ -133,7 +134,7 @@ def test_freeapi_reload_finds_the_process_and_requests_in_flight_finish(tmp_path
             assert subprocess.run(reload, cwd=ROOT, timeout=60).returncode == 0
             eventually(lambda: not served(base, NEW), "the removed key was still served")
             assert thread.is_alive(), "the slow answer finished before the reload"
-            thread.join(20)
+            thread.join(30)
             assert result["answer"].choices[0].message.content  # answered, not dropped
             assert served(base, OLD)
         finally:
