@@ -26,7 +26,7 @@ from freeapi.plugins import provider_types
 log = logging.getLogger("freeapi.reload")
 
 # Config fields a reload applies (Config attribute names), and those that need a restart.
-APPLIED = ("gateway_keys", "allow_anonymous", "prices", "metrics_public")
+APPLIED = ("gateway_keys", "allow_anonymous", "prices", "billing", "metrics_public")
 RESTART = ("providers", "models", "fallbacks", "failover", "discovery", "state",
            "conversations", "reasoning", "responses", "host", "port", "max_body_size",
            "keepalive_interval", "log_level", "log_format", "shutdown_grace", "body_timeout",

@@ -12,7 +12,8 @@ list of its turns (two namespaces, so no id can name another id's key);
 `{prefix}kv:{ns}:{name}` the small expiring JSON records of Store.kv_put (ns `kh`: a vendor
 key's health record); `{prefix}kg:{ns}:{group}` a group's index for Store.kv_group, a
 sorted set of names scored by when each record expires (server time, ms);
-`{prefix}kb:{ns}:{name}` the raw bytes of Store.blob_put (a file's content), written by SET
+`{prefix}r:{period}:{dim}:{start}` a rollup bucket (freeapi/rollups.py), a hash of
+value SEP field -> amount expiring `keep` after its end; `{prefix}kb:{ns}:{name}` the raw bytes of Store.blob_put (a file's content), written by SET
 and APPEND and read by GETRANGE in pieces, so no one reply or command on the shared
 connection is bigger than BLOB_PIECE.
 """
@@ -23,7 +24,8 @@ import asyncio
 import json
 import os
 
-from freeapi.store import BIG_JSON, BLOB_PIECE, BUCKETS, Store, StoreError
+from freeapi.rollups import PERIODS, increments
+from freeapi.store import BIG_JSON, BLOB_PIECE, BUCKETS, PAGE_MAX, Store, StoreError
 from freeapi.store.admin import RedisAdmin
 from freeapi.store.resp import RespClient, Script
 
@@ -133,7 +135,43 @@ redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 return redis.call('ZRANGE', KEYS[1], 0, -1)
 """)
 
+# The ledger entries (ZADD) and their rollup increments in one step: the aggregates never
+# disagree with the raw log. ARGV: n, n score/member pairs, then per rollup key (KEYS[2..])
+# its expiry (unix ms) and field count and its field/amount pairs.
+_APPEND = Script("""
+local n = tonumber(ARGV[1])
+local i = 2
+local at = 0
+while at < n do
+  local z, c = {}, math.min(500, n - at)
+  for j = 1, 2 * c do z[j] = ARGV[i + 2 * at + j - 1] end
+  redis.call('ZADD', KEYS[1], unpack(z))
+  at = at + c
+end
+i = i + 2 * n
+for k = 2, #KEYS do
+  local expires, m = ARGV[i], tonumber(ARGV[i + 1])
+  i = i + 2
+  for j = 1, m do
+    redis.call('HINCRBYFLOAT', KEYS[k], ARGV[i], ARGV[i + 1])
+    i = i + 2
+  end
+  redis.call('PEXPIREAT', KEYS[k], expires)
+end
+return 1
+""")
+
+_HGETALLS = Script("""
+local out = {}
+for i, k in ipairs(KEYS) do out[i] = redis.call('HGETALL', k) end
+return out
+""")
+
 _PAGE = 5000
+# Raw entries one GET /admin/requests page may examine on Redis (its log is one sorted set
+# by time: filters are applied while reading newest first, so a rare filter over a long
+# span returns a short page and a cursor rather than reading everything at once).
+_SCAN_MAX = 20000
 
 
 def _dumps(obj) -> str:
@@ -170,15 +208,75 @@ class RedisStore(RedisAdmin, Store):
 
     # -- ledger -------------------------------------------------------------------------
 
+    def _rollup_key(self, period, dim, start) -> str:
+        return f"{self.prefix}r:{period}:{dim}:{start}"
+
     async def _append(self, entries):
-        args = []
+        args = [len(entries)]
         for e in entries:
             # A random tail keeps two identical entries (same time, same numbers) apart in
             # the set; readers drop it.
             member = dict(e, _n=os.urandom(4).hex())
             args += [float(e["ts"]), _dumps(member)]
-        if args:
-            await self.client.execute("ZADD", f"{self.prefix}ledger", *args)
+        keys = [f"{self.prefix}ledger"]
+        for (period, dim, start), fields in increments(entries).items():
+            keys.append(self._rollup_key(period, dim, start))
+            width, _, keep = PERIODS[period]
+            args += [(start + width + keep) * 1000, len(fields)]
+            for f, v in fields.items():
+                args += [f, repr(v) if isinstance(v, float) else v]
+        if entries:
+            await self.client.run(_APPEND, keys, args)
+
+    async def rollup_read(self, period, dim, starts):
+        if not starts:
+            return []
+        got = await self.client.run(_HGETALLS, [self._rollup_key(period, dim, s)
+                                                for s in starts], [])
+        out = []
+        for flat in got:
+            bucket = {}
+            for j in range(0, len(flat), 2):
+                f = flat[j].decode() if isinstance(flat[j], bytes) else flat[j]
+                bucket[f] = float(flat[j + 1])
+            out.append(bucket)
+        return out
+
+    async def ledger_page(self, *, since=None, until=None, key=None, team=None, model=None,
+                          status=None, request_id=None, cursor=None, limit=100):
+        """Newest first from the time-ordered set, filtered while read; examines at most
+        _SCAN_MAX entries per call (a page may then be short, with a cursor to go on)."""
+        limit = max(1, min(int(limit), PAGE_MAX))
+        want = {f: v for f, v in (("key_id", key), ("team", team), ("model", model),
+                                  ("status", status), ("request_id", request_id))
+                if v is not None}
+        hi, skip = "+inf" if until is None else f"({float(until)!r}", 0
+        if cursor:
+            ts, _, n = cursor.partition(":")
+            hi, skip = repr(float(ts)), int(n)
+        lo = "-inf" if since is None else repr(float(since))
+        out, examined = [], 0
+        while examined < _SCAN_MAX:
+            page = await self.client.execute("ZREVRANGEBYSCORE", f"{self.prefix}ledger", hi,
+                                             lo, "WITHSCORES", "LIMIT", skip, 500)
+            if not page:
+                return out, None
+            for j in range(0, len(page), 2):
+                score = float(page[j + 1])
+                if repr(score) == hi:
+                    skip += 1
+                else:
+                    hi, skip = repr(score), 1
+                examined += 1
+                e = json.loads(page[j])
+                e.pop("_n", None)
+                if all(e.get(f) == v for f, v in want.items()):
+                    out.append(e)
+                    if len(out) == limit:
+                        return out, f"{hi}:{skip}"
+            if len(page) < 1000:
+                return out, None
+        return out, f"{hi}:{skip}"
 
     async def ledger(self, since=None, until=None):
         lo = "-inf" if since is None else repr(float(since))

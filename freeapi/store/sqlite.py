@@ -17,7 +17,8 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from freeapi.store import (BLOB_PIECE, BUCKETS, LEDGER_FIELDS, Store, StoreError,
+from freeapi.rollups import PERIODS, increments
+from freeapi.store import (BLOB_PIECE, BUCKETS, LEDGER_FIELDS, PAGE_MAX, Store, StoreError,
                            bucket_width_ms, check_window, now_ms)
 from freeapi.store.admin import SQLiteAdmin
 
@@ -30,6 +31,11 @@ CREATE INDEX IF NOT EXISTS counters_expires ON counters (expires);
 CREATE TABLE IF NOT EXISTS ledger (
     id INTEGER PRIMARY KEY, {", ".join(LEDGER_FIELDS)});
 CREATE INDEX IF NOT EXISTS ledger_ts ON ledger (ts);
+CREATE TABLE IF NOT EXISTS rollups (
+    period TEXT NOT NULL, dim TEXT NOT NULL, start INTEGER NOT NULL, field TEXT NOT NULL,
+    amount REAL NOT NULL, expires INTEGER NOT NULL,
+    PRIMARY KEY (period, dim, start, field)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS rollups_expires ON rollups (expires);
 CREATE TABLE IF NOT EXISTS conversations (
     id TEXT PRIMARY KEY, owner TEXT NOT NULL, expires REAL NOT NULL);
 CREATE INDEX IF NOT EXISTS conversations_expires ON conversations (expires);
@@ -50,6 +56,19 @@ CREATE TABLE IF NOT EXISTS blobs (
 CREATE INDEX IF NOT EXISTS blobs_expires ON blobs (expires);
 PRAGMA user_version = {SCHEMA_VERSION};
 """
+# The raw log's filters (GET /admin/requests), each newest first through one index; made
+# after the columns an older file lacks are added.
+_LEDGER_INDEXES = """
+CREATE INDEX IF NOT EXISTS ledger_key_ts ON ledger (key_id, ts);
+CREATE INDEX IF NOT EXISTS ledger_team_ts ON ledger (team, ts);
+CREATE INDEX IF NOT EXISTS ledger_model_ts ON ledger (model, ts);
+CREATE INDEX IF NOT EXISTS ledger_status_ts ON ledger (status, ts);
+CREATE INDEX IF NOT EXISTS ledger_request_id ON ledger (request_id)
+"""
+_ROLLUP_ADD = ("INSERT INTO rollups VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (period, dim, "
+               "start, field) DO UPDATE SET amount = amount + excluded.amount")
+_FILTER_COLUMNS = {"key": "key_id", "team": "team", "model": "model", "status": "status",
+                   "request_id": "request_id"}
 _INSERT = (f"INSERT INTO ledger ({', '.join(LEDGER_FIELDS)}) "
            f"VALUES ({', '.join('?' * len(LEDGER_FIELDS))})")
 _SWEEP_EVERY = 60.0  # seconds between sweeps of expired counters and conversations
@@ -124,6 +143,9 @@ class SQLiteStore(SQLiteAdmin, Store):
                 for field in LEDGER_FIELDS:
                     if field not in have:
                         db.execute(f"ALTER TABLE ledger ADD COLUMN {field}")
+                for statement in _LEDGER_INDEXES.split(";"):
+                    if statement.strip():
+                        db.execute(statement)
             self._tx(db, schema)
         except BaseException:
             db.close()
@@ -191,6 +213,7 @@ class SQLiteStore(SQLiteAdmin, Store):
             db.execute("DELETE FROM conversations WHERE expires <= ?", (now,))
             db.execute("DELETE FROM kv WHERE expires <= ?", (now,))
             db.execute("DELETE FROM blobs WHERE expires <= ?", (now,))
+            db.execute("DELETE FROM rollups WHERE expires <= ?", (int(now),))
             db.execute("DELETE FROM kv_groups WHERE NOT EXISTS (SELECT 1 FROM kv WHERE "
                        "kv.ns = kv_groups.ns AND kv.name = kv_groups.name)")
         self._tx(db, tx)
@@ -199,7 +222,56 @@ class SQLiteStore(SQLiteAdmin, Store):
 
     async def _append(self, entries):
         rows = [tuple(_column(e.get(f)) for f in LEDGER_FIELDS) for e in entries]
-        await self._run(lambda db: self._tx(db, lambda: _each(db, _INSERT, rows)))
+        adds = rollup_rows(increments(entries))
+
+        def tx(db):
+            _each(db, _INSERT, rows)
+            _each(db, _ROLLUP_ADD, adds)
+        await self._run(lambda db: self._tx(db, lambda: tx(db)))
+
+    async def rollup_read(self, period, dim, starts):
+        if not starts:
+            return []
+
+        def query(db):
+            got: dict[int, dict] = {s: {} for s in starts}
+            for start, field, amount in db.execute(
+                    "SELECT start, field, amount FROM rollups WHERE period = ? AND dim = ? "
+                    "AND start >= ? AND start <= ?", (period, dim, min(starts), max(starts))):
+                if start in got:
+                    got[start][field] = amount
+            return [got[s] for s in starts]
+        return await self._run(query)
+
+    async def ledger_page(self, *, since=None, until=None, key=None, team=None, model=None,
+                          status=None, request_id=None, cursor=None, limit=100):
+        limit = max(1, min(int(limit), PAGE_MAX))
+        where, args = [], []
+        for name, value in (("key", key), ("team", team), ("model", model),
+                            ("status", status), ("request_id", request_id)):
+            if value is not None:
+                where.append(f"{_FILTER_COLUMNS[name]} = ?")
+                args.append(value)
+        if since is not None:
+            where.append("ts >= ?")
+            args.append(since)
+        if until is not None:
+            where.append("ts < ?")
+            args.append(until)
+        if cursor:
+            ts, _, rid = cursor.partition(":")
+            where.append("(ts < ? OR (ts = ? AND id < ?))")
+            args += [float(ts), float(ts), int(rid)]
+        sql = (f"SELECT id, {', '.join(LEDGER_FIELDS)} FROM ledger "
+               f"{'WHERE ' + ' AND '.join(where) if where else ''} "
+               "ORDER BY ts DESC, id DESC LIMIT ?")
+
+        def query(db):
+            return db.execute(sql, (*args, limit + 1)).fetchall()
+        got = await self._run(query)
+        rows = [_row(r[1:]) for r in got[:limit]]
+        nxt = f"{got[limit - 1][1]!r}:{got[limit - 1][0]}" if len(got) > limit else None
+        return rows, nxt
 
     async def ledger(self, since=None, until=None):
         def query(db):
@@ -207,12 +279,8 @@ class SQLiteStore(SQLiteAdmin, Store):
                              "AND ts < ? ORDER BY ts, id",
                              (since if since is not None else float("-inf"),
                               until if until is not None else float("inf")))
-            return [dict(zip(LEDGER_FIELDS, row)) for row in cur]
-        rows = await self._run(query)
-        for row in rows:
-            if row["stream"] is not None:
-                row["stream"] = bool(row["stream"])
-        return rows
+            return cur.fetchall()
+        return [_row(r) for r in await self._run(query)]
 
     async def prune_ledger(self, before):
         return await self._run(lambda db: self._tx(
@@ -372,6 +440,23 @@ def _each(db, sql: str, rows):
     # two gateways creating one file at once); execute() re-prepares as SQLite intends.
     for row in rows:
         db.execute(sql, row)
+
+
+def _row(values) -> dict:
+    row = dict(zip(LEDGER_FIELDS, values))
+    for flag in ("stream", "estimated", "unpriced"):
+        if row.get(flag) is not None:
+            row[flag] = bool(row[flag])
+    return row
+
+
+def rollup_rows(incs: dict) -> list[tuple]:
+    """Rows of _ROLLUP_ADD for rollups.increments(...) (also used by bench/rollups.py)."""
+    out = []
+    for (period, dim, start), fields in incs.items():
+        expires = start + PERIODS[period][0] + PERIODS[period][2]
+        out += [(period, dim, start, f, v, expires) for f, v in fields.items()]
+    return out
 
 
 def _column(value):
