@@ -110,6 +110,13 @@ def starts(period: str, since: float, until: float) -> list[int]:
     return list(range(first, int(until), width)) if until > first else []
 
 
+def last(period: str, n: int, now: float) -> list[int]:
+    """The starts of the `n` buckets of `period` ending with the one holding `now`."""
+    width = PERIODS[period][0]
+    top = int(now // width) * width
+    return [top - (n - 1 - i) * width for i in range(n)]
+
+
 def merge(buckets) -> dict[str, dict[str, float]]:
     """{value: {field: amount}} summed over buckets ({value SEP field: amount} each)."""
     out: dict[str, dict[str, float]] = {}
