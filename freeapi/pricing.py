@@ -75,7 +75,8 @@ class Pricing:
         self.billing = billing
         self.clock = clock
         self.types = provider_types  # provider name -> plugin type
-        self.rows: dict[str, dict] = dict(BUILTIN)
+        self.builtin = BUILTIN
+        self.rows: dict[str, dict] = {}  # config.yaml's, which win over the built-in ones
         for name, p in prices.items():
             row = {part: getattr(p, part) for part in TOKEN_PARTS + UNIT_PARTS}
             row.update(currency=p.currency or billing.currency, source="config",
@@ -85,11 +86,10 @@ class Pricing:
     def row_for(self, provider: str | None, upstream: str | None, model: str | None):
         """Config rows by `provider/upstream`, `upstream`, then the client's model name;
         then the built-in row of the provider's type."""
-        ptype = self.types.get(provider or "", provider)
-        for name in (f"{provider}/{upstream}", upstream, model, f"{ptype}/{upstream}"):
+        for name in (f"{provider}/{upstream}", upstream, model):
             if name and name in self.rows:
                 return self.rows[name]
-        return None
+        return self.builtin.get(f"{self.types.get(provider or '', provider)}/{upstream}")
 
     def charge(self, entry: dict, usage=None) -> dict:
         """{cost, currency, unpriced} for a ledger entry (its token counts) and the raw
