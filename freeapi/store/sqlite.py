@@ -237,7 +237,8 @@ class SQLiteStore(SQLiteAdmin, Store):
             got: dict[int, dict] = {s: {} for s in starts}
             for start, field, amount in db.execute(
                     "SELECT start, field, amount FROM rollups WHERE period = ? AND dim = ? "
-                    "AND start >= ? AND start <= ?", (period, dim, min(starts), max(starts))):
+                    "AND start >= ? AND start <= ? AND expires > ?",
+                    (period, dim, min(starts), max(starts), int(time.time()))):
                 if start in got:
                     got[start][field] = amount
             return [got[s] for s in starts]
