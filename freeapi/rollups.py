@@ -52,10 +52,16 @@ def key_of(e: dict) -> str:
     return e.get("key_id") or e.get("key") or e.get("vendor_key") or "-"
 
 
-def values(e: dict) -> dict:
-    key, model = key_of(e), e.get("model") or "-"
-    return {"all": "", "key": key, "team": e.get("team") or "-", "model": model,
-            "provider": e.get("provider") or "-", "key_model": f"{key}\x1e{model}"}
+def values(e: dict) -> tuple:
+    """(key, team, model, provider) of an entry, as the dimensions name them."""
+    return (key_of(e), e.get("team") or "-", e.get("model") or "-",
+            e.get("provider") or "-")
+
+
+def _by_dim(vals: tuple) -> dict:
+    key, team, model, provider = vals
+    return {"all": "", "key": key, "team": team, "model": model, "provider": provider,
+            "key_model": f"{key}\x1e{model}"}
 
 
 def fields_of(e: dict) -> tuple[dict, dict]:
@@ -82,24 +88,33 @@ def fields_of(e: dict) -> tuple[dict, dict]:
 
 def increments(entries) -> dict:
     """{(period, dim, start): {value SEP field: amount}} for a batch, summed, zeros left
-    out: one batch of a thousand entries is a few dozen updates."""
-    out: dict[tuple, dict] = {}
+    out. Entries are first summed per (minute, key, team, model, provider), so a busy
+    batch costs one small dict update per entry plus one fan-out per group."""
+    groups: dict[tuple, tuple[dict, dict]] = {}
     for e in entries:
         ts = e.get("ts")
         if ts is None:
             continue
-        vals = values(e)
-        base, extra = fields_of(e)
+        g = (int(ts // 60) * 60, values(e))
+        acc = groups.get(g)
+        if acc is None:
+            acc = groups[g] = ({}, {})
+        for target, fields in zip(acc, fields_of(e)):
+            for f, v in fields.items():
+                if v:
+                    target[f] = target.get(f, 0) + v
+    out: dict[tuple, dict] = {}
+    for (minute, vals), (base, extra) in groups.items():
+        by_dim = _by_dim(vals)
+        both = {**base, **extra}
         for period, (width, dims, _) in PERIODS.items():
-            start = int(ts // width) * width
+            start = minute - minute % width
             for dim in dims:
                 bucket = out.setdefault((period, dim, start), {})
-                prefix = vals[dim] + SEP
-                fields = {**base, **extra} if dim == "model" else base
-                for f, v in fields.items():
-                    if v:
-                        k = prefix + f
-                        bucket[k] = bucket.get(k, 0) + v
+                prefix = by_dim[dim] + SEP
+                for f, v in (both if dim == "model" else base).items():
+                    k = prefix + f
+                    bucket[k] = bucket.get(k, 0) + v
     return out
 
 

@@ -194,6 +194,11 @@ class Store:
         order, each {value SEP field: amount} ({} where there is none). One round trip."""
         raise NotImplementedError
 
+    async def rollup_add(self, entries: list[dict]) -> None:
+        """Apply entries' rollup increments without writing them to the raw log (backfills
+        from an older file, benchmarks)."""
+        raise NotImplementedError
+
     async def ledger_page(self, *, since: float | None = None, until: float | None = None,
                           key: str | None = None, team: str | None = None,
                           model: str | None = None, status: int | None = None,

@@ -227,7 +227,15 @@ class SQLiteStore(SQLiteAdmin, Store):
         def tx(db):
             _each(db, _INSERT, rows)
             _each(db, _ROLLUP_ADD, adds)
-        await self._run(lambda db: self._tx(db, lambda: tx(db)))
+
+        def write(db):
+            self._tx(db, lambda: tx(db))
+            self._sweep(db)  # expired rollup buckets go too, limits or not
+        await self._run(write)
+
+    async def rollup_add(self, entries):
+        adds = rollup_rows(increments(entries))
+        await self._run(lambda db: self._tx(db, lambda: _each(db, _ROLLUP_ADD, adds)))
 
     async def rollup_read(self, period, dim, starts):
         if not starts:
