@@ -101,16 +101,17 @@ class StatusBoard:
                 "total": self.gateway.pricing.total(costs), "unpriced": int(fields.get("up", 0))}
 
     async def _merged(self, period: str, dim: str, n: int, now: float) -> dict:
-        return R.merge(await self.gateway.store.rollup_read(period, dim,
-                                                            R.last(period, n, now)))
+        return R.merge([await self.gateway.store.rollup_sum(period, dim,
+                                                            R.last(period, n, now))])
 
     async def key_spend(self, now: float | None = None) -> dict[str, dict]:
         """{key id: {"today": ..., "month": ...}} (requests, tokens, spend) from the day
         rollups: at most 31 buckets, whatever the traffic."""
         now = time.time() if now is None else now
         day0, month0 = _day_start(now), _month_start(now)
-        days = await self.gateway.store.rollup_read("d", "key", R.starts("d", month0, now + 1))
-        month, today = R.merge(days), R.merge(days[-1:])
+        store = self.gateway.store
+        month = R.merge([await store.rollup_sum("d", "key", R.starts("d", month0, now + 1))])
+        today = R.merge([await store.rollup_sum("d", "key", R.last("d", 1, now))])
         out = {}
         for key, f in month.items():
             t = today.get(key, {}) if day0 >= month0 else {}

@@ -194,6 +194,16 @@ class Store:
         order, each {value SEP field: amount} ({} where there is none). One round trip."""
         raise NotImplementedError
 
+    async def rollup_sum(self, period: str, dim: str, starts: list[int]) -> dict:
+        """The buckets of (`period`, `dim`) at `starts` summed into one {value SEP field:
+        amount}, by the backend (SQL GROUP BY, a Lua loop): the caller gets one small
+        answer however many buckets and fields were read."""
+        total: dict = {}
+        for bucket in await self.rollup_read(period, dim, starts):
+            for k, v in bucket.items():
+                total[k] = total.get(k, 0) + v
+        return total
+
     async def rollup_add(self, entries: list[dict]) -> None:
         """Apply entries' rollup increments without writing them to the raw log (backfills
         from an older file, benchmarks)."""

@@ -167,6 +167,24 @@ for i, k in ipairs(KEYS) do out[i] = redis.call('HGETALL', k) end
 return out
 """)
 
+_HSUM = Script("""
+local sum, order = {}, {}
+for _, k in ipairs(KEYS) do
+  local h = redis.call('HGETALL', k)
+  for j = 1, #h, 2 do
+    local f = h[j]
+    if sum[f] == nil then sum[f] = 0; order[#order + 1] = f end
+    sum[f] = sum[f] + tonumber(h[j + 1])
+  end
+end
+local out = {}
+for _, f in ipairs(order) do
+  out[#out + 1] = f
+  out[#out + 1] = tostring(sum[f])
+end
+return out
+""")
+
 _PAGE = 5000
 # Raw entries one GET /admin/requests page may examine on Redis (its log is one sorted set
 # by time: filters are applied while reading newest first, so a rare filter over a long
@@ -244,6 +262,14 @@ class RedisStore(RedisAdmin, Store):
                 bucket[f] = float(flat[j + 1])
             out.append(bucket)
         return out
+
+    async def rollup_sum(self, period, dim, starts):
+        if not starts:
+            return {}
+        flat = await self.client.run(_HSUM, [self._rollup_key(period, dim, s)
+                                             for s in starts], [])
+        return {(flat[j].decode() if isinstance(flat[j], bytes) else flat[j]):
+                float(flat[j + 1]) for j in range(0, len(flat), 2)}
 
     async def ledger_page(self, *, since=None, until=None, key=None, team=None, model=None,
                           status=None, request_id=None, cursor=None, limit=100):
