@@ -177,3 +177,31 @@ async def test_admin_requests_is_paged_filtered_and_admin_only(make_gateway):
     assert bad.code == 400 and json.loads(bad.body)["error"]["param"] == "limit"
     bad = await request(base + "/admin/requests?since=yesterday", key=ADMIN)
     assert bad.code == 400 and json.loads(bad.body)["error"]["param"] == "since"
+
+
+async def test_usage_reads_whole_days_from_rollups_and_only_partial_days_raw(state_backend):
+    from freeapi.usage import gather, summarize
+    store = open_store(parse_state(state_backend, None))
+    now = time.time()
+    entries = random_entries(400, now, 5)
+    await store.ledger_append(entries)
+    spans = []
+    scan_all = store.ledger
+
+    async def ledger(since=None, until=None):
+        spans.append((since, until))
+        return await scan_all(since, until)
+    store.ledger = ledger
+    try:
+        since = now - 2.5 * 86400
+        got = await gather(store, {}, None, since, None, now)
+        want = summarize([e for e in entries if e["ts"] >= since], {})
+        assert got["total"] == pytest.approx(want["total"])
+        for part in ("by_key", "by_model", "rows"):
+            assert len(got[part]) == len(want[part])
+            for g, w in zip(got[part], want[part]):
+                assert g == pytest.approx(w), part
+        # Raw rows were read only for the partial first and last days.
+        assert spans and all(hi - lo <= 86400 for lo, hi in spans)
+    finally:
+        store.close()
