@@ -221,14 +221,14 @@ class SQLiteStore(SQLiteAdmin, Store):
     # -- ledger -------------------------------------------------------------------------
 
     async def _append(self, entries):
-        rows = [tuple(_column(e.get(f)) for f in LEDGER_FIELDS) for e in entries]
-        adds = rollup_rows(increments(entries))
-
         def tx(db):
-            _each(db, _INSERT, rows)
-            _each(db, _ROLLUP_ADD, adds)
+            _each(db, _INSERT, [tuple(_column(e.get(f)) for f in LEDGER_FIELDS)
+                                for e in entries])
+            _each(db, _ROLLUP_ADD, rollup_rows(increments(entries)))
 
         def write(db):
+            # On the store's thread, not the event loop: rows and rollup increments are
+            # computed there too.
             self._tx(db, lambda: tx(db))
             self._sweep(db)  # expired rollup buckets go too, limits or not
         await self._run(write)
