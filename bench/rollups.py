@@ -182,19 +182,27 @@ def redis_memory(n: int) -> dict:
                 batch = []
         if batch:
             await store.rollup_add(batch)
-        total, keys, cursor = 0, 0, b"0"
+        total, keys, cursor, per = 0, 0, b"0", {}
         while True:
             cursor, got = await store.client.execute("SCAN", cursor, "MATCH",
                                                      store.prefix + "r:*", "COUNT", 1000)
             for k in got:
-                total += await store.client.execute("MEMORY", "USAGE", k, "SAMPLES", "0")
+                size = await store.client.execute("MEMORY", "USAGE", k, "SAMPLES", "0")
+                period = k.decode()[len(store.prefix):].split(":")[1]
+                per[period] = per.get(period, 0) + size
+                total += size
                 keys += 1
             if cursor in (b"0", 0):
                 break
         await store.delete_all()
         store.close()
+        # Kept at once: one day's buckets of each period times the days it is kept
+        # (minutes: only the last 10 exist at any time, as measured).
+        from freeapi.rollups import PERIODS
+        steady = sum(b * max(1.0, (PERIODS[p][2] + PERIODS[p][0]) / 86400)
+                     for p, b in per.items() if p != "m") + per.get("m", 0)
         return {"requests": n, "rollup_keys": keys, "rollup_bytes": total,
-                "bytes_per_request": total / n}
+                "bytes_per_request": total / n, "per_period": per, "steady": steady}
     return asyncio.run(run())
 
 
@@ -237,6 +245,10 @@ def main():
         print(f"Redis rollups: {r['rollup_keys']} keys, {r['rollup_bytes'] / 1e6:.2f} MB for "
               f"{r['requests']:,} requests in 24 h = {r['bytes_per_request']:.1f} B/request "
               "(bounded by buckets x distinct keys/teams/models/providers, not by traffic)")
+        print("  one day's buckets by period (bytes): " + ", ".join(
+            f"{p} {b:,}" for p, b in sorted(r["per_period"].items())))
+        print(f"  kept at once with this traffic mix (retention m 10 min, q 2 d, h 8 d, "
+              f"d 400 d): {r['steady'] / 1e6:.1f} MB, whatever the request rate")
 
 
 if __name__ == "__main__":
