@@ -248,7 +248,7 @@ def main():
         print("  one day's buckets by period (bytes): " + ", ".join(
             f"{p} {b:,}" for p, b in sorted(r["per_period"].items())))
         print(f"  kept at once with this traffic mix (retention m 10 min, q 2 d, h 8 d, "
-              f"d 400 d): {r['steady'] / 1e6:.1f} MB, whatever the request rate")
+              f"d 100 d): {r['steady'] / 1e6:.1f} MB, whatever the request rate")
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ PERIODS = {
     "m": (60, ("key",), 600),
     "q": (900, ("all", "model"), 2 * 86400),
     "h": (3600, ("all", "key", "team", "model", "provider"), 8 * 86400),
-    "d": (86400, ("all", "key", "team", "model", "provider", "key_model"), 400 * 86400),
+    "d": (86400, ("all", "key", "team", "model", "provider", "key_model"), 100 * 86400),
 }
 # Upper edges (ms) of the latency histogram's buckets; the last is open.
 LAT_EDGES_MS = (50, 100, 200, 300, 500, 750, 1000, 1500, 2000, 3000, 5000, 7500, 10000,

@@ -138,12 +138,15 @@ def summarize(entries: list[dict], prices: dict, pricing=None) -> dict:
 async def gather(store, prices: dict, pricing, since: float | None, until: float | None,
                  now: float | None = None) -> dict:
     """The report for [since, until): whole UTC days from the day rollups (per key and
-    model), and only the partial days at either end from the raw log, read by time."""
+    model), and only the partial days at either end (and days older than the rollups
+    keep) from the raw log, read by time."""
     now = time.time() if now is None else now
     end = until if until is not None else now + 1
-    start = since if since is not None else (end // 86400 - R.PERIODS["d"][2] // 86400 + 1) \
-        * 86400
-    first_full = -(-start // 86400) * 86400
+    start = since if since is not None else 0.0
+    # Day buckets are kept rollups.PERIODS["d"] days: older whole days come from the raw
+    # log (what state.ledger_days still keeps of it).
+    kept = (now // 86400 - R.PERIODS["d"][2] // 86400 + 1) * 86400
+    first_full = max(-(-start // 86400) * 86400, kept)
     last_full = end // 86400 * 86400
     s = _Summary(prices, pricing)
     edges = [(start, end)]
