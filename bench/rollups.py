@@ -64,7 +64,8 @@ def entries(n: int, now: float, seed: int = 7):
 def fill(path: str, n: int, now: float) -> float:
     from freeapi.rollups import increments
     from freeapi.store import LEDGER_FIELDS
-    from freeapi.store.sqlite import _ROLLUP_ADD, SQLiteStore, rollup_rows
+    from freeapi.store.sqlite import SQLiteStore
+    from freeapi.store.sqlite_rollups import _ROLLUP_ADD, rollup_rows
     store = SQLiteStore(path)
     asyncio.run(store.ping())  # creates the schema
     store.close()

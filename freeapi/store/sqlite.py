@@ -17,10 +17,11 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from freeapi.rollups import PERIODS, increments
-from freeapi.store import (BLOB_PIECE, BUCKETS, LEDGER_FIELDS, PAGE_MAX, Store, StoreError,
+from freeapi.rollups import increments
+from freeapi.store import (BLOB_PIECE, BUCKETS, LEDGER_FIELDS, Store, StoreError,
                            bucket_width_ms, check_window, now_ms)
 from freeapi.store.admin import SQLiteAdmin
+from freeapi.store.sqlite_rollups import _ROLLUP_ADD, SQLiteRollups, _each, rollup_rows
 
 SCHEMA_VERSION = 1
 _SCHEMA = f"""
@@ -65,16 +66,12 @@ CREATE INDEX IF NOT EXISTS ledger_model_ts ON ledger (model, ts);
 CREATE INDEX IF NOT EXISTS ledger_status_ts ON ledger (status, ts);
 CREATE INDEX IF NOT EXISTS ledger_request_id ON ledger (request_id)
 """
-_ROLLUP_ADD = ("INSERT INTO rollups VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (period, dim, "
-               "start, field) DO UPDATE SET amount = amount + excluded.amount")
-_FILTER_COLUMNS = {"key": "key_id", "team": "team", "model": "model", "status": "status",
-                   "request_id": "request_id"}
 _INSERT = (f"INSERT INTO ledger ({', '.join(LEDGER_FIELDS)}) "
            f"VALUES ({', '.join('?' * len(LEDGER_FIELDS))})")
 _SWEEP_EVERY = 60.0  # seconds between sweeps of expired counters and conversations
 
 
-class SQLiteStore(SQLiteAdmin, Store):
+class SQLiteStore(SQLiteRollups, SQLiteAdmin, Store):
     kind = "sqlite"
 
     def __init__(self, path: str, timeout: float = 5.0):
@@ -233,77 +230,6 @@ class SQLiteStore(SQLiteAdmin, Store):
             self._sweep(db)  # expired rollup buckets go too, limits or not
         await self._run(write)
 
-    async def rollup_add(self, entries):
-        adds = rollup_rows(increments(entries))
-        await self._run(lambda db: self._tx(db, lambda: _each(db, _ROLLUP_ADD, adds)))
-
-    async def rollup_read(self, period, dim, starts):
-        if not starts:
-            return []
-
-        def query(db):
-            got: dict[int, dict] = {s: {} for s in starts}
-            for start, field, amount in db.execute(
-                    "SELECT start, field, amount FROM rollups WHERE period = ? AND dim = ? "
-                    "AND start >= ? AND start <= ? AND expires > ?",
-                    (period, dim, min(starts), max(starts), int(time.time()))):
-                if start in got:
-                    got[start][field] = amount
-            return [got[s] for s in starts]
-        return await self._run(query)
-
-    async def rollup_sum(self, period, dim, starts):
-        if not starts:
-            return {}
-
-        def query(db):
-            # The buckets are consecutive: one range of the primary key, summed in SQLite.
-            marks = ", ".join("?" * len(starts))
-            return dict(db.execute(
-                f"SELECT field, SUM(amount) FROM rollups WHERE period = ? AND dim = ? AND "
-                f"start IN ({marks}) AND expires > ? GROUP BY field",
-                (period, dim, *starts, int(time.time()))).fetchall())
-        return await self._run(query)
-
-    async def ledger_page(self, *, since=None, until=None, key=None, team=None, model=None,
-                          status=None, request_id=None, cursor=None, limit=100):
-        limit = max(1, min(int(limit), PAGE_MAX))
-        where, args = [], []
-        for name, value in (("key", key), ("team", team), ("model", model),
-                            ("status", status), ("request_id", request_id)):
-            if value is not None:
-                where.append(f"{_FILTER_COLUMNS[name]} = ?")
-                args.append(value)
-        if since is not None:
-            where.append("ts >= ?")
-            args.append(since)
-        if until is not None:
-            where.append("ts < ?")
-            args.append(until)
-        if cursor:
-            ts, _, rid = cursor.partition(":")
-            where.append("(ts < ? OR (ts = ? AND id < ?))")
-            args += [float(ts), float(ts), int(rid)]
-        sql = (f"SELECT id, {', '.join(LEDGER_FIELDS)} FROM ledger "
-               f"{'WHERE ' + ' AND '.join(where) if where else ''} "
-               "ORDER BY ts DESC, id DESC LIMIT ?")
-
-        def query(db):
-            return db.execute(sql, (*args, limit + 1)).fetchall()
-        got = await self._run(query)
-        rows = [_row(r[1:]) for r in got[:limit]]
-        nxt = f"{got[limit - 1][1]!r}:{got[limit - 1][0]}" if len(got) > limit else None
-        return rows, nxt
-
-    async def ledger(self, since=None, until=None):
-        def query(db):
-            cur = db.execute(f"SELECT {', '.join(LEDGER_FIELDS)} FROM ledger WHERE ts >= ? "
-                             "AND ts < ? ORDER BY ts, id",
-                             (since if since is not None else float("-inf"),
-                              until if until is not None else float("inf")))
-            return cur.fetchall()
-        return [_row(r) for r in await self._run(query)]
-
     async def prune_ledger(self, before):
         return await self._run(lambda db: self._tx(
             db, lambda: db.execute("DELETE FROM ledger WHERE ts < ?", (before,)).rowcount))
@@ -454,31 +380,6 @@ class SQLiteStore(SQLiteAdmin, Store):
                 self._db = None
         ex.submit(shut)
         ex.shutdown(wait=True)  # queued writes finish first: nothing recorded is lost
-
-
-def _each(db, sql: str, rows):
-    # Not executemany: CPython's executemany fails with "bad parameter or other API misuse"
-    # when another process changed the schema since the statement was cached (seen with
-    # two gateways creating one file at once); execute() re-prepares as SQLite intends.
-    for row in rows:
-        db.execute(sql, row)
-
-
-def _row(values) -> dict:
-    row = dict(zip(LEDGER_FIELDS, values))
-    for flag in ("stream", "estimated", "unpriced"):
-        if row.get(flag) is not None:
-            row[flag] = bool(row[flag])
-    return row
-
-
-def rollup_rows(incs: dict) -> list[tuple]:
-    """Rows of _ROLLUP_ADD for rollups.increments(...) (also used by bench/rollups.py)."""
-    out = []
-    for (period, dim, start), fields in incs.items():
-        expires = start + PERIODS[period][0] + PERIODS[period][2]
-        out += [(period, dim, start, f, v, expires) for f, v in fields.items()]
-    return out
 
 
 def _column(value):
