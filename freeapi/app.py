@@ -18,6 +18,7 @@ from freeapi.downloads import Downloads
 from freeapi.errors import APIError, UpstreamError, invalid_request, upstream_failure
 from freeapi.free import FreeRouter
 from freeapi.handlers.admin import ROUTES as ADMIN_ROUTES
+from freeapi.handlers.admin_log import ROUTES as ADMIN_LOG_ROUTES
 from freeapi.handlers.audio import SpeechHandler, TranscriptionsHandler
 from freeapi.handlers.base import NotFoundHandler
 from freeapi.handlers.chat import ChatCompletionsHandler
@@ -42,6 +43,7 @@ from freeapi.metrics import Metrics, multiproc_dir
 from freeapi.provider import Provider
 from freeapi.proxy import Resolver as ProxyResolver
 from freeapi.routing import Catalog, Route
+from freeapi.pricing import Pricing
 from freeapi.status import StatusBoard
 from freeapi.store import StoreError, open_store
 from freeapi.upstream import Pool
@@ -56,6 +58,17 @@ log = logging.getLogger("freeapi.discovery")
 
 class Gateway:
     """Everything a request needs, built once at startup (no per-request lookups)."""
+
+    @property
+    def pricing(self) -> Pricing:
+        """Prices as the config (as last reloaded) says (freeapi/pricing.py)."""
+        cfg, got = self.config, self._pricing
+        if got is None or got[0] is not cfg.prices or got[1] is not cfg.billing:
+            clock = got[2].clock if got is not None else time.time
+            got = self._pricing = (cfg.prices, cfg.billing, Pricing(
+                cfg.prices, cfg.billing, {n: p.config.type for n, p in self.providers.items()},
+                clock))
+        return got[2]
 
     def __init__(self, config: Config, pm: pluggy.PluginManager,
                  provider_types: dict[str, type[Provider]]):
@@ -80,6 +93,7 @@ class Gateway:
         # Request-body bytes held at once, across all requests (server.max_buffered_bytes).
         self.body_budget = BodyBudget(max(config.max_buffered_bytes, config.max_body_size))
         self.status = StatusBoard(self)  # GET /v1/status
+        self._pricing = None  # (prices, billing, Pricing): rebuilt when a reload changes them
         self.workers = 1  # processes serving this port (the CLI's --workers)
         self.limits = Limits(self.store, on_reject=self.metrics.limit_rejected)
         self.store.on_ledger_dropped = partial(self.metrics.ledger_dropped, self.store.kind)
@@ -395,6 +409,7 @@ def make_app(gateway: Gateway) -> web.Application:
         (r"/status", StatusPageHandler),
         (r"/v1/status", StatusHandler),
         *ADMIN_ROUTES,
+        *ADMIN_LOG_ROUTES,
     ]
     return web.Application(routes, freeapi=gateway, default_handler_class=NotFoundHandler,
                            compress_response=False)

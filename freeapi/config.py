@@ -10,8 +10,9 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from freeapi.config_state import (ConversationsConfig, Price, StateConfig,
-                                  parse_conversations, parse_prices, parse_state)
+from freeapi.config_state import (BillingConfig, ConversationsConfig, Price, StateConfig,
+                                  parse_billing, parse_conversations, parse_prices,
+                                  parse_state)
 from freeapi.config_vendor import (ReasoningConfig, parse_patterns, parse_reasoning,
                                   parse_translations)
 from freeapi.config_state import FilesConfig, ResponsesConfig, parse_files, parse_responses
@@ -144,6 +145,7 @@ class Config:
     discovery: Discovery = field(default_factory=Discovery)
     state: StateConfig = field(default_factory=StateConfig)
     prices: dict[str, Price] = field(default_factory=dict)
+    billing: BillingConfig = field(default_factory=BillingConfig)
     conversations: ConversationsConfig = field(default_factory=ConversationsConfig)
     metrics_public: bool = False  # GET /metrics without a gateway key (metrics.public)
     metrics_cache: float = 1.0  # seconds a scrape is served again (metrics.cache_seconds)
@@ -385,6 +387,7 @@ def parse_config(raw, provider_types: dict, base_dir: str | None = None) -> Conf
             setattr(cfg.discovery, key, _non_negative(discovery[key], f"discovery.{key}"))
     cfg.state = parse_state(root.get("state"), base_dir)
     cfg.prices = parse_prices(root.get("prices"))
+    cfg.billing = parse_billing(root.get("billing"))
     cfg.conversations = parse_conversations(root.get("conversations"))
     cfg.reasoning = parse_reasoning(root.get("reasoning"))
     cfg.responses = parse_responses(root.get("responses"))

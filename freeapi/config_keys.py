@@ -2,7 +2,7 @@
 (freeapi/config.py), so that the list of accepted keys can be read from the code itself:
 tests/test_docs.py checks that docs/ documents every one of them. The sections backed by a
 dataclass (timeouts, key_pool, failover, discovery, state, conversations, reasoning,
-responses, files, prices, free) take its fields, which the parser checks against in the
+responses, files, prices, free, billing) take its fields, which the parser checks against in the
 same way."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import dataclasses
 
 ROOT_KEYS = frozenset({"server", "auth", "providers", "models", "fallbacks", "failover",
                        "state", "prices", "conversations", "reasoning", "discovery",
-                       "responses", "metrics", "free", "files"})
+                       "responses", "metrics", "free", "files", "billing"})
 SERVER_KEYS = frozenset({"host", "port", "max_body_size", "keepalive_interval", "log_level",
                          "shutdown_grace", "log_format", "body_timeout", "max_connections",
                          "max_event_size", "max_json_values", "max_buffered_bytes",
@@ -44,7 +44,7 @@ def accepted_keys(provider_types: dict) -> list[str]:
     `keys[]` for an entry of the `auth.keys` list."""
     # Imported here: config.py imports this module for its tables.
     from freeapi.config import Discovery, Failover, KeyPoolConfig, Timeouts
-    from freeapi.config_state import (ConversationsConfig, FilesConfig, Price,
+    from freeapi.config_state import (BillingConfig, ConversationsConfig, FilesConfig, Price,
                                       ResponsesConfig, StateConfig)
     from freeapi.config_free import FreeConfig
     from freeapi.config_vendor import ReasoningConfig
@@ -65,6 +65,7 @@ def accepted_keys(provider_types: dict) -> list[str]:
     for section, cls in (("failover", Failover), ("discovery", Discovery),
                          ("state", StateConfig), ("conversations", ConversationsConfig),
                          ("reasoning", ReasoningConfig), ("responses", ResponsesConfig),
-                         ("files", FilesConfig), ("prices.MODEL", Price), ("free", FreeConfig)):
+                         ("files", FilesConfig), ("prices.MODEL", Price), ("free", FreeConfig),
+                         ("billing", BillingConfig)):
         keys |= {f"{section}.{k}" for k in _fields(cls)}
     return sorted(keys)

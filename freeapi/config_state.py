@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from freeapi.configbase import (ConfigError, _expect, _mapping, _non_negative, _number,
                                 _section, _unknown)
@@ -75,10 +75,46 @@ class FilesConfig:
 
 @dataclass
 class Price:
-    """Per million tokens, in whatever currency the operator thinks in."""
-    input: float
-    output: float
+    """A `prices:` row: per million tokens (and per image / speech character / audio
+    second), in `currency` (default billing.currency). Overrides the built-in row."""
+    input: float | None = None
+    output: float | None = None
     cached: float | None = None  # cache-hit input tokens; None: the input price
+    currency: str | None = None
+    image: float | None = None  # per image made
+    character: float | None = None  # per speech character
+    second: float | None = None  # per audio second
+
+
+@dataclass
+class BillingConfig:
+    """The currency sums and budgets are shown in, and the exchange rates into it:
+    `rates: {CNY: 0.14}` means 1 CNY = 0.14 of `currency`. A cost in a currency without a
+    rate is summed apart, never converted at a guessed rate."""
+    currency: str = "USD"
+    rates: dict = field(default_factory=dict)
+
+
+_CURRENCY = re.compile(r"^[A-Z]{3}$")
+
+
+def _currency(value, path: str) -> str:
+    if not isinstance(value, str) or not _CURRENCY.match(value):
+        raise ConfigError(path, "expected an ISO 4217 currency code such as USD or CNY")
+    return value
+
+
+def parse_billing(value) -> BillingConfig:
+    section = _mapping(value, "billing")
+    _unknown(section, BillingConfig.__dataclass_fields__, "billing")
+    b = BillingConfig()
+    if section.get("currency") is not None:
+        b.currency = _currency(section["currency"], "billing.currency")
+    for cur, rate in _mapping(section.get("rates"), "billing.rates").items():
+        path = f"billing.rates.{cur}"
+        _currency(cur, path)
+        b.rates[cur] = _non_negative(rate, path)
+    return b
 
 
 def parse_state(value, base_dir: str | None) -> StateConfig:
@@ -133,11 +169,16 @@ def parse_prices(value) -> dict[str, Price]:
         entry = _mapping(entry, path)
         _unknown(entry, Price.__dataclass_fields__, path)
         got = {}
-        for part in ("input", "output", "cached"):
+        for part in ("input", "output", "cached", "image", "character", "second"):
             if entry.get(part) is not None:
                 got[part] = _non_negative(entry[part], f"{path}.{part}")
-            elif part != "cached":
-                raise ConfigError(f"{path}.{part}", "is required (price per million tokens)")
+        if entry.get("currency") is not None:
+            got["currency"] = _currency(entry["currency"], f"{path}.currency")
+        if not any(got.get(p) is not None for p in ("image", "character", "second")):
+            for part in ("input", "output"):
+                if part not in got:
+                    raise ConfigError(f"{path}.{part}",
+                                      "is required (price per million tokens)")
         out[str(model)] = Price(**got)
     return out
 

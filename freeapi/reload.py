@@ -28,7 +28,7 @@ log = logging.getLogger("freeapi.reload")
 # Config fields a reload applies (Config attribute names), and those that need a restart.
 # Every other field needs a restart: derived from Config itself, so a section added later
 # is reported as "takes effect at the next restart" rather than silently ignored.
-APPLIED = ("gateway_keys", "allow_anonymous", "prices", "metrics_public")
+APPLIED = ("gateway_keys", "allow_anonymous", "prices", "billing", "metrics_public")
 RESTART = tuple(f.name for f in dataclasses.fields(Config) if f.name not in APPLIED)
 
 

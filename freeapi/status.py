@@ -1,5 +1,8 @@
 """The data behind the status page (GET /v1/status): key health as this process sees it now,
-and traffic per model, per gateway key and recent requests from the usage ledger.
+and traffic per model, per gateway key and recent requests from the usage ledger's
+rollups (freeapi/rollups.py: a fixed number of aggregates, however long the log) and one
+page of its newest entries. "hour" is the last four 15-minute buckets, "day" the last 24
+hour buckets (so up to 15 minutes / 1 hour more than the name says).
 
 The ledger is shared by every worker and gateway on one store, so its figures cover them
 all; key health is this process's view (cooldowns and verdicts are shared through the
@@ -15,69 +18,16 @@ import os
 import time
 
 from freeapi import __version__
-from freeapi.ledger import tokens_spent
+from freeapi import rollups as R
 from freeapi.store import StoreError
 
 CACHE_S = 5.0
-WINDOWS = (("hour", 3600), ("day", 86400))
-SLOT_S = 900  # the day chart's bars: 15 minutes each
 RECENT = 50
-TOKEN_FIELDS = (("input", "prompt_tokens"), ("output", "completion_tokens"),
-                ("cached", "cached_tokens"), ("reasoning", "reasoning_tokens"))
+TOKEN_FIELDS = (("input", "pt"), ("output", "ot"), ("cached", "ct"), ("reasoning", "rt"))
 _RECENT_FIELDS = ("ts", "request_id", "endpoint", "key", "vendor_key", "provider", "model",
                   "upstream_model", "status", "error", "stream", "latency_ms", "ttfb_ms",
-                  "prompt_tokens", "completion_tokens", "reasoning_tokens")
-
-
-def error_class(e: dict) -> str | None:
-    """None for a success; otherwise what kind of failure, for the errors-by-class
-    columns."""
-    status, error = e.get("status") or 0, e.get("error")
-    if status == 499:
-        return "client_gone"
-    if status == 429:
-        return "rate_limited"
-    if status >= 500:
-        return "server"
-    if status >= 400:
-        return "client"
-    if error is not None:
-        return "stream_cut"  # 200, then the stream ended with an error event
-    return None
-
-
-def percentile(sorted_values: list, p: float):
-    if not sorted_values:
-        return None
-    return sorted_values[min(len(sorted_values) - 1, int(p * len(sorted_values)))]
-
-
-def _model_stats(entries: list[dict]) -> dict:
-    out: dict[str, dict] = {}
-    lat: dict[str, list] = {}
-    ttft: dict[str, list] = {}
-    for e in entries:
-        model = e.get("model") or "-"
-        m = out.get(model)
-        if m is None:
-            m = out[model] = {"model": model, "requests": 0, "errors": {},
-                              "tokens": dict.fromkeys((t for t, _ in TOKEN_FIELDS), 0)}
-            lat[model], ttft[model] = [], []
-        m["requests"] += 1
-        cls = error_class(e)
-        if cls is not None:
-            m["errors"][cls] = m["errors"].get(cls, 0) + 1
-        if e.get("latency_ms") is not None:
-            lat[model].append(e["latency_ms"])
-        if e.get("stream") and e.get("ttfb_ms") is not None:
-            ttft[model].append(e["ttfb_ms"])
-        for name, field in TOKEN_FIELDS:
-            m["tokens"][name] += e.get(field) or 0
-    for model, m in out.items():
-        la, tt = sorted(lat[model]), sorted(ttft[model])
-        m["latency_ms"] = {"p50": percentile(la, 0.5), "p95": percentile(la, 0.95)}
-        m["ttft_ms"] = {"p50": percentile(tt, 0.5), "p95": percentile(tt, 0.95)}
-    return out
+                  "prompt_tokens", "completion_tokens", "reasoning_tokens", "cached_tokens",
+                  "cost", "currency", "unpriced", "team")
 
 
 def _month_start(now: float) -> float:
@@ -87,6 +37,24 @@ def _month_start(now: float) -> float:
 
 def _day_start(now: float) -> float:
     return now - now % 86400
+
+
+def model_stats(merged: dict, spend) -> list[dict]:
+    """Per-model figures from rolled-up fields (freeapi/rollups.py), busiest first."""
+    out = []
+    for model, f in merged.items():
+        if not f.get("n"):
+            continue
+        out.append({"model": model, "requests": int(f["n"]),
+                    "errors": {k[2:]: int(v) for k, v in f.items()
+                               if k.startswith("e.") and v},
+                    "tokens": {name: int(f.get(field, 0)) for name, field in TOKEN_FIELDS},
+                    "latency_ms": {"p50": R.percentile(f, "lh.", 0.5),
+                                   "p95": R.percentile(f, "lh.", 0.95)},
+                    "ttft_ms": {"p50": R.percentile(f, "th.", 0.5),
+                                "p95": R.percentile(f, "th.", 0.95)},
+                    "spend": spend(f)})
+    return sorted(out, key=lambda m: (-m["requests"], m["model"]))
 
 
 class StatusBoard:
@@ -125,52 +93,70 @@ class StatusBoard:
             self._pending.add_done_callback(lambda _: setattr(self, "_pending", None))
         return await asyncio.shield(self._pending)
 
+    def spend(self, fields: dict) -> dict:
+        """What rolled-up fields cost: per currency, in billing.currency, and how many
+        requests were unpriced."""
+        costs = R.costs(fields)
+        return {"costs": {c: round(v, 10) for c, v in costs.items()},
+                "total": self.gateway.pricing.total(costs), "unpriced": int(fields.get("up", 0))}
+
+    async def _merged(self, period: str, dim: str, n: int, now: float) -> dict:
+        return R.merge([await self.gateway.store.rollup_sum(period, dim,
+                                                            R.last(period, n, now))])
+
+    async def key_spend(self, now: float | None = None) -> dict[str, dict]:
+        """{key id: {"today": ..., "month": ...}} (requests, tokens, spend) from the day
+        rollups: at most 31 buckets, whatever the traffic."""
+        now = time.time() if now is None else now
+        day0, month0 = _day_start(now), _month_start(now)
+        store = self.gateway.store
+        month = R.merge([await store.rollup_sum("d", "key", R.starts("d", month0, now + 1))])
+        today = R.merge([await store.rollup_sum("d", "key", R.last("d", 1, now))])
+        out = {}
+        for key, f in month.items():
+            t = today.get(key, {}) if day0 >= month0 else {}
+            out[key] = {"today": self.usage_of(t), "month": self.usage_of(f)}
+        return out
+
+    def usage_of(self, f: dict) -> dict:
+        return {"requests": int(f.get("n", 0)), "tokens": int(f.get("tt", 0)),
+                "spend": self.spend(f)}
+
     async def _read_ledger(self, now: float) -> dict:
-        cfg = self.gateway.config
-        since = now - 86400
-        if any(k.monthly_tokens for k in cfg.gateway_keys):
-            since = min(since, _month_start(now))
+        store = self.gateway.store
         try:
-            entries = await self.gateway.store.ledger(since=since)
+            hour = await self._merged("q", "model", 4, now)
+            day = await self._merged("h", "model", 24, now)
+            first = R.last("q", 96, now)
+            slots = await store.rollup_read("q", "all", first)
+            minute = await self._merged("m", "key", 1, now)
+            spend = await self.key_spend(now)
+            recent, _ = await store.ledger_page(since=now - 86400, limit=RECENT)
         except StoreError as e:
             return {"error": f"the usage ledger cannot be read: {e}"}
-        day = [e for e in entries if e["ts"] >= now - 86400]
-        out = {"models": {}, "slots": [], "gateway_keys": self._key_usage(entries, now),
-               "recent": [{f: e.get(f) for f in _RECENT_FIELDS}
-                          for e in reversed(day[-RECENT:])]}
-        for window, seconds in WINDOWS:
-            stats = _model_stats([e for e in day if e["ts"] >= now - seconds])
-            out["models"][window] = sorted(stats.values(), key=lambda m: -m["requests"])
-        first = int(now // SLOT_S) * SLOT_S - (86400 // SLOT_S - 1) * SLOT_S
-        slots = [{"start": first + i * SLOT_S, "ok": 0, "errors": 0}
-                 for i in range(86400 // SLOT_S)]
-        for e in day:
-            i = int((e["ts"] - first) // SLOT_S)
-            if 0 <= i < len(slots):
-                slots[i]["errors" if error_class(e) else "ok"] += 1
-        out["slots"] = slots
+        out = {"models": {"hour": model_stats(hour, self.spend),
+                          "day": model_stats(day, self.spend)},
+               "slots": [{"start": s, "ok": int(b.get("\x1fn", 0) - b.get("\x1ferr", 0)),
+                          "errors": int(b.get("\x1ferr", 0))} for s, b in zip(first, slots)],
+               "gateway_keys": self._key_usage(minute, spend),
+               "billing_currency": self.gateway.config.billing.currency,
+               "recent": [{f: e.get(f) for f in _RECENT_FIELDS} for e in recent]}
         self._ledger, self._ledger_at = out, time.time()
         return out
 
-    def _key_usage(self, entries: list[dict], now: float) -> list[dict]:
-        day0, month0 = _day_start(now), _month_start(now)
+    def _key_usage(self, minute: dict, spend: dict) -> list[dict]:
         rows = []
         for k in self.gateway.config.gateway_keys:
-            used = {"rpm": 0, "tpm": 0, "daily_tokens": 0, "monthly_tokens": 0}
-            for e in entries:
-                if e.get("key") != k.name:
-                    continue
-                spent = tokens_spent(e)
-                if e["ts"] >= now - 60:
-                    used["rpm"] += 1
-                    used["tpm"] += spent
-                if e["ts"] >= day0:
-                    used["daily_tokens"] += spent
-                if e["ts"] >= month0:
-                    used["monthly_tokens"] += spent
+            kid = f"config:{k.name}"
+            m, s = minute.get(kid, {}), spend.get(kid, {})
+            today, month = s.get("today", {}), s.get("month", {})
+            used = {"rpm": int(m.get("n", 0)), "tpm": int(m.get("tt", 0)),
+                    "daily_tokens": today.get("tokens", 0),
+                    "monthly_tokens": month.get("tokens", 0)}
             rows.append({"name": k.name, "role": k.role, "models": k.models,
-                         "limits": {n: getattr(k, n) for n in used},
-                         "used": used})
+                         "limits": {n: getattr(k, n) for n in used}, "used": used,
+                         "spend": {"today": today.get("spend"),
+                                   "month": month.get("spend")}})
         return rows
 
     async def snapshot(self) -> dict:

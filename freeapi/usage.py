@@ -1,5 +1,6 @@
-"""`freeapi usage`: the ledger's totals per UTC day, gateway key and model, with cost when
-the config has a `prices` table."""
+"""`freeapi usage`: the ledger's totals per UTC day, gateway key and model, with cost in
+billing.currency: whole days from the day rollups (freeapi/rollups.py), only the partial
+days at either end of the span from the raw log (by its time index)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import re
 import time
 from datetime import datetime, timezone
 
+from freeapi import rollups as R
 from freeapi.store import StoreError
 
 _TOKENS = ("prompt_tokens", "cached_tokens", "completion_tokens", "reasoning_tokens")
@@ -60,37 +62,108 @@ def _blank() -> dict:
     return {"requests": 0, "errors": 0, **dict.fromkeys(_TOKENS, 0), "cost": 0.0}
 
 
-def summarize(entries: list[dict], prices: dict) -> dict:
-    rows: dict[tuple, dict] = {}
-    by_key: dict[str, dict] = {}
-    by_model: dict[str, dict] = {}
-    total = _blank()
-    unpriced: set[str] = set()
-    for e in entries:
+_ROLLED = {"requests": "n", "errors": "err", "prompt_tokens": "pt", "cached_tokens": "ct",
+           "completion_tokens": "ot", "reasoning_tokens": "rt"}
+
+
+class _Summary:
+    """Rows per (day, key, model), added to from rollups and from raw entries alike."""
+
+    def __init__(self, prices: dict, pricing=None):
+        self.prices, self.pricing = prices, pricing
+        self.rows: dict[tuple, dict] = {}
+        self.unpriced: set[str] = set()
+        self.unconverted: dict[str, float] = {}
+
+    def _money(self, costs: dict) -> float:
+        if self.pricing is None:
+            return sum(costs.values())
+        got = self.pricing.total(costs)
+        for cur, v in got["unconverted"].items():
+            self.unconverted[cur] = self.unconverted.get(cur, 0) + v
+        return got["amount"]
+
+    def add_rollup(self, day: str, key: str, model: str, f: dict) -> None:
+        acc = self.rows.setdefault((day, key, model), _blank())
+        for name, field in _ROLLED.items():
+            acc[name] += int(f.get(field, 0))
+        acc["cost"] += self._money(R.costs(f))
+        if f.get("up"):
+            self.unpriced.add(model)
+
+    def add_entry(self, e: dict) -> None:
         day = time.strftime("%Y-%m-%d", time.gmtime(e["ts"]))
-        # Pass-through requests have no gateway key: the masked vendor key tells them apart.
-        who = e.get("key") or e.get("vendor_key") or "-"
         model = e.get("model") or "-"
-        price = price_of(e, prices) if prices else None
-        spent = cost(e, price) if price is not None else 0.0
-        if prices and price is None and (e.get("prompt_tokens") or e.get("completion_tokens")):
-            unpriced.add(e.get("upstream_model") or model)
-        failed = e.get("error") is not None or (e.get("status") or 0) >= 400
-        for acc in (rows.setdefault((day, who, model), _blank()),
-                    by_key.setdefault(who, _blank()), by_model.setdefault(model, _blank()),
-                    total):
-            acc["requests"] += 1
-            acc["errors"] += failed
-            for t in _TOKENS:
-                acc[t] += e.get(t) or 0
-            acc["cost"] += spent
-    return {
-        "rows": [dict(day=d, key=k, model=m, **v) for (d, k, m), v in sorted(rows.items())],
-        "by_key": [dict(key=k, **v) for k, v in sorted(by_key.items())],
-        "by_model": [dict(model=m, **v) for m, v in sorted(by_model.items())],
-        "total": total,
-        "unpriced": sorted(unpriced),
-    }
+        acc = self.rows.setdefault((day, R.key_of(e), model), _blank())
+        acc["requests"] += 1
+        acc["errors"] += R.error_class(e) is not None
+        for t in _TOKENS:
+            acc[t] += e.get(t) or 0
+        used = e.get("prompt_tokens") or e.get("completion_tokens")
+        if e.get("currency") and e.get("cost") is not None:  # priced when served
+            acc["cost"] += self._money({e["currency"]: e["cost"]})
+            return
+        # An entry from before prices were recorded: priced now by the `prices` table.
+        price = price_of(e, self.prices) if self.prices and not e.get("unpriced") else None
+        if price is not None:
+            acc["cost"] += cost(e, price)
+        elif (self.prices or e.get("unpriced")) and used:
+            self.unpriced.add(e.get("upstream_model") or model)
+
+    def result(self) -> dict:
+        by_key: dict[str, dict] = {}
+        by_model: dict[str, dict] = {}
+        total = _blank()
+        for (_, key, model), r in self.rows.items():
+            for acc in (by_key.setdefault(key, _blank()), by_model.setdefault(model, _blank()),
+                        total):
+                for name, v in r.items():
+                    acc[name] += v
+        return {
+            "rows": [dict(day=d, key=k, model=m, **v)
+                     for (d, k, m), v in sorted(self.rows.items())],
+            "by_key": [dict(key=k, **v) for k, v in sorted(by_key.items())],
+            "by_model": [dict(model=m, **v) for m, v in sorted(by_model.items())],
+            "total": total, "unpriced": sorted(self.unpriced),
+            "unconverted": {c: round(v, 10) for c, v in self.unconverted.items()}}
+
+
+def summarize(entries: list[dict], prices: dict, pricing=None) -> dict:
+    s = _Summary(prices, pricing)
+    for e in entries:
+        s.add_entry(e)
+    return s.result()
+
+
+async def gather(store, prices: dict, pricing, since: float | None, until: float | None,
+                 now: float | None = None) -> dict:
+    """The report for [since, until): whole UTC days from the day rollups (per key and
+    model), and only the partial days at either end (and days older than the rollups
+    keep) from the raw log, read by time."""
+    now = time.time() if now is None else now
+    end = until if until is not None else now + 1
+    start = since if since is not None else 0.0
+    # Day buckets are kept rollups.PERIODS["d"] days: older whole days come from the raw
+    # log (what state.ledger_days still keeps of it).
+    kept = (now // 86400 - R.PERIODS["d"][2] // 86400 + 1) * 86400
+    first_full = max(-(-start // 86400) * 86400, kept)
+    last_full = end // 86400 * 86400
+    s = _Summary(prices, pricing)
+    edges = [(start, end)]
+    if first_full < last_full:
+        days = list(range(int(first_full), int(last_full), 86400))
+        for day0, bucket in zip(days, await store.rollup_read("d", "key_model", days)):
+            day = time.strftime("%Y-%m-%d", time.gmtime(day0))
+            for km, f in R.merge([bucket]).items():
+                key, _, model = km.partition("\x1e")
+                if f.get("n"):
+                    s.add_rollup(day, key, model, f)
+        edges = [(start, first_full), (last_full, end)]
+    for lo, hi in edges:
+        if lo < hi:
+            for e in await store.ledger(lo, hi):
+                s.add_entry(e)
+    return s.result()
 
 
 def _table(rows: list[dict], labels: list[str], with_cost: bool) -> list[str]:
@@ -124,6 +197,10 @@ def render(summary: dict, since: float | None, until: float | None, where: str,
     if with_cost and summary["unpriced"]:
         out.append(f"no price configured for: {', '.join(summary['unpriced'])} "
                    "(counted as 0 in cost)")
+    if with_cost and summary.get("unconverted"):
+        out.append("no billing.rates for: " + ", ".join(
+            f"{c} ({v:.6f})" for c, v in summary["unconverted"].items())
+            + " (left out of cost)")
     return "\n".join(out)
 
 
@@ -142,16 +219,16 @@ async def usage_command(gateway, since: str | None, until: str | None, as_json: 
             "the gateway runs with")
         return 2
     try:
-        entries = await gateway.store.ledger(t0, t1)
+        summary = await gather(gateway.store, cfg.prices, gateway.pricing, t0, t1)
     except StoreError as e:
         err(f"freeapi: usage: {e}")
         return 1
     finally:
         gateway.store.close()
-    summary = summarize(entries, cfg.prices)
     if as_json:
-        out(json.dumps({"since": t0, "until": t1, **summary}, indent=1))
+        out(json.dumps({"since": t0, "until": t1, "currency": cfg.billing.currency,
+                        **summary}, indent=1))
     else:
-        out(render(summary, t0, t1, gateway.store.describe(), bool(cfg.prices)))
+        out(render(summary, t0, t1, gateway.store.describe(), True))
     return 0
 

@@ -127,7 +127,9 @@ def entry(ts, **kw):
          "model": "deepseek-chat", "upstream_model": "deepseek-chat", "status": 200,
          "error": None, "stream": True, "latency_ms": 12, "ttfb_ms": 5, "prompt_tokens": 11,
          "completion_tokens": 7, "cached_tokens": 8, "reasoning_tokens": None,
-         "total_tokens": 18, "endpoint": "chat", "request_id": None, "estimated": False}
+         "total_tokens": 18, "endpoint": "chat", "request_id": None, "estimated": False,
+         "key_id": "config:alice", "team": None, "cost": 0.25, "currency": "USD",
+         "unpriced": False}
     e.update(kw)
     return e
 

@@ -66,7 +66,11 @@ class AdminHandler(APIHandler):
 class KeysAdminHandler(AdminHandler):
     @store_answers
     async def get(self):
-        self.listing(await self.admin.list_keys())
+        # Today's and this month's spend per key, from the day rollups (freeapi/status.py).
+        rows, status = await self.admin.list_keys(), self.gateway.status
+        spend = await status.key_spend()
+        empty = {"today": status.usage_of({}), "month": status.usage_of({})}
+        self.listing([dict(r, usage=spend.get(r["id"], empty)) for r in rows])
 
     @store_answers
     async def post(self):

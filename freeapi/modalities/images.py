@@ -107,6 +107,8 @@ class Images(Operation):
         out = {"created": got.get("created") or int(time.time()), "data": [
             {k: v for k, v in item.items() if k in ("url", "b64_json", "revised_prompt")}
             for item in data]}
+        if pipeline._usage is None:  # priced per image (freeapi/pricing.py)
+            pipeline._usage = {"images": len(out["data"])}
         return out
 
     @property

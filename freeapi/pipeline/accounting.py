@@ -94,9 +94,10 @@ class AccountingMixin:
                   ttfb_ms=round(began * 1000) if began is not None else None, usage=usage,
                   endpoint=self.endpoint, estimated=estimated,
                   request_id=h._rlog.request_id if h._rlog is not None else None)
+        gw = self.gateway
+        e.update(gw.pricing.charge(e, usage), **_who(caller))  # freeapi/pricing.py
         if h._rlog is not None:
             h._rlog.update_from_entry(e)
-        gw = self.gateway
         if self._served is not None:
             opened = self._opened
             gw.metrics.request_done(e, self._upstream_s + (opened.waited if opened else 0.0))
@@ -116,3 +117,14 @@ class AccountingMixin:
             status=CLIENT_GONE if gone else h.get_status(), error=self._error, stream=stream,
             latency_ms=round(h.request.request_time() * 1000), ttfb_ms=None, usage=None,
             endpoint=self.endpoint), routed=provider)
+
+
+def _who(caller) -> dict:
+    """The ledger's stable key id (a runtime key's id; `config:NAME` for auth.keys) and
+    team id, which rollups and GET /admin/requests filter by."""
+    if caller is None:
+        return {"key_id": None, "team": None}
+    team = getattr(caller, "team", None)
+    rid = getattr(caller, "id", None)
+    return {"key_id": rid if rid is not None else f"config:{caller.name}",
+            "team": team.id if team is not None else None}

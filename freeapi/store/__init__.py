@@ -37,7 +37,11 @@ BIG_JSON = 256 << 10
 LEDGER_FIELDS = ("ts", "key", "vendor_key", "provider", "model", "upstream_model", "status",
                  "error", "stream", "latency_ms", "ttfb_ms", "prompt_tokens",
                  "completion_tokens", "cached_tokens", "reasoning_tokens", "total_tokens",
-                 "endpoint", "request_id", "estimated")
+                 "endpoint", "request_id", "estimated", "key_id", "team", "cost", "currency",
+                 "unpriced")
+# What GET /admin/requests may filter the raw log by (each backed by an index on SQLite).
+LEDGER_FILTERS = ("key", "team", "model", "status", "request_id")
+PAGE_MAX = 500  # raw log rows one page may hold
 
 
 class StoreError(Exception):
@@ -190,6 +194,44 @@ class Store:
         raise NotImplementedError
 
     async def _append(self, entries: list[dict]) -> None:
+        """Write the entries AND apply their rollup increments (freeapi.rollups.increments)
+        in one transaction / script: the aggregates never disagree with the raw log."""
+        raise NotImplementedError
+
+    # -- rollups and the paged raw log (freeapi/rollups.py) -------------------------------
+    # Every figure the status page, the admin API and reports show is read here, never by
+    # scanning the raw log: a backend keeps the buckets of rollups.PERIODS, each
+    # {value SEP field: amount}, updated by _append, expiring `keep` seconds after their end.
+
+    async def rollup_read(self, period: str, dim: str, starts: list[int]) -> list[dict]:
+        """The buckets of (`period`, `dim`) starting at `starts` (unix s, aligned), in that
+        order, each {value SEP field: amount} ({} where there is none). One round trip."""
+        raise NotImplementedError
+
+    async def rollup_sum(self, period: str, dim: str, starts: list[int]) -> dict:
+        """The buckets of (`period`, `dim`) at `starts` summed into one {value SEP field:
+        amount}, by the backend (SQL GROUP BY, a Lua loop): the caller gets one small
+        answer however many buckets and fields were read."""
+        total: dict = {}
+        for bucket in await self.rollup_read(period, dim, starts):
+            for k, v in bucket.items():
+                total[k] = total.get(k, 0) + v
+        return total
+
+    async def rollup_add(self, entries: list[dict]) -> None:
+        """Apply entries' rollup increments without writing them to the raw log (backfills
+        from an older file, benchmarks)."""
+        raise NotImplementedError
+
+    async def ledger_page(self, *, since: float | None = None, until: float | None = None,
+                          key: str | None = None, team: str | None = None,
+                          model: str | None = None, status: int | None = None,
+                          request_id: str | None = None, cursor: str | None = None,
+                          limit: int = 100) -> tuple[list[dict], str | None]:
+        """Raw entries, newest first, filtered (key = the key id, team = the team id; all
+        given filters must match), at most `limit` (<= PAGE_MAX), and the cursor of the
+        next page (None: no more). `cursor` is what the previous page returned. Reads an
+        index, never the whole log (Redis: see its docstring for the bound)."""
         raise NotImplementedError
 
     # -- conversations ------------------------------------------------------------------

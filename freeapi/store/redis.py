@@ -12,7 +12,8 @@ list of its turns (two namespaces, so no id can name another id's key);
 `{prefix}kv:{ns}:{name}` the small expiring JSON records of Store.kv_put (ns `kh`: a vendor
 key's health record); `{prefix}kg:{ns}:{group}` a group's index for Store.kv_group, a
 sorted set of names scored by when each record expires (server time, ms);
-`{prefix}kb:{ns}:{name}` the raw bytes of Store.blob_put (a file's content), written by SET
+`{prefix}r:{period}:{dim}:{start}` a rollup bucket (freeapi/rollups.py), a hash of
+value SEP field -> amount expiring `keep` after its end; `{prefix}kb:{ns}:{name}` the raw bytes of Store.blob_put (a file's content), written by SET
 and APPEND and read by GETRANGE in pieces, so no one reply or command on the shared
 connection is bigger than BLOB_PIECE.
 """
@@ -23,8 +24,10 @@ import asyncio
 import json
 import os
 
+from freeapi.rollups import PERIODS, increments
 from freeapi.store import BIG_JSON, BLOB_PIECE, BUCKETS, Store, StoreError
 from freeapi.store.admin import RedisAdmin
+from freeapi.store.redis_rollups import RedisRollups
 from freeapi.store.resp import RespClient, Script
 
 _HITS = Script(f"""
@@ -133,6 +136,32 @@ redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 return redis.call('ZRANGE', KEYS[1], 0, -1)
 """)
 
+# The ledger entries (ZADD) and their rollup increments in one step: the aggregates never
+# disagree with the raw log. ARGV: n, n score/member pairs, then per rollup key (KEYS[2..])
+# its expiry (unix ms) and field count and its field/amount pairs.
+_APPEND = Script("""
+local n = tonumber(ARGV[1])
+local i = 2
+local at = 0
+while at < n do
+  local z, c = {}, math.min(500, n - at)
+  for j = 1, 2 * c do z[j] = ARGV[i + 2 * at + j - 1] end
+  redis.call('ZADD', KEYS[1], unpack(z))
+  at = at + c
+end
+i = i + 2 * n
+for k = 2, #KEYS do
+  local expires, m = ARGV[i], tonumber(ARGV[i + 1])
+  i = i + 2
+  for j = 1, m do
+    redis.call('HINCRBYFLOAT', KEYS[k], ARGV[i], ARGV[i + 1])
+    i = i + 2
+  end
+  redis.call('PEXPIREAT', KEYS[k], expires)
+end
+return 1
+""")
+
 _PAGE = 5000
 
 
@@ -148,7 +177,7 @@ async def _loads(raw: bytes):
     return await asyncio.get_running_loop().run_in_executor(None, json.loads, raw)
 
 
-class RedisStore(RedisAdmin, Store):
+class RedisStore(RedisRollups, RedisAdmin, Store):
     kind = "redis"
 
     def __init__(self, url: str, prefix: str = "freeapi:", timeout: float = 5.0):
@@ -170,15 +199,22 @@ class RedisStore(RedisAdmin, Store):
 
     # -- ledger -------------------------------------------------------------------------
 
-    async def _append(self, entries):
-        args = []
-        for e in entries:
+    async def _append(self, entries, log: bool = True):
+        args = [len(entries) if log else 0]
+        for e in entries if log else ():
             # A random tail keeps two identical entries (same time, same numbers) apart in
             # the set; readers drop it.
             member = dict(e, _n=os.urandom(4).hex())
             args += [float(e["ts"]), _dumps(member)]
-        if args:
-            await self.client.execute("ZADD", f"{self.prefix}ledger", *args)
+        keys = [f"{self.prefix}ledger"]
+        for (period, dim, start), fields in increments(entries).items():
+            keys.append(self._rollup_key(period, dim, start))
+            width, _, keep = PERIODS[period]
+            args += [(start + width + keep) * 1000, len(fields)]
+            for f, v in fields.items():
+                args += [f, repr(v) if isinstance(v, float) else v]
+        if entries:
+            await self.client.run(_APPEND, keys, args)
 
     async def ledger(self, since=None, until=None):
         lo = "-inf" if since is None else repr(float(since))

@@ -17,9 +17,11 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+from freeapi.rollups import increments
 from freeapi.store import (BLOB_PIECE, BUCKETS, LEDGER_FIELDS, Store, StoreError,
                            bucket_width_ms, check_window, now_ms)
 from freeapi.store.admin import SQLiteAdmin
+from freeapi.store.sqlite_rollups import _ROLLUP_ADD, SQLiteRollups, _each, rollup_rows
 
 SCHEMA_VERSION = 1
 _SCHEMA = f"""
@@ -30,6 +32,11 @@ CREATE INDEX IF NOT EXISTS counters_expires ON counters (expires);
 CREATE TABLE IF NOT EXISTS ledger (
     id INTEGER PRIMARY KEY, {", ".join(LEDGER_FIELDS)});
 CREATE INDEX IF NOT EXISTS ledger_ts ON ledger (ts);
+CREATE TABLE IF NOT EXISTS rollups (
+    period TEXT NOT NULL, dim TEXT NOT NULL, start INTEGER NOT NULL, field TEXT NOT NULL,
+    amount REAL NOT NULL, expires INTEGER NOT NULL,
+    PRIMARY KEY (period, dim, start, field)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS rollups_expires ON rollups (expires);
 CREATE TABLE IF NOT EXISTS conversations (
     id TEXT PRIMARY KEY, owner TEXT NOT NULL, expires REAL NOT NULL);
 CREATE INDEX IF NOT EXISTS conversations_expires ON conversations (expires);
@@ -50,12 +57,21 @@ CREATE TABLE IF NOT EXISTS blobs (
 CREATE INDEX IF NOT EXISTS blobs_expires ON blobs (expires);
 PRAGMA user_version = {SCHEMA_VERSION};
 """
+# The raw log's filters (GET /admin/requests), each newest first through one index; made
+# after the columns an older file lacks are added.
+_LEDGER_INDEXES = """
+CREATE INDEX IF NOT EXISTS ledger_key_ts ON ledger (key_id, ts);
+CREATE INDEX IF NOT EXISTS ledger_team_ts ON ledger (team, ts);
+CREATE INDEX IF NOT EXISTS ledger_model_ts ON ledger (model, ts);
+CREATE INDEX IF NOT EXISTS ledger_status_ts ON ledger (status, ts);
+CREATE INDEX IF NOT EXISTS ledger_request_id ON ledger (request_id)
+"""
 _INSERT = (f"INSERT INTO ledger ({', '.join(LEDGER_FIELDS)}) "
            f"VALUES ({', '.join('?' * len(LEDGER_FIELDS))})")
 _SWEEP_EVERY = 60.0  # seconds between sweeps of expired counters and conversations
 
 
-class SQLiteStore(SQLiteAdmin, Store):
+class SQLiteStore(SQLiteRollups, SQLiteAdmin, Store):
     kind = "sqlite"
 
     def __init__(self, path: str, timeout: float = 5.0):
@@ -124,6 +140,9 @@ class SQLiteStore(SQLiteAdmin, Store):
                 for field in LEDGER_FIELDS:
                     if field not in have:
                         db.execute(f"ALTER TABLE ledger ADD COLUMN {field}")
+                for statement in _LEDGER_INDEXES.split(";"):
+                    if statement.strip():
+                        db.execute(statement)
             self._tx(db, schema)
         except BaseException:
             db.close()
@@ -191,6 +210,7 @@ class SQLiteStore(SQLiteAdmin, Store):
             db.execute("DELETE FROM conversations WHERE expires <= ?", (now,))
             db.execute("DELETE FROM kv WHERE expires <= ?", (now,))
             db.execute("DELETE FROM blobs WHERE expires <= ?", (now,))
+            db.execute("DELETE FROM rollups WHERE expires <= ?", (int(now),))
             db.execute("DELETE FROM kv_groups WHERE NOT EXISTS (SELECT 1 FROM kv WHERE "
                        "kv.ns = kv_groups.ns AND kv.name = kv_groups.name)")
         self._tx(db, tx)
@@ -198,21 +218,17 @@ class SQLiteStore(SQLiteAdmin, Store):
     # -- ledger -------------------------------------------------------------------------
 
     async def _append(self, entries):
-        rows = [tuple(_column(e.get(f)) for f in LEDGER_FIELDS) for e in entries]
-        await self._run(lambda db: self._tx(db, lambda: _each(db, _INSERT, rows)))
+        def tx(db):
+            _each(db, _INSERT, [tuple(_column(e.get(f)) for f in LEDGER_FIELDS)
+                                for e in entries])
+            _each(db, _ROLLUP_ADD, rollup_rows(increments(entries)))
 
-    async def ledger(self, since=None, until=None):
-        def query(db):
-            cur = db.execute(f"SELECT {', '.join(LEDGER_FIELDS)} FROM ledger WHERE ts >= ? "
-                             "AND ts < ? ORDER BY ts, id",
-                             (since if since is not None else float("-inf"),
-                              until if until is not None else float("inf")))
-            return [dict(zip(LEDGER_FIELDS, row)) for row in cur]
-        rows = await self._run(query)
-        for row in rows:
-            if row["stream"] is not None:
-                row["stream"] = bool(row["stream"])
-        return rows
+        def write(db):
+            # On the store's thread, not the event loop: rows and rollup increments are
+            # computed there too.
+            self._tx(db, lambda: tx(db))
+            self._sweep(db)  # expired rollup buckets go too, limits or not
+        await self._run(write)
 
     async def prune_ledger(self, before):
         return await self._run(lambda db: self._tx(
@@ -364,14 +380,6 @@ class SQLiteStore(SQLiteAdmin, Store):
                 self._db = None
         ex.submit(shut)
         ex.shutdown(wait=True)  # queued writes finish first: nothing recorded is lost
-
-
-def _each(db, sql: str, rows):
-    # Not executemany: CPython's executemany fails with "bad parameter or other API misuse"
-    # when another process changed the schema since the statement was cached (seen with
-    # two gateways creating one file at once); execute() re-prepares as SQLite intends.
-    for row in rows:
-        db.execute(sql, row)
 
 
 def _column(value):

@@ -1,0 +1,114 @@
+"""The SQLite store's rollups and its raw log's reads (freeapi/rollups.py, Store's "rollups and
+the paged raw log" section): a mixin of SQLiteStore, which supplies `_run` (a call on the
+store's thread) and `_tx`. The ledger's own write (rows + rollup increments in one
+transaction) is SQLiteStore._append."""
+
+from __future__ import annotations
+
+import time
+
+from freeapi.rollups import PERIODS, increments
+from freeapi.store import LEDGER_FIELDS, PAGE_MAX
+
+_ROLLUP_ADD = ("INSERT INTO rollups VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (period, dim, "
+               "start, field) DO UPDATE SET amount = amount + excluded.amount")
+_FILTER_COLUMNS = {"key": "key_id", "team": "team", "model": "model", "status": "status",
+                   "request_id": "request_id"}
+
+
+class SQLiteRollups:
+    async def rollup_add(self, entries):
+        adds = rollup_rows(increments(entries))
+        await self._run(lambda db: self._tx(db, lambda: _each(db, _ROLLUP_ADD, adds)))
+
+    async def rollup_read(self, period, dim, starts):
+        if not starts:
+            return []
+
+        def query(db):
+            got: dict[int, dict] = {s: {} for s in starts}
+            for start, field, amount in db.execute(
+                    "SELECT start, field, amount FROM rollups WHERE period = ? AND dim = ? "
+                    "AND start >= ? AND start <= ? AND expires > ?",
+                    (period, dim, min(starts), max(starts), int(time.time()))):
+                if start in got:
+                    got[start][field] = amount
+            return [got[s] for s in starts]
+        return await self._run(query)
+
+    async def rollup_sum(self, period, dim, starts):
+        if not starts:
+            return {}
+
+        def query(db):
+            # The buckets are consecutive: one range of the primary key, summed in SQLite.
+            marks = ", ".join("?" * len(starts))
+            return dict(db.execute(
+                f"SELECT field, SUM(amount) FROM rollups WHERE period = ? AND dim = ? AND "
+                f"start IN ({marks}) AND expires > ? GROUP BY field",
+                (period, dim, *starts, int(time.time()))).fetchall())
+        return await self._run(query)
+
+    async def ledger_page(self, *, since=None, until=None, key=None, team=None, model=None,
+                          status=None, request_id=None, cursor=None, limit=100):
+        limit = max(1, min(int(limit), PAGE_MAX))
+        where, args = [], []
+        for name, value in (("key", key), ("team", team), ("model", model),
+                            ("status", status), ("request_id", request_id)):
+            if value is not None:
+                where.append(f"{_FILTER_COLUMNS[name]} = ?")
+                args.append(value)
+        if since is not None:
+            where.append("ts >= ?")
+            args.append(since)
+        if until is not None:
+            where.append("ts < ?")
+            args.append(until)
+        if cursor:
+            ts, _, rid = cursor.partition(":")
+            where.append("(ts < ? OR (ts = ? AND id < ?))")
+            args += [float(ts), float(ts), int(rid)]
+        sql = (f"SELECT id, {', '.join(LEDGER_FIELDS)} FROM ledger "
+               f"{'WHERE ' + ' AND '.join(where) if where else ''} "
+               "ORDER BY ts DESC, id DESC LIMIT ?")
+
+        def query(db):
+            return db.execute(sql, (*args, limit + 1)).fetchall()
+        got = await self._run(query)
+        rows = [_row(r[1:]) for r in got[:limit]]
+        nxt = f"{got[limit - 1][1]!r}:{got[limit - 1][0]}" if len(got) > limit else None
+        return rows, nxt
+
+    async def ledger(self, since=None, until=None):
+        def query(db):
+            cur = db.execute(f"SELECT {', '.join(LEDGER_FIELDS)} FROM ledger WHERE ts >= ? "
+                             "AND ts < ? ORDER BY ts, id",
+                             (since if since is not None else float("-inf"),
+                              until if until is not None else float("inf")))
+            return cur.fetchall()
+        return [_row(r) for r in await self._run(query)]
+
+
+def _each(db, sql: str, rows):
+    # Not executemany: CPython's executemany fails with "bad parameter or other API misuse"
+    # when another process changed the schema since the statement was cached (seen with
+    # two gateways creating one file at once); execute() re-prepares as SQLite intends.
+    for row in rows:
+        db.execute(sql, row)
+
+
+def _row(values) -> dict:
+    row = dict(zip(LEDGER_FIELDS, values))
+    for flag in ("stream", "estimated", "unpriced"):
+        if row.get(flag) is not None:
+            row[flag] = bool(row[flag])
+    return row
+
+
+def rollup_rows(incs: dict) -> list[tuple]:
+    """Rows of _ROLLUP_ADD for rollups.increments(...) (also used by bench/rollups.py)."""
+    out = []
+    for (period, dim, start), fields in incs.items():
+        expires = start + PERIODS[period][0] + PERIODS[period][2]
+        out += [(period, dim, start, f, v, expires) for f, v in fields.items()]
+    return out
