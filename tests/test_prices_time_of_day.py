@@ -13,7 +13,6 @@ from freeapi.pricing import is_peak
 from tests.fakes import openai_compat as fake_local
 from tests.fakes.deepseek import GOOD
 from tests.helpers import chat_body, request
-from tests.sibling import start_vendor  # noqa: F401 (a fixture)
 from tests.test_usage import ledger
 
 

@@ -10,7 +10,6 @@ from freeapi import rollups as R
 from tests.fakes import glm as fake_glm
 from tests.fakes.deepseek import GOOD, USAGE
 from tests.helpers import request
-from tests.sibling import start_vendor  # noqa: F401 (a fixture)
 from tests.test_usage import ledger
 
 ADMIN, ALICE = "gw-admin-spend-0001", "gw-alice-spend-0002"

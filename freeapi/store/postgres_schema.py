@@ -20,8 +20,13 @@ LEDGER_TYPES = {"ts": "float8", "key": "text", "vendor_key": "text", "provider":
                 "error": "text", "stream": "bool", "latency_ms": "int8",
                 "ttfb_ms": "int8", "prompt_tokens": "int8", "completion_tokens": "int8",
                 "cached_tokens": "int8", "reasoning_tokens": "int8", "total_tokens": "int8",
-                "endpoint": "text", "request_id": "text", "estimated": "bool"}
+                "endpoint": "text", "request_id": "text", "estimated": "bool",
+                # Added by migration 3 (who and what it cost: freeapi/pricing.py).
+                "key_id": "text", "team": "text", "cost": "float8", "currency": "text",
+                "unpriced": "bool"}
 assert tuple(LEDGER_TYPES) == LEDGER_FIELDS  # a new ledger field needs a migration here
+# The ledger's columns as migration 1 created them (a shipped migration never changes).
+_LEDGER_V1 = tuple(LEDGER_TYPES)[:19]
 
 # Store.hits in one round trip (the rule of freeapi/store check_window, as the Redis
 # backend's Lua script runs it): the keys' transaction-scoped advisory locks taken in hash
@@ -91,7 +96,7 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
         "amount int8 NOT NULL, expires int8 NOT NULL, PRIMARY KEY (key, bucket))",
         "CREATE INDEX counters_expires ON counters (expires)",
         "CREATE TABLE ledger (id bigserial PRIMARY KEY, "
-        + ", ".join(f"{f} {t}" for f, t in LEDGER_TYPES.items()) + ")",
+        + ", ".join(f"{f} {LEDGER_TYPES[f]}" for f in _LEDGER_V1) + ")",
         # Queries and pruning go by time.
         "CREATE INDEX ledger_ts ON ledger (ts)",
         "CREATE TABLE conversations (id text PRIMARY KEY, owner text NOT NULL, "
@@ -119,6 +124,13 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
         "CREATE TABLE admin_meta (name text PRIMARY KEY, value int8 NOT NULL)",
     ]),
     (2, "counters checked and added in one call", [_HITS]),
+    (3, "the ledger says whose request it was and what it cost", [
+        *(f"ALTER TABLE ledger ADD COLUMN {f} {LEDGER_TYPES[f]}"
+          for f in LEDGER_TYPES if f not in _LEDGER_V1),
+        # GET /admin/requests filters the raw log by these, newest first.
+        *(f"CREATE INDEX ledger_{f}_ts ON ledger ({f}, ts)"
+          for f in ("key", "team", "model", "status", "request_id")),
+    ]),
 ]
 LATEST = MIGRATIONS[-1][0]
 
