@@ -5,7 +5,7 @@ error, since the gateway asks for identity and decodes nothing but chunked."""
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from freeapi.http1 import Headers, body_framing
+from freeapi.http1 import Headers, body_framing, parse_head
 from freeapi.errors import UpstreamError
 
 
@@ -57,3 +57,38 @@ def test_transfer_encoding_lists_match_the_rule(codings, sep):
         assert codings != ["chunked"]
         return
     assert codings == ["chunked"] and got == ("chunked", 0)
+
+
+# -- the status line ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("line", [b"HTTP/1.1 2000 OK", b"HTTP/1.1 2x0 OK", b"HTTP/1.1 200OK",
+                                  b"HTTP/2 200 OK", b"ICY 200 OK", b" HTTP/1.1 200 OK",
+                                  b"XHTTP/1.1 200 OK"])
+def test_a_malformed_status_line_is_refused_by_name(line):
+    # The message reaches the client as `<provider>: malformed response head`.
+    with pytest.raises(UpstreamError, match="^malformed response head$") as info:
+        parse_head(line + b"\r\nContent-Length: 0\r\n\r\n")
+    assert info.value.kind == "protocol"
+
+
+def test_empty_lines_before_the_status_line_are_skipped():
+    # A stray CRLF after the previous body on a reused connection is no reason to fail.
+    version, status, h = parse_head(b"\r\n\r\nHTTP/1.0 404 Not Found\r\nX-A: 1\r\n\r\n")
+    assert (version, status, dict(h)) == ("HTTP/1.0", 404, {"x-a": "1"})
+
+
+# -- header lines ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("line", [b"X-A: a\x00b", b"X-A: a\rb", b"X A: 1", b"X-A : 1",
+                                  b" obs-fold continuation", b"NoColonHere"])
+def test_a_malformed_header_line_is_refused_by_name(line):
+    with pytest.raises(UpstreamError, match="^malformed response header$") as info:
+        parse_head(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n" + line + b"\r\n\r\n")
+    assert info.value.kind == "protocol"
+
+
+def test_a_header_value_keeps_its_colons_and_inner_whitespace():
+    _, _, h = parse_head(b"HTTP/1.1 302 Found\r\nLocation: \t http://a:1/b?c=d:e \t\r\n"
+                         b"X-Odd:\x0bv\x0c\r\n\r\n")
+    # Only spaces and tabs are optional whitespace (RFC 9110 5.6.3).
+    assert h["location"] == "http://a:1/b?c=d:e" and h["x-odd"] == "\x0bv\x0c"
