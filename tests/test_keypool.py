@@ -150,6 +150,7 @@ def test_retry_after_forms():
     assert retry_after_seconds(None) is None
     assert retry_after_seconds("soon") is None
     assert retry_after_seconds("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0
+    assert retry_after_seconds("0") == 0.0 and retry_after_seconds("-5") == 0.0
 
 
 async def test_status_masks_keys():
@@ -250,3 +251,119 @@ async def test_keyless_server_answering_402_is_rechecked_not_paused():
             break
         await asyncio.sleep(0.01)
     assert p.status([None])[0]["state"] == OK and answers == []
+
+
+async def test_cancel_frees_the_slot_without_a_verdict_on_the_key():
+    p = pool(max_concurrency=1)
+    (await p.acquire([A])).release(429, retry_after="0")  # one strike on record
+    lease = await p.acquire([A])
+    assert p.in_flight == {A: 1}
+    lease.cancel()
+    lease.cancel()  # a second cancel, or a release after it, changes nothing
+    lease.release(401)
+    assert p.in_flight == {}
+    h = p.store.get("p", A)
+    assert (h.state, h.strikes, h.last_error) == (OK, 1, "HTTP 429")
+    again = await p.acquire([A])
+    assert again.key == A
+    again.release(200)
+
+
+async def test_a_cooldown_ending_now_is_over():
+    clock = Clock()
+    p = pool(clock=clock)
+    (await p.acquire([A])).release(429, retry_after="30")
+    clock.advance(30)
+    assert p.wait_hint([A]) is None and p.status([A])[0]["state"] == OK
+
+
+async def test_an_out_of_balance_pause_is_no_cooldown_in_the_refusal():
+    clock = Clock()
+    p = pool(clock=clock, no_balance_wait=600.0)
+    (await p.acquire([A])).release(402)
+    assert await p.acquire([A]) is None
+    assert p.wait_hint([A]) is None
+    err = p.refusal([A])
+    assert err.status == 503 and err.code == "no_usable_key"
+
+
+# -- verdicts from other gateways (apply) ---------------------------------------------------
+
+async def test_a_peers_cooldown_pauses_the_key_until_the_peers_end():
+    clock = Clock()
+    p = pool(clock=clock)
+    p.apply(A, COOLDOWN, clock.time() + 30, clock.time())
+    assert p.status([A])[0]["state"] == COOLDOWN and p.wait_hint([A]) == 30
+    p.apply(B, COOLDOWN, clock.time() - 1, clock.time() - 31)  # already over: ignored
+    assert p.store.get("p", B).state == OK
+
+
+async def test_a_peers_cooldown_only_ever_lengthens_ours():
+    clock = Clock()
+    p = pool(clock=clock)
+    (await p.acquire([A])).release(429, retry_after="30")
+    p.apply(A, COOLDOWN, clock.time() + 10, clock.time())  # shorter: ours stands
+    assert p.wait_hint([A]) == 30
+    p.apply(A, COOLDOWN, clock.time() + 30.03, clock.time())  # our own, echoed back
+    assert p.wait_hint([A]) == 30
+    p.apply(A, COOLDOWN, clock.time() + 31, clock.time())
+    assert p.wait_hint([A]) == 31
+
+
+async def test_a_peers_cooldown_does_not_revive_an_invalid_key():
+    clock = Clock()
+    p = pool(clock=clock)
+    (await p.acquire([A])).release(401)
+    p.apply(A, COOLDOWN, clock.time() + 30, clock.time())
+    assert p.status([A])[0]["state"] == INVALID
+    clock.advance(31)
+    assert await p.acquire([A]) is None
+
+
+async def test_a_peers_restore_does_not_end_our_cooldown():
+    clock = Clock()
+    p = pool(clock=clock)
+    (await p.acquire([A])).release(429, retry_after="30")
+    p.apply(A, OK, 0.0, clock.time())
+    assert p.status([A])[0]["state"] == COOLDOWN and p.wait_hint([A]) == 30
+
+
+async def test_only_a_newer_peer_verdict_changes_a_key():
+    clock = Clock()
+    p = pool(clock=clock)
+    (await p.acquire([A])).release(401)
+    t = clock.time()  # our invalid verdict's time
+    p.apply(A, NO_BALANCE, 0.0, t + 5)  # a peer's later verdict on an invalid key
+    assert p.status([A])[0]["state"] == INVALID
+    p.apply(A, OK, 0.0, t)  # a restore no newer than our verdict
+    assert p.status([A])[0]["state"] == INVALID
+    p.apply(A, OK, 0.0, t + 1)
+    assert p.status([A])[0]["state"] == OK
+    p.apply(A, INVALID, 0.0, t + 1)  # a verdict no newer than that restore
+    assert p.status([A])[0]["state"] == OK
+    p.apply(A, INVALID, 0.0, t + 2)
+    row = p.status([A])[0]
+    assert row["state"] == INVALID and row["last_error"] == "invalid (seen by another gateway)"
+
+
+async def test_a_peers_invalid_verdict_starts_a_reprobe_of_that_key():
+    clock = Clock()
+    p = pool(clock=clock, prober=lambda key: asyncio.sleep(0, result=False),
+             probe_interval=60.0, no_balance_wait=600.0)
+    p.apply(A, INVALID, 0.0, clock.time())
+    await asyncio.sleep(0)
+    assert list(p.probe_at) == [A]
+    p.close()
+
+
+async def test_a_key_restored_by_a_peer_starts_its_backoff_afresh():
+    clock = Clock()
+    p = pool(clock=clock)
+    p.apply(A, INVALID, 0.0, clock.time() - 5)
+    p.apply(A, OK, 0.0, clock.time() - 1)
+    assert p.status([A])[0]["state"] == OK
+    p.apply(A, COOLDOWN, clock.time() + 30, clock.time())  # a restored key cools down again
+    assert p.wait_hint([A]) == 30
+    clock.advance(30)
+    (await p.acquire([A])).release(429)  # no Retry-After: the first step of the backoff
+    assert 0.8 <= p.wait_hint([A]) <= 1.2
