@@ -5,7 +5,7 @@ error, since the gateway asks for identity and decodes nothing but chunked."""
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from freeapi.http1 import Headers, body_framing, parse_head
+from freeapi.http1 import Dechunker, Headers, body_framing, parse_head
 from freeapi.errors import UpstreamError
 
 
@@ -22,10 +22,19 @@ def test_exactly_chunked_is_chunked(te):
 
 
 @pytest.mark.parametrize("te", ["gzip, chunked", "chunked, chunked", "deflate,chunked",
-                                "chunked, gzip", "identity", "gzip", "", "x-custom"])
+                                "chunked, gzip", "identity", "gzip", "", "x-custom",
+                                "chunked\x0b", "\x0cchunked", "Xchunked"])
 def test_any_other_transfer_coding_is_refused(te):
-    with pytest.raises(UpstreamError):
+    # Only spaces and tabs around a coding are optional whitespace (RFC 9110 5.6.3).
+    with pytest.raises(UpstreamError, match="^unsupported Transfer-Encoding "):
         body_framing(200, headers(transfer_encoding=te))
+
+
+def test_a_refused_transfer_coding_is_quoted_at_most_40_characters_long():
+    te = "gzip, " + "x" * 100
+    with pytest.raises(UpstreamError) as info:
+        body_framing(200, headers(transfer_encoding=te))
+    assert str(info.value) == f"unsupported Transfer-Encoding {te[:40]!r}"
 
 
 def test_chunked_wins_over_content_length():
@@ -92,3 +101,32 @@ def test_a_header_value_keeps_its_colons_and_inner_whitespace():
                          b"X-Odd:\x0bv\x0c\r\n\r\n")
     # Only spaces and tabs are optional whitespace (RFC 9110 5.6.3).
     assert h["location"] == "http://a:1/b?c=d:e" and h["x-odd"] == "\x0bv\x0c"
+
+
+
+def test_header_lookups_ignore_case_and_honour_a_default():
+    h = headers(content_encoding="gzip")
+    assert h.get("Content-Encoding") == h["CONTENT-ENCODING"] == "gzip" and "content-ENCODING" in h
+    assert h.get("Connection", "keep-alive") == "keep-alive" and h.get("Connection") is None
+
+
+# -- chunked bodies -------------------------------------------------------------------------
+
+@pytest.mark.parametrize("body", [b"1\r\nxX", b"1\r\nx\rX", b"1\r\nx\nX", b"1\r\nxyz\r\n"])
+def test_bytes_other_than_crlf_after_chunk_data_are_refused_as_they_arrive(body):
+    with pytest.raises(UpstreamError, match="^bad chunk framing$"):
+        Dechunker().feed(body)
+
+
+def test_a_chunk_size_line_without_end_is_refused_by_name():
+    with pytest.raises(UpstreamError, match="^chunk header too long$"):
+        Dechunker().feed(b"1;" + b"e" * 5000)
+
+
+def test_a_trailer_section_of_exactly_64_kib_is_accepted():
+    d = Dechunker()
+    field = b"X-Pad: " + b"p" * (64 * 1024 - 4 - 7) + b"\r\n"  # + the final CRLF: 64 KiB
+    assert d.feed(b"1\r\nx\r\n0\r\n" + field + b"\r\n") == b"x"
+    assert d.done and not d.extra
+    with pytest.raises(UpstreamError, match="^chunked trailer too long$"):
+        Dechunker().feed(b"0\r\nX-Pad: p" + field + b"\r\n")
