@@ -6,8 +6,8 @@ import time
 import pytest
 
 from freeapi.errors import APIError
-from freeapi.keypool import COOLDOWN, INVALID, NO_BALANCE, OK, HealthStore, KeyPool, \
-    retry_after_seconds
+from freeapi.keypool import COOLDOWN, HOST_RETRY_MAX, INVALID, NO_BALANCE, OK, HealthStore, \
+    KeyPool, retry_after_seconds
 
 A, B, C = "sk-aaaaaaaaaaaa1111", "sk-bbbbbbbbbbbb2222", "sk-cccccccccccc3333"
 
@@ -367,3 +367,57 @@ async def test_a_key_restored_by_a_peer_starts_its_backoff_afresh():
     clock.advance(30)
     (await p.acquire([A])).release(429)  # no Retry-After: the first step of the backoff
     assert 0.8 <= p.wait_hint([A]) <= 1.2
+
+
+# -- why no key was found (refusal) ---------------------------------------------------------
+
+@pytest.mark.parametrize("error,status,type_,code,what", [
+    ("timeout", 504, "timeout_error", "upstream_timeout", "did not answer in time"),
+    ("connect", 502, "server_error", "upstream_unreachable", "could not be reached"),
+    ("closed", 502, "server_error", "upstream_unreachable", "dropped the connection")])
+async def test_a_keyless_host_that_failed_is_refused_with_the_real_error(error, status, type_,
+                                                                       code, what):
+    clock = Clock()
+    p = pool(clock=clock)
+    (await p.acquire([None])).release(None, error=error)
+    assert await p.acquire([None]) is None
+    err = p.refusal([None])
+    assert (err.status, err.type, err.code, err.retry_after) == (status, type_, code, "1")
+    assert err.message == (f"p: the server {what} moments ago; the gateway checks it every "
+                           "1s and lets requests through as soon as it answers.")
+    clock.advance(HOST_RETRY_MAX)  # then requests try the host themselves
+    lease = await p.acquire([None])
+    assert lease is not None
+    lease.cancel()
+
+
+async def test_a_keyless_host_answering_429_is_cooling_down_not_unreachable():
+    clock = Clock()
+    p = pool(clock=clock)
+    (await p.acquire([None])).release(429, retry_after="20")
+    err = p.refusal([None])
+    assert (err.status, err.code, err.retry_after) == (429, "keys_cooling_down", "20")
+
+
+async def test_keys_all_cooling_down_are_refused_with_the_earliest_end():
+    clock = Clock()
+    p = pool(clock=clock)
+    (await p.acquire([A])).release(429, retry_after="30")
+    (await p.acquire([B])).release(429, retry_after="10.4")
+    err = p.refusal([A, B])
+    assert (err.status, err.type, err.code, err.retry_after) == (
+        429, "rate_limit_error", "keys_cooling_down", "10")
+    assert err.message == "p: every key is cooling down after rate limits; retry in 10s."
+    clock.advance(9.0)  # 1.4 s left: Retry-After 1
+    assert p.refusal([A, B]).retry_after == "1"
+    clock.advance(1.0)  # 0.4 s left: still at least 1
+    assert p.refusal([A, B]).retry_after == "1"
+
+
+async def test_keys_all_invalid_are_refused_as_unusable():
+    p = pool()
+    (await p.acquire([A])).release(401)
+    err = p.refusal([A])
+    assert (err.status, err.code, err.retry_after) == (503, "no_usable_key", None)
+    assert err.message == ("p: no usable API key (all are invalid or out of balance; they "
+                           "are re-checked in the background).")
