@@ -5,7 +5,7 @@ error, since the gateway asks for identity and decodes nothing but chunked."""
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from freeapi.http1 import Dechunker, Headers, body_framing, parse_head
+from freeapi.http1 import Dechunker, Headers, body_framing, content_length, parse_head
 from freeapi.errors import UpstreamError
 
 
@@ -118,9 +118,36 @@ def test_bytes_other_than_crlf_after_chunk_data_are_refused_as_they_arrive(body)
         Dechunker().feed(body)
 
 
-def test_a_chunk_size_line_without_end_is_refused_by_name():
+@pytest.mark.parametrize("before", [b"", b"1\r\nx\r\n"])
+def test_a_chunk_size_line_without_end_is_refused_by_name(before):
     with pytest.raises(UpstreamError, match="^chunk header too long$"):
-        Dechunker().feed(b"1;" + b"e" * 5000)
+        Dechunker().feed(before + b"1;" + b"e" * 5000)
+
+
+def test_a_chunk_size_line_may_be_4096_bytes_long_and_no_longer():
+    d = Dechunker()
+    line = b"1;" + b"e" * 4094
+    assert d.feed(line) == b""  # pending, exactly at the limit
+    assert d.feed(b"\r\nx\r\n0\r\n\r\n") == b"x" and d.done
+    with pytest.raises(UpstreamError, match="^bad chunk size$"):
+        Dechunker().feed(line + b"e\r\nx\r\n0\r\n\r\n")
+
+
+def test_many_chunks_in_one_read_ending_mid_size_line_are_fine():
+    d = Dechunker()
+    assert d.feed(b"1\r\nx\r\n" * 3000 + b"1") == b"x" * 3000
+    assert d.feed(b"\r\ny\r\n0\r\n\r\n") == b"y" and d.done
+
+
+def test_an_unfinished_trailer_line_is_bounded_by_what_the_trailer_has_left():
+    d = Dechunker()
+    d.feed(b"0\r\n")
+    assert d.feed(b"X-Long: " + b"a" * 10000) == b""  # longer than a size line may be
+    assert d.feed(b"\r\n\r\n") == b"" and d.done
+    d = Dechunker()
+    d.feed(b"0\r\n" + (b"X-Pad: " + b"p" * 5993 + b"\r\n") * 10)  # 60000 bytes seen
+    with pytest.raises(UpstreamError, match="^chunked trailer too long$"):
+        d.feed(b"X-Last: " + b"a" * 6000)
 
 
 def test_a_trailer_section_of_exactly_64_kib_is_accepted():
@@ -130,3 +157,19 @@ def test_a_trailer_section_of_exactly_64_kib_is_accepted():
     assert d.done and not d.extra
     with pytest.raises(UpstreamError, match="^chunked trailer too long$"):
         Dechunker().feed(b"0\r\nX-Pad: p" + field + b"\r\n")
+
+
+
+@pytest.mark.parametrize("value,n", [("5", 5), (" 7\t", 7), ("5, 5", 5), ("5,5,\t5", 5),
+                                     ("9" * 18, 10 ** 18 - 1)])
+def test_a_content_length_is_plain_digits_or_a_list_of_one_value(value, n):
+    assert content_length(value) == n
+
+
+@pytest.mark.parametrize("value,message", [
+    ("5, 6", "conflicting Content-Length values"), ("5,", "conflicting Content-Length values"),
+    ("\x0b5", "bad Content-Length"), ("X5", "bad Content-Length"), ("-5", "bad Content-Length"),
+    ("1" * 19, "bad Content-Length"), ("\u0665", "bad Content-Length")])
+def test_any_other_content_length_is_refused_by_name(value, message):
+    with pytest.raises(UpstreamError, match=f"^{message}$"):
+        content_length(value)
