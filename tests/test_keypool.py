@@ -421,3 +421,90 @@ async def test_keys_all_invalid_are_refused_as_unusable():
     assert (err.status, err.code, err.retry_after) == (503, "no_usable_key", None)
     assert err.message == ("p: no usable API key (all are invalid or out of balance; they "
                            "are re-checked in the background).")
+
+
+# -- leases, rotation, announcements, the status page ---------------------------------------
+
+async def test_a_lease_shows_its_key_masked_and_counts_only_its_first_verdict():
+    p = pool()
+    lease = await p.acquire([A])
+    assert lease.id == "sk-...1111"
+    lease.release(200)
+    lease.release(401)
+    assert p.status([A])[0]["state"] == OK and p.in_flight == {}
+
+
+async def test_a_keyless_hosts_transport_error_is_kept_as_its_last_error():
+    p = pool()
+    (await p.acquire([None])).release(None, error="connect")
+    assert p.status([None])[0]["last_error"] == "connect"
+
+
+async def test_a_last_resort_lease_is_not_reprobed_when_it_fails_again():
+    p = pool(prober=lambda key: asyncio.sleep(0, result=False), probe_interval=60.0)
+    (await p.acquire([A], last_resort=True)).release(401)
+    await asyncio.sleep(0)
+    assert p.status([A])[0]["state"] == INVALID and p.probe_at == {}
+
+
+async def test_without_a_prober_an_invalid_key_is_not_reprobed():
+    p = pool()
+    (await p.acquire([A])).release(401)
+    await asyncio.sleep(0)
+    assert p.probe_at == {}
+
+
+async def test_a_key_at_its_concurrency_limit_never_hides_the_free_ones():
+    p = pool(max_concurrency=1, queue_timeout=0.05)
+    held = await p.acquire([A, B])
+    other = B if held.key == A else A
+    for _ in range(4):  # whichever key the rotation starts from
+        lease = await p.acquire([A, B])
+        assert lease.key == other
+        lease.release(200)
+    held.release(200)
+
+
+async def test_ties_rotate_over_every_key():
+    p = pool()
+    keys = [A, B, C, "sk-dddddddddddd4444"]
+    used = []
+    for _ in range(4):
+        lease = await p.acquire(keys)
+        used.append(lease.key)
+        lease.release(200)
+    assert sorted(used) == sorted(keys)
+
+
+async def test_each_verdict_is_announced_with_its_key():
+    seen = []
+    p = pool(on_change=lambda key, h: seen.append((key, h.state)))
+    (await p.acquire([A])).release(429, retry_after="5")
+    (await p.acquire([B])).release(401)
+    (await p.acquire([B], last_resort=True)).release(200)
+    assert seen == [(A, COOLDOWN), (B, INVALID), (B, OK)]
+
+
+async def test_status_reports_state_load_last_error_and_remaining_pause():
+    clock = Clock()
+    p = pool(clock=clock)
+    lease = await p.acquire([A])
+    (await p.acquire([B])).release(429, retry_after="12.34")
+    assert p.status([A, B]) == [
+        {"id": "sk-...1111", "state": OK, "in_flight": 1, "last_error": None,
+         "last_error_at": None, "cooldown_remaining": 0},
+        {"id": "sk-...2222", "state": COOLDOWN, "in_flight": 0, "last_error": "HTTP 429",
+         "last_error_at": clock.time(), "cooldown_remaining": 12.3}]
+    clock.advance(12.3)
+    assert p.status([B])[0]["cooldown_remaining"] == 0.0
+    lease.release(200)
+
+
+async def test_a_key_restored_by_a_peer_shows_no_pause_left():
+    clock = Clock()
+    p = pool(clock=clock, no_balance_wait=600.0)
+    (await p.acquire([A])).release(402)
+    assert p.status([A])[0]["cooldown_remaining"] == 600
+    p.apply(A, OK, 0.0, clock.time() + 1)
+    row = p.status([A])[0]
+    assert row["state"] == OK and row["cooldown_remaining"] == 0
