@@ -129,10 +129,14 @@ async def test_queue_full_and_queue_timeout_are_clear_429s():
     await asyncio.sleep(0.01)
     with pytest.raises(APIError) as full:
         await p.acquire([A])
-    assert full.value.status == 429 and full.value.code == "queue_full"
+    assert (full.value.status, full.value.code, full.value.retry_after) == (429, "queue_full", "1")
+    assert full.value.message == ("p: all keys are busy and the queue is full (1 waiting); "
+                                  "retry shortly.")
     with pytest.raises(APIError) as slow:
         await waiter
-    assert slow.value.status == 429 and slow.value.code == "queue_timeout"
+    assert (slow.value.status, slow.value.code, slow.value.retry_after) == (
+        429, "queue_timeout", "1")
+    assert slow.value.message == "p: all keys stayed busy for 0.2s; retry later."
     held.release(200)
 
 
@@ -508,3 +512,70 @@ async def test_a_key_restored_by_a_peer_shows_no_pause_left():
     p.apply(A, OK, 0.0, clock.time() + 1)
     row = p.status([A])[0]
     assert row["state"] == OK and row["cooldown_remaining"] == 0
+
+
+
+# -- acquiring and releasing ----------------------------------------------------------------
+
+async def test_a_queued_request_ends_when_its_wait_is_ended_from_outside():
+    p = pool(max_concurrency=1, queue_timeout=30)
+    held = await p.acquire([A])
+    waits = []
+    waiter = asyncio.ensure_future(p.acquire([A], on_wait=waits.append))
+    await asyncio.sleep(0)
+    waits[0].set_exception(APIError(499, "client gone"))
+    with pytest.raises(APIError) as info:
+        await waiter
+    assert info.value.status == 499 and p.waiting == 0
+    held.release(200)
+
+
+async def test_a_key_out_of_balance_is_fully_back_once_its_pause_is_over():
+    clock = Clock()
+    p = pool(clock=clock, no_balance_wait=60.0)
+    (await p.acquire([A])).release(402)
+    clock.advance(60)
+    lease = await p.acquire([A])
+    assert lease.key == A and p.status([A])[0]["state"] == OK
+    lease.release(200)
+
+
+async def test_last_resort_counts_its_lease_never_takes_an_excluded_key_nor_reprobes():
+    p = pool(prober=lambda key: asyncio.sleep(0, result=False), probe_interval=60.0)
+    (await p.acquire([A], last_resort=True)).release(401)
+    assert await p.acquire([A], exclude={A}, last_resort=True) is None
+    lease = await p.acquire([A], last_resort=True)
+    assert lease.key == A and p.in_flight == {A: 1}
+    lease.release(401)
+    await asyncio.sleep(0)
+    assert p.in_flight == {} and p.probe_at == {}
+
+
+async def test_a_request_error_says_nothing_about_the_key():
+    p = pool()
+    (await p.acquire([A], last_resort=True)).release(401)
+    (await p.acquire([A], last_resort=True)).release(400)  # the request's fault, not the key's
+    assert p.status([A])[0]["state"] == INVALID
+
+
+async def test_releasing_one_of_two_leases_on_a_key_leaves_the_other_counted():
+    p = pool()
+    first, second = await p.acquire([A]), await p.acquire([A])
+    first.release(200)
+    assert p.in_flight == {A: 1}
+    second.release(200)
+    assert p.in_flight == {}
+
+
+async def test_successes_dilute_the_5xx_ratio_and_reset_the_429_backoff():
+    clock = Clock()
+    p = pool(clock=clock)
+    for status in [200] * 6 + [503] * 5:  # 5 failures of 11: under half
+        (await p.acquire([A])).release(status)
+    assert p.status([A])[0]["state"] == OK
+    for _ in range(2):
+        (await p.acquire([B])).release(429)
+        clock.advance(10)
+    (await p.acquire([B])).release(200)
+    (await p.acquire([B])).release(429)  # the first step of the backoff again
+    assert 0.8 <= p.wait_hint([B]) <= 1.2
