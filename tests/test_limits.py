@@ -222,7 +222,7 @@ class RecordingStore(Store):
         return self.answer
 
 
-NOW = calendar.timegm((2026, 12, 6, 10, 30, 0))
+NOW = calendar.timegm((2026, 3, 15, 10, 30, 0))  # not today: the counters use NOW
 LIMITED = GatewayKey("team", "gw-secret-key-1", rpm=5, tpm=100, daily_tokens=1000,
                      monthly_tokens=10000)
 CID = "k:" + hashlib.sha256(b"gw-secret-key-1").hexdigest()[:20]
@@ -247,13 +247,13 @@ async def test_counters_are_per_hashed_key_minute_utc_day_and_month(fixed_now):
     limits = Limits(store)
     await limits.admit(LIMITED, "deepseek-chat", None)
     assert store.calls == [[Hit(f"{CID}:tpm", 0, 60, 100),
-                            Hit(f"{CID}:d20261206", 0, 86400, 1000),
-                            Hit(f"{CID}:m202612", 0, 31 * 86400, 10000),
+                            Hit(f"{CID}:d20260315", 0, 86400, 1000),
+                            Hit(f"{CID}:m202603", 0, 31 * 86400, 10000),
                             Hit(f"{CID}:rpm", 1, 60, 5)]]
     limits.charge(LIMITED, 42)
     await limits.settle()
-    assert store.calls[1] == [Hit(f"{CID}:tpm", 42, 60), Hit(f"{CID}:d20261206", 42, 86400),
-                              Hit(f"{CID}:m202612", 42, 31 * 86400)]
+    assert store.calls[1] == [Hit(f"{CID}:tpm", 42, 60), Hit(f"{CID}:d20260315", 42, 86400),
+                              Hit(f"{CID}:m202603", 42, 31 * 86400)]
 
 
 async def test_only_real_tokens_of_keys_with_token_limits_are_charged():
@@ -291,6 +291,15 @@ async def test_a_refusal_is_reported_by_limit_name(fixed_now):
     assert (info.value.status, info.value.code, info.value.retry_after) == (
         429, "rpm_exceeded", "13")
     assert rejected == ["rpm"]
+    nobody = GatewayKey("nobody", "gw-secret-key-2", models=[])
+    route = SimpleNamespace(upstream_model="deepseek-chat",
+                            provider=SimpleNamespace(name="deepseek"))
+    with pytest.raises(APIError) as info:
+        await limits.admit(nobody, "deepseek-chat", route)
+    assert (info.value.status, info.value.code) == (403, "model_not_allowed")
+    assert info.value.message == ("Gateway key 'nobody' may not use the model "
+                                  "'deepseek-chat' (allowed: none).")
+    assert rejected == ["rpm", "models"]
 
 
 def test_a_fallback_target_is_allowed_by_its_own_names_only():
