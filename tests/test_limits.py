@@ -310,3 +310,26 @@ def test_a_fallback_target_is_allowed_by_its_own_names_only():
     assert Limits.target_allowed(caller, route("qwen", "qwen-max"))
     assert not Limits.target_allowed(caller, route("deepseek", "deepseek-chat"))
     assert not Limits.target_allowed(caller, route("other", "qwen-max"))
+
+
+@pytest.mark.parametrize("wait,failed,code,retry_after", [
+    (0.3, 3, "rpm_exceeded", "1"),  # at least a second
+    (86000.0, 1, "daily_tokens_exceeded", str(13 * 3600 + 30 * 60)),  # UTC midnight comes first
+])
+async def test_retry_after_is_at_least_a_second_and_never_past_the_budgets_end(
+        fixed_now, wait, failed, code, retry_after):
+    limits = Limits(RecordingStore(answer=(False, wait, failed)))
+    with pytest.raises(APIError) as info:
+        await limits.admit(LIMITED, "deepseek-chat", None)
+    assert (info.value.code, info.value.retry_after) == (code, retry_after)
+
+
+async def test_a_limited_key_fails_closed_with_a_logged_reason_when_the_store_is_down(caplog):
+    limits = Limits(RecordingStore(answer=StoreError("redis is down")))
+    with pytest.raises(APIError) as info:
+        await limits.admit(LIMITED, "deepseek-chat", None)
+    assert (info.value.status, info.value.code, info.value.retry_after) == (
+        503, "state_unavailable", "1")
+    assert info.value.message == ("The gateway cannot check this key's limits right now (its "
+                                  "state store is unavailable); retry shortly.")
+    assert "limits: cannot check key 'team': redis is down" in caplog.text
