@@ -579,3 +579,48 @@ async def test_successes_dilute_the_5xx_ratio_and_reset_the_429_backoff():
     (await p.acquire([B])).release(200)
     (await p.acquire([B])).release(429)  # the first step of the backoff again
     assert 0.8 <= p.wait_hint([B]) <= 1.2
+
+
+@pytest.mark.parametrize("status", [500, 501])
+async def test_a_run_of_any_5xx_cools_the_key_and_is_announced(status):
+    seen = []
+    p = pool(on_change=lambda key, h: seen.append((key, h.state)))
+    for _ in range(5):
+        (await p.acquire([A])).release(status)
+    assert p.status([A])[0]["state"] == COOLDOWN and seen == [(A, COOLDOWN)]
+
+
+async def test_the_5xx_rule_counts_exactly_half_and_exactly_the_window():
+    clock = Clock()
+    p = pool(clock=clock)
+    for status in [200] * 5 + [503] * 5:  # exactly half failed
+        (await p.acquire([A])).release(status)
+    assert p.status([A])[0]["state"] == COOLDOWN
+    for _ in range(4):
+        (await p.acquire([B])).release(503)
+    clock.advance(60)  # the first four are exactly ERROR_WINDOW old: still counted
+    (await p.acquire([B])).release(503)
+    assert p.status([B])[0]["state"] == COOLDOWN
+
+
+async def test_a_transport_failure_without_detail_is_recorded_as_error():
+    p = pool()
+    (await p.acquire([A])).release(None)
+    assert p.status([A])[0]["last_error"] == "error"
+
+
+async def test_a_keyless_host_back_from_a_failure_that_answers_429_is_cooling_down():
+    clock = Clock()
+    p = pool(clock=clock)
+    (await p.acquire([None])).release(None, error="connect")
+    clock.advance(HOST_RETRY_MAX)
+    (await p.acquire([None])).release(429, retry_after="20")
+    assert p.refusal([None]).status == 429
+
+
+async def test_the_429_backoff_jitters_the_wait_by_multiplying(monkeypatch):
+    clock = Clock()
+    p = pool(clock=clock)
+    monkeypatch.setattr("freeapi.keypool.random.uniform", lambda a, b: b)
+    (await p.acquire([A])).release(429)
+    assert p.wait_hint([A]) == pytest.approx(1.2)

@@ -100,3 +100,22 @@ async def test_a_reprobe_waits_its_jittered_interval_and_is_announced(sleeps, mo
     assert seen == [(KEY, INVALID), (KEY, OK)] * 2
     (await p.acquire([KEY])).release(429)  # a restored key's backoff starts afresh
     assert p.store.get("p", KEY).strikes == 1
+
+
+async def test_a_keyless_hosts_probe_brings_it_back_only_on_an_answer(sleeps):
+    answers = [OSError("connection refused"), False, True]
+
+    async def host_prober():
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    p = KeyPool("p", HealthStore(), host_prober=host_prober)
+    (await p.acquire([None])).release(None, error="connect")
+    for _ in range(50):
+        if p.status([None])[0]["state"] == OK:
+            break
+        await asyncio.sleep(0)
+    assert answers == [] and p.status([None])[0]["state"] == OK
+    assert sleeps.waits == [keypool.HOST_PROBE_INTERVAL] * 3
