@@ -119,3 +119,19 @@ async def test_a_keyless_hosts_probe_brings_it_back_only_on_an_answer(sleeps):
         await asyncio.sleep(0)
     assert answers == [] and p.status([None])[0]["state"] == OK
     assert sleeps.waits == [keypool.HOST_PROBE_INTERVAL] * 3
+
+
+async def test_a_dead_key_is_reprobed_at_least_every_15_minutes_by_default(sleeps):
+    probes = []
+
+    async def prober(key):
+        probes.append(key)
+        return len(probes) >= 3
+
+    p = KeyPool("p", HealthStore(), prober=prober, probe_interval=600.0)  # the app sets no cap
+    (await p.acquire([KEY])).release(401)
+    for _ in range(200):
+        if p.status([KEY])[0]["state"] == OK:
+            break
+        await asyncio.sleep(0)
+    assert sleeps.waits == [600.0, 900.0, 900.0]
