@@ -624,3 +624,14 @@ async def test_the_429_backoff_jitters_the_wait_by_multiplying(monkeypatch):
     monkeypatch.setattr("freeapi.keypool.random.uniform", lambda a, b: b)
     (await p.acquire([A])).release(429)
     assert p.wait_hint([A]) == pytest.approx(1.2)
+
+
+async def test_two_last_resort_leases_on_one_key_are_both_counted():
+    p = pool()
+    (await p.acquire([A])).release(401)
+    first = await p.acquire([A], last_resort=True)
+    second = await p.acquire([A], last_resort=True)
+    assert p.in_flight == {A: 2}
+    first.release(401)
+    second.release(401)
+    assert p.in_flight == {}
