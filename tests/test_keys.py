@@ -3,8 +3,8 @@
 import openai
 import pytest
 
-from freeapi.config import ConfigError, parse_config
-from freeapi.keys import mask, redact, split_keys
+from freeapi.config import ConfigError, GatewayKey, parse_config
+from freeapi.keys import GatewayAuth, mask, redact, split_keys
 from freeapi.plugins import make_plugin_manager, provider_types
 from tests.fakes.deepseek import ANSWER, BUSY, DEAD, GOOD, GOOD2, POOR
 from tests.helpers import HI, chat_body, error_of, request, sdk
@@ -197,6 +197,8 @@ def test_mask():
     assert mask("sk-" + "a" * 28 + "wxyz") == "sk-...wxyz"
     assert mask("0123456789abcdef0123456789abcdef") == "...cdef"
     assert mask("sk-short") == "sk-..."  # too short to show a tail safely
+    assert mask("sk-123456789") == "sk-...6789"  # 12 characters: the shortest with a tail
+    assert mask("sk-12345678") == "sk-..."
     assert mask("") == mask(None) == "-"
     for key in (GOOD, "0123456789abcdef0123456789abcdef", "sk-short"):
         assert key not in mask(key)
@@ -214,13 +216,33 @@ def test_redact():
     assert redact("") == ""
 
 
+def test_an_empty_key_in_the_list_does_not_stop_redaction_of_the_next():
+    assert redact("odd key x:y:z@42 here", ["", "x:y:z@42"]) == "odd key ... here"
+
+
+@pytest.mark.parametrize("key", ["team/pass", "pass\\"])
+def test_a_key_spelled_in_upper_case_unicode_escapes_is_removed_whole(key):
+    # JSON encoders may write `\u002F` as well as `\u002f`; a key ending in a backslash must
+    # lose its escaped last character too, not leave `u005C` behind.
+    spelled = "".join(f"\\u{ord(c):04X}" for c in key)
+    assert redact(f"bad key {spelled} here", [key]) == "bad key ... here"
+
+
 def test_split_keys():
     assert split_keys(f" {GOOD} ,{GOOD2},, ") == [GOOD, GOOD2]
     assert split_keys(",") == []
     with pytest.raises(Exception) as info:
         split_keys(f"{GOOD} {GOOD2}")
     assert getattr(info.value, "status", None) == 401
+    assert str(info.value) == "Malformed API key in the Authorization header."
+    assert info.value.code == "invalid_api_key"
     assert GOOD not in str(info.value)
+
+
+def test_roles_restrict_only_once_an_admin_key_is_configured():
+    users = [GatewayKey("a", "gw-key-a"), GatewayKey("b", "gw-key-b")]
+    assert GatewayAuth(users, False).has_roles is False
+    assert GatewayAuth(users + [GatewayKey("c", "gw-key-c", role="admin")], False).has_roles
 
 
 async def test_response_header_key_is_masked(gateway):

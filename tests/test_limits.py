@@ -3,16 +3,22 @@ with Retry-After naming the limit; one limit across gateways sharing a store (in
 and as real `freeapi` processes on one Redis)."""
 
 import asyncio
+import calendar
+import hashlib
 import json
 import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import openai
 import pytest
 
+from freeapi.config import GatewayKey
+from freeapi.errors import APIError
 from freeapi.limits import Limits, _period_end
+from freeapi.store import Hit, Store, StoreError
 from tests.conftest import free_port
 from tests.fakes.deepseek import GOOD
 from tests.helpers import (ThreadedFake, chat_body, error_of, request, sdk, stream_raw,
@@ -180,3 +186,135 @@ def test_two_freeapi_processes_on_one_redis_enforce_one_limit(tmp_path, redis_st
                 p.terminate()
             for p in procs:
                 p.wait(10)
+
+
+# -- the counters behind the limits, without HTTP ---------------------------------------------
+
+class RecordingStore(Store):
+    """Answers every `hits` call with `answer` (or raises it), after a turn of the loop."""
+
+    def __init__(self, answer=(True, 0.0, -1)):
+        super().__init__()
+        self.answer, self.calls = answer, []
+
+    async def hits(self, hits):
+        await asyncio.sleep(0)
+        self.calls.append(hits)
+        if isinstance(self.answer, Exception):
+            raise self.answer
+        return self.answer
+
+
+NOW = calendar.timegm((2026, 3, 15, 10, 30, 0))  # not today: the counters use NOW
+LIMITED = GatewayKey("team", "gw-secret-key-1", rpm=5, tpm=100, daily_tokens=1000,
+                     monthly_tokens=10000)
+CID = "k:" + hashlib.sha256(b"gw-secret-key-1").hexdigest()[:20]
+
+
+@pytest.fixture
+def fixed_now(monkeypatch):
+    monkeypatch.setattr(time, "time", lambda: NOW)
+
+
+@pytest.mark.parametrize("kind,now,end", [
+    ("daily_tokens", (2026, 12, 6, 10, 30, 0), (2026, 12, 7, 0, 0, 0)),
+    ("daily_tokens", (2026, 12, 31, 23, 59, 59), (2027, 1, 1, 0, 0, 0)),
+    ("monthly_tokens", (2026, 6, 15, 12, 0, 0), (2026, 7, 1, 0, 0, 0)),
+    ("monthly_tokens", (2026, 12, 6, 10, 30, 0), (2027, 1, 1, 0, 0, 0))])
+def test_token_budgets_end_at_utc_midnight_and_the_first_of_the_month(kind, now, end):
+    assert _period_end(kind, calendar.timegm(now)) == calendar.timegm(end)
+
+
+async def test_counters_are_per_hashed_key_minute_utc_day_and_month(fixed_now):
+    store = RecordingStore()
+    limits = Limits(store)
+    await limits.admit(LIMITED, "deepseek-chat", None)
+    assert store.calls == [[Hit(f"{CID}:tpm", 0, 60, 100),
+                            Hit(f"{CID}:d20260315", 0, 86400, 1000),
+                            Hit(f"{CID}:m202603", 0, 31 * 86400, 10000),
+                            Hit(f"{CID}:rpm", 1, 60, 5)]]
+    limits.charge(LIMITED, 42)
+    await limits.settle()
+    assert store.calls[1] == [Hit(f"{CID}:tpm", 42, 60), Hit(f"{CID}:d20260315", 42, 86400),
+                              Hit(f"{CID}:m202603", 42, 31 * 86400)]
+
+
+async def test_only_real_tokens_of_keys_with_token_limits_are_charged():
+    store = RecordingStore()
+    limits = Limits(store)
+    limits.charge(LIMITED, 0)
+    limits.charge(GatewayKey("free", "gw-free-key-1", rpm=5), 42)
+    await limits.settle()
+    assert store.calls == []
+    limits.charge(LIMITED, 1)
+    await limits.settle()
+    assert [h.amount for h in store.calls[0]] == [1, 1, 1]
+
+
+async def test_a_charge_the_store_cannot_take_is_logged_with_the_key_name(caplog):
+    limits = Limits(RecordingStore(answer=StoreError("redis is down")))
+    limits.charge(LIMITED, 42)
+    await limits.settle()
+    assert [r.getMessage() for r in caplog.records if r.name == "freeapi.limits"] == [
+        "limits: 42 tokens of key 'team' were not counted: redis is down"]
+
+
+async def test_settle_waits_for_charges_and_never_raises():
+    store = RecordingStore(answer=RuntimeError("a broken store"))
+    limits = Limits(store)
+    limits.charge(LIMITED, 42)
+    await limits.settle()  # the failure stays in the background task
+    assert len(store.calls) == 1
+
+
+async def test_a_refusal_is_reported_by_limit_name(fixed_now):
+    rejected = []
+    limits = Limits(RecordingStore(answer=(False, 12.3, 3)), on_reject=rejected.append)
+    with pytest.raises(APIError) as info:
+        await limits.admit(LIMITED, "deepseek-chat", None)
+    assert (info.value.status, info.value.code, info.value.retry_after) == (
+        429, "rpm_exceeded", "13")
+    assert rejected == ["rpm"]
+    nobody = GatewayKey("nobody", "gw-secret-key-2", models=[])
+    route = SimpleNamespace(upstream_model="deepseek-chat",
+                            provider=SimpleNamespace(name="deepseek"))
+    with pytest.raises(APIError) as info:
+        await limits.admit(nobody, "deepseek-chat", route)
+    assert (info.value.status, info.value.code) == (403, "model_not_allowed")
+    assert info.value.message == ("Gateway key 'nobody' may not use the model "
+                                  "'deepseek-chat' (allowed: none).")
+    assert rejected == ["rpm", "models"]
+
+
+def test_a_fallback_target_is_allowed_by_its_own_names_only():
+    caller = GatewayKey("team", "gw-secret-key-1", models=["glm-*", "qwen/qwen-max"])
+    route = lambda provider, model: SimpleNamespace(  # noqa: E731
+        upstream_model=model, provider=SimpleNamespace(name=provider))
+    assert Limits.target_allowed(caller, route("zhipu", "glm-4.6"))
+    assert Limits.target_allowed(caller, route("qwen", "qwen-max"))
+    assert not Limits.target_allowed(caller, route("deepseek", "deepseek-chat"))
+    assert not Limits.target_allowed(caller, route("other", "qwen-max"))
+
+
+@pytest.mark.parametrize("wait,failed,code,retry_after", [
+    (0.3, 3, "rpm_exceeded", "1"),  # at least a second
+    (86000.0, 1, "daily_tokens_exceeded", str(13 * 3600 + 30 * 60)),  # UTC midnight comes first
+])
+async def test_retry_after_is_at_least_a_second_and_never_past_the_budgets_end(
+        fixed_now, wait, failed, code, retry_after):
+    limits = Limits(RecordingStore(answer=(False, wait, failed)))
+    with pytest.raises(APIError) as info:
+        await limits.admit(LIMITED, "deepseek-chat", None)
+    assert (info.value.code, info.value.retry_after) == (code, retry_after)
+
+
+async def test_a_limited_key_fails_closed_with_a_logged_reason_when_the_store_is_down(caplog):
+    limits = Limits(RecordingStore(answer=StoreError("redis is down")))
+    with pytest.raises(APIError) as info:
+        await limits.admit(LIMITED, "deepseek-chat", None)
+    assert (info.value.status, info.value.code, info.value.retry_after) == (
+        503, "state_unavailable", "1")
+    assert info.value.message == ("The gateway cannot check this key's limits right now (its "
+                                  "state store is unavailable); retry shortly.")
+    assert [r.getMessage() for r in caplog.records if r.name == "freeapi.limits"] == [
+        "limits: cannot check key 'team': redis is down"]
