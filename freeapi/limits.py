@@ -65,6 +65,9 @@ class Limits:
 
     @classmethod
     def model_allowed(cls, caller, model: str, route) -> bool:
+        team = getattr(caller, "team", None)
+        if caller.models is None and (team is None or team.models is None):
+            return True  # no allowlist anywhere: nothing to match (the common case)
         return cls._allowed(caller, (model, route.upstream_model,
                                      f"{route.provider.name}/{route.upstream_model}"))
 
@@ -73,7 +76,7 @@ class Limits:
         """A fallback target, by its own names only: the requested name the caller may
         use says nothing about another provider's model."""
         names = (route.upstream_model, f"{route.provider.name}/{route.upstream_model}")
-        if route.via:  # a `free` target: a caller allowed `free` may use each of them
+        if getattr(route, "via", None):  # a `free` target: allowed `free`, allowed each
             names += (route.via,)
         return cls._allowed(caller, names)
 
