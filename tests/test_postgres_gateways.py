@@ -205,3 +205,34 @@ async def test_usage_command_reads_the_postgres_ledger(tmp_path, pg_url):
         None, lambda: run("usage", "--config", str(cfg), "--json"))
     assert p.returncode == 0, p.stderr
     assert json.loads(p.stdout)["total"]["requests"] == 5
+
+
+async def test_status_keys_and_request_log_read_postgres_also_with_redis_beside_it(
+        make_gateway, pg_state):
+    """/v1/status, GET /admin/keys and GET /admin/requests answer from PostgreSQL's
+    rollups and ledger; with Redis beside it too (the rollups are records: they stay in
+    PostgreSQL, written with the ledger rows)."""
+    import json
+
+    from tests.test_usage import ledger
+    base, gw = make_gateway(keys({"key": ADMIN, "name": "root", "role": "admin"},
+                                 {"key": ALICE, "name": "alice"}, state=pg_state))
+    ids = [(await chat(base, ALICE)).headers["X-Request-Id"] for _ in range(3)]
+    await ledger(gw, 3)
+    resp = await request(base + "/v1/status", key=ADMIN)
+    assert resp.code == 200, resp.body
+    status = json.loads(resp.body)
+    [m] = status["models"]["day"]
+    assert m["requests"] == 3 and len(status["recent"]) == 3
+    alice = next(k for k in status["gateway_keys"] if k["name"] == "alice")
+    assert alice["used"]["rpm"] == 3
+    code, listed = await admin(base, "GET", "/admin/keys")
+    assert code == 200, listed
+    [row] = [k for k in listed["data"] if k["id"] == "config:alice"]
+    assert row["usage"]["today"]["requests"] == 3
+    code, page = await admin(base, "GET", "/admin/requests?key=config:alice&limit=2")
+    assert code == 200, page
+    assert [r["request_id"] for r in page["data"]] == ids[::-1][:2]
+    code, rest = await admin(base, "GET", "/admin/requests?key=config:alice&cursor="
+                             + page["next_cursor"])
+    assert [r["request_id"] for r in rest["data"]] == ids[:1]

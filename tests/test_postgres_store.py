@@ -1,9 +1,12 @@
 """What is PostgreSQL's own in the state store (the shared interface is in test_store.py):
 migrations applied once however many gateways start at once, a newer schema refused, the
 ledger pruned in short batches, and the ledger buffer's bound while the database is
-unreachable, its losses counted."""
+unreachable, its losses counted; rollups written in the ledger batch's transaction,
+without deadlocks between gateways, and the raw log's key filter on its index."""
 
 import asyncio
+import random
+import time
 
 import asyncpg
 import pytest
@@ -117,6 +120,7 @@ async def test_expired_records_are_swept_also_with_redis_beside_it(pg_url, monke
     await store.kv_put("rs", "old", {"n": 1}, 0.01)
     await store.blob_put("fib", "old", b"x" * 10, 0.01)
     assert await store.conversation_append("c", "o", ["t"], 0.01, 10, 1000)
+    await store.rollup_add([entry(time.time() - 200 * 86400)])  # buckets long expired
     await asyncio.sleep(0.05)
     monkeypatch.setattr(pg_module, "_SWEEP_EVERY", 0.0)
     await store.hit("k", 1, 60, 5)  # to Redis
@@ -125,9 +129,67 @@ async def test_expired_records_are_swept_also_with_redis_beside_it(pg_url, monke
     con = await asyncpg.connect(pg_url)
     try:
         counts = [await con.fetchval(f"SELECT count(*) FROM {t}") for t in
-                  ("kv", "blobs", "conversations", "conversation_turns", "counters")]
+                  ("kv", "blobs", "conversations", "conversation_turns", "counters",
+                   "rollups")]
     finally:
         await con.close()
-    assert counts == [1, 0, 0, 0, 0]
+    assert counts == [1, 0, 0, 0, 0, 0]
     await hot.delete_all()
+    store.close()
+
+
+async def test_a_ledger_batch_and_its_rollups_are_one_transaction(pg_url, monkeypatch):
+    """When the rollups' write fails the batch's rows are not written either: the
+    aggregates never disagree with the log."""
+    from freeapi import rollups as R
+    from freeapi.store import postgres_rollups
+    store = PostgresStore(pg_url)
+    t = time.time()
+    monkeypatch.setattr(postgres_rollups, "_ROLLUP_ADD", "SELECT no_such_column")
+    with pytest.raises(StoreError):
+        await store.ledger_append([entry(t)])
+    assert await store.ledger() == []
+    monkeypatch.undo()
+    await store.ledger_append([entry(t)])
+    [day] = await store.rollup_read("d", "all", R.last("d", 1, t))
+    assert R.merge([day])[""]["n"] == 1 and len(await store.ledger()) == 1
+    store.close()
+
+
+async def test_gateways_adding_to_the_same_buckets_at_once_never_deadlock(pg_url):
+    """Every batch adds to the same "all" buckets and to many key buckets, in whatever
+    order its entries came: rows are locked in one order, so concurrent writers wait for
+    each other instead of one of them failing with a deadlock."""
+    from freeapi import rollups as R
+    stores = [PostgresStore(pg_url) for _ in range(4)]
+    t = time.time()
+    batches = []
+    for i in range(24):
+        keys = [f"k{j}" for j in range(60)]
+        random.Random(i).shuffle(keys)
+        batches.append([entry(t, key_id=k) for k in keys])
+    await asyncio.gather(*(stores[i % 4].ledger_append(b) for i, b in enumerate(batches)))
+    [day] = await stores[0].rollup_read("d", "key", R.last("d", 1, t))
+    assert {v: f["n"] for v, f in R.merge([day]).items()} == {f"k{j}": 24 for j in range(60)}
+    for s in stores:
+        s.close()
+
+
+async def test_admin_requests_filter_by_key_id_reads_its_index(pg_url):
+    """GET /admin/requests?key= filters by the key id (as on SQLite and Redis): the plan
+    reads that column's index, not the whole log."""
+    store = PostgresStore(pg_url)
+    await store.ledger_append([entry(time.time() - i, key_id=f"k{i % 50}")
+                               for i in range(2000)])
+    con = await asyncpg.connect(pg_url)
+    try:
+        await con.execute("ANALYZE ledger")
+        plan = "\n".join(r[0] for r in await con.fetch(
+            "EXPLAIN SELECT * FROM ledger WHERE key_id = 'k7' ORDER BY ts DESC, id DESC "
+            "LIMIT 101"))
+    finally:
+        await con.close()
+    assert "ledger_key_id_ts" in plan, plan
+    rows, _ = await store.ledger_page(key="k7", limit=500)
+    assert len(rows) == 40 and {r["key_id"] for r in rows} == {"k7"}
     store.close()

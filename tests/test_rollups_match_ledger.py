@@ -1,6 +1,7 @@
 """The rollups (freeapi/rollups.py) equal a scan of the raw ledger after random traffic,
-on SQLite and on Redis; /v1/status and GET /admin/keys read only rollups and one page of
-the newest entries, never the raw log; GET /admin/requests pages and filters it."""
+on SQLite, Redis and PostgreSQL; /v1/status and GET /admin/keys read only rollups and one
+page of the newest entries, never the raw log; GET /admin/requests pages and filters it —
+on gateways over each of the three."""
 
 import json
 import random
@@ -128,9 +129,11 @@ async def test_rollups_equal_a_scan_of_the_raw_ledger(state_backend, seed):
         store.close()
 
 
-async def test_status_and_admin_keys_never_read_the_raw_log(make_gateway, monkeypatch):
+async def test_status_and_admin_keys_never_read_the_raw_log(state_backend, make_gateway,
+                                                            monkeypatch):
     base, gw = make_gateway({"auth": {"keys": [{"key": ADMIN, "name": "ops", "role": "admin"},
                                                {"key": ALICE, "name": "alice"}]},
+                             "state": state_backend,
                              "providers": {"deepseek": {"api_keys": [GOOD]}}})
     for _ in range(3):
         resp = await request(base + "/v1/chat/completions", "POST", chat_body(), key=ALICE)
@@ -152,9 +155,10 @@ async def test_status_and_admin_keys_never_read_the_raw_log(make_gateway, monkey
     assert alice["usage"]["today"]["requests"] == 3
 
 
-async def test_admin_requests_is_paged_filtered_and_admin_only(make_gateway):
+async def test_admin_requests_is_paged_filtered_and_admin_only(state_backend, make_gateway):
     base, gw = make_gateway({"auth": {"keys": [{"key": ADMIN, "name": "ops", "role": "admin"},
                                                {"key": ALICE, "name": "alice"}]},
+                             "state": state_backend,
                              "providers": {"deepseek": {"api_keys": [GOOD]}}})
     ids = []
     for _ in range(3):
@@ -177,6 +181,9 @@ async def test_admin_requests_is_paged_filtered_and_admin_only(make_gateway):
     assert bad.code == 400 and json.loads(bad.body)["error"]["param"] == "limit"
     bad = await request(base + "/admin/requests?since=yesterday", key=ADMIN)
     assert bad.code == 400 and json.loads(bad.body)["error"]["param"] == "since"
+    for made_up in ("1:99999999999999999999999", "1:-5", "x:1"):
+        bad = await request(base + f"/admin/requests?cursor={made_up}", key=ADMIN)
+        assert bad.code == 400 and json.loads(bad.body)["error"]["param"] == "cursor"
 
 
 async def test_usage_reads_whole_days_from_rollups_and_only_partial_days_raw(state_backend):

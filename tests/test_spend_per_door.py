@@ -1,6 +1,7 @@
 """Every ledger entry records what it cost: Σ(vendor usage × price) with cache hits priced
 as cache hits, on every door and modality (chat, /v1/messages, /v1/responses, embeddings,
-images), driven by the official SDKs against the fake vendors; the day rollups sum it."""
+images), driven by the official SDKs against the fake vendors; the day rollups sum it, on
+each state backend (SQLite, Redis, PostgreSQL)."""
 
 import anthropic
 import openai
@@ -20,7 +21,7 @@ PRICES = {"deepseek-flash": {"input": 2.0, "cached": 0.5, "output": 8.0},
 
 
 @pytest.fixture
-def gw(start_vendor, make_gateway):
+def gw(state_backend, start_vendor, make_gateway):
     glm_url, _ = start_vendor(fake_glm)
     return make_gateway({
         "auth": {"keys": [{"key": ADMIN, "name": "ops", "role": "admin"},
@@ -28,7 +29,7 @@ def gw(start_vendor, make_gateway):
         "providers": {"deepseek": {"api_keys": [GOOD]},
                       "glm": {"base_url": glm_url + "/api/paas/v4",
                               "api_keys": [fake_glm.GOOD]}},
-        "prices": PRICES, "billing": {"currency": "USD", "rates": {"CNY": 0.125}}})
+        "state": state_backend, "prices": PRICES, "billing": {"currency": "USD", "rates": {"CNY": 0.125}}})
 
 
 def expected(e: dict, p: dict) -> float:

@@ -169,6 +169,51 @@ async def test_state_survives_reopening(backend):
     assert await again.conversation_get("c1", "alice") == [{"n": 1}]
 
 
+async def test_rollups_come_with_the_ledger_and_every_gateway_reads_them(backend):
+    """The day's buckets count what ledger_append wrote (and rollup_add, which writes no
+    row) as another gateway sees them; with Redis beside PostgreSQL they are records kept
+    in PostgreSQL, with the ledger: a store without Redis reads them, Redis holds none."""
+    from freeapi import rollups as R
+    store, t = backend.opened[0], time.time()
+    await store.ledger_append([entry(t), entry(t + 0.5, status=500, team="t_1")])
+    await store.rollup_add([entry(t + 1)])
+    day = R.last("d", 1, t + 1)
+    readers = [store, backend.open()]
+    if backend.kind == "postgres+redis":
+        readers.append(PostgresStore(backend.pg_url))
+    for reader in readers:
+        [bucket] = await reader.rollup_read("d", "key", day)
+        alice = R.merge([bucket])["config:alice"]
+        assert (alice["n"], alice["err"], alice["ot"]) == (3, 1, 21)
+        assert R.costs(alice) == pytest.approx({"USD": 0.75})
+        teams = R.merge([await reader.rollup_sum("d", "team", day)])
+        assert (teams["t_1"]["n"], teams["-"]["n"]) == (1, 2)
+        assert len(await reader.ledger()) == 2
+    if backend.kind == "postgres+redis":
+        readers[-1].close()
+        _, names = await store.hot.client.execute("SCAN", 0, "MATCH",
+                                                  store.hot.prefix + "*", "COUNT", 10000)
+        assert not [n for n in names if b":r:" in n or b"ledger" in n]
+
+
+async def test_ledger_pages_newest_first_filtered_with_a_cursor(store):
+    t = 1_800_000_000.0
+    await store.ledger_append([entry(t + i, request_id=f"r{i}", key_id=f"k{i % 2}",
+                                     status=200 if i % 3 else 429) for i in range(7)])
+    await store.ledger_append([entry(t + 6, request_id="r6b", key_id="k0")])  # a twin ts
+    got, cursor = [], None
+    while True:
+        # One a page: the cursor falls between the twins, neither is lost or repeated.
+        rows, cursor = await store.ledger_page(key="k0", cursor=cursor, limit=1)
+        got += [r["request_id"] for r in rows]
+        if cursor is None:
+            break
+    assert sorted(got[:2]) == ["r6", "r6b"] and got[2:] == ["r4", "r2", "r0"]
+    rows, _ = await store.ledger_page(status=429, since=t + 1, until=t + 6)
+    assert [r["request_id"] for r in rows] == ["r3"]
+    assert rows[0] == entry(t + 3, request_id="r3", key_id="k1", status=429)
+
+
 # -- conversations ----------------------------------------------------------------------
 
 async def test_conversations_belong_to_their_owner(store):

@@ -50,7 +50,9 @@ class RequestsAdminHandler(AdminHandler):
             ts, _, n = cursor.partition(":")
             try:
                 float(ts)
-                int(n)
+                # Row ids and offsets are int8 in every backend: beyond is made up.
+                if not 0 <= int(n) < 1 << 63:
+                    raise ValueError(n)
             except ValueError:
                 raise invalid_request("`cursor` is not one this API returned.",
                                       param="cursor", code="invalid_field") from None

@@ -6,13 +6,14 @@ The schema is freeapi's own, migrated at first use under an advisory lock
 (postgres_schema.py). Every decision is one transaction: a counter check is one call of
 the function freeapi_hits (transaction-scoped advisory locks on the keys in hash order, so
 two gateways never deadlock, and the server's clock, so gateways whose clocks disagree
-share one window); expiry uses the server's clock too. The ledger is written by the Store base class's background queue, one
-multi-row INSERT per batch; while the database is down those entries wait in memory, up
-to `state.ledger_buffer`.
+share one window); expiry uses the server's clock too. The ledger is written by the
+Store base class's background queue, one multi-row INSERT per batch with its rollup
+increments in the same transaction (postgres_rollups.py); while the database is down those
+entries wait in memory, up to `state.ledger_buffer`.
 
 With `state.redis_url` beside `database_url` (`hot`), the hot shared state — limit
 counters, vendor key health, free-quota marks and reasoning memory — goes to Redis, and
-PostgreSQL keeps the records.
+PostgreSQL keeps the records, the usage rollups among them.
 
 asyncpg was measured against psycopg 3 (bench/postgres_driver.py): equal single-statement
 latency here, twice the batch-insert throughput.
@@ -28,6 +29,7 @@ import time
 
 from freeapi.store import BIG_JSON, BLOB_PIECE, BUCKETS, LEDGER_FIELDS, Store, StoreError
 from freeapi.store.postgres_admin import PostgresAdmin
+from freeapi.store.postgres_rollups import PostgresRollups, add_rollups
 from freeapi.store.postgres_schema import LEDGER_TYPES, NewerSchema, migrate
 
 log = logging.getLogger("freeapi.store")
@@ -77,7 +79,7 @@ def _masked(url: str) -> str:
     return re.sub(r"([?&]password=)[^&]*", r"\1***", url, flags=re.I)
 
 
-class PostgresStore(PostgresAdmin, Store):
+class PostgresStore(PostgresAdmin, PostgresRollups, Store):
     kind = "postgres"
     shared = True
 
@@ -157,6 +159,7 @@ class PostgresStore(PostgresAdmin, Store):
                 await con.execute(f"DELETE FROM conversation_turns WHERE conv IN (SELECT id "
                                   f"FROM conversations WHERE expires <= {_NOW})")
                 await con.execute(f"DELETE FROM conversations WHERE expires <= {_NOW}")
+                await con.execute(f"DELETE FROM rollups WHERE expires <= {_NOW}")
         self.spawn(self._run(sweep), "state: sweeping expired records failed")
 
     # -- counters -----------------------------------------------------------------------
@@ -181,8 +184,13 @@ class PostgresStore(PostgresAdmin, Store):
         for at in range(0, len(entries), _INSERT_BATCH):
             part = entries[at:at + _INSERT_BATCH]
             columns = [[_coerce(e.get(f), t) for e in part] for f, t in LEDGER_TYPES.items()]
+
+            async def write(con, part=part, columns=columns):
+                async with con.transaction():  # the rows and their rollups, or neither
+                    await con.execute(_INSERT, *columns)
+                    await add_rollups(con, part)
             # Not retried on a stale connection: the rows may have been written.
-            await self._run(lambda con: con.execute(_INSERT, *columns), retry=False)
+            await self._run(write, retry=False)
         self._maybe_sweep()  # here too: with Redis beside it, hits() never comes here
 
     async def ledger(self, since=None, until=None):

@@ -131,6 +131,19 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
         *(f"CREATE INDEX ledger_{f}_ts ON ledger ({f}, ts)"
           for f in ("key", "team", "model", "status", "request_id")),
     ]),
+    (4, "rollups beside the ledger; the raw log filtered by key id", [
+        # Store.rollup_*: one row per bucket field (freeapi/store/postgres_rollups.py);
+        # reads go by the primary key's (period, dim, start) prefix, the sweep by expires
+        # (seconds of the server's clock).
+        "CREATE TABLE rollups (period text NOT NULL, dim text NOT NULL, start int8 NOT NULL, "
+        "field text NOT NULL, amount float8 NOT NULL, expires int8 NOT NULL, "
+        "PRIMARY KEY (period, dim, start, field))",
+        "CREATE INDEX rollups_expires ON rollups (expires)",
+        # GET /admin/requests?key= means the key id (as on SQLite and Redis); migration 3
+        # indexed the key's name column, which no query filters by.
+        "DROP INDEX IF EXISTS ledger_key_ts",
+        "CREATE INDEX ledger_key_id_ts ON ledger (key_id, ts)",
+    ]),
 ]
 LATEST = MIGRATIONS[-1][0]
 
