@@ -1,7 +1,7 @@
 """POST /token/check: is this vendor key usable right now?"""
 
-from freeapi.errors import APIError, invalid_request
-from freeapi.handlers.base import APIHandler, ClientGone
+from freeapi.errors import APIError, ClientGone, invalid_request
+from freeapi.handlers.base import APIHandler
 from freeapi.keys import split_keys
 from freeapi.errors import UpstreamError
 

@@ -12,12 +12,11 @@ import logging
 
 from tornado.iostream import StreamClosedError
 
-from freeapi.errors import APIError, UpstreamError, invalid_request, upstream_failure, \
-    vendor_error
-from freeapi.handlers.base import ClientGone
+from freeapi.errors import (APIError, ClientGone, UpstreamError, invalid_request,
+                            upstream_failure, vendor_error)
 from freeapi.modalities import UNUSABLE, Operation, required_text
 from freeapi.routing import require_model
-from freeapi.pipeline.operations import StreamMark
+from freeapi.relay import StreamMark
 from freeapi.vendor_request import UpstreamRequest
 
 log = logging.getLogger("freeapi.speech")

@@ -93,8 +93,7 @@ import json
 from dataclasses import dataclass
 
 from freeapi import reasoning, sse
-from freeapi.errors import vendor_error
-from freeapi.handlers.base import ClientGone
+from freeapi.errors import ClientGone, vendor_error
 from freeapi.modalities.documents import forged, has_files, has_refs
 from freeapi.modalities.vision import check_chat, has_parts
 from freeapi.pipeline.accounting import AccountingMixin

@@ -12,8 +12,8 @@ import logging
 import time
 
 from freeapi import sse
-from freeapi.errors import APIError, UpstreamError, upstream_failure, vendor_error
-from freeapi.handlers.base import ClientGone
+from freeapi.errors import (APIError, ClientGone, upstream_failure, UpstreamError,
+                            vendor_error)
 from freeapi.provider import Provider
 from freeapi.routing import Route
 from freeapi.upstream import Response

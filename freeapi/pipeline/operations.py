@@ -16,18 +16,11 @@ import json
 import time
 
 from freeapi import sse
-from freeapi.errors import APIError, UpstreamError, upstream_failure, vendor_error
-from freeapi.handlers.base import ClientGone
+from freeapi.errors import (APIError, ClientGone, upstream_failure, UpstreamError,
+                            vendor_error)
 from freeapi.modalities.search import MAX_ROUNDS, add_usage, search_calls
 from freeapi.pipeline.failover import shutdown_error
 from freeapi.relay import StreamRelay, complete
-
-
-class StreamMark:
-    """What the ledger needs of a relayed (audio) stream: its usage and whether it ended."""
-
-    usage = None
-    finished = False
 
 
 class OperationMixin:

@@ -12,8 +12,8 @@ import logging
 from tornado.iostream import StreamClosedError
 
 from freeapi import reasoning, sse
-from freeapi.errors import APIError, UpstreamError, upstream_failure, vendor_error
-from freeapi.handlers.base import ClientGone
+from freeapi.errors import (APIError, ClientGone, upstream_failure, UpstreamError,
+                            vendor_error)
 from freeapi.keys import redact
 from freeapi.pipeline.failover import OpenStream, shutdown_error
 from freeapi.relay import StreamRelay, assemble
