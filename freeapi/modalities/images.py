@@ -72,8 +72,8 @@ class Images(Operation):
             body = {k: v for k, v in body.items() if k != "response_format"}
         return provider.images_request(body, key)
 
-    async def finish(self, pipeline, raw: bytes, route) -> dict:
-        provider, key, polls = route.provider, pipeline.key, 0
+    async def finish(self, ctx, raw: bytes, route) -> dict:
+        provider, key, polls = route.provider, ctx.key, 0
         while True:
             try:
                 got = provider.images_answer(raw, key)
@@ -82,11 +82,9 @@ class Images(Operation):
                                    ) from None
             if not isinstance(got, UpstreamRequest):
                 break
-            await pipeline.pause(provider.images_poll_delay(polls), provider,
-                                 "the image task")
+            await ctx.pause(provider.images_poll_delay(polls), provider, "the image task")
             polls += 1
-            status, headers, raw = await pipeline.fetch(provider, got, 1 << 20,
-                                                        "the image task")
+            status, headers, raw = await ctx.fetch(provider, got, 1 << 20, "the image task")
             err = provider.error_from(status, headers, raw, [key] if key else [])
             if err is not None:
                 raise err
@@ -97,18 +95,18 @@ class Images(Operation):
             for item in data:
                 url = item.pop("url", None)
                 if isinstance(url, str) and "b64_json" not in item:
-                    item["b64_json"] = await self._download(pipeline, provider, url)
+                    item["b64_json"] = await self._download(ctx, provider, url)
         out = {"created": got.get("created") or int(time.time()), "data": [
             {k: v for k, v in item.items() if k in ("url", "b64_json", "revised_prompt")}
             for item in data]}
         return out
 
-    async def _download(self, pipeline, provider, url: str) -> str:
+    async def _download(self, ctx, provider, url: str) -> str:
         if not url.startswith(("https://", "http://")):
             raise vendor_error(provider.name, 502, "an image URL that is not http(s)")
         # No key goes with it: the URL is the vendor's storage, signed on its own.
-        status, _, raw = await pipeline.fetch(provider, UpstreamRequest("GET", url, {}),
-                                              MAX_IMAGE_BYTES, "the image download")
+        status, _, raw = await ctx.fetch(provider, UpstreamRequest("GET", url, {}),
+                                         MAX_IMAGE_BYTES, "the image download")
         if status != 200 or not raw:
             raise vendor_error(provider.name, 502, f"downloading the image gave HTTP {status}")
         return base64.b64encode(raw).decode()

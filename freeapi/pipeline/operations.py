@@ -6,65 +6,61 @@ After the attempt that served, an operation may need more calls to the same vend
 poll of an asynchronous image task, with the key that submitted it) or to a download URL
 the vendor gave: `fetch` makes them within the request's deadline (the provider's
 `timeouts.total`), cancellable by the client leaving and by shutdown, and never fails
-over (the vendor already has the work).
+over (the vendor already has the work). `VendorCalls` makes them (documents use it too);
+an operation reaches it through its `OperationContext`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 
-from freeapi import sse
-from freeapi.errors import (APIError, ClientGone, upstream_failure, UpstreamError,
-                            vendor_error)
-from freeapi.modalities.search import MAX_ROUNDS, add_usage, search_calls
+from freeapi.errors import APIError, ClientGone, UpstreamError, upstream_failure
+from freeapi.pipeline.exchange import Exchange
 from freeapi.pipeline.failover import shutdown_error
-from freeapi.relay import StreamRelay, complete
 
 
-class OperationMixin:
-    """Part of the Pipeline: `call(op, model=..., token=...)` for a non-chat request."""
+class VendorCalls:
+    """The vendor calls of one request outside its attempts, and what makes every call
+    cancellable: `start` keeps the call in flight (`ex.call`) and `waiting` the future
+    it waits on (`ex.queued`), so the client leaving or shutdown ends them
+    (Pipeline.client_left, Pipeline.shutdown)."""
 
-    _op = None
-    _deadline = None
+    def __init__(self, ex: Exchange, http, is_shutting_down):
+        self.ex, self.http = ex, http
+        self._shutting_down = is_shutting_down  # () -> bool: the gateway's, read each time
 
-    async def call(self, op, *, model: str, token: str | None):
-        """Serve `op` (a freeapi.modalities.Operation); returns what its `finish` returns
-        (a dict for the door to write, or None when it wrote the response itself)."""
-        route = await self.gateway.resolve_fresh(model)
-        op.check(route)
-        self._op = op
-        await self._admit(model, op.stream is not False, route)
-        result, route = await self._attempt(route, model, op.body, token, stream=op.stream)
-        return await op.finish(self, result, route)
+    def start(self, req):
+        """A call about to be sent (Pool.start); kept for the client leaving to abort."""
+        self.ex.call = call = self.http.start(req.url)
+        return call
 
-    @property
-    def key(self) -> str | None:
-        """The vendor key that served (polls of a task must use the key that made it)."""
-        return self._lease.key if self._lease is not None else None
+    def waiting(self, fut) -> None:
+        """`on_wait` of KeyPool.acquire: the future a request queued for a key waits on."""
+        self.ex.queued = fut
 
     def remaining(self) -> float:
-        return (self._deadline or time.monotonic()) - time.monotonic()
+        return (self.ex.deadline or time.monotonic()) - time.monotonic()
 
     async def fetch(self, provider, req, limit: int, what: str):
         """One more call after the attempt that served: (status, headers, body). A request
         past its deadline is a 504 naming `what` was still pending."""
-        if self._client_gone:  # it left while nothing could be aborted (a store call)
+        ex = self.ex
+        if ex.client_gone:  # it left while nothing could be aborted (a store call)
             raise ClientGone()
         remaining = self.remaining()
         if remaining <= 0:
             raise self.timed_out(provider, what)
-        t, gw = provider.timeouts, self.gateway
-        self._call = call = gw.http.start(req.url)
+        t, http = provider.timeouts, self.http
+        call = self.start(req)
         try:
-            resp = await gw.http.send(call, req.method, req.url, req.headers, req.body,
-                                      min(t.connect, remaining), min(t.first_byte, remaining))
-            raw = await resp.read(t.idle, limit, self._deadline)
+            resp = await http.send(call, req.method, req.url, req.headers, req.body,
+                                   min(t.connect, remaining), min(t.first_byte, remaining))
+            raw = await resp.read(t.idle, limit, ex.deadline)
         except UpstreamError as e:
-            if self._client_gone:
+            if ex.client_gone:
                 raise ClientGone() from None
-            if e.kind == "aborted" and gw.shutting_down:
+            if e.kind == "aborted" and self._shutting_down():
                 raise shutdown_error() from None
             if e.kind == "timeout" and self.remaining() <= 0:
                 raise self.timed_out(provider, what) from None
@@ -80,110 +76,57 @@ class OperationMixin:
 
     async def pause(self, seconds: float, provider, what: str):
         """Wait between polls; the client leaving or shutdown ends the wait at once."""
-        if self._client_gone:
+        ex = self.ex
+        if ex.client_gone:
             raise ClientGone()
         if seconds >= self.remaining():
             raise self.timed_out(provider, what)
         loop = asyncio.get_running_loop()
         fut = loop.create_future()
-        self._queued = fut  # _stop_waiting (client gone, shutdown) fails it
+        self.waiting(fut)  # Pipeline.client_left / shutdown fail it
         handle = loop.call_later(seconds, lambda: fut.done() or fut.set_result(None))
         try:
             await fut
         finally:
             handle.cancel()
-            self._queued = None
-        if self.gateway.shutting_down:
+            ex.queued = None
+        if self._shutting_down():
             raise shutdown_error()
 
-    # -- a vendor's builtin web search the caller must complete (Kimi's $web_search) ----
 
-    async def _search_rounds(self, route, model: str, body: dict, token, stream: bool,
-                             include_usage: bool):
-        """Kimi answers a `$web_search` call with the search's arguments, which the caller
-        hands back as the tool's result (https://platform.moonshot.ai/docs/guide/use-web-search);
-        the gateway does that until the answer is final. The rounds are non-stream; a
-        stream client gets keep-alives meanwhile, then the final answer as a stream."""
-        h = self.handler
-        writer = None
-        if stream:
-            self._writer = writer = sse.SSEWriter(h, self.gateway.config.keepalive_interval,
-                                                  h.keepalive)
-        try:
-            data, served = await self._searched(route, model, body, token)
-        except APIError as e:
-            if writer is None or not writer.committed:
-                if writer is not None:
-                    writer.stop()
-                raise
-            self._error = e.code
-            await writer.send(h.stream_error(e))
-            writer.stop()
-            return None
-        if not stream:
-            return self._parsed(complete(data, served, model))
-        relay = StreamRelay(served, model, include_usage=include_usage,
-                            keys=[self._lease.key] if self._lease else ())
-        self._watch_relay(relay)
-        encoder = h.chat_encoder(relay)
-        out = [encoder.feed(json.dumps(c, ensure_ascii=False)) for c in _as_chunks(data)]
-        try:
-            await writer.send(b"".join(out) + encoder.finish())
-        finally:
-            writer.stop()
-        h.finish()
-        return None
+class OperationContext:
+    """What an operation's `finish` may use (freeapi/modalities/): the door to write its
+    answer to, the key that served, more calls to the vendor, and what the ledger needs
+    of its answer. It is not the pipeline: an operation sets nothing else."""
 
-    async def _searched(self, route, model: str, body: dict, token):
-        body = {k: v for k, v in body.items() if k != "stream_options"}
-        body["stream"] = False
-        messages, usage = list(body["messages"]), None
-        for _ in range(MAX_ROUNDS):
-            raw, route = await self._attempt(route, model, dict(body, messages=messages),
-                                             token, stream=False)
-            try:
-                data = json.loads(raw)
-                if not isinstance(data, dict):
-                    raise ValueError
-            except (ValueError, UnicodeDecodeError, RecursionError):
-                raise vendor_error(route.provider.name, 502, "the answer was not a JSON "
-                                   "object") from None
-            usage = add_usage(usage, data.get("usage"))
-            found = search_calls(data)
-            if found is None:
-                if usage is not None:
-                    data["usage"] = usage
-                return data, route
-            message, calls = found
-            messages.append(message)
-            for call in calls:
-                messages.append({"role": "tool", "tool_call_id": call.get("id"),
-                                 "name": "$web_search",
-                                 "content": call["function"].get("arguments") or "{}"})
-        raise vendor_error(route.provider.name, 502, f"still searching after {MAX_ROUNDS} "
-                           "rounds")
+    def __init__(self, ex: Exchange, door, calls: VendorCalls):
+        self._ex, self.door, self.calls = ex, door, calls
+        self.fetch, self.pause = calls.fetch, calls.pause
 
+    @property
+    def key(self) -> str | None:
+        """The vendor key that served (polls of a task must use the key that made it)."""
+        lease = self._ex.lease
+        return lease.key if lease is not None else None
 
-def _as_chunks(data: dict) -> list[dict]:
-    """A chat.completion as the chunks a stream of it would have had."""
-    base = {k: data[k] for k in ("id", "created", "model") if k in data}
-    base["object"] = "chat.completion.chunk"
-    chunks = []
-    for choice in data.get("choices") or ():
-        if not isinstance(choice, dict):
-            continue
-        message = dict(choice.get("message") or {})
-        delta = {"role": "assistant"}
-        for k in ("reasoning_content", "content", "tool_calls"):
-            if message.get(k):
-                delta[k] = message[k]
-        if "tool_calls" in delta:
-            delta["tool_calls"] = [dict(c, index=i) for i, c in enumerate(delta["tool_calls"])]
-        index = choice.get("index", 0)
-        chunks.append(dict(base, choices=[{"index": index, "delta": delta,
-                                           "finish_reason": None}]))
-        chunks.append(dict(base, choices=[{"index": index, "delta": {},
-                                           "finish_reason": choice.get("finish_reason")}]))
-    if data.get("usage"):
-        chunks.append(dict(base, choices=[], usage=data["usage"]))
-    return chunks
+    @property
+    def deadline(self) -> float | None:
+        """Monotonic time the request's time (the provider's timeouts.total) runs out."""
+        return self._ex.deadline
+
+    @property
+    def client_gone(self) -> bool:
+        return self._ex.client_gone
+
+    def report_usage(self, usage: dict | None) -> None:
+        """The answer's usage, for the ledger."""
+        self._ex.usage = usage
+
+    def relaying(self, mark) -> None:
+        """A body relayed as it arrives: the ledger reads its usage and end from `mark`
+        (a relay.StreamMark)."""
+        self._ex.relay = mark
+
+    def failed(self, code: str) -> None:
+        """The answer failed after its first byte: the ledger notes `code`."""
+        self._ex.error = code
