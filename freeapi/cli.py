@@ -114,7 +114,7 @@ async def serve(gateway: Gateway, reuse_port: bool = False):
              "connections)", __version__, cfg.host, cfg.port,
              "on" if gateway.auth.enabled else "off", server.max_connections)
     log.info("state: %s", gateway.store.describe())
-    discovery = asyncio.ensure_future(gateway.discovery_loop())
+    discovery = asyncio.ensure_future(gateway.discovery.loop())
     housekeeping = asyncio.ensure_future(gateway.housekeeping())
     gateway.health_sync.start()  # shared stores only; gateway.close() stops it
     metrics_fresh = (asyncio.ensure_future(gateway.metrics.keep_fresh(gateway))
