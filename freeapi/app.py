@@ -13,7 +13,7 @@ from tornado import web
 
 from freeapi.config import Config, ConfigError
 from freeapi.discovery import Discovery
-from freeapi.errors import APIError, UpstreamError, invalid_request, upstream_failure
+from freeapi.errors import APIError, invalid_request
 from freeapi.handlers.audio import SpeechHandler, TranscriptionsHandler
 from freeapi.handlers.base import NotFoundHandler
 from freeapi.handlers.chat import ChatCompletionsHandler
@@ -33,14 +33,14 @@ from freeapi.keypool import HealthStore, KeyPool
 from freeapi.keys import GatewayAuth, split_keys
 from freeapi.limits import Limits
 from freeapi.metrics import Metrics, multiproc_dir
+from freeapi.probes import check_key, host_answers
 from freeapi.provider import Provider
 from freeapi.proxy import Resolver as ProxyResolver
 from freeapi.routing import Catalog, Route
 from freeapi.status import StatusBoard
-from freeapi.store import StoreError, open_store
+from freeapi.store import open_store
 from freeapi.upstream import Pool
 
-_MAX_CHECK_BODY = 1 << 20
 # Pass-through keys one request may carry (`Bearer k1,k2,...`): every key is tried or
 # tracked, so the list is bounded; real clients send a handful.
 MAX_PASSTHROUGH_KEYS = 32
@@ -90,10 +90,10 @@ class Gateway:
         kp = p.config.key_pool
 
         async def probe(key):
-            return await self.check_key(p, key)
+            return await check_key(self.http, p, key)
 
         async def host_probe():
-            return await self.host_answers(p)
+            return await host_answers(self.http, p)
 
         # The gateway's own keys, and a keyless provider's pseudo-key, are never forgotten
         # for clients' pass-through keys.
@@ -197,52 +197,6 @@ class Gateway:
                                 f"configure providers.{provider.name}.api_keys on the gateway.",
                            code="missing_api_key")
         return keys, True
-
-    async def check_key(self, provider: Provider, key: str, on_call=None) -> bool:
-        """Ask the vendor whether `key` is usable now. An outage raises an APIError (502 or
-        504); a check cancelled through `on_call(call).abort()` raises UpstreamError."""
-        req = provider.key_check_request(key)
-        t = provider.timeouts
-        call = self.http.start(req.url)
-        if on_call is not None:
-            on_call(call)
-        try:
-            resp = await self.http.send(call, req.method, req.url, req.headers, req.body,
-                                        t.connect, t.first_byte)
-            raw = await resp.read(t.idle, _MAX_CHECK_BODY)
-        except UpstreamError as e:
-            if e.kind == "aborted":
-                raise
-            raise upstream_failure(provider.name, e) from None
-        return provider.key_check_result(resp.status, resp.headers, raw, [key])
-
-    async def host_answers(self, provider: Provider, timeout: float = 5.0) -> bool:
-        """Whether a keyless provider's server answers HTTP at all (any status): the probe
-        that lets traffic back to a host that could not be reached."""
-        req = provider.models_request(None)
-        t = provider.timeouts
-        call = self.http.start(req.url)
-        try:
-            resp = await self.http.send(call, req.method, req.url, req.headers, req.body,
-                                        min(t.connect, timeout), min(t.first_byte, timeout))
-            await resp.read(timeout, _MAX_CHECK_BODY, time.monotonic() + timeout)
-        except UpstreamError:
-            return False
-        return True
-
-    async def housekeeping(self, every: float = 3600.0):
-        """Keep the usage ledger to state.ledger_days, checked hourly. Every worker does it;
-        the deletes are idempotent."""
-        days = self.config.state.ledger_days
-        while days:
-            try:
-                n = await self.store.prune_ledger(time.time() - days * 86400)
-                if n:
-                    logging.getLogger("freeapi.store").info(
-                        "ledger: pruned %d entries older than %g days", n, days)
-            except StoreError as e:
-                logging.getLogger("freeapi.store").warning("ledger: pruning failed: %s", e)
-            await asyncio.sleep(every)
 
     async def drain(self, grace: float):
         """Graceful shutdown: new chat requests are refused, those in flight get `grace`

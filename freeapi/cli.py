@@ -15,6 +15,7 @@ from freeapi import __version__, logs, metrics
 from freeapi.app import Gateway, make_app
 from freeapi.checkkeys import check_keys
 from freeapi.config import ConfigError, load_config, plain_http_to_remote
+from freeapi.housekeeping import prune_ledger
 from freeapi.keys import public_url, redact_log
 from freeapi.plugins import make_plugin_manager, provider_types
 from freeapi.server import make_server, raise_fd_limit
@@ -115,7 +116,8 @@ async def serve(gateway: Gateway, reuse_port: bool = False):
              "on" if gateway.auth.enabled else "off", server.max_connections)
     log.info("state: %s", gateway.store.describe())
     discovery = asyncio.ensure_future(gateway.discovery.loop())
-    housekeeping = asyncio.ensure_future(gateway.housekeeping())
+    housekeeping = asyncio.ensure_future(
+        prune_ledger(gateway.store, gateway.config.state.ledger_days))
     gateway.health_sync.start()  # shared stores only; gateway.close() stops it
     metrics_fresh = (asyncio.ensure_future(gateway.metrics.keep_fresh(gateway))
                      if gateway.metrics.multiproc_dir else None)
