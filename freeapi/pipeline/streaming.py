@@ -130,9 +130,10 @@ class ResponseWriter:
                 self.watch(ex, relay)
                 encoder = h.chat_encoder(relay)
                 if route.display == "silent" or h.remembers_reasoning:
+                    def hidden(answer, route=route):  # kept by _ending, at the stream's end
+                        ex.hidden = (route, answer)
                     # the door's encoder sees the whole answer when it re-encodes chunks
-                    (relay if route.display == "silent" else encoder).on_finish = \
-                        lambda answer: setattr(ex, "hidden", (route, answer))
+                    (relay if route.display == "silent" else encoder).on_finish = hidden
             if not ex.client_gone:
                 await self._relay(ex, resp, encoder, route.provider)
         finally:
