@@ -33,6 +33,7 @@ from freeapi.keypool import HealthStore, KeyPool
 from freeapi.keys import GatewayAuth, split_keys
 from freeapi.limits import Limits
 from freeapi.metrics import Metrics, multiproc_dir
+from freeapi.pipeline import Steps
 from freeapi.probes import check_key, host_answers
 from freeapi.provider import Provider
 from freeapi.proxy import Resolver as ProxyResolver
@@ -83,6 +84,7 @@ class Gateway:
         self.draining = False  # no new chat requests (graceful shutdown began)
         self.shutting_down = False  # the grace period is over: in-flight work is cut
         self._resolve = pm.hook.resolve_model
+        self.steps = Steps(self)  # the request pipeline's steps (freeapi/pipeline)
         self.discovery = Discovery(self.providers, config.discovery, self.http,
                                    self._catalog_changed)
 

@@ -10,9 +10,11 @@ The path of a request::
       -> provider plugin (pure: builds the vendor request, reads its answer)
       -> upstream client (freeapi/upstream.py) -> the door's encoder -> SSE writer
 
-`Pipeline.run` is the script of one chat request; each line calls one step, an object
-with narrow inputs, and hands it the request's `Exchange` (exchange.py: every field
-names the step that writes it):
+`Pipeline.run` is the script of one chat request; each line calls one step and hands it
+the request's `Exchange` (exchange.py: the door it came in by, and every field naming
+the step that writes it). A step is an object made once per gateway (`Steps`, kept as
+`Gateway.steps`) with the narrow part of the gateway it needs; it keeps nothing of any
+request, so a request costs one Exchange and one Pipeline:
 
     Admission.admit              admission.py    the caller's limits; routed, admitted
     Documents.read               documents.py    `file` parts read (extract / reference)
@@ -130,9 +132,25 @@ from freeapi.pipeline.history import Conversations, owner
 from freeapi.pipeline.native import choose_native, native_reads_documents
 from freeapi.pipeline.operations import OperationContext, VendorCalls
 from freeapi.pipeline.search import SearchRounds
-from freeapi.pipeline.streaming import Answer, ResponseWriter
+from freeapi.pipeline.streaming import Answer, ResponseWriter, end
 
-__all__ = ["Answer", "Door", "Exchange", "Pipeline", "shutdown_error"]
+__all__ = ["Answer", "Door", "Exchange", "Pipeline", "Steps", "shutdown_error"]
+
+
+class Steps:
+    """The steps of every request through one gateway, made once with what each needs
+    of it (Gateway.steps); they keep nothing of any request."""
+
+    def __init__(self, gateway):
+        self.calls = VendorCalls(gateway.http, lambda: gateway.shutting_down)
+        self.admission = Admission(gateway.limits)
+        self.conversations = Conversations(gateway.store, gateway.config.conversations)
+        self.documents = Documents(gateway, self.calls)
+        self.failover = Failover(gateway, self.calls, self.documents)
+        self.response = ResponseWriter(gateway, self.failover, self.conversations)
+        self.search = SearchRounds(gateway.config.keepalive_interval, self.failover,
+                                   self.response)
+        self.accounting = Accounting(gateway.metrics, gateway.store, gateway.limits)
 
 
 class Pipeline:
@@ -141,16 +159,8 @@ class Pipeline:
     `Exchange` and what they need, nothing else."""
 
     def __init__(self, door: Door, gateway):
-        self.door, self.gateway = door, gateway
-        self.ex = ex = Exchange(door.endpoint)
-        self.calls = VendorCalls(ex, gateway.http, lambda: gateway.shutting_down)
-        self.admission = Admission(gateway.limits)
-        self.conversations = Conversations(door, gateway.store, gateway.config.conversations)
-        self.documents = Documents(door, gateway, self.calls)
-        self.failover = Failover(door, gateway, self.calls, self.documents)
-        self.response = ResponseWriter(door, gateway, self.failover, self.conversations,
-                                       self.done)
-        self.accounting = Accounting(door, gateway.metrics, gateway.store, gateway.limits)
+        self.gateway, self.steps = gateway, gateway.steps
+        self.ex = Exchange(door)
 
     @property
     def native(self) -> bool:
@@ -161,17 +171,18 @@ class Pipeline:
 
     async def run(self, body: dict, *, model: str, stream: bool, token: str | None,
                   include_usage: bool = False, native=None) -> Answer | None:
-        ex, door, gw = self.ex, self.door, self.gateway
+        ex, gw, step = self.ex, self.gateway, self.steps
+        door = ex.door
         route = await gw.resolve_fresh(model)
         parts = has_parts(body["messages"])  # content parts: images, files (one cheap pass)
         check_chat(route, body, model, parts)  # images to a text model, chat to an embedder
-        await self.admission.admit(ex, door.caller, model, stream, route)
+        await step.admission.admit(ex, model, stream, route)
         if parts and route.provider.file_parts != "pass" and has_files(body["messages"]) \
                 and not native_reads_documents(ex, native, route, body, stream,
                                                gw.config.conversations.store):
-            await self.documents.read(ex, route, body, token)  # `file` parts
-        await self.conversations.continue_history(ex, body)
-        await self.documents.load(ex, route, body)  # files read by id, before a key is leased
+            await step.documents.read(ex, route, body, token)  # `file` parts
+        await step.conversations.continue_history(ex, body)
+        await step.documents.load(ex, route, body)  # files read by id, before a key is leased
         if route.display:  # put back the reasoning the display mode kept from the client
             body["messages"] = await reasoning.for_vendor(
                 gw.store, route.display, body["messages"], owner=owner(door))
@@ -182,35 +193,34 @@ class Pipeline:
         if getattr(route, "search", False):  # the `-search` suffix (modalities/search.py)
             body = route.provider.search_body(body)
             if route.provider.search_round_trip:
-                rounds = SearchRounds(door, gw.config.keepalive_interval, self.failover,
-                                      self.response)
-                return await rounds.run(ex, route, model, body, token, stream, include_usage)
+                return await step.search.run(ex, route, model, body, token, stream,
+                                             include_usage)
         else:
             choose_native(ex, native, route, body, stream)  # or chat (pipeline/native.py)
         if not stream:
-            return await self.response.complete(ex, route, model, body, token)
-        await self.response.stream(ex, route, model, body, token, include_usage)
+            return await step.response.complete(ex, route, model, body, token)
+        await step.response.stream(ex, route, model, body, token, include_usage)
         return None
 
     async def call(self, op, *, model: str, token: str | None):
         """Serve `op` (a freeapi.modalities.Operation); returns what its `finish` returns
         (a dict for the door to write, or None when it wrote the response itself)."""
-        ex = self.ex
+        ex, step = self.ex, self.steps
         route = await self.gateway.resolve_fresh(model)
         op.check(route)
         ex.operation = op
-        await self.admission.admit(ex, self.door.caller, model, op.stream is not False, route)
-        result, route = await self.failover.attempt(ex, route, model, op.body, token,
+        await step.admission.admit(ex, model, op.stream is not False, route)
+        result, route = await step.failover.attempt(ex, route, model, op.body, token,
                                                     stream=op.stream)
-        return await op.finish(OperationContext(ex, self.door, self.calls), result, route)
+        return await op.finish(OperationContext(ex, step.calls), result, route)
 
     # -- lifecycle (DoorHandler calls these) ------------------------------------------------
 
     def finished(self):
         """The response has ended (on_finish)."""
-        self.done()
-        self.accounting.account(self.ex)
-        self.conversations.remember(self.ex)
+        end(self.gateway, self.ex)
+        self.steps.accounting.account(self.ex)
+        self.steps.conversations.remember(self.ex)
 
     def client_left(self):
         # The client went away: stop the vendor's work so nobody pays for unread tokens.
@@ -221,8 +231,8 @@ class Pipeline:
         self._stop_waiting(ClientGone())
         if ex.writer is not None:
             ex.writer.stop()
-        self.done()
-        self.accounting.account(ex, gone=True)
+        end(self.gateway, ex)
+        self.steps.accounting.account(ex, gone=True)
 
     def shutdown(self):
         """Graceful shutdown's grace period ran out: end this request with an error."""
@@ -234,18 +244,9 @@ class Pipeline:
         """The door answered with an error (its write_error ran)."""
         self.ex.error = getattr(exc, "code", None) or f"http_{status_code}"
 
-    def done(self, status: int | None = 200, error: str | None = None):
-        """The request is over for the gateway (no longer active) and for its key."""
-        self.gateway.active.discard(self.door)
-        ex = self.ex
-        if ex.lease is not None:
-            ex.lease.release(status, error=error)
-            ex.lease = None
-
     def _stop_waiting(self, exc: Exception):
         # A request queued for a busy key would otherwise hold its place, and later spend
         # the key, for nobody.
         queued = self.ex.queued
         if queued is not None and not queued.done():
             queued.set_exception(exc)
-

@@ -36,8 +36,8 @@ class Accounting:
     then is there a ledger entry), `served`, the stream's `relay` or a non-stream
     `answer`/`usage`, `error`; writes `accounted`."""
 
-    def __init__(self, door, metrics, store, limits):
-        self.door, self.metrics, self.store, self.limits = door, metrics, store, limits
+    def __init__(self, metrics, store, limits):
+        self.metrics, self.store, self.limits = metrics, store, limits
 
     def account(self, ex: Exchange, gone: bool = False) -> None:
         if ex.accounted or ex.admitted is None or not ex.credentialed:
@@ -52,7 +52,7 @@ class Accounting:
             usage = relay.usage if relay is not None else None
         else:
             usage = ex.usage or usage_from_body(ex.answer)
-        door = self.door
+        door = ex.door
         status, error = door.get_status(), ex.error
         if gone:
             status, error = CLIENT_GONE, error or "client_gone"
@@ -70,7 +70,7 @@ class Accounting:
                   upstream_model=route.upstream_model if route else None, status=status,
                   error=error, stream=stream, latency_ms=round(door.elapsed() * 1000),
                   ttfb_ms=round(began * 1000) if began is not None else None, usage=usage,
-                  endpoint=ex.endpoint, estimated=estimated, request_id=door.request_id())
+                  endpoint=door.endpoint, estimated=estimated, request_id=door.request_id())
         door.logged(e)
         if ex.served is not None:
             opened = ex.opened
@@ -85,9 +85,9 @@ class Accounting:
         """A routed request the ledger leaves out (a limit refused it, or no target had
         credentials): the metrics still count it, as every request that reached routing."""
         provider, model, stream = ex.routed
-        door = self.door
+        door = ex.door
         self.metrics.request_done(entry(
             caller=None, vendor_key=None, provider=None, model=model, upstream_model=None,
             status=CLIENT_GONE if gone else door.get_status(), error=ex.error, stream=stream,
             latency_ms=round(door.elapsed() * 1000), ttfb_ms=None, usage=None,
-            endpoint=ex.endpoint), routed=provider)
+            endpoint=door.endpoint), routed=provider)

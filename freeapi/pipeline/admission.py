@@ -12,11 +12,12 @@ class Admission:
     def __init__(self, limits):
         self.limits = limits
 
-    async def admit(self, ex: Exchange, caller, model: str, stream: bool, route) -> None:
+    async def admit(self, ex: Exchange, model: str, stream: bool, route) -> None:
         """Writes `ex.routed` (the metrics count every routed request), then `ex.admitted`
         once the caller's limits let it through (only a key with limits waits, for one
         store call)."""
         ex.routed = (route.provider.name, model, stream)
+        caller = ex.door.caller
         if caller is not None and caller.limited:
             await self.limits.admit(caller, model, route)
         ex.admitted = (model, stream)

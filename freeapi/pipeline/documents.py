@@ -47,9 +47,9 @@ class Documents:
     in each attempt when `ex.doc_refs` is set: `bind` (writes `bound`) and, on a 400,
     `stale` (writes `rebound`). `reads(target)` says which fallbacks can serve."""
 
-    def __init__(self, door, gateway, calls):
+    def __init__(self, gateway, calls):
         # gateway: store, pools, vendor_keys, config, shutting_down; calls: VendorCalls
-        self.door, self.gateway, self.calls = door, gateway, calls
+        self.gateway, self.calls = gateway, calls
 
     async def read(self, ex: Exchange, route, body: dict, token) -> None:
         """Replace each `file` part by what the vendor reads: its extracted text, or a
@@ -80,7 +80,7 @@ class Documents:
                     continue
                 name, media_type, raw = await documents.read_part(
                     part, f"messages[{i}].content[{j}]", self.gateway.store,
-                    owner(self.door))
+                    owner(ex.door))
                 if reference:
                     refs.append(await self._hold(ex, body, name, media_type, raw))
                 else:
@@ -131,7 +131,7 @@ class Documents:
         while text is None and len(tried) < max(1, gw.config.failover.max_attempts):
             try:
                 lease = await pool.acquire(keys, tried, last_resort=passthrough,
-                                           on_wait=self.calls.waiting)
+                                           on_wait=ex.wait_on)
             finally:
                 ex.queued = None
             if lease is None:
@@ -139,7 +139,8 @@ class Documents:
             tried.add(lease.key)
             status = retry_after = None
             try:
-                status, text = await self._extract_with(p, name, media_type, raw, lease.key)
+                status, text = await self._extract_with(ex, p, name, media_type, raw,
+                                                        lease.key)
             except APIError as e:
                 if gw.shutting_down:
                     raise  # not the key's fault (the lease is cancelled below), nor a
@@ -164,11 +165,11 @@ class Documents:
             log.warning("%s: a document's extraction was not cached: %s", p.name, e)
         return text
 
-    async def _extract_with(self, p, name, media_type, raw, key) -> tuple[int, str]:
-        file_id, _ = await self._upload(p, name, media_type, raw, key)
+    async def _extract_with(self, ex, p, name, media_type, raw, key) -> tuple[int, str]:
+        file_id, _ = await self._upload(ex, p, name, media_type, raw, key)
         polls = 0
         while True:
-            status, answer = await self._vendor(p, p.document_text_request(file_id, key),
+            status, answer = await self._vendor(ex, p, p.document_text_request(file_id, key),
                                                 key, "the document extraction", 64 << 20)
             try:
                 text = p.document_text(answer)
@@ -179,27 +180,27 @@ class Documents:
                 break
             # The vendor still parses the file (None: not ready): ask again, within the
             # request's deadline.
-            await self.calls.pause(min(0.5 * 2 ** polls, 3.0), p, "the document's parsing")
+            await self.calls.pause(ex, min(0.5 * 2 ** polls, 3.0), p, "the document's parsing")
             polls += 1
         delete = p.document_delete(file_id, key)
         if delete is not None:
             try:  # best effort: the vendor's copy is no longer needed
-                await self.calls.fetch(p, delete, 1 << 20, "the document deletion")
+                await self.calls.fetch(ex, p, delete, 1 << 20, "the document deletion")
             except APIError as e:
                 log.warning("%s: the uploaded document %s was not deleted: %s", p.name,
                             file_id, e.message)
         return status, text
 
-    async def _vendor(self, p, req, key, what: str, limit: int = 1 << 20):
+    async def _vendor(self, ex, p, req, key, what: str, limit: int = 1 << 20):
         """One call for a document: (status, body), or the vendor's error raised."""
-        status, headers, body = await self.calls.fetch(p, req, limit, what)
+        status, headers, body = await self.calls.fetch(ex, p, req, limit, what)
         err = p.error_from(status, headers, body, [key] if key else [])
         if err is not None:
             raise err
         return status, body
 
-    async def _upload(self, p, name, media_type, raw, key) -> tuple[str, bytes]:
-        status, body = await self._vendor(p, p.document_upload(name, media_type, raw, key),
+    async def _upload(self, ex, p, name, media_type, raw, key) -> tuple[str, bytes]:
+        status, body = await self._vendor(ex, p, p.document_upload(name, media_type, raw, key),
                                           key, "the document upload")
         try:
             return p.document_id(body), body
@@ -216,7 +217,7 @@ class Documents:
         if ex.doc_bytes is None:
             ex.doc_bytes = {}
         ex.doc_bytes[sha] = (name, media_type, raw)
-        cfg, who = self.gateway.config.conversations, owner(self.door)
+        cfg, who = self.gateway.config.conversations, owner(ex.door)
         if (body.get("conversation_id") is not None or cfg.store) and who != conv.ANONYMOUS:
             try:
                 await self.gateway.store.kv_put(documents.KEPT, f"{who}:{sha}", {
@@ -293,12 +294,12 @@ class Documents:
         if isinstance(hit, str):
             ex.bound[hit] = cached
             return hit
-        file_id, answer = await self._upload(p, name, media_type, raw, key)
+        file_id, answer = await self._upload(ex, p, name, media_type, raw, key)
         polls = 0
         while not self._ready(p, answer):  # the vendor still parses the file
-            await self.calls.pause(min(0.5 * 2 ** polls, 3.0), p, "the document's parsing")
+            await self.calls.pause(ex, min(0.5 * 2 ** polls, 3.0), p, "the document's parsing")
             polls += 1
-            _, answer = await self._vendor(p, p.document_status_request(file_id, key), key,
+            _, answer = await self._vendor(ex, p, p.document_status_request(file_id, key), key,
                                            "the document's parsing")
         try:
             await store.kv_put(documents.IDS, cached, file_id, documents.TTL)
@@ -318,7 +319,7 @@ class Documents:
         got = (ex.doc_bytes or {}).get(sha)
         if got is not None:
             return got
-        kept = f"{owner(self.door)}:{sha}"
+        kept = f"{owner(ex.door)}:{sha}"
         try:
             rec = (await self.gateway.store.kv_get(documents.KEPT, [kept])).get(kept)
         except StoreError as e:

@@ -2,24 +2,31 @@
 steps after them read.
 
 Each field names the step that writes it (its module in freeapi/pipeline/); any step may
-read it. The steps hold no state of their own about the request, so what a step knows
-is what it is handed: this object and its narrow inputs.
+read it. The steps are made once per gateway (freeapi/pipeline/__init__.py: Steps) and
+hold nothing of any request: what a step knows of one is what it is handed, this object
+and its arguments.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(eq=False, init=False)
 class Exchange:
-    #: The ledger's name for the door ("chat", "messages", ...): the door, at the start.
-    endpoint: str
+    #: The front door the request came in by (freeapi/pipeline/door.py): Pipeline.
+    door: Any
 
-    def __init__(self, endpoint: str):
+    def __init__(self, door):
         # Every other field starts as its class default: one request makes one Exchange,
         # and a generated __init__ setting 35 fields cost it 3-4 µs.
-        self.endpoint = endpoint
+        self.door = door
+
+    def wait_on(self, fut) -> None:
+        """`on_wait` of KeyPool.acquire (Failover.lease, Documents): the future a request
+        queued for a key waits on, failed when the client leaves or shutdown ends it."""
+        self.queued = fut
 
     # -- lifecycle (Pipeline.client_left) --------------------------------------------------
     #: The client went away: nothing more is sent, nobody waits for a key.
@@ -88,7 +95,7 @@ class Exchange:
     #: The vendor call in flight, aborted when the client leaves (VendorCalls.start).
     call: object | None = None
     #: The future this request waits on (a free key, a poll's pause), failed when the
-    #: client leaves or shutdown ends it (VendorCalls.waiting: the key pool's on_wait and
+    #: client leaves or shutdown ends it (Exchange.wait_on: the key pool's on_wait and
     #: VendorCalls.pause).
     queued: object | None = None
 

@@ -142,9 +142,9 @@ class Failover:
     Writes the exchange's `credentialed`, `lease`, `served`, `deadline`, `opened`,
     `upstream_s` and `failed_at`."""
 
-    def __init__(self, door, gateway, calls, documents):
+    def __init__(self, gateway, calls, documents):
         # gateway: config, fallbacks_for, limits, vendor_keys, pools, metrics, shutting_down
-        self.door, self.gateway, self.calls, self.documents = door, gateway, calls, documents
+        self.gateway, self.calls, self.documents = gateway, calls, documents
 
     async def attempt(self, ex: Exchange, route: Route, model: str, body: dict, token,
                       stream: Transport):
@@ -167,7 +167,7 @@ class Failover:
         gw = self.gateway
         # A key's `models` allowlist holds for every target: a fallback it may not use is
         # skipped (the requested name was checked on admission).
-        caller = self.door.caller
+        caller = ex.door.caller
         targets = [route] + [t for t in gw.fallbacks_for(model, route)
                              if caller is None or caller.models is None
                              or gw.limits.target_allowed(caller, t)]
@@ -183,7 +183,7 @@ class Failover:
         shutdown meanwhile ends the request."""
         try:
             lease = await pool.acquire(keys, tried, last_resort=passthrough,
-                                       on_wait=self.calls.waiting)
+                                       on_wait=ex.wait_on)
         finally:
             ex.queued = None
         if lease is not None and (ex.client_gone or self.gateway.shutting_down):
@@ -268,7 +268,7 @@ class Failover:
 
     def _served(self, ex: Exchange, target: Route, lease, attempts: int) -> None:
         ex.lease = lease
-        h = self.door
+        h = ex.door
         ex.served = (target, lease.id, h.elapsed())
         h.set_header("x-freeapi-provider", target.provider.name)
         h.set_header("x-freeapi-upstream-model", target.upstream_model)
@@ -314,7 +314,7 @@ class Failover:
             started = time.monotonic()
         try:
             req = self.request(ex, target, body, lease.key)
-            call = self.calls.start(req)
+            call = self.calls.start(ex, req)
             resp = await gw.http.send(call, req.method, req.url, req.headers, req.body,
                                       t.connect, first_byte)
             ctype = resp.headers.get("Content-Type", "")

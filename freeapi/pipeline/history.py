@@ -77,8 +77,8 @@ class Conversations:
     streams, `answered(ex, data)` for a non-stream answer, `remember(ex)` once the answer
     has ended."""
 
-    def __init__(self, door, store, config):
-        self.door, self.store, self.config = door, store, config  # config.conversations
+    def __init__(self, store, config):
+        self.store, self.config = store, config  # config.conversations
 
     async def continue_history(self, ex: Exchange, body: dict) -> None:
         """Put the stored history in front of the new messages (or start a conversation
@@ -93,7 +93,7 @@ class Conversations:
             raise APIError(413, f"These messages are larger than a stored conversation may "
                                 f"be ({cfg.max_bytes} bytes, conversations.max_bytes).",
                            code="conversation_too_large")
-        who = owner(self.door)
+        who = owner(ex.door)
         if who == conv.ANONYMOUS:
             if cid is not None:
                 raise needs_credentials()
@@ -109,7 +109,7 @@ class Conversations:
             turns = await stored_turns(self.store, cid, who)
         body["messages"] = conv.with_history(turns, new, cfg.max_history_chars)
         ex.conversation = (cid, who, new)
-        self.door.set_header(HEADER, cid)
+        ex.door.set_header(HEADER, cid)
 
     @staticmethod
     def watch(ex: Exchange, relay) -> None:
@@ -146,7 +146,7 @@ class Conversations:
         write is queued on the store's one connection/thread before the client could send
         its next turn, so that turn's read sees it."""
         if ex.conversation is None or ex.remembered or ex.error is not None \
-                or self.door.get_status() != 200:
+                or ex.door.get_status() != 200:
             return
         ex.remembered = True
         relay = ex.relay

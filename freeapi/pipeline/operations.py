@@ -21,38 +21,34 @@ from freeapi.pipeline.failover import shutdown_error
 
 
 class VendorCalls:
-    """The vendor calls of one request outside its attempts, and what makes every call
-    cancellable: `start` keeps the call in flight (`ex.call`) and `waiting` the future
-    it waits on (`ex.queued`), so the client leaving or shutdown ends them
+    """The vendor calls of a request outside its attempts, and what makes every call
+    cancellable: `start` keeps the call in flight (`ex.call`) and `pause` the future it
+    waits on (`ex.queued`), so the client leaving or shutdown ends them
     (Pipeline.client_left, Pipeline.shutdown)."""
 
-    def __init__(self, ex: Exchange, http, is_shutting_down):
-        self.ex, self.http = ex, http
+    def __init__(self, http, is_shutting_down):
+        self.http = http
         self._shutting_down = is_shutting_down  # () -> bool: the gateway's, read each time
 
-    def start(self, req):
+    def start(self, ex: Exchange, req):
         """A call about to be sent (Pool.start); kept for the client leaving to abort."""
-        self.ex.call = call = self.http.start(req.url)
+        ex.call = call = self.http.start(req.url)
         return call
 
-    def waiting(self, fut) -> None:
-        """`on_wait` of KeyPool.acquire: the future a request queued for a key waits on."""
-        self.ex.queued = fut
+    @staticmethod
+    def remaining(ex: Exchange) -> float:
+        return (ex.deadline or time.monotonic()) - time.monotonic()
 
-    def remaining(self) -> float:
-        return (self.ex.deadline or time.monotonic()) - time.monotonic()
-
-    async def fetch(self, provider, req, limit: int, what: str):
+    async def fetch(self, ex: Exchange, provider, req, limit: int, what: str):
         """One more call after the attempt that served: (status, headers, body). A request
         past its deadline is a 504 naming `what` was still pending."""
-        ex = self.ex
         if ex.client_gone:  # it left while nothing could be aborted (a store call)
             raise ClientGone()
-        remaining = self.remaining()
+        remaining = self.remaining(ex)
         if remaining <= 0:
             raise self.timed_out(provider, what)
         t, http = provider.timeouts, self.http
-        call = self.start(req)
+        call = self.start(ex, req)
         try:
             resp = await http.send(call, req.method, req.url, req.headers, req.body,
                                    min(t.connect, remaining), min(t.first_byte, remaining))
@@ -62,7 +58,7 @@ class VendorCalls:
                 raise ClientGone() from None
             if e.kind == "aborted" and self._shutting_down():
                 raise shutdown_error() from None
-            if e.kind == "timeout" and self.remaining() <= 0:
+            if e.kind == "timeout" and self.remaining(ex) <= 0:
                 raise self.timed_out(provider, what) from None
             raise upstream_failure(provider.name, e) from None
         return resp.status, resp.headers, raw
@@ -74,16 +70,15 @@ class VendorCalls:
                              "timeouts.total).", type="timeout_error",
                         code="upstream_timeout")
 
-    async def pause(self, seconds: float, provider, what: str):
+    async def pause(self, ex: Exchange, seconds: float, provider, what: str):
         """Wait between polls; the client leaving or shutdown ends the wait at once."""
-        ex = self.ex
         if ex.client_gone:
             raise ClientGone()
-        if seconds >= self.remaining():
+        if seconds >= self.remaining(ex):
             raise self.timed_out(provider, what)
         loop = asyncio.get_running_loop()
         fut = loop.create_future()
-        self.waiting(fut)  # Pipeline.client_left / shutdown fail it
+        ex.wait_on(fut)  # Pipeline.client_left / shutdown fail it
         handle = loop.call_later(seconds, lambda: fut.done() or fut.set_result(None))
         try:
             await fut
@@ -99,9 +94,16 @@ class OperationContext:
     answer to, the key that served, more calls to the vendor, and what the ledger needs
     of its answer. It is not the pipeline: an operation sets nothing else."""
 
-    def __init__(self, ex: Exchange, door, calls: VendorCalls):
-        self._ex, self.door, self.calls = ex, door, calls
-        self.fetch, self.pause = calls.fetch, calls.pause
+    def __init__(self, ex: Exchange, calls: VendorCalls):
+        self._ex, self._calls, self.door = ex, calls, ex.door
+
+    async def fetch(self, provider, req, limit: int, what: str):
+        """One more call to the vendor (a poll, a download): (status, headers, body)."""
+        return await self._calls.fetch(self._ex, provider, req, limit, what)
+
+    async def pause(self, seconds: float, provider, what: str):
+        """Wait between polls (the client leaving or shutdown ends the wait)."""
+        await self._calls.pause(self._ex, seconds, provider, what)
 
     @property
     def key(self) -> str | None:

@@ -20,14 +20,13 @@ from freeapi.relay import StreamRelay, complete
 class SearchRounds:
     """Needs the failover's attempts and the response writer's `parsed` and `watch`."""
 
-    def __init__(self, door, keepalive_interval: float, failover, response):
-        self.door, self.interval = door, keepalive_interval
-        self.failover, self.response = failover, response
+    def __init__(self, keepalive_interval: float, failover, response):
+        self.interval, self.failover, self.response = keepalive_interval, failover, response
 
     async def run(self, ex: Exchange, route, model: str, body: dict, token, stream: bool,
                   include_usage: bool):
         """The final answer: an Answer (non-stream), or None once it has been streamed."""
-        h = self.door
+        h = ex.door
         writer = None
         if stream:
             ex.writer = writer = sse.SSEWriter(h, self.interval, h.keepalive)

@@ -58,11 +58,9 @@ class ResponseWriter:
     answer (`answered`, `watch`); -silent and the doors that remember reasoning keep
     a tool-call answer's reasoning (`remember_reasoning`)."""
 
-    def __init__(self, door, gateway, failover, conversations, done):
-        # gateway: store, config (keepalive_interval, reasoning), shutting_down
-        self.door, self.gateway = door, gateway
-        self.failover, self.conversations = failover, conversations
-        self.done = done  # (status, error): the request is over for the gateway and key
+    def __init__(self, gateway, failover, conversations):
+        # gateway: store, config (keepalive_interval, reasoning), active, shutting_down
+        self.gateway, self.failover, self.conversations = gateway, failover, conversations
 
     # -- a non-stream answer ----------------------------------------------------------------
 
@@ -70,7 +68,7 @@ class ResponseWriter:
                        token) -> Answer:
         if route.provider.stream_only(route.upstream_model, body):
             got, route = await self._collect(ex, route, model, body, token)
-            await self.remember_reasoning(route, got)
+            await self.remember_reasoning(ex, route, got)
             return self.parsed(ex, complete(got, route, model))
         raw, route = await self.failover.attempt(ex, route, model, body, token, stream=False)
         if ex.served_native:
@@ -83,11 +81,11 @@ class ResponseWriter:
         data = _json_object(raw, route.provider)
         # Nothing to change: the vendor's bytes as they are, no second encoding (a long
         # keep-alive prefix of blank lines takes the slow path).
-        if (ex.conversation is None and not self.door.remembers_reasoning
+        if (ex.conversation is None and not ex.door.remembers_reasoning
                 and unchanged(route, model) and raw[:64].lstrip()[:1] == b"{"):
             ex.answer = raw
             return Answer(raw=raw, data=data)
-        await self.remember_reasoning(route, data)
+        await self.remember_reasoning(ex, route, data)
         return self.parsed(ex, complete(data, route, model))
 
     def parsed(self, ex: Exchange, data: dict) -> Answer:
@@ -105,7 +103,7 @@ class ResponseWriter:
 
     async def stream(self, ex: Exchange, route: Route, model: str, body: dict, token,
                      include_usage: bool):
-        h = self.door
+        h = ex.door
         ex.writer = writer = sse.SSEWriter(h, self.gateway.config.keepalive_interval,
                                            h.keepalive)
         try:
@@ -139,23 +137,23 @@ class ResponseWriter:
         finally:
             writer.stop()
 
-    async def remember_reasoning(self, route: Route, result) -> None:
+    async def remember_reasoning(self, ex: Exchange, route: Route, result) -> None:
         """-silent: keep the reasoning of an answer that ended in tool calls, for the turn
         that brings their results back (freeapi/reasoning.py)."""
-        if route.display == "silent" or self.door.remembers_reasoning:
+        if route.display == "silent" or ex.door.remembers_reasoning:
             cfg = self.gateway.config.reasoning
-            await reasoning.remember(self.gateway.store, result, owner=owner(self.door),
+            await reasoning.remember(self.gateway.store, result, owner=owner(ex.door),
                                      ttl=cfg.ttl, max_chars=cfg.max_chars)
 
     async def _ending(self, ex: Exchange, tail: bytes) -> bytes:
         """A complete stream's last bytes, once what it hid is remembered."""
         if ex.hidden is not None:
             (route, answer), ex.hidden = ex.hidden, None
-            await self.remember_reasoning(route, answer)
+            await self.remember_reasoning(ex, route, answer)
         return tail
 
     async def _relay(self, ex: Exchange, stream: OpenStream, encoder, provider):
-        writer, h = ex.writer, self.door
+        writer, h = ex.writer, ex.door
         writer.commit()
         try:
             try:
@@ -187,7 +185,7 @@ class ResponseWriter:
                     err = shutdown_error()
                 else:
                     log.warning("%s: stream failed mid-way: %s", provider.name, e)
-                    self.done(None, error=e.kind)
+                    end(self.gateway, ex, None, error=e.kind)
                     err = upstream_failure(provider.name, e)
                 err.message += " (the answer above is incomplete)"
                 ex.error = err.code
@@ -252,3 +250,11 @@ class ResponseWriter:
             lease.release(err.status, retry_after=err.retry_after)
         return err
 
+
+def end(gateway, ex: Exchange, status: int | None = 200, error: str | None = None) -> None:
+    """The request is over for the gateway (no longer active, for graceful shutdown) and
+    for its key (released with the answer's verdict)."""
+    gateway.active.discard(ex.door)
+    if ex.lease is not None:
+        ex.lease.release(status, error=error)
+        ex.lease = None
