@@ -11,8 +11,10 @@ import time
 import pluggy
 from tornado import web
 
+from freeapi.body_budget import BodyBudget
 from freeapi.config import Config, ConfigError
 from freeapi.discovery import Discovery
+from freeapi.downloads import Downloads
 from freeapi.errors import APIError, invalid_request
 from freeapi.handlers.audio import SpeechHandler, TranscriptionsHandler
 from freeapi.handlers.base import NotFoundHandler
@@ -67,9 +69,14 @@ class Gateway:
             self.http.proxy_for = ProxyResolver(self.providers, os.environ)
         except ValueError as e:
             raise ConfigError("", str(e)) from None
+        # URLs a vendor's answer names (images, audio): checked, unpooled, same proxy.
+        self.downloads = Downloads(self.providers, self.http.proxy_for)
         self.health = HealthStore()
         self.store = open_store(config.state)  # opens (or connects) on first use
-        self.metrics = Metrics(multiproc_dir())
+        self.metrics = Metrics(multiproc_dir(), cache_seconds=config.metrics_cache,
+                               max_models=config.metrics_max_models)
+        # Request-body bytes held at once, across all requests (server.max_buffered_bytes).
+        self.body_budget = BodyBudget(max(config.max_buffered_bytes, config.max_body_size))
         self.status = StatusBoard(self)  # GET /v1/status
         self.workers = 1  # processes serving this port (the CLI's --workers)
         self.limits = Limits(self.store, on_reject=self.metrics.limit_rejected)

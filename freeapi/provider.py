@@ -107,7 +107,7 @@ class Provider(ModalityHooks):
     #: on types that take the `no_balance_recheck` option (NO_BALANCE_OPTION) such a key
     #: instead stays out for that many seconds.
     balance_check: ClassVar[bool] = False
-    #: Models the vendor serves free of charge (README, /v1/models listing).
+    #: Models the vendor serves free of charge (declarative; see docs/plugins.md).
     free_models: ClassVar[frozenset] = frozenset()
 
     def __init__(self, config: ProviderConfig):

@@ -171,6 +171,15 @@ class Resolver:
             return None
         return proxy
 
+    def for_setting(self, setting: str | None, scheme: str, host: str, port: int
+                    ) -> Proxy | None:
+        """The proxy for a host that is not one of a provider's own (a download its answer
+        named), by that provider's `proxy` setting: the proxy it names, none, or (unset)
+        the environment's for that host."""
+        if setting is None:
+            return self._from_env(scheme, host, port)
+        return None if setting == NONE else parse_proxy(setting)
+
     def __call__(self, scheme: str, host: str, port: int) -> Proxy | None:
         origin = (scheme, host, port)
         if origin in self.by_origin:
@@ -179,19 +188,20 @@ class Resolver:
 
 
 async def connect(tcp, proxy: Proxy, scheme: str, host: str, port: int, timeout: float,
-                  ssl_context):
+                  ssl_context, server_hostname: str | None = None):
     """A stream to host:port through `proxy`: for https a CONNECT tunnel with TLS to the
     vendor inside it; for http the proxy connection itself (requests go in absolute
-    form)."""
+    form). `server_hostname`: the name TLS checks when `host` is an address the caller
+    resolved and checked itself (a download's)."""
     try:
-        return await asyncio.wait_for(_connect(tcp, proxy, scheme, host, port, ssl_context),
-                                      timeout)
+        return await asyncio.wait_for(_connect(tcp, proxy, scheme, host, port, ssl_context,
+                                               server_hostname or host), timeout)
     except asyncio.TimeoutError:
         raise UpstreamError("timeout", f"could not connect through the proxy "
                                        f"{proxy.describe()} within {timeout:g}s") from None
 
 
-async def _connect(tcp, proxy, scheme, host, port, ssl_context):
+async def _connect(tcp, proxy, scheme, host, port, ssl_context, server_hostname):
     from tornado.iostream import StreamClosedError, UnsatisfiableReadError
     try:
         stream = await tcp.connect(proxy.host, proxy.port,
@@ -219,7 +229,8 @@ async def _connect(tcp, proxy, scheme, host, port, ssl_context):
                     f"answered {code or repr(status_line[:60])}")
             raise UpstreamError("connect", f"the proxy {proxy.describe()} {what} to "
                                            f"CONNECT {target}")
-        return await stream.start_tls(False, ssl_options=ssl_context, server_hostname=host)
+        return await stream.start_tls(False, ssl_options=ssl_context,
+                                      server_hostname=server_hostname)
     except StreamClosedError:
         stream.close()
         raise UpstreamError("connect", f"the proxy {proxy.describe()} closed the "

@@ -41,7 +41,9 @@ _NO_BALANCE = {
     # "The free tier of the model has been exhausted... disable the 'use free tier only'
     # mode": the key is fine, its free quota is spent
     # (https://www.alibabacloud.com/help/en/model-studio/new-free-quota "Free Quota Only";
-    # the error text itself seen in 3p logs only).
+    # status and code "403 error: AllocationQuota.FreeTierOnly" on
+    # https://www.alibabacloud.com/help/doc-detail/3001515.html, read 2026-12-06; the
+    # message text itself seen in 3p logs only).
     403: {"AllocationQuota.FreeTierOnly"},
 }
 
@@ -59,10 +61,13 @@ _EVENT_STATUS = {"data_inspection_failed": 400, "DataInspectionFailed": 400,
 class Qwen(QwenAudio, Provider):
     # Speech (Qwen-TTS) and transcription (Qwen3-ASR-Flash): providers/qwen_audio.py.
     type_name = "qwen"
-    # Beijing. Singapore (the only region with a free quota,
-    # https://www.alibabacloud.com/help/en/model-studio/new-free-quota):
-    # https://dashscope-intl.aliyuncs.com/compatible-mode/v1; US and per-workspace domains:
-    # https://www.alibabacloud.com/help/model-studio/base-url. Keys are bound to their region.
+    # Beijing. Singapore: https://dashscope-intl.aliyuncs.com/compatible-mode/v1; US and
+    # per-workspace domains: https://www.alibabacloud.com/help/model-studio/base-url. Keys
+    # are bound to their region. The new-user free quota is per region and per site (both
+    # read 2026-12-06): an international (alibabacloud.com) account gets it in Singapore
+    # only (https://www.alibabacloud.com/help/en/model-studio/new-free-quota), a China-site
+    # (aliyun.com) account in Beijing only, this default
+    # (https://help.aliyun.com/en/model-studio/new-free-quota). Elsewhere every call is paid.
     default_base_url = "https://dashscope.aliyuncs.com/compatible-mode/v1"
     # https://help.aliyun.com/zh/model-studio/anthropic-api-messages (…/apps/anthropic)
     anthropic_base_url = "/apps/anthropic"
@@ -132,7 +137,7 @@ class Qwen(QwenAudio, Provider):
                 return vendor_error(self.name, status, message, code=code)
         return super().chunk_error(chunk, keys)
 
-    # -- beyond chat (README "Beyond chat") -------------------------------------------
+    # -- beyond chat (docs/beyond-chat.md) --------------------------------------------
     # Embeddings, OpenAI-compatible mode (text only, at most 10 rows; dimensions):
     # https://www.alibabacloud.com/help/en/model-studio/text-embedding-synchronous-api
     embedding_models = ("text-embedding-v4", "text-embedding-v3")

@@ -13,6 +13,7 @@ from freeapi.config import parse_config
 from freeapi.plugins import make_plugin_manager, provider_types
 from freeapi.server import make_server
 from tests.fakes import deepseek as fake_deepseek
+from tests.fakes.proxy import CountingProxy
 from tests.helpers import assert_no_keys
 
 
@@ -97,3 +98,18 @@ def no_key_in_logs(caplog):
             text = record.getMessage() + (caplog.handler.formatter.formatException(
                 record.exc_info) if record.exc_info else "")
             assert_no_keys(text)
+
+
+@pytest.fixture
+def proxy_server(io_loop):
+    """Start fake proxies (tests/fakes/proxy.py): `await proxy_server(credentials, tunnel)`."""
+    started = []
+
+    async def start(credentials=None, tunnel=True):
+        p = await CountingProxy(credentials, tunnel).start()
+        started.append(p)
+        return p
+    yield start
+    for p in started:
+        p.close()
+    io_loop.run_sync(lambda: asyncio.sleep(0.01))  # let the cancelled tunnels end

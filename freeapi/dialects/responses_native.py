@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import time
 
+from freeapi.dialects.responses import reasoning_text
 from freeapi.dialects.responses_stream import sse
 from freeapi.keys import redact
 from freeapi.provider import UpstreamRequest
@@ -36,6 +37,23 @@ def chat_usage(u) -> dict | None:
             "total_tokens": n(u.get("total_tokens")) or prompt + completion,
             "prompt_tokens_details": {"cached_tokens": n(inp.get("cached_tokens"))},
             "completion_tokens_details": {"reasoning_tokens": n(out.get("reasoning_tokens"))}}
+
+
+def remembered(response) -> dict:
+    """A vendor's Response as freeapi.reasoning.remember reads an answer: its function calls
+    with its reasoning (text, and the reasoning items as they came, put back verbatim into
+    the next request when a client drops them)."""
+    output = response.get("output") if isinstance(response, dict) else None
+    items, calls = [], []
+    for item in output if isinstance(output, list) else ():
+        kind = item.get("type") if isinstance(item, dict) else None
+        if kind == "reasoning":
+            items.append(item)
+        elif kind == "function_call":
+            calls.append({"id": item.get("call_id"), "type": "function", "function": {
+                "name": item.get("name"), "arguments": item.get("arguments")}})
+    return {"role": "assistant", "reasoning_content": "".join(map(reasoning_text, items)),
+            "reasoning_items": items, "tool_calls": calls}
 
 
 class NativeResponses:
@@ -87,6 +105,10 @@ class NativeEvents:
         self.seq = -1
         self.snapshot: dict | None = None
         self.ended = False  # finished, or failed: nothing more goes out
+        # Set by the pipeline when the door remembers reasoning: called with the answer
+        # (`remembered`) at the end, before the final event, which waits for it in `held`.
+        self.on_finish = None
+        self.held = b""
 
     def feed(self, data: str) -> bytes:
         try:
@@ -113,15 +135,25 @@ class NativeEvents:
         out = sse(ev)
         if ev["type"] == "error" or ev["type"] == "response.failed":
             out = redact(out.decode(), self.keys).encode()
+        if self.finished and self.on_finish is not None:
+            self.held = out  # sent by finish(), once the reasoning is remembered
+            return b""
         return out
 
     def finish(self) -> bytes:
+        if self.held:
+            held, self.held = self.held, b""
+            on_finish, self.on_finish = self.on_finish, None
+            on_finish(remembered(self.snapshot))
+            return held
         if self.ended:
             return b""
         return self.fail("the vendor's stream ended without its final event")
 
     def fail(self, message: str, code: str = "server_error") -> bytes:
         """End the client's stream with `response.failed` (after what the vendor sent)."""
+        if self.held:  # the vendor had finished: its final event is the end
+            return self.finish()
         self.seq += 1
         self.ended = True
         response = dict(self.snapshot or {

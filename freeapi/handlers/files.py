@@ -23,10 +23,8 @@ class _Files(APIHandler):
 class FilesHandler(_Files):
     async def post(self):
         owner = self._owner()
-        if self._size > self.gateway.config.max_body_size:
-            raise self._too_large()
-        form = parse_upload(self.request.headers.get("Content-Type", ""),
-                            b"".join(self._chunks), "file")
+        form = parse_upload(self.request.headers.get("Content-Type", ""), self.raw_body(),
+                            "file")
         purpose = form.get("purpose")
         if not purpose:
             raise invalid_request("`purpose` is required (e.g. user_data).", param="purpose")

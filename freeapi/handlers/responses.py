@@ -12,7 +12,15 @@ Stored responses: `store` is true unless the client says false, as in OpenAI's A
 (https://platform.openai.com/docs/api-reference/responses/create). A stored response
 keeps its Response object (for GET) and the conversation in chat form up to and including
 its answer, reasoning included (for `previous_response_id`, so DeepSeek or Kimi get the
-reasoning of a tool-call turn back). Records live in the state store (`kv_put`, namespace
+reasoning of a tool-call turn back).
+
+Reasoning a client drops: many Responses clients send back a `function_call` item without
+the `reasoning` item before it (OpenAI's API tolerates it; DeepSeek and Kimi answer 400).
+As at the messages door, the reasoning of every answer that ended in function calls is
+remembered (freeapi/reasoning.py: by caller and call id, name and arguments; translated
+answers through the pipeline, pass-through ones here and in responses_native.py), and put
+back into the input items of a request that returns the calls without it
+(`reasoning.restore_items`), before the request is translated or passed through. Records live in the state store (`kv_put`, namespace
 "rs") for `responses.ttl` seconds, at most `responses.max_bytes` of JSON each, and belong
 to the caller that made them, like conversations: any other caller gets 404.
 """
@@ -25,9 +33,10 @@ import re
 import time
 
 from freeapi import conversations as conv
+from freeapi import reasoning
 from freeapi.dialects.responses import Translation, input_messages, to_chat
-from freeapi.dialects.responses_output import from_chat, new_id
-from freeapi.dialects.responses_native import NativeResponses
+from freeapi.dialects.responses_output import from_chat, new_id, reasoning_item
+from freeapi.dialects.responses_native import NativeResponses, remembered
 from freeapi.dialects.responses_stream import EventStream
 from freeapi.errors import APIError, invalid_request
 from freeapi.handlers.base import APIHandler
@@ -105,6 +114,7 @@ class ResponseEvents:
     def __init__(self, door: "ResponsesHandler", relay):
         self.door, self.relay, self.events = door, relay, door.events
         self.failed = False
+        self.on_finish = None  # set by the pipeline: called with the answer at the end
 
     def feed(self, data: str) -> bytes:
         if self.failed:
@@ -133,7 +143,11 @@ class ResponseEvents:
         if self.events.usage is None:
             self.events.usage = self.relay.usage
         out += self.events.end()
-        self.door.keep(self.events.final, self.events.answer())
+        answer = self.events.answer()
+        self.door.keep(self.events.final, answer)
+        if self.on_finish is not None:
+            on_finish, self.on_finish = self.on_finish, None
+            on_finish(answer)
         return out
 
 
@@ -141,6 +155,9 @@ class ResponsesHandler(DoorHandler):
     """POST /v1/responses."""
 
     endpoint = "responses"
+    # Clients that return a function_call without its reasoning item still get the
+    # reasoning back to vendors that require it (see the module's docstring).
+    remembers_reasoning = True
     req: Translation | None = None
     events: EventStream | None = None
     native: NativeResponses | None = None
@@ -158,6 +175,9 @@ class ResponsesHandler(DoorHandler):
                                       "continuation (responses.max_bytes); send the whole "
                                       "input instead.", param="previous_response_id",
                                       code="previous_response_too_large")
+        if isinstance(body.get("input"), list):
+            body["input"] = await reasoning.restore_items(
+                self.gateway.store, body["input"], owner=_owner(self), make_item=reasoning_item)
         self.req = req = to_chat(body, history)
         # A vendor answers 400 to a tool it cannot run: say what was left out instead (the
         # same header as the messages door's).
@@ -178,6 +198,9 @@ class ResponsesHandler(DoorHandler):
         if answer is None:
             return  # streamed through ResponseEvents or the native events
         if answer.native:
+            cfg = self.gateway.config.reasoning
+            await reasoning.remember(self.gateway.store, remembered(answer.data),
+                                     owner=_owner(self), ttl=cfg.ttl, max_chars=cfg.max_chars)
             self.write_json(answer.data)
             return
         obj, turn = from_chat(answer.json(), req, self.rid, model, self.created)

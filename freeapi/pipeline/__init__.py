@@ -57,9 +57,11 @@ the ledger entry in `on_finish`. Set on the class:
 - `remembers_reasoning` (default False): the door's clients may drop the reasoning of
   tool-call turns (Anthropic clients drop thinking blocks they cannot verify). The pipeline
   then keeps each tool-call answer's reasoning (freeapi/reasoning.py, by caller and
-  tool-call id) and puts it back into turns that return without it; the door's encoder
-  must then have an `on_finish` attribute, called with the answer's reasoning and
-  tool-call ids as a chat.completion-shaped dict when the stream completes.
+  tool call: id, name, arguments; nothing for callers without credentials) and puts it
+  back into turns that return without it; the door's encoder must then have an
+  `on_finish` attribute, called with the answer's reasoning and tool calls (a
+  chat.completion-shaped dict, or one assistant message) when the stream completes. A
+  native relay that has `on_finish` too (the Responses door's) is hooked the same way.
 
 Then in `post()`::
 
@@ -142,7 +144,8 @@ class Steps:
     of it (Gateway.steps); they keep nothing of any request."""
 
     def __init__(self, gateway):
-        self.calls = VendorCalls(gateway.http, lambda: gateway.shutting_down)
+        self.calls = VendorCalls(gateway.http, gateway.downloads,
+                                 lambda: gateway.shutting_down)
         self.admission = Admission(gateway.limits)
         self.conversations = Conversations(gateway.store, gateway.config.conversations)
         self.documents = Documents(gateway, self.calls)
@@ -185,7 +188,8 @@ class Pipeline:
         await step.documents.load(ex, route, body)  # files read by id, before a key is leased
         if route.display:  # put back the reasoning the display mode kept from the client
             body["messages"] = await reasoning.for_vendor(
-                gw.store, route.display, body["messages"], owner=owner(door))
+                gw.store, route.display, body["messages"], owner=owner(door),
+                tools=body.get("tools"))
         elif door.remembers_reasoning:  # the reasoning a client dropped
             body["messages"] = await reasoning.restore(
                 gw.store, body["messages"], owner=owner(door))

@@ -13,11 +13,15 @@ an operation reaches it through its `OperationContext`.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 
-from freeapi.errors import APIError, ClientGone, UpstreamError, upstream_failure
+from freeapi.download_policy import Refused
+from freeapi.errors import APIError, ClientGone, UpstreamError, upstream_failure, vendor_error
 from freeapi.pipeline.exchange import Exchange
 from freeapi.pipeline.failover import shutdown_error
+
+log = logging.getLogger("freeapi.downloads")
 
 
 class VendorCalls:
@@ -26,8 +30,8 @@ class VendorCalls:
     waits on (`ex.queued`), so the client leaving or shutdown ends them
     (Pipeline.client_left, Pipeline.shutdown)."""
 
-    def __init__(self, http, is_shutting_down):
-        self.http = http
+    def __init__(self, http, downloads, is_shutting_down):
+        self.http, self.downloads = http, downloads  # downloads: freeapi/downloads.py
         self._shutting_down = is_shutting_down  # () -> bool: the gateway's, read each time
 
     def start(self, ex: Exchange, req):
@@ -54,14 +58,45 @@ class VendorCalls:
                                    min(t.connect, remaining), min(t.first_byte, remaining))
             raw = await resp.read(t.idle, limit, ex.deadline)
         except UpstreamError as e:
-            if ex.client_gone:
-                raise ClientGone() from None
-            if e.kind == "aborted" and self._shutting_down():
-                raise shutdown_error() from None
-            if e.kind == "timeout" and self.remaining(ex) <= 0:
-                raise self.timed_out(provider, what) from None
-            raise upstream_failure(provider.name, e) from None
+            raise self._failed(ex, e, provider, what) from None
         return resp.status, resp.headers, raw
+
+    async def download(self, ex: Exchange, provider, url, limit: int, what: str) -> bytes:
+        """The body of a URL the vendor's answer named (an image, an audio file), fetched
+        as `fetch` makes its calls but by the gateway's Downloads: no key, never an
+        internal address unless exempt (freeapi/download_policy.py), the provider's proxy.
+        A URL refused, or anything but a 200 with a body, is the vendor's 502."""
+        if ex.client_gone:
+            raise ClientGone()
+        remaining = self.remaining(ex)
+        if remaining <= 0:
+            raise self.timed_out(provider, what)
+        t, downloads = provider.timeouts, self.downloads
+        try:
+            ex.call = call = downloads.start(provider, url)
+            resp = await downloads.send(call, min(t.connect, remaining),
+                                        min(t.first_byte, remaining))
+            raw = await resp.read(t.idle, limit, ex.deadline)
+        except Refused as e:
+            log.warning("%s: %s refused: %s", provider.name, what, e)
+            raise vendor_error(provider.name, 502, f"{what} was refused: {e}",
+                               code="download_refused") from None
+        except UpstreamError as e:
+            raise self._failed(ex, e, provider, what) from None
+        if resp.status != 200 or not raw:
+            raise vendor_error(provider.name, 502, f"{what} gave HTTP {resp.status}"
+                               + ("" if raw else " with no body"))
+        return raw
+
+    def _failed(self, ex: Exchange, e: UpstreamError, provider, what: str) -> Exception:
+        """What a failed fetch or download raises."""
+        if ex.client_gone:
+            return ClientGone()
+        if e.kind == "aborted" and self._shutting_down():
+            return shutdown_error()
+        if e.kind == "timeout" and self.remaining(ex) <= 0:
+            return self.timed_out(provider, what)
+        return upstream_failure(provider.name, e)
 
     @staticmethod
     def timed_out(provider, what: str) -> APIError:
@@ -98,8 +133,12 @@ class OperationContext:
         self._ex, self._calls, self.door = ex, calls, ex.door
 
     async def fetch(self, provider, req, limit: int, what: str):
-        """One more call to the vendor (a poll, a download): (status, headers, body)."""
+        """One more call to the vendor (a poll): (status, headers, body)."""
         return await self._calls.fetch(self._ex, provider, req, limit, what)
+
+    async def download(self, provider, url, limit: int, what: str) -> bytes:
+        """The body of a URL the vendor's answer named (no key, no internal address)."""
+        return await self._calls.download(self._ex, provider, url, limit, what)
 
     async def pause(self, seconds: float, provider, what: str):
         """Wait between polls (the client leaving or shutdown ends the wait)."""

@@ -120,16 +120,20 @@ class ResponseWriter:
             # cannot hold the key past it.
             writer.deadline = ex.deadline
             keys = [ex.lease.key] if ex.lease else ()
+
+            def hidden(answer, route=route):  # kept by _ending, at the stream's end
+                ex.hidden = (route, answer)
             if ex.served_native:
                 encoder = ex.native.relay(model, keys)
                 ex.relay = encoder
+                if h.remembers_reasoning and hasattr(encoder, "on_finish"):
+                    # a native relay that can tell the answer's reasoning (Responses)
+                    encoder.on_finish = hidden
             else:
                 relay = StreamRelay(route, model, include_usage=include_usage, keys=keys)
                 self.watch(ex, relay)
                 encoder = h.chat_encoder(relay)
                 if route.display == "silent" or h.remembers_reasoning:
-                    def hidden(answer, route=route):  # kept by _ending, at the stream's end
-                        ex.hidden = (route, answer)
                     # the door's encoder sees the whole answer when it re-encodes chunks
                     (relay if route.display == "silent" else encoder).on_finish = hidden
             if not ex.client_gone:
