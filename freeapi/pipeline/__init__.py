@@ -114,7 +114,7 @@ vendor's own form.
 Non-chat requests (embeddings, images, speech): `Pipeline.call(operation, model=...,
 token=...)` with a `freeapi.modalities.Operation`, whose `finish(ctx, result, route)`
 gets an `OperationContext`: the door, the key that served, `fetch`/`pause` for more
-vendor calls, `report_usage`, `relaying(mark)`, `failed(code)`; see
+vendor calls, `download` for a URL the vendor named, `report_usage`, `relaying(mark)`, `failed(code)`; see
 freeapi/pipeline/operations.py.
 """
 
