@@ -21,6 +21,10 @@ Scenarios (each starts its own gateway on a free 127.0.0.1 port and stops it by 
   points at another one: `python -m freeapi` would otherwise import the current
   directory's freeapi.
 
+The file store's scenarios (issue 20) are in bench/hostile_files.py:
+`python bench/hostile.py files` runs them all (or name one: upload-flood,
+stalled-downloads, stored-responses, redis-metadata).
+
 Stdlib only; every load is bounded in time and size.
 """
 
@@ -48,12 +52,12 @@ def free_port() -> int:
 
 
 class Gateway:
-    def __init__(self, config: str, prefix: list[str] = ()):
+    def __init__(self, config: str, prefix: list[str] = (), state: str | None = None):
         self.port = free_port()
         self.dir = tempfile.mkdtemp(prefix="freeapi-hostile-")
         path = os.path.join(self.dir, "config.yaml")
         with open(path, "w") as f:
-            f.write(config + f"\nstate: {{path: {self.dir}/state.db}}\n")
+            f.write(config + (state or f"\nstate: {{path: {self.dir}/state.db}}\n"))
         self.log = open(os.path.join(self.dir, "log"), "wb")
         self.proc = subprocess.Popen(
             [*prefix, sys.executable, "-m", "freeapi", "--config", path, "--host",
@@ -642,9 +646,10 @@ async def vendor_urls():
 
 
 async def main(which):
+    from hostile_files import SCENARIOS as files_scenarios  # issue 20 (bench/)
     for name in which:
         await {"endless-line": endless_line, "unauth-flood": unauth_flood,
-               "fd-limit": fd_limit, "vendor-urls": vendor_urls}[name]()
+               "fd-limit": fd_limit, "vendor-urls": vendor_urls, **files_scenarios}[name]()
 
 
 if __name__ == "__main__":

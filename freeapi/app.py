@@ -16,6 +16,8 @@ from freeapi.config import Config, ConfigError
 from freeapi.discovery import Discovery
 from freeapi.downloads import Downloads
 from freeapi.errors import APIError, invalid_request
+from freeapi.free import FreeRouter
+from freeapi.handlers.admin import ROUTES as ADMIN_ROUTES
 from freeapi.handlers.audio import SpeechHandler, TranscriptionsHandler
 from freeapi.handlers.base import NotFoundHandler
 from freeapi.handlers.chat import ChatCompletionsHandler
@@ -32,6 +34,8 @@ from freeapi.handlers.messages import CountTokensHandler, MessagesHandler
 from freeapi.handlers.status import MetricsHandler, StatusHandler, StatusPageHandler
 from freeapi.healthsync import HealthSync
 from freeapi.keypool import HealthStore, KeyPool
+from freeapi.admin.directory import Auth, Directory
+from freeapi.admin.service import Admin
 from freeapi.keys import GatewayAuth, split_keys
 from freeapi.limits import Limits
 from freeapi.metrics import Metrics, multiproc_dir
@@ -63,7 +67,6 @@ class Gateway:
             for name, pc in config.providers.items() if pc.enabled
         }
         self.catalog = Catalog(self.providers, config.models)
-        self.auth = GatewayAuth(config.gateway_keys, config.allow_anonymous)
         self.http = Pool()
         try:  # providers.NAME.proxy, else HTTPS_PROXY / HTTP_PROXY / NO_PROXY
             self.http.proxy_for = ProxyResolver(self.providers, os.environ)
@@ -80,6 +83,11 @@ class Gateway:
         self.status = StatusBoard(self)  # GET /v1/status
         self.workers = 1  # processes serving this port (the CLI's --workers)
         self.limits = Limits(self.store, on_reject=self.metrics.limit_rejected)
+        # Gateway keys: config.yaml's, then those made at runtime (freeapi/admin).
+        self.directory = Directory(self.store)
+        self.auth = Auth(GatewayAuth(config.gateway_keys, config.allow_anonymous),
+                         self.directory)
+        self.admin = Admin(self.store, self.directory, lambda: self.config.gateway_keys)
         self.pools: dict[str, KeyPool] = {}
         # Server-side keys' cooldowns and verdicts, shared with gateways on the same store.
         self.health_sync = HealthSync(self.store, self.pools,
@@ -87,7 +95,12 @@ class Gateway:
                                       config.state.sync_interval)
         self.pools.update((name, self._pool(p)) for name, p in self.providers.items())
         self.fallbacks = self._fallbacks(config.fallbacks)
+        self.free = FreeRouter(self)  # the `free` model (freeapi/free.py)
         self.active: set = set()  # chat handlers in flight, for graceful shutdown
+        # File contents being sent, per caller (handlers/files.py); `downloads` above is
+        # the vendor-URL fetcher.
+        self.file_downloads: dict[str, int] = {}
+        self.uploads = 0  # file uploads being received (handlers/files.py)
         self.draining = False  # no new chat requests (graceful shutdown began)
         self.shutting_down = False  # the grace period is over: in-flight work is cut
         self._resolve = pm.hook.resolve_model
@@ -128,6 +141,8 @@ class Gateway:
     def fallbacks_for(self, requested: str, route: Route) -> list[Route]:
         """The configured fallback chain: by the name the client used, else by the model
         that serves it (`provider/model` or its bare id)."""
+        if route.chain is not None:  # the `free` model's candidates (freeapi/free.py)
+            return list(route.chain)
         for name in (requested, f"{route.provider.name}/{route.upstream_model}",
                      route.upstream_model):
             if name in self.fallbacks:
@@ -139,6 +154,8 @@ class Gateway:
         """resolve(), but a bare name nobody serves first asks the providers that list
         their models again (freeapi/discovery.py), so a model pulled into a local server
         since the last round is found."""
+        if self.free.parse(model) is not None:  # what can serve now, in order
+            return await self.free.route(model)
         try:
             return self.resolve(model)
         except APIError as e:
@@ -163,6 +180,8 @@ class Gateway:
             raise invalid_request(f"`model` contains U+{ord(bad):04X}; a model name is "
                                   "printable Latin-1 text without control characters.",
                                   param="model", code="invalid_model")
+        if self.free.parse(model) is not None:
+            return self.free.static_route(model)
         route = self._resolve(model=model, catalog=self.catalog)
         if route is None:  # a plugin returned None and the core raised nothing
             raise APIError(404, f"The model {model!r} does not exist.", param="model",
@@ -224,6 +243,7 @@ class Gateway:
             await asyncio.sleep(0.02)
 
     def close(self):
+        self.directory.close()
         self.health_sync.close()
         for pool in self.pools.values():
             pool.close()
@@ -258,6 +278,7 @@ def make_app(gateway: Gateway) -> web.Application:
         (r"/metrics", MetricsHandler),
         (r"/status", StatusPageHandler),
         (r"/v1/status", StatusHandler),
+        *ADMIN_ROUTES,
     ]
     return web.Application(routes, freeapi=gateway, default_handler_class=NotFoundHandler,
                            compress_response=False)

@@ -14,7 +14,8 @@ from freeapi.config_state import (ConversationsConfig, Price, StateConfig,
                                   parse_conversations, parse_prices, parse_state)
 from freeapi.config_vendor import (ReasoningConfig, parse_patterns, parse_reasoning,
                                   parse_translations)
-from freeapi.config_state import ResponsesConfig, parse_responses
+from freeapi.config_state import FilesConfig, ResponsesConfig, parse_files, parse_responses
+from freeapi.config_free import FreeConfig, parse_free
 from freeapi.config_keys import (AUTH_KEYS, COMMON_PROVIDER_OPTIONS, GATEWAY_KEY_FIELDS,
                                  GATEWAY_KEY_LIMITS, METRICS_KEYS, PROVIDER_KEYS,
                                  RESPONSES_URL_KEY, ROOT_KEYS, SERVER_KEYS)
@@ -149,6 +150,8 @@ class Config:
     metrics_max_models: int = 200
     reasoning: ReasoningConfig = field(default_factory=ReasoningConfig)
     responses: ResponsesConfig = field(default_factory=ResponsesConfig)
+    free: FreeConfig = field(default_factory=FreeConfig)  # the `free` model (freeapi/free.py)
+    files: FilesConfig = field(default_factory=FilesConfig)
 
 
 _LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -280,6 +283,8 @@ def parse_config(raw, provider_types: dict, base_dir: str | None = None) -> Conf
     cfg.conversations = parse_conversations(root.get("conversations"))
     cfg.reasoning = parse_reasoning(root.get("reasoning"))
     cfg.responses = parse_responses(root.get("responses"))
+    cfg.free = parse_free(root.get("free"))
+    cfg.files = parse_files(root.get("files"))
     _metrics(cfg, _mapping(root.get("metrics"), "metrics"))
     _no_open_server_keys(cfg)
     return cfg

@@ -2,7 +2,8 @@
 (freeapi/config.py), so that the list of accepted keys can be read from the code itself:
 tests/test_docs.py checks that docs/ documents every one of them. The sections backed by a
 dataclass (timeouts, key_pool, failover, discovery, state, conversations, reasoning,
-responses, prices) take its fields, which the parser checks against in the same way."""
+responses, files, prices, free) take its fields, which the parser checks against in the
+same way."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import dataclasses
 
 ROOT_KEYS = frozenset({"server", "auth", "providers", "models", "fallbacks", "failover",
                        "state", "prices", "conversations", "reasoning", "discovery",
-                       "responses", "metrics"})
+                       "responses", "metrics", "free", "files"})
 SERVER_KEYS = frozenset({"host", "port", "max_body_size", "keepalive_interval", "log_level",
                          "shutdown_grace", "log_format", "body_timeout", "max_connections",
                          "max_event_size", "max_json_values", "max_buffered_bytes"})
@@ -42,8 +43,9 @@ def accepted_keys(provider_types: dict) -> list[str]:
     `keys[]` for an entry of the `auth.keys` list."""
     # Imported here: config.py imports this module for its tables.
     from freeapi.config import Discovery, Failover, KeyPoolConfig, Timeouts
-    from freeapi.config_state import (ConversationsConfig, Price, ResponsesConfig,
-                                      StateConfig)
+    from freeapi.config_state import (ConversationsConfig, FilesConfig, Price,
+                                      ResponsesConfig, StateConfig)
+    from freeapi.config_free import FreeConfig
     from freeapi.config_vendor import ReasoningConfig
 
     keys = set(ROOT_KEYS)
@@ -62,6 +64,6 @@ def accepted_keys(provider_types: dict) -> list[str]:
     for section, cls in (("failover", Failover), ("discovery", Discovery),
                          ("state", StateConfig), ("conversations", ConversationsConfig),
                          ("reasoning", ReasoningConfig), ("responses", ResponsesConfig),
-                         ("prices.MODEL", Price)):
+                         ("files", FilesConfig), ("prices.MODEL", Price), ("free", FreeConfig)):
         keys |= {f"{section}.{k}" for k in _fields(cls)}
     return sorted(keys)

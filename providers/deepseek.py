@@ -61,6 +61,9 @@ class DeepSeek(Provider):
     patterns = ("deepseek-*",)
     reasoning_models = frozenset(models)
     owned_by = "deepseek"
+    # Free tier (the `free` model): none. "No free model"; a granted balance is spent before
+    # a topped-up one (https://api-docs.deepseek.com/quick_start/pricing, read 2026-12-06).
+    free_tier = ()
     # https://api-docs.deepseek.com/guides/anthropic_api (base https://api.deepseek.com/anthropic)
     anthropic_base_url = "/anthropic"
     # GET /user/balance says `is_available` (see the key check below): a key out of

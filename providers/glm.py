@@ -16,6 +16,7 @@ from urllib.parse import quote
 
 from freeapi import hookimpl
 from freeapi.errors import APIError, invalid_request, vendor_error
+from freeapi.free_tier import DAILY, FreeOffer
 from freeapi.keys import redact
 from freeapi.modalities.images import parse_size, refuse_size
 from freeapi.provider import NO_BALANCE_OPTION, Provider, error_detail
@@ -109,6 +110,25 @@ class GLM(Provider):
         "glm-4.6v",
     )
     free_models = frozenset({"glm-4.7-flash", "glm-4-flash-250414"})
+    # The `free` model (freeapi/free.py): both are "免费模型" on the model overview
+    # (https://docs.bigmodel.cn/cn/guide/start/model-overview, read 2026-12-06); GLM-4.7-Flash
+    # is also "Free" on https://docs.z.ai/guides/overview/pricing.md. Their limits are
+    # per-model concurrency by user tier (https://docs.bigmodel.cn/cn/api/rate-limit: 1302 /
+    # 1305, a 429 the key pool cools down) and daily call caps (1304, 1308/1310 "将在
+    # ${next_flush_time} 重置": https://docs.bigmodel.cn/cn/api/api-code). Not built in,
+    # because only third parties say they are free today: cogview-3-flash (the image table
+    # was cut from the official copy), glm-4.6v-flash / glm-4v-flash / glm-4.1v-thinking-flash
+    # (3p, unverified); add them under `free.add` if the console shows them free.
+    free_tier = (
+        FreeOffer("glm-4.7-flash", 20, DAILY,
+                  "https://docs.bigmodel.cn/cn/guide/start/model-overview"),
+        FreeOffer("glm-4-flash-250414", 60, DAILY,
+                  "https://docs.bigmodel.cn/cn/guide/start/model-overview"),
+    )
+    # 1304 daily cap, 1308/1310 "until ${next_flush_time}" (their Retry-After, see
+    # _reset_in): all three are `quota_exceeded`. A daily cap without a time resets at
+    # midnight Beijing time (the API's time zone; the reset hour itself: 3p, unverified).
+    free_refusals = {"quota_exceeded": DAILY}
     # Thinking models (`thinking: {"type": "enabled"|"disabled"}` passes through untouched;
     # https://docs.bigmodel.cn/cn/guide/capabilities/thinking-mode.md). GLM-5.3 and
     # GLM-5.3-Flash are counted with GLM-5 (the pricing page does not say; 3p describe

@@ -62,6 +62,10 @@ class Kimi(Provider):
     }
     patterns = ("kimi-*", "moonshot-*")
     owned_by = "moonshot"
+    # Free tier (the `free` model): none. International accounts top up at least $1 first;
+    # the $5 voucher comes after $5 spent (https://platform.moonshot.ai/docs/pricing/limits,
+    # read 2026-12-06).
+    free_tier = ()
     options = DISCOVER_OPTION
     rewrites_chunks = True
     # GET /users/me/balance shows available_balance: a key out of balance is re-checked by it.

@@ -89,6 +89,11 @@ class MiniMax(Provider):
     # lower-case spelling is sent on too, and MiniMax itself says whether it knows it.
     patterns = ("MiniMax-*", "minimax-*")
     owned_by = "minimax"
+    # Free tier (the `free` model): none built in. "New users without subscription can try
+    # the free quota from Pay-as-you-go" (https://platform.minimax.io/docs/solutions/eigent,
+    # quoted by a third party: 3p, unverified); no page says which models or how to tell
+    # it is used up.
+    free_tier = ()
     options = {**DISCOVER_OPTION, **NO_BALANCE_OPTION}
     rewrites_chunks = True
 

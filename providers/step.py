@@ -95,6 +95,10 @@ class Step(Provider):
     retired = {}
     patterns = ("step-*",)
     owned_by = "stepfun"
+    # Free tier (the `free` model): no free chat model; only the realtime audio previews
+    # are "限时免费", which the gateway does not serve (3p transcription of
+    # https://platform.stepfun.com/docs/zh/guides/pricing/details, read 2026-10-07).
+    free_tier = ()
     # GET /models is the key check (DISCOVER); it cannot see a balance.
     options = {**DISCOVER_OPTION, **NO_BALANCE_OPTION}
     rewrites_chunks = True

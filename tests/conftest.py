@@ -113,3 +113,24 @@ def proxy_server(io_loop):
     for p in started:
         p.close()
     io_loop.run_sync(lambda: asyncio.sleep(0.01))  # let the cancelled tunnels end
+
+
+REDIS_URL = os.environ.get("FREEAPI_TEST_REDIS", "redis://127.0.0.1:6379/0")
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def state_backend(request, tmp_path, io_loop):
+    """A `state` config section on each backend: an SQLite file, or a Redis prefix of its
+    own (wiped afterwards)."""
+    if request.param == "sqlite":
+        yield {"path": str(tmp_path / "state.db")}
+        return
+    state = {"redis_url": REDIS_URL, "prefix": f"freeapi-test:{os.urandom(8).hex()}:"}
+    yield state
+    from freeapi.store.redis import RedisStore
+
+    async def wipe():
+        store = RedisStore(REDIS_URL, prefix=state["prefix"])
+        await store.delete_all()
+        store.close()
+    io_loop.run_sync(wipe)

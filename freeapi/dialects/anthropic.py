@@ -21,6 +21,7 @@ import secrets
 
 from freeapi.errors import APIError, invalid_request
 from freeapi.routing import MAX_MODEL_NAME
+from freeapi.jsonvalues import obj_at
 
 # Anthropic's error `type` per status (https://docs.anthropic.com/en/api/errors); the SDK
 # picks its exception class from the status, clients switch on the type.
@@ -134,7 +135,7 @@ def _document_part(block: dict) -> dict:
     """A `document` block -> a chat part: plain text as text; a base64 file (a PDF) as
     chat's `file` part, which the pipeline hands to a vendor that reads documents (and
     refuses with a 400 for one that does not, rather than drop it unseen)."""
-    src = block.get("source") if isinstance(block.get("source"), dict) else {}
+    src = obj_at(block, "source")
     if src.get("type") == "text" and isinstance(src.get("data"), str):
         return {"type": "text", "text": src["data"]}
     if src.get("type") == "base64" and isinstance(src.get("data"), str):
@@ -340,7 +341,7 @@ def from_chat(data: dict, model: str) -> dict:
     """A chat.completion -> an Anthropic Message (first choice)."""
     choices = data.get("choices") if isinstance(data.get("choices"), list) else []
     choice = choices[0] if choices and isinstance(choices[0], dict) else {}
-    message = choice.get("message") if isinstance(choice.get("message"), dict) else {}
+    message = obj_at(choice, "message")
     content = []
     reasoning = message.get("reasoning_content")
     if isinstance(reasoning, str) and reasoning:
@@ -351,7 +352,7 @@ def from_chat(data: dict, model: str) -> dict:
         content.append({"type": "text", "text": text})
     calls = [c for c in message.get("tool_calls") or () if isinstance(c, dict)]
     for call in calls:
-        fn = call.get("function") if isinstance(call.get("function"), dict) else {}
+        fn = obj_at(call, "function")
         content.append({"type": "tool_use", "id": call.get("id") or "toolu_" + secrets.token_hex(8),
                         "name": fn.get("name") or "", "input": _tool_input(fn.get("arguments"))})
     finish = choice.get("finish_reason")

@@ -21,6 +21,7 @@ from freeapi.dialects.anthropic import (_STOP, _dumps, chat_usage, message_id, s
                                         sse, stream_error, usage_of)
 from freeapi.errors import APIError
 from freeapi.keys import redact
+from freeapi.jsonvalues import obj_at
 
 
 _MESSAGE_STOP = sse("message_stop", {"type": "message_stop"})
@@ -92,7 +93,7 @@ class StreamTranslator:
             and isinstance(choices[0], dict) else None
         if choice is None:
             return out
-        delta = choice.get("delta") if isinstance(choice.get("delta"), dict) else {}
+        delta = obj_at(choice, "delta")
         reasoning = delta.get("reasoning_content")
         if isinstance(reasoning, str) and reasoning:
             self.reasoning.append(reasoning)
@@ -133,7 +134,7 @@ class StreamTranslator:
     def _tool(self, tc: dict) -> bytes:
         out = b""
         slot = tc.get("index") if isinstance(tc.get("index"), int) else len(self.tools)
-        fn = tc.get("function") if isinstance(tc.get("function"), dict) else {}
+        fn = obj_at(tc, "function")
         if slot not in self.tools:
             # A new call. Vendors that repeat the name (or id) in later chunks of the same
             # call must not restart it, so only a new index opens a block.

@@ -18,6 +18,7 @@ from freeapi.dialects.responses import reasoning_text
 from freeapi.dialects.responses_stream import sse
 from freeapi.keys import redact
 from freeapi.provider import UpstreamRequest
+from freeapi.jsonvalues import obj_at
 
 _KEPT_HERE = ("store", "previous_response_id")
 _FINAL = ("response.completed", "response.incomplete", "response.failed")
@@ -28,10 +29,8 @@ def chat_usage(u) -> dict | None:
     if not isinstance(u, dict):
         return None
     n = lambda v: v if isinstance(v, int) and not isinstance(v, bool) else 0  # noqa: E731
-    inp = u.get("input_tokens_details") if isinstance(u.get("input_tokens_details"), dict) \
-        else {}
-    out = u.get("output_tokens_details") \
-        if isinstance(u.get("output_tokens_details"), dict) else {}
+    inp = obj_at(u, "input_tokens_details")
+    out = obj_at(u, "output_tokens_details")
     prompt, completion = n(u.get("input_tokens")), n(u.get("output_tokens"))
     return {"prompt_tokens": prompt, "completion_tokens": completion,
             "total_tokens": n(u.get("total_tokens")) or prompt + completion,
@@ -118,7 +117,7 @@ class NativeEvents:
         if not isinstance(ev, dict) or self.ended:
             return b""
         if not isinstance(ev.get("type"), str):  # an OpenAI-style `{"error": ...}` report
-            err = ev.get("error") if isinstance(ev.get("error"), dict) else {}
+            err = obj_at(ev, "error")
             return self.fail(redact(str(err.get("message") or ev)[:500], self.keys))
         if isinstance(ev.get("sequence_number"), int):
             self.seq = ev["sequence_number"]

@@ -143,6 +143,16 @@ class APIHandler(web.RequestHandler):
             raise
         if body_coming:
             self._watch_body()
+        self._body_coming = body_coming
+
+    def refuse(self, err: APIError):
+        """Raise `err`; when the body is still to come, answer it before reading the body
+        (a subclass's own checks in prepare, e.g. quotas, then cost no buffering)."""
+        if getattr(self, "_body_coming", False):
+            self._stop_watching_body()
+            self._release()  # the connection is taken over: no on_finish will give it back
+            self._refuse_unread(err)
+        raise err
 
     def _refuse_unread(self, err: APIError, drain: int = 1 << 20, seconds: float = 1.0):
         """Answer `err` before the body is read, on a connection taken over from Tornado

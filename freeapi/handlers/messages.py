@@ -50,7 +50,7 @@ class MessagesHandler(AnthropicWire, DoorHandler):
         return dialect.stream_error(err)
 
     def chat_encoder(self, relay):
-        return ChatToMessages(relay, self._model)
+        return ChatToMessages(relay, relay.model)  # the model that served, for `free`
 
     async def post(self):
         token = self.client_token()
@@ -66,7 +66,8 @@ class MessagesHandler(AnthropicWire, DoorHandler):
         if answer is None:
             return  # streamed
         self.write_json(answer.data if answer.native
-                        else dialect.from_chat(answer.json(), self._model))
+                        else dialect.from_chat(answer.json(), self.pipeline.served_model
+                                               or self._model))
 
 
 class CountTokensHandler(AnthropicWire, APIHandler):

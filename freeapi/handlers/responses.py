@@ -22,13 +22,22 @@ answers through the pipeline, pass-through ones here and in responses_native.py)
 back into the input items of a request that returns the calls without it
 (`reasoning.restore_items`), before the request is translated or passed through. Records live in the state store (`kv_put`, namespace
 "rs") for `responses.ttl` seconds, at most `responses.max_bytes` of JSON each, and belong
-to the caller that made them, like conversations: any other caller gets 404.
+to the caller that made them, like conversations: any other caller gets 404. What one
+caller keeps is bounded (`responses.max_per_caller` records and `max_bytes_per_caller`
+bytes within `ttl`: store: true over either is a 429 before the vendor is asked), and an
+`input_file`'s inline data is not kept beyond `responses.max_file_bytes`: a bigger one
+is replaced in the stored conversation by a note naming the file and its sha256, so a
+continuation tells the model it was there and the client can send it again.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hashlib
 import json
 import logging
+import math
 import re
 import time
 
@@ -45,7 +54,7 @@ from freeapi.handlers.door import DoorHandler
 from freeapi.keys import bearer
 from freeapi.pipeline.history import needs_credentials
 from freeapi.sse import SSEParser
-from freeapi.store import StoreError
+from freeapi.store import Hit, StoreError
 
 log = logging.getLogger("freeapi.responses")
 
@@ -104,6 +113,39 @@ def _vendor_message(text: str) -> str | None:
     if isinstance(err, dict):
         return str(err.get("message") or err)[:500]
     return str(err or data)[:500]
+
+
+def without_file_data(messages: list, limit: int) -> list:
+    """The messages as stored: a `file` part whose inline data is longer than `limit`
+    becomes a text note naming it (a file_id part stays: it is a reference already)."""
+    out = []
+    for m in messages:
+        parts = m.get("content") if isinstance(m, dict) else None
+        if isinstance(parts, list) and any(_big_file(p, limit) for p in parts):
+            m = dict(m, content=[_note(p) if _big_file(p, limit) else p for p in parts])
+        out.append(m)
+    return out
+
+
+def _big_file(part, limit: int) -> bool:
+    f = part.get("file") if isinstance(part, dict) and part.get("type") == "file" else None
+    return isinstance(f, dict) and isinstance(f.get("file_data"), str) \
+        and len(f["file_data"]) > limit
+
+
+def _note(part: dict) -> dict:
+    f = part["file"]
+    data = f["file_data"]
+    try:
+        raw = base64.b64decode(data.partition(",")[2], validate=True)
+    except (binascii.Error, ValueError):
+        raw = data.encode()
+    name = str(f.get("filename") or "document")[:200]
+    return {"type": "text", "text": f"[The file {name!r} ({len(raw)} bytes, sha256 "
+                                    f"{hashlib.sha256(raw).hexdigest()}) was sent with an "
+                                    "earlier turn; the gateway does not keep files with "
+                                    "stored responses: to ask about it again, send it "
+                                    "again as input_file.]"}
 
 
 class ResponseEvents:
@@ -179,6 +221,8 @@ class ResponsesHandler(DoorHandler):
             body["input"] = await reasoning.restore_items(
                 self.gateway.store, body["input"], owner=_owner(self), make_item=reasoning_item)
         self.req = req = to_chat(body, history)
+        if req.store and _owner(self) != conv.ANONYMOUS:
+            await self._room_to_store()
         # A vendor answers 400 to a tool it cannot run: say what was left out instead (the
         # same header as the messages door's).
         if req.dropped:
@@ -203,13 +247,15 @@ class ResponsesHandler(DoorHandler):
                                      owner=_owner(self), ttl=cfg.ttl, max_chars=cfg.max_chars)
             self.write_json(answer.data)
             return
-        obj, turn = from_chat(answer.json(), req, self.rid, model, self.created)
+        obj, turn = from_chat(answer.json(), req, self.rid,
+                              self.pipeline.served_model or model, self.created)
         self.keep(obj, turn)
         self.write_json(obj)
 
     # -- the door's wire details (see freeapi/pipeline) ----------------------------------
 
     def chat_encoder(self, relay):
+        self.events.model = relay.model  # the model that served, for `free`
         return ResponseEvents(self, relay)
 
     def started(self) -> bytes:
@@ -248,7 +294,9 @@ class ResponsesHandler(DoorHandler):
         if turn is None:
             messages = None
         else:
-            messages = req.messages + (turn if isinstance(turn, list) else [turn])
+            messages = without_file_data(
+                req.messages + (turn if isinstance(turn, list) else [turn]),
+                cfg.max_file_bytes)
         record = {"owner": owner, "response": obj, "messages": messages}
         size = len(json.dumps(record, ensure_ascii=False, separators=(",", ":")))
         if size > cfg.max_bytes and messages is not None:
@@ -259,8 +307,39 @@ class ResponsesHandler(DoorHandler):
                             self.rid, size)
                 return
         store = self.gateway.store
-        store.spawn(store.kv_put(NS, self.rid, record, cfg.ttl),
-                    f"response {self.rid}: not stored")
+        store.spawn(self._store(record, size), f"response {self.rid}: not stored")
+
+    def _quota(self, owner: str, size: int) -> list[Hit]:
+        """The caller's stored responses and their bytes within `ttl`. Size 0: whether any
+        room is left (before the vendor is asked); else the record, counted whatever the
+        total (as a key's token budget, a quota is overshot by the requests in flight
+        when it fills up, never by more)."""
+        cfg = self.gateway.config.responses
+        if not size:
+            return [Hit(f"rsn:{owner}", 0, cfg.ttl, cfg.max_per_caller),
+                    Hit(f"rsb:{owner}", 0, cfg.ttl, cfg.max_bytes_per_caller)]
+        return [Hit(f"rsn:{owner}", 1, cfg.ttl), Hit(f"rsb:{owner}", size, cfg.ttl)]
+
+    async def _room_to_store(self) -> None:
+        try:
+            ok, wait, failed = await self.gateway.store.hits(self._quota(_owner(self), 0))
+        except StoreError:
+            return  # answered all the same; storing it will fail and be logged (as before)
+        if ok:
+            return
+        cfg = self.gateway.config.responses
+        key = ("max_per_caller", "max_bytes_per_caller")[failed]
+        what = (f"{cfg.max_per_caller} responses" if failed == 0
+                else f"{cfg.max_bytes_per_caller} bytes of responses")
+        seconds = max(1, math.ceil(wait))
+        raise APIError(429, f"This caller has stored {what} within {cfg.ttl:g}s "
+                            f"(responses.{key}); send store: false, or retry in {seconds}s.",
+                       code="stored_response_limit", retry_after=str(seconds))
+
+    async def _store(self, record: dict, size: int) -> None:
+        store, cfg = self.gateway.store, self.gateway.config.responses
+        await store.hits(self._quota(record["owner"], size))
+        await store.kv_put(NS, self.rid, record, cfg.ttl)
 
 
 class ResponseHandler(APIHandler):

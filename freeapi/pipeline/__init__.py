@@ -114,8 +114,8 @@ vendor's own form.
 Non-chat requests (embeddings, images, speech): `Pipeline.call(operation, model=...,
 token=...)` with a `freeapi.modalities.Operation`, whose `finish(ctx, result, route)`
 gets an `OperationContext`: the door, the key that served, `fetch`/`pause` for more
-vendor calls, `download` for a URL the vendor named, `report_usage`, `relaying(mark)`, `failed(code)`; see
-freeapi/pipeline/operations.py.
+vendor calls, `download` for a URL the vendor named, `report_usage`, `relaying(mark)`,
+`failed(code)`; see freeapi/pipeline/operations.py.
 """
 
 from __future__ import annotations
@@ -169,6 +169,13 @@ class Pipeline:
     def native(self) -> bool:
         """The attempt that served used the door's native pass-through."""
         return self.ex.served_native
+
+    @property
+    def served_model(self) -> str | None:
+        """The name answers carry for the model that served when it is not the requested
+        one (a `free` target's: freeapi/free.py); None otherwise."""
+        served = self.ex.served
+        return served[0].shown_as if served is not None else None
 
     # -- the request ------------------------------------------------------------------------
 

@@ -50,6 +50,15 @@ def server_key_error(err: APIError, provider: str) -> APIError:
                     code="upstream_key_rejected")
 
 
+def _verdict(lease, err: APIError) -> None:
+    """Release the key with the vendor's verdict, unless the refusal was about one model,
+    not the key (a used-up per-model free quota: `err.scope == "model"`)."""
+    if getattr(err, "scope", None) == "model":
+        lease.cancel()
+    else:
+        lease.release(err.status, retry_after=err.retry_after)
+
+
 def _context_too_long(err: APIError) -> bool:
     text = err.message.lower()
     return err.status in (400, 413) and ("context" in text or "too long" in text
@@ -143,7 +152,8 @@ class Failover:
     `upstream_s` and `failed_at`."""
 
     def __init__(self, gateway, calls, documents):
-        # gateway: config, fallbacks_for, limits, vendor_keys, pools, metrics, shutting_down
+        # gateway: config, fallbacks_for, limits, vendor_keys, pools, metrics, free,
+        # shutting_down
         self.gateway, self.calls, self.documents = gateway, calls, documents
 
     async def attempt(self, ex: Exchange, route: Route, model: str, body: dict, token,
@@ -193,7 +203,8 @@ class Failover:
             raise shutdown_error()
         return lease
 
-    async def verdict(self, ex: Exchange, err: APIError, more_targets: bool) -> str:
+    async def verdict(self, ex: Exchange, err: APIError, target: Route,
+                      more_targets: bool) -> str:
         """What a failed attempt's error means: NEXT_KEY, SAME_KEY (with new uploads),
         NEXT_TARGET, or (raised) the end of the request."""
         if ex.client_gone:
@@ -206,6 +217,8 @@ class Failover:
             return NEXT_KEY  # this key or this vendor: try another
         if more_targets and _context_too_long(err):
             return NEXT_TARGET  # a longer-context fallback may take it
+        if more_targets and target.via and err.status == 404:
+            return NEXT_TARGET  # a `free` target this account cannot reach (unknown model)
         if ex.doc_refs and await self.documents.stale(ex, err):
             return SAME_KEY  # the same key may serve, with a new upload
         raise err  # the request itself is wrong: no key or vendor will take it
@@ -230,7 +243,7 @@ class Failover:
             pool = gw.pools[provider.name]
             tbody = target.body_for(body)
             more_targets = t_index + 1 < len(targets)
-            tried = set()
+            tried = set(target.skip_keys)  # keys whose free quota is used up (freeapi/free.py)
             while attempts < limits.max_attempts and (
                     attempts == 0 or time.monotonic() - started < limits.max_time):
                 try:
@@ -257,13 +270,16 @@ class Failover:
                     gw.metrics.attempt(provider.name, "ok")
                     self._served(ex, target, lease, attempts)
                     return result, target
+                gw.free.observe(target, lease.key, err)  # a used-up free quota is remembered
                 ex.failed_at = (t_index, provider.name)
                 last = err if passthrough else server_key_error(err, provider.name)
-                then = await self.verdict(ex, err, more_targets)
+                then = await self.verdict(ex, err, target, more_targets)
                 if then == NEXT_TARGET:
                     break
                 if then == SAME_KEY:
                     tried.discard(lease.key)
+        if route.via is not None and last is not None:  # `free`: say when one comes back
+            last = await gw.free.unserved(route.via, last)
         raise last or APIError(503, "No provider could take the request.", code="no_target")
 
     def _served(self, ex: Exchange, target: Route, lease, attempts: int) -> None:
@@ -330,7 +346,7 @@ class Failover:
                     ex.opened = opened
                     return opened, None
                 opened.close()
-                lease.release(err.status)
+                _verdict(lease, err)
                 log.warning("%s: stream began with an error for key %s: %s",
                             provider.name, lease.id, err.message)
                 return None, err
@@ -360,7 +376,7 @@ class Failover:
                 return raw, None
             err = vendor_error(provider.name, 502, "expected an event stream, got "
                                f"{resp.headers.get('Content-Type') or 'no type'}")
-        lease.release(err.status, retry_after=err.retry_after)
+        _verdict(lease, err)
         log.warning("%s answered %d for key %s: %s", provider.name, resp.status, lease.id,
                     err.message)
         return None, err

@@ -73,7 +73,7 @@ class ResponseWriter:
         raw, route = await self.failover.attempt(ex, route, model, body, token, stream=False)
         if ex.served_native:
             try:
-                data, ex.usage = ex.native.answer(raw, model)
+                data, ex.usage = ex.native.answer(raw, route.shown_as or model)
             except (ValueError, UnicodeDecodeError, RecursionError):
                 raise vendor_error(route.provider.name, 502, "the answer was not a JSON "
                                    "object") from None
@@ -124,7 +124,7 @@ class ResponseWriter:
             def hidden(answer, route=route):  # kept by _ending, at the stream's end
                 ex.hidden = (route, answer)
             if ex.served_native:
-                encoder = ex.native.relay(model, keys)
+                encoder = ex.native.relay(route.shown_as or model, keys)
                 ex.relay = encoder
                 if h.remembers_reasoning and hasattr(encoder, "on_finish"):
                     # a native relay that can tell the answer's reasoning (Responses)

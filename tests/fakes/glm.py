@@ -42,6 +42,8 @@ ERRORS = {
     1301: (400, "系统检测到输入或生成内容可能包含不安全或敏感内容"),
     1302: (429, "您当前使用该 API 的并发数过高，请降低并发"),
     1304: (429, "该 API 已达今日调用次数限额"),
+    1305: (429, "当前API请求过多，请稍后重试"),
+    1308: (429, "已达到使用上限"),
     1309: (429, "您的 GLM Coding Plan 套餐已到期，暂无法使用"),
     1311: (429, "当前订阅套餐暂未开放 glm-5 权限"),
     1310: (429, "您已达到每周/每月使用上限"),
@@ -55,9 +57,9 @@ RESET_IN = 7200  # 1310's reset moment, seconds ahead, as Beijing time in its me
 
 def error_body(code: int) -> dict:
     message = ERRORS[code][1]
-    if code == 1310:
+    if code in (1308, 1310):  # "您的限额将在 ${next_flush_time} 重置" (the api-code table)
         at = datetime.now(timezone(timedelta(hours=8))) + timedelta(seconds=RESET_IN)
-        message = f"您已达到每周/每月使用上限，您的限额将在 {at:%Y-%m-%d %H:%M:%S} 重置"
+        message = f"{message}，您的限额将在 {at:%Y-%m-%d %H:%M:%S} 重置"
     return {"error": {"code": str(code), "message": message}}
 
 
@@ -75,6 +77,9 @@ class Chat(Base):
         cmd, arg = self.command(body)
         if cmd == "!code":
             return self.fail(int(arg))
+        spent = self.state.spent.get((self.key(), body.get("model")))
+        if spent:  # this key's daily cap / rate limit on this model
+            return self.fail(spent)
         model = ROUTED.get(body["model"], body["model"])
         if model not in KNOWN:
             return self.fail(1211)
