@@ -11,7 +11,7 @@ import signal
 import socket
 import sys
 
-from freeapi import __version__, logs, metrics, reload
+from freeapi import __version__, access_log, logs, metrics, reload
 from freeapi.app import Gateway, make_app
 from freeapi.checkkeys import check_keys
 from freeapi.config import ConfigError, load_config, plain_http_to_remote
@@ -95,9 +95,12 @@ def load(args) -> Gateway:
 
 
 def _log_request(handler):
-    # Access lines only at debug: formatting one per request is measurable on the hot path.
+    # Tornado's own line: a warning for a 5xx; at debug only while freeapi's access line
+    # (freeapi/access_log.py, server.access_log) is off, which says more.
     status = handler.get_status()
-    if status >= 500 or log.isEnabledFor(logging.DEBUG):
+    gateway = handler.settings.get("freeapi")
+    if status >= 500 or (log.isEnabledFor(logging.DEBUG)
+                         and not (gateway is not None and gateway.config.access_log)):
         ctx = getattr(handler, "_rlog", None)
         if ctx is not None:  # for the JSON format's fields
             ctx.status, ctx.latency_ms = status, round(1000 * handler.request.request_time())
@@ -178,6 +181,12 @@ class _RedactKeys(logging.Filter):
         clean = redact_log(text, self.keys)
         if clean != text:
             record.msg, record.args = clean, None
+        access = getattr(record, "access", None)  # the JSON format's copy of the text
+        if access:
+            for name in access_log.CLIENT_TEXT:
+                value = access.get(name)
+                if isinstance(value, str) and value != (clean := redact_log(value, self.keys)):
+                    access[name] = clean
         return True
 
 

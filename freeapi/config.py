@@ -120,6 +120,7 @@ class Config:
     keepalive_interval: float = 5.0
     log_level: str = "info"
     log_format: str = "text"  # or "json": one object per line (freeapi/logs.py)
+    access_log: bool = True  # one `freeapi.access` line per request, at info
     shutdown_grace: float = 30.0
     # Transport limits against hostile clients and vendors (docs/security.md).
     body_timeout: float = 60.0  # seconds a client may pause while sending a request
@@ -326,6 +327,9 @@ def _server(cfg: Config, server: dict) -> None:
         if level not in _LOG_LEVELS:
             raise ConfigError("server.log_level", f"expected one of {', '.join(_LOG_LEVELS)}")
         cfg.log_level = level
+    if "access_log" in server:
+        cfg.access_log = _expect(server["access_log"], (bool,), "server.access_log",
+                                 "true or false")
     if "log_format" in server:
         cfg.log_format = _expect(server["log_format"], (str,), "server.log_format", "a string")
         if cfg.log_format not in ("text", "json"):

@@ -14,7 +14,8 @@ ROOT_KEYS = frozenset({"server", "auth", "providers", "models", "fallbacks", "fa
                        "responses", "metrics", "free", "files"})
 SERVER_KEYS = frozenset({"host", "port", "max_body_size", "keepalive_interval", "log_level",
                          "shutdown_grace", "log_format", "body_timeout", "max_connections",
-                         "max_event_size", "max_json_values", "max_buffered_bytes"})
+                         "max_event_size", "max_json_values", "max_buffered_bytes",
+                         "access_log"})
 AUTH_KEYS = frozenset({"keys", "allow_anonymous"})
 GATEWAY_KEY_LIMITS = ("rpm", "tpm", "daily_tokens", "monthly_tokens")
 GATEWAY_KEY_FIELDS = frozenset({"key", "name", "role", "models", *GATEWAY_KEY_LIMITS})

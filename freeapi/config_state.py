@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass
 
 from freeapi.configbase import (ConfigError, _expect, _mapping, _non_negative, _number,
                                 _section, _unknown)
+from freeapi.store.redis_url import parse_redis_url
 
 
 @dataclass
@@ -89,9 +89,10 @@ def parse_state(value, base_dir: str | None) -> StateConfig:
     if section.get("redis_url") is not None:
         url = _expect(section["redis_url"], (str,), "state.redis_url", "a redis:// URL")
         if url.strip():  # "${REDIS_URL:-}" left empty means: no Redis
-            if not re.match(r"^rediss?://[^/\s]*(/\d+)?$", url.strip()):
-                raise ConfigError("state.redis_url", "expected redis://[user:password@]"
-                                                     "host[:port][/db] or rediss://...")
+            try:
+                parse_redis_url(url)
+            except ValueError as e:
+                raise ConfigError("state.redis_url", str(e)) from None
             st.redis_url = url.strip()
     if "prefix" in section:
         st.prefix = _expect(section["prefix"], (str,), "state.prefix", "a string")

@@ -32,14 +32,19 @@ class RequestLog:
     """What the log lines of one request carry. The handler fills in the rest as it learns
     it (the ledger entry, once built, brings provider, model, status, latency, key)."""
 
-    __slots__ = ("request_id", "endpoint", "provider", "model", "status", "latency_ms", "key")
+    __slots__ = ("request_id", "endpoint", "provider", "model", "status", "latency_ms", "key",
+                 "entry", "error", "access_logged")
 
     def __init__(self, request_id: str):
         self.request_id = request_id
         self.endpoint = self.provider = self.model = self.status = None
         self.latency_ms = self.key = None
+        self.entry = None  # the request's ledger entry, once made (freeapi/access_log.py)
+        self.error = None  # the error code it was answered with, if any
+        self.access_logged = False
 
     def update_from_entry(self, e: dict):
+        self.entry = e
         self.endpoint, self.provider, self.model = e["endpoint"], e["provider"], e["model"]
         self.status, self.latency_ms, self.key = e["status"], e["latency_ms"], e["vendor_key"]
 
@@ -131,6 +136,9 @@ class JSONFormatter(logging.Formatter):
             value = getattr(record, name, None)
             if value is not None:
                 out[name] = value
+        access = getattr(record, "access", None)  # an access line's fields (access_log.py)
+        if access:
+            out.update((k, v) for k, v in access.items() if v is not None)
         if record.exc_info:
             out["exception"] = self.formatException(record.exc_info)
         return json.dumps(out, ensure_ascii=False, default=str)

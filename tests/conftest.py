@@ -3,6 +3,7 @@ import copy
 import logging
 import os
 import socket
+import uuid
 
 import pytest
 from tornado.httpserver import HTTPServer
@@ -13,8 +14,11 @@ from freeapi.config import parse_config
 from freeapi.plugins import make_plugin_manager, provider_types
 from freeapi.server import make_server
 from tests.fakes import deepseek as fake_deepseek
+from tests.fakes import agent_vendor as fake_agent
+from tests.fakes.common import State, serve
 from tests.fakes.proxy import CountingProxy
-from tests.helpers import assert_no_keys
+from freeapi.store.redis import RedisStore
+from tests.helpers import REDIS_URL, assert_no_keys
 
 
 # The fake vendors listen on 127.0.0.1: a developer's HTTP(S)_PROXY must not route the
@@ -115,8 +119,6 @@ def proxy_server(io_loop):
     io_loop.run_sync(lambda: asyncio.sleep(0.01))  # let the cancelled tunnels end
 
 
-REDIS_URL = os.environ.get("FREEAPI_TEST_REDIS", "redis://127.0.0.1:6379/0")
-
 
 @pytest.fixture(params=["sqlite", "redis"])
 def state_backend(request, tmp_path, io_loop):
@@ -134,3 +136,43 @@ def state_backend(request, tmp_path, io_loop):
         await store.delete_all()
         store.close()
     io_loop.run_sync(wipe)
+
+
+@pytest.fixture
+def start_vendor(io_loop):
+    """Start a fake vendor module's app; returns (base_url, state)."""
+    servers = []
+
+    def start(fake):
+        state = State(getattr(fake, "KEYS", {}))
+        url, server = serve(fake.make_app(state))
+        servers.append(server)
+        return url, state
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture
+def redis_state(io_loop):
+    """A state section pointing at the test Redis under a prefix of its own."""
+    prefix = f"freeapi-test:{uuid.uuid4().hex}:"
+    yield {"redis_url": REDIS_URL, "prefix": prefix}
+    store = RedisStore(REDIS_URL, prefix=prefix)
+
+    async def cleanup():
+        await store.delete_all()
+        store.close()
+        await asyncio.sleep(0)  # the reader task ends
+    io_loop.run_sync(cleanup)
+
+
+@pytest.fixture
+def vendor(io_loop):
+    """The agent vendor (tests/fakes/agent_vendor.py): its state, with `url` set."""
+    state = fake_agent.State()
+    url, server = fake_agent.start(state)
+    state.url = url
+    yield state
+    server.stop()

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import io
 import json
+import os
 
 import openai
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 
 from tests.fakes.deepseek import BUSY, DEAD, GOOD, GOOD2, POOR
 
+# The Redis the state-store tests use (an unreachable one fails them, never skips them).
+REDIS_URL = os.environ.get("FREEAPI_TEST_REDIS", "redis://127.0.0.1:6379/0")
 ALL_KEYS = (GOOD, GOOD2, DEAD, POOR, BUSY)
 HI = [{"role": "user", "content": "hi"}]
 
@@ -192,3 +195,34 @@ def wait_listening(port: int, proc, seconds: float = 10.0) -> None:
             pass
     raise AssertionError(("the gateway exited" if exited is not None else
                           "the gateway did not start") + tail)
+
+
+def client(gateway: str, key: str) -> openai.AsyncOpenAI:
+    return openai.AsyncOpenAI(base_url=gateway + "/v1", api_key=key, max_retries=0)
+
+
+async def collect(stream) -> dict:
+    """Everything a client reads from a stream: text, reasoning, usage, raw chunks."""
+    chunks = [c async for c in stream]
+    out = {"chunks": chunks, "content": "", "reasoning": "", "usage": None, "finish": None}
+    for c in chunks:
+        assert c.object == "chat.completion.chunk"
+        out["usage"] = c.usage or out["usage"]
+        for choice in c.choices:
+            out["content"] += choice.delta.content or ""
+            out["reasoning"] += (choice.delta.model_extra or {}).get("reasoning_content") or ""
+            out["finish"] = choice.finish_reason or out["finish"]
+    return out
+
+
+async def token_check(gateway: str, provider: str, token: str, auth: str | None = "x"):
+    resp = await request(gateway + "/token/check", "POST",
+                         {"token": token, "provider": provider}, key=auth)
+    return resp.code, json.loads(resp.body)
+
+
+def assert_no_secret(text, *secrets):
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "replace")
+    for secret in secrets:
+        assert secret not in text, "a full API key leaked"

@@ -15,7 +15,6 @@ from tests.conftest import free_port
 from tests.fakes.deepseek import GOOD
 from tests.helpers import ThreadedFake, wait_listening
 from tests.test_admin_keys_api import ADMIN
-from tests.test_limits import redis_state  # noqa: F401  (a fixture)
 
 ROOT = Path(__file__).resolve().parent.parent
 PROPAGATION = 1.0  # seconds a change may take to hold on every gateway (docs/admin.md)

@@ -13,7 +13,7 @@ from freeapi.admin.directory import Directory
 from freeapi.admin.records import new_secret, secret_hash
 from freeapi.store.redis import RedisStore
 from freeapi.store.sqlite import SQLiteStore
-from tests.test_store import REDIS_URL
+from tests.helpers import REDIS_URL
 
 
 @pytest.fixture(params=["sqlite", "redis"])

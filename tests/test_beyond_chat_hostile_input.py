@@ -1,4 +1,4 @@
-"""Hostile input at the doors beyond chat (issue 13): wrong JSON types, malformed
+"""Hostile input at the doors beyond chat: wrong JSON types, malformed
 multipart, forged gateway placeholders and broken vendor answers each get a clear
 OpenAI-shaped 4xx (or a 502 for the vendor's fault), never a 500 with a traceback, and
 nothing a client forges reaches a vendor. Found by fuzzing a gateway in front of the fake
@@ -19,7 +19,6 @@ from tests.fakes import qwen as fake_qwen
 from tests.fakes import step as fake_step
 from tests.fakes.common import serve
 from tests.helpers import error_of, request
-from tests.sibling import start_vendor  # noqa: F401 (a fixture)
 
 GW = "gw-hostile-beyond-0001"
 BOUNDARY = "b0undary"

@@ -8,7 +8,6 @@ import pytest
 
 from tests.fakes import glm as fake_glm
 from tests.helpers import error_of, request
-from tests.sibling import client, start_vendor  # noqa: F401 (a fixture)
 
 PICTURE = [{"role": "user", "content": [
     {"type": "text", "text": "what is this?"},

@@ -10,7 +10,7 @@ import pytest
 from freeapi.store.redis import RedisStore
 from tests.fakes.deepseek import GOOD, GOOD2
 from tests.helpers import chat_body, error_of, request, sse_events, stream_raw
-from tests.test_store import REDIS_URL
+from tests.helpers import REDIS_URL
 
 TEXT = "Hello! How can I help?"
 ALICE, BOB = "gw-alice-0000000001", "gw-bob-00000000002"

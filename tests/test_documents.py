@@ -9,8 +9,7 @@ import pytest
 
 from tests.fakes import kimi as fake_kimi
 from tests.fakes import spark as fake_spark
-from tests.helpers import error_of, request
-from tests.sibling import client, start_vendor  # noqa: F401 (a fixture)
+from tests.helpers import client, error_of, request
 
 SECRET_TEXT = "quarterly figures 7f3a9c: revenue up"
 ALICE, BOB = "gw-docs-alice-000001", "gw-docs-bob-0000002"

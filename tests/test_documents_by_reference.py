@@ -15,8 +15,7 @@ from freeapi.healthsync import key_hash
 from freeapi.modalities import documents
 from tests.fakes import kimi as fake_kimi
 from tests.fakes import qwen as fake_qwen
-from tests.helpers import error_of, request
-from tests.sibling import client, collect, start_vendor  # noqa: F401 (a fixture)
+from tests.helpers import client, collect, error_of, request
 
 SECRET = "board minutes 41d9e2: merger approved"
 ALICE, BOB = "gw-qdoc-alice-00000001", "gw-qdoc-bob-000000002"

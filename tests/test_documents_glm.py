@@ -14,8 +14,7 @@ from freeapi.config import ProviderConfig
 from freeapi.errors import APIError
 from providers.glm import GLM
 from tests.fakes import glm as fake_glm
-from tests.helpers import error_of, request
-from tests.sibling import client, start_vendor  # noqa: F401 (a fixture)
+from tests.helpers import client, error_of, request
 
 SECRET = "audit notes 5e8b1d: two findings"
 ALICE = "gw-gdoc-alice-00000001"

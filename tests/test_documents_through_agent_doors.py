@@ -14,7 +14,6 @@ import pytest
 from tests.fakes import deepseek as fake_deepseek
 from tests.fakes import kimi as fake_kimi
 from tests.helpers import request
-from tests.sibling import start_vendor  # noqa: F401 (a fixture)
 
 SECRET = "contract 5b8e1 clause 4: renewal"
 B64 = base64.b64encode(SECRET.encode()).decode()

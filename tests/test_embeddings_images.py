@@ -12,7 +12,6 @@ import pytest
 from tests.fakes import glm as fake_glm
 from tests.fakes import qwen as fake_qwen
 from tests.helpers import error_of, request
-from tests.sibling import start_vendor  # noqa: F401 (a fixture)
 from tests.test_usage import ledger
 
 ALICE = "gw-alice-modalities-01"

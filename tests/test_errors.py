@@ -272,7 +272,9 @@ async def test_vendor_status(gateway, status, stream):
     else:
         assert f"HTTP {status}" in err["message"]
     if status == 429:
-        assert resp.headers["Retry-After"] == "3"
+        # The vendor said 3 s; the key is still cooling from the first call, so the wait
+        # left is at most that (less when the machine took a second between the calls).
+        assert resp.headers["Retry-After"] in ("1", "2", "3")
         assert e.response.headers["retry-after"] == "3"
     else:
         assert "Retry-After" not in resp.headers
@@ -295,7 +297,9 @@ async def test_vendor_rejects_key(gateway, key, status, cls):
     if status == 402:
         assert "insufficient balance" in err["message"]
     if status == 429:
-        assert resp.headers["Retry-After"] == "3"
+        # The vendor said 3 s; the key is still cooling from the first call, so the wait
+        # left is at most that (less when the machine took a second between the calls).
+        assert resp.headers["Retry-After"] in ("1", "2", "3")
 
 
 @pytest.mark.parametrize("stream", [False, True])

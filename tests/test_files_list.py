@@ -11,9 +11,7 @@ import pytest
 
 from freeapi.modalities import files as files_mod
 from freeapi.store.redis import RedisStore
-from tests.helpers import error_of, request
-from tests.sibling import client
-
+from tests.helpers import client, error_of, request
 REDIS_URL = os.environ.get("FREEAPI_TEST_REDIS", "redis://127.0.0.1:6379/0")
 ALICE, BOB = "gw-files-alice-00001", "gw-files-bob-000002"
 

@@ -23,10 +23,8 @@ from tests.fakes import glm as fake_glm
 from tests.fakes import qwen as fake_qwen
 from tests.fakes import spark as fake_spark
 from tests.fakes.common import ANSWER
-from tests.helpers import request
+from tests.helpers import HI, collect, request
 from tests.localserver import LlamaCpp
-from tests.sibling import HI, collect
-from tests.sibling import start_vendor  # noqa: F401 (a fixture)
 
 REDIS_URL = os.environ.get("FREEAPI_TEST_REDIS", "redis://127.0.0.1:6379/0")
 GW_KEY = "gw-key-for-the-free-model-tests"

@@ -15,10 +15,8 @@ from freeapi.store.redis import RedisStore
 from freeapi.provider import NO_BALANCE_RECHECK
 from tests.fakes import qwen as fake_qwen
 from tests.fakes.deepseek import BUSY, DEAD, GOOD, GOOD2
-from tests.helpers import chat_body, request
-from tests.sibling import HI
-from tests.sibling import start_vendor  # noqa: F401 (a fixture)
-from tests.test_store import REDIS_URL
+from tests.helpers import HI, chat_body, request
+from tests.helpers import REDIS_URL
 
 SYNC = 0.1
 

@@ -13,7 +13,6 @@ from tests.fakes import glm as fake_glm
 from tests.fakes import openai_compat as fake_local
 from tests.fakes import qwen as fake_qwen
 from tests.helpers import error_of, request
-from tests.sibling import start_vendor  # noqa: F401 (a fixture)
 from tests.test_usage import ledger
 
 ALICE = "gw-alice-image-edits-01"

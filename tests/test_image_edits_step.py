@@ -9,7 +9,6 @@ import openai
 import pytest
 
 from tests.fakes import step as fake_step
-from tests.sibling import start_vendor  # noqa: F401 (a fixture)
 from tests.test_usage import ledger
 
 ALICE = "gw-alice-step-edits-01"

@@ -12,7 +12,6 @@ import pytest
 from tests.fakes import minimax as fake_mm
 from tests.fakes import step as fake_step
 from tests.helpers import request
-from tests.sibling import start_vendor  # noqa: F401 (a fixture)
 from tests.test_usage import ledger
 
 ALICE = "gw-alice-images-sm-01"

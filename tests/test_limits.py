@@ -7,19 +7,16 @@ import json
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 
 import openai
 import pytest
 
 from freeapi.limits import Limits, _period_end
-from freeapi.store.redis import RedisStore
 from tests.conftest import free_port
 from tests.fakes.deepseek import GOOD
 from tests.helpers import (ThreadedFake, chat_body, error_of, request, sdk, stream_raw,
                            wait_listening)
-from tests.test_store import REDIS_URL
 
 ROOT = Path(__file__).resolve().parent.parent
 ALICE, BOB, CAROL = "gw-alice-0000000001", "gw-bob-00000000002", "gw-carol-0000000003"
@@ -40,20 +37,6 @@ async def chat(base, key, **kw):
 async def settled(gw):
     """Token charges are added in the background once the vendor reported usage."""
     await gw.limits.settle()
-
-
-@pytest.fixture
-def redis_state(io_loop):
-    """A state section pointing at the test Redis under a prefix of its own."""
-    prefix = f"freeapi-test:{uuid.uuid4().hex}:"
-    yield {"redis_url": REDIS_URL, "prefix": prefix}
-    store = RedisStore(REDIS_URL, prefix=prefix)
-
-    async def cleanup():
-        await store.delete_all()
-        store.close()
-        await asyncio.sleep(0)  # the reader task ends
-    io_loop.run_sync(cleanup)
 
 
 # -- models -------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ import struct
 import pytest
 
 from tests.fakes import openai_compat as fake
-from tests.sibling import client, start_vendor  # noqa: F401 (a fixture)
+from tests.helpers import client
 
 
 @pytest.fixture

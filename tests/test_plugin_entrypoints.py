@@ -16,8 +16,7 @@ import pytest
 from freeapi.plugins import make_plugin_manager, provider_types
 from tests.fakes import openai_compat as fake_local
 from tests.fakes.common import ANSWER
-from tests.sibling import HI, client
-from tests.sibling import start_vendor  # noqa: F401 (a fixture)
+from tests.helpers import HI, client
 
 EXAMPLE_DIR = Path(__file__).parent / "plugin_example"
 

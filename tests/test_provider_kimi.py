@@ -8,9 +8,7 @@ import pytest
 
 from tests.fakes import kimi as fake
 from tests.fakes.common import ANSWER, REASONING
-from tests.helpers import request
-from tests.sibling import HI, assert_no_secret, client, collect, token_check
-from tests.sibling import start_vendor  # noqa: F401 (a fixture)
+from tests.helpers import HI, assert_no_secret, client, collect, request, token_check
 
 
 @pytest.fixture

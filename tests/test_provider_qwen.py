@@ -8,8 +8,7 @@ import pytest
 
 from tests.fakes import qwen as fake
 from tests.fakes.common import ANSWER, REASONING
-from tests.sibling import HI, client, collect, token_check
-from tests.sibling import start_vendor  # noqa: F401 (a fixture)
+from tests.helpers import HI, client, collect, token_check
 
 
 @pytest.fixture

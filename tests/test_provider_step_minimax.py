@@ -7,8 +7,7 @@ import pytest
 from tests.fakes import minimax as fake_mm
 from tests.fakes import step as fake_step
 from tests.fakes.common import ANSWER, REASONING
-from tests.sibling import HI, assert_no_secret, client, collect, token_check
-from tests.sibling import start_vendor  # noqa: F401 (a fixture)
+from tests.helpers import HI, assert_no_secret, client, collect, token_check
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from freeapi.config import ConfigError, parse_config
 from freeapi.plugins import make_plugin_manager, provider_types
 from freeapi.proxy import NoProxy, parse_proxy
 from tests.fakes import deepseek as fake_deepseek
-from tests.fakes.deepseek import ANSWER, GOOD
+from tests.fakes.deepseek import ANSWER
 from tests.helpers import chat_body, check_stream, error_of, request, stream_raw
 
 TEXT = "".join(ANSWER)

@@ -23,8 +23,7 @@ from tests.fakes import kimi
 from tests.fakes.common import ANSWER as KIMI_ANSWER
 from tests.fakes.common import REASONING as KIMI_REASONING
 from tests.helpers import request, sdk
-from tests.sibling import start_vendor  # noqa: F401 (a fixture)
-from tests.test_store import REDIS_URL
+from tests.helpers import REDIS_URL
 
 TOOLS = [{"type": "function", "function": {
     "name": "get_weather", "parameters": {"type": "object", "properties": {

@@ -24,15 +24,6 @@ WEATHER = {"type": "function", "name": "get_weather", "description": "Weather of
 
 
 @pytest.fixture
-def vendor(io_loop):
-    state = fake.State()
-    url, server = fake.start(state)
-    state.url = url
-    yield state
-    server.stop()
-
-
-@pytest.fixture
 def gw(make_gateway, vendor):
     """(base URL, Gateway) with two gateway keys and the agent vendor as `agent`."""
     return make_gateway({
@@ -537,7 +528,7 @@ async def test_two_gateways_on_one_redis_continue_each_others_responses(make_gat
                                                                         vendor):
     import uuid
 
-    from tests.test_store import REDIS_URL
+    from tests.helpers import REDIS_URL
     state = {"redis_url": REDIS_URL, "prefix": f"freeapi-test:{uuid.uuid4().hex}:"}
     keep = {"ttl": 60}  # the shared test Redis keeps nothing of this test for long
     base_a, gw_a = make_gateway(_agent(vendor, state=state, responses=keep))

@@ -21,7 +21,6 @@ import pytest
 from tests.fakes import agent_vendor as agent
 from tests.fakes import deepseek as ds
 from tests.helpers import error_of, request, sdk, sse_events
-from tests.test_responses import vendor  # noqa: F401 (a fixture: the agent vendor)
 
 REASONING, ANSWER = "".join(ds.REASONING), "".join(ds.ANSWER)
 TOOLS = [{"type": "function", "name": "get_weather", "description": "Weather of a city.",

@@ -14,7 +14,6 @@ import pytest
 
 from freeapi.handlers.responses import NS
 from tests.fakes import kimi as fake_kimi
-from tests.sibling import start_vendor  # noqa: F401 (a fixture)
 
 ALICE, BOB = "gw-stored-resp-alice-01", "gw-stored-resp-bob-0002"
 MODEL = "moonshot-v1-8k"

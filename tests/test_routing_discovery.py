@@ -10,8 +10,7 @@ from tests.fakes import kimi as fake_kimi
 from tests.fakes import openai_compat as fake_local
 from tests.fakes import qwen as fake_qwen
 from tests.fakes.common import ANSWER
-from tests.sibling import HI, client, collect, token_check
-from tests.sibling import start_vendor  # noqa: F401 (a fixture)
+from tests.helpers import HI, client, collect, token_check
 
 GW_KEY = "gw-key-for-the-routing-tests"
 

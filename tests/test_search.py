@@ -11,8 +11,7 @@ from tests.fakes import glm as fake_glm
 from tests.fakes import kimi as fake_kimi
 from tests.fakes import qwen as fake_qwen
 from tests.fakes import step as fake_step
-from tests.helpers import error_of, request, stream_raw
-from tests.sibling import client, collect, start_vendor  # noqa: F401 (a fixture)
+from tests.helpers import client, collect, error_of, request, stream_raw
 from tests.test_usage import ledger
 
 ASK = [{"role": "user", "content": "what happened today?"}]

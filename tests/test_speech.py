@@ -10,7 +10,6 @@ import pytest
 from tests.fakes import minimax as fake_mm
 from tests.fakes import step as fake_step
 from tests.helpers import error_of, request
-from tests.sibling import start_vendor  # noqa: F401 (a fixture)
 from tests.test_usage import ledger
 
 GW = "gw-speech-key-000001"

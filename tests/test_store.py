@@ -3,7 +3,6 @@ or FREEAPI_TEST_REDIS). An unreachable Redis fails the Redis variants; it never 
 Each Redis test uses its own key prefix and deletes its keys afterwards."""
 
 import asyncio
-import os
 import sqlite3
 import time
 import uuid
@@ -14,8 +13,8 @@ from freeapi.store import Hit, StoreError
 from freeapi.store.redis import RedisStore
 from freeapi.store.resp import ReplyError, RespClient, _Incomplete, encode, parse
 from freeapi.store.sqlite import SQLiteStore
+from tests.helpers import REDIS_URL
 
-REDIS_URL = os.environ.get("FREEAPI_TEST_REDIS", "redis://127.0.0.1:6379/0")
 
 
 class Backend:

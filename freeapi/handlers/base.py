@@ -12,7 +12,7 @@ from http.client import responses
 from tornado import web
 from tornado.ioloop import IOLoop
 
-from freeapi import logs
+from freeapi import access_log, logs
 from freeapi.errors import Answered, APIError, ClientGone, invalid_request
 from freeapi.json_limits import deeper_than, value_bound
 from freeapi.keys import bearer
@@ -166,6 +166,8 @@ class APIHandler(web.RequestHandler):
                 "Connection: close\r\n\r\n").encode()
         log.debug("%s %s -> %d before the body (%s)", self.request.method, self.request.path,
                   err.status, err.code)
+        self._rlog.error = err.code
+        self._access_line(err.status)
         answer_and_close(self.request.connection.detach(), head + body, seconds, drain)
         raise Answered()
 
@@ -193,10 +195,30 @@ class APIHandler(web.RequestHandler):
         super().on_connection_close()
         self._stop_watching_body()
         self._release()
+        self._access_line(gone=True)
 
     def on_finish(self):
         # Subclasses that override this must call it.
         self._release()
+        self._access_line()
+
+    #: Whether this route's requests get an access line (off for /ping, /healthz,
+    #: /metrics: probes and scrapers would drown the rest).
+    access_logged = True
+
+    def _access_line(self, status: int | None = None, gone: bool = False):
+        """The request's access line (freeapi/access_log.py), once, one loop turn later:
+        by then a door's pipeline has made the ledger entry the line is written from."""
+        rlog = self._rlog
+        if (rlog is None or rlog.access_logged or not self.access_logged
+                or not self.gateway.config.access_log):
+            return
+        rlog.access_logged = True
+        caller = self.caller
+        IOLoop.current().add_callback(
+            access_log.write, rlog, self.request.method, self.request.path,
+            status or self.get_status(), round(self.request.request_time() * 1000),
+            caller.name if caller is not None else None, gone and status is None)
 
     # -- the gateway-wide budget of buffered body bytes (freeapi/body_budget.py) ------------
 
@@ -333,6 +355,8 @@ class APIHandler(web.RequestHandler):
                            code="internal_error")
         if err.retry_after:
             self.set_header("Retry-After", err.retry_after)
+        if self._rlog is not None:
+            self._rlog.error = err.code
         self.set_header("Content-Type", "application/json")
         self.finish(json.dumps(self.error_body(err)))
 

@@ -12,6 +12,7 @@ STORE_CHECK_TIMEOUT = 2.0
 
 
 class PingHandler(APIHandler):
+    access_logged = False  # probes and scrapers: no access line
     auth_required = False  # liveness for load balancers
 
     def get(self):
@@ -22,6 +23,7 @@ class PingHandler(APIHandler):
 class HealthHandler(APIHandler):
     """200 while the gateway serves; 503 with the reason while it drains for shutdown or
     while its state store does not answer, so a load balancer stops sending it traffic."""
+    access_logged = False  # probes and scrapers: no access line
 
     auth_required = False
 

@@ -26,6 +26,7 @@ class MetricsHandler(APIHandler):
     """Prometheus text format. With gateway keys configured it needs an admin key, unless
     `metrics.public: true` (a scraper on a private network); without gateway keys it is
     open, like the rest of a pass-through gateway."""
+    access_logged = False  # probes and scrapers: no access line
 
     auth_required = False  # no body to protect; get() applies metrics.public itself
 

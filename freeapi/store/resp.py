@@ -6,6 +6,13 @@ so concurrent requests pipeline into one socket with no pool to size. Scripts ru
 EVALSHA with an EVAL fallback. A lost connection fails the commands waiting on it and the
 next command reconnects; a command that times out closes the connection, because a
 server that stopped answering one command will not answer the next one in time either.
+
+With a `redis+sentinel://` URL each (re)connect first asks the sentinels, in turn, where
+the primary named in the URL is, then checks with ROLE that the server it reached is
+that primary (the guidelines for Sentinel clients:
+https://redis.io/docs/latest/develop/reference/sentinel-clients/). After a failover the
+old primary closes its clients' connections (or answers writes with -READONLY, which
+closes ours): the next command asks the sentinels again and reaches the new one.
 """
 
 from __future__ import annotations
@@ -15,12 +22,12 @@ import hashlib
 import ssl
 import time
 from collections import deque
-from urllib.parse import unquote, urlsplit
 
 from tornado.iostream import StreamClosedError
 from tornado.tcpclient import TCPClient
 
 from freeapi.store import StoreError
+from freeapi.store.redis_url import parse_redis_url
 
 _RETRY_GAP = 0.5  # seconds a failed connect is remembered: requests fail fast meanwhile
 
@@ -76,6 +83,52 @@ def parse(buf, pos: int):
     raise StoreError(f"redis: unexpected reply type {kind!r}")
 
 
+class ReplyReader:
+    """Replies from a byte stream that arrives in pieces. The elements of an array reply
+    already parsed are kept (on a stack of the arrays still being filled) and their bytes
+    dropped, so a multi-megabyte reply costs time in proportion to its size, however many
+    pieces it arrives in (parsing each reply from its start as each piece came made it
+    grow with the square of the size)."""
+
+    __slots__ = ("buf", "stack")
+
+    def __init__(self):
+        self.buf = bytearray()
+        self.stack: list[list] = []  # [items, how many still to come] per open array
+
+    def feed(self, data: bytes) -> list:
+        buf, stack, out = self.buf, self.stack, []
+        buf += data
+        pos = 0
+        while pos < len(buf):
+            if buf[pos] == 0x2A:  # b"*": an array header; its items follow
+                end = buf.find(b"\r\n", pos)
+                if end < 0:
+                    break
+                n, pos = int(buf[pos + 1:end]), end + 2
+                if n > 0:
+                    stack.append([[], n])
+                    continue
+                value = None if n < 0 else []
+            else:
+                try:
+                    value, pos = parse(buf, pos)
+                except _Incomplete:
+                    break
+            while stack:  # put the value in its array; a filled array is a value in turn
+                frame = stack[-1]
+                frame[0].append(value)
+                frame[1] -= 1
+                if frame[1]:
+                    break
+                value = stack.pop()[0]
+            else:
+                out.append(value)
+        if pos:
+            del buf[:pos]
+        return out
+
+
 class Script:
     def __init__(self, source: str):
         self.source = source
@@ -91,17 +144,11 @@ class _Conn:
 
 class RespClient:
     def __init__(self, url: str, timeout: float = 5.0):
-        u = urlsplit(url)
-        if u.scheme not in ("redis", "rediss"):
-            raise ValueError("expected redis://[user:password@]host[:port][/db] or rediss://")
-        self.host, self.port = u.hostname or "127.0.0.1", u.port or 6379
-        self.username = unquote(u.username) if u.username else None
-        self.password = unquote(u.password) if u.password else None
-        db = u.path.strip("/")
-        if db and not db.isdigit():
-            raise ValueError("the database in redis://host:port/DB must be a number")
-        self.db = int(db or 0)
-        self.tls = u.scheme == "rediss"
+        self.target = t = parse_redis_url(url)
+        self.username, self.password, self.db, self.tls = t.username, t.password, t.db, t.tls
+        self.sentinels = list(t.hosts) if t.sentinel else []
+        self.host, self.port = t.hosts[0]  # the server, or (Sentinel) the primary last found
+        self._ssl = t.ssl_context()
         self.timeout = timeout
         self._conn: _Conn | None = None
         self._connecting: asyncio.Future | None = None
@@ -109,7 +156,9 @@ class RespClient:
 
     def describe(self) -> str:
         # Never the password: this goes to logs.
-        return f"{'rediss' if self.tls else 'redis'}://{self.host}:{self.port}/{self.db}"
+        if self.sentinels:
+            return f"{self.target.describe()} (primary {self.host}:{self.port})"
+        return self.target.describe()
 
     # -- connecting ---------------------------------------------------------------------
 
@@ -125,54 +174,91 @@ class RespClient:
         if self._failed and time.monotonic() - self._failed[0] < _RETRY_GAP:
             raise self._failed[1]
         try:
-            kw = {}
-            if self.tls:
-                kw = {"ssl_options": ssl.create_default_context(), "server_hostname": self.host}
-            stream = await asyncio.wait_for(
-                TCPClient().connect(self.host, self.port, **kw), self.timeout)
-        except (OSError, StreamClosedError, asyncio.TimeoutError, ssl.SSLError) as e:
-            err = StoreError(f"cannot reach {self.describe()}: {_reason(e)}")
+            if self.sentinels:
+                self.host, self.port = await self._ask_sentinels()
+            hello = []
+            if self.password is not None:
+                hello.append(("AUTH", self.username, self.password) if self.username
+                             else ("AUTH", self.password))
+            if self.db:
+                hello.append(("SELECT", self.db))
+            if self.sentinels:
+                hello.append(("ROLE",))
+            conn, replies = await self._open(self.host, self.port, hello)
+            if self.sentinels and (not replies[-1] or replies[-1][0] != b"master"):
+                # Sentinel has not caught up with a failover yet (or was wrong): not ours.
+                conn.stream.close()
+                raise StoreError(f"{self.describe()} is not the primary yet")
+        except StoreError as err:
             self._failed = (time.monotonic(), err)
-            raise err from None
-        stream.set_nodelay(True)
-        conn = _Conn(stream)
-        conn.reader = asyncio.ensure_future(self._read(conn))
-        hello = []
-        if self.password is not None:
-            hello.append(("AUTH", self.username, self.password) if self.username
-                         else ("AUTH", self.password))
-        if self.db:
-            hello.append(("SELECT", self.db))
-        try:
-            for reply in await asyncio.wait_for(self._send(conn, hello), self.timeout):
-                if isinstance(reply, ReplyError):
-                    raise StoreError(f"{self.describe()}: {reply}")
-        except (StoreError, asyncio.TimeoutError) as e:
-            stream.close()
-            err = e if isinstance(e, StoreError) else StoreError(
-                f"{self.describe()} did not answer the handshake")
-            self._failed = (time.monotonic(), err)
-            raise err from None
+            raise
         self._failed = None
         self._conn = conn
         return conn
 
+    async def _open(self, host: str, port: int, hello: list) -> tuple[_Conn, list]:
+        """A connection to host:port with `hello` sent and answered (an error reply to any
+        of them fails the connect)."""
+        where = f"redis {host}:{port}" if self.sentinels else self.describe()
+        try:
+            # Tornado checks the certificate against `host` (SNI and hostname) itself.
+            stream = await asyncio.wait_for(
+                TCPClient().connect(host, port, ssl_options=self._ssl), self.timeout)
+        except (OSError, StreamClosedError, asyncio.TimeoutError, ssl.SSLError) as e:
+            raise StoreError(f"cannot reach {where}: {_reason(e)}") from None
+        stream.set_nodelay(True)
+        conn = _Conn(stream)
+        conn.reader = asyncio.ensure_future(self._read(conn))
+        try:
+            replies = await asyncio.wait_for(self._send(conn, hello), self.timeout)
+            for reply in replies:
+                if isinstance(reply, ReplyError):
+                    raise StoreError(f"{where}: {reply}")
+        except (StoreError, asyncio.TimeoutError) as e:
+            stream.close()
+            raise (e if isinstance(e, StoreError) else
+                   StoreError(f"{where} did not answer the handshake")) from None
+        return conn, replies
+
+    async def _ask_sentinels(self) -> tuple[str, int]:
+        """The primary's address from the first sentinel that knows it; that sentinel
+        goes first next time (as the Sentinel client guidelines ask)."""
+        t = self.target
+        hello, problems = [], []
+        if t.option("sentinel_password") is not None:
+            user = t.option("sentinel_username")
+            hello.append(("AUTH", user, t.option("sentinel_password")) if user
+                         else ("AUTH", t.option("sentinel_password")))
+        hello.append(("SENTINEL", "get-master-addr-by-name", t.master_name))
+        for i, (host, port) in enumerate(self.sentinels):
+            try:
+                conn, replies = await self._open(host, port, hello)
+            except StoreError as e:
+                problems.append(str(e))
+                continue
+            conn.stream.close()
+            addr = replies[-1]
+            if not addr:
+                problems.append(f"sentinel {host}:{port} does not know "
+                                f"{t.master_name!r}")
+                continue
+            if i:
+                self.sentinels.insert(0, self.sentinels.pop(i))
+            return addr[0].decode(), int(addr[1])
+        raise StoreError(f"no sentinel of {t.describe()} named the primary: "
+                         + "; ".join(problems))
+
     async def _read(self, conn: _Conn):
-        buf = bytearray()
+        reader = ReplyReader()
         try:
             while True:
-                buf += await conn.stream.read_bytes(1 << 16, partial=True)
-                pos = 0
-                while pos < len(buf):
-                    try:
-                        reply, pos2 = parse(buf, pos)
-                    except _Incomplete:
-                        break
-                    pos = pos2
+                for reply in reader.feed(await conn.stream.read_bytes(1 << 16, partial=True)):
                     fut = conn.waiting.popleft() if conn.waiting else None
                     if fut is not None and not fut.done():
                         fut.set_result(reply)
-                del buf[:pos]
+                    if isinstance(reply, ReplyError) and str(reply).startswith("READONLY"):
+                        # A primary demoted by a failover: find the new one.
+                        conn.stream.close()
         except (StreamClosedError, StoreError, ValueError, IndexError):
             pass
         finally:

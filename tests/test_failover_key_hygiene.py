@@ -1,5 +1,6 @@
-"""Regressions from the code review: leaked key slots, keys sent to the wrong vendor,
-errors that arrive as stream events."""
+"""Keys and key slots across failover: a failure never keeps a key slot, a caller's key
+never reaches another vendor, an error as a stream's first event fails over, error events
+mid-stream are scrubbed of keys, and a refused server-side key is not the caller's 401."""
 
 import openai
 import pytest

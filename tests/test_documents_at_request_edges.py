@@ -1,4 +1,4 @@
-"""Documents at the edges of a request (review of issue 13): a `-search` model behind a
+"""Documents at the edges of a request: a `-search` model behind a
 door whose vendor has a native endpoint still has its document read (the search is sent
 as chat, so the native endpoint never carries the file); a fallback without the door's
 native endpoint is skipped for a request whose documents only the native one carries; the
@@ -16,12 +16,11 @@ from tests.fakes import glm as fake_glm
 from tests.fakes import kimi as fake_kimi
 from tests.fakes import qwen as fake_qwen
 from tests.fakes import deepseek as fake_deepseek
-from tests.helpers import error_of, request
-from tests.sibling import client, collect, start_vendor  # noqa: F401 (a fixture)
+from tests.helpers import client, collect, error_of, request
 
 SECRET = "ledger 7c41aa: two entries reversed"
 B64 = base64.b64encode(SECRET.encode()).decode()
-GW_KEY = "gw-review-docs-00000001"
+GW_KEY = "gw-edges-docs-00000001"
 
 
 def anthropic_doc(model: str) -> dict:
