@@ -14,8 +14,9 @@ from tornado import web
 
 from freeapi.body_budget import BodyBudget
 from freeapi.config import Config, ConfigError
+from freeapi.discovery import Discovery
 from freeapi.downloads import Downloads
-from freeapi.errors import APIError, UpstreamError, invalid_request, upstream_failure
+from freeapi.errors import APIError, invalid_request
 from freeapi.free import FreeRouter
 from freeapi.handlers.admin import ROUTES as ADMIN_ROUTES
 from freeapi.handlers.admin_log import ROUTES as ADMIN_LOG_ROUTES
@@ -40,15 +41,16 @@ from freeapi.admin.service import Admin
 from freeapi.keys import GatewayAuth, split_keys
 from freeapi.limits import Limits
 from freeapi.metrics import Metrics, multiproc_dir
+from freeapi.pipeline import Steps
+from freeapi.probes import check_key, host_answers
 from freeapi.provider import Provider
 from freeapi.proxy import Resolver as ProxyResolver
 from freeapi.routing import Catalog, Route
 from freeapi.pricing import Pricing
 from freeapi.status import StatusBoard
-from freeapi.store import StoreError, open_store
+from freeapi.store import open_store
 from freeapi.upstream import Pool
 
-_MAX_CHECK_BODY = 1 << 20
 # Pass-through keys one request may carry (`Bearer k1,k2,...`): every key is tried or
 # tracked, so the list is bounded; real clients send a handful.
 MAX_PASSTHROUGH_KEYS = 32
@@ -111,23 +113,25 @@ class Gateway:
         self.fallbacks = self._fallbacks(config.fallbacks)
         self.free = FreeRouter(self)  # the `free` model (freeapi/free.py)
         self.active: set = set()  # chat handlers in flight, for graceful shutdown
-        self.file_downloads: dict[str, int] = {}  # file contents being sent, per caller (files.py)
+        # File contents being sent, per caller (handlers/files.py); `downloads` above is
+        # the vendor-URL fetcher.
+        self.file_downloads: dict[str, int] = {}
         self.uploads = 0  # file uploads being received (handlers/files.py)
         self.draining = False  # no new chat requests (graceful shutdown began)
         self.shutting_down = False  # the grace period is over: in-flight work is cut
         self._resolve = pm.hook.resolve_model
-        self._rediscovery: asyncio.Future | None = None  # the discovery round in flight
-        self._last_miss_round = float("-inf")
-        self._discovery_failing: set[str] = set()  # providers whose last round failed
+        self.steps = Steps(self)  # the request pipeline's steps (freeapi/pipeline)
+        self.discovery = Discovery(self.providers, config.discovery, self.http,
+                                   self._catalog_changed)
 
     def _pool(self, p: Provider) -> KeyPool:
         kp = p.config.key_pool
 
         async def probe(key):
-            return await self.check_key(p, key)
+            return await check_key(self.http, p, key)
 
         async def host_probe():
-            return await self.host_answers(p)
+            return await host_answers(self.http, p)
 
         # The gateway's own keys, and a keyless provider's pseudo-key, are never forgotten
         # for clients' pass-through keys.
@@ -164,51 +168,24 @@ class Gateway:
 
     async def resolve_fresh(self, model: str) -> Route:
         """resolve(), but a bare name nobody serves first asks the providers that list
-        their models again (at most once per discovery.on_miss seconds, all callers sharing
-        one round), so a model pulled into a local server since the last round is found."""
+        their models again (freeapi/discovery.py), so a model pulled into a local server
+        since the last round is found."""
         if self.free.parse(model) is not None:  # what can serve now, in order
             return await self.free.route(model)
         try:
             return self.resolve(model)
         except APIError as e:
-            if e.code != "model_not_found" or "/" in model or not self._may_rediscover():
+            if e.code != "model_not_found" or "/" in model or not self.discovery.may_rerun():
                 raise
-        await self.rediscover()
+        await self.discovery.rerun()
         return self.resolve(model)
 
-    def _may_rediscover(self) -> bool:
-        every = self.config.discovery.on_miss
-        if not every or not any(p.discover_enabled for p in self.providers.values()):
-            return False
-        if self._rediscovery is not None:
-            return True  # join the round in flight
-        return time.monotonic() - self._last_miss_round >= every
-
-    async def rediscover(self, timeout: float = 5.0) -> None:
-        """One discovery round shared by every caller that asks meanwhile."""
-        if self._rediscovery is None:
-            self._last_miss_round = time.monotonic()
-            self._rediscovery = asyncio.ensure_future(self.discover_models(timeout))
-            self._rediscovery.add_done_callback(self._round_done)
-        await asyncio.shield(self._rediscovery)
-
-    def _round_done(self, fut):
-        self._rediscovery = None
-        if not fut.cancelled() and fut.exception() is not None:
-            log.error("model discovery failed: %s", fut.exception())
-
-    async def discovery_loop(self) -> None:
-        """Discovery after startup, then every discovery.interval seconds."""
-        while True:
-            try:
-                await self.rediscover(10.0)
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # a round must never end the loop
-                log.exception("model discovery failed")
-            if not self.config.discovery.interval:
-                return
-            await asyncio.sleep(self.config.discovery.interval)
+    def _catalog_changed(self) -> None:
+        """Discovery found new models: a Catalog that includes them."""
+        try:
+            self.catalog = Catalog(self.providers, self.config.models)
+        except ConfigError as e:  # cannot happen for names that resolved at startup
+            log.error("model discovery: keeping the startup catalog: %s", e)
 
     def resolve(self, model: str) -> Route:
         # A name the vendor could be billed for and the gateway then cannot put in its
@@ -264,97 +241,6 @@ class Gateway:
                                 f"configure providers.{provider.name}.api_keys on the gateway.",
                            code="missing_api_key")
         return keys, True
-
-    async def check_key(self, provider: Provider, key: str, on_call=None) -> bool:
-        """Ask the vendor whether `key` is usable now. An outage raises an APIError (502 or
-        504); a check cancelled through `on_call(call).abort()` raises UpstreamError."""
-        req = provider.key_check_request(key)
-        t = provider.timeouts
-        call = self.http.start(req.url)
-        if on_call is not None:
-            on_call(call)
-        try:
-            resp = await self.http.send(call, req.method, req.url, req.headers, req.body,
-                                        t.connect, t.first_byte)
-            raw = await resp.read(t.idle, _MAX_CHECK_BODY)
-        except UpstreamError as e:
-            if e.kind == "aborted":
-                raise
-            raise upstream_failure(provider.name, e) from None
-        return provider.key_check_result(resp.status, resp.headers, raw, [key])
-
-    async def host_answers(self, provider: Provider, timeout: float = 5.0) -> bool:
-        """Whether a keyless provider's server answers HTTP at all (any status): the probe
-        that lets traffic back to a host that could not be reached."""
-        req = provider.models_request(None)
-        t = provider.timeouts
-        call = self.http.start(req.url)
-        try:
-            resp = await self.http.send(call, req.method, req.url, req.headers, req.body,
-                                        min(t.connect, timeout), min(t.first_byte, timeout))
-            await resp.read(timeout, _MAX_CHECK_BODY, time.monotonic() + timeout)
-        except UpstreamError:
-            return False
-        return True
-
-    async def discover_models(self, timeout: float = 10.0) -> None:
-        """Ask each provider that lists its models (GET /models) for them, then swap in a
-        Catalog that includes them. Run after the server listens, so a slow or dead vendor
-        never delays startup; a provider whose answer fails keeps its static list."""
-        changed = await asyncio.gather(*(self._discover(p, timeout) for p in
-                                         self.providers.values() if p.discover_enabled))
-        if not any(changed):
-            return
-        try:
-            self.catalog = Catalog(self.providers, self.config.models)
-        except ConfigError as e:  # cannot happen for names that resolved at startup
-            log.error("model discovery: keeping the startup catalog: %s", e)
-
-    async def _discover(self, p: Provider, timeout: float) -> bool:
-        """Whether the provider's list changed. A failure is logged once per streak (the
-        round repeats every discovery.interval)."""
-        key = p.api_keys[0] if p.api_keys else None
-        if key is None and p.key_required:
-            return False  # pass-through keys: nothing to ask with until a client calls
-        req = p.models_request(key)
-        call = self.http.start(req.url)
-        try:
-            resp = await self.http.send(call, req.method, req.url, req.headers, req.body,
-                                        min(p.timeouts.connect, timeout), timeout)
-            raw = await resp.read(timeout, 8 << 20, time.monotonic() + timeout)
-        except UpstreamError as e:
-            self._discovery_failed(p, f"failed: {e}")
-            return False
-        ids = p.parse_models(resp.status, raw)
-        if ids is None:
-            self._discovery_failed(p, f"got HTTP {resp.status}")
-            return False
-        self._discovery_failing.discard(p.name)
-        if tuple(ids) == tuple(getattr(p, "_discovered", ())):
-            return False
-        p.set_discovered(ids)
-        log.info("%s: discovered %d model(s): %s", p.name, len(ids), ", ".join(ids[:20]) +
-                 (" ..." if len(ids) > 20 else ""))
-        return True
-
-    def _discovery_failed(self, p: Provider, what: str):
-        level = logging.DEBUG if p.name in self._discovery_failing else logging.WARNING
-        self._discovery_failing.add(p.name)
-        log.log(level, "%s: model discovery %s; using the models known so far", p.name, what)
-
-    async def housekeeping(self, every: float = 3600.0):
-        """Keep the usage ledger to state.ledger_days, checked hourly. Every worker does it;
-        the deletes are idempotent."""
-        days = self.config.state.ledger_days
-        while days:
-            try:
-                n = await self.store.prune_ledger(time.time() - days * 86400)
-                if n:
-                    logging.getLogger("freeapi.store").info(
-                        "ledger: pruned %d entries older than %g days", n, days)
-            except StoreError as e:
-                logging.getLogger("freeapi.store").warning("ledger: pruning failed: %s", e)
-            await asyncio.sleep(every)
 
     async def drain(self, grace: float):
         """Graceful shutdown: new chat requests are refused, those in flight get `grace`

@@ -7,11 +7,12 @@ import asyncio
 from freeapi.app import Gateway
 from freeapi.errors import APIError
 from freeapi.keys import mask
+from freeapi.probes import check_key
 
 
 async def _check(gateway: Gateway, provider, key) -> tuple[str, str, str]:
     try:
-        live = await gateway.check_key(provider, key)
+        live = await check_key(gateway.http, provider, key)
         return provider.name, mask(key), "live" if live else "dead"
     except APIError as e:
         return provider.name, mask(key), f"unknown ({e.status}: {e.message})"

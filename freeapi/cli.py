@@ -15,6 +15,7 @@ from freeapi import __version__, access_log, logs, metrics, reload
 from freeapi.app import Gateway, make_app
 from freeapi.checkkeys import check_keys
 from freeapi.config import ConfigError, load_config, plain_http_to_remote
+from freeapi.housekeeping import prune_ledger
 from freeapi.keys import public_url, redact_log
 from freeapi.plugins import make_plugin_manager, provider_types
 from freeapi.server import make_server, raise_fd_limit
@@ -132,8 +133,9 @@ async def serve(gateway: Gateway, reuse_port: bool = False, redactor=None):
              "connections)", __version__, cfg.host, cfg.port,
              "on" if gateway.auth.enabled else "off", server.max_connections)
     log.info("state: %s", gateway.store.describe())
-    discovery = asyncio.ensure_future(gateway.discovery_loop())
-    housekeeping = asyncio.ensure_future(gateway.housekeeping())
+    discovery = asyncio.ensure_future(gateway.discovery.loop())
+    housekeeping = asyncio.ensure_future(
+        prune_ledger(gateway.store, gateway.config.state.ledger_days))
     gateway.health_sync.start()  # shared stores only; gateway.close() stops it
     gateway.directory.start()  # follows the runtime keys other gateways change
     metrics_fresh = (asyncio.ensure_future(gateway.metrics.keep_fresh(gateway))

@@ -269,12 +269,32 @@ def _responses_url(value, base_url: str | None, path: str) -> str:
 
 def parse_config(raw, provider_types: dict, base_dir: str | None = None) -> Config:
     """Validate an already-loaded YAML document (None is the zero config). `base_dir`: the
-    config file's directory, which relative paths are relative to (None: no file)."""
+    config file's directory, which relative paths are relative to (None: no file). One
+    function per section, in the order their errors are reported."""
     root = _interpolate(_mapping(raw, ""), "")
     _unknown(root, ROOT_KEYS, "")
     cfg = Config()
+    _server(cfg, _mapping(root.get("server"), "server"))
+    _auth(cfg, _mapping(root.get("auth"), "auth"))
+    _providers(cfg, _mapping(root.get("providers"), "providers"), provider_types)
+    _models(cfg, _mapping(root.get("models"), "models"))
+    _fallbacks(cfg, _mapping(root.get("fallbacks"), "fallbacks"))
+    _failover(cfg.failover, _mapping(root.get("failover"), "failover"))
+    _discovery(cfg.discovery, _mapping(root.get("discovery"), "discovery"))
+    cfg.state = parse_state(root.get("state"), base_dir)
+    cfg.prices = parse_prices(root.get("prices"))
+    cfg.billing = parse_billing(root.get("billing"))
+    cfg.conversations = parse_conversations(root.get("conversations"))
+    cfg.reasoning = parse_reasoning(root.get("reasoning"))
+    cfg.responses = parse_responses(root.get("responses"))
+    cfg.free = parse_free(root.get("free"))
+    cfg.files = parse_files(root.get("files"))
+    _metrics(cfg, _mapping(root.get("metrics"), "metrics"))
+    _no_open_server_keys(cfg)
+    return cfg
 
-    server = _mapping(root.get("server"), "server")
+
+def _server(cfg: Config, server: dict) -> None:
     _unknown(server, SERVER_KEYS, "server")
     if "host" in server:
         cfg.host = _expect(server["host"], (str,), "server.host", "a string")
@@ -318,32 +338,13 @@ def parse_config(raw, provider_types: dict, base_dir: str | None = None) -> Conf
         if cfg.log_format not in ("text", "json"):
             raise ConfigError("server.log_format", "expected text or json")
 
-    auth = _mapping(root.get("auth"), "auth")
+
+def _auth(cfg: Config, auth: dict) -> None:
     _unknown(auth, AUTH_KEYS, "auth")
     keys = auth.get("keys") or []
     _expect(keys, (list,), "auth.keys", "a list")
     for i, item in enumerate(keys):
-        path = f"auth.keys[{i}]"
-        limits = {}
-        if isinstance(item, dict):
-            _unknown(item, GATEWAY_KEY_FIELDS, path)
-            key = _expect(item.get("key"), (str,), f"{path}.key", "a string")
-            name = _expect(item.get("name", f"key{i}"), (str,), f"{path}.name", "a string")
-            role = item.get("role", "user")
-            if role not in ("user", "admin"):
-                raise ConfigError(f"{path}.role", "expected user or admin")
-            if item.get("models") is not None:
-                limits["models"] = _string_list(item["models"], f"{path}.models")
-            for limit in _KEY_LIMITS:
-                if item.get(limit) is not None:
-                    limits[limit] = _integer(item[limit], f"{path}.{limit}")
-        else:
-            key = _expect(item, (str,), path, "a string or {key, name, role, models, rpm, "
-                                              "tpm, daily_tokens, monthly_tokens}")
-            name, role = f"key{i}", None
-        if not key.strip():
-            raise ConfigError(path, "is empty (an unset ${VAR:-}?)")
-        cfg.gateway_keys.append(GatewayKey(name, key.strip(), role or "user", **limits))
+        cfg.gateway_keys.append(_gateway_key(i, item))
     names = [k.name for k in cfg.gateway_keys]
     for i, k in enumerate(cfg.gateway_keys):
         if names.index(k.name) != i:  # the ledger and `freeapi usage` tell keys by name
@@ -351,7 +352,32 @@ def parse_config(raw, provider_types: dict, base_dir: str | None = None) -> Conf
     cfg.allow_anonymous = _expect(auth.get("allow_anonymous", False), (bool,),
                                   "auth.allow_anonymous", "true or false")
 
-    providers = _mapping(root.get("providers"), "providers")
+
+def _gateway_key(i: int, item) -> GatewayKey:
+    path = f"auth.keys[{i}]"
+    limits = {}
+    if isinstance(item, dict):
+        _unknown(item, GATEWAY_KEY_FIELDS, path)
+        key = _expect(item.get("key"), (str,), f"{path}.key", "a string")
+        name = _expect(item.get("name", f"key{i}"), (str,), f"{path}.name", "a string")
+        role = item.get("role", "user")
+        if role not in ("user", "admin"):
+            raise ConfigError(f"{path}.role", "expected user or admin")
+        if item.get("models") is not None:
+            limits["models"] = _string_list(item["models"], f"{path}.models")
+        for limit in _KEY_LIMITS:
+            if item.get(limit) is not None:
+                limits[limit] = _integer(item[limit], f"{path}.{limit}")
+    else:
+        key = _expect(item, (str,), path, "a string or {key, name, role, models, rpm, "
+                                          "tpm, daily_tokens, monthly_tokens}")
+        name, role = f"key{i}", None
+    if not key.strip():
+        raise ConfigError(path, "is empty (an unset ${VAR:-}?)")
+    return GatewayKey(name, key.strip(), role or "user", **limits)
+
+
+def _providers(cfg: Config, providers: dict, provider_types: dict) -> None:
     for name, section in providers.items():
         if not isinstance(name, str) or not re.match(r"^[a-z0-9][a-z0-9_\-]*$", name):
             raise ConfigError(f"providers.{name}", "provider names are lowercase letters, "
@@ -366,34 +392,34 @@ def parse_config(raw, provider_types: dict, base_dir: str | None = None) -> Conf
                 and getattr(cls, "enabled_by_default", True)):
             cfg.providers[name] = ProviderConfig(name=name, type=name)
 
-    models = _mapping(root.get("models"), "models")
+
+def _models(cfg: Config, models: dict) -> None:
     for alias, target in models.items():
         _expect(target, (str,), f"models.{alias}", "a model name such as deepseek/deepseek-chat")
         cfg.models[str(alias)] = target
 
-    fallbacks = _mapping(root.get("fallbacks"), "fallbacks")
+
+def _fallbacks(cfg: Config, fallbacks: dict) -> None:
     for model, targets in fallbacks.items():
         cfg.fallbacks[str(model)] = _string_list(targets, f"fallbacks.{model}")
-    failover = _mapping(root.get("failover"), "failover")
+
+
+def _failover(out: Failover, failover: dict) -> None:
     _unknown(failover, Failover.__dataclass_fields__, "failover")
     if "max_attempts" in failover:
-        cfg.failover.max_attempts = _integer(failover["max_attempts"], "failover.max_attempts")
+        out.max_attempts = _integer(failover["max_attempts"], "failover.max_attempts")
     if "max_time" in failover:
-        cfg.failover.max_time = _number(failover["max_time"], "failover.max_time")
-    discovery = _mapping(root.get("discovery"), "discovery")
+        out.max_time = _number(failover["max_time"], "failover.max_time")
+
+
+def _discovery(out: Discovery, discovery: dict) -> None:
     _unknown(discovery, Discovery.__dataclass_fields__, "discovery")
     for key in ("interval", "on_miss"):
         if key in discovery:
-            setattr(cfg.discovery, key, _non_negative(discovery[key], f"discovery.{key}"))
-    cfg.state = parse_state(root.get("state"), base_dir)
-    cfg.prices = parse_prices(root.get("prices"))
-    cfg.billing = parse_billing(root.get("billing"))
-    cfg.conversations = parse_conversations(root.get("conversations"))
-    cfg.reasoning = parse_reasoning(root.get("reasoning"))
-    cfg.responses = parse_responses(root.get("responses"))
-    cfg.free = parse_free(root.get("free"))
-    cfg.files = parse_files(root.get("files"))
-    metrics = _mapping(root.get("metrics"), "metrics")
+            setattr(out, key, _non_negative(discovery[key], f"discovery.{key}"))
+
+
+def _metrics(cfg: Config, metrics: dict) -> None:
     _unknown(metrics, METRICS_KEYS, "metrics")
     cfg.metrics_public = _expect(metrics.get("public", False), (bool,), "metrics.public",
                                  "true or false")
@@ -402,6 +428,9 @@ def parse_config(raw, provider_types: dict, base_dir: str | None = None) -> Conf
     if "max_models" in metrics:
         cfg.metrics_max_models = _integer(metrics["max_models"], "metrics.max_models", 1)
 
+
+def _no_open_server_keys(cfg: Config) -> None:
+    """Server-side keys with nobody required to authenticate would be anyone's to spend."""
     if not cfg.gateway_keys and not cfg.allow_anonymous:
         for pc in cfg.providers.values():
             if pc.enabled and pc.api_keys:
@@ -410,7 +439,6 @@ def parse_config(raw, provider_types: dict, base_dir: str | None = None) -> Conf
                     "server-side keys are configured but auth.keys is empty, so anyone who "
                     "can reach the gateway would spend them; add gateway keys under auth.keys "
                     "or set auth.allow_anonymous: true")
-    return cfg
 
 
 # Networks that do not leave the operator's site: RFC 1918, carrier-grade NAT (Tailscale),

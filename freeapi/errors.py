@@ -70,6 +70,14 @@ def vendor_error(provider: str, status: int, detail: str = "", *, code: str | No
     return APIError(status, message, code=code or f"upstream_{status}", retry_after=retry_after)
 
 
+class ClientGone(Exception):
+    """The client disconnected; there is nobody to answer."""
+
+
+class Answered(Exception):
+    """The connection was answered and closed outside Tornado's request flow."""
+
+
 class UpstreamError(Exception):
     """The vendor could not be reached or did not answer in time."""
 

@@ -150,6 +150,11 @@ class Provider(ModalityHooks):
         static = set(self.models) | set(self.modality_ids())
         return [m for m in self._discovered if m not in static]
 
+    @property
+    def discovered(self) -> tuple[str, ...]:
+        """The vendor's own list as discovery last read it (freeapi/discovery.py)."""
+        return self._discovered
+
     def set_discovered(self, ids) -> None:
         self._discovered = tuple(ids)
 

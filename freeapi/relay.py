@@ -268,3 +268,9 @@ def _merge_tool_call(calls: list, tc: dict):
             call["function"][part] += fn[part]
 
 
+class StreamMark:
+    """What the ledger needs of a stream relayed as bytes (audio), in place of a
+    StreamRelay: its usage and whether it ended."""
+
+    usage = None
+    finished = False

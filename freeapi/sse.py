@@ -128,7 +128,7 @@ class SSEWriter:
     vendor is silent (before its first byte too, so proxies and clients do not give up)."""
 
     def __init__(self, handler, interval: float, keepalive: bytes = KEEPALIVE):
-        self.handler = handler
+        self.handler = handler  # a front door (freeapi/pipeline/door.py)
         self.interval = interval
         self.keepalive = keepalive  # the door's own: a comment, or Anthropic's `ping` event
         self.committed = False
@@ -161,7 +161,7 @@ class SSEWriter:
         except asyncio.TimeoutError:
             # The client stopped reading and the request's time is up: end it, whatever
             # the client does, so its key (and max_concurrency slot) comes free.
-            self.handler.request.connection.stream.close()
+            self.handler.cut()
             raise WriteTimeout() from None
 
     async def _keepalive(self):

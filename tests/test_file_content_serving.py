@@ -154,7 +154,7 @@ async def test_one_caller_downloads_a_bounded_number_of_files_at_once(make_gatew
     s = stalled_download(base, f"/v1/files/{file_id}/content", ALICE)
     for _ in range(100):  # until the gateway has begun sending it
         await asyncio.sleep(0.05)
-        if gw.downloads:
+        if gw.file_downloads:
             break
     err = error_of(await request(f"{base}/v1/files/{file_id}/content", key=ALICE), 429)
     assert err["code"] == "too_many_downloads"
@@ -162,7 +162,7 @@ async def test_one_caller_downloads_a_bounded_number_of_files_at_once(make_gatew
     s.close()  # the stalled download ends: its slot is free again
     for _ in range(100):
         await asyncio.sleep(0.05)
-        if not gw.downloads:
+        if not gw.file_downloads:
             break
     got = await request(f"{base}/v1/files/{file_id}/content", key=ALICE, timeout=60)
     assert got.code == 200 and len(got.body) == BIG

@@ -356,6 +356,8 @@ async def test_a_glm_rate_limit_passes_to_the_next_and_is_not_a_used_up_quota(
     vendors["glm"][1].spent[(fake_glm.GOOD, "glm-4.7-flash")] = code  # 429 with that code
     base, gw = make_gateway(free_config(vendors))
     assert (await ask(base)).parse().model == "lite"  # the GLM key cools down: Spark serves
+    for _, h in gw.health.items("glm"):  # its ~1 s backoff must outlast a loaded machine
+        h.until = time.monotonic() + 600  # (a key that was never cooled stays usable)
     entry = (await sdk(base).models.retrieve("free")).model_extra["free"]["models"]
     glm47 = next(m for m in entry if m["id"] == "glm/glm-4.7-flash")
     assert glm47["available"] is False and glm47["reason"].startswith("rate-limited")

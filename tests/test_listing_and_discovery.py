@@ -70,12 +70,12 @@ async def test_a_model_a_local_server_gains_later_is_found_by_the_first_request(
     fake = LlamaCpp(models=["qwen3"])
     base, gw = make_gateway({"auth": {"keys": [GW_KEY]}, "discovery": {"on_miss": 600},
                              "providers": {"local": local(fake.reserve())}})
-    await gw.discover_models()  # the startup round: the server is not up yet
+    await gw.discovery.run()  # the startup round: the server is not up yet
     error_of(await request(base + "/v1/chat/completions", "POST", chat_body(model="qwen3"),
                            key=GW_KEY), 404)
     fake.start()
     try:
-        gw._last_miss_round -= 600  # as if discovery.on_miss had passed since that miss
+        gw.discovery.last_miss_round -= 600  # as if discovery.on_miss had passed since that miss
         resp = await request(base + "/v1/chat/completions", "POST",
                              chat_body(model="qwen3"), key=GW_KEY)
         assert resp.code == 200 and fake.calls == 1
@@ -95,7 +95,7 @@ async def test_discovery_repeats_every_interval(make_gateway):
     base, gw = make_gateway({"auth": {"keys": [GW_KEY]},
                              "discovery": {"interval": 0.1, "on_miss": 0},
                              "providers": {"local": local(fake.url)}})
-    loop = asyncio.ensure_future(gw.discovery_loop())
+    loop = asyncio.ensure_future(gw.discovery.loop())
     try:
         for _ in range(100):
             if "qwen3" in await ids(base):

@@ -5,6 +5,7 @@ store: false is still served), and an input_file's inline data is not kept beyon
 responses.max_file_bytes: the stored conversation names the file and its sha256 instead,
 so a continuation by previous_response_id is served and tells the model what it was."""
 
+import asyncio
 import base64
 import hashlib
 import json
@@ -107,3 +108,25 @@ async def test_a_small_input_file_is_kept_for_continuations(gw):
     await sdk(base).responses.create(model=MODEL, input="Sure?",
                                      previous_response_id=first.id)
     assert "EXTRACTED: " + small.decode() in json.dumps(kimi_chats(kimi)[-1]["messages"])
+
+
+async def test_a_stored_response_can_be_read_back_while_its_quota_count_is_still_pending(gw):
+    """The record is queued on the store before the quota counters are added: a client
+    that asks for it at once gets it even when the counting is slow (a loaded store)."""
+    base, gateway, _ = gw()
+    store, counted = gateway.store, asyncio.Event()
+    real_hits = store.hits
+
+    async def slow_hits(hits):
+        if any(h.key.startswith("rsn:") and h.amount for h in hits):
+            await counted.wait()  # the record's own count: held until the read is done
+        return await real_hits(hits)
+
+    store.hits = slow_hits
+    try:
+        r = await sdk(base).responses.create(model=MODEL, input="hi")
+        got = await sdk(base).responses.retrieve(r.id)
+        assert got.id == r.id and got.output_text == r.output_text
+    finally:
+        counted.set()
+        await store.settle()

@@ -32,7 +32,7 @@ async def test_named_local_instance_without_keys(start_vendor, make_gateway):
     assert "Authorization" not in state.requests[-1]["headers"]  # never the gateway key
     with pytest.raises(openai.NotFoundError):
         await c.chat.completions.create(model="llama3.2:1b", messages=HI)
-    await gw.discover_models()
+    await gw.discovery.run()
     ids = {m.id for m in (await c.models.list()).data}
     assert set(fake_local.MODELS) <= ids
     out = await collect(await c.chat.completions.create(model="qwen2.5:0.5b", messages=HI,
@@ -46,7 +46,7 @@ async def test_static_models_think_tags_and_close_matches(start_vendor, make_gat
     base, gw = make_gateway({"providers": {"ollama": local(
         url, models=["deepseek-r1:1.5b"], reasoning_models=["deepseek-r1:1.5b"],
         think_tags=True, discover=False)}})
-    await gw.discover_models()  # off for this instance: the static list stays
+    await gw.discovery.run()  # off for this instance: the static list stays
     assert gw.providers["ollama"].model_ids() == ["deepseek-r1:1.5b"]
     c = client(base, "none")
     out = await collect(await c.chat.completions.create(model="deepseek-r1:1.5b", messages=HI,
@@ -64,7 +64,7 @@ async def test_ambiguous_names_and_the_models_map(start_vendor, make_gateway):
     url, _ = start_vendor(fake_local)
     config = {"providers": {"box1": local(url), "box2": local(url)}}
     base, gw = make_gateway(config)
-    await gw.discover_models()
+    await gw.discovery.run()
     c = client(base, "none")
     with pytest.raises(openai.BadRequestError) as e:
         await c.chat.completions.create(model="qwen2.5:0.5b", messages=HI)
@@ -75,7 +75,7 @@ async def test_ambiguous_names_and_the_models_map(start_vendor, make_gateway):
     assert r.choices[0].message.content == "".join(ANSWER)
     config["models"] = {"qwen2.5:0.5b": "box2/qwen2.5:0.5b", "small": "box1/llama3.2:1b"}
     base, gw = make_gateway(config)
-    await gw.discover_models()
+    await gw.discovery.run()
     c = client(base, "none")
     raw = await c.chat.completions.with_raw_response.create(model="qwen2.5:0.5b", messages=HI)
     assert raw.headers["x-freeapi-provider"] == "box2"
@@ -92,7 +92,7 @@ async def test_a_name_two_servers_list_is_ambiguous_before_any_pattern_claims_it
     url, state = start_vendor(fake_local)
     config = {"providers": {"box1": local(url), "box2": local(url)}}
     base, gw = make_gateway(config)
-    await gw.discover_models()
+    await gw.discovery.run()
     seen = len(state.requests)  # the two GET /models
     c = client(base, "none")
     for name in ("deepseek-r1:1.5b", "deepseek-r1:1.5b-fold"):
@@ -107,7 +107,7 @@ async def test_a_name_two_servers_list_is_ambiguous_before_any_pattern_claims_it
     assert gw.resolve("deepseek-r1:7b").provider.name == "deepseek"
     config["models"] = {"deepseek-r1:1.5b": "box1/deepseek-r1:1.5b"}
     base, gw = make_gateway(config)
-    await gw.discover_models()
+    await gw.discovery.run()
     raw = await client(base, "none").chat.completions.with_raw_response.create(
         model="deepseek-r1:1.5b", messages=HI)
     assert raw.headers["x-freeapi-provider"] == "box1"
@@ -117,7 +117,7 @@ async def test_discovered_names_never_take_static_ones(start_vendor, make_gatewa
     url, _ = start_vendor(fake_qwen)
     base, gw = make_gateway({"auth": {"keys": [GW_KEY]}, "providers": {
         "qwen": {"base_url": url + "/compatible-mode/v1", "api_keys": [fake_qwen.GOOD]}}})
-    await gw.discover_models()
+    await gw.discovery.run()
     assert "deepseek-r1" in gw.providers["qwen"].discovered_ids()
     assert gw.resolve("deepseek-r1").provider.name == "deepseek"  # DeepSeek's alias stays
     assert gw.resolve("qwen/deepseek-r1").provider.name == "qwen"
@@ -134,7 +134,7 @@ async def test_discovery_falls_back_to_the_static_list(start_vendor, make_gatewa
         "moonshot-intl": {"type": "kimi", "base_url": dead, "api_keys": [fake_kimi.GOOD]}}})
     # A type configured under another name is not also started under its own.
     assert set(gw.providers) >= {"kimi", "moonshot-intl"}
-    await gw.discover_models(timeout=2)
+    await gw.discovery.run(timeout=2)
     assert gw.providers["kimi"].discovered_ids() == ["kimi-k3-preview"]
     assert gw.providers["moonshot-intl"].discovered_ids() == []
     assert "moonshot-v1-8k" in gw.providers["moonshot-intl"].model_ids()

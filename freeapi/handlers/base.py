@@ -13,7 +13,7 @@ from tornado import web
 from tornado.ioloop import IOLoop
 
 from freeapi import access_log, logs
-from freeapi.errors import APIError, invalid_request
+from freeapi.errors import Answered, APIError, ClientGone, invalid_request
 from freeapi.json_limits import deeper_than, value_bound
 from freeapi.keys import bearer
 from freeapi.server import answer_and_close
@@ -86,14 +86,6 @@ def _spell(trail) -> str:
         trail, step = trail
         steps.append(f"[{step}]" if isinstance(step, int) else f".{step}")
     return "".join(reversed(steps)).lstrip(".")
-
-
-class ClientGone(Exception):
-    """The client disconnected; there is nobody to answer."""
-
-
-class Answered(Exception):
-    """The connection was answered and closed outside Tornado's request flow."""
 
 
 @web.stream_request_body

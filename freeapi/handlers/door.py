@@ -38,7 +38,7 @@ class DoorHandler(APIHandler):
 
     def prepare(self):
         super().prepare()
-        self.pipeline = Pipeline(self)
+        self.pipeline = Pipeline(self, self.gateway)
         if self.gateway.draining:
             raise shutdown_error()
         self.gateway.active.add(self)
@@ -62,6 +62,24 @@ class DoorHandler(APIHandler):
         if self.pipeline is not None:
             self.pipeline.failed(kwargs.get("exc_info", (None, None, None))[1], status_code)
         super().write_error(status_code, **kwargs)
+
+    # -- what the pipeline reads of the request (freeapi/pipeline/door.py) -------------------
+
+    def authorization(self) -> str | None:
+        return self.request.headers.get("Authorization")
+
+    def elapsed(self) -> float:
+        return self.request.request_time()
+
+    def request_id(self) -> str | None:
+        return self._rlog.request_id if self._rlog is not None else None
+
+    def logged(self, entry: dict) -> None:
+        if self._rlog is not None:
+            self._rlog.update_from_entry(entry)
+
+    def cut(self) -> None:
+        self.request.connection.stream.close()
 
     # -- the door's wire details ------------------------------------------------------------
 

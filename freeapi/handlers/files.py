@@ -19,8 +19,8 @@ from urllib.parse import quote
 from tornado.iostream import StreamClosedError
 
 from freeapi import conversations as conv
-from freeapi.errors import APIError
-from freeapi.handlers.base import APIHandler, ClientGone
+from freeapi.errors import APIError, ClientGone
+from freeapi.handlers.base import APIHandler
 from freeapi.keys import bearer
 from freeapi.modalities import files
 from freeapi.modalities.forms import media_type, parse_upload

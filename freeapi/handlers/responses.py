@@ -307,7 +307,12 @@ class ResponsesHandler(DoorHandler):
                             self.rid, size)
                 return
         store = self.gateway.store
-        store.spawn(self._store(record, size), f"response {self.rid}: not stored")
+        # The record first, in its own task: its write is then queued before the client
+        # can ask for it; the quota count after it would queue it one round trip later.
+        store.spawn(store.kv_put(NS, self.rid, record, cfg.ttl),
+                    f"response {self.rid}: not stored")
+        store.spawn(store.hits(self._quota(owner, size)),
+                    f"response {self.rid}: not counted in the caller's quota")
 
     def _quota(self, owner: str, size: int) -> list[Hit]:
         """The caller's stored responses and their bytes within `ttl`. Size 0: whether any
@@ -335,11 +340,6 @@ class ResponsesHandler(DoorHandler):
         raise APIError(429, f"This caller has stored {what} within {cfg.ttl:g}s "
                             f"(responses.{key}); send store: false, or retry in {seconds}s.",
                        code="stored_response_limit", retry_after=str(seconds))
-
-    async def _store(self, record: dict, size: int) -> None:
-        store, cfg = self.gateway.store, self.gateway.config.responses
-        await store.hits(self._quota(record["owner"], size))
-        await store.kv_put(NS, self.rid, record, cfg.ttl)
 
 
 class ResponseHandler(APIHandler):

@@ -1,8 +1,9 @@
 """POST /token/check: is this vendor key usable right now?"""
 
-from freeapi.errors import APIError, invalid_request
-from freeapi.handlers.base import APIHandler, ClientGone
+from freeapi.errors import APIError, ClientGone, invalid_request
+from freeapi.handlers.base import APIHandler
 from freeapi.keys import split_keys
+from freeapi.probes import check_key
 from freeapi.errors import UpstreamError
 
 
@@ -39,7 +40,7 @@ class TokenCheckHandler(APIHandler):
             self._call = call
 
         try:
-            live = await gw.check_key(provider, keys[0], on_call=started)
+            live = await check_key(gw.http, provider, keys[0], on_call=started)
         except UpstreamError:  # only an aborted check escapes as this: the client left
             raise ClientGone() from None
         self.write_json({"live": live})

@@ -6,7 +6,7 @@ An operation is what a front door hands `Pipeline.call` instead of a chat body: 
 client's (validated) request, how to build the vendor request for one provider and key
 (a pure provider hook: `Provider.embeddings_request` and friends, None when the vendor
 does not offer it) and how to finish the answer (`finish`, which may poll an asynchronous
-task or download images through the pipeline's `fetch`). Key pool, failover, timeouts,
+task or download images through its context's `fetch`). Key pool, failover, timeouts,
 limits, the usage ledger and graceful shutdown are the pipeline's, exactly as for chat.
 """
 
@@ -76,8 +76,10 @@ class Operation:
         # Input the vendor documents it refuses: a 400 now, not after the rpm is spent.
         self.request(p, dict(self.body, model=model), None)
 
-    async def finish(self, pipeline, result, route):
-        """The client's answer from what the attempt returned (a body, or a stream)."""
+    async def finish(self, ctx, result, route):
+        """The client's answer from what the attempt returned (a body, or a stream).
+        `ctx` is a freeapi.pipeline.operations.OperationContext: the door, the key that
+        served, `fetch`/`pause` for more vendor calls, what the ledger needs."""
         raise NotImplementedError
 
 

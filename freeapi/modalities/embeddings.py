@@ -63,7 +63,7 @@ class Embeddings(Operation):
         self.base64 = body.get("encoding_format") == "base64"
         super().__init__({k: v for k, v in body.items() if k != "encoding_format"}, model)
 
-    async def finish(self, pipeline, raw: bytes, route) -> dict:
+    async def finish(self, ctx, raw: bytes, route) -> dict:
         provider = route.provider
         try:
             data = provider.embeddings_answer(raw)
@@ -78,7 +78,7 @@ class Embeddings(Operation):
             raise vendor_error(provider.name, 502, "the embeddings answer was not OpenAI's "
                                "list of vectors") from None
         usage = data.get("usage") if isinstance(data.get("usage"), dict) else None
-        pipeline._usage = usage
+        ctx.report_usage(usage)
         out = {"object": "list", "data": [
             {"object": "embedding", "index": item.get("index", i),
              "embedding": item["embedding"]} for i, item in enumerate(items)],

@@ -72,8 +72,8 @@ class Images(Operation):
             body = {k: v for k, v in body.items() if k != "response_format"}
         return provider.images_request(body, key)
 
-    async def finish(self, pipeline, raw: bytes, route) -> dict:
-        provider, key, polls = route.provider, pipeline.key, 0
+    async def finish(self, ctx, raw: bytes, route) -> dict:
+        provider, key, polls = route.provider, ctx.key, 0
         while True:
             try:
                 got = provider.images_answer(raw, key)
@@ -82,11 +82,9 @@ class Images(Operation):
                                    ) from None
             if not isinstance(got, UpstreamRequest):
                 break
-            await pipeline.pause(provider.images_poll_delay(polls), provider,
-                                 "the image task")
+            await ctx.pause(provider.images_poll_delay(polls), provider, "the image task")
             polls += 1
-            status, headers, raw = await pipeline.fetch(provider, got, 1 << 20,
-                                                        "the image task")
+            status, headers, raw = await ctx.fetch(provider, got, 1 << 20, "the image task")
             err = provider.error_from(status, headers, raw, [key] if key else [])
             if err is not None:
                 raise err
@@ -101,14 +99,14 @@ class Images(Operation):
                 if isinstance(url, str) and "b64_json" not in item:
                     # No key goes with it: the URL is the vendor's storage, signed on its
                     # own.
-                    raw = await pipeline.download(provider, url, MAX_IMAGE_BYTES,
-                                                  "the image download")
+                    raw = await ctx.download(provider, url, MAX_IMAGE_BYTES,
+                                             "the image download")
                     item["b64_json"] = base64.b64encode(raw).decode()
         out = {"created": got.get("created") or int(time.time()), "data": [
             {k: v for k, v in item.items() if k in ("url", "b64_json", "revised_prompt")}
             for item in data]}
-        if pipeline._usage is None:  # priced per image (freeapi/pricing.py)
-            pipeline._usage = {"images": len(out["data"])}
+        if ctx.usage is None:  # priced per image (freeapi/pricing.py)
+            ctx.report_usage({"images": len(out["data"])})
         return out
 
     @property

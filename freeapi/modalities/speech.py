@@ -12,12 +12,11 @@ import logging
 
 from tornado.iostream import StreamClosedError
 
-from freeapi.errors import APIError, UpstreamError, invalid_request, upstream_failure, \
-    vendor_error
-from freeapi.handlers.base import ClientGone
+from freeapi.errors import (APIError, ClientGone, UpstreamError, invalid_request,
+                            upstream_failure, vendor_error)
 from freeapi.modalities import UNUSABLE, Operation, required_text
 from freeapi.routing import require_model
-from freeapi.pipeline.operations import StreamMark
+from freeapi.relay import StreamMark
 from freeapi.vendor_request import UpstreamRequest
 
 log = logging.getLogger("freeapi.speech")
@@ -73,33 +72,34 @@ class Speech(Operation):
         transport = getattr(self, "transport", None)
         return super().offered(route) and transport in (None, self._transport(route))
 
-    async def finish(self, pipeline, result, route) -> None:
-        provider, h = route.provider, pipeline.handler
+    async def finish(self, ctx, result, route) -> None:
+        provider, h = route.provider, ctx.door
         fmt = self.body.get("response_format") or provider.speech_default_format
         h.set_header("Content-Type", FORMATS.get(fmt, "application/octet-stream"))
         if self.transport == "json":
-            h.finish(await _whole(pipeline, provider, result))
+            h.finish(await _whole(ctx, provider, result))
             return
-        mark = pipeline._stream_relay = StreamMark()
+        mark = StreamMark()
+        ctx.relaying(mark)
         if self.transport == "bytes":
             upstream = result.headers.get("Content-Type", "")
             if upstream.startswith("audio/"):
                 h.set_header("Content-Type", upstream)
-            result.deadline = pipeline._deadline
+            result.deadline = ctx.deadline
             pieces = _chunks(result, provider.timeouts.idle)
         else:
             pieces = _events(result, provider.speech_decoder(), provider)
-        await _relay(pipeline, provider, pieces, mark)
+        await _relay(ctx, provider, pieces, mark)
 
 
-async def _whole(pipeline, provider, raw: bytes) -> bytes:
+async def _whole(ctx, provider, raw: bytes) -> bytes:
     try:
         audio = provider.speech_answer(raw)
     except UNUSABLE:
         raise vendor_error(provider.name, 502, "the speech answer held no audio") from None
     if isinstance(audio, UpstreamRequest):  # a URL of the vendor's storage, no key
-        audio = await pipeline.download(provider, audio.url, MAX_AUDIO_BYTES,
-                                        "the audio download")
+        audio = await ctx.download(provider, audio.url, MAX_AUDIO_BYTES,
+                                   "the audio download")
     if not audio:
         raise vendor_error(provider.name, 502, "the speech answer held no audio")
     return audio
@@ -127,8 +127,8 @@ async def _events(stream, decode, provider):
         stream.close()
 
 
-async def _relay(pipeline, provider, pieces, mark) -> None:
-    h = pipeline.handler
+async def _relay(ctx, provider, pieces, mark) -> None:
+    h = ctx.door
     sent = False
     try:
         async for data in pieces:
@@ -139,14 +139,14 @@ async def _relay(pipeline, provider, pieces, mark) -> None:
         mark.finished = True
         h.finish()
     except (UpstreamError, APIError) as e:
-        if pipeline._client_gone:
+        if ctx.client_gone:
             raise ClientGone() from None
         err = e if isinstance(e, APIError) else upstream_failure(provider.name, e)
         if not sent:
             raise err from None
         log.warning("%s: the audio stream failed after its first byte: %s", provider.name,
                     err.message)
-        pipeline._error = err.code
-        h.request.connection.stream.close()  # cut short: the client sees it incomplete
+        ctx.failed(err.code)
+        h.cut()  # cut short: the client sees it incomplete
     except StreamClosedError:
         pass  # the client left; on_connection_close stopped the vendor request

@@ -34,8 +34,8 @@ class Transcriptions(Operation):
                                   param="response_format")
         super().__init__(body, model)
 
-    async def finish(self, pipeline, raw: bytes, route) -> None:
-        h, fmt = pipeline.handler, self.body["response_format"]
+    async def finish(self, ctx, raw: bytes, route) -> None:
+        h, fmt = ctx.door, self.body["response_format"]
         try:  # a vendor with its own answer shape gives OpenAI's (GLM-ASR, Qwen3-ASR)
             out = route.provider.transcriptions_answer(raw, fmt)
         except UNUSABLE:

@@ -10,11 +10,36 @@ The path of a request::
       -> provider plugin (pure: builds the vendor request, reads its answer)
       -> upstream client (freeapi/upstream.py) -> the door's encoder -> SSE writer
 
+`Pipeline.run` is the script of one chat request; each line calls one step and hands it
+the request's `Exchange` (exchange.py: the door it came in by, and every field naming
+the step that writes it). A step is an object made once per gateway (`Steps`, kept as
+`Gateway.steps`) with the narrow part of the gateway it needs; it keeps nothing of any
+request, so a request costs one Exchange and one Pipeline:
+
+    Admission.admit              admission.py    the caller's limits; routed, admitted
+    Documents.read               documents.py    `file` parts read (extract / reference)
+    Conversations.continue_history  history.py   stored history in front of the messages
+    Documents.load               documents.py    files read by id checked and fetched
+    reasoning.for_vendor/restore freeapi/reasoning.py  reasoning put back
+    choose_native                native.py       the door's native pass-through, or chat
+    ResponseWriter.complete/stream  streaming.py the answer, whole or as a stream, through
+      Failover.attempt           failover.py     targets -> lease -> send -> verdict
+    SearchRounds.run             search.py       a `-search` model's rounds instead
+    Accounting.account           accounting.py   the ledger entry, once the answer ended
+    Conversations.remember       history.py      the finished turn stored
+
+`Pipeline.call` is the same for an operation (embeddings, images, speech), which gets an
+`OperationContext` (operations.py), not the pipeline. The door's side is the `Door`
+protocol (door.py); nothing below freeapi/handlers imports from it.
+
 Using it from a door
 --------------------
-Subclass `freeapi.handlers.door.DoorHandler` (it creates `self.pipeline` in `prepare`
-and wires Tornado's lifecycle to it: draining 503, `gateway.active`, client disconnect,
-shutdown, the ledger entry in `on_finish`). Set on the class:
+A door implements `freeapi.pipeline.door.Door`. Subclass
+`freeapi.handlers.door.DoorHandler`, which implements it with the OpenAI chat defaults
+(its request accessors, `authorization()`, `elapsed()`, `request_id()`, `logged(entry)`,
+`cut()`, and Tornado's writing) and creates `self.pipeline` in `prepare`, wiring
+Tornado's lifecycle to it: draining 503, `gateway.active`, client disconnect, shutdown,
+the ledger entry in `on_finish`. Set on the class:
 
 - `endpoint`: the ledger's name for the door ("chat", "messages", "responses").
 - `keepalive`: the bytes sent while the vendor is silent (`sse.KEEPALIVE` is the
@@ -81,200 +106,159 @@ a retired name's defaults),
 chat-completions terms, for the ledger) and `relay(model, keys)` (a stream encoder as
 above that also has `usage` and `finished`). Key pool, failover, timeouts and the ledger
 are the same; a conversation (`conversation_id`, or `conversations.store`) always takes
-the chat path, since history is kept as chat messages. Chat `file` parts (documents) are
-read through the provider's document API first (freeapi/pipeline/documents.py), unless
-the native pass-through carries them in the vendor's own form.
+the chat path, since history is kept as chat messages (the whole decision: native.py).
+Chat `file` parts (documents) are read through the provider's document API first
+(freeapi/pipeline/documents.py), unless the native pass-through carries them in the
+vendor's own form.
 
 Non-chat requests (embeddings, images, speech): `Pipeline.call(operation, model=...,
-token=...)` with a `freeapi.modalities.Operation`; see freeapi/pipeline/operations.py.
+token=...)` with a `freeapi.modalities.Operation`, whose `finish(ctx, result, route)`
+gets an `OperationContext`: the door, the key that served, `fetch`/`pause` for more
+vendor calls, `download` for a URL the vendor named, `report_usage`, `relaying(mark)`,
+`failed(code)`; see freeapi/pipeline/operations.py.
 """
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
-
-from freeapi import reasoning, sse
-from freeapi.errors import vendor_error
-from freeapi.handlers.base import ClientGone
-from freeapi.modalities.documents import forged, has_files, has_refs
+from freeapi import reasoning
+from freeapi.errors import ClientGone
+from freeapi.modalities.documents import has_files
 from freeapi.modalities.vision import check_chat, has_parts
-from freeapi.pipeline.accounting import AccountingMixin
-from freeapi.pipeline.documents import DocumentsMixin
-from freeapi.pipeline.failover import FailoverMixin, shutdown_error
-from freeapi.pipeline.history import ConversationMixin
-from freeapi.pipeline.operations import OperationMixin
-from freeapi.pipeline.streaming import StreamingMixin
-from freeapi.relay import complete, unchanged
-from freeapi.routing import Route
+from freeapi.pipeline.accounting import Accounting
+from freeapi.pipeline.admission import Admission
+from freeapi.pipeline.documents import Documents
+from freeapi.pipeline.door import Door
+from freeapi.pipeline.exchange import Exchange
+from freeapi.pipeline.failover import Failover, shutdown_error
+from freeapi.pipeline.history import Conversations, owner
+from freeapi.pipeline.native import choose_native, native_reads_documents
+from freeapi.pipeline.operations import OperationContext, VendorCalls
+from freeapi.pipeline.search import SearchRounds
+from freeapi.pipeline.streaming import Answer, ResponseWriter, end
 
-__all__ = ["Answer", "Pipeline", "shutdown_error"]
-
-
-@dataclass
-class Answer:
-    """A non-stream answer: the vendor's bytes as they are, or a parsed dict."""
-    raw: bytes | None = None
-    data: dict | None = None
-    native: bool = False
-
-    def json(self) -> dict:
-        if self.data is None:
-            self.data = json.loads(self.raw)
-        return self.data
+__all__ = ["Answer", "Door", "Exchange", "Pipeline", "Steps", "shutdown_error"]
 
 
-class Pipeline(AccountingMixin, ConversationMixin, DocumentsMixin, FailoverMixin,
-               OperationMixin, StreamingMixin):
-    """One request's way through the gateway; made by DoorHandler.prepare."""
+class Steps:
+    """The steps of every request through one gateway, made once with what each needs
+    of it (Gateway.steps); they keep nothing of any request."""
 
-    _call = None
-    _lease = None
-    _queued = None  # the future this request waits on for a free key, if it waits
-    _client_gone = False
-    _writer: "sse.SSEWriter | None" = None
-    _native = None  # the door's native pass-through, if it has one
-    native = False  # the attempt that served used the native endpoint
+    def __init__(self, gateway):
+        self.calls = VendorCalls(gateway.http, gateway.downloads,
+                                 lambda: gateway.shutting_down)
+        self.admission = Admission(gateway.limits)
+        self.conversations = Conversations(gateway.store, gateway.config.conversations)
+        self.documents = Documents(gateway, self.calls)
+        self.failover = Failover(gateway, self.calls, self.documents)
+        self.response = ResponseWriter(gateway, self.failover, self.conversations)
+        self.search = SearchRounds(gateway.config.keepalive_interval, self.failover,
+                                   self.response)
+        self.accounting = Accounting(gateway.metrics, gateway.store, gateway.limits,
+                                     lambda: gateway.pricing)
 
-    def __init__(self, handler):
-        self.handler = handler
-        self.gateway = handler.gateway
-        self.endpoint = handler.endpoint
+
+class Pipeline:
+    """One request's way through the gateway; made by DoorHandler.prepare. `run` (chat)
+    and `call` (an operation) are the script; the steps they call get the request's
+    `Exchange` and what they need, nothing else."""
+
+    def __init__(self, door: Door, gateway):
+        self.gateway, self.steps = gateway, gateway.steps
+        self.ex = Exchange(door)
 
     @property
-    def caller(self):
-        return self.handler.caller
+    def native(self) -> bool:
+        """The attempt that served used the door's native pass-through."""
+        return self.ex.served_native
 
     @property
     def served_model(self) -> str | None:
         """The name answers carry for the model that served when it is not the requested
         one (a `free` target's: freeapi/free.py); None otherwise."""
-        return self._served[0].shown_as if self._served is not None else None
-
-    # -- lifecycle (DoorHandler calls these) ------------------------------------------------
-
-    def finished(self):
-        """The response has ended (on_finish)."""
-        self._done()
-        self._account()
-        self._remember()
-
-    def client_left(self):
-        # The client went away: stop the vendor's work so nobody pays for unread tokens.
-        self._client_gone = True
-        if self._call is not None:
-            self._call.abort()
-        self._stop_waiting(ClientGone())
-        if self._writer is not None:
-            self._writer.stop()
-        self._done()
-        self._account(gone=True)
-
-    def shutdown(self):
-        """Graceful shutdown's grace period ran out: end this request with an error."""
-        if self._call is not None:
-            self._call.abort()
-        self._stop_waiting(shutdown_error())
-
-    def _stop_waiting(self, exc: Exception):
-        # A request queued for a busy key would otherwise hold its place, and later spend
-        # the key, for nobody.
-        if self._queued is not None and not self._queued.done():
-            self._queued.set_exception(exc)
-
-    def _on_queue(self, fut):
-        self._queued = fut
-
-    def _done(self, status: int | None = 200, error: str | None = None):
-        self.gateway.active.discard(self.handler)
-        if self._lease is not None:
-            self._lease.release(status, error=error)
-            self._lease = None
+        served = self.ex.served
+        return served[0].shown_as if served is not None else None
 
     # -- the request ------------------------------------------------------------------------
 
     async def run(self, body: dict, *, model: str, stream: bool, token: str | None,
                   include_usage: bool = False, native=None) -> Answer | None:
-        route = await self.gateway.resolve_fresh(model)
+        ex, gw, step = self.ex, self.gateway, self.steps
+        door = ex.door
+        route = await gw.resolve_fresh(model)
         parts = has_parts(body["messages"])  # content parts: images, files (one cheap pass)
         check_chat(route, body, model, parts)  # images to a text model, chat to an embedder
-        await self._admit(model, stream, route)
+        await step.admission.admit(ex, model, stream, route)
         if parts and route.provider.file_parts != "pass" and has_files(body["messages"]) \
-                and not self._native_reads(native, route, body, stream):
-            await self._documents(route, body, token)  # `file` parts (pipeline/documents.py)
-        await self._converse(body)
-        if self._conv is not None and (self._doc_refs or has_refs(body["messages"])):
-            self._doc_refs = True  # files read by id, in this turn or the history
-            self._check_documents(route)
-        if self._doc_refs:
-            await self._load_documents(body)  # before a key is leased for them
-        elif has_refs(body["messages"]):
-            raise forged()  # a client's placeholder would go to the vendor as it is
+                and not native_reads_documents(ex, native, route, body, stream,
+                                               gw.config.conversations.store):
+            await step.documents.read(ex, route, body, token)  # `file` parts
+        await step.conversations.continue_history(ex, body)
+        await step.documents.load(ex, route, body)  # files read by id, before a key is leased
         if route.display:  # put back the reasoning the display mode kept from the client
             body["messages"] = await reasoning.for_vendor(
-                self.gateway.store, route.display, body["messages"], owner=self._owner(),
+                gw.store, route.display, body["messages"], owner=owner(door),
                 tools=body.get("tools"))
-        elif self.handler.remembers_reasoning:  # the reasoning a client dropped
+        elif door.remembers_reasoning:  # the reasoning a client dropped
             body["messages"] = await reasoning.restore(
-                self.gateway.store, body["messages"], owner=self._owner())
-        self._sent_body = body  # the messages as sent, for a usage estimate if none comes
-        if getattr(route, "search", False):  # the `-search` suffix (freeapi/modalities/search.py)
+                gw.store, body["messages"], owner=owner(door))
+        ex.sent_body = body  # the messages as sent, for a usage estimate if none comes
+        if getattr(route, "search", False):  # the `-search` suffix (modalities/search.py)
             body = route.provider.search_body(body)
             if route.provider.search_round_trip:
-                return await self._search_rounds(route, model, body, token, stream,
-                                                 include_usage)
-        elif native is not None and self._conv is None and not self._chat_docs:
-            self._native = native
+                return await step.search.run(ex, route, model, body, token, stream,
+                                             include_usage)
+        else:
+            choose_native(ex, native, route, body, stream)  # or chat (pipeline/native.py)
         if not stream:
-            return await self._complete(route, model, body, token)
-        await self._stream(route, model, body, token, include_usage)
+            return await step.response.complete(ex, route, model, body, token)
+        await step.response.stream(ex, route, model, body, token, include_usage)
         return None
 
-    def _request(self, target: Route, body: dict, key):
-        """The vendor request for one attempt: native when the door and provider allow
-        (the client's own body, with the route's model and translation defaults)."""
-        if self._op is not None:  # embeddings, images, speech: the operation's hook
-            return self._op.request(target.provider, body, key)
-        native = self._native
-        if native is not None:
-            req = native.request(target.provider, target.body_for(native.body), key)
-            if req is not None:
-                self.native = True
-                return req
-        self.native = False
-        return target.provider.chat_request(body, key)
+    async def call(self, op, *, model: str, token: str | None):
+        """Serve `op` (a freeapi.modalities.Operation); returns what its `finish` returns
+        (a dict for the door to write, or None when it wrote the response itself)."""
+        ex, step = self.ex, self.steps
+        route = await self.gateway.resolve_fresh(model)
+        op.check(route)
+        ex.operation = op
+        await step.admission.admit(ex, model, op.stream is not False, route)
+        result, route = await step.failover.attempt(ex, route, model, op.body, token,
+                                                    stream=op.stream)
+        return await op.finish(OperationContext(ex, step.calls), result, route)
 
-    async def _complete(self, route: Route, model: str, body: dict, token) -> Answer:
-        if route.provider.stream_only(route.upstream_model, body):
-            self._native = None  # the stream is assembled from chat chunks
-            got, route = await self._collect(route, model, body, token)
-            await self._remember_reasoning(route, got)
-            return self._parsed(complete(got, route, model))
-        raw, route = await self._attempt(route, model, body, token, stream=False)
-        if self.native:
-            try:
-                data, self._usage = self._native.answer(raw, route.shown_as or model)
-            except (ValueError, UnicodeDecodeError, RecursionError):
-                raise vendor_error(route.provider.name, 502, "the answer was not a JSON "
-                                   "object") from None
-            return Answer(data=data, native=True)
-        try:  # parsed even when relayed as is: `{not json}` must not pass for an answer
-            data = json.loads(raw)
-            if not isinstance(data, dict):
-                raise ValueError
-        except (ValueError, UnicodeDecodeError, RecursionError):
-            raise vendor_error(route.provider.name, 502, "the answer was not a JSON "
-                               "object") from None
-        # Nothing to change: the vendor's bytes as they are, no second encoding (a long
-        # keep-alive prefix of blank lines takes the slow path).
-        if (self._conv is None and not self.handler.remembers_reasoning
-                and unchanged(route, model) and raw[:64].lstrip()[:1] == b"{"):
-            self._answer = raw
-            return Answer(raw=raw, data=data)
-        await self._remember_reasoning(route, data)
-        return self._parsed(complete(data, route, model))
+    # -- lifecycle (DoorHandler calls these) ------------------------------------------------
 
-    def _parsed(self, data: dict) -> Answer:
-        usage = data.get("usage")
-        self._usage = usage if isinstance(usage, dict) else None
-        return Answer(data=self._answered(data))
+    def finished(self):
+        """The response has ended (on_finish)."""
+        end(self.gateway, self.ex)
+        self.steps.accounting.account(self.ex)
+        self.steps.conversations.remember(self.ex)
+
+    def client_left(self):
+        # The client went away: stop the vendor's work so nobody pays for unread tokens.
+        ex = self.ex
+        ex.client_gone = True
+        if ex.call is not None:
+            ex.call.abort()
+        self._stop_waiting(ClientGone())
+        if ex.writer is not None:
+            ex.writer.stop()
+        end(self.gateway, ex)
+        self.steps.accounting.account(ex, gone=True)
+
+    def shutdown(self):
+        """Graceful shutdown's grace period ran out: end this request with an error."""
+        if self.ex.call is not None:
+            self.ex.call.abort()
+        self._stop_waiting(shutdown_error())
+
+    def failed(self, exc, status_code: int) -> None:
+        """The door answered with an error (its write_error ran)."""
+        self.ex.error = getattr(exc, "code", None) or f"http_{status_code}"
+
+    def _stop_waiting(self, exc: Exception):
+        # A request queued for a busy key would otherwise hold its place, and later spend
+        # the key, for nobody.
+        queued = self.ex.queued
+        if queued is not None and not queued.done():
+            queued.set_exception(exc)

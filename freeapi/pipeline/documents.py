@@ -10,7 +10,7 @@ ways, its `Provider.document_mode`:
   or a fallback, can serve the chat.
 - "reference" (Qwen-Long): the vendor reads a file by an id that belongs to the account
   that uploaded it. So the upload happens inside each attempt, with the key that will
-  serve it (`_bind_documents`, called by FailoverMixin._send), waiting until the vendor
+  serve it (`Documents.bind`, called by Failover.send), waiting until the vendor
   has parsed the file; the ids go where the vendor's docs put them
   (`Provider.document_reference`). Ids are cached per key and content, so the same file
   again uploads nothing, and a failover to another key uploads once more with that key.
@@ -33,21 +33,25 @@ from freeapi import conversations as conv
 from freeapi.errors import APIError, invalid_request, vendor_error
 from freeapi.healthsync import key_hash
 from freeapi.modalities import UNUSABLE, documents
+from freeapi.pipeline.exchange import Exchange
 from freeapi.pipeline.failover import KEY_FAILURES, server_key_error
+from freeapi.pipeline.history import owner
 from freeapi.store import StoreError
 
 log = logging.getLogger("freeapi.documents")
 
 
-class DocumentsMixin:
-    """Part of the Pipeline: `_documents(route, body, token)` before the request is sent;
-    `_bind_documents(target, body, key)` in each attempt when `_doc_refs` is set."""
+class Documents:
+    """`read(ex, route, body, token)` before the request is sent (writes `doc_bytes`,
+    `doc_refs`, `chat_docs`, `deadline`); `load(ex, route, body)` once the history is in;
+    in each attempt when `ex.doc_refs` is set: `bind` (writes `bound`) and, on a 400,
+    `stale` (writes `rebound`). `reads(target)` says which fallbacks can serve."""
 
-    _doc_bytes = None  # sha256 -> (filename, media type, bytes): this request's files
-    _doc_refs = False  # the messages hold placeholders bound per attempt ("reference")
-    _chat_docs = False  # the request's documents were read for the chat body
+    def __init__(self, gateway, calls):
+        # gateway: store, pools, vendor_keys, config, shutting_down; calls: VendorCalls
+        self.gateway, self.calls = gateway, calls
 
-    async def _documents(self, route, body: dict, token) -> None:
+    async def read(self, ex: Exchange, route, body: dict, token) -> None:
         """Replace each `file` part by what the vendor reads: its extracted text, or a
         placeholder for the file ids of the attempt's key; before the message that
         carried it."""
@@ -62,7 +66,7 @@ class DocumentsMixin:
             raise invalid_request(f"{route.upstream_model} reads no documents; {p.name} reads "
                                   f"them with {' or '.join(p.document_models)}.",
                                   param="messages", code="documents_not_supported")
-        self._deadline = time.monotonic() + p.timeouts.total
+        ex.deadline = time.monotonic() + p.timeouts.total
         out = []
         for i, m in enumerate(body["messages"]):
             parts = m.get("content") if isinstance(m, dict) else None
@@ -75,73 +79,68 @@ class DocumentsMixin:
                     keep.append(part)
                     continue
                 name, media_type, raw = await documents.read_part(
-                    part, f"messages[{i}].content[{j}]", self.gateway.store, self._owner())
+                    part, f"messages[{i}].content[{j}]", self.gateway.store,
+                    owner(ex.door))
                 if reference:
-                    refs.append(await self._hold(body, name, media_type, raw))
+                    refs.append(await self._hold(ex, body, name, media_type, raw))
                 else:
                     out.append({"role": "system", "content": await self._extract(
-                        p, name, media_type, raw, token)})
+                        ex, p, name, media_type, raw, token)})
             if refs:
                 out.append({"role": "system", "content": "", documents.REF: refs})
             if all(isinstance(k, dict) and k.get("type") == "text" for k in keep):
                 keep = "\n".join(str(k.get("text") or "") for k in keep)  # every vendor takes
             out.append(dict(m, content=keep))
         body["messages"] = out
-        self._doc_refs = self._doc_refs or reference
-        self._chat_docs = True  # read the chat way: the native pass-through must not serve
+        ex.doc_refs = ex.doc_refs or reference
+        ex.chat_docs = True  # read the chat way: the native pass-through must not serve
 
-    _native_docs = False  # the documents were left to the native pass-through
-
-    def _native_reads(self, native, route, body: dict, stream: bool) -> bool:
-        """Whether the door's native pass-through will carry the request, documents and
-        all, in the vendor's own form (never for a conversation: those are kept as chat;
-        nor for a `-search` model or a non-stream request a stream-only model assembles
-        from chat chunks: both go out as chat, where an unread `file` part has no place).
-        Fallbacks without the native endpoint are then skipped (`_native_targets`)."""
-        if native is None or body.get("conversation_id") is not None \
-                or self.gateway.config.conversations.store or getattr(route, "search", False) \
-                or (not stream and route.provider.stream_only(route.upstream_model, body)):
-            return False
-        self._native_docs = self._native_takes(native, route)
-        return self._native_docs
-
-    @staticmethod
-    def _native_takes(native, target) -> bool:
-        return target.provider.native_documents and native.request(
-            target.provider, target.body_for(native.body), None) is not None
-
-    def _native_targets(self, targets: list) -> list:
-        """A request whose documents only the native endpoint carries goes to no fallback
-        that would get the chat body with its `file` parts unread."""
-        if not self._native_docs or self._native is None:
-            return targets
-        return targets[:1] + [t for t in targets[1:] if self._native_takes(self._native, t)]
+    async def load(self, ex: Exchange, route, body: dict) -> None:
+        """Files read by id, in this turn or a conversation's history: check the
+        placeholders and fetch their files before any key is leased; a forged or expired
+        reference (400) or an unreachable state store (503) is the request's or the
+        gateway's failure, never a vendor key's (`Failover.send` would count it against
+        one). A conversation holding them continues only where they can be read."""
+        refs = documents.has_refs(body["messages"])
+        if ex.conversation is not None and (ex.doc_refs or refs):
+            ex.doc_refs = True
+            self._check(route)
+        if not ex.doc_refs:
+            if refs:
+                raise documents.forged()  # a client's placeholder would go to the vendor as it is
+            return
+        for m in body["messages"]:
+            if isinstance(m, dict) and documents.REF in m:
+                for sha in self._refs(m):
+                    await self.held(ex, sha)
 
     # -- "extract": the vendor's text of the file, cached by content --------------------
 
-    async def _extract(self, p, name: str, media_type: str, raw: bytes, token) -> str:
-        store, cached = self.gateway.store, documents.cache_name(p.name, raw)
+    async def _extract(self, ex: Exchange, p, name: str, media_type: str, raw: bytes,
+                       token) -> str:
+        gw = self.gateway
+        store, cached = gw.store, documents.cache_name(p.name, raw)
         try:
             hit = await store.kv_get(documents.NS, [cached])
         except StoreError:
             hit = {}
         if isinstance(hit.get(cached), str):
             return hit[cached]
-        gw = self.gateway
         keys, passthrough = gw.vendor_keys(p, token)
         pool, tried, last, text = gw.pools[p.name], set(), None, None
         while text is None and len(tried) < max(1, gw.config.failover.max_attempts):
             try:
                 lease = await pool.acquire(keys, tried, last_resort=passthrough,
-                                           on_wait=self._on_queue)
+                                           on_wait=ex.wait_on)
             finally:
-                self._queued = None
+                ex.queued = None
             if lease is None:
                 break
             tried.add(lease.key)
             status = retry_after = None
             try:
-                status, text = await self._extract_with(p, name, media_type, raw, lease.key)
+                status, text = await self._extract_with(ex, p, name, media_type, raw,
+                                                        lease.key)
             except APIError as e:
                 if gw.shutting_down:
                     raise  # not the key's fault (the lease is cancelled below), nor a
@@ -159,18 +158,18 @@ class DocumentsMixin:
                 else:
                     lease.release(status, retry_after=retry_after)
         if text is None:
-            raise last or self._no_key(pool, keys, p.name)
+            raise last or pool.refusal(keys)
         try:
             await store.kv_put(documents.NS, cached, text, documents.TTL)
         except StoreError as e:
             log.warning("%s: a document's extraction was not cached: %s", p.name, e)
         return text
 
-    async def _extract_with(self, p, name, media_type, raw, key) -> tuple[int, str]:
-        file_id, _ = await self._upload(p, name, media_type, raw, key)
+    async def _extract_with(self, ex, p, name, media_type, raw, key) -> tuple[int, str]:
+        file_id, _ = await self._upload(ex, p, name, media_type, raw, key)
         polls = 0
         while True:
-            status, answer = await self._vendor(p, p.document_text_request(file_id, key),
+            status, answer = await self._vendor(ex, p, p.document_text_request(file_id, key),
                                                 key, "the document extraction", 64 << 20)
             try:
                 text = p.document_text(answer)
@@ -181,27 +180,27 @@ class DocumentsMixin:
                 break
             # The vendor still parses the file (None: not ready): ask again, within the
             # request's deadline.
-            await self.pause(min(0.5 * 2 ** polls, 3.0), p, "the document's parsing")
+            await self.calls.pause(ex, min(0.5 * 2 ** polls, 3.0), p, "the document's parsing")
             polls += 1
         delete = p.document_delete(file_id, key)
         if delete is not None:
             try:  # best effort: the vendor's copy is no longer needed
-                await self.fetch(p, delete, 1 << 20, "the document deletion")
+                await self.calls.fetch(ex, p, delete, 1 << 20, "the document deletion")
             except APIError as e:
                 log.warning("%s: the uploaded document %s was not deleted: %s", p.name,
                             file_id, e.message)
         return status, text
 
-    async def _vendor(self, p, req, key, what: str, limit: int = 1 << 20):
+    async def _vendor(self, ex, p, req, key, what: str, limit: int = 1 << 20):
         """One call for a document: (status, body), or the vendor's error raised."""
-        status, headers, body = await self.fetch(p, req, limit, what)
+        status, headers, body = await self.calls.fetch(ex, p, req, limit, what)
         err = p.error_from(status, headers, body, [key] if key else [])
         if err is not None:
             raise err
         return status, body
 
-    async def _upload(self, p, name, media_type, raw, key) -> tuple[str, bytes]:
-        status, body = await self._vendor(p, p.document_upload(name, media_type, raw, key),
+    async def _upload(self, ex, p, name, media_type, raw, key) -> tuple[str, bytes]:
+        status, body = await self._vendor(ex, p, p.document_upload(name, media_type, raw, key),
                                           key, "the document upload")
         try:
             return p.document_id(body), body
@@ -210,31 +209,23 @@ class DocumentsMixin:
 
     # -- "reference": files the vendor reads by id, uploaded with the attempt's key -----
 
-    async def _hold(self, body: dict, name: str, media_type: str, raw: bytes) -> str:
+    async def _hold(self, ex: Exchange, body: dict, name: str, media_type: str,
+                    raw: bytes) -> str:
         """Keep a file for this request's attempts (and for its conversation's later
         turns); its content hash names it in the placeholder."""
         sha = hashlib.sha256(raw).hexdigest()
-        if self._doc_bytes is None:
-            self._doc_bytes = {}
-        self._doc_bytes[sha] = (name, media_type, raw)
-        cfg, owner = self.gateway.config.conversations, self._owner()
-        if (body.get("conversation_id") is not None or cfg.store) and owner != conv.ANONYMOUS:
+        if ex.doc_bytes is None:
+            ex.doc_bytes = {}
+        ex.doc_bytes[sha] = (name, media_type, raw)
+        cfg, who = self.gateway.config.conversations, owner(ex.door)
+        if (body.get("conversation_id") is not None or cfg.store) and who != conv.ANONYMOUS:
             try:
-                await self.gateway.store.kv_put(documents.KEPT, f"{owner}:{sha}", {
+                await self.gateway.store.kv_put(documents.KEPT, f"{who}:{sha}", {
                     "filename": name, "media_type": media_type,
                     "data": documents.b64(raw)}, cfg.ttl)
             except StoreError as e:
                 log.warning("a conversation's document was not kept: %s", e)
         return sha
-
-    async def _load_documents(self, body: dict) -> None:
-        """Check the placeholders and fetch their files before any key is leased: a forged
-        or expired reference (400) or an unreachable state store (503) is the request's or
-        the gateway's failure, never a vendor key's (`_send` would count it against one)."""
-        for m in body["messages"]:
-            if isinstance(m, dict) and documents.REF in m:
-                for sha in self._refs(m):
-                    await self._held(sha)
 
     @staticmethod
     def _refs(m: dict) -> list:
@@ -244,44 +235,43 @@ class DocumentsMixin:
             raise documents.forged()
         return refs
 
-    def _reads_documents(self, target) -> bool:
+    @staticmethod
+    def reads(target) -> bool:
+        """Whether `target` reads files by id (a fallback that cannot is skipped)."""
         p = target.provider
         return p.document_mode == "reference" and p.takes_documents(target.upstream_model)
 
-    def _check_documents(self, route) -> None:
+    def _check(self, route) -> None:
         """A conversation holding files read by id continues only where they can be."""
-        if not self._reads_documents(route):
+        if not self.reads(route):
             raise invalid_request(f"These messages hold documents that {route.provider.name} "
                                   f"{route.upstream_model} cannot read by file id; continue "
                                   "with the model that read them (e.g. qwen-long).",
                                   param="messages", code="documents_not_supported")
 
-    async def _bind_documents(self, target, body: dict, key) -> dict:
+    async def bind(self, ex: Exchange, target, body: dict, key) -> dict:
         """The body for one attempt: each placeholder replaced by the vendor's reference to
         the files as uploaded with `key`."""
         p, messages = target.provider, []
-        self._bound = {}  # the cached ids it sends (`_stale_documents`)
+        ex.bound = {}  # the cached ids it sends (`stale`)
         for m in body["messages"]:
             if not (isinstance(m, dict) and documents.REF in m):  # `null` is forged too
                 messages.append(m)
                 continue
-            messages.append(p.document_reference([await self._file_id(p, key, sha)
+            messages.append(p.document_reference([await self._file_id(ex, p, key, sha)
                                                   for sha in self._refs(m)]))
         return dict(body, messages=messages)
 
-    _bound = None  # {file id: its cache name} of the attempt under way
-    _rebound = False
-
-    async def _stale_documents(self, err: APIError) -> bool:
+    async def stale(self, ex: Exchange, err: APIError) -> bool:
         """Whether a 400 names a file id the attempt sent: the vendor no longer has that
         file (deleted in its console before the cached id expired). The ids are then
         forgotten, once per request, so the next attempt uploads the file again."""
-        if self._rebound or not self._bound or err.status != 400:
+        if ex.rebound or not ex.bound or err.status != 400:
             return False
-        stale = [name for file_id, name in self._bound.items() if file_id in err.message]
+        stale = [name for file_id, name in ex.bound.items() if file_id in err.message]
         if not stale:
             return False
-        self._rebound = True
+        ex.rebound = True
         for name in stale:
             try:
                 await self.gateway.store.kv_delete(documents.IDS, name)
@@ -291,10 +281,10 @@ class DocumentsMixin:
         log.warning("a cached document id is gone at the vendor; uploading the file again")
         return True
 
-    async def _file_id(self, p, key, sha: str) -> str:
+    async def _file_id(self, ex: Exchange, p, key, sha: str) -> str:
         # The caller must hold the file (sent now, or kept for its conversation) before a
         # cached id is used: ids are per vendor account, and callers share server keys.
-        name, media_type, raw = await self._held(sha)
+        name, media_type, raw = await self.held(ex, sha)
         store = self.gateway.store
         cached = f"{p.name}:{key_hash(key or '')}:{sha}"
         try:
@@ -302,14 +292,14 @@ class DocumentsMixin:
         except StoreError:
             hit = None
         if isinstance(hit, str):
-            self._bound[hit] = cached
+            ex.bound[hit] = cached
             return hit
-        file_id, answer = await self._upload(p, name, media_type, raw, key)
+        file_id, answer = await self._upload(ex, p, name, media_type, raw, key)
         polls = 0
         while not self._ready(p, answer):  # the vendor still parses the file
-            await self.pause(min(0.5 * 2 ** polls, 3.0), p, "the document's parsing")
+            await self.calls.pause(ex, min(0.5 * 2 ** polls, 3.0), p, "the document's parsing")
             polls += 1
-            _, answer = await self._vendor(p, p.document_status_request(file_id, key), key,
+            _, answer = await self._vendor(ex, p, p.document_status_request(file_id, key), key,
                                            "the document's parsing")
         try:
             await store.kv_put(documents.IDS, cached, file_id, documents.TTL)
@@ -324,11 +314,12 @@ class DocumentsMixin:
         except UNUSABLE:
             raise vendor_error(p.name, 502, "the file's status was not readable") from None
 
-    async def _held(self, sha: str) -> tuple[str, str, bytes]:
-        got = (self._doc_bytes or {}).get(sha)
+    async def held(self, ex: Exchange, sha: str) -> tuple[str, str, bytes]:
+        """A file this request holds: sent now, or kept for its conversation."""
+        got = (ex.doc_bytes or {}).get(sha)
         if got is not None:
             return got
-        kept = f"{self._owner()}:{sha}"
+        kept = f"{owner(ex.door)}:{sha}"
         try:
             rec = (await self.gateway.store.kv_get(documents.KEPT, [kept])).get(kept)
         except StoreError as e:
@@ -339,5 +330,5 @@ class DocumentsMixin:
                                   "gateway; send the file again.", param="messages",
                                   code="document_expired")
         got = rec["filename"], rec["media_type"], documents.unb64(rec["data"])
-        self._doc_bytes = {**(self._doc_bytes or {}), sha: got}
+        ex.doc_bytes = {**(ex.doc_bytes or {}), sha: got}
         return got

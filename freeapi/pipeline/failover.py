@@ -10,10 +10,13 @@ import asyncio
 import json
 import logging
 import time
+from typing import Literal
 
 from freeapi import sse
-from freeapi.errors import APIError, UpstreamError, upstream_failure, vendor_error
-from freeapi.handlers.base import ClientGone
+from freeapi.errors import (APIError, ClientGone, upstream_failure, UpstreamError,
+                            vendor_error)
+from freeapi.pipeline import native
+from freeapi.pipeline.exchange import Exchange
 from freeapi.provider import Provider
 from freeapi.routing import Route
 from freeapi.upstream import Response
@@ -25,6 +28,11 @@ KEY_FAILURES = frozenset({401, 402, 403, 429})
 # Every key of a provider busy (max_concurrency): a fallback target may be free.
 _BUSY = frozenset({"queue_full", "queue_timeout"})
 MAX_UPSTREAM_BODY = 64 * 1024 * 1024
+#: What an attempt expects back: a whole body (False), an event stream (True), or a body
+#: relayed as it arrives ("bytes": audio).
+Transport = Literal[False, True, "bytes"]
+# A failed attempt's verdict: what the request does next.
+NEXT_KEY, SAME_KEY, NEXT_TARGET = "next key", "same key", "next target"
 
 
 def shutdown_error() -> APIError:
@@ -136,49 +144,92 @@ class OpenStream:
         self.resp.close()
 
 
-class FailoverMixin:
-    """The pipeline's attempts; it provides gateway, handler, _client_gone, _on_queue,
-    _call, `_op` (a non-chat operation or None), `_request(target, body, key)` (a
-    chat, native or operation request) and, for documents read by file id, `_doc_refs`,
-    `_reads_documents(target)`, `_bind_documents(target, body, key)` and
-    `_stale_documents(err)`, and
-    `_native_targets(targets)` (pipeline/documents.py)."""
+class Failover:
+    """The request's attempts: `targets` (the route and the fallbacks this request may
+    use), `lease` (a key of a target's pool), `send` (one attempt with one key) and
+    `verdict` (what a failed attempt means for the next), composed by `attempt`.
+    Writes the exchange's `credentialed`, `lease`, `served`, `deadline`, `opened`,
+    `upstream_s` and `failed_at`."""
 
-    _upstream_s = 0.0  # seconds spent waiting for vendors (for the gateway overhead metric)
-    _opened = None  # the OpenStream that served, if any
-    _failed_at = None  # (target index, provider) of the last failed attempt, for metrics
+    def __init__(self, gateway, calls, documents):
+        # gateway: config, fallbacks_for, limits, vendor_keys, pools, metrics, free,
+        # shutting_down
+        self.gateway, self.calls, self.documents = gateway, calls, documents
 
-    async def _attempt(self, route: Route, model: str, body: dict, token, stream: bool):
-        # Each attempt's outcome is counted once: ok, or when the next one starts, retried
-        # (same target) or fallback (the next target); the last failed one as failed.
-        try:
-            return await self._attempts(route, model, body, token, stream)
-        finally:
-            if self._failed_at is not None:
-                self.gateway.metrics.attempt(self._failed_at[1], "failed")
-                self._failed_at = None
-
-    async def _attempts(self, route: Route, model: str, body: dict, token, stream: bool):
+    async def attempt(self, ex: Exchange, route: Route, model: str, body: dict, token,
+                      stream: Transport):
         """Send to the vendor; while nothing has reached the client, move past failures to
         another key, then along the fallback chain, within config `failover`.
 
         Returns (an OpenStream or a non-stream answer's raw body, the route that served).
         """
+        # Each attempt's outcome is counted once: ok, or when the next one starts, retried
+        # (same target) or fallback (the next target); the last failed one as failed.
+        try:
+            return await self._attempts(ex, route, model, body, token, stream)
+        finally:
+            if ex.failed_at is not None:
+                self.gateway.metrics.attempt(ex.failed_at[1], "failed")
+                ex.failed_at = None
+
+    def targets(self, ex: Exchange, route: Route, model: str) -> list[Route]:
+        """The route, then the fallbacks this request may go to."""
+        gw = self.gateway
+        # A key's `models` allowlist holds for every target: a fallback it may not use is
+        # skipped (the requested name was checked on admission).
+        caller = ex.door.caller
+        targets = [route] + [t for t in gw.fallbacks_for(model, route)
+                             if caller is None or caller.models is None
+                             or gw.limits.target_allowed(caller, t)]
+        if ex.operation is not None:  # a fallback that does not offer the operation
+            targets = [route] + [t for t in targets[1:] if ex.operation.offered(t)]
+        if ex.doc_refs:  # files read by id: only where they can be (pipeline/documents.py)
+            targets = [route] + [t for t in targets[1:] if self.documents.reads(t)]
+        return native.targets(ex, targets)  # documents the native endpoint carries
+
+    async def lease(self, ex: Exchange, pool, keys, tried: set, passthrough: bool):
+        """A key of `pool` not yet `tried` (waiting for a busy one, within
+        max_concurrency's queue), or None when none is left. The client leaving or
+        shutdown meanwhile ends the request."""
+        try:
+            lease = await pool.acquire(keys, tried, last_resort=passthrough,
+                                       on_wait=ex.wait_on)
+        finally:
+            ex.queued = None
+        if lease is not None and (ex.client_gone or self.gateway.shutting_down):
+            lease.cancel()  # nothing was sent: no verdict on the key
+            if ex.client_gone:
+                raise ClientGone()
+            raise shutdown_error()
+        return lease
+
+    async def verdict(self, ex: Exchange, err: APIError, target: Route,
+                      more_targets: bool) -> str:
+        """What a failed attempt's error means: NEXT_KEY, SAME_KEY (with new uploads),
+        NEXT_TARGET, or (raised) the end of the request."""
+        if ex.client_gone:
+            raise ClientGone()
+        if self.gateway.shutting_down:
+            raise err
+        if getattr(err, "host_down", False):
+            return NEXT_TARGET  # no key gets through a closed port: the next target may
+        if err.status in KEY_FAILURES or err.status >= 500:
+            return NEXT_KEY  # this key or this vendor: try another
+        if more_targets and _context_too_long(err):
+            return NEXT_TARGET  # a longer-context fallback may take it
+        if more_targets and target.via and err.status == 404:
+            return NEXT_TARGET  # a `free` target this account cannot reach (unknown model)
+        if ex.doc_refs and await self.documents.stale(ex, err):
+            return SAME_KEY  # the same key may serve, with a new upload
+        raise err  # the request itself is wrong: no key or vendor will take it
+
+    async def _attempts(self, ex: Exchange, route: Route, model: str, body: dict, token,
+                        stream: Transport):
         gw = self.gateway
         limits = gw.config.failover
         started = time.monotonic()
         attempts, last = 0, None
-        # A key's `models` allowlist holds for every target: a fallback it may not use is
-        # skipped (the requested name was checked on admission).
-        caller = self.caller
-        targets = [route] + [t for t in gw.fallbacks_for(model, route)
-                             if caller is None or caller.models is None
-                             or gw.limits.target_allowed(caller, t)]
-        if self._op is not None:  # a fallback that does not offer the operation is skipped
-            targets = [route] + [t for t in targets[1:] if self._op.offered(t)]
-        if self._doc_refs:  # files read by id: only where they can be (pipeline/documents.py)
-            targets = [route] + [t for t in targets[1:] if self._reads_documents(t)]
-        targets = self._native_targets(targets)  # documents the native endpoint carries
+        targets = self.targets(ex, route, model)
         for t_index, target in enumerate(targets):
             provider = target.provider
             try:
@@ -188,92 +239,78 @@ class FailoverMixin:
                 continue
             if passthrough and provider is not route.provider:
                 continue  # the client's key is for its vendor; never send it to another
-            self._admitted = True  # it has credentials for a target: the ledger has it
+            ex.credentialed = True  # it has credentials for a target: the ledger has it
             pool = gw.pools[provider.name]
             tbody = target.body_for(body)
+            more_targets = t_index + 1 < len(targets)
             tried = set(target.skip_keys)  # keys whose free quota is used up (freeapi/free.py)
             while attempts < limits.max_attempts and (
                     attempts == 0 or time.monotonic() - started < limits.max_time):
                 try:
-                    lease = await pool.acquire(keys, tried, last_resort=passthrough,
-                                               on_wait=self._on_queue)
+                    lease = await self.lease(ex, pool, keys, tried, passthrough)
                 except APIError as e:
-                    if e.code in _BUSY and t_index + 1 < len(targets):
+                    if e.code in _BUSY and more_targets:
                         last = e
                         break
                     raise
-                finally:
-                    self._queued = None
-                if lease is not None and (self._client_gone or gw.shutting_down):
-                    lease.cancel()  # nothing was sent: no verdict on the key
-                    if self._client_gone:
-                        raise ClientGone()
-                    raise shutdown_error()
                 if lease is None:
                     if not tried:
-                        last = last or self._no_key(pool, keys, provider.name)
+                        last = last or pool.refusal(keys)
                     break
                 tried.add(lease.key)
                 attempts += 1
-                if self._failed_at is not None:
-                    gw.metrics.attempt(self._failed_at[1], "retried"
-                                       if self._failed_at[0] == t_index else "fallback")
-                    self._failed_at = None
+                if ex.failed_at is not None:
+                    gw.metrics.attempt(ex.failed_at[1], "retried"
+                                       if ex.failed_at[0] == t_index else "fallback")
+                    ex.failed_at = None
                 sent = time.monotonic()
-                result, err = await self._send(target, tbody, lease, stream)
-                self._upstream_s += time.monotonic() - sent
+                result, err = await self.send(ex, target, tbody, lease, stream)
+                ex.upstream_s += time.monotonic() - sent
                 if err is None:
                     gw.metrics.attempt(provider.name, "ok")
-                    self._lease = lease
-                    h = self.handler
-                    self._served = (target, lease.id, h.request.request_time())
-                    h.set_header("x-freeapi-provider", provider.name)
-                    h.set_header("x-freeapi-upstream-model", target.upstream_model)
-                    h.set_header("x-freeapi-key", lease.id)
-                    if attempts > 1:
-                        h.set_header("x-freeapi-attempts", str(attempts))
+                    self._served(ex, target, lease, attempts)
                     return result, target
-                last = err
                 gw.free.observe(target, lease.key, err)  # a used-up free quota is remembered
-                self._failed_at = (t_index, provider.name)
-                if not passthrough:
-                    last = server_key_error(err, provider.name)
-                if self._client_gone:
-                    raise ClientGone()
-                if gw.shutting_down:
-                    raise err
-                if getattr(err, "host_down", False):
-                    break  # no key gets through a closed port: the next target may
-                if err.status in KEY_FAILURES or err.status >= 500:
-                    continue  # this key or this vendor: try another
-                if t_index + 1 < len(targets) and (_context_too_long(err) or (
-                        target.via and err.status == 404)):
-                    # a longer-context fallback may take it; a `free` target this account
-                    # cannot reach (the vendor does not know the model) is skipped
+                ex.failed_at = (t_index, provider.name)
+                last = err if passthrough else server_key_error(err, provider.name)
+                then = await self.verdict(ex, err, target, more_targets)
+                if then == NEXT_TARGET:
                     break
-                if self._doc_refs and await self._stale_documents(err):
-                    tried.discard(lease.key)  # the same key may serve, with a new upload
-                    continue
-                raise err  # the request itself is wrong: no key or vendor will take it
+                if then == SAME_KEY:
+                    tried.discard(lease.key)
         if route.via is not None and last is not None:  # `free`: say when one comes back
             last = await gw.free.unserved(route.via, last)
         raise last or APIError(503, "No provider could take the request.", code="no_target")
 
-    @staticmethod
-    def _no_key(pool, keys, name: str) -> APIError:
-        return pool.refusal(keys)
+    def _served(self, ex: Exchange, target: Route, lease, attempts: int) -> None:
+        ex.lease = lease
+        h = ex.door
+        ex.served = (target, lease.id, h.elapsed())
+        h.set_header("x-freeapi-provider", target.provider.name)
+        h.set_header("x-freeapi-upstream-model", target.upstream_model)
+        h.set_header("x-freeapi-key", lease.id)
+        if attempts > 1:
+            h.set_header("x-freeapi-attempts", str(attempts))
 
-    async def _send(self, target: Route, body: dict, lease, stream: bool):
+    @staticmethod
+    def request(ex: Exchange, target: Route, body: dict, key):
+        """The vendor request for one attempt: the operation's hook (embeddings, images,
+        speech), else native or chat (pipeline/native.py)."""
+        if ex.operation is not None:
+            return ex.operation.request(target.provider, body, key)
+        return native.request(ex, target, body, key)
+
+    async def send(self, ex: Exchange, target: Route, body: dict, lease, stream: Transport):
         """One attempt with one key: (result, None) or (None, error); the lease is released
         here unless the attempt succeeded."""
         gw, provider = self.gateway, target.provider
         t = provider.timeouts
         started = time.monotonic()
-        self._deadline = started + t.total
+        ex.deadline = started + t.total
         first_byte = provider.first_byte_timeout(target.upstream_model, body)
-        if self._doc_refs:  # files the vendor reads by id: uploaded with this very key
+        if ex.doc_refs:  # files the vendor reads by id: uploaded with this very key
             try:
-                body = await self._bind_documents(target, body, lease.key)
+                body = await self.documents.bind(ex, target, body, lease.key)
             except APIError as err:
                 if gw.shutting_down:
                     lease.cancel()
@@ -285,15 +322,15 @@ class FailoverMixin:
             except BaseException:
                 lease.cancel()
                 raise
-            if self._client_gone:  # it left during a store call: send nothing for nobody
+            if ex.client_gone:  # it left during a store call: send nothing for nobody
                 lease.cancel()
                 raise ClientGone()
             # The first byte is the chat's, timed from its send: the upload and parse
             # before it count against `total` only.
             started = time.monotonic()
         try:
-            req = self._request(target, body, lease.key)
-            self._call = call = gw.http.start(req.url)
+            req = self.request(ex, target, body, lease.key)
+            call = self.calls.start(ex, req)
             resp = await gw.http.send(call, req.method, req.url, req.headers, req.body,
                                       t.connect, first_byte)
             ctype = resp.headers.get("Content-Type", "")
@@ -303,25 +340,25 @@ class FailoverMixin:
             if stream is True and resp.status == 200 and ctype.startswith(
                     "text/event-stream"):
                 opened = await OpenStream.first_event(resp, t.idle, started + first_byte,
-                                                      self._deadline, gw.config.max_event_size)
+                                                      ex.deadline, gw.config.max_event_size)
                 err = opened.error(provider, lease.key)
                 if err is None:
-                    self._opened = opened
+                    ex.opened = opened
                     return opened, None
                 opened.close()
                 _verdict(lease, err)
                 log.warning("%s: stream began with an error for key %s: %s",
                             provider.name, lease.id, err.message)
                 return None, err
-            raw = await resp.read(t.idle, MAX_UPSTREAM_BODY, self._deadline)
+            raw = await resp.read(t.idle, MAX_UPSTREAM_BODY, ex.deadline)
         except UpstreamError as e:
             if e.kind == "aborted":  # by us (client gone, shutdown): not the key's fault
                 lease.cancel()
             else:
                 lease.release(None, error=e.kind)
-            if self._client_gone:
+            if ex.client_gone:
                 raise ClientGone() from None
-            if e.kind == "aborted" and self.gateway.shutting_down:
+            if e.kind == "aborted" and gw.shutting_down:
                 return None, shutdown_error()
             log.warning("%s: %s (key %s)", provider.name, e, lease.id)
             err = upstream_failure(provider.name, e)

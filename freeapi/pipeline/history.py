@@ -15,6 +15,7 @@ import math
 from freeapi import conversations as conv
 from freeapi.errors import APIError
 from freeapi.keys import bearer
+from freeapi.pipeline.exchange import Exchange
 from freeapi.relay import assemble
 from freeapi.store import Hit, StoreError
 
@@ -65,23 +66,25 @@ def too_many(cfg, wait: float) -> APIError:
                     retry_after=str(seconds))
 
 
-class ConversationMixin:
-    """Part of the Pipeline: `_converse(body)` before the request is sent,
-    `_watch_relay(relay)` for streams, `_answered(data)` for a non-stream answer,
-    `_remember()` once the answer has ended."""
+def owner(door) -> str:
+    """Whose conversations, documents and kept reasoning the request's are: the gateway
+    key's caller, or a hash of the vendor key it passed through (freeapi/conversations.py)."""
+    return conv.owner_of(door.caller, bearer(door.authorization()))
 
-    _conv = None  # (id, owner, the request's new messages)
-    _conv_answer = None  # the non-stream answer's assistant message
-    _remembered = False
 
-    def _owner(self) -> str:
-        return conv.owner_of(self.caller, bearer(
-            self.handler.request.headers.get("Authorization")))
+class Conversations:
+    """`continue_history(ex, body)` before the request is sent, `watch(ex, relay)` for
+    streams, `answered(ex, data)` for a non-stream answer, `remember(ex)` once the answer
+    has ended."""
 
-    async def _converse(self, body: dict) -> None:
+    def __init__(self, store, config):
+        self.store, self.config = store, config  # config.conversations
+
+    async def continue_history(self, ex: Exchange, body: dict) -> None:
         """Put the stored history in front of the new messages (or start a conversation
-        when the operator stores all); the vendor never sees `conversation_id`."""
-        cfg = self.gateway.config.conversations
+        when the operator stores all); the vendor never sees `conversation_id`. Writes
+        `ex.conversation`."""
+        cfg = self.config
         cid = body.pop("conversation_id", None)
         if cid is None and not cfg.store:
             return
@@ -90,40 +93,44 @@ class ConversationMixin:
             raise APIError(413, f"These messages are larger than a stored conversation may "
                                 f"be ({cfg.max_bytes} bytes, conversations.max_bytes).",
                            code="conversation_too_large")
-        owner = self._owner()
-        if owner == conv.ANONYMOUS:
+        who = owner(ex.door)
+        if who == conv.ANONYMOUS:
             if cid is not None:
                 raise needs_credentials()
             return  # conversations.store keeps nothing for callers without credentials
         if cid is None:
             try:
-                if await may_start(self.gateway.store, owner, cfg) is not None:
+                if await may_start(self.store, who, cfg) is not None:
                     return  # over max_per_caller: answered, just not stored
             except APIError:
                 return  # the store is down: answered, just not stored (as before)
             cid, turns = conv.new_id(), []
         else:
-            turns = await stored_turns(self.gateway.store, cid, owner)
+            turns = await stored_turns(self.store, cid, who)
         body["messages"] = conv.with_history(turns, new, cfg.max_history_chars)
-        self._conv = (cid, owner, new)
-        self.handler.set_header(HEADER, cid)
+        ex.conversation = (cid, who, new)
+        ex.door.set_header(HEADER, cid)
 
-    def _watch_relay(self, relay) -> None:
-        self._stream_relay = relay
-        if self._conv is not None:
+    @staticmethod
+    def watch(ex: Exchange, relay) -> None:
+        """A stream's relay collects the answer for the conversation (and tells the
+        client its id)."""
+        if ex.conversation is not None:
             relay.collect = []
-            relay.extra = {"conversation_id": self._conv[0]}
+            relay.extra = {"conversation_id": ex.conversation[0]}
             relay.parse_all = True
 
-    def _answered(self, data: dict) -> dict:
-        """A non-stream answer (a chat.completion as the client gets it): keep its message,
-        tell the client the conversation's id."""
-        if self._conv is not None and "choices" in data:
-            self._conv_answer = conv.answer_message(data)
-            data["conversation_id"] = self._conv[0]
+    @staticmethod
+    def answered(ex: Exchange, data: dict) -> dict:
+        """A non-stream answer (a chat.completion as the client gets it): keep its message
+        (`ex.conversation_answer`), tell the client the conversation's id."""
+        if ex.conversation is not None and "choices" in data:
+            ex.conversation_answer = conv.answer_message(data)
+            data["conversation_id"] = ex.conversation[0]
         return data
 
-    def _stream_answer(self, relay) -> dict | None:
+    @staticmethod
+    def _stream_answer(relay) -> dict | None:
         normalize, chunks = relay.provider.chunk_normalizer(), []
         for data in relay.collect or ():
             try:
@@ -134,24 +141,24 @@ class ConversationMixin:
                 chunks.append(chunk)
         return conv.answer_message(assemble(chunks))
 
-    def _remember(self) -> None:
+    def remember(self, ex: Exchange) -> None:
         """Store the finished turn (a failed, cut or abandoned answer stores nothing). The
         write is queued on the store's one connection/thread before the client could send
         its next turn, so that turn's read sees it."""
-        if self._conv is None or self._remembered or self._error is not None \
-                or self.handler.get_status() != 200:
+        if ex.conversation is None or ex.remembered or ex.error is not None \
+                or ex.door.get_status() != 200:
             return
-        self._remembered = True
-        relay = self._stream_relay
+        ex.remembered = True
+        relay = ex.relay
         if relay is not None:
             message = self._stream_answer(relay) if relay.finished else None
         else:
-            message = self._conv_answer
+            message = ex.conversation_answer
         if message is None:
             return
-        cid, owner, new = self._conv
-        cfg = self.gateway.config.conversations
-        self.gateway.store.spawn(
-            self.gateway.store.conversation_append(cid, owner, [new + [message]], cfg.ttl,
-                                                   cfg.max_turns, cfg.max_bytes),
+        cid, who, new = ex.conversation
+        cfg = self.config
+        self.store.spawn(
+            self.store.conversation_append(cid, who, [new + [message]], cfg.ttl,
+                                           cfg.max_turns, cfg.max_bytes),
             f"conversation {cid}: the last turn was not stored")
