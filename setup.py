@@ -1,5 +1,8 @@
 from setuptools import find_packages, setup
 
+OTEL = ["opentelemetry-api>=1.30,<2", "opentelemetry-sdk>=1.30,<2",
+        "opentelemetry-exporter-otlp-proto-http>=1.30,<2"]
+
 setup(
     name="freeapi",
     version="0.1.0",
@@ -21,6 +24,9 @@ setup(
     extras_require={
         # Optional: a faster event loop, used when installed (see freeapi/cli.py).
         "fast": ["uvloop>=0.18"],
+        # Optional: OpenTelemetry traces over OTLP/HTTP (freeapi/telemetry.py,
+        # telemetry.otlp_endpoint); never imported while no endpoint is configured.
+        "otel": OTEL,
         "test": [
             "pytest>=8,<10",
             # Old but the only Tornado-native pytest runner; its deprecation warnings are
@@ -34,6 +40,10 @@ setup(
             # The status page test drives a real browser (Debian's chromium, never a
             # downloaded one) with Microsoft's Playwright, the well-kept driver of the field.
             "playwright>=1.40",
+            # Traces (tests/test_telemetry.py): the `otel` extra, and the protobuf
+            # messages its OTLP receiver decodes the export with.
+            *OTEL,
+            "opentelemetry-proto>=1.30,<2",
         ],
     },
     entry_points={

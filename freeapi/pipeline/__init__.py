@@ -183,6 +183,8 @@ class Pipeline:
                   include_usage: bool = False, native=None) -> Answer | None:
         ex, gw, step = self.ex, self.gateway, self.steps
         door = ex.door
+        if gw.telemetry is not None:  # the request's trace span (freeapi/telemetry.py)
+            gw.telemetry.request_started(ex, model, stream)
         route = await gw.resolve_fresh(model)
         parts = has_parts(body["messages"])  # content parts: images, files (one cheap pass)
         check_chat(route, body, model, parts)  # images to a text model, chat to an embedder
@@ -217,6 +219,8 @@ class Pipeline:
         """Serve `op` (a freeapi.modalities.Operation); returns what its `finish` returns
         (a dict for the door to write, or None when it wrote the response itself)."""
         ex, step = self.ex, self.steps
+        if self.gateway.telemetry is not None:  # the request's trace span
+            self.gateway.telemetry.request_started(ex, model, op.stream is not False)
         route = await self.gateway.resolve_fresh(model)
         op.check(route)
         ex.operation = op
@@ -231,6 +235,8 @@ class Pipeline:
         """The response has ended (on_finish)."""
         end(self.gateway, self.ex)
         self.steps.accounting.account(self.ex)
+        if self.ex.span is not None:  # traced: the span ends with the ledger's entry
+            self.gateway.telemetry.request_ended(self.ex)
         self.steps.conversations.remember(self.ex)
 
     def client_left(self):
@@ -244,6 +250,8 @@ class Pipeline:
             ex.writer.stop()
         end(self.gateway, ex)
         self.steps.accounting.account(ex, gone=True)
+        if ex.span is not None:
+            self.gateway.telemetry.request_ended(ex)
 
     def shutdown(self):
         """Graceful shutdown's grace period ran out: end this request with an error."""
