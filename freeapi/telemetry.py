@@ -180,7 +180,7 @@ class Tracing:
                 attributes.update(output(result))
         else:
             outcome = (err.code or f"http_{err.status}") if err is not None \
-                else getattr(exc, "code", None) or type(exc).__name__
+                else getattr(exc, "code", None) or _snake(type(exc).__name__)
             attributes["freeapi.attempt.outcome"] = attributes["error.type"] = outcome
             if err is not None:
                 attributes["http.response.status_code"] = err.status
@@ -212,6 +212,12 @@ def output(answer: bytes) -> dict:
         return {"gen_ai.output.messages": _json(
             [{"role": "assistant", "content": parsed["content"]}])}
     return {}
+
+
+def _snake(name: str) -> str:
+    """`ClientGone` -> `client_gone`: an exception's name as the ledger spells codes."""
+    return "".join(f"_{c.lower()}" if c.isupper() and i else c.lower()
+                   for i, c in enumerate(name))
 
 
 def _json(value) -> str:

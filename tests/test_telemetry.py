@@ -150,7 +150,8 @@ async def test_failover_attempts_are_child_spans_of_the_request(make_gateway, re
         assert a["freeapi.vendor_key"] in (mask(GOOD), mask(GOOD2))
         assert a["freeapi.attempt.ttfb_ms"] >= 0
     (first, fa, _), (second, sa, _) = attempts
-    assert fa["freeapi.attempt.outcome"] != "ok" and fa["http.response.status_code"] == 429
+    assert fa["freeapi.attempt.outcome"] == fa["error.type"] == "rate_limit_error"
+    assert fa["http.response.status_code"] == 429
     assert first.status.code == first.status.STATUS_CODE_ERROR
     assert sa["freeapi.attempt.outcome"] == "ok"
     assert sa["freeapi.vendor_key"] == r.headers["x-freeapi-key"] != fa["freeapi.vendor_key"]
