@@ -239,3 +239,41 @@ gw.close()
 """
     env = {k: v for k, v in __import__("os").environ.items() if not k.startswith("OTEL_")}
     subprocess.run([sys.executable, "-c", code], check=True, env=env, timeout=60)
+
+
+async def test_an_operation_request_is_traced_with_its_operation_name(
+        start_vendor, make_gateway, receiver):
+    """Embeddings go through Pipeline.call, not run: traced the same way."""
+    from tests.fakes import glm as fake_glm
+    glm_url, _ = start_vendor(fake_glm)
+    base, gw = make_gateway({
+        "auth": {"keys": [{"key": "fa-team-a-000000000001", "name": "team-a"}]},
+        "providers": {"glm": {"base_url": glm_url + "/api/paas/v4",
+                              "api_keys": [fake_glm.GOOD]}},
+        "telemetry": {"otlp_endpoint": receiver.url}})
+    client = openai.AsyncOpenAI(base_url=base + "/v1", api_key="fa-team-a-000000000001",
+                                max_retries=0)
+    await client.embeddings.create(model="embedding-3", input=PROMPT)
+    spans = await exported(gw, receiver, 2)
+    (request, ra, _), = [s for s in spans if s[0].kind == s[0].SPAN_KIND_SERVER]
+    (attempt, aa, _), = [s for s in spans if s[0].kind == s[0].SPAN_KIND_CLIENT]
+    assert request.name == "embeddings embedding-3"
+    assert ra["gen_ai.operation.name"] == aa["gen_ai.operation.name"] == "embeddings"
+    assert ra["gen_ai.provider.name"] == aa["gen_ai.provider.name"] == "glm"
+    assert attempt.parent_span_id == request.span_id
+    assert aa["freeapi.vendor_key"] == mask(fake_glm.GOOD)
+    assert PROMPT not in everything(spans) and fake_glm.GOOD not in everything(spans)
+
+
+async def test_a_malformed_traceparent_starts_a_new_trace(make_gateway, receiver):
+    base, gw = make_gateway(traced(receiver))
+    client = openai.AsyncOpenAI(base_url=base + "/v1", api_key="fa-team-a-000000000001",
+                                max_retries=0)
+    r = await client.chat.completions.create(
+        model="deepseek-chat", messages=[{"role": "user", "content": PROMPT}],
+        extra_headers={"traceparent": "00-" + "z" * 32 + "-" + PARENT_ID + "-01",
+                       "tracestate": "=" * 600})
+    assert r.choices[0].message.content == "".join(ANSWER)
+    spans = await exported(gw, receiver, 2)
+    (request, _, _), = [s for s in spans if s[0].kind == s[0].SPAN_KIND_SERVER]
+    assert request.parent_span_id == b"" and len(request.trace_id) == 16
