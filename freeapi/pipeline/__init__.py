@@ -28,6 +28,11 @@ request, so a request costs one Exchange and one Pipeline:
     Accounting.account           accounting.py   the ledger entry, once the answer ended
     Conversations.remember       history.py      the finished turn stored
 
+Traces (freeapi/telemetry.py, only with `telemetry.otlp_endpoint`): the request's span
+begins in `run`/`call` and ends in `finished`/`client_left` after the ledger entry;
+`Failover.traced_send` wraps each attempt in a child span. Off, each is one
+`is not None` check.
+
 `Pipeline.call` is the same for an operation (embeddings, images, speech), which gets an
 `OperationContext` (operations.py), not the pipeline. The door's side is the `Door`
 protocol (door.py); nothing below freeapi/handlers imports from it.
