@@ -1,5 +1,8 @@
 from setuptools import find_packages, setup
 
+OTEL = ["opentelemetry-api>=1.30,<2", "opentelemetry-sdk>=1.30,<2",
+        "opentelemetry-exporter-otlp-proto-http>=1.30,<2"]
+
 setup(
     name="freeapi",
     version="0.1.0",
@@ -24,6 +27,9 @@ setup(
         # state.database_url: asyncpg, chosen over psycopg 3 by bench/postgres_driver.py
         # (twice the batch-insert throughput of the ledger's writes); it has its own pool.
         "postgres": ["asyncpg>=0.29,<1"],
+        # Optional: OpenTelemetry traces over OTLP/HTTP (freeapi/telemetry.py,
+        # telemetry.otlp_endpoint); never imported while no endpoint is configured.
+        "otel": OTEL,
         "test": [
             "pytest>=8,<10",
             # Old but the only Tornado-native pytest runner; its deprecation warnings are
@@ -39,6 +45,10 @@ setup(
             "playwright>=1.40",
             # The PostgreSQL store is tested against a real server (tests/test_store.py).
             "asyncpg>=0.29,<1",
+            # Traces (tests/test_telemetry.py): the `otel` extra, and the protobuf
+            # messages its OTLP receiver decodes the export with.
+            *OTEL,
+            "opentelemetry-proto>=1.30,<2",
         ],
     },
     entry_points={

@@ -40,6 +40,7 @@ from freeapi.admin.directory import Auth, Directory
 from freeapi.admin.service import Admin
 from freeapi.keys import GatewayAuth, split_keys
 from freeapi.limits import Limits
+from freeapi import telemetry
 from freeapi.metrics import Metrics, multiproc_dir
 from freeapi.pipeline import Steps
 from freeapi.probes import check_key, host_answers
@@ -120,6 +121,9 @@ class Gateway:
         self.draining = False  # no new chat requests (graceful shutdown began)
         self.shutting_down = False  # the grace period is over: in-flight work is cut
         self._resolve = pm.hook.resolve_model
+        # OpenTelemetry traces, or None (off: no opentelemetry import; freeapi/telemetry.py).
+        # Made at startup: a reload leaves it as it is.
+        self.telemetry = telemetry.start(config.telemetry)
         self.steps = Steps(self)  # the request pipeline's steps (freeapi/pipeline)
         self.discovery = Discovery(self.providers, config.discovery, self.http,
                                    self._catalog_changed)
@@ -265,6 +269,8 @@ class Gateway:
             pool.close()
         self.http.close()
         self.store.close()
+        if self.telemetry is not None:
+            self.telemetry.close()  # the spans still queued are exported first
 
 
 def make_app(gateway: Gateway) -> web.Application:

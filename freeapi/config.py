@@ -19,7 +19,8 @@ from freeapi.config_state import FilesConfig, ResponsesConfig, parse_files, pars
 from freeapi.config_free import FreeConfig, parse_free
 from freeapi.config_keys import (AUTH_KEYS, COMMON_PROVIDER_OPTIONS, GATEWAY_KEY_FIELDS,
                                  GATEWAY_KEY_LIMITS, METRICS_KEYS, PROVIDER_KEYS,
-                                 RESPONSES_URL_KEY, ROOT_KEYS, SERVER_KEYS)
+                                 RESPONSES_URL_KEY, ROOT_KEYS, SERVER_KEYS,
+                                 TELEMETRY_KEYS)
 from freeapi.download_policy import parse_hosts as parse_download_hosts
 from freeapi.proxy import parse_setting as parse_proxy_setting
 from freeapi.configbase import (ConfigError, _expect, _integer, _interpolate, _mapping,
@@ -92,6 +93,16 @@ class Discovery:
 
 
 @dataclass
+class Telemetry:
+    """OpenTelemetry traces (freeapi/telemetry.py): on when `otlp_endpoint` is set, or the
+    standard OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT variable, and the `otel` extra installed."""
+    otlp_endpoint: str | None = None  # the collector's OTLP/HTTP base URL (:4318)
+    sample_ratio: float = 1.0  # of the traces a client did not decide (parent-based)
+    capture_content: bool = False  # prompts and answers in spans: off, they are the callers'
+    service_name: str | None = None  # None: OTEL_SERVICE_NAME, else "freeapi"
+
+
+@dataclass
 class GatewayKey:
     name: str
     key: str
@@ -155,6 +166,7 @@ class Config:
     responses: ResponsesConfig = field(default_factory=ResponsesConfig)
     free: FreeConfig = field(default_factory=FreeConfig)  # the `free` model (freeapi/free.py)
     files: FilesConfig = field(default_factory=FilesConfig)
+    telemetry: Telemetry = field(default_factory=Telemetry)
 
 
 _LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -290,6 +302,7 @@ def parse_config(raw, provider_types: dict, base_dir: str | None = None) -> Conf
     cfg.free = parse_free(root.get("free"))
     cfg.files = parse_files(root.get("files"))
     _metrics(cfg, _mapping(root.get("metrics"), "metrics"))
+    _telemetry(cfg.telemetry, _mapping(root.get("telemetry"), "telemetry"))
     _no_open_server_keys(cfg)
     return cfg
 
@@ -427,6 +440,27 @@ def _metrics(cfg: Config, metrics: dict) -> None:
         cfg.metrics_cache = _non_negative(metrics["cache_seconds"], "metrics.cache_seconds")
     if "max_models" in metrics:
         cfg.metrics_max_models = _integer(metrics["max_models"], "metrics.max_models", 1)
+
+
+def _telemetry(out: Telemetry, telemetry: dict) -> None:
+    _unknown(telemetry, TELEMETRY_KEYS, "telemetry")
+    if telemetry.get("otlp_endpoint") is not None:
+        url = _expect(telemetry["otlp_endpoint"], (str,), "telemetry.otlp_endpoint", "a URL")
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ConfigError("telemetry.otlp_endpoint", "must be an http:// or https:// "
+                              f"URL (the collector's OTLP/HTTP port, 4318), not {url!r}")
+        out.otlp_endpoint = url
+    if "sample_ratio" in telemetry:
+        out.sample_ratio = _non_negative(telemetry["sample_ratio"], "telemetry.sample_ratio")
+        if out.sample_ratio > 1:
+            raise ConfigError("telemetry.sample_ratio", "must be between 0 and 1")
+    if "capture_content" in telemetry:
+        out.capture_content = _expect(telemetry["capture_content"], (bool,),
+                                      "telemetry.capture_content", "true or false")
+    if telemetry.get("service_name") is not None:
+        out.service_name = _expect(telemetry["service_name"], (str,),
+                                   "telemetry.service_name", "a name")
 
 
 def _no_open_server_keys(cfg: Config) -> None:

@@ -11,7 +11,7 @@ import dataclasses
 
 ROOT_KEYS = frozenset({"server", "auth", "providers", "models", "fallbacks", "failover",
                        "state", "prices", "conversations", "reasoning", "discovery",
-                       "responses", "metrics", "free", "files", "billing"})
+                       "responses", "metrics", "free", "files", "billing", "telemetry"})
 SERVER_KEYS = frozenset({"host", "port", "max_body_size", "keepalive_interval", "log_level",
                          "shutdown_grace", "log_format", "body_timeout", "max_connections",
                          "max_event_size", "max_json_values", "max_buffered_bytes",
@@ -20,6 +20,9 @@ AUTH_KEYS = frozenset({"keys", "allow_anonymous"})
 GATEWAY_KEY_LIMITS = ("rpm", "tpm", "daily_tokens", "monthly_tokens")
 GATEWAY_KEY_FIELDS = frozenset({"key", "name", "role", "models", *GATEWAY_KEY_LIMITS})
 METRICS_KEYS = frozenset({"public", "cache_seconds", "max_models"})
+#: OpenTelemetry traces (freeapi/telemetry.py).
+TELEMETRY_KEYS = frozenset({"otlp_endpoint", "sample_ratio", "capture_content",
+                            "service_name"})
 PROVIDER_KEYS = frozenset({"enabled", "type", "base_url", "api_keys", "timeouts",
                            "key_pool", "translations", "patterns", "proxy",
                            "download_hosts"})
@@ -54,6 +57,7 @@ def accepted_keys(provider_types: dict) -> list[str]:
     keys |= {f"auth.{k}" for k in AUTH_KEYS}
     keys |= {f"auth.keys[].{k}" for k in GATEWAY_KEY_FIELDS}
     keys |= {f"metrics.{k}" for k in METRICS_KEYS}
+    keys |= {f"telemetry.{k}" for k in TELEMETRY_KEYS}
     provider = "providers.NAME"
     options = set(COMMON_PROVIDER_OPTIONS) | {RESPONSES_URL_KEY}
     for cls in provider_types.values():

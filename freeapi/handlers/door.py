@@ -68,6 +68,9 @@ class DoorHandler(APIHandler):
     def authorization(self) -> str | None:
         return self.request.headers.get("Authorization")
 
+    def header(self, name: str) -> str | None:
+        return self.request.headers.get(name)
+
     def elapsed(self) -> float:
         return self.request.request_time()
 

@@ -28,6 +28,11 @@ request, so a request costs one Exchange and one Pipeline:
     Accounting.account           accounting.py   the ledger entry, once the answer ended
     Conversations.remember       history.py      the finished turn stored
 
+Traces (freeapi/telemetry.py, only with `telemetry.otlp_endpoint`): the request's span
+begins in `run`/`call` and ends in `finished`/`client_left` after the ledger entry;
+`Failover.traced_send` wraps each attempt in a child span. Off, each is one
+`is not None` check.
+
 `Pipeline.call` is the same for an operation (embeddings, images, speech), which gets an
 `OperationContext` (operations.py), not the pipeline. The door's side is the `Door`
 protocol (door.py); nothing below freeapi/handlers imports from it.
@@ -184,6 +189,8 @@ class Pipeline:
                   include_usage: bool = False, native=None) -> Answer | None:
         ex, gw, step = self.ex, self.gateway, self.steps
         door = ex.door
+        if gw.telemetry is not None:  # the request's trace span (freeapi/telemetry.py)
+            gw.telemetry.request_started(ex, model, stream)
         route = await gw.resolve_fresh(model)
         parts = has_parts(body["messages"])  # content parts: images, files (one cheap pass)
         check_chat(route, body, model, parts)  # images to a text model, chat to an embedder
@@ -218,6 +225,8 @@ class Pipeline:
         """Serve `op` (a freeapi.modalities.Operation); returns what its `finish` returns
         (a dict for the door to write, or None when it wrote the response itself)."""
         ex, step = self.ex, self.steps
+        if self.gateway.telemetry is not None:  # the request's trace span
+            self.gateway.telemetry.request_started(ex, model, op.stream is not False)
         route = await self.gateway.resolve_fresh(model)
         op.check(route)
         ex.operation = op
@@ -232,6 +241,8 @@ class Pipeline:
         """The response has ended (on_finish)."""
         end(self.gateway, self.ex)
         self.steps.accounting.account(self.ex)
+        if self.ex.span is not None:  # traced: the span ends with the ledger's entry
+            self.gateway.telemetry.request_ended(self.ex)
         self.steps.conversations.remember(self.ex)
 
     def client_left(self):
@@ -245,6 +256,8 @@ class Pipeline:
             ex.writer.stop()
         end(self.gateway, ex)
         self.steps.accounting.account(ex, gone=True)
+        if ex.span is not None:
+            self.gateway.telemetry.request_ended(ex)
 
     def shutdown(self):
         """Graceful shutdown's grace period ran out: end this request with an error."""

@@ -75,6 +75,7 @@ class Accounting:
                   endpoint=door.endpoint, estimated=estimated, request_id=door.request_id())
         e.update(self.pricing().charge(e, usage), **_who(caller))  # freeapi/pricing.py
         door.logged(e)
+        ex.entry = e
         if ex.served is not None:
             opened = ex.opened
             self.metrics.request_done(e, ex.upstream_s + (opened.waited if opened else 0.0))
@@ -89,11 +90,12 @@ class Accounting:
         credentials): the metrics still count it, as every request that reached routing."""
         provider, model, stream = ex.routed
         door = ex.door
-        self.metrics.request_done(entry(
+        ex.entry = e = entry(
             caller=None, vendor_key=None, provider=None, model=model, upstream_model=None,
             status=CLIENT_GONE if gone else door.get_status(), error=ex.error, stream=stream,
             latency_ms=round(door.elapsed() * 1000), ttfb_ms=None, usage=None,
-            endpoint=door.endpoint), routed=provider)
+            endpoint=door.endpoint)
+        self.metrics.request_done(e, routed=provider)
 
 
 def _who(caller) -> dict:

@@ -35,6 +35,9 @@ class Door(Protocol):
         """The request's Authorization header (the caller's bearer: conversations,
         documents and kept reasoning belong to it)."""
 
+    def header(self, name: str) -> str | None:
+        """A request header (the trace context: freeapi/telemetry.py)."""
+
     def elapsed(self) -> float:
         """Seconds since the request arrived."""
 

@@ -123,3 +123,10 @@ class Exchange:
     # -- accounting (accounting.py: Accounting.account) -----------------------------------
     #: The ledger entry (or the metrics' count) is written: never twice.
     accounted: bool = False
+    #: That entry (freeapi/ledger.py: entry), for the request's trace span.
+    entry: dict | None = None
+
+    # -- tracing (freeapi/telemetry.py; Pipeline.run / call) -------------------------------
+    #: The request's span while it is traced (and sampled); None otherwise, and always
+    #: with telemetry off: the pipeline's telemetry calls are skipped on it.
+    span: object | None = None

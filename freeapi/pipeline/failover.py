@@ -264,7 +264,10 @@ class Failover:
                                        if ex.failed_at[0] == t_index else "fallback")
                     ex.failed_at = None
                 sent = time.monotonic()
-                result, err = await self.send(ex, target, tbody, lease, stream)
+                if ex.span is None:
+                    result, err = await self.send(ex, target, tbody, lease, stream)
+                else:  # traced: the attempt's child span (freeapi/telemetry.py)
+                    result, err = await self.traced_send(ex, target, tbody, lease, stream)
                 ex.upstream_s += time.monotonic() - sent
                 if err is None:
                     gw.metrics.attempt(provider.name, "ok")
@@ -281,6 +284,19 @@ class Failover:
         if route.via is not None and last is not None:  # `free`: say when one comes back
             last = await gw.free.unserved(route.via, last)
         raise last or APIError(503, "No provider could take the request.", code="no_target")
+
+    async def traced_send(self, ex: Exchange, target: Route, body: dict, lease,
+                          stream: Transport):
+        """`send` inside the attempt's trace span."""
+        tracing = self.gateway.telemetry
+        span = tracing.attempt_started(ex, target, lease, body)
+        try:
+            result, err = await self.send(ex, target, body, lease, stream)
+        except BaseException as e:
+            tracing.attempt_ended(span, exc=e)
+            raise
+        tracing.attempt_ended(span, err, result=result)
+        return result, err
 
     def _served(self, ex: Exchange, target: Route, lease, attempts: int) -> None:
         ex.lease = lease
