@@ -11,8 +11,9 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=find_packages(include=["freeapi", "freeapi.*", "providers", "providers.*"]),
-    # The status page (GET /status) is a file, not code.
-    package_data={"freeapi": ["static/*.html"]},
+    # The status page (GET /status) is a file, not code. py.typed (PEP 561): the package's
+    # annotations are checked (tests/test_types.py), so type checkers may use them.
+    package_data={"freeapi": ["static/*.html", "py.typed"]},
     install_requires=[
         "tornado>=6.3,<7",
         "pluggy>=1.3,<2",
@@ -49,6 +50,10 @@ setup(
             # messages its OTLP receiver decodes the export with.
             *OTEL,
             "opentelemetry-proto>=1.30,<2",
+            # tests/test_types.py type-checks the pipeline, providers and dialects; pinned
+            # exactly because each mypy release adds checks, and CI must not turn red on
+            # an upgrade rather than on a change of ours.
+            "mypy==2.4.1",
         ],
     },
     entry_points={

@@ -32,6 +32,10 @@ class APIError(Exception):
         self.param = param
         self.retry_after = retry_after
 
+    #: Set on a failure to connect to the vendor (Failover.send): the host, not the key,
+    #: is down.
+    host_down: bool = False
+
     def to_dict(self) -> dict:
         return {"error": {"message": self.message, "type": self.type,
                           "param": self.param, "code": self.code}}

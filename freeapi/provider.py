@@ -68,11 +68,12 @@ class Provider(ModalityHooks):
     #: Names the vendor retired or renamed: old name -> (current model id, request-body
     #: defaults). The defaults fill only fields the client did not set; the answer keeps
     #: the old name as its `model`. The config adds more (`providers.NAME.translations`).
-    retired: ClassVar[Mapping[str, tuple[str, Mapping]]] = {}
+    #: (Not a ClassVar: an instance's config may extend it, see __init__.)
+    retired: Mapping[str, tuple[str, Mapping]] = {}
     #: fnmatch-style globs (case-sensitive) of names this vendor may serve beyond the
     #: listed ones, so a model released tomorrow routes without a gateway release;
     #: `providers.NAME.patterns` replaces them.
-    patterns: ClassVar[tuple[str, ...]] = ()
+    patterns: tuple[str, ...] = ()  # per instance too (__init__)
     owned_by: ClassVar[str] = "openai-compatible"
     enabled_by_default: ClassVar[bool] = True
     #: Extra config keys this type accepts: name -> ((types...), default).
@@ -119,10 +120,11 @@ class Provider(ModalityHooks):
     def __init__(self, config: ProviderConfig):
         self.name = config.name
         self.config = config
-        self.base_url = config.base_url or self.default_base_url
-        if not self.base_url:
+        base_url = config.base_url or self.default_base_url
+        if not base_url:
             raise ConfigError(f"providers.{self.name}.base_url",
                               f"required for providers of type {self.type_name}")
+        self.base_url: str = base_url
         self.api_keys = list(config.api_keys)
         self.responses_url = config.responses_base_url  # /v1/responses passes through there
         self.timeouts = config.timeouts
@@ -137,8 +139,9 @@ class Provider(ModalityHooks):
         translations = getattr(config, "translations", None) or {}
         if translations:
             self.retired = _chained({**type(self).retired, **translations}, self.name)
-        if getattr(config, "patterns", None) is not None:
-            self.patterns = tuple(config.patterns)
+        patterns = getattr(config, "patterns", None)
+        if patterns is not None:
+            self.patterns = tuple(patterns)
 
     # -- models ---------------------------------------------------------------------------
 

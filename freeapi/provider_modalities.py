@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import secrets
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from freeapi.errors import invalid_request
 from freeapi.vendor_request import UpstreamRequest
@@ -32,6 +32,15 @@ class ModalityHooks:
     #: a set: a chat request with images to any other model is refused with a 400 naming
     #: one of these.
     vision_models: ClassVar[frozenset | None] = None
+
+    # What the hooks use of freeapi.provider.Provider, which they are mixed into:
+    # declared for the type checker only (annotations without values, and a method
+    # signature never defined at run time, so Provider's own are the ones used).
+    name: str
+    models: ClassVar[tuple[str, ...]]
+    base_url: str
+    if TYPE_CHECKING:
+        def auth_headers(self, key: str | None) -> dict: ...
 
     def modality_ids(self) -> list[str]:
         """The non-chat models this provider declares (routed like chat models)."""

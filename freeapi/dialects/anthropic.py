@@ -30,7 +30,8 @@ ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error",
                413: "request_too_large", 429: "rate_limit_error", 500: "api_error",
                503: "overloaded_error", 529: "overloaded_error"}
 
-_STOP = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use",
+# Keyed by the vendor's finish_reason as it came (None when absent).
+_STOP: dict[str | None, str] = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use",
          "function_call": "tool_use", "content_filter": "refusal"}
 
 
@@ -153,7 +154,8 @@ def _user_turn(content) -> list[dict]:
     which must follow the assistant's tool calls directly), then what the user wrote."""
     if isinstance(content, str):
         return [{"role": "user", "content": content}]
-    out, parts = [], []
+    out: list[dict] = []
+    parts: list[dict] = []
     for block in content:
         kind = block.get("type")
         if kind == "tool_result":
@@ -342,7 +344,7 @@ def from_chat(data: dict, model: str) -> dict:
     choices = data.get("choices") if isinstance(data.get("choices"), list) else []
     choice = choices[0] if choices and isinstance(choices[0], dict) else {}
     message = obj_at(choice, "message")
-    content = []
+    content: list[dict] = []
     reasoning = message.get("reasoning_content")
     if isinstance(reasoning, str) and reasoning:
         content.append({"type": "thinking", "thinking": reasoning,

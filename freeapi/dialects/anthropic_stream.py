@@ -46,7 +46,7 @@ class StreamTranslator:
 
     def _start(self, chunk: dict | None) -> bytes:
         self.started = True
-        msg = {"id": message_id((chunk or {}).get("id")), "type": "message",
+        msg: dict[str, object] = {"id": message_id((chunk or {}).get("id")), "type": "message",
                "role": "assistant", "model": self.model, "content": [],
                "stop_reason": None, "stop_sequence": None,
                "usage": {"input_tokens": 0, "output_tokens": 0}}
@@ -133,7 +133,8 @@ class StreamTranslator:
 
     def _tool(self, tc: dict) -> bytes:
         out = b""
-        slot = tc.get("index") if isinstance(tc.get("index"), int) else len(self.tools)
+        vendor_index = tc.get("index")
+        slot = vendor_index if isinstance(vendor_index, int) else len(self.tools)
         fn = obj_at(tc, "function")
         if slot not in self.tools:
             # A new call. Vendors that repeat the name (or id) in later chunks of the same

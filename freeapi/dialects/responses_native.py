@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 
 from freeapi.dialects.responses import reasoning_text
 from freeapi.dialects.responses_stream import sse
@@ -106,7 +107,7 @@ class NativeEvents:
         self.ended = False  # finished, or failed: nothing more goes out
         # Set by the pipeline when the door remembers reasoning: called with the answer
         # (`remembered`) at the end, before the final event, which waits for it in `held`.
-        self.on_finish = None
+        self.on_finish: Callable[[dict], object] | None = None
         self.held = b""
 
     def feed(self, data: str) -> bytes:
@@ -143,6 +144,7 @@ class NativeEvents:
         if self.held:
             held, self.held = self.held, b""
             on_finish, self.on_finish = self.on_finish, None
+            assert on_finish is not None, "held only while an on_finish waits (feed)"
             on_finish(remembered(self.snapshot))
             return held
         if self.ended:

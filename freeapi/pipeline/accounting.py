@@ -22,13 +22,13 @@ def stream_sizes(ex: Exchange) -> StreamSizes:
     return ex.sizes
 
 
-def estimate(ex: Exchange) -> dict:
+def estimate(ex: Exchange, sizes: StreamSizes) -> dict:
     messages = (ex.sent_body or {}).get("messages")
     try:
         chars = len(json.dumps(messages, ensure_ascii=False)) if messages else 0
     except (TypeError, ValueError, RecursionError):
         chars = 0
-    return estimate_usage(chars, ex.sizes)
+    return estimate_usage(chars, sizes)
 
 
 class Accounting:
@@ -45,7 +45,7 @@ class Accounting:
         if ex.accounted or ex.admitted is None or not ex.credentialed:
             if not ex.accounted and ex.routed is not None:
                 ex.accounted = True
-                self._count_unrecorded(ex, gone)
+                self._count_unrecorded(ex, ex.routed, gone)
             return
         ex.accounted = True
         model, stream = ex.admitted
@@ -65,7 +65,7 @@ class Accounting:
         if usage is None and stream and route is not None and ex.sizes is not None:
             # Served, but the vendor's usage never came (the client left, the stream was
             # cut, or the vendor reports none): charge an estimate, not nothing.
-            usage, estimated = estimate(ex), True
+            usage, estimated = estimate(ex, ex.sizes), True
         caller = door.caller
         e = entry(caller=caller.name if caller is not None else None, vendor_key=key_id,
                   provider=route.provider.name if route else None, model=model,
@@ -80,15 +80,16 @@ class Accounting:
             opened = ex.opened
             self.metrics.request_done(e, ex.upstream_s + (opened.waited if opened else 0.0))
         else:
+            assert ex.routed is not None, "admission routes a request before admitting it"
             self.metrics.request_done(e, routed=ex.routed[0])
         self.store.record(e)
         if caller is not None and caller.limited and usage is not None:
             self.limits.charge(caller, tokens_spent(e))
 
-    def _count_unrecorded(self, ex: Exchange, gone: bool) -> None:
+    def _count_unrecorded(self, ex: Exchange, routed: tuple, gone: bool) -> None:
         """A routed request the ledger leaves out (a limit refused it, or no target had
         credentials): the metrics still count it, as every request that reached routing."""
-        provider, model, stream = ex.routed
+        provider, model, stream = routed
         door = ex.door
         ex.entry = e = entry(
             caller=None, vendor_key=None, provider=None, model=model, upstream_model=None,

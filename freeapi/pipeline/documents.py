@@ -88,9 +88,10 @@ class Documents:
                         ex, p, name, media_type, raw, token)})
             if refs:
                 out.append({"role": "system", "content": "", documents.REF: refs})
+            content: list | str = keep
             if all(isinstance(k, dict) and k.get("type") == "text" for k in keep):
-                keep = "\n".join(str(k.get("text") or "") for k in keep)  # every vendor takes
-            out.append(dict(m, content=keep))
+                content = "\n".join(str(k.get("text") or "") for k in keep)  # every vendor takes
+            out.append(dict(m, content=content))
         body["messages"] = out
         ex.doc_refs = ex.doc_refs or reference
         ex.chat_docs = True  # read the chat way: the native pass-through must not serve
@@ -127,7 +128,8 @@ class Documents:
         if isinstance(hit.get(cached), str):
             return hit[cached]
         keys, passthrough = gw.vendor_keys(p, token)
-        pool, tried, last, text = gw.pools[p.name], set(), None, None
+        tried: set[str | None] = set()
+        pool, last, text = gw.pools[p.name], None, None
         while text is None and len(tried) < max(1, gw.config.failover.max_attempts):
             try:
                 lease = await pool.acquire(keys, tried, last_resort=passthrough,
@@ -292,6 +294,7 @@ class Documents:
         except StoreError:
             hit = None
         if isinstance(hit, str):
+            assert ex.bound is not None, "bind() starts the attempt's bound ids"
             ex.bound[hit] = cached
             return hit
         file_id, answer = await self._upload(ex, p, name, media_type, raw, key)

@@ -10,7 +10,39 @@ and its arguments.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:  # types only: importing these at run time would be circular
+    import asyncio
+
+    from freeapi.keypool import Lease
+    from freeapi.ledger import StreamSizes
+    from freeapi.modalities import Operation
+    from freeapi.pipeline.failover import OpenStream
+    from freeapi.sse import SSEWriter
+
+
+class StreamRecord(Protocol):
+    """What the ledger reads of a stream (`Exchange.relay`): a StreamRelay, a native
+    encoder (dialects' NativeEvents) or an operation's StreamMark."""
+
+    @property
+    def usage(self) -> dict | None: ...
+
+    @property
+    def finished(self) -> bool: ...
+
+
+class NativePassThrough(Protocol):
+    """A door's native pass-through (see freeapi/pipeline/native.py's docstring)."""
+
+    body: dict
+
+    def request(self, provider: Any, body: dict, key: Any) -> Any: ...
+
+    def answer(self, raw: bytes, model: str) -> tuple[dict, dict | None]: ...
+
+    def relay(self, model: str, keys: Any = ()) -> Any: ...
 
 
 @dataclass(eq=False, init=False)
@@ -40,7 +72,7 @@ class Exchange:
 
     # -- operation (Pipeline.call) --------------------------------------------------------
     #: The non-chat request (embeddings, images, speech), or None for chat.
-    operation: object | None = None
+    operation: Operation | None = None
 
     # -- conversation (history.py: Conversations) -----------------------------------------
     #: (id, owner, the request's new messages) when the turn belongs to a conversation
@@ -70,7 +102,7 @@ class Exchange:
     #: The documents were left to the native endpoint (native.py: native_reads_documents).
     native_docs: bool = False
     #: The door's native pass-through this request may use (native.py: choose_native).
-    native: object | None = None
+    native: NativePassThrough | None = None
     #: The request of the attempt under way (and so of the one that served) went to the
     #: native endpoint (native.py: request).
     served_native: bool = False
@@ -80,7 +112,7 @@ class Exchange:
     credentialed: bool = False
     #: The key lease of the attempt that served, until released (Failover.attempts; the
     #: lease itself is released by Pipeline.done or a stream's error event).
-    lease: object | None = None
+    lease: Lease | None = None
     #: (route, masked vendor key, seconds until the answer began) (Failover.attempts).
     served: tuple | None = None
     #: Monotonic time the request's work must end by: the attempt's timeouts.total
@@ -89,22 +121,22 @@ class Exchange:
     #: Seconds spent waiting for vendors, for the gateway overhead metric (Failover).
     upstream_s: float = 0.0
     #: The OpenStream that served, if any (Failover.send).
-    opened: object | None = None
+    opened: OpenStream | None = None
     #: (target index, provider) of the last failed attempt, for metrics (Failover).
     failed_at: tuple | None = None
     #: The vendor call in flight, aborted when the client leaves (VendorCalls.start).
-    call: object | None = None
+    call: Any = None
     #: The future this request waits on (a free key, a poll's pause), failed when the
     #: client leaves or shutdown ends it (Exchange.wait_on: the key pool's on_wait and
     #: VendorCalls.pause).
-    queued: object | None = None
+    queued: asyncio.Future | None = None
 
     # -- the response (streaming.py: ResponseWriter; search.py; operations.py) ------------
     #: The SSE writer of a streamed answer (ResponseWriter.stream, SearchRounds).
-    writer: object | None = None
+    writer: SSEWriter | None = None
     #: What the ledger reads of a stream: a StreamRelay, a native encoder, or an
     #: operation's StreamMark (ResponseWriter, OperationContext.relaying).
-    relay: object | None = None
+    relay: StreamRecord | None = None
     #: (route, what a -silent stream kept from the client) at its end (ResponseWriter).
     hidden: tuple | None = None
     #: A non-stream answer's body as sent, for its usage (ResponseWriter.complete).
@@ -115,7 +147,7 @@ class Exchange:
     #: The chat body as sent (history included), for a usage estimate (Pipeline.run).
     sent_body: dict | None = None
     #: StreamSizes of the relayed stream (ResponseWriter.relay).
-    sizes: object | None = None
+    sizes: StreamSizes | None = None
     #: The error code the answer ended with (ResponseWriter, SearchRounds,
     #: OperationContext.failed; the door's write_error through Pipeline.failed).
     error: str | None = None

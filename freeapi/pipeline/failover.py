@@ -327,14 +327,14 @@ class Failover:
         if ex.doc_refs:  # files the vendor reads by id: uploaded with this very key
             try:
                 body = await self.documents.bind(ex, target, body, lease.key)
-            except APIError as err:
+            except APIError as refused:
                 if gw.shutting_down:
                     lease.cancel()
                     raise
-                lease.release(err.status, retry_after=err.retry_after)
+                lease.release(refused.status, retry_after=refused.retry_after)
                 log.warning("%s: a document could not be prepared with key %s: %s",
-                            provider.name, lease.id, err.message)
-                return None, err
+                            provider.name, lease.id, refused.message)
+                return None, refused
             except BaseException:
                 lease.cancel()
                 raise

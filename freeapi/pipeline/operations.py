@@ -114,7 +114,11 @@ class VendorCalls:
         loop = asyncio.get_running_loop()
         fut = loop.create_future()
         ex.wait_on(fut)  # Pipeline.client_left / shutdown fail it
-        handle = loop.call_later(seconds, lambda: fut.done() or fut.set_result(None))
+
+        def wake() -> None:
+            if not fut.done():  # unless the client left or shutdown failed it first
+                fut.set_result(None)
+        handle = loop.call_later(seconds, wake)
         try:
             await fut
         finally:

@@ -9,6 +9,7 @@ gets keep-alives meanwhile, then the final answer as a stream."""
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from freeapi import sse
 from freeapi.errors import APIError, vendor_error
@@ -41,7 +42,7 @@ class SearchRounds:
             await writer.send(h.stream_error(e))
             writer.stop()
             return None
-        if not stream:
+        if writer is None:  # not a stream
             return self.response.parsed(ex, complete(data, served, model))
         relay = StreamRelay(served, model, include_usage=include_usage,
                             keys=[ex.lease.key] if ex.lease else ())
@@ -95,7 +96,7 @@ def _as_chunks(data: dict) -> list[dict]:
         if not isinstance(choice, dict):
             continue
         message = dict(choice.get("message") or {})
-        delta = {"role": "assistant"}
+        delta: dict[str, Any] = {"role": "assistant"}
         for k in ("reasoning_content", "content", "tool_calls"):
             if message.get(k):
                 delta[k] = message[k]

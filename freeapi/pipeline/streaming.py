@@ -38,6 +38,8 @@ class Answer:
 
     def json(self) -> dict:
         if self.data is None:
+            if self.raw is None:
+                raise ValueError("an Answer holds the vendor's bytes or a parsed dict")
             self.data = json.loads(self.raw)
         return self.data
 
@@ -73,6 +75,7 @@ class ResponseWriter:
         raw, route = await self.failover.attempt(ex, route, model, body, token, stream=False)
         if ex.served_native:
             try:
+                assert ex.native is not None, "served_native: the attempt used ex.native"
                 data, ex.usage = ex.native.answer(raw, route.shown_as or model)
             except (ValueError, UnicodeDecodeError, RecursionError):
                 raise vendor_error(route.provider.name, 502, "the answer was not a JSON "
@@ -124,6 +127,7 @@ class ResponseWriter:
             def hidden(answer, route=route):  # kept by _ending, at the stream's end
                 ex.hidden = (route, answer)
             if ex.served_native:
+                assert ex.native is not None, "served_native: the attempt used ex.native"
                 encoder = ex.native.relay(route.shown_as or model, keys)
                 ex.relay = encoder
                 if h.remembers_reasoning and hasattr(encoder, "on_finish"):
@@ -158,12 +162,13 @@ class ResponseWriter:
 
     async def _relay(self, ex: Exchange, stream: OpenStream, encoder, provider):
         writer, h = ex.writer, ex.door
+        assert writer is not None, "ResponseWriter.stream opens the writer before relaying"
         writer.commit()
         try:
             try:
                 count = stream_sizes(ex)
                 async for events in stream.batches():
-                    out = []
+                    out: list[bytes] = []
                     count(events)  # sizes, for a usage estimate should no usage come
                     for ev in events:
                         if ev == "[DONE]":
@@ -211,8 +216,10 @@ class ResponseWriter:
         body = dict(body, stream=True, stream_options={"include_usage": True})
         stream, route = await self.failover.attempt(ex, route, model, body, token,
                                                     stream=True)
+        assert ex.lease is not None, "an attempt that served holds its key's lease"
         provider, keys = route.provider, [ex.lease.key]
-        normalize, got = provider.chunk_normalizer(), []
+        normalize = provider.chunk_normalizer()
+        got: list[dict] = []
         try:
             async for events in stream.batches():
                 for ev in events:
