@@ -266,3 +266,16 @@ def test_text_during_a_tool_call_waits_for_the_call_to_finish():
     partial = "".join(e["delta"].get("partial_json", "") for n, e in events
                       if n == "content_block_delta")
     assert partial == '{"a":1}'
+
+
+@pytest.mark.parametrize("finish", [[], {"a": 1}, 7, True])
+def test_a_vendors_finish_reason_of_another_type_ends_the_turn_plainly(finish):
+    # A hostile or broken vendor's finish_reason is no dict key: end_turn, never a crash.
+    answer = {"id": "x", "choices": [{"index": 0, "finish_reason": finish,
+                                      "message": {"role": "assistant", "content": "hi"}}]}
+    assert d.from_chat(answer, "m")["stop_reason"] == "end_turn"
+    t = StreamTranslator("m")
+    t.feed(chunk({"content": "hi"}, finish))
+    events = events_of(t.finish())
+    assert [e["delta"]["stop_reason"] for n, e in events if n == "message_delta"] == \
+        ["end_turn"]

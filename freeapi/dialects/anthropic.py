@@ -358,7 +358,7 @@ def from_chat(data: dict, model: str) -> dict:
         content.append({"type": "tool_use", "id": call.get("id") or "toolu_" + secrets.token_hex(8),
                         "name": fn.get("name") or "", "input": _tool_input(fn.get("arguments"))})
     finish = choice.get("finish_reason")
-    stop = _STOP.get(finish, "end_turn")
+    stop = _STOP.get(finish, "end_turn") if isinstance(finish, str) else "end_turn"
     if calls and stop == "end_turn":
         stop = "tool_use"
     elif stop == "tool_use" and not calls:

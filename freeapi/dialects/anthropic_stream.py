@@ -104,8 +104,9 @@ class StreamTranslator:
         for tc in delta.get("tool_calls") or ():
             if isinstance(tc, dict):
                 out += self._tool(tc)
-        if choice.get("finish_reason"):
-            self.stop = _STOP.get(choice["finish_reason"], "end_turn")
+        finish = choice.get("finish_reason")
+        if finish:  # a vendor's odd value (a list, a number) is no reason we know
+            self.stop = _STOP.get(finish, "end_turn") if isinstance(finish, str) else "end_turn"
         return out
 
     def _prose(self, kind: str, text: str) -> bytes:
