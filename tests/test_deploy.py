@@ -51,21 +51,35 @@ def test_dockerfile_is_multi_stage_non_root_with_a_healthcheck_and_a_data_volume
 def test_the_images_config_is_valid_and_keeps_state_on_the_volume(monkeypatch):
     types = provider_types(make_plugin_manager())
     monkeypatch.delenv("FREEAPI_REDIS_URL", raising=False)
+    monkeypatch.delenv("FREEAPI_DATABASE_URL", raising=False)
     cfg = load_config(str(ROOT / "deploy" / "container.yaml"), types)
     assert cfg.state.path == "/data/freeapi.db" and cfg.state.redis_url is None
+    assert cfg.state.database_url is None  # unset: SQLite on the volume
     assert (cfg.host, cfg.port, cfg.log_format) == ("0.0.0.0", 8000, "text")
     monkeypatch.setenv("FREEAPI_REDIS_URL", "redis://:pw@redis:6379/0")
     monkeypatch.setenv("FREEAPI_LOG_FORMAT", "json")
+    monkeypatch.setenv("FREEAPI_DATABASE_URL", "postgresql://u:pw@postgres:5432/freeapi")
     cfg = load_config(str(ROOT / "deploy" / "container.yaml"), types)
     assert cfg.state.redis_url == "redis://:pw@redis:6379/0" and cfg.log_format == "json"
+    assert cfg.state.database_url == "postgresql://u:pw@postgres:5432/freeapi"
     copied = [ln for ln in dockerfile() if ln.startswith("COPY deploy/container.yaml")]
     assert copied == ["COPY deploy/container.yaml /etc/freeapi/config.yaml"]
 
 
-def test_compose_runs_freeapi_after_a_healthy_redis():
+def test_compose_runs_freeapi_after_a_healthy_redis_and_postgres():
     doc = yaml.safe_load((ROOT / "compose.yaml").read_text())
     app, redis = doc["services"]["freeapi"], doc["services"]["redis"]
-    assert app["depends_on"] == {"redis": {"condition": "service_healthy"}}
+    assert app["depends_on"] == {"redis": {"condition": "service_healthy"},
+                                 "postgres": {"condition": "service_healthy"}}
+    pg = doc["services"]["postgres"]
+    assert pg["image"] == "docker.io/library/postgres:15"
+    assert pg["healthcheck"]["test"][:2] == ["CMD", "pg_isready"]
+    assert "${POSTGRES_PASSWORD:-" in pg["environment"]["POSTGRES_PASSWORD"]
+    assert any(v.endswith(":/var/lib/postgresql/data") for v in pg["volumes"])
+    assert "postgres-data" in doc["volumes"]
+    url = app["environment"]["FREEAPI_DATABASE_URL"]
+    assert url.startswith("postgresql://") and "@postgres:5432/" in url
+    assert "${POSTGRES_PASSWORD:-" in url
     assert app["healthcheck"]["test"] == ["CMD", *health_argv()]  # the image's own
     assert "ping" in " ".join(redis["healthcheck"]["test"])
     assert "--requirepass" in redis["command"]

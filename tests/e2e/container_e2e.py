@@ -5,8 +5,9 @@ Debian's podman on this machine (no registry, no Docker daemon). Run by .ci/run:
 
 What it needs it installs when missing (as root: `apt-get install podman runc
 debootstrap`; podman-compose from PyPI into .venvs/podman-compose). No registry is
-reachable, so `python:3.11-slim` and Redis are stood in for by images made from a Debian
-bookworm root filesystem (debootstrap from the machine's own apt mirror), cached under
+reachable, so `python:3.11-slim`, Redis and PostgreSQL are stood in for by images made
+from a Debian bookworm root filesystem (debootstrap from the machine's own apt mirror),
+cached under
 $FREEAPI_CONTAINER_CACHE (default /var/tmp/freeapi-container) so a second run skips it.
 Recipe and its limits: docs (operating: containers) and shared notes, containers-2026-12.
 
@@ -14,8 +15,9 @@ Checks: the image answers /ping and /healthz and its HEALTHCHECK passes; PID 1 i
 and runs as a non-root uid; an arbitrary uid (`--user 12345:0`) starts and writes /data; a
 chat request goes through the container to a fake vendor on 127.0.0.1; SIGTERM
 (`podman stop`) lets a stream in flight finish and the container exits 0 within
-compose.yaml's stop_grace_period; compose.yaml comes up with podman-compose, Redis goes
-healthy before freeapi starts, and two freeapi replicas share one key's limit through Redis.
+compose.yaml's stop_grace_period; compose.yaml comes up with podman-compose, Redis and
+PostgreSQL go healthy before freeapi starts, two freeapi replicas share one key's limit
+through Redis, and a runtime key and the usage ledger through PostgreSQL.
 
 Prints `container e2e: not run: REASON` and exits 0 when podman cannot be installed (no
 root, no apt); any failed check exits 1. Not collected by pytest.

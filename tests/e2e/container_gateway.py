@@ -18,6 +18,7 @@ from tests.e2e.podman_sandbox import ROOT, Podman, running
 from tests.fakes.deepseek import ANSWER, GOOD
 
 GW_KEY = "gw-container-e2e-0001"
+ADMIN_KEY = "gw-container-e2e-admin-0001"  # role admin: POST /admin/keys
 RUN = f"fa-e2e-{os.getpid()}"  # names of this run's containers, volumes, compose project
 TEXT = "".join(ANSWER)
 results: list[tuple[str, str | None]] = []
@@ -38,11 +39,12 @@ def check(name: str, fn) -> bool:
 
 
 def write_config(work: Path, name: str, port: int, upstream: str, grace: float = 30,
-                 extra: str = "") -> Path:
+                 extra: str = "", admin: bool = False) -> Path:
     cfg = work / f"{name}.yaml"
+    root = f", {{name: root, key: {ADMIN_KEY}, role: admin}}" if admin else ""
     cfg.write_text(f"""server: {{host: 127.0.0.1, port: {port}, shutdown_grace: {grace}}}
 state: {{path: /data/freeapi.db{extra}}}
-auth: {{keys: [{{name: e2e, key: {GW_KEY}, rpm: 5}}]}}
+auth: {{keys: [{{name: e2e, key: {GW_KEY}, rpm: 5}}{root}]}}
 providers:
   deepseek: {{base_url: "{upstream}", api_keys: ["{GOOD}"]}}
 """)
@@ -76,8 +78,8 @@ def start(pm: Podman, name: str, cfg: Path, port: int, *extra: str) -> str:
     return name
 
 
-def chat(port: int, content: str = "hi") -> str:
-    client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key=GW_KEY,
+def chat(port: int, content: str = "hi", key: str = GW_KEY) -> str:
+    client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key=key,
                            max_retries=0, timeout=20)
     r = client.chat.completions.create(model="deepseek/deepseek-flash",
                                        messages=[{"role": "user", "content": content}])

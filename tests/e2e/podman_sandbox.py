@@ -4,9 +4,10 @@ missing), the settings this sandbox needs, the stand-in base images and the buil
 No registry is reachable and there is no Docker daemon. Debian's podman works with runc
 (cgroup v1 makes crun fail), without default ulimits (the sandbox refuses some rlimits),
 with the cgroupfs manager (no systemd), on the host network, with `--pull=never`.
-`python:3.11-slim` and Redis are stood in for by one Debian bookworm root filesystem
-(Python 3.11, redis-server) made with debootstrap from the machine's apt mirror, cached as
-a tarball under $FREEAPI_CONTAINER_CACHE (default /var/tmp/freeapi-container).
+`python:3.11-slim`, Redis and PostgreSQL are stood in for by one Debian bookworm root
+filesystem (Python 3.11, redis-server, postgresql-15) made with debootstrap from the
+machine's apt mirror, cached as a tarball under $FREEAPI_CONTAINER_CACHE (default
+/var/tmp/freeapi-container).
 """
 
 from __future__ import annotations
@@ -26,12 +27,43 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 CACHE = Path(os.environ.get("FREEAPI_CONTAINER_CACHE", "/var/tmp/freeapi-container"))
 PODMAN_COMPOSE = "podman-compose==1.6.0"
-# One root filesystem serves both stand-ins (measured: one debootstrap with redis-server
-# included costs ~10 s more than the Python one alone; a second one, ~3 minutes).
-PACKAGES = "python3,python3-venv,python3-pip,ca-certificates,redis-server"
+# One root filesystem serves all three stand-ins (measured: one debootstrap with
+# redis-server included costs ~10 s more than the Python one alone; a second one, ~3
+# minutes). The list is the cache key: changing it rebuilds the root filesystem once.
+PACKAGES = ("python3,python3-venv,python3-pip,ca-certificates,redis-server,"
+            "postgresql-15")
 ROOTFS_TAG = hashlib.sha256(PACKAGES.encode()).hexdigest()[:10]
 PYTHON_IMAGE = "docker.io/library/python:3.11-slim"  # the name the Dockerfile uses
 REDIS_IMAGE = "localhost/freeapi-e2e-redis:bookworm"
+POSTGRES_IMAGE = "localhost/freeapi-e2e-postgres:bookworm"
+# The stand-in for postgres:15's entrypoint, as far as compose.yaml uses it: on an empty
+# PGDATA, a cluster whose superuser is POSTGRES_USER with POSTGRES_PASSWORD (scram over
+# TCP) and a database POSTGRES_DB; then the server, as the postgres user, on localhost (the
+# e2e runs on the host network) and on $PGPORT, which pg_isready reads too. setpriv execs
+# (runuser would stay as PID 1 and keep SIGTERM from the server).
+POSTGRES_ENTRYPOINT = r'''set -eu
+bin=/usr/lib/postgresql/15/bin
+user=${POSTGRES_USER:-postgres}
+db=${POSTGRES_DB:-$user}
+export PGDATA=${PGDATA:-/var/lib/postgresql/data}
+as_pg="setpriv --reuid=postgres --regid=postgres --init-groups"
+mkdir -p "$PGDATA" /var/run/postgresql
+chown postgres:postgres "$PGDATA" /var/run/postgresql
+chmod 700 "$PGDATA"
+if [ ! -s "$PGDATA/PG_VERSION" ]; then
+  pw=$(mktemp)
+  printf '%s
+' "${POSTGRES_PASSWORD:?POSTGRES_PASSWORD is required}" > "$pw"
+  chown postgres "$pw"
+  $as_pg $bin/initdb -U "$user" --pwfile="$pw" --auth-local=trust     --auth-host=scram-sha-256 >/dev/null
+  rm -f "$pw"
+  if [ "$db" != postgres ]; then
+    echo "CREATE DATABASE "$db"" | $as_pg $bin/postgres --single -j postgres >/dev/null
+  fi
+fi
+exec $as_pg $bin/postgres -c listen_addresses=127.0.0.1
+'''
+POSTGRES_TAG = ROOTFS_TAG + "-" + hashlib.sha256(POSTGRES_ENTRYPOINT.encode()).hexdigest()[:6]
 IMAGE = "localhost/freeapi:e2e"
 
 
@@ -142,8 +174,8 @@ class HealthTicker(threading.Thread):
 
 def rootfs_tar() -> Path:
     """A Debian bookworm root filesystem (Python 3.11 like python:3.11-slim, plus
-    redis-server), with the host's CA bundle: package downloads inside the build go through
-    a TLS-inspecting path only the host trusts. Cached by its package list."""
+    redis-server and postgresql-15), with the host's CA bundle: package downloads inside
+    the build go through a TLS-inspecting path only the host trusts. Cached by its package list."""
     tar = CACHE / f"bookworm-{ROOTFS_TAG}.tar"
     if tar.exists():
         return tar
@@ -176,12 +208,14 @@ def rootfs_tar() -> Path:
 
 def base_images(pm: Podman) -> None:
     """Imported once per machine; again when PACKAGES change (the label says which)."""
+    tags = {PYTHON_IMAGE: ROOTFS_TAG, REDIS_IMAGE: ROOTFS_TAG, POSTGRES_IMAGE: POSTGRES_TAG}
+
     def current(image):
         p = pm("image", "inspect", "--format", "{{index .Labels \"freeapi.e2e.rootfs\"}}",
                image, check=False)
-        return p.returncode == 0 and p.stdout.strip() == ROOTFS_TAG
+        return p.returncode == 0 and p.stdout.strip() == tags[image]
 
-    stale = [i for i in (PYTHON_IMAGE, REDIS_IMAGE) if not current(i)]
+    stale = [i for i in tags if not current(i)]
     if not stale:
         return
     tar = str(rootfs_tar())
@@ -191,6 +225,10 @@ def base_images(pm: Podman) -> None:
     if REDIS_IMAGE in stale:
         pm("import", "--change", label, "--change", "WORKDIR /data", "--change",
            'CMD ["redis-server"]', tar, REDIS_IMAGE)
+    if POSTGRES_IMAGE in stale:
+        entry = json.dumps(["/bin/sh", "-c", POSTGRES_ENTRYPOINT, "postgres-entrypoint"])
+        pm("import", "--change", f"LABEL freeapi.e2e.rootfs={POSTGRES_TAG}", "--change",
+           f"ENTRYPOINT {entry}", "--change", "STOPSIGNAL SIGINT", tar, POSTGRES_IMAGE)
 
 
 def build(pm: Podman) -> None:
