@@ -37,6 +37,7 @@ from freeapi.proxy import Resolver as ProxyResolver
 from freeapi.routing import Catalog, Route
 from freeapi.status import StatusBoard
 from freeapi.store import StoreError, open_store
+from freeapi.housekeeping import Sweeper
 from freeapi.upstream import Pool
 
 _MAX_CHECK_BODY = 1 << 20
@@ -61,6 +62,9 @@ class Gateway:
         self.catalog = Catalog(self.providers, config.models)
         self.auth = GatewayAuth(config.gateway_keys, config.allow_anonymous)
         self.http = Pool()
+        # Periodic cleanups for everything at once, instead of checks per request.
+        self.sweeper = Sweeper()
+        self.sweeper.add("upstream idle connections", self.http.sweep)
         try:  # providers.NAME.proxy, else HTTPS_PROXY / HTTP_PROXY / NO_PROXY
             self.http.proxy_for = ProxyResolver(self.providers, os.environ)
         except ValueError as e:

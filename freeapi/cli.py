@@ -116,6 +116,7 @@ async def serve(gateway: Gateway, reuse_port: bool = False):
     log.info("state: %s", gateway.store.describe())
     discovery = asyncio.ensure_future(gateway.discovery_loop())
     housekeeping = asyncio.ensure_future(gateway.housekeeping())
+    sweeping = asyncio.ensure_future(gateway.sweeper.run())
     gateway.health_sync.start()  # shared stores only; gateway.close() stops it
     metrics_fresh = (asyncio.ensure_future(gateway.metrics.keep_fresh(gateway))
                      if gateway.metrics.multiproc_dir else None)
@@ -126,6 +127,7 @@ async def serve(gateway: Gateway, reuse_port: bool = False):
     await stop.wait()
     discovery.cancel()
     housekeeping.cancel()
+    sweeping.cancel()
     if metrics_fresh is not None:
         metrics_fresh.cancel()
     server.stop()

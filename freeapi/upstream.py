@@ -278,7 +278,8 @@ class Pool:
         return gone
 
     def idle_count(self) -> int:
-        return sum(len(v) for v in self._idle.values())
+        """Idle connections ready for reuse (closed ones wait for the sweep to go)."""
+        return sum(not c.closed for idle in self._idle.values() for c in idle)
 
     def close(self):
         for idle in self._idle.values():
