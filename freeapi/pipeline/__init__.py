@@ -260,7 +260,8 @@ class Pipeline(AccountingMixin, ConversationMixin, DocumentsMixin, FailoverMixin
         # keep-alive prefix of blank lines takes the slow path).
         if (self._conv is None and not self.handler.remembers_reasoning
                 and unchanged(route, model) and raw[:64].lstrip()[:1] == b"{"):
-            self._answer = raw
+            usage = data.get("usage")  # parsed above: no second decode for the ledger
+            self._usage = usage if isinstance(usage, dict) else None
             return Answer(raw=raw, data=data)
         await self._remember_reasoning(route, data)
         return self._parsed(complete(data, route, model))
