@@ -79,10 +79,14 @@ class StreamingMixin:
     async def _relay(self, stream: OpenStream, encoder, provider):
         writer, h = self._writer, self.handler
         writer.commit()
+        # Closed below, not left to the garbage collector: an async generator left
+        # unfinished (the loop returns at [DONE]) costs asyncio's finalizer hook a wake-up
+        # of the loop from "another thread" and a task, per stream.
+        batches = stream.batches()
         try:
             try:
                 count = self._streamed
-                async for events in stream.batches():
+                async for events in batches:
                     out = []
                     count(events)  # sizes, for a usage estimate should no usage come
                     for ev in events:
@@ -122,6 +126,7 @@ class StreamingMixin:
                             provider.name)
                 self._error = "client_stalled"
         finally:
+            await batches.aclose()
             stream.close()
 
     async def _collect(self, route, model: str, body: dict, token) -> tuple[dict, Route]:
