@@ -27,9 +27,10 @@ BUCKETS = 10
 MAX_PENDING = 10000
 # Ledger entries are written together: at most this many seconds after the first one of a
 # batch was recorded, or at once when this many are waiting. One write per request cost a
-# task, a thread hand-off and a transaction each (bench/README.md, issue 18). A graceful
-# shutdown writes everything queued (aclose); a kill -9 loses what is queued.
-LEDGER_DELAY = 0.25
+# task, a thread hand-off and a transaction each (bench/README.md, issue 18); one per
+# 50 ms costs nothing measurable at any rate. A graceful shutdown writes everything
+# queued (aclose); a kill -9 loses what is queued: the last 50 ms of answers.
+LEDGER_DELAY = 0.05
 LEDGER_BATCH = 256
 
 # The ledger's columns (SQLite) / JSON fields (Redis), in the order `freeapi usage` reads.
