@@ -358,6 +358,9 @@ def versions():
         "portkey": pkg_json(os.path.join(HERE, "node_modules", "@portkey-ai", "gateway",
                                          "package.json")),
     }
+    if os.environ.get("BENCH_LABEL"):  # measuring another checkout (PYTHONPATH=...)
+        v["freeapi_commit"] = os.environ["BENCH_LABEL"]
+        return v
     try:
         dirty = subprocess.run(["git", "-C", ROOT, "status", "--porcelain", "--", "freeapi",
                                 "providers"], capture_output=True, text=True).stdout.strip()
@@ -560,11 +563,18 @@ def bare_test(tmp, up_port, args):
         wrk(x, 8, 1, False, args.client_cpu)
         wrk(x, 8, 1, True, args.client_cpu)
     runs = {name: {cell: [] for cell, _, _ in BARE_CELLS} for name, _ in pair}
+    procs = {"freeapi": fa, "bare": bp}
     for n in range(rounds):
         for cell, conns, stream in BARE_CELLS:
             for name, x in (pair if n % 2 == 0 else pair[::-1]):
                 log(f"bare: round {n + 1}/{rounds} {name} {cell} {args.duration}s")
-                runs[name][cell].append(wrk(x, conns, args.duration, stream, args.client_cpu))
+                # CPU time per request: what other load on the machine changes least
+                pids = tree_pids(procs[name].pid)
+                c0 = sum(cpu_seconds(q) for q in pids)
+                r = wrk(x, conns, args.duration, stream, args.client_cpu)
+                used = sum(cpu_seconds(q) for q in pids) - c0
+                r["cpu_us"] = 1e6 * used / max(1, r["requests"])
+                runs[name][cell].append(r)
     stop(fa)
     stop(bp)
     out = {"rounds": rounds}
@@ -575,6 +585,8 @@ def bare_test(tmp, up_port, args):
             rs = sorted(rs, key=lambda r: r[key])
             out[name][cell] = dict(rs[len(rs) // 2], all=[r[key] for r in rs])
     # per-round ratios, to show how steady they are
+    out["cpu_us"] = {name: {cell: sorted(r["cpu_us"] for r in rs)[len(rs) // 2]
+                            for cell, rs in cells.items()} for name, cells in runs.items()}
     out["ratios"] = {
         "ns32": [f["ok_rps"] / b["ok_rps"] for f, b in zip(runs["freeapi"]["ns32"],
                                                             runs["bare"]["ns32"])],
@@ -806,16 +818,19 @@ def bare_table(rep):
     lines = ["", f"freeapi against a bare Tornado proxy (bench/bare_proxy.py), cells interleaved, "
                  f"median of {b['rounds']} rounds (all rounds in brackets):", "",
              "| server | non-stream c=1 p50 | non-stream c=32 req/s | 20-chunk stream c=32 "
-             "req/s | errors |", "|---|---|---|---|---|"]
+             "req/s | server CPU per request (c=1 / c=32 / stream c=32) | errors |",
+             "|---|---|---|---|---|---|"]
     for name, label in (("bare", "bare Tornado proxy, no auth/routing/ledger"),
                         ("freeapi", "freeapi (gateway key, ledger, metrics)")):
         r = b[name]
         errs = sum(r[c]["errors"] for c in ("ns1", "ns32", "st32"))
-        lines.append("| {} | {} ({}) | {} ({}) | {} ({}) | {} |".format(
+        cpu = b.get("cpu_us", {}).get(name)
+        cpu = " / ".join(f"{cpu[c]:.0f} us" for c in ("ns1", "ns32", "st32")) if cpu else "-"
+        lines.append("| {} | {} ({}) | {} ({}) | {} ({}) | {} | {} |".format(
             label, fmt_ms(r["ns1"]["p50_us"]), ", ".join(fmt_ms(x) for x in r["ns1"]["all"]),
             fmt_rps(r["ns32"]["ok_rps"]), ", ".join(fmt_rps(x) for x in r["ns32"]["all"]),
             fmt_rps(r["st32"]["ok_rps"]), ", ".join(fmt_rps(x) for x in r["st32"]["all"]),
-            errs))
+            cpu, errs))
     return lines
 
 
