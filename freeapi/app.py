@@ -11,8 +11,12 @@ import time
 import pluggy
 from tornado import web
 
+from freeapi.body_budget import BodyBudget
 from freeapi.config import Config, ConfigError
+from freeapi.downloads import Downloads
 from freeapi.errors import APIError, UpstreamError, invalid_request, upstream_failure
+from freeapi.free import FreeRouter
+from freeapi.handlers.admin import ROUTES as ADMIN_ROUTES
 from freeapi.handlers.audio import SpeechHandler, TranscriptionsHandler
 from freeapi.handlers.base import NotFoundHandler
 from freeapi.handlers.chat import ChatCompletionsHandler
@@ -29,6 +33,8 @@ from freeapi.handlers.messages import CountTokensHandler, MessagesHandler
 from freeapi.handlers.status import MetricsHandler, StatusHandler, StatusPageHandler
 from freeapi.healthsync import HealthSync
 from freeapi.keypool import HealthStore, KeyPool
+from freeapi.admin.directory import Auth, Directory
+from freeapi.admin.service import Admin
 from freeapi.keys import GatewayAuth, split_keys
 from freeapi.limits import Limits
 from freeapi.metrics import Metrics, multiproc_dir
@@ -60,7 +66,6 @@ class Gateway:
             for name, pc in config.providers.items() if pc.enabled
         }
         self.catalog = Catalog(self.providers, config.models)
-        self.auth = GatewayAuth(config.gateway_keys, config.allow_anonymous)
         self.http = Pool()
         # Periodic cleanups for everything at once, instead of checks per request.
         self.sweeper = Sweeper()
@@ -69,12 +74,22 @@ class Gateway:
             self.http.proxy_for = ProxyResolver(self.providers, os.environ)
         except ValueError as e:
             raise ConfigError("", str(e)) from None
+        # URLs a vendor's answer names (images, audio): checked, unpooled, same proxy.
+        self.downloads = Downloads(self.providers, self.http.proxy_for)
         self.health = HealthStore()
         self.store = open_store(config.state)  # opens (or connects) on first use
-        self.metrics = Metrics(multiproc_dir())
+        self.metrics = Metrics(multiproc_dir(), cache_seconds=config.metrics_cache,
+                               max_models=config.metrics_max_models)
+        # Request-body bytes held at once, across all requests (server.max_buffered_bytes).
+        self.body_budget = BodyBudget(max(config.max_buffered_bytes, config.max_body_size))
         self.status = StatusBoard(self)  # GET /v1/status
         self.workers = 1  # processes serving this port (the CLI's --workers)
         self.limits = Limits(self.store, on_reject=self.metrics.limit_rejected)
+        # Gateway keys: config.yaml's, then those made at runtime (freeapi/admin).
+        self.directory = Directory(self.store)
+        self.auth = Auth(GatewayAuth(config.gateway_keys, config.allow_anonymous),
+                         self.directory)
+        self.admin = Admin(self.store, self.directory, lambda: self.config.gateway_keys)
         self.pools: dict[str, KeyPool] = {}
         # Server-side keys' cooldowns and verdicts, shared with gateways on the same store.
         self.health_sync = HealthSync(self.store, self.pools,
@@ -82,7 +97,10 @@ class Gateway:
                                       config.state.sync_interval)
         self.pools.update((name, self._pool(p)) for name, p in self.providers.items())
         self.fallbacks = self._fallbacks(config.fallbacks)
+        self.free = FreeRouter(self)  # the `free` model (freeapi/free.py)
         self.active: set = set()  # chat handlers in flight, for graceful shutdown
+        self.downloads: dict[str, int] = {}  # file contents being sent, per caller (files.py)
+        self.uploads = 0  # file uploads being received (handlers/files.py)
         self.draining = False  # no new chat requests (graceful shutdown began)
         self.shutting_down = False  # the grace period is over: in-flight work is cut
         self._resolve = pm.hook.resolve_model
@@ -123,6 +141,8 @@ class Gateway:
     def fallbacks_for(self, requested: str, route: Route) -> list[Route]:
         """The configured fallback chain: by the name the client used, else by the model
         that serves it (`provider/model` or its bare id)."""
+        if route.chain is not None:  # the `free` model's candidates (freeapi/free.py)
+            return list(route.chain)
         for name in (requested, f"{route.provider.name}/{route.upstream_model}",
                      route.upstream_model):
             if name in self.fallbacks:
@@ -134,6 +154,8 @@ class Gateway:
         """resolve(), but a bare name nobody serves first asks the providers that list
         their models again (at most once per discovery.on_miss seconds, all callers sharing
         one round), so a model pulled into a local server since the last round is found."""
+        if self.free.parse(model) is not None:  # what can serve now, in order
+            return await self.free.route(model)
         try:
             return self.resolve(model)
         except APIError as e:
@@ -185,6 +207,8 @@ class Gateway:
             raise invalid_request(f"`model` contains U+{ord(bad):04X}; a model name is "
                                   "printable Latin-1 text without control characters.",
                                   param="model", code="invalid_model")
+        if self.free.parse(model) is not None:
+            return self.free.static_route(model)
         route = self._resolve(model=model, catalog=self.catalog)
         if route is None:  # a plugin returned None and the core raised nothing
             raise APIError(404, f"The model {model!r} does not exist.", param="model",
@@ -337,6 +361,7 @@ class Gateway:
             await asyncio.sleep(0.02)
 
     def close(self):
+        self.directory.close()
         self.health_sync.close()
         for pool in self.pools.values():
             pool.close()
@@ -371,6 +396,7 @@ def make_app(gateway: Gateway) -> web.Application:
         (r"/metrics", MetricsHandler),
         (r"/status", StatusPageHandler),
         (r"/v1/status", StatusHandler),
+        *ADMIN_ROUTES,
     ]
     return web.Application(routes, freeapi=gateway, default_handler_class=NotFoundHandler,
                            compress_response=False)

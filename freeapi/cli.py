@@ -11,7 +11,7 @@ import signal
 import socket
 import sys
 
-from freeapi import __version__, logs, metrics
+from freeapi import __version__, logs, metrics, reload
 from freeapi.app import Gateway, make_app
 from freeapi.checkkeys import check_keys
 from freeapi.config import ConfigError, load_config, plain_http_to_remote
@@ -31,11 +31,13 @@ def build_parser() -> argparse.ArgumentParser:
                     "official APIs. Without --config it starts with defaults and uses the "
                     "vendor key each client sends (Authorization: Bearer sk-...).")
     p.add_argument("command", nargs="?", default="serve",
-                   choices=["serve", "check-keys", "usage"],
+                   choices=["serve", "check-keys", "usage", "reload"],
                    help="serve (the default) runs the gateway; check-keys asks each vendor "
                         "whether every configured key is usable and prints a table; usage "
                         "prints the usage ledger's totals per UTC day, gateway key and model "
-                        "(with cost when the config has prices)")
+                        "(with cost when the config has prices); reload makes the running "
+                        "gateway re-read its config (SIGHUP). `freeapi keys|teams ...` "
+                        "manage runtime keys and teams (freeapi keys --help)")
     p.add_argument("--config", metavar="PATH", help="YAML config file (see config.yaml)")
     p.add_argument("--host", help="address to listen on (overrides server.host)")
     p.add_argument("--port", type=int, help="port to listen on (overrides server.port)")
@@ -55,6 +57,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "a span back from now (30m, 24h, 7d, 2w); default: everything kept")
     p.add_argument("--until", metavar="WHEN", help="usage: up to (not including) WHEN")
     p.add_argument("--json", action="store_true", help="usage: print JSON instead of tables")
+    p.add_argument("--pid-file", metavar="PATH",
+                   help="serve: write the process id here; reload: signal the process it "
+                        "names (default: freeapi-PORT.pid beside the state file, else "
+                        "beside the config file)")
+    p.add_argument("--pid", type=int, metavar="N", help="reload: signal this process")
     p.add_argument("--version", action="version", version=f"freeapi {__version__}")
     return p
 
@@ -64,6 +71,11 @@ def load(args) -> Gateway:
     pm = make_plugin_manager()
     types = provider_types(pm)
     cfg = load_config(args.config, types)
+    gateway_overrides = [name for name, given in (("host", args.host), ("port", args.port),
+                                                  ("log_level", args.log_level),
+                                                  ("log_format", getattr(args, "log_format",
+                                                                         None)))
+                         if given is not None]
     if args.host:
         cfg.host = args.host
     if args.port is not None:
@@ -76,6 +88,8 @@ def load(args) -> Gateway:
         cfg.log_format = args.log_format
     gateway = Gateway(cfg, pm, types)
     gateway.workers = max(1, getattr(args, "workers", 1) or 1)
+    gateway.config_path = args.config  # re-read on SIGHUP (freeapi/reload.py)
+    gateway.cli_overrides = gateway_overrides
     return gateway
 
 
@@ -91,11 +105,12 @@ def _log_request(handler):
                 1000.0 * handler.request.request_time())
 
 
-async def serve(gateway: Gateway, reuse_port: bool = False):
+async def serve(gateway: Gateway, reuse_port: bool = False, redactor=None):
     cfg = gateway.config
     app = make_app(gateway)
     app.settings["log_function"] = _log_request
     await gateway.store.ping()  # a state store that cannot be reached stops startup here
+    await gateway.directory.refresh(force=True)  # runtime keys, before the first request
     raise_fd_limit()  # before the connection cap's default is read from it
     server = make_server(app, cfg)
     # A deeper accept queue than Tornado's 128: a burst of clients (2,000 streams opening
@@ -118,12 +133,15 @@ async def serve(gateway: Gateway, reuse_port: bool = False):
     housekeeping = asyncio.ensure_future(gateway.housekeeping())
     sweeping = asyncio.ensure_future(gateway.sweeper.run())
     gateway.health_sync.start()  # shared stores only; gateway.close() stops it
+    gateway.directory.start()  # follows the runtime keys other gateways change
     metrics_fresh = (asyncio.ensure_future(gateway.metrics.keep_fresh(gateway))
                      if gateway.metrics.multiproc_dir else None)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    reload.install(loop, gateway, getattr(gateway, "config_path", None),
+                   lambda c: _redact_keys(redactor, c) if redactor is not None else None)
     await stop.wait()
     discovery.cancel()
     housekeeping.cancel()
@@ -140,6 +158,11 @@ async def serve(gateway: Gateway, reuse_port: bool = False):
         pass
     await gateway.store.aclose()  # the ledger entries still queued are written first
     gateway.close()
+
+
+def _redact_keys(redactor, cfg) -> None:
+    redactor.keys = sorted({k.key for k in cfg.gateway_keys} | {
+        k for pc in cfg.providers.values() for k in pc.api_keys}, key=len, reverse=True)
 
 
 class _RedactKeys(logging.Filter):
@@ -159,6 +182,10 @@ class _RedactKeys(logging.Filter):
 
 
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in ("keys", "teams"):
+        from freeapi.admin.cli import main as admin_main
+        return admin_main(argv[0], argv[1:])
     args = build_parser().parse_args(argv)
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         level=logging.INFO)
@@ -180,8 +207,11 @@ def _main(args, redactor) -> int:
         print(f"freeapi: {e}", file=sys.stderr)
         return 2
     cfg = gateway.config
-    redactor.keys = sorted({k.key for k in cfg.gateway_keys} | {
-        k for pc in cfg.providers.values() for k in pc.api_keys}, key=len, reverse=True)
+    if args.command == "reload":
+        code, message = reload.send(reload.pid_file(args.config, cfg, args.pid_file), args.pid)
+        print(f"freeapi: {message}", file=sys.stderr if code else sys.stdout)
+        return code
+    _redact_keys(redactor, cfg)
     logging.getLogger().setLevel(gateway.config.log_level.upper())
     logs.install(cfg.log_format, redactor)
     if args.command == "check-keys":
@@ -193,9 +223,17 @@ def _main(args, redactor) -> int:
     if args.workers < 1:
         print("freeapi: --workers must be at least 1", file=sys.stderr)
         return 2
-    if args.workers > 1:
-        return _run_workers(args, gateway.config)
-    return _run(gateway)
+    # SIGHUP reloads the config (freeapi/reload.py); until a process's handler is in place
+    # it waits blocked (neither fatal nor lost). The pid file lets `freeapi reload` find us.
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGHUP})
+    pid_path = reload.pid_file(args.config, cfg, args.pid_file)
+    reload.write_pid(pid_path)
+    try:
+        if args.workers > 1:
+            return _run_workers(args, gateway.config, redactor)
+        return _run(gateway, redactor=redactor)
+    finally:
+        reload.remove_pid(pid_path)
 
 
 def _event_loop_runner():
@@ -208,9 +246,9 @@ def _event_loop_runner():
     return uvloop.run
 
 
-def _run(gateway: Gateway, reuse_port: bool = False) -> int:
+def _run(gateway: Gateway, reuse_port: bool = False, redactor=None) -> int:
     try:
-        _event_loop_runner()(serve(gateway, reuse_port))
+        _event_loop_runner()(serve(gateway, reuse_port, redactor))
     except OSError as e:
         print(f"freeapi: cannot listen on {gateway.config.host}:{gateway.config.port}: "
               f"{e.strerror or e}", file=sys.stderr)
@@ -219,6 +257,21 @@ def _run(gateway: Gateway, reuse_port: bool = False) -> int:
         print(f"freeapi: state store: {e}", file=sys.stderr)
         return 1
     return 0
+
+
+def _reload_workers(args, children) -> None:
+    """SIGHUP to the parent: check the file once here (one log line when it is invalid),
+    then every worker re-reads it."""
+    try:
+        load_config(args.config, provider_types(make_plugin_manager()))
+    except ConfigError as e:
+        log.error("config reload failed, keeping the running config: %s", e)
+        return
+    for child in children:
+        try:
+            os.kill(child, signal.SIGHUP)
+        except ProcessLookupError:
+            pass
 
 
 def _die_with_parent():
@@ -232,7 +285,7 @@ def _die_with_parent():
         os.kill(os.getpid(), signal.SIGTERM)
 
 
-def _run_workers(args, cfg) -> int:
+def _run_workers(args, cfg, redactor=None) -> int:
     """Fork `args.workers` processes that each listen with SO_REUSEPORT; wait for them."""
     if not hasattr(socket, "SO_REUSEPORT"):
         print("freeapi: --workers needs SO_REUSEPORT (Linux, BSD)", file=sys.stderr)
@@ -272,7 +325,7 @@ def _run_workers(args, cfg) -> int:
             try:
                 _die_with_parent()
                 signal.pthread_sigmask(signal.SIG_UNBLOCK, sigs)
-                code = _run(load(args), reuse_port=True)
+                code = _run(load(args), reuse_port=True, redactor=redactor)
             except ConfigError as e:
                 print(f"freeapi: {e}", file=sys.stderr)
             finally:
@@ -280,7 +333,8 @@ def _run_workers(args, cfg) -> int:
         children.add(pid)
     signal.signal(signal.SIGINT, stop_all)
     signal.signal(signal.SIGTERM, stop_all)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, sigs)
+    signal.signal(signal.SIGHUP, lambda *_: _reload_workers(args, children))
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, sigs | {signal.SIGHUP})
     log.info("%d workers on port %d (pids %s)", len(children), cfg.port,
              " ".join(map(str, sorted(children))))
     code = 0

@@ -14,7 +14,12 @@ from freeapi.config_state import (ConversationsConfig, Price, StateConfig,
                                   parse_conversations, parse_prices, parse_state)
 from freeapi.config_vendor import (ReasoningConfig, parse_patterns, parse_reasoning,
                                   parse_translations)
-from freeapi.config_state import ResponsesConfig, parse_responses
+from freeapi.config_state import FilesConfig, ResponsesConfig, parse_files, parse_responses
+from freeapi.config_free import FreeConfig, parse_free
+from freeapi.config_keys import (AUTH_KEYS, COMMON_PROVIDER_OPTIONS, GATEWAY_KEY_FIELDS,
+                                 GATEWAY_KEY_LIMITS, METRICS_KEYS, PROVIDER_KEYS,
+                                 RESPONSES_URL_KEY, ROOT_KEYS, SERVER_KEYS)
+from freeapi.download_policy import parse_hosts as parse_download_hosts
 from freeapi.proxy import parse_setting as parse_proxy_setting
 from freeapi.configbase import (ConfigError, _expect, _integer, _interpolate, _mapping,
                                 _non_negative, _number, _string_list, _unknown)
@@ -62,6 +67,9 @@ class ProviderConfig:
     patterns: list[str] | None = None  # name globs; None: the provider type's own
     responses_base_url: str | None = None  # the vendor's own Responses API (/v1/responses)
     proxy: str | None = None  # a proxy URL, "none", or None: the environment decides
+    # Hosts (`host` or `host:port`) the vendor's download URLs may name although they
+    # resolve to internal addresses (freeapi/download_policy.py).
+    download_hosts: tuple = ()
 
 
 @dataclass
@@ -99,7 +107,7 @@ class GatewayKey:
                                            self.daily_tokens, self.monthly_tokens))
 
 
-_KEY_LIMITS = ("rpm", "tpm", "daily_tokens", "monthly_tokens")
+_KEY_LIMITS = GATEWAY_KEY_LIMITS
 
 
 @dataclass
@@ -113,10 +121,19 @@ class Config:
     log_level: str = "info"
     log_format: str = "text"  # or "json": one object per line (freeapi/logs.py)
     shutdown_grace: float = 30.0
-    # Transport limits against hostile clients and vendors (README "Known limits").
+    # Transport limits against hostile clients and vendors (docs/security.md).
     body_timeout: float = 60.0  # seconds a client may pause while sending a request
     max_connections: int | None = None  # None: from the open-file limit (app.py)
     max_event_size: int = 4 * 1024 * 1024  # the largest event of a vendor's stream
+    # JSON values one body may hold, bounded by commas and opening brackets counted over
+    # its bytes (freeapi/json_limits.py). OpenAI's largest embeddings request, 300,000
+    # token ids (3p copy of OpenAI's API spec: "all embedding models enforce a maximum of
+    # 300,000 tokens summed across all inputs in a single request",
+    # https://platform.openai.com/docs/api-reference/embeddings/create), fits.
+    max_json_values: int = 500_000
+    # Request-body bytes held at once across all requests (freeapi/body_budget.py); never
+    # less than max_body_size, so one largest body always fits.
+    max_buffered_bytes: int = 128 * 1024 * 1024
     gateway_keys: list[GatewayKey] = field(default_factory=list)
     allow_anonymous: bool = False
     providers: dict[str, ProviderConfig] = field(default_factory=dict)
@@ -128,17 +145,19 @@ class Config:
     prices: dict[str, Price] = field(default_factory=dict)
     conversations: ConversationsConfig = field(default_factory=ConversationsConfig)
     metrics_public: bool = False  # GET /metrics without a gateway key (metrics.public)
+    metrics_cache: float = 1.0  # seconds a scrape is served again (metrics.cache_seconds)
+    # (endpoint, provider, model) label sets per process; past them, model="other".
+    metrics_max_models: int = 200
     reasoning: ReasoningConfig = field(default_factory=ReasoningConfig)
     responses: ResponsesConfig = field(default_factory=ResponsesConfig)
+    free: FreeConfig = field(default_factory=FreeConfig)  # the `free` model (freeapi/free.py)
+    files: FilesConfig = field(default_factory=FilesConfig)
 
 
 _LOG_LEVELS = ("debug", "info", "warning", "error")
-_PROVIDER_KEYS = {"enabled", "type", "base_url", "api_keys", "timeouts", "key_pool",
-                  "translations", "patterns", "proxy"}
-# Options every provider type takes (freeapi/provider.py reads them): its native Anthropic
-# endpoint for /v1/messages (a URL, or false / "none" to always translate).
-_COMMON_OPTIONS = {"anthropic_base_url": ((str, bool), None),
-                   "anthropic_count_tokens": ((bool,), None)}
+# The accepted keys are tables in freeapi/config_keys.py (docs/ is checked against them).
+_PROVIDER_KEYS = PROVIDER_KEYS
+_COMMON_OPTIONS = COMMON_PROVIDER_OPTIONS
 
 
 def _key_pool(value, path) -> KeyPoolConfig:
@@ -167,8 +186,8 @@ def _timeouts(value, path) -> Timeouts:
 def _provider(name: str, value, path: str, provider_types: dict) -> ProviderConfig:
     section = _mapping(value, path)
     # Any type may name its vendor's own Responses API, for the /v1/responses door.
-    native = section.get("responses_base_url")
-    section = {k: v for k, v in section.items() if k != "responses_base_url"}
+    native = section.get(RESPONSES_URL_KEY)
+    section = {k: v for k, v in section.items() if k != RESPONSES_URL_KEY}
     ptype = section.get("type", name)
     _expect(ptype, (str,), f"{path}.type", "a string")
     cls = provider_types.get(ptype)
@@ -218,6 +237,10 @@ def _provider(name: str, value, path: str, provider_types: dict) -> ProviderConf
         pc.proxy = parse_proxy_setting(section.get("proxy"))
     except ValueError as e:
         raise ConfigError(f"{path}.proxy", str(e)) from None
+    try:
+        pc.download_hosts = parse_download_hosts(section.get("download_hosts"))
+    except ValueError as e:
+        raise ConfigError(f"{path}.download_hosts", str(e)) from None
     for key, (types, default) in extra.items():
         v = section.get(key, default)
         if v is not None:
@@ -225,7 +248,7 @@ def _provider(name: str, value, path: str, provider_types: dict) -> ProviderConf
         pc.options[key] = v
     if native is not None and native is not False:
         pc.responses_base_url = _responses_url(native, pc.base_url or cls.default_base_url,
-                                               f"{path}.responses_base_url")
+                                               f"{path}.{RESPONSES_URL_KEY}")
     return pc
 
 
@@ -245,15 +268,11 @@ def parse_config(raw, provider_types: dict, base_dir: str | None = None) -> Conf
     """Validate an already-loaded YAML document (None is the zero config). `base_dir`: the
     config file's directory, which relative paths are relative to (None: no file)."""
     root = _interpolate(_mapping(raw, ""), "")
-    _unknown(root, {"server", "auth", "providers", "models", "fallbacks", "failover", "state",
-                    "prices", "conversations", "reasoning", "discovery", "responses",
-                    "metrics"}, "")
+    _unknown(root, ROOT_KEYS, "")
     cfg = Config()
 
     server = _mapping(root.get("server"), "server")
-    _unknown(server, {"host", "port", "max_body_size", "keepalive_interval", "log_level",
-                      "shutdown_grace", "log_format",
-                      "body_timeout", "max_connections", "max_event_size"}, "server")
+    _unknown(server, SERVER_KEYS, "server")
     if "host" in server:
         cfg.host = _expect(server["host"], (str,), "server.host", "a string")
     if "port" in server:
@@ -278,6 +297,11 @@ def parse_config(raw, provider_types: dict, base_dir: str | None = None) -> Conf
         cfg.max_connections = _integer(server["max_connections"], "server.max_connections")
     if "max_event_size" in server:
         cfg.max_event_size = _integer(server["max_event_size"], "server.max_event_size", 1024)
+    if "max_json_values" in server:
+        cfg.max_json_values = _integer(server["max_json_values"], "server.max_json_values", 16)
+    if "max_buffered_bytes" in server:
+        cfg.max_buffered_bytes = _integer(server["max_buffered_bytes"],
+                                          "server.max_buffered_bytes", 1024)
     if "log_level" in server:
         level = _expect(server["log_level"], (str,), "server.log_level", "a string").lower()
         if level not in _LOG_LEVELS:
@@ -289,14 +313,14 @@ def parse_config(raw, provider_types: dict, base_dir: str | None = None) -> Conf
             raise ConfigError("server.log_format", "expected text or json")
 
     auth = _mapping(root.get("auth"), "auth")
-    _unknown(auth, {"keys", "allow_anonymous"}, "auth")
+    _unknown(auth, AUTH_KEYS, "auth")
     keys = auth.get("keys") or []
     _expect(keys, (list,), "auth.keys", "a list")
     for i, item in enumerate(keys):
         path = f"auth.keys[{i}]"
         limits = {}
         if isinstance(item, dict):
-            _unknown(item, {"key", "name", "role", "models", *_KEY_LIMITS}, path)
+            _unknown(item, GATEWAY_KEY_FIELDS, path)
             key = _expect(item.get("key"), (str,), f"{path}.key", "a string")
             name = _expect(item.get("name", f"key{i}"), (str,), f"{path}.name", "a string")
             role = item.get("role", "user")
@@ -360,10 +384,16 @@ def parse_config(raw, provider_types: dict, base_dir: str | None = None) -> Conf
     cfg.conversations = parse_conversations(root.get("conversations"))
     cfg.reasoning = parse_reasoning(root.get("reasoning"))
     cfg.responses = parse_responses(root.get("responses"))
+    cfg.free = parse_free(root.get("free"))
+    cfg.files = parse_files(root.get("files"))
     metrics = _mapping(root.get("metrics"), "metrics")
-    _unknown(metrics, {"public"}, "metrics")
+    _unknown(metrics, METRICS_KEYS, "metrics")
     cfg.metrics_public = _expect(metrics.get("public", False), (bool,), "metrics.public",
                                  "true or false")
+    if "cache_seconds" in metrics:
+        cfg.metrics_cache = _non_negative(metrics["cache_seconds"], "metrics.cache_seconds")
+    if "max_models" in metrics:
+        cfg.metrics_max_models = _integer(metrics["max_models"], "metrics.max_models", 1)
 
     if not cfg.gateway_keys and not cfg.allow_anonymous:
         for pc in cfg.providers.values():

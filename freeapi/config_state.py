@@ -41,6 +41,29 @@ class ResponsesConfig:
     (freeapi/handlers/responses.py)."""
     ttl: float = 7 * 86400.0  # seconds a stored response lives
     max_bytes: int = 4 << 20  # JSON per stored response; a larger one is not kept
+    # What one caller may have stored within `ttl` (sliding windows, so at most this many
+    # live at once): responses, and their JSON bytes. Over it, store: true is a 429.
+    max_per_caller: int = 1000
+    max_bytes_per_caller: int = 64 << 20
+    # An input_file's data kept with a stored response for previous_response_id, at most
+    # (its base64 text); a larger one is replaced by a note naming it (see responses.py).
+    max_file_bytes: int = 16 << 10
+
+
+@dataclass
+class FilesConfig:
+    """The gateway's file store behind POST /v1/files (freeapi/modalities/files.py).
+    Quotas are sliding windows as long as a file lives (24 hours): a deleted file's share
+    comes back when its window passes, not at once."""
+    max_file_bytes: int = 20 << 20  # one file
+    max_per_caller: int = 100  # files one caller may upload within 24 hours
+    max_bytes_per_caller: int = 256 << 20  # their bytes
+    max_total_bytes: int = 1 << 30  # every caller's uploads within 24 hours, together
+    max_downloads_per_caller: int = 4  # GET /v1/files/{id}/content at once, per caller
+    # Uploads one gateway process receives at once (each holds its body in memory until
+    # stored); more are a 429 before their body is read.
+    max_concurrent_uploads: int = 4
+    write_timeout: float = 300.0  # seconds one content download may take in all
 
 
 @dataclass
@@ -105,4 +128,12 @@ def parse_conversations(value) -> ConversationsConfig:
 
 def parse_responses(value) -> ResponsesConfig:
     return _section(value, "responses", ResponsesConfig, numbers=("ttl",),
-                    integers=("max_bytes",))
+                    integers=("max_bytes", "max_per_caller", "max_bytes_per_caller",
+                              "max_file_bytes"))
+
+
+def parse_files(value) -> FilesConfig:
+    return _section(value, "files", FilesConfig, numbers=("write_timeout",),
+                    integers=("max_file_bytes", "max_per_caller", "max_bytes_per_caller",
+                              "max_total_bytes", "max_downloads_per_caller",
+                              "max_concurrent_uploads"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from freeapi.config_keys import TRANSLATION_KEYS
 from freeapi.configbase import ConfigError, _expect, _mapping, _section, _unknown
 
 
@@ -26,7 +27,7 @@ def parse_translations(value, path: str) -> dict[str, tuple[str, dict]]:
         if isinstance(spec, str):
             spec = {"model": spec}
         spec = _expect(spec, (dict,), where, "a model name or {model, defaults}")
-        _unknown(spec, {"model", "defaults"}, where)
+        _unknown(spec, TRANSLATION_KEYS, where)
         model = spec.get("model")
         if not isinstance(model, str) or not model.strip():
             raise ConfigError(f"{where}.model", "required: the current model id to send "

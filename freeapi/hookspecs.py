@@ -34,7 +34,7 @@ def register_providers(register: Callable[[type["Provider"]], None]) -> None:
     the chat models that take images, `search_body` turns the vendor's own web search on
     (the `-search` suffix; `search_refusal` names models it cannot serve), and the
     `document_*` hooks read chat `file` parts. See
-    `freeapi.provider.Provider` and README "Beyond chat".
+    `freeapi.provider.Provider` and docs/plugins.md.
     """
 
 

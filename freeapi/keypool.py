@@ -83,8 +83,11 @@ class KeyPool:
     def __init__(self, name: str, store: HealthStore, *, max_concurrency: int | None = None,
                  max_queue: int = 100, queue_timeout: float = 30.0, prober=None,
                  probe_interval: float = 60.0, probe_cap: float = 900.0, on_change=None,
-                 host_prober=None, no_balance_wait: float | None = None):
+                 host_prober=None, no_balance_wait: float | None = None, clock=time):
         self.name = name
+        # Anything with monotonic() and time(): the time module, or a test's clock that it
+        # moves forward instead of sleeping through cooldowns.
+        self._clock = clock
         # (key, KeyHealth) after a verdict other processes should hear of: a cooldown, an
         # invalid / out-of-balance key, or such a key restored.
         self._on_change = on_change
@@ -140,7 +143,7 @@ class KeyPool:
         """
         deadline = None
         while True:
-            now = time.monotonic()
+            now = self._clock.monotonic()
             key = self._pick(keys, exclude, now)
             if key is not _NOTHING:
                 h = self.store.get(self.name, key)
@@ -188,7 +191,7 @@ class KeyPool:
     def refusal(self, keys: list) -> APIError:
         """Why `acquire(keys)` found no key: the keyless host is down (the real 502/504,
         with a short Retry-After), every key cools down (429), or none is usable (503)."""
-        now = time.monotonic()
+        now = self._clock.monotonic()
         if None in keys:
             h = self.store.get(self.name, None)
             if h.down is not None and h.state == COOLDOWN and h.until > now:
@@ -213,7 +216,7 @@ class KeyPool:
 
     def wait_hint(self, keys: list[str]) -> float | None:
         """Seconds until the first cooling key in `keys` is usable again."""
-        now = time.monotonic()
+        now = self._clock.monotonic()
         ends = [h.until - now for h in (self.store.get(self.name, k) for k in keys)
                 if h.state == COOLDOWN and h.until > now]
         return min(ends) if ends else None
@@ -241,7 +244,7 @@ class KeyPool:
     def _release(self, key, status, error, retry_after, probe=True):
         self._free(key)
         h = self.store.get(self.name, key)
-        now = time.monotonic()
+        now = self._clock.monotonic()
         if status is not None and status < 400:
             h.outcomes.append((now, True))
             h.strikes = 0
@@ -251,7 +254,7 @@ class KeyPool:
                 self._changed(key, h)
             return
         h.last_error = f"HTTP {status}" if status else (error or "error")
-        h.last_error_at = time.time()
+        h.last_error_at = self._clock.time()
         if status is not None:
             h.down = None  # whatever it said, the host answered
         if key is None and (status is None or status >= 500):
@@ -292,7 +295,7 @@ class KeyPool:
         # A cooldown says nothing about whether the key is valid: it must not make an
         # older "invalid" from another gateway look outdated.
         if h.state != COOLDOWN:
-            h.marked_at = time.time()
+            h.marked_at = self._clock.time()
         if self._on_change is not None:
             self._on_change(key, h)
 
@@ -301,7 +304,7 @@ class KeyPool:
         lengthens what this process knows: a cooldown ending later, an invalid key; and a
         restore only undoes a verdict older than itself."""
         h = self.store.get(self.name, key)
-        now, mono = time.time(), time.monotonic()
+        now, mono = self._clock.time(), self._clock.monotonic()
         if state == COOLDOWN:
             ends = mono + (until - now)
             if h.state in (OK, COOLDOWN) and until > now and ends > h.until + 0.05:
@@ -334,7 +337,7 @@ class KeyPool:
         try:
             while self._probing(key):
                 wait = delay * random.uniform(0.9, 1.1)
-                self.probe_at[key] = time.time() + wait
+                self.probe_at[key] = self._clock.time() + wait
                 await asyncio.sleep(wait)
                 if not self._probing(key):
                     return
@@ -392,7 +395,7 @@ class KeyPool:
             self._host_probe.cancel()
 
     def status(self, keys: list[str]) -> list[dict]:
-        now = time.monotonic()
+        now = self._clock.monotonic()
         out = []
         for key in keys:
             h = self.store.get(self.name, key)

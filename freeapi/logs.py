@@ -7,7 +7,11 @@ once, and a logging *handler* filter reads it only for records that are actually
 so a request that logs nothing pays for one ContextVar.set and one random id.
 
 `server.log_format: json` writes one JSON object per line; the text format (the default)
-appends ` request_id=...` to the lines that belong to a request.
+appends ` request_id=...` to the lines that belong to a request. Messages carry vendors'
+and clients' text (a vendor's error body, a model name): in the text format their control
+characters are escaped (`\n` as `\\n`, others as `\\xNN`), so one record is one line and
+nobody can write a line that looks like another record. A traceback keeps its lines, each
+indented, so none starts where a record does.
 """
 
 from __future__ import annotations
@@ -74,9 +78,37 @@ class ContextFilter(logging.Filter):
         return True
 
 
+# C0 and C1 controls, DEL, and the Unicode line and paragraph separators (which some log
+# viewers break lines at).
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escape_char(m) -> str:
+    c = m.group()
+    return _NAMED.get(c) or (f"\\x{ord(c):02x}" if ord(c) < 0x100 else f"\\u{ord(c):04x}")
+
+
+def escape_controls(text: str) -> str:
+    return _CONTROL.sub(_escape_char, text) if _CONTROL.search(text) else text
+
+
 class TextFormatter(logging.Formatter):
     def __init__(self):
         super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    def formatMessage(self, record):
+        return escape_controls(super().formatMessage(record))
+
+    def formatException(self, ei):
+        return self._indented(super().formatException(ei))
+
+    def formatStack(self, stack_info):
+        return self._indented(super().formatStack(stack_info))
+
+    @staticmethod
+    def _indented(text: str) -> str:
+        return "\n".join("    " + escape_controls(line) for line in text.splitlines())
 
     def format(self, record):
         line = super().format(record)

@@ -22,11 +22,18 @@ gen_ai.client.token.usage (type input/output, plus cached and reasoning), and
 freeapi_time_to_first_token_seconds is gen_ai.client.operation.time_to_first_chunk
 (https://opentelemetry.io/docs/specs/semconv/gen-ai/gen-ai-metrics/, status: development).
 Labels never carry a key, only its masked id (`sk-...abcd`).
+
+Series are bounded whatever clients send: `status` is the status class (2xx, 4xx, 5xx), and
+a process keeps at most `metrics.max_models` (endpoint, provider, model) label sets, the
+rest counting as model="other"; so every family has a bounded number of series. A
+rendered scrape is served again for `metrics.cache_seconds`, so scrapers in parallel cost
+one rendering (bench/hostile.py metrics-flood measures one).
 """
 
 from __future__ import annotations
 
 import os
+import time
 from bisect import bisect_left
 
 # The multiprocess mode is chosen by prometheus-client when it is first imported (from
@@ -36,9 +43,10 @@ from bisect import bisect_left
 KEY_STATES = {"ok": 0, "cooldown": 1, "invalid": 2, "no_balance": 3}
 TOKEN_TYPES = (("input", "prompt_tokens"), ("output", "completion_tokens"),
                ("cached", "cached_tokens"), ("reasoning", "reasoning_tokens"))
-# A client may name any model (`deepseek/ANYTHING` routes), and each name would be a new
-# label value kept forever: past this many model names per process, the rest are "other".
-MAX_MODELS = 500
+# A client may name any model (`deepseek/ANYTHING` routes) on any door, and each would be
+# new label values kept forever: past this many (endpoint, provider, model) label sets per
+# process (metrics.max_models), the rest are model="other".
+MAX_MODELS = 200
 
 _SECONDS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600)
 _FIRST_TOKEN = (0.05, 0.1, 0.25, 0.5, 1, 2, 3, 5, 10, 20, 30, 60, 120)
@@ -47,7 +55,8 @@ _OVERHEAD = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0
 # name: (kind, help, labels, buckets or multiprocess mode)
 FAMILIES = {
     "freeapi_requests_total": (
-        "counter", "Requests that reached routing, by final status.",
+        "counter", "Requests that reached routing, by final status class (2xx, 4xx, "
+        "5xx).",
         ("endpoint", "provider", "model", "status"), None),
     "freeapi_request_duration_seconds": (
         "histogram", "Time from the request's arrival to its end (the whole stream for "
@@ -111,13 +120,18 @@ class Metrics:
     """The gateway's metric families, in a registry of its own (several gateways may live in
     one process, as in the tests)."""
 
-    def __init__(self, multiproc_dir: str | None = None):
+    def __init__(self, multiproc_dir: str | None = None, cache_seconds: float = 1.0,
+                 max_models: int = MAX_MODELS):
         import prometheus_client
         from prometheus_client import CollectorRegistry
         # `*_created` series double the output and no dashboard here uses them.
         prometheus_client.disable_created_metrics()
         self.multiproc_dir = multiproc_dir
         self.registry = CollectorRegistry(auto_describe=False)
+        self.cache_seconds = cache_seconds
+        self.max_models = max_models
+        self.renders = 0  # scrapes actually rendered (the rest came from the cache)
+        self._rendered: dict = {}  # content type -> (monotonic time, body)
         self._models: set = set()
         self._seen_endpoints: set = set()
         self._gateway = None
@@ -154,13 +168,13 @@ class Metrics:
 
     # -- events, on the request path ---------------------------------------------------
 
-    def _model(self, provider, model) -> str:
-        pm = (provider, model)
-        if pm in self._models:
+    def _model(self, endpoint, provider, model) -> str:
+        key = (endpoint, provider, model)
+        if key in self._models:
             return model
-        if len(self._models) >= MAX_MODELS:
+        if len(self._models) >= self.max_models:
             return "other"
-        self._models.add(pm)
+        self._models.add(key)
         return model
 
     def request_done(self, e: dict, upstream_s: float | None = None,
@@ -169,9 +183,10 @@ class Metrics:
         `upstream_s`: the seconds it waited for vendors, when one answered; `routed`: the
         provider it was routed to, named when none answered (the ledger says null)."""
         provider = e["provider"] or routed or ""
-        model = self._model(provider, e["model"] or "")
         endpoint = e["endpoint"]
-        self._requests((endpoint, provider, model, str(e["status"])))
+        model = self._model(endpoint, provider, e["model"] or "")
+        # The class, not the code: vendors' codes pass through and would multiply series.
+        self._requests((endpoint, provider, model, f"{e['status'] // 100}xx"))
         latency = e["latency_ms"] / 1000.0
         self._duration((endpoint, provider, model), latency)
         if e["stream"] and e["ttfb_ms"] is not None:
@@ -252,8 +267,22 @@ class Metrics:
             await asyncio.sleep(every)
 
     def render(self, gateway, accept: str | None) -> tuple[bytes, str]:
-        """(body, content type) for a scrape; all workers' values in multiprocess mode."""
+        """(body, content type) for a scrape; all workers' values in multiprocess mode.
+        The same body again within `cache_seconds` of its rendering."""
         from prometheus_client import exposition
+        # Keyed by the format chosen (text or OpenMetrics), not the Accept header as sent,
+        # which a client could vary to miss the cache every time.
+        encoder, content_type = exposition.choose_encoder(accept or "")
+        hit = self._rendered.get(content_type)
+        if hit is not None and time.monotonic() - hit[0] < self.cache_seconds:
+            return hit[1], content_type
+        body = encoder(self._registry_now(gateway))
+        self.renders += 1
+        if self.cache_seconds > 0:
+            self._rendered[content_type] = (time.monotonic(), body)
+        return body, content_type
+
+    def _registry_now(self, gateway):
         registry = self.registry
         if self.multiproc_dir:
             from prometheus_client import CollectorRegistry, multiprocess
@@ -262,8 +291,7 @@ class Metrics:
             multiprocess.MultiProcessCollector(registry, path=self.multiproc_dir)
         else:
             self._gateway = gateway
-        encoder, content_type = exposition.choose_encoder(accept or "")
-        return encoder(registry), content_type
+        return registry
 
 
 _ENV = "PROMETHEUS_MULTIPROC_DIR"

@@ -111,8 +111,14 @@ class Provider(ModalityHooks):
     #: on types that take the `no_balance_recheck` option (NO_BALANCE_OPTION) such a key
     #: instead stays out for that many seconds.
     balance_check: ClassVar[bool] = False
-    #: Models the vendor serves free of charge (README, /v1/models listing).
+    #: Models the vendor serves free of charge (declarative; see docs/plugins.md).
     free_models: ClassVar[frozenset] = frozenset()
+    #: The vendor's official free offers (freeapi.free_tier.FreeOffer: model, quota kind,
+    #: source URL and date read), which the `free` model routes to (freeapi/free.py).
+    free_tier: ClassVar[tuple] = ()
+    #: Error codes (APIError.code as this provider's error_from gives them) that mean a
+    #: free quota is used up -> how it comes back (freeapi.free_tier.DAILY or GRANT).
+    free_refusals: ClassVar[Mapping[str, str]] = {}
 
     def __init__(self, config: ProviderConfig):
         self.name = config.name

@@ -1,6 +1,6 @@
 """The provider hooks beyond chat (embeddings, images and their edits, speech,
 transcriptions, vision, search, documents), mixed into freeapi.provider.Provider. Pure like the rest of a
-provider; README "Beyond chat" and "Plugins" describe them."""
+provider; docs/beyond-chat.md and docs/plugins.md describe them."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from freeapi.vendor_request import UpstreamRequest
 
 
 class ModalityHooks:
-    # -- beyond chat: embeddings, images, speech, vision (README "Beyond chat") ----------
+    # -- beyond chat: embeddings, images, speech, vision (docs/beyond-chat.md) --------
     # Pure like the rest: a hook builds the vendor request for one attempt (the gateway
     # sends it with the key pool, failover, timeouts and the ledger of chat), or returns
     # None when this vendor does not offer the operation; the matching `*_answer` reads

@@ -170,6 +170,15 @@ class Resolver:
             return None
         return proxy
 
+    def for_setting(self, setting: str | None, scheme: str, host: str, port: int
+                    ) -> Proxy | None:
+        """The proxy for a host that is not one of a provider's own (a download its answer
+        named), by that provider's `proxy` setting: the proxy it names, none, or (unset)
+        the environment's for that host."""
+        if setting is None:
+            return self._from_env(scheme, host, port)
+        return None if setting == NONE else parse_proxy(setting)
+
     def __call__(self, scheme: str, host: str, port: int) -> Proxy | None:
         origin = (scheme, host, port)
         if origin in self.by_origin:
@@ -178,13 +187,14 @@ class Resolver:
 
 
 async def connect(proxy: Proxy, scheme: str, host: str, port: int, timeout: float,
-                  ssl_context):
+                  ssl_context, server_hostname: str | None = None):
     """A connection (freeapi.transport.Conn) to host:port through `proxy`: for https a
     CONNECT tunnel with TLS to the vendor inside it; for http the proxy connection itself
-    (requests go in absolute form)."""
+    (requests go in absolute form). `server_hostname`: the name TLS checks when `host` is
+    an address the caller resolved and checked itself (a download's)."""
     try:
-        return await asyncio.wait_for(_connect(proxy, scheme, host, port, ssl_context),
-                                      timeout)
+        return await asyncio.wait_for(_connect(proxy, scheme, host, port, ssl_context,
+                                               server_hostname or host), timeout)
     except asyncio.TimeoutError:
         raise UpstreamError("timeout", f"could not connect through the proxy "
                                        f"{proxy.describe()} within {timeout:g}s") from None
@@ -194,7 +204,7 @@ def _oversized():
     return UpstreamError("connect", "the proxy sent an oversized answer to CONNECT")
 
 
-async def _connect(proxy, scheme, host, port, ssl_context):
+async def _connect(proxy, scheme, host, port, ssl_context, server_hostname):
     from freeapi.transport import open_conn, read_head, start_tls
     try:
         conn = await open_conn(proxy.host, proxy.port)
@@ -229,7 +239,7 @@ async def _connect(proxy, scheme, host, port, ssl_context):
         if conn.buffered:  # bytes before our TLS hello: not a tunnel we can trust
             raise UpstreamError("connect", f"the proxy {proxy.describe()} sent bytes after "
                                            f"its answer to CONNECT {target}")
-        return await start_tls(conn, ssl_context, host)
+        return await start_tls(conn, ssl_context, server_hostname)
     except UpstreamError:
         conn.close()
         raise

@@ -30,7 +30,8 @@ class StreamRelay:
         self.provider = route.provider
         self.keys = keys  # scrubbed from vendor error events before they are relayed
         self._normalize = route.provider.chunk_normalizer()
-        self.model = requested_model
+        # `free` answers carry the model that served (Route.shown_as), not the name asked
+        self.model = requested_model = route.shown_as or requested_model
         self.display = route.display
         self.include_usage = include_usage
         # We asked for usage the client did not: its usage-only chunk is ours alone.
@@ -206,13 +207,14 @@ def unchanged(route: Route, requested_model: str) -> bool:
     rewrites = provider.rewrites_completions
     if rewrites is None:
         rewrites = type(provider).normalize_completion is not Provider.normalize_completion
-    return route.display is None and requested_model == route.upstream_model and not rewrites
+    return (route.display is None
+            and (route.shown_as or requested_model) == route.upstream_model and not rewrites)
 
 
 def complete(data: dict, route: Route, requested_model: str) -> dict:
     """A non-stream `chat.completion` for the client."""
     data = route.provider.normalize_completion(data)
-    data["model"] = requested_model
+    data["model"] = route.shown_as or requested_model
     if route.display:
         for choice in data.get("choices") or ():
             message = choice.get("message") if isinstance(choice, dict) else None

@@ -48,6 +48,15 @@ class Route:
     display: str | None = None  # None, "fold" or "silent"
     #: A retired name's request-body defaults (Provider.retired / config translations).
     defaults: Mapping | None = field(default=None, compare=False)
+    # The `free` model (freeapi/free.py) routes with these: the name it was asked as
+    # (`free`: a caller allowed it may use every target), the name answers carry instead
+    # of the requested one (the model that served), the vendor keys known to have used up
+    # this model's free quota (skipped), and the targets after this one (None: the
+    # `fallbacks:` table decides).
+    via: str | None = field(default=None, compare=False)
+    shown_as: str | None = field(default=None, compare=False)
+    skip_keys: frozenset = field(default=frozenset(), compare=False)
+    chain: tuple | None = field(default=None, compare=False)
 
     def body_for(self, body: dict) -> dict:
         """The request body for this route's vendor: its model id, and the translation's

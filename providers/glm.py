@@ -16,6 +16,7 @@ from urllib.parse import quote
 
 from freeapi import hookimpl
 from freeapi.errors import APIError, invalid_request, vendor_error
+from freeapi.free_tier import DAILY, FreeOffer
 from freeapi.keys import redact
 from freeapi.modalities.images import parse_size, refuse_size
 from freeapi.provider import NO_BALANCE_OPTION, Provider, error_detail
@@ -33,8 +34,12 @@ _SERVER = (502, "server_error", None)  # the vendor's failure: another key or ta
 _NO_BALANCE = (402, "insufficient_quota", "insufficient_balance")
 _CODES = {
     500: _SERVER,  # "内部错误"
-    # 1000-1004 are the table's authentication errors. 1005 is filed in the same range by
-    # the issue's notes; its text is not in the table we could read (3p, unverified).
+    # 1000-1004 are the table's authentication errors (https://docs.bigmodel.cn/cn/api/api-code,
+    # read 2026-12-06). 1005, HTTP 401 "已开启二次认证保护，需要二次认证登录" (two-factor
+    # protection is on), is reported from https://docs.bigmodel.cn/cn/faq/api-code.md by the
+    # team's research of 2026-12-06; our own search reached only the /cn/api/api-code copy,
+    # which stops at 1004, so the text stays unverified here. Either way it is the key's
+    # authentication, not the request: 401.
     **{c: _AUTH for c in (1000, 1001, 1002, 1003, 1004, 1005)},
     **{c: _ACCOUNT for c in (1110, 1111, 1112, 1120, 1121, 1220)},
     1113: _NO_BALANCE,  # "您的账户已欠费" (sent as HTTP 429)
@@ -91,27 +96,57 @@ class GLM(Provider):
     anthropic_base_url = "/api/anthropic"
     anthropic_models = ("glm-*",)  # not the image models its name patterns also route
     # Model overview: https://docs.bigmodel.cn/cn/guide/start/model-overview (text and
-    # vision tables); GLM-4 series: https://docs.bigmodel.cn/cn/guide/models/text/glm-4.md
+    # vision tables); GLM-4 series: https://docs.bigmodel.cn/cn/guide/models/text/glm-4.md;
+    # flagship table: https://docs.bigmodel.cn/cn/guide/start/pricing.md (read 2026-12-06).
     models = (
         # Free of charge ("免费模型" on the model overview).
         "glm-4.7-flash", "glm-4-flash-250414",
-        "glm-4.5-flash",  # free, marked "即将下线" (about to be retired)
-        # Paid.
+        # Paid. GLM-5.3 (¥8 in / ¥2 cache hit / ¥28 out per 1M, text) and GLM-5.3-Flash
+        # (list ¥0.8 / ¥0.23 / ¥2.8, images, video, files and text in): the "旗舰模型"
+        # table of https://docs.bigmodel.cn/cn/guide/start/pricing.md, read 2026-12-06.
+        "glm-5.3", "glm-5.3-flash",
         "glm-5", "glm-4.7", "glm-4.7-flashx", "glm-4.6", "glm-4.5-air", "glm-4.5-airx",
         "glm-4-long", "glm-4-flashx-250414", "glm-4-plus", "glm-4-air-250414", "glm-4-airx",
         "glm-4.6v",
     )
-    free_models = frozenset({"glm-4.7-flash", "glm-4-flash-250414", "glm-4.5-flash"})
+    free_models = frozenset({"glm-4.7-flash", "glm-4-flash-250414"})
+    # The `free` model (freeapi/free.py): both are "免费模型" on the model overview
+    # (https://docs.bigmodel.cn/cn/guide/start/model-overview, read 2026-12-06); GLM-4.7-Flash
+    # is also "Free" on https://docs.z.ai/guides/overview/pricing.md. Their limits are
+    # per-model concurrency by user tier (https://docs.bigmodel.cn/cn/api/rate-limit: 1302 /
+    # 1305, a 429 the key pool cools down) and daily call caps (1304, 1308/1310 "将在
+    # ${next_flush_time} 重置": https://docs.bigmodel.cn/cn/api/api-code). Not built in,
+    # because only third parties say they are free today: cogview-3-flash (the image table
+    # was cut from the official copy), glm-4.6v-flash / glm-4v-flash / glm-4.1v-thinking-flash
+    # (3p, unverified); add them under `free.add` if the console shows them free.
+    free_tier = (
+        FreeOffer("glm-4.7-flash", 20, DAILY,
+                  "https://docs.bigmodel.cn/cn/guide/start/model-overview"),
+        FreeOffer("glm-4-flash-250414", 60, DAILY,
+                  "https://docs.bigmodel.cn/cn/guide/start/model-overview"),
+    )
+    # 1304 daily cap, 1308/1310 "until ${next_flush_time}" (their Retry-After, see
+    # _reset_in): all three are `quota_exceeded`. A daily cap without a time resets at
+    # midnight Beijing time (the API's time zone; the reset hour itself: 3p, unverified).
+    free_refusals = {"quota_exceeded": DAILY}
     # Thinking models (`thinking: {"type": "enabled"|"disabled"}` passes through untouched;
-    # https://docs.bigmodel.cn/cn/guide/capabilities/thinking-mode.md).
+    # https://docs.bigmodel.cn/cn/guide/capabilities/thinking-mode.md). GLM-5.3 and
+    # GLM-5.3-Flash are counted with GLM-5 (the pricing page does not say; 3p describe
+    # both as reasoning models: unverified): a wrong "thinks" only lengthens a timeout.
     reasoning_models = frozenset({
-        "glm-5", "glm-4.7", "glm-4.7-flash", "glm-4.7-flashx", "glm-4.6", "glm-4.5-air",
-        "glm-4.5-airx", "glm-4.5-flash", "glm-4.6v",
+        "glm-5.3", "glm-5.3-flash", "glm-5", "glm-4.7", "glm-4.7-flash", "glm-4.7-flashx",
+        "glm-4.6", "glm-4.5-air", "glm-4.5-airx", "glm-4.6v",
     })
-    # The bare `glm-4-flash` (the old free model) is not on the model overview any more; its
-    # dated successor is (https://docs.bigmodel.cn/cn/guide/models/text/glm-4.md calls
-    # GLM-4-FlashX-250414 the enhanced "免费语言模型 GLM-4-Flash").
-    retired = {"glm-4-flash": ("glm-4-flash-250414", {})}
+    retired = {
+        # The bare `glm-4-flash` (the old free model) is not on the model overview any
+        # more; its dated successor is (https://docs.bigmodel.cn/cn/guide/models/text/glm-4.md
+        # calls GLM-4-FlashX-250414 the enhanced "免费语言模型 GLM-4-Flash").
+        "glm-4-flash": ("glm-4-flash-250414", {}),
+        # "GLM-4.5-Flash 将于2026年1月30日下线 ... 正式下线后，相关请求将会自动路由至
+        # GLM-4.7-Flash" (https://docs.bigmodel.cn/cn/guide/models/free/glm-4.5-flash.md,
+        # read 2026-12-06): sent as glm-4.7-flash, which is what GLM serves for it anyway.
+        "glm-4.5-flash": ("glm-4.7-flash", {}),
+    }
     patterns = ("glm-*", "cogview-*")
     owned_by = "zhipu"
     # No free authenticated GET and no balance API are documented; a one-token chat with a
@@ -164,7 +199,7 @@ class GLM(Provider):
     def key_check_request(self, key):
         return self.chat_ping(key, self.config.options.get("check_model") or "glm-4.7-flash")
 
-    # -- beyond chat (README "Beyond chat") -------------------------------------------
+    # -- beyond chat (docs/beyond-chat.md) --------------------------------------------
     # Embeddings: https://docs.bigmodel.cn/api-reference/模型-api/文本嵌入 (text only;
     # embedding-3: dimensions 256/512/1024/2048, at most 64 texts; embedding-2: 1024).
     _EMBED_DIMS = {"embedding-3": (256, 512, 1024, 2048), "embedding-2": (1024,)}
@@ -176,9 +211,11 @@ class GLM(Provider):
     # was found in bigmodel's docs (so `image_edits_request` stays None).
     # Vision: the model overview's vision table
     # (https://docs.bigmodel.cn/cn/guide/start/model-overview): glm-4.6v in this list;
-    # the others named so that, if routed, they are never refused images.
-    vision_models = frozenset({"glm-4.6v", "glm-4.5v", "glm-4.1v-thinking-flash",
-                               "glm-4v-flash", "glm-4v-plus-0111"})
+    # the others named so that, if routed, they are never refused images. glm-5.3-flash:
+    # "输入模态: 图片、视频、文件、文本" (https://docs.bigmodel.cn/cn/guide/start/pricing.md,
+    # read 2026-12-06); glm-5.3 is "文本" there.
+    vision_models = frozenset({"glm-5.3-flash", "glm-4.6v", "glm-4.5v",
+                               "glm-4.1v-thinking-flash", "glm-4v-flash", "glm-4v-plus-0111"})
 
     def embeddings_request(self, body, key):
         return self.text_embeddings_request(body, key, vendor="GLM", max_inputs=64,
@@ -212,7 +249,7 @@ class GLM(Provider):
             out["quality"] = quality
         return self.json_request("/images/generations", out, key)
 
-    # -- speech and transcription (README "Beyond chat"), one block -------------------
+    # -- speech and transcription (docs/beyond-chat.md), one block --------------------
     # Speech, GLM-TTS: POST /audio/speech
     # (https://docs.bigmodel.cn/api-reference/模型-api/文本转语音; the model's page
     # https://docs.bigmodel.cn/cn/guide/models/sound-and-video/glm-tts): model glm-tts,
@@ -281,7 +318,7 @@ class GLM(Provider):
                                       media_type, data, key)
 
     def transcriptions_answer(self, raw, response_format):
-        import json  # here, to keep this block whole (README "Beyond chat")
+        import json  # here, to keep this block whole (docs/beyond-chat.md)
         text = json.loads(raw)["text"]
         if not isinstance(text, str):
             raise ValueError("no text")
@@ -300,7 +337,7 @@ class GLM(Provider):
         return dict(body, tools=tools + [{"type": "web_search", "web_search": {
             "enable": True, "search_engine": "search_std", "search_result": True}}])
 
-    # -- documents (README "Beyond chat", Documents): the file parsing service -----------
+    # -- documents (docs/providers/glm.md, Documents): the file parsing service ----------
     # "extract" mode: the async parser's Lite tool, free of charge ("按调用次数计费，当前
     # 免费", https://docs.bigmodel.cn/cn/guide/tools/file-parser; an older copy of that
     # page announced 0.01 yuan a call from 2025-10-08: 3p, unverified), plain text only,

@@ -43,6 +43,11 @@ class Kimi(Provider):
         "moonshot-v1-8k-vision-preview", "moonshot-v1-32k-vision-preview",
         "moonshot-v1-128k-vision-preview",
     )
+    # Not listed: `kimi-k3`, `kimi-k2.7-code` and `kimi-k2.7-code-highspeed`, named only by
+    # third parties (promptfoo.dev/docs/providers/moonshot, docs.openclaw.ai, model
+    # resellers; 3p, unverified): no official Kimi page naming them could be read on
+    # 2026-12-06. The `kimi-*` pattern sends them to Kimi as is, and discovery
+    # (`discover: true`, GET /models) lists them once Kimi does.
     # kimi-k2.6 / kimi-k2.5 think unless `thinking: {"type": "disabled"}`; kimi-k2-thinking*
     # always do (same guide).
     reasoning_models = frozenset({"kimi-k2.6", "kimi-k2.5", "kimi-k2-thinking",
@@ -57,6 +62,10 @@ class Kimi(Provider):
     }
     patterns = ("kimi-*", "moonshot-*")
     owned_by = "moonshot"
+    # Free tier (the `free` model): none. International accounts top up at least $1 first;
+    # the $5 voucher comes after $5 spent (https://platform.moonshot.ai/docs/pricing/limits,
+    # read 2026-12-06).
+    free_tier = ()
     options = DISCOVER_OPTION
     rewrites_chunks = True
     # GET /users/me/balance shows available_balance: a key out of balance is re-checked by it.
@@ -136,7 +145,7 @@ class Kimi(Provider):
             raise vendor_error(self.name, 502, "unexpected answer from /users/me/balance") \
                 from None
 
-    # -- beyond chat (README "Beyond chat") -------------------------------------------
+    # -- beyond chat (docs/beyond-chat.md) --------------------------------------------
     # Vision: https://platform.moonshot.ai/docs/guide/use-kimi-vision-model names the
     # vision previews and kimi-k2.5 ("and so on"); its successor kimi-k2.6 is kept on the
     # safe side (a declared model is never refused images).

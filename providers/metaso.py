@@ -29,6 +29,8 @@ class Metaso(Provider):
     # "fast", "ds-r1": no prefix of Metaso's own that a pattern could safely claim.
     patterns = ()
     owned_by = "metaso"
+    # Free tier (the `free` model): none known (no official price or limit page found).
+    free_tier = ()
     options = NO_BALANCE_OPTION
     rewrites_chunks = True
 

@@ -79,11 +79,21 @@ class MiniMax(Provider):
         "MiniMax-M3", "MiniMax-M2.7", "MiniMax-M2.7-highspeed", "MiniMax-M2.5",
         "MiniMax-M2.5-highspeed", "MiniMax-M2.1", "MiniMax-M2.1-highspeed", "MiniMax-M2",
     )
+    # Not listed: `MiniMax-M3.1-Flash` (always reasons; images and video in). No MiniMax
+    # page naming it could be read on 2026-12-06; it is on Alibaba's Model Studio page for
+    # the model it hosts (https://help.aliyun.com/zh/model-studio/minimax-m3-1-flash) and
+    # on resellers' pages: 3p, unverified for MiniMax's own API. The `MiniMax-*` pattern
+    # sends it to MiniMax as is; discovery (`discover: true`) lists it once MiniMax does.
     reasoning_models = frozenset(models)
     # MiniMax spells its ids "MiniMax-..." (the pattern match is case-sensitive); the
     # lower-case spelling is sent on too, and MiniMax itself says whether it knows it.
     patterns = ("MiniMax-*", "minimax-*")
     owned_by = "minimax"
+    # Free tier (the `free` model): none built in. "New users without subscription can try
+    # the free quota from Pay-as-you-go" (https://platform.minimax.io/docs/solutions/eigent,
+    # quoted by a third party: 3p, unverified); no page says which models or how to tell
+    # it is used up.
+    free_tier = ()
     options = {**DISCOVER_OPTION, **NO_BALANCE_OPTION}
     rewrites_chunks = True
 
@@ -147,11 +157,12 @@ class MiniMax(Provider):
             out["content"] = block + (content if isinstance(content, str) else "")
         return out
 
-    # -- beyond chat (README "Beyond chat") -------------------------------------------
+    # -- beyond chat (docs/beyond-chat.md) --------------------------------------------
     # Speech: POST /v1/t2a_v2, streamed as events of hex audio
     # (https://platform.minimax.io/docs/api-reference/speech-t2a-http,
-    # https://platform.minimaxi.com/document/t2a_http). speech-2.8-hd is in the official
-    # example; the other names are as third-party SDKs list them (unverified).
+    # https://platform.minimaxi.com/document/t2a_http). All six names are on MiniMax's
+    # rate-limit tables, T2A v2 row (https://platform.minimaxi.com/docs/guides/rate-limits,
+    # https://platform.minimax.io/docs/guides/rate-limits, read 2026-12-06).
     speech_models = ("speech-2.8-hd", "speech-2.8-turbo", "speech-2.6-hd", "speech-2.6-turbo",
                      "speech-02-hd", "speech-02-turbo")
     speech_transport = "sse"

@@ -15,11 +15,12 @@ from __future__ import annotations
 import base64
 import json
 import re
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from freeapi import hookimpl
 from freeapi.config import ConfigError
 from freeapi.errors import APIError, invalid_request, vendor_error
+from freeapi.free_tier import FREE_QUOTA_ONLY, GRANT, FreeOffer
 from freeapi.keys import redact
 from freeapi.modalities.images import parse_size, refuse_size
 from freeapi.provider import (DISCOVER_OPTION, NO_BALANCE_OPTION, Provider, UpstreamRequest,
@@ -33,6 +34,9 @@ from providers.qwen_audio import QwenAudio
 _STREAM_ONLY = re.compile(r"^(qwq|qvq|qwen-omni|qwen2\.5-omni|qwen3-omni|qwen3-\d+(\.\d+)?b"
                           r"|qwen3-vl-.*-thinking)")
 
+# The Free Quota page: per-model switch, its 403 (read 2026-12-06).
+_FREE_QUOTA_PAGE = "https://www.alibabacloud.com/help/doc-detail/3001515.html"
+
 # HTTP status -> the `code` values that mean the key's money, not the request.
 _NO_BALANCE = {
     # "Access denied, please make sure your account is in good standing" (arrears):
@@ -41,7 +45,9 @@ _NO_BALANCE = {
     # "The free tier of the model has been exhausted... disable the 'use free tier only'
     # mode": the key is fine, its free quota is spent
     # (https://www.alibabacloud.com/help/en/model-studio/new-free-quota "Free Quota Only";
-    # the error text itself seen in 3p logs only).
+    # status and code "403 error: AllocationQuota.FreeTierOnly" on
+    # https://www.alibabacloud.com/help/doc-detail/3001515.html, read 2026-12-06; the
+    # message text itself seen in 3p logs only).
     403: {"AllocationQuota.FreeTierOnly"},
 }
 
@@ -59,10 +65,13 @@ _EVENT_STATUS = {"data_inspection_failed": 400, "DataInspectionFailed": 400,
 class Qwen(QwenAudio, Provider):
     # Speech (Qwen-TTS) and transcription (Qwen3-ASR-Flash): providers/qwen_audio.py.
     type_name = "qwen"
-    # Beijing. Singapore (the only region with a free quota,
-    # https://www.alibabacloud.com/help/en/model-studio/new-free-quota):
-    # https://dashscope-intl.aliyuncs.com/compatible-mode/v1; US and per-workspace domains:
-    # https://www.alibabacloud.com/help/model-studio/base-url. Keys are bound to their region.
+    # Beijing. Singapore: https://dashscope-intl.aliyuncs.com/compatible-mode/v1; US and
+    # per-workspace domains: https://www.alibabacloud.com/help/model-studio/base-url. Keys
+    # are bound to their region. The new-user free quota is per region and per site (both
+    # read 2026-12-06): an international (alibabacloud.com) account gets it in Singapore
+    # only (https://www.alibabacloud.com/help/en/model-studio/new-free-quota), a China-site
+    # (aliyun.com) account in Beijing only, this default
+    # (https://help.aliyun.com/en/model-studio/new-free-quota). Elsewhere every call is paid.
     default_base_url = "https://dashscope.aliyuncs.com/compatible-mode/v1"
     # https://help.aliyun.com/zh/model-studio/anthropic-api-messages (…/apps/anthropic)
     anthropic_base_url = "/apps/anthropic"
@@ -93,7 +102,27 @@ class Qwen(QwenAudio, Provider):
     # so a bare `qwen*` would send those to DashScope.
     patterns = ("qwen-*", "qwen[0-9]*-*", "qwq-*", "qvq-*")
     owned_by = "alibaba"
-    options = {**DISCOVER_OPTION, "stream_only_models": ((list,), None), **NO_BALANCE_OPTION}
+    # `free_quota_only`: true, or the list of models, for which the operator switched on
+    # "Free Quota Only" in the console, so a used-up quota is refused instead of billed.
+    options = {**DISCOVER_OPTION, "stream_only_models": ((list,), None), **NO_BALANCE_OPTION,
+               "free_quota_only": ((bool, list), False)}
+    # The new-user free quota: per model, granted once at activation, valid 30-90 days
+    # (90 for activations since 2025-09-08), Singapore only for international accounts
+    # (https://www.alibabacloud.com/help/en/model-studio/new-free-quota), Beijing only for
+    # China-site ones (https://help.aliyun.com/en/model-studio/new-free-quota), both read
+    # 2026-12-06. "Models: All models in the Model list"; "Free Quota Only ... returns a
+    # 403 error: AllocationQuota.FreeTierOnly" when the quota is used up, and is set per
+    # model (https://www.alibabacloud.com/help/doc-detail/3001515.html, read 2026-12-06).
+    # Without that mode calls go on AT A CHARGE once the quota is used up, so these count
+    # as free only where the operator declares the mode (`free_quota_only`).
+    free_tier = tuple(FreeOffer(m, rank, GRANT, _FREE_QUOTA_PAGE, needs=FREE_QUOTA_ONLY)
+                      for m, rank in (
+                          ("qwen3.7-max", 10), ("qwen3.7-plus", 15), ("qwen3.6-flash", 30),
+                          ("qwen3-vl-plus", 35), ("qwen-plus", 40),
+                          ("text-embedding-v4", 10), ("text-embedding-v3", 20),
+                          ("qwen-image-plus", 10), ("qwen-image", 20)))
+    # Granted once, never renewed: asked again only after `free.quota_recheck` seconds.
+    free_refusals = {"AllocationQuota.FreeTierOnly": GRANT}
 
     def __init__(self, config):
         super().__init__(config)
@@ -102,6 +131,16 @@ class Qwen(QwenAudio, Provider):
             raise ConfigError(f"providers.{self.name}.stream_only_models",
                               "expected a list of model names")
         self._stream_only_extra = frozenset(extra)
+        free_only = config.options.get("free_quota_only")
+        if isinstance(free_only, list) and not all(isinstance(m, str) and m
+                                                   for m in free_only):
+            raise ConfigError(f"providers.{self.name}.free_quota_only",
+                              "expected true, false or a list of model names")
+        if free_only and not _free_quota_region(self.base_url):
+            raise ConfigError(f"providers.{self.name}.free_quota_only",
+                              "Model Studio grants its free quota in Singapore (international "
+                              "accounts) or China (Beijing) only; base_url is in another "
+                              "region, where every call is billed")
 
     def stream_only(self, model, body=None):
         # "parameter.enable_thinking must be set to false for non-streaming calls"
@@ -114,9 +153,9 @@ class Qwen(QwenAudio, Provider):
         if status in _NO_BALANCE:
             message, code = error_detail(body)
             if code in _NO_BALANCE[status]:
-                return APIError(402, f"{self.name}: insufficient balance (HTTP {status} "
-                                     f"{code}): {redact(message, keys)}",
-                                type="insufficient_quota", code=code)
+                return _scoped(APIError(402, f"{self.name}: insufficient balance (HTTP "
+                                             f"{status} {code}): {redact(message, keys)}",
+                                        type="insufficient_quota", code=code))
         return super().error_from(status, headers, body, keys)
 
     def chunk_error(self, chunk, keys=()):
@@ -126,13 +165,14 @@ class Qwen(QwenAudio, Provider):
             status = _EVENT_STATUS.get(code)
             message = redact(str(detail.get("message") or code)[:500], keys)
             if status == 402:
-                return APIError(402, f"{self.name}: insufficient balance ({code}): {message}",
-                                type="insufficient_quota", code=code)
+                return _scoped(APIError(402, f"{self.name}: insufficient balance ({code}): "
+                                             f"{message}", type="insufficient_quota",
+                                        code=code))
             if status:
                 return vendor_error(self.name, status, message, code=code)
         return super().chunk_error(chunk, keys)
 
-    # -- beyond chat (README "Beyond chat") -------------------------------------------
+    # -- beyond chat (docs/beyond-chat.md) --------------------------------------------
     # Embeddings, OpenAI-compatible mode (text only, at most 10 rows; dimensions):
     # https://www.alibabacloud.com/help/en/model-studio/text-embedding-synchronous-api
     embedding_models = ("text-embedding-v4", "text-embedding-v3")
@@ -333,6 +373,29 @@ class Qwen(QwenAudio, Provider):
 
     def document_reference(self, file_ids):
         return {"role": "system", "content": ",".join(f"fileid://{i}" for i in file_ids)}
+
+
+def _free_quota_region(base_url: str) -> bool:
+    """Whether `base_url` may reach a region with the new-user free quota: Singapore or
+    Beijing, by their DashScope or workspace domains
+    (https://www.alibabacloud.com/help/en/model-studio/base-url, read 2026-12-06: US
+    dashscope-us / us-east-1, Hong Kong cn-hongkong, Tokyo ap-northeast-1, Frankfurt
+    eu-central-1 have none). A host outside aliyuncs.com (a proxy, a test server) is the
+    operator's to vouch for."""
+    host = (urlsplit(base_url).hostname or "").lower()
+    if not host.endswith(".aliyuncs.com"):
+        return True
+    return host in ("dashscope.aliyuncs.com", "dashscope-intl.aliyuncs.com") or \
+        host.endswith((".ap-southeast-1.maas.aliyuncs.com", ".cn-beijing.maas.aliyuncs.com"))
+
+
+def _scoped(err: APIError) -> APIError:
+    """A used-up free quota is one model's, not the key's (the quota and the "Free Quota
+    Only" switch are per model: doc-detail/3001515 above): the key stays in rotation for
+    the account's other models, and the `free` model remembers the quota per model."""
+    if err.code == "AllocationQuota.FreeTierOnly":
+        err.scope = "model"
+    return err
 
 
 def _form_value(text, kind, name: str):

@@ -1,4 +1,4 @@
-"""Qwen's speech and transcription (README "Beyond chat"), mixed into providers/qwen.py's
+"""Qwen's speech and transcription (docs/beyond-chat.md), mixed into providers/qwen.py's
 provider (kept apart so that module stays readable). Both go to DashScope's native,
 synchronous multimodal-generation API beside the OpenAI-compatible base URL.
 

@@ -14,6 +14,7 @@ import time
 from freeapi import hookimpl
 from freeapi.config import ConfigError
 from freeapi.errors import APIError
+from freeapi.free_tier import DAILY
 from freeapi.keys import redact
 from freeapi.provider import NO_BALANCE_OPTION, Provider, UpstreamRequest
 
@@ -54,6 +55,13 @@ class Spark(Provider):
     models = ("lite", "generalv3", "pro-128k", "generalv3.5", "max-32k", "4.0Ultra",
               "spark-x")
     free_models = frozenset({"lite"})
+    # Not in the `free` model's built-in offers: no current official page saying Lite is
+    # free could be read (3p only: LobeHub's provider card "完全免费开放"; juejin 2024
+    # "tokens 总量无限, QPS 2"; 3p, unverified). An operator who sees it free in the
+    # console adds it: `free: {add: [spark/lite]}` (docs: the free model). If it is
+    # added, its daily cap (11201, `daily_limit`) is remembered until midnight Beijing
+    # time (the reset hour: 3p, unverified).
+    free_refusals = {"daily_limit": DAILY}
     reasoning_models = frozenset({"spark-x"})
     retired = {"x1": ("spark-x", {})}
     aliases = {"spark-lite": "lite", "spark-pro": "generalv3", "spark-pro-128k": "pro-128k",

@@ -81,12 +81,24 @@ class Step(Provider):
         # Vision: https://platform.stepfun.ai/docs/en/guides/models/vision
         "step-1o-turbo-vision", "step-1o-vision-32k", "step-1v-8k", "step-1v-32k",
     )
+    # The price list (https://platform.stepfun.com/docs/zh/guides/pricing/details) as a 3p
+    # transcription dated 2026-10-07 has it (api-evangelist/stepfun
+    # plans/stepfun-plans-pricing.yml): it no longer lists step-1o-vision-32k, step-1v-8k
+    # and step-1v-32k, and lists step-5-preview (¥7 / ¥0.35 / ¥20 per 1M) and
+    # step-3.5-flash-2603. The official page itself could not be read (2026-12-06), and a
+    # model missing from a price list is not a documented retirement with a successor: the
+    # three stay listed, and step-5-preview stays out of the list (3p, unverified) while
+    # the `step-*` pattern still sends it, and any other new id, to StepFun as is.
     reasoning_models = frozenset({"step-3.7-flash", "step-3.5-flash"})
     # Older names (step-3, step-2-*, step-1-*...) are on none of today's model pages and no
     # successor is documented for them: they still reach StepFun through the pattern.
     retired = {}
     patterns = ("step-*",)
     owned_by = "stepfun"
+    # Free tier (the `free` model): no free chat model; only the realtime audio previews
+    # are "限时免费", which the gateway does not serve (3p transcription of
+    # https://platform.stepfun.com/docs/zh/guides/pricing/details, read 2026-10-07).
+    free_tier = ()
     # GET /models is the key check (DISCOVER); it cannot see a balance.
     options = {**DISCOVER_OPTION, **NO_BALANCE_OPTION}
     rewrites_chunks = True
@@ -103,7 +115,7 @@ class Step(Provider):
                 _rename(choice.get("message"))
         return data
 
-    # -- beyond chat (README "Beyond chat") -------------------------------------------
+    # -- beyond chat (docs/beyond-chat.md) --------------------------------------------
     # Speech, OpenAI-compatible, the audio file as the body
     # (https://platform.stepfun.com/docs/api-reference/audio/create_audio,
     # https://platform.stepfun.ai/docs/en/api-reference/audio/create-audio): at most

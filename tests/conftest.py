@@ -13,6 +13,7 @@ from freeapi.config import parse_config
 from freeapi.plugins import make_plugin_manager, provider_types
 from freeapi.server import make_server
 from tests.fakes import deepseek as fake_deepseek
+from tests.fakes.proxy import CountingProxy
 from tests.helpers import assert_no_keys
 
 
@@ -97,3 +98,39 @@ def no_key_in_logs(caplog):
             text = record.getMessage() + (caplog.handler.formatter.formatException(
                 record.exc_info) if record.exc_info else "")
             assert_no_keys(text)
+
+
+@pytest.fixture
+def proxy_server(io_loop):
+    """Start fake proxies (tests/fakes/proxy.py): `await proxy_server(credentials, tunnel)`."""
+    started = []
+
+    async def start(credentials=None, tunnel=True):
+        p = await CountingProxy(credentials, tunnel).start()
+        started.append(p)
+        return p
+    yield start
+    for p in started:
+        p.close()
+    io_loop.run_sync(lambda: asyncio.sleep(0.01))  # let the cancelled tunnels end
+
+
+REDIS_URL = os.environ.get("FREEAPI_TEST_REDIS", "redis://127.0.0.1:6379/0")
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def state_backend(request, tmp_path, io_loop):
+    """A `state` config section on each backend: an SQLite file, or a Redis prefix of its
+    own (wiped afterwards)."""
+    if request.param == "sqlite":
+        yield {"path": str(tmp_path / "state.db")}
+        return
+    state = {"redis_url": REDIS_URL, "prefix": f"freeapi-test:{os.urandom(8).hex()}:"}
+    yield state
+    from freeapi.store.redis import RedisStore
+
+    async def wipe():
+        store = RedisStore(REDIS_URL, prefix=state["prefix"])
+        await store.delete_all()
+        store.close()
+    io_loop.run_sync(wipe)

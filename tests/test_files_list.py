@@ -25,7 +25,9 @@ def two(request, make_gateway, tmp_path, io_loop):
         state = {"path": str(tmp_path / "state.db")}
     else:
         state = {"redis_url": REDIS_URL, "prefix": f"freeapi-test:{uuid.uuid4().hex}:"}
-    config = {"auth": {"keys": [ALICE, BOB]}, "state": state}
+    # Uploads at once (below) are what these tests race, not files.max_concurrent_uploads.
+    config = {"auth": {"keys": [ALICE, BOB]}, "state": state,
+              "files": {"max_concurrent_uploads": 16}}
     (a, gw_a), (b, _) = make_gateway(config), make_gateway(config)
     yield a, b, gw_a
     if request.param == "redis":

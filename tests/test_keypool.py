@@ -16,6 +16,22 @@ def pool(**kw):
     return KeyPool("p", HealthStore(), **kw)
 
 
+class Clock:
+    """A clock the test moves forward instead of sleeping through a cooldown."""
+
+    def __init__(self):
+        self.now = 1_000.0
+
+    def monotonic(self):
+        return self.now
+
+    def time(self):
+        return 1_800_000_000.0 + self.now
+
+    def advance(self, seconds: float):
+        self.now += seconds
+
+
 async def test_least_in_flight_spreads_load():
     p = pool()
     leases = [await p.acquire([A, B, C]) for _ in range(6)]
@@ -26,13 +42,16 @@ async def test_least_in_flight_spreads_load():
 
 
 async def test_429_cools_down_for_retry_after_then_returns():
-    p = pool()
+    clock = Clock()
+    p = pool(clock=clock)
     lease = await p.acquire([A])
-    lease.release(429, retry_after="0.3")
+    lease.release(429, retry_after="30")
     assert p.status([A])[0]["state"] == COOLDOWN
     assert await p.acquire([A]) is None
-    assert 0 < p.wait_hint([A]) <= 0.3
-    await asyncio.sleep(0.35)
+    assert p.wait_hint([A]) == 30
+    clock.advance(29.9)
+    assert await p.acquire([A]) is None  # not a moment before the vendor said
+    clock.advance(0.2)
     lease = await p.acquire([A])
     assert lease and lease.key == A
     lease.release(200)
@@ -40,13 +59,14 @@ async def test_429_cools_down_for_retry_after_then_returns():
 
 
 async def test_429_without_retry_after_backs_off_exponentially():
-    p = pool()
+    clock = Clock()
+    p = pool(clock=clock)
     waits = []
     for _ in range(3):
         h = p.store.get("p", A)
         h.state, h.until = OK, 0
         (await p.acquire([A])).release(429)
-        waits.append(h.until - time.monotonic())
+        waits.append(h.until - clock.monotonic())
     assert waits[0] < waits[1] < waits[2]
     assert 0.7 < waits[0] < 1.3 and 3.0 < waits[2] < 5.0
 
@@ -164,16 +184,18 @@ async def test_out_of_balance_key_waits_its_pause_and_is_never_probed():
         probed.append(key)
         return True  # a GET /models or a 1-token chat would say "live"
 
-    p = pool(prober=prober, probe_interval=0.01, no_balance_wait=0.3)
+    clock = Clock()
+    p = pool(prober=prober, probe_interval=0.01, no_balance_wait=300, clock=clock)
     lease = await p.acquire([A, B])
     first = lease.key
     lease.release(402)
     row = p.status([first])[0]
-    assert row["state"] == NO_BALANCE and 0.2 < row["cooldown_remaining"] <= 0.3
-    await asyncio.sleep(0.1)
+    assert row["state"] == NO_BALANCE and row["cooldown_remaining"] == 300
+    clock.advance(299)
+    await asyncio.sleep(0.05)  # a background probe, were one scheduled, would run now
     assert probed == [] and p.status([first])[0]["state"] == NO_BALANCE
     assert await p.acquire([first]) is None  # still out
-    await asyncio.sleep(0.25)
+    clock.advance(2)
     lease = await p.acquire([first])  # the pause is over: a request tries it again
     assert lease is not None and lease.key == first
     lease.release(402)  # still no money: another full pause

@@ -196,3 +196,46 @@ async def test_a_malformed_tools_or_thinking_field_is_the_vendors_400(gw):
         r = await request(base + "/v1/chat/completions", "POST",
                           dict(model="glm-4.7", messages=HI, **extra), key=fake.GOOD)
         assert r.code == 400, (extra, r.body)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_offline_glm_4_5_flash_goes_to_glm_4_7_flash_unlisted(gw, stream):
+    """GLM-4.5-Flash went offline on 2026-01-30 and GLM serves its requests with
+    GLM-4.7-Flash (https://docs.bigmodel.cn/cn/guide/models/free/glm-4.5-flash.md): a
+    retired name, sent as glm-4.7-flash, the answer keeping the client's name."""
+    base, state = gw
+    c = client(base, fake.GOOD)
+    assert "glm-4.5-flash" not in {m.id for m in (await c.models.list()).data}
+    r = await c.chat.completions.create(model="glm-4.5-flash", messages=HI, stream=stream)
+    if stream:
+        chunks = [ch async for ch in r]
+        assert {ch.model for ch in chunks} == {"glm-4.5-flash"}
+    else:
+        assert r.model == "glm-4.5-flash"
+    assert state.requests[-1]["body"]["model"] == "glm-4.7-flash"
+    vendor = openai.AsyncOpenAI(base_url=state.url + "/api/paas/v4", api_key=fake.GOOD,
+                                max_retries=0)  # the fake itself follows GLM's rule
+    r = await vendor.chat.completions.create(model="glm-4.5-flash", messages=HI)
+    assert r.model == "glm-4.7-flash"
+
+
+PICTURE = [{"role": "user", "content": [
+    {"type": "text", "text": "what is this?"},
+    {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}]}]
+
+
+async def test_glm_5_3_and_its_flash_are_listed_served_and_flash_takes_images(gw):
+    # The flagship table of https://docs.bigmodel.cn/cn/guide/start/pricing.md (read
+    # 2026-12-06): GLM-5.3 text in; GLM-5.3-Flash images, video, files and text in.
+    base, state = gw
+    c = client(base, fake.GOOD)
+    listed = {m.id for m in (await c.models.list()).data}
+    assert {"glm-5.3", "glm-5.3-flash", "glm-5.3-fold", "glm-5.3-flash-silent"} <= listed
+    r = await c.chat.completions.create(model="glm-5.3-flash", messages=PICTURE)
+    assert r.model == "glm-5.3-flash" and state.requests[-1]["body"]["messages"] == PICTURE
+    sent = len(state.requests)
+    with pytest.raises(openai.BadRequestError) as e:
+        await c.chat.completions.create(model="glm-5.3", messages=PICTURE)
+    assert e.value.body["code"] == "model_not_vision" and len(state.requests) == sent
+    r = await c.chat.completions.create(model="glm-5.3", messages=HI)
+    assert r.choices[0].message.model_extra["reasoning_content"] == "".join(REASONING)

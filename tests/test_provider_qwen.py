@@ -126,8 +126,11 @@ async def test_thinking_without_stream_is_streamed_and_assembled(gw):
     assert not state.requests[-1]["body"].get("stream")  # thinking off: asked as it was
 
 
-async def test_free_tier_only_exhausted_is_out_of_balance_not_a_dead_key(start_vendor,
-                                                                        make_gateway):
+async def test_free_tier_only_exhausted_is_the_models_quota_not_the_keys(start_vendor,
+                                                                         make_gateway):
+    # The free quota and the "Free Quota Only" switch are per model
+    # (https://www.alibabacloud.com/help/doc-detail/3001515.html): the key is neither dead
+    # nor out of balance for the account's other models, so it stays in rotation.
     url, state = start_vendor(fake)
     base, gateway = make_gateway({"auth": {"allow_anonymous": True}, "providers": {"qwen": {
         "base_url": url + "/compatible-mode/v1", "api_keys": [fake.FREE],
@@ -135,11 +138,10 @@ async def test_free_tier_only_exhausted_is_out_of_balance_not_a_dead_key(start_v
     with pytest.raises(openai.APIStatusError) as e:
         await client(base, "x").chat.completions.create(model="qwen-plus", messages=HI)
     assert e.value.status_code == 402  # the vendor's 403, read for what it means
-    row = gateway.pools["qwen"].status([fake.FREE])[0]
-    assert row["state"] == "no_balance" and row["cooldown_remaining"] > 6 * 3600 - 60
-    await asyncio.sleep(0.3)  # GET /models would say "live": it must not be asked
+    assert e.value.body["code"] == "AllocationQuota.FreeTierOnly"
+    assert gateway.pools["qwen"].status([fake.FREE])[0]["state"] == "ok"
+    await asyncio.sleep(0.3)  # no re-probe of a key nothing is wrong with
     assert all(r["path"].endswith("/chat/completions") for r in state.requests)
-    assert gateway.pools["qwen"].status([fake.FREE])[0]["state"] == "no_balance"
 
 
 async def test_free_tier_only_error_reaches_a_pass_through_client_as_402(gw):

@@ -171,7 +171,7 @@ async def test_silent_memory_belongs_to_the_caller(make_gateway, upstream_state)
 @pytest.mark.parametrize("display", DISPLAYS)
 async def test_a_stored_conversation_feeds_the_reasoning_back(vendor, display, stream):
     """The client sends only its new messages; the stored tool-call turn keeps its
-    reasoning (README, Conversations)."""
+    reasoning (docs/api.md, Conversations)."""
     created = await request(vendor.base + "/v1/conversations", "POST", {}, key=vendor.key)
     cid = json.loads(created.body)["id"]
     c, model = vendor.client(), vendor.model + display

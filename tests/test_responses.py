@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time as real_time
 
 import openai
 import pytest
 
+from freeapi.store import sqlite as sqlite_store
 from tests.fakes import agent_vendor as fake
 from tests.helpers import error_of, request, sse_events
 
@@ -246,15 +248,36 @@ async def test_store_false_keeps_nothing(gw):
         await sdk(base).responses.retrieve(r.id)
 
 
-async def test_stored_responses_expire_after_the_ttl(make_gateway, vendor):
+class ShiftedClock:
+    """The store's `time` module with a wall clock the test moves forward."""
+
+    def __init__(self):
+        self.offset = 0.0
+
+    def time(self):
+        return real_time.time() + self.offset
+
+    def __getattr__(self, name):
+        return getattr(real_time, name)
+
+
+async def test_stored_responses_live_for_the_ttl_then_expire(make_gateway, vendor,
+                                                            monkeypatch):
+    clock = ShiftedClock()
+    monkeypatch.setattr(sqlite_store, "time", clock)
     base, gateway = make_gateway({
-        "auth": {"keys": [ALICE]}, "responses": {"ttl": 0.2},
+        "auth": {"keys": [ALICE]}, "responses": {"ttl": 1000},
         "providers": {"agent": {"type": "openai", "base_url": vendor.url,
                                 "api_keys": [fake.KEY], "models": [fake.MODEL],
                                 "discover": False}}})
     r = await sdk(base).responses.create(model=MODEL, input="hi")
     await gateway.store.settle()
-    await asyncio.sleep(0.4)
+    clock.offset = 990  # just before the end of its life: still there, still continuable
+    assert (await sdk(base).responses.retrieve(r.id)).output_text == fake.GREETING
+    again = await sdk(base).responses.create(model=MODEL, input="more",
+                                             previous_response_id=r.id, store=False)
+    assert again.output_text == fake.GREETING
+    clock.offset = 1010
     with pytest.raises(openai.NotFoundError):
         await sdk(base).responses.retrieve(r.id)
 

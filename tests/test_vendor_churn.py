@@ -31,10 +31,20 @@ async def test_the_fake_refuses_retired_names_as_deepseek_does(upstream):
     assert resp.code == 400 and json.loads(resp.body)["error"]["message"] == "Model Not Exist"
 
 
+@pytest.mark.parametrize("name", ["deepseek_chat", "deepseek_code"])
+async def test_the_fake_refuses_the_seeds_underscore_names_as_deepseek_would(upstream, name):
+    resp = await request(upstream + "/chat/completions", "POST",
+                         {"model": name, "messages": HI})
+    assert resp.code == 400 and json.loads(resp.body)["error"]["message"] == "Model Not Exist"
+
+
 @pytest.mark.parametrize("stream", [False, True])
 @pytest.mark.parametrize("name,thinking", [
     ("deepseek-chat", OFF), ("deepseek-coder", OFF), ("deepseek-reasoner", ON),
-    ("deepseek-r1", ON), ("deepseek-think", ON)])
+    ("deepseek-r1", ON), ("deepseek-think", ON),
+    # The names the seed project documented (underscore), translated like their
+    # hyphenated namesakes.
+    ("deepseek_chat", OFF), ("deepseek_code", OFF)])
 async def test_retired_names_are_translated(gateway, upstream_state, name, thinking, stream):
     c = sdk(gateway)
     raw = await c.chat.completions.with_raw_response.create(model=name, messages=HI,
@@ -52,6 +62,14 @@ async def test_retired_names_are_translated(gateway, upstream_state, name, think
         assert r.model == name  # the client's name, not the vendor's
         reasoning = (r.choices[0].message.model_extra or {}).get("reasoning_content") or ""
     assert reasoning == ("".join(ds.REASONING) if thinking is ON else "")
+
+
+async def test_retired_and_seed_names_are_served_but_not_listed(gateway):
+    listed = {m.id async for m in sdk(gateway).models.list()}
+    for name in ("deepseek-chat", "deepseek-coder", "deepseek-reasoner", "deepseek_chat",
+                 "deepseek_code"):
+        assert not {name, name + "-fold", name + "-silent"} & listed, name
+    assert "deepseek-flash" in listed
 
 
 async def test_the_clients_own_thinking_wins_over_a_translation(gateway, upstream_state):
@@ -81,6 +99,36 @@ async def test_thinking_disabled_gets_no_reasoning(gateway, upstream_state):
         model="deepseek-flash", messages=HI, extra_body={"thinking": OFF})
     assert "reasoning_content" not in (r.choices[0].message.model_extra or {})
     assert r.choices[0].message.content == "".join(ds.ANSWER)
+
+
+IMAGE = [{"role": "user", "content": [
+    {"type": "text", "text": "what is this?"},
+    {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}]}]
+
+
+async def test_the_fake_refuses_images_to_v4_pro_as_deepseek_documents(upstream):
+    # "图像理解: 不支持" for deepseek-v4-pro
+    # (https://api-docs.deepseek.com/zh-cn/quick_start/pricing, read 2026-12-06).
+    resp = await request(upstream + "/chat/completions", "POST",
+                         {"model": "deepseek-v4-pro", "messages": IMAGE})
+    assert resp.code == 400
+    resp = await request(upstream + "/chat/completions", "POST",
+                         {"model": "deepseek-flash", "messages": IMAGE})
+    assert resp.code == 200
+
+
+async def test_images_to_v4_pro_get_the_gateways_400_naming_flash(gateway, upstream_state):
+    sent = len(upstream_state.requests)
+    with pytest.raises(openai.BadRequestError) as info:
+        await sdk(gateway).chat.completions.create(model="deepseek-v4-pro", messages=IMAGE)
+    err = info.value.body
+    assert err["code"] == "model_not_vision" and "deepseek/deepseek-flash" in err["message"]
+    assert len(upstream_state.requests) == sent  # refused before the vendor
+    r = await sdk(gateway).chat.completions.create(model="deepseek-flash", messages=IMAGE)
+    assert r.choices[0].message.content == "".join(ds.ANSWER)
+    caps = {m["id"]: m.get("capabilities") for m in json.loads((await request(
+        gateway + "/v1/models")).body)["data"]}
+    assert "vision" in caps["deepseek-flash"] and "vision" not in caps["deepseek-v4-pro"]
 
 
 async def test_the_default_body_limit_fits_deepseeks_48_mib_image_requests():

@@ -8,7 +8,8 @@ https://docs.anthropic.com/en/api/errors (error shape and types).
   pipeline sends to vendors without an Anthropic endpoint.
 - `from_chat(completion, model)` turns a chat.completion into a Message; streams are in
   freeapi/dialects/anthropic_stream.py.
-- `estimate_tokens(body)` is count_tokens' fallback when no vendor can count.
+- `estimate_tokens(body)` is count_tokens' fallback when no vendor can count;
+  `check_countable(body)` bounds the items it walks.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import secrets
 
 from freeapi.errors import APIError, invalid_request
 from freeapi.routing import MAX_MODEL_NAME
+from freeapi.jsonvalues import obj_at
 
 # Anthropic's error `type` per status (https://docs.anthropic.com/en/api/errors); the SDK
 # picks its exception class from the status, clients switch on the type.
@@ -32,8 +34,13 @@ _STOP = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use",
          "function_call": "tool_use", "content_filter": "refusal"}
 
 
+# One encoder, built once: json.dumps with arguments builds a JSONEncoder per call, which
+# was most of count_tokens' estimate (~30 us a block).
+_ENCODE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
 def _dumps(obj) -> str:
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+    return _ENCODE(obj)
 
 
 def error_body(err: APIError) -> dict:
@@ -128,7 +135,7 @@ def _document_part(block: dict) -> dict:
     """A `document` block -> a chat part: plain text as text; a base64 file (a PDF) as
     chat's `file` part, which the pipeline hands to a vendor that reads documents (and
     refuses with a 400 for one that does not, rather than drop it unseen)."""
-    src = block.get("source") if isinstance(block.get("source"), dict) else {}
+    src = obj_at(block, "source")
     if src.get("type") == "text" and isinstance(src.get("data"), str):
         return {"type": "text", "text": src["data"]}
     if src.get("type") == "base64" and isinstance(src.get("data"), str):
@@ -334,7 +341,7 @@ def from_chat(data: dict, model: str) -> dict:
     """A chat.completion -> an Anthropic Message (first choice)."""
     choices = data.get("choices") if isinstance(data.get("choices"), list) else []
     choice = choices[0] if choices and isinstance(choices[0], dict) else {}
-    message = choice.get("message") if isinstance(choice.get("message"), dict) else {}
+    message = obj_at(choice, "message")
     content = []
     reasoning = message.get("reasoning_content")
     if isinstance(reasoning, str) and reasoning:
@@ -345,7 +352,7 @@ def from_chat(data: dict, model: str) -> dict:
         content.append({"type": "text", "text": text})
     calls = [c for c in message.get("tool_calls") or () if isinstance(c, dict)]
     for call in calls:
-        fn = call.get("function") if isinstance(call.get("function"), dict) else {}
+        fn = obj_at(call, "function")
         content.append({"type": "tool_use", "id": call.get("id") or "toolu_" + secrets.token_hex(8),
                         "name": fn.get("name") or "", "input": _tool_input(fn.get("arguments"))})
     finish = choice.get("finish_reason")
@@ -361,19 +368,47 @@ def from_chat(data: dict, model: str) -> dict:
 
 # -- count_tokens ------------------------------------------------------------------------------
 
+# The most messages, content blocks and tools one count_tokens estimate walks (a gateway
+# bound, not Anthropic's: the walk is Python work per item, done for callers a vendor never
+# sees; ~5 us each). Claude Code compacts long before a conversation has this many.
+MAX_COUNTED_ITEMS = 20_000
+
+
 def _count_text(text: str) -> int:
     # About 4 characters a token for ASCII (English, code, JSON), one a token for anything
     # else (CJK is about 1-1.5 per token). Rounded up: a count that is too low makes
     # clients overflow the context (LiteLLM#37102), one that is a little high only makes
-    # them compact a little early.
-    ascii_chars = sum(1 for c in text if c < "\x80")
+    # them compact a little early. Counted by the codec, in C: a 48 MiB text was 3 s of
+    # Python a character at a time.
+    ascii_chars = len(text) if text.isascii() else len(text.encode("ascii", "ignore"))
     return -(-ascii_chars // 4) + (len(text) - ascii_chars)
+
+
+def check_countable(body: dict) -> None:
+    """A 400 for a count_tokens body with more items than one estimate walks
+    (MAX_COUNTED_ITEMS), checked before anything walks them: list lengths, one step a
+    message. Anything not a list is left to validate()."""
+    messages = body.get("messages")
+    if not isinstance(messages, list):
+        return
+    items = len(messages) + sum(len(body[k]) for k in ("tools", "system")
+                                if isinstance(body.get(k), list))
+    for m in messages:
+        if items > MAX_COUNTED_ITEMS:
+            break
+        content = m.get("content") if isinstance(m, dict) else None
+        if isinstance(content, list):
+            items += len(content)
+    if items > MAX_COUNTED_ITEMS:
+        raise _bad(f"count_tokens counts at most {MAX_COUNTED_ITEMS} messages, content "
+                   "blocks, system blocks and tools in one request.", "messages")
 
 
 def estimate_tokens(body: dict) -> int:
     """count_tokens without a vendor: the text of the system prompt, every block and the
     tool definitions, plus a few tokens per message and per image (1600, Anthropic's
-    estimate for a ~1.15 MP image: https://docs.anthropic.com/en/docs/build-with-claude/vision)."""
+    estimate for a ~1.15 MP image: https://docs.anthropic.com/en/docs/build-with-claude/vision).
+    The body has passed check_countable()."""
     total = _count_text(_text_of(body.get("system")))
     for m in body.get("messages") or ():
         if not isinstance(m, dict):

@@ -21,6 +21,7 @@ from freeapi.dialects.anthropic import (_STOP, _dumps, chat_usage, message_id, s
                                         sse, stream_error, usage_of)
 from freeapi.errors import APIError
 from freeapi.keys import redact
+from freeapi.jsonvalues import obj_at
 
 
 _MESSAGE_STOP = sse("message_stop", {"type": "message_stop"})
@@ -40,8 +41,8 @@ class StreamTranslator:
         self.usage: dict | None = None
         self.used_tools = False
         self.held: list[tuple[str, str]] = []  # text that came during a tool call
-        self.reasoning: list[str] = []  # all of it, and the tool calls it led to, for
-        self.call_ids: list[str] = []   # the pipeline's reasoning memory (answer())
+        self.reasoning: list[str] = []  # all of it, and the tool calls it led to (id, name,
+        self.calls: list[dict] = []     # arguments), for the reasoning memory (answer())
 
     def _start(self, chunk: dict | None) -> bytes:
         self.started = True
@@ -92,7 +93,7 @@ class StreamTranslator:
             and isinstance(choices[0], dict) else None
         if choice is None:
             return out
-        delta = choice.get("delta") if isinstance(choice.get("delta"), dict) else {}
+        delta = obj_at(choice, "delta")
         reasoning = delta.get("reasoning_content")
         if isinstance(reasoning, str) and reasoning:
             self.reasoning.append(reasoning)
@@ -133,14 +134,14 @@ class StreamTranslator:
     def _tool(self, tc: dict) -> bytes:
         out = b""
         slot = tc.get("index") if isinstance(tc.get("index"), int) else len(self.tools)
-        fn = tc.get("function") if isinstance(tc.get("function"), dict) else {}
+        fn = obj_at(tc, "function")
         if slot not in self.tools:
             # A new call. Vendors that repeat the name (or id) in later chunks of the same
             # call must not restart it, so only a new index opens a block.
             self.used_tools = True
             out += self._release()
             call_id = tc.get("id") or "toolu_" + secrets.token_hex(8)
-            self.call_ids.append(call_id)
+            self.calls.append({"id": call_id, "name": fn.get("name") or "", "args": []})
             out += self._open("tool_use", {"type": "tool_use", "id": call_id,
                                            "name": fn.get("name") or "", "input": {}})
             self.tools[slot] = self.index
@@ -148,15 +149,18 @@ class StreamTranslator:
             return out  # arguments for a block already closed: the order cannot be kept
         args = fn.get("arguments")
         if isinstance(args, str) and args:
+            self.calls[-1]["args"].append(args)  # the open block is the last call
             out += self._piece(b"input_json_delta", b"partial_json", args)
         return out
 
     def answer(self) -> dict:
-        """The reasoning and tool-call ids of the answer, chat.completion-shaped (what
-        freeapi.reasoning.remember reads)."""
+        """The reasoning and tool calls of the answer, chat.completion-shaped (what
+        freeapi.reasoning.remember reads): each call with the id, name and arguments the
+        client got, so it is filed under the same key as a non-stream answer's."""
         return {"choices": [{"index": 0, "message": {
             "role": "assistant", "reasoning_content": "".join(self.reasoning),
-            "tool_calls": [{"id": cid} for cid in self.call_ids]}}]}
+            "tool_calls": [{"id": c["id"], "type": "function", "function": {
+                "name": c["name"], "arguments": "".join(c["args"])}} for c in self.calls]}}]}
 
     def finish(self) -> bytes:
         out = b"" if self.started else self._start(None)

@@ -107,7 +107,8 @@ def _text(parts, path: str, allow_images: bool, allow_files: bool = False):
     return "\n".join(p["text"] for p in out)
 
 
-def _reasoning_text(item: dict) -> str:
+def reasoning_text(item: dict) -> str:
+    """A reasoning item's text: its raw `content`, else its `summary`."""
     for key in ("content", "summary"):
         parts = item.get(key)
         if isinstance(parts, list):
@@ -205,7 +206,7 @@ def input_messages(items, skipped: list) -> list:
                                       "content parts.", param=f"{path}.output")
             other({"role": "tool", "tool_call_id": call_id, "content": output})
         elif kind == "reasoning":
-            pending[0] += _reasoning_text(item)
+            pending[0] += reasoning_text(item)
         elif kind == "item_reference":
             raise invalid_request(f"`{path}`: item references are not supported; send the "
                                   "item itself, or continue with `previous_response_id`.",

@@ -14,9 +14,11 @@ from __future__ import annotations
 import json
 import time
 
+from freeapi.dialects.responses import reasoning_text
 from freeapi.dialects.responses_stream import sse
 from freeapi.keys import redact
 from freeapi.provider import UpstreamRequest
+from freeapi.jsonvalues import obj_at
 
 _KEPT_HERE = ("store", "previous_response_id")
 _FINAL = ("response.completed", "response.incomplete", "response.failed")
@@ -27,15 +29,30 @@ def chat_usage(u) -> dict | None:
     if not isinstance(u, dict):
         return None
     n = lambda v: v if isinstance(v, int) and not isinstance(v, bool) else 0  # noqa: E731
-    inp = u.get("input_tokens_details") if isinstance(u.get("input_tokens_details"), dict) \
-        else {}
-    out = u.get("output_tokens_details") \
-        if isinstance(u.get("output_tokens_details"), dict) else {}
+    inp = obj_at(u, "input_tokens_details")
+    out = obj_at(u, "output_tokens_details")
     prompt, completion = n(u.get("input_tokens")), n(u.get("output_tokens"))
     return {"prompt_tokens": prompt, "completion_tokens": completion,
             "total_tokens": n(u.get("total_tokens")) or prompt + completion,
             "prompt_tokens_details": {"cached_tokens": n(inp.get("cached_tokens"))},
             "completion_tokens_details": {"reasoning_tokens": n(out.get("reasoning_tokens"))}}
+
+
+def remembered(response) -> dict:
+    """A vendor's Response as freeapi.reasoning.remember reads an answer: its function calls
+    with its reasoning (text, and the reasoning items as they came, put back verbatim into
+    the next request when a client drops them)."""
+    output = response.get("output") if isinstance(response, dict) else None
+    items, calls = [], []
+    for item in output if isinstance(output, list) else ():
+        kind = item.get("type") if isinstance(item, dict) else None
+        if kind == "reasoning":
+            items.append(item)
+        elif kind == "function_call":
+            calls.append({"id": item.get("call_id"), "type": "function", "function": {
+                "name": item.get("name"), "arguments": item.get("arguments")}})
+    return {"role": "assistant", "reasoning_content": "".join(map(reasoning_text, items)),
+            "reasoning_items": items, "tool_calls": calls}
 
 
 class NativeResponses:
@@ -87,6 +104,10 @@ class NativeEvents:
         self.seq = -1
         self.snapshot: dict | None = None
         self.ended = False  # finished, or failed: nothing more goes out
+        # Set by the pipeline when the door remembers reasoning: called with the answer
+        # (`remembered`) at the end, before the final event, which waits for it in `held`.
+        self.on_finish = None
+        self.held = b""
 
     def feed(self, data: str) -> bytes:
         try:
@@ -96,7 +117,7 @@ class NativeEvents:
         if not isinstance(ev, dict) or self.ended:
             return b""
         if not isinstance(ev.get("type"), str):  # an OpenAI-style `{"error": ...}` report
-            err = ev.get("error") if isinstance(ev.get("error"), dict) else {}
+            err = obj_at(ev, "error")
             return self.fail(redact(str(err.get("message") or ev)[:500], self.keys))
         if isinstance(ev.get("sequence_number"), int):
             self.seq = ev["sequence_number"]
@@ -113,15 +134,25 @@ class NativeEvents:
         out = sse(ev)
         if ev["type"] == "error" or ev["type"] == "response.failed":
             out = redact(out.decode(), self.keys).encode()
+        if self.finished and self.on_finish is not None:
+            self.held = out  # sent by finish(), once the reasoning is remembered
+            return b""
         return out
 
     def finish(self) -> bytes:
+        if self.held:
+            held, self.held = self.held, b""
+            on_finish, self.on_finish = self.on_finish, None
+            on_finish(remembered(self.snapshot))
+            return held
         if self.ended:
             return b""
         return self.fail("the vendor's stream ended without its final event")
 
     def fail(self, message: str, code: str = "server_error") -> bytes:
         """End the client's stream with `response.failed` (after what the vendor sent)."""
+        if self.held:  # the vendor had finished: its final event is the end
+            return self.finish()
         self.seq += 1
         self.ended = True
         response = dict(self.snapshot or {

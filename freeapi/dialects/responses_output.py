@@ -7,6 +7,7 @@ import secrets
 import time
 
 from freeapi.dialects.responses import Translation
+from freeapi.jsonvalues import obj_at
 
 
 def new_id(prefix: str) -> str:
@@ -18,10 +19,8 @@ def usage(u) -> dict | None:
     if not isinstance(u, dict):
         return None
     n = lambda v: v if isinstance(v, int) and not isinstance(v, bool) else 0  # noqa: E731
-    pin = u.get("prompt_tokens_details") if isinstance(u.get("prompt_tokens_details"), dict) \
-        else {}
-    cout = u.get("completion_tokens_details") \
-        if isinstance(u.get("completion_tokens_details"), dict) else {}
+    pin = obj_at(u, "prompt_tokens_details")
+    cout = obj_at(u, "completion_tokens_details")
     cached = n(pin.get("cached_tokens")) or n(u.get("prompt_cache_hit_tokens"))
     inp, out = n(u.get("prompt_tokens")), n(u.get("completion_tokens"))
     return {"input_tokens": inp,
@@ -81,7 +80,7 @@ def from_chat(completion: dict, req: Translation, rid: str, model: str, created:
     choices = completion.get("choices")
     choice = choices[0] if isinstance(choices, list) and choices \
         and isinstance(choices[0], dict) else {}
-    message = choice.get("message") if isinstance(choice.get("message"), dict) else {}
+    message = obj_at(choice, "message")
     finish = choice.get("finish_reason")
     status = status_of(finish)
     item_status = "incomplete" if status == "incomplete" else "completed"

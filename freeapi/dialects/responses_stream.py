@@ -20,6 +20,7 @@ from freeapi.dialects.responses import Translation
 from freeapi.dialects.responses_output import (call_item, chat_message, message_item, new_id,
                                                output_text, reasoning_item, response_object,
                                                status_of, usage)
+from freeapi.jsonvalues import obj_at
 
 
 # One encoder for every event: json.dumps with options builds a new one per call.
@@ -150,7 +151,7 @@ class EventStream:
         if not isinstance(index, int):  # some servers omit it: an id starts a new call
             last = max(self._calls, default=-1)
             index = last + 1 if tc.get("id") is not None or last < 0 else last
-        fn = tc.get("function") if isinstance(tc.get("function"), dict) else {}
+        fn = obj_at(tc, "function")
         item = self._calls.get(index)
         if item is None:
             out += self._close()
@@ -180,7 +181,7 @@ class EventStream:
         if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
             return b""
         choice = choices[0]  # a Response has one answer; n > 1 is never asked for
-        delta = choice.get("delta") if isinstance(choice.get("delta"), dict) else {}
+        delta = obj_at(choice, "delta")
         out = b""
         reasoning = delta.get("reasoning_content")
         if isinstance(reasoning, str) and reasoning:

@@ -23,9 +23,6 @@ class TranscriptionsHandler(DoorHandler):
 
     async def post(self):
         token = self.client_token()
-        if self._size > self.gateway.config.max_body_size:
-            raise self._too_large()
-        form = parse_form(self.request.headers.get("Content-Type", ""),
-                          b"".join(self._chunks))
+        form = parse_form(self.request.headers.get("Content-Type", ""), self.raw_body())
         op = Transcriptions(form)
         await self.pipeline.call(op, model=op.model, token=token)

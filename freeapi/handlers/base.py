@@ -14,15 +14,19 @@ from tornado import web
 
 from freeapi import logs
 from freeapi.errors import APIError, invalid_request
+from freeapi.json_limits import deeper_than, value_bound
 from freeapi.keys import bearer
 from freeapi.server import answer_and_close
 
 log = logging.getLogger("freeapi")
 
-# A `\uD800`-`\uDFFF` escape: the only way a body decoded from UTF-8 can hold a lone
-# surrogate, which Python keeps in the str but cannot encode when the body is forwarded.
-# Most bodies have none, so the walk over the parsed body runs only when this matches.
-_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+# A `\uD800`-`\uDFFF` escape that is not half of a pair: the only way a body decoded from
+# UTF-8 can hold a lone surrogate, which Python keeps in the str but cannot encode when the
+# body is forwarded. Most bodies have none (emoji escaped as pairs are fine), so the walk
+# over the parsed body, to name where it is, runs only when this matches. (An escaped
+# backslash before `u` matches too: the walk then finds nothing.)
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89abAB][0-9a-fA-F]{2}(?!\\u[dD][c-fC-F])"
+                               rb"|(?<!\\u[dD][89abAB][0-9a-fA-F]{2})\\u[dD][c-fC-F]")
 
 
 def _no_constants(name: str):
@@ -43,19 +47,6 @@ def _finite(text: str) -> float:
 # Far deeper than any real request (tool schemas nest a dozen levels), far below the ~950
 # levels at which Python's json gives up: every later encoding of the body is safe.
 MAX_DEPTH = 128
-
-
-def _deeper_than(body, limit: int) -> bool:
-    """Whether objects and arrays nest more than `limit` levels; iterative."""
-    stack = [(body, 1)]
-    while stack:
-        value, depth = stack.pop()
-        if depth > limit:
-            return True
-        for child in value.values() if isinstance(value, dict) else value:
-            if isinstance(child, (dict, list)):
-                stack.append((child, depth + 1))
-    return False
 
 
 def _lone_surrogate(body) -> str | None:
@@ -126,6 +117,8 @@ class APIHandler(web.RequestHandler):
     auth_required = True
     _body_timer = None
     _rlog = None  # logs.RequestLog: this request's id and log fields
+    _reserved = 0  # bytes of the gateway's body budget this request holds
+    _over_budget = False  # a chunked body outgrew the budget: answered 503, not buffered
 
     def initialize(self):
         self.gateway = self.settings["freeapi"]
@@ -154,25 +147,43 @@ class APIHandler(web.RequestHandler):
                 self.client_token()
             if length and length.isdigit() and int(length) > self.gateway.config.max_body_size:
                 raise self._too_large()
+            if length and length.isdigit() and int(length) > 0:
+                self._reserve(int(length))
         except APIError as e:
             if body_coming:
-                self._refuse_unread(e)
+                # A 503 for want of room is retried: the client, which may only read once
+                # it has sent everything, must get to read it (its body is read and
+                # dropped, costing no memory). Other refusals read 1 MB at most.
+                full = e.code == "body_buffer_full"
+                self._refuse_unread(e, (int(length) + 4096) if full else 1 << 20,
+                                    10.0 if full else 1.0)
             raise
         if body_coming:
             self._watch_body()
+        self._body_coming = body_coming
 
-    def _refuse_unread(self, err: APIError):
+    def refuse(self, err: APIError):
+        """Raise `err`; when the body is still to come, answer it before reading the body
+        (a subclass's own checks in prepare, e.g. quotas, then cost no buffering)."""
+        if getattr(self, "_body_coming", False):
+            self._stop_watching_body()
+            self._release()  # the connection is taken over: no on_finish will give it back
+            self._refuse_unread(err)
+        raise err
+
+    def _refuse_unread(self, err: APIError, drain: int = 1 << 20, seconds: float = 1.0):
         """Answer `err` before the body is read, on a connection taken over from Tornado
         (which would close it with the body unread, resetting it before the client reads
         the answer), and close it cleanly; the handler does nothing more."""
         body = json.dumps(self.error_body(err)).encode()
+        retry = f"Retry-After: {err.retry_after}\r\n" if err.retry_after else ""
         head = (f"HTTP/1.1 {err.status} {responses.get(err.status, 'Error')}\r\n"
                 f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
-                f"X-Request-Id: {self._rlog.request_id}\r\n"  # a checked charset: no CRLF
+                f"X-Request-Id: {self._rlog.request_id}\r\n{retry}"  # checked: no CRLF
                 "Connection: close\r\n\r\n").encode()
         log.debug("%s %s -> %d before the body (%s)", self.request.method, self.request.path,
                   err.status, err.code)
-        answer_and_close(self.request.connection.detach(), head + body)
+        answer_and_close(self.request.connection.detach(), head + body, seconds, drain)
         raise Answered()
 
     def _watch_body(self):
@@ -202,6 +213,30 @@ class APIHandler(web.RequestHandler):
         # subclasses that override this must call it.
         super().on_connection_close()
         self._stop_watching_body()
+        self._release()
+
+    def on_finish(self):
+        # Subclasses that override this must call it.
+        self._release()
+
+    # -- the gateway-wide budget of buffered body bytes (freeapi/body_budget.py) ------------
+
+    def _reserve(self, size: int):
+        if not self.gateway.body_budget.take(size):
+            raise self._no_room()
+        self._reserved += size
+
+    def _release(self):
+        if self._reserved:
+            self.gateway.body_budget.give_back(self._reserved)
+            self._reserved = 0
+        self._chunks = []
+
+    def _no_room(self) -> APIError:
+        return APIError(503, "The gateway is holding as many request bodies as it may at "
+                             f"once ({self.gateway.body_budget.limit} bytes, "
+                             "server.max_buffered_bytes); retry shortly.",
+                        code="body_buffer_full", retry_after="1")
 
     def _body_stalled(self):
         self._body_timer = None
@@ -222,17 +257,37 @@ class APIHandler(web.RequestHandler):
     def data_received(self, chunk: bytes):
         self._last_data = time.monotonic()
         self._size += len(chunk)
-        if self._size <= self.gateway.config.max_body_size:
-            self._chunks.append(chunk)
-        else:
-            self._chunks.clear()
+        if self._over_budget or self._size > self.gateway.config.max_body_size:
+            self._release()  # nothing more is kept: the answer is a 503 or a 413
+            return
+        if self._size > self._reserved:  # a chunked body: reserved as it comes
+            if not self.gateway.body_budget.take(self._size - self._reserved):
+                self._over_budget = True
+                self._release()
+                return
+            self._reserved = self._size
+        self._chunks.append(chunk)
 
-    def json_body(self) -> dict:
+    def raw_body(self) -> bytes:
+        """The request body, its size checked against the gateway's limits."""
         if self._size > self.gateway.config.max_body_size:
             raise self._too_large()
+        if self._over_budget:
+            raise self._no_room()
         raw = b"".join(self._chunks)
+        self._chunks = [raw]  # the joined copy is the only one kept
+        return raw
+
+    def json_body(self) -> dict:
+        raw = self.raw_body()
         if not raw.strip():
             raise invalid_request("Request body is empty; expected a JSON object.")
+        cap = self.gateway.config.max_json_values
+        if value_bound(raw) > cap:
+            # Before json.loads, whose time and memory grow with the values, not the bytes.
+            raise invalid_request(f"Request body has more than {cap} JSON values (counted "
+                                  "as commas and opening brackets; server.max_json_values).",
+                                  code="too_many_json_values")
         try:
             body = json.loads(raw, parse_constant=_no_constants, parse_float=_finite)
         except (ValueError, UnicodeDecodeError) as e:
@@ -243,7 +298,7 @@ class APIHandler(web.RequestHandler):
                                   code="invalid_json") from None
         if not isinstance(body, dict):
             raise invalid_request("Request body must be a JSON object.")
-        if raw.count(b"[") + raw.count(b"{") > MAX_DEPTH and _deeper_than(body, MAX_DEPTH):
+        if deeper_than(raw, MAX_DEPTH):
             # json.loads takes ~950 levels; encoding the body again for the vendor fails
             # a little earlier, which was a 500 (after the request had been admitted).
             raise invalid_request(f"Request body is nested more than {MAX_DEPTH} levels "

@@ -30,8 +30,9 @@ class DoorHandler(APIHandler):
     endpoint = "chat"  # the ledger's name for this door
     keepalive = sse.KEEPALIVE
     #: The door's clients may drop the reasoning of tool-call turns (Anthropic clients drop
-    #: thinking blocks they cannot verify): the pipeline then keeps it by tool-call id and
-    #: puts it back (freeapi/reasoning.py). The encoder then has `on_finish(answer)`.
+    #: thinking blocks they cannot verify, Responses clients reasoning items): the pipeline
+    #: then keeps it by caller and tool call (id, name, arguments) and puts it back
+    #: (freeapi/reasoning.py). The encoder then has `on_finish(answer)`.
     remembers_reasoning = False
     pipeline: Pipeline | None = None
 
@@ -43,6 +44,7 @@ class DoorHandler(APIHandler):
         self.gateway.active.add(self)
 
     def on_finish(self):
+        super().on_finish()
         if self.pipeline is not None:
             self.pipeline.finished()
 

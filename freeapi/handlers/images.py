@@ -24,10 +24,8 @@ class ImageEditsHandler(DoorHandler):
 
     async def post(self):
         token = self.client_token()
-        if self._size > self.gateway.config.max_body_size:
-            raise self._too_large()
-        form = parse_form(self.request.headers.get("Content-Type", ""),
-                          b"".join(self._chunks), variation=self.operation.variation)
+        form = parse_form(self.request.headers.get("Content-Type", ""), self.raw_body(),
+                          variation=self.operation.variation)
         editors = [m for p in self.gateway.providers.values() for m in p.image_edit_models]
         op = self.operation(form, editors)
         self.write_json(await self.pipeline.call(op, model=op.model, token=token))

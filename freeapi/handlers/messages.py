@@ -50,7 +50,7 @@ class MessagesHandler(AnthropicWire, DoorHandler):
         return dialect.stream_error(err)
 
     def chat_encoder(self, relay):
-        return ChatToMessages(relay, self._model)
+        return ChatToMessages(relay, relay.model)  # the model that served, for `free`
 
     async def post(self):
         token = self.client_token()
@@ -66,13 +66,15 @@ class MessagesHandler(AnthropicWire, DoorHandler):
         if answer is None:
             return  # streamed
         self.write_json(answer.data if answer.native
-                        else dialect.from_chat(answer.json(), self._model))
+                        else dialect.from_chat(answer.json(), self.pipeline.served_model
+                                               or self._model))
 
 
 class CountTokensHandler(AnthropicWire, APIHandler):
     """The vendor counts where its Anthropic endpoint can (`anthropic_count_tokens`);
     otherwise the gateway estimates (dialect.estimate_tokens) and says so in
-    `x-freeapi-estimated: true`."""
+    `x-freeapi-estimated: true`. A request of the caller's rpm either way, and a bounded
+    walk (dialect.check_countable)."""
 
     _call = None
 
@@ -85,17 +87,15 @@ class CountTokensHandler(AnthropicWire, APIHandler):
         gw = self.gateway
         token = self.client_token()
         body = self.json_body()
+        dialect.check_countable(body)  # before validate() walks the blocks
         model, _ = dialect.validate(body, count_only=True)
         route = gw.resolve(model)
         caller = self.caller
-        if caller is not None and caller.models is not None \
-                and not gw.limits.model_allowed(caller, model, route):
-            # The same refusal the pipeline's admission gives (Limits.admit); no rpm is
-            # counted: clients call count_tokens many times a second.
-            allowed = ", ".join(caller.models) or "none"
-            raise APIError(403, f"Gateway key {caller.name!r} may not use the model "
-                                f"{model!r} (allowed: {allowed}).", param="model",
-                           code="model_not_allowed")
+        if caller is not None and caller.limited:
+            # Admitted like any request: the key's models, and one request of its rpm (the
+            # estimate is work done for the caller, and count_tokens was an unmetered way
+            # to make the gateway do it). No tokens are charged: nothing was generated.
+            await gw.limits.admit(caller, model, route)
         counted = await self._ask_vendor(route, token, body)
         if counted is None:
             self.set_header("x-freeapi-estimated", "true")

@@ -12,22 +12,40 @@ Stored responses: `store` is true unless the client says false, as in OpenAI's A
 (https://platform.openai.com/docs/api-reference/responses/create). A stored response
 keeps its Response object (for GET) and the conversation in chat form up to and including
 its answer, reasoning included (for `previous_response_id`, so DeepSeek or Kimi get the
-reasoning of a tool-call turn back). Records live in the state store (`kv_put`, namespace
+reasoning of a tool-call turn back).
+
+Reasoning a client drops: many Responses clients send back a `function_call` item without
+the `reasoning` item before it (OpenAI's API tolerates it; DeepSeek and Kimi answer 400).
+As at the messages door, the reasoning of every answer that ended in function calls is
+remembered (freeapi/reasoning.py: by caller and call id, name and arguments; translated
+answers through the pipeline, pass-through ones here and in responses_native.py), and put
+back into the input items of a request that returns the calls without it
+(`reasoning.restore_items`), before the request is translated or passed through. Records live in the state store (`kv_put`, namespace
 "rs") for `responses.ttl` seconds, at most `responses.max_bytes` of JSON each, and belong
-to the caller that made them, like conversations: any other caller gets 404.
+to the caller that made them, like conversations: any other caller gets 404. What one
+caller keeps is bounded (`responses.max_per_caller` records and `max_bytes_per_caller`
+bytes within `ttl`: store: true over either is a 429 before the vendor is asked), and an
+`input_file`'s inline data is not kept beyond `responses.max_file_bytes`: a bigger one
+is replaced in the stored conversation by a note naming the file and its sha256, so a
+continuation tells the model it was there and the client can send it again.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hashlib
 import json
 import logging
+import math
 import re
 import time
 
 from freeapi import conversations as conv
+from freeapi import reasoning
 from freeapi.dialects.responses import Translation, input_messages, to_chat
-from freeapi.dialects.responses_output import from_chat, new_id
-from freeapi.dialects.responses_native import NativeResponses
+from freeapi.dialects.responses_output import from_chat, new_id, reasoning_item
+from freeapi.dialects.responses_native import NativeResponses, remembered
 from freeapi.dialects.responses_stream import EventStream
 from freeapi.errors import APIError, invalid_request
 from freeapi.handlers.base import APIHandler
@@ -36,7 +54,7 @@ from freeapi.handlers.door import DoorHandler
 from freeapi.keys import bearer
 from freeapi.pipeline.history import needs_credentials
 from freeapi.sse import SSEParser
-from freeapi.store import StoreError
+from freeapi.store import Hit, StoreError
 
 log = logging.getLogger("freeapi.responses")
 
@@ -97,6 +115,39 @@ def _vendor_message(text: str) -> str | None:
     return str(err or data)[:500]
 
 
+def without_file_data(messages: list, limit: int) -> list:
+    """The messages as stored: a `file` part whose inline data is longer than `limit`
+    becomes a text note naming it (a file_id part stays: it is a reference already)."""
+    out = []
+    for m in messages:
+        parts = m.get("content") if isinstance(m, dict) else None
+        if isinstance(parts, list) and any(_big_file(p, limit) for p in parts):
+            m = dict(m, content=[_note(p) if _big_file(p, limit) else p for p in parts])
+        out.append(m)
+    return out
+
+
+def _big_file(part, limit: int) -> bool:
+    f = part.get("file") if isinstance(part, dict) and part.get("type") == "file" else None
+    return isinstance(f, dict) and isinstance(f.get("file_data"), str) \
+        and len(f["file_data"]) > limit
+
+
+def _note(part: dict) -> dict:
+    f = part["file"]
+    data = f["file_data"]
+    try:
+        raw = base64.b64decode(data.partition(",")[2], validate=True)
+    except (binascii.Error, ValueError):
+        raw = data.encode()
+    name = str(f.get("filename") or "document")[:200]
+    return {"type": "text", "text": f"[The file {name!r} ({len(raw)} bytes, sha256 "
+                                    f"{hashlib.sha256(raw).hexdigest()}) was sent with an "
+                                    "earlier turn; the gateway does not keep files with "
+                                    "stored responses: to ask about it again, send it "
+                                    "again as input_file.]"}
+
+
 class ResponseEvents:
     """The stream encoder the pipeline drives: the vendor's chat chunks, as the relay
     shapes them for the client (model name, provider quirks, display mode), become
@@ -105,6 +156,7 @@ class ResponseEvents:
     def __init__(self, door: "ResponsesHandler", relay):
         self.door, self.relay, self.events = door, relay, door.events
         self.failed = False
+        self.on_finish = None  # set by the pipeline: called with the answer at the end
 
     def feed(self, data: str) -> bytes:
         if self.failed:
@@ -133,7 +185,11 @@ class ResponseEvents:
         if self.events.usage is None:
             self.events.usage = self.relay.usage
         out += self.events.end()
-        self.door.keep(self.events.final, self.events.answer())
+        answer = self.events.answer()
+        self.door.keep(self.events.final, answer)
+        if self.on_finish is not None:
+            on_finish, self.on_finish = self.on_finish, None
+            on_finish(answer)
         return out
 
 
@@ -141,6 +197,9 @@ class ResponsesHandler(DoorHandler):
     """POST /v1/responses."""
 
     endpoint = "responses"
+    # Clients that return a function_call without its reasoning item still get the
+    # reasoning back to vendors that require it (see the module's docstring).
+    remembers_reasoning = True
     req: Translation | None = None
     events: EventStream | None = None
     native: NativeResponses | None = None
@@ -158,7 +217,12 @@ class ResponsesHandler(DoorHandler):
                                       "continuation (responses.max_bytes); send the whole "
                                       "input instead.", param="previous_response_id",
                                       code="previous_response_too_large")
+        if isinstance(body.get("input"), list):
+            body["input"] = await reasoning.restore_items(
+                self.gateway.store, body["input"], owner=_owner(self), make_item=reasoning_item)
         self.req = req = to_chat(body, history)
+        if req.store and _owner(self) != conv.ANONYMOUS:
+            await self._room_to_store()
         # A vendor answers 400 to a tool it cannot run: say what was left out instead (the
         # same header as the messages door's).
         if req.dropped:
@@ -178,15 +242,20 @@ class ResponsesHandler(DoorHandler):
         if answer is None:
             return  # streamed through ResponseEvents or the native events
         if answer.native:
+            cfg = self.gateway.config.reasoning
+            await reasoning.remember(self.gateway.store, remembered(answer.data),
+                                     owner=_owner(self), ttl=cfg.ttl, max_chars=cfg.max_chars)
             self.write_json(answer.data)
             return
-        obj, turn = from_chat(answer.json(), req, self.rid, model, self.created)
+        obj, turn = from_chat(answer.json(), req, self.rid,
+                              self.pipeline.served_model or model, self.created)
         self.keep(obj, turn)
         self.write_json(obj)
 
     # -- the door's wire details (see freeapi/pipeline) ----------------------------------
 
     def chat_encoder(self, relay):
+        self.events.model = relay.model  # the model that served, for `free`
         return ResponseEvents(self, relay)
 
     def started(self) -> bytes:
@@ -225,7 +294,9 @@ class ResponsesHandler(DoorHandler):
         if turn is None:
             messages = None
         else:
-            messages = req.messages + (turn if isinstance(turn, list) else [turn])
+            messages = without_file_data(
+                req.messages + (turn if isinstance(turn, list) else [turn]),
+                cfg.max_file_bytes)
         record = {"owner": owner, "response": obj, "messages": messages}
         size = len(json.dumps(record, ensure_ascii=False, separators=(",", ":")))
         if size > cfg.max_bytes and messages is not None:
@@ -236,8 +307,39 @@ class ResponsesHandler(DoorHandler):
                             self.rid, size)
                 return
         store = self.gateway.store
-        store.spawn(store.kv_put(NS, self.rid, record, cfg.ttl),
-                    f"response {self.rid}: not stored")
+        store.spawn(self._store(record, size), f"response {self.rid}: not stored")
+
+    def _quota(self, owner: str, size: int) -> list[Hit]:
+        """The caller's stored responses and their bytes within `ttl`. Size 0: whether any
+        room is left (before the vendor is asked); else the record, counted whatever the
+        total (as a key's token budget, a quota is overshot by the requests in flight
+        when it fills up, never by more)."""
+        cfg = self.gateway.config.responses
+        if not size:
+            return [Hit(f"rsn:{owner}", 0, cfg.ttl, cfg.max_per_caller),
+                    Hit(f"rsb:{owner}", 0, cfg.ttl, cfg.max_bytes_per_caller)]
+        return [Hit(f"rsn:{owner}", 1, cfg.ttl), Hit(f"rsb:{owner}", size, cfg.ttl)]
+
+    async def _room_to_store(self) -> None:
+        try:
+            ok, wait, failed = await self.gateway.store.hits(self._quota(_owner(self), 0))
+        except StoreError:
+            return  # answered all the same; storing it will fail and be logged (as before)
+        if ok:
+            return
+        cfg = self.gateway.config.responses
+        key = ("max_per_caller", "max_bytes_per_caller")[failed]
+        what = (f"{cfg.max_per_caller} responses" if failed == 0
+                else f"{cfg.max_bytes_per_caller} bytes of responses")
+        seconds = max(1, math.ceil(wait))
+        raise APIError(429, f"This caller has stored {what} within {cfg.ttl:g}s "
+                            f"(responses.{key}); send store: false, or retry in {seconds}s.",
+                       code="stored_response_limit", retry_after=str(seconds))
+
+    async def _store(self, record: dict, size: int) -> None:
+        store, cfg = self.gateway.store, self.gateway.config.responses
+        await store.hits(self._quota(record["owner"], size))
+        await store.kv_put(NS, self.rid, record, cfg.ttl)
 
 
 class ResponseHandler(APIHandler):

@@ -51,8 +51,8 @@ async def read_part(part: dict, where: str, store, owner: str) -> tuple[str, str
         raise invalid_request(f"`{where}.file` must be an object with `file_data` or "
                               "`file_id`.", param=where)
     if f.get("file_id") is not None and f.get("file_data") is None:
-        rec = await files.load(store, f["file_id"], owner)
-        return rec["filename"], rec["media_type"], base64.b64decode(rec["data"])
+        rec, raw = await files.content(store, f["file_id"], owner)
+        return rec["filename"], rec["media_type"], raw
     data = f.get("file_data")
     m = _DATA_URL.match(data) if isinstance(data, str) else None
     if not m:

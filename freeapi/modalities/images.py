@@ -90,25 +90,25 @@ class Images(Operation):
             err = provider.error_from(status, headers, raw, [key] if key else [])
             if err is not None:
                 raise err
-        data = [d for d in got.get("data") or () if isinstance(d, dict)]
+        # No more than asked for: extra URLs a vendor lists are neither downloaded nor
+        # passed on.
+        data = [d for d in got.get("data") or () if isinstance(d, dict)][:self.n]
         if not data:
             raise vendor_error(provider.name, 502, "the answer holds no image")
         if self.b64 and provider.images_url_only:
             for item in data:
                 url = item.pop("url", None)
                 if isinstance(url, str) and "b64_json" not in item:
-                    item["b64_json"] = await self._download(pipeline, provider, url)
+                    # No key goes with it: the URL is the vendor's storage, signed on its
+                    # own.
+                    raw = await pipeline.download(provider, url, MAX_IMAGE_BYTES,
+                                                  "the image download")
+                    item["b64_json"] = base64.b64encode(raw).decode()
         out = {"created": got.get("created") or int(time.time()), "data": [
             {k: v for k, v in item.items() if k in ("url", "b64_json", "revised_prompt")}
             for item in data]}
         return out
 
-    async def _download(self, pipeline, provider, url: str) -> str:
-        if not url.startswith(("https://", "http://")):
-            raise vendor_error(provider.name, 502, "an image URL that is not http(s)")
-        # No key goes with it: the URL is the vendor's storage, signed on its own.
-        status, _, raw = await pipeline.fetch(provider, UpstreamRequest("GET", url, {}),
-                                              MAX_IMAGE_BYTES, "the image download")
-        if status != 200 or not raw:
-            raise vendor_error(provider.name, 502, f"downloading the image gave HTTP {status}")
-        return base64.b64encode(raw).decode()
+    @property
+    def n(self) -> int:
+        return self.body.get("n") or 1

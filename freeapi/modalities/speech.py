@@ -97,14 +97,9 @@ async def _whole(pipeline, provider, raw: bytes) -> bytes:
         audio = provider.speech_answer(raw)
     except UNUSABLE:
         raise vendor_error(provider.name, 502, "the speech answer held no audio") from None
-    if isinstance(audio, UpstreamRequest):
-        if not audio.url.startswith(("https://", "http://")):
-            raise vendor_error(provider.name, 502, "an audio URL that is not http(s)")
-        status, _, audio = await pipeline.fetch(provider, audio, MAX_AUDIO_BYTES,
-                                                "the audio download")
-        if status != 200:
-            raise vendor_error(provider.name, 502,
-                               f"downloading the audio gave HTTP {status}")
+    if isinstance(audio, UpstreamRequest):  # a URL of the vendor's storage, no key
+        audio = await pipeline.download(provider, audio.url, MAX_AUDIO_BYTES,
+                                        "the audio download")
     if not audio:
         raise vendor_error(provider.name, 502, "the speech answer held no audio")
     return audio

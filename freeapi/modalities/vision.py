@@ -48,6 +48,13 @@ def _other_doors(p) -> dict:
     return table
 
 
+def _takes_images(route) -> bool:
+    """Whether the route's model takes images, or may (a model the provider does not list,
+    or a provider that does not say)."""
+    p, upstream = route.provider, route.upstream_model
+    return p.vision_models is None or upstream in p.vision_models or upstream not in p.models
+
+
 def check_chat(route, body: dict, model: str, parts: bool = True) -> None:
     """Raise the 400 for a chat request this route's model cannot serve. `parts`: the
     request has content parts (see has_parts); without, only the model is checked."""
@@ -57,8 +64,17 @@ def check_chat(route, body: dict, model: str, parts: bool = True) -> None:
         what, door = other[upstream]
         raise invalid_request(f"The model {model!r} is a {what} model, not a chat model: "
                               f"use {door}.", param="model", code="model_not_supported")
+    if route.via and parts:  # the `free` model: every target it may fail over to
+        if not all(_takes_images(t) for t in (route, *(route.chain or ()))) \
+                and has_images(body.get("messages") or ()):
+            raise invalid_request(  # its vision variant, never a paid model
+                f"The model {model!r} may pick a model that takes no images; send images "
+                f"to {route.via.replace('free', 'free-vision', 1)!r} (listed in GET "
+                "/v1/models when a free model here takes images).", param="messages",
+                code="model_not_vision")
+        return
     vision = p.vision_models
-    if not parts or vision is None or upstream in vision or upstream not in p.models:
+    if not parts or _takes_images(route):
         return
     if has_images(body.get("messages") or ()):
         listed = sorted(v for v in vision if v in p.models) or sorted(vision)

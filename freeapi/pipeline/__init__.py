@@ -32,9 +32,11 @@ shutdown, the ledger entry in `on_finish`). Set on the class:
 - `remembers_reasoning` (default False): the door's clients may drop the reasoning of
   tool-call turns (Anthropic clients drop thinking blocks they cannot verify). The pipeline
   then keeps each tool-call answer's reasoning (freeapi/reasoning.py, by caller and
-  tool-call id) and puts it back into turns that return without it; the door's encoder
-  must then have an `on_finish` attribute, called with the answer's reasoning and
-  tool-call ids as a chat.completion-shaped dict when the stream completes.
+  tool call: id, name, arguments; nothing for callers without credentials) and puts it
+  back into turns that return without it; the door's encoder must then have an
+  `on_finish` attribute, called with the answer's reasoning and tool calls (a
+  chat.completion-shaped dict, or one assistant message) when the stream completes. A
+  native relay that has `on_finish` too (the Responses door's) is hooked the same way.
 
 Then in `post()`::
 
@@ -143,6 +145,12 @@ class Pipeline(AccountingMixin, ConversationMixin, DocumentsMixin, FailoverMixin
     def caller(self):
         return self.handler.caller
 
+    @property
+    def served_model(self) -> str | None:
+        """The name answers carry for the model that served when it is not the requested
+        one (a `free` target's: freeapi/free.py); None otherwise."""
+        return self._served[0].shown_as if self._served is not None else None
+
     # -- lifecycle (DoorHandler calls these) ------------------------------------------------
 
     def finished(self):
@@ -204,7 +212,8 @@ class Pipeline(AccountingMixin, ConversationMixin, DocumentsMixin, FailoverMixin
             raise forged()  # a client's placeholder would go to the vendor as it is
         if route.display:  # put back the reasoning the display mode kept from the client
             body["messages"] = await reasoning.for_vendor(
-                self.gateway.store, route.display, body["messages"], owner=self._owner())
+                self.gateway.store, route.display, body["messages"], owner=self._owner(),
+                tools=body.get("tools"))
         elif self.handler.remembers_reasoning:  # the reasoning a client dropped
             body["messages"] = await reasoning.restore(
                 self.gateway.store, body["messages"], owner=self._owner())
@@ -244,7 +253,7 @@ class Pipeline(AccountingMixin, ConversationMixin, DocumentsMixin, FailoverMixin
         raw, route = await self._attempt(route, model, body, token, stream=False)
         if self.native:
             try:
-                data, self._usage = self._native.answer(raw, model)
+                data, self._usage = self._native.answer(raw, route.shown_as or model)
             except (ValueError, UnicodeDecodeError, RecursionError):
                 raise vendor_error(route.provider.name, 502, "the answer was not a JSON "
                                    "object") from None

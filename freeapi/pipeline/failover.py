@@ -41,6 +41,15 @@ def server_key_error(err: APIError, provider: str) -> APIError:
                     code="upstream_key_rejected")
 
 
+def _verdict(lease, err: APIError) -> None:
+    """Release the key with the vendor's verdict, unless the refusal was about one model,
+    not the key (a used-up per-model free quota: `err.scope == "model"`)."""
+    if getattr(err, "scope", None) == "model":
+        lease.cancel()
+    else:
+        lease.release(err.status, retry_after=err.retry_after)
+
+
 def _context_too_long(err: APIError) -> bool:
     text = err.message.lower()
     return err.status in (400, 413) and ("context" in text or "too long" in text
@@ -183,7 +192,7 @@ class FailoverMixin:
             self._admitted = True  # it has credentials for a target: the ledger has it
             pool = gw.pools[provider.name]
             tbody = target.body_for(body)
-            tried = set()
+            tried = set(target.skip_keys)  # keys whose free quota is used up (freeapi/free.py)
             while attempts < limits.max_attempts and (
                     attempts == 0 or time.monotonic() - started < limits.max_time):
                 try:
@@ -226,6 +235,7 @@ class FailoverMixin:
                         h.set_header("x-freeapi-attempts", str(attempts))
                     return result, target
                 last = err
+                gw.free.observe(target, lease.key, err)  # a used-up free quota is remembered
                 self._failed_at = (t_index, provider.name)
                 if not passthrough:
                     last = server_key_error(err, provider.name)
@@ -237,12 +247,17 @@ class FailoverMixin:
                     break  # no key gets through a closed port: the next target may
                 if err.status in KEY_FAILURES or err.status >= 500:
                     continue  # this key or this vendor: try another
-                if t_index + 1 < len(targets) and _context_too_long(err):
-                    break  # a longer-context fallback may take it
+                if t_index + 1 < len(targets) and (_context_too_long(err) or (
+                        target.via and err.status == 404)):
+                    # a longer-context fallback may take it; a `free` target this account
+                    # cannot reach (the vendor does not know the model) is skipped
+                    break
                 if self._doc_refs and await self._stale_documents(err):
                     tried.discard(lease.key)  # the same key may serve, with a new upload
                     continue
                 raise err  # the request itself is wrong: no key or vendor will take it
+        if route.via is not None and last is not None:  # `free`: say when one comes back
+            last = await gw.free.unserved(route.via, last)
         raise last or APIError(503, "No provider could take the request.", code="no_target")
 
     @staticmethod
@@ -295,7 +310,7 @@ class FailoverMixin:
                     self._opened = opened
                     return opened, None
                 opened.close()
-                lease.release(err.status)
+                _verdict(lease, err)
                 log.warning("%s: stream began with an error for key %s: %s",
                             provider.name, lease.id, err.message)
                 return None, err
@@ -325,7 +340,7 @@ class FailoverMixin:
                 return raw, None
             err = vendor_error(provider.name, 502, "expected an event stream, got "
                                f"{resp.headers.get('Content-Type') or 'no type'}")
-        lease.release(err.status, retry_after=err.retry_after)
+        _verdict(lease, err)
         log.warning("%s answered %d for key %s: %s", provider.name, resp.status, lease.id,
                     err.message)
         return None, err

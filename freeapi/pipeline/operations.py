@@ -13,14 +13,18 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 
 from freeapi import sse
+from freeapi.download_policy import Refused
 from freeapi.errors import APIError, UpstreamError, upstream_failure, vendor_error
 from freeapi.handlers.base import ClientGone
 from freeapi.modalities.search import MAX_ROUNDS, add_usage, search_calls
 from freeapi.pipeline.failover import shutdown_error
 from freeapi.relay import StreamRelay, complete
+
+log = logging.getLogger("freeapi.downloads")
 
 
 class StreamMark:
@@ -69,14 +73,45 @@ class OperationMixin:
                                       min(t.connect, remaining), min(t.first_byte, remaining))
             raw = await resp.read(t.idle, limit, self._deadline)
         except UpstreamError as e:
-            if self._client_gone:
-                raise ClientGone() from None
-            if e.kind == "aborted" and gw.shutting_down:
-                raise shutdown_error() from None
-            if e.kind == "timeout" and self.remaining() <= 0:
-                raise self.timed_out(provider, what) from None
-            raise upstream_failure(provider.name, e) from None
+            raise self._failed(e, provider, what) from None
         return resp.status, resp.headers, raw
+
+    async def download(self, provider, url, limit: int, what: str) -> bytes:
+        """The body of a URL the vendor's answer named (an image, an audio file), fetched
+        as `fetch` makes its calls but by the gateway's Downloads: no key, never an
+        internal address unless exempt (freeapi/download_policy.py), the provider's proxy.
+        A URL refused, or anything but a 200 with a body, is the vendor's 502."""
+        if self._client_gone:
+            raise ClientGone()
+        remaining = self.remaining()
+        if remaining <= 0:
+            raise self.timed_out(provider, what)
+        t, downloads = provider.timeouts, self.gateway.downloads
+        try:
+            self._call = call = downloads.start(provider, url)
+            resp = await downloads.send(call, min(t.connect, remaining),
+                                        min(t.first_byte, remaining))
+            raw = await resp.read(t.idle, limit, self._deadline)
+        except Refused as e:
+            log.warning("%s: %s refused: %s", provider.name, what, e)
+            raise vendor_error(provider.name, 502, f"{what} was refused: {e}",
+                               code="download_refused") from None
+        except UpstreamError as e:
+            raise self._failed(e, provider, what) from None
+        if resp.status != 200 or not raw:
+            raise vendor_error(provider.name, 502, f"{what} gave HTTP {resp.status}"
+                               + ("" if raw else " with no body"))
+        return raw
+
+    def _failed(self, e: UpstreamError, provider, what: str) -> Exception:
+        """What a failed fetch or download raises."""
+        if self._client_gone:
+            return ClientGone()
+        if e.kind == "aborted" and self.gateway.shutting_down:
+            return shutdown_error()
+        if e.kind == "timeout" and self.remaining() <= 0:
+            return self.timed_out(provider, what)
+        return upstream_failure(provider.name, e)
 
     @staticmethod
     def timed_out(provider, what: str) -> APIError:

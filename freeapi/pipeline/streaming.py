@@ -44,8 +44,11 @@ class StreamingMixin:
             writer.deadline = self._deadline
             keys = [self._lease.key] if self._lease else ()
             if self.native:
-                encoder = self._native.relay(model, keys)
+                encoder = self._native.relay(route.shown_as or model, keys)
                 self._stream_relay = encoder
+                if h.remembers_reasoning and hasattr(encoder, "on_finish"):
+                    # a native relay that can tell the answer's reasoning (Responses)
+                    encoder.on_finish = lambda answer: setattr(self, "_hidden", (route, answer))
             else:
                 relay = StreamRelay(route, model, include_usage=include_usage, keys=keys)
                 self._watch_relay(relay)

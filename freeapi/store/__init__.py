@@ -32,6 +32,10 @@ MAX_PENDING = 10000
 # queued (aclose); a kill -9 loses what is queued: the last 50 ms of answers.
 LEDGER_DELAY = 0.05
 LEDGER_BATCH = 256
+# The largest piece of a blob one store call moves (see Store.blob_put).
+BLOB_PIECE = 256 << 10
+# JSON records longer than this are decoded on a worker thread, not the event loop.
+BIG_JSON = 256 << 10
 
 # The ledger's columns (SQLite) / JSON fields (Redis), in the order `freeapi usage` reads.
 # Fields added after the first release go at the end (SQLite adds them as columns to an
@@ -262,6 +266,24 @@ class Store:
 
     async def kv_delete(self, ns: str, name: str) -> bool:
         """Delete one record; True when a live one was there."""
+        raise NotImplementedError
+
+    # -- file contents (freeapi/modalities/files.py) -------------------------------------
+    # Bytes kept apart from their JSON record, so reading a file's metadata never loads its
+    # content, and read in bounded pieces, so one caller's big file never holds the
+    # backend's one connection (Redis) or thread (SQLite) for long.
+
+    async def blob_put(self, ns: str, name: str, data: bytes, ttl_s: float) -> None:
+        """Store raw bytes under (`ns`, `name`), replacing any, gone after `ttl_s`
+        seconds (Redis: in pieces of at most BLOB_PIECE bytes, one command each)."""
+        raise NotImplementedError
+
+    async def blob_read(self, ns: str, name: str, offset: int, size: int) -> bytes:
+        """Up to `size` bytes of the live blob from `offset` (callers ask for at most
+        BLOB_PIECE); b"" when there is no such blob or `offset` is at its end."""
+        raise NotImplementedError
+
+    async def blob_delete(self, ns: str, name: str) -> bool:
         raise NotImplementedError
 
     # -- lifecycle ----------------------------------------------------------------------

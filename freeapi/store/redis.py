@@ -11,15 +11,20 @@ entries scored by time; `{prefix}co:{id}` a conversation's owner and `{prefix}ct
 list of its turns (two namespaces, so no id can name another id's key);
 `{prefix}kv:{ns}:{name}` the small expiring JSON records of Store.kv_put (ns `kh`: a vendor
 key's health record); `{prefix}kg:{ns}:{group}` a group's index for Store.kv_group, a
-sorted set of names scored by when each record expires (server time, ms).
+sorted set of names scored by when each record expires (server time, ms);
+`{prefix}kb:{ns}:{name}` the raw bytes of Store.blob_put (a file's content), written by SET
+and APPEND and read by GETRANGE in pieces, so no one reply or command on the shared
+connection is bigger than BLOB_PIECE.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 
-from freeapi.store import BUCKETS, Store, StoreError
+from freeapi.store import BIG_JSON, BLOB_PIECE, BUCKETS, Store, StoreError
+from freeapi.store.admin import RedisAdmin
 from freeapi.store.resp import RespClient, Script
 
 _HITS = Script(f"""
@@ -135,7 +140,15 @@ def _dumps(obj) -> str:
     return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
 
 
-class RedisStore(Store):
+async def _loads(raw: bytes):
+    # A big record (a stored response) is decoded on a worker thread rather than inline
+    # on the event loop.
+    if len(raw) < BIG_JSON:
+        return json.loads(raw)
+    return await asyncio.get_running_loop().run_in_executor(None, json.loads, raw)
+
+
+class RedisStore(RedisAdmin, Store):
     kind = "redis"
 
     def __init__(self, url: str, prefix: str = "freeapi:", timeout: float = 5.0):
@@ -230,10 +243,36 @@ class RedisStore(Store):
         if not names:
             return {}
         raws = await self.client.execute("MGET", *(f"{self.prefix}kv:{ns}:{n}" for n in names))
-        return {n: json.loads(r) for n, r in zip(names, raws) if r is not None}
+        out = {}
+        for n, r in zip(names, raws):
+            if r is not None:
+                out[n] = await _loads(r)
+        return out
 
     async def kv_delete(self, ns, name):
         return bool(await self.client.execute("DEL", f"{self.prefix}kv:{ns}:{name}"))
+
+    # -- file contents ------------------------------------------------------------------
+
+    async def blob_put(self, ns, name, data, ttl_s):
+        key, ttl = f"{self.prefix}kb:{ns}:{name}", max(1, int(ttl_s * 1000))
+        view = memoryview(data)
+        # One piece per command: other callers' commands get the connection in between.
+        await self.client.execute("SET", key, bytes(view[:BLOB_PIECE]), "PX", ttl)
+        for at in range(BLOB_PIECE, len(data), BLOB_PIECE):
+            await self.client.execute("APPEND", key, bytes(view[at:at + BLOB_PIECE]))
+
+    async def blob_read(self, ns, name, offset, size):
+        size = min(size, BLOB_PIECE)
+        if size <= 0:
+            return b""
+        got = await self.client.execute("GETRANGE", f"{self.prefix}kb:{ns}:{name}",
+                                        offset, offset + size - 1)
+        return got or b""
+
+    async def blob_delete(self, ns, name):
+        # UNLINK: the server frees a big value in the background.
+        return bool(await self.client.execute("UNLINK", f"{self.prefix}kb:{ns}:{name}"))
 
     # -- lifecycle ----------------------------------------------------------------------
 

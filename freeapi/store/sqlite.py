@@ -17,8 +17,9 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from freeapi.store import (BUCKETS, LEDGER_FIELDS, Store, StoreError, bucket_width_ms,
-                           check_window, now_ms)
+from freeapi.store import (BLOB_PIECE, BUCKETS, LEDGER_FIELDS, Store, StoreError,
+                           bucket_width_ms, check_window, now_ms)
+from freeapi.store.admin import SQLiteAdmin
 
 SCHEMA_VERSION = 1
 _SCHEMA = f"""
@@ -43,6 +44,10 @@ CREATE TABLE IF NOT EXISTS kv_groups (
     ns TEXT NOT NULL, grp TEXT NOT NULL, name TEXT NOT NULL,
     PRIMARY KEY (ns, grp, name)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS kv_groups_name ON kv_groups (ns, name);
+CREATE TABLE IF NOT EXISTS blobs (
+    id INTEGER PRIMARY KEY, ns TEXT NOT NULL, name TEXT NOT NULL, data BLOB NOT NULL,
+    expires REAL NOT NULL, UNIQUE (ns, name));
+CREATE INDEX IF NOT EXISTS blobs_expires ON blobs (expires);
 PRAGMA user_version = {SCHEMA_VERSION};
 """
 _INSERT = (f"INSERT INTO ledger ({', '.join(LEDGER_FIELDS)}) "
@@ -50,7 +55,7 @@ _INSERT = (f"INSERT INTO ledger ({', '.join(LEDGER_FIELDS)}) "
 _SWEEP_EVERY = 60.0  # seconds between sweeps of expired counters and conversations
 
 
-class SQLiteStore(Store):
+class SQLiteStore(SQLiteAdmin, Store):
     kind = "sqlite"
 
     def __init__(self, path: str, timeout: float = 5.0):
@@ -185,6 +190,7 @@ class SQLiteStore(Store):
                        "conversations WHERE expires <= ?)", (now,))
             db.execute("DELETE FROM conversations WHERE expires <= ?", (now,))
             db.execute("DELETE FROM kv WHERE expires <= ?", (now,))
+            db.execute("DELETE FROM blobs WHERE expires <= ?", (now,))
             db.execute("DELETE FROM kv_groups WHERE NOT EXISTS (SELECT 1 FROM kv WHERE "
                        "kv.ns = kv_groups.ns AND kv.name = kv_groups.name)")
         self._tx(db, tx)
@@ -308,6 +314,37 @@ class SQLiteStore(Store):
                                   (ns, name, time.time())).rowcount > 0
             return self._tx(db, tx)
         return await self._run(delete)
+
+    # -- file contents: a rowid table, so pieces are read by incremental blob I/O (sqlite3
+    # blobopen) without loading the whole value; one piece per call on the store's
+    # thread, so other calls run in between. Written in one statement (off the event
+    # loop): written piece by piece into a zeroblob, every page would be written twice.
+
+    async def blob_put(self, ns, name, data, ttl_s):
+        def put(db):
+            def tx():
+                db.execute("DELETE FROM blobs WHERE ns = ? AND name = ?", (ns, name))
+                db.execute("INSERT INTO blobs (ns, name, data, expires) VALUES (?, ?, ?, ?)",
+                           (ns, name, data, time.time() + ttl_s))
+            self._tx(db, tx)
+        await self._run(put)
+
+    async def blob_read(self, ns, name, offset, size):
+        def read(db):
+            row = db.execute("SELECT id FROM blobs WHERE ns = ? AND name = ? AND expires > ?",
+                             (ns, name, time.time())).fetchone()
+            if row is None:
+                return b""
+            with db.blobopen("blobs", "data", row[0], readonly=True) as blob:
+                if offset >= len(blob):
+                    return b""
+                blob.seek(offset)
+                return blob.read(min(size, BLOB_PIECE))
+        return await self._run(read)
+
+    async def blob_delete(self, ns, name):
+        return await self._run(lambda db: db.execute(
+            "DELETE FROM blobs WHERE ns = ? AND name = ?", (ns, name)).rowcount > 0)
 
     # -- lifecycle ----------------------------------------------------------------------
 

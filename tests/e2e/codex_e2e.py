@@ -5,8 +5,9 @@ turn, Codex runs it, and the vendor's final answer quotes what it printed. Twice
 model as it is (Codex gets the reasoning and sends it back), and as `MODEL-silent` (Codex
 never sees the reasoning; the gateway keeps it and puts it back into the tool turn, which
 the vendor, like DeepSeek, refuses without it). And once through the vendor's own
-Responses API (`responses_base_url`), which the gateway passes requests through to. Run by
-.ci/run:
+Responses API (`responses_base_url`), which the gateway passes requests through to: there
+the vendor calls Codex's first function tool, and refuses the call's return without its
+reasoning item (which Codex keeps, or else the gateway puts back). Run by .ci/run:
 
     python tests/e2e/codex_e2e.py PATH/TO/codex
 

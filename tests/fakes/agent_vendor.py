@@ -189,10 +189,49 @@ NATIVE_USAGE = {"input_tokens": 30, "output_tokens": 9, "total_tokens": 39,
                 "output_tokens_details": {"reasoning_tokens": 4}}
 
 
+def _native_problem(items) -> str | None:
+    """The tool-loop rule of thinking mode (https://api-docs.deepseek.com/guides/thinking_mode,
+    "Tool Calls") in Responses form: a run of output items that made function calls comes
+    back with its reasoning item. (That DeepSeek's Responses API words it so is an
+    assumption, 3p unverified; the chat rule is documented.)"""
+    reasoned, in_run = False, False
+    for i, item in enumerate(items if isinstance(items, list) else ()):
+        kind = item.get("type", "message") if isinstance(item, dict) else None
+        if kind in ("reasoning", "function_call") or (
+                kind == "message" and item.get("role") == "assistant"):
+            reasoned = (reasoned and in_run) or kind == "reasoning"
+            in_run = True
+            if kind == "function_call" and not reasoned:
+                return (f"input[{i}]: the reasoning item of a function call must be passed "
+                        "back in thinking mode")
+        else:
+            in_run = False
+    return None
+
+
+def _native_calls(body: dict, n: int, arguments: dict) -> list | None:
+    """Output items calling the request's first function tool, unless its input ends with
+    a function's result (then the answer is text), or None."""
+    tools = [t for t in body.get("tools") or () if isinstance(t, dict)
+             and t.get("type") == "function"]
+    items = body.get("input")
+    if not tools or (isinstance(items, list) and items and isinstance(items[-1], dict)
+                     and items[-1].get("type") == "function_call_output"):
+        return None
+    name = tools[0].get("name")
+    return [{"id": f"rs_v{n}", "type": "reasoning", "encrypted_content": f"opaque-{n}",
+             "summary": [], "content": [{"type": "reasoning_text", "text": REASONING}]},
+            {"id": f"fc_v{n}", "type": "function_call", "status": "completed",
+             "call_id": f"call_native_{n}", "name": name,
+             "arguments": json.dumps(arguments.get(name, {}))}]
+
+
 class Responses(web.RequestHandler):
     """The vendor's own, stateless Responses API (DeepSeek's is stateless:
     https://api-docs.deepseek.com/guides/responses_api). This fake refuses `store` and
-    `previous_response_id`, which pins that the gateway keeps them to itself."""
+    `previous_response_id`, which pins that the gateway keeps them to itself. With function
+    tools it calls the first one (a reasoning item, then the function_call), and it refuses
+    a function call that comes back without its reasoning item (`_native_problem`)."""
 
     def initialize(self, state: State):
         self.state = state
@@ -209,14 +248,19 @@ class Responses(web.RequestHandler):
         for key in ("store", "previous_response_id"):
             if key in body:
                 return self.fail(400, f"`{key}` is not supported: this API is stateless")
+        problem = _native_problem(body.get("input"))
+        if problem:
+            return self.fail(400, problem)
         rid = f"resp_vendor_{len(self.state.native_requests)}"
+        calls = _native_calls(body, len(self.state.native_requests), self.state.arguments)
         message = {"id": "msg_v1", "type": "message", "role": "assistant",
                    "status": "completed",
                    "content": [{"type": "output_text", "text": NATIVE_TEXT, "annotations": []}]}
         reasoning = {"id": "rs_v1", "type": "reasoning", "summary": [],
                      "content": [{"type": "reasoning_text", "text": REASONING}]}
+        output = calls or [reasoning, message]
         response = {"id": rid, "object": "response", "created_at": 1700000000,
-                    "status": "completed", "model": MODEL, "output": [reasoning, message],
+                    "status": "completed", "model": MODEL, "output": output,
                     "usage": NATIVE_USAGE, "tools": [], "tool_choice": "auto",
                     "parallel_tool_calls": True, "error": None, "incomplete_details": None}
         if not body.get("stream"):
@@ -230,7 +274,14 @@ class Responses(web.RequestHandler):
                   {"type": "response.output_text.delta", "item_id": "msg_v1",
                    "output_index": 0, "content_index": 0, "delta": NATIVE_TEXT,
                    "logprobs": []}]
-        if body["input"] == "!cut":
+        if calls:
+            events = events[:1] + [
+                ev for i, item in enumerate(calls) for ev in (
+                    {"type": "response.output_item.added", "output_index": i,
+                     "item": dict(item, status="in_progress")},
+                    {"type": "response.output_item.done", "output_index": i, "item": item})]
+            events.append({"type": "response.completed", "response": response})
+        elif body["input"] == "!cut":
             events = events[:2]
         else:
             events += [{"type": "response.output_item.done", "output_index": 0,

@@ -20,6 +20,9 @@ class State:
     def __init__(self, keys: dict):
         self.requests: list[dict] = []
         self.keys = dict(keys)
+        # (key, model) -> the vendor's refusal code for a model whose free quota (or daily
+        # cap) that key has used up: each fake answers it in its vendor's own form.
+        self.spent: dict = {}
 
 
 class Base(web.RequestHandler):

@@ -5,8 +5,11 @@ command, e.g. "!status 500", "!slow 2", "!cut", "!stall", "!tools", "!queued 2".
 
 Today's rules (https://api-docs.deepseek.com/, .../guides/thinking_mode): only the current
 model ids exist (the retired `deepseek-chat` / `deepseek-reasoner` get 400 "Model Not
-Exist"); thinking is on unless `thinking.type` is "disabled"; in thinking mode an
-assistant turn with tool calls must come back with its `reasoning_content`, else 400.
+Exist", and so do names DeepSeek never had, like `deepseek_chat`); thinking is on unless
+`thinking.type` is "disabled"; in thinking mode an assistant turn with tool calls must
+come back with its `reasoning_content`, else 400; `deepseek-v4-pro` takes no images
+("图像理解: 不支持", https://api-docs.deepseek.com/zh-cn/quick_start/pricing, read
+2026-12-06), so an `image_url` part sent to it is a 400 (the wording is a guess).
 """
 
 from __future__ import annotations
@@ -39,10 +42,14 @@ ERRORS = {  # DeepSeek's documented error bodies
     503: ("Server Overloaded", "server_error"),
 }
 
-# https://api-docs.deepseek.com/ ("Your First API Call"): the ids accepted today.
+# https://api-docs.deepseek.com/zh-cn/quick_start/pricing (read 2026-12-06): the ids
+# accepted today, the two older Flash ids served by V4.1 Flash (footnote 1).
 MODELS = ("deepseek-flash", "deepseek-v4-flash", "deepseek-v4-flash-vision-exp",
           "deepseek-v4-pro")
+NO_VISION = ("deepseek-v4-pro",)  # same page: "图像理解: 不支持"
 MODEL_NOT_EXIST = ("Model Not Exist", "invalid_request_error")
+NO_IMAGES = ("Invalid request: this model does not support image input",
+             "invalid_request_error")
 REASONING_MISSING = ("The reasoning_content in the thinking mode must be passed back to the "
                      "API.", "invalid_request_error")
 
@@ -53,6 +60,12 @@ USAGE = {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18,
          "prompt_cache_hit_tokens": 8, "prompt_cache_miss_tokens": 3}
 REASONER_USAGE = dict(USAGE, completion_tokens=11, total_tokens=22,
                       completion_tokens_details={"reasoning_tokens": 4})
+
+
+def _has_image(messages) -> bool:
+    return any(isinstance(part, dict) and part.get("type") == "image_url"
+               for m in messages or () if isinstance(m, dict)
+               and isinstance(m.get("content"), list) for part in m["content"])
 
 
 class State:
@@ -151,6 +164,8 @@ class Chat(Base):
             return self.fail(account, key)
         if body.get("model") not in MODELS:
             return self.fail(MODEL_NOT_EXIST)
+        if body["model"] in NO_VISION and _has_image(body.get("messages")):
+            return self.fail(NO_IMAGES)
         thinking = body.get("thinking", {"type": "enabled"})
         if not isinstance(thinking, dict) or thinking.get("type") not in ("enabled",
                                                                           "disabled"):

@@ -1,8 +1,10 @@
 """A fake Zhipu GLM API: errors carry a business code next to a coarse HTTP status
 (https://docs.bigmodel.cn/cn/api/api-code: 401 for auth, 429 for concurrency, frequency *and*
 arrears, 400 for parameters, 500 for its own failures); today's models only
-(https://docs.bigmodel.cn/cn/guide/start/model-overview), so the retired bare `glm-4-flash`
-is a 1211; thinking models stream `reasoning_content` unless `thinking.type` is disabled; a
+(https://docs.bigmodel.cn/cn/guide/start/model-overview, GLM-5.3 and GLM-5.3-Flash from
+https://docs.bigmodel.cn/cn/guide/start/pricing.md), so the retired bare `glm-4-flash` is a
+1211, while `glm-4.5-flash`, offline since 2026-01-30, is served by GLM-4.7-Flash as GLM
+says (https://docs.bigmodel.cn/cn/guide/models/free/glm-4.5-flash.md); thinking models stream `reasoning_content` unless `thinking.type` is disabled; a
 business error can also arrive inside a stream, as its first event or mid-way."""
 
 from __future__ import annotations
@@ -19,15 +21,19 @@ POOR = "00112233445566778899aabbccddeeff.PoorSecret01"
 GOOD2 = "0123456789abcdef0123456789abcdef.GoodSecret02"
 KEYS = {GOOD: "ok", GOOD2: "ok", DEAD: 401, POOR: "poor"}
 USAGE = {"prompt_tokens": 8, "completion_tokens": 9, "total_tokens": 17}
-THINKING = ("glm-5", "glm-4.7", "glm-4.7-flash", "glm-4.6", "glm-4.5-air", "glm-4.5-flash")
+THINKING = ("glm-5.3", "glm-5.3-flash", "glm-5", "glm-4.7", "glm-4.7-flash", "glm-4.6",
+            "glm-4.5-air")
 KNOWN = ("glm-4-flash-250414", "glm-4-plus") + THINKING
+# Offline models GLM still answers, with the model that serves them in their place.
+ROUTED = {"glm-4.5-flash": "glm-4.7-flash"}
 RETIRED = ("glm-4-flash", "glm-z1-flash", "glm-4v-flash")
 
 # code -> (HTTP status, message) as the vendor's error table words them. The HTTP status
 # of the codes the table gives none for is a guess; the gateway reads the code, not it.
 ERRORS = {
     1002: (401, "Authentication Token 非法，请确认 Authentication Token 正确传递。"),
-    1005: (401, "Authentication failed"),
+    # https://docs.bigmodel.cn/cn/faq/api-code.md, as the team's notes of 2026-12-06 quote it.
+    1005: (401, "已开启二次认证保护，需要二次认证登录"),
     1113: (429, "您的账户已欠费，请充值后重试。"),
     1200: (500, "API 调用错误"),
     1211: (400, "模型不存在，请检查模型代码。"),
@@ -36,6 +42,8 @@ ERRORS = {
     1301: (400, "系统检测到输入或生成内容可能包含不安全或敏感内容"),
     1302: (429, "您当前使用该 API 的并发数过高，请降低并发"),
     1304: (429, "该 API 已达今日调用次数限额"),
+    1305: (429, "当前API请求过多，请稍后重试"),
+    1308: (429, "已达到使用上限"),
     1309: (429, "您的 GLM Coding Plan 套餐已到期，暂无法使用"),
     1311: (429, "当前订阅套餐暂未开放 glm-5 权限"),
     1310: (429, "您已达到每周/每月使用上限"),
@@ -49,9 +57,9 @@ RESET_IN = 7200  # 1310's reset moment, seconds ahead, as Beijing time in its me
 
 def error_body(code: int) -> dict:
     message = ERRORS[code][1]
-    if code == 1310:
+    if code in (1308, 1310):  # "您的限额将在 ${next_flush_time} 重置" (the api-code table)
         at = datetime.now(timezone(timedelta(hours=8))) + timedelta(seconds=RESET_IN)
-        message = f"您已达到每周/每月使用上限，您的限额将在 {at:%Y-%m-%d %H:%M:%S} 重置"
+        message = f"{message}，您的限额将在 {at:%Y-%m-%d %H:%M:%S} 重置"
     return {"error": {"code": str(code), "message": message}}
 
 
@@ -69,7 +77,10 @@ class Chat(Base):
         cmd, arg = self.command(body)
         if cmd == "!code":
             return self.fail(int(arg))
-        model = body["model"]
+        spent = self.state.spent.get((self.key(), body.get("model")))
+        if spent:  # this key's daily cap / rate limit on this model
+            return self.fail(spent)
+        model = ROUTED.get(body["model"], body["model"])
         if model not in KNOWN:
             return self.fail(1211)
         # A field of the wrong type is the documented 1214 (invalid parameter), a 400.

@@ -44,7 +44,7 @@ class Chat(Base):
         if account == "poor":
             return self.json(_error("Arrearage", "Access denied, please make sure your "
                                     "account is in good standing.", "Arrearage"), 400)
-        if account == "free-tier-spent":
+        if account == "free-tier-spent" or (self.key(), body.get("model")) in self.state.spent:
             return self.json(_error("AllocationQuota.FreeTierOnly", "The free tier of the "
                                     "model has been exhausted. If you wish to continue "
                                     "access the model on a paid basis, please disable the "

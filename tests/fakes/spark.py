@@ -34,6 +34,7 @@ class Chat(Base):
                                         "param": None, "code": None}}, 401)
         cmd, arg = self.command(body)
         code = account if isinstance(account, int) else (int(arg) if cmd == "!code" else 0)
+        code = code or self.state.spent.get((self.key(), body.get("model")), 0)
         if code:
             return self.json({"code": code, "message": f"AppIdQpsOverFlowError ({code})",
                               "sid": SID})

@@ -1,0 +1,1 @@
+"""Gateway keys and teams managed at runtime (docs/admin.md)."""

@@ -1,0 +1,149 @@
+"""The admin API: /admin/keys, /admin/teams, /admin/audit (docs/admin.md). For config
+gateway keys under the rule of GET /v1/keys (once any key has `role: admin`, one of those);
+a key made at runtime is refused (403), so no key can make itself more keys."""
+
+from __future__ import annotations
+
+import functools
+
+from freeapi.errors import APIError, invalid_request
+from freeapi.handlers.base import APIHandler
+from freeapi.store import StoreError
+
+
+def store_answers(method):
+    """A store that cannot answer is a 503 the caller may retry, not a 500."""
+    @functools.wraps(method)
+    async def run(self, *args):
+        try:
+            return await method(self, *args)
+        except StoreError as e:
+            raise APIError(503, f"The gateway's state store cannot answer right now ({e}); "
+                                "retry shortly.", code="state_unavailable",
+                           retry_after="1") from None
+    return run
+
+
+class AdminHandler(APIHandler):
+    def prepare(self):
+        if not self.gateway.auth.enabled:
+            raise APIError(403, "The admin API needs gateway keys: configure auth.keys with "
+                                "an admin key.", code="auth_required")
+        super().prepare()
+
+    def client_token(self):
+        # Called by prepare() before any of the body is read: a refused caller costs no body.
+        token = super().client_token()
+        if not self.gateway.auth.is_admin(self.caller):
+            raise APIError(403, "The admin API is for gateway keys from auth.keys with "
+                                "role: admin.", code="admin_only")
+        return token
+
+    @property
+    def admin(self):
+        return self.gateway.admin
+
+    @property
+    def actor(self) -> str:
+        return self.caller.name
+
+    _got_body = False
+
+    def data_received(self, chunk: bytes):
+        self._got_body = self._got_body or bool(chunk.strip())
+        super().data_received(chunk)
+
+    def body(self, optional: bool = False) -> dict:
+        """The JSON body; `optional`: none at all (or only whitespace) is {}."""
+        if optional and not self._got_body:
+            return {}
+        return self.json_body()
+
+    def listing(self, data: list, **extra):
+        self.write_json({"object": "list", "data": data, **extra})
+
+
+class KeysAdminHandler(AdminHandler):
+    @store_answers
+    async def get(self):
+        self.listing(await self.admin.list_keys())
+
+    @store_answers
+    async def post(self):
+        view, secret = await self.admin.create_key(self.body(), self.actor)
+        self.write_json(dict(view, key=secret), 201)
+
+
+class KeyAdminHandler(AdminHandler):
+    @store_answers
+    async def get(self, rid):
+        self.write_json(await self.admin.get_key(rid))
+
+    @store_answers
+    async def patch(self, rid):
+        self.write_json(await self.admin.update_key(rid, self.body(), self.actor))
+
+    @store_answers
+    async def delete(self, rid):
+        self.write_json(await self.admin.revoke_key(rid, self.actor))
+
+
+class KeyRotateHandler(AdminHandler):
+    @store_answers
+    async def post(self, rid):
+        view, secret = await self.admin.rotate_key(rid, self.body(optional=True), self.actor)
+        self.write_json(dict(view, key=secret))
+
+
+class TeamsAdminHandler(AdminHandler):
+    @store_answers
+    async def get(self):
+        self.listing(await self.admin.list_teams())
+
+    @store_answers
+    async def post(self):
+        self.write_json(await self.admin.create_team(self.body(), self.actor), 201)
+
+
+class TeamAdminHandler(AdminHandler):
+    @store_answers
+    async def get(self, ref):
+        self.write_json(await self.admin.get_team(ref))
+
+    @store_answers
+    async def patch(self, ref):
+        self.write_json(await self.admin.update_team(ref, self.body(), self.actor))
+
+    @store_answers
+    async def delete(self, ref):
+        self.write_json(await self.admin.delete_team(ref, self.actor))
+
+
+class AuditHandler(AdminHandler):
+    """GET /admin/audit?limit=50&before=SEQ: newest first; `next_before` pages on."""
+
+    def _int(self, name: str, default, low: int, high: int):
+        raw = self.get_query_argument(name, None)
+        if raw is None:
+            return default
+        if not raw.isdigit() or not low <= int(raw) <= high:
+            raise invalid_request(f"`{name}` must be a whole number from {low} to {high}.",
+                                  param=name, code="invalid_field")
+        return int(raw)
+
+    @store_answers
+    async def get(self):
+        limit = self._int("limit", 50, 1, 500)
+        before = self._int("before", None, 1, 1 << 62)
+        rows = await self.admin.audit(before, limit)
+        self.listing(rows, next_before=rows[-1]["seq"] if len(rows) == limit else None)
+
+
+ROUTES = [
+    (r"/admin/keys", KeysAdminHandler),
+    (r"/admin/keys/([^/]+)", KeyAdminHandler),
+    (r"/admin/keys/([^/]+)/rotate", KeyRotateHandler),
+    (r"/admin/teams", TeamsAdminHandler),
+    (r"/admin/teams/([^/]+)", TeamAdminHandler),
+    (r"/admin/audit", AuditHandler),
+]
