@@ -157,6 +157,40 @@ async def test_record_writes_in_the_background_and_flush_waits(store):
     assert [r["latency_ms"] for r in rows] == list(range(50))
 
 
+async def test_entries_recorded_apart_are_written_together(store, monkeypatch):
+    """One write per request cost a thread hand-off and a transaction each: entries wait
+    up to LEDGER_DELAY and go in one batch, and flush() (graceful shutdown) writes them
+    all at once."""
+    import freeapi.store
+    monkeypatch.setattr(freeapi.store, "LEDGER_DELAY", 30.0)
+    writes = []
+    append = store._append
+
+    async def counting(entries):
+        writes.append(len(entries))
+        await append(entries)
+    store._append = counting
+    t = time.time()
+    for i in range(20):
+        store.record(entry(t + i / 1000, latency_ms=i))
+        await asyncio.sleep(0.002)
+    assert writes == []  # still within the delay
+    await store.flush()
+    assert writes == [20]
+    assert [r["latency_ms"] for r in await store.ledger(since=t)] == list(range(20))
+
+
+async def test_a_recorded_entry_is_written_without_a_flush(store):
+    t = time.time()
+    store.record(entry(t, latency_ms=7))
+    for _ in range(300):
+        rows = await store.ledger(since=t)
+        if rows:
+            break
+        await asyncio.sleep(0.01)
+    assert [r["latency_ms"] for r in rows] == [7]
+
+
 async def test_state_survives_reopening(backend):
     store = backend.opened[0]
     await store.ledger_append([entry(1_800_000_000.0)])
