@@ -230,6 +230,22 @@ async def test_rollups_come_with_the_ledger_and_every_gateway_reads_them(backend
         assert not [n for n in names if b":r:" in n or b"ledger" in n]
 
 
+async def test_batched_entries_reach_the_rollups_with_the_ledger(backend, monkeypatch):
+    """record()'s batches go through the backend's rollup-aware write: one batch of many
+    entries counts each of them in the day's buckets, as ledger_append would."""
+    import freeapi.store
+    from freeapi import rollups as R
+    monkeypatch.setattr(freeapi.store, "LEDGER_DELAY", 30.0)
+    store, t = backend.opened[0], time.time()
+    for i in range(5):
+        store.record(entry(t + i / 1000, status=500 if i == 0 else 200))
+    await store.flush()
+    [bucket] = await store.rollup_read("d", "key", R.last("d", 1, t))
+    alice = R.merge([bucket])["config:alice"]
+    assert (alice["n"], alice["err"], alice["ot"]) == (5, 1, 35)
+    assert len(await store.ledger(since=t)) == 5
+
+
 async def test_ledger_pages_newest_first_filtered_with_a_cursor(store):
     t = 1_800_000_000.0
     await store.ledger_append([entry(t + i, request_id=f"r{i}", key_id=f"k{i % 2}",
