@@ -30,7 +30,7 @@ from freeapi import download_policy as policy
 from freeapi import proxy as proxies
 from freeapi.errors import UpstreamError
 from freeapi.http1 import parse_head
-from freeapi.transport import open_conn, read_head, start_tls
+from freeapi.transport import failure_reason, open_conn, read_head, start_tls
 from freeapi.upstream import Call, Response
 
 _MAX_HEAD = 64 * 1024
@@ -151,5 +151,5 @@ class Downloads:
             except BaseException:
                 conn.close()
                 raise
-        reason = getattr(last, "strerror", None) or type(last).__name__
+        reason = failure_reason(last) if isinstance(last, OSError) else type(last).__name__
         raise UpstreamError("connect", f"cannot connect to the download host ({reason})")

@@ -205,11 +205,11 @@ def _oversized():
 
 
 async def _connect(proxy, scheme, host, port, ssl_context, server_hostname):
-    from freeapi.transport import open_conn, read_head, start_tls
+    from freeapi.transport import failure_reason, open_conn, read_head, start_tls
     try:
         conn = await open_conn(proxy.host, proxy.port)
     except OSError as e:
-        reason = e.strerror or type(e).__name__
+        reason = failure_reason(e)
         raise UpstreamError("connect", f"cannot connect to the proxy {proxy.describe()} "
                                        f"({reason})") from None
     if scheme != "https":

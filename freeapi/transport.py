@@ -11,6 +11,7 @@ the vendor closed it or sent bytes nobody asked for, and is dropped there and th
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 
 # Bytes buffered before the transport stops reading from the socket until the reader takes
@@ -179,6 +180,15 @@ def _head_end(buf: bytes) -> int:
             return j + 1
         i = buf.find(b"\n", i + 1)
     return -1
+
+
+def failure_reason(e: OSError) -> str:
+    """What a failed connect says in an error message: the system's words for its errno
+    ("Connection refused"), as Tornado's IOStream gave them; asyncio's own strerror
+    ("Connect call failed ('127.0.0.1', 80)") only repeats the address."""
+    if isinstance(e.errno, int) and e.errno > 0:
+        return os.strerror(e.errno)
+    return e.strerror or type(e).__name__
 
 
 async def open_conn(host: str, port: int, ssl_context=None, server_hostname=None) -> Conn:

@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 from freeapi import proxy as proxies
 from freeapi.errors import UpstreamError
 from freeapi.http1 import Dechunker, Headers, body_framing, parse_head
-from freeapi.transport import Conn, open_conn, read_head
+from freeapi.transport import Conn, failure_reason, open_conn, read_head
 
 log = logging.getLogger("freeapi.upstream")
 
@@ -358,7 +358,7 @@ class Pool:
         except asyncio.TimeoutError:
             raise UpstreamError("timeout", f"could not connect within {timeout:g}s") from None
         except OSError as e:
-            reason = e.strerror or type(e).__name__
+            reason = failure_reason(e)
             raise UpstreamError("connect", f"cannot connect to {host}:{port} ({reason})") \
                 from None
         self.opened += 1
