@@ -50,6 +50,7 @@ from freeapi.routing import Catalog, Route
 from freeapi.pricing import Pricing
 from freeapi.status import StatusBoard
 from freeapi.store import open_store
+from freeapi.housekeeping import Sweeper
 from freeapi.upstream import Pool
 
 # Pass-through keys one request may carry (`Bearer k1,k2,...`): every key is tried or
@@ -83,6 +84,9 @@ class Gateway:
         }
         self.catalog = Catalog(self.providers, config.models)
         self.http = Pool()
+        # Periodic cleanups for everything at once, instead of checks per request.
+        self.sweeper = Sweeper()
+        self.sweeper.add("upstream idle connections", self.http.sweep)
         try:  # providers.NAME.proxy, else HTTPS_PROXY / HTTP_PROXY / NO_PROXY
             self.http.proxy_for = ProxyResolver(self.providers, os.environ)
         except ValueError as e:

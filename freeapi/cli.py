@@ -136,6 +136,7 @@ async def serve(gateway: Gateway, reuse_port: bool = False, redactor=None):
     discovery = asyncio.ensure_future(gateway.discovery.loop())
     housekeeping = asyncio.ensure_future(
         prune_ledger(gateway.store, gateway.config.state.ledger_days))
+    sweeping = asyncio.ensure_future(gateway.sweeper.run())
     gateway.health_sync.start()  # shared stores only; gateway.close() stops it
     gateway.directory.start()  # follows the runtime keys other gateways change
     metrics_fresh = (asyncio.ensure_future(gateway.metrics.keep_fresh(gateway))
@@ -149,6 +150,7 @@ async def serve(gateway: Gateway, reuse_port: bool = False, redactor=None):
     await stop.wait()
     discovery.cancel()
     housekeeping.cancel()
+    sweeping.cancel()
     if metrics_fresh is not None:
         metrics_fresh.cancel()
     server.stop()

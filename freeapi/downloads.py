@@ -23,20 +23,21 @@ The addresses are checked where the connection is made:
 from __future__ import annotations
 
 import asyncio
-import datetime
 import socket
 import ssl
-
-from tornado.iostream import StreamClosedError, UnsatisfiableReadError
-from tornado.tcpclient import TCPClient
 
 from freeapi import download_policy as policy
 from freeapi import proxy as proxies
 from freeapi.errors import UpstreamError
 from freeapi.http1 import parse_head
+from freeapi.transport import failure_reason, open_conn, read_head, start_tls
 from freeapi.upstream import Call, Response
 
 _MAX_HEAD = 64 * 1024
+
+
+def _head_too_large():
+    return UpstreamError("protocol", "response head too large")
 
 
 async def system_resolve(host: str, port: int) -> list[str]:
@@ -53,7 +54,6 @@ class Downloads:
     def __init__(self, providers: dict, proxy_for):
         self.proxy_for = proxy_for  # freeapi.proxy.Resolver
         self.resolve = system_resolve
-        self._tcp = TCPClient()
         self.ssl = ssl.create_default_context()
         self._own = {name: policy.origin(p.base_url) for name, p in providers.items()}
         self._hosts = {name: p.config.download_hosts for name, p in providers.items()}
@@ -76,11 +76,11 @@ class Downloads:
         (its connection is closed afterwards: never kept)."""
         target, proxy = call.key
         try:
-            stream = await asyncio.wait_for(self._open(target, proxy), connect_timeout)
+            conn = await asyncio.wait_for(self._open(target, proxy), connect_timeout)
         except asyncio.TimeoutError:
             raise UpstreamError("timeout", f"could not connect within "
                                            f"{connect_timeout:g}s") from None
-        call.stream = stream
+        call.conn = conn
         if call.aborted:
             call.close()
             raise UpstreamError("aborted", "request cancelled")
@@ -93,17 +93,14 @@ class Downloads:
             lines.append(f"Proxy-Authorization: {proxy.authorization}")
         call.arm(first_byte_timeout, "response")
         try:
-            stream.write(("\r\n".join(lines) + "\r\n\r\n").encode("ascii"))
+            conn.write(("\r\n".join(lines) + "\r\n\r\n").encode("ascii"))
             while True:
-                raw = await stream.read_until_regex(b"\r?\n\r?\n", max_bytes=_MAX_HEAD)
+                raw = await read_head(conn, _MAX_HEAD, _head_too_large)
+                if not raw or call.aborted or call.timed_out:
+                    raise call.failure("connection closed before a response")
                 _, code, headers = parse_head(raw)
                 if not 100 <= code < 200:
                     break
-        except UnsatisfiableReadError:
-            call.close()
-            raise UpstreamError("protocol", "response head too large") from None
-        except StreamClosedError:
-            raise call.failure("connection closed before a response") from None
         except BaseException:
             call.close()
             raise
@@ -129,30 +126,30 @@ class Downloads:
             host = target.host
             if addresses and target.scheme == "https":
                 host = addresses[0]  # the checked address, not a name to resolve again
-            return await proxies.connect(self._tcp, proxy, target.scheme, host, target.port,
-                                         3600, self.ssl, server_hostname=target.host)
+            return await proxies.connect(proxy, target.scheme, host, target.port, 3600,
+                                         self.ssl, server_hostname=target.host)
         last = None
         for address in addresses or [target.host]:
             try:
-                stream = await self._tcp.connect(address, target.port,
-                                                 timeout=datetime.timedelta(seconds=3600))
-            except (OSError, StreamClosedError) as e:
-                last = getattr(e, "real_error", None) or e
+                conn = await open_conn(address, target.port)
+            except OSError as e:
+                last = e
                 continue
             try:
                 if target.checked:  # the address actually connected to
-                    policy.check_address(stream.socket.getpeername()[0])
-                stream.set_nodelay(True)
+                    policy.check_address(conn.transport.get_extra_info("peername")[0])
                 if target.scheme == "https":
-                    stream = await stream.start_tls(False, ssl_options=self.ssl,
-                                                    server_hostname=target.host)
-                return stream
+                    conn = await start_tls(conn, self.ssl, target.host)
+                return conn
             except policy.Refused:
-                stream.close()
+                conn.close()
                 raise
-            except (OSError, ValueError, StreamClosedError) as e:  # TLS failures
-                stream.close()
+            except (OSError, ValueError) as e:  # TLS failures
+                conn.close()
                 raise UpstreamError("connect", f"TLS with the download host failed "
                                                f"({type(e).__name__})") from None
-        reason = getattr(last, "strerror", None) or type(last).__name__
+            except BaseException:
+                conn.close()
+                raise
+        reason = failure_reason(last) if isinstance(last, OSError) else type(last).__name__
         raise UpstreamError("connect", f"cannot connect to the download host ({reason})")

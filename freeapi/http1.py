@@ -8,6 +8,7 @@ bytes on a pooled connection that the next caller would read as *their* answer.
 
 from __future__ import annotations
 
+import functools
 import re
 
 from freeapi.errors import UpstreamError
@@ -38,6 +39,13 @@ class Headers(dict):
         return dict.__contains__(self, name.lower())
 
 
+@functools.lru_cache(maxsize=512)
+def _header_name(name: str) -> str | None:
+    """A header name's lower-case form, or None when it is not a token. Cached: vendors
+    send the same dozen names in every answer (a regex per line was measurable)."""
+    return name.lower() if _TOKEN.fullmatch(name) else None
+
+
 def parse_head(raw: bytes) -> tuple[str, int, Headers]:
     """The status line and headers; only what the relay needs, faster than Tornado's
     general parser (this runs once per vendor answer)."""
@@ -55,10 +63,14 @@ def parse_head(raw: bytes) -> tuple[str, int, Headers]:
         name, sep, value = line.partition(":")
         # No space before the colon, no obs-fold continuation lines (RFC 9112 5.1, 5.2):
         # both have been used to make two parsers disagree about a message's framing.
-        if not sep or not _TOKEN.fullmatch(name) or "\r" in value or "\0" in value:
+        if not sep or "\r" in value or "\0" in value:
             raise framing_error("malformed response header")
-        name, value = name.lower(), value.strip(" \t")
-        headers[name] = f"{headers[name]}, {value}" if name in headers else value
+        low = _header_name(name)
+        if low is None:
+            raise framing_error("malformed response header")
+        value = value.strip(" \t")
+        have = dict.get(headers, low)
+        dict.__setitem__(headers, low, value if have is None else f"{have}, {value}")
     return version, int(code), headers
 
 
@@ -93,6 +105,10 @@ def body_framing(status: int, headers: Headers) -> tuple[str, int]:
     return "close", 0
 
 
+_HEX_DIGITS = b"0123456789abcdefABCDEF"
+_SIZE, _DATA, _CRLF, _TRAILER = range(4)
+
+
 class Dechunker:
     """Incremental decoder of HTTP/1.1 chunked transfer encoding."""
 
@@ -101,7 +117,7 @@ class Dechunker:
     def __init__(self):
         self._buf = b""
         self._left = 0  # data bytes still due in the current chunk
-        self._state = "size"  # size -> data -> crlf -> size ... -> trailer
+        self._state = _SIZE  # size -> data -> crlf -> size ... -> trailer
         self._trailer = 0  # trailer bytes seen
         self.done = False
         self.extra = False
@@ -113,17 +129,41 @@ class Dechunker:
             return b""
         buf = self._buf + data if self._buf else data
         pos, end, out = 0, len(buf), []
+        state, left = self._state, self._left
         while pos < end:
-            state = self._state
-            if state == "data":
-                stop = min(end, pos + self._left)
+            if state == _SIZE:
+                eol = buf.find(b"\r\n", pos)
+                if eol < 0:
+                    if end - pos > _MAX_CHUNK_LINE:
+                        raise framing_error("chunk header too long")
+                    break
+                line = buf[pos:eol]
+                # The usual size line is bare hex digits: no regex for it.
+                if 0 < len(line) <= 16 and not line.strip(_HEX_DIGITS):
+                    size = int(line, 16)
+                else:
+                    m = _CHUNK_SIZE.fullmatch(line) if len(line) <= _MAX_CHUNK_LINE else None
+                    if m is None:
+                        raise framing_error("bad chunk size")
+                    size = int(m.group(1), 16)
+                pos = eol + 2
+                if size:
+                    left, state = size, _DATA
+                    # A whole chunk and its CRLF already here: take it in one step.
+                    stop = pos + size
+                    if stop + 2 <= end and buf[stop:stop + 2] == b"\r\n":
+                        out.append(buf[pos:stop])
+                        pos, left, state = stop + 2, 0, _SIZE
+                else:
+                    state = _TRAILER
+            elif state == _DATA:
+                stop = min(end, pos + left)
                 out.append(buf[pos:stop])
-                self._left -= stop - pos
+                left -= stop - pos
                 pos = stop
-                if not self._left:
-                    self._state = "crlf"
-                continue
-            if state == "crlf":
+                if not left:
+                    state = _CRLF
+            elif state == _CRLF:
                 if end - pos < 2:
                     if buf[pos:pos + 1] not in (b"", b"\r"):
                         raise framing_error("bad chunk framing")
@@ -131,31 +171,20 @@ class Dechunker:
                 if buf[pos:pos + 2] != b"\r\n":
                     raise framing_error("bad chunk framing")
                 pos += 2
-                self._state = "size"
-                continue
-            eol = buf.find(b"\r\n", pos)
-            if eol < 0:
-                limit = _MAX_TRAILER - self._trailer if state == "trailer" else _MAX_CHUNK_LINE
-                if end - pos > limit:
-                    raise framing_error("chunk header too long" if state == "size"
-                                        else "chunked trailer too long")
-                break
-            line, pos = buf[pos:eol], eol + 2
-            if state == "trailer":
+                state = _SIZE
+            else:  # trailer
+                eol = buf.find(b"\r\n", pos)
+                if eol < 0:
+                    if end - pos > _MAX_TRAILER - self._trailer:
+                        raise framing_error("chunked trailer too long")
+                    break
+                line, pos = buf[pos:eol], eol + 2
                 self._trailer += len(line) + 2
                 if self._trailer > _MAX_TRAILER:
                     raise framing_error("chunked trailer too long")
                 if not line:
                     self.done, self.extra = True, pos < end
                     pos = end
-                continue
-            m = _CHUNK_SIZE.fullmatch(line) if len(line) <= _MAX_CHUNK_LINE else None
-            if m is None:
-                raise framing_error("bad chunk size")
-            size = int(m.group(1), 16)
-            if size:
-                self._left, self._state = size, "data"
-            else:
-                self._state = "trailer"
+        self._state, self._left = state, left
         self._buf = buf[pos:] if pos < end else b""
         return out[0] if len(out) == 1 else b"".join(out)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hmac
 import re
 from urllib.parse import urlsplit, urlunsplit
@@ -30,6 +31,7 @@ _CREDENTIAL = re.compile(r"(?i)\b(authorization:[ \t]*(?:bearer[ \t]+)?|bearer[ 
 _PIECE = re.compile(r"[^\s,'\"\\]+")
 
 
+@functools.lru_cache(maxsize=1024)  # once per key, not per request (a lease, a log line)
 def mask(key: str | None) -> str:
     """`sk-...abcd`: enough to tell keys apart, never enough to use one."""
     if not key:

@@ -81,6 +81,10 @@ class Provider(ModalityHooks):
     chat_path: ClassVar[str] = "/chat/completions"
     #: True when normalize_chunk changes chunks; otherwise the relay can skip parsing them.
     rewrites_chunks: ClassVar[bool] = False
+    #: Whether normalize_completion changes non-stream answers. None: it does when the type
+    #: overrides it; a type whose override only acts on some option (OpenAI-compatible
+    #: servers' think_tags) sets False per instance, so its answers can go out as they came.
+    rewrites_completions: ClassVar[bool | None] = None
     #: True when the vendor reports a stream's usage only if asked (include_usage): the
     #: gateway then always asks, for the ledger and token limits, and hides the extra
     #: usage chunk from clients that did not ask.

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import datetime
 import ipaddress
 import logging
 from dataclasses import dataclass, field
@@ -24,8 +23,8 @@ from urllib.parse import unquote, urlsplit
 
 from freeapi.errors import UpstreamError
 
-# Tornado is imported only where a connection is opened: config.py reads proxy settings
-# with this module, and providers (which import config) never import Tornado.
+# The transport is imported only where a connection is opened: config.py reads proxy
+# settings with this module, and providers import config.
 
 log = logging.getLogger("freeapi.proxy")
 
@@ -187,59 +186,67 @@ class Resolver:
         return self._from_env(scheme, host, port)
 
 
-async def connect(tcp, proxy: Proxy, scheme: str, host: str, port: int, timeout: float,
+async def connect(proxy: Proxy, scheme: str, host: str, port: int, timeout: float,
                   ssl_context, server_hostname: str | None = None):
-    """A stream to host:port through `proxy`: for https a CONNECT tunnel with TLS to the
-    vendor inside it; for http the proxy connection itself (requests go in absolute
-    form). `server_hostname`: the name TLS checks when `host` is an address the caller
-    resolved and checked itself (a download's)."""
+    """A connection (freeapi.transport.Conn) to host:port through `proxy`: for https a
+    CONNECT tunnel with TLS to the vendor inside it; for http the proxy connection itself
+    (requests go in absolute form). `server_hostname`: the name TLS checks when `host` is
+    an address the caller resolved and checked itself (a download's)."""
     try:
-        return await asyncio.wait_for(_connect(tcp, proxy, scheme, host, port, ssl_context,
+        return await asyncio.wait_for(_connect(proxy, scheme, host, port, ssl_context,
                                                server_hostname or host), timeout)
     except asyncio.TimeoutError:
         raise UpstreamError("timeout", f"could not connect through the proxy "
                                        f"{proxy.describe()} within {timeout:g}s") from None
 
 
-async def _connect(tcp, proxy, scheme, host, port, ssl_context, server_hostname):
-    from tornado.iostream import StreamClosedError, UnsatisfiableReadError
+def _oversized():
+    return UpstreamError("connect", "the proxy sent an oversized answer to CONNECT")
+
+
+async def _connect(proxy, scheme, host, port, ssl_context, server_hostname):
+    from freeapi.transport import failure_reason, open_conn, read_head, start_tls
     try:
-        stream = await tcp.connect(proxy.host, proxy.port,
-                                   timeout=datetime.timedelta(seconds=3600))
-    except (OSError, StreamClosedError) as e:
-        real = getattr(e, "real_error", None) or e
-        reason = getattr(real, "strerror", None) or type(real).__name__
+        conn = await open_conn(proxy.host, proxy.port)
+    except OSError as e:
+        reason = failure_reason(e)
         raise UpstreamError("connect", f"cannot connect to the proxy {proxy.describe()} "
                                        f"({reason})") from None
     if scheme != "https":
-        return stream
+        return conn
     try:
         target = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         lines = [f"CONNECT {target} HTTP/1.1", f"Host: {target}"]
         if proxy.authorization:
             lines.append(f"Proxy-Authorization: {proxy.authorization}")
-        stream.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
-        head = await stream.read_until_regex(b"\r?\n\r?\n", max_bytes=_MAX_HEAD)
+        conn.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+        try:
+            head = await read_head(conn, _MAX_HEAD, _oversized)
+        except UpstreamError:
+            raise UpstreamError("connect", f"the proxy {proxy.describe()} sent an oversized "
+                                           "answer to CONNECT") from None
+        if not head:
+            raise UpstreamError("connect", f"the proxy {proxy.describe()} closed the "
+                                           f"connection to {host}:{port}")
         status_line = head.split(b"\n", 1)[0].decode("latin-1").strip()
         parts = status_line.split(None, 2)
         code = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
         if not 200 <= code < 300:
-            stream.close()
             what = ("asks for credentials (407)" if code == 407 else
                     f"answered {code or repr(status_line[:60])}")
             raise UpstreamError("connect", f"the proxy {proxy.describe()} {what} to "
                                            f"CONNECT {target}")
-        return await stream.start_tls(False, ssl_options=ssl_context,
-                                      server_hostname=server_hostname)
-    except StreamClosedError:
-        stream.close()
-        raise UpstreamError("connect", f"the proxy {proxy.describe()} closed the "
-                                       f"connection to {host}:{port}") from None
-    except UnsatisfiableReadError:
-        stream.close()
-        raise UpstreamError("connect", f"the proxy {proxy.describe()} sent an oversized "
-                                       "answer to CONNECT") from None
+        if conn.buffered:  # bytes before our TLS hello: not a tunnel we can trust
+            raise UpstreamError("connect", f"the proxy {proxy.describe()} sent bytes after "
+                                           f"its answer to CONNECT {target}")
+        return await start_tls(conn, ssl_context, server_hostname)
+    except UpstreamError:
+        conn.close()
+        raise
     except (OSError, ValueError) as e:  # TLS failures inside the tunnel, a bad head
-        stream.close()
+        conn.close()
         raise UpstreamError("connect", f"through the proxy {proxy.describe()}: "
                                        f"{type(e).__name__}: {e}") from None
+    except BaseException:
+        conn.close()
+        raise

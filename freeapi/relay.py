@@ -203,9 +203,12 @@ class StreamRelay:
 
 def unchanged(route: Route, requested_model: str) -> bool:
     """Whether a non-stream answer reaches the client exactly as the vendor sent it."""
+    provider = route.provider
+    rewrites = provider.rewrites_completions
+    if rewrites is None:
+        rewrites = type(provider).normalize_completion is not Provider.normalize_completion
     return (route.display is None
-            and (route.shown_as or requested_model) == route.upstream_model
-            and type(route.provider).normalize_completion is Provider.normalize_completion)
+            and (route.shown_as or requested_model) == route.upstream_model and not rewrites)
 
 
 def complete(data: dict, route: Route, requested_model: str) -> dict:

@@ -134,7 +134,12 @@ class SSEWriter:
         self.committed = False
         self.deadline: float | None = None  # monotonic; a write still blocked then fails
         self._last = time.monotonic()
-        self._task = asyncio.ensure_future(self._keepalive())
+        # One timer per stream, re-armed lazily (a write only records its time), and a task
+        # only when a keep-alive is actually due: most streams never need one.
+        self._loop = asyncio.get_running_loop()
+        self._stopped = False
+        self._ping: asyncio.Future | None = None
+        self._timer = self._loop.call_later(interval, self._tick)
 
     def commit(self):
         """Fix the response as a 200 event stream; the headers leave with the first write,
@@ -164,16 +169,28 @@ class SSEWriter:
             self.handler.cut()
             raise WriteTimeout() from None
 
-    async def _keepalive(self):
+    def _tick(self):
+        self._timer = None
+        if self._stopped:
+            return
+        delay = self._last + self.interval - time.monotonic()
+        if delay > 0:  # written meanwhile: wait out the rest of the new period
+            self._timer = self._loop.call_later(delay, self._tick)
+            return
+        self._ping = asyncio.ensure_future(self._send_keepalive())
+
+    async def _send_keepalive(self):
         try:
-            while True:
-                delay = self._last + self.interval - time.monotonic()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-                    continue
-                await self.send(self.keepalive)
+            await self.send(self.keepalive)
         except (StreamClosedError, asyncio.CancelledError):
-            pass
+            return
+        if not self._stopped:
+            self._timer = self._loop.call_later(self.interval, self._tick)
 
     def stop(self):
-        self._task.cancel()
+        self._stopped = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._ping is not None and not self._ping.done():
+            self._ping.cancel()

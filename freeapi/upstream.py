@@ -1,52 +1,38 @@
-"""A small HTTP/1.1 client with a keep-alive connection pool, built on Tornado's IOStream.
+"""A small HTTP/1.1 client with a keep-alive connection pool, on asyncio transports.
 
 Tornado's own simple client opens a connection per request; vendors sit behind TLS, so a
 new connection per chat request would add a handshake to every answer. This client keeps
 idle connections per host and reads bodies pull-style, so the relay controls pacing,
-timeouts and cancellation.
+timeouts and cancellation. Connections are freeapi.transport.Conn protocols (a read is a
+buffer swap, no Future or epoll change per read); an idle one that the vendor closes or
+sends bytes on is dropped as it happens, and `Pool.sweep()` (run by the gateway's
+housekeeping, freeapi/app.py) closes those idle past `idle_ttl`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import datetime
 import logging
-import select
 import ssl
 import time
 from urllib.parse import urlsplit
 
-from tornado.iostream import IOStream, StreamClosedError, UnsatisfiableReadError
-from tornado.tcpclient import TCPClient
-
 from freeapi import proxy as proxies
 from freeapi.errors import UpstreamError
 from freeapi.http1 import Dechunker, Headers, body_framing, parse_head
+from freeapi.transport import Conn, failure_reason, open_conn, read_head
 
 log = logging.getLogger("freeapi.upstream")
 
 _MAX_HEADER = 64 * 1024
-_READ = 64 * 1024
 
 
-def idle_clean(stream: IOStream) -> bool:
-    """Whether a connection between two answers holds nothing to read. Bytes after the end
-    of an answer (a vendor that framed it wrongly) would be read as the start of the next
-    caller's answer; a readable socket is such bytes, or the vendor's close. Either way the
-    connection is not reused."""
-    # Bytes Tornado has already read past the body wait in its buffer (no public API).
-    if stream.closed() or getattr(stream, "_read_buffer_size", 0):
-        return False
-    sock = stream.socket
-    if isinstance(sock, ssl.SSLSocket) and sock.pending():
-        return False  # decrypted bytes waiting in the TLS layer
-    try:
-        # poll, not select: select refuses descriptors above 1023, common on a busy gateway.
-        poller = select.poll()
-        poller.register(sock, select.POLLIN)
-        return not poller.poll(0)
-    except (OSError, ValueError):
-        return False
+class _Closed(Exception):
+    """The connection ended before any byte of a response."""
+
+
+def _head_too_large():
+    return UpstreamError("protocol", "response head too large")
 
 
 class Response:
@@ -61,22 +47,28 @@ class Response:
         #: (a first-event deadline, then the request's total)
         self.deadline: float | None = None
 
-    async def chunks(self, idle_timeout: float):
-        """Yield body bytes as they arrive (chunked encoding removed)."""
+    async def _more(self, idle_timeout: float) -> bytes:
+        """The next bytes of the body; b"" when the vendor closed the connection."""
         call = self._call
-        stream = call.stream
-        headers = self.headers
-
-        async def read(fut):
+        conn = call.conn
+        if not conn.ready:
             wait = idle_timeout
             if self.deadline is not None:
                 wait = min(wait, self.deadline - time.monotonic())
             call.arm(wait, "data")
             try:
-                return await fut
+                await conn.wait()
             finally:
                 call.disarm()
+        if call._done:  # closed by our timeout or an abort, not by the vendor
+            raise call.failure("connection closed mid-response")
+        return conn.take()
 
+    async def chunks(self, idle_timeout: float):
+        """Yield body bytes as they arrive (chunked encoding removed)."""
+        call = self._call
+        headers = self.headers
+        data = b""
         try:
             framing, remaining = body_framing(self.status, headers)
             encoding = headers.get("Content-Encoding", "identity").strip().lower()
@@ -91,31 +83,42 @@ class Response:
                 # Decode whatever has arrived in one pass: a burst of small SSE chunks then
                 # costs one read and one relay step, not two awaits per chunk.
                 decoder = Dechunker()
-                while not decoder.done:
-                    data = decoder.feed(await read(stream.read_bytes(_READ, partial=True)))
+                while True:
                     if data:
-                        yield data
+                        out = decoder.feed(data)
+                        if out:
+                            yield out
+                        if decoder.done:
+                            break
+                    data = await self._more(idle_timeout)
+                    if not data:
+                        raise call.failure("connection closed mid-response")
                 if decoder.extra:
                     self._keep_alive = False  # bytes past the end: not a clean connection
             elif framing == "length":
                 while remaining > 0:
-                    data = await read(stream.read_bytes(min(remaining, _READ), partial=True))
+                    if not data:
+                        data = await self._more(idle_timeout)
+                        if not data:
+                            raise call.failure("connection closed mid-response")
+                    if len(data) > remaining:  # bytes past the end: not a clean connection
+                        self._keep_alive = False
+                        data = data[:remaining]
                     remaining -= len(data)
                     yield data
+                    data = b""
             elif framing == "close":
                 self._keep_alive = False
                 while True:
-                    try:
-                        data = await read(stream.read_bytes(_READ, partial=True))
-                    except StreamClosedError:
-                        # Only the vendor's own EOF ends such a body: a close by our
-                        # timeout or abort cut it, and must not pass for its end.
-                        if call.timed_out or call.aborted:
-                            raise
+                    if data:
+                        yield data
+                    # Only the vendor's own EOF ends such a body: a close by our timeout or
+                    # abort cut it, and must not pass for its end (_more raises then).
+                    data = await self._more(idle_timeout)
+                    if not data:
                         break
-                    yield data
-        except StreamClosedError:
-            raise call.failure("connection closed mid-response") from None
+            elif call.conn.buffered:  # a body after a head that says there is none
+                self._keep_alive = False
         except BaseException:
             call.close()
             raise
@@ -130,7 +133,7 @@ class Response:
                 self._call.close()
                 raise UpstreamError("protocol", f"response larger than {limit} bytes")
             parts.append(data)
-        return b"".join(parts)
+        return parts[0] if len(parts) == 1 else b"".join(parts)
 
     def close(self):
         self._call.close()
@@ -139,11 +142,14 @@ class Response:
 class Call:
     """One request on one pooled connection. `abort()` cancels it at any point."""
 
+    __slots__ = ("pool", "key", "path", "conn", "aborted", "timed_out", "_done", "_expires",
+                 "_timer", "_what")
+
     def __init__(self, pool: "Pool", key: tuple, path: str):
         self.pool = pool
         self.key = key
         self.path = path
-        self.stream: IOStream | None = None
+        self.conn: Conn | None = None
         self.aborted = False
         self.timed_out: str | None = None
         self._done = False
@@ -151,12 +157,12 @@ class Call:
         # instead of scheduling and cancelling a timeout of its own.
         self._expires = float("inf")
         self._timer = None
-        self._what = ""
+        self._what = ("", 0.0)
 
     def arm(self, seconds: float, what: str):
         loop = asyncio.get_running_loop()
         self._expires = expires = loop.time() + max(seconds, 0.001)
-        self._what = f"no {what} within {seconds:g}s"
+        self._what = (what, seconds)  # the message is spelled out only on a timeout
         timer = self._timer
         if timer is None or timer.when() > expires:  # none yet, or set for a longer wait
             if timer is not None:
@@ -174,7 +180,8 @@ class Call:
         if loop.time() < self._expires:  # re-armed since: wait for the new deadline
             self._timer = loop.call_at(self._expires, self._watch)
             return
-        self.timed_out = self._what
+        what, seconds = self._what
+        self.timed_out = f"no {what} within {seconds:g}s"
         self.close()  # the pending read fails; failure() says it was a timeout
 
     def failure(self, closed: str) -> UpstreamError:
@@ -196,8 +203,8 @@ class Call:
             self._timer = None
         if not self._done:
             self._done = True
-            if self.stream is not None:
-                self.stream.close()
+            if self.conn is not None:
+                self.conn.close()
 
     def release(self, keep_alive: bool):
         if self._timer is not None:
@@ -206,18 +213,17 @@ class Call:
         if self._done:
             return
         self._done = True
-        if keep_alive and not self.aborted and not self.timed_out and idle_clean(self.stream):
-            self.pool._put(self.key, self.stream)
+        if keep_alive and not self.aborted and not self.timed_out:
+            self.pool._put(self.key, self.conn)
         else:
-            self.stream.close()
+            self.conn.close()
 
 
 class Pool:
-    """Keep-alive connections per (scheme, host, port)."""
+    """Keep-alive connections per (scheme, host, port, proxy)."""
 
     def __init__(self, max_idle_per_host: int = 64, idle_ttl: float = 50.0):
-        self._idle: dict[tuple, list[tuple[IOStream, float]]] = {}
-        self._tcp = TCPClient()
+        self._idle: dict[tuple, list[Conn]] = {}
         self._ssl = ssl.create_default_context()
         self.max_idle_per_host = max_idle_per_host
         # Below the usual 60 s server-side idle timeout, so we rarely pick a dying socket.
@@ -227,27 +233,58 @@ class Pool:
         # (scheme, host, port) -> freeapi.proxy.Proxy or None (direct); set by the Gateway.
         self.proxy_for = None
 
-    def _get(self, key) -> IOStream | None:
+    def _get(self, key) -> Conn | None:
         idle = self._idle.get(key)
+        if not idle:
+            return None
         now = time.monotonic()
         while idle:
-            stream, since = idle.pop()
-            if now - since < self.idle_ttl and idle_clean(stream):
-                return stream
-            stream.close()
+            conn = idle.pop()
+            # A connection the vendor closed, or sent stray bytes on, was closed as it
+            # happened (freeapi.transport.Conn): what is open here is clean.
+            if not conn.closed and now - conn.idle_since < self.idle_ttl:
+                conn.idle_since = None
+                return conn
+            conn.close()
         return None
 
-    def _put(self, key, stream: IOStream):
-        idle = self._idle.setdefault(key, [])
-        if stream.closed() or len(idle) >= self.max_idle_per_host:
-            stream.close()
+    def _put(self, key, conn: Conn):
+        if conn.closed or conn.eof or conn.buffered:
+            conn.close()  # bytes past the answer, or the vendor is closing it
             return
-        idle.append((stream, time.monotonic()))
+        idle = self._idle.get(key)
+        if idle is None:
+            idle = self._idle[key] = []
+        if len(idle) >= self.max_idle_per_host:
+            conn.close()
+            return
+        conn.idle_since = time.monotonic()
+        idle.append(conn)
+
+    def sweep(self) -> int:
+        """Close idle connections past `idle_ttl` and forget closed ones (the gateway's
+        housekeeping runs this every few seconds); how many went."""
+        now, gone = time.monotonic(), 0
+        for key, idle in list(self._idle.items()):
+            keep = [c for c in idle if not c.closed and now - c.idle_since < self.idle_ttl]
+            for c in idle:
+                if c.closed or now - c.idle_since >= self.idle_ttl:
+                    c.close()
+                    gone += 1
+            if keep:
+                self._idle[key] = keep
+            else:
+                del self._idle[key]
+        return gone
+
+    def idle_count(self) -> int:
+        """Idle connections ready for reuse (closed ones wait for the sweep to go)."""
+        return sum(not c.closed for idle in self._idle.values() for c in idle)
 
     def close(self):
         for idle in self._idle.values():
-            for stream, _ in idle:
-                stream.close()
+            for conn in idle:
+                conn.close()
         self._idle.clear()
 
     def start(self, url: str) -> Call:
@@ -289,19 +326,19 @@ class Pool:
         # A pooled connection may have been closed by the server while idle; if it fails
         # before any response byte, the request was not processed: retry once, fresh.
         for fresh in (False, True):
-            stream = None if fresh else self._get(call.key)
-            reused = stream is not None
-            if stream is None:
-                stream = await self._connect(call, scheme, host, port, connect_timeout)
-            call.stream = stream
+            conn = None if fresh else self._get(call.key)
+            reused = conn is not None
+            if conn is None:
+                conn = await self._connect(call, scheme, host, port, connect_timeout)
+            call.conn = conn
             if call.aborted:
                 call.close()
                 raise UpstreamError("aborted", "request cancelled")
             try:
-                stream.write(data)
-                return await self._read_head(call, stream, first_byte_timeout)
-            except StreamClosedError:
-                stream.close()
+                conn.write(data)
+                return await self._read_head(call, conn, first_byte_timeout)
+            except _Closed:
+                conn.close()
                 if call.aborted or call.timed_out or not reused:
                     raise call.failure("connection closed before a response") from None
             except BaseException:
@@ -309,40 +346,36 @@ class Pool:
                 raise
         raise AssertionError("unreachable")
 
-    async def _connect(self, call, scheme, host, port, timeout) -> IOStream:
+    async def _connect(self, call, scheme, host, port, timeout) -> Conn:
         if call.key[3] is not None:
-            stream = await proxies.connect(self._tcp, call.key[3], scheme, host, port,
-                                           timeout, self._ssl)
-            stream.set_nodelay(True)
+            conn = await proxies.connect(call.key[3], scheme, host, port, timeout, self._ssl)
             self.opened += 1
-            return stream
+            return conn
+        tls = scheme == "https"
         try:
-            stream = await self._tcp.connect(
-                host, port, ssl_options=self._ssl if scheme == "https" else None,
-                timeout=datetime.timedelta(seconds=timeout))
+            conn = await asyncio.wait_for(open_conn(
+                host, port, self._ssl if tls else None, host if tls else None), timeout)
         except asyncio.TimeoutError:
             raise UpstreamError("timeout", f"could not connect within {timeout:g}s") from None
-        except (OSError, StreamClosedError) as e:
-            # IOStream wraps the OS error ("Connection refused") in a StreamClosedError.
-            real = getattr(e, "real_error", None) or e
-            reason = getattr(real, "strerror", None) or type(real).__name__
+        except OSError as e:
+            reason = failure_reason(e)
             raise UpstreamError("connect", f"cannot connect to {host}:{port} ({reason})") \
                 from None
-        stream.set_nodelay(True)
         self.opened += 1
-        return stream
+        return conn
 
-    async def _read_head(self, call, stream, timeout) -> Response:
+    async def _read_head(self, call, conn: Conn, timeout) -> Response:
         call.arm(timeout, "response")
         try:
             while True:
-                try:
-                    raw = await stream.read_until_regex(b"\r?\n\r?\n", max_bytes=_MAX_HEADER)
-                except UnsatisfiableReadError:
-                    raise UpstreamError("protocol", "response head too large") from None
+                raw = await read_head(conn, _MAX_HEADER, _head_too_large)
+                if call._done:  # our timeout or an abort closed it
+                    raise _Closed()
+                if not raw:
+                    raise _Closed()
                 version, code, headers = parse_head(raw)
                 if not 100 <= code < 200:
-                    break
+                    break  # (an interim 1xx answer: the real head follows)
         finally:
             call.disarm()
         keep_alive = version == "HTTP/1.1" and "close" not in {

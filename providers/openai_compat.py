@@ -48,6 +48,7 @@ class OpenAICompatible(Provider):
         self.owned_by = config.name
         self.think_tags = bool(config.options.get("think_tags"))
         self.rewrites_chunks = self.think_tags
+        self.rewrites_completions = self.think_tags
 
     def chunk_normalizer(self):
         return ChunkThinkSplitter() if self.think_tags else self.normalize_chunk

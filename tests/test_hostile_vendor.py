@@ -145,6 +145,40 @@ async def test_a_clean_vendor_keeps_one_connection(make_gateway, raw_vendor):
     assert vendor.connections == 1
 
 
+async def test_the_sweep_closes_connections_idle_past_their_ttl(make_gateway, raw_vendor):
+    """Idle connections are not checked per request any more: the gateway's periodic sweep
+    closes those idle longer than idle_ttl, so the vendor's side is not left to time out."""
+    vendor, base, gw = await raw_vendor(make_gateway, lambda req: [own_answer(req.last_message)])
+    resp = await request(base + "/v1/chat/completions", "POST", chat_body("c-0"), key=GOOD)
+    assert resp.code == 200 and gw.http.idle_count() == 1
+    gw.sweeper.sweep()
+    assert gw.http.idle_count() == 1  # fresh: kept for the next caller
+    gw.http.idle_ttl = 0.0
+    gw.sweeper.sweep()
+    assert gw.http.idle_count() == 0
+    for _ in range(200):
+        if vendor.closed_by_peer:
+            break
+        await asyncio.sleep(0.01)
+    assert vendor.closed_by_peer == 1
+
+
+async def test_a_vendor_closing_an_idle_connection_is_noticed_before_reuse(make_gateway,
+                                                                           raw_vendor):
+    """The vendor hangs up on a pooled connection (its keep-alive timeout): the next
+    caller gets a fresh connection and their answer, with no failed attempt."""
+    vendor, base, gw = await raw_vendor(
+        make_gateway, lambda req: [own_answer(req.last_message), 0.05, CLOSE])
+    for n in range(2):
+        resp = await request(base + "/v1/chat/completions", "POST", chat_body(f"c-{n}"),
+                             key=GOOD)
+        assert json.loads(resp.body)["choices"][0]["message"]["content"] == f"answer for c-{n}"
+        assert "x-freeapi-attempts" not in resp.headers
+        await asyncio.sleep(0.2)  # the vendor closes meanwhile
+        assert gw.http.idle_count() == 0
+    assert vendor.connections == 2
+
+
 # -- close-delimited bodies ------------------------------------------------------------------
 
 CLOSE_DELIMITED_SSE = {**SSE_HEAD, "Connection": "close"}

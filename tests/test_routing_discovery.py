@@ -1,6 +1,8 @@
 """The generic `openai` provider (named instances, keyless local servers, discovery) and
 routing across providers: provider/model, the models: map, ambiguity, discovered names."""
 
+import json
+
 import openai
 import pytest
 
@@ -10,7 +12,7 @@ from tests.fakes import kimi as fake_kimi
 from tests.fakes import openai_compat as fake_local
 from tests.fakes import qwen as fake_qwen
 from tests.fakes.common import ANSWER
-from tests.helpers import HI, client, collect, token_check
+from tests.helpers import HI, client, collect, request, token_check
 
 GW_KEY = "gw-key-for-the-routing-tests"
 
@@ -161,3 +163,17 @@ def test_generic_config_errors(make_gateway, section, path):
     with pytest.raises(ConfigError) as e:
         make_gateway({"providers": {"local": section}})
     assert path in str(e.value)
+
+
+async def test_a_local_servers_answer_is_relayed_as_it_came(start_vendor, make_gateway):
+    """Without think_tags nothing in a non-stream answer changes (the name asked for is
+    the server's own): its bytes go out as they are, not parsed and encoded again."""
+    url, _ = start_vendor(fake_local)
+    base, gw = make_gateway({"providers": {"local": local(
+        url, models=["llama3.2:1b"], discover=False)}})
+    resp = await request(base + "/v1/chat/completions", "POST",
+                         {"model": "llama3.2:1b", "messages": HI}, key="none")
+    assert resp.code == 200
+    # The fake writes `"key": value` with a space; the gateway's own encoding has none.
+    assert resp.body.startswith(b'{"id": "chatcmpl-123", ')
+    assert json.loads(resp.body)["choices"][0]["message"]["content"] == "".join(ANSWER)

@@ -157,6 +157,40 @@ async def test_record_writes_in_the_background_and_flush_waits(store):
     assert [r["latency_ms"] for r in rows] == list(range(50))
 
 
+async def test_entries_recorded_apart_are_written_together(store, monkeypatch):
+    """One write per request cost a thread hand-off and a transaction each: entries wait
+    up to LEDGER_DELAY and go in one batch, and flush() (graceful shutdown) writes them
+    all at once."""
+    import freeapi.store
+    monkeypatch.setattr(freeapi.store, "LEDGER_DELAY", 30.0)
+    writes = []
+    append = store._append
+
+    async def counting(entries):
+        writes.append(len(entries))
+        await append(entries)
+    store._append = counting
+    t = time.time()
+    for i in range(20):
+        store.record(entry(t + i / 1000, latency_ms=i))
+        await asyncio.sleep(0.002)
+    assert writes == []  # still within the delay
+    await store.flush()
+    assert writes == [20]
+    assert [r["latency_ms"] for r in await store.ledger(since=t)] == list(range(20))
+
+
+async def test_a_recorded_entry_is_written_without_a_flush(store):
+    t = time.time()
+    store.record(entry(t, latency_ms=7))
+    for _ in range(300):
+        rows = await store.ledger(since=t)
+        if rows:
+            break
+        await asyncio.sleep(0.01)
+    assert [r["latency_ms"] for r in rows] == [7]
+
+
 async def test_state_survives_reopening(backend):
     store = backend.opened[0]
     await store.ledger_append([entry(1_800_000_000.0)])
@@ -194,6 +228,22 @@ async def test_rollups_come_with_the_ledger_and_every_gateway_reads_them(backend
         _, names = await store.hot.client.execute("SCAN", 0, "MATCH",
                                                   store.hot.prefix + "*", "COUNT", 10000)
         assert not [n for n in names if b":r:" in n or b"ledger" in n]
+
+
+async def test_batched_entries_reach_the_rollups_with_the_ledger(backend, monkeypatch):
+    """record()'s batches go through the backend's rollup-aware write: one batch of many
+    entries counts each of them in the day's buckets, as ledger_append would."""
+    import freeapi.store
+    from freeapi import rollups as R
+    monkeypatch.setattr(freeapi.store, "LEDGER_DELAY", 30.0)
+    store, t = backend.opened[0], time.time()
+    for i in range(5):
+        store.record(entry(t + i / 1000, status=500 if i == 0 else 200))
+    await store.flush()
+    [bucket] = await store.rollup_read("d", "key", R.last("d", 1, t))
+    alice = R.merge([bucket])["config:alice"]
+    assert (alice["n"], alice["err"], alice["ot"]) == (5, 1, 35)
+    assert len(await store.ledger(since=t)) == 5
 
 
 async def test_ledger_pages_newest_first_filtered_with_a_cursor(store):

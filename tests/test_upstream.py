@@ -1,4 +1,4 @@
-"""The pooled HTTP/1.1 client's body decoding, byte by byte."""
+"""The pooled HTTP/1.1 client: body decoding byte by byte, and the connection's buffer."""
 
 import pytest
 
@@ -57,3 +57,42 @@ def test_chunk_extensions_and_trailers_are_accepted_within_bounds():
         d.feed(b"0\r\n")
         for _ in range(2000):
             d.feed(b"X-Pad: " + b"p" * 60 + b"\r\n")
+
+
+# -- the connection's buffer (freeapi/transport.py) ----------------------------------------
+
+async def test_a_fast_vendor_is_not_read_ahead_of_a_slow_reader():
+    """A vendor that sends 8 MB at once: while nobody takes the bytes, the connection stops
+    reading past HIGH_WATER (the rest waits in the kernel and at the vendor), and reading
+    resumes as they are taken, until every byte has arrived in order."""
+    import asyncio
+
+    from freeapi.transport import HIGH_WATER, open_conn
+
+    payload = bytes(range(256)) * (8 * 4096)  # 8 MB
+
+    async def serve(reader, writer):
+        writer.write(payload)
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    conn = await open_conn("127.0.0.1", port)
+    try:
+        for _ in range(50):  # give the loop time to read all it would
+            await asyncio.sleep(0.01)
+        assert 0 < conn.buffered < HIGH_WATER + 1024 * 1024  # one socket read past the mark
+        got = []
+        while True:
+            await conn.wait()
+            data = conn.take()
+            if not data:
+                break
+            assert len(data) <= HIGH_WATER
+            got.append(data)
+        assert b"".join(got) == payload
+    finally:
+        conn.close()
+        server.close()
+        await server.wait_closed()

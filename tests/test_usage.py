@@ -14,6 +14,7 @@ import pytest
 
 from freeapi.config import Price
 from freeapi.ledger import token_counts, usage_from_body
+from freeapi.store import LEDGER_DELAY
 from freeapi.store.sqlite import SQLiteStore
 from freeapi.usage import parse_time, render, summarize
 from tests.conftest import free_port
@@ -282,11 +283,11 @@ def test_kill_9_loses_at_most_the_request_in_flight(tmp_path):
                 status, raw = call(c, "POST", "/v1/chat/completions", body)
                 assert status == 200 and raw
             # One more request is in flight when the kill comes; entries are committed
-            # within about a millisecond of their answer, so 0.1s is plenty for the rest.
+            # within LEDGER_DELAY (50 ms) of their answer, so 0.3s is plenty for the rest.
             c2 = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
             c2.request("POST", "/v1/chat/completions", json.dumps(chat_body("!slow 5")),
                        {"Authorization": f"Bearer {GOOD}", "Content-Type": "application/json"})
-            time.sleep(0.1)
+            time.sleep(LEDGER_DELAY + 0.25)
             os.kill(proc.pid, signal.SIGKILL)
             proc.wait(5)
             proc, c = start_gateway(cfg, port)  # restarted on the same state

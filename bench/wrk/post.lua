@@ -3,15 +3,22 @@
 --   BENCH_STREAM  1 for stream:true (the fake upstream answers 20 SSE chunks)
 --   BENCH_AUTH    bearer token sent as Authorization
 --   BENCH_HEADERS extra headers, "Name: value" separated by "|"
---   BENCH_DIALECT anthropic: an Anthropic Messages body (for /v1/messages)
+--   BENCH_DIALECT anthropic: an Anthropic Messages body (for /v1/messages);
+--                 responses: an OpenAI Responses body (for /v1/responses)
 local model = os.getenv("BENCH_MODEL") or "deepseek-chat"
 local stream = os.getenv("BENCH_STREAM") == "1"
 local anthropic = os.getenv("BENCH_DIALECT") == "anthropic"
+local responses = os.getenv("BENCH_DIALECT") == "responses"
 
 wrk.method = "POST"
-wrk.body = '{"model":"' .. model .. '",' .. (anthropic and '"max_tokens":64,' or '')
-  .. '"messages":[{"role":"user","content":"Say hello."}]'
-  .. (stream and ',"stream":true' or '') .. '}'
+if responses then
+  wrk.body = '{"model":"' .. model .. '","input":"Say hello.","store":false'
+    .. (stream and ',"stream":true' or '') .. '}'
+else
+  wrk.body = '{"model":"' .. model .. '",' .. (anthropic and '"max_tokens":64,' or '')
+    .. '"messages":[{"role":"user","content":"Say hello."}]'
+    .. (stream and ',"stream":true' or '') .. '}'
+end
 wrk.headers["Content-Type"] = "application/json"
 local auth = os.getenv("BENCH_AUTH")
 if auth and auth ~= "" then

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import math
@@ -10,7 +11,6 @@ import time
 from http.client import responses
 
 from tornado import web
-from tornado.ioloop import IOLoop
 
 from freeapi import access_log, logs
 from freeapi.errors import Answered, APIError, ClientGone, invalid_request
@@ -88,6 +88,15 @@ def _spell(trail) -> str:
     return "".join(reversed(steps)).lstrip(".")
 
 
+def _header(headers, name: str) -> str | None:
+    """headers.get(name) without its cost for an absent header: HTTPHeaders inherits
+    Mapping.get, which raises and catches a KeyError (a few per request, measurable)."""
+    values = headers.get_list(name)
+    if not values:
+        return None
+    return values[0] if len(values) == 1 else ",".join(values)
+
+
 @web.stream_request_body
 class APIHandler(web.RequestHandler):
     """Bodies are streamed in so an oversized one is refused with 413 as soon as its size
@@ -117,14 +126,14 @@ class APIHandler(web.RequestHandler):
         # it, so the request's log context is inherited by everything the request does;
         # called again when an error clears the headers.
         if self._rlog is None:
-            self._rlog = logs.begin(self.request.headers.get("X-Request-Id"),
+            self._rlog = logs.begin(_header(self.request.headers, "X-Request-Id"),
                                     getattr(self, "endpoint", None))
         self.set_header("X-Request-Id", self._rlog.request_id)
 
     def prepare(self):
         headers = self.request.headers
-        length = headers.get("Content-Length")
-        body_coming = length not in (None, "0") or "Transfer-Encoding" in headers
+        length = _header(headers, "Content-Length")
+        body_coming = length not in (None, "0") or bool(headers.get_list("Transfer-Encoding"))
         try:
             if self.auth_required and self.gateway.auth.enabled:
                 self.client_token()
@@ -180,13 +189,17 @@ class APIHandler(web.RequestHandler):
         if done is None or done.done():
             return
         self._last_data = time.monotonic()
-        self._body_timer = IOLoop.current().call_later(self.gateway.config.body_timeout,
-                                                       self._body_stalled)
-        done.add_done_callback(lambda _: self._stop_watching_body())
+        # asyncio's timer directly: Tornado's IOLoop wrappers cost more than the timer.
+        self._body_timer = asyncio.get_running_loop().call_later(
+            self.gateway.config.body_timeout, self._body_stalled)
+        done.add_done_callback(self._body_done)
+
+    def _body_done(self, _):
+        self._stop_watching_body()
 
     def _stop_watching_body(self):
         if self._body_timer is not None:
-            IOLoop.current().remove_timeout(self._body_timer)
+            self._body_timer.cancel()
             self._body_timer = None
 
     def on_connection_close(self):
@@ -215,7 +228,7 @@ class APIHandler(web.RequestHandler):
             return
         rlog.access_logged = True
         caller = self.caller
-        IOLoop.current().add_callback(
+        asyncio.get_running_loop().call_soon(
             access_log.write, rlog, self.request.method, self.request.path,
             status or self.get_status(), round(self.request.request_time() * 1000),
             caller.name if caller is not None else None, gone and status is None)
@@ -244,7 +257,7 @@ class APIHandler(web.RequestHandler):
         timeout = self.gateway.config.body_timeout
         left = self._last_data + timeout - time.monotonic()
         if left > 0:  # data came meanwhile: wait for the rest of the new period
-            self._body_timer = IOLoop.current().call_later(left, self._body_stalled)
+            self._body_timer = asyncio.get_running_loop().call_later(left, self._body_stalled)
             return
         log.info("%s %s: dropped; the request body stalled for %gs (server.body_timeout)",
                  self.request.method, self.request.path, timeout)
@@ -321,7 +334,7 @@ class APIHandler(web.RequestHandler):
         With gateway keys configured, the token must be one of them (and is not a vendor
         key); otherwise it is whatever the client sent, for pass-through.
         """
-        token = bearer(self.request.headers.get("Authorization"))
+        token = bearer(_header(self.request.headers, "Authorization"))
         auth = self.gateway.auth
         if auth.enabled:
             self.caller = auth.identify(token)

@@ -86,7 +86,8 @@ class ResponseWriter:
         # keep-alive prefix of blank lines takes the slow path).
         if (ex.conversation is None and not ex.door.remembers_reasoning
                 and unchanged(route, model) and raw[:64].lstrip()[:1] == b"{"):
-            ex.answer = raw
+            usage = data.get("usage")  # parsed above: no second decode for the ledger
+            ex.usage = usage if isinstance(usage, dict) else None
             return Answer(raw=raw, data=data)
         await self.remember_reasoning(ex, route, data)
         return self.parsed(ex, complete(data, route, model))
@@ -164,10 +165,14 @@ class ResponseWriter:
         writer, h = ex.writer, ex.door
         assert writer is not None, "ResponseWriter.stream opens the writer before relaying"
         writer.commit()
+        # Closed below, not left to the garbage collector: an async generator left
+        # unfinished (the loop returns at [DONE]) costs asyncio's finalizer hook a wake-up
+        # of the loop from "another thread" and a task, per stream.
+        batches = stream.batches()
         try:
             try:
                 count = stream_sizes(ex)
-                async for events in stream.batches():
+                async for events in batches:
                     out: list[bytes] = []
                     count(events)  # sizes, for a usage estimate should no usage come
                     for ev in events:
@@ -207,6 +212,7 @@ class ResponseWriter:
                             provider.name)
                 ex.error = "client_stalled"
         finally:
+            await batches.aclose()
             stream.close()
 
     async def _collect(self, ex: Exchange, route, model: str, body: dict,

@@ -26,6 +26,13 @@ BUCKETS = 10
 # state.ledger_buffer), then dropped oldest first: a gateway whose store is gone must not
 # grow without bound.
 MAX_PENDING = 10000
+# Ledger entries are written together: at most this many seconds after the first one of a
+# batch was recorded, or at once when this many are waiting. One write per request cost a
+# task, a thread hand-off and a transaction each (bench/README.md, issue 18); one per
+# 50 ms costs nothing measurable at any rate. A graceful shutdown writes everything
+# queued (aclose); a kill -9 loses what is queued: the last 50 ms of answers.
+LEDGER_DELAY = 0.05
+LEDGER_BATCH = 256
 # The largest piece of a blob one store call moves (see Store.blob_put).
 BLOB_PIECE = 256 << 10
 # JSON records longer than this are decoded on a worker thread, not the event loop.
@@ -93,6 +100,7 @@ class Store:
     def __init__(self):
         self._pending: list[dict] = []
         self._flusher: asyncio.Task | None = None
+        self._timer: asyncio.TimerHandle | None = None  # the next batch's write
         self._dropped = 0
         # Called with the number of ledger entries just dropped (the metrics counter).
         self.on_ledger_dropped = None
@@ -131,13 +139,19 @@ class Store:
     # -- the usage ledger ---------------------------------------------------------------
 
     def record(self, entry: dict) -> None:
-        """Queue one ledger entry; it is written in the background at once (batched with
-        whatever else is queued by then). Never blocks, never raises."""
+        """Queue one ledger entry; it is written in the background within LEDGER_DELAY
+        seconds, batched with whatever else is queued by then. Never blocks, never
+        raises."""
         self._pending.append(entry)
         self._trim()
-        if self._flusher is None or self._flusher.done():
+        if self._flusher is not None and not self._flusher.done():
+            return  # the write in progress schedules the next one
+        if len(self._pending) >= LEDGER_BATCH:
+            self._write_now()
+        elif self._timer is None:
             try:
-                self._flusher = asyncio.get_running_loop().create_task(self._flush_loop())
+                self._timer = asyncio.get_running_loop().call_later(LEDGER_DELAY,
+                                                                    self._write_now)
             except RuntimeError:  # no loop (a CLI): written on flush()
                 pass
 
@@ -153,7 +167,15 @@ class Store:
         if self.on_ledger_dropped is not None:
             self.on_ledger_dropped(over)
 
-    async def _flush_loop(self):
+    def _write_now(self, drain: bool = False):
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._pending and (self._flusher is None or self._flusher.done()):
+            self._flusher = asyncio.get_running_loop().create_task(self._flush_loop(drain))
+
+    async def _flush_loop(self, drain: bool = False):
+        """Write what is queued: one batch, or (`drain`) until nothing is left."""
         while self._pending:
             batch, self._pending = self._pending, []
             try:
@@ -166,20 +188,31 @@ class Store:
                 log.warning("ledger: %d entr%s not written yet (%s); retrying in 1s",
                             len(self._pending), "y" if len(self._pending) == 1 else "ies", e)
                 await asyncio.sleep(1.0)
+                continue
+            if not drain:
+                break
+        if self._pending and self._timer is None:  # recorded during the write: the next batch
+            self._timer = asyncio.get_running_loop().call_later(LEDGER_DELAY, self._write_now)
         if self._dropped:
             log.warning("ledger: %d entries were dropped (the store was down or could not "
                         "keep up)", self._dropped)
             self._dropped = 0
 
     async def flush(self, timeout: float = 5.0) -> None:
-        """Wait until every recorded entry is written (or `timeout` passes)."""
-        if self._pending and (self._flusher is None or self._flusher.done()):
-            self._flusher = asyncio.get_running_loop().create_task(self._flush_loop())
-        if self._flusher is not None and not self._flusher.done():
+        """Write every recorded entry now and wait for it (or until `timeout` passes)."""
+        loop = asyncio.get_running_loop()
+        end = loop.time() + timeout
+        while True:
+            if self._flusher is None or self._flusher.done():
+                if not self._pending:
+                    return
+                self._write_now(drain=True)
             try:
-                await asyncio.wait_for(asyncio.shield(self._flusher), timeout)
+                await asyncio.wait_for(asyncio.shield(self._flusher),
+                                       max(0.0, end - loop.time()))
             except asyncio.TimeoutError:
                 log.warning("ledger: %d entries not written at shutdown", len(self._pending))
+                return
 
     async def ledger_append(self, entries: list[dict]) -> None:
         """Write entries now and wait for it (tests, imports); see record()."""
@@ -329,6 +362,9 @@ class Store:
         raise NotImplementedError
 
     def _stop_flusher(self):
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         if self._flusher is not None and not self._flusher.done():
             self._flusher.cancel()
 
