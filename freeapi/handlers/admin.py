@@ -59,6 +59,19 @@ class AdminHandler(APIHandler):
             return {}
         return self.json_body()
 
+    def _arg(self, name: str) -> str | None:
+        return self.get_query_argument(name, None)
+
+    def _int(self, name: str, default, low: int, high: int):
+        """A query argument that must be a whole number in [low, high] (400 naming it)."""
+        raw = self._arg(name)
+        if raw is None:
+            return default
+        if not raw.isdigit() or not low <= int(raw) <= high:
+            raise invalid_request(f"`{name}` must be a whole number from {low} to {high}.",
+                                  param=name, code="invalid_field")
+        return int(raw)
+
     def listing(self, data: list, **extra):
         self.write_json({"object": "list", "data": data, **extra})
 
@@ -125,15 +138,6 @@ class TeamAdminHandler(AdminHandler):
 
 class AuditHandler(AdminHandler):
     """GET /admin/audit?limit=50&before=SEQ: newest first; `next_before` pages on."""
-
-    def _int(self, name: str, default, low: int, high: int):
-        raw = self.get_query_argument(name, None)
-        if raw is None:
-            return default
-        if not raw.isdigit() or not low <= int(raw) <= high:
-            raise invalid_request(f"`{name}` must be a whole number from {low} to {high}.",
-                                  param=name, code="invalid_field")
-        return int(raw)
 
     @store_answers
     async def get(self):

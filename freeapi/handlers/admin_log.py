@@ -34,15 +34,6 @@ class RequestsAdminHandler(AdminHandler):
             raise invalid_request(f"`{name}`: {e}", param=name, code="invalid_field") \
                 from None
 
-    def _int(self, name: str, default, low: int, high: int):
-        raw = self._arg(name)
-        if raw is None:
-            return default
-        if not raw.isdigit() or not low <= int(raw) <= high:
-            raise invalid_request(f"`{name}` must be a whole number from {low} to {high}.",
-                                  param=name, code="invalid_field")
-        return int(raw)
-
     @store_answers
     async def get(self):
         cursor = self._arg("cursor")

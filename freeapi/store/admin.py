@@ -37,6 +37,16 @@ def _dumps(obj) -> str:
     return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
 
 
+def records_of(version: int, changes) -> tuple[int, dict, dict]:
+    """(version, {id: key record}, {id: team record}) from admin_changes(0)'s rows (a
+    revoked or deleted record is None and left out)."""
+    out: dict = {k: {} for k in KINDS}
+    for kind, rid, record in changes:
+        if record is not None and kind in out:
+            out[kind][rid] = record
+    return version, out["key"], out["team"]
+
+
 class SQLiteAdmin:
     """For SQLiteStore (uses its _run and _tx)."""
 
@@ -61,12 +71,7 @@ class SQLiteAdmin:
 
     async def admin_load(self) -> tuple[int, dict, dict]:
         """(version, {id: key record}, {id: team record}), read in one transaction."""
-        version, changes = await self.admin_changes(0)
-        out = {k: {} for k in KINDS}
-        for kind, rid, record in changes:
-            if record is not None and kind in out:
-                out[kind][rid] = record
-        return version, out["key"], out["team"]
+        return records_of(*await self.admin_changes(0))
 
     async def admin_changes(self, since: int) -> tuple[int, list]:
         """(version, [(kind, id, record or None when deleted)]) for the records changed

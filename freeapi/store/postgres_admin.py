@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 
-from freeapi.store.admin import KINDS
+from freeapi.store.admin import KINDS, records_of
 
 
 def _dumps(obj) -> str:
@@ -24,12 +24,7 @@ class PostgresAdmin:
         return int(await self._run(lambda con: con.fetchval(_VERSION)))
 
     async def admin_load(self):
-        version, changes = await self.admin_changes(0)
-        out = {k: {} for k in KINDS}
-        for kind, rid, record in changes:
-            if record is not None and kind in out:
-                out[kind][rid] = record
-        return version, out["key"], out["team"]
+        return records_of(*await self.admin_changes(0))
 
     async def admin_changes(self, since):
         async def read(con):
