@@ -33,12 +33,15 @@ async def admin(base, method, path, body=None, key=ADMIN):
 
 
 async def served(base, key, model="deepseek-chat") -> bool:
-    try:
-        await sdk(base, key).chat.completions.create(
-            model=model, messages=[{"role": "user", "content": "hi"}])
-        return True
-    except openai.AuthenticationError:
-        return False
+    # Closed here: a client left to the garbage collector closes its sockets later, on
+    # whatever loop runs then (another test's, or a closed one).
+    async with sdk(base, key) as client:
+        try:
+            await client.chat.completions.create(
+                model=model, messages=[{"role": "user", "content": "hi"}])
+            return True
+        except openai.AuthenticationError:
+            return False
 
 
 async def test_a_created_key_is_served_and_its_secret_shown_once(make_gateway):
@@ -274,10 +277,13 @@ async def test_the_model_list_shows_only_what_key_and_team_both_allow(make_gatew
     _, k = await admin(base, "POST", "/admin/keys", {"name": "n", "team": "narrow"})
     _, both = await admin(base, "POST", "/admin/keys", {
         "name": "m", "team": "narrow", "models": ["deepseek-v4-flash", "deepseek-flash"]})
-    everything = {m.id async for m in sdk(base, USER).models.list()}
+    async def listed(key):
+        async with sdk(base, key) as client:
+            return {m.id async for m in client.models.list()}
+    everything = await listed(USER)
     assert "deepseek-flash" in everything
-    ids = {m.id async for m in sdk(base, k["key"]).models.list()}
+    ids = await listed(k["key"])
     assert ids == {i for i in everything if i.startswith("deepseek-v4-")}
-    ids = {m.id async for m in sdk(base, both["key"]).models.list()}
+    ids = await listed(both["key"])
     assert "deepseek-v4-flash" in ids and "deepseek-flash" not in ids
     assert "deepseek-v4-pro" not in ids
