@@ -180,9 +180,10 @@ class Store:
             batch, self._pending = self._pending, []
             try:
                 await self._append(batch)
-            except StoreError as e:
+            except Exception as e:  # StoreError, or a driver's own (asyncpg mid-restart)
                 # Keep them (bounded) and try again shortly: a restart of Redis should not
-                # cost the ledger the requests served meanwhile.
+                # cost the ledger the requests served meanwhile, and no unexpected error
+                # may end this loop with the batch in it.
                 self._pending[:0] = batch
                 self._trim()
                 log.warning("ledger: %d entr%s not written yet (%s); retrying in 1s",
