@@ -10,7 +10,10 @@ import time
 
 import pytest
 
+from freeapi import rollups as R
+from freeapi.config_state import parse_state
 from freeapi.csvexport import cell
+from freeapi.store import open_store
 from tests.fakes.deepseek import GOOD
 from tests.helpers import request
 from tests.test_usage import ledger
@@ -96,6 +99,22 @@ async def test_spend_reads_rollups_never_the_raw_log(make_gateway, monkeypatch):
         code, resp = await get(base, f"/admin/spend?by={by}&period=hour")
         assert code == 200, resp.body
         assert json.loads(resp.body)["total"]["requests"] == 1
+
+
+async def test_counts_read_equals_the_full_read_without_histograms(state_backend):
+    store = open_store(parse_state(state_backend, None))
+    try:
+        now = time.time()
+        await store.rollup_add([entry(now - i * 700, model=f"m{i % 3}", cost=0.01 * i,
+                                      status=(200, 429, 502)[i % 3]) for i in range(30)])
+        starts = R.last("h", 8, now)
+        full = await store.rollup_read("h", "model", starts)
+        counts = await store.rollup_read_counts("h", "model", starts)
+        assert any(R.is_detail(k) for b in full for k in b)  # there were some to leave out
+        assert counts == [{k: v for k, v in b.items() if not R.is_detail(k)} for b in full]
+        assert sum(b.get("m1\x1fn", 0) for b in counts) == 10
+    finally:
+        store.close()
 
 
 @pytest.mark.parametrize("query, param", [

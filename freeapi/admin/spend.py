@@ -38,6 +38,14 @@ def bucket_starts(period: str, since: float | None, until: float | None,
     return R.starts(code, since, until)
 
 
+_WANTED = frozenset(f for _, f in COUNTS)
+
+
+def _amount(pricing, fields: dict) -> float:
+    costs = R.costs(fields)
+    return pricing.total(costs)["amount"] if costs else 0.0
+
+
 def _add(into: dict, fields: dict) -> None:
     for f, v in fields.items():
         into[f] = into.get(f, 0) + v
@@ -58,13 +66,20 @@ async def spend_series(store, pricing, by: str, period: str, starts: list[int],
     Amounts are in billing.currency; costs in a currency without a rate are left apart
     under `unconverted` (as everywhere else, freeapi/pricing.py)."""
     code = PERIODS[period][0]
-    buckets = await store.rollup_read(code, by, starts)
+    buckets = await store.rollup_read_counts(code, by, starts)
+    # The histograms are left out by the store; one pass keeps the fields answered.
     per_value: dict[str, list[dict]] = {}
     for i, bucket in enumerate(buckets):
-        for val, fields in R.merge([bucket]).items():
-            if value is not None and val != value:
+        for k, v in bucket.items():
+            val, _, f = k.rpartition(R.SEP)
+            if (f not in _WANTED and not f.startswith("c.")) or \
+                    (value is not None and val != value):
                 continue
-            per_value.setdefault(val, [{} for _ in starts])[i] = fields
+            series = per_value.get(val)
+            if series is None:
+                series = per_value[val] = [{} for _ in starts]
+            point = series[i]
+            point[f] = point.get(f, 0) + v
     rows, everything = [], {}
     for val, series in per_value.items():
         fields: dict = {}
@@ -72,7 +87,7 @@ async def spend_series(store, pricing, by: str, period: str, starts: list[int],
             _add(fields, s)
         _add(everything, fields)
         total = pricing.total(R.costs(fields))
-        points = [(s, pricing.total(R.costs(s))["amount"]) for s in series]
+        points = [(s, _amount(pricing, s)) for s in series]
         rows.append({"value": val, "name": (names or {}).get(val, val),
                      "totals": dict(_figures(fields, total["amount"]),
                                     costs=R.costs(fields), unconverted=total["unconverted"]),
