@@ -40,7 +40,7 @@ class SQLiteRollups:
         if not starts:
             return []
         # Left out by SQLite itself: no Python row is made for a histogram field.
-        skip = " ".join(f"AND instr(field, ?) = 0" for _ in DETAIL_PREFIXES)
+        skip = " ".join("AND instr(field, ?) = 0" for _ in DETAIL_PREFIXES)
         marks = [SEP + p for p in DETAIL_PREFIXES]
 
         def query(db):
