@@ -20,6 +20,7 @@ from freeapi.errors import APIError, invalid_request
 from freeapi.free import FreeRouter
 from freeapi.handlers.admin import ROUTES as ADMIN_ROUTES
 from freeapi.handlers.admin_log import ROUTES as ADMIN_LOG_ROUTES
+from freeapi.handlers.admin_spend import ROUTES as ADMIN_SPEND_ROUTES
 from freeapi.handlers.audio import SpeechHandler, TranscriptionsHandler
 from freeapi.handlers.base import NotFoundHandler
 from freeapi.handlers.chat import ChatCompletionsHandler
@@ -306,6 +307,7 @@ def make_app(gateway: Gateway) -> web.Application:
         (r"/v1/status", StatusHandler),
         *ADMIN_ROUTES,
         *ADMIN_LOG_ROUTES,
+        *ADMIN_SPEND_ROUTES,
     ]
     return web.Application(routes, freeapi=gateway, default_handler_class=NotFoundHandler,
                            compress_response=False)

@@ -29,6 +29,15 @@ PERIODS = {
 LAT_EDGES_MS = (50, 100, 200, 300, 500, 750, 1000, 1500, 2000, 3000, 5000, 7500, 10000,
                 15000, 20000, 30000, 60000, 120000)
 SEP = "\x1f"  # between a value and a field name in one stored field
+# The model dimension's per-bucket detail (error classes, latency and time-to-first-token
+# histograms): most of a model bucket's fields, needed by the status page's percentiles
+# but not by counts and spend over time (Store.rollup_read_counts leaves them out).
+DETAIL_PREFIXES = ("e.", "lh.", "th.")
+
+
+def is_detail(stored_field: str) -> bool:
+    """Whether a stored field (value SEP field) is one of DETAIL_PREFIXES."""
+    return stored_field.rpartition(SEP)[2].startswith(DETAIL_PREFIXES)
 
 
 def error_class(e: dict) -> str | None:

@@ -9,6 +9,7 @@ import functools
 from freeapi.errors import APIError, invalid_request
 from freeapi.handlers.base import APIHandler
 from freeapi.store import StoreError
+from freeapi.usage import parse_time
 
 
 def store_answers(method):
@@ -71,6 +72,30 @@ class AdminHandler(APIHandler):
             raise invalid_request(f"`{name}` must be a whole number from {low} to {high}.",
                                   param=name, code="invalid_field")
         return int(raw)
+
+    def _time(self, name: str):
+        """unix seconds, or what `freeapi usage --since` takes (400 naming it)."""
+        raw = self._arg(name)
+        if raw is None:
+            return None
+        try:
+            return float(raw)
+        except ValueError:
+            pass
+        try:
+            return parse_time(raw)
+        except ValueError as e:
+            raise invalid_request(f"`{name}`: {e}", param=name, code="invalid_field") \
+                from None
+
+    def _choice(self, name: str, options: tuple, default: str) -> str:
+        raw = self._arg(name)
+        if raw is None:
+            return default
+        if raw not in options:
+            raise invalid_request(f"`{name}` must be one of {', '.join(options)}.",
+                                  param=name, code="invalid_field")
+        return raw
 
     def listing(self, data: list, **extra):
         self.write_json({"object": "list", "data": data, **extra})

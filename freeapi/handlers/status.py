@@ -55,15 +55,17 @@ _PAGE_POLICY = ("default-src 'none'; style-src 'unsafe-inline'; script-src 'unsa
                 "frame-ancestors 'none'")
 
 
-# freeapi/static/status.html: one self-contained document (inline style, script and SVG; no
-# build step), shipped as package data. It asks for an admin gateway key, keeps it in
-# sessionStorage and reads GET /v1/status with it; everything it shows is written as text
-# nodes, never as HTML, since model names come from clients.
+# freeapi/static/status.html: the admin console, one self-contained document (inline style,
+# script and SVG; no build step), shipped as package data. It asks for an admin gateway
+# key, keeps it in sessionStorage and reads GET /v1/status and the admin API with it;
+# everything it shows is written as text nodes, never as HTML, since key, team and model
+# names come from clients.
 PAGE = (Path(__file__).resolve().parent.parent / "static" / "status.html").read_bytes()
 
 
 class StatusPageHandler(APIHandler):
-    """GET /status: the page itself holds no data, so it needs no key; it asks for one."""
+    """GET /status (the console): the page itself holds no data, so it needs no key; it
+    asks for one."""
 
     auth_required = False
 

@@ -19,6 +19,8 @@ import logging
 import time
 from dataclasses import dataclass
 
+from freeapi.rollups import is_detail
+
 log = logging.getLogger("freeapi.store")
 
 BUCKETS = 10
@@ -241,6 +243,13 @@ class Store:
         """The buckets of (`period`, `dim`) starting at `starts` (unix s, aligned), in that
         order, each {value SEP field: amount} ({} where there is none). One round trip."""
         raise NotImplementedError
+
+    async def rollup_read_counts(self, period: str, dim: str, starts: list[int]) -> list[dict]:
+        """rollup_read without the fields of rollups.DETAIL_PREFIXES (the model
+        dimension's latency histograms and error classes, most of its buckets' size): what
+        counts and spend over time need (GET /admin/spend). Backends filter in their query."""
+        return [{k: v for k, v in b.items() if not is_detail(k)}
+                for b in await self.rollup_read(period, dim, starts)]
 
     async def rollup_sum(self, period: str, dim: str, starts: list[int]) -> dict:
         """The buckets of (`period`, `dim`) at `starts` summed into one {value SEP field:

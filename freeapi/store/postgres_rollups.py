@@ -11,7 +11,7 @@ are written in one transaction.
 
 from __future__ import annotations
 
-from freeapi.rollups import PERIODS, increments
+from freeapi.rollups import DETAIL_PREFIXES, PERIODS, increments
 from freeapi.store import LEDGER_FIELDS, PAGE_MAX
 
 _NOW = "extract(epoch FROM clock_timestamp())"
@@ -65,6 +65,19 @@ class PostgresRollups:
             "SELECT start, field, amount FROM rollups WHERE period = $1 AND dim = $2 AND "
             f"start = ANY($3::int8[]) AND expires > {_NOW}", period, dim,
             [int(s) for s in starts]))
+        got: dict[int, dict] = {int(s): {} for s in starts}
+        for start, field, amount in rows:
+            got[start][field] = amount
+        return [got[int(s)] for s in starts]
+
+    async def rollup_read_counts(self, period, dim, starts):
+        if not starts:
+            return []
+        rows = await self._run(lambda con: con.fetch(
+            "SELECT start, field, amount FROM rollups WHERE period = $1 AND dim = $2 AND "
+            f"start = ANY($3::int8[]) AND expires > {_NOW} AND "
+            "NOT (split_part(field, chr(31), -1) LIKE ANY($4::text[]))", period, dim,
+            [int(s) for s in starts], [p + "%" for p in DETAIL_PREFIXES]))
         got: dict[int, dict] = {int(s): {} for s in starts}
         for start, field, amount in rows:
             got[start][field] = amount
