@@ -59,6 +59,9 @@ class Speech(Operation):
             body = {k: v for k, v in body.items() if k != "response_format"}
         super().__init__(body, model)
 
+    def estimate(self, body: dict) -> tuple[dict, dict]:
+        return {}, {"character": len(body.get("input") or "")}
+
     def _transport(self, route) -> str:
         return route.provider.speech_transport_for(dict(self.body, model=route.upstream_model))
 

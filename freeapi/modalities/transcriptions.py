@@ -5,11 +5,16 @@ as it is, JSON or text (text, srt, vtt). The audio is never logged."""
 
 from __future__ import annotations
 
+import math
+
 from freeapi.errors import invalid_request, vendor_error
 from freeapi.modalities import UNUSABLE, Operation
 from freeapi.modalities.forms import parse_upload
 from freeapi.routing import require_model
 
+# 32 kbit/s: speech in MP3, AAC or Opus is usually encoded at that rate or above, so
+# a file's seconds are at most its bytes / 4000 (WAV and FLAC: far fewer than that).
+AUDIO_BYTES_PER_S = 4000
 FORMATS = {"json": "application/json", "verbose_json": "application/json",
            "text": "text/plain; charset=utf-8", "srt": "text/plain; charset=utf-8",
            "vtt": "text/vtt; charset=utf-8"}
@@ -33,6 +38,13 @@ class Transcriptions(Operation):
             raise invalid_request(f"`response_format` must be one of {', '.join(FORMATS)}.",
                                   param="response_format")
         super().__init__(body, model)
+
+    def estimate(self, body: dict) -> tuple[dict, dict]:
+        """Seconds of audio, before the vendor has heard it: its size at AUDIO_BYTES_PER_S
+        (an overestimate for every common speech encoding but the lowest-rate Opus)."""
+        audio = body.get("file")
+        size = len(audio[2]) if isinstance(audio, tuple) and len(audio) == 3 else 0
+        return {}, {"second": max(1, math.ceil(size / AUDIO_BYTES_PER_S))}
 
     async def finish(self, ctx, raw: bytes, route) -> None:
         h, fmt = ctx.door, self.body["response_format"]
