@@ -77,6 +77,8 @@ class Speech(Operation):
 
     async def finish(self, ctx, result, route) -> None:
         provider, h = route.provider, ctx.door
+        if ctx.usage is None:  # billed per input character (freeapi/pricing.py)
+            ctx.report_usage({"characters": len(self.body["input"])})
         fmt = self.body.get("response_format") or provider.speech_default_format
         h.set_header("Content-Type", FORMATS.get(fmt, "application/octet-stream"))
         if self.transport == "json":

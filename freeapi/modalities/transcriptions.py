@@ -5,6 +5,7 @@ as it is, JSON or text (text, srt, vtt). The audio is never logged."""
 
 from __future__ import annotations
 
+import json
 import math
 
 from freeapi.errors import invalid_request, vendor_error
@@ -53,5 +54,26 @@ class Transcriptions(Operation):
         except UNUSABLE:
             raise vendor_error(route.provider.name, 502, "the transcription answer was not "
                                "understood") from None
+        seconds = audio_seconds(raw)
+        if seconds is not None:  # billed per second of audio (freeapi/pricing.py)
+            ctx.report_usage({"seconds": seconds})
         h.set_header("Content-Type", FORMATS[fmt])
         h.finish(out)
+
+
+def audio_seconds(raw: bytes) -> float | None:
+    """The seconds of audio a vendor's JSON answer says it heard: OpenAI's
+    `usage: {type: "duration", seconds}` or verbose_json's `duration`; None when it says
+    none (a text answer, or a vendor that reports nothing: the ledger charges nothing)."""
+    if not raw.lstrip().startswith(b"{"):
+        return None
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return None
+    usage = data.get("usage") if isinstance(data, dict) else None
+    for value in ((usage or {}).get("seconds") if isinstance(usage, dict) else None,
+                  data.get("duration") if isinstance(data, dict) else None):
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
+            return float(value)
+    return None
