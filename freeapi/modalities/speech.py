@@ -77,14 +77,15 @@ class Speech(Operation):
 
     async def finish(self, ctx, result, route) -> None:
         provider, h = route.provider, ctx.door
-        if ctx.usage is None:  # billed per input character (freeapi/pricing.py)
-            ctx.report_usage({"characters": len(self.body["input"])})
+        usage = {"characters": len(self.body["input"])}  # billed per input character
         fmt = self.body.get("response_format") or provider.speech_default_format
         h.set_header("Content-Type", FORMATS.get(fmt, "application/octet-stream"))
         if self.transport == "json":
+            ctx.report_usage(usage)
             h.finish(await _whole(ctx, provider, result))
             return
         mark = StreamMark()
+        mark.usage = usage  # what the ledger reads of a relayed stream
         ctx.relaying(mark)
         if self.transport == "bytes":
             upstream = result.headers.get("Content-Type", "")
