@@ -89,6 +89,12 @@ class Reservation:
         self.lines, self.nanos = lines, 0
 
 
+def budgeted(caller) -> bool:
+    """Whether a request's caller (None: anonymous) has a money budget, its own or its
+    team's."""
+    return caller is not None and caller.budgeted
+
+
 def holders(caller) -> list[tuple[str, str, str, dict | None, str]]:
     """(counter id, kind, name, budget, label) of the key and, when it has a budget, its
     team (shared by all its keys)."""
@@ -235,8 +241,8 @@ class Budgets:
     def _refusal(self, line: Line, used: int, extra: int) -> APIError:
         cur = self.pricing().billing.currency
         text = (f"{line.label} is over its {line.period} money budget ({_fmt(line.limit)} "
-                f"{cur}: {_fmt(used)} used or reserved, and this request may cost up to "
-                f"{_fmt(extra)}).")
+                f"{cur}: {_fmt(used)} used or reserved, and this request needs "
+                f"{_fmt(extra)} more).")
         if line.ends is None:
             return APIError(429, text + " A total budget does not renew: retrying will not "
                                         "help until the operator raises it.",

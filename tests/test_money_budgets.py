@@ -181,6 +181,30 @@ async def test_no_reservation_leaks_whatever_way_a_request_ends(make_gateway, up
     assert (await spent(gw))["total"] == pytest.approx(total)
 
 
+@pytest.mark.parametrize("budget, served", [(0.02, False), (0.03, True)])
+async def test_failover_to_a_dearer_target_tops_the_reservation_up_or_skips_it(
+        make_gateway, upstream_state, budget, served):
+    # deepseek-v4-pro at 3000 per million output: 0.021 for max_tokens 7, against 0.007
+    # for the first target, which fails (503) after its 0.007 was reserved.
+    prices = dict(PRICES, **{"deepseek-v4-pro": {"input": 0, "cached": 0, "output": 3000}})
+    base, gw = make_gateway(config({"daily": budget}, prices=prices, fallbacks={
+        "deepseek-chat": ["deepseek/deepseek-v4-pro"]}))
+    upstream_state.fail_next = 1
+    resp = await request(base + "/v1/chat/completions", "POST", ask(), key=ALICE)
+    sent = [r["body"]["model"] for r in upstream_state.requests]
+    if served:
+        assert resp.code == 200, resp.body
+        assert resp.headers["x-freeapi-upstream-model"] == "deepseek-v4-pro"
+        assert sent == ["deepseek-flash", "deepseek-v4-pro"]
+    else:
+        err = error_of(resp, 429)
+        assert err["code"] == "budget_exceeded"
+        assert "0.007 used or reserved, and this request needs 0.014 more" in err["message"]
+        assert sent == ["deepseek-flash"]  # the dearer target was never asked
+    rows = await ledger(gw)
+    assert (await spent(gw))["daily"] == pytest.approx(sum(r["cost"] or 0 for r in rows))
+
+
 async def test_a_store_that_cannot_answer_fails_a_budgeted_caller_closed(make_gateway):
     base, _ = make_gateway(config({"daily": 1.0}, state={
         "redis_url": "redis://127.0.0.1:1/0", "timeout": 0.5}))

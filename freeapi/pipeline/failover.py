@@ -12,6 +12,7 @@ import time
 from typing import Literal
 
 from freeapi import sse
+from freeapi.budgets import budgeted
 from freeapi.errors import (APIError, ClientGone, upstream_failure, UpstreamError,
                             vendor_error)
 from freeapi.pipeline import native
@@ -56,10 +57,6 @@ def _verdict(lease, err: APIError) -> None:
         lease.cancel()
     else:
         lease.release(err.status, retry_after=err.retry_after)
-
-
-def _budgeted(caller) -> bool:
-    return caller is not None and caller.budgeted
 
 
 def _context_too_long(err: APIError) -> bool:
@@ -154,7 +151,7 @@ class Failover:
     use), `lease` (a key of a target's pool), `send` (one attempt with one key) and
     `verdict` (what a failed attempt means for the next), composed by `attempt`.
     Writes the exchange's `credentialed`, `lease`, `served`, `deadline`, `opened`,
-    `upstream_s` and `failed_at`."""
+    `upstream_s` and `failed_at`, and (Budgets.top_up) `budget`."""
 
     def __init__(self, gateway, calls, documents, budgets):
         # gateway: config, fallbacks_for, limits, vendor_keys, pools, metrics, free,
@@ -191,7 +188,7 @@ class Failover:
             targets = [route] + [t for t in targets[1:] if ex.operation.offered(t)]
         if ex.doc_refs:  # files read by id: only where they can be (pipeline/documents.py)
             targets = [route] + [t for t in targets[1:] if self.documents.reads(t)]
-        if route.via is not None and not _budgeted(caller):  # `free`: never a paid model
+        if route.via is not None and not budgeted(caller):  # `free`: never a paid model
             targets = [t for t in targets if not t.paid]  # for a caller without a budget
         return native.targets(ex, targets)  # documents the native endpoint carries
 
@@ -295,7 +292,7 @@ class Failover:
                 if then == SAME_KEY:
                     tried.discard(lease.key)
         if route.via is not None:  # `free`: say when one comes back
-            last = await gw.free.unserved(route.via, last, _budgeted(ex.door.caller))
+            last = await gw.free.unserved(route.via, last, budgeted(ex.door.caller))
         raise last or APIError(503, "No provider could take the request.", code="no_target")
 
     async def traced_send(self, ex: Exchange, target: Route, body: dict, lease,
