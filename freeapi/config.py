@@ -17,8 +17,8 @@ from freeapi.config_vendor import ReasoningConfig, parse_reasoning
 from freeapi.config_state import FilesConfig, ResponsesConfig, parse_files, parse_responses
 from freeapi.config_free import FreeConfig, parse_free
 from freeapi.config_keys import (AUTH_KEYS, BUDGET_PERIODS, GATEWAY_KEY_FIELDS,
-                                 GATEWAY_KEY_LIMITS,
-                                 METRICS_KEYS, ROOT_KEYS, SERVER_KEYS, TELEMETRY_KEYS)
+                                 GATEWAY_KEY_LIMITS, METRICS_KEYS, ROOT_KEYS, SERVER_KEYS,
+                                 TELEMETRY_KEYS)
 from freeapi.config_provider import KeyPoolConfig, ProviderConfig, Timeouts, _provider
 from freeapi.configbase import (ConfigError, _expect, _integer, _interpolate, _mapping,
                                 _non_negative, _number, _string_list, _unknown)
@@ -240,7 +240,7 @@ def _gateway_key(i: int, item) -> GatewayKey:
             limits["budget"] = _budget(item["budget"], f"{path}.budget")
     else:
         key = _expect(item, (str,), path, "a string or {key, name, role, models, rpm, "
-                                          "tpm, daily_tokens, monthly_tokens}")
+                                          "tpm, daily_tokens, monthly_tokens, budget}")
         name, role = f"key{i}", None
     if not key.strip():
         raise ConfigError(path, "is empty (an unset ${VAR:-}?)")

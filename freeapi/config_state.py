@@ -7,8 +7,7 @@ import re
 from dataclasses import dataclass, field
 
 from freeapi.configbase import (ConfigError, _expect, _integer, _mapping, _non_negative,
-                                _number,
-                                _section, _unknown)
+                                _number, _section, _unknown)
 from freeapi.store.redis_url import parse_redis_url
 
 

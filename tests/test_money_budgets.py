@@ -246,3 +246,12 @@ def test_tallies_are_named_by_holder_and_period():
         ("total", "b:k:abc:total")]
     assert [ends for _, _, _, ends in got] == [at + 3600, at + 3600, None]
     assert NANO == 10 ** 9
+
+
+def test_a_transcription_is_charged_the_seconds_its_vendor_reports_and_none_it_does_not():
+    from freeapi.modalities.transcriptions import audio_seconds
+    assert audio_seconds(b'{"text": "hi", "usage": {"type": "duration", "seconds": 3}}') == 3.0
+    assert audio_seconds(b'{"text": "hi", "duration": 12.5, "segments": []}') == 12.5
+    assert audio_seconds(b'{"text": "hi"}') is None
+    assert audio_seconds(b"1\n00:00:00,000 --> 00:00:01,000\nhi\n") is None
+    assert audio_seconds(b'{"text": "hi", "duration": true}') is None

@@ -14,9 +14,9 @@ key's health record); `{prefix}kg:{ns}:{group}` a group's index for Store.kv_gro
 sorted set of names scored by when each record expires (server time, ms);
 `{prefix}r:{period}:{dim}:{start}` a rollup bucket (freeapi/rollups.py), a hash of
 value SEP field -> amount expiring `keep` after its end; `{prefix}b:...` a money tally
-(redis_tallies.py); `{prefix}kb:{ns}:{name}` the raw bytes of Store.blob_put (a file's content), written by SET
-and APPEND and read by GETRANGE in pieces, so no one reply or command on the shared
-connection is bigger than BLOB_PIECE.
+(redis_tallies.py); `{prefix}kb:{ns}:{name}` the raw bytes of Store.blob_put (a file's
+content), written by SET and APPEND and read by GETRANGE in pieces, so no one reply or
+command on the shared connection is bigger than BLOB_PIECE.
 """
 
 from __future__ import annotations
