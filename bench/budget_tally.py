@@ -4,10 +4,16 @@ sequentially, on an SQLite file and on Redis (127.0.0.1:6379):
 
     PYTHONPATH=$PWD .venv/bin/python bench/budget_tally.py
 """
-import asyncio, time, tempfile, os, uuid
+import asyncio
+import os
+import tempfile
+import time
+import uuid
+
 from freeapi.store import Tally, Hit
 from freeapi.store.sqlite import SQLiteStore
 from freeapi.store.redis import RedisStore
+
 
 async def run(store, name):
     items = [Tally(f"b:k:{p}", 7000, 10**15, None) for p in ("d", "m", "t")]
@@ -24,9 +30,16 @@ async def run(store, name):
     h = (time.perf_counter() - t) / n * 1e6
     print(f"{name}: tally_reserve (key, 3 periods) {r:.0f} us/call; hits (one rpm counter) {h:.0f} us/call")
 
+
+
 async def main():
-    d = tempfile.mkdtemp()
-    s = SQLiteStore(os.path.join(d, "s.db")); await run(s, "sqlite file"); s.close()
-    p = f"bench:{uuid.uuid4().hex}:"
-    r = RedisStore("redis://127.0.0.1:6379/0", prefix=p); await run(r, "redis"); await r.delete_all(); r.close()
+    s = SQLiteStore(os.path.join(tempfile.mkdtemp(), "s.db"))
+    await run(s, "sqlite file")
+    s.close()
+    r = RedisStore("redis://127.0.0.1:6379/0", prefix=f"bench:{uuid.uuid4().hex}:")
+    await run(r, "redis")
+    await r.delete_all()
+    r.close()
+
+
 asyncio.run(main())
