@@ -147,6 +147,19 @@ async def test_a_model_without_a_price_is_served_with_a_spent_budget_and_recorde
     assert await spent(gw) == {"daily": COST, "monthly": COST, "total": COST}
 
 
+async def test_a_price_no_rate_converts_counts_nothing_and_is_logged_once(make_gateway,
+                                                                          caplog):
+    prices = {"deepseek-flash": {"input": 0, "output": 1000, "currency": "EUR"}}
+    base, gw = make_gateway(config({"total": 0}, prices=prices))
+    for _ in range(2):  # a budget of 0, yet served: EUR cannot count against it
+        resp = await request(base + "/v1/chat/completions", "POST", ask(), key=ALICE)
+        assert resp.code == 200, resp.body
+    warned = [r for r in caplog.records if "EUR cannot count against" in r.getMessage()]
+    assert len(warned) == 1 and "billing.rates" in warned[0].getMessage()
+    assert [(r["cost"], r["currency"]) for r in await ledger(gw)] == [(COST, "EUR")] * 2
+    assert await spent(gw) == {"daily": 0, "monthly": 0, "total": 0}
+
+
 async def test_settlement_corrects_the_reservation_to_the_real_cost(make_gateway):
     # No max_tokens: billing.reserve_output_tokens (100 here) is reserved, 0.1; the real
     # answer costs 0.007. A budget of 0.15 fits one reservation at a time only, so the
