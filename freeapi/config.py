@@ -16,8 +16,9 @@ from freeapi.config_state import (BillingConfig, ConversationsConfig, Price, Sta
 from freeapi.config_vendor import ReasoningConfig, parse_reasoning
 from freeapi.config_state import FilesConfig, ResponsesConfig, parse_files, parse_responses
 from freeapi.config_free import FreeConfig, parse_free
-from freeapi.config_keys import (AUTH_KEYS, GATEWAY_KEY_FIELDS, GATEWAY_KEY_LIMITS,
-                                 METRICS_KEYS, ROOT_KEYS, SERVER_KEYS, TELEMETRY_KEYS)
+from freeapi.config_keys import (AUTH_KEYS, BUDGET_PERIODS, GATEWAY_KEY_FIELDS,
+                                 GATEWAY_KEY_LIMITS, METRICS_KEYS, ROOT_KEYS, SERVER_KEYS,
+                                 TELEMETRY_KEYS)
 from freeapi.config_provider import KeyPoolConfig, ProviderConfig, Timeouts, _provider
 from freeapi.configbase import (ConfigError, _expect, _integer, _interpolate, _mapping,
                                 _non_negative, _number, _string_list, _unknown)
@@ -66,11 +67,18 @@ class GatewayKey:
     tpm: int | None = None  # tokens (prompt + completion) per minute
     daily_tokens: int | None = None  # per UTC day
     monthly_tokens: int | None = None  # per UTC calendar month
+    # {daily, monthly, total}: amounts of billing.currency (freeapi/budgets.py)
+    budget: dict | None = None
 
     @property
     def limited(self) -> bool:
         return any(v is not None for v in (self.models, self.rpm, self.tpm,
                                            self.daily_tokens, self.monthly_tokens))
+
+    @property
+    def budgeted(self) -> bool:
+        """It has a money budget (freeapi/budgets.py); a config key is in no team."""
+        return self.budget is not None
 
 
 _KEY_LIMITS = GATEWAY_KEY_LIMITS
@@ -228,13 +236,27 @@ def _gateway_key(i: int, item) -> GatewayKey:
         for limit in _KEY_LIMITS:
             if item.get(limit) is not None:
                 limits[limit] = _integer(item[limit], f"{path}.{limit}")
+        if item.get("budget") is not None:
+            limits["budget"] = _budget(item["budget"], f"{path}.budget")
     else:
         key = _expect(item, (str,), path, "a string or {key, name, role, models, rpm, "
-                                          "tpm, daily_tokens, monthly_tokens}")
+                                          "tpm, daily_tokens, monthly_tokens, budget}")
         name, role = f"key{i}", None
     if not key.strip():
         raise ConfigError(path, "is empty (an unset ${VAR:-}?)")
     return GatewayKey(name, key.strip(), role or "user", **limits)
+
+
+def _budget(value, path: str) -> dict | None:
+    """{daily, monthly, total}: non-negative amounts of billing.currency (null: none)."""
+    out = {}
+    for period, amount in _mapping(value, path).items():
+        if period not in BUDGET_PERIODS:
+            raise ConfigError(f"{path}.{period}", f"is not a budget period (allowed: "
+                                                  f"{', '.join(BUDGET_PERIODS)})")
+        if amount is not None:
+            out[period] = _non_negative(amount, f"{path}.{period}")
+    return out or None
 
 
 def _providers(cfg: Config, providers: dict, provider_types: dict) -> None:

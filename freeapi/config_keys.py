@@ -18,7 +18,10 @@ SERVER_KEYS = frozenset({"host", "port", "max_body_size", "keepalive_interval", 
                          "access_log"})
 AUTH_KEYS = frozenset({"keys", "allow_anonymous"})
 GATEWAY_KEY_LIMITS = ("rpm", "tpm", "daily_tokens", "monthly_tokens")
-GATEWAY_KEY_FIELDS = frozenset({"key", "name", "role", "models", *GATEWAY_KEY_LIMITS})
+GATEWAY_KEY_FIELDS = frozenset({"key", "name", "role", "models", "budget",
+                                *GATEWAY_KEY_LIMITS})
+#: A money budget's periods (auth.keys[].budget, and keys and teams made at runtime).
+BUDGET_PERIODS = ("daily", "monthly", "total")
 METRICS_KEYS = frozenset({"public", "cache_seconds", "max_models"})
 #: OpenTelemetry traces (freeapi/telemetry.py).
 TELEMETRY_KEYS = frozenset({"otlp_endpoint", "sample_ratio", "capture_content",

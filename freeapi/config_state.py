@@ -6,8 +6,8 @@ import os
 import re
 from dataclasses import dataclass, field
 
-from freeapi.configbase import (ConfigError, _expect, _mapping, _non_negative, _number,
-                                _section, _unknown)
+from freeapi.configbase import (ConfigError, _expect, _integer, _mapping, _non_negative,
+                                _number, _section, _unknown)
 from freeapi.store.redis_url import parse_redis_url
 
 
@@ -90,9 +90,12 @@ class Price:
 class BillingConfig:
     """The currency sums and budgets are shown in, and the exchange rates into it:
     `rates: {CNY: 0.14}` means 1 CNY = 0.14 of `currency`. A cost in a currency without a
-    rate is summed apart, never converted at a guessed rate."""
+    rate is summed apart, never converted at a guessed rate. `reserve_output_tokens`: the
+    output a money budget reserves for a request that names no max_tokens
+    (freeapi/budgets.py)."""
     currency: str = "USD"
     rates: dict = field(default_factory=dict)
+    reserve_output_tokens: int = 4096
 
 
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
@@ -114,6 +117,9 @@ def parse_billing(value) -> BillingConfig:
         path = f"billing.rates.{cur}"
         _currency(cur, path)
         b.rates[cur] = _non_negative(rate, path)
+    if section.get("reserve_output_tokens") is not None:
+        b.reserve_output_tokens = _integer(section["reserve_output_tokens"],
+                                           "billing.reserve_output_tokens", 0)
     return b
 
 

@@ -14,7 +14,8 @@ along it before the first byte, as along any `fallbacks:` chain. A refusal that 
 free quota is used up (Provider.free_refusals) is remembered per (provider, model, vendor
 key) in the state store, shared by every gateway on it, until the vendor's reset
 (freeapi/free_tier.py), so no request is spent on it meanwhile. A paid model serves only
-as `free.paid_fallback`, and only when the operator set one.
+as `free.paid_fallback`, only when the operator set one, and only a caller with a money
+budget (its key's or its team's: freeapi/budgets.py), within that budget.
 """
 
 from __future__ import annotations
@@ -265,7 +266,7 @@ class FreeRouter:
                  for c, st in zip(found, states) if st["available"]]
         if self.paid is not None and kind in _kinds(self.paid):
             ready.append(dataclasses.replace(self.paid, display=display, via=model,
-                                             shown_as=self.paid.upstream_model))
+                                             shown_as=self.paid.upstream_model, paid=True))
         if not ready:
             raise self._exhausted(model, found, states)
         return dataclasses.replace(ready[0], chain=tuple(ready[1:]))
@@ -329,7 +330,8 @@ class FreeRouter:
         quota = any((st["reason"] or "").startswith("free quota") for st in states)
         text = (f"The model {model!r}: no free model can serve now ({'; '.join(parts)})."
                 + (f" The earliest reset is at {_iso(earliest)}." if earliest else "")
-                + " No paid model is used unless the operator sets free.paid_fallback.")
+                + " No paid model is used unless the operator sets free.paid_fallback, "
+                  "and then only for a caller with a money budget.")
         retry = str(max(1, math.ceil(earliest - now))) if earliest else None
         if quota or earliest:
             return APIError(429, text, type="insufficient_quota" if quota else None,
@@ -339,12 +341,14 @@ class FreeRouter:
 
     # -- what failover saw ---------------------------------------------------------------
 
-    async def unserved(self, model: str, last: APIError) -> APIError:
+    async def unserved(self, model: str, last: APIError | None,
+                       paid: bool = True) -> APIError | None:
         """The error for a `free` request no target served: the 429 naming the earliest
         reset when every free model is now known to be out (this request found out),
-        else the last vendor's own error."""
+        else the last vendor's own error. `paid`: whether this caller may be served by
+        the paid fallback (it has a money budget): then that fallback's error stands."""
         parsed = self.parse(model)
-        if parsed is None or self.paid is not None:
+        if parsed is None or (self.paid is not None and paid and last is not None):
             return last
         found = self._of(parsed[0], parsed[2])
         states = await self.states(found)

@@ -82,12 +82,20 @@ FAMILIES = {
     "freeapi_gateway_overhead_seconds": (
         "histogram", "Time a request spent in the gateway itself: its duration minus the "
         "time spent waiting for vendors.", (), _OVERHEAD),
+    "freeapi_budget_used_ratio": (
+        "gauge", "A money budget's spend (reservations in flight included) over its amount, "
+        "per key or team and period (daily, monthly, total), as last seen by this gateway.",
+        ("key", "team", "period"), "mostrecent"),
     "freeapi_ledger_dropped_total": (
         "counter", "Usage ledger entries dropped unwritten: the state store was down "
         "longer than state.ledger_buffer entries could wait for it; by the store's kind "
         "(sqlite, redis, postgres).", ("store",), None),
 }
-_GAUGES = ("freeapi_key_state", "freeapi_key_inflight", "freeapi_inflight_requests")
+_GAUGES = ("freeapi_key_state", "freeapi_key_inflight", "freeapi_inflight_requests",
+           "freeapi_budget_used_ratio")
+# Budget series a process keeps (one per key or team and period with a limit); holders
+# beyond are not shown, so a deployment with many budgeted keys cannot grow it unbounded.
+MAX_BUDGET_SERIES = 3000
 
 
 def _local_inc(data: dict):
@@ -138,6 +146,7 @@ class Metrics:
         self._rendered: dict = {}  # content type -> (monotonic time, body)
         self._models: set = set()
         self._seen_endpoints: set = set()
+        self._budgets: dict = {}  # (key, team, period) -> ratio
         self._gateway = None
         if multiproc_dir:
             self._objects = self._prometheus_objects()
@@ -209,6 +218,16 @@ class Metrics:
     def limit_rejected(self, limit: str) -> None:
         self._limits((limit,))
 
+    def budget_used(self, kind: str, name: str, period: str, ratio: float) -> None:
+        """A money budget's use, from the totals a reservation or settlement returned
+        (freeapi/budgets.py); `kind` is "key" or "team"."""
+        labels = (name, "", period) if kind == "key" else ("", name, period)
+        if labels not in self._budgets and len(self._budgets) >= MAX_BUDGET_SERIES:
+            return
+        self._budgets[labels] = ratio
+        if self.multiproc_dir:
+            self._objects["freeapi_budget_used_ratio"].labels(*labels).set(ratio)
+
     def ledger_dropped(self, store: str, n: int) -> None:
         # Labelled: a label-less counter of prometheus-client's multiprocess mode would
         # write a file in the parent process too, before any worker counted anything.
@@ -262,7 +281,10 @@ class Metrics:
                     family.add_metric(key, buckets, h[-1])
             else:
                 family = GaugeMetricFamily(name, doc, labels=labels)
-                if self._gateway is not None:
+                if name == "freeapi_budget_used_ratio":
+                    for key, value in list(self._budgets.items()):
+                        family.add_metric(key, value)
+                elif self._gateway is not None:
                     for gname, key, value in self._states(self._gateway):
                         if gname == name:
                             family.add_metric(key, value)

@@ -57,6 +57,9 @@ class Route:
     shown_as: str | None = field(default=None, compare=False)
     skip_keys: frozenset = field(default=frozenset(), compare=False)
     chain: tuple | None = field(default=None, compare=False)
+    # The `free` model's paid fallback (free.paid_fallback): only a caller with a money
+    # budget is served by it (pipeline/failover.py), and only within it (freeapi/budgets.py).
+    paid: bool = field(default=False, compare=False)
 
     def body_for(self, body: dict) -> dict:
         """The request body for this route's vendor: its model id, and the translation's

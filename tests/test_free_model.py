@@ -188,17 +188,36 @@ async def test_all_used_up_is_a_429_naming_the_earliest_reset_never_a_paid_model
     assert upstream_state.requests == []  # DeepSeek (paid) never asked
 
 
-async def test_paid_fallback_serves_when_the_operator_set_one(vendors, make_gateway,
-                                                              upstream_state):
+async def test_paid_fallback_serves_a_caller_with_a_money_budget_within_it_only(
+        vendors, make_gateway, upstream_state):
     await all_used_up(vendors)
-    base, gw = make_gateway(free_config(vendors, add=["spark/lite"],
-                                        paid_fallback="deepseek/deepseek-flash"))
-    for _ in range(2):  # finding out, then knowing
-        raw = await ask(base)
+    cfg = free_config(vendors, add=["spark/lite"], paid_fallback="deepseek/deepseek-flash")
+    # 11 output tokens (reasoning included) at 1000 per million: 0.011 a request,
+    # estimated exactly (max_tokens 11, input free), so a budget of 0.022 is worth two
+    # answers of the paid fallback.
+    cfg["prices"] = {"deepseek-flash": {"input": 0, "cached": 0, "output": 1000}}
+    cfg["auth"]["keys"].append({"key": "gw-key-with-a-money-budget", "name": "payer",
+                                "budget": {"daily": 0.022}})
+    base, gw = make_gateway(cfg)
+    for _ in range(2):  # finding out, then knowing: never the paid model without a budget
+        with pytest.raises(openai.RateLimitError) as e:
+            await ask(base, max_tokens=11)
+        assert e.value.body["code"] == "free_quota_exhausted"
+        assert "earliest reset" in e.value.body["message"]
+        assert "only for a caller with a money budget" in e.value.body["message"]
+    assert upstream_state.requests == []  # DeepSeek (paid) never asked
+    for _ in range(2):
+        raw = await ask(base, key="gw-key-with-a-money-budget", max_tokens=11)
         assert raw.parse().model == "deepseek-flash"
         assert raw.headers["x-freeapi-provider"] == "deepseek"
+    with pytest.raises(openai.RateLimitError) as e:  # beyond its budget
+        await ask(base, key="gw-key-with-a-money-budget", max_tokens=11)
+    assert e.value.body["code"] == "budget_exceeded"
+    assert "'payer'" in e.value.body["message"] and "daily" in e.value.body["message"]
+    assert len(upstream_state.requests) == 2
     rows = await ledger(gw)
-    assert [(r["model"], r["upstream_model"]) for r in rows][-1] == ("free", "deepseek-flash")
+    assert [(r["model"], r["upstream_model"], r["cost"]) for r in rows][-2:] == \
+        [("free", "deepseek-flash", 0.011)] * 2
 
 
 async def test_qwen_is_free_only_where_free_quota_only_is_declared(vendors, make_gateway):

@@ -33,7 +33,9 @@ class TeamLimits:
         self.models = record.get("models")
         for field in LIMITS:
             setattr(self, field, record.get(field))
-        self.budget = record.get("budget")  # stored and shown; not enforced yet
+        # {daily, monthly, total} of billing.currency, shared by all its keys
+        # (freeapi/budgets.py)
+        self.budget = record.get("budget")
 
     @property
     def limited(self) -> bool:
@@ -58,7 +60,9 @@ class StoredKey:
         self.models = own if own is not None else (team.models if team else None)
         for field in LIMITS:
             setattr(self, field, record.get(field))
-        self.budget = record.get("budget")  # stored and shown; not enforced yet
+        self.budget = record.get("budget")  # its own money budget (freeapi/budgets.py)
+        # Its own or its team's budget: the one attribute a request checks (admission).
+        self.budgeted = bool(self.budget) or bool(team is not None and team.budget)
         self.expires = record.get("expires_at")
 
     @property

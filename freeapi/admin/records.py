@@ -15,11 +15,10 @@ import secrets
 import time
 from datetime import datetime, timezone
 
-from freeapi.config_keys import GATEWAY_KEY_LIMITS
+from freeapi.config_keys import BUDGET_PERIODS, GATEWAY_KEY_LIMITS
 from freeapi.errors import APIError
 
 LIMITS = GATEWAY_KEY_LIMITS  # rpm, tpm, daily_tokens, monthly_tokens
-BUDGET_PERIODS = ("daily", "monthly", "total")
 TEAM_FIELDS = ("name", "models", *LIMITS, "budget", "metadata")
 KEY_FIELDS = ("name", "team", "models", *LIMITS, "budget", "expires_at", "metadata")
 MAX_NAME = 100
@@ -248,7 +247,7 @@ def config_key_view(gk) -> dict:
            "status": "active", "role": gk.role, "models": gk.models}
     for field in LIMITS:
         out[field] = getattr(gk, field)
-    out.update(budget=None, metadata=None, expires_at=None, created_at=None,
+    out.update(budget=gk.budget, metadata=None, expires_at=None, created_at=None,
                updated_at=None, revoked_at=None)
     return out
 

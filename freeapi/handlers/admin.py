@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 
+from freeapi.budgets import key_counter_id
 from freeapi.errors import APIError, invalid_request
 from freeapi.handlers.base import APIHandler
 from freeapi.store import StoreError
@@ -100,6 +101,18 @@ class AdminHandler(APIHandler):
     def listing(self, data: list, **extra):
         self.write_json({"object": "list", "data": data, **extra})
 
+    async def with_budget_used(self, rows: list[dict], kind: str) -> list[dict]:
+        """Each key or team record with `budget_used`: {daily, monthly, total} spent of
+        billing.currency this UTC day, month and in total, reservations in flight included
+        (freeapi/budgets.py; counted while the key or its team has a budget)."""
+        gw = self.gateway
+        if kind == "key":
+            cids = [key_counter_id(r["id"], gw.config.gateway_keys) or "" for r in rows]
+        else:
+            cids = ["t:" + r["id"] for r in rows]
+        used = await gw.steps.budgets.used(cids)
+        return [dict(r, budget_used=u) for r, u in zip(rows, used)]
+
 
 class KeysAdminHandler(AdminHandler):
     @store_answers
@@ -108,6 +121,7 @@ class KeysAdminHandler(AdminHandler):
         rows, status = await self.admin.list_keys(), self.gateway.status
         spend = await status.key_spend()
         empty = {"today": status.usage_of({}), "month": status.usage_of({})}
+        rows = await self.with_budget_used(rows, "key")
         self.listing([dict(r, usage=spend.get(r["id"], empty)) for r in rows])
 
     @store_answers
@@ -119,7 +133,8 @@ class KeysAdminHandler(AdminHandler):
 class KeyAdminHandler(AdminHandler):
     @store_answers
     async def get(self, rid):
-        self.write_json(await self.admin.get_key(rid))
+        [view] = await self.with_budget_used([await self.admin.get_key(rid)], "key")
+        self.write_json(view)
 
     @store_answers
     async def patch(self, rid):
@@ -140,7 +155,7 @@ class KeyRotateHandler(AdminHandler):
 class TeamsAdminHandler(AdminHandler):
     @store_answers
     async def get(self):
-        self.listing(await self.admin.list_teams())
+        self.listing(await self.with_budget_used(await self.admin.list_teams(), "team"))
 
     @store_answers
     async def post(self):
@@ -150,7 +165,8 @@ class TeamsAdminHandler(AdminHandler):
 class TeamAdminHandler(AdminHandler):
     @store_answers
     async def get(self, ref):
-        self.write_json(await self.admin.get_team(ref))
+        [view] = await self.with_budget_used([await self.admin.get_team(ref)], "team")
+        self.write_json(view)
 
     @store_answers
     async def patch(self, ref):

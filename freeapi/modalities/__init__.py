@@ -49,6 +49,12 @@ class Operation:
     def request(self, provider, body: dict, key):
         return getattr(provider, self.hook)(body, key)
 
+    def estimate(self, body: dict) -> tuple[dict, dict]:
+        """What this request may be billed, before it is sent: (token counts, units) as
+        freeapi/pricing.py's cost_of takes them; a money budget reserves their cost
+        (freeapi/budgets.py). Nothing by default."""
+        return {}, {}
+
     def offered(self, route) -> bool:
         """Whether the route's provider offers this operation (fallbacks that do not are
         skipped)."""

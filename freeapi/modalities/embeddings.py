@@ -6,10 +6,13 @@ default) is produced here, as OpenAI does: the little-endian float32 array, base
 from __future__ import annotations
 
 import base64
+import json
+import math
 import sys
 from array import array
 
 from freeapi.errors import invalid_request, vendor_error
+from freeapi.ledger import CHARS_PER_TOKEN
 from freeapi.modalities import UNUSABLE, Operation
 from freeapi.routing import require_model
 
@@ -62,6 +65,11 @@ class Embeddings(Operation):
         model = validate(body)
         self.base64 = body.get("encoding_format") == "base64"
         super().__init__({k: v for k, v in body.items() if k != "encoding_format"}, model)
+
+    def estimate(self, body: dict) -> tuple[dict, dict]:
+        # The input's JSON characters / 4: token arrays and strings alike overestimate.
+        size = len(json.dumps(body.get("input"), ensure_ascii=False))
+        return {"prompt_tokens": math.ceil(size / CHARS_PER_TOKEN)}, {}
 
     async def finish(self, ctx, raw: bytes, route) -> dict:
         provider = route.provider

@@ -112,3 +112,6 @@ class Images(Operation):
     @property
     def n(self) -> int:
         return self.body.get("n") or 1
+
+    def estimate(self, body: dict) -> tuple[dict, dict]:
+        return {}, {"image": self.n}

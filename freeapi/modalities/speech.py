@@ -59,6 +59,9 @@ class Speech(Operation):
             body = {k: v for k, v in body.items() if k != "response_format"}
         super().__init__(body, model)
 
+    def estimate(self, body: dict) -> tuple[dict, dict]:
+        return {}, {"character": len(body.get("input") or "")}
+
     def _transport(self, route) -> str:
         return route.provider.speech_transport_for(dict(self.body, model=route.upstream_model))
 
@@ -74,12 +77,15 @@ class Speech(Operation):
 
     async def finish(self, ctx, result, route) -> None:
         provider, h = route.provider, ctx.door
+        usage = {"characters": len(self.body["input"])}  # billed per input character
         fmt = self.body.get("response_format") or provider.speech_default_format
         h.set_header("Content-Type", FORMATS.get(fmt, "application/octet-stream"))
         if self.transport == "json":
+            ctx.report_usage(usage)
             h.finish(await _whole(ctx, provider, result))
             return
         mark = StreamMark()
+        mark.usage = usage  # what the ledger reads of a relayed stream
         ctx.relaying(mark)
         if self.transport == "bytes":
             upstream = result.headers.get("Content-Type", "")

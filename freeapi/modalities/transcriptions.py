@@ -5,11 +5,17 @@ as it is, JSON or text (text, srt, vtt). The audio is never logged."""
 
 from __future__ import annotations
 
+import json
+import math
+
 from freeapi.errors import invalid_request, vendor_error
 from freeapi.modalities import UNUSABLE, Operation
 from freeapi.modalities.forms import parse_upload
 from freeapi.routing import require_model
 
+# 32 kbit/s: speech in MP3, AAC or Opus is usually encoded at that rate or above, so
+# a file's seconds are at most its bytes / 4000 (WAV and FLAC: far fewer than that).
+AUDIO_BYTES_PER_S = 4000
 FORMATS = {"json": "application/json", "verbose_json": "application/json",
            "text": "text/plain; charset=utf-8", "srt": "text/plain; charset=utf-8",
            "vtt": "text/vtt; charset=utf-8"}
@@ -34,6 +40,13 @@ class Transcriptions(Operation):
                                   param="response_format")
         super().__init__(body, model)
 
+    def estimate(self, body: dict) -> tuple[dict, dict]:
+        """Seconds of audio, before the vendor has heard it: its size at AUDIO_BYTES_PER_S
+        (an overestimate for every common speech encoding but the lowest-rate Opus)."""
+        audio = body.get("file")
+        size = len(audio[2]) if isinstance(audio, tuple) and len(audio) == 3 else 0
+        return {}, {"second": max(1, math.ceil(size / AUDIO_BYTES_PER_S))}
+
     async def finish(self, ctx, raw: bytes, route) -> None:
         h, fmt = ctx.door, self.body["response_format"]
         try:  # a vendor with its own answer shape gives OpenAI's (GLM-ASR, Qwen3-ASR)
@@ -41,5 +54,26 @@ class Transcriptions(Operation):
         except UNUSABLE:
             raise vendor_error(route.provider.name, 502, "the transcription answer was not "
                                "understood") from None
+        seconds = audio_seconds(raw)
+        if seconds is not None:  # billed per second of audio (freeapi/pricing.py)
+            ctx.report_usage({"seconds": seconds})
         h.set_header("Content-Type", FORMATS[fmt])
         h.finish(out)
+
+
+def audio_seconds(raw: bytes) -> float | None:
+    """The seconds of audio a vendor's JSON answer says it heard: OpenAI's
+    `usage: {type: "duration", seconds}` or verbose_json's `duration`; None when it says
+    none (a text answer, or a vendor that reports nothing: the ledger charges nothing)."""
+    if not raw.lstrip().startswith(b"{"):
+        return None
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return None
+    usage = data.get("usage") if isinstance(data, dict) else None
+    for value in ((usage or {}).get("seconds") if isinstance(usage, dict) else None,
+                  data.get("duration") if isinstance(data, dict) else None):
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
+            return float(value)
+    return None

@@ -16,16 +16,20 @@ the step that writes it). A step is an object made once per gateway (`Steps`, ke
 `Gateway.steps`) with the narrow part of the gateway it needs; it keeps nothing of any
 request, so a request costs one Exchange and one Pipeline:
 
-    Admission.admit              admission.py    the caller's limits; routed, admitted
+    Admission.admit              admission.py    the caller's limits and money budgets
+                                                 (freeapi/budgets.py: the first target's
+                                                 estimated cost reserved); routed, admitted
     Documents.read               documents.py    `file` parts read (extract / reference)
     Conversations.continue_history  history.py   stored history in front of the messages
     Documents.load               documents.py    files read by id checked and fetched
     reasoning.for_vendor/restore freeapi/reasoning.py  reasoning put back
     choose_native                native.py       the door's native pass-through, or chat
     ResponseWriter.complete/stream  streaming.py the answer, whole or as a stream, through
-      Failover.attempt           failover.py     targets -> lease -> send -> verdict
+      Failover.attempt           failover.py     targets -> budget top-up -> lease ->
+                                                 send -> verdict
     SearchRounds.run             search.py       a `-search` model's rounds instead
-    Accounting.account           accounting.py   the ledger entry, once the answer ended
+    Accounting.account           accounting.py   the ledger entry, once the answer ended;
+                                                 the budget reservation settled to its cost
     Conversations.remember       history.py      the finished turn stored
 
 Traces (freeapi/telemetry.py, only with `telemetry.otlp_endpoint`): the request's span
@@ -126,6 +130,7 @@ vendor calls, `download` for a URL the vendor named, `report_usage`, `relaying(m
 from __future__ import annotations
 
 from freeapi import reasoning
+from freeapi.budgets import Budgets
 from freeapi.errors import ClientGone
 from freeapi.modalities.documents import has_files
 from freeapi.modalities.vision import check_chat, has_parts
@@ -151,15 +156,16 @@ class Steps:
     def __init__(self, gateway):
         self.calls = VendorCalls(gateway.http, gateway.downloads,
                                  lambda: gateway.shutting_down)
-        self.admission = Admission(gateway.limits)
+        self.budgets = Budgets(gateway.store, lambda: gateway.pricing, gateway.metrics)
+        self.admission = Admission(gateway.limits, self.budgets)
         self.conversations = Conversations(gateway.store, gateway.config.conversations)
         self.documents = Documents(gateway, self.calls)
-        self.failover = Failover(gateway, self.calls, self.documents)
+        self.failover = Failover(gateway, self.calls, self.documents, self.budgets)
         self.response = ResponseWriter(gateway, self.failover, self.conversations)
         self.search = SearchRounds(gateway.config.keepalive_interval, self.failover,
                                    self.response)
         self.accounting = Accounting(gateway.metrics, gateway.store, gateway.limits,
-                                     lambda: gateway.pricing)
+                                     lambda: gateway.pricing, self.budgets)
 
 
 class Pipeline:
@@ -194,7 +200,7 @@ class Pipeline:
         route = await gw.resolve_fresh(model)
         parts = has_parts(body["messages"])  # content parts: images, files (one cheap pass)
         check_chat(route, body, model, parts)  # images to a text model, chat to an embedder
-        await step.admission.admit(ex, model, stream, route)
+        await step.admission.admit(ex, model, stream, route, body)
         if parts and route.provider.file_parts != "pass" and has_files(body["messages"]) \
                 and not native_reads_documents(ex, native, route, body, stream,
                                                gw.config.conversations.store):
@@ -230,7 +236,7 @@ class Pipeline:
         route = await self.gateway.resolve_fresh(model)
         op.check(route)
         ex.operation = op
-        await step.admission.admit(ex, model, op.stream is not False, route)
+        await step.admission.admit(ex, model, op.stream is not False, route, op.body)
         result, route = await step.failover.attempt(ex, route, model, op.body, token,
                                                     stream=op.stream)
         return await op.finish(OperationContext(ex, step.calls), result, route)

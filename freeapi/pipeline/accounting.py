@@ -1,5 +1,6 @@
 """Accounting: one usage ledger entry after a request has ended (whatever way it ended),
-the metrics, and the tokens charged to a gateway key's limits.
+the metrics, the tokens charged to a gateway key's limits, and its money budgets' reservation
+settled to the entry's cost, or released when there is no entry (freeapi/budgets.py).
 
 The ledger entry is queued on the store and written in the background (see
 Store.record), so the ledger adds no wait to any request.
@@ -34,10 +35,10 @@ def estimate(ex: Exchange, sizes: StreamSizes) -> dict:
 class Accounting:
     """Reads the exchange the other steps filled: `admitted` and `credentialed` (only
     then is there a ledger entry), `served`, the stream's `relay` or a non-stream
-    `answer`/`usage`, `error`; writes `accounted`."""
+    `answer`/`usage`, `error`; writes `accounted`, and settles `budget`."""
 
-    def __init__(self, metrics, store, limits, pricing):
-        self.metrics, self.store, self.limits = metrics, store, limits
+    def __init__(self, metrics, store, limits, pricing, budgets):
+        self.metrics, self.store, self.limits, self.budgets = metrics, store, limits, budgets
         # () -> freeapi.pricing.Pricing: the prices as the config was last (re)loaded.
         self.pricing = pricing
 
@@ -46,6 +47,8 @@ class Accounting:
             if not ex.accounted and ex.routed is not None:
                 ex.accounted = True
                 self._count_unrecorded(ex, ex.routed, gone)
+            if ex.budget is not None:  # refused after its reservation: give it back
+                self.budgets.settle(ex, None)
             return
         ex.accounted = True
         model, stream = ex.admitted
@@ -83,6 +86,8 @@ class Accounting:
             assert ex.routed is not None, "admission routes a request before admitting it"
             self.metrics.request_done(e, routed=ex.routed[0])
         self.store.record(e)
+        if ex.budget is not None:
+            self.budgets.settle(ex, e)
         if caller is not None and caller.limited and usage is not None:
             self.limits.charge(caller, tokens_spent(e))
 

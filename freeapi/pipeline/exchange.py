@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 if TYPE_CHECKING:  # types only: importing these at run time would be circular
     import asyncio
 
+    from freeapi.budgets import Reservation
     from freeapi.keypool import Lease
     from freeapi.ledger import StreamSizes
     from freeapi.modalities import Operation
@@ -69,6 +70,10 @@ class Exchange:
     routed: tuple | None = None
     #: (requested model, stream) once the caller's limits admitted the request.
     admitted: tuple | None = None
+    #: The money the request holds of its caller's budgets (freeapi/budgets.py: a
+    #: Reservation), for a caller with one: made by Admission (Budgets.admit), topped up
+    #: by Failover (Budgets.top_up), settled and cleared by Accounting (Budgets.settle).
+    budget: Reservation | None = None
 
     # -- operation (Pipeline.call) --------------------------------------------------------
     #: The non-chat request (embeddings, images, speech), or None for chat.

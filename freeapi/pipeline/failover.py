@@ -12,6 +12,7 @@ import time
 from typing import Literal
 
 from freeapi import sse
+from freeapi.budgets import budgeted
 from freeapi.errors import (APIError, ClientGone, upstream_failure, UpstreamError,
                             vendor_error)
 from freeapi.pipeline import native
@@ -150,12 +151,13 @@ class Failover:
     use), `lease` (a key of a target's pool), `send` (one attempt with one key) and
     `verdict` (what a failed attempt means for the next), composed by `attempt`.
     Writes the exchange's `credentialed`, `lease`, `served`, `deadline`, `opened`,
-    `upstream_s` and `failed_at`."""
+    `upstream_s` and `failed_at`, and (Budgets.top_up) `budget`."""
 
-    def __init__(self, gateway, calls, documents):
+    def __init__(self, gateway, calls, documents, budgets):
         # gateway: config, fallbacks_for, limits, vendor_keys, pools, metrics, free,
         # shutting_down
         self.gateway, self.calls, self.documents = gateway, calls, documents
+        self.budgets = budgets  # freeapi/budgets.py: a dearer target's top-up
 
     async def attempt(self, ex: Exchange, route: Route, model: str, body: dict, token,
                       stream: Transport):
@@ -186,6 +188,8 @@ class Failover:
             targets = [route] + [t for t in targets[1:] if ex.operation.offered(t)]
         if ex.doc_refs:  # files read by id: only where they can be (pipeline/documents.py)
             targets = [route] + [t for t in targets[1:] if self.documents.reads(t)]
+        if route.via is not None and not budgeted(caller):  # `free`: never a paid model
+            targets = [t for t in targets if not t.paid]  # for a caller without a budget
         return native.targets(ex, targets)  # documents the native endpoint carries
 
     async def lease(self, ex: Exchange, pool, keys, tried: set, passthrough: bool):
@@ -240,9 +244,14 @@ class Failover:
                 continue
             if passthrough and provider is not route.provider:
                 continue  # the client's key is for its vendor; never send it to another
+            tbody = target.body_for(body)
+            if ex.budget is not None:  # a dearer target (or a grown body): hold more first
+                refused = await self.budgets.top_up(ex, target, tbody)
+                if refused is not None:
+                    last = refused
+                    continue
             ex.credentialed = True  # it has credentials for a target: the ledger has it
             pool = gw.pools[provider.name]
-            tbody = target.body_for(body)
             more_targets = t_index + 1 < len(targets)
             tried = set(target.skip_keys)  # keys whose free quota is used up (freeapi/free.py)
             while attempts < limits.max_attempts and (
@@ -282,8 +291,8 @@ class Failover:
                     break
                 if then == SAME_KEY:
                     tried.discard(lease.key)
-        if route.via is not None and last is not None:  # `free`: say when one comes back
-            last = await gw.free.unserved(route.via, last)
+        if route.via is not None:  # `free`: say when one comes back
+            last = await gw.free.unserved(route.via, last, budgeted(ex.door.caller))
         raise last or APIError(503, "No provider could take the request.", code="no_target")
 
     async def traced_send(self, ex: Exchange, target: Route, body: dict, lease,

@@ -2,10 +2,10 @@
 gateway instances.
 
 What lives here is what must survive a restart or be shared between processes: windowed
-counters for gateway-key limits, the usage ledger, and conversations. A request waits for
-the store only when it needs an answer from it (a key with limits: one call; a
-conversation: one read); the ledger, token charges and new turns are written in the
-background.
+counters for gateway-key limits, money tallies for budgets (tallies.py), the usage
+ledger, and conversations. A request waits for the store only when it needs an answer
+from it (a key with limits or a budget: one call; a conversation: one read); the ledger,
+token charges, settlements and new turns are written in the background.
 
 Counters are sliding windows kept in BUCKETS buckets of `window/BUCKETS` each: a hit
 counts for between 90% and 100% of the window, memory stays bounded however busy a key
@@ -20,6 +20,7 @@ import time
 from dataclasses import dataclass
 
 from freeapi.rollups import is_detail
+from freeapi.store.tallies import Tallies, Tally  # noqa: F401  (Store's base; re-exported)
 
 log = logging.getLogger("freeapi.store")
 
@@ -92,7 +93,7 @@ def check_window(buckets: list[tuple[int, int]], now_ms: int, hit: Hit) -> float
     return hit.window  # more than the limit at once: never fits; say "a whole window"
 
 
-class Store:
+class Store(Tallies):
     """The interface. Subclasses implement the underscored methods; the ledger's background
     writing lives here so both backends batch the same way."""
 

@@ -31,6 +31,7 @@ from freeapi.store import BIG_JSON, BLOB_PIECE, BUCKETS, LEDGER_FIELDS, Store, S
 from freeapi.store.postgres_admin import PostgresAdmin
 from freeapi.store.postgres_rollups import PostgresRollups, add_rollups
 from freeapi.store.postgres_schema import LEDGER_TYPES, NewerSchema, migrate
+from freeapi.store.postgres_tallies import PostgresTallies
 
 log = logging.getLogger("freeapi.store")
 
@@ -79,7 +80,7 @@ def _masked(url: str) -> str:
     return re.sub(r"([?&]password=)[^&]*", r"\1***", url, flags=re.I)
 
 
-class PostgresStore(PostgresAdmin, PostgresRollups, Store):
+class PostgresStore(PostgresAdmin, PostgresRollups, PostgresTallies, Store):
     kind = "postgres"
     shared = True
 
@@ -154,6 +155,7 @@ class PostgresStore(PostgresAdmin, PostgresRollups, Store):
         async def sweep(con):
             async with con.transaction():
                 await con.execute(f"DELETE FROM counters WHERE expires <= ({_NOW} * 1000)")
+                await con.execute(f"DELETE FROM tallies WHERE expires <= ({_NOW} * 1000)")
                 await con.execute(f"DELETE FROM kv WHERE expires <= {_NOW}")
                 await con.execute(f"DELETE FROM blobs WHERE expires <= {_NOW}")
                 await con.execute(f"DELETE FROM conversation_turns WHERE conv IN (SELECT id "

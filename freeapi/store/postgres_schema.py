@@ -89,6 +89,47 @@ BEGIN
 END
 $fn$"""
 
+# Store.tally_reserve / tally_add in one round trip (freeapi/store/tallies.py): the keys'
+# transaction-scoped advisory locks in hash order (as freeapi_hits takes them), then check
+# all (p_check) and add all or nothing. An expired row reads as 0 and is replaced. Returns
+# (ok, index of the first item that did not fit or -1, the values after the call).
+_TALLY = """
+CREATE OR REPLACE FUNCTION freeapi_tally(p_keys text[], p_amounts int8[], p_limits int8[],
+                                         p_expires int8[], p_check bool)
+RETURNS TABLE (ok bool, failed int4, vals int8[]) LANGUAGE plpgsql AS $fn$
+DECLARE
+  v_now int8; v_vals int8[] := '{}'; v_v int8;
+BEGIN
+  PERFORM set_config('synchronous_commit', 'off', true);
+  PERFORM pg_advisory_xact_lock(hashtext(current_schema()), hashtext(d.k))
+    FROM (SELECT DISTINCT k FROM unnest(p_keys) AS k) AS d ORDER BY hashtext(d.k);
+  v_now := (extract(epoch FROM clock_timestamp()) * 1000)::int8;
+  FOR i IN 1 .. coalesce(array_length(p_keys, 1), 0) LOOP
+    SELECT t.amount INTO v_v FROM tallies AS t WHERE t.key = p_keys[i]
+      AND (t.expires IS NULL OR t.expires > v_now);
+    v_vals := v_vals || coalesce(v_v, 0);
+  END LOOP;
+  IF p_check THEN
+    FOR i IN 1 .. coalesce(array_length(p_keys, 1), 0) LOOP
+      IF p_limits[i] >= 0 AND v_vals[i] + p_amounts[i] > p_limits[i] THEN
+        RETURN QUERY SELECT false, i - 1, v_vals;
+        RETURN;
+      END IF;
+    END LOOP;
+  END IF;
+  FOR i IN 1 .. coalesce(array_length(p_keys, 1), 0) LOOP
+    INSERT INTO tallies AS t (key, amount, expires) VALUES (p_keys[i], p_amounts[i],
+      nullif(p_expires[i], 0))
+    ON CONFLICT (key) DO UPDATE SET
+      amount = CASE WHEN t.expires IS NOT NULL AND t.expires <= v_now THEN excluded.amount
+                    ELSE t.amount + excluded.amount END,
+      expires = excluded.expires;
+    v_vals[i] := v_vals[i] + p_amounts[i];
+  END LOOP;
+  RETURN QUERY SELECT true, -1, v_vals;
+END
+$fn$"""
+
 MIGRATIONS: list[tuple[int, str, list[str]]] = [
     (1, "the store's tables", [
         # Counters: one row per (key, bucket); `expires` in ms of the server's clock.
@@ -143,6 +184,12 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
         # indexed the key's name column, which no query filters by.
         "DROP INDEX IF EXISTS ledger_key_ts",
         "CREATE INDEX ledger_key_id_ts ON ledger (key_id, ts)",
+    ]),
+    (5, "money tallies for budgets, checked and added in one call", [
+        # freeapi/store/tallies.py: `expires` in ms of the server's clock, NULL: never.
+        "CREATE TABLE tallies (key text PRIMARY KEY, amount int8 NOT NULL, expires int8)",
+        "CREATE INDEX tallies_expires ON tallies (expires)",
+        _TALLY,
     ]),
 ]
 LATEST = MIGRATIONS[-1][0]

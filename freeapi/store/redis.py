@@ -13,9 +13,10 @@ list of its turns (two namespaces, so no id can name another id's key);
 key's health record); `{prefix}kg:{ns}:{group}` a group's index for Store.kv_group, a
 sorted set of names scored by when each record expires (server time, ms);
 `{prefix}r:{period}:{dim}:{start}` a rollup bucket (freeapi/rollups.py), a hash of
-value SEP field -> amount expiring `keep` after its end; `{prefix}kb:{ns}:{name}` the raw bytes of Store.blob_put (a file's content), written by SET
-and APPEND and read by GETRANGE in pieces, so no one reply or command on the shared
-connection is bigger than BLOB_PIECE.
+value SEP field -> amount expiring `keep` after its end; `{prefix}b:...` a money tally
+(redis_tallies.py); `{prefix}kb:{ns}:{name}` the raw bytes of Store.blob_put (a file's
+content), written by SET and APPEND and read by GETRANGE in pieces, so no one reply or
+command on the shared connection is bigger than BLOB_PIECE.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from freeapi.rollups import PERIODS, increments
 from freeapi.store import BIG_JSON, BLOB_PIECE, BUCKETS, Store, StoreError
 from freeapi.store.admin import RedisAdmin
 from freeapi.store.redis_rollups import RedisRollups
+from freeapi.store.redis_tallies import RedisTallies
 from freeapi.store.resp import RespClient, Script
 
 _HITS = Script(f"""
@@ -177,7 +179,7 @@ async def _loads(raw: bytes):
     return await asyncio.get_running_loop().run_in_executor(None, json.loads, raw)
 
 
-class RedisStore(RedisRollups, RedisAdmin, Store):
+class RedisStore(RedisRollups, RedisAdmin, RedisTallies, Store):
     kind = "redis"
 
     def __init__(self, url: str, prefix: str = "freeapi:", timeout: float = 5.0):

@@ -22,6 +22,7 @@ from freeapi.store import (BLOB_PIECE, BUCKETS, LEDGER_FIELDS, Store, StoreError
                            bucket_width_ms, check_window, now_ms)
 from freeapi.store.admin import SQLiteAdmin
 from freeapi.store.sqlite_rollups import _ROLLUP_ADD, SQLiteRollups, _each, rollup_rows
+from freeapi.store.sqlite_tallies import SCHEMA as _TALLIES, SQLiteTallies
 
 SCHEMA_VERSION = 1
 _SCHEMA = f"""
@@ -55,6 +56,7 @@ CREATE TABLE IF NOT EXISTS blobs (
     id INTEGER PRIMARY KEY, ns TEXT NOT NULL, name TEXT NOT NULL, data BLOB NOT NULL,
     expires REAL NOT NULL, UNIQUE (ns, name));
 CREATE INDEX IF NOT EXISTS blobs_expires ON blobs (expires);
+{_TALLIES};
 PRAGMA user_version = {SCHEMA_VERSION};
 """
 # The raw log's filters (GET /admin/requests), each newest first through one index; made
@@ -71,7 +73,7 @@ _INSERT = (f"INSERT INTO ledger ({', '.join(LEDGER_FIELDS)}) "
 _SWEEP_EVERY = 60.0  # seconds between sweeps of expired counters and conversations
 
 
-class SQLiteStore(SQLiteRollups, SQLiteAdmin, Store):
+class SQLiteStore(SQLiteRollups, SQLiteAdmin, SQLiteTallies, Store):
     kind = "sqlite"
 
     def __init__(self, path: str, timeout: float = 5.0):
@@ -205,6 +207,7 @@ class SQLiteStore(SQLiteRollups, SQLiteAdmin, Store):
 
         def tx():
             db.execute("DELETE FROM counters WHERE expires <= ?", (int(now * 1000),))
+            db.execute("DELETE FROM tallies WHERE expires <= ?", (int(now * 1000),))
             db.execute("DELETE FROM conversation_turns WHERE conv IN (SELECT id FROM "
                        "conversations WHERE expires <= ?)", (now,))
             db.execute("DELETE FROM conversations WHERE expires <= ?", (now,))

@@ -1,0 +1,80 @@
+"""A money budget is one budget for every gateway sharing the state store: two gateways on
+one Redis, and `--workers 2` on one SQLite file, admit exactly the N requests it is worth
+between them and refuse the next (the prices of tests/test_money_budgets.py make each
+request's estimate its real cost: 0.007)."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import subprocess
+import sys
+
+from tests.conftest import free_port
+from tests.fakes.deepseek import GOOD
+from tests.helpers import ThreadedFake, chat_body, error_of, request, wait_listening
+from tests.test_money_budgets import ALICE, COST, ask, config
+from tests.test_workers_share_state import ROOT, stop, workers_that_served
+
+
+async def test_two_gateways_on_one_redis_admit_n_between_them(make_gateway, redis_state):
+    cfg = config({"daily": 4 * COST}, state=redis_state)
+    gateways = [make_gateway(cfg) for _ in range(2)]
+    codes = []
+    for i in range(4):
+        base, _ = gateways[i % 2]
+        codes.append((await request(base + "/v1/chat/completions", "POST", ask(),
+                                    key=ALICE)).code)
+    assert codes == [200] * 4
+    for base, _ in gateways:  # the fifth is refused by either
+        err = error_of(await request(base + "/v1/chat/completions", "POST", ask(),
+                                     key=ALICE), 429)
+        assert err["code"] == "budget_exceeded"
+
+
+def post_chat(port: int) -> int:
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)  # a new connection each
+    try:  # time, so the kernel spreads them over the workers
+        c.request("POST", "/v1/chat/completions", json.dumps(chat_body(max_tokens=7)),
+                  {"Authorization": f"Bearer {ALICE}", "Content-Type": "application/json"})
+        r = c.getresponse()
+        r.read()
+        return r.status
+    finally:
+        c.close()
+
+
+def serve(tmp_path, fake, budget: float):
+    port = free_port()
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(f"server: {{host: 127.0.0.1, port: {port}}}\n"
+                   f"auth: {{keys: [{{name: alice, key: {ALICE}, "
+                   f"budget: {{monthly: {budget}}}}}]}}\n"
+                   f"providers:\n  deepseek: {{base_url: '{fake.url}', api_keys: ['{GOOD}']}}\n"
+                   f"prices: {{deepseek-flash: {{input: 0, cached: 0, output: 1000}}}}\n"
+                   f"state: {{path: state.db}}\n")
+    env = dict(os.environ, TMPDIR=str(tmp_path))  # where the workers' metrics dir is made
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    proc = subprocess.Popen([sys.executable, "-m", "freeapi", "--config", str(cfg),
+                             "--workers", "2"], cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    wait_listening(port, proc)
+    return port, proc
+
+
+def test_two_worker_processes_on_one_sqlite_file_admit_n_between_them(tmp_path):
+    n = 12
+    with ThreadedFake() as fake:
+        port, proc = serve(tmp_path, fake, n * COST)
+        try:
+            codes = [post_chat(port) for _ in range(30)]
+            for _ in range(60):  # until both workers have taken some of the traffic
+                if len(workers_that_served(tmp_path)) == 2:
+                    break
+                codes.append(post_chat(port))
+            assert len(workers_that_served(tmp_path)) == 2, "one worker took everything"
+        finally:
+            stop(proc)
+    assert codes.count(200) == n
+    assert codes.count(429) == len(codes) - n
