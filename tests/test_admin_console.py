@@ -50,8 +50,11 @@ def gateway(tmp_path):
 def chat(base, secret):
     """One chat with the openai SDK; the request id it was answered with."""
     with openai.OpenAI(base_url=base + "/v1", api_key=secret, max_retries=0) as client:
+        # max_tokens bounds the budget's reservation (output price x max_tokens): without
+        # it the default 4096-token reservation would not fit the key's 1 USD a day.
         raw = client.chat.completions.with_raw_response.create(
-            model="deepseek-chat", messages=[{"role": "user", "content": "hi"}])
+            model="deepseek-chat", messages=[{"role": "user", "content": "hi"}],
+            max_tokens=50)
         assert raw.parse().choices[0].message.content
         return raw.headers["x-request-id"]
 
