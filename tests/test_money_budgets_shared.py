@@ -15,7 +15,7 @@ from tests.conftest import free_port
 from tests.fakes.deepseek import GOOD
 from tests.helpers import ThreadedFake, chat_body, error_of, request, wait_listening
 from tests.test_money_budgets import ALICE, COST, ask, config
-from tests.test_workers_share_state import ROOT, stop, workers_that_served
+from tests.test_workers_share_state import ROOT, spread_over_workers, stop
 
 
 async def test_two_gateways_on_one_redis_admit_n_between_them(make_gateway, redis_state):
@@ -68,12 +68,7 @@ def test_two_worker_processes_on_one_sqlite_file_admit_n_between_them(tmp_path):
     with ThreadedFake() as fake:
         port, proc = serve(tmp_path, fake, n * COST)
         try:
-            codes = [post_chat(port) for _ in range(30)]
-            for _ in range(60):  # until both workers have taken some of the traffic
-                if len(workers_that_served(tmp_path)) == 2:
-                    break
-                codes.append(post_chat(port))
-            assert len(workers_that_served(tmp_path)) == 2, "one worker took everything"
+            codes = spread_over_workers(tmp_path, lambda: post_chat(port))
         finally:
             stop(proc)
     assert codes.count(200) == n

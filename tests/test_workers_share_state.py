@@ -63,16 +63,23 @@ def workers_that_served(tmp_path) -> set[str]:
             for f in d.glob("counter_*.db")}
 
 
+def spread_over_workers(tmp_path, send) -> list[int]:
+    """The status codes of 30 calls of `send()`, and more until both workers have taken
+    some of the traffic (a test of shared state means nothing if one worker took all)."""
+    codes = [send() for _ in range(30)]
+    for _ in range(60):
+        if len(workers_that_served(tmp_path)) == 2:
+            break
+        codes.append(send())
+    assert len(workers_that_served(tmp_path)) == 2, "one worker took everything"
+    return codes
+
+
 def test_a_keys_rpm_holds_across_two_worker_processes(tmp_path):
     with ThreadedFake() as fake:
         port, proc = serve(tmp_path, fake)
         try:
-            codes = [post_chat(port) for _ in range(30)]
-            for _ in range(60):  # until both workers have taken some of the traffic
-                if len(workers_that_served(tmp_path)) == 2:
-                    break
-                codes.append(post_chat(port))
-            assert len(workers_that_served(tmp_path)) == 2, "one worker took everything"
+            codes = spread_over_workers(tmp_path, lambda: post_chat(port))
         finally:
             stop(proc)
     # One rpm budget for both processes: twelve served, whichever worker took them.
