@@ -11,7 +11,7 @@ import signal
 import socket
 import sys
 
-from freeapi import __version__, access_log, logs, metrics, reload
+from freeapi import __version__, access_log, fleet, logs, metrics, reload
 from freeapi.app import Gateway, make_app
 from freeapi.checkkeys import check_keys
 from freeapi.config import ConfigError, load_config, plain_http_to_remote
@@ -274,9 +274,12 @@ def _reload_workers(args, children) -> None:
     """SIGHUP to the parent: check the file once here (one log line when it is invalid),
     then every worker re-reads it."""
     try:
-        load_config(args.config, provider_types(make_plugin_manager()))
+        types = provider_types(make_plugin_manager())
+        # The whole fleet, as each worker builds it (a `models:` target nobody serves):
+        # an invalid file is one line here, not one per worker.
+        fleet.build(load_config(args.config, types), types)
     except ConfigError as e:
-        log.error("config reload failed, keeping the running config: %s", e)
+        log.error(reload.FAILED, e)
         return
     for child in children:
         try:

@@ -241,7 +241,7 @@ class Failover:
             if passthrough and provider is not route.provider:
                 continue  # the client's key is for its vendor; never send it to another
             ex.credentialed = True  # it has credentials for a target: the ledger has it
-            pool = gw.pools[provider.name]
+            pool = gw.pool_for(provider)
             tbody = target.body_for(body)
             more_targets = t_index + 1 < len(targets)
             tried = set(target.skip_keys)  # keys whose free quota is used up (freeapi/free.py)
