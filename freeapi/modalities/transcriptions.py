@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from freeapi.errors import invalid_request, vendor_error
 from freeapi.modalities import UNUSABLE, Operation
+from freeapi.modalities.audio_length import wav_seconds
 from freeapi.modalities.forms import parse_upload
 from freeapi.routing import require_model
 
@@ -41,5 +42,12 @@ class Transcriptions(Operation):
         except UNUSABLE:
             raise vendor_error(route.provider.name, 502, "the transcription answer was not "
                                "understood") from None
+        # The audio seconds, for prices per second: the vendor's own figure, else a WAV
+        # upload's length; neither (an mp3 to a vendor that does not say): unpriced.
+        seconds = route.provider.transcription_seconds(raw)
+        if seconds is None:
+            seconds = wav_seconds(self.body["file"][2])
+        if seconds is not None:
+            ctx.report_usage({"seconds": seconds})
         h.set_header("Content-Type", FORMATS[fmt])
         h.finish(out)
