@@ -38,7 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "prints the usage ledger's totals per UTC day, gateway key and model "
                         "(with cost when the config has prices); reload makes the running "
                         "gateway re-read its config (SIGHUP). `freeapi keys|teams ...` "
-                        "manage runtime keys and teams (freeapi keys --help)")
+                        "manage runtime keys and teams (freeapi keys --help); `freeapi "
+                        "rollups rebuild [--since DATE]` makes the usage rollups again "
+                        "from the ledger")
     p.add_argument("--config", metavar="PATH", help="YAML config file (see config.yaml)")
     p.add_argument("--host", help="address to listen on (overrides server.host)")
     p.add_argument("--port", type=int, help="port to listen on (overrides server.port)")
@@ -197,6 +199,9 @@ def main(argv=None) -> int:
     if argv and argv[0] in ("keys", "teams"):
         from freeapi.admin.cli import main as admin_main
         return admin_main(argv[0], argv[1:])
+    if argv and argv[0] == "rollups":  # `freeapi rollups rebuild` (freeapi/rollups_rebuild.py)
+        from freeapi.rollups_rebuild import main as rollups_main
+        return rollups_main(argv[1:])
     args = build_parser().parse_args(argv)
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         level=logging.INFO)
