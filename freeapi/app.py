@@ -184,6 +184,11 @@ class Gateway:
         self.http.proxy_for = built.proxy
         self.downloads.set_providers(self.providers, built.proxy)
         self.health_sync.set_keys({n: p.api_keys for n, p in self.providers.items()})
+        if self.health_sync.enabled:  # a shared store and, maybe for the first time, keys
+            try:
+                self.health_sync.start()  # (a no-op when it runs already)
+            except RuntimeError:  # no event loop: a gateway that is not serving
+                pass
         for name, p in self.providers.items():
             if name not in self.pools:
                 self.pools[name] = pool = self._pool(p)
