@@ -5,14 +5,15 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-import os
 import time
+import weakref
 from functools import partial
 
 import pluggy
 from tornado import web
 
 from freeapi.body_budget import BodyBudget
+from freeapi import fleet
 from freeapi.config import Config, ConfigError
 from freeapi.discovery import Discovery
 from freeapi.downloads import Downloads
@@ -46,7 +47,6 @@ from freeapi.metrics import Metrics, multiproc_dir
 from freeapi.pipeline import Steps
 from freeapi.probes import check_key, host_answers
 from freeapi.provider import Provider
-from freeapi.proxy import Resolver as ProxyResolver
 from freeapi.routing import Catalog, Route
 from freeapi.pricing import Pricing
 from freeapi.status import StatusBoard
@@ -68,30 +68,29 @@ class Gateway:
     def pricing(self) -> Pricing:
         """Prices as the config (as last reloaded) says (freeapi/pricing.py)."""
         cfg, got = self.config, self._pricing
-        if got is None or got[0] is not cfg.prices or got[1] is not cfg.billing:
+        if got is None or got[0] is not cfg.prices or got[1] is not cfg.billing \
+                or got[3] is not self.providers:
             clock = got[2].clock if got is not None else time.time
             got = self._pricing = (cfg.prices, cfg.billing, Pricing(
                 cfg.prices, cfg.billing, {n: p.config.type for n, p in self.providers.items()},
-                clock))
+                clock), self.providers)
         return got[2]
 
     def __init__(self, config: Config, pm: pluggy.PluginManager,
                  provider_types: dict[str, type[Provider]]):
         self.config = config
         self.pm = pm
-        self.providers: dict[str, Provider] = {
-            name: provider_types[pc.type](pc)
-            for name, pc in config.providers.items() if pc.enabled
-        }
-        self.catalog = Catalog(self.providers, config.models)
+        self.provider_types = provider_types
+        # providers, catalog, fallbacks, proxies, the `free` candidates (freeapi/fleet.py);
+        # a reload replaces them all at once (`apply_fleet`).
+        built = fleet.build(config, provider_types)
+        self.providers: dict[str, Provider] = built.providers
+        self.catalog: Catalog = built.catalog
         self.http = Pool()
         # Periodic cleanups for everything at once, instead of checks per request.
         self.sweeper = Sweeper()
         self.sweeper.add("upstream idle connections", self.http.sweep)
-        try:  # providers.NAME.proxy, else HTTPS_PROXY / HTTP_PROXY / NO_PROXY
-            self.http.proxy_for = ProxyResolver(self.providers, os.environ)
-        except ValueError as e:
-            raise ConfigError("", str(e)) from None
+        self.http.proxy_for = built.proxy
         # URLs a vendor's answer names (images, audio): checked, unpooled, same proxy.
         self.downloads = Downloads(self.providers, self.http.proxy_for)
         self.health = HealthStore()
@@ -101,7 +100,8 @@ class Gateway:
         # Request-body bytes held at once, across all requests (server.max_buffered_bytes).
         self.body_budget = BodyBudget(max(config.max_buffered_bytes, config.max_body_size))
         self.status = StatusBoard(self)  # GET /v1/status
-        self._pricing = None  # (prices, billing, Pricing): rebuilt when a reload changes them
+        # (prices, billing, Pricing, providers): rebuilt when a reload changes them
+        self._pricing = None
         self.workers = 1  # processes serving this port (the CLI's --workers)
         self.limits = Limits(self.store, on_reject=self.metrics.limit_rejected)
         self.store.on_ledger_dropped = partial(self.metrics.ledger_dropped, self.store.kind)
@@ -110,14 +110,17 @@ class Gateway:
         self.auth = Auth(GatewayAuth(config.gateway_keys, config.allow_anonymous),
                          self.directory)
         self.admin = Admin(self.store, self.directory, lambda: self.config.gateway_keys)
-        self.pools: dict[str, KeyPool] = {}
+        self.pools: dict[str, KeyPool] = {}  # the running providers' pools, by name
+        # Pools of providers a reload removed or replaced, while requests that hold the old
+        # provider object still use them (they go with the last such request).
+        self._retired_pools: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
         # Server-side keys' cooldowns and verdicts, shared with gateways on the same store.
         self.health_sync = HealthSync(self.store, self.pools,
                                       {n: p.api_keys for n, p in self.providers.items()},
                                       config.state.sync_interval)
         self.pools.update((name, self._pool(p)) for name, p in self.providers.items())
-        self.fallbacks = self._fallbacks(config.fallbacks)
-        self.free = FreeRouter(self)  # the `free` model (freeapi/free.py)
+        self.fallbacks: dict[str, list[Route]] = built.fallbacks
+        self.free = FreeRouter(self, built.free)  # the `free` model (freeapi/free.py)
         self.active: set = set()  # chat handlers in flight, for graceful shutdown
         # File contents being sent, per caller (handlers/files.py); `downloads` above is
         # the vendor-URL fetcher.
@@ -151,17 +154,50 @@ class Gateway:
                        on_change=lambda key, h: self.health_sync.publish(p.name, key, h),
                        host_prober=host_probe, no_balance_wait=p.no_balance_wait())
 
-    def _fallbacks(self, table: dict[str, list[str]]) -> dict[str, list[Route]]:
-        out = {}
-        for model, targets in table.items():
-            routes = []
-            for i, target in enumerate(targets):
-                try:
-                    routes.append(self.catalog.resolve(target))
-                except APIError as e:
-                    raise ConfigError(f"fallbacks.{model}[{i}]", e.message) from None
-            out[model] = routes
-        return out
+    def pool_for(self, provider: Provider) -> KeyPool:
+        """The key pool of this provider object: a request that resolved before a reload
+        replaced or removed its provider keeps the pool it began with."""
+        if self.providers.get(provider.name) is not provider:
+            pool = self._retired_pools.get(provider)
+            if pool is not None:
+                return pool
+        return self.pools[provider.name]
+
+    def apply_fleet(self, config: Config, built: fleet.Fleet) -> None:
+        """A reload's providers, catalog, fallbacks and `free` candidates, swapped in at
+        once (no await: no request sees half of it). Unchanged providers keep their pools;
+        a replaced provider's new pool starts from the health its kept keys had (health is
+        kept per provider name and key); a removed or replaced pool stops its background
+        probes and serves the requests in flight until they end."""
+        old_providers = self.providers
+        for name in built.removed + built.changed:
+            old, pool = old_providers[name], self.pools.pop(name)
+            pool.close()
+            self._retired_pools[old] = pool
+            kept = set(built.providers[name].api_keys or [None]) \
+                if name in built.providers else set()
+            self.health.unpin(name, [k for k in (old.api_keys or [None]) if k not in kept])
+        self.providers = built.providers
+        self.catalog = built.catalog
+        self.fallbacks = built.fallbacks
+        for field in ("providers", "models", "fallbacks", "free"):
+            setattr(self.config, field, getattr(config, field))
+        self.http.proxy_for = built.proxy
+        self.downloads.set_providers(self.providers, built.proxy)
+        self.health_sync.set_keys({n: p.api_keys for n, p in self.providers.items()})
+        if self.health_sync.enabled:  # a shared store and, maybe for the first time, keys
+            try:
+                self.health_sync.start()  # (a no-op when it runs already)
+            except RuntimeError:  # no event loop: a gateway that is not serving
+                pass
+        for name, p in self.providers.items():
+            if name not in self.pools:
+                self.pools[name] = pool = self._pool(p)
+                pool.resume(p.api_keys or [None])
+        self.free = FreeRouter(self, built.free, self.free.memory)
+        self.discovery.providers = self.providers
+        if any(self.providers[n].discover_enabled for n in built.added + built.changed):
+            self.discovery.soon()  # the new providers' models, without waiting a round
 
     def fallbacks_for(self, requested: str, route: Route) -> list[Route]:
         """The configured fallback chain: by the name the client used, else by the model

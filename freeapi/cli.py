@@ -11,7 +11,7 @@ import signal
 import socket
 import sys
 
-from freeapi import __version__, access_log, logs, metrics, reload
+from freeapi import __version__, access_log, fleet, logs, metrics, reload
 from freeapi.app import Gateway, make_app
 from freeapi.checkkeys import check_keys
 from freeapi.config import ConfigError, load_config, plain_http_to_remote
@@ -38,7 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "prints the usage ledger's totals per UTC day, gateway key and model "
                         "(with cost when the config has prices); reload makes the running "
                         "gateway re-read its config (SIGHUP). `freeapi keys|teams ...` "
-                        "manage runtime keys and teams (freeapi keys --help)")
+                        "manage runtime keys and teams (freeapi keys --help); `freeapi "
+                        "rollups rebuild [--since DATE]` makes the usage rollups again "
+                        "from the ledger")
     p.add_argument("--config", metavar="PATH", help="YAML config file (see config.yaml)")
     p.add_argument("--host", help="address to listen on (overrides server.host)")
     p.add_argument("--port", type=int, help="port to listen on (overrides server.port)")
@@ -197,6 +199,9 @@ def main(argv=None) -> int:
     if argv and argv[0] in ("keys", "teams"):
         from freeapi.admin.cli import main as admin_main
         return admin_main(argv[0], argv[1:])
+    if argv and argv[0] == "rollups":  # `freeapi rollups rebuild` (freeapi/rollups_rebuild.py)
+        from freeapi.rollups_rebuild import main as rollups_main
+        return rollups_main(argv[1:])
     args = build_parser().parse_args(argv)
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         level=logging.INFO)
@@ -274,9 +279,12 @@ def _reload_workers(args, children) -> None:
     """SIGHUP to the parent: check the file once here (one log line when it is invalid),
     then every worker re-reads it."""
     try:
-        load_config(args.config, provider_types(make_plugin_manager()))
+        types = provider_types(make_plugin_manager())
+        # The whole fleet, as each worker builds it (a `models:` target nobody serves):
+        # an invalid file is one line here, not one per worker.
+        fleet.build(load_config(args.config, types), types)
     except ConfigError as e:
-        log.error("config reload failed, keeping the running config: %s", e)
+        log.error(reload.FAILED, e)
         return
     for child in children:
         try:

@@ -23,6 +23,7 @@ class Discovery:
         self.last_miss_round = float("-inf")
         self._round: asyncio.Future | None = None  # the round in flight
         self._failing: set[str] = set()  # providers whose last round failed
+        self._soon: asyncio.Task | None = None  # a round a reload asked for (kept referenced)
 
     def may_rerun(self) -> bool:
         """Whether a miss may ask the providers again now (or join the round in flight)."""
@@ -40,6 +41,20 @@ class Discovery:
             self._round = asyncio.ensure_future(self.run(timeout))
             self._round.add_done_callback(self._round_done)
         await asyncio.shield(self._round)
+
+    def soon(self) -> None:
+        """A round now, in the background (a reload added providers that list their
+        models); one already in flight is joined instead."""
+        try:
+            self._soon = asyncio.get_running_loop().create_task(self._quiet_round())
+        except RuntimeError:  # no loop (a check outside the server): the next round will
+            pass
+
+    async def _quiet_round(self) -> None:
+        try:
+            await self.rerun()
+        except Exception:  # noqa: BLE001 - _round_done logged it
+            pass
 
     def _round_done(self, fut):
         self._round = None

@@ -52,9 +52,13 @@ class Downloads:
     replaced, e.g. by tests mapping a name to an address."""
 
     def __init__(self, providers: dict, proxy_for):
-        self.proxy_for = proxy_for  # freeapi.proxy.Resolver
         self.resolve = system_resolve
         self.ssl = ssl.create_default_context()
+        self.set_providers(providers, proxy_for)
+
+    def set_providers(self, providers: dict, proxy_for) -> None:
+        """The providers' own hosts and `download_hosts` (again after a reload)."""
+        self.proxy_for = proxy_for  # freeapi.proxy.Resolver
         self._own = {name: policy.origin(p.base_url) for name, p in providers.items()}
         self._hosts = {name: p.config.download_hosts for name, p in providers.items()}
 

@@ -21,17 +21,15 @@ budget (its key's or its team's: freeapi/budgets.py), within that budget.
 from __future__ import annotations
 
 import dataclasses
-import fnmatch
 import functools
 import logging
 import math
 import time
-from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from freeapi.config import ConfigError
 from freeapi.errors import APIError
-from freeapi.free_tier import FREE_QUOTA_ONLY, FreeOffer, reset_at
+from freeapi.free_choice import Candidate, Chosen, choose, kinds as _kinds
+from freeapi.free_tier import reset_at
 from freeapi.healthsync import key_hash
 from freeapi.keypool import COOLDOWN, retry_after_seconds
 from freeapi.routing import DISPLAY_SUFFIXES, Route
@@ -42,28 +40,6 @@ log = logging.getLogger("freeapi.free")
 NAME = "free"
 KINDS = {"": "chat", "-vision": "vision", "-embedding": "embedding", "-image": "image"}
 _NS = "fq"  # the state store's namespace of used-up free quotas
-
-
-@dataclass(frozen=True)
-class Candidate:
-    route: Route
-    kinds: frozenset  # of KINDS' values
-    offer: FreeOffer | None  # None: the operator's own entry (`free.add` / `free.models`)
-
-    @property
-    def id(self) -> str:
-        return f"{self.route.provider.name}/{self.route.upstream_model}"
-
-
-def _kinds(route: Route) -> frozenset:
-    caps = route.provider.capabilities(route.upstream_model)
-    if "embeddings" in caps:
-        return frozenset({"embedding"})
-    if "images" in caps:
-        return frozenset({"image"})
-    if "chat" not in caps:
-        return frozenset()
-    return frozenset({"chat", "vision"} if "vision" in caps else {"chat"})
 
 
 def _iso(t: float) -> str:
@@ -122,71 +98,17 @@ class QuotaMemory:
 
 
 class FreeRouter:
-    def __init__(self, gateway):
+    def __init__(self, gateway, chosen: Chosen | None = None,
+                 memory: QuotaMemory | None = None):
+        """`chosen`: the candidates as `choose` made them (a reload builds them before it
+        swaps anything in); `memory`: the used-up quotas known so far (kept by a reload)."""
         self.gw = gateway
         self.config = gateway.config.free
-        self.memory = QuotaMemory(gateway.store, gateway.config.state.sync_interval)
-        self.candidates = self._candidates()
+        self.memory = memory or QuotaMemory(gateway.store, gateway.config.state.sync_interval)
+        if chosen is None:
+            chosen = choose(self.config, gateway.providers, gateway.catalog)
+        self.candidates, self.paid = chosen.candidates, chosen.paid
         self._ids = {c.id for c in self.candidates}
-        self.paid = None
-        if self.config.paid_fallback:
-            self.paid = self._entry(self.config.paid_fallback, "free.paid_fallback")
-
-    # -- the candidates, from the providers' offers and the config ------------------------
-
-    def _entry(self, name: str, where: str) -> Route:
-        try:
-            route = self.gw.catalog.resolve(name)
-        except APIError as e:
-            raise ConfigError(where, e.message) from None
-        return Route(route.provider, route.upstream_model, defaults=route.defaults)
-
-    @staticmethod
-    def _declared(p, model: str) -> bool:
-        """Whether the operator declared "Free Quota Only" for `model` of provider `p`."""
-        declared = p.config.options.get(FREE_QUOTA_ONLY)
-        return declared is True or (isinstance(declared, list) and model in declared)
-
-    def _offers(self) -> list[tuple[int, int, Candidate]]:
-        out = []
-        for order, p in enumerate(self.gw.providers.values()):
-            for offer in p.free_tier:
-                if offer.needs == FREE_QUOTA_ONLY and not self._declared(p, offer.model):
-                    continue  # outside "Free Quota Only" a used-up quota is billed
-                route = Route(p, offer.model)
-                out.append((offer.rank, order, Candidate(route, _kinds(route), offer)))
-        return out
-
-    def _candidates(self) -> list[Candidate]:
-        cfg = self.config
-        if not cfg.enabled:
-            return []
-        offers = {c.id: c for _, _, c in sorted(self._offers(), key=lambda t: t[:2])}
-        if cfg.models is not None:
-            entries = [(e, f"free.models[{i}]") for i, e in enumerate(cfg.models)]
-            chosen = []
-        else:
-            entries = [(e, f"free.add[{i}]") for i, e in enumerate(cfg.add)]
-            chosen = list(offers.values())
-        for entry, where in entries:
-            route = self._entry(entry, where)
-            p = route.provider
-            if FREE_QUOTA_ONLY in type(p).options and not self._declared(p, route.upstream_model):
-                # a vendor whose free quota runs into billing (Qwen): never free undeclared
-                raise ConfigError(where, f"{entry!r} is free only in the vendor's \"Free "
-                                         f"Quota Only\" mode: declare it under "
-                                         f"providers.{p.name}.{FREE_QUOTA_ONLY}")
-            found = offers.get(f"{route.provider.name}/{route.upstream_model}")
-            chosen.append(found or Candidate(route, _kinds(route), None))
-        out, seen = [], set()
-        for c in chosen:
-            names = (c.id, c.route.upstream_model)
-            if c.id in seen or any(fnmatch.fnmatchcase(n, pattern) for pattern in cfg.remove
-                                   for n in names):
-                continue
-            seen.add(c.id)
-            out.append(c)
-        return out
 
     # -- names -------------------------------------------------------------------------
 

@@ -42,12 +42,16 @@ class HealthSync:
     def __init__(self, store: Store, pools: dict, server_keys: dict[str, list[str]],
                  interval: float = 1.0):
         self.store, self.pools, self.interval = store, pools, interval
+        self._task: asyncio.Task | None = None
+        self._failing = False
+        self.set_keys(server_keys)
+
+    def set_keys(self, server_keys: dict[str, list[str]]) -> None:
+        """The server-side keys to share, per provider (again after a reload)."""
         # record name -> (provider, key), for the keys of providers that hold server keys
         self._names = {f"{provider}:{key_hash(k)}": (provider, k)
                        for provider, keys in server_keys.items() for k in keys if k}
         self._server = {provider: frozenset(keys) for provider, keys in server_keys.items()}
-        self._task: asyncio.Task | None = None
-        self._failing = False
 
     @property
     def enabled(self) -> bool:
@@ -78,10 +82,10 @@ class HealthSync:
             self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def _run(self):
-        names = list(self._names)
         while True:
+            names = self._names  # a reload may replace it meanwhile
             try:
-                records = await self.store.health_get(names)
+                records = await self.store.health_get(list(names))
                 if self._failing:
                     log.info("key health: reading shared verdicts works again")
                 self._failing = False
@@ -91,7 +95,7 @@ class HealthSync:
                 self._failing = True
                 records = {}
             for name, rec in records.items():
-                provider, key = self._names[name]
+                provider, key = names[name]
                 try:
                     self.pools[provider].apply(key, rec["state"], float(rec.get("until", 0)),
                                                float(rec.get("at", 0)))

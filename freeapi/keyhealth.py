@@ -53,6 +53,16 @@ class HealthStore:
             if k not in self._pinned:
                 self._pinned[k] = self._h.pop(k, None) or KeyHealth()
 
+    def unpin(self, pool: str, keys) -> None:
+        """Keys a reload took out of the config: their records join the pass-through
+        keys' (kept while used, evicted in time), so removed keys cannot pile up."""
+        for key in keys:
+            h = self._pinned.pop((pool, key), None)
+            if h is not None:
+                self._h[(pool, key)] = h
+                if len(self._h) > self._limit:
+                    self._h.popitem(last=False)
+
     def get(self, pool: str, key) -> KeyHealth:
         k = (pool, key)
         h = self._pinned.get(k)

@@ -110,6 +110,9 @@ class KeyPool:
         # balance (a GET /models or one-token chat would restore it at once, to fail again);
         # None: the key check sees the balance and is what restores the key.
         self.no_balance_wait = no_balance_wait
+        # Closed by a reload that removed or replaced its provider: requests in flight still
+        # release their leases here, but no background probe starts any more.
+        self._closed = False
 
     def _pick(self, keys: list, exclude, now: float):
         """The least-loaded usable key (ties rotate), or _NOTHING. A key may be None: a
@@ -324,8 +327,18 @@ class KeyPool:
 
     # -- background re-probes of invalid / out-of-balance keys ----------------------------
 
+    def resume(self, keys) -> None:
+        """A pool made by a reload for keys whose health is already known (the records
+        are kept per provider name and key): re-probe those a probe must bring back."""
+        for key in keys:
+            h = self.store.get(self.name, key)
+            if key is None and h.down is not None and h.state == COOLDOWN:
+                self._schedule_host_probe()
+            elif key is not None and h.state in (INVALID, NO_BALANCE) and self._probing(key):
+                self._schedule_probe(key)
+
     def _schedule_probe(self, key: str):
-        if self._prober is None or key in self._probes:
+        if self._prober is None or self._closed or key in self._probes:
             return
         try:
             self._probes[key] = asyncio.get_running_loop().create_task(self._probe(key))
@@ -357,7 +370,7 @@ class KeyPool:
             self.probe_at.pop(key, None)
 
     def _schedule_host_probe(self):
-        if self._host_prober is None or self._host_probe is not None:
+        if self._host_prober is None or self._closed or self._host_probe is not None:
             return
         try:
             self._host_probe = asyncio.get_running_loop().create_task(self._probe_host())
@@ -389,6 +402,7 @@ class KeyPool:
             self.no_balance_wait is None or key is None))
 
     def close(self):
+        self._closed = True
         for task in self._probes.values():
             task.cancel()
         if self._host_probe is not None:

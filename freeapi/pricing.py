@@ -99,7 +99,14 @@ class Pricing:
         if row is None:
             return {"cost": None, "currency": None, "unpriced": True}
         rates = rates_at(row, self.clock())
-        return {"cost": round(cost_of(rates, entry, units_of(usage)), 10),
+        units = units_of(usage)
+        per_unit = [p for p in UNIT_PARTS if rates.get(p)]
+        if per_unit and not any(p in units for p in per_unit) \
+                and not any(rates.get(p) for p in TOKEN_PARTS):
+            # Priced per second (say) and no seconds known (an mp3 to a vendor that does
+            # not say its length): unpriced, not free.
+            return {"cost": None, "currency": None, "unpriced": True}
+        return {"cost": round(cost_of(rates, entry, units), 10),
                 "currency": row["currency"], "unpriced": False}
 
     def convert(self, amount: float, currency: str) -> float | None:

@@ -12,6 +12,13 @@ from freeapi.errors import invalid_request
 from freeapi.vendor_request import UpstreamRequest
 
 
+def _seconds(value) -> float | None:
+    """A positive number of seconds, else None (a vendor's odd value is not a price)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
+        return float(value)
+    return None
+
+
 class ModalityHooks:
     # -- beyond chat: embeddings, images, speech, vision (docs/beyond-chat.md) --------
     # Pure like the rest: a hook builds the vendor request for one attempt (the gateway
@@ -300,6 +307,33 @@ class ModalityHooks:
         """The audio in a whole speech answer ("json" transport), or the GET of the URL the
         vendor put it at (sent without any key: the URL is the vendor's signed storage)."""
         return raw
+
+    def speech_characters(self, data: bytes | str) -> int | None:
+        """The characters the vendor says it billed, read from a whole speech answer
+        (bytes, "json" transport) or one event's data (str, "sse"; the last event that
+        says wins); None when it says nothing, and the gateway counts the characters of
+        the input (docs/money.md). Called on every event: check cheaply first."""
+        return None
+
+    def transcription_seconds(self, raw: bytes) -> float | None:
+        """The audio seconds a transcription answer reports, for pricing per second:
+        OpenAI's `usage: {"type": "duration", "seconds": N}` (whisper-1) or
+        verbose_json's `duration`
+        (https://platform.openai.com/docs/api-reference/audio/createTranscription, read
+        2026-12-06); None when the answer has neither (the gateway then reads a WAV
+        upload's own length)."""
+        if not raw.lstrip().startswith(b"{"):
+            return None  # text, srt, vtt: no usage in them
+        try:
+            answer = json.loads(raw)
+        except ValueError:
+            return None
+        if not isinstance(answer, dict):
+            return None
+        usage = answer.get("usage")
+        if isinstance(usage, dict) and usage.get("type") == "duration":
+            return _seconds(usage.get("seconds"))
+        return _seconds(answer.get("duration"))
 
     def transcriptions_answer(self, raw: bytes, response_format: str) -> bytes:
         """The client's transcription in `response_format` (json: OpenAI's `{"text"}`;

@@ -1,12 +1,14 @@
 """Hot reload: SIGHUP (or `freeapi reload`, which sends it) re-reads config.yaml in the
 running process, and with --workers the parent passes it on to every worker.
 
-What a reload applies now: the gateway keys of `auth.keys` with their roles, model
-allowlists and limits, `auth.allow_anonymous`, `prices` and `metrics.public`. Requests in
-flight keep the caller they were admitted as; new requests use the new keys at once. The
-other sections (providers, models, fallbacks, server, state, ...) are compared and, when
-they differ, one warning says a restart applies them. An invalid file changes nothing and
-logs one line naming the error.
+What a reload applies: the gateway keys of `auth.keys` with their roles, model
+allowlists and limits, `auth.allow_anonymous`, `prices`, `billing`, `metrics.public`, and
+`providers`, `models`, `fallbacks` and `free` (freeapi/fleet.py builds those; the gateway
+swaps them in with `apply_fleet`). Requests in flight keep the caller they were admitted
+as and the provider, route and key pool they resolved; new requests use the new ones at
+once. Unchanged providers keep their objects and key pools. The other sections (server,
+state, failover, discovery, ...) are compared and, when they differ, one warning says a
+restart applies them. An invalid file changes nothing and logs one line naming the error.
 
 The running process is found by a pid file, `freeapi-PORT.pid`, beside the state file
 (state.path), else beside the config file; `--pid-file` names another.
@@ -19,6 +21,7 @@ import logging
 import os
 import signal
 
+from freeapi import fleet
 from freeapi.config import Config, ConfigError, load_config
 from freeapi.keys import GatewayAuth
 from freeapi.plugins import provider_types
@@ -29,7 +32,11 @@ log = logging.getLogger("freeapi.reload")
 # Every other field needs a restart: derived from Config itself, so a section added later
 # is reported as "takes effect at the next restart" rather than silently ignored.
 APPLIED = ("gateway_keys", "allow_anonymous", "prices", "billing", "metrics_public")
-RESTART = tuple(f.name for f in dataclasses.fields(Config) if f.name not in APPLIED)
+# Applied through the fleet (freeapi/fleet.py): what the gateway builds from them.
+FLEET = ("providers", "models", "fallbacks", "free")
+RESTART = tuple(f.name for f in dataclasses.fields(Config)
+                if f.name not in APPLIED and f.name not in FLEET)
+FAILED = "config reload failed, keeping the running config: %s"
 
 
 def pid_file(config_path: str | None, cfg, explicit: str | None = None) -> str | None:
@@ -74,8 +81,11 @@ def reload_config(gateway, path: str | None, on_keys=None) -> bool:
         return False
     try:
         new = load_config(path, provider_types(gateway.pm))
+        # Everything built before anything is applied: a section that does not hold
+        # together (a `models:` target nobody serves) changes nothing either.
+        built = fleet.build(new, gateway.provider_types, gateway.providers)
     except ConfigError as e:
-        log.error("config reload failed, keeping the running config: %s", e)
+        log.error(FAILED, e)
         return False
     cfg = gateway.config
     later = [f for f in RESTART if _differs(getattr(cfg, f), getattr(new, f))
@@ -83,9 +93,16 @@ def reload_config(gateway, path: str | None, on_keys=None) -> bool:
     gateway.auth.replace_config(GatewayAuth(new.gateway_keys, new.allow_anonymous))
     for field in APPLIED:
         setattr(cfg, field, getattr(new, field))
+    swapped = built.added or built.changed or built.removed or any(
+        _differs(getattr(cfg, f), getattr(new, f)) for f in FLEET)
+    if swapped:
+        gateway.apply_fleet(new, built)
     if on_keys is not None:
         on_keys(cfg)
-    log.info("config reloaded from %s: %d gateway key(s)", path, len(cfg.gateway_keys))
+    log.info("config reloaded from %s: %d gateway key(s)%s", path, len(cfg.gateway_keys),
+             "".join(f"; providers {what}: {', '.join(names)}" for what, names in (
+                 ("added", built.added), ("changed", built.changed),
+                 ("removed", built.removed)) if names))
     if later:
         log.warning("config reload: changes to %s take effect at the next restart",
                     ", ".join(later))

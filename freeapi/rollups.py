@@ -127,6 +127,19 @@ def increments(entries) -> dict:
     return out
 
 
+def fold(total: dict, entries, now: float) -> None:
+    """Add the increments of `entries` into `total` (shaped as increments() returns),
+    leaving out buckets already expired at `now`: a rebuild of old days (freeapi/
+    rollups_rebuild.py) writes no minute buckets the sweep would delete at once."""
+    for (period, dim, start), fields in increments(entries).items():
+        width, _, keep = PERIODS[period]
+        if start + width + keep <= now:
+            continue
+        bucket = total.setdefault((period, dim, start), {})
+        for f, v in fields.items():
+            bucket[f] = bucket.get(f, 0) + v
+
+
 def starts(period: str, since: float, until: float) -> list[int]:
     """The bucket starts of `period` that overlap [since, until)."""
     width = PERIODS[period][0]

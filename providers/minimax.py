@@ -201,6 +201,19 @@ class MiniMax(Provider):
             "voice_setting": {"voice_id": voice, "speed": speed, "vol": 1, "pitch": 0},
             "audio_setting": audio}, key, headers={"Accept": "text/event-stream"})
 
+    def speech_characters(self, data):
+        # `extra_info.usage_characters` ("计费字符数", the characters billed), in the
+        # answer and the stream's last event (https://platform.minimaxi.com/document/
+        # t2a_http, read 2026-12-06). The check first: most events are hex audio only.
+        if '"usage_characters"' not in (data if isinstance(data, str)
+                                        else data.decode("utf-8", "replace")):
+            return None
+        try:
+            n = (json.loads(data).get("extra_info") or {}).get("usage_characters")
+        except (ValueError, AttributeError):
+            return None
+        return n if isinstance(n, int) and not isinstance(n, bool) and n > 0 else None
+
     def speech_decoder(self):
         sent = bytearray()
 

@@ -93,6 +93,19 @@ class QwenAudio:
             raise ValueError("no audio url")
         return UpstreamRequest("GET", url, {})  # no key: a signed URL of its storage
 
+    def speech_characters(self, data):
+        # `usage.characters` of the answer and of the stream's last event: "characters"
+        # is what Qwen-TTS bills (https://docs.qwencloud.com/api-reference/
+        # speech-synthesis/qwen-tts, read 2026-12-06).
+        text = data.decode("utf-8", "replace") if isinstance(data, bytes) else data
+        if '"characters"' not in text:
+            return None
+        try:
+            n = (json.loads(text).get("usage") or {}).get("characters")
+        except (ValueError, AttributeError):
+            return None
+        return n if isinstance(n, int) and not isinstance(n, bool) and n > 0 else None
+
     def speech_decoder(self):
         def decode(data: str) -> bytes:
             event = json.loads(data)
@@ -128,6 +141,19 @@ class QwenAudio:
             {"role": "system", "content": [{"text": body.get("prompt") or ""}]},
             {"role": "user", "content": [{"audio": audio}]}]},
             "parameters": {"asr_options": options}}, key)
+
+    def transcription_seconds(self, raw):
+        # Qwen3-ASR-Flash's answer carries `usage.seconds`, the audio length it bills
+        # (https://docs.qwencloud.com/api-reference/speech-recognition/qwen-asr/dashscope,
+        # read 2026-12-06).
+        try:
+            seconds = (json.loads(raw).get("usage") or {}).get("seconds")
+        except (ValueError, AttributeError):
+            return None
+        if isinstance(seconds, (int, float)) and not isinstance(seconds, bool) \
+                and seconds > 0:
+            return float(seconds)
+        return None
 
     def transcriptions_answer(self, raw, response_format):
         content = json.loads(raw)["output"]["choices"][0]["message"]["content"]

@@ -14,7 +14,7 @@ from pathlib import Path
 import openai
 
 from tests.conftest import free_port
-from tests.fakes.deepseek import GOOD
+from tests.fakes.deepseek import GOOD, GOOD2
 from tests.helpers import ThreadedFake, wait_listening
 from tests.test_admin_keys_shared import served
 
@@ -23,14 +23,14 @@ OLD, NEW = "gw-old-00000000000001", "gw-new-00000000000002"
 FAILED = "config reload failed, keeping the running config"
 
 
-def write(cfg: Path, port: int, fake, *keys, rpm=None):
+def write(cfg: Path, port: int, fake, *keys, rpm=None, **providers):
     entries = [{"key": k, "name": f"k{i}"} for i, k in enumerate(keys)]
     if rpm is not None:
         entries[0]["rpm"] = rpm
     cfg.write_text(json.dumps({
         "server": {"host": "127.0.0.1", "port": port},
         "auth": {"keys": entries},
-        "providers": {"deepseek": {"base_url": fake.url, "api_keys": [GOOD]}}}))
+        "providers": {"deepseek": {"base_url": fake.url, "api_keys": [GOOD]}, **providers}}))
 
 
 def start(tmp_path, fake, *extra):
@@ -163,6 +163,59 @@ def test_sighup_reaches_every_worker(tmp_path):
             eventually(lambda: all(served(base, third) for _ in range(10)),
                        "a worker never took the third key")
             assert len(log_lines(tmp_path, FAILED)) == 1
+        finally:
+            stop(proc)
+
+
+def spare(fake, *models) -> dict:
+    """An OpenAI-compatible provider at the fake DeepSeek, serving `models`."""
+    return {"type": "openai", "base_url": fake.url, "api_keys": [GOOD], "discover": False,
+            "models": list(models)}
+
+
+def answers(base, model) -> bool:
+    """Whether `model` is served (False: an unknown model), on a fresh connection."""
+    with openai.OpenAI(base_url=base + "/v1", api_key=OLD, max_retries=0) as client:
+        try:
+            client.chat.completions.create(model=model,
+                                           messages=[{"role": "user", "content": "hi"}])
+            return True
+        except openai.NotFoundError:
+            return False
+
+
+def test_sighup_changes_the_providers_of_every_worker(tmp_path):
+    flash = "spare/deepseek-v4-flash"
+    with ThreadedFake() as fake:
+        base, port, cfg, proc = start(tmp_path, fake, "--workers", "2")
+        try:
+            assert not answers(base, flash)
+            write(cfg, port, fake, OLD, spare=spare(fake, "deepseek-v4-flash"))
+            os.kill(proc.pid, signal.SIGHUP)
+            # Ten fresh connections in a row: both workers (1 chance in 512 of one only).
+            eventually(lambda: all(answers(base, flash) for _ in range(10)),
+                       "a worker never served the added provider")
+            # spare's key changed: every worker sends the new one.
+            write(cfg, port, fake, OLD, spare=dict(spare(fake, "deepseek-v4-flash"),
+                                                   api_keys=[GOOD2]))
+            os.kill(proc.pid, signal.SIGHUP)
+
+            def new_key() -> bool:
+                return answers(base, flash) and fake.state.requests[-1]["headers"][
+                    "Authorization"] == f"Bearer {GOOD2}"
+            eventually(lambda: all(new_key() for _ in range(10)),
+                       "a worker kept spare's old key")
+            # A `models:` target nobody serves: the parent says so once, nobody applies it.
+            cfg.write_text(cfg.read_text()[:-1] + ', "models": {"x": "nobody/none"}}')
+            os.kill(proc.pid, signal.SIGHUP)
+            eventually(lambda: log_lines(tmp_path, FAILED), "no log line for the bad file")
+            assert all(new_key() for _ in range(10))
+            write(cfg, port, fake, OLD)  # spare removed: its model is unknown everywhere
+            os.kill(proc.pid, signal.SIGHUP)
+            eventually(lambda: not any(answers(base, flash) for _ in range(10)),
+                       "a worker still served the removed provider")
+            lines = log_lines(tmp_path, FAILED)
+            assert len(lines) == 1 and "models.x" in lines[0], lines
         finally:
             stop(proc)
 

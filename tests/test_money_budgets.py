@@ -9,14 +9,13 @@ import calendar
 import json
 import time
 
-import openai
 import pytest
 from tornado.httpclient import AsyncHTTPClient
 from tornado.simple_httpclient import HTTPTimeoutError
 
 from freeapi.budgets import NANO, key_counter_id, period_keys
 from tests.fakes.deepseek import GOOD
-from tests.helpers import REDIS_URL, chat_body, error_of, request
+from tests.helpers import chat_body, error_of, request
 
 ADMIN, ALICE, BOB = "gw-admin-budget-0001", "gw-alice-budget-0002", "gw-bob-budget-0003"
 PRICES = {"deepseek-flash": {"input": 0, "cached": 0, "output": 1000}}
@@ -262,9 +261,10 @@ def test_tallies_are_named_by_holder_and_period():
 
 
 def test_a_transcription_is_charged_the_seconds_its_vendor_reports_and_none_it_does_not():
-    from freeapi.modalities.transcriptions import audio_seconds
-    assert audio_seconds(b'{"text": "hi", "usage": {"type": "duration", "seconds": 3}}') == 3.0
-    assert audio_seconds(b'{"text": "hi", "duration": 12.5, "segments": []}') == 12.5
-    assert audio_seconds(b'{"text": "hi"}') is None
-    assert audio_seconds(b"1\n00:00:00,000 --> 00:00:01,000\nhi\n") is None
-    assert audio_seconds(b'{"text": "hi", "duration": true}') is None
+    from freeapi.provider import Provider
+    seconds = Provider.transcription_seconds
+    assert seconds(None, b'{"text": "hi", "usage": {"type": "duration", "seconds": 3}}') == 3.0
+    assert seconds(None, b'{"text": "hi", "duration": 12.5, "segments": []}') == 12.5
+    assert seconds(None, b'{"text": "hi"}') is None
+    assert seconds(None, b"1\n00:00:00,000 --> 00:00:01,000\nhi\n") is None
+    assert seconds(None, b'{"text": "hi", "duration": true}') is None

@@ -108,7 +108,7 @@ class CountTokensHandler(AnthropicWire, APIHandler):
             return None
         try:
             keys, passthrough = self.gateway.vendor_keys(provider, token)
-            lease = await self.gateway.pools[provider.name].acquire(
+            lease = await self.gateway.pool_for(provider).acquire(
                 keys, last_resort=passthrough)
         except APIError:
             return None

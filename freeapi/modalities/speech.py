@@ -77,15 +77,19 @@ class Speech(Operation):
 
     async def finish(self, ctx, result, route) -> None:
         provider, h = route.provider, ctx.door
-        usage = {"characters": len(self.body["input"])}  # billed per input character
         fmt = self.body.get("response_format") or provider.speech_default_format
         h.set_header("Content-Type", FORMATS.get(fmt, "application/octet-stream"))
+        # Characters, for prices per character: the vendor's count where its answer says
+        # (MiniMax, Qwen-TTS), else the input's characters (code points, as Python counts
+        # them; docs/money.md).
+        usage = {"characters": len(self.body["input"])}
         if self.transport == "json":
+            audio = await _whole(ctx, provider, result)
+            usage["characters"] = provider.speech_characters(result) or usage["characters"]
             ctx.report_usage(usage)
-            h.finish(await _whole(ctx, provider, result))
+            h.finish(audio)
             return
         mark = StreamMark()
-        mark.usage = usage  # what the ledger reads of a relayed stream
         ctx.relaying(mark)
         if self.transport == "bytes":
             upstream = result.headers.get("Content-Type", "")
@@ -94,8 +98,8 @@ class Speech(Operation):
             result.deadline = ctx.deadline
             pieces = _chunks(result, provider.timeouts.idle)
         else:
-            pieces = _events(result, provider.speech_decoder(), provider)
-        await _relay(ctx, provider, pieces, mark)
+            pieces = _events(result, provider.speech_decoder(), provider, usage)
+        await _relay(ctx, provider, pieces, mark, usage)
 
 
 async def _whole(ctx, provider, raw: bytes) -> bytes:
@@ -116,13 +120,16 @@ async def _chunks(resp, idle):
         yield data
 
 
-async def _events(stream, decode, provider):
+async def _events(stream, decode, provider, usage: dict):
     try:
         async for events in stream.batches():
             out = []
             for ev in events:
                 if ev == "[DONE]":
                     break
+                billed = provider.speech_characters(ev)
+                if billed:
+                    usage["characters"] = billed
                 try:
                     out.append(decode(ev))
                 except UNUSABLE:
@@ -133,7 +140,9 @@ async def _events(stream, decode, provider):
         stream.close()
 
 
-async def _relay(ctx, provider, pieces, mark) -> None:
+async def _relay(ctx, provider, pieces, mark, usage: dict) -> None:
+    """`usage` goes on the mark with the first byte sent (audio was made); the events may
+    still correct its count (`_events`) before the ledger reads it."""
     h = ctx.door
     sent = False
     try:
@@ -142,6 +151,7 @@ async def _relay(ctx, provider, pieces, mark) -> None:
                 h.write(data)
                 await h.flush()
                 sent = True
+                mark.usage = usage
         mark.finished = True
         h.finish()
     except (UpstreamError, APIError) as e:

@@ -5,11 +5,11 @@ as it is, JSON or text (text, srt, vtt). The audio is never logged."""
 
 from __future__ import annotations
 
-import json
 import math
 
 from freeapi.errors import invalid_request, vendor_error
 from freeapi.modalities import UNUSABLE, Operation
+from freeapi.modalities.audio_length import wav_seconds
 from freeapi.modalities.forms import parse_upload
 from freeapi.routing import require_model
 
@@ -54,26 +54,13 @@ class Transcriptions(Operation):
         except UNUSABLE:
             raise vendor_error(route.provider.name, 502, "the transcription answer was not "
                                "understood") from None
-        seconds = audio_seconds(raw)
-        if seconds is not None:  # billed per second of audio (freeapi/pricing.py)
+        # The audio seconds, for prices per second: the vendor's own figure, else a WAV
+        # upload's length; neither (an mp3 to a vendor that does not say): unpriced.
+        seconds = route.provider.transcription_seconds(raw)
+        if seconds is None:
+            seconds = wav_seconds(self.body["file"][2])
+        if seconds is not None:
             ctx.report_usage({"seconds": seconds})
         h.set_header("Content-Type", FORMATS[fmt])
         h.finish(out)
 
-
-def audio_seconds(raw: bytes) -> float | None:
-    """The seconds of audio a vendor's JSON answer says it heard: OpenAI's
-    `usage: {type: "duration", seconds}` or verbose_json's `duration`; None when it says
-    none (a text answer, or a vendor that reports nothing: the ledger charges nothing)."""
-    if not raw.lstrip().startswith(b"{"):
-        return None
-    try:
-        data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError, RecursionError):
-        return None
-    usage = data.get("usage") if isinstance(data, dict) else None
-    for value in ((usage or {}).get("seconds") if isinstance(usage, dict) else None,
-                  data.get("duration") if isinstance(data, dict) else None):
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
-            return float(value)
-    return None

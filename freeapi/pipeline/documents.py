@@ -129,7 +129,7 @@ class Documents:
             return hit[cached]
         keys, passthrough = gw.vendor_keys(p, token)
         tried: set[str | None] = set()
-        pool, last, text = gw.pools[p.name], None, None
+        pool, last, text = gw.pool_for(p), None, None
         while text is None and len(tried) < max(1, gw.config.failover.max_attempts):
             try:
                 lease = await pool.acquire(keys, tried, last_resort=passthrough,

@@ -251,7 +251,7 @@ class Failover:
                     last = refused
                     continue
             ex.credentialed = True  # it has credentials for a target: the ledger has it
-            pool = gw.pools[provider.name]
+            pool = gw.pool_for(provider)
             more_targets = t_index + 1 < len(targets)
             tried = set(target.skip_keys)  # keys whose free quota is used up (freeapi/free.py)
             while attempts < limits.max_attempts and (

@@ -267,6 +267,15 @@ class Store(Tallies):
         from an older file, benchmarks)."""
         raise NotImplementedError
 
+    async def rollup_rebuild(self, since: float, until: float, now: float) -> int:
+        """Replace the rollup buckets that start in [since, until) (whole days, so every
+        period's buckets fall wholly inside) with those of the ledger rows in that range,
+        read a page at a time (memory does not grow with the rows), leaving out buckets
+        already expired at `now`. Atomic against ledger writes of other processes: a row
+        written meanwhile is counted once, never twice. Returns the rows read.
+        freeapi/rollups_rebuild.py calls it a day at a time."""
+        raise NotImplementedError
+
     async def ledger_page(self, *, since: float | None = None, until: float | None = None,
                           key: str | None = None, team: str | None = None,
                           model: str | None = None, status: int | None = None,

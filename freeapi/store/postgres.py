@@ -120,17 +120,17 @@ class PostgresStore(PostgresAdmin, PostgresRollups, PostgresTallies, Store):
                 self._pool = pool
         return self._pool
 
-    async def _run(self, fn, retry: bool = True):
-        """fn(connection) on a pooled connection, within state.timeout; every failure is a
-        StoreError. A connection the server closed (it restarted) is noticed when used:
-        that first use is tried once more on a fresh one."""
+    async def _run(self, fn, retry: bool = True, timeout: float | None = None):
+        """fn(connection) on a pooled connection, within state.timeout (or `timeout`);
+        every failure is a StoreError. A connection the server closed (it restarted) is
+        noticed when used: that first use is tried once more on a fresh one."""
         import asyncpg
         stale = (asyncpg.ConnectionDoesNotExistError, asyncpg.InterfaceError,
                  ConnectionResetError)
         for attempt in (0, 1) if retry else (1,):
             try:
                 pool = self._pool or await asyncio.wait_for(self._open(), self.timeout)
-                return await asyncio.wait_for(self._use(pool, fn), self.timeout)
+                return await asyncio.wait_for(self._use(pool, fn), timeout or self.timeout)
             except stale as e:
                 if attempt == 0:
                     continue

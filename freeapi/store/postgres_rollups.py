@@ -11,7 +11,7 @@ are written in one transaction.
 
 from __future__ import annotations
 
-from freeapi.rollups import DETAIL_PREFIXES, PERIODS, increments
+from freeapi.rollups import DETAIL_PREFIXES, PERIODS, fold, increments
 from freeapi.store import LEDGER_FIELDS, PAGE_MAX
 
 _NOW = "extract(epoch FROM clock_timestamp())"
@@ -28,6 +28,8 @@ _ROLLUP_ADD = (
 _FILTER_COLUMNS = {"key": "key_id", "team": "team", "model": "model", "status": "status",
                    "request_id": "request_id"}
 _INT8 = (-(1 << 63), (1 << 63) - 1)
+REBUILD_PAGE = 5000  # ledger rows a rebuild holds at once
+REBUILD_TIMEOUT = 600.0  # seconds one day's rebuild may take
 
 
 def rollup_columns(incs: dict) -> tuple[list, ...]:
@@ -91,6 +93,32 @@ class PostgresRollups:
             f"start = ANY($3::int8[]) AND expires > {_NOW} GROUP BY field", period, dim,
             [int(s) for s in starts]))
         return {field: amount for field, amount in rows}
+
+    async def rollup_rebuild(self, since, until, now):
+        async def rebuild(con):
+            async with con.transaction():
+                # New ledger rows wait until this commits: none adds increments to a
+                # bucket between its clearing and its rebuilding (SHARE lets reads on).
+                await con.execute("LOCK TABLE ledger IN SHARE MODE")
+                total: dict = {}
+                rows, page = 0, []
+                async for r in con.cursor(
+                        f"SELECT {', '.join(LEDGER_FIELDS)} FROM ledger WHERE ts >= $1 "
+                        "AND ts < $2", float(since), float(until), prefetch=REBUILD_PAGE):
+                    page.append(dict(zip(LEDGER_FIELDS, r)))
+                    if len(page) == REBUILD_PAGE:
+                        fold(total, page, now)
+                        rows, page = rows + len(page), []
+                fold(total, page, now)
+                await con.execute("DELETE FROM rollups WHERE start >= $1 AND start < $2",
+                                  int(since), int(until))
+                cols = rollup_columns(total)
+                if cols[0]:
+                    await con.execute(_ROLLUP_ADD, *cols)
+                return rows + len(page)
+        # A day of ledger can take longer than state.timeout to read; not retried: the
+        # transaction either committed or changed nothing, and the caller may run it again.
+        return await self._run(rebuild, retry=False, timeout=REBUILD_TIMEOUT)
 
     async def ledger_page(self, *, since=None, until=None, key=None, team=None, model=None,
                           status=None, request_id=None, cursor=None, limit=100):

@@ -4,9 +4,11 @@ paged raw log" section): a mixin of RedisStore, which supplies `client`, `prefix
 
 from __future__ import annotations
 
+import asyncio
 import json
 
-from freeapi.store import PAGE_MAX
+from freeapi.rollups import PERIODS, fold
+from freeapi.store import PAGE_MAX, StoreError
 from freeapi.store.resp import Script
 
 _HGETALLS = Script("""
@@ -33,6 +35,34 @@ end
 return out
 """)
 
+# A rebuilt day swapped in if the ledger still holds as many entries in that day as were
+# read (ZCOUNT: a Redis script runs alone, so no write comes between the check and the
+# swap; entries are only ever added, or pruned from the oldest end). KEYS: the ledger,
+# ARGV[4] bucket keys to delete, then the buckets to write as _APPEND writes them. ARGV:
+# since, "(until", the count read, the number of keys to delete, then per bucket its
+# expiry (unix ms), field count and field/amount pairs.
+_REPLACE = Script("""
+if redis.call('ZCOUNT', KEYS[1], ARGV[1], ARGV[2]) ~= tonumber(ARGV[3]) then return 0 end
+local gone = tonumber(ARGV[4])
+for k = 2, gone + 1 do redis.call('DEL', KEYS[k]) end
+local i = 5
+for k = gone + 2, #KEYS do
+  local expires, m = ARGV[i], tonumber(ARGV[i + 1])
+  i = i + 2
+  for j = 1, m do
+    redis.call('HINCRBYFLOAT', KEYS[k], ARGV[i], ARGV[i + 1])
+    i = i + 2
+  end
+  redis.call('PEXPIREAT', KEYS[k], expires)
+end
+return 1
+""")
+REBUILD_PAGE = 5000  # ledger entries a rebuild holds at once
+# Reads of one day before giving up while entries keep arriving in it (the current day
+# under steady traffic: a read of it must fit between two ledger batches), with a pause
+# between them that doubles up to a second.
+REBUILD_TRIES = 12
+
 # Raw entries one GET /admin/requests page may examine on Redis (its log is one sorted set
 # by time: filters are applied while reading newest first, so a rare filter over a long
 # span returns a short page and a cursor rather than reading everything at once).
@@ -45,6 +75,49 @@ class RedisRollups:
 
     async def rollup_add(self, entries):
         await self._append(entries, log=False)
+
+    async def rollup_rebuild(self, since, until, now):
+        for attempt in range(REBUILD_TRIES):
+            if attempt:
+                await asyncio.sleep(min(1.0, 0.05 * 2 ** attempt))
+            total, rows = await self._read_day(since, until, now)
+            gone = [self._rollup_key(period, dim, start)
+                    for period, (width, dims, _) in PERIODS.items()
+                    for start in range(int(since), int(until), width) for dim in dims]
+            keys, args = [f"{self.prefix}ledger", *gone], [repr(float(since)),
+                                                          f"({float(until)!r}", rows,
+                                                          len(gone)]
+            for (period, dim, start), fields in total.items():
+                keys.append(self._rollup_key(period, dim, start))
+                width, _, keep = PERIODS[period]
+                args += [(start + width + keep) * 1000, len(fields)]
+                for f, v in fields.items():
+                    args += [f, repr(v) if isinstance(v, float) else v]
+            if await self.client.run(_REPLACE, keys, args):
+                return rows
+        raise StoreError(f"entries kept arriving in the day being rebuilt ({REBUILD_TRIES} "
+                         "reads of it); run the rebuild again when traffic is lower")
+
+    async def _read_day(self, since, until, now) -> tuple[dict, int]:
+        """The day's increments, reading its entries a page at a time in score order (a
+        page goes on after the last score read, skipping the entries of that score it
+        already has)."""
+        total: dict = {}
+        rows, lo, skip, hi = 0, repr(float(since)), 0, f"({float(until)!r}"
+        while True:
+            page = await self.client.execute("ZRANGEBYSCORE", f"{self.prefix}ledger", lo,
+                                             hi, "WITHSCORES", "LIMIT", skip,
+                                             REBUILD_PAGE)
+            entries = []
+            for j in range(0, len(page), 2):
+                score = repr(float(page[j + 1]))
+                skip = skip + 1 if score == lo else 1
+                lo = score
+                entries.append(json.loads(page[j]))
+            fold(total, entries, now)
+            rows += len(entries)
+            if len(entries) < REBUILD_PAGE:
+                return total, rows
 
     async def rollup_read(self, period, dim, starts):
         if not starts:

@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import time
 
-from freeapi.rollups import DETAIL_PREFIXES, PERIODS, SEP, increments
+from freeapi.rollups import DETAIL_PREFIXES, PERIODS, SEP, fold, increments
 from freeapi.store import LEDGER_FIELDS, PAGE_MAX
 
 _ROLLUP_ADD = ("INSERT INTO rollups VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (period, dim, "
                "start, field) DO UPDATE SET amount = amount + excluded.amount")
+REBUILD_PAGE = 5000  # ledger rows a rebuild holds at once
 _FILTER_COLUMNS = {"key": "key_id", "team": "team", "model": "model", "status": "status",
                    "request_id": "request_id"}
 
@@ -66,6 +67,26 @@ class SQLiteRollups:
                 f"start IN ({marks}) AND expires > ? GROUP BY field",
                 (period, dim, *starts, int(time.time()))).fetchall())
         return await self._run(query)
+
+    async def rollup_rebuild(self, since, until, now):
+        def rebuild(db):
+            # The write lock for the whole day: another process's ledger batch waits (and
+            # is retried if it waits past its busy timeout) instead of adding increments
+            # to a bucket between its clearing and its rebuilding.
+            def tx():
+                total: dict = {}
+                rows = 0
+                cur = db.execute(f"SELECT {', '.join(LEDGER_FIELDS)} FROM ledger WHERE "
+                                 "ts >= ? AND ts < ?", (since, until))
+                while page := cur.fetchmany(REBUILD_PAGE):
+                    fold(total, (dict(zip(LEDGER_FIELDS, r)) for r in page), now)
+                    rows += len(page)
+                db.execute("DELETE FROM rollups WHERE start >= ? AND start < ?",
+                           (int(since), int(until)))
+                _each(db, _ROLLUP_ADD, rollup_rows(total))
+                return rows
+            return self._tx(db, tx)
+        return await self._run(rebuild)
 
     async def ledger_page(self, *, since=None, until=None, key=None, team=None, model=None,
                           status=None, request_id=None, cursor=None, limit=100):

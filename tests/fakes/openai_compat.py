@@ -108,7 +108,9 @@ class Transcriptions(Base):
         self.state.requests.append({"path": self.request.path, "body": {"model": model}})
         if model != STT_MODEL or not self.request.files.get("file"):
             return _unknown(self, model)
-        self.json({"text": "hello from whisper"})
+        # whisper-1 bills by audio length and says so in `usage` (the API reference's
+        # createTranscription, read 2026-12-06): a fixed 3 seconds here.
+        self.json({"text": "hello from whisper", "usage": {"type": "duration", "seconds": 3}})
 
 
 EXTRA_ROUTES = [(r"/v1/embeddings", Embeddings), (r"/v1/images/generations", Images),

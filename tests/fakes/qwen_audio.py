@@ -27,6 +27,7 @@ TTS_VOICES = ("Cherry", "Serena", "Ethan", "Chelsie", "Dylan", "Jada", "Sunny")
 PCM = [b"\x01\x00\x02\x00qwen-pcm-1|", b"\x03\x00pcm-2|", b"\x04\x00pcm-3"]
 WAV = b"RIFF\x24\x00\x00\x00WAVEfmt qwen-tts-whole-file"
 TRANSCRIPT = "欢迎使用阿里云百炼。"
+ASR_SECONDS = 2  # the audio length the answer's usage reports (not the clip's own)
 _AUDIO_URL = _re.compile(r"^(data:(audio|video)/[\w.+-]+;base64,[A-Za-z0-9+/=]+|https?://.+)$")
 
 
@@ -122,7 +123,7 @@ class Multimodal(ImageEdit):
         self.json({"output": {"choices": [{"finish_reason": "stop", "message": {
             "role": "assistant", "content": [{"text": TRANSCRIPT}],
             "annotations": [{"type": "audio_info", "language": "zh", "emotion": "neutral"}]}}]},
-            "usage": {"seconds": 2}, "request_id": "8a1f"})
+            "usage": {"seconds": ASR_SECONDS}, "request_id": "8a1f"})
 
 
 class TtsFile(Base):
