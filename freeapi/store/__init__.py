@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from dataclasses import dataclass
 
 log = logging.getLogger("freeapi.store")
@@ -371,10 +370,6 @@ class Store:
 
     def describe(self) -> str:
         raise NotImplementedError
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 def open_store(state) -> Store:
