@@ -116,9 +116,10 @@ def split_keys(token: str) -> list[str]:
 class GatewayAuth:
     """The caller's key for the gateway itself (config `auth.keys`)."""
 
-    def __init__(self, keys, allow_anonymous: bool):
+    def __init__(self, keys):
+        # (auth.allow_anonymous only decides whether a config without keys may start:
+        # freeapi/config.py. Without keys, every request is anonymous; with them, none.)
         self._keys = [(k, k.key.encode()) for k in keys]
-        self.allow_anonymous = allow_anonymous
         # Roles only restrict anything once the operator uses them.
         self.has_roles = any(k.role == "admin" for k in keys)
 

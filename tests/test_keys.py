@@ -255,8 +255,8 @@ def test_split_keys():
 
 def test_roles_restrict_only_once_an_admin_key_is_configured():
     users = [GatewayKey("a", "gw-key-a"), GatewayKey("b", "gw-key-b")]
-    assert GatewayAuth(users, False).has_roles is False
-    assert GatewayAuth(users + [GatewayKey("c", "gw-key-c", role="admin")], False).has_roles
+    assert GatewayAuth(users).has_roles is False
+    assert GatewayAuth(users + [GatewayKey("c", "gw-key-c", role="admin")]).has_roles
 
 
 async def test_response_header_key_is_masked(gateway):
