@@ -379,6 +379,27 @@ async def test_context_too_long_moves_on_only_to_a_configured_fallback(make_gate
     assert len(upstream_state.requests) == 2
 
 
+@pytest.mark.parametrize("status,message,moves_on", [
+    (400, "Input is too long for this model.", True),
+    (400, "The request exceeds the model's context window.", True),
+    (400, "You asked for 9000 tokens, over the maximum of 8192.", True),
+    (413, "Request too long.", True),
+    (400, "The maximum temperature is 2.", False),  # a maximum, but not of tokens
+    (414, "The context is too long.", False),  # not a status about the request's body
+])
+async def test_the_ways_vendors_say_the_context_is_too_long(make_gateway, upstream_state,
+                                                             backup, status, message, moves_on):
+    url, backup_state = backup
+    upstream_state.fail_next = 1
+    upstream_state.fail_status = (status, message, "invalid_request_error")
+    base, _ = make_gateway(config([GOOD], backup=url))
+    resp = await request(base + "/v1/chat/completions", "POST", chat_body(), key=USER)
+    if moves_on:
+        assert resp.code == 200 and resp.headers["x-freeapi-provider"] == "backup"
+    else:
+        assert resp.code == status and backup_state.requests == []
+
+
 # -- failures after the first byte ----------------------------------------------------------
 
 @pytest.mark.parametrize("cmd,code", [("!stall 30", "upstream_timeout"),
