@@ -74,14 +74,14 @@ _SWEEP_EVERY = 60.0  # seconds between sweeps of expired counters and conversati
 class SQLiteStore(SQLiteRollups, SQLiteAdmin, Store):
     kind = "sqlite"
 
-    def __init__(self, path: str, timeout: float = 5.0, clock=time.time):
+    def __init__(self, path: str, timeout: float = 5.0, clock=None):
         super().__init__()
         self.path = path
         self.timeout = timeout
-        # The wall clock counters' windows and records' expiry are read from: time.time,
-        # or a test's clock that it moves forward instead of sleeping through a window.
-        # (Redis and PostgreSQL read their server's clock instead.)
-        self._time = clock
+        # The wall clock counters' windows and records' expiry are read from, bound once:
+        # time.time, or a test's clock that it moves forward instead of sleeping through
+        # a window. (Redis and PostgreSQL read their server's clock instead.)
+        self._time = clock if clock is not None else time.time
         self._ex: ThreadPoolExecutor | None = None
         self._db: sqlite3.Connection | None = None  # touched only on the executor's thread
         self._lock = threading.Lock()
