@@ -107,7 +107,7 @@ class Gateway:
         self.store.on_ledger_dropped = partial(self.metrics.ledger_dropped, self.store.kind)
         # Gateway keys: config.yaml's, then those made at runtime (freeapi/admin).
         self.directory = Directory(self.store)
-        self.auth = Auth(GatewayAuth(config.gateway_keys, config.allow_anonymous),
+        self.auth = Auth(GatewayAuth(config.gateway_keys),
                          self.directory)
         self.admin = Admin(self.store, self.directory, lambda: self.config.gateway_keys)
         self.pools: dict[str, KeyPool] = {}  # the running providers' pools, by name

@@ -103,7 +103,9 @@ def _log_request(handler):
     gateway = handler.settings.get("freeapi")
     if status >= 500 or (log.isEnabledFor(logging.DEBUG)
                          and not (gateway is not None and gateway.config.access_log)):
-        ctx = getattr(handler, "_rlog", None)
+        # The request's log context (logs.begin) is what the line's fields are read from:
+        # Tornado calls this from the request's own finish().
+        ctx = logs.current.get()
         if ctx is not None:  # for the JSON format's fields
             ctx.status, ctx.latency_ms = status, round(1000 * handler.request.request_time())
         log.log(logging.WARNING if status >= 500 else logging.DEBUG, "%d %s %s %.1fms",

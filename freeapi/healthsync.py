@@ -40,8 +40,11 @@ def key_hash(key: str) -> str:
 
 class HealthSync:
     def __init__(self, store: Store, pools: dict, server_keys: dict[str, list[str]],
-                 interval: float = 1.0):
+                 interval: float = 1.0, clock=time):
         self.store, self.pools, self.interval = store, pools, interval
+        # Anything with monotonic() and time() (as KeyPool takes): the time module, or a
+        # test's clock that it moves to a cooldown's end instead of sleeping through it.
+        self._clock = clock
         self._task: asyncio.Task | None = None
         self._failing = False
         self.set_keys(server_keys)
@@ -61,9 +64,9 @@ class HealthSync:
         """KeyPool's on_change: put the verdict in the store in the background."""
         if not self.enabled or key not in self._server.get(provider, ()):
             return
-        now = time.time()
+        now = self._clock.time()
         if h.state == COOLDOWN:
-            until = now + max(0.0, h.until - time.monotonic())
+            until = now + max(0.0, h.until - self._clock.monotonic())
             ttl = max(0.001, until - now)  # useless once the cooldown is over
         else:
             until, ttl = 0.0, VERDICT_TTL if h.state in (INVALID, NO_BALANCE) else RESTORE_TTL
@@ -73,7 +76,7 @@ class HealthSync:
                 until = h.marked_at + wait  # when requests may try the key again
                 ttl = max(ttl, until - now)
         record = {"state": h.state, "until": round(until, 3),
-                  "at": time.time() if h.state == COOLDOWN else h.marked_at}
+                  "at": now if h.state == COOLDOWN else h.marked_at}
         self.store.spawn(self.store.health_put(f"{provider}:{key_hash(key)}", record, ttl),
                          "key health: publishing a verdict failed")
 

@@ -49,10 +49,13 @@ def redact(text: str, keys=()) -> str:
     for key in keys:
         if not key:
             continue
+        # The mask takes the key's place inside what may be a JSON string: a backslash or
+        # a quote of the key's last characters would escape or end what follows it.
+        shown = mask(key).replace("\\", "").replace('"', "")
+        if "\\" in text:  # JSON spellings first: the raw key may be a prefix of one
+            text = _escaped(key).sub(lambda m: shown, text)
         if key in text:
-            text = text.replace(key, mask(key))
-        if "\\" in text:
-            text = _escaped(key).sub(mask(key), text)
+            text = text.replace(key, shown)
     return _TOKENISH.sub(lambda m: mask(m.group(0)), text)
 
 
@@ -67,7 +70,9 @@ def _escaped(key: str) -> re.Pattern:
         hexa = f"{ord(ch):04x}"
         forms.append(r"\\+u" + "".join(f"[{h}{h.upper()}]" if h.isalpha() else h
                                           for h in hexa))
-        if ch in '/"\\':
+        if ch == "\\":  # `\\`, doubled per level: whole pairs, never the escape of what follows
+            forms.append(r"(?:\\\\)+")
+        elif ch in '/"':
             forms.append(r"\\+" + re.escape(ch))
         parts.append("(?:" + "|".join(forms) + ")")
     return re.compile("".join(parts))
@@ -111,9 +116,10 @@ def split_keys(token: str) -> list[str]:
 class GatewayAuth:
     """The caller's key for the gateway itself (config `auth.keys`)."""
 
-    def __init__(self, keys, allow_anonymous: bool):
+    def __init__(self, keys):
+        # (auth.allow_anonymous only decides whether a config without keys may start:
+        # freeapi/config.py. Without keys, every request is anonymous; with them, none.)
         self._keys = [(k, k.key.encode()) for k in keys]
-        self.allow_anonymous = allow_anonymous
         # Roles only restrict anything once the operator uses them.
         self.has_roles = any(k.role == "admin" for k in keys)
 

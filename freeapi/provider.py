@@ -54,7 +54,15 @@ def _chained(retired: dict, name: str) -> dict:
 
 
 class Provider(ModalityHooks):
-    """One configured vendor. Subclass and override class attributes and quirk methods."""
+    """One configured vendor. Subclass and override class attributes and quirk methods.
+
+    The public methods play one of three roles (docs/plugins.md, "The class at a glance",
+    has the table; tests/test_docs.py keeps it complete): hooks, which a plugin overrides;
+    helpers, which hooks call to build requests (`json_request`, `chat_ping`, ...); and
+    the gateway's, which the core calls and which follow from the declarations
+    (`model_ids`, `capabilities`, `no_balance_wait`, ...). The sections below go by
+    concern; each helper and gateway method says so in its docstring's first words.
+    """
 
     #: Config `type:`; for built-ins also the default section name under `providers:`.
     type_name: ClassVar[str] = "openai"
@@ -150,19 +158,23 @@ class Provider(ModalityHooks):
     # -- models ---------------------------------------------------------------------------
 
     def model_ids(self) -> list[str]:
+        """The gateway's: every model id this instance serves: `models`, the non-chat ones, the
+        discovered ones."""
         return list(self.models) + self.modality_ids() + self.discovered_ids()
 
     def discovered_ids(self) -> list[str]:
-        """Models the vendor listed at startup beyond the static `models`."""
+        """The gateway's: models the vendor listed at startup beyond the static `models`."""
         static = set(self.models) | set(self.modality_ids())
         return [m for m in self._discovered if m not in static]
 
     @property
     def discovered(self) -> tuple[str, ...]:
-        """The vendor's own list as discovery last read it (freeapi/discovery.py)."""
+        """The gateway's: the vendor's own list as discovery last read it
+        (freeapi/discovery.py)."""
         return self._discovered
 
     def set_discovered(self, ids) -> None:
+        """The gateway's: the ids a discovery round's `parse_models` returned."""
         self._discovered = tuple(ids)
 
     def models_request(self, key: str | None) -> UpstreamRequest:
@@ -194,8 +206,9 @@ class Provider(ModalityHooks):
         return native
 
     def no_balance_wait(self) -> float | None:
-        """Seconds a key out of balance stays out before a request may try it again; None
-        when the key check can see the balance (it then decides, see `balance_check`)."""
+        """The gateway's: seconds a key out of balance stays out before a request may try it
+        again; None when the key check can see the balance (it then decides, see
+        `balance_check`)."""
         # Types that do not take the option (third-party plugins written before it) keep
         # re-checking with their key check, as all types once did.
         if self.balance_check or "no_balance_recheck" not in type(self).options:
@@ -212,6 +225,8 @@ class Provider(ModalityHooks):
         return True
 
     def first_byte_timeout(self, model: str, body: Mapping | None = None) -> float:
+        """The gateway's: the first-byte budget of one attempt (longer while a model
+        thinks)."""
         if self.is_reasoning(model) and self.thinks(body):
             return max(self.timeouts.first_byte, self.timeouts.first_byte_reasoning)
         return self.timeouts.first_byte
@@ -350,8 +365,8 @@ class Provider(ModalityHooks):
         return self.models_request(key)
 
     def chat_ping(self, key: str, model: str) -> UpstreamRequest:
-        """A key check by the smallest chat request, for vendors with no free authenticated
-        GET; aim it at a free model so the check costs nothing."""
+        """Helper: a key check by the smallest chat request, for vendors with no free
+        authenticated GET; aim it at a free model so the check costs nothing."""
         return self.chat_request({"model": model, "max_tokens": 1,
                                   "messages": [{"role": "user", "content": "hi"}]}, key)
 

@@ -50,15 +50,16 @@ class ModalityHooks:
         def auth_headers(self, key: str | None) -> dict: ...
 
     def modality_ids(self) -> list[str]:
-        """The non-chat models this provider declares (routed like chat models)."""
+        """The gateway's: the non-chat models this provider declares (routed like chat
+        models)."""
         seen = dict.fromkeys((*self.embedding_models, *self.image_models,
                               *self.image_edit_models, *self.speech_models,
                               *self.transcription_models))
         return [m for m in seen if m not in self.models]
 
     def capabilities(self, model: str) -> list[str]:
-        """What `model` can do, for GET /v1/models: chat, vision, embeddings, images,
-        image_edits, speech, search, documents."""
+        """The gateway's: what `model` can do, for GET /v1/models: chat, vision, embeddings,
+        images, image_edits, speech, search, documents."""
         if model in self.embedding_models:
             return ["embeddings"]
         images = [cap for cap, declared in (("images", self.image_models),
@@ -83,7 +84,8 @@ class ModalityHooks:
 
     def json_request(self, path: str, body: dict, key: str | None,
                      headers: dict | None = None) -> UpstreamRequest:
-        """A JSON POST to `base_url + path` with the key: what OpenAI-shaped hooks send."""
+        """Helper: a JSON POST to `base_url + path` with the key: what OpenAI-shaped hooks
+        send."""
         payload = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
         return UpstreamRequest("POST", self.base_url + path, {
             "Content-Type": "application/json", **self.auth_headers(key), **(headers or {})},
@@ -98,9 +100,9 @@ class ModalityHooks:
 
     def text_embeddings_request(self, body: dict, key: str | None, *, vendor: str,
                                 max_inputs: int, dimensions: dict) -> UpstreamRequest:
-        """An OpenAI-compatible embeddings request for a vendor that embeds text only, at
-        most `max_inputs` texts at once, with the `dimensions` {model: (allowed, ...)} its
-        docs list: anything else is the 400 the vendor would answer, before it is sent."""
+        """Helper: an OpenAI-compatible embeddings request for a vendor that embeds text only,
+        at most `max_inputs` texts at once, with the `dimensions` {model: (allowed, ...)}
+        its docs list: anything else is the 400 the vendor would answer, before it is sent."""
         inp, model = body["input"], body["model"]
         if not (isinstance(inp, str) or all(isinstance(s, str) for s in inp)):
             raise invalid_request(f"{self.name}: {vendor} embeddings take text (a string or "
@@ -167,8 +169,9 @@ class ModalityHooks:
 
     def system_voice(self, asked: str, voices: tuple, openai_names: dict,
                      vendor: str) -> str:
-        """The vendor's voice for `asked`: an OpenAI voice name mapped by `openai_names`,
-        or one of the vendor's `voices`; a 400 naming some of them otherwise."""
+        """Helper: the vendor's voice for `asked`: an OpenAI voice name mapped by
+        `openai_names`, or one of the vendor's `voices`; a 400 naming some of them
+        otherwise."""
         voice = openai_names.get(asked, asked)
         if voice not in voices:
             shown = ", ".join(voices[:8]) + ("..." if len(voices) > 8 else "")
@@ -271,15 +274,15 @@ class ModalityHooks:
 
     def multipart_request(self, path: str, fields: dict, file_field: str, filename: str,
                           media_type: str, data: bytes, key: str | None) -> UpstreamRequest:
-        """A multipart/form-data POST (RFC 7578) of `fields` and one file."""
+        """Helper: a multipart/form-data POST (RFC 7578) of `fields` and one file."""
         return self.multipart_files_request(path, fields, [
             (file_field, filename, media_type, data)], key)
 
     def multipart_files_request(self, path: str, fields: dict, files: list,
                                 key: str | None) -> UpstreamRequest:
-        """A multipart/form-data POST (RFC 7578) of `fields` and `files`, each
-        (field name, filename, media type, bytes); a field name may repeat (`image[]`).
-        Built afresh: none of the client's headers (its Authorization) goes along."""
+        """Helper: a multipart/form-data POST (RFC 7578) of `fields` and `files`, each (field
+        name, filename, media type, bytes); a field name may repeat (`image[]`). Built
+        afresh: none of the client's headers (its Authorization) goes along."""
         # Random: a client who could predict it could smuggle parts in through a field.
         boundary = "freeapi-" + secrets.token_hex(16)
 

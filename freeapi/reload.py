@@ -90,7 +90,7 @@ def reload_config(gateway, path: str | None, on_keys=None) -> bool:
     cfg = gateway.config
     later = [f for f in RESTART if _differs(getattr(cfg, f), getattr(new, f))
              and not _overridden(gateway, f)]
-    gateway.auth.replace_config(GatewayAuth(new.gateway_keys, new.allow_anonymous))
+    gateway.auth.replace_config(GatewayAuth(new.gateway_keys))
     for field in APPLIED:
         setattr(cfg, field, getattr(new, field))
     swapped = built.added or built.changed or built.removed or any(

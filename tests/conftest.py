@@ -1,5 +1,6 @@
 import asyncio
 import copy
+import functools
 import logging
 import os
 import socket
@@ -9,8 +10,10 @@ import pytest
 from tornado.httpserver import HTTPServer
 from tornado.testing import bind_unused_port
 
+import freeapi.app
 from freeapi.app import Gateway, make_app
 from freeapi.config import parse_config
+from freeapi.keypool import KeyPool
 from freeapi.plugins import make_plugin_manager, provider_types
 from freeapi.server import make_server
 from tests.fakes import deepseek as fake_deepseek
@@ -18,7 +21,7 @@ from tests.fakes import agent_vendor as fake_agent
 from tests.fakes.common import State, serve
 from tests.fakes.proxy import CountingProxy
 from freeapi.store.redis import RedisStore
-from tests.helpers import REDIS_URL, assert_no_keys
+from tests.helpers import REDIS_URL, Clock, assert_no_keys
 
 
 # The fake vendors listen on 127.0.0.1: a developer's HTTP(S)_PROXY must not route the
@@ -78,6 +81,16 @@ def make_gateway(io_loop, upstream):
     # Let the background key re-probes that close() cancelled finish cancelling, or asyncio
     # reports them as destroyed while pending when the loop closes.
     io_loop.run_sync(lambda: asyncio.sleep(0))
+
+
+@pytest.fixture
+def gateway_clock(monkeypatch):
+    """A test clock (tests.helpers.Clock) the key pools of every gateway started after it
+    read: the test moves it to a cooldown's or an out-of-balance pause's end instead of
+    sleeping through it (the gateway builds its pools as freeapi.app's `KeyPool`)."""
+    clock = Clock()
+    monkeypatch.setattr(freeapi.app, "KeyPool", functools.partial(KeyPool, clock=clock))
+    return clock
 
 
 @pytest.fixture

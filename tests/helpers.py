@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import io
 import json
 import os
+import time
 
 import openai
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
@@ -176,7 +179,6 @@ def wait_listening(port: int, proc, seconds: float = 10.0) -> None:
     when that was piped)."""
     import socket
     import subprocess
-    import time
     deadline = time.monotonic() + seconds
     while proc.poll() is None and time.monotonic() < deadline:
         try:
@@ -226,3 +228,37 @@ def assert_no_secret(text, *secrets):
         text = text.decode("utf-8", "replace")
     for secret in secrets:
         assert secret not in text, "a full API key leaked"
+
+
+class Clock:
+    """A clock the test moves forward instead of sleeping through a window, a cooldown or
+    a record's lifetime: `monotonic()` and `time()` as the time module has them (what
+    KeyPool and HealthSync take), `time` alone for a store. It starts on a whole second,
+    so counters' buckets (a tenth of a window) start exactly at it."""
+
+    def __init__(self):
+        self.now = 1_000.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def time(self) -> float:
+        return 1_800_000_000.0 + self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+async def eventually(check, what: str, seconds: float = 10.0):
+    """Wait until `check()` (sync or async) is true; fail after `seconds`. For what the test
+    cannot drive itself (a background sync, a server's own expiry): a generous deadline
+    instead of a fixed sleep whose margin a loaded machine can overrun."""
+    deadline = time.monotonic() + seconds
+    while True:
+        ok = check()
+        if inspect.isawaitable(ok):
+            ok = await ok
+        if ok:
+            return
+        assert time.monotonic() < deadline, f"{what}: still not so after {seconds:g}s"
+        await asyncio.sleep(0.02)

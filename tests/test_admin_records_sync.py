@@ -10,8 +10,10 @@ import uuid
 import pytest
 
 from freeapi.admin.directory import Directory
+from freeapi.admin.service import Admin
 from freeapi.admin.records import new_secret, secret_hash
 from freeapi.store.redis import RedisStore
+from freeapi.errors import APIError
 from freeapi.store.sqlite import SQLiteStore
 from tests.helpers import REDIS_URL
 
@@ -118,3 +120,50 @@ async def test_an_older_read_never_undoes_a_newer_one(two_stores):
     assert d.identify(secret) is None
     d.apply(*stale)  # ... and applied after it, as a concurrent refresh may
     assert d.identify(secret) is None
+
+
+async def test_a_write_checked_against_an_overtaken_version_is_not_made(two_stores):
+    a, b = two_stores
+    read_at = await a.admin_version()
+    assert await a.admin_write("key", "key_a", key("key_a", new_secret()),
+                               {"ts": 1.0, "actor": "a"}, expect=read_at) == read_at + 1
+    assert await b.admin_write("key", "key_b", key("key_b", new_secret()),
+                               {"ts": 2.0, "actor": "b"}, expect=read_at) is None
+    version, changes = await b.admin_changes(read_at)
+    assert version == read_at + 1 and [rid for _, rid, _ in changes] == ["key_a"]
+    assert [e["actor"] for e in await b.admin_audit(None, 10)] == ["a"]
+
+
+class ChecksBeforeWrites:
+    """A store whose first admin writes wait until `n` have arrived: every admin has made
+    its checks before any of them writes (the race two admins clicking at once run)."""
+
+    def __init__(self, store, arrived: list, all_in: asyncio.Event, n: int):
+        self.store, self.arrived, self.all_in, self.n = store, arrived, all_in, n
+
+    def __getattr__(self, name):
+        return getattr(self.store, name)
+
+    async def admin_write(self, *args, **kw):
+        self.arrived.append(1)
+        if len(self.arrived) >= self.n:
+            self.all_in.set()
+        await self.all_in.wait()
+        return await self.store.admin_write(*args, **kw)
+
+
+@pytest.mark.parametrize("kind", ["key", "team"])
+async def test_two_admins_creating_one_name_at_once_make_one_record(two_stores, kind):
+    arrived, all_in = [], asyncio.Event()
+    admins = []
+    for store in two_stores:
+        raced = ChecksBeforeWrites(store, arrived, all_in, len(two_stores))
+        admins.append(Admin(raced, Directory(raced), lambda: ()))
+    create = (lambda admin: admin.create_key({"name": "shared"}, "admin")) if kind == "key" \
+        else (lambda admin: admin.create_team({"name": "shared"}, "admin"))
+    got = await asyncio.gather(*(create(admin) for admin in admins), return_exceptions=True)
+    refused = [g for g in got if isinstance(g, APIError)]
+    assert len(refused) == 1 and (refused[0].status, refused[0].code) == (409, "name_taken")
+    assert len(arrived) == 2  # both had checked; the overtaken one, reading again, stopped
+    _, keys, teams = await two_stores[0].admin_load()
+    assert [r["name"] for r in (keys if kind == "key" else teams).values()] == ["shared"]

@@ -1,7 +1,6 @@
 """Conversations: history in front of the new messages, scoped to the caller, reasoning
 never fed back, TTL, trimming, bad ids; the endpoints; SQLite and Redis alike."""
 
-import asyncio
 import json
 import uuid
 
@@ -9,7 +8,7 @@ import pytest
 
 from freeapi.store.redis import RedisStore
 from tests.fakes.deepseek import GOOD, GOOD2
-from tests.helpers import chat_body, error_of, request, sse_events, stream_raw
+from tests.helpers import chat_body, error_of, eventually, request, sse_events, stream_raw
 from tests.helpers import REDIS_URL
 
 TEXT = "Hello! How can I help?"
@@ -168,7 +167,10 @@ async def test_unknown_deleted_and_expired_ids_are_404(make_gateway):
                                      "deleted": True}
     assert error_of(await say(base, cid, "hi"), 404)
     cid = await new_conversation(base)
-    await asyncio.sleep(0.4)
+
+    async def expired():  # a GET reads it without renewing it (a new turn would)
+        return (await request(base + f"/v1/conversations/{cid}")).code == 404
+    await eventually(expired, "the conversation expired")
     assert error_of(await say(base, cid, "hi"), 404)
 
 

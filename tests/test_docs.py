@@ -175,3 +175,48 @@ def test_the_readme_test_command_is_the_one_ci_runs():
     assert ci[-1].strip() == test
     assert install.startswith("python3 -m venv .venv && .venv/bin/pip install . && ")
     assert install.endswith(".venv/bin/freeapi --config config.yaml")
+
+
+def provider_roles() -> dict[str, str]:
+    """docs/plugins.md's "The class at a glance": method -> its role (the column's first
+    word: hooks, helpers, the); a name in two cells fails here."""
+    text = (DOCS / "plugins.md").read_text(encoding="utf-8")
+    section = text.split("## The class at a glance", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("|")]
+    header = [cell.strip() for cell in rows[0].strip("|").split("|")]
+    roles: dict[str, str] = {}
+    for row in rows[2:]:
+        for column, cell in zip(header[1:], row.strip("|").split("|")[1:]):
+            for name in re.findall(r"`([^`]+)`", cell):
+                assert name not in roles, f"{name} is in two cells of the table"
+                roles[name] = column.split()[0]
+    return roles
+
+
+def public_provider_methods() -> set[str]:
+    return {n for cls in (Provider, ModalityHooks) for n, v in vars(cls).items()
+            if not n.startswith("_") and (callable(v) or isinstance(v, property))}
+
+
+def test_every_public_provider_method_has_one_role_in_the_plugin_docs():
+    roles = provider_roles()
+    assert {"hooks", "helpers", "the"} == set(roles.values())
+    assert sorted(roles) == sorted(public_provider_methods())
+
+
+def test_built_in_providers_and_the_example_plugin_override_hooks_only():
+    import sys
+    sys.path.insert(0, str(ROOT / "tests" / "plugin_example"))
+    try:
+        from freeapi_example import Example
+    finally:
+        sys.path.remove(str(ROOT / "tests" / "plugin_example"))
+    roles = provider_roles()
+    classes = {*provider_types(make_plugin_manager()).values(), Example}
+    assert len(classes) > 5
+    for cls in classes:
+        for klass in cls.__mro__:
+            if klass in (Provider, ModalityHooks) or not issubclass(klass, Provider):
+                continue
+            wrong = [n for n in vars(klass) if roles.get(n, "hooks") != "hooks"]
+            assert not wrong, f"{klass.__name__} overrides what is not a hook: {wrong}"

@@ -77,6 +77,16 @@ async def test_vendor_error_events_mid_stream_are_scrubbed_of_keys(make_gateway)
     assert GOOD.encode() not in raw and mask(GOOD).encode() in raw
 
 
+async def test_a_forbidden_server_side_key_is_not_the_callers_403(make_gateway,
+                                                                   upstream_state):
+    upstream_state.keys[GOOD] = (403, "This key may not call this API.", "permission_error")
+    base, _ = make_gateway({"auth": {"keys": [USER]},
+                            "providers": {"deepseek": {"api_keys": [GOOD]}}})
+    resp = await request(base + "/v1/chat/completions", "POST", chat_body(), key=USER)
+    err = error_of(resp, 503)
+    assert err["code"] == "upstream_key_rejected" and "may not call" in err["message"]
+
+
 async def test_a_refused_server_side_key_is_not_the_callers_401(make_gateway):
     from tests.fakes.deepseek import DEAD
     base, _ = make_gateway({"auth": {"keys": [USER]},

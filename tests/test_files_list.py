@@ -11,7 +11,7 @@ import pytest
 
 from freeapi.modalities import files as files_mod
 from freeapi.store.redis import RedisStore
-from tests.helpers import client, error_of, request
+from tests.helpers import client, error_of, eventually, request
 REDIS_URL = os.environ.get("FREEAPI_TEST_REDIS", "redis://127.0.0.1:6379/0")
 ALICE, BOB = "gw-files-alice-00001", "gw-files-bob-000002"
 
@@ -104,8 +104,10 @@ async def test_deleted_and_expired_files_are_not_listed(two, monkeypatch):
     c = client(b, ALICE)
     await c.files.delete(deleted.id)
     await c.close()
-    await asyncio.sleep(0.5)
-    assert [f.id for f in await listed(a, ALICE)] == [kept.id]
+
+    async def only_the_kept_one():
+        return [f.id for f in await listed(a, ALICE)] == [kept.id]
+    await eventually(only_the_kept_one, "the brief file expired")
     assert (await request(a + f"/v1/files/{expired.id}", key=ALICE)).code == 404
 
 

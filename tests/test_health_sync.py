@@ -1,6 +1,10 @@
 """Vendor keys' health shared by gateways on one store (freeapi/healthsync.py): the same
 tests against one SQLite file and one Redis (127.0.0.1:6379, or FREEAPI_TEST_REDIS; an
-unreachable Redis fails the Redis variants, never skips them)."""
+unreachable Redis fails the Redis variants, never skips them).
+
+A peer learns of a verdict at its next sync: the tests poll for it (`eventually`) rather
+than sleep a fixed number of intervals. When a cooldown ends is pinned with a test clock
+(`Clock`), not by sleeping through it."""
 
 import asyncio
 import json
@@ -10,13 +14,15 @@ import uuid
 
 import pytest
 
-from freeapi.healthsync import key_hash
+from freeapi.healthsync import HealthSync, key_hash
+from freeapi.keypool import HealthStore, KeyPool
 from freeapi.store.redis import RedisStore
+from freeapi.store.sqlite import SQLiteStore
 from freeapi.provider import NO_BALANCE_RECHECK
 from tests.fakes import qwen as fake_qwen
 from tests.fakes.deepseek import BUSY, DEAD, GOOD, GOOD2
 from tests.helpers import HI, chat_body, request
-from tests.helpers import REDIS_URL
+from tests.helpers import REDIS_URL, Clock, eventually
 
 SYNC = 0.1
 
@@ -67,20 +73,23 @@ async def raw_records(gw) -> dict[str, str]:
     return {n.decode(): v.decode() for n, v in zip(names, values)}
 
 
+def state_of(pool, key) -> str:
+    return pool.status([key])[0]["state"]
+
+
 async def test_a_429_cooldown_seen_by_one_gateway_is_respected_by_the_other(
         make_gateway, upstream_state, shared_state):
-    upstream_state.retry_after = "2"
+    upstream_state.retry_after = "60"  # outlasts the test: when it ends is pinned below
     a, gw_a = gateway(make_gateway, shared_state, [GOOD])
     b, gw_b = gateway(make_gateway, shared_state, [GOOD, GOOD2])
     upstream_state.keys[GOOD] = 429
-    t0 = time.monotonic()
     assert (await chat(a)).code == 429
     upstream_state.keys[GOOD] = "ok"  # the vendor would take it again; B must not try yet
-    await asyncio.sleep(3 * SYNC)
+    pool_b = gw_b.pools["deepseek"]
+    await eventually(lambda: state_of(pool_b, GOOD) == "cooldown", "B learnt of it")
     seen = len(upstream_state.requests)
     assert all([(await chat(b)).code == 200 for _ in range(4)])
     assert keys_used(upstream_state, seen) == [GOOD2] * 4
-    assert gw_b.pools["deepseek"].status([GOOD])[0]["state"] == "cooldown"
 
     records = await raw_records(gw_a)
     assert list(records) and all(GOOD not in n and GOOD not in v for n, v in records.items())
@@ -88,11 +97,53 @@ async def test_a_429_cooldown_seen_by_one_gateway_is_respected_by_the_other(
     assert any(n.endswith(name) for n in records)
     assert json.loads(next(iter(records.values())))["state"] == "cooldown"
 
-    await asyncio.sleep(max(0.0, 2.2 - (time.monotonic() - t0)))  # the cooldown is over
-    seen = len(upstream_state.requests)
-    assert all([(await chat(b)).code == 200 for _ in range(4)])
-    assert GOOD in keys_used(upstream_state, seen)
-    assert await gw_b.store.health_get([name]) == {}  # the record expired with it
+
+async def test_a_shared_cooldown_ends_everywhere_at_its_end_and_its_record_with_it(
+        shared_state):
+    """Two gateways' pools and syncs on one store, on one test clock: the peer keeps the
+    key out until the cooldown's end and takes it back then, and the record goes with it.
+    SQLite expires the record by the test clock too; Redis by its own (PEXPIRE, which no
+    test can move): there the test waits for real, polling until a deadline."""
+    clock = Clock()
+    if "path" in shared_state:
+        store = SQLiteStore(shared_state["path"], clock=clock.time)
+    else:
+        store = RedisStore(shared_state["redis_url"], prefix=shared_state["prefix"])
+
+    def gateway_side():
+        pools = {}
+        sync = HealthSync(store, pools, {"deepseek": [GOOD, GOOD2]}, SYNC, clock=clock)
+        pools["deepseek"] = KeyPool("deepseek", HealthStore(), clock=clock,
+                                    on_change=lambda k, h: sync.publish("deepseek", k, h))
+        return pools["deepseek"], sync
+
+    (pool_a, sync_a), (pool_b, sync_b) = gateway_side(), gateway_side()
+    sync_b.start()
+    try:
+        (await pool_a.acquire([GOOD])).release(429, retry_after="2")
+        await eventually(lambda: state_of(pool_b, GOOD) == "cooldown", "B learnt of it")
+        name = f"deepseek:{key_hash(GOOD)}"
+        assert list(await store.health_get([name])) == [name]
+
+        clock.advance(2 - 0.01)
+        assert state_of(pool_b, GOOD) == "cooldown"
+        assert await pool_b.acquire([GOOD]) is None  # still out, a moment before the end
+        clock.advance(0.01)
+        lease = await pool_b.acquire([GOOD])  # over: B takes it back by itself
+        assert lease is not None and lease.key == GOOD
+        lease.release(200)
+        if store.kind == "sqlite":
+            assert await store.health_get([name]) == {}
+        else:
+            async def expired():
+                return await store.health_get([name]) == {}
+            await eventually(expired, "the record expired", seconds=2 + 10)
+            # B's syncs read the stale record meanwhile: an ended cooldown stays ended.
+            assert state_of(pool_b, GOOD) == "ok"
+    finally:
+        sync_b.close()
+        await store.settle()
+        store.close()
 
 
 async def test_an_invalid_key_seen_by_one_gateway_is_skipped_by_the_other(
@@ -101,12 +152,11 @@ async def test_an_invalid_key_seen_by_one_gateway_is_skipped_by_the_other(
     b, gw_b = gateway(make_gateway, shared_state, [DEAD, GOOD])
     assert (await chat(a)).code in (401, 502, 503)
     upstream_state.keys[DEAD] = "ok"
-    await asyncio.sleep(3 * SYNC)
+    pool_b = gw_b.pools["deepseek"]
+    await eventually(lambda: state_of(pool_b, DEAD) == "invalid", "B learnt of it")
     seen = len(upstream_state.requests)
     assert all([(await chat(b)).code == 200 for _ in range(4)])
     assert keys_used(upstream_state, seen) == [GOOD] * 4
-    pool_b = gw_b.pools["deepseek"]
-    assert pool_b.status([DEAD])[0]["state"] == "invalid"
     assert DEAD in pool_b._probes  # B re-probes the key itself, as for its own verdicts
     assert all(DEAD not in n + v for n, v in (await raw_records(gw_a)).items())
 
@@ -114,8 +164,7 @@ async def test_an_invalid_key_seen_by_one_gateway_is_skipped_by_the_other(
     h = gw_a.health.get("deepseek", DEAD)
     h.state = "ok"
     gw_a.pools["deepseek"]._changed(DEAD, h)
-    await asyncio.sleep(3 * SYNC)
-    assert pool_b.status([DEAD])[0]["state"] == "ok"
+    await eventually(lambda: state_of(pool_b, DEAD) == "ok", "B took the key back")
 
 
 async def test_pass_through_keys_are_never_published(make_gateway, upstream_state,
@@ -174,8 +223,9 @@ async def test_a_no_balance_pause_is_shared_for_as_long_as_it_lasts(
 
     b, gw_b = make_gateway(config)  # starts after the verdict
     gw_b.health_sync.start()
-    await asyncio.sleep(3 * SYNC)
-    row = gw_b.pools["qwen"].status([fake_qwen.POOR])[0]
+    pool_b = gw_b.pools["qwen"]
+    await eventually(lambda: state_of(pool_b, fake_qwen.POOR) == "no_balance", "B learnt of it")
+    row = pool_b.status([fake_qwen.POOR])[0]
     assert row["state"] == "no_balance" and row["cooldown_remaining"] > NO_BALANCE_RECHECK - 60
     seen = len(state.requests)
     for _ in range(4):

@@ -299,6 +299,20 @@ async def test_an_event_stream_without_events_is_a_502_not_a_bare_done(hostile, 
     error_of(resp, 502)
 
 
+@pytest.mark.parametrize("texts", [["Hello"], ["Hel", "lo"]], ids=["only", "last"])
+async def test_a_last_event_without_its_blank_line_is_still_relayed(hostile, texts):
+    """The body ends right after the last event's data line: that event counts, whether
+    it is the stream's first (read while failover is still possible) or a later one."""
+    body = chunk_events(texts, done=False).rstrip(b"\n")
+    vendor, base, gw = await hostile(lambda req: [
+        head(200, {**SSE_HEAD, "Content-Length": len(body)}) + body])
+    resp, raw = await stream_raw(base, chat_body("hi", stream=True), key=GOOD)
+    assert resp.code == 200
+    evs = sse_events(raw)
+    assert "".join(json.loads(e)["choices"][0]["delta"].get("content") or ""
+                   for e in evs if e != "[DONE]") == "Hello"
+
+
 @pytest.mark.parametrize("stream", [True, False])
 async def test_a_compressed_answer_we_did_not_ask_for_is_a_502(hostile, stream):
     import gzip

@@ -1,5 +1,7 @@
 """Vendor keys: pass-through lists with retry, server-side pools, gateway keys, masking."""
 
+import json
+
 import openai
 import pytest
 
@@ -228,6 +230,18 @@ def test_a_key_spelled_in_upper_case_unicode_escapes_is_removed_whole(key):
     assert redact(f"bad key {spelled} here", [key]) == "bad key ... here"
 
 
+@pytest.mark.parametrize("key", ["team-pass-1234\\", 'team-pass-12"4\\', "sk-ab\\1cdef\\"])
+def test_a_key_ending_in_a_backslash_leaves_the_json_around_it_intact(key):
+    """The key's place in a JSON string (and in JSON quoted inside JSON) is taken by its
+    mask without a backslash or quote that would escape or end what follows."""
+    text = json.dumps({"error": f"bad key {key}", "inner": json.dumps({"m": key})})
+    shown = mask(key).replace("\\", "").replace('"', "")
+    out = json.loads(redact(text, [key]))
+    assert out["error"] == "bad key " + shown
+    assert json.loads(out["inner"])["m"] == shown
+    assert redact(f"raw {key} end", [key]) == f"raw {shown} end"
+
+
 def test_split_keys():
     assert split_keys(f" {GOOD} ,{GOOD2},, ") == [GOOD, GOOD2]
     assert split_keys(",") == []
@@ -241,8 +255,8 @@ def test_split_keys():
 
 def test_roles_restrict_only_once_an_admin_key_is_configured():
     users = [GatewayKey("a", "gw-key-a"), GatewayKey("b", "gw-key-b")]
-    assert GatewayAuth(users, False).has_roles is False
-    assert GatewayAuth(users + [GatewayKey("c", "gw-key-c", role="admin")], False).has_roles
+    assert GatewayAuth(users).has_roles is False
+    assert GatewayAuth(users + [GatewayKey("c", "gw-key-c", role="admin")]).has_roles
 
 
 async def test_response_header_key_is_masked(gateway):

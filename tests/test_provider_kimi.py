@@ -8,7 +8,8 @@ import pytest
 
 from tests.fakes import kimi as fake
 from tests.fakes.common import ANSWER, REASONING
-from tests.helpers import HI, assert_no_secret, client, collect, request, token_check
+from tests.helpers import (HI, assert_no_secret, client, collect, eventually, request,
+                           token_check)
 
 
 @pytest.fixture
@@ -96,10 +97,13 @@ async def test_out_of_balance_key_waits_for_the_balance_check(start_vendor, make
         assert r.choices[0].message.content == "".join(ANSWER)
     poor = pool.status([fake.POOR])[0]
     assert poor["state"] == "no_balance"
-    await asyncio.sleep(0.3)  # several re-checks: the balance is still 0
-    assert pool.status([fake.POOR])[0]["state"] == "no_balance"
-    checks = [r for r in state.requests if r["headers"].get("Authorization") ==
-              f"Bearer {fake.POOR}" and r["path"] != "/v1/chat/completions"]
+
+    def checks():
+        return [r for r in state.requests if r["headers"].get("Authorization") ==
+                f"Bearer {fake.POOR}" and r["path"] != "/v1/chat/completions"]
+    await eventually(lambda: len(checks()) >= 2, "several re-checks")
+    assert pool.status([fake.POOR])[0]["state"] == "no_balance"  # the balance is still 0
+    checks = checks()
     assert checks and {r["path"] for r in checks} == {"/v1/users/me/balance"}
     state.keys[fake.POOR] = "ok"  # topped up
     for _ in range(100):

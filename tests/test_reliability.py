@@ -109,11 +109,11 @@ async def until_used(base, state, key, stream=False):
 # -- keys that heal -------------------------------------------------------------------------
 
 async def test_429_cools_the_key_down_for_retry_after_then_uses_it_again(make_gateway,
-                                                                        upstream_state):
+                                                                        upstream_state,
+                                                                        gateway_clock):
     upstream_state.retry_after = "2"
     base, _ = make_gateway(config([BUSY, GOOD]))
     resp = await until_used(base, upstream_state, BUSY)
-    hit = time.monotonic()
     assert resp.headers["x-freeapi-key"] == mask(GOOD)
     upstream_state.keys[BUSY] = "ok"  # the vendor's limit is over; the gateway must wait
     before = len(upstream_state.requests)
@@ -124,8 +124,10 @@ async def test_429_cools_the_key_down_for_retry_after_then_uses_it_again(make_ga
     assert BUSY not in used_keys(upstream_state)[before:]
     row = (await key_rows(base))[mask(BUSY)]
     assert row["state"] == "cooldown" and row["last_error"] == "HTTP 429"
-    assert 0 < row["cooldown_remaining"] <= 2  # still cooling: the skips above were needed
-    await asyncio.sleep(max(0.0, hit + 2.1 - time.monotonic()))
+    assert row["cooldown_remaining"] == 2  # still cooling: the skips above were needed
+    gateway_clock.advance(2 - 0.01)
+    assert [(await ask(base))[0].headers["x-freeapi-key"] for _ in range(2)] == [mask(GOOD)] * 2
+    gateway_clock.advance(0.01)  # the cooldown is over
     served = [(await ask(base))[0].headers["x-freeapi-key"] for _ in range(4)]
     assert mask(BUSY) in served
     assert (await key_rows(base))[mask(BUSY)]["state"] == "ok"
@@ -375,6 +377,27 @@ async def test_context_too_long_moves_on_only_to_a_configured_fallback(make_gate
     resp = await request(base + "/v1/chat/completions", "POST", chat_body(long), key=USER)
     assert "maximum context length" in error_of(resp, 400)["message"]
     assert len(upstream_state.requests) == 2
+
+
+@pytest.mark.parametrize("status,message,moves_on", [
+    (400, "Input is too long for this model.", True),
+    (400, "The request exceeds the model's context window.", True),
+    (400, "You asked for 9000 tokens, over the maximum of 8192.", True),
+    (413, "Request too long.", True),
+    (400, "The maximum temperature is 2.", False),  # a maximum, but not of tokens
+    (414, "The context is too long.", False),  # not a status about the request's body
+])
+async def test_the_ways_vendors_say_the_context_is_too_long(make_gateway, upstream_state,
+                                                             backup, status, message, moves_on):
+    url, backup_state = backup
+    upstream_state.fail_next = 1
+    upstream_state.fail_status = (status, message, "invalid_request_error")
+    base, _ = make_gateway(config([GOOD], backup=url))
+    resp = await request(base + "/v1/chat/completions", "POST", chat_body(), key=USER)
+    if moves_on:
+        assert resp.code == 200 and resp.headers["x-freeapi-provider"] == "backup"
+    else:
+        assert resp.code == status and backup_state.requests == []
 
 
 # -- failures after the first byte ----------------------------------------------------------

@@ -10,8 +10,10 @@ from pathlib import Path
 
 import pytest
 
+import tests.conftest
 from freeapi import logs
-from freeapi.cli import _RedactKeys
+from freeapi.app import make_app
+from freeapi.cli import _RedactKeys, _log_request
 from tests.conftest import free_port
 from tests.fakes.deepseek import GOOD
 from tests.helpers import ThreadedFake, chat_body, request, stream_raw, wait_listening
@@ -71,6 +73,34 @@ async def test_every_log_line_of_a_request_carries_its_id(make_gateway, caplog):
     assert resp.code == 500 and resp.headers["X-Request-Id"] == "failing-one"
     mine = [r for r in records if "answered 500" in r.getMessage()]
     assert mine and all(r.request_id == "failing-one" for r in mine)
+
+
+async def test_the_serve_line_of_an_early_error_carries_its_status_and_latency(
+        make_gateway, monkeypatch):
+    """`freeapi serve` logs Tornado's line for a 5xx (cli._log_request) with the request's
+    fields, filled in from its log context even when no ledger entry brought them (here:
+    a request refused while the gateway drains for shutdown)."""
+    def served_as_the_cli_does(gateway):
+        app = make_app(gateway)
+        app.settings["log_function"] = _log_request
+        return app
+    monkeypatch.setattr(tests.conftest, "make_app", served_as_the_cli_does)
+    base, gw = make_gateway()
+    gw.draining = True
+    handler = logging.StreamHandler()
+    handler.addFilter(logs.ContextFilter())
+    records = []
+    handler.emit = records.append
+    logging.getLogger("freeapi").addHandler(handler)
+    try:
+        resp = await request(base + "/v1/chat/completions", "POST", chat_body(),
+                             headers={"X-Request-Id": "drained-1"})
+    finally:
+        logging.getLogger("freeapi").removeHandler(handler)
+    assert resp.code == 503
+    line, = [r for r in records if r.getMessage().startswith("503 POST")]
+    assert (line.request_id, line.status) == ("drained-1", 503)
+    assert isinstance(line.latency_ms, int) and line.latency_ms >= 0
 
 
 def test_json_lines_carry_the_fields_and_keep_keys_masked():

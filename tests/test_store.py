@@ -16,7 +16,7 @@ from freeapi.store.postgres import PostgresStore
 from freeapi.store.redis import RedisStore
 from freeapi.store.resp import ReplyError, RespClient, _Incomplete, encode, parse
 from freeapi.store.sqlite import SQLiteStore
-from tests.helpers import REDIS_URL
+from tests.helpers import REDIS_URL, Clock, eventually
 
 
 
@@ -29,10 +29,13 @@ class Backend:
         self.path = str(tmp_path / "state.db")
         self.prefix = f"freeapi-test:{uuid.uuid4().hex}:"
         self.pg_url = pg_url
+        # SQLite reads the wall clock in the process: these tests move it. Redis and
+        # PostgreSQL read their server's (TIME, clock_timestamp()), which no test can move.
+        self.clock = Clock()
 
     def open(self, **kw):
         if self.kind == "sqlite":
-            store = SQLiteStore(self.path, **kw)
+            store = SQLiteStore(self.path, clock=self.clock.time, **kw)
         elif self.kind == "postgres":
             store = PostgresStore(self.pg_url, **kw)
         elif self.kind == "postgres+redis":
@@ -52,6 +55,30 @@ class Backend:
                 store.close()
             await asyncio.sleep(0)  # Redis reader tasks end
         self.io_loop.run_sync(run)
+
+    async def expires(self, after: float, gone, what: str):
+        """`gone()` (async) turns true `after` seconds from now on the store's clock.
+        SQLite: the test's clock is moved to a millisecond before that (not yet), then a
+        microsecond past it (at once; the microsecond absorbs float rounding of a wall
+        clock near 1.8e9). Redis and PostgreSQL expire by their server's clock: the test
+        waits `after` for real, then polls until a deadline rather than trusting a fixed
+        margin, which a loaded machine can overrun."""
+        if self.kind == "sqlite":
+            start = self.clock.now
+            self.clock.now = start + after - 0.001
+            assert not await gone(), f"{what}: already so before {after}s"
+            self.clock.now = start + after + 1e-6
+            assert await gone(), f"{what}: not so after {after}s"
+            return
+        await asyncio.sleep(after)
+        await eventually(gone, what)
+
+    async def elapse(self, seconds: float):
+        """Let `seconds` pass on the store's clock (for real on a server's)."""
+        if self.kind == "sqlite":
+            self.clock.advance(seconds)
+        else:
+            await asyncio.sleep(seconds)
 
 
 @pytest.fixture(params=["sqlite", "redis", "postgres", "postgres+redis"])
@@ -97,20 +124,44 @@ async def test_hits_are_all_or_nothing(store):
     assert (await store.hits([Hit("a", 1, 60, 5)]))[2] == 0
 
 
-async def test_a_window_slides(store):
+async def test_a_window_slides(backend, store):
     assert (await store.hit("w", 1, 0.5, 1))[0]
     ok, wait = await store.hit("w", 1, 0.5, 1)
     assert not ok and 0.4 <= wait <= 0.5
-    await asyncio.sleep(wait + 0.02)
-    assert (await store.hit("w", 1, 0.5, 1))[0]
+
+    async def admitted():
+        return (await store.hit("w", 1, 0.5, 1))[0]  # refused, it adds nothing
+    await backend.expires(wait, admitted, "the window slid past the first hit")
 
 
-async def test_retry_after_waits_only_for_what_must_expire(store):
-    assert (await store.hit("s", 2, 1.0, 3))[0]
-    await asyncio.sleep(0.3)
-    assert (await store.hit("s", 1, 1.0, 3))[0]
-    ok, wait = await store.hit("s", 1, 1.0, 3)  # the two old units free enough
-    assert not ok and 0.55 <= wait <= 0.75, wait
+async def test_retry_after_waits_only_for_what_must_expire(backend, store):
+    if backend.kind == "sqlite":
+        assert (await store.hit("s", 2, 1.0, 3))[0]
+        backend.clock.advance(0.3)
+        assert (await store.hit("s", 1, 1.0, 3))[0]
+        ok, wait = await store.hit("s", 1, 1.0, 3)  # the two old units free enough
+        # The first hit's bucket (a tenth of the window; the clock starts on one) ends
+        # 1.0 s after it: 0.7 s after now, not when the second hit's does.
+        assert not ok and wait == pytest.approx(0.7)
+        return
+    # A server's clock: its bucket ends 0.9 to 1.0 s after the first hit, and the local
+    # clock bounds how long after it the third was counted. An attempt the machine
+    # delayed past the first bucket's end proves nothing: try again with a fresh key.
+    for attempt in range(5):
+        key = f"s{attempt}"
+        t0 = time.monotonic()
+        assert (await store.hit(key, 2, 1.0, 3))[0]
+        t1 = time.monotonic()
+        await asyncio.sleep(0.3)
+        assert (await store.hit(key, 1, 1.0, 3))[0]
+        t2 = time.monotonic()
+        ok, wait = await store.hit(key, 1, 1.0, 3)
+        t3 = time.monotonic()
+        if t3 - t0 < 0.85:
+            assert not ok and 0.9 - (t3 - t0) - 0.002 <= wait <= 1.0 - (t2 - t1) + 0.002, (
+                wait, t1 - t0, t2 - t1, t3 - t2)
+            return
+    pytest.fail("five attempts in a row took longer than the window's first bucket")
 
 
 async def test_concurrent_hits_from_two_stores_never_exceed_one_limit(backend):
@@ -283,12 +334,15 @@ async def test_conversations_belong_to_their_owner(store):
     assert not await store.conversation_delete("c", "alice")
 
 
-async def test_conversations_expire_and_the_id_starts_afresh(store):
+async def test_conversations_expire_and_the_id_starts_afresh(backend, store):
     assert await store.conversation_append("e", "alice", ["one"], 0.2, 10, 10000)
+    backend.clock.advance(0.15)  # (only SQLite reads it: there, the renewal is pinned)
     assert await store.conversation_append("e", "alice", ["two"], 0.2, 10, 10000)  # renews
     assert await store.conversation_get("e", "alice") == ["one", "two"]
-    await asyncio.sleep(0.3)
-    assert await store.conversation_get("e", "alice") is None
+
+    async def gone():
+        return await store.conversation_get("e", "alice") is None
+    await backend.expires(0.2, gone, "the conversation expired")
     assert not await store.conversation_delete("e", "alice")
     assert await store.conversation_append("e", "bob", ["new"], 60, 10, 10000)
     assert await store.conversation_get("e", "bob") == ["new"]
@@ -307,22 +361,24 @@ async def test_conversations_drop_the_oldest_turns_beyond_the_limits(store):
     assert await store.conversation_get("t", "o") == ["b", "c"]
 
 
-async def test_kv_records_replace_expire_and_stay_in_their_namespace(store):
+async def test_kv_records_replace_expire_and_stay_in_their_namespace(backend, store):
     await store.kv_put("a", "k1", {"v": 1}, 60)
     await store.kv_put("a", "k1", {"v": 2}, 60)
     await store.kv_put("b", "k1", ["other"], 60)
     await store.kv_put("a", "short", 1, 0.05)
     assert await store.kv_get("a", ["k1", "missing"]) == {"k1": {"v": 2}}
     assert await store.kv_get("b", ["k1"]) == {"k1": ["other"]}
-    await asyncio.sleep(0.1)
-    assert await store.kv_get("a", ["short"]) == {}
+
+    async def gone():
+        return await store.kv_get("a", ["short"]) == {}
+    await backend.expires(0.05, gone, "the short record expired")
     assert await store.kv_delete("a", "k1") is True
     assert await store.kv_delete("a", "k1") is False
     assert await store.kv_get("a", ["k1"]) == {}
     assert await store.kv_get("b", ["k1"]) == {"k1": ["other"]}
 
 
-async def test_kv_group_lists_its_live_records_only(store):
+async def test_kv_group_lists_its_live_records_only(backend, store):
     await store.kv_put("f", "a1", {"n": 1}, 60, group="g:alice")
     await store.kv_put("f", "a2", {"n": 2}, 60, group="g:alice")
     await store.kv_put("f", "gone", {"n": 3}, 60, group="g:alice")
@@ -331,8 +387,10 @@ async def test_kv_group_lists_its_live_records_only(store):
     await store.kv_put("f", "loose", {"n": 6}, 60)  # in no group
     await store.kv_put("x", "a9", {"n": 7}, 60, group="g:alice")  # another namespace
     assert await store.kv_delete("f", "gone") is True
-    await asyncio.sleep(0.1)
-    assert await store.kv_group("f", "g:alice") == {"a1": {"n": 1}, "a2": {"n": 2}}
+
+    async def listed_live():
+        return await store.kv_group("f", "g:alice") == {"a1": {"n": 1}, "a2": {"n": 2}}
+    await backend.expires(0.05, listed_live, "the brief record left its group")
     assert await store.kv_group("f", "g:bob") == {"b1": {"n": 5}}
     assert await store.kv_group("x", "g:alice") == {"a9": {"n": 7}}
     assert await store.kv_group("f", "g:nobody") == {}

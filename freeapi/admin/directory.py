@@ -214,10 +214,6 @@ class Auth:
         return self.config_auth.enabled
 
     @property
-    def allow_anonymous(self) -> bool:
-        return self.config_auth.allow_anonymous
-
-    @property
     def has_roles(self) -> bool:
         return self.config_auth.has_roles
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from dataclasses import dataclass
 
 from freeapi.rollups import is_detail
@@ -390,10 +389,6 @@ class Store(Tallies):
 
     def describe(self) -> str:
         raise NotImplementedError
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 def open_store(state) -> Store:

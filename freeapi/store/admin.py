@@ -7,6 +7,12 @@ version counter in the same atomic step as the record, its audit entry and the r
 (freeapi/admin/directory.py polls it) and then reads only the records changed since the
 version it has (a full read only at startup).
 
+A write may name the version its checks were made against (`expect`): it then happens
+only if no other write came in between, in the same atomic step, else it returns None
+and the caller reads again and re-checks. So two admins creating one key name at once
+cannot both succeed (freeapi/admin/service.py retries the loser, who then sees the name
+taken).
+
 SQLite: tables admin_records (with the version each row last changed at; a deleted record
 stays as a row without data), admin_audit, admin_meta (made on first use). Redis:
 `{prefix}ad:key` / `{prefix}ad:team` hashes id -> JSON, `{prefix}ad:ver` the version,
@@ -88,9 +94,10 @@ class SQLiteAdmin:
         return await self._run(changes)
 
     async def admin_write(self, kind: str, rid: str, record: dict | None,
-                          audit: dict) -> int:
+                          audit: dict, expect: int | None = None) -> int | None:
         """Store (or, None, delete) one record and append `audit`, atomically; returns
-        the new version."""
+        the new version. With `expect`: only if the version is still that (else None,
+        nothing written)."""
         data = None if record is None else _dumps(record)
         entry = _dumps(audit)
 
@@ -98,6 +105,8 @@ class SQLiteAdmin:
             self._admin_tables(db)
 
             def tx():
+                if expect is not None and self._admin_ver(db) != expect:
+                    return None  # (BEGIN IMMEDIATE: no other write runs in between)
                 db.execute("INSERT INTO admin_meta VALUES ('version', 1) ON CONFLICT (name) "
                            "DO UPDATE SET value = value + 1")
                 version = self._admin_ver(db)
@@ -121,6 +130,9 @@ class SQLiteAdmin:
 
 
 _WRITE = Script("""
+if ARGV[5] ~= '' and (redis.call('GET', KEYS[2]) or '0') ~= ARGV[5] then
+  return -1
+end
 if ARGV[2] == '' then
   redis.call('HDEL', KEYS[1], ARGV[1])
 else
@@ -197,13 +209,15 @@ class RedisAdmin:
                             json.loads(data) if data else None))
         return int(flat[0]), changes
 
-    async def admin_write(self, kind, rid, record, audit):
+    async def admin_write(self, kind, rid, record, audit, expect=None):
         if kind not in KINDS:
             raise ValueError(kind)
-        return int(await self.client.run(
+        version = int(await self.client.run(
             _WRITE, [self._ad(kind), self._ad("ver"), self._ad("audit"), self._ad("seq"),
                      self._ad("changes")],
-            [rid, "" if record is None else _dumps(record), _dumps(audit), kind]))
+            [rid, "" if record is None else _dumps(record), _dumps(audit), kind,
+             "" if expect is None else str(int(expect))]))
+        return None if version < 0 else version
 
     async def admin_audit(self, before, limit):
         hi = "+inf" if before is None else f"({int(before)}"

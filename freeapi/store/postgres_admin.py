@@ -14,6 +14,10 @@ def _dumps(obj) -> str:
     return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
 
 
+class _Raced(Exception):
+    """A write's `expect`ed version was overtaken: its transaction is rolled back."""
+
+
 _VERSION = "SELECT COALESCE((SELECT value FROM admin_meta WHERE name = 'version'), 0)"
 
 
@@ -37,16 +41,20 @@ class PostgresAdmin:
                                   for k, i, d in rows]
         return await self._run(read)
 
-    async def admin_write(self, kind, rid, record, audit):
+    async def admin_write(self, kind, rid, record, audit, expect=None):
         if kind not in KINDS:
             raise ValueError(kind)
         data = None if record is None else _dumps(record)
 
         async def write(con):
             async with con.transaction():
+                # The upsert takes the version row's lock: a concurrent write waits here
+                # and then sees the version this one made.
                 version = await con.fetchval(
                     "INSERT INTO admin_meta VALUES ('version', 1) ON CONFLICT (name) DO "
                     "UPDATE SET value = admin_meta.value + 1 RETURNING value")
+                if expect is not None and version != expect + 1:
+                    raise _Raced  # rolls the bump back
                 await con.execute("INSERT INTO admin_records VALUES ($1, $2, $3, $4) ON "
                                   "CONFLICT (kind, id) DO UPDATE SET data = excluded.data, "
                                   "version = excluded.version", kind, rid, data, version)
@@ -54,7 +62,10 @@ class PostgresAdmin:
                                   float(audit["ts"]), _dumps(audit))
                 return int(version)
         # Not retried on a stale connection: the write may have happened.
-        return await self._run(write, retry=False)
+        try:
+            return await self._run(write, retry=False)
+        except _Raced:
+            return None
 
     async def admin_audit(self, before, limit):
         rows = await self._run(lambda con: con.fetch(

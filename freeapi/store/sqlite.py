@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from freeapi.rollups import increments
 from freeapi.store import (BLOB_PIECE, BUCKETS, LEDGER_FIELDS, Store, StoreError,
-                           bucket_width_ms, check_window, now_ms)
+                           bucket_width_ms, check_window)
 from freeapi.store.admin import SQLiteAdmin
 from freeapi.store.sqlite_rollups import _ROLLUP_ADD, SQLiteRollups, _each, rollup_rows
 from freeapi.store.sqlite_tallies import SCHEMA as _TALLIES, SQLiteTallies
@@ -76,10 +76,14 @@ _SWEEP_EVERY = 60.0  # seconds between sweeps of expired counters and conversati
 class SQLiteStore(SQLiteRollups, SQLiteAdmin, SQLiteTallies, Store):
     kind = "sqlite"
 
-    def __init__(self, path: str, timeout: float = 5.0):
+    def __init__(self, path: str, timeout: float = 5.0, clock=None):
         super().__init__()
         self.path = path
         self.timeout = timeout
+        # The wall clock counters' windows and records' expiry are read from, bound once:
+        # time.time, or a test's clock that it moves forward instead of sleeping through
+        # a window. (Redis and PostgreSQL read their server's clock instead.)
+        self._time = clock if clock is not None else time.time
         self._ex: ThreadPoolExecutor | None = None
         self._db: sqlite3.Connection | None = None  # touched only on the executor's thread
         self._lock = threading.Lock()
@@ -170,7 +174,7 @@ class SQLiteStore(SQLiteRollups, SQLiteAdmin, SQLiteTallies, Store):
         return await self._run(self._hits, list(hits))
 
     def _hits(self, db, hits):
-        now = now_ms()
+        now = int(self._time() * 1000)
 
         def tx():
             wait, failed = 0.0, -1
@@ -203,7 +207,7 @@ class SQLiteStore(SQLiteRollups, SQLiteAdmin, SQLiteTallies, Store):
         if mono - self._swept < _SWEEP_EVERY:
             return
         self._swept = mono
-        now = time.time()
+        now = self._time()
 
         def tx():
             db.execute("DELETE FROM counters WHERE expires <= ?", (int(now * 1000),))
@@ -242,7 +246,7 @@ class SQLiteStore(SQLiteRollups, SQLiteAdmin, SQLiteTallies, Store):
     async def conversation_get(self, cid, owner):
         def get(db):
             row = db.execute("SELECT owner FROM conversations WHERE id = ? AND expires > ?",
-                             (cid, time.time())).fetchone()
+                             (cid, self._time())).fetchone()
             if row is None or row[0] != owner:
                 return None
             return [json.loads(d) for (d,) in db.execute(
@@ -253,7 +257,7 @@ class SQLiteStore(SQLiteRollups, SQLiteAdmin, SQLiteTallies, Store):
         datas = [json.dumps(t, ensure_ascii=False, separators=(",", ":")) for t in turns]
 
         def append(db):
-            now = time.time()
+            now = self._time()
             row = db.execute("SELECT owner, expires FROM conversations WHERE id = ?",
                              (cid,)).fetchone()
             if row is not None and row[1] <= now:  # expired: the id starts afresh
@@ -284,7 +288,7 @@ class SQLiteStore(SQLiteRollups, SQLiteAdmin, SQLiteTallies, Store):
     async def conversation_delete(self, cid, owner):
         def delete(db):
             row = db.execute("SELECT owner FROM conversations WHERE id = ? AND expires > ?",
-                             (cid, time.time())).fetchone()
+                             (cid, self._time())).fetchone()
             if row is None or row[0] != owner:
                 return False
             db.execute("DELETE FROM conversation_turns WHERE conv = ?", (cid,))
@@ -303,7 +307,7 @@ class SQLiteStore(SQLiteRollups, SQLiteAdmin, SQLiteTallies, Store):
 
         def put(db):
             db.execute("INSERT OR REPLACE INTO kv VALUES (?, ?, ?, ?)",
-                       (ns, name, data, time.time() + ttl_s))
+                       (ns, name, data, self._time() + ttl_s))
             if group is not None:
                 db.execute("INSERT OR IGNORE INTO kv_groups VALUES (?, ?, ?)",
                            (ns, group, name))
@@ -313,7 +317,7 @@ class SQLiteStore(SQLiteRollups, SQLiteAdmin, SQLiteTallies, Store):
         def get(db):
             rows = db.execute("SELECT kv.name, kv.data FROM kv_groups g JOIN kv ON kv.ns = "
                               "g.ns AND kv.name = g.name WHERE g.ns = ? AND g.grp = ? AND "
-                              "kv.expires > ?", (ns, group, time.time())).fetchall()
+                              "kv.expires > ?", (ns, group, self._time())).fetchall()
             return {n: json.loads(d) for n, d in rows}
         return await self._run(get)
 
@@ -321,7 +325,7 @@ class SQLiteStore(SQLiteRollups, SQLiteAdmin, SQLiteTallies, Store):
         def get(db):
             marks = ", ".join("?" * len(names))
             rows = db.execute(f"SELECT name, data FROM kv WHERE ns = ? AND name IN ({marks}) "
-                              "AND expires > ?", (ns, *names, time.time())).fetchall()
+                              "AND expires > ?", (ns, *names, self._time())).fetchall()
             return {n: json.loads(d) for n, d in rows}
         return await self._run(get) if names else {}
 
@@ -330,7 +334,7 @@ class SQLiteStore(SQLiteRollups, SQLiteAdmin, SQLiteTallies, Store):
             def tx():
                 db.execute("DELETE FROM kv_groups WHERE ns = ? AND name = ?", (ns, name))
                 return db.execute("DELETE FROM kv WHERE ns = ? AND name = ? AND expires > ?",
-                                  (ns, name, time.time())).rowcount > 0
+                                  (ns, name, self._time())).rowcount > 0
             return self._tx(db, tx)
         return await self._run(delete)
 
@@ -344,14 +348,14 @@ class SQLiteStore(SQLiteRollups, SQLiteAdmin, SQLiteTallies, Store):
             def tx():
                 db.execute("DELETE FROM blobs WHERE ns = ? AND name = ?", (ns, name))
                 db.execute("INSERT INTO blobs (ns, name, data, expires) VALUES (?, ?, ?, ?)",
-                           (ns, name, data, time.time() + ttl_s))
+                           (ns, name, data, self._time() + ttl_s))
             self._tx(db, tx)
         await self._run(put)
 
     async def blob_read(self, ns, name, offset, size):
         def read(db):
             row = db.execute("SELECT id FROM blobs WHERE ns = ? AND name = ? AND expires > ?",
-                             (ns, name, time.time())).fetchone()
+                             (ns, name, self._time())).fetchone()
             if row is None:
                 return b""
             with db.blobopen("blobs", "data", row[0], readonly=True) as blob:

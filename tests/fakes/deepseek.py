@@ -101,8 +101,11 @@ class Base(web.RequestHandler):
         return auth[7:] if auth.startswith("Bearer ") else ""
 
     def fail(self, status, key: str = ""):
-        message, etype = status if isinstance(status, tuple) else ERRORS[status]
-        status = 400 if isinstance(status, (str, tuple)) else status
+        if isinstance(status, tuple) and len(status) == 3:  # (HTTP status, message, type)
+            status, message, etype = status
+        else:
+            message, etype = status if isinstance(status, tuple) else ERRORS[status]
+            status = 400 if isinstance(status, (str, tuple)) else status
         self.set_status(status)
         self.set_header("Content-Type", "application/json")
         if status == 429 and self.state.retry_after is not None:
