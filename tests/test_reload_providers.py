@@ -170,3 +170,38 @@ async def test_a_key_a_request_of_the_replaced_pool_finds_dead_is_rechecked_by_t
     assert GOOD2 in upstream_state.balance_checks
     assert (await request(base + "/v1/chat/completions", "POST", chat_body(),
                           key=GW)).code == 200
+
+
+async def test_a_provider_a_reload_adds_during_a_discovery_round_is_asked_too(
+        make_gateway, upstream, start_vendor, tmp_path):
+    from tornado import web
+    from tests.fakes import openai_compat as fake_local
+    from tests.fakes.common import serve
+    asked, answer = asyncio.Event(), asyncio.Event()
+
+    class SlowModels(web.RequestHandler):
+        async def get(self):  # a server slow to list its models: the round stays open
+            asked.set()
+            await answer.wait()
+            self.finish({"object": "list", "data": []})
+    slow_url, slow_server = serve(web.Application([(r"/v1/models", SlowModels)]))
+    try:
+        cfg = config(upstream, discovery={"interval": 0, "on_miss": 0})
+        cfg["providers"]["slow"] = {"type": "openai", "base_url": slow_url + "/v1"}
+        base, gw = make_gateway(cfg)
+        first = asyncio.ensure_future(gw.discovery.rerun())  # the round after startup
+        await asyncio.wait_for(asked.wait(), 10)
+        url, _ = start_vendor(fake_local)
+        cfg["providers"]["local"] = {"type": "openai", "base_url": url + "/v1"}
+        assert reload_with(gw, tmp_path, cfg)  # asks for a round: one is in flight
+        answer.set()
+        await first
+        for _ in range(500):  # the round the reload asked for, in the background
+            if gw.providers["local"].discovered:
+                break
+            await asyncio.sleep(0.01)
+        # The round in flight began before `local` existed: it was asked in one of its own.
+        assert set(gw.providers["local"].discovered) == set(fake_local.MODELS)
+        assert gw.resolve(fake_local.MODELS[0]).provider is gw.providers["local"]
+    finally:
+        slow_server.stop()
