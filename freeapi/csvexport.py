@@ -2,8 +2,8 @@
 RFC 4180 quoting by the csv module, and cells a spreadsheet would run as a formula made
 inert. Model and key names are client data: a name like `=HYPERLINK(...)` must open as
 text, so a string starting with = + - @ (also after blanks or line breaks, which some
-spreadsheets trim on import, and a tab or carriage return) gets a leading apostrophe. Numbers are written as
-numbers (a negative one is not a formula)."""
+spreadsheets trim on import), a tab or a carriage return gets a leading apostrophe.
+Numbers are written as numbers (a negative one is not a formula)."""
 
 from __future__ import annotations
 
