@@ -172,7 +172,7 @@ class Gateway:
         old_providers = self.providers
         for name in built.removed + built.changed:
             old, pool = old_providers[name], self.pools.pop(name)
-            pool.close()
+            pool.close(handoff=partial(self._recheck, name))
             self._retired_pools[old] = pool
             kept = set(built.providers[name].api_keys or [None]) \
                 if name in built.providers else set()
@@ -198,6 +198,14 @@ class Gateway:
         self.discovery.providers = self.providers
         if any(self.providers[n].discover_enabled for n in built.added + built.changed):
             self.discovery.soon()  # the new providers' models, without waiting a round
+
+    def _recheck(self, name: str, key) -> None:
+        """A request still on a pool a reload retired found `key` dead: the pool serving
+        `name` now re-checks it, if the key is still the provider's (a removed one is not
+        the operator's to probe any more)."""
+        p, pool = self.providers.get(name), self.pools.get(name)
+        if p is not None and pool is not None and key in (p.api_keys or [None]):
+            pool.resume([key])
 
     def fallbacks_for(self, requested: str, route: Route) -> list[Route]:
         """The configured fallback chain: by the name the client used, else by the model

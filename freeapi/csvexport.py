@@ -1,9 +1,9 @@
 """CSV for the admin exports (GET /admin/requests?format=csv, GET /admin/spend?format=csv):
 RFC 4180 quoting by the csv module, and cells a spreadsheet would run as a formula made
 inert. Model and key names are client data: a name like `=HYPERLINK(...)` must open as
-text, so a string starting with = + - @ (or a tab or carriage return, which some
-spreadsheets skip before looking) gets a leading apostrophe. Numbers are written as
-numbers (a negative one is not a formula)."""
+text, so a string starting with = + - @ (also after blanks or line breaks, which some
+spreadsheets trim on import), a tab or a carriage return gets a leading apostrophe.
+Numbers are written as numbers (a negative one is not a formula)."""
 
 from __future__ import annotations
 
@@ -22,7 +22,8 @@ def cell(value) -> str | int | float:
     if isinstance(value, (int, float)):
         return value
     text = value if isinstance(value, str) else str(value)
-    return "'" + text if text.startswith(_FORMULA_START) else text
+    return "'" + text if text.startswith(_FORMULA_START) or \
+        text.lstrip().startswith(_FORMULA_START) else text
 
 
 def lines(rows) -> str:

@@ -44,13 +44,20 @@ class Discovery:
 
     def soon(self) -> None:
         """A round now, in the background (a reload added providers that list their
-        models); one already in flight is joined instead."""
+        models). A round already in flight asks the providers it began with, not the
+        reload's: this one follows it."""
         try:
-            self._soon = asyncio.get_running_loop().create_task(self._quiet_round())
+            self._soon = asyncio.get_running_loop().create_task(
+                self._quiet_round(self._round))
         except RuntimeError:  # no loop (a check outside the server): the next round will
             pass
 
-    async def _quiet_round(self) -> None:
+    async def _quiet_round(self, stale) -> None:
+        if stale is not None:
+            try:
+                await asyncio.shield(stale)
+            except Exception:  # noqa: BLE001 - _round_done logged it
+                pass
         try:
             await self.rerun()
         except Exception:  # noqa: BLE001 - _round_done logged it

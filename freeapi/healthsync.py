@@ -98,6 +98,8 @@ class HealthSync:
                 self._failing = True
                 records = {}
             for name, rec in records.items():
+                if name not in self._names:
+                    continue  # a reload took the key out while we read: not ours to probe
                 provider, key = names[name]
                 try:
                     self.pools[provider].apply(key, rec["state"], float(rec.get("until", 0)),

@@ -111,8 +111,10 @@ class KeyPool:
         # None: the key check sees the balance and is what restores the key.
         self.no_balance_wait = no_balance_wait
         # Closed by a reload that removed or replaced its provider: requests in flight still
-        # release their leases here, but no background probe starts any more.
+        # release their leases here, but no background probe starts any more; a re-check
+        # one of them makes necessary goes to `_handoff(key)` (the pool serving now).
         self._closed = False
+        self._handoff = None
 
     def _pick(self, keys: list, exclude, now: float):
         """The least-loaded usable key (ties rotate), or _NOTHING. A key may be None: a
@@ -338,6 +340,9 @@ class KeyPool:
                 self._schedule_probe(key)
 
     def _schedule_probe(self, key: str):
+        if self._closed and self._handoff is not None:
+            self._handoff(key)
+            return
         if self._prober is None or self._closed or key in self._probes:
             return
         try:
@@ -370,6 +375,9 @@ class KeyPool:
             self.probe_at.pop(key, None)
 
     def _schedule_host_probe(self):
+        if self._closed and self._handoff is not None:
+            self._handoff(None)
+            return
         if self._host_prober is None or self._closed or self._host_probe is not None:
             return
         try:
@@ -401,8 +409,11 @@ class KeyPool:
         return h.state == INVALID or (h.state == NO_BALANCE and (
             self.no_balance_wait is None or key is None))
 
-    def close(self):
-        self._closed = True
+    def close(self, handoff=None):
+        """No more background probes. `handoff(key)`: who re-checks a key that a request
+        still using this pool finds dead (a replaced provider's pool hands it on to the
+        new one)."""
+        self._closed, self._handoff = True, handoff
         for task in self._probes.values():
             task.cancel()
         if self._host_probe is not None:

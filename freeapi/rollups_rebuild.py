@@ -78,6 +78,10 @@ def main(argv: list[str]) -> int:
     except ValueError as e:
         print(f"freeapi: --since: {e}", file=sys.stderr)
         return 2
+    if since is not None and since > time.time():
+        print(f"freeapi: --since: {args.since!r} is in the future: no ledger to rebuild "
+              "from", file=sys.stderr)
+        return 2
     if cfg.state.path == ":memory:" and not (cfg.state.redis_url or cfg.state.database_url):
         print("freeapi: `freeapi rollups rebuild` needs the state store the gateway uses: "
               "give --config with its config file", file=sys.stderr)

@@ -144,6 +144,13 @@ def test_cells_that_would_run_as_formulas_are_made_text():
         "deepseek-chat", -1.5, 3, "", "true"]
 
 
+def test_a_formula_behind_leading_blanks_is_made_text_too():
+    # Spreadsheets that trim a cell's leading blanks (or a line break) on import then see
+    # the formula; numbers sent as strings stay readable, with the apostrophe.
+    assert [cell(v) for v in (" =1+2", "\n=1+2", "\u00a0@SUM(A1)", "  -2", " x")] == [
+        "' =1+2", "'\n=1+2", "'\u00a0@SUM(A1)", "'  -2", " x"]
+
+
 async def test_requests_csv_streams_every_page_with_the_filters(state_backend, make_gateway):
     base, gw = make_gateway(config(state_backend))
     now = time.time()

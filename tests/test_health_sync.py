@@ -232,3 +232,33 @@ async def test_a_no_balance_pause_is_shared_for_as_long_as_it_lasts(
         assert (await qwen_chat(b)).code == 200
     assert [r["headers"]["Authorization"][7:] for r in state.requests[seen:]] == \
         [fake_qwen.GOOD] * 4
+
+
+async def test_a_verdict_read_for_a_key_a_reload_removed_meanwhile_is_not_applied(
+        make_gateway, upstream_state, shared_state, tmp_path):
+    from freeapi.reload import reload_config
+    a, gw_a = gateway(make_gateway, shared_state, [DEAD])
+    assert (await chat(a)).code in (401, 502, 503)  # A publishes: DEAD is invalid
+    b, gw_b = make_gateway({"providers": {"deepseek": {"api_keys": [DEAD, GOOD]}},
+                            "state": shared_state, "auth": {"allow_anonymous": True}})
+    # B's sync is reading the shared records when a reload takes DEAD out of its config.
+    reading, release = asyncio.Event(), asyncio.Event()
+    health_get = gw_b.store.health_get
+
+    async def held_read(names):
+        got = await health_get(names)
+        reading.set()
+        await release.wait()
+        return got
+    gw_b.store.health_get = held_read
+    gw_b.health_sync.start()
+    await asyncio.wait_for(reading.wait(), 10)
+    path = tmp_path / "b.yaml"
+    path.write_text(json.dumps({"providers": {"deepseek": {"api_keys": [GOOD]}},
+                                "state": shared_state, "auth": {"allow_anonymous": True}}))
+    assert reload_config(gw_b, str(path))
+    release.set()
+    await asyncio.sleep(SYNC * 3)
+    # The removed key is not the operator's any more: nothing re-probes it with the vendor.
+    assert gw_b.pools["deepseek"].probe_at == {}
+    assert state_of(gw_b.pools["deepseek"], GOOD) == "ok"

@@ -133,3 +133,75 @@ async def test_a_file_whose_providers_do_not_hold_together_changes_nothing(
     assert len(gw.config.gateway_keys) == 1  # nothing of the file was applied
     assert (await request(base + "/v1/chat/completions", "POST",
                           chat_body(model=f"spare/{FLASH}"), key=GW)).code == 200
+
+
+async def test_a_key_a_request_of_the_replaced_pool_finds_dead_is_rechecked_by_the_new_one(
+        make_gateway, upstream, upstream_state, tmp_path):
+    # One key, one request at a time: the second request queues in the pool of the
+    # provider as it was, and is served there after the reload changed the provider.
+    cfg = config(upstream)
+    cfg["providers"]["deepseek"].update(api_keys=[GOOD2], key_pool={
+        "max_concurrency": 1, "recheck_interval": 0.05})
+    base, gw = make_gateway(cfg)
+    old_pool = gw.pools["deepseek"]
+    got = asyncio.Event()
+    first = asyncio.ensure_future(stream_raw(base, chat_body("!stall 1", stream=True),
+                                             key=GW, on_data=lambda _: got.set()))
+    await asyncio.wait_for(got.wait(), 10)
+    queued = asyncio.ensure_future(request(base + "/v1/chat/completions", "POST",
+                                           chat_body("!status 401"), key=GW))
+    while old_pool.waiting == 0:
+        await asyncio.sleep(0.01)
+    cfg["providers"]["deepseek"]["timeouts"] = {"total": 120}
+    assert reload_with(gw, tmp_path, cfg)
+    new_pool = gw.pools["deepseek"]
+    assert new_pool is not old_pool
+
+    assert (await first)[0].code == 200
+    assert (await queued).code == 503  # the vendor said GOOD2 is invalid, after the reload
+    assert new_pool.status([GOOD2])[0]["state"] == "invalid"
+    # The key is still the provider's: its re-check runs in the pool that serves now (the
+    # replaced pool runs none), and brings it back, as the vendor accepts it.
+    for _ in range(500):
+        if new_pool.status([GOOD2])[0]["state"] == "ok":
+            break
+        await asyncio.sleep(0.02)
+    assert new_pool.status([GOOD2])[0]["state"] == "ok"
+    assert GOOD2 in upstream_state.balance_checks
+    assert (await request(base + "/v1/chat/completions", "POST", chat_body(),
+                          key=GW)).code == 200
+
+
+async def test_a_provider_a_reload_adds_during_a_discovery_round_is_asked_too(
+        make_gateway, upstream, start_vendor, tmp_path):
+    from tornado import web
+    from tests.fakes import openai_compat as fake_local
+    from tests.fakes.common import serve
+    asked, answer = asyncio.Event(), asyncio.Event()
+
+    class SlowModels(web.RequestHandler):
+        async def get(self):  # a server slow to list its models: the round stays open
+            asked.set()
+            await answer.wait()
+            self.finish({"object": "list", "data": []})
+    slow_url, slow_server = serve(web.Application([(r"/v1/models", SlowModels)]))
+    try:
+        cfg = config(upstream, discovery={"interval": 0, "on_miss": 0})
+        cfg["providers"]["slow"] = {"type": "openai", "base_url": slow_url + "/v1"}
+        base, gw = make_gateway(cfg)
+        first = asyncio.ensure_future(gw.discovery.rerun())  # the round after startup
+        await asyncio.wait_for(asked.wait(), 10)
+        url, _ = start_vendor(fake_local)
+        cfg["providers"]["local"] = {"type": "openai", "base_url": url + "/v1"}
+        assert reload_with(gw, tmp_path, cfg)  # asks for a round: one is in flight
+        answer.set()
+        await first
+        for _ in range(500):  # the round the reload asked for, in the background
+            if gw.providers["local"].discovered:
+                break
+            await asyncio.sleep(0.01)
+        # The round in flight began before `local` existed: it was asked in one of its own.
+        assert set(gw.providers["local"].discovered) == set(fake_local.MODELS)
+        assert gw.resolve(fake_local.MODELS[0]).provider is gw.providers["local"]
+    finally:
+        slow_server.stop()

@@ -149,3 +149,12 @@ def test_the_cli_rebuilds_a_configs_store(tmp_path):
                           str(cfg), "--since", "yesterday"], cwd=ROOT, capture_output=True,
                          text=True, timeout=120)
     assert bad.returncode == 2 and "--since" in bad.stderr
+
+
+def test_a_since_in_the_future_is_an_error_not_an_empty_rebuild(tmp_path, capsys):
+    from freeapi.rollups_rebuild import main
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(f"state: {{path: '{tmp_path / 'state.db'}'}}\n")
+    assert main(["rebuild", "--config", str(cfg), "--since", "2999-01-01"]) == 2
+    err = capsys.readouterr().err
+    assert "--since" in err and "future" in err
