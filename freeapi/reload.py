@@ -79,6 +79,11 @@ def reload_config(gateway, path: str | None, on_keys=None) -> bool:
     if not path:
         log.warning("config reload: the gateway runs without --config; nothing to re-read")
         return False
+    if gateway.draining:
+        # Shutting down: a reload would start what close() is stopping (a discovery round,
+        # key-health sharing) for requests that will never come.
+        log.warning("config reload ignored: the gateway is shutting down")
+        return False
     try:
         new = load_config(path, provider_types(gateway.pm))
         # Everything built before anything is applied: a section that does not hold

@@ -236,3 +236,18 @@ def test_a_change_a_reload_cannot_apply_is_named_in_the_warning(make_gateway, tm
     assert len(gateway.config.gateway_keys) == 2
     warning = " ".join(r.getMessage() for r in caplog.records if r.levelname == "WARNING")
     assert "files" in warning and "max_json_values" in warning
+
+
+def test_a_reload_while_shutting_down_is_ignored(make_gateway, tmp_path, caplog):
+    # Draining: the reload would start discovery or key-health sharing that close() stops.
+    from freeapi.reload import reload_config
+    _, gateway = make_gateway({"auth": {"keys": [{"key": OLD, "name": "k0"}]}})
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(json.dumps({
+        "auth": {"keys": [{"key": OLD, "name": "k0"}, {"key": NEW, "name": "k1"}]},
+        "providers": {"deepseek": {"base_url": gateway.config.providers["deepseek"].base_url}}}))
+    gateway.draining = True
+    with caplog.at_level("WARNING", logger="freeapi.reload"):
+        assert not reload_config(gateway, str(cfg))
+    assert len(gateway.config.gateway_keys) == 1
+    assert "shutting down" in caplog.text
