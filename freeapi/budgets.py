@@ -40,7 +40,7 @@ import time
 from dataclasses import dataclass
 from types import SimpleNamespace
 
-from freeapi.errors import APIError
+from freeapi.errors import APIError, ClientGone
 from freeapi.ledger import CHARS_PER_TOKEN
 from freeapi.limits import Limits
 from freeapi.pricing import cost_of, rates_at
@@ -81,12 +81,12 @@ class Line:
 
 class Reservation:
     """What one request holds (Exchange.budget): its tallies and the nano-units added to
-    each so far."""
+    each so far; `settled` once Budgets.settle has taken it (the request ended)."""
 
-    __slots__ = ("lines", "nanos")
+    __slots__ = ("lines", "nanos", "settled")
 
     def __init__(self, lines: list[Line]):
-        self.lines, self.nanos = lines, 0
+        self.lines, self.nanos, self.settled = lines, 0, False
 
 
 def budgeted(caller) -> bool:
@@ -198,6 +198,8 @@ class Budgets:
     async def admit(self, ex, route, body: dict) -> None:
         """Admission, for a caller with a budget: reserve the first target's estimate, or
         raise the 429 (budget_exceeded) / 503 (state_unavailable) the caller gets."""
+        if ex.client_gone:  # it left during an earlier step, and was accounted then: a
+            raise ClientGone()  # reservation made now would never be settled
         now = time.time()
         lines = []
         for cid, kind, name, budget, label in holders(ex.door.caller):
@@ -236,6 +238,11 @@ class Budgets:
         self._observe(res.lines, values)
         if not ok:
             raise self._refusal(res.lines[failed], values[failed], extra)
+        if res.settled:
+            # The client left while the store answered, and its request was settled then:
+            # nobody will settle what was just added, so it goes back now.
+            self._give_back(res.lines, extra)
+            raise ClientGone()
         res.nanos = amount
 
     def _refusal(self, line: Line, used: int, extra: int) -> APIError:
@@ -260,13 +267,16 @@ class Budgets:
         res = ex.budget
         if res is None:
             return
-        ex.budget = None
+        ex.budget, res.settled = None, True
         real = self.nanos(entry.get("cost"), entry.get("currency")) if entry else 0
-        delta = real - res.nanos
-        if delta:
-            items = [Tally(ln.key, delta, None, ln.expires_at_ms) for ln in res.lines]
-            self.store.spawn(self._add(res.lines, items),
-                             f"budgets: {delta / NANO:g} of {res.lines[0].label}'s spend "
+        self._give_back(res.lines, res.nanos - real)
+
+    def _give_back(self, lines: list[Line], nanos: int) -> None:
+        """Take `nanos` off every tally of `lines` (negative: add), in the background."""
+        if nanos:
+            items = [Tally(ln.key, -nanos, None, ln.expires_at_ms) for ln in lines]
+            self.store.spawn(self._add(lines, items),
+                             f"budgets: {-nanos / NANO:g} of {lines[0].label}'s spend "
                              f"was not counted")
 
     async def _add(self, lines: list[Line], items: list[Tally]) -> None:

@@ -268,3 +268,26 @@ def test_a_transcription_is_charged_the_seconds_its_vendor_reports_and_none_it_d
     assert seconds(None, b'{"text": "hi"}') is None
     assert seconds(None, b"1\n00:00:00,000 --> 00:00:01,000\nhi\n") is None
     assert seconds(None, b'{"text": "hi", "duration": true}') is None
+
+
+@pytest.mark.parametrize("limited", [False, True])
+async def test_a_client_that_leaves_while_its_reservation_is_made_leaves_nothing_held(
+        make_gateway, upstream_state, limited):
+    # The store is slow to answer (a loaded Redis): the client gives up meanwhile. With
+    # limits too, it may leave during the limits' store call, before the reservation is.
+    budget = dict(config({"daily": 1.0}))
+    if limited:
+        budget["auth"]["keys"][1]["rpm"] = 100
+    base, gw = make_gateway(budget)
+    for name in ("tally_reserve", "hits") if limited else ("tally_reserve",):
+        real = getattr(gw.store, name)
+
+        async def slow(*args, _real=real, **kw):
+            await asyncio.sleep(0.4)
+            return await _real(*args, **kw)
+        setattr(gw.store, name, slow)
+    with pytest.raises(HTTPTimeoutError):
+        await request(base + "/v1/chat/completions", "POST", ask(), key=ALICE, timeout=0.2)
+    await asyncio.sleep(1.2)  # the store's answers come, and whatever follows them
+    assert upstream_state.requests == []  # nothing was sent for nobody
+    assert await spent(gw) == {"daily": 0, "monthly": 0, "total": 0}
