@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from types import SimpleNamespace
 
 from freeapi.errors import APIError, ClientGone
-from freeapi.ledger import CHARS_PER_TOKEN
+from freeapi.ledger import CHARS_PER_TOKEN, token_counts
 from freeapi.limits import Limits
 from freeapi.pricing import cost_of, rates_at
 from freeapi.store import StoreError, Tally
@@ -81,12 +81,14 @@ class Line:
 
 class Reservation:
     """What one request holds (Exchange.budget): its tallies and the nano-units added to
-    each so far; `settled` once Budgets.settle has taken it (the request ended)."""
+    each so far; `spent`, the real cost of a `-search` model's rounds already served
+    (held under the next round's estimate); `settled` once Budgets.settle has taken it
+    (the request ended)."""
 
-    __slots__ = ("lines", "nanos", "settled")
+    __slots__ = ("lines", "nanos", "spent", "settled")
 
     def __init__(self, lines: list[Line]):
-        self.lines, self.nanos, self.settled = lines, 0, False
+        self.lines, self.nanos, self.spent, self.settled = lines, 0, 0, False
 
 
 def budgeted(caller) -> bool:
@@ -213,13 +215,27 @@ class Budgets:
     async def top_up(self, ex, target, body: dict) -> APIError | None:
         """Before an attempt on `target` (failover): raise the reservation to its estimate
         when that is higher; the 429 to skip the target with when it does not fit."""
+        res = ex.budget
         try:
-            await self._reserve(ex.budget, self.estimate(ex, target, body))
+            await self._reserve(res, res.spent + self.estimate(ex, target, body))
         except APIError as e:
             if e.code == "budget_exceeded":
                 return e
             raise
         return None
+
+    def round_served(self, ex, route, usage) -> None:
+        """A `-search` model's round was served and another follows (pipeline/search.py):
+        the vendor bills each, so what this one cost stays held while the next round's
+        estimate is added to it (Budgets.top_up)."""
+        res = ex.budget
+        if res is None or not isinstance(usage, dict):
+            return
+        pricing = self.pricing()
+        row = pricing.row_for(route.provider.name, route.upstream_model, ex.routed[1])
+        if row is not None:
+            cost = cost_of(rates_at(row, pricing.clock()), token_counts(usage))
+            res.spent += self.nanos(round(cost, 10), row["currency"])
 
     async def _reserve(self, res: Reservation, amount: int) -> None:
         extra = amount - res.nanos

@@ -291,3 +291,31 @@ async def test_a_client_that_leaves_while_its_reservation_is_made_leaves_nothing
     await asyncio.sleep(1.2)  # the store's answers come, and whatever follows them
     assert upstream_state.requests == []  # nothing was sent for nobody
     assert await spent(gw) == {"daily": 0, "monthly": 0, "total": 0}
+
+
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize("rounds_fit", [False, True])
+async def test_a_search_models_rounds_are_held_one_after_the_other(
+        make_gateway, start_vendor, rounds_fit, stream):
+    # Kimi's `$web_search` takes two rounds, each billed 8 completion tokens: with
+    # max_tokens 8 and input free, each round's estimate is exactly its cost (0.000008),
+    # and the request costs two of them. A budget worth 1.5 rounds must not pay for two.
+    from tests.fakes import kimi as fake_kimi
+    url, _ = start_vendor(fake_kimi)
+    round_cost = 8 * 1000 / 1e6
+    budget = (2 if rounds_fit else 1.5) * round_cost
+    base, gw = make_gateway(config({"daily": budget}, providers={
+        "kimi": {"base_url": url + "/v1", "api_keys": [fake_kimi.GOOD], "discover": False}},
+        prices={"moonshot-v1-8k": {"input": 0, "cached": 0, "output": 1000}}))
+    resp = await request(base + "/v1/chat/completions", "POST", {
+        "model": "moonshot-v1-8k-search", "max_tokens": 8, "stream": stream,
+        "messages": [{"role": "user", "content": "what happened today?"}]}, key=ALICE)
+    rows = await ledger(gw)
+    if rounds_fit:
+        assert resp.code == 200, resp.body
+        assert rows[-1]["cost"] == pytest.approx(2 * round_cost)
+    else:  # the second round does not fit: refused before it is sent
+        assert error_of(resp, 429)["code"] == "budget_exceeded"
+        assert rows[-1]["cost"] == pytest.approx(round_cost)  # the first round's, billed
+    used = await spent(gw)
+    assert used["daily"] == pytest.approx(rows[-1]["cost"]) and used["daily"] <= budget
