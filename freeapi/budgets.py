@@ -13,8 +13,8 @@ not the number of requests in flight.
 The estimate of one attempt (freeapi/pricing.py's price row for its target, at that time):
 
     chat: prompt tokens (the messages' and tools' JSON characters / 4; a non-text part
-          counts PART_TOKENS) x input + (max_tokens / max_completion_tokens, else
-          billing.reserve_output_tokens) x n x output
+          counts PART_TOKENS) x input + (the larger of max_tokens and
+          max_completion_tokens, else billing.reserve_output_tokens) x n x output
     operations: what Operation.estimate says (embeddings' input tokens, images x n,
           speech characters, transcription seconds from the audio's size)
 
@@ -50,6 +50,7 @@ log = logging.getLogger("freeapi.budgets")
 
 NANO = 1_000_000_000
 PERIODS = ("daily", "monthly", "total")
+MAX_NANOS = 1 << 62  # an estimate beyond any budget (and within every store's integers)
 PART_TOKENS = 1000  # an image, audio or file part of a chat message, before it is read
 _KEEP_MS = 86400 * 1000  # a period's tally outlives it a day: late settlements land in it
 
@@ -136,14 +137,31 @@ def chat_estimate(body: dict, default_output: int) -> tuple[dict, dict]:
             chars += _chars(m)
     if body.get("tools"):
         chars += _chars(body["tools"])
-    out = body.get("max_tokens") or body.get("max_completion_tokens")
-    if not isinstance(out, int) or isinstance(out, bool) or out < 0:
-        out = default_output
-    n = body.get("n")
-    if isinstance(n, int) and not isinstance(n, bool) and n > 1:
+    # The chat door passes these on as the client wrote them: the largest a vendor could
+    # honour is reserved (either field; 9000.0 or "9000" where a lenient server reads 9000).
+    named = [c for c in (_count(body.get("max_tokens")),
+                         _count(body.get("max_completion_tokens"))) if c is not None]
+    out = max(named) if named else default_output
+    n = _count(body.get("n"))
+    if n is not None and n > 1:
         out *= n
     return {"prompt_tokens": math.ceil(chars / CHARS_PER_TOKEN),
             "completion_tokens": out}, {}
+
+
+def _count(value) -> int | None:
+    """A positive count as the most lenient vendor reads it (8, 8.0, "8"); None for
+    anything else (absent, a bool, zero or less, not a number)."""
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return math.ceil(value) if value > 0 else None
 
 
 def _chars(value) -> int:
@@ -177,8 +195,11 @@ class Budgets:
             counts, units = chat_estimate(body, pricing.billing.reserve_output_tokens)
         else:
             counts, units = op.estimate(body)
-        amount = round(cost_of(rates_at(row, pricing.clock()), counts, units), 10)
-        return self.nanos(amount, row["currency"])
+        try:
+            amount = round(cost_of(rates_at(row, pricing.clock()), counts, units), 10)
+            return min(self.nanos(amount, row["currency"]), MAX_NANOS)
+        except OverflowError:  # counts beyond any float (max_tokens of 400 digits)
+            return MAX_NANOS
 
     def nanos(self, amount: float | None, currency: str | None) -> int:
         """`amount` of `currency` in nano-units of billing.currency (as Pricing.charge

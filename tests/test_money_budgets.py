@@ -319,3 +319,35 @@ async def test_a_search_models_rounds_are_held_one_after_the_other(
         assert rows[-1]["cost"] == pytest.approx(round_cost)  # the first round's, billed
     used = await spent(gw)
     assert used["daily"] == pytest.approx(rows[-1]["cost"]) and used["daily"] <= budget
+
+
+@pytest.mark.parametrize("fields, output", [
+    ({"max_tokens": 9000.0}, 9000),  # a float an OpenAI-compatible server reads as 9000
+    ({"max_tokens": "9000"}, 9000),  # so does a numeric string, in pydantic's lax mode
+    ({"max_tokens": 1, "max_completion_tokens": 9000}, 9000),  # the larger one may count
+    ({"max_completion_tokens": 1, "max_tokens": 9000}, 9000),
+    ({"max_tokens": 0, "max_completion_tokens": 9000}, 9000),
+    ({"max_tokens": 9000, "n": 2.0}, 18000),
+    ({"max_tokens": 9000, "n": "3"}, 27000),
+    ({"max_tokens": True}, 100), ({"max_tokens": -5}, 100), ({"max_tokens": "lots"}, 100),
+    ({"max_tokens": float("nan")}, 100), ({"max_tokens": float("inf")}, 100),
+    ({"max_tokens": 9000, "n": -3}, 9000), ({"max_tokens": 9000, "n": True}, 9000),
+])
+def test_a_chat_estimate_reads_the_largest_output_any_vendor_could_allow(fields, output):
+    from freeapi.budgets import chat_estimate
+    counts, _ = chat_estimate({"messages": [{"role": "user", "content": "hi"}], **fields},
+                              100)
+    assert counts["completion_tokens"] == output
+
+
+@pytest.mark.parametrize("fields", [{"max_tokens": 10 ** 400},
+                                    {"max_tokens": 7, "n": 10 ** 400},
+                                    {"max_tokens": "1e308", "n": "1e308"}])
+async def test_an_absurd_output_count_is_refused_by_the_budget_not_a_traceback(
+        make_gateway, upstream_state, fields):
+    base, gw = make_gateway(config({"total": 1000.0}))
+    resp = await request(base + "/v1/chat/completions", "POST", dict(ask(), **fields),
+                         key=ALICE)
+    assert error_of(resp, 429)["code"] == "budget_exceeded"
+    assert upstream_state.requests == []
+    assert await spent(gw) == {"daily": 0, "monthly": 0, "total": 0}
