@@ -274,7 +274,13 @@ class Budgets:
                            code="state_unavailable", retry_after="1") from None
         self._observe(res.lines, values)
         if not ok:
-            raise self._refusal(res.lines[failed], values[failed], extra)
+            # Of the tallies it does not fit, the one that renews last (a total never):
+            # retrying when an earlier one renews would be refused again.
+            over = [i for i, ln in enumerate(res.lines)
+                    if ln.limit is not None and values[i] + extra > ln.limit] or [failed]
+            last = max(over, key=lambda i: math.inf if res.lines[i].ends is None
+                       else res.lines[i].ends)
+            raise self._refusal(res.lines[last], values[last], extra)
         if res.settled:
             # The client left while the store answered, and its request was settled then:
             # nobody will settle what was just added, so it goes back now.

@@ -351,3 +351,26 @@ async def test_an_absurd_output_count_is_refused_by_the_budget_not_a_traceback(
     assert error_of(resp, 429)["code"] == "budget_exceeded"
     assert upstream_state.requests == []
     assert await spent(gw) == {"daily": 0, "monthly": 0, "total": 0}
+
+
+def seconds_to_month_end() -> float:
+    t = time.gmtime()
+    year, month = (t.tm_year + 1, 1) if t.tm_mon == 12 else (t.tm_year, t.tm_mon + 1)
+    return calendar.timegm((year, month, 1, 0, 0, 0)) - time.time()
+
+
+@pytest.mark.parametrize("budget, period", [({"daily": COST, "monthly": COST}, "monthly"),
+                                            ({"daily": COST, "total": COST}, "total")])
+async def test_a_refusal_names_the_spent_period_that_renews_last(make_gateway, budget,
+                                                                 period):
+    # Both periods are spent: retrying at midnight would be refused again by the longer.
+    base, _ = make_gateway(config(budget))
+    url = base + "/v1/chat/completions"
+    assert (await request(url, "POST", ask(), key=ALICE)).code == 200
+    resp = await request(url, "POST", ask(), key=ALICE)
+    err = error_of(resp, 429)
+    assert f"over its {period} money budget" in err["message"]
+    if period == "total":
+        assert "Retry-After" not in resp.headers
+    else:
+        assert abs(int(resp.headers["Retry-After"]) - seconds_to_month_end()) <= 2
