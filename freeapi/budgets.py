@@ -179,7 +179,8 @@ class Budgets:
         self.store = store
         self.pricing = pricing  # () -> freeapi.pricing.Pricing, as the config last loaded
         self.metrics = metrics
-        self._no_rate: set[str] = set()  # currencies already logged as unconvertible
+        # currencies (and paid fallbacks: counts) already logged as uncountable
+        self._no_rate: set[str] = set()
 
     # -- estimates --------------------------------------------------------------------------
 
@@ -200,6 +201,24 @@ class Budgets:
             return min(self.nanos(amount, row["currency"]), MAX_NANOS)
         except OverflowError:  # counts beyond any float (max_tokens of 400 digits)
             return MAX_NANOS
+
+    def counts(self, route, model: str) -> bool:
+        """Whether `route` has a price a budget can count (a row, in a currency
+        billing.rates converts): a `free` request's paid fallback serves only then, or
+        it would be served beyond every budget (pipeline/failover.py)."""
+        pricing = self.pricing()
+        row = pricing.row_for(route.provider.name, route.upstream_model, model)
+        currency = row["currency"] if row is not None else None
+        if currency is not None and pricing.convert(1.0, currency) is not None:
+            return True
+        what = f"{route.provider.name}/{route.upstream_model}"
+        if what not in self._no_rate:
+            self._no_rate.add(what)
+            log.warning("budgets: free.paid_fallback %s serves nobody: it has %s (add a "
+                        "prices: row%s)", what, "no price" if row is None else
+                        f"a price in {currency}, which billing.rates cannot convert",
+                        "" if row is None else " or the rate")
+        return False
 
     def nanos(self, amount: float | None, currency: str | None) -> int:
         """`amount` of `currency` in nano-units of billing.currency (as Pricing.charge
