@@ -13,8 +13,8 @@ not the number of requests in flight.
 The estimate of one attempt (freeapi/pricing.py's price row for its target, at that time):
 
     chat: prompt tokens (the messages' and tools' JSON characters / 4; a non-text part
-          counts PART_TOKENS) x input + (max_tokens / max_completion_tokens, else
-          billing.reserve_output_tokens) x n x output
+          counts PART_TOKENS) x input + (the larger of max_tokens and
+          max_completion_tokens, else billing.reserve_output_tokens) x n x output
     operations: what Operation.estimate says (embeddings' input tokens, images x n,
           speech characters, transcription seconds from the audio's size)
 
@@ -40,8 +40,8 @@ import time
 from dataclasses import dataclass
 from types import SimpleNamespace
 
-from freeapi.errors import APIError
-from freeapi.ledger import CHARS_PER_TOKEN
+from freeapi.errors import APIError, ClientGone
+from freeapi.ledger import CHARS_PER_TOKEN, token_counts
 from freeapi.limits import Limits
 from freeapi.pricing import cost_of, rates_at
 from freeapi.store import StoreError, Tally
@@ -50,6 +50,7 @@ log = logging.getLogger("freeapi.budgets")
 
 NANO = 1_000_000_000
 PERIODS = ("daily", "monthly", "total")
+MAX_NANOS = 1 << 62  # an estimate beyond any budget (and within every store's integers)
 PART_TOKENS = 1000  # an image, audio or file part of a chat message, before it is read
 _KEEP_MS = 86400 * 1000  # a period's tally outlives it a day: late settlements land in it
 
@@ -81,12 +82,14 @@ class Line:
 
 class Reservation:
     """What one request holds (Exchange.budget): its tallies and the nano-units added to
-    each so far."""
+    each so far; `spent`, the real cost of a `-search` model's rounds already served
+    (held under the next round's estimate); `settled` once Budgets.settle has taken it
+    (the request ended)."""
 
-    __slots__ = ("lines", "nanos")
+    __slots__ = ("lines", "nanos", "spent", "settled")
 
     def __init__(self, lines: list[Line]):
-        self.lines, self.nanos = lines, 0
+        self.lines, self.nanos, self.spent, self.settled = lines, 0, 0, False
 
 
 def budgeted(caller) -> bool:
@@ -134,14 +137,31 @@ def chat_estimate(body: dict, default_output: int) -> tuple[dict, dict]:
             chars += _chars(m)
     if body.get("tools"):
         chars += _chars(body["tools"])
-    out = body.get("max_tokens") or body.get("max_completion_tokens")
-    if not isinstance(out, int) or isinstance(out, bool) or out < 0:
-        out = default_output
-    n = body.get("n")
-    if isinstance(n, int) and not isinstance(n, bool) and n > 1:
+    # The chat door passes these on as the client wrote them: the largest a vendor could
+    # honour is reserved (either field; 9000.0 or "9000" where a lenient server reads 9000).
+    named = [c for c in (_count(body.get("max_tokens")),
+                         _count(body.get("max_completion_tokens"))) if c is not None]
+    out = max(named) if named else default_output
+    n = _count(body.get("n"))
+    if n is not None and n > 1:
         out *= n
     return {"prompt_tokens": math.ceil(chars / CHARS_PER_TOKEN),
             "completion_tokens": out}, {}
+
+
+def _count(value) -> int | None:
+    """A positive count as the most lenient vendor reads it (8, 8.0, "8"); None for
+    anything else (absent, a bool, zero or less, not a number)."""
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return math.ceil(value) if value > 0 else None
 
 
 def _chars(value) -> int:
@@ -159,7 +179,8 @@ class Budgets:
         self.store = store
         self.pricing = pricing  # () -> freeapi.pricing.Pricing, as the config last loaded
         self.metrics = metrics
-        self._no_rate: set[str] = set()  # currencies already logged as unconvertible
+        # currencies (and paid fallbacks: counts) already logged as uncountable
+        self._no_rate: set[str] = set()
 
     # -- estimates --------------------------------------------------------------------------
 
@@ -175,8 +196,29 @@ class Budgets:
             counts, units = chat_estimate(body, pricing.billing.reserve_output_tokens)
         else:
             counts, units = op.estimate(body)
-        amount = round(cost_of(rates_at(row, pricing.clock()), counts, units), 10)
-        return self.nanos(amount, row["currency"])
+        try:
+            amount = round(cost_of(rates_at(row, pricing.clock()), counts, units), 10)
+            return min(self.nanos(amount, row["currency"]), MAX_NANOS)
+        except OverflowError:  # counts beyond any float (max_tokens of 400 digits)
+            return MAX_NANOS
+
+    def counts(self, route, model: str) -> bool:
+        """Whether `route` has a price a budget can count (a row, in a currency
+        billing.rates converts): a `free` request's paid fallback serves only then, or
+        it would be served beyond every budget (pipeline/failover.py)."""
+        pricing = self.pricing()
+        row = pricing.row_for(route.provider.name, route.upstream_model, model)
+        currency = row["currency"] if row is not None else None
+        if currency is not None and pricing.convert(1.0, currency) is not None:
+            return True
+        what = f"{route.provider.name}/{route.upstream_model}"
+        if what not in self._no_rate:
+            self._no_rate.add(what)
+            log.warning("budgets: free.paid_fallback %s serves nobody: it has %s (add a "
+                        "prices: row%s)", what, "no price" if row is None else
+                        f"a price in {currency}, which billing.rates cannot convert",
+                        "" if row is None else " or the rate")
+        return False
 
     def nanos(self, amount: float | None, currency: str | None) -> int:
         """`amount` of `currency` in nano-units of billing.currency (as Pricing.charge
@@ -198,6 +240,8 @@ class Budgets:
     async def admit(self, ex, route, body: dict) -> None:
         """Admission, for a caller with a budget: reserve the first target's estimate, or
         raise the 429 (budget_exceeded) / 503 (state_unavailable) the caller gets."""
+        if ex.client_gone:  # it left during an earlier step, and was accounted then: a
+            raise ClientGone()  # reservation made now would never be settled
         now = time.time()
         lines = []
         for cid, kind, name, budget, label in holders(ex.door.caller):
@@ -211,13 +255,27 @@ class Budgets:
     async def top_up(self, ex, target, body: dict) -> APIError | None:
         """Before an attempt on `target` (failover): raise the reservation to its estimate
         when that is higher; the 429 to skip the target with when it does not fit."""
+        res = ex.budget
         try:
-            await self._reserve(ex.budget, self.estimate(ex, target, body))
+            await self._reserve(res, res.spent + self.estimate(ex, target, body))
         except APIError as e:
             if e.code == "budget_exceeded":
                 return e
             raise
         return None
+
+    def round_served(self, ex, route, usage) -> None:
+        """A `-search` model's round was served and another follows (pipeline/search.py):
+        the vendor bills each, so what this one cost stays held while the next round's
+        estimate is added to it (Budgets.top_up)."""
+        res = ex.budget
+        if res is None or not isinstance(usage, dict):
+            return
+        pricing = self.pricing()
+        row = pricing.row_for(route.provider.name, route.upstream_model, ex.routed[1])
+        if row is not None:
+            cost = cost_of(rates_at(row, pricing.clock()), token_counts(usage))
+            res.spent += self.nanos(round(cost, 10), row["currency"])
 
     async def _reserve(self, res: Reservation, amount: int) -> None:
         extra = amount - res.nanos
@@ -235,7 +293,18 @@ class Budgets:
                            code="state_unavailable", retry_after="1") from None
         self._observe(res.lines, values)
         if not ok:
-            raise self._refusal(res.lines[failed], values[failed], extra)
+            # Of the tallies it does not fit, the one that renews last (a total never):
+            # retrying when an earlier one renews would be refused again.
+            over = [i for i, ln in enumerate(res.lines)
+                    if ln.limit is not None and values[i] + extra > ln.limit] or [failed]
+            last = max(over, key=lambda i: math.inf if res.lines[i].ends is None
+                       else res.lines[i].ends)
+            raise self._refusal(res.lines[last], values[last], extra)
+        if res.settled:
+            # The client left while the store answered, and its request was settled then:
+            # nobody will settle what was just added, so it goes back now.
+            self._give_back(res.lines, extra)
+            raise ClientGone()
         res.nanos = amount
 
     def _refusal(self, line: Line, used: int, extra: int) -> APIError:
@@ -260,13 +329,16 @@ class Budgets:
         res = ex.budget
         if res is None:
             return
-        ex.budget = None
+        ex.budget, res.settled = None, True
         real = self.nanos(entry.get("cost"), entry.get("currency")) if entry else 0
-        delta = real - res.nanos
-        if delta:
-            items = [Tally(ln.key, delta, None, ln.expires_at_ms) for ln in res.lines]
-            self.store.spawn(self._add(res.lines, items),
-                             f"budgets: {delta / NANO:g} of {res.lines[0].label}'s spend "
+        self._give_back(res.lines, res.nanos - real)
+
+    def _give_back(self, lines: list[Line], nanos: int) -> None:
+        """Take `nanos` off every tally of `lines` (negative: add), in the background."""
+        if nanos:
+            items = [Tally(ln.key, -nanos, None, ln.expires_at_ms) for ln in lines]
+            self.store.spawn(self._add(lines, items),
+                             f"budgets: {-nanos / NANO:g} of {lines[0].label}'s spend "
                              f"was not counted")
 
     async def _add(self, lines: list[Line], items: list[Tally]) -> None:

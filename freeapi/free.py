@@ -267,8 +267,9 @@ class FreeRouter:
                        paid: bool = True) -> APIError | None:
         """The error for a `free` request no target served: the 429 naming the earliest
         reset when every free model is now known to be out (this request found out),
-        else the last vendor's own error. `paid`: whether this caller may be served by
-        the paid fallback (it has a money budget): then that fallback's error stands."""
+        else the last vendor's own error. `paid`: whether the paid fallback was among
+        this request's targets (a caller with a money budget that can count its price):
+        then that fallback's error stands."""
         parsed = self.parse(model)
         if parsed is None or (self.paid is not None and paid and last is not None):
             return last

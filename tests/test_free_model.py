@@ -220,6 +220,27 @@ async def test_paid_fallback_serves_a_caller_with_a_money_budget_within_it_only(
         [("free", "deepseek-flash", 0.011)] * 2
 
 
+@pytest.mark.parametrize("prices", [
+    {},  # deepseek-v4-flash-vision-exp has no built-in row: unpriced
+    {"deepseek-v4-flash-vision-exp": {"input": 0, "output": 1000, "currency": "EUR"}},
+])
+async def test_a_paid_fallback_no_budget_can_count_serves_nobody(
+        vendors, make_gateway, upstream_state, prices):
+    # Unpriced, or priced in a currency billing.rates cannot convert: it would reserve and
+    # count nothing, so "within the budget" would be no bound at all (a budget of 0 too).
+    await all_used_up(vendors)
+    cfg = free_config(vendors, add=["spark/lite"],
+                      paid_fallback="deepseek/deepseek-v4-flash-vision-exp")
+    cfg["prices"] = prices
+    cfg["auth"]["keys"].append({"key": "gw-key-with-a-money-budget", "name": "payer",
+                                "budget": {"daily": 0}})
+    base, _ = make_gateway(cfg)
+    with pytest.raises(openai.RateLimitError) as e:
+        await ask(base, key="gw-key-with-a-money-budget", max_tokens=11)
+    assert e.value.body["code"] == "free_quota_exhausted"
+    assert upstream_state.requests == []  # DeepSeek (paid) never asked
+
+
 async def test_qwen_is_free_only_where_free_quota_only_is_declared(vendors, make_gateway):
     cfg = free_config(vendors)
     del cfg["providers"]["qwen"]["free_quota_only"]

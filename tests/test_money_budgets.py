@@ -268,3 +268,109 @@ def test_a_transcription_is_charged_the_seconds_its_vendor_reports_and_none_it_d
     assert seconds(None, b'{"text": "hi"}') is None
     assert seconds(None, b"1\n00:00:00,000 --> 00:00:01,000\nhi\n") is None
     assert seconds(None, b'{"text": "hi", "duration": true}') is None
+
+
+@pytest.mark.parametrize("limited", [False, True])
+async def test_a_client_that_leaves_while_its_reservation_is_made_leaves_nothing_held(
+        make_gateway, upstream_state, limited):
+    # The store is slow to answer (a loaded Redis): the client gives up meanwhile. With
+    # limits too, it may leave during the limits' store call, before the reservation is.
+    budget = dict(config({"daily": 1.0}))
+    if limited:
+        budget["auth"]["keys"][1]["rpm"] = 100
+    base, gw = make_gateway(budget)
+    for name in ("tally_reserve", "hits") if limited else ("tally_reserve",):
+        real = getattr(gw.store, name)
+
+        async def slow(*args, _real=real, **kw):
+            await asyncio.sleep(0.4)
+            return await _real(*args, **kw)
+        setattr(gw.store, name, slow)
+    with pytest.raises(HTTPTimeoutError):
+        await request(base + "/v1/chat/completions", "POST", ask(), key=ALICE, timeout=0.2)
+    await asyncio.sleep(1.2)  # the store's answers come, and whatever follows them
+    assert upstream_state.requests == []  # nothing was sent for nobody
+    assert await spent(gw) == {"daily": 0, "monthly": 0, "total": 0}
+
+
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize("rounds_fit", [False, True])
+async def test_a_search_models_rounds_are_held_one_after_the_other(
+        make_gateway, start_vendor, rounds_fit, stream):
+    # Kimi's `$web_search` takes two rounds, each billed 8 completion tokens: with
+    # max_tokens 8 and input free, each round's estimate is exactly its cost (0.000008),
+    # and the request costs two of them. A budget worth 1.5 rounds must not pay for two.
+    from tests.fakes import kimi as fake_kimi
+    url, _ = start_vendor(fake_kimi)
+    round_cost = 8 * 1000 / 1e6
+    budget = (2 if rounds_fit else 1.5) * round_cost
+    base, gw = make_gateway(config({"daily": budget}, providers={
+        "kimi": {"base_url": url + "/v1", "api_keys": [fake_kimi.GOOD], "discover": False}},
+        prices={"moonshot-v1-8k": {"input": 0, "cached": 0, "output": 1000}}))
+    resp = await request(base + "/v1/chat/completions", "POST", {
+        "model": "moonshot-v1-8k-search", "max_tokens": 8, "stream": stream,
+        "messages": [{"role": "user", "content": "what happened today?"}]}, key=ALICE)
+    rows = await ledger(gw)
+    if rounds_fit:
+        assert resp.code == 200, resp.body
+        assert rows[-1]["cost"] == pytest.approx(2 * round_cost)
+    else:  # the second round does not fit: refused before it is sent
+        assert error_of(resp, 429)["code"] == "budget_exceeded"
+        assert rows[-1]["cost"] == pytest.approx(round_cost)  # the first round's, billed
+    used = await spent(gw)
+    assert used["daily"] == pytest.approx(rows[-1]["cost"]) and used["daily"] <= budget
+
+
+@pytest.mark.parametrize("fields, output", [
+    ({"max_tokens": 9000.0}, 9000),  # a float an OpenAI-compatible server reads as 9000
+    ({"max_tokens": "9000"}, 9000),  # so does a numeric string, in pydantic's lax mode
+    ({"max_tokens": 1, "max_completion_tokens": 9000}, 9000),  # the larger one may count
+    ({"max_completion_tokens": 1, "max_tokens": 9000}, 9000),
+    ({"max_tokens": 0, "max_completion_tokens": 9000}, 9000),
+    ({"max_tokens": 9000, "n": 2.0}, 18000),
+    ({"max_tokens": 9000, "n": "3"}, 27000),
+    ({"max_tokens": True}, 100), ({"max_tokens": -5}, 100), ({"max_tokens": "lots"}, 100),
+    ({"max_tokens": float("nan")}, 100), ({"max_tokens": float("inf")}, 100),
+    ({"max_tokens": 9000, "n": -3}, 9000), ({"max_tokens": 9000, "n": True}, 9000),
+])
+def test_a_chat_estimate_reads_the_largest_output_any_vendor_could_allow(fields, output):
+    from freeapi.budgets import chat_estimate
+    counts, _ = chat_estimate({"messages": [{"role": "user", "content": "hi"}], **fields},
+                              100)
+    assert counts["completion_tokens"] == output
+
+
+@pytest.mark.parametrize("fields", [{"max_tokens": 10 ** 400},
+                                    {"max_tokens": 7, "n": 10 ** 400},
+                                    {"max_tokens": "1e308", "n": "1e308"}])
+async def test_an_absurd_output_count_is_refused_by_the_budget_not_a_traceback(
+        make_gateway, upstream_state, fields):
+    base, gw = make_gateway(config({"total": 1000.0}))
+    resp = await request(base + "/v1/chat/completions", "POST", dict(ask(), **fields),
+                         key=ALICE)
+    assert error_of(resp, 429)["code"] == "budget_exceeded"
+    assert upstream_state.requests == []
+    assert await spent(gw) == {"daily": 0, "monthly": 0, "total": 0}
+
+
+def seconds_to_month_end() -> float:
+    t = time.gmtime()
+    year, month = (t.tm_year + 1, 1) if t.tm_mon == 12 else (t.tm_year, t.tm_mon + 1)
+    return calendar.timegm((year, month, 1, 0, 0, 0)) - time.time()
+
+
+@pytest.mark.parametrize("budget, period", [({"daily": COST, "monthly": COST}, "monthly"),
+                                            ({"daily": COST, "total": COST}, "total")])
+async def test_a_refusal_names_the_spent_period_that_renews_last(make_gateway, budget,
+                                                                 period):
+    # Both periods are spent: retrying at midnight would be refused again by the longer.
+    base, _ = make_gateway(config(budget))
+    url = base + "/v1/chat/completions"
+    assert (await request(url, "POST", ask(), key=ALICE)).code == 200
+    resp = await request(url, "POST", ask(), key=ALICE)
+    err = error_of(resp, 429)
+    assert f"over its {period} money budget" in err["message"]
+    if period == "total":
+        assert "Retry-After" not in resp.headers
+    else:
+        assert abs(int(resp.headers["Retry-After"]) - seconds_to_month_end()) <= 2

@@ -163,7 +163,7 @@ class Steps:
         self.failover = Failover(gateway, self.calls, self.documents, self.budgets)
         self.response = ResponseWriter(gateway, self.failover, self.conversations)
         self.search = SearchRounds(gateway.config.keepalive_interval, self.failover,
-                                   self.response)
+                                   self.response, self.budgets)
         self.accounting = Accounting(gateway.metrics, gateway.store, gateway.limits,
                                      lambda: gateway.pricing, self.budgets)
 

@@ -54,7 +54,9 @@ class Accounting:
         model, stream = ex.admitted
         relay = ex.relay
         if stream:
-            usage = relay.usage if relay is not None else None
+            # No relay: the stream never began, though earlier vendor calls may have been
+            # billed (a `-search` model's rounds before the one that failed).
+            usage = relay.usage if relay is not None else ex.usage
         else:
             usage = ex.usage or usage_from_body(ex.answer)
         door = ex.door

@@ -188,8 +188,9 @@ class Failover:
             targets = [route] + [t for t in targets[1:] if ex.operation.offered(t)]
         if ex.doc_refs:  # files read by id: only where they can be (pipeline/documents.py)
             targets = [route] + [t for t in targets[1:] if self.documents.reads(t)]
-        if route.via is not None and not budgeted(caller):  # `free`: never a paid model
-            targets = [t for t in targets if not t.paid]  # for a caller without a budget
+        if route.via is not None:  # `free`: a paid model only within a budget that counts it
+            targets = [t for t in targets if not t.paid or (
+                budgeted(caller) and self.budgets.counts(t, model))]
         return native.targets(ex, targets)  # documents the native endpoint carries
 
     async def lease(self, ex: Exchange, pool, keys, tried: set, passthrough: bool):
@@ -292,7 +293,7 @@ class Failover:
                 if then == SAME_KEY:
                     tried.discard(lease.key)
         if route.via is not None:  # `free`: say when one comes back
-            last = await gw.free.unserved(route.via, last, budgeted(ex.door.caller))
+            last = await gw.free.unserved(route.via, last, any(t.paid for t in targets))
         raise last or APIError(503, "No provider could take the request.", code="no_target")
 
     async def traced_send(self, ex: Exchange, target: Route, body: dict, lease,

@@ -19,10 +19,12 @@ from freeapi.relay import StreamRelay, complete
 
 
 class SearchRounds:
-    """Needs the failover's attempts and the response writer's `parsed` and `watch`."""
+    """Needs the failover's attempts, the response writer's `parsed` and `watch`, and the
+    budgets (each round served is held before the next: Budgets.round_served)."""
 
-    def __init__(self, keepalive_interval: float, failover, response):
+    def __init__(self, keepalive_interval: float, failover, response, budgets):
         self.interval, self.failover, self.response = keepalive_interval, failover, response
+        self.budgets = budgets
 
     async def run(self, ex: Exchange, route, model: str, body: dict, token, stream: bool,
                   include_usage: bool):
@@ -77,6 +79,10 @@ class SearchRounds:
                 if usage is not None:
                     data["usage"] = usage
                 return data, route
+            # Billed whatever comes next: a later round that fails leaves this in the
+            # ledger, and a money budget holds it under the next round's estimate.
+            ex.usage = usage
+            self.budgets.round_served(ex, route, data.get("usage"))
             message, calls = found
             messages.append(message)
             for call in calls:
