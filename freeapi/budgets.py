@@ -12,8 +12,9 @@ not the number of requests in flight.
 
 The estimate of one attempt (freeapi/pricing.py's price row for its target, at that time):
 
-    chat: prompt tokens (the messages' and tools' JSON characters / 4; a non-text part
-          counts PART_TOKENS) x input + (the larger of max_tokens and
+    chat: prompt tokens (the messages' and tools' JSON text: an ASCII character 0.3 token,
+          any other character 1, freeapi/ledger.py reserve_tokens; a non-text part counts
+          PART_TOKENS) x input + (the larger of max_tokens and
           max_completion_tokens, else billing.reserve_output_tokens) x n x output
     operations: what Operation.estimate says (embeddings' input tokens, images x n,
           speech characters, transcription seconds from the audio's size)
@@ -41,7 +42,7 @@ from dataclasses import dataclass
 from types import SimpleNamespace
 
 from freeapi.errors import APIError, ClientGone
-from freeapi.ledger import CHARS_PER_TOKEN, token_counts
+from freeapi.ledger import reserve_tokens, token_counts
 from freeapi.limits import Limits
 from freeapi.pricing import cost_of, rates_at
 from freeapi.store import StoreError, Tally
@@ -122,21 +123,21 @@ def key_counter_id(rid: str, config_keys) -> str | None:
 
 def chat_estimate(body: dict, default_output: int) -> tuple[dict, dict]:
     """A chat body's token counts before it is sent (see the module's docstring)."""
-    chars = 0
+    tokens = 0.0
     for m in body.get("messages") or ():
         content = m.get("content") if isinstance(m, dict) else None
         if isinstance(content, list):  # parts: text by its size, the rest by PART_TOKENS
             rest = {k: v for k, v in m.items() if k != "content"}
-            chars += _chars(rest)
+            tokens += _tokens(rest)
             for part in content:
                 if isinstance(part, dict) and part.get("type") not in (None, "text"):
-                    chars += PART_TOKENS * CHARS_PER_TOKEN
+                    tokens += PART_TOKENS
                 else:
-                    chars += _chars(part)
+                    tokens += _tokens(part)
         else:
-            chars += _chars(m)
+            tokens += _tokens(m)
     if body.get("tools"):
-        chars += _chars(body["tools"])
+        tokens += _tokens(body["tools"])
     # The chat door passes these on as the client wrote them: the largest a vendor could
     # honour is reserved (either field; 9000.0 or "9000" where a lenient server reads 9000).
     named = [c for c in (_count(body.get("max_tokens")),
@@ -145,7 +146,7 @@ def chat_estimate(body: dict, default_output: int) -> tuple[dict, dict]:
     n = _count(body.get("n"))
     if n is not None and n > 1:
         out *= n
-    return {"prompt_tokens": math.ceil(chars / CHARS_PER_TOKEN),
+    return {"prompt_tokens": math.ceil(tokens),
             "completion_tokens": out}, {}
 
 
@@ -164,11 +165,11 @@ def _count(value) -> int | None:
     return math.ceil(value) if value > 0 else None
 
 
-def _chars(value) -> int:
+def _tokens(value) -> float:
     try:
-        return len(json.dumps(value, ensure_ascii=False))
+        return reserve_tokens(json.dumps(value, ensure_ascii=False))
     except (TypeError, ValueError, RecursionError):
-        return 0
+        return 0.0
 
 
 class Budgets:

@@ -55,6 +55,20 @@ def tokens_spent(counts: dict) -> int:
 
 CHARS_PER_TOKEN = 4  # a common rule of thumb for English text and JSON
 
+# A budget's reservation must not be shrunk by the language of the prompt. DeepSeek's
+# ratios (https://api-docs.deepseek.com/quick_start/token_usage, read 2026-12-06): 1 English
+# character ~ 0.3 token, 1 Chinese character ~ 0.6 token; other vendors' tokenizers differ,
+# so a character outside ASCII (CJK, emoji) is counted a whole token: an overestimate the
+# settlement corrects, never an underestimate four chars a token gave Chinese (0.25 of 0.6).
+ASCII_TOKEN = 0.3
+OTHER_TOKEN = 1.0
+
+
+def reserve_tokens(text: str) -> float:
+    """Tokens a text is reserved as before a vendor counted it (see ASCII_TOKEN)."""
+    ascii_chars = len(text.encode("ascii", "ignore"))
+    return ascii_chars * ASCII_TOKEN + (len(text) - ascii_chars) * OTHER_TOKEN
+
 
 class StreamSizes:
     """Sizes of a stream's data events, counted as they pass (cheaply: no parsing)."""

@@ -340,6 +340,19 @@ def test_a_chat_estimate_reads_the_largest_output_any_vendor_could_allow(fields,
     assert counts["completion_tokens"] == output
 
 
+def test_a_chinese_prompt_is_reserved_at_least_at_the_vendors_own_ratio():
+    # DeepSeek: 1 Chinese character ~ 0.6 token, 1 English one ~ 0.3
+    # (https://api-docs.deepseek.com/quick_start/token_usage): four characters a token
+    # reserved a Chinese prompt at 0.25 a character, under half of what it is billed.
+    from freeapi.budgets import chat_estimate
+    chinese, english = "你好世界" * 500, "hello world " * 500
+    for text, ratio in ((chinese, 0.6), (english, 0.3)):
+        counts, _ = chat_estimate({"messages": [{"role": "user", "content": text}]}, 1)
+        assert counts["prompt_tokens"] >= ratio * len(text)
+    counts, _ = chat_estimate({"messages": [{"role": "user", "content": "😀" * 100}]}, 1)
+    assert counts["prompt_tokens"] >= 100
+
+
 @pytest.mark.parametrize("fields", [{"max_tokens": 10 ** 400},
                                     {"max_tokens": 7, "n": 10 ** 400},
                                     {"max_tokens": "1e308", "n": "1e308"}])

@@ -12,7 +12,7 @@ import sys
 from array import array
 
 from freeapi.errors import invalid_request, vendor_error
-from freeapi.ledger import CHARS_PER_TOKEN
+from freeapi.ledger import reserve_tokens
 from freeapi.modalities import UNUSABLE, Operation
 from freeapi.routing import require_model
 
@@ -67,9 +67,10 @@ class Embeddings(Operation):
         super().__init__({k: v for k, v in body.items() if k != "encoding_format"}, model)
 
     def estimate(self, body: dict) -> tuple[dict, dict]:
-        # The input's JSON characters / 4: token arrays and strings alike overestimate.
-        size = len(json.dumps(body.get("input"), ensure_ascii=False))
-        return {"prompt_tokens": math.ceil(size / CHARS_PER_TOKEN)}, {}
+        # The input's JSON text, as a budget reserves any text (freeapi/ledger.py): token
+        # arrays and strings alike overestimate.
+        text = json.dumps(body.get("input"), ensure_ascii=False)
+        return {"prompt_tokens": math.ceil(reserve_tokens(text))}, {}
 
     async def finish(self, ctx, raw: bytes, route) -> dict:
         provider = route.provider
