@@ -16,7 +16,7 @@ from freeapi.config_state import (BillingConfig, ConversationsConfig, Price, Sta
 from freeapi.config_vendor import ReasoningConfig, parse_reasoning
 from freeapi.config_state import FilesConfig, ResponsesConfig, parse_files, parse_responses
 from freeapi.config_free import FreeConfig, parse_free
-from freeapi.config_keys import (AUTH_KEYS, BUDGET_PERIODS, GATEWAY_KEY_FIELDS,
+from freeapi.config_keys import (AUTH_KEYS, BUDGET_MAX, BUDGET_PERIODS, GATEWAY_KEY_FIELDS,
                                  GATEWAY_KEY_LIMITS, METRICS_KEYS, ROOT_KEYS, SERVER_KEYS,
                                  TELEMETRY_KEYS)
 from freeapi.config_provider import KeyPoolConfig, ProviderConfig, Timeouts, _provider
@@ -256,6 +256,8 @@ def _budget(value, path: str) -> dict | None:
                                                   f"{', '.join(BUDGET_PERIODS)})")
         if amount is not None:
             out[period] = _non_negative(amount, f"{path}.{period}")
+            if out[period] > BUDGET_MAX:
+                raise ConfigError(f"{path}.{period}", f"must be at most {BUDGET_MAX:,}")
     return out or None
 
 

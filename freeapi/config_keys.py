@@ -22,6 +22,9 @@ GATEWAY_KEY_FIELDS = frozenset({"key", "name", "role", "models", "budget",
                                 *GATEWAY_KEY_LIMITS})
 #: A money budget's periods (auth.keys[].budget, and keys and teams made at runtime).
 BUDGET_PERIODS = ("daily", "monthly", "total")
+# The largest budget amount: tallies count nano-units in 64-bit integers (PostgreSQL's
+# int8, Redis's INCRBY), which hold up to 9.2e18, i.e. 9.2e9 of a currency.
+BUDGET_MAX = 1_000_000_000
 METRICS_KEYS = frozenset({"public", "cache_seconds", "max_models"})
 #: OpenTelemetry traces (freeapi/telemetry.py).
 TELEMETRY_KEYS = frozenset({"otlp_endpoint", "sample_ratio", "capture_content",

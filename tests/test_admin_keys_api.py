@@ -133,6 +133,7 @@ async def test_non_admin_keys_get_403(make_gateway):
     ({"name": "a", "daily_tokens": 1.5}, "daily_tokens"),
     ({"name": "a", "budget": {"daily": -2}}, "budget.daily"),
     ({"name": "a", "budget": {"weekly": 2}}, "budget.weekly"),
+    ({"name": "a", "budget": {"total": 1e12}}, "budget.total"),  # past a tally's int8
     ({"name": "a", "budget": 5}, "budget"),
     ({"name": "a", "colour": "red"}, "colour"),
     ({"name": "a", "team": "nobody"}, "team"),

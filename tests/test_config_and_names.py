@@ -76,6 +76,18 @@ def test_a_fractional_max_body_size_is_a_config_error(value):
     assert parse_config({"server": {"max_body_size": 2048.0}}, types).max_body_size == 2048
 
 
+@pytest.mark.parametrize("budget, where", [({"daily": -1}, "budget.daily"),
+                                            ({"total": 1e12}, "budget.total"),
+                                            ({"weekly": 5}, "budget.weekly")])
+def test_a_config_keys_budget_out_of_range_is_a_config_error(budget, where):
+    # 1e12 would overflow the tallies' 64-bit nano-units (freeapi/config_keys.py BUDGET_MAX)
+    types = provider_types(make_plugin_manager())
+    with pytest.raises(ConfigError) as e:
+        parse_config({"auth": {"keys": [{"name": "a", "key": "k-1", "budget": budget}]}},
+                     types)
+    assert f"auth.keys[0].{where}" in str(e.value)
+
+
 def test_a_state_path_under_a_file_is_a_state_error(tmp_path):
     (tmp_path / "afile").write_text("x")
     path = tmp_path / "config.yaml"

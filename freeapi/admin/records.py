@@ -15,7 +15,7 @@ import secrets
 import time
 from datetime import datetime, timezone
 
-from freeapi.config_keys import BUDGET_PERIODS, GATEWAY_KEY_LIMITS
+from freeapi.config_keys import BUDGET_MAX, BUDGET_PERIODS, GATEWAY_KEY_LIMITS
 from freeapi.errors import APIError
 
 LIMITS = GATEWAY_KEY_LIMITS  # rpm, tpm, daily_tokens, monthly_tokens
@@ -108,6 +108,8 @@ def _budget(value):
             raise FieldError(field, "must be an amount of money (a number, null: none)")
         if amount < 0:
             raise FieldError(field, "must not be negative")
+        if amount > BUDGET_MAX:
+            raise FieldError(field, f"must be at most {BUDGET_MAX:,}")
         out[period] = amount
     return out or None
 
