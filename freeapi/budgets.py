@@ -12,7 +12,7 @@ not the number of requests in flight.
 
 The estimate of one attempt (freeapi/pricing.py's price row for its target, at that time):
 
-    chat: prompt tokens (the messages' and tools' JSON text: an ASCII character 0.3 token,
+    chat: prompt tokens (the messages', tools' and schemas' JSON text: an ASCII character 0.3 token,
           any other character 1, freeapi/ledger.py reserve_tokens; a non-text part counts
           PART_TOKENS) x input + (the larger of max_tokens and
           max_completion_tokens, else billing.reserve_output_tokens) x n x output
@@ -136,8 +136,9 @@ def chat_estimate(body: dict, default_output: int) -> tuple[dict, dict]:
                     tokens += _tokens(part)
         else:
             tokens += _tokens(m)
-    if body.get("tools"):
-        tokens += _tokens(body["tools"])
+    for field in ("tools", "functions", "response_format"):  # schemas the vendor reads
+        if body.get(field):
+            tokens += _tokens(body[field])
     # The chat door passes these on as the client wrote them: the largest a vendor could
     # honour is reserved (either field; 9000.0 or "9000" where a lenient server reads 9000).
     named = [c for c in (_count(body.get("max_tokens")),

@@ -353,6 +353,21 @@ def test_a_chinese_prompt_is_reserved_at_least_at_the_vendors_own_ratio():
     assert counts["prompt_tokens"] >= 100
 
 
+def test_schemas_the_vendor_reads_are_part_of_the_prompt_estimate():
+    from freeapi.budgets import chat_estimate
+    schema = {"type": "object", "properties": {f"field_{i}": {"type": "string"}
+                                               for i in range(200)}}
+    plain, _ = chat_estimate({"messages": [{"role": "user", "content": "hi"}]}, 1)
+    for extra in ({"functions": [{"name": "f", "parameters": schema}]},
+                  {"response_format": {"type": "json_schema",
+                                       "json_schema": {"name": "s", "schema": schema}}},
+                  {"tools": [{"type": "function",
+                              "function": {"name": "f", "parameters": schema}}]}):
+        counts, _ = chat_estimate({"messages": [{"role": "user", "content": "hi"}],
+                                   **extra}, 1)
+        assert counts["prompt_tokens"] > plain["prompt_tokens"] + 1000, extra
+
+
 @pytest.mark.parametrize("fields", [{"max_tokens": 10 ** 400},
                                     {"max_tokens": 7, "n": 10 ** 400},
                                     {"max_tokens": "1e308", "n": "1e308"}])
