@@ -118,6 +118,8 @@ class APIHandler(web.RequestHandler):
     _rlog = None  # logs.RequestLog: this request's id and log fields
     _reserved = 0  # bytes of the gateway's body budget this request holds
     _over_budget = False  # a chunked body outgrew the budget: answered 503, not buffered
+    _token: str | None = None  # client_token()'s answer, once checked
+    _token_checked = False
 
     def initialize(self):
         self.gateway = self.settings["freeapi"]
@@ -346,8 +348,11 @@ class APIHandler(web.RequestHandler):
         """The caller's bearer token after gateway auth.
 
         With gateway keys configured, the token must be one of them (and is not a vendor
-        key); otherwise it is whatever the client sent, for pass-through.
+        key); otherwise it is whatever the client sent, for pass-through. Checked once:
+        prepare() checks it before the body is read, the door's post() asks again.
         """
+        if self._token_checked:
+            return self._token
         token = bearer(_header(self.request.headers, "Authorization"))
         auth = self.gateway.auth
         if auth.enabled:
@@ -356,6 +361,7 @@ class APIHandler(web.RequestHandler):
                 raise APIError(401, "Invalid or missing gateway key: send "
                                     "`Authorization: Bearer <key>` with a key from the "
                                     "gateway's auth.keys.", code="invalid_api_key")
+        self._token, self._token_checked = token, True
         return token
 
     def write_json(self, obj, status: int = 200):
