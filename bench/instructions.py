@@ -215,8 +215,7 @@ def measure(args, cells: list[str], bare: bool) -> dict:
             results[cell] = {"main": main_ir / args.n, "threads": other_ir / args.n}
             print(f"{'bare' if bare else 'freeapi'} {cell}: {main_ir / args.n / 1000:.0f}k "
                   f"instructions per request on the event loop's thread, "
-                  f"{other_ir / args.n / 1000:.0f}k on others (the SQLite store's)",
-                  flush=True)
+                  f"{other_ir / args.n / 1000:.0f}k on other threads", flush=True)
     finally:
         up.terminate()
         up.wait()
