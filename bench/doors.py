@@ -1,6 +1,7 @@
 """CPU cost of each front door's own work per request, without the network: what the
-/v1/messages door adds over /v1/chat/completions (translation both ways, the stream
-re-encoded event by event) or, with a native Anthropic endpoint, its relay.
+/v1/messages and /v1/responses doors add over /v1/chat/completions (translation both
+ways, the stream re-encoded event by event) or, with a native Anthropic endpoint, its
+relay.
 
     .venv/bin/python bench/doors.py
 
@@ -16,7 +17,9 @@ import timeit
 
 from freeapi.config import ProviderConfig
 from freeapi.dialects import anthropic as dialect
+from freeapi.dialects import responses as responses_dialect
 from freeapi.dialects.anthropic_stream import ChatToMessages, NativeEvents
+from freeapi.dialects.responses_stream import EventStream
 from freeapi.relay import StreamRelay
 from freeapi.routing import Route
 from providers.openai_compat import OpenAICompatible
@@ -78,6 +81,24 @@ def translated_stream():
     encoder.finish()
 
 
+RESPONSES_REQUEST = {"model": "deepseek-chat", "input": "Say hello.", "store": False,
+                     "stream": True}
+
+
+def responses_stream():  # as handlers/responses.py's ResponseEvents drives it
+    req = responses_dialect.to_chat(RESPONSES_REQUEST)
+    events = EventStream(req, "resp_bench", "deepseek-chat", 0)
+    relay = StreamRelay(ROUTE, "deepseek-chat", include_usage=True)
+    events.start()
+    for data in CHUNKS:
+        chunk = relay.chunk(data)
+        if isinstance(chunk, dict):
+            events.feed(chunk)
+    relay.finish()
+    events.end()
+    events.answer()
+
+
 def native_stream():
     dialect.validate(REQUEST)
     events = NativeEvents("claude-sonnet-x")
@@ -96,7 +117,8 @@ def main():
     for name, fn in (("chat completions, 20-chunk stream relay", chat_stream),
                      ("messages native, 20-chunk stream relay", native_stream),
                      ("messages translated, 20-chunk stream", translated_stream),
-                     ("messages translated, non-stream", translated_non_stream)):
+                     ("messages translated, non-stream", translated_non_stream),
+                     ("responses translated, 20-chunk stream", responses_stream)):
         best = min(timeit.repeat(fn, number=200, repeat=15)) / 200
         print(f"{name:40} {best * 1e6:8.1f}")
 

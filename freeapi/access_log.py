@@ -17,6 +17,7 @@ strings, so a line splits into fields unambiguously.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import re
@@ -27,16 +28,20 @@ from freeapi.keys import redact
 log = logging.getLogger("freeapi.access")
 
 CLIENT_GONE = 499  # the client left before the answer ended (as the ledger says it)
-# The fields holding text a client chose: the log's key redactor (freeapi/cli.py) also
-# redacts them in the JSON format's copy, with the configured keys.
-CLIENT_TEXT = ("path", "model", "upstream_model")
 _NEEDS_QUOTES = re.compile(r'[ "=\\]|^$')
+
+
+def _quote(text: str) -> str:
+    return json.dumps(text, ensure_ascii=False) if _NEEDS_QUOTES.search(text) else text
+
+
+_quote_short = functools.lru_cache(maxsize=512)(_quote)  # door, provider, model names repeat
 
 
 def _quoted(value) -> str:
     if value.__class__ is not str:  # numbers, booleans
         return str(value)
-    return json.dumps(value, ensure_ascii=False) if _NEEDS_QUOTES.search(value) else value
+    return _quote_short(value) if len(value) <= 200 else _quote(value)
 
 
 def fields(rlog: logs.RequestLog, method: str, path: str, status: int, latency_ms: int,
@@ -47,7 +52,7 @@ def fields(rlog: logs.RequestLog, method: str, path: str, status: int, latency_m
         status, latency_ms, gateway_key = e["status"], e["latency_ms"], e["key"]
     elif gone:
         status = CLIENT_GONE
-    out = {"method": method, "path": redact(path), "status": status,
+    out = {"method": method, "path": _redacted(path), "status": status,
            "door": rlog.endpoint, "latency_ms": latency_ms, "gateway_key": gateway_key,
            "error": rlog.error}
     if e is not None:
@@ -61,16 +66,34 @@ def fields(rlog: logs.RequestLog, method: str, path: str, status: int, latency_m
     return out
 
 
+@functools.lru_cache(maxsize=512)
+def _redact_short(text: str) -> str:
+    return redact(text)
+
+
 def _redacted(text):
-    return redact(text) if isinstance(text, str) else text
+    # Paths and model names repeat from request to request: a short one is scanned once.
+    if not isinstance(text, str):
+        return text
+    return _redact_short(text) if len(text) <= 200 else redact(text)
+
+
+_HEAD = ("method", "path", "status")  # the line's start, not key=value
 
 
 def text_of(f: dict) -> str:
     """`POST /v1/chat/completions 200 door=chat provider=... key=value ...`."""
-    head = f"{f['method']} {_quoted(f['path'])} {f['status']}"
-    rest = " ".join(f"{k}={_quoted(v)}" for k, v in f.items()
-                    if v is not None and k not in ("method", "path", "status"))
-    return f"{head} {rest}" if rest else head
+    parts = [f"{f['method']} {_quoted(f['path'])} {f['status']}"]
+    for k, v in f.items():
+        if v is not None and k not in _HEAD:
+            parts.append(f"{k}={_quoted(v)}")
+    return " ".join(parts)
+
+
+def enabled() -> bool:
+    """Whether a line would be written (the logger's level): the handler schedules none
+    otherwise."""
+    return log.isEnabledFor(logging.INFO)
 
 
 def write(rlog: logs.RequestLog, method: str, path: str, status: int, latency_ms: int,
@@ -83,6 +106,9 @@ def write(rlog: logs.RequestLog, method: str, path: str, status: int, latency_ms
     # come from the request's log context, set around the call.
     token = logs.current.set(rlog)
     try:
-        log.info("%s", text_of(f), extra={"access": f})
+        # Logger.info without its findCaller (a walk up the stack for the calling line,
+        # which no format shows): the record made and handed to the handlers directly.
+        log.handle(log.makeRecord(log.name, logging.INFO, __file__, 0, text_of(f), None, None,
+                                  "write", {"access": f}))
     finally:
         logs.current.reset(token)

@@ -177,22 +177,48 @@ def _redact_keys(redactor, cfg) -> None:
 class _RedactKeys(logging.Filter):
     """Tornado logs a malformed request's header values verbatim, and an Authorization
     header carries vendor or gateway keys, which need not look like keys (`team-pass`).
-    A handler filter: it runs only for records that are emitted (access lines are, only at
-    debug), not for every request."""
+    A handler filter: it runs only for records that are emitted, not for every request."""
 
     keys: list[str] = []  # every configured gateway and vendor key, longest first
 
+    def __init__(self):
+        super().__init__()
+        self._memo: dict[str, str] = {}  # short field values, redacted with `_memo_keys`
+        self._memo_keys: list[str] | None = None
+
+    def _clean(self, text: str) -> str:
+        if self._memo_keys is not self.keys:  # reloaded: the keys changed
+            self._memo, self._memo_keys = {}, self.keys
+        clean = self._memo.get(text)
+        if clean is None:
+            clean = redact_log(text, self.keys)
+            if len(text) <= 200:
+                if len(self._memo) >= 1024:
+                    self._memo = {}
+                self._memo[text] = clean
+        return clean
+
     def filter(self, record):
+        access = getattr(record, "access", None)
+        if access:
+            # An access line is its fields and nothing else (access_log.text_of): each text
+            # field is redacted (paths, model names and key names repeat, so mostly a dict
+            # lookup) and the line rebuilt when one changed, instead of the whole line
+            # scanned for every key on every request.
+            changed = False
+            for name, value in access.items():
+                if value.__class__ is str:
+                    clean = self._clean(value)
+                    if clean != value:
+                        access[name] = clean
+                        changed = True
+            if changed:
+                record.msg, record.args = access_log.text_of(access), None
+            return True
         text = record.getMessage()
         clean = redact_log(text, self.keys)
         if clean != text:
             record.msg, record.args = clean, None
-        access = getattr(record, "access", None)  # the JSON format's copy of the text
-        if access:
-            for name in access_log.CLIENT_TEXT:
-                value = access.get(name)
-                if isinstance(value, str) and value != (clean := redact_log(value, self.keys)):
-                    access[name] = clean
         return True
 
 

@@ -101,6 +101,17 @@ def escape_controls(text: str) -> str:
 class TextFormatter(logging.Formatter):
     def __init__(self):
         super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+        self._stamp = (None, "")  # (second, its `YYYY-mm-dd HH:MM:SS`)
+
+    def formatTime(self, record, datefmt=None):
+        # logging's own asctime (local time, `YYYY-mm-dd HH:MM:SS,mmm`), with the seconds
+        # formatted once per second instead of per line.
+        second = int(record.created)
+        stamp = self._stamp
+        if stamp[0] != second:
+            self._stamp = stamp = (second, time.strftime(self.default_time_format,
+                                                         self.converter(second)))
+        return f"{stamp[1]},{int(record.msecs):03d}"
 
     def formatMessage(self, record):
         return escape_controls(super().formatMessage(record))

@@ -12,7 +12,6 @@ billed as output (every built-in vendor that says how bills them so).
 from __future__ import annotations
 
 import time
-from datetime import datetime, timedelta, timezone
 
 from freeapi.prices_builtin import BUILTIN
 
@@ -25,17 +24,13 @@ def is_peak(peak: dict | None, at: float) -> bool:
     hours: ((start, end), ...)} in that zone's local time)."""
     if not peak:
         return False
-    local = datetime.fromtimestamp(at, timezone.utc) + timedelta(hours=peak["tz_offset_h"])
-    if local.weekday() not in peak["weekdays"]:
+    # Plain arithmetic on the zone's local seconds, not a datetime per request: day 0 of
+    # the epoch (1970-01-01) was a Thursday, weekday() 3.
+    local = at + peak["tz_offset_h"] * 3600
+    if (int(local // 86400) + 3) % 7 not in peak["weekdays"]:
         return False
-    return any(lo <= local.hour < hi for lo, hi in peak["hours"])
-
-
-def rates_at(row: dict, at: float) -> dict:
-    """The row's prices at `at`: its off-peak prices outside its peak hours."""
-    if row.get("off_peak") and row.get("peak") and not is_peak(row["peak"], at):
-        return {**row, **row["off_peak"]}
-    return row
+    hour = int(local % 86400 // 3600)
+    return any(lo <= hour < hi for lo, hi in peak["hours"])
 
 
 def cost_of(rates: dict, counts: dict, units: dict | None = None) -> float:
@@ -77,6 +72,9 @@ class Pricing:
         self.types = provider_types  # provider name -> plugin type
         self.builtin = BUILTIN
         self.rows: dict[str, dict] = {}  # config.yaml's, which win over the built-in ones
+        # (provider, upstream, model) -> (row, its off-peak rates or None): looked up once
+        # per name, not per request (bounded: the model name is the client's).
+        self._charged: dict[tuple, tuple] = {}
         for name, p in prices.items():
             row = {part: getattr(p, part) for part in TOKEN_PARTS + UNIT_PARTS}
             row.update(currency=p.currency or billing.currency, source="config",
@@ -94,11 +92,19 @@ class Pricing:
     def charge(self, entry: dict, usage=None) -> dict:
         """{cost, currency, unpriced} for a ledger entry (its token counts) and the raw
         usage object (for images / characters / seconds)."""
-        row = self.row_for(entry.get("provider"), entry.get("upstream_model"),
-                           entry.get("model"))
+        names = (entry.get("provider"), entry.get("upstream_model"), entry.get("model"))
+        known = self._charged.get(names)
+        if known is None:
+            row = self.row_for(*names)
+            off = {**row, **row["off_peak"]} if row and row.get("off_peak") \
+                and row.get("peak") else None
+            known = (row, off)
+            if len(self._charged) < 4096:
+                self._charged[names] = known
+        row, off = known
         if row is None:
             return {"cost": None, "currency": None, "unpriced": True}
-        rates = rates_at(row, self.clock())
+        rates = off if off is not None and not is_peak(row["peak"], self.clock()) else row
         units = units_of(usage)
         per_unit = [p for p in UNIT_PARTS if rates.get(p)]
         if per_unit and not any(p in units for p in per_unit) \

@@ -17,6 +17,20 @@ THINK_OPEN = "<think>\n"
 THINK_CLOSE = "\n</think>\n\n"
 
 
+_RAW_DECODE = json.JSONDecoder().raw_decode
+
+
+def _loads(data: str):
+    """json.loads for an event's data, without its two whitespace regexes per call when
+    the text starts with a value (a re-encoding door parses every chunk)."""
+    if not data or data[0] in " \t\r\n":
+        return json.loads(data)
+    value, end = _RAW_DECODE(data)
+    if end != len(data) and data[end:].strip(" \t\r\n"):  # JSON's whitespace only
+        raise ValueError("extra data after the JSON value")
+    return value
+
+
 def _dumps(obj) -> str:
     return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
 
@@ -82,7 +96,7 @@ class StreamRelay:
 
     def _parsed(self, data: str) -> dict | str | None:
         try:
-            chunk = json.loads(data)
+            chunk = _loads(data)
         except ValueError:
             return data
         if not isinstance(chunk, dict) or ("error" in chunk and "choices" not in chunk):

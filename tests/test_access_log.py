@@ -142,6 +142,41 @@ def test_an_access_line_escapes_control_characters_and_masks_key_lookalikes(fmt)
         assert "\\nmodel 2026-12-06" in out and out.rstrip().endswith("request_id=ctl-1")
 
 
+@pytest.mark.parametrize("fmt", ["text", "json"])
+def test_configured_keys_are_masked_in_every_field_of_an_access_line_also_after_reload(fmt):
+    """The redactor masks each field of an access line (memoized per field value) instead
+    of scanning the whole line: a configured key that looks like no key, sent as the
+    method, in the path, as a model name or echoed in a vendor's error code, never reaches
+    the line, also once the keys change (a reload) after the same values were seen."""
+    rlog = logs.RequestLog("red-1")
+    rlog.endpoint = "chat"
+    rlog.entry = {"status": 502, "latency_ms": 3, "key": "bob", "provider": "deepseek",
+                  "model": "m-team-pass", "upstream_model": "team-pass x",
+                  "ttfb_ms": None, "prompt_tokens": None, "completion_tokens": None,
+                  "total_tokens": None, "vendor_key": "sk-...0001",
+                  "error": "bad_key_team-pass"}
+    stream = io.StringIO()
+    root = logging.getLogger()
+    saved, level = root.handlers[:], root.level
+    root.handlers = [logging.StreamHandler(stream)]
+    root.setLevel(logging.INFO)
+    redactor = _RedactKeys()
+    try:
+        logs.install(fmt, redactor)
+        redactor.keys = ["other-secret"]
+        access_log.write(rlog, "team-pass", "/v1/team-pass/x", 502, 3, "bob")
+        assert stream.getvalue().count("team-pass") >= 4  # not a key yet: left as is
+        stream.seek(0)
+        stream.truncate()
+        redactor.keys = ["team-pass", "other-secret"]  # as serve() sets them on a reload
+        access_log.write(rlog, "team-pass", "/v1/team-pass/x", 502, 3, "bob")
+    finally:
+        root.handlers, root.level = saved, level
+    out = stream.getvalue()
+    assert out.count("\n") == 1 and "team-pass" not in out
+    assert "/v1/" in out and "red-1" in out
+
+
 @pytest.fixture
 def access_records():
     """The access records emitted while a test runs (the gateway in this process)."""

@@ -32,6 +32,21 @@ def test_deepseek_peak_hours_are_beijing_weekday_mornings_and_afternoons():
     assert [is_peak(peak, t) for t in OFF] == [False] * len(OFF)
 
 
+def test_peak_hours_agree_with_calendar_dates_in_any_zone():
+    """is_peak works on plain seconds (no datetime per request): every hour of two weeks,
+    either side of each boundary, in whole and half-hour zones either side of UTC, agrees
+    with the weekday and hour that datetime gives."""
+    from datetime import datetime, timedelta, timezone
+    start = utc(2026, 12, 6, 0)
+    for offset in (8, 0, -5, 5.5, -9.5, 14):
+        peak = {"tz_offset_h": offset, "weekdays": (0, 1, 2, 3, 4), "hours": ((1, 4), (9, 17))}
+        for i in range(14 * 24 * 2):
+            for at in (start + i * 1800 - 0.5, start + i * 1800):
+                local = datetime.fromtimestamp(at, timezone.utc) + timedelta(hours=offset)
+                expected = local.weekday() < 5 and (1 <= local.hour < 4 or 9 <= local.hour < 17)
+                assert is_peak(peak, at) == expected, (offset, at)
+
+
 async def test_a_deepseek_request_costs_half_off_peak(make_gateway):
     base, gw = make_gateway({"auth": {"keys": ["gw-key-offpeak-0001"]},
                              "providers": {"deepseek": {"api_keys": [GOOD]}}})

@@ -25,6 +25,8 @@ from freeapi.jsonvalues import obj_at
 
 # One encoder for every event: json.dumps with options builds a new one per call.
 _ENCODE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+# A delta's text, as _ENCODE writes a str (ensure_ascii off), without its dispatch.
+_STRING = json.encoder.encode_basestring
 
 
 def sse(event: dict) -> bytes:
@@ -62,7 +64,7 @@ class EventStream:
         index = ',"content_index":0' if content else ""
         tail = ',"logprobs":[]' if logprobs else ""
         return (f'event: {kind}\ndata: {{"item_id":"{item_id}","output_index":'
-                f'{len(self.output)}{index},"delta":{_ENCODE(delta)}{tail},'
+                f'{len(self.output)}{index},"delta":{_STRING(delta)}{tail},'
                 f'"type":"{kind}","sequence_number":{seq}}}\n\n').encode()
 
     def _response(self, status: str, **kw) -> dict:
@@ -71,9 +73,14 @@ class EventStream:
                                store=self.req.store, **kw)
 
     def start(self) -> bytes:
-        snapshot = self._response("in_progress")
-        return (self._ev("response.created", response=snapshot)
-                + self._ev("response.in_progress", response=snapshot))
+        # One snapshot, encoded once for both events (the bytes _ev would write for each).
+        snapshot = _ENCODE(self._response("in_progress"))
+        seq = self.seq
+        self.seq += 2
+        return "".join(
+            f'event: {kind}\ndata: {{"response":{snapshot},"type":"{kind}",'
+            f'"sequence_number":{seq + i}}}\n\n'
+            for i, kind in enumerate(("response.created", "response.in_progress"))).encode()
 
     # -- items --------------------------------------------------------------------------
 
@@ -140,7 +147,11 @@ class EventStream:
         return item, out
 
     def _text(self, delta: str) -> bytes:
-        item, out = self._message()
+        item = self._open
+        if item is not None and item["type"] == "message":  # the usual chunk: more text
+            out = b""
+        else:
+            item, out = self._message()
         item["content"][0]["text"] += delta
         return out + self._delta("response.output_text.delta", item["id"], delta,
                                  logprobs=True)
@@ -175,8 +186,9 @@ class EventStream:
 
     def feed(self, chunk: dict) -> bytes:
         """One parsed chat chunk (already normalized by the provider) -> events."""
-        if isinstance(chunk.get("usage"), dict):
-            self.usage = chunk["usage"]
+        usage = chunk.get("usage")
+        if usage is not None and isinstance(usage, dict):
+            self.usage = usage
         choices = chunk.get("choices")
         if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
             return b""
@@ -184,18 +196,19 @@ class EventStream:
         delta = obj_at(choice, "delta")
         out = b""
         reasoning = delta.get("reasoning_content")
-        if isinstance(reasoning, str) and reasoning:
+        if reasoning and isinstance(reasoning, str):
             self.reasoning += reasoning
             if self.show_reasoning:
                 out += self._reasoning(reasoning)
         content = delta.get("content")
-        if isinstance(content, str) and content:
+        if content and isinstance(content, str):
             self.text += content
             out += self._text(content)
         calls = delta.get("tool_calls")
-        for tc in calls if isinstance(calls, list) else ():
-            if isinstance(tc, dict):
-                out += self._call(tc)
+        if calls is not None and isinstance(calls, list):
+            for tc in calls:
+                if isinstance(tc, dict):
+                    out += self._call(tc)
         if choice.get("finish_reason"):
             self.finish = choice["finish_reason"]
         return out

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import math
@@ -10,7 +11,7 @@ import re
 import time
 from http.client import responses
 
-from tornado import web
+from tornado import httputil, web
 
 from freeapi import access_log, logs
 from freeapi.errors import Answered, APIError, ClientGone, invalid_request
@@ -88,6 +89,12 @@ def _spell(trail) -> str:
     return "".join(reversed(steps)).lstrip(".")
 
 
+@functools.lru_cache(maxsize=2)
+def _http_date(second: int) -> str:
+    """The Date header for a second (RFC 9110's IMF-fixdate), formatted once per second."""
+    return httputil.format_timestamp(second)
+
+
 def _header(headers, name: str) -> str | None:
     """headers.get(name) without its cost for an absent header: HTTPHeaders inherits
     Mapping.get, which raises and catches a KeyError (a few per request, measurable)."""
@@ -111,6 +118,8 @@ class APIHandler(web.RequestHandler):
     _rlog = None  # logs.RequestLog: this request's id and log fields
     _reserved = 0  # bytes of the gateway's body budget this request holds
     _over_budget = False  # a chunked body outgrew the budget: answered 503, not buffered
+    _token: str | None = None  # client_token()'s answer, once checked
+    _token_checked = False
 
     def initialize(self):
         self.gateway = self.settings["freeapi"]
@@ -118,17 +127,24 @@ class APIHandler(web.RequestHandler):
         self._size = 0
         self._last_data = 0.0
 
-    def set_default_headers(self):
-        self.set_header("Content-Type", "application/json")
-        # Tornado's default server header says nothing useful and costs bytes.
-        self.clear_header("Server")
+    def clear(self):
+        """Tornado's clear() (the headers every response starts with, again after an
+        error), without what it costs per response: the Date header formatted through
+        email.utils each time (here once a second), a Server header that says nothing
+        useful and is then removed, and a second round of set_header checks for ours."""
         # First called while the handler is built, before Tornado starts the task that runs
         # it, so the request's log context is inherited by everything the request does;
         # called again when an error clears the headers.
         if self._rlog is None:
             self._rlog = logs.begin(_header(self.request.headers, "X-Request-Id"),
                                     getattr(self, "endpoint", None))
-        self.set_header("X-Request-Id", self._rlog.request_id)
+        headers = self._headers = httputil.HTTPHeaders()
+        headers["Content-Type"] = "application/json"
+        headers["Date"] = _http_date(int(time.time()))
+        headers["X-Request-Id"] = self._rlog.request_id  # logs.begin: a sane id, no CR/LF
+        self._write_buffer = []
+        self._status_code = 200
+        self._reason = "OK"
 
     def prepare(self):
         headers = self.request.headers
@@ -224,7 +240,7 @@ class APIHandler(web.RequestHandler):
         by then a door's pipeline has made the ledger entry the line is written from."""
         rlog = self._rlog
         if (rlog is None or rlog.access_logged or not self.access_logged
-                or not self.gateway.config.access_log):
+                or not self.gateway.config.access_log or not access_log.enabled()):
             return
         rlog.access_logged = True
         caller = self.caller
@@ -332,8 +348,11 @@ class APIHandler(web.RequestHandler):
         """The caller's bearer token after gateway auth.
 
         With gateway keys configured, the token must be one of them (and is not a vendor
-        key); otherwise it is whatever the client sent, for pass-through.
+        key); otherwise it is whatever the client sent, for pass-through. Checked once:
+        prepare() checks it before the body is read, the door's post() asks again.
         """
+        if self._token_checked:
+            return self._token
         token = bearer(_header(self.request.headers, "Authorization"))
         auth = self.gateway.auth
         if auth.enabled:
@@ -342,6 +361,7 @@ class APIHandler(web.RequestHandler):
                 raise APIError(401, "Invalid or missing gateway key: send "
                                     "`Authorization: Bearer <key>` with a key from the "
                                     "gateway's auth.keys.", code="invalid_api_key")
+        self._token, self._token_checked = token, True
         return token
 
     def write_json(self, obj, status: int = 200):

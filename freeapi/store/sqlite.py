@@ -21,7 +21,8 @@ from freeapi.rollups import increments
 from freeapi.store import (BLOB_PIECE, BUCKETS, LEDGER_FIELDS, Store, StoreError,
                            bucket_width_ms, check_window)
 from freeapi.store.admin import SQLiteAdmin
-from freeapi.store.sqlite_rollups import _ROLLUP_ADD, SQLiteRollups, _each, rollup_rows
+from freeapi.store.sqlite_rollups import (_ROLLUP_ADD, SQLiteRollups, _each, _each_batched,
+                                          rollup_rows)
 from freeapi.store.sqlite_tallies import SCHEMA as _TALLIES, SQLiteTallies
 
 SCHEMA_VERSION = 1
@@ -226,9 +227,9 @@ class SQLiteStore(SQLiteRollups, SQLiteAdmin, SQLiteTallies, Store):
 
     async def _append(self, entries):
         def tx(db):
-            _each(db, _INSERT, [tuple(_column(e.get(f)) for f in LEDGER_FIELDS)
-                                for e in entries])
-            _each(db, _ROLLUP_ADD, rollup_rows(increments(entries)))
+            _each_batched(db, _INSERT, [tuple(_column(e.get(f)) for f in LEDGER_FIELDS)
+                                        for e in entries])
+            _each_batched(db, _ROLLUP_ADD, rollup_rows(increments(entries)))
 
         def write(db):
             # On the store's thread, not the event loop: rows and rollup increments are

@@ -5,6 +5,7 @@ transaction) is SQLiteStore._append."""
 
 from __future__ import annotations
 
+import functools
 import time
 
 from freeapi.rollups import DETAIL_PREFIXES, PERIODS, SEP, fold, increments
@@ -20,7 +21,7 @@ _FILTER_COLUMNS = {"key": "key_id", "team": "team", "model": "model", "status": 
 class SQLiteRollups:
     async def rollup_add(self, entries):
         adds = rollup_rows(increments(entries))
-        await self._run(lambda db: self._tx(db, lambda: _each(db, _ROLLUP_ADD, adds)))
+        await self._run(lambda db: self._tx(db, lambda: _each_batched(db, _ROLLUP_ADD, adds)))
 
     async def rollup_read(self, period, dim, starts):
         if not starts:
@@ -134,6 +135,32 @@ def _each(db, sql: str, rows):
     # two gateways creating one file at once); execute() re-prepares as SQLite intends.
     for row in rows:
         db.execute(sql, row)
+
+
+_ROWS_PER_STATEMENT = 32  # x 24 ledger columns: below SQLite's oldest limit of 999 variables
+
+
+@functools.lru_cache(maxsize=32)
+def _multi_row(sql: str, n: int) -> str:
+    """`sql`, an INSERT of one `VALUES (?, ...)` row, for `n` rows."""
+    head, values, tail = sql.partition("VALUES ")
+    end = tail.index(")") + 1
+    return head + values + ", ".join([tail[:end]] * n) + tail[end:]
+
+
+def _each_batched(db, sql: str, rows):
+    """_each with up to 32 rows per statement (32, 16, ..., 1: a few statement texts, each
+    prepared once in sqlite3's cache): a statement's own cost was most of a ledger row's
+    (bench: 16.6 -> 11.3 us a row in batches of 50)."""
+    i, n, size = 0, len(rows), _ROWS_PER_STATEMENT
+    while i < n:
+        while size > n - i:
+            size //= 2
+        if size == 1:
+            db.execute(sql, rows[i])
+        else:
+            db.execute(_multi_row(sql, size), [v for row in rows[i:i + size] for v in row])
+        i += size
 
 
 def _row(values) -> dict:

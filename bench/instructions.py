@@ -1,0 +1,249 @@
+#!/usr/bin/env python3
+"""Instructions per request, counted by valgrind's callgrind: an A/B figure for hot-path
+changes that other load on the machine does not move (wrk's req/s and even CPU seconds
+swing on a shared box; an instruction count repeats within about 1%).
+
+The fake upstream (bench/upstream.js) runs natively; the server under test (freeapi with
+bench.py's config, gateway key + ledger + metrics, or bench/bare_proxy.py) runs under
+`valgrind --tool=callgrind --instr-atstart=no`. After a warm-up, counting is switched on
+with `callgrind_control -i on`, N requests are sent one after the other on one keep-alive
+connection by a small raw-socket client here, counting is switched off and the total is
+divided by N. The server's startup, warm-up and shutdown are not counted.
+
+  python bench/instructions.py [--n 200] [--cells ns,st,responses,messages] [--bare]
+  PYTHONPATH=/tmp/before python bench/instructions.py     # another checkout's freeapi
+
+Cells: ns = chat non-stream, st = chat 20-chunk stream, responses / responses-st =
+/v1/responses (store: false), messages / messages-st = /v1/messages translated to chat.
+--access-log runs freeapi at log_level info (the access line on, written to a file).
+"""
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+PY = sys.executable
+FREEAPI_MAIN = ["-m", "freeapi"]
+
+CELLS = {
+    "ns": ("/v1/chat/completions", False, "chat"),
+    "st": ("/v1/chat/completions", True, "chat"),
+    "responses": ("/v1/responses", False, "responses"),
+    "responses-st": ("/v1/responses", True, "responses"),
+    "messages": ("/v1/messages", False, "anthropic"),
+    "messages-st": ("/v1/messages", True, "anthropic"),
+}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def body_of(dialect: str, stream: bool) -> bytes:
+    tail = ',"stream":true' if stream else ""
+    if dialect == "responses":
+        return ('{"model":"deepseek-chat","input":"Say hello.","store":false%s}' % tail).encode()
+    extra = '"max_tokens":64,' if dialect == "anthropic" else ""
+    return ('{"model":"deepseek-chat",%s"messages":[{"role":"user","content":"Say hello."}]%s}'
+            % (extra, tail)).encode()
+
+
+class Client:
+    """Sequential keep-alive requests; reads a Content-Length or chunked answer whole."""
+
+    def __init__(self, port: int, auth: str | None):
+        self.port, self.auth = port, auth
+        self.sock = socket.create_connection(("127.0.0.1", port))
+        self.buf = b""
+
+    def _more(self):
+        data = self.sock.recv(65536)
+        if not data:
+            raise ConnectionError("server closed")
+        self.buf += data
+
+    def request(self, path: str, body: bytes) -> tuple[int, bytes]:
+        auth = f"Authorization: Bearer {self.auth}\r\n" if self.auth else ""
+        self.sock.sendall((f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{self.port}\r\n"
+                           f"Content-Type: application/json\r\n{auth}"
+                           f"Content-Length: {len(body)}\r\n\r\n").encode() + body)
+        while b"\r\n\r\n" not in self.buf:
+            self._more()
+        head, self.buf = self.buf.split(b"\r\n\r\n", 1)
+        status = int(head.split(b" ", 2)[1])
+        m = re.search(rb"(?im)^content-length:\s*(\d+)", head)
+        if m:
+            n = int(m.group(1))
+            while len(self.buf) < n:
+                self._more()
+            out, self.buf = self.buf[:n], self.buf[n:]
+            return status, out
+        out = []
+        while True:  # chunked
+            while b"\r\n" not in self.buf:
+                self._more()
+            size_line, rest = self.buf.split(b"\r\n", 1)
+            size = int(size_line.split(b";")[0], 16)
+            while len(rest) < size + 2:
+                self._more()
+                rest = self.buf.split(b"\r\n", 1)[1]
+            out.append(rest[:size])
+            self.buf = rest[size + 2:]
+            if size == 0:
+                return status, b"".join(out)
+
+
+def wait_port(port: int, proc, timeout=240.0):
+    end = time.time() + timeout
+    while time.time() < end:
+        if proc.poll() is not None:
+            raise SystemExit(f"server exited with {proc.returncode}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.3)
+    raise SystemExit("server did not start")
+
+
+def config(tmp: str, up_port: int, port: int, access_log: bool) -> str:
+    path = os.path.join(tmp, "freeapi.yaml")
+    with open(path, "w") as f:
+        f.write(f"""server: {{host: 127.0.0.1, port: {port}, log_level: {"info" if access_log else "warning"}}}
+auth: {{keys: [bench-key]}}
+providers:
+  deepseek: {{enabled: false}}
+  bench:
+    type: openai
+    base_url: "http://127.0.0.1:{up_port}/v1"
+    anthropic_base_url: false
+    api_keys: [sk-bench]
+    models: [deepseek-chat, slow]
+    discover: false
+""")
+    return path
+
+
+def ctl(pid: int, *args: str):
+    subprocess.run(["callgrind_control", *args, str(pid)], check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def thread_ir(out_prefix: str) -> tuple[int, int]:
+    """(main thread, other threads) instructions over the dumps (--separate-threads=yes:
+    one file per thread and dump, `<prefix>[.<dump>]-<thread>`)."""
+    main = other = 0
+    for path in glob.glob(out_prefix + "*"):
+        m = re.search(r"-(\d+)$", path)
+        if m is None:
+            continue
+        thread = int(m.group(1))
+        with open(path, errors="replace") as f:
+            for line in f:
+                if line.startswith("totals:"):  # summary: is 0 with separate threads
+                    n = int(line.split()[1])
+                    if thread == 1:
+                        main += n
+                    else:
+                        other += n
+    return main, other
+
+
+def measure(args, cells: list[str], bare: bool) -> dict:
+    tmp = tempfile.mkdtemp(prefix="instr-")
+    up_port, port = free_port(), free_port()
+    up = subprocess.Popen(["node", os.path.join(HERE, "upstream.js"), "--port", str(up_port)],
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    results = {}
+    try:
+        for cell in cells:
+            path, stream, dialect = CELLS[cell]
+            if bare and path != "/v1/chat/completions":
+                continue
+            out = os.path.join(tmp, f"cg-{cell}.out")
+            if bare:
+                argv = [PY, os.path.join(HERE, "bare_proxy.py"), "--port", str(port),
+                        "--upstream", f"http://127.0.0.1:{up_port}"]
+            else:
+                argv = [PY, *FREEAPI_MAIN, "--config",
+                        config(tmp, up_port, port, args.access_log)]
+            env = dict(os.environ, PYTHONHASHSEED="0")
+            log = open(os.path.join(tmp, f"server-{cell}.log"), "w")
+            srv = subprocess.Popen(["valgrind", "--tool=callgrind", "--instr-atstart=no",
+                                    "--separate-threads=yes",
+                                    f"--callgrind-out-file={out}", *argv],
+                                   stdout=log, stderr=subprocess.STDOUT, env=env, cwd=tmp)
+            try:
+                wait_port(up_port, up)
+                wait_port(port, srv)
+                c = Client(port, None if bare else "bench-key")
+                body = body_of(dialect, stream)
+                for _ in range(args.warmup):
+                    status, _ = c.request(path, body)
+                    if status != 200:
+                        raise SystemExit(f"{cell}: HTTP {status}")
+                time.sleep(0.5)  # the ledger's batch timer and other stragglers
+                ctl(srv.pid, "-i", "on")
+                for _ in range(args.n):
+                    status, data = c.request(path, body)
+                    if status != 200:
+                        raise SystemExit(f"{cell}: HTTP {status}: {data[:200]!r}")
+                time.sleep(0.3)  # the ledger batch and access lines of the last ones
+                ctl(srv.pid, "-i", "off")
+                ctl(srv.pid, "-d")
+                c.sock.close()
+            finally:
+                srv.terminate()
+                try:
+                    srv.wait(60)
+                except subprocess.TimeoutExpired:
+                    srv.kill()
+                    srv.wait()
+            main_ir, other_ir = thread_ir(out)
+            results[cell] = {"main": main_ir / args.n, "threads": other_ir / args.n}
+            print(f"{'bare' if bare else 'freeapi'} {cell}: {main_ir / args.n / 1000:.0f}k "
+                  f"instructions per request on the event loop's thread, "
+                  f"{other_ir / args.n / 1000:.0f}k on other threads", flush=True)
+    finally:
+        up.terminate()
+        up.wait()
+        if not args.keep:
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            print("kept", tmp)
+    return results
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--n", type=int, default=200, help="requests counted per cell")
+    ap.add_argument("--warmup", type=int, default=30)
+    ap.add_argument("--cells", default="ns,st")
+    ap.add_argument("--bare", action="store_true", help="also the bare proxy (chat cells)")
+    ap.add_argument("--access-log", action="store_true", help="freeapi at log_level info")
+    ap.add_argument("--keep", action="store_true", help="keep the callgrind files")
+    ap.add_argument("--json", help="write the figures here")
+    args = ap.parse_args()
+    cells = args.cells.split(",")
+    out = {"freeapi": measure(args, cells, False)}
+    if args.bare:
+        out["bare"] = measure(args, cells, True)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(out, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
