@@ -33,6 +33,14 @@ def is_peak(peak: dict | None, at: float) -> bool:
     return any(lo <= hour < hi for lo, hi in peak["hours"])
 
 
+def rates_at(row: dict, at: float) -> dict:
+    """The row's prices at `at`: its off-peak prices outside its peak hours (a budget's
+    estimate; Pricing.charge keeps the merged row per model instead)."""
+    if row.get("off_peak") and row.get("peak") and not is_peak(row["peak"], at):
+        return {**row, **row["off_peak"]}
+    return row
+
+
 def cost_of(rates: dict, counts: dict, units: dict | None = None) -> float:
     prompt = counts.get("prompt_tokens") or 0
     cached = min(counts.get("cached_tokens") or 0, prompt)
