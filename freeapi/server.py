@@ -84,6 +84,10 @@ def answer_and_close(stream: IOStream, answer: bytes, seconds: float = 1.0,
     return fut
 
 
+def _nodelay_kept(value: bool) -> None:
+    """A client stream's set_nodelay once GatewayServer has turned Nagle off for good."""
+
+
 def _refusal() -> bytes:
     err = APIError(503, "The gateway has too many open connections (server.max_connections); "
                         "retry shortly.", code="too_many_connections")
@@ -127,6 +131,13 @@ class GatewayServer(HTTPServer):
             self._refuse(stream)
             return
         self.open_connections += 1
+        # Nagle off for the connection's life. Tornado turns it off when a response ends and
+        # back on after it, two setsockopt calls (and two Python-level socket.family enum
+        # conversions) per request, and leaves it on while a streamed response's events
+        # are written, where it can only delay them. The gateway writes nothing between
+        # requests, so keeping it off changes nothing else.
+        stream.set_nodelay(True)
+        stream.set_nodelay = _nodelay_kept  # type: ignore[method-assign]
         super().handle_stream(stream, address)
 
     def on_close(self, server_conn) -> None:
