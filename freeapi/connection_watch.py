@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from typing import Any
 
 from tornado import httputil
 
@@ -35,8 +36,8 @@ class ConnectionWatch(httputil.HTTPMessageDelegate):
         self.phase = _BUSY
         self.since = 0.0
         self.conn: httputil.HTTPConnection | None = None
-        self.delegate: httputil.HTTPMessageDelegate | None = None
-        self.start_line: httputil.RequestStartLine | None = None
+        self.delegate: Any = None  # the request's own HTTPMessageDelegate
+        self.start_line: Any = None  # the request's RequestStartLine
         self.prepared = None  # what headers_received returned: the handler's prepare()
         self.stopped = False
         # Invariant: the timer fires no later than the current phase's deadline. A phase
@@ -92,20 +93,20 @@ class ConnectionWatch(httputil.HTTPMessageDelegate):
 
     def headers_received(self, start_line, headers):
         self.phase, self.since = _BODY, time.monotonic()
-        self.start_line = start_line  # type: ignore[assignment]
-        self.prepared = self.delegate.headers_received(start_line, headers)  # type: ignore[union-attr]
+        self.start_line = start_line
+        self.prepared = self.delegate.headers_received(start_line, headers)
         return self.prepared
 
     def data_received(self, chunk: bytes):
         self.since = time.monotonic()
-        return self.delegate.data_received(chunk)  # type: ignore[union-attr]
+        return self.delegate.data_received(chunk)
 
     # After either, Tornado calls nothing more for this request (unless finish() raises:
     # then on_connection_close follows): the delegate is dropped so the handler is not
     # kept alive while the connection idles.
     def finish(self) -> None:
         self.phase, self.prepared = _BUSY, None
-        self.delegate.finish()  # type: ignore[union-attr]
+        self.delegate.finish()
         self.delegate = None
 
     def on_connection_close(self) -> None:
