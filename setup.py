@@ -33,6 +33,8 @@ setup(
         "otel": OTEL,
         "test": [
             "pytest>=8,<10",
+            # tests/test_event_loop.py runs the gateway on it (the `fast` extra) as well.
+            "uvloop>=0.18",
             # Old but the only Tornado-native pytest runner; its deprecation warnings are
             # filtered by name in pytest.ini.
             "pytest-tornasync==0.6.0.post2",

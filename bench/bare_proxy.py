@@ -8,7 +8,10 @@ Protocol), and relays the answer: a Content-Length body in one write, a chunked 
 pool, ledger, metrics or framing hardening: what freeapi does on top of this is what the
 "freeapi / bare proxy" ratios measure (issue 18).
 
-  python bench/bare_proxy.py --port 18198 --upstream http://127.0.0.1:18100
+  python bench/bare_proxy.py --port 18198 --upstream http://127.0.0.1:18100 [--uvloop]
+
+--uvloop runs it on uvloop's event loop (which must be importable), for the freeapi-on-
+uvloop against bare-on-uvloop ratio.
 """
 import argparse
 import asyncio
@@ -144,11 +147,7 @@ class Proxy(web.RequestHandler):
         self.finish()
 
 
-async def main():
-    p = argparse.ArgumentParser()
-    p.add_argument("--port", type=int, default=18198)
-    p.add_argument("--upstream", default="http://127.0.0.1:18100")
-    args = p.parse_args()
+async def main(args):
     app = web.Application([(r"/v1/chat/completions", Proxy, {"upstream": Upstream(args.upstream)})],
                           log_function=lambda h: None)
     app.listen(args.port, "127.0.0.1", backlog=2048)
@@ -156,4 +155,13 @@ async def main():
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    p = argparse.ArgumentParser()
+    p.add_argument("--port", type=int, default=18198)
+    p.add_argument("--upstream", default="http://127.0.0.1:18100")
+    p.add_argument("--uvloop", action="store_true")
+    a = p.parse_args()
+    if a.uvloop:
+        import uvloop
+        uvloop.run(main(a))
+    else:
+        asyncio.run(main(a))

@@ -553,9 +553,12 @@ def bare_test(tmp, up_port, args):
     rounds = int(os.environ.get("BENCH_BARE_ROUNDS", 3))
     fa, t = start_freeapi(tmp, up_port, args, cpus=args.server_cpu)
     port = free_port()
+    # BENCH_BARE_UVLOOP=1: the bare proxy on uvloop (freeapi takes uvloop when importable),
+    # for the ratio of both on uvloop.
+    uv = ["--uvloop"] if os.environ.get("BENCH_BARE_UVLOOP") else []
     bp = start("bare-proxy", pinned(args.server_cpu, [
         PY, os.path.join(HERE, "bare_proxy.py"), "--port", str(port), "--upstream",
-        f"http://127.0.0.1:{up_port}"]), logdir=tmp)
+        f"http://127.0.0.1:{up_port}", *uv]), logdir=tmp)
     wait_http(f"http://127.0.0.1:{port}{PATH}", bp)
     bare = Target("bare", f"http://127.0.0.1:{port}{PATH}")
     pair = (("freeapi", t), ("bare", bare))

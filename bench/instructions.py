@@ -16,6 +16,9 @@ divided by N. The server's startup, warm-up and shutdown are not counted.
 Cells: ns = chat non-stream, st = chat 20-chunk stream, responses / responses-st =
 /v1/responses (store: false), messages / messages-st = /v1/messages translated to chat.
 --access-log runs freeapi at log_level info (the access line on, written to a file).
+--loop picks the event loop of both servers: asyncio (the default; uvloop is kept from
+being imported even when installed, since freeapi's cli.py uses it when it is) or uvloop
+(which must be importable, e.g. PYTHONPATH=<dir with uvloop>).
 """
 from __future__ import annotations
 
@@ -33,7 +36,9 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PY = sys.executable
-FREEAPI_MAIN = ["-m", "freeapi"]
+# freeapi's __main__ through a wrapper that can hide uvloop (cli.py takes it when importable)
+FREEAPI_MAIN = ["-c", "import sys, runpy\nif sys.argv[1] == 'asyncio': sys.modules['uvloop'] = None\n"
+                "del sys.argv[1]\nrunpy.run_module('freeapi', run_name='__main__', alter_sys=True)"]
 
 CELLS = {
     "ns": ("/v1/chat/completions", False, "chat"),
@@ -176,8 +181,9 @@ def measure(args, cells: list[str], bare: bool) -> dict:
             if bare:
                 argv = [PY, os.path.join(HERE, "bare_proxy.py"), "--port", str(port),
                         "--upstream", f"http://127.0.0.1:{up_port}"]
+                argv += ["--uvloop"] if args.loop == "uvloop" else []
             else:
-                argv = [PY, *FREEAPI_MAIN, "--config",
+                argv = [PY, *FREEAPI_MAIN, args.loop, "--config",
                         config(tmp, up_port, port, args.access_log)]
             env = dict(os.environ, PYTHONHASHSEED="0")
             log = open(os.path.join(tmp, f"server-{cell}.log"), "w")
@@ -213,7 +219,7 @@ def measure(args, cells: list[str], bare: bool) -> dict:
                     srv.wait()
             main_ir, other_ir = thread_ir(out)
             results[cell] = {"main": main_ir / args.n, "threads": other_ir / args.n}
-            print(f"{'bare' if bare else 'freeapi'} {cell}: {main_ir / args.n / 1000:.0f}k "
+            print(f"{'bare' if bare else 'freeapi'} ({args.loop}) {cell}: {main_ir / args.n / 1000:.0f}k "
                   f"instructions per request on the event loop's thread, "
                   f"{other_ir / args.n / 1000:.0f}k on other threads", flush=True)
     finally:
@@ -233,6 +239,8 @@ def main():
     ap.add_argument("--cells", default="ns,st")
     ap.add_argument("--bare", action="store_true", help="also the bare proxy (chat cells)")
     ap.add_argument("--access-log", action="store_true", help="freeapi at log_level info")
+    ap.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio",
+                    help="the servers' event loop")
     ap.add_argument("--keep", action="store_true", help="keep the callgrind files")
     ap.add_argument("--json", help="write the figures here")
     args = ap.parse_args()

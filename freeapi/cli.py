@@ -137,6 +137,9 @@ async def serve(gateway: Gateway, reuse_port: bool = False, redactor=None):
              "connections)", __version__, cfg.host, cfg.port,
              "on" if gateway.auth.enabled else "off", server.max_connections)
     log.info("state: %s", gateway.store.describe())
+    # Whether the `fast` extra is in use (an operator cannot tell from outside otherwise).
+    log.info("event loop: %s", "uvloop" if type(asyncio.get_running_loop()).__module__
+             .startswith("uvloop") else "asyncio")
     discovery = asyncio.ensure_future(gateway.discovery.loop())
     housekeeping = asyncio.ensure_future(
         prune_ledger(gateway.store, gateway.config.state.ledger_days))
@@ -281,8 +284,9 @@ def _main(args, redactor) -> int:
 
 
 def _event_loop_runner():
-    """uvloop's loop when it is installed (`pip install 'freeapi[fast]'`): bench/ measured
-    it at about +11% req/s non-stream and +16% streams/s; without it, asyncio's own."""
+    """uvloop's loop when it is installed (`pip install 'freeapi[fast]'`): 10-12% fewer
+    instructions per request on the event loop (bench/README.md, "Tornado's per-request
+    costs"); without it, asyncio's own."""
     try:
         import uvloop
     except ImportError:

@@ -22,6 +22,7 @@ from tornado.httpserver import HTTPServer
 from tornado.ioloop import IOLoop
 from tornado.iostream import IOStream, StreamClosedError
 
+from freeapi.connection_watch import ConnectionWatch
 from freeapi.errors import APIError
 
 log = logging.getLogger("freeapi.server")
@@ -83,6 +84,10 @@ def answer_and_close(stream: IOStream, answer: bytes, seconds: float = 1.0,
     return fut
 
 
+def _nodelay_kept(value: bool) -> None:
+    """A client stream's set_nodelay once GatewayServer has turned Nagle off for good."""
+
+
 def _refusal() -> bytes:
     err = APIError(503, "The gateway has too many open connections (server.max_connections); "
                         "retry shortly.", code="too_many_connections")
@@ -93,10 +98,20 @@ def _refusal() -> bytes:
 
 
 class GatewayServer(HTTPServer):
-    """HTTPServer with `max_connections` (open client connections)."""
+    """HTTPServer with `max_connections` (open client connections) and `stall_timeout`:
+    seconds a client may pause while sending a request's headers or body, or keep an idle
+    keep-alive connection (freeapi/connection_watch.py)."""
 
-    def initialize(self, request_callback, max_connections: int | None = None, **kwargs):
+    def initialize(self, request_callback, max_connections: int | None = None,
+                   stall_timeout: float | None = None, **kwargs):
         super().initialize(request_callback, **kwargs)
+        self.stall_timeout = stall_timeout
+        self._watches: dict[object, ConnectionWatch] = {}
+        if stall_timeout:
+            # The connection's watch bounds the header read; Tornado's own header timeout
+            # (HTTP1ConnectionParameters.header_timeout, one gen.with_timeout per request)
+            # would only repeat it.
+            self.conn_params.header_timeout = None
         self.max_connections = max_connections or default_max_connections()
         self.open_connections = 0
         self.refused = 0  # connections refused at the cap, for tests and stats
@@ -116,11 +131,30 @@ class GatewayServer(HTTPServer):
             self._refuse(stream)
             return
         self.open_connections += 1
+        # Nagle off for the connection's life. Tornado turns it off when a response ends and
+        # back on after it, two setsockopt calls (and two Python-level socket.family enum
+        # conversions) per request, and leaves it on while a streamed response's events
+        # are written, where it can only delay them. The gateway writes nothing between
+        # requests, so keeping it off changes nothing else.
+        stream.set_nodelay(True)
+        stream.set_nodelay = _nodelay_kept  # type: ignore[method-assign]
         super().handle_stream(stream, address)
 
     def on_close(self, server_conn) -> None:
         self.open_connections -= 1
+        watch = self._watches.pop(server_conn, None)
+        if watch is not None:
+            watch.stop()
         super().on_close(server_conn)
+
+    def start_request(self, server_conn, request_conn):
+        delegate = super().start_request(server_conn, request_conn)
+        if not self.stall_timeout:
+            return delegate
+        watch = self._watches.get(server_conn)
+        if watch is None:
+            watch = self._watches[server_conn] = ConnectionWatch(self.stall_timeout)
+        return watch.request(request_conn, delegate)
 
     def _refuse(self, stream: IOStream):
         if self._lingering >= _MAX_LINGERING:
@@ -200,9 +234,8 @@ class GatewayServer(HTTPServer):
 def make_server(app, config) -> GatewayServer:
     """The server for `app` with the config's transport limits."""
     # The handlers enforce server.max_body_size with a JSON 413; Tornado's own limit only
-    # stops absurd bodies before they reach them. idle_connection_timeout bounds both an
-    # idle keep-alive connection and the wait for a request's headers; the body's pauses
-    # are bounded per request (APIHandler, server.body_timeout).
+    # stops absurd bodies before they reach them. server.body_timeout bounds an idle
+    # keep-alive connection, the wait for a request's headers and each pause in its body.
     return GatewayServer(app, max_connections=config.max_connections,
                          max_body_size=max(config.max_body_size * 2, 1 << 20),
-                         idle_connection_timeout=config.body_timeout)
+                         stall_timeout=config.body_timeout)

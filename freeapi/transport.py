@@ -139,12 +139,24 @@ class Conn(asyncio.Protocol):
                 # learns it now (as a closed socket would tell it) with a shutdown.
                 sock = self.transport.get_extra_info("socket")
                 if sock is not None:
-                    try:
-                        sock.shutdown(socket.SHUT_RDWR)
-                    except OSError:
-                        pass
+                    _shutdown(sock)
                 self.transport.abort()
         self._wake()
+
+
+def _shutdown(sock) -> None:
+    """shutdown(SHUT_RDWR) of a transport's socket. uvloop's transport sockets refuse
+    shutdown() (a TypeError); a duplicate of the descriptor reaches the same socket."""
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+    except TypeError:
+        try:
+            with socket.socket(fileno=os.dup(sock.fileno())) as dup:
+                dup.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
 
 
 async def read_head(conn: Conn, max_bytes: int, too_large) -> bytes:

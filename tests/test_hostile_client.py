@@ -85,6 +85,71 @@ async def test_headers_that_stop_arriving_are_dropped_after_body_timeout(make_ga
     c.close()
 
 
+async def test_headers_trickled_a_byte_at_a_time_are_dropped_after_body_timeout(make_gateway):
+    """Slowloris: the headers as a whole must arrive within the timeout; bytes that keep
+    coming do not extend it (unlike a body's, whose pauses are what is bounded)."""
+    base, gw = make_gateway({**AUTH, "server": {"body_timeout": 0.4}})
+    c = await RawClient.connect(base)
+    started = time.monotonic()
+    closed = False
+    for byte in b"POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\nX-Pad: " + b"a" * 100:
+        try:
+            await c.send(bytes([byte]))
+        except ConnectionError:
+            closed = True
+            break
+        if c.reader.at_eof():
+            closed = True
+            break
+        await asyncio.sleep(0.05)  # 5 s in all if it were never dropped
+    assert closed or await c.closed_within(3)
+    assert time.monotonic() - started < 3
+    c.close()
+
+
+async def test_an_idle_keep_alive_connection_is_closed_after_body_timeout(make_gateway):
+    base, gw = make_gateway({**AUTH, "server": {"body_timeout": 0.4}})
+    c = await RawClient.connect(base)
+    await c.send(b"GET /ping HTTP/1.1\r\nHost: gw\r\n\r\n")
+    assert (await c.response())[0] == 200
+    started = time.monotonic()
+    assert await c.closed_within(5)
+    assert 0.3 < time.monotonic() - started < 3
+    c.close()
+
+
+async def test_a_keep_alive_connection_in_use_is_not_dropped(make_gateway):
+    """Requests one after another, together longer than the timeout, none pausing."""
+    base, gw = make_gateway({**AUTH, "server": {"body_timeout": 0.3}})
+    c = await RawClient.connect(base)
+    body = json.dumps(chat_body("hi")).encode()
+    started = time.monotonic()
+    while time.monotonic() - started < 1.0:
+        await c.send(post_head(len(body), GW_KEY) + body)
+        assert (await c.response())[0] == 200
+        await asyncio.sleep(0.1)
+    c.close()
+
+
+async def test_a_second_request_whose_body_stalls_is_dropped(make_gateway, caplog):
+    """The stall is watched per connection: a later request on a keep-alive connection is
+    watched as the first was, and the drop is logged without the query string."""
+    base, gw = make_gateway({**AUTH, "server": {"body_timeout": 0.4}})
+    c = await RawClient.connect(base)
+    body = json.dumps(chat_body("hi")).encode()
+    await c.send(post_head(len(body), GW_KEY) + body)
+    assert (await c.response())[0] == 200
+    await c.send(post_head(10_000, GW_KEY, "/v1/chat/completions?x=secret-in-query")
+                 + b'{"model": "deepseek-chat", ')
+    started = time.monotonic()
+    assert await c.closed_within(5)
+    assert 0.3 < time.monotonic() - started < 3
+    c.close()
+    stalls = [r.getMessage() for r in caplog.records if "stalled" in r.getMessage()]
+    assert stalls == ["POST /v1/chat/completions: dropped; the request body stalled for 0.4s "
+                      "(server.body_timeout)"], stalls
+
+
 # -- the connection cap -----------------------------------------------------------------
 
 async def test_connections_beyond_max_connections_get_a_clear_503(make_gateway):

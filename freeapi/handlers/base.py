@@ -114,7 +114,6 @@ class APIHandler(web.RequestHandler):
     # before any of the body is read: a caller without one cannot make the gateway hold
     # 16 MB bodies (Tornado closes a connection whose body was left unread).
     auth_required = True
-    _body_timer = None
     _rlog = None  # logs.RequestLog: this request's id and log fields
     _reserved = 0  # bytes of the gateway's body budget this request holds
     _over_budget = False  # a chunked body outgrew the budget: answered 503, not buffered
@@ -125,7 +124,6 @@ class APIHandler(web.RequestHandler):
         self.gateway = self.settings["freeapi"]
         self._chunks: list[bytes] = []
         self._size = 0
-        self._last_data = 0.0
 
     def clear(self):
         """Tornado's clear() (the headers every response starts with, again after an
@@ -166,15 +164,13 @@ class APIHandler(web.RequestHandler):
                 self._refuse_unread(e, (int(length) + 4096) if full else 1 << 20,
                                     10.0 if full else 1.0)
             raise
-        if body_coming:
-            self._watch_body()
+        # Pauses in the body are bounded by its connection's watch (connection_watch.py).
         self._body_coming = body_coming
 
     def refuse(self, err: APIError):
         """Raise `err`; when the body is still to come, answer it before reading the body
         (a subclass's own checks in prepare, e.g. quotas, then cost no buffering)."""
         if getattr(self, "_body_coming", False):
-            self._stop_watching_body()
             self._release()  # the connection is taken over: no on_finish will give it back
             self._refuse_unread(err)
         raise err
@@ -196,33 +192,10 @@ class APIHandler(web.RequestHandler):
         answer_and_close(self.request.connection.detach(), head + body, seconds, drain)
         raise Answered()
 
-    def _watch_body(self):
-        """Drop the connection when the body stops arriving for server.body_timeout
-        seconds (a slow but moving upload is fine). Tornado's own body_timeout bounds the
-        whole body instead, and its idle timeout only the headers."""
-        # Tornado resolves this (private, stable since 4.0) when the body is complete.
-        done = getattr(self.request, "_body_future", None)
-        if done is None or done.done():
-            return
-        self._last_data = time.monotonic()
-        # asyncio's timer directly: Tornado's IOLoop wrappers cost more than the timer.
-        self._body_timer = asyncio.get_running_loop().call_later(
-            self.gateway.config.body_timeout, self._body_stalled)
-        done.add_done_callback(self._body_done)
-
-    def _body_done(self, _):
-        self._stop_watching_body()
-
-    def _stop_watching_body(self):
-        if self._body_timer is not None:
-            self._body_timer.cancel()
-            self._body_timer = None
-
     def on_connection_close(self):
         # Tornado's own fails the body's future, so a request waiting for its body ends;
         # subclasses that override this must call it.
         super().on_connection_close()
-        self._stop_watching_body()
         self._release()
         self._access_line(gone=True)
 
@@ -268,24 +241,12 @@ class APIHandler(web.RequestHandler):
                              "server.max_buffered_bytes); retry shortly.",
                         code="body_buffer_full", retry_after="1")
 
-    def _body_stalled(self):
-        self._body_timer = None
-        timeout = self.gateway.config.body_timeout
-        left = self._last_data + timeout - time.monotonic()
-        if left > 0:  # data came meanwhile: wait for the rest of the new period
-            self._body_timer = asyncio.get_running_loop().call_later(left, self._body_stalled)
-            return
-        log.info("%s %s: dropped; the request body stalled for %gs (server.body_timeout)",
-                 self.request.method, self.request.path, timeout)
-        self.request.connection.close()
-
     def _too_large(self) -> APIError:
         return APIError(413, f"Request body is larger than the gateway's limit of "
                              f"{self.gateway.config.max_body_size} bytes "
                              "(server.max_body_size).", code="request_too_large")
 
     def data_received(self, chunk: bytes):
-        self._last_data = time.monotonic()
         self._size += len(chunk)
         if self._over_budget or self._size > self.gateway.config.max_body_size:
             self._release()  # nothing more is kept: the answer is a 503 or a 413
