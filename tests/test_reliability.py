@@ -364,6 +364,21 @@ async def test_request_errors_are_returned_at_once(make_gateway, upstream_state,
     assert {r["state"] for r in (await key_rows(base)).values()} == {"ok"}
 
 
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_404_is_returned_not_taken_to_a_fallback(make_gateway, upstream_state, backup,
+                                                        stream):
+    # Only a `free` target's 404 (a model this account cannot reach) moves on: from a
+    # configured route it is the request's, and no fallback should see it.
+    url, backup_state = backup
+    upstream_state.fail_next = 1
+    upstream_state.fail_status = (404, "The model `deepseek-chat` does not exist",
+                                  "invalid_request_error")
+    base, _ = make_gateway(config([GOOD], backup=url))
+    resp, _ = await ask(base, stream=stream)
+    assert "does not exist" in error_of(resp, 404)["message"]
+    assert len(upstream_state.requests) == 1 and backup_state.requests == []
+
+
 async def test_context_too_long_moves_on_only_to_a_configured_fallback(make_gateway,
                                                                        upstream_state, backup):
     url, backup_state = backup
