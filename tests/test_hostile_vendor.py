@@ -452,3 +452,16 @@ async def test_a_vendor_stream_event_nested_too_deeply_ends_with_an_error_event(
         base, chat_body("hi", model="deepseek/deepseek-chat", stream=True), key=GOOD)
     evs = sse_events(raw)
     assert evs[-1] == "[DONE]" and "nested too deeply" in json.loads(evs[-2])["error"]["message"]
+
+
+@pytest.mark.parametrize("first", [b'"an error"', b'["error"]'], ids=["string", "list"])
+async def test_a_first_event_of_json_that_is_no_object_is_no_crash(hostile, first):
+    # JSON, and saying "error", but no object: no vendor's error form reads it.
+    events = b"data: " + first + b"\n\n" + chunk_events(["Hel", "lo"])
+    vendor, base, gw = await hostile(lambda req: [
+        head(200, {**SSE_HEAD, "Content-Length": len(events)}) + events])
+    resp, raw = await stream_raw(base, chat_body("hi", stream=True), key=GOOD)
+    assert resp.code == 200
+    evs = sse_events(raw)
+    assert "".join(json.loads(e)["choices"][0]["delta"].get("content") or ""
+                   for e in evs[1:] if e != "[DONE]") == "Hello"
