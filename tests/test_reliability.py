@@ -15,6 +15,7 @@ from freeapi.keypool import ERROR_MIN
 from freeapi.keys import mask
 from tests.conftest import free_port
 from tests.fakes import deepseek as fake_deepseek
+from tests.fakes import openai_compat as fake_local
 from tests.fakes.common import serve
 from tests.fakes.deepseek import ANSWER, BUSY, DEAD, GOOD, GOOD2, POOR
 from tests.helpers import check_stream, chat_body, error_of, request, sse_events, stream_raw
@@ -236,6 +237,22 @@ async def test_reasoning_models_get_their_own_first_byte_budget(make_gateway, up
     resp, text = await ask(base, "!slow 0.8", model="deepseek-reasoner")
     assert resp.code == 200 and text == TEXT
     resp, _ = await ask(base, "!slow 0.8")
+    assert error_of(resp, 504)["code"] == "upstream_timeout"
+
+
+async def test_the_first_byte_budget_is_the_served_models(make_gateway, start_vendor):
+    # A local server's reasoning models are named in its config: the budget depends on
+    # the model the attempt sends, not on the provider alone.
+    url, _ = start_vendor(fake_local)
+    base, _ = make_gateway({"auth": AUTH, "providers": {"local": {
+        "type": "openai", "base_url": url + "/v1", "reasoning_models": ["deepseek-r1:1.5b"],
+        "timeouts": {"first_byte": 0.3, "first_byte_reasoning": 3}}}})
+    chat = base + "/v1/chat/completions"
+    resp = await request(chat, "POST", chat_body("!slow 0.8", model="local/deepseek-r1:1.5b"),
+                         key=USER)
+    assert resp.code == 200
+    resp = await request(chat, "POST", chat_body("!slow 0.8", model="local/llama3.2:1b"),
+                         key=USER)
     assert error_of(resp, 504)["code"] == "upstream_timeout"
 
 
