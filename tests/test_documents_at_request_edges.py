@@ -3,8 +3,8 @@ door whose vendor has a native endpoint still has its document read (the search 
 as chat, so the native endpoint never carries the file); a fallback without the door's
 native endpoint is skipped for a request whose documents only the native one carries; the
 gateway's own failures while preparing a document (its state store) are not a vendor
-key's fault, while a vendor's refusal of an upload is; a shutdown during a document's parsing does not move the parse on to the
-next key."""
+key's fault, while a vendor's refusal of an upload is; a shutdown during a document's
+parsing does not move the parse on to the next key."""
 
 import asyncio
 import base64
