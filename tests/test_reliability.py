@@ -326,6 +326,27 @@ async def test_fallback_keeps_the_model_name_the_client_asked_for(make_gateway, 
         == [("deepseek-flash", {"type": "enabled"})]
 
 
+@pytest.fixture
+def unaccepting_host():
+    """A port whose accept queue is full: a connection attempt gets no answer, as from a
+    host whose firewall drops it. Returns its base URL."""
+    import socket
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    filler = socket.create_connection(listener.getsockname(), timeout=2)  # fills the queue
+    yield "http://127.0.0.1:%d" % listener.getsockname()[1]
+    filler.close()
+    listener.close()
+
+
+async def test_a_host_that_never_accepts_is_a_connect_timeout(make_gateway, unaccepting_host):
+    base, _ = make_gateway(config([GOOD], base_url=unaccepting_host,
+                                  timeouts={"connect": 0.3, "first_byte": 30, "total": 60}))
+    err = error_of((await ask(base))[0], 504)
+    assert err["code"] == "upstream_timeout" and "connect within 0.3s" in err["message"]
+
+
 @pytest.mark.parametrize("stream", [False, True])
 async def test_connection_refused_falls_back_at_once(make_gateway, backup, stream):
     """An unreachable host is no key's fault: the other keys of that provider would meet
