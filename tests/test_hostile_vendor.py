@@ -501,3 +501,11 @@ async def test_a_body_never_ending_after_done_is_hung_up_on_within_seconds(make_
             break
         await asyncio.sleep(0.01)
     assert vendor.closed_by_peer == 1
+
+
+async def test_a_stream_answered_without_a_content_type_is_a_502(hostile):
+    events = chunk_events(["Hel", "lo"])
+    vendor, base, gw = await hostile(lambda req: [
+        head(200, {"Content-Length": len(events)}) + events])
+    resp, raw = await stream_raw(base, chat_body("hi", stream=True), key=GOOD)
+    assert "expected an event stream, got no type" in error_of(resp, 502)["message"]
