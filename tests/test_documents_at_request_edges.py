@@ -3,8 +3,8 @@ door whose vendor has a native endpoint still has its document read (the search 
 as chat, so the native endpoint never carries the file); a fallback without the door's
 native endpoint is skipped for a request whose documents only the native one carries; the
 gateway's own failures while preparing a document (its state store) are not a vendor
-key's fault; a shutdown during a document's parsing does not move the parse on to the
-next key."""
+key's fault, while a vendor's refusal of an upload is; a shutdown during a document's
+parsing does not move the parse on to the next key."""
 
 import asyncio
 import base64
@@ -111,6 +111,29 @@ async def test_a_state_store_outage_while_binding_a_document_spares_the_vendor_k
     for key in (fake_qwen.GOOD, fake_qwen.GOOD2):
         h = health.get("qwen", key)
         assert h.last_error is None and all(ok for _, ok in h.outcomes), (key, h)
+
+
+async def test_a_vendor_refusing_a_documents_upload_is_that_keys_verdict(start_vendor,
+                                                                          make_gateway):
+    # The converse of the store outage: the vendor refused the key (401) or throttled it
+    # (429, Retry-After 600) at the upload, so the key's health says so.
+    throttled = "sk-qwen-throttled-00000000000000001"
+    url, state = start_vendor(fake_qwen)
+    state.keys[throttled] = "uploads-throttled"
+    base, gateway = make_gateway({"auth": {"keys": [GW_KEY]}, "providers": {
+        "qwen": {"base_url": url + "/compatible-mode/v1",
+                 "api_keys": [fake_qwen.DEAD, throttled], "discover": False}}})
+    resp = await request(base + "/v1/chat/completions", "POST", {
+        "model": "qwen-long", "messages": [{"role": "user", "content": [
+            {"type": "text", "text": "What was reversed?"},
+            {"type": "file", "file": {"filename": "ledger.txt",
+                                      "file_data": f"data:text/plain;base64,{B64}"}}]}]},
+        key=GW_KEY)
+    assert resp.code in (429, 503), resp.body  # whichever key was tried last
+    dead, busy = gateway.pools["qwen"].status([fake_qwen.DEAD, throttled])
+    assert dead["state"] == "invalid" and dead["last_error"] == "HTTP 401"
+    assert busy["state"] == "cooldown" and busy["last_error"] == "HTTP 429"
+    assert busy["cooldown_remaining"] > 500  # the vendor's Retry-After, not a backoff
 
 
 async def test_a_shutdown_during_parsing_does_not_parse_again_with_the_next_key(

@@ -95,3 +95,18 @@ async def test_a_refused_server_side_key_is_not_the_callers_401(make_gateway):
     err = error_of(resp, 503)
     assert err["code"] == "upstream_key_rejected" and "providers.deepseek.api_keys" in \
         err["message"] and DEAD not in err["message"]
+
+
+async def test_an_error_event_quoting_the_key_reaches_the_caller_masked(make_gateway,
+                                                                        upstream_state):
+    # The stream's first event is the vendor's error, quoting the key it was sent; no key
+    # is left to fail over to, so that error is what the caller hears. The key does not
+    # look like a token (no `sk-`): only knowing it as the key used removes it.
+    plain = "vendor-pass-42"
+    upstream_state.keys[plain] = "ok"
+    upstream_state.error_event_keys = {plain}
+    base, _ = make_gateway({"auth": {"keys": [USER]},
+                            "providers": {"deepseek": {"api_keys": [plain]}}})
+    resp, raw = await stream_raw(base, chat_body(stream=True), key=USER)
+    assert resp.code == 429 and b"Rate limit reached for" in raw
+    assert plain.encode() not in raw and mask(plain).encode() in raw

@@ -452,3 +452,60 @@ async def test_a_vendor_stream_event_nested_too_deeply_ends_with_an_error_event(
         base, chat_body("hi", model="deepseek/deepseek-chat", stream=True), key=GOOD)
     evs = sse_events(raw)
     assert evs[-1] == "[DONE]" and "nested too deeply" in json.loads(evs[-2])["error"]["message"]
+
+
+@pytest.mark.parametrize("first", [b'"an error"', b'["error"]'], ids=["string", "list"])
+async def test_a_first_event_of_json_that_is_no_object_is_no_crash(hostile, first):
+    # JSON, and saying "error", but no object: no vendor's error form reads it.
+    events = b"data: " + first + b"\n\n" + chunk_events(["Hel", "lo"])
+    vendor, base, gw = await hostile(lambda req: [
+        head(200, {**SSE_HEAD, "Content-Length": len(events)}) + events])
+    resp, raw = await stream_raw(base, chat_body("hi", stream=True), key=GOOD)
+    assert resp.code == 200
+    evs = sse_events(raw)
+    assert "".join(json.loads(e)["choices"][0]["delta"].get("content") or ""
+                   for e in evs[1:] if e != "[DONE]") == "Hello"
+
+
+def stream_then(end):
+    """An answer's events and [DONE] in one chunk, then `end` (steps of a script)."""
+    events = chunk_events(["Hel", "lo"])
+    return lambda req: [head(200, {**SSE_HEAD, "Transfer-Encoding": "chunked"})
+                        + b"%x\r\n%s\r\n" % (len(events), events)] + end
+
+
+async def test_a_body_ending_just_after_done_keeps_the_connection(make_gateway, raw_vendor):
+    """The body's last chunk comes a moment after [DONE]: the gateway reads it (within its
+    2 s), so the connection goes back to the pool for the next caller."""
+    vendor, base, gw = await raw_vendor(make_gateway, stream_then([0.1, b"0\r\n\r\n"]))
+    for _ in range(2):
+        resp, raw = await stream_raw(base, chat_body("hi", stream=True), key=GOOD)
+        assert resp.code == 200 and raw.endswith(b"data: [DONE]\n\n")
+        for _ in range(100):  # the drain finishes after the client's answer
+            if gw.http.idle_count() == 1:
+                break
+            await asyncio.sleep(0.01)
+    assert vendor.connections == 1
+
+
+async def test_a_body_never_ending_after_done_is_hung_up_on_within_seconds(make_gateway,
+                                                                          raw_vendor):
+    """A vendor that never ends the body after [DONE] has the gateway hang up after 2 s,
+    not after the idle timeout (30 s here)."""
+    vendor, base, gw = await raw_vendor(make_gateway, stream_then([HOLD]),
+                                        timeouts={"idle": 30})
+    resp, raw = await stream_raw(base, chat_body("hi", stream=True), key=GOOD)
+    assert resp.code == 200 and raw.endswith(b"data: [DONE]\n\n")
+    for _ in range(600):
+        if vendor.closed_by_peer:
+            break
+        await asyncio.sleep(0.01)
+    assert vendor.closed_by_peer == 1
+
+
+async def test_a_stream_answered_without_a_content_type_is_a_502(hostile):
+    events = chunk_events(["Hel", "lo"])
+    vendor, base, gw = await hostile(lambda req: [
+        head(200, {"Content-Length": len(events)}) + events])
+    resp, raw = await stream_raw(base, chat_body("hi", stream=True), key=GOOD)
+    assert "expected an event stream, got no type" in error_of(resp, 502)["message"]

@@ -149,6 +149,18 @@ async def test_upstream_attempts_by_outcome_and_gateway_overhead(make_gateway, u
     assert 0 < value(got, "freeapi_gateway_overhead_seconds_sum") < durations
 
 
+async def test_a_vendors_pauses_mid_stream_are_not_counted_as_gateway_overhead(make_gateway):
+    # The fake pauses 0.15 s before each of its 7 pieces: the vendor's time, every pause
+    # of it, which the overhead (the request's duration less its time waiting for the
+    # vendor) must leave out, while keeping the gateway's own time, never nothing.
+    base, _ = make_gateway(dict(AUTH, providers={"deepseek": {"api_keys": [GOOD]}}))
+    resp, _ = await stream_raw(base, chat_body("!drip 0.15", stream=True), key=ADMIN)
+    assert resp.code == 200
+    got = await scrape(base)
+    assert value(got, "freeapi_gateway_overhead_seconds_count") == 1
+    assert 0 < value(got, "freeapi_gateway_overhead_seconds_sum") < 0.5
+
+
 # -- the real CLI with --workers 2 ----------------------------------------------------------
 
 def test_a_users_multiprocess_directory_is_wiped_of_the_last_runs_files(tmp_path,

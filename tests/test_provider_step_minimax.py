@@ -6,8 +6,10 @@ import pytest
 
 from tests.fakes import minimax as fake_mm
 from tests.fakes import step as fake_step
+from freeapi.keys import mask
 from tests.fakes.common import ANSWER, REASONING
-from tests.helpers import HI, assert_no_secret, client, collect, token_check
+from tests.helpers import HI, assert_no_secret, chat_body, client, collect, stream_raw, \
+    token_check
 
 
 @pytest.fixture
@@ -116,6 +118,19 @@ async def test_minimax_content_filter_and_rotation(mm):
     r = await client(base, f"{fake_mm.POOR},{fake_mm.GOOD}").chat.completions.create(
         model="MiniMax-M2.7", messages=HI)
     assert r.choices[0].message.content == "".join(ANSWER)
+
+
+async def test_minimax_refusal_as_a_streams_first_event_fails_over(mm):
+    # No `"error"` in that event: only MiniMax's own reading of base_resp finds it.
+    base, state = mm
+    state.keys[fake_mm.STREAM_POOR] = "stream 1008"
+    keys = f"{fake_mm.STREAM_POOR},{fake_mm.GOOD}"
+    for _ in range(3):  # rotation reaches STREAM_POOR within three requests
+        resp, raw = await stream_raw(base, chat_body(model="MiniMax-M2.7", stream=True),
+                                     key=keys)
+        assert resp.code == 200 and b"1008" not in raw and ANSWER[-1].encode() in raw
+        assert resp.headers["x-freeapi-key"] == mask(fake_mm.GOOD)
+    assert len(state.requests) == 4  # one refused stream, three answers
 
 
 async def test_minimax_key_check(mm):

@@ -15,6 +15,7 @@ from freeapi.keypool import ERROR_MIN
 from freeapi.keys import mask
 from tests.conftest import free_port
 from tests.fakes import deepseek as fake_deepseek
+from tests.fakes import openai_compat as fake_local
 from tests.fakes.common import serve
 from tests.fakes.deepseek import ANSWER, BUSY, DEAD, GOOD, GOOD2, POOR
 from tests.helpers import check_stream, chat_body, error_of, request, sse_events, stream_raw
@@ -239,6 +240,22 @@ async def test_reasoning_models_get_their_own_first_byte_budget(make_gateway, up
     assert error_of(resp, 504)["code"] == "upstream_timeout"
 
 
+async def test_the_first_byte_budget_is_the_served_models(make_gateway, start_vendor):
+    # A local server's reasoning models are named in its config: the budget depends on
+    # the model the attempt sends, not on the provider alone.
+    url, _ = start_vendor(fake_local)
+    base, _ = make_gateway({"auth": AUTH, "providers": {"local": {
+        "type": "openai", "base_url": url + "/v1", "reasoning_models": ["deepseek-r1:1.5b"],
+        "timeouts": {"first_byte": 0.3, "first_byte_reasoning": 3}}}})
+    chat = base + "/v1/chat/completions"
+    resp = await request(chat, "POST", chat_body("!slow 0.8", model="local/deepseek-r1:1.5b"),
+                         key=USER)
+    assert resp.code == 200
+    resp = await request(chat, "POST", chat_body("!slow 0.8", model="local/llama3.2:1b"),
+                         key=USER)
+    assert error_of(resp, 504)["code"] == "upstream_timeout"
+
+
 @pytest.mark.parametrize("stream", [False, True])
 async def test_no_first_byte_falls_back_to_the_second_provider(make_gateway, upstream_state,
                                                                backup, stream):
@@ -309,6 +326,27 @@ async def test_fallback_keeps_the_model_name_the_client_asked_for(make_gateway, 
         == [("deepseek-flash", {"type": "enabled"})]
 
 
+@pytest.fixture
+def unaccepting_host():
+    """A port whose accept queue is full: a connection attempt gets no answer, as from a
+    host whose firewall drops it. Returns its base URL."""
+    import socket
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    filler = socket.create_connection(listener.getsockname(), timeout=2)  # fills the queue
+    yield "http://127.0.0.1:%d" % listener.getsockname()[1]
+    filler.close()
+    listener.close()
+
+
+async def test_a_host_that_never_accepts_is_a_connect_timeout(make_gateway, unaccepting_host):
+    base, _ = make_gateway(config([GOOD], base_url=unaccepting_host,
+                                  timeouts={"connect": 0.3, "first_byte": 30, "total": 60}))
+    err = error_of((await ask(base))[0], 504)
+    assert err["code"] == "upstream_timeout" and "connect within 0.3s" in err["message"]
+
+
 @pytest.mark.parametrize("stream", [False, True])
 async def test_connection_refused_falls_back_at_once(make_gateway, backup, stream):
     """An unreachable host is no key's fault: the other keys of that provider would meet
@@ -362,6 +400,21 @@ async def test_request_errors_are_returned_at_once(make_gateway, upstream_state,
     assert err["message"].startswith("deepseek: ")
     assert len(upstream_state.requests) == 1 and backup_state.requests == []
     assert {r["state"] for r in (await key_rows(base)).values()} == {"ok"}
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_404_is_returned_not_taken_to_a_fallback(make_gateway, upstream_state, backup,
+                                                        stream):
+    # Only a `free` target's 404 (a model this account cannot reach) moves on: from a
+    # configured route it is the request's, and no fallback should see it.
+    url, backup_state = backup
+    upstream_state.fail_next = 1
+    upstream_state.fail_status = (404, "The model `deepseek-chat` does not exist",
+                                  "invalid_request_error")
+    base, _ = make_gateway(config([GOOD], backup=url))
+    resp, _ = await ask(base, stream=stream)
+    assert "does not exist" in error_of(resp, 404)["message"]
+    assert len(upstream_state.requests) == 1 and backup_state.requests == []
 
 
 async def test_context_too_long_moves_on_only_to_a_configured_fallback(make_gateway,

@@ -15,6 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from freeapi.errors import APIError, ClientGone
+from freeapi.pipeline.exchange import Exchange
+from freeapi.pipeline.failover import Failover
 from tests.conftest import free_port
 from tests.fakes.deepseek import ANSWER, GOOD
 from tests.helpers import ThreadedFake, assert_no_keys, chat_body, check_stream, error_of, \
@@ -89,6 +92,29 @@ async def test_drain_releases_requests_queued_for_a_busy_key(make_gateway, upstr
     assert error_of(await asyncio.wait_for(queued, 3), 503)["code"] == "shutting_down"
     assert len(upstream_state.requests) == 1  # the queued request never reached the vendor
     assert gw.pools["deepseek"].in_flight == {}
+
+
+async def test_a_key_granted_as_shutdown_ends_a_request_is_given_back_unspent(make_gateway):
+    # The race drain cannot stage on its own: the pool hands a queued request its key
+    # just before shutdown (or the client leaving) fails the wait; the key must come back
+    # unused and the request end, not go to the vendor for nobody.
+    _, gw = make_gateway()
+    pool, failover = gw.pools["deepseek"], Failover(gw, None, None, None)
+    gw.shutting_down = True
+    try:
+        with pytest.raises(APIError) as info:
+            await failover.lease(Exchange(None), pool, [GOOD], set(), False)
+    finally:
+        gw.shutting_down = False
+    assert info.value.code == "shutting_down" and pool.in_flight == {}
+    gone = Exchange(None)
+    gone.client_gone = True
+    with pytest.raises(ClientGone):
+        await failover.lease(gone, pool, [GOOD], set(), False)
+    assert pool.in_flight == {}
+    lease = await failover.lease(Exchange(None), pool, [GOOD], set(), False)
+    assert lease is not None and pool.in_flight == {GOOD: 1}  # neither: the request keeps it
+    lease.cancel()
 
 
 # -- the real command -----------------------------------------------------------------------

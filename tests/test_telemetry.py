@@ -277,3 +277,22 @@ async def test_a_malformed_traceparent_starts_a_new_trace(make_gateway, receiver
     spans = await exported(gw, receiver, 2)
     (request, _, _), = [s for s in spans if s[0].kind == s[0].SPAN_KIND_SERVER]
     assert request.parent_span_id == b"" and len(request.trace_id) == 16
+
+
+async def test_an_attempt_that_raises_ends_its_span_as_failed(make_gateway, receiver,
+                                                              monkeypatch):
+    base, gw = make_gateway(traced(receiver))
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("a provider bug")
+
+    monkeypatch.setattr(gw.providers["deepseek"], "chat_request", broken)
+    client = openai.AsyncOpenAI(base_url=base + "/v1", api_key="fa-team-a-000000000001",
+                                max_retries=0)
+    with pytest.raises(openai.InternalServerError):
+        await client.chat.completions.create(
+            model="deepseek-chat", messages=[{"role": "user", "content": "hi"}])
+    spans = await exported(gw, receiver, 2)
+    (attempt, a, _), = [s for s in spans if s[0].kind == s[0].SPAN_KIND_CLIENT]
+    assert a["freeapi.attempt.outcome"] == a["error.type"] == "runtime_error"
+    assert attempt.status.code == attempt.status.STATUS_CODE_ERROR

@@ -1,7 +1,8 @@
 """A fake DeepSeek API on 127.0.0.1, reproducing the official wire behaviour of late 2026.
 
 Keys decide the account's state (see KEYS); the last user message can carry a scenario
-command, e.g. "!status 500", "!slow 2", "!cut", "!stall", "!tools", "!queued 2".
+command, e.g. "!status 500", "!slow 2", "!cut", "!stall", "!drip 0.1" (a pause before each
+streamed piece), "!tools", "!queued 2".
 
 Today's rules (https://api-docs.deepseek.com/, .../guides/thinking_mode): only the current
 model ids exist (the retired `deepseek-chat` / `deepseek-reasoner` get 400 "Model Not
@@ -248,6 +249,8 @@ class Chat(Base):
                     self.request.connection.stream.close()  # mid-way, no terminator
                     return
                 if cmd == "!stall" and i == 3 and not await self.pause(float(arg or 30)):
+                    return
+                if cmd == "!drip" and not await self.pause(float(arg)):
                     return
                 if cmd == "!crlf":
                     self.write("data: " + json.dumps(self.chunk({"content": piece})) + "\r\n\r\n")

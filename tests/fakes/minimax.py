@@ -16,6 +16,10 @@ DEAD = "sk-mm-dead-000000000000000000001004"
 POOR = "sk-mm-poor-000000000000000000001008"
 BUSY = "sk-mm-busy-000000000000000000001002"
 KEYS = {GOOD: "ok", DEAD: 1004, POOR: 1008, BUSY: 1002}
+# A key whose account refuses a stream only after answering 200: the refusal is the
+# stream's first event (the base_resp MiniMax's last chunk carries; unverified for a
+# refusal, but an event the gateway must read either way). Tests add it to `state.keys`.
+STREAM_POOR = "sk-mm-spoor-00000000000000000001008"
 STATUS_MSG = {1004: "login fail: Please carry the API secret key in the 'Authorization' "
                     "field of the request header",
               1008: "insufficient balance", 1002: "rate limit exceeded(RPM)",
@@ -43,6 +47,11 @@ class Chat(Base):
         code = account if isinstance(account, int) else (1004 if account is None else 0)
         if cmd == "!code":
             code = int(arg)
+        if account == "stream 1008" and body.get("stream"):
+            self.start_stream()
+            await self.event({"id": "", "choices": None, "base_resp": base_resp(1008)})
+            await self.event("[DONE]")
+            return
         if code:  # HTTP 200 all the same
             return self.json({"id": "", "choices": None, "created": 0, "model": "",
                               "object": "", "usage": None, "base_resp": base_resp(code)})

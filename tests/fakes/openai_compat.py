@@ -1,7 +1,10 @@
 """A fake local OpenAI-compatible server (Ollama-like): no key needed, GET /v1/models lists
-what is pulled, and a distilled reasoning model writes `<think>` inline in `content`."""
+what is pulled, and a distilled reasoning model writes `<think>` inline in `content`.
+A last message "!slow N" answers after N seconds."""
 
 from __future__ import annotations
+
+import asyncio
 
 from tornado import web
 
@@ -20,6 +23,9 @@ class Chat(Base):
             return self.json({"error": {"message": f'model "{model}" not found, try '
                                         "pulling it first", "type": "api_error",
                                         "param": None, "code": None}}, 404)
+        cmd, arg = self.command(body)
+        if cmd == "!slow":
+            await asyncio.sleep(float(arg))
         content = RAW if model.startswith("deepseek-r1") else "".join(ANSWER)
         base = {"id": "chatcmpl-123", "created": 1700000000, "model": model,
                 "system_fingerprint": "fp_ollama"}

@@ -357,6 +357,10 @@ class QwenFiles(Base):
         if self.account() in (None, 401):
             return self.json(_error("invalid_api_key", "Incorrect API key provided.",
                                     "invalid_request_error"), 401)
+        if self.account() == "uploads-throttled":  # a test's: 429 with a Retry-After
+            self.set_header("Retry-After", "600")
+            return self.json(_error("Throttling", "Requests rate limit exceeded.",
+                                    "rate_limit_error"), 429)
         purpose = self.get_body_argument("purpose", None)
         uploads = self.request.files.get("file") or []
         if purpose not in ("file-extract", "batch") or len(uploads) != 1:
