@@ -182,9 +182,11 @@ async def test_all_used_up_is_a_429_naming_the_earliest_reset_never_a_paid_model
     body = e.value.body
     assert body["code"] == "free_quota_exhausted"
     assert "earliest reset" in body["message"] and "paid_fallback" in body["message"]
-    # GLM's 1310 names a reset 2 hours ahead: the earliest of them
+    # GLM's 1310 names a reset 2 hours ahead; Spark's daily cap resets at Beijing's
+    # midnight (16:00 UTC), which is the earlier one from 14:00 to 16:00 UTC.
+    earliest = min(fake_glm.RESET_IN, next_midnight(time.time()) - time.time())
     wait = int(e.value.response.headers["retry-after"])
-    assert fake_glm.RESET_IN - 120 <= wait <= fake_glm.RESET_IN
+    assert earliest - 120 <= wait <= earliest + 1
     assert upstream_state.requests == []  # DeepSeek (paid) never asked
 
 
