@@ -18,7 +18,8 @@ BUSY = "sk-mm-busy-000000000000000000001002"
 KEYS = {GOOD: "ok", DEAD: 1004, POOR: 1008, BUSY: 1002}
 # A key whose account refuses a stream only after answering 200: the refusal is the
 # stream's first event (the base_resp MiniMax's last chunk carries; unverified for a
-# refusal, but an event the gateway must read either way). Tests add it to `state.keys`.
+# refusal, but an event the gateway must read either way). Tests add it to `state.keys`
+# as "stream 1008".
 STREAM_POOR = "sk-mm-spoor-00000000000000000001008"
 STATUS_MSG = {1004: "login fail: Please carry the API secret key in the 'Authorization' "
                     "field of the request header",

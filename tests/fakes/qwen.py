@@ -357,7 +357,7 @@ class QwenFiles(Base):
         if self.account() in (None, 401):
             return self.json(_error("invalid_api_key", "Incorrect API key provided.",
                                     "invalid_request_error"), 401)
-        if self.account() == "uploads-throttled":  # a test's: 429 with a Retry-After
+        if self.account() == "uploads-throttled":  # a test's 429 (wording unverified)
             self.set_header("Retry-After", "600")
             return self.json(_error("Throttling", "Requests rate limit exceeded.",
                                     "rate_limit_error"), 429)
