@@ -5,8 +5,6 @@ request's estimate its real cost: 0.007)."""
 
 from __future__ import annotations
 
-import http.client
-import json
 import os
 import subprocess
 import sys
@@ -16,6 +14,7 @@ from tests.fakes.deepseek import GOOD
 from tests.helpers import ThreadedFake, chat_body, error_of, request, wait_listening
 from tests.test_money_budgets import ALICE, COST, ask, config
 from tests.test_workers_share_state import ROOT, spread_over_workers, stop
+from tests.test_workers_share_state import post_chat as post_chat_to
 
 
 async def test_two_gateways_on_one_redis_admit_n_between_them(make_gateway, redis_state):
@@ -34,15 +33,7 @@ async def test_two_gateways_on_one_redis_admit_n_between_them(make_gateway, redi
 
 
 def post_chat(port: int) -> int:
-    c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)  # a new connection each
-    try:  # time, so the kernel spreads them over the workers
-        c.request("POST", "/v1/chat/completions", json.dumps(chat_body(max_tokens=7)),
-                  {"Authorization": f"Bearer {ALICE}", "Content-Type": "application/json"})
-        r = c.getresponse()
-        r.read()
-        return r.status
-    finally:
-        c.close()
+    return post_chat_to(port, ALICE, chat_body(max_tokens=7))
 
 
 def serve(tmp_path, fake, budget: float):

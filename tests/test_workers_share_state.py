@@ -23,11 +23,11 @@ ROOT = Path(__file__).resolve().parent.parent
 ALICE = "gw-alice-0000000001"
 
 
-def post_chat(port: int) -> int:
+def post_chat(port: int, key: str = ALICE, body: dict | None = None) -> int:
     c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)  # a new connection each
     try:  # time, so the kernel spreads them over the workers
-        c.request("POST", "/v1/chat/completions", json.dumps(chat_body()),
-                  {"Authorization": f"Bearer {ALICE}", "Content-Type": "application/json"})
+        c.request("POST", "/v1/chat/completions", json.dumps(body or chat_body()),
+                  {"Authorization": f"Bearer {key}", "Content-Type": "application/json"})
         r = c.getresponse()
         r.read()
         return r.status
