@@ -28,7 +28,7 @@ import os
 from freeapi.rollups import PERIODS, increments
 from freeapi.store import BIG_JSON, BLOB_PIECE, BUCKETS, Store, StoreError
 from freeapi.store.admin import RedisAdmin
-from freeapi.store.redis_rollups import RedisRollups
+from freeapi.store.redis_rollups import ADD_ROLLUPS, RedisRollups
 from freeapi.store.redis_tallies import RedisTallies
 from freeapi.store.resp import RespClient, Script
 
@@ -153,15 +153,7 @@ while at < n do
 end
 i = i + 2 * n
 for k = 2, #KEYS do
-  local expires, m = ARGV[i], tonumber(ARGV[i + 1])
-  i = i + 2
-  for j = 1, m do
-    redis.call('HINCRBYFLOAT', KEYS[k], ARGV[i], ARGV[i + 1])
-    i = i + 2
-  end
-  redis.call('PEXPIREAT', KEYS[k], expires)
-end
-return 1
+""" + ADD_ROLLUPS + """return 1
 """)
 
 _PAGE = 5000

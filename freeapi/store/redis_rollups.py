@@ -35,6 +35,19 @@ end
 return out
 """)
 
+# The rollup increments of a script's KEYS[k] for k from the loop around it: per key its
+# expiry (unix ms) and field count, then its field/amount pairs, read from ARGV[i...]
+# (shared by the ledger append, RedisStore's _APPEND, and a rebuild's _REPLACE).
+ADD_ROLLUPS = """  local expires, m = ARGV[i], tonumber(ARGV[i + 1])
+  i = i + 2
+  for j = 1, m do
+    redis.call('HINCRBYFLOAT', KEYS[k], ARGV[i], ARGV[i + 1])
+    i = i + 2
+  end
+  redis.call('PEXPIREAT', KEYS[k], expires)
+end
+"""
+
 # A rebuilt day swapped in if the ledger still holds as many entries in that day as were
 # read (ZCOUNT: a Redis script runs alone, so no write comes between the check and the
 # swap; entries are only ever added, or pruned from the oldest end). KEYS: the ledger,
@@ -47,15 +60,7 @@ local gone = tonumber(ARGV[4])
 for k = 2, gone + 1 do redis.call('DEL', KEYS[k]) end
 local i = 5
 for k = gone + 2, #KEYS do
-  local expires, m = ARGV[i], tonumber(ARGV[i + 1])
-  i = i + 2
-  for j = 1, m do
-    redis.call('HINCRBYFLOAT', KEYS[k], ARGV[i], ARGV[i + 1])
-    i = i + 2
-  end
-  redis.call('PEXPIREAT', KEYS[k], expires)
-end
-return 1
+""" + ADD_ROLLUPS + """return 1
 """)
 REBUILD_PAGE = 5000  # ledger entries a rebuild holds at once
 # Reads of one day before giving up while entries keep arriving in it (the current day
