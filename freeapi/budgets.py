@@ -41,6 +41,7 @@ import time
 from dataclasses import dataclass
 from types import SimpleNamespace
 
+from freeapi.admin.directory import identity
 from freeapi.errors import APIError, ClientGone
 from freeapi.ledger import reserve_tokens, token_counts
 from freeapi.limits import Limits
@@ -118,7 +119,7 @@ def key_counter_id(rid: str, config_keys) -> str | None:
             if f"config:{gk.name}" == rid:
                 return Limits.counter_id(gk)
         return None
-    return Limits.counter_id(SimpleNamespace(key="store-key:" + rid))  # as StoredKey.key
+    return Limits.counter_id(SimpleNamespace(key=identity(rid)))
 
 
 def chat_estimate(body: dict, default_output: int) -> tuple[dict, dict]:

@@ -23,6 +23,12 @@ log = logging.getLogger("freeapi.admin")
 POLL_INTERVAL = 0.5  # seconds between two reads of the admin version
 
 
+def identity(key_id: str) -> str:
+    """A runtime key's stable identity (StoredKey.key): what its counters, tallies,
+    conversations and files are kept under, the same across rotations."""
+    return "store-key:" + key_id
+
+
 class TeamLimits:
     """A team's limits, shared by all its keys (one counter id for the whole team)."""
 
@@ -52,7 +58,7 @@ class StoredKey:
     def __init__(self, record: dict, team: TeamLimits | None):
         self.id = record["id"]
         self.name = record["name"]
-        self.key = "store-key:" + record["id"]
+        self.key = identity(record["id"])
         self.team = team
         own = record.get("models")
         # The model list the handlers print and pre-check; Limits.model_allowed also
