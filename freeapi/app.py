@@ -28,6 +28,7 @@ from freeapi.handlers.chat import ChatCompletionsHandler
 from freeapi.handlers.conversations import ConversationHandler, ConversationsHandler
 from freeapi.handlers.embeddings import EmbeddingsHandler
 from freeapi.handlers.files import FileContentHandler, FileHandler, FilesHandler
+from freeapi.handlers.gate import GatewayApplication
 from freeapi.handlers.health import HealthHandler, PingHandler
 from freeapi.handlers.images import ImageEditsHandler, ImagesHandler, ImageVariationsHandler
 from freeapi.handlers.models import ModelHandler, ModelsHandler
@@ -353,5 +354,5 @@ def make_app(gateway: Gateway) -> web.Application:
         *ADMIN_LOG_ROUTES,
         *ADMIN_SPEND_ROUTES,
     ]
-    return web.Application(routes, freeapi=gateway, default_handler_class=NotFoundHandler,
+    return GatewayApplication(routes, freeapi=gateway, default_handler_class=NotFoundHandler,
                            compress_response=False)

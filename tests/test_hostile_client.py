@@ -218,18 +218,18 @@ async def test_fd_exhaustion_pauses_accepting_and_is_logged_once(make_gateway, c
 
 
 async def test_a_client_that_leaves_mid_body_ends_its_request(make_gateway, caplog):
-    """Its handler stops waiting for the body (no request left pending for ever), and the
+    """What its body held is given back (no request left pending for ever), and the
     stall watchdog does not fire later for a connection that is already gone."""
     base, gw = make_gateway({**AUTH, "server": {"body_timeout": 0.3}})
     c = await RawClient.connect(base)
     await c.send(post_head(10_000, GW_KEY) + b'{"model": "deep')
     await asyncio.sleep(0.1)
-    assert gw.active, "the request did not start"
+    assert gw.body_budget.used == 10_000, "the request was not admitted to its body"
     c.close()
     for _ in range(50):
         await asyncio.sleep(0.02)
-        if not gw.active:
+        if not gw.body_budget.used:
             break
-    assert not gw.active
+    assert gw.body_budget.used == 0 and not gw.active
     await asyncio.sleep(0.5)
     assert not [r for r in caplog.records if "stalled" in r.getMessage()]

@@ -27,19 +27,21 @@ def store_answers(method):
 
 
 class AdminHandler(APIHandler):
-    def prepare(self):
-        if not self.gateway.auth.enabled:
+    @classmethod
+    def before_body(cls, arrival, request) -> None:
+        if not arrival.gateway.auth.enabled:
             raise APIError(403, "The admin API needs gateway keys: configure auth.keys with "
                                 "an admin key.", code="auth_required")
-        super().prepare()
+        super().before_body(arrival, request)
 
-    def client_token(self):
-        # Called by prepare() before any of the body is read: a refused caller costs no body.
-        token = super().client_token()
-        if not self.gateway.auth.is_admin(self.caller):
+    @classmethod
+    def check_token(cls, arrival, headers) -> None:
+        # Checked before any of the body is read: a refused caller costs no body.
+        super().check_token(arrival, headers)
+        if not arrival.gateway.auth.is_admin(arrival.caller):
+            arrival.checked = False  # never taken as checked, whoever asks again
             raise APIError(403, "The admin API is for gateway keys from auth.keys with "
                                 "role: admin.", code="admin_only")
-        return token
 
     @property
     def admin(self):
@@ -49,15 +51,9 @@ class AdminHandler(APIHandler):
     def actor(self) -> str:
         return self.caller.name
 
-    _got_body = False
-
-    def data_received(self, chunk: bytes):
-        self._got_body = self._got_body or bool(chunk.strip())
-        super().data_received(chunk)
-
     def body(self, optional: bool = False) -> dict:
         """The JSON body; `optional`: none at all (or only whitespace) is {}."""
-        if optional and not self._got_body:
+        if optional and not self.raw_body().strip():
             return {}
         return self.json_body()
 

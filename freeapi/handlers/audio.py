@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+from freeapi.handlers.base import streamed_body
 from freeapi.handlers.door import DoorHandler
 from freeapi.modalities.speech import Speech
 from freeapi.modalities.transcriptions import Transcriptions, parse_form
@@ -18,6 +19,7 @@ class SpeechHandler(DoorHandler):
         await self.pipeline.call(op, model=op.model, token=token)
 
 
+@streamed_body  # a multipart body, read as it comes (Tornado would parse it again)
 class TranscriptionsHandler(DoorHandler):
     endpoint = "transcriptions"
 

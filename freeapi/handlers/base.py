@@ -2,22 +2,20 @@
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import json
 import logging
 import math
 import re
 import time
-from http.client import responses
 
 from tornado import httputil, web
 
-from freeapi import access_log, logs
+from freeapi import logs
 from freeapi.errors import Answered, APIError, ClientGone, invalid_request
+from freeapi.handlers.gate import Arrival, access_line, answer_unread
 from freeapi.json_limits import deeper_than, value_bound
 from freeapi.keys import bearer
-from freeapi.server import answer_and_close
 
 log = logging.getLogger("freeapi")
 
@@ -104,26 +102,77 @@ def _header(headers, name: str) -> str | None:
     return values[0] if len(values) == 1 else ",".join(values)
 
 
-@web.stream_request_body
+def streamed_body(cls):
+    """For a handler whose checks before the body must wait for something (an upload's
+    quota): its prepare() runs before the body is read and may `refuse()` it unread; the
+    body's pieces come through data_received. Costs two turns of the event loop."""
+    cls.streams_body = True
+    return web.stream_request_body(cls)
+
+
 class APIHandler(web.RequestHandler):
-    """Bodies are streamed in so an oversized one is refused with 413 as soon as its size
-    is known, instead of after buffering it."""
+    """The base of every route: OpenAI-shaped JSON errors, the gateway key, bounded JSON
+    bodies. The checks before the body (`before_body`) run in the BodyGate in front of
+    the handler (freeapi/handlers/gate.py), which answers a refused body unread."""
 
-    caller = None  # the config.GatewayKey that authenticated this request
-    # With gateway keys configured, the key is checked from the headers in prepare(),
-    # before any of the body is read: a caller without one cannot make the gateway hold
-    # 16 MB bodies (Tornado closes a connection whose body was left unread).
+    # With gateway keys configured, the key is checked from the headers before any of the
+    # body is read: a caller without one cannot make the gateway hold 16 MB bodies.
     auth_required = True
+    streams_body = False  # set by @streamed_body
     _rlog = None  # logs.RequestLog: this request's id and log fields
-    _reserved = 0  # bytes of the gateway's body budget this request holds
-    _over_budget = False  # a chunked body outgrew the budget: answered 503, not buffered
-    _token: str | None = None  # client_token()'s answer, once checked
-    _token_checked = False
+    arrival: Arrival
 
-    def initialize(self):
+    def initialize(self, arrival: Arrival):
         self.gateway = self.settings["freeapi"]
+        self.arrival = arrival
         self._chunks: list[bytes] = []
-        self._size = 0
+
+    @property
+    def caller(self):
+        """The config.GatewayKey that authenticated this request (None: anonymous)."""
+        return self.arrival.caller
+
+    @classmethod
+    def before_body(cls, arrival: Arrival, request) -> None:
+        """The route's checks before the body is read (raise an APIError to refuse);
+        subclasses extend them. Run by the BodyGate, in the connection's turn: nothing
+        here may wait."""
+        headers = request.headers
+        length = _header(headers, "Content-Length")
+        arrival.body_coming = (length not in (None, "0")
+                               or bool(headers.get_list("Transfer-Encoding")))
+        gateway = arrival.gateway
+        if cls.auth_required and gateway.auth.enabled:
+            cls.check_token(arrival, headers)
+        if length and length.isdigit():
+            size = int(length)
+            if size > gateway.config.max_body_size:
+                raise arrival.too_large_error()
+            if size > 0:
+                arrival.take(size)
+
+    @classmethod
+    def check_token(cls, arrival: Arrival, headers) -> None:
+        """Gateway auth: with gateway keys configured, the bearer token must be one of them
+        (and is not a vendor key); otherwise it is whatever the client sent, for
+        pass-through."""
+        token = bearer(_header(headers, "Authorization"))
+        auth = arrival.gateway.auth
+        if auth.enabled:
+            arrival.caller = auth.identify(token)
+            if arrival.caller is None:
+                raise APIError(401, "Invalid or missing gateway key: send "
+                                    "`Authorization: Bearer <key>` with a key from the "
+                                    "gateway's auth.keys.", code="invalid_api_key")
+        arrival.token, arrival.checked = token, True
+
+    def client_token(self) -> str | None:
+        """The caller's bearer token after gateway auth (checked once: by the gate when the
+        route requires it, else here)."""
+        arrival = self.arrival
+        if not arrival.checked:
+            self.check_token(arrival, self.request.headers)
+        return arrival.token
 
     def clear(self):
         """Tornado's clear() (the headers every response starts with, again after an
@@ -145,63 +194,32 @@ class APIHandler(web.RequestHandler):
         self._reason = "OK"
 
     def prepare(self):
-        headers = self.request.headers
-        length = _header(headers, "Content-Length")
-        body_coming = length not in (None, "0") or bool(headers.get_list("Transfer-Encoding"))
-        try:
-            if self.auth_required and self.gateway.auth.enabled:
-                self.client_token()
-            if length and length.isdigit() and int(length) > self.gateway.config.max_body_size:
-                raise self._too_large()
-            if length and length.isdigit() and int(length) > 0:
-                self._reserve(int(length))
-        except APIError as e:
-            if body_coming:
-                # A 503 for want of room is retried: the client, which may only read once
-                # it has sent everything, must get to read it (its body is read and
-                # dropped, costing no memory). Other refusals read 1 MB at most.
-                full = e.code == "body_buffer_full"
-                self._refuse_unread(e, (int(length) + 4096) if full else 1 << 20,
-                                    10.0 if full else 1.0)
-            raise
-        # Pauses in the body are bounded by its connection's watch (connection_watch.py).
-        self._body_coming = body_coming
+        refusal = self.arrival.refusal
+        if refusal is not None:  # the gate's, for a request without a body
+            raise refusal
 
     def refuse(self, err: APIError):
-        """Raise `err`; when the body is still to come, answer it before reading the body
-        (a subclass's own checks in prepare, e.g. quotas, then cost no buffering)."""
-        if getattr(self, "_body_coming", False):
-            self._release()  # the connection is taken over: no on_finish will give it back
-            self._refuse_unread(err)
+        """Raise `err`; in a @streamed_body handler's prepare(), with the body still to
+        come, answer it before reading the body (the handler does nothing more)."""
+        if self.streams_body and self.arrival.body_coming and not self.arrival.size:
+            self.arrival.release()  # the connection is taken over: no on_finish gives back
+            self._rlog.error = err.code
+            self._access_line(err.status)
+            answer_unread(self.request, self._rlog, err, self.error_body(err))
+            raise Answered()
         raise err
-
-    def _refuse_unread(self, err: APIError, drain: int = 1 << 20, seconds: float = 1.0):
-        """Answer `err` before the body is read, on a connection taken over from Tornado
-        (which would close it with the body unread, resetting it before the client reads
-        the answer), and close it cleanly; the handler does nothing more."""
-        body = json.dumps(self.error_body(err)).encode()
-        retry = f"Retry-After: {err.retry_after}\r\n" if err.retry_after else ""
-        head = (f"HTTP/1.1 {err.status} {responses.get(err.status, 'Error')}\r\n"
-                f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
-                f"X-Request-Id: {self._rlog.request_id}\r\n{retry}"  # checked: no CRLF
-                "Connection: close\r\n\r\n").encode()
-        log.debug("%s %s -> %d before the body (%s)", self.request.method, self.request.path,
-                  err.status, err.code)
-        self._rlog.error = err.code
-        self._access_line(err.status)
-        answer_and_close(self.request.connection.detach(), head + body, seconds, drain)
-        raise Answered()
 
     def on_connection_close(self):
         # Tornado's own fails the body's future, so a request waiting for its body ends;
         # subclasses that override this must call it.
         super().on_connection_close()
-        self._release()
+        self.arrival.release()
         self._access_line(gone=True)
 
     def on_finish(self):
         # Subclasses that override this must call it.
-        self._release()
+        self.arrival.release()
+        self._chunks = []
         self._access_line()
 
     #: Whether this route's requests get an access line (off for /ping, /healthz,
@@ -209,62 +227,22 @@ class APIHandler(web.RequestHandler):
     access_logged = True
 
     def _access_line(self, status: int | None = None, gone: bool = False):
-        """The request's access line (freeapi/access_log.py), once, one loop turn later:
-        by then a door's pipeline has made the ledger entry the line is written from."""
-        rlog = self._rlog
-        if (rlog is None or rlog.access_logged or not self.access_logged
-                or not self.gateway.config.access_log or not access_log.enabled()):
-            return
-        rlog.access_logged = True
-        caller = self.caller
-        asyncio.get_running_loop().call_soon(
-            access_log.write, rlog, self.request.method, self.request.path,
-            status or self.get_status(), round(self.request.request_time() * 1000),
-            caller.name if caller is not None else None, gone and status is None)
-
-    # -- the gateway-wide budget of buffered body bytes (freeapi/body_budget.py) ------------
-
-    def _reserve(self, size: int):
-        if not self.gateway.body_budget.take(size):
-            raise self._no_room()
-        self._reserved += size
-
-    def _release(self):
-        if self._reserved:
-            self.gateway.body_budget.give_back(self._reserved)
-            self._reserved = 0
-        self._chunks = []
-
-    def _no_room(self) -> APIError:
-        return APIError(503, "The gateway is holding as many request bodies as it may at "
-                             f"once ({self.gateway.body_budget.limit} bytes, "
-                             "server.max_buffered_bytes); retry shortly.",
-                        code="body_buffer_full", retry_after="1")
-
-    def _too_large(self) -> APIError:
-        return APIError(413, f"Request body is larger than the gateway's limit of "
-                             f"{self.gateway.config.max_body_size} bytes "
-                             "(server.max_body_size).", code="request_too_large")
+        if self.access_logged:
+            access_line(self.gateway, self._rlog, self.request, status or self.get_status(),
+                        self.caller, gone and status is None)
 
     def data_received(self, chunk: bytes):
-        self._size += len(chunk)
-        if self._over_budget or self._size > self.gateway.config.max_body_size:
-            self._release()  # nothing more is kept: the answer is a 503 or a 413
-            return
-        if self._size > self._reserved:  # a chunked body: reserved as it comes
-            if not self.gateway.body_budget.take(self._size - self._reserved):
-                self._over_budget = True
-                self._release()
-                return
-            self._reserved = self._size
+        # Only @streamed_body handlers get the body in pieces; the gate counted each
+        # against the limits and passes on only what is kept.
         self._chunks.append(chunk)
 
     def raw_body(self) -> bytes:
         """The request body, its size checked against the gateway's limits."""
-        if self._size > self.gateway.config.max_body_size:
-            raise self._too_large()
-        if self._over_budget:
-            raise self._no_room()
+        err = self.arrival.body_error()
+        if err is not None:
+            raise err
+        if not self.streams_body:
+            return self.request.body
         raw = b"".join(self._chunks)
         self._chunks = [raw]  # the joined copy is the only one kept
         return raw
@@ -305,26 +283,6 @@ class APIHandler(web.RequestHandler):
                     param=path, code="invalid_unicode")
         return body
 
-    def client_token(self) -> str | None:
-        """The caller's bearer token after gateway auth.
-
-        With gateway keys configured, the token must be one of them (and is not a vendor
-        key); otherwise it is whatever the client sent, for pass-through. Checked once:
-        prepare() checks it before the body is read, the door's post() asks again.
-        """
-        if self._token_checked:
-            return self._token
-        token = bearer(_header(self.request.headers, "Authorization"))
-        auth = self.gateway.auth
-        if auth.enabled:
-            self.caller = auth.identify(token)
-            if self.caller is None:
-                raise APIError(401, "Invalid or missing gateway key: send "
-                                    "`Authorization: Bearer <key>` with a key from the "
-                                    "gateway's auth.keys.", code="invalid_api_key")
-        self._token, self._token_checked = token, True
-        return token
-
     def write_json(self, obj, status: int = 200):
         try:
             data = json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode()
@@ -354,7 +312,8 @@ class APIHandler(web.RequestHandler):
         self.set_header("Content-Type", "application/json")
         self.finish(json.dumps(self.error_body(err)))
 
-    def error_body(self, err: APIError) -> dict:
+    @classmethod
+    def error_body(cls, err: APIError) -> dict:
         """An error in this door's JSON shape (OpenAI's here; the Anthropic door's own)."""
         return err.to_dict()
 
@@ -380,8 +339,9 @@ class APIHandler(web.RequestHandler):
 
 
 class NotFoundHandler(APIHandler):
-    def prepare(self):
-        raise APIError(404, f"Unknown route {self.request.method} {self.request.path}. "
+    @classmethod
+    def before_body(cls, arrival: Arrival, request) -> None:
+        raise APIError(404, f"Unknown route {request.method} {request.path}. "
                             "The gateway serves /v1/chat/completions, /v1/messages, "
                             "/v1/messages/count_tokens, /v1/models, "
                             "/v1/models/{id}, /v1/keys, /token/check, /ping and /healthz "

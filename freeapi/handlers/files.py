@@ -20,7 +20,7 @@ from tornado.iostream import StreamClosedError
 
 from freeapi import conversations as conv
 from freeapi.errors import APIError, ClientGone
-from freeapi.handlers.base import APIHandler
+from freeapi.handlers.base import APIHandler, streamed_body
 from freeapi.keys import bearer
 from freeapi.modalities import files
 from freeapi.modalities.forms import media_type, parse_upload
@@ -39,6 +39,7 @@ class _Files(APIHandler):
         return owner
 
 
+@streamed_body  # its checks before the body wait for the store (quotas) and the limits
 class FilesHandler(_Files):
     _receiving = False  # counted in gateway.uploads
 

@@ -4,6 +4,7 @@ three as "images"."""
 
 from __future__ import annotations
 
+from freeapi.handlers.base import streamed_body
 from freeapi.handlers.door import DoorHandler
 from freeapi.modalities.image_edits import ImageEdits, ImageVariations, parse_form
 from freeapi.modalities.images import Images
@@ -18,6 +19,7 @@ class ImagesHandler(DoorHandler):
         self.write_json(await self.pipeline.call(op, model=op.model, token=token))
 
 
+@streamed_body  # a multipart body, read as it comes (Tornado would parse it again)
 class ImageEditsHandler(DoorHandler):
     endpoint = "images"
     operation = ImageEdits

@@ -25,15 +25,17 @@ class AnthropicWire:
     """What both endpoints share: the key in `x-api-key` as well as `Authorization`, and
     errors in Anthropic's shape."""
 
-    def prepare(self):
+    @classmethod
+    def before_body(cls, arrival, request) -> None:
         # The Anthropic SDK sends its key as x-api-key (ANTHROPIC_API_KEY), Claude Code's
         # ANTHROPIC_AUTH_TOKEN as a bearer token: the gateway's auth reads the latter.
-        headers = self.request.headers
+        headers = request.headers
         if "Authorization" not in headers and headers.get("x-api-key"):
             headers["Authorization"] = "Bearer " + headers["x-api-key"]
-        super().prepare()
+        super().before_body(arrival, request)  # type: ignore[misc]
 
-    def error_body(self, err: APIError) -> dict:
+    @classmethod
+    def error_body(cls, err: APIError) -> dict:
         return dialect.error_body(err)
 
 
