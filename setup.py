@@ -21,10 +21,14 @@ setup(
         # GET /metrics: the Prometheus project's own client; its multiprocess mode
         # aggregates `--workers N` into one view.
         "prometheus-client>=0.20,<1",
+        # A faster event loop (MagicStack's libuv-based asyncio loop, the field's usual
+        # one): 12-15% fewer instructions per request for the gateway (bench/README.md,
+        # "Tornado's per-request costs"). None for Windows or PyPy: asyncio's runs there.
+        "uvloop>=0.18; sys_platform != 'win32' and platform_python_implementation == 'CPython'",
     ],
     extras_require={
-        # Optional: a faster event loop, used when installed (see freeapi/cli.py).
-        "fast": ["uvloop>=0.18"],
+        # uvloop is a dependency now; the extra stays so old install commands still work.
+        "fast": [],
         # state.database_url: asyncpg, chosen over psycopg 3 by bench/postgres_driver.py
         # (twice the batch-insert throughput of the ledger's writes); it has its own pool.
         "postgres": ["asyncpg>=0.29,<1"],
@@ -33,8 +37,6 @@ setup(
         "otel": OTEL,
         "test": [
             "pytest>=8,<10",
-            # tests/test_event_loop.py runs the gateway on it (the `fast` extra) as well.
-            "uvloop>=0.18",
             # Old but the only Tornado-native pytest runner; its deprecation warnings are
             # filtered by name in pytest.ini.
             "pytest-tornasync==0.6.0.post2",

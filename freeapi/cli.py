@@ -284,7 +284,7 @@ def _main(args, redactor) -> int:
 
 
 def _event_loop_runner():
-    """uvloop's loop when it is installed (`pip install 'freeapi[fast]'`): 10-12% fewer
+    """uvloop's loop (a dependency where it exists: not on Windows or PyPy): 12-15% fewer
     instructions per request on the event loop (bench/README.md, "Tornado's per-request
     costs"); without it, asyncio's own."""
     try:

@@ -1,6 +1,6 @@
 """The real `freeapi` command serves chat completions, streamed and not, on either event
-loop: uvloop's, taken when it is installed (`pip install 'freeapi[fast]'`; the test extra
-installs it), and asyncio's, the fallback without it."""
+loop: uvloop's, taken when it is installed (a dependency on CPython outside Windows), and
+asyncio's, the fallback without it."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import openai
 import pytest
-import uvloop  # noqa: F401  (the test extra installs it: this file must not skip)
+import uvloop  # noqa: F401  (a dependency: this file must not skip)
 
 from tests.conftest import free_port
 from tests.fakes.deepseek import GOOD
