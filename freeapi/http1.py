@@ -148,12 +148,14 @@ class Dechunker:
                     size = int(m.group(1), 16)
                 pos = eol + 2
                 if size:
-                    left, state = size, _DATA
-                    # A whole chunk and its CRLF already here: take it in one step.
+                    # A whole chunk and its CRLF already here: take it in one step, and
+                    # read the next size line (the usual case: no state change at all).
                     stop = pos + size
-                    if stop + 2 <= end and buf[stop:stop + 2] == b"\r\n":
+                    if buf[stop:stop + 2] == b"\r\n":
                         out.append(buf[pos:stop])
-                        pos, left, state = stop + 2, 0, _SIZE
+                        pos = stop + 2
+                        continue
+                    left, state = size, _DATA
                 else:
                     state = _TRAILER
             elif state == _DATA:
