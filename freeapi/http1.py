@@ -50,33 +50,37 @@ def parse_head(raw: bytes) -> tuple[str, int, Headers]:
     """The status line and headers; only what the relay needs, faster than Tornado's
     general parser (this runs once per vendor answer)."""
     text = raw.decode("latin-1").lstrip("\r\n")
-    lines = text.replace("\r\n", "\n").split("\n")
-    version, _, rest = lines[0].partition(" ")
+    status, _, fields = text.replace("\r\n", "\n").partition("\n")
+    version, _, rest = status.partition(" ")
     code = rest[:3]
     if (version not in ("HTTP/1.1", "HTTP/1.0") or len(code) != 3 or not code.isdigit()
             or rest[3:4] not in ("", " ")):
         raise framing_error("malformed response head")
-    headers = Headers()
-    for line in lines[1:]:
+    # No CR or NUL in a header line, no space before the colon, no obs-fold continuation
+    # lines (RFC 9112 5.1, 5.2): each has been used to make two parsers disagree about a
+    # message's framing. (A CR or NUL anywhere in them fails the head as any of its lines
+    # would have, so the lines are not searched one by one.)
+    if "\r" in fields or "\0" in fields:
+        raise framing_error("malformed response header")
+    headers: dict[str, str] = {}
+    for line in fields.split("\n"):
         if not line:
             continue
         name, sep, value = line.partition(":")
-        # No space before the colon, no obs-fold continuation lines (RFC 9112 5.1, 5.2):
-        # both have been used to make two parsers disagree about a message's framing.
-        if not sep or "\r" in value or "\0" in value:
-            raise framing_error("malformed response header")
-        low = _header_name(name)
+        low = _header_name(name) if sep else None
         if low is None:
             raise framing_error("malformed response header")
         value = value.strip(" \t")
-        have = dict.get(headers, low)
-        dict.__setitem__(headers, low, value if have is None else f"{have}, {value}")
-    return version, int(code), headers
+        have = headers.get(low)
+        headers[low] = value if have is None else f"{have}, {value}"
+    return version, int(code), Headers(headers)
 
 
 def content_length(value: str) -> int:
     """A Content-Length value: digits only; a list of identical values (the header sent
     twice, RFC 9110 8.6) is that value; anything else is a framing error."""
+    if value.isdigit() and value.isascii() and len(value) <= 18:
+        return int(value)  # the usual one value: what the checks below would accept
     values = {v.strip(" \t") for v in value.split(",")}
     if len(values) != 1:
         raise framing_error("conflicting Content-Length values")
