@@ -116,13 +116,16 @@ _SIZE, _DATA, _CRLF, _TRAILER = range(4)
 class Dechunker:
     """Incremental decoder of HTTP/1.1 chunked transfer encoding."""
 
-    __slots__ = ("_buf", "_left", "_state", "_trailer", "done", "extra")
+    __slots__ = ("_buf", "_left", "_state", "_trailer", "_split", "done", "extra")
 
     def __init__(self):
         self._buf = b""
         self._left = 0  # data bytes still due in the current chunk
         self._state = _SIZE  # size -> data -> crlf -> size ... -> trailer
         self._trailer = 0  # trailer bytes seen
+        # Whether _whole_chunks reads the chunks that follow a whole one: None until the
+        # first whole chunk, then whether its data was free of CRLFs.
+        self._split: bool | None = None
         self.done = False
         self.extra = False
 
@@ -157,7 +160,11 @@ class Dechunker:
                     stop = pos + size
                     if buf[stop:stop + 2] == b"\r\n":
                         out.append(buf[pos:stop])
+                        if self._split is None:
+                            self._split = buf.find(b"\r\n", pos, stop) < 0
                         pos = stop + 2
+                        if pos < end and self._split:  # more after it: in one split
+                            pos += self._whole_chunks(buf[pos:], out)
                         continue
                     left, state = size, _DATA
                 else:
@@ -194,3 +201,24 @@ class Dechunker:
         self._state, self._left = state, left
         self._buf = buf[pos:] if pos < end else b""
         return out[0] if len(out) == 1 else b"".join(out)
+
+    def _whole_chunks(self, buf: bytes, out: list) -> int:
+        """Take the whole chunks `buf` starts with (a bare hex size line, data without a
+        CRLF in it, CRLF: a fast vendor's events, many to a read) in one split; how many
+        bytes they were. What is not such a chunk is left to `feed`'s reading, which would
+        have read these the same way. A chunk of data holding a CRLF (or a size line with
+        extensions) turns this off for the rest of the body: such a vendor does not pay
+        for splits that find nothing."""
+        parts = buf.split(b"\r\n")
+        pos = 0
+        for i in range(0, len(parts) - 2, 2):  # a size line and data, each followed by CRLF
+            line, data = parts[i], parts[i + 1]
+            if not 0 < len(line) <= 16 or line.strip(_HEX_DIGITS) \
+                    or int(line, 16) != len(data):
+                self._split = False
+                break
+            if not data:  # the last chunk: its trailer is feed's
+                break
+            out.append(data)
+            pos += len(line) + len(data) + 4
+        return pos
