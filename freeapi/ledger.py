@@ -26,23 +26,30 @@ def _dig(usage: dict, outer: str, inner: str):
     return part.get(inner) if isinstance(part, dict) else None
 
 
+_COUNTS = ("prompt_tokens", "completion_tokens", "cached_tokens", "reasoning_tokens",
+           "total_tokens")
+
+
 def token_counts(usage) -> dict:
     """prompt / completion / cached / reasoning / total tokens of a usage object, each an
     int or None. Cached: OpenAI's prompt_tokens_details.cached_tokens, else DeepSeek's
     prompt_cache_hit_tokens, else a top-level cached_tokens (Kimi)."""
     if not isinstance(usage, dict):
-        return dict.fromkeys(("prompt_tokens", "completion_tokens", "cached_tokens",
-                              "reasoning_tokens", "total_tokens"))
-    cached = _int(_dig(usage, "prompt_tokens_details", "cached_tokens"))
-    if cached is None:
-        cached = _int(usage.get("prompt_cache_hit_tokens"))
-    if cached is None:
-        cached = _int(usage.get("cached_tokens"))
+        return dict.fromkeys(_COUNTS)
+    # A field the vendor did not send is None without a check (most send three of them).
+    cached = None
+    if "prompt_tokens_details" in usage:
+        cached = _int(_dig(usage, "prompt_tokens_details", "cached_tokens"))
+    if cached is None and "prompt_cache_hit_tokens" in usage:
+        cached = _int(usage["prompt_cache_hit_tokens"])
+    if cached is None and "cached_tokens" in usage:
+        cached = _int(usage["cached_tokens"])
     return {"prompt_tokens": _int(usage.get("prompt_tokens")),
             "completion_tokens": _int(usage.get("completion_tokens")),
             "cached_tokens": cached,
             "reasoning_tokens": _int(_dig(usage, "completion_tokens_details",
-                                          "reasoning_tokens")),
+                                          "reasoning_tokens"))
+            if "completion_tokens_details" in usage else None,
             "total_tokens": _int(usage.get("total_tokens"))}
 
 
@@ -138,10 +145,8 @@ def entry(*, caller, vendor_key, provider, model, upstream_model, status, error,
     """One ledger row. `endpoint` names the front door ("chat", "messages", ...);
     `estimated` is true when the token counts are the gateway's estimate, not the
     vendor's."""
-    out = {"ts": round(time.time(), 3), "key": caller, "vendor_key": vendor_key,
-           "provider": provider, "model": model, "upstream_model": upstream_model,
-           "status": status, "error": error, "stream": stream,
-           "latency_ms": latency_ms, "ttfb_ms": ttfb_ms}
-    out.update(token_counts(usage))
-    out.update(endpoint=endpoint, request_id=request_id, estimated=estimated)
-    return out
+    return {"ts": round(time.time(), 3), "key": caller, "vendor_key": vendor_key,
+            "provider": provider, "model": model, "upstream_model": upstream_model,
+            "status": status, "error": error, "stream": stream,
+            "latency_ms": latency_ms, "ttfb_ms": ttfb_ms, **token_counts(usage),
+            "endpoint": endpoint, "request_id": request_id, "estimated": estimated}

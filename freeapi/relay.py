@@ -71,6 +71,13 @@ class StreamRelay:
         if self.collect is not None:
             self.collect.append(data)
         if not self.parse_all:
+            if '"usage"' not in data and '"error"' not in data:
+                # The usual chunk, relayed as it came: two scans of it and sse.event's
+                # encoding inlined (this runs for every event of every stream).
+                try:
+                    return b"data: " + data.encode() + b"\n\n"
+                except UnicodeEncodeError:
+                    return event(data)
             has_usage = '"usage":{' in data or '"usage": {' in data
             if not (has_usage and self.include_usage):
                 if has_usage:  # the usage ledger wants the real numbers all the same

@@ -15,6 +15,10 @@ from freeapi.errors import UpstreamError
 # few KB (a large tool call's arguments arrive in many events); a longer one is a broken
 # or hostile vendor, which must not hold the gateway's memory (server.max_event_size).
 MAX_EVENT = 4 * 1024 * 1024
+# Line ends as byte values: `int in bytes` is a memchr, while a bytes needle (`b"\n" in
+# data`) first fails as an integer inside CPython 3.11 (an exception made and cleared, a
+# few times the cost of the search itself on every event).
+_LF, _CR = ord("\n"), ord("\r")
 
 
 class SSEParser:
@@ -47,7 +51,7 @@ class SSEParser:
                 chunk = chunk[1:]
         if not chunk:
             return []
-        if b"\n" not in chunk and b"\r" not in chunk:
+        if _LF not in chunk and _CR not in chunk:
             self._parts.append(chunk)  # the line goes on
             self._tail_size += len(chunk)
             self._check()
@@ -57,12 +61,36 @@ class SSEParser:
             self._parts.clear()
         else:
             buf = chunk
-        if b"\r" in buf:
+        if _CR in buf:
             self._cr = buf.endswith(b"\r")
             buf = buf.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-        lines = buf.split(b"\n")
+        # An event ends at a blank line, so the text splits into events at "\n\n"; most
+        # are one `data: ` line and take one step here, not one per line (the lines of
+        # the rest, and of the unfinished last part, are read one by one as before).
+        blocks = buf.split(b"\n\n")
+        lines = blocks.pop().split(b"\n")
         tail = lines.pop()
-        events = []
+        events: list[str] = []
+        data = self._data
+        for block in blocks:
+            # (only the first block can continue an event of the previous read)
+            if not data and block[:6] == b"data: " and _LF not in block:
+                events.append(block[6:].decode("utf-8", "replace"))
+                continue
+            self._lines(block.split(b"\n"), events)
+            if data:  # the blank line that ended the block
+                events.append("\n".join(data))
+                data.clear()
+                self._event_size = 0
+        if lines:
+            self._lines(lines, events)
+        self._tail_size = len(tail)
+        if tail:
+            self._parts.append(tail)
+        self._check()
+        return events
+
+    def _lines(self, lines: list[bytes], events: list[str]) -> None:
         data = self._data
         for line in lines:
             if not line:
@@ -78,11 +106,6 @@ class SSEParser:
                 data.append(value.decode("utf-8", "replace"))
                 self._event_size += len(value) + 1
             # Comments (":") and the event/id/retry fields carry nothing the relay needs.
-        self._tail_size = len(tail)
-        if tail:
-            self._parts.append(tail)
-        self._check()
-        return events
 
     def _check(self):
         if self._tail_size + self._event_size > self.max_event:

@@ -183,15 +183,14 @@ async def read_head(conn: Conn, max_bytes: int, too_large) -> bytes:
 
 
 def _head_end(buf: bytes) -> int:
-    i = buf.find(b"\n")
-    while i >= 0:
-        j = i + 1
-        if buf[j:j + 1] == b"\r":
-            j += 1
-        if buf[j:j + 1] == b"\n":
-            return j + 1
-        i = buf.find(b"\n", i + 1)
-    return -1
+    # The first "\n\r\n" or "\n\n", whichever comes first: two searches, not one per
+    # line; the second stops where the first matched (a large body after a CRLF head is
+    # not scanned).
+    crlf = buf.find(b"\n\r\n")
+    lf = buf.find(b"\n\n") if crlf < 0 else buf.find(b"\n\n", 0, crlf + 1)
+    if lf >= 0:
+        return lf + 2
+    return crlf + 3 if crlf >= 0 else -1
 
 
 def failure_reason(e: OSError) -> str:

@@ -378,6 +378,8 @@ class Pool:
                     break  # (an interim 1xx answer: the real head follows)
         finally:
             call.disarm()
-        keep_alive = version == "HTTP/1.1" and "close" not in {
-            t.strip(" \t") for t in headers.get("Connection", "").lower().split(",")}
+        connection = headers.get("Connection", "").lower()
+        # (the usual value, "keep-alive" or none, is not split into its tokens)
+        keep_alive = version == "HTTP/1.1" and ("close" not in connection or "close" not in {
+            t.strip(" \t") for t in connection.split(",")})
         return Response(call, code, headers, keep_alive)
