@@ -72,8 +72,9 @@ class GatewayKey:
 
     @property
     def limited(self) -> bool:
-        return any(v is not None for v in (self.models, self.rpm, self.tpm,
-                                           self.daily_tokens, self.monthly_tokens))
+        # (asked twice per request: a plain expression, not a generator)
+        return not (self.models is None and self.rpm is None and self.tpm is None
+                    and self.daily_tokens is None and self.monthly_tokens is None)
 
     @property
     def budgeted(self) -> bool:

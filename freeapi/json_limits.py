@@ -37,7 +37,9 @@ def value_bound(raw: bytes) -> int:
 def _outside_strings(raw: bytes) -> bytes:
     """The brackets of `raw` (a valid JSON text) that are not inside a string, as 1 (an
     opening one) and 0xff (a closing one)."""
-    if b"\\" in raw:
+    # (bytes.find, not `in`: on CPython 3.11 a bytes needle first fails as an integer, an
+    # exception made and cleared, costing more than the search)
+    if raw.find(b"\\") >= 0:
         # Left to right, as JSON reads escapes: `\\` first, so that in `\\"` the quote is
         # not taken for an escaped one; then every remaining `"` delimits a string.
         raw = raw.replace(b"\\\\", b"").replace(b'\\"', b"")
@@ -45,7 +47,7 @@ def _outside_strings(raw: bytes) -> bytes:
     # Two adjacent quotes enclose nothing that matters here: a string without brackets, or
     # the bracket-free gap between two strings. Most strings go in this one C pass.
     text = text.replace(b'""', b"")
-    if b'"' in text:  # strings holding brackets: rare, each costs one list item here
+    if text.find(b'"') >= 0:  # strings holding brackets: rare, each costs one list item here
         text = b"".join(text.split(b'"')[::2])
     return text
 
