@@ -11,13 +11,16 @@ pool, ledger, metrics or framing hardening: what freeapi does on top of this is 
   python bench/bare_proxy.py --port 18198 --upstream http://127.0.0.1:18100 [--uvloop]
 
 --uvloop runs it on uvloop's event loop (which must be importable), for the freeapi-on-
-uvloop against bare-on-uvloop ratio.
+uvloop against bare-on-uvloop ratio. --mode lean / raw serve the same proxying without a
+RequestHandler (with Tornado's routing and request object, or a bare delegate on its
+HTTPServer): what the handler layer costs (bench/README.md, "What a RequestHandler costs").
 """
 import argparse
 import asyncio
 from urllib.parse import urlsplit
 
-from tornado import web
+from tornado import httputil, web
+from tornado.httpserver import HTTPServer
 
 
 class Conn(asyncio.Protocol):
@@ -82,12 +85,13 @@ class Upstream:
             c.transport.close()
 
 
-class Proxy(web.RequestHandler):
-    def initialize(self, upstream: Upstream):
-        self.up = upstream
+class Relay:
+    """The proxying itself, over the RequestHandler methods it uses (set_status, set_header,
+    write, flush, finish): the handler's own, or ConnWriter's for the --mode comparisons."""
 
-    async def post(self):
-        body = self.request.body
+    up: Upstream
+
+    async def relay(self, body: bytes):
         c = await self.up.get()
         c.transport.write(
             b"POST /v1/chat/completions HTTP/1.1\r\nHost: %s:%d\r\n"
@@ -147,10 +151,101 @@ class Proxy(web.RequestHandler):
         self.finish()
 
 
+class Proxy(Relay, web.RequestHandler):
+    def initialize(self, upstream: Upstream):
+        self.up = upstream
+
+    def post(self):
+        return self.relay(self.request.body)
+
+
+# -- --mode lean / raw: what a RequestHandler costs (bench/README.md) ----------------------
+
+class ConnWriter(Relay):
+    """An answer written through Tornado's HTTP1Connection without a RequestHandler
+    (Content-Length, or chunked as the connection does for HTTP/1.1)."""
+
+    def __init__(self, up: Upstream, conn):
+        self.up, self.conn = up, conn
+        self.status, self.headers, self.started = 200, httputil.HTTPHeaders(), False
+
+    def set_status(self, status):
+        self.status = status
+
+    def set_header(self, name, value):
+        self.headers[name] = value
+
+    def _start(self, data=None):
+        self.started = True
+        self.conn.write_headers(httputil.ResponseStartLine("HTTP/1.1", self.status, "OK"),
+                                self.headers, data)
+
+    def write(self, data):
+        if self.started:
+            self.conn.write(data)
+        else:
+            self._start(data)
+
+    def flush(self):
+        pass
+
+    def finish(self, data=None):
+        if not self.started:
+            self.headers["Content-Length"] = str(len(data or b""))
+            self._start(data)
+        self.conn.finish()
+
+
+class BodyReader(httputil.HTTPMessageDelegate):
+    """--mode raw / lean: the request body gathered through the delegate interface, then
+    relayed by a ConnWriter in a task of its own (as Tornado runs a handler)."""
+
+    def __init__(self, up: Upstream, conn, watch_close: bool = False):
+        self.up, self.conn, self.watch_close = up, conn, watch_close
+        self.chunks: list[bytes] = []
+
+    def data_received(self, chunk):
+        self.chunks.append(chunk)
+
+    def finish(self):
+        if self.watch_close:  # as every RequestHandler does, to learn of a client leaving
+            self.conn.set_close_callback(_ignore)
+        asyncio.ensure_future(ConnWriter(self.up, self.conn).relay(b"".join(self.chunks)))
+
+
+def _ignore():
+    pass
+
+
+class RawApp(httputil.HTTPServerConnectionDelegate):
+    """--mode raw: Tornado's HTTPServer and a bare delegate (no routing, no request object)."""
+
+    def __init__(self, up: Upstream):
+        self.up = up
+
+    def start_request(self, server_conn, request_conn):
+        return BodyReader(self.up, request_conn)
+
+
+class LeanApp(web.Application):
+    """--mode lean: Tornado's routing and HTTPServerRequest and a close callback, but no
+    RequestHandler: what a handler-less door would keep of Tornado's request path."""
+
+    def get_handler_delegate(self, request, target_class, target_kwargs=None,
+                             path_args=None, path_kwargs=None):
+        return BodyReader(target_kwargs["upstream"], request.connection, watch_close=True)
+
+
 async def main(args):
-    app = web.Application([(r"/v1/chat/completions", Proxy, {"upstream": Upstream(args.upstream)})],
-                          log_function=lambda h: None)
-    app.listen(args.port, "127.0.0.1", backlog=2048)
+    up = Upstream(args.upstream)
+    routes = [(r"/v1/chat/completions", Proxy, {"upstream": up})]
+    if args.mode == "raw":
+        server = HTTPServer(RawApp(up))
+    elif args.mode == "lean":
+        server = HTTPServer(LeanApp(routes))
+    else:
+        server = HTTPServer(web.Application(routes, log_function=lambda h: None))
+    server.listen(args.port, "127.0.0.1", backlog=2048)
     await asyncio.Event().wait()
 
 
@@ -159,6 +254,10 @@ if __name__ == "__main__":
     p.add_argument("--port", type=int, default=18198)
     p.add_argument("--upstream", default="http://127.0.0.1:18100")
     p.add_argument("--uvloop", action="store_true")
+    p.add_argument("--mode", choices=("handler", "lean", "raw"), default="handler",
+                   help="handler: the RequestHandler proxy (the issue's bare proxy); lean: "
+                        "routing and HTTPServerRequest, no RequestHandler; raw: a bare "
+                        "HTTPMessageDelegate")
     a = p.parse_args()
     if a.uvloop:
         import uvloop

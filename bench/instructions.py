@@ -11,6 +11,7 @@ connection by a small raw-socket client here, counting is switched off and the t
 divided by N. The server's startup, warm-up and shutdown are not counted.
 
   python bench/instructions.py [--n 200] [--cells ns,st,responses,messages] [--bare]
+      [--bare-mode handler|lean|raw]
   PYTHONPATH=/tmp/before python bench/instructions.py     # another checkout's freeapi
 
 Cells: ns = chat non-stream, st = chat 20-chunk stream, responses / responses-st =
@@ -182,6 +183,7 @@ def measure(args, cells: list[str], bare: bool) -> dict:
                 argv = [PY, os.path.join(HERE, "bare_proxy.py"), "--port", str(port),
                         "--upstream", f"http://127.0.0.1:{up_port}"]
                 argv += ["--uvloop"] if args.loop == "uvloop" else []
+                argv += ["--mode", args.bare_mode]
             else:
                 argv = [PY, *FREEAPI_MAIN, args.loop, "--config",
                         config(tmp, up_port, port, args.access_log)]
@@ -238,6 +240,8 @@ def main():
     ap.add_argument("--warmup", type=int, default=30)
     ap.add_argument("--cells", default="ns,st")
     ap.add_argument("--bare", action="store_true", help="also the bare proxy (chat cells)")
+    ap.add_argument("--bare-mode", choices=("handler", "lean", "raw"), default="handler",
+                    help="the bare proxy's --mode (bench/bare_proxy.py)")
     ap.add_argument("--access-log", action="store_true", help="freeapi at log_level info")
     ap.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio",
                     help="the servers' event loop")
