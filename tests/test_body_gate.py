@@ -1,11 +1,25 @@
 """What the BodyGate (freeapi/handlers/gate.py) owes a request before and while its body is
-read: JSON doors read the body as JSON whatever Content-Type the client claims."""
+read: JSON doors read the body as JSON whatever Content-Type the client claims, and a body
+that is refused as it comes (over server.max_body_size, or outgrowing
+server.max_buffered_bytes) is not held while its rest arrives."""
 
+import asyncio
 import json
+import tracemalloc
 
 import pytest
 
+from tests.fakes.deepseek import GOOD
+from tests.fakes.raw_client import RawClient
 from tests.helpers import chat_body, request
+
+
+async def until(check, tries=100):
+    for _ in range(tries):
+        if check():
+            return True
+        await asyncio.sleep(0.02)
+    return check()
 
 
 @pytest.mark.parametrize("content_type", ["application/x-www-form-urlencoded",
@@ -26,3 +40,56 @@ async def test_a_keyless_request_with_a_form_content_type_gets_its_401(make_gate
     resp = await request(base + "/v1/models", key=None,
                          headers={"Content-Type": "multipart/form-data"})
     assert resp.code == 401 and json.loads(resp.body)["error"]["code"] == "invalid_api_key"
+
+
+def _chunk(data: bytes) -> bytes:
+    return b"%x\r\n%s\r\n" % (len(data), data)
+
+
+async def _held_while_the_rest_arrives(base, size: int) -> int:
+    """Bytes the gateway still holds (traced) after a chunked body of `size` bytes was
+    refused as it came, while the client keeps the body open."""
+    c = await RawClient.connect(base)
+    head = (f"POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer "
+            f"{GOOD}\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n")
+    await c.send(head.encode())
+    await asyncio.sleep(0.1)
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        piece = b" " * 100_000
+        for _ in range(size // len(piece)):
+            await c.send(_chunk(piece))
+        del piece
+        await asyncio.sleep(0.5)  # the gateway has read all of it
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    await c.send(_chunk(b"}") + b"0\r\n\r\n")
+    status, _, body = await c.response(timeout=5)
+    c.close()
+    return held, status, json.loads(body)["error"]["code"]
+
+
+async def test_a_chunked_body_over_the_limit_is_not_held_while_the_rest_arrives(
+        make_gateway):
+    base, gw = make_gateway({"server": {"max_body_size": 3_000_000}})
+    held, status, code = await _held_while_the_rest_arrives(base, 4_000_000)
+    assert (status, code) == (413, "request_too_large")
+    assert held < 1_000_000, f"{held} bytes of a refused body held"
+    assert await until(lambda: gw.body_budget.used == 0)
+
+
+async def test_a_chunked_body_beyond_the_budget_is_not_held_while_the_rest_arrives(
+        make_gateway):
+    base, gw = make_gateway({"server": {"max_body_size": 3_000_000,
+                                        "max_buffered_bytes": 3_000_000}})
+    first = await RawClient.connect(base)  # holds 1 MB of the budget
+    await first.send(f"POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\nAuthorization: "
+                     f"Bearer {GOOD}\r\nContent-Length: 1000000\r\n\r\n{{".encode())
+    assert await until(lambda: gw.body_budget.used == 1_000_000)
+    held, status, code = await _held_while_the_rest_arrives(base, 2_500_000)
+    assert (status, code) == (503, "body_buffer_full")
+    assert held < 1_000_000, f"{held} bytes of a refused body held"
+    first.close()
+    assert await until(lambda: gw.body_budget.used == 0)

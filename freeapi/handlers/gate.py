@@ -39,7 +39,7 @@ class Arrival:
     gateway's body budget its body holds (given back exactly once, by whoever ends it)."""
 
     __slots__ = ("gateway", "caller", "token", "checked", "body_coming", "reserved", "size",
-                 "too_large", "over_budget", "refusal")
+                 "too_large", "over_budget", "refusal", "chunks")
 
     def __init__(self, gateway):
         self.gateway = gateway
@@ -52,6 +52,10 @@ class Arrival:
         self.too_large = False  # over server.max_body_size: answered 413, not buffered
         self.over_budget = False  # a chunked body outgrew the budget: 503, not buffered
         self.refusal: APIError | None = None  # for a handler to raise: no body was coming
+        # The body's pieces, kept here rather than by Tornado's delegate, which would hold
+        # those before a refusal as it comes (a 413, a 503) while the rest arrives,
+        # uncounted once the budget is given back.
+        self.chunks: list[bytes] = []
 
     def take(self, size: int) -> None:
         """Hold `size` bytes of the budget for a body announced by its Content-Length."""
@@ -77,7 +81,14 @@ class Arrival:
             self.reserved = self.size
         return True
 
+    def body(self) -> bytes:
+        raw = b"".join(self.chunks)
+        self.chunks = [raw]  # the joined copy is the only one kept
+        return raw
+
     def release(self) -> None:
+        """Give the budget back; what it counted of the body is dropped with it."""
+        self.chunks = []
         if self.reserved:
             self.gateway.body_budget.give_back(self.reserved)
             self.reserved = 0
@@ -168,9 +179,9 @@ class BodyGate(httputil.HTTPMessageDelegate):
         return self.inner.headers_received(start_line, headers)
 
     def data_received(self, chunk: bytes):
+        # Kept in the Arrival (for every handler: Tornado's delegate gets none of it).
         if self.arrival.received(chunk):
-            return self.inner.data_received(chunk)
-        return None
+            self.arrival.chunks.append(chunk)
 
     def finish(self) -> None:
         self.inner.finish()
