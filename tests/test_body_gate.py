@@ -1,6 +1,7 @@
 """What the BodyGate (freeapi/handlers/gate.py) owes a request before and while its body is
-read: JSON doors read the body as JSON whatever Content-Type the client claims, and a body
-that is refused as it comes (over server.max_body_size, or outgrowing
+read: JSON doors read the body as JSON whatever Content-Type the client claims, a
+malformed Content-Length gets an answer (not a dropped connection and a traceback), and a
+body that is refused as it comes (over server.max_body_size, or outgrowing
 server.max_buffered_bytes) is not held while its rest arrives."""
 
 import asyncio
@@ -40,6 +41,21 @@ async def test_a_keyless_request_with_a_form_content_type_gets_its_401(make_gate
     resp = await request(base + "/v1/models", key=None,
                          headers={"Content-Type": "multipart/form-data"})
     assert resp.code == 401 and json.loads(resp.body)["error"]["code"] == "invalid_api_key"
+
+
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/files"])
+async def test_a_content_length_in_non_ascii_digits_is_answered_not_dropped(make_gateway,
+                                                                            caplog, path):
+    # "²" is a digit to str.isdigit() but not to int(): no check before the body may raise.
+    base, _ = make_gateway()
+    c = await RawClient.connect(base)
+    await c.send(f"POST {path} HTTP/1.1\r\nHost: gw\r\n".encode() +
+                 b"Authorization: Bearer " + GOOD.encode() + b"\r\n"
+                 b"Content-Type: application/json\r\nContent-Length: \xb2\r\n\r\n{}")
+    status, _, _ = await c.response(timeout=3)
+    assert status == 400
+    c.close()
+    assert not [r for r in caplog.records if r.exc_info], "a traceback was logged"
 
 
 def _chunk(data: bytes) -> bytes:

@@ -144,7 +144,7 @@ class APIHandler(web.RequestHandler):
         gateway = arrival.gateway
         if cls.auth_required and gateway.auth.enabled:
             cls.check_token(arrival, headers)
-        if length and length.isdigit():
+        if length and length.isascii() and length.isdigit():  # "²" is a digit to isdigit()
             size = int(length)
             if size > gateway.config.max_body_size:
                 raise arrival.too_large_error()
