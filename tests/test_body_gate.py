@@ -43,6 +43,24 @@ async def test_a_keyless_request_with_a_form_content_type_gets_its_401(make_gate
     assert resp.code == 401 and json.loads(resp.body)["error"]["code"] == "invalid_api_key"
 
 
+@pytest.mark.parametrize("path,status,code", [("/v1/nowhere", 404, "unknown_route"),
+                                               ("/admin/keys", 403, "auth_required")])
+async def test_a_route_that_refuses_every_body_answers_before_reading_it(make_gateway, path,
+                                                                         status, code):
+    # Unknown routes, and the admin API without gateway keys: refused before any check
+    # of the body's headers, so the refusal must not wait for a body it will not use.
+    base, gw = make_gateway()
+    c = await RawClient.connect(base)
+    await c.send(f"POST {path} HTTP/1.1\r\nHost: gw\r\nContent-Type: application/json\r\n"
+                 f"Content-Length: 10000000\r\n\r\n{{".encode())
+    got, headers, body = await c.response(timeout=3)  # not after 10 MB
+    assert (got, json.loads(body)["error"]["code"]) == (status, code)
+    assert headers["x-request-id"]
+    assert await c.closed_within(3), "the connection stays open for the rest of the body"
+    c.close()
+    assert gw.body_budget.used == 0
+
+
 @pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/files"])
 async def test_a_content_length_in_non_ascii_digits_is_answered_not_dropped(make_gateway,
                                                                             caplog, path):

@@ -139,8 +139,6 @@ class APIHandler(web.RequestHandler):
         here may wait."""
         headers = request.headers
         length = _header(headers, "Content-Length")
-        arrival.body_coming = (length not in (None, "0")
-                               or bool(headers.get_list("Transfer-Encoding")))
         gateway = arrival.gateway
         if cls.auth_required and gateway.auth.enabled:
             cls.check_token(arrival, headers)

@@ -156,6 +156,11 @@ class BodyGate(httputil.HTTPMessageDelegate):
 
     def headers_received(self, start_line, headers):
         arrival, cls = self.arrival, self.handler_class
+        # Known before any check: a route that refuses every request (unknown routes, the
+        # admin API without gateway keys) must not wait for the body of one.
+        length = headers.get_list("Content-Length")
+        arrival.body_coming = (length not in ([], ["0"])
+                               or bool(headers.get_list("Transfer-Encoding")))
         try:
             cls.before_body(arrival, self.request)
         except APIError as err:
