@@ -2,7 +2,9 @@
 read: JSON doors read the body as JSON whatever Content-Type the client claims, a
 malformed Content-Length gets an answer (not a dropped connection and a traceback), and a
 body that is refused as it comes (over server.max_body_size, or outgrowing
-server.max_buffered_bytes) is not held while its rest arrives."""
+server.max_buffered_bytes) is not held while its rest arrives. A body refused before it is
+read is answered in the door's dialect; a request refused without a body keeps its
+keep-alive connection."""
 
 import asyncio
 import json
@@ -127,3 +129,45 @@ async def test_a_chunked_body_beyond_the_budget_is_not_held_while_the_rest_arriv
     assert held < 1_000_000, f"{held} bytes of a refused body held"
     first.close()
     assert await until(lambda: gw.body_budget.used == 0)
+
+
+KEY = "gw-body-gate-key-0001"
+AUTH = {"auth": {"keys": [KEY]}, "providers": {"deepseek": {"api_keys": [GOOD]}},
+        "server": {"max_body_size": 100_000}}
+
+
+@pytest.mark.parametrize("path", ["/v1/messages", "/v1/messages/count_tokens"])
+@pytest.mark.parametrize("key,length,status,kind", [
+    ("gw-wrong-key-000001", 50_000, 401, "authentication_error"),
+    (KEY, 150_000, 413, "request_too_large")])
+async def test_an_anthropic_door_refuses_a_body_unread_in_its_own_shape(make_gateway, path,
+                                                                        key, length, status,
+                                                                        kind):
+    # With `Expect: 100-continue` the client is told no, not to go on.
+    base, gw = make_gateway(AUTH)
+    c = await RawClient.connect(base)
+    await c.send(f"POST {path} HTTP/1.1\r\nHost: gw\r\nx-api-key: {key}\r\n"
+                 f"Expect: 100-continue\r\nContent-Length: {length}\r\n\r\n".encode())
+    got, headers, body = await c.response(timeout=3)
+    err = json.loads(body)
+    assert got == status and headers["x-request-id"]
+    assert err["type"] == "error" and err["error"]["type"] == kind  # Anthropic's shape
+    assert await c.closed_within(3)
+    c.close()
+    assert gw.body_budget.used == 0
+
+
+async def test_a_request_refused_without_a_body_keeps_its_connection(make_gateway):
+    base, gw = make_gateway(AUTH)
+    c = await RawClient.connect(base)
+    await c.send(b"GET /v1/models HTTP/1.1\r\nHost: gw\r\n\r\n"
+                 b"POST /v1/nowhere HTTP/1.1\r\nHost: gw\r\nContent-Length: 0\r\n\r\n"
+                 b"POST /v1/messages HTTP/1.1\r\nHost: gw\r\nx-api-key: nope\r\n"
+                 b"Content-Length: 0\r\n\r\n"
+                 + f"GET /v1/models HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer {KEY}\r\n"
+                   f"\r\n".encode())
+    answers = [await c.response(timeout=3) for _ in range(4)]
+    assert [status for status, _, _ in answers] == [401, 404, 401, 200]
+    assert all(headers["x-request-id"] for _, headers, _ in answers)
+    assert json.loads(answers[2][2])["error"]["type"] == "authentication_error"
+    c.close()
