@@ -105,7 +105,8 @@ def _header(headers, name: str) -> str | None:
 def streamed_body(cls):
     """For a handler whose checks before the body must wait for something (an upload's
     quota): its prepare() runs before the body is read and may `refuse()` it unread; the
-    body's pieces come through data_received. Costs two turns of the event loop."""
+    gate keeps the body's pieces, as for every handler. Costs two turns of the event
+    loop."""
     cls.streams_body = True
     return web.stream_request_body(cls)
 
@@ -125,7 +126,6 @@ class APIHandler(web.RequestHandler):
     def initialize(self, arrival: Arrival):
         self.gateway = self.settings["freeapi"]
         self.arrival = arrival
-        self._chunks: list[bytes] = []
 
     @property
     def caller(self):
@@ -139,12 +139,10 @@ class APIHandler(web.RequestHandler):
         here may wait."""
         headers = request.headers
         length = _header(headers, "Content-Length")
-        arrival.body_coming = (length not in (None, "0")
-                               or bool(headers.get_list("Transfer-Encoding")))
         gateway = arrival.gateway
         if cls.auth_required and gateway.auth.enabled:
             cls.check_token(arrival, headers)
-        if length and length.isdigit():
+        if length and length.isascii() and length.isdigit():  # "²" is a digit to isdigit()
             size = int(length)
             if size > gateway.config.max_body_size:
                 raise arrival.too_large_error()
@@ -219,7 +217,6 @@ class APIHandler(web.RequestHandler):
     def on_finish(self):
         # Subclasses that override this must call it.
         self.arrival.release()
-        self._chunks = []
         self._access_line()
 
     #: Whether this route's requests get an access line (off for /ping, /healthz,
@@ -231,21 +228,12 @@ class APIHandler(web.RequestHandler):
             access_line(self.gateway, self._rlog, self.request, status or self.get_status(),
                         self.caller, gone and status is None)
 
-    def data_received(self, chunk: bytes):
-        # Only @streamed_body handlers get the body in pieces; the gate counted each
-        # against the limits and passes on only what is kept.
-        self._chunks.append(chunk)
-
     def raw_body(self) -> bytes:
         """The request body, its size checked against the gateway's limits."""
         err = self.arrival.body_error()
         if err is not None:
             raise err
-        if not self.streams_body:
-            return self.request.body
-        raw = b"".join(self._chunks)
-        self._chunks = [raw]  # the joined copy is the only one kept
-        return raw
+        return self.arrival.body()  # the gate kept what it counted
 
     def json_body(self) -> dict:
         raw = self.raw_body()

@@ -51,7 +51,8 @@ class FilesHandler(_Files):
         try:
             owner = self._owner()
             length = self.request.headers.get("Content-Length", "")
-            if length.isdigit() and int(length) > cfg.max_file_bytes + FORM_SLACK:
+            if length.isascii() and length.isdigit() \
+                    and int(length) > cfg.max_file_bytes + FORM_SLACK:
                 raise files.too_large(cfg)
             if gw.uploads >= cfg.max_concurrent_uploads:
                 raise APIError(429, f"The gateway is receiving {cfg.max_concurrent_uploads} "
