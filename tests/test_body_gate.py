@@ -14,15 +14,7 @@ import pytest
 
 from tests.fakes.deepseek import GOOD
 from tests.fakes.raw_client import RawClient
-from tests.helpers import chat_body, request
-
-
-async def until(check, tries=100):
-    for _ in range(tries):
-        if check():
-            return True
-        await asyncio.sleep(0.02)
-    return check()
+from tests.helpers import chat_body, eventually, request
 
 
 @pytest.mark.parametrize("content_type", ["application/x-www-form-urlencoded",
@@ -113,7 +105,7 @@ async def test_a_chunked_body_over_the_limit_is_not_held_while_the_rest_arrives(
     held, status, code = await _held_while_the_rest_arrives(base, 4_000_000)
     assert (status, code) == (413, "request_too_large")
     assert held < 1_000_000, f"{held} bytes of a refused body held"
-    assert await until(lambda: gw.body_budget.used == 0)
+    await eventually(lambda: gw.body_budget.used == 0, "the body budget given back")
 
 
 async def test_a_chunked_body_beyond_the_budget_is_not_held_while_the_rest_arrives(
@@ -123,12 +115,12 @@ async def test_a_chunked_body_beyond_the_budget_is_not_held_while_the_rest_arriv
     first = await RawClient.connect(base)  # holds 1 MB of the budget
     await first.send(f"POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\nAuthorization: "
                      f"Bearer {GOOD}\r\nContent-Length: 1000000\r\n\r\n{{".encode())
-    assert await until(lambda: gw.body_budget.used == 1_000_000)
+    await eventually(lambda: gw.body_budget.used == 1_000_000, "the body admitted")
     held, status, code = await _held_while_the_rest_arrives(base, 2_500_000)
     assert (status, code) == (503, "body_buffer_full")
     assert held < 1_000_000, f"{held} bytes of a refused body held"
     first.close()
-    assert await until(lambda: gw.body_budget.used == 0)
+    await eventually(lambda: gw.body_budget.used == 0, "the body budget given back")
 
 
 KEY = "gw-body-gate-key-0001"
