@@ -12,10 +12,12 @@ handler class's `before_body(arrival, request)`. A request with a body that fail
 answered at once on a connection taken over from Tornado (whose own close would reset it
 before the client read the answer); one without a body is answered by its handler as
 usual (`prepare()` raises the refusal). The `Arrival` the gate filled in (the caller, the
-budget bytes held) is handed to the handler as `initialize(arrival=...)`.
+budget bytes held, the body as it came) is handed to the handler as
+`initialize(arrival=...)`.
 
 Handlers that must do slower work before the body (file uploads await quota checks) keep
-`@stream_request_body` and refuse through `answer_unread` themselves.
+Tornado's streamed mode (`@streamed_body` in handlers/base.py) and refuse through
+`APIHandler.refuse`, which answers with `answer_unread` too.
 """
 
 from __future__ import annotations
