@@ -18,7 +18,7 @@ from freeapi.config import ConfigError, load_config, plain_http_to_remote
 from freeapi.housekeeping import prune_ledger
 from freeapi.keys import public_url, redact_log
 from freeapi.plugins import make_plugin_manager, provider_types
-from freeapi.server import make_server, raise_fd_limit
+from freeapi.server import make_server, raise_fd_limit, tune_gc
 from freeapi.store import StoreError
 from freeapi.usage import usage_command
 
@@ -120,6 +120,7 @@ async def serve(gateway: Gateway, reuse_port: bool = False, redactor=None):
     await gateway.store.ping()  # a state store that cannot be reached stops startup here
     await gateway.directory.refresh(force=True)  # runtime keys, before the first request
     raise_fd_limit()  # before the connection cap's default is read from it
+    tune_gc()
     server = make_server(app, cfg)
     # A deeper accept queue than Tornado's 128: a burst of clients (2,000 streams opening
     # within two seconds in bench/) otherwise sees dropped SYNs and second-long retries.
