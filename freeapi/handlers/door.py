@@ -47,6 +47,10 @@ class DoorHandler(APIHandler):
         super().on_finish()
         if self.pipeline is not None:
             self.pipeline.finished()
+            # The request is over: the handler, its pipeline and exchange (which points back
+            # at the handler as its door) are freed by reference counting now, rather than
+            # left as a cycle for the collector with the request's whole graph behind it.
+            self.pipeline = None
 
     def on_connection_close(self):
         super().on_connection_close()  # ends a wait for the rest of the body

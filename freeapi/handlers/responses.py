@@ -252,6 +252,12 @@ class ResponsesHandler(DoorHandler):
         self.keep(obj, turn)
         self.write_json(obj)
 
+    def on_finish(self):
+        super().on_finish()
+        # Its on_final is this handler's keep_native: a cycle left for the collector, with
+        # the request's whole graph behind it, unless it goes when the request is over.
+        self.native = None
+
     # -- the door's wire details (see freeapi/pipeline) ----------------------------------
 
     def chat_encoder(self, relay):
