@@ -53,10 +53,7 @@ def main():
     ap.add_argument("--client-cpu", default="1")
     args = ap.parse_args()
     tmp = tempfile.mkdtemp(prefix="freeapi-ab-")
-    up_port = bench.free_port()
-    up = bench.start("upstream", bench.pinned(args.client_cpu, [
-        "node", os.path.join(HERE, "upstream.js"), "--port", str(up_port)]), logdir=tmp)
-    bench.wait_http(f"http://127.0.0.1:{up_port}/stats", up)
+    up, up_port = bench.start_upstream(tmp, args.client_cpu)
     servers = {}
     try:
         for name, tree in (("A", args.a), ("B", args.b)):

@@ -65,6 +65,15 @@ def start(name, argv, env=None, logdir=None) -> subprocess.Popen:
     return p
 
 
+def start_upstream(logdir, cpus: str | None) -> tuple[subprocess.Popen, int]:
+    """The fake OpenAI upstream (upstream.js) on a free port, answering; (process, port)."""
+    port = free_port()
+    p = start("upstream", pinned(cpus, ["node", os.path.join(HERE, "upstream.js"), "--port",
+                                         str(port)]), logdir=logdir)
+    wait_http(f"http://127.0.0.1:{port}/stats", p)
+    return p, port
+
+
 def stop(p: subprocess.Popen):
     """Stop one process we started (its own session: its children too) by id."""
     if p.poll() is None:
@@ -413,10 +422,7 @@ def run(args):
     busy0, own0, wall0 = machine_busy_seconds(), own_seconds(), time.monotonic()
     targets = {}
 
-    up_port = free_port()
-    up = start("upstream", pinned(args.client_cpu, ["node", os.path.join(HERE, "upstream.js"),
-                                                    "--port", str(up_port)]), logdir=tmp)
-    wait_http(f"http://127.0.0.1:{up_port}/stats", up)
+    up, up_port = start_upstream(tmp, args.client_cpu)
 
     # 1. direct: the upstream gets the server core while it is the server under test.
     direct = Target("direct", f"http://127.0.0.1:{up_port}{PATH}")

@@ -132,11 +132,8 @@ def main():
     ap.add_argument("--client-cpu", default="1")
     args = ap.parse_args()
     tmp = tempfile.mkdtemp(prefix="freeapi-gc-")
-    up_port = bench.free_port()
-    up = bench.start("upstream", bench.pinned(args.client_cpu, [
-        "node", os.path.join(HERE, "upstream.js"), "--port", str(up_port)]), logdir=tmp)
+    up, up_port = bench.start_upstream(tmp, args.client_cpu)
     try:
-        bench.wait_http(f"http://127.0.0.1:{up_port}/stats", up)
         rows = [one(tmp, up_port, th, args) for th in args.thresholds.split(",")]
     finally:
         bench.stop(up)
