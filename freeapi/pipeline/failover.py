@@ -146,6 +146,13 @@ class OpenStream:
         self.resp.close()
 
 
+# Raising without a cycle: a raised exception's traceback keeps the frames it passes
+# through, and a frame keeps its locals, so a local still naming the exception makes a cycle
+# that holds the whole request (its handler, pipeline, exchange) until the garbage collector
+# runs. The frames an error leaves the failover step by let go of it as it leaves
+# (`finally: x = None`; tests/test_request_cycles.py).
+
+
 class Failover:
     """The request's attempts: `targets` (the route and the fallbacks this request may
     use), `lease` (a key of a target's pool), `send` (one attempt with one key) and
@@ -227,7 +234,10 @@ class Failover:
             return NEXT_TARGET  # a `free` target this account cannot reach (unknown model)
         if ex.doc_refs and await self.documents.stale(ex, err):
             return SAME_KEY  # the same key may serve, with a new upload
-        raise err  # the request itself is wrong: no key or vendor will take it
+        try:
+            raise err  # the request itself is wrong: no key or vendor will take it
+        finally:
+            err = None  # type: ignore[assignment]  # raising without a cycle (above)
 
     async def _attempts(self, ex: Exchange, route: Route, model: str, body: dict, token,
                         stream: Transport):
@@ -287,14 +297,24 @@ class Failover:
                 gw.free.observe(target, lease.key, err)  # a used-up free quota is remembered
                 ex.failed_at = (t_index, provider.name)
                 last = err if passthrough else server_key_error(err, provider.name)
-                then = await self.verdict(ex, err, target, more_targets)
+                try:
+                    then = await self.verdict(ex, err, target, more_targets)
+                except BaseException:
+                    err = last = None  # raising without a cycle (above)
+                    raise
                 if then == NEXT_TARGET:
                     break
                 if then == SAME_KEY:
                     tried.discard(lease.key)
         if route.via is not None:  # `free`: say when one comes back
             last = await gw.free.unserved(route.via, last, any(t.paid for t in targets))
-        raise last or APIError(503, "No provider could take the request.", code="no_target")
+        failure: APIError | None = last or APIError(
+            503, "No provider could take the request.", code="no_target")
+        err = last = None
+        try:
+            raise failure  # type: ignore[misc]  # (an APIError until the finally clause)
+        finally:
+            failure = None  # raising without a cycle (above)
 
     async def traced_send(self, ex: Exchange, target: Route, body: dict, lease,
                           stream: Transport):

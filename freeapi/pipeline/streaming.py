@@ -198,7 +198,9 @@ class ResponseWriter:
                 if e.kind == "aborted" and self.gateway.shutting_down:
                     err = shutdown_error()
                 else:
-                    log.warning("%s: stream failed mid-way: %s", provider.name, e)
+                    # (the text, not the error: a handler that keeps records, such as a
+                    # MemoryHandler, would keep the request alive through its traceback)
+                    log.warning("%s: stream failed mid-way: %s", provider.name, str(e))
                     end(self.gateway, ex, None, error=e.kind)
                     err = upstream_failure(provider.name, e)
                 err.message += " (the answer above is incomplete)"
