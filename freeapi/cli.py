@@ -138,7 +138,7 @@ async def serve(gateway: Gateway, reuse_port: bool = False, redactor=None):
              "connections)", __version__, cfg.host, cfg.port,
              "on" if gateway.auth.enabled else "off", server.max_connections)
     log.info("state: %s", gateway.store.describe())
-    # Whether the `fast` extra is in use (an operator cannot tell from outside otherwise).
+    # Which loop runs: uvloop where it installs, asyncio elsewhere (not visible from outside).
     log.info("event loop: %s", "uvloop" if type(asyncio.get_running_loop()).__module__
              .startswith("uvloop") else "asyncio")
     discovery = asyncio.ensure_future(gateway.discovery.loop())

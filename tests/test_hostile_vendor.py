@@ -299,6 +299,12 @@ async def test_an_event_stream_without_events_is_a_502_not_a_bare_done(hostile, 
     error_of(resp, 502)
 
 
+
+def relayed_text(events: list[str]) -> str:
+    """The text of a stream's chunk events (its `[DONE]` left out)."""
+    return "".join(json.loads(e)["choices"][0]["delta"].get("content") or ""
+                   for e in events if e != "[DONE]")
+
 @pytest.mark.parametrize("texts", [["Hello"], ["Hel", "lo"]], ids=["only", "last"])
 async def test_a_last_event_without_its_blank_line_is_still_relayed(hostile, texts):
     """The body ends right after the last event's data line: that event counts, whether
@@ -308,9 +314,7 @@ async def test_a_last_event_without_its_blank_line_is_still_relayed(hostile, tex
         head(200, {**SSE_HEAD, "Content-Length": len(body)}) + body])
     resp, raw = await stream_raw(base, chat_body("hi", stream=True), key=GOOD)
     assert resp.code == 200
-    evs = sse_events(raw)
-    assert "".join(json.loads(e)["choices"][0]["delta"].get("content") or ""
-                   for e in evs if e != "[DONE]") == "Hello"
+    assert relayed_text(sse_events(raw)) == "Hello"
 
 
 @pytest.mark.parametrize("stream", [True, False])
@@ -462,9 +466,7 @@ async def test_a_first_event_of_json_that_is_no_object_is_no_crash(hostile, firs
         head(200, {**SSE_HEAD, "Content-Length": len(events)}) + events])
     resp, raw = await stream_raw(base, chat_body("hi", stream=True), key=GOOD)
     assert resp.code == 200
-    evs = sse_events(raw)
-    assert "".join(json.loads(e)["choices"][0]["delta"].get("content") or ""
-                   for e in evs[1:] if e != "[DONE]") == "Hello"
+    assert relayed_text(sse_events(raw)[1:]) == "Hello"
 
 
 def stream_then(end):
