@@ -25,6 +25,13 @@ setup(
         # one): 12-15% fewer instructions per request for the gateway (bench/README.md,
         # "Tornado's per-request costs"). None for Windows or PyPy: asyncio's runs there.
         "uvloop>=0.18; sys_platform != 'win32' and platform_python_implementation == 'CPython'",
+        # The client side's HTTP/1.1 parser (MagicStack's binding of llhttp, Node.js's
+        # parser, as uvicorn uses it): freeapi/serving/ reads client connections with it
+        # instead of Tornado's HTTPServer/IOStream/HTTP1Connection, which cost a request
+        # more than all of freeapi's own work -- 1,571k -> 1,087k instructions a chat
+        # request, 2,056k -> 1,495k a 20-chunk stream (bench/README.md, "The HTTP core").
+        # Wheels for CPython; elsewhere the gateway runs on Tornado's server.
+        "httptools>=0.6,<1; platform_python_implementation == 'CPython'",
     ],
     extras_require={
         # uvloop is a dependency now; the extra stays so old install commands still work.

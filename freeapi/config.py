@@ -100,6 +100,7 @@ class Config:
     # Transport limits against hostile clients and vendors (docs/security.md).
     body_timeout: float = 60.0  # seconds a client may pause while sending a request
     max_connections: int | None = None  # None: from the open-file limit (app.py)
+    http_core: str = "httptools"  # or "tornado": who reads client connections (server.py)
     max_event_size: int = 4 * 1024 * 1024  # the largest event of a vendor's stream
     # JSON values one body may hold, bounded by commas and opening brackets counted over
     # its bytes (freeapi/json_limits.py). OpenAI's largest embeddings request, 300,000
@@ -185,6 +186,11 @@ def _server(cfg: Config, server: dict) -> None:
             raise ConfigError("server.shutdown_grace", "must not be negative")
     if "body_timeout" in server:
         cfg.body_timeout = _number(server["body_timeout"], "server.body_timeout")
+    if "http_core" in server:
+        cfg.http_core = server["http_core"]
+        if cfg.http_core not in ("httptools", "tornado"):
+            raise ConfigError("server.http_core",
+                              f"expected httptools or tornado, got {cfg.http_core!r}")
     if server.get("max_connections") is not None:
         cfg.max_connections = _integer(server["max_connections"], "server.max_connections")
     if "max_event_size" in server:

@@ -15,7 +15,7 @@ ROOT_KEYS = frozenset({"server", "auth", "providers", "models", "fallbacks", "fa
 SERVER_KEYS = frozenset({"host", "port", "max_body_size", "keepalive_interval", "log_level",
                          "shutdown_grace", "log_format", "body_timeout", "max_connections",
                          "max_event_size", "max_json_values", "max_buffered_bytes",
-                         "access_log"})
+                         "access_log", "http_core"})
 AUTH_KEYS = frozenset({"keys", "allow_anonymous"})
 GATEWAY_KEY_LIMITS = ("rpm", "tpm", "daily_tokens", "monthly_tokens")
 GATEWAY_KEY_FIELDS = frozenset({"key", "name", "role", "models", "budget",

@@ -11,13 +11,11 @@ accepting briefly and is logged once per interval.
 from __future__ import annotations
 
 import asyncio
-import errno
 import gc
 import json
 import logging
 import resource
 import socket
-import time
 
 from tornado.httpserver import HTTPServer
 from tornado.ioloop import IOLoop
@@ -25,12 +23,10 @@ from tornado.iostream import IOStream, StreamClosedError
 
 from freeapi.connection_watch import ConnectionWatch
 from freeapi.errors import APIError
+from freeapi.serving.accept import Reports, accept_on
 
 log = logging.getLogger("freeapi.server")
 
-# accept() errors that mean "no descriptor or memory for another connection now".
-_EXHAUSTED = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
-_ACCEPT_PAUSE = 0.25  # seconds without accepting after such an error: the loop stays free
 _LOG_EVERY = 60.0  # seconds between two log lines about refused or failed accepts
 _MAX_LINGERING = 256  # refused connections read out before closing; beyond: closed at once
 
@@ -101,6 +97,16 @@ def answer_and_close(stream: IOStream, answer: bytes, seconds: float = 1.0,
     return fut
 
 
+def answer_and_close_connection(conn, answer: bytes, seconds: float = 1.0,
+                                max_bytes: int = 1 << 20) -> None:
+    """answer_and_close for a request's connection, taken over from the server mid-request
+    (before its body is read): Tornado's by detaching its stream, httptools' itself."""
+    if hasattr(conn, "answer_and_close"):
+        conn.answer_and_close(answer, seconds, max_bytes)
+    else:
+        answer_and_close(conn.detach(), answer, seconds, max_bytes)
+
+
 def _nodelay_kept(value: bool) -> None:
     """A client stream's set_nodelay once GatewayServer has turned Nagle off for good."""
 
@@ -134,7 +140,7 @@ class GatewayServer(HTTPServer):
         self.refused = 0  # connections refused at the cap, for tests and stats
         self.accept_failures = 0  # accept() calls that found no descriptor
         self._lingering = 0
-        self._reported = {"refused": (0.0, 0), "exhausted": (0.0, 0)}
+        self._report = Reports(log, _LOG_EVERY)
         self._refusal = _refusal()
 
     # -- the connection cap ---------------------------------------------------------------
@@ -188,71 +194,28 @@ class GatewayServer(HTTPServer):
     def add_sockets(self, sockets) -> None:
         for sock in sockets:
             self._sockets[sock.fileno()] = sock
-            self._handlers[sock.fileno()] = self._accept_on(sock)
+            self._handlers[sock.fileno()] = accept_on(sock, self._handle_connection,
+                                                      self._exhausted)
 
-    def _accept_on(self, sock: socket.socket):
-        """Tornado's netutil.add_accept_handler, but descriptor exhaustion pauses accepting
-        (the pending connections wait in the kernel's backlog) instead of raising."""
-        loop = IOLoop.current()
-        state = {"removed": False, "paused": False}
-
-        def resume():
-            state["paused"] = False
-            if not state["removed"]:
-                loop.add_handler(sock, accept, IOLoop.READ)
-
-        def accept(fd, events):
-            for _ in range(128):  # as Tornado: bounded, so other work is not starved
-                if state["removed"]:
-                    return
-                try:
-                    connection, address = sock.accept()
-                except BlockingIOError:
-                    return
-                except ConnectionAbortedError:
-                    continue
-                except OSError as e:
-                    if e.errno not in _EXHAUSTED:
-                        raise
-                    self.accept_failures += 1
-                    self._report("exhausted", "cannot accept connections: %s (open-file "
-                                              "limit %d); waiting connections are served "
-                                              "as descriptors free up. Raise `ulimit -n` or "
-                                              "lower server.max_connections" % (
-                                                  e.strerror or e,
-                                                  resource.getrlimit(
-                                                      resource.RLIMIT_NOFILE)[0]))
-                    loop.remove_handler(sock)
-                    state["paused"] = True
-                    loop.call_later(_ACCEPT_PAUSE, resume)
-                    return
-                self._handle_connection(connection, address)
-
-        def remove():
-            state["removed"] = True
-            if not state["paused"]:
-                loop.remove_handler(sock)
-
-        loop.add_handler(sock, accept, IOLoop.READ)
-        return remove
-
-    def _report(self, what: str, message: str):
-        """One warning per interval and kind, with how often it happened meanwhile."""
-        last, count = self._reported[what]
-        now = time.monotonic()
-        if now - last >= _LOG_EVERY:
-            more = f" ({count} more since the last report)" if count else ""
-            log.warning("%s%s", message, more)
-            self._reported[what] = (now, 0)
-        else:
-            self._reported[what] = (last, count + 1)
+    def _exhausted(self, message: str) -> None:
+        self.accept_failures += 1
+        self._report("exhausted", message)
 
 
-def make_server(app, config) -> GatewayServer:
-    """The server for `app` with the config's transport limits."""
-    # The handlers enforce server.max_body_size with a JSON 413; Tornado's own limit only
+def make_server(app, config):
+    """The server for `app` with the config's transport limits: on httptools
+    (freeapi/serving/) unless server.http_core is `tornado` or httptools is not installed."""
+    # The handlers enforce server.max_body_size with a JSON 413; the server's own limit only
     # stops absurd bodies before they reach them. server.body_timeout bounds an idle
     # keep-alive connection, the wait for a request's headers and each pause in its body.
+    max_body_size = max(config.max_body_size * 2, 1 << 20)
+    if config.http_core != "tornado":
+        try:
+            from freeapi.serving.server import HttptoolsServer
+        except ImportError:  # httptools is a dependency only where it has wheels
+            pass
+        else:
+            return HttptoolsServer(app, config.max_connections or default_max_connections(),
+                                   max_body_size, config.body_timeout, _refusal())
     return GatewayServer(app, max_connections=config.max_connections,
-                         max_body_size=max(config.max_body_size * 2, 1 << 20),
-                         stall_timeout=config.body_timeout)
+                         max_body_size=max_body_size, stall_timeout=config.body_timeout)

@@ -4,6 +4,7 @@ leave it on while a streamed response's events are written, where it can only de
 
 import socket
 
+import pytest
 from tornado.iostream import IOStream
 
 from freeapi.app import make_app
@@ -12,8 +13,9 @@ from tests.fakes.deepseek import GOOD
 from tests.fakes.raw_client import RawClient
 
 
-async def test_nagle_stays_off_across_requests_and_streams(make_gateway):
-    _, gw = make_gateway()
+@pytest.mark.parametrize("core", ["httptools", "tornado"])
+async def test_nagle_stays_off_across_requests_and_streams(make_gateway, core):
+    _, gw = make_gateway({"server": {"http_core": core}})
     server = make_server(make_app(gw), gw.config)
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
@@ -23,12 +25,17 @@ async def test_nagle_stays_off_across_requests_and_streams(make_gateway):
     accepted, address = listener.accept()
     listener.close()
     accepted.setblocking(False)
-    stream = IOStream(accepted)
-    server.handle_stream(stream, address)
+    if core == "tornado":
+        stream = IOStream(accepted)
+        server.handle_stream(stream, address)
+    else:
+        server.serve_connection(accepted, address)
     try:
         def nodelay() -> int:
             return accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
 
+        await client.send(b"GET /ping HTTP/1.1\r\nHost: gw\r\n\r\n")
+        assert (await client.response())[0] == 200  # (the connection is being served)
         assert nodelay()
         await client.send(b"GET /ping HTTP/1.1\r\nHost: gw\r\n\r\n")
         assert (await client.response())[0] == 200
@@ -48,4 +55,7 @@ async def test_nagle_stays_off_across_requests_and_streams(make_gateway):
         assert nodelay()
     finally:
         client.close()
-        stream.close()
+        if core == "tornado":
+            stream.close()
+        else:
+            await server.close_all_connections()

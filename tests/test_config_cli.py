@@ -137,8 +137,9 @@ def test_zero_config_start_serve_and_sigterm(tmp_path):
         assert "deepseek-flash" in health["providers"]["deepseek"]["models"]
         status, _, body = get(f"http://127.0.0.1:{port}/v1/models")
         assert "deepseek-flash-fold" in [m["id"] for m in json.loads(body)["data"]]
-        # Tornado refuses a header with a control character and logs its value: the key
-        # in it must be masked in the gateway's log.
+        # A header with a control character is refused and logged, the key in it never in
+        # full (Tornado's server quotes the value, masked; tests/test_hardening.py runs both
+        # servers).
         answer = raw_exchange(port, b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n"
                                     b"Authorization: Bearer " + GOOD.encode() + b"\x7f\r\n"
                                     b"Content-Length: 2\r\n\r\n{}")
@@ -157,7 +158,7 @@ def test_zero_config_start_serve_and_sigterm(tmp_path):
     text = log.read()
     assert "provider deepseek" in text and "deepseek-flash" in text  # says what is active
     assert f"listening on http://127.0.0.1:{port}/v1" in text
-    assert "Malformed HTTP message" in text and "sk-...0001" in text
+    assert "Malformed HTTP message" in text
     assert GOOD not in text
     assert "Traceback" not in text
 

@@ -86,7 +86,7 @@ class DoorHandler(APIHandler):
             self._rlog.update_from_entry(entry)
 
     def cut(self) -> None:
-        self.request.connection.stream.close()
+        self.request.connection.close()
 
     # -- the door's wire details ------------------------------------------------------------
 

@@ -31,7 +31,7 @@ from tornado import httputil, web
 
 from freeapi import access_log, logs
 from freeapi.errors import APIError
-from freeapi.server import answer_and_close
+from freeapi.server import answer_and_close_connection
 
 log = logging.getLogger("freeapi")
 
@@ -143,7 +143,7 @@ def answer_unread(request, rlog, err: APIError, body: dict, drain: int = 1 << 20
     log.debug("%s %s -> %d before the body (%s)", request.method, request.path, err.status,
               err.code)
     rlog.error = err.code
-    answer_and_close(request.connection.detach(), head + data, seconds, drain)
+    answer_and_close_connection(request.connection, head + data, seconds, drain)
 
 
 class BodyGate(httputil.HTTPMessageDelegate):

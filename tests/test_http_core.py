@@ -1,0 +1,174 @@
+"""The HTTP/1.1 wire behaviour a client sees, the same on both of the gateway's HTTP cores
+(server.http_core: httptools, the default, and tornado): keep-alive and its end,
+pipelined requests answered in order, `Expect: 100-continue`, chunked request bodies,
+HTTP/1.0, HEAD, and malformed or oversized requests refused with the connection closed."""
+
+import asyncio
+import json
+
+import pytest
+from tornado import httputil
+
+from freeapi.config import ConfigError, parse_config
+from freeapi.plugins import make_plugin_manager, provider_types
+from freeapi.server import GatewayServer, make_server
+from freeapi.serving.framing import response_head
+from freeapi.serving.server import HttptoolsServer
+from tests.fakes.deepseek import GOOD
+from tests.fakes.raw_client import RawClient
+from tests.helpers import chat_body
+
+CORES = ["httptools", "tornado"]
+GW_KEY = "gw-http-core-0001"
+
+
+@pytest.fixture(params=CORES)
+def base(request, make_gateway):
+    url, _ = make_gateway({"server": {"http_core": request.param}, "auth": {"keys": [GW_KEY]},
+                           "providers": {"deepseek": {"api_keys": [GOOD]}}})
+    return url
+
+
+def post(path: str, body: bytes, extra: str = "", version: str = "HTTP/1.1") -> bytes:
+    return (f"POST {path} {version}\r\nHost: gw\r\nContent-Type: application/json\r\n"
+            f"Authorization: Bearer {GW_KEY}\r\nContent-Length: {len(body)}\r\n{extra}"
+            "\r\n").encode() + body
+
+
+CHAT = json.dumps(chat_body("hi")).encode()
+
+
+def test_the_core_is_chosen_by_server_http_core():
+    types = provider_types(make_plugin_manager())
+    assert isinstance(make_server(None, parse_config({}, types)), HttptoolsServer)
+    cfg = parse_config({"server": {"http_core": "tornado"}}, types)
+    assert isinstance(make_server(None, cfg), GatewayServer)
+    with pytest.raises(ConfigError, match="server.http_core"):
+        parse_config({"server": {"http_core": "h2o"}}, types)
+
+
+async def test_keep_alive_serves_requests_one_after_another(base):
+    c = await RawClient.connect(base)
+    for _ in range(3):
+        await c.send(post("/v1/chat/completions", CHAT))
+        status, headers, body = await c.response()
+        assert status == 200 and json.loads(body)["object"] == "chat.completion"
+        assert headers.get("connection") != "close"
+    c.close()
+
+
+async def test_pipelined_requests_are_answered_in_order(base):
+    c = await RawClient.connect(base)
+    await c.send(b"GET /ping HTTP/1.1\r\nHost: gw\r\n\r\n" + post("/v1/chat/completions", CHAT)
+                 + b"GET /nowhere HTTP/1.1\r\nHost: gw\r\n\r\n")
+    assert (await c.response())[2] == b"pong"
+    status, _, body = await c.response()
+    assert status == 200 and json.loads(body)["object"] == "chat.completion"
+    assert (await c.response())[0] == 404
+    c.close()
+
+
+async def test_an_offered_upgrade_is_answered_over_http_1_1(base):
+    c = await RawClient.connect(base)
+    upgrade = (b"GET /ping HTTP/1.1\r\nHost: gw\r\nConnection: Upgrade, HTTP2-Settings\r\n"
+               b"Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n")
+    await c.send(upgrade + b"GET /ping HTTP/1.1\r\nHost: gw\r\n\r\n")
+    for _ in range(2):
+        status, _, body = await c.response()
+        assert (status, body) == (200, b"pong")
+    await c.send(upgrade)
+    assert (await c.response())[2] == b"pong"
+    c.close()
+
+
+async def test_connection_close_is_honoured(base):
+    c = await RawClient.connect(base)
+    await c.send(post("/v1/chat/completions", CHAT, "Connection: close\r\n"))
+    status, headers, _ = await c.response()
+    assert status == 200 and headers["connection"] == "close"
+    assert await c.closed_within(3)
+
+
+async def test_expect_100_continue_gets_its_interim_answer(base):
+    c = await RawClient.connect(base)
+    head = post("/v1/chat/completions", b"", "Expect: 100-continue\r\n")
+    head = head.replace(b"Content-Length: 0", b"Content-Length: %d" % len(CHAT))
+    await c.send(head)
+    interim = await c.reader.readuntil(b"\r\n\r\n")
+    assert interim.startswith(b"HTTP/1.1 100")
+    await c.send(CHAT)
+    assert (await c.response())[0] == 200
+    c.close()
+
+
+async def test_a_chunked_request_body_is_read(base):
+    c = await RawClient.connect(base)
+    half = len(CHAT) // 2
+    chunks = b"%x\r\n%s\r\n%x\r\n%s\r\n0\r\n\r\n" % (half, CHAT[:half], len(CHAT) - half,
+                                                   CHAT[half:])
+    await c.send(b"POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\nContent-Type: "
+                 b"application/json\r\nAuthorization: Bearer %s\r\n"
+                 b"Transfer-Encoding: chunked\r\n\r\n%s" % (GW_KEY.encode(), chunks))
+    status, _, body = await c.response()
+    assert status == 200, body
+    c.close()
+
+
+async def test_http_1_0_closes_unless_kept_alive(base):
+    c = await RawClient.connect(base)
+    await c.send(b"GET /ping HTTP/1.0\r\n\r\n")
+    assert (await c.response())[2] == b"pong"
+    assert await c.closed_within(3)
+    c = await RawClient.connect(base)
+    await c.send(b"GET /ping HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+    status, headers, _ = await c.response()
+    assert status == 200 and headers["connection"].lower() == "keep-alive"
+    await c.send(b"GET /ping HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+    assert (await c.response())[2] == b"pong"
+    c.close()
+
+
+async def test_a_streamed_answer_is_chunked_and_ends(base):
+    c = await RawClient.connect(base)
+    await c.send(post("/v1/chat/completions", json.dumps(chat_body("hi", stream=True)).encode()))
+    head = (await c.reader.readuntil(b"\r\n\r\n")).decode().lower()
+    assert head.startswith("http/1.1 200") and "transfer-encoding: chunked" in head
+    body = await c.reader.readuntil(b"\r\n0\r\n\r\n")
+    assert b"data: [DONE]" in body
+    # and the connection is ready for the next request
+    await c.send(b"GET /ping HTTP/1.1\r\nHost: gw\r\n\r\n")
+    assert (await c.response())[2] == b"pong"
+    c.close()
+
+
+@pytest.mark.parametrize("request_bytes", [
+    b"NOT A REQUEST\r\n\r\n",
+    b"GET /ping HTTP/1.1\r\nHost: gw\r\nBad Header\r\n\r\n",
+    b"POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer %s\r\n"
+    b"Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n" % GW_KEY.encode(),
+    b"POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer %s\r\n"
+    b"Transfer-Encoding: chunked\r\n\r\nzz\r\n" % GW_KEY.encode(),
+], ids=["request-line", "header", "length-and-chunked", "chunk-size"])
+async def test_a_malformed_request_gets_400_and_a_close(base, request_bytes):
+    c = await RawClient.connect(base)
+    await c.send(request_bytes)
+    status_line = await c.reader.readuntil(b"\r\n")
+    assert status_line.startswith(b"HTTP/1.1 400"), status_line
+    assert await c.closed_within(3)
+
+
+async def test_headers_beyond_64_kib_close_the_connection(base):
+    c = await RawClient.connect(base)
+    await c.send(b"GET /ping HTTP/1.1\r\nHost: gw\r\n" + b"X-Pad: " + b"a" * 70_000 + b"\r\n\r\n")
+    answer = await asyncio.wait_for(c.reader.read(100), 5)  # an answer, or b"" at close
+    assert not answer.startswith(b"HTTP/1.1 200"), answer
+    assert await c.closed_within(3)
+
+
+@pytest.mark.parametrize("value", ["a\r\nX-Injected: 1", "a\nX-Injected: 1", "a\rb"])
+def test_a_header_value_with_a_line_break_is_refused_not_sent(value):
+    request = httputil.RequestStartLine("GET", "/", "HTTP/1.1")
+    with pytest.raises(ValueError, match="CR or LF"):
+        response_head(request, httputil.HTTPHeaders(),
+                      httputil.ResponseStartLine("HTTP/1.1", 200, "OK"),
+                      httputil.HTTPHeaders({"X-A": value}), False)
