@@ -14,6 +14,9 @@ pool, ledger, metrics or framing hardening: what freeapi does on top of this is 
 uvloop against bare-on-uvloop ratio. --mode lean / raw serve the same proxying without a
 RequestHandler (with Tornado's routing and request object, or a bare delegate on its
 HTTPServer): what the handler layer costs (bench/README.md, "What a RequestHandler costs").
+--mode protocol serves it without Tornado at all: an asyncio Protocol per client connection
+parsing requests with httptools (uvicorn's parser; bench/setup.sh puts it in
+bench/.venvs/extras), what a client side outside Tornado would cost.
 """
 import argparse
 import asyncio
@@ -236,8 +239,77 @@ class LeanApp(web.Application):
         return BodyReader(target_kwargs["upstream"], request.connection, watch_close=True)
 
 
+# -- --mode protocol: no Tornado -----------------------------------------------------------
+
+class ProtoWriter(Relay):
+    """The Relay's answer written straight to the client's transport: a Content-Length
+    body, or chunked (HTTP/1.1) as it arrives."""
+
+    def __init__(self, up: Upstream, transport):
+        self.up, self.transport = up, transport
+        self.status, self.headers, self.started = 200, {}, False
+
+    def set_status(self, status):
+        self.status = status
+
+    def set_header(self, name, value):
+        self.headers[name] = value
+
+    def _head(self, extra: str) -> bytes:
+        lines = "".join(f"{k}: {v}\r\n" for k, v in self.headers.items())
+        return f"HTTP/1.1 {self.status} OK\r\n{lines}{extra}\r\n".encode("latin-1")
+
+    def write(self, data):
+        if not self.started:
+            self.started = True
+            self.transport.write(self._head("Transfer-Encoding: chunked\r\n"))
+        self.transport.write(b"%x\r\n%s\r\n" % (len(data), data))
+
+    def flush(self):
+        pass
+
+    def finish(self, data=None):
+        if self.started:
+            self.transport.write(b"0\r\n\r\n")
+        else:
+            data = data or b""
+            self.transport.write(self._head(f"Content-Length: {len(data)}\r\n") + data)
+
+
+class ClientProtocol(asyncio.Protocol):
+    """One client connection: httptools parses, each whole request is relayed in a task
+    of its own (as Tornado runs a handler); keep-alive, no pipelining."""
+
+    def __init__(self, up: Upstream):
+        import httptools
+        self.up = up
+        self.parser = httptools.HttpRequestParser(self)
+        self.body: list[bytes] = []
+
+    def connection_made(self, transport):
+        self.transport = transport
+
+    def data_received(self, data):
+        try:
+            self.parser.feed_data(data)
+        except Exception:  # httptools.HttpParserError
+            self.transport.write(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+            self.transport.close()
+
+    def on_body(self, body):
+        self.body.append(body)
+
+    def on_message_complete(self):
+        body, self.body = b"".join(self.body), []
+        asyncio.ensure_future(ProtoWriter(self.up, self.transport).relay(body))
+
+
 async def main(args):
     up = Upstream(args.upstream)
+    if args.mode == "protocol":
+        server = await asyncio.get_running_loop().create_server(
+            lambda: ClientProtocol(up), "127.0.0.1", args.port, backlog=2048)
+        await server.serve_forever()
     routes = [(r"/v1/chat/completions", Proxy, {"upstream": up})]
     if args.mode == "raw":
         server = HTTPServer(RawApp(up))
@@ -254,11 +326,17 @@ if __name__ == "__main__":
     p.add_argument("--port", type=int, default=18198)
     p.add_argument("--upstream", default="http://127.0.0.1:18100")
     p.add_argument("--uvloop", action="store_true")
-    p.add_argument("--mode", choices=("handler", "lean", "raw"), default="handler",
+    p.add_argument("--mode", choices=("handler", "lean", "raw", "protocol"), default="handler",
                    help="handler: the RequestHandler proxy (the issue's bare proxy); lean: "
                         "routing and HTTPServerRequest, no RequestHandler; raw: a bare "
-                        "HTTPMessageDelegate")
+                        "HTTPMessageDelegate; protocol: no Tornado (asyncio Protocol + "
+                        "httptools)")
     a = p.parse_args()
+    if a.mode == "protocol":  # httptools lives beside the bench, not in freeapi's venv
+        import os
+        import sys
+        sys.path.append(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".venvs",
+                                     "extras"))
     if a.uvloop:
         import uvloop
         uvloop.run(main(a))

@@ -11,7 +11,7 @@ connection by a small raw-socket client here, counting is switched off and the t
 divided by N. The server's startup, warm-up and shutdown are not counted.
 
   python bench/instructions.py [--n 200] [--cells ns,st,responses,messages] [--bare]
-      [--bare-mode handler|lean|raw]
+      [--bare-mode handler|lean|raw|protocol] [--http-core httptools|tornado]
   PYTHONPATH=/tmp/before python bench/instructions.py     # another checkout's freeapi
 
 Cells: ns = chat non-stream, st = chat 20-chunk stream, responses / responses-st =
@@ -124,10 +124,11 @@ def wait_port(port: int, proc, timeout=240.0):
     raise SystemExit("server did not start")
 
 
-def config(tmp: str, up_port: int, port: int, access_log: bool) -> str:
+def config(tmp: str, up_port: int, port: int, access_log: bool, http_core: str | None) -> str:
     path = os.path.join(tmp, "freeapi.yaml")
+    core = f", http_core: {http_core}" if http_core else ""  # (older trees lack the key)
     with open(path, "w") as f:
-        f.write(f"""server: {{host: 127.0.0.1, port: {port}, log_level: {"info" if access_log else "warning"}}}
+        f.write(f"""server: {{host: 127.0.0.1, port: {port}, log_level: {"info" if access_log else "warning"}{core}}}
 auth: {{keys: [bench-key]}}
 providers:
   deepseek: {{enabled: false}}
@@ -186,7 +187,7 @@ def measure(args, cells: list[str], bare: bool) -> dict:
                 argv += ["--mode", args.bare_mode]
             else:
                 argv = [PY, *FREEAPI_MAIN, args.loop, "--config",
-                        config(tmp, up_port, port, args.access_log)]
+                        config(tmp, up_port, port, args.access_log, args.http_core)]
             env = dict(os.environ, PYTHONHASHSEED="0")
             log = open(os.path.join(tmp, f"server-{cell}.log"), "w")
             srv = subprocess.Popen(["valgrind", "--tool=callgrind", "--instr-atstart=no",
@@ -240,9 +241,12 @@ def main():
     ap.add_argument("--warmup", type=int, default=30)
     ap.add_argument("--cells", default="ns,st")
     ap.add_argument("--bare", action="store_true", help="also the bare proxy (chat cells)")
-    ap.add_argument("--bare-mode", choices=("handler", "lean", "raw"), default="handler",
+    ap.add_argument("--bare-mode", choices=("handler", "lean", "raw", "protocol"),
+                    default="handler",
                     help="the bare proxy's --mode (bench/bare_proxy.py)")
     ap.add_argument("--access-log", action="store_true", help="freeapi at log_level info")
+    ap.add_argument("--http-core", choices=("httptools", "tornado"),
+                    help="freeapi's server.http_core (default: the tree's own default)")
     ap.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio",
                     help="the servers' event loop")
     ap.add_argument("--keep", action="store_true", help="keep the callgrind files")
