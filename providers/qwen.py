@@ -404,7 +404,7 @@ def _form_value(text, kind, name: str):
         return text
     if kind is bool and str(text).lower() in ("true", "false"):
         return str(text).lower() == "true"
-    if kind is int and str(text).isdigit():
+    if kind is int and str(text).isascii() and str(text).isdigit():  # not "²"
         return int(text)
     want = "true or false" if kind is bool else "a whole number"
     raise invalid_request(f"`{name}` must be {want}.", param=name)
