@@ -9,8 +9,8 @@ import logging
 import timeit
 
 from freeapi import access_log, logs
-from freeapi.cli import _RedactKeys
 from freeapi.ledger import entry
+from freeapi.log_redaction import RedactKeys
 
 N = 20_000
 
@@ -31,7 +31,7 @@ def main():
     root = logging.getLogger()
     root.handlers = [logging.StreamHandler(_Null())]
     root.setLevel(logging.INFO)
-    redactor = _RedactKeys()
+    redactor = RedactKeys()
     redactor.keys = ["sk-" + "x" * 32, "team-pass-0123456789"]  # as serve() sets them
 
     def line():

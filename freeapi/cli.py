@@ -11,12 +11,13 @@ import signal
 import socket
 import sys
 
-from freeapi import __version__, access_log, fleet, logs, metrics, reload
+from freeapi import __version__, fleet, logs, metrics, reload
 from freeapi.app import Gateway, make_app
 from freeapi.checkkeys import check_keys
 from freeapi.config import ConfigError, load_config, plain_http_to_remote
 from freeapi.housekeeping import prune_ledger
-from freeapi.keys import public_url, redact_log
+from freeapi.keys import public_url
+from freeapi.log_redaction import RedactKeys, redact_keys
 from freeapi.plugins import make_plugin_manager, provider_types
 from freeapi.server import make_server, raise_fd_limit, tune_gc
 from freeapi.store import StoreError
@@ -154,7 +155,7 @@ async def serve(gateway: Gateway, reuse_port: bool = False, redactor=None):
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     reload.install(loop, gateway, getattr(gateway, "config_path", None),
-                   lambda c: _redact_keys(redactor, c) if redactor is not None else None)
+                   lambda c: redact_keys(redactor, c) if redactor is not None else None)
     await stop.wait()
     discovery.cancel()
     housekeeping.cancel()
@@ -173,59 +174,6 @@ async def serve(gateway: Gateway, reuse_port: bool = False, redactor=None):
     gateway.close()
 
 
-def _redact_keys(redactor, cfg) -> None:
-    redactor.keys = sorted({k.key for k in cfg.gateway_keys} | {
-        k for pc in cfg.providers.values() for k in pc.api_keys}, key=len, reverse=True)
-
-
-class _RedactKeys(logging.Filter):
-    """Tornado logs a malformed request's header values verbatim, and an Authorization
-    header carries vendor or gateway keys, which need not look like keys (`team-pass`).
-    A handler filter: it runs only for records that are emitted, not for every request."""
-
-    keys: list[str] = []  # every configured gateway and vendor key, longest first
-
-    def __init__(self):
-        super().__init__()
-        self._memo: dict[str, str] = {}  # short field values, redacted with `_memo_keys`
-        self._memo_keys: list[str] | None = None
-
-    def _clean(self, text: str) -> str:
-        if self._memo_keys is not self.keys:  # reloaded: the keys changed
-            self._memo, self._memo_keys = {}, self.keys
-        clean = self._memo.get(text)
-        if clean is None:
-            clean = redact_log(text, self.keys)
-            if len(text) <= 200:
-                if len(self._memo) >= 1024:
-                    self._memo = {}
-                self._memo[text] = clean
-        return clean
-
-    def filter(self, record):
-        access = getattr(record, "access", None)
-        if access:
-            # An access line is its fields and nothing else (access_log.text_of): each text
-            # field is redacted (paths, model names and key names repeat, so mostly a dict
-            # lookup) and the line rebuilt when one changed, instead of the whole line
-            # scanned for every key on every request.
-            changed = False
-            for name, value in access.items():
-                if value.__class__ is str:
-                    clean = self._clean(value)
-                    if clean != value:
-                        access[name] = clean
-                        changed = True
-            if changed:
-                record.msg, record.args = access_log.text_of(access), None
-            return True
-        text = record.getMessage()
-        clean = redact_log(text, self.keys)
-        if clean != text:
-            record.msg, record.args = clean, None
-        return True
-
-
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] in ("keys", "teams"):
@@ -237,7 +185,7 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         level=logging.INFO)
-    redactor = _RedactKeys()
+    redactor = RedactKeys()
     for handler in logging.getLogger().handlers:
         handler.addFilter(redactor)
     metrics_tmp = metrics.prepare_processes(args.workers if args.command == "serve" else 1)
@@ -259,7 +207,7 @@ def _main(args, redactor) -> int:
         code, message = reload.send(reload.pid_file(args.config, cfg, args.pid_file), args.pid)
         print(f"freeapi: {message}", file=sys.stderr if code else sys.stdout)
         return code
-    _redact_keys(redactor, cfg)
+    redact_keys(redactor, cfg)
     logging.getLogger().setLevel(gateway.config.log_level.upper())
     logs.install(cfg.log_format, redactor)
     if args.command == "check-keys":

@@ -54,7 +54,7 @@ def parse_head(raw: bytes) -> tuple[str, int, Headers]:
     version, _, rest = status.partition(" ")
     code = rest[:3]
     if (version not in ("HTTP/1.1", "HTTP/1.0") or len(code) != 3 or not code.isdigit()
-            or rest[3:4] not in ("", " ")):
+            or not code.isascii() or rest[3:4] not in ("", " ")):  # "²00" is no status
         raise framing_error("malformed response head")
     # No CR or NUL in a header line, no space before the colon, no obs-fold continuation
     # lines (RFC 9112 5.1, 5.2): each has been used to make two parsers disagree about a

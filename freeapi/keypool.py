@@ -19,6 +19,7 @@ from freeapi.errors import APIError
 # Re-exported: the states and the health store are part of the pool's interface.
 from freeapi.keyhealth import (COOLDOWN, INVALID, NO_BALANCE, OK,  # noqa: F401
                                HealthStore, KeyHealth)
+from freeapi.keyprobes import HOST_PROBE_INTERVAL, KeyProbes
 from freeapi.keys import mask
 
 # Error-ratio rule for 5xx/timeouts: one failure is noise, a run of them is a bad key/route.
@@ -28,11 +29,9 @@ ERROR_RATIO = 0.5
 ERROR_COOLDOWN = 30.0
 BACKOFF_BASE, BACKOFF_CAP = 1.0, 120.0
 # A keyless provider (a local llama.cpp, Ollama) is one pseudo-key, None: its health is its
-# host's. A host that cannot be reached is probed every HOST_PROBE_INTERVAL seconds (any
-# HTTP answer brings traffic back), and requests meanwhile fail at once with the real
-# error; after HOST_RETRY_MAX seconds requests try the host themselves even without a
-# probe's answer.
-HOST_PROBE_INTERVAL = 1.0
+# host's. A host that cannot be reached is probed every HOST_PROBE_INTERVAL seconds
+# (freeapi/keyprobes.py), and requests meanwhile fail at once with the real error; after
+# HOST_RETRY_MAX seconds requests try the host themselves even without a probe's answer.
 HOST_RETRY_MAX = 10.0
 _NOTHING = object()
 
@@ -77,8 +76,9 @@ class Lease:
             self.pool._free(self.key)
 
 
-class KeyPool:
-    """The keys of one provider (server-side) or the key lists clients pass through."""
+class KeyPool(KeyProbes):
+    """The keys of one provider (server-side) or the key lists clients pass through; the
+    background re-probes of its dead keys are KeyProbes' (freeapi/keyprobes.py)."""
 
     def __init__(self, name: str, store: HealthStore, *, max_concurrency: int | None = None,
                  max_queue: int = 100, queue_timeout: float = 30.0, prober=None,
@@ -100,21 +100,11 @@ class KeyPool:
         # (future, the keys it can use), oldest first: a freed key wakes the oldest waiter
         # that can use it, not merely the oldest.
         self._waiters: deque[tuple[asyncio.Future, set]] = deque()
-        self._prober = prober  # async (key) -> bool | None (None: could not tell)
-        self._probes: dict[str, asyncio.Task] = {}
-        self.probe_at: dict[str, float] = {}  # key -> wall clock of its next re-probe
-        self.probe_interval, self.probe_cap = probe_interval, probe_cap
-        self._host_prober = host_prober  # async () -> bool: the keyless host answered
-        self._host_probe: asyncio.Task | None = None
+        super().__init__(prober, probe_interval, probe_cap, host_prober)
         # Seconds an out-of-balance key stays out when the vendor's key check cannot see a
         # balance (a GET /models or one-token chat would restore it at once, to fail again);
         # None: the key check sees the balance and is what restores the key.
         self.no_balance_wait = no_balance_wait
-        # Closed by a reload that removed or replaced its provider: requests in flight still
-        # release their leases here, but no background probe starts any more; a re-check
-        # one of them makes necessary goes to `_handoff(key)` (the pool serving now).
-        self._closed = False
-        self._handoff = None
 
     def _pick(self, keys: list, exclude, now: float):
         """The least-loaded usable key (ties rotate), or _NOTHING. A key may be None: a
@@ -326,98 +316,6 @@ class KeyPool:
         elif state == OK and h.state in (INVALID, NO_BALANCE) and at > h.marked_at:
             h.state, h.strikes, h.marked_at = OK, 0, at
             self._wake()
-
-    # -- background re-probes of invalid / out-of-balance keys ----------------------------
-
-    def resume(self, keys) -> None:
-        """A pool made by a reload for keys whose health is already known (the records
-        are kept per provider name and key): re-probe those a probe must bring back."""
-        for key in keys:
-            h = self.store.get(self.name, key)
-            if key is None and h.down is not None and h.state == COOLDOWN:
-                self._schedule_host_probe()
-            elif key is not None and h.state in (INVALID, NO_BALANCE) and self._probing(key):
-                self._schedule_probe(key)
-
-    def _schedule_probe(self, key: str):
-        if self._closed and self._handoff is not None:
-            self._handoff(key)
-            return
-        if self._prober is None or self._closed or key in self._probes:
-            return
-        try:
-            self._probes[key] = asyncio.get_running_loop().create_task(self._probe(key))
-        except RuntimeError:
-            pass
-
-    async def _probe(self, key: str):
-        delay = self.probe_interval
-        try:
-            while self._probing(key):
-                wait = delay * random.uniform(0.9, 1.1)
-                self.probe_at[key] = self._clock.time() + wait
-                await asyncio.sleep(wait)
-                if not self._probing(key):
-                    return
-                try:
-                    live = await self._prober(key)
-                except Exception:
-                    live = None
-                if live:
-                    h = self.store.get(self.name, key)
-                    h.state, h.strikes = OK, 0
-                    self._changed(key, h)
-                    self._wake()
-                    return
-                delay = min(self.probe_cap, delay * 2)
-        finally:
-            self._probes.pop(key, None)
-            self.probe_at.pop(key, None)
-
-    def _schedule_host_probe(self):
-        if self._closed and self._handoff is not None:
-            self._handoff(None)
-            return
-        if self._host_prober is None or self._closed or self._host_probe is not None:
-            return
-        try:
-            self._host_probe = asyncio.get_running_loop().create_task(self._probe_host())
-        except RuntimeError:
-            pass
-
-    async def _probe_host(self):
-        try:
-            while True:
-                h = self.store.get(self.name, None)
-                if h.down is None or h.state != COOLDOWN:
-                    return
-                await asyncio.sleep(HOST_PROBE_INTERVAL)
-                try:
-                    up = await self._host_prober()
-                except Exception:
-                    up = False
-                if up and h.down is not None:
-                    h.state, h.until, h.down = OK, 0.0, None
-                    self._wake()
-                    return
-        finally:
-            self._host_probe = None
-
-    def _probing(self, key) -> bool:
-        # Out of balance on a vendor whose check cannot see balances: only the pause ends it.
-        h = self.store.get(self.name, key)
-        return h.state == INVALID or (h.state == NO_BALANCE and (
-            self.no_balance_wait is None or key is None))
-
-    def close(self, handoff=None):
-        """No more background probes. `handoff(key)`: who re-checks a key that a request
-        still using this pool finds dead (a replaced provider's pool hands it on to the
-        new one)."""
-        self._closed, self._handoff = True, handoff
-        for task in self._probes.values():
-            task.cancel()
-        if self._host_probe is not None:
-            self._host_probe.cancel()
 
     def status(self, keys: list[str]) -> list[dict]:
         now = self._clock.monotonic()

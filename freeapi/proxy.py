@@ -103,7 +103,7 @@ class NoProxy:
             host, port = item, None
             if item.count(":") == 1:
                 host, _, p = item.partition(":")
-                port = int(p) if p.isdigit() else None
+                port = int(p) if p.isascii() and p.isdigit() else None  # not "²"
             self.names.append((host.lstrip(".").lstrip("*").lstrip("."), port))
 
     def matches(self, host: str, port: int) -> bool:
@@ -230,7 +230,8 @@ async def _connect(proxy, scheme, host, port, ssl_context, server_hostname):
                                            f"connection to {host}:{port}")
         status_line = head.split(b"\n", 1)[0].decode("latin-1").strip()
         parts = status_line.split(None, 2)
-        code = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
+        word = parts[1] if len(parts) > 1 else ""
+        code = int(word) if word.isascii() and word.isdigit() else 0  # not "²00"
         if not 200 <= code < 300:
             what = ("asks for credentials (407)" if code == 407 else
                     f"answered {code or repr(status_line[:60])}")

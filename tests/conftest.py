@@ -119,11 +119,12 @@ def no_key_in_logs(caplog):
 
 @pytest.fixture
 def proxy_server(io_loop):
-    """Start fake proxies (tests/fakes/proxy.py): `await proxy_server(credentials, tunnel)`."""
+    """Start fake proxies (tests/fakes/proxy.py): `await proxy_server(credentials, tunnel,
+    **more)` (more: CountingProxy's other arguments)."""
     started = []
 
-    async def start(credentials=None, tunnel=True):
-        p = await CountingProxy(credentials, tunnel).start()
+    async def start(credentials=None, tunnel=True, **more):
+        p = await CountingProxy(credentials, tunnel, **more).start()
         started.append(p)
         return p
     yield start

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from freeapi import access_log, logs
-from freeapi.cli import _RedactKeys
+from freeapi.log_redaction import RedactKeys
 from tests.conftest import free_port
 from tests.fakes.deepseek import GOOD
 from tests.helpers import ThreadedFake, chat_body, wait_listening
@@ -129,7 +129,7 @@ def test_an_access_line_escapes_control_characters_and_masks_key_lookalikes(fmt)
     root.handlers = [logging.StreamHandler(stream)]
     root.setLevel(logging.INFO)
     try:
-        logs.install(fmt, _RedactKeys())
+        logs.install(fmt, RedactKeys())
         access_log.write(rlog, "POST", "/v1/chat/completions", 200, 3, "bob")
     finally:
         root.handlers, root.level = saved, level
@@ -160,7 +160,7 @@ def test_configured_keys_are_masked_in_every_field_of_an_access_line_also_after_
     saved, level = root.handlers[:], root.level
     root.handlers = [logging.StreamHandler(stream)]
     root.setLevel(logging.INFO)
-    redactor = _RedactKeys()
+    redactor = RedactKeys()
     try:
         logs.install(fmt, redactor)
         redactor.keys = ["other-secret"]

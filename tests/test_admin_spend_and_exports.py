@@ -121,7 +121,8 @@ async def test_counts_read_equals_the_full_read_without_histograms(state_backend
     ("by=user", "by"), ("period=week", "period"), ("since=yesterday", "since"),
     ("period=day&since=200d", "since"), ("period=hour&since=9d", "since"),
     ("since=1d&until=2d", "since"), ("until=4102444800", "until"), ("limit=0", "limit"),
-    ("limit=501", "limit"), ("format=xml", "format"), ("value=", "value")])
+    ("limit=501", "limit"), ("format=xml", "format"), ("value=", "value"),
+    ("limit=%C2%B2", "limit")])  # "²": a digit to str.isdigit(), not to int()
 async def test_bad_spend_queries_are_400_naming_the_field(make_gateway, query, param):
     base, _ = make_gateway(config())
     code, resp = await get(base, f"/admin/spend?{query}")

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from freeapi.dialects import anthropic as d
+from freeapi.dialects.anthropic_count import estimate_tokens
 from freeapi.dialects.anthropic_stream import NativeEvents, StreamTranslator
 from freeapi.errors import APIError
 
@@ -129,9 +130,9 @@ def test_error_types_follow_anthropics_table():
 
 
 def test_token_estimate_never_undercounts_cjk_and_grows_with_text():
-    small = d.estimate_tokens({"messages": [{"role": "user", "content": "hello"}]})
-    big = d.estimate_tokens({"messages": [{"role": "user", "content": "hello " * 100}]})
-    cjk = d.estimate_tokens({"messages": [{"role": "user", "content": "你好世界" * 10}]})
+    small = estimate_tokens({"messages": [{"role": "user", "content": "hello"}]})
+    big = estimate_tokens({"messages": [{"role": "user", "content": "hello " * 100}]})
+    cjk = estimate_tokens({"messages": [{"role": "user", "content": "你好世界" * 10}]})
     assert small < big and 150 <= big <= 160
     assert cjk >= 40  # one token a character at least
 

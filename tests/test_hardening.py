@@ -13,10 +13,10 @@ import time
 import pytest
 
 from freeapi.app import Gateway
-from freeapi.cli import _RedactKeys
 from freeapi.config import Failover, KeyPoolConfig, Timeouts, load_config, parse_config
 from freeapi.errors import APIError
 from freeapi.keys import mask, public_url, redact_log
+from freeapi.log_redaction import RedactKeys
 from freeapi.plugins import make_plugin_manager, provider_types
 from tests.conftest import free_port
 from tests.helpers import chat_body, error_of, request
@@ -102,7 +102,7 @@ def test_redact_log():
 
 
 def test_log_filter_uses_the_configured_keys():
-    f = _RedactKeys()
+    f = RedactKeys()
     f.keys = ["vendorpass-0099", "team-pass"]
     record = logging.LogRecord("tornado.general", logging.INFO, __file__, 1,
                                "saw %s and %s", ("vendorpass-0099", "team-pass"), None)

@@ -439,6 +439,14 @@ async def test_a_lone_surrogate_in_a_vendor_stream_is_relayed_cleanly(hostile, m
     assert text.startswith("ok ") and text.endswith(" then \U0001F600")
 
 
+async def test_a_status_of_superscript_digits_is_a_502_malformed_head(hostile):
+    # "²00": three digits to str.isdigit() (latin-1 0xB2), none to int().
+    vendor, base, gw = await hostile(lambda req: [b"HTTP/1.1 \xb200 OK\r\n"
+                                                  b"Content-Length: 0\r\n\r\n"])
+    resp = await request(base + "/v1/chat/completions", "POST", chat_body("hi"), key=GOOD)
+    assert "malformed response head" in error_of(resp, 502)["message"]
+
+
 @pytest.mark.parametrize("body", [b"{not json}", b'{"a": 1} {"b": 2}', b"[1, {}]",
                                   b"{" + b'"a":' * 3 + b"}"])
 async def test_a_non_json_200_answer_is_a_502(hostile, body):

@@ -167,6 +167,11 @@ async def test_input_the_vendor_refuses_is_a_clear_400_before_anything_is_sent(
      [("image", "a.png", "image/png", b"")], "image", "empty file"),
     ({"model": "qwen-image-edit-plus", "prompt": "x", "n": "two"},
      [("image", "a.png", "image/png", PNG)], "n", "integer"),
+    # "²" is a digit to str.isdigit(), not to int().
+    ({"model": "qwen-image-edit-plus", "prompt": "x", "n": "\u00b2"},
+     [("image", "a.png", "image/png", PNG)], "n", "integer"),
+    ({"model": "qwen-image-edit-plus", "prompt": "x", "seed": "\u00b2"},
+     [("image", "a.png", "image/png", PNG)], "seed", "whole number"),
     ({"model": "qwen-image-edit-plus", "prompt": "x", "response_format": "png"},
      [("image", "a.png", "image/png", PNG)], "response_format", "b64_json"),
     ({"prompt": "x"}, [("image", "a.png", "image/png", PNG)], "model", "model"),

@@ -9,7 +9,7 @@ import random
 import anthropic
 import pytest
 
-from freeapi.dialects.anthropic import MAX_COUNTED_ITEMS
+from freeapi.dialects.anthropic_count import MAX_COUNTED_ITEMS
 from freeapi.json_limits import deeper_than, value_bound
 from tests.fakes.deepseek import GOOD
 from tests.helpers import chat_body, error_of, request

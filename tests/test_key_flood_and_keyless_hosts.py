@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from freeapi import keypool
+from freeapi import keypool, keyprobes
 from freeapi.keypool import INVALID
 from tests.fakes.deepseek import DEAD
 from tests.helpers import chat_body, error_of, request
@@ -82,7 +82,7 @@ async def test_one_clients_failing_requests_do_not_lock_out_a_keyless_server(mak
 
 async def test_a_stopped_keyless_server_fails_fast_and_is_back_as_soon_as_it_answers(
         make_gateway, monkeypatch):
-    monkeypatch.setattr(keypool, "HOST_PROBE_INTERVAL", 0.2, raising=False)
+    monkeypatch.setattr(keyprobes, "HOST_PROBE_INTERVAL", 0.2)
     fake = LlamaCpp()
     base, gw = local_gateway(make_gateway, fake.start())
     fake.stop()

@@ -89,7 +89,7 @@ async def test_an_http_vendor_gets_absolute_form_through_the_environments_proxy(
 
 
 @pytest.mark.parametrize("no_proxy", ["127.0.0.1", "localhost,127.0.0.0/8", "*",
-                                      ".0.0.1"])
+                                      ".0.0.1", "other.lan:\u00b2,127.0.0.1"])
 async def test_no_proxy_matches_go_direct(make_gateway, upstream, proxy_server,
                                           upstream_state, monkeypatch, no_proxy):
     proxy = await proxy_server()
@@ -122,6 +122,18 @@ async def test_a_proxy_refusing_credentials_is_a_clear_502(make_gateway, https_u
     assert "proxy" in err["message"] and "407" in err["message"]
     assert SECRET not in err["message"] and "me:" not in err["message"]
     no_secret_logged(caplog)
+
+
+async def test_a_proxy_answering_connect_with_a_superscript_status_is_a_clear_502(
+        make_gateway, proxy_server):
+    # "²00": three digits to str.isdigit() (latin-1 0xB2), none to int().
+    proxy = await proxy_server(tunnel=False, refusal=b"HTTP/1.1 \xb200 OK\r\n\r\n")
+    base, _ = make_gateway({"providers": {"deepseek": {
+        "base_url": "https://127.0.0.1:9", "proxy": f"http://127.0.0.1:{proxy.port}"}}})
+    resp = await request(base + "/v1/chat/completions", "POST", chat_body())
+    err = error_of(resp, 502)
+    assert "proxy" in err["message"] and "CONNECT" in err["message"], err
+    assert proxy.connects == ["127.0.0.1:9"]
 
 
 def test_proxy_settings_are_checked_and_never_quoted():

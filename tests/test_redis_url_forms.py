@@ -40,6 +40,9 @@ def test_sentinel_form_names_sentinels_master_and_db():
     ("redis+sentinel://h1,h2", "master name is missing"),
     ("redis+sentinel://h1/m/x", "must be a number"),
     ("redis://h:99999/0", "bad port"),
+    # isdigit() is true of superscripts, which int() refuses: still the clear message.
+    ("redis://h:\u00b2/0", "bad port"),
+    ("redis://h/\u00b2", "must be a number"),
     ("redis://h/0?password=x", "unknown option"),
 ])
 def test_bad_urls_are_refused_at_config_time(url, says):

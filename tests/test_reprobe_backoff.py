@@ -6,14 +6,14 @@ import asyncio
 
 import pytest
 
-import freeapi.keypool as keypool
+import freeapi.keyprobes as keyprobes
 from freeapi.keypool import INVALID, OK, HealthStore, KeyPool
 
 KEY = "sk-aaaaaaaaaaaa1111"
 
 
 class RecordedSleeps:
-    """Stands in for the asyncio module inside keypool: sleeps are recorded and return at
+    """Stands in for the asyncio module inside keyprobes: sleeps are recorded and return at
     once; everything else is asyncio's."""
 
     def __init__(self):
@@ -30,8 +30,8 @@ class RecordedSleeps:
 @pytest.fixture
 def sleeps(monkeypatch):
     fake = RecordedSleeps()
-    monkeypatch.setattr(keypool, "asyncio", fake)
-    monkeypatch.setattr(keypool.random, "uniform", lambda a, b: 1.0)  # no jitter
+    monkeypatch.setattr(keyprobes, "asyncio", fake)
+    monkeypatch.setattr(keyprobes.random, "uniform", lambda a, b: 1.0)  # no jitter
     return fake
 
 
@@ -80,7 +80,7 @@ async def test_a_reprobe_waits_its_jittered_interval_and_is_announced(sleeps, mo
         def time(self):
             return 1_800_000_000.0
 
-    monkeypatch.setattr(keypool.random, "uniform", lambda a, b: a * 0.25 + b * 0.75)
+    monkeypatch.setattr(keyprobes.random, "uniform", lambda a, b: a * 0.25 + b * 0.75)
     seen, answers = [], [False, True, True]
 
     async def prober(key):
@@ -118,7 +118,7 @@ async def test_a_keyless_hosts_probe_brings_it_back_only_on_an_answer(sleeps):
             break
         await asyncio.sleep(0)
     assert answers == [] and p.status([None])[0]["state"] == OK
-    assert sleeps.waits == [keypool.HOST_PROBE_INTERVAL] * 3
+    assert sleeps.waits == [keyprobes.HOST_PROBE_INTERVAL] * 3
 
 
 async def test_a_dead_key_is_reprobed_at_least_every_15_minutes_by_default(sleeps):

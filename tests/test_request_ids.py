@@ -13,7 +13,8 @@ import pytest
 import tests.conftest
 from freeapi import logs
 from freeapi.app import make_app
-from freeapi.cli import _RedactKeys, _log_request
+from freeapi.cli import _log_request
+from freeapi.log_redaction import RedactKeys
 from tests.conftest import free_port
 from tests.fakes.deepseek import GOOD
 from tests.helpers import ThreadedFake, chat_body, request, stream_raw, wait_listening
@@ -109,7 +110,7 @@ def test_json_lines_carry_the_fields_and_keep_keys_masked():
     handler = logging.StreamHandler(stream)
     saved = root.handlers[:]
     root.handlers = [handler]
-    redactor = _RedactKeys()
+    redactor = RedactKeys()
     redactor.keys = [GOOD]
     try:
         logs.install("json", redactor)

@@ -212,8 +212,8 @@ async def test_entries_recorded_apart_are_written_together(store, monkeypatch):
     """One write per request cost a thread hand-off and a transaction each: entries wait
     up to LEDGER_DELAY and go in one batch, and flush() (graceful shutdown) writes them
     all at once."""
-    import freeapi.store
-    monkeypatch.setattr(freeapi.store, "LEDGER_DELAY", 30.0)
+    from freeapi.store import ledger_queue
+    monkeypatch.setattr(ledger_queue, "LEDGER_DELAY", 30.0)
     writes = []
     append = store._append
 
@@ -284,9 +284,9 @@ async def test_rollups_come_with_the_ledger_and_every_gateway_reads_them(backend
 async def test_batched_entries_reach_the_rollups_with_the_ledger(backend, monkeypatch):
     """record()'s batches go through the backend's rollup-aware write: one batch of many
     entries counts each of them in the day's buckets, as ledger_append would."""
-    import freeapi.store
+    from freeapi.store import ledger_queue
     from freeapi import rollups as R
-    monkeypatch.setattr(freeapi.store, "LEDGER_DELAY", 30.0)
+    monkeypatch.setattr(ledger_queue, "LEDGER_DELAY", 30.0)
     store, t = backend.opened[0], time.time()
     for i in range(5):
         store.record(entry(t + i / 1000, status=500 if i == 0 else 200))

@@ -14,7 +14,7 @@ import pytest
 
 from freeapi.config import Price
 from freeapi.ledger import token_counts, usage_from_body
-from freeapi.store import LEDGER_DELAY
+from freeapi.store.ledger_queue import LEDGER_DELAY
 from freeapi.store.sqlite import SQLiteStore
 from freeapi.usage import parse_time, render, summarize
 from tests.conftest import free_port

@@ -65,7 +65,8 @@ class AdminHandler(APIHandler):
         raw = self._arg(name)
         if raw is None:
             return default
-        if not raw.isdigit() or not low <= int(raw) <= high:
+        # isascii(): "²" is a digit to isdigit(), not to int()
+        if not (raw.isascii() and raw.isdigit()) or not low <= int(raw) <= high:
             raise invalid_request(f"`{name}` must be a whole number from {low} to {high}.",
                                   param=name, code="invalid_field")
         return int(raw)

@@ -13,6 +13,7 @@ import logging
 import re
 
 from freeapi.dialects import anthropic as dialect
+from freeapi.dialects.anthropic_count import check_countable, estimate_tokens
 from freeapi.dialects.anthropic_stream import ChatToMessages, NativeMessages
 from freeapi.errors import APIError, UpstreamError
 from freeapi.handlers.base import APIHandler
@@ -74,9 +75,9 @@ class MessagesHandler(AnthropicWire, DoorHandler):
 
 class CountTokensHandler(AnthropicWire, APIHandler):
     """The vendor counts where its Anthropic endpoint can (`anthropic_count_tokens`);
-    otherwise the gateway estimates (dialect.estimate_tokens) and says so in
+    otherwise the gateway estimates (estimate_tokens) and says so in
     `x-freeapi-estimated: true`. A request of the caller's rpm either way, and a bounded
-    walk (dialect.check_countable)."""
+    walk (check_countable)."""
 
     _call = None
 
@@ -89,7 +90,7 @@ class CountTokensHandler(AnthropicWire, APIHandler):
         gw = self.gateway
         token = self.client_token()
         body = self.json_body()
-        dialect.check_countable(body)  # before validate() walks the blocks
+        check_countable(body)  # before validate() walks the blocks
         model, _ = dialect.validate(body, count_only=True)
         route = gw.resolve(model)
         caller = self.caller
@@ -101,7 +102,7 @@ class CountTokensHandler(AnthropicWire, APIHandler):
         counted = await self._ask_vendor(route, token, body)
         if counted is None:
             self.set_header("x-freeapi-estimated", "true")
-            counted = dialect.estimate_tokens(body)
+            counted = estimate_tokens(body)
         self.write_json({"input_tokens": counted})
 
     async def _ask_vendor(self, route, token, body) -> int | None:

@@ -88,7 +88,8 @@ def validate(body: dict, variation: bool) -> str:
     else:
         required_text(body, "prompt", MAX_PROMPT, "what to change in the image")
     n = body.get("n", "1")
-    if not (isinstance(n, str) and n.isdigit() and 1 <= int(n) <= MAX_N):
+    # isascii(): "²" is a digit to isdigit(), not to int()
+    if not (isinstance(n, str) and n.isascii() and n.isdigit() and 1 <= int(n) <= MAX_N):
         raise invalid_request(f"`n` must be an integer from 1 to {MAX_N}.", param="n")
     body["n"] = int(n)
     if body.get("response_format") not in (None, "url", "b64_json"):

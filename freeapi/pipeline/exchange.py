@@ -19,7 +19,7 @@ if TYPE_CHECKING:  # types only: importing these at run time would be circular
     from freeapi.keypool import Lease
     from freeapi.ledger import StreamSizes
     from freeapi.modalities import Operation
-    from freeapi.pipeline.failover import OpenStream
+    from freeapi.pipeline.open_stream import OpenStream
     from freeapi.sse import SSEWriter
 
 

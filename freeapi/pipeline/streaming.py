@@ -21,8 +21,9 @@ from freeapi.errors import (APIError, ClientGone, upstream_failure, UpstreamErro
 from freeapi.keys import redact
 from freeapi.pipeline.accounting import stream_sizes
 from freeapi.pipeline.exchange import Exchange
-from freeapi.pipeline.failover import OpenStream, shutdown_error
+from freeapi.pipeline.failover import shutdown_error
 from freeapi.pipeline.history import owner
+from freeapi.pipeline.open_stream import OpenStream
 from freeapi.relay import StreamRelay, assemble, complete, unchanged
 from freeapi.routing import Route
 

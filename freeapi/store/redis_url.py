@@ -70,7 +70,7 @@ def _host_port(piece: str, default_port: int) -> tuple[str, int]:
         host, _, port = piece.rpartition(":") if ":" in piece else (piece, "", "")
     if not host:
         raise ValueError(f"{_EXPECTED} (a host is missing)")
-    if port and not (port.isdigit() and 0 < int(port) < 65536):
+    if port and not (port.isascii() and port.isdigit() and 0 < int(port) < 65536):
         raise ValueError(f"{_EXPECTED} (bad port {port!r})")
     return host, int(port) if port else default_port
 
@@ -107,7 +107,7 @@ def parse_redis_url(url: str) -> RedisTarget:
         if not parts or not parts[0]:
             raise ValueError(f"{_EXPECTED} (the master name is missing)")
         master, parts = unquote(parts[0]), parts[1:]
-    if len(parts) > 1 or (parts and not parts[0].isdigit()):
+    if len(parts) > 1 or (parts and not (parts[0].isascii() and parts[0].isdigit())):
         raise ValueError("the database in the URL's path must be a number")
     options = tuple(parse_qsl(query, keep_blank_values=True))
     for name, _ in options:

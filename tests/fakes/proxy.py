@@ -9,9 +9,11 @@ class CountingProxy:
     """A tiny HTTP proxy: CONNECT tunnels, and absolute-form requests forwarded one per
     connection; it remembers what passed through and the credentials it was given."""
 
-    def __init__(self, credentials: str | None = None, tunnel: bool = True):
+    def __init__(self, credentials: str | None = None, tunnel: bool = True,
+                 refusal: bytes = b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n"):
         self.credentials = credentials
-        self.tunnel = tunnel  # False: every CONNECT is recorded and refused (403)
+        self.tunnel = tunnel  # False: every CONNECT is recorded and answered `refusal`
+        self.refusal = refusal
         self.connects: list[str] = []
         self.forwarded: list[str] = []
         self.auth_seen: list[str | None] = []
@@ -49,7 +51,7 @@ class CountingProxy:
             if method == "CONNECT":
                 self.connects.append(target)
                 if not self.tunnel:
-                    writer.write(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n")
+                    writer.write(self.refusal)
                     await writer.drain()
                     return
                 host, port = target.rsplit(":", 1)
