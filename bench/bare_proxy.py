@@ -15,8 +15,8 @@ uvloop against bare-on-uvloop ratio. --mode lean / raw serve the same proxying w
 RequestHandler (with Tornado's routing and request object, or a bare delegate on its
 HTTPServer): what the handler layer costs (bench/README.md, "What a RequestHandler costs").
 --mode protocol serves it without Tornado at all: an asyncio Protocol per client connection
-parsing requests with httptools (uvicorn's parser; bench/setup.sh puts it in
-bench/.venvs/extras), what a client side outside Tornado would cost.
+parsing requests with httptools (a freeapi dependency), what a client side outside Tornado
+costs (bench/README.md, "The HTTP core"; freeapi's own is freeapi/serving/).
 """
 import argparse
 import asyncio
@@ -332,11 +332,6 @@ if __name__ == "__main__":
                         "HTTPMessageDelegate; protocol: no Tornado (asyncio Protocol + "
                         "httptools)")
     a = p.parse_args()
-    if a.mode == "protocol":  # httptools lives beside the bench, not in freeapi's venv
-        import os
-        import sys
-        sys.path.append(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".venvs",
-                                     "extras"))
     if a.uvloop:
         import uvloop
         uvloop.run(main(a))

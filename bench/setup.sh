@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # One-time setup for bench/run.sh. Everything comes from the package registries:
 #   Debian: wrk (and taskset from util-linux)
-#   PyPI:   litellm[proxy] in its own venv (bench/.venvs/litellm); py-spy, uvloop, orjson and
-#           httptools as a side directory (bench/.venvs/extras) used only by `run.sh --profile`,
-#           `run.sh --variants` and `bare_proxy.py --mode protocol`, never by freeapi itself
+#   PyPI:   litellm[proxy] in its own venv (bench/.venvs/litellm); py-spy, uvloop and orjson
+#           as a side directory (bench/.venvs/extras) used only by `run.sh --profile` and
+#           `run.sh --variants`, never by freeapi itself
 #   npm:    @portkey-ai/gateway (bench/node_modules)
 # Idempotent; re-running only installs what is missing.
 set -euo pipefail
@@ -32,9 +32,9 @@ if [ ! -x "$ROOT/.venv/bin/freeapi" ]; then
   python3 -m venv "$ROOT/.venv"
   "$ROOT/.venv/bin/pip" install -q -e "$ROOT"
 fi
-if [ ! -x "$HERE/.venvs/extras/bin/py-spy" ] || [ ! -d "$HERE/.venvs/extras/httptools" ]; then
-  echo "== py-spy, uvloop, orjson, httptools for --profile / --variants / --mode protocol (bench/.venvs/extras)"
-  "$ROOT/.venv/bin/pip" install -q --target "$HERE/.venvs/extras" py-spy uvloop orjson httptools \
+if [ ! -x "$HERE/.venvs/extras/bin/py-spy" ]; then
+  echo "== py-spy, uvloop, orjson for --profile / --variants (bench/.venvs/extras)"
+  "$ROOT/.venv/bin/pip" install -q --target "$HERE/.venvs/extras" py-spy uvloop orjson \
     || echo "bench: extras not installed; --profile and --variants will not work"
 fi
 

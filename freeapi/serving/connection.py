@@ -4,7 +4,7 @@ from an asyncio Protocol, and answered through Tornado's documented
 RequestHandlers above it run as they do on Tornado's own HTTP1Connection.
 
 Why: Tornado's HTTPServer, IOStream and HTTP1Connection cost a request more than all of
-freeapi's own work (bench/README.md, "Tornado's share of a request": a relaying proxy on
+freeapi's own work (bench/README.md, "The HTTP core": a relaying proxy on
 them runs ~1,019k instructions a request, the same proxy on a Protocol and httptools
 ~160k). The semantics follow HTTP1Connection's, point by point, so that nothing above
 changes: which answers keep the connection, chunked framing of answers, Content-Length
