@@ -148,7 +148,12 @@ async def test_a_streamed_answer_is_chunked_and_ends(base):
     b"Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n" % GW_KEY.encode(),
     b"POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer %s\r\n"
     b"Transfer-Encoding: chunked\r\n\r\nzz\r\n" % GW_KEY.encode(),
-], ids=["request-line", "header", "length-and-chunked", "chunk-size"])
+    b"GET /ping HTTP/1.1\r\nHost: gw\r\nX@Y: 1\r\n\r\n",
+    b"GET /ping HTTP/1.1\r\nHost: gw\r\nX: a\x00b\r\n\r\n",
+    b"GET /ping HTTP/1.1\r\nHost: gw\r\nX: a\x1bb\r\n\r\n",
+    b"GET /ping HTTP/1.1\r\nHost: gw\r\nX: a\x7fb\r\n\r\n",
+], ids=["request-line", "header", "length-and-chunked", "chunk-size", "name-not-a-token",
+        "value-nul", "value-escape", "value-del"])
 async def test_a_malformed_request_gets_400_and_a_close(base, request_bytes):
     c = await RawClient.connect(base)
     await c.send(request_bytes)

@@ -189,9 +189,16 @@ class ClientConnection(asyncio.Protocol, httputil.HTTPConnection):
 
     def on_header(self, name: bytes, value: bytes):
         self._count_head(len(name) + len(value) + 4)
-        # (stripped of whitespace around the value, as Tornado's header parser does; the
-        # names and values are then checked by HTTPHeaders.add as they are there)
-        self._headers.add(name.decode("latin-1"), value.strip(b" \t").decode("latin-1"))
+        # Stripped of whitespace around the value, as Tornado's header parser does. llhttp
+        # has already refused a name that is not a token and a value with a control
+        # character, which HTTPHeaders.add would check again (two regular expressions a
+        # header); only a repeated name needs it, to keep both values.
+        name_s, value_s = name.decode("latin-1"), value.strip(b" \t").decode("latin-1")
+        headers = self._headers
+        if name_s in headers:
+            headers.add(name_s, value_s)
+        else:
+            headers[name_s] = value_s
 
     def _count_head(self, n: int):
         self._head_bytes += n
