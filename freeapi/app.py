@@ -252,7 +252,13 @@ class Gateway:
                                   param="model", code="invalid_model")
         if self.free.parse(model) is not None:
             return self.free.static_route(model)
-        route = self._resolve(model=model, catalog=self.catalog)
+        try:
+            route = self._resolve(model=model, catalog=self.catalog)
+        except APIError as e:
+            # Raised again without the hook's frames: pluggy's _multicall keeps the error
+            # it re-raises in a local, so its frame in the traceback made a cycle holding
+            # the request (its handler and pipeline) until the garbage collector ran.
+            raise e.with_traceback(None)
         if route is None:  # a plugin returned None and the core raised nothing
             raise APIError(404, f"The model {model!r} does not exist.", param="model",
                            code="model_not_found")

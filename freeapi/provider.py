@@ -388,7 +388,10 @@ class Provider(ModalityHooks):
         # The check could not be done: that is the gateway's upstream failing (502), and a
         # vendor 503 relayed as-is would read as the gateway itself being unavailable.
         err.status = 502
-        raise err
+        try:
+            raise err
+        finally:
+            err = None  # raising without a cycle (freeapi/pipeline/failover.py)
 
 
 #: Add to a type's `options` to let its config turn startup model discovery on or off.

@@ -194,7 +194,13 @@ class APIHandler(web.RequestHandler):
     def prepare(self):
         refusal = self.arrival.refusal
         if refusal is not None:  # the gate's, for a request without a body
-            raise refusal
+            # Raised without a cycle: its traceback holds this frame, which holds the
+            # handler, which would hold the error through its Arrival and this local.
+            self.arrival.refusal = None
+            try:
+                raise refusal
+            finally:
+                refusal = None
 
     def refuse(self, err: APIError):
         """Raise `err`; in a @streamed_body handler's prepare(), with the body still to
@@ -205,7 +211,10 @@ class APIHandler(web.RequestHandler):
             self._access_line(err.status)
             answer_unread(self.request, self._rlog, err, self.error_body(err))
             raise Answered()
-        raise err
+        try:
+            raise err
+        finally:
+            err = None  # raising without a cycle (see prepare)
 
     def on_connection_close(self):
         # Tornado's own fails the body's future, so a request waiting for its body ends;
@@ -232,7 +241,10 @@ class APIHandler(web.RequestHandler):
         """The request body, its size checked against the gateway's limits."""
         err = self.arrival.body_error()
         if err is not None:
-            raise err
+            try:
+                raise err
+            finally:
+                err = None  # raising without a cycle (see prepare)
         return self.arrival.body()  # the gate kept what it counted
 
     def json_body(self) -> dict:
@@ -313,8 +325,17 @@ class APIHandler(web.RequestHandler):
             return
         super().log_exception(typ, value, tb)
 
+    def ended_unanswered(self):
+        """The request ended without Tornado answering it (the client left, or the
+        connection was answered outside Tornado's flow): no finish(), so no on_finish.
+        Subclasses that override this must call it."""
+        # What finish() does (RequestHandler._break_cycles): `ui` holds a namespace that
+        # holds the handler, a cycle only the garbage collector would otherwise free.
+        self.ui = None
+
     def _handle_request_exception(self, e):
         if isinstance(e, (ClientGone, Answered)):
+            self.ended_unanswered()
             return
         # APIError carries its own status; Tornado would otherwise turn it into a 500.
         if isinstance(e, APIError):

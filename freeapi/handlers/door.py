@@ -57,6 +57,13 @@ class DoorHandler(APIHandler):
         if self.pipeline is not None:
             self.pipeline.client_left()
 
+    def ended_unanswered(self):
+        super().ended_unanswered()
+        if self.pipeline is not None and self.pipeline.ex.client_gone:
+            # The client left (client_left accounted for the request) and no on_finish
+            # will come to drop the pipeline, whose exchange points back at the handler.
+            self.pipeline = None
+
     def shutdown(self):
         """Graceful shutdown's grace period ran out: end this request with an error."""
         if self.pipeline is not None:

@@ -258,6 +258,10 @@ class ResponsesHandler(DoorHandler):
         # the request's whole graph behind it, unless it goes when the request is over.
         self.native = None
 
+    def ended_unanswered(self):  # the client left: no on_finish comes
+        super().ended_unanswered()
+        self.native = None
+
     # -- the door's wire details (see freeapi/pipeline) ----------------------------------
 
     def chat_encoder(self, relay):

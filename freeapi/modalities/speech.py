@@ -159,7 +159,10 @@ async def _relay(ctx, provider, pieces, mark, usage: dict) -> None:
             raise ClientGone() from None
         err = e if isinstance(e, APIError) else upstream_failure(provider.name, e)
         if not sent:
-            raise err from None
+            try:
+                raise err from None
+            finally:
+                err = None  # raising without a cycle (freeapi/pipeline/failover.py)
         log.warning("%s: the audio stream failed after its first byte: %s", provider.name,
                     err.message)
         ctx.failed(err.code)

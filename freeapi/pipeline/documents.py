@@ -154,13 +154,18 @@ class Documents:
                         e.status in KEY_FAILURES or e.status >= 500):
                     raise
                 last = e if passthrough else server_key_error(e, p.name)
+                last.with_traceback(None)  # which holds this frame: a cycle otherwise
             finally:
                 if status is None:
                     lease.cancel()
                 else:
                     lease.release(status, retry_after=retry_after)
         if text is None:
-            raise last or pool.refusal(keys)
+            failure, last = last or pool.refusal(keys), None
+            try:
+                raise failure
+            finally:
+                failure = None  # raising without a cycle (pipeline/failover.py)
         try:
             await store.kv_put(documents.NS, cached, text, documents.TTL)
         except StoreError as e:

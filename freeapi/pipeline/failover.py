@@ -323,7 +323,9 @@ class Failover:
                 raise ClientGone() from None
             if e.kind == "aborted" and gw.shutting_down:
                 return None, shutdown_error()
-            log.warning("%s: %s (key %s)", provider.name, e, lease.id)
+            # (the text, not the error: a handler that keeps records, such as a
+            # MemoryHandler, would keep the request alive through its traceback)
+            log.warning("%s: %s (key %s)", provider.name, str(e), lease.id)
             err = upstream_failure(provider.name, e)
             err.host_down = e.kind == "connect"
             if lease.key is None:  # a keyless host: probed every second (KeyPool.refusal)
