@@ -4,7 +4,9 @@ pipelined requests answered in order, `Expect: 100-continue`, chunked request bo
 HTTP/1.0, HEAD, and malformed or oversized requests refused with the connection closed."""
 
 import asyncio
+import gc
 import json
+import weakref
 
 import pytest
 from tornado import httputil
@@ -12,11 +14,12 @@ from tornado import httputil
 from freeapi.config import ConfigError, parse_config
 from freeapi.plugins import make_plugin_manager, provider_types
 from freeapi.server import GatewayServer, make_server
+from freeapi.serving.connection import ClientConnection
 from freeapi.serving.framing import response_head
 from freeapi.serving.server import HttptoolsServer
 from tests.fakes.deepseek import GOOD
 from tests.fakes.raw_client import RawClient
-from tests.helpers import chat_body
+from tests.helpers import chat_body, eventually
 
 CORES = ["httptools", "tornado"]
 GW_KEY = "gw-http-core-0001"
@@ -177,3 +180,42 @@ def test_a_header_value_with_a_line_break_is_refused_not_sent(value):
         response_head(request, httputil.HTTPHeaders(),
                       httputil.ResponseStartLine("HTTP/1.1", 200, "OK"),
                       httputil.HTTPHeaders({"X-A": value}), False)
+
+
+@pytest.mark.parametrize("ending", ["connection-close", "client-closes", "refused-unread"])
+async def test_a_closed_connection_is_freed_without_the_collector(make_gateway, monkeypatch,
+                                                                  ending):
+    # (the httptools core: a connection's parser and watch point back at it)
+    base, _ = make_gateway({"auth": {"keys": [GW_KEY]},
+                            "providers": {"deepseek": {"api_keys": [GOOD]}}})
+    made = []
+    init = ClientConnection.__init__
+
+    def noted(self, *args):
+        made.append(weakref.ref(self))
+        init(self, *args)
+
+    monkeypatch.setattr(ClientConnection, "__init__", noted)
+
+    async def one():
+        c = await RawClient.connect(base)
+        if ending == "refused-unread":  # answered before its body (401), then lingering
+            await c.send(post("/v1/chat/completions", CHAT).replace(GW_KEY.encode(), b"x"))
+            assert (await c.response())[0] == 401
+        else:
+            extra = "Connection: close\r\n" if ending == "connection-close" else ""
+            await c.send(post("/v1/chat/completions", CHAT, extra))
+            assert (await c.response())[0] == 200
+        c.close()
+
+    await one()
+    gc.collect()
+    gc.disable()
+    try:
+        mark = len(made)
+        await one()
+        assert len(made) > mark
+        await eventually(lambda: all(ref() is None for ref in made[mark:]),
+                         "the closed connection is still alive", seconds=3)
+    finally:
+        gc.enable()

@@ -151,8 +151,12 @@ class ClientConnection(asyncio.Protocol, httputil.HTTPConnection):
     def connection_lost(self, exc):
         self.closed = True
         self.queue.clear()
-        if self.watch is not None:
-            self.watch.stop()
+        # The parser's callbacks and the watch point back at this connection: dropped, so
+        # a closed connection is freed without the garbage collector.
+        self.parser = None
+        watch, self.watch = self.watch, None
+        if watch is not None:
+            watch.stop()
         delegate, self.delegate = self.delegate, None
         cb, self.close_callback = self.close_callback, None
         try:
@@ -409,9 +413,12 @@ class ClientConnection(asyncio.Protocol, httputil.HTTPConnection):
         """Write `answer` and close without a reset (see server.answer_and_close): our side
         is shut, and what the client still sends is read and dropped for at most `seconds`
         and `max_bytes`. Ends the request: its delegate hears nothing more."""
-        self.delegate = None
+        self.delegate, self.msg, self.close_callback = None, None, None
         self.read_finished = self.write_finished = True
         self.queue.clear()
+        watch, self.watch = self.watch, None
+        if watch is not None:  # (it holds the request's delegate; the linger has a timer)
+            watch.stop()
         if self.closed:
             return
         if answer:
