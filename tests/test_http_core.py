@@ -219,3 +219,14 @@ async def test_a_closed_connection_is_freed_without_the_collector(make_gateway, 
                          "the closed connection is still alive", seconds=3)
     finally:
         gc.enable()
+
+
+async def test_head_gets_the_head_alone_and_the_connection_goes_on(base):
+    c = await RawClient.connect(base)
+    await c.send(b"HEAD /ping HTTP/1.1\r\nHost: gw\r\n\r\nGET /ping HTTP/1.1\r\nHost: gw\r\n\r\n")
+    head = await c.reader.readuntil(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 "), head
+    # no body follows the head: the next bytes are the GET's answer
+    status, _, body = await c.response()
+    assert (status, body) == (200, b"pong")
+    c.close()

@@ -142,7 +142,11 @@ class ClientConnection(asyncio.Protocol, httputil.HTTPConnection):
                 if not data:
                     return
             except httptools.HttpParserError as e:
-                self._event(self._bad, str(e.__cause__ or e))
+                cause = e.__cause__
+                if cause is not None and not isinstance(cause, _Malformed):
+                    # not the client's fault: a step of ours failed within a callback
+                    app_log.error("Uncaught exception", exc_info=cause)
+                self._event(self._bad, str(cause or e))
                 return
 
     def eof_received(self):
