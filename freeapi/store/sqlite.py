@@ -227,8 +227,7 @@ class SQLiteStore(SQLiteRollups, SQLiteAdmin, SQLiteTallies, Store):
 
     async def _append(self, entries):
         def tx(db):
-            _each_batched(db, _INSERT, [tuple(_column(e.get(f)) for f in LEDGER_FIELDS)
-                                        for e in entries])
+            _each_batched(db, _INSERT, [_row(e) for e in entries])
             _each_batched(db, _ROLLUP_ADD, rollup_rows(increments(entries)))
 
         def write(db):
@@ -394,3 +393,12 @@ def _column(value):
     if isinstance(value, (dict, list)):
         return json.dumps(value)
     return value
+
+
+def _row(entry: dict) -> tuple:
+    """An entry's ledger row; a dict or list value (none in the usual entry) as JSON."""
+    row = tuple(map(entry.get, LEDGER_FIELDS))
+    kinds = set(map(type, row))
+    if dict in kinds or list in kinds:
+        return tuple(map(_column, row))
+    return row
