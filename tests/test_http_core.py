@@ -230,3 +230,17 @@ async def test_head_gets_the_head_alone_and_the_connection_goes_on(base):
     status, _, body = await c.response()
     assert (status, body) == (200, b"pong")
     c.close()
+
+
+async def test_requests_pipelined_behind_a_refused_one_are_not_served(base, upstream_state,
+                                                                      caplog):
+    c = await RawClient.connect(base)
+    # An HTTP/1.1 request without Host is refused (by Tornado's HTTPServerRequest) once
+    # parsed; the chat request behind it came in the same packet.
+    await c.send(b"GET /ping HTTP/1.1\r\n\r\n" + post("/v1/chat/completions", CHAT))
+    assert await c.closed_within(3)
+    await asyncio.sleep(0.3)
+    assert not upstream_state.requests
+    assert not [r.getMessage() for r in caplog.records
+                if r.name == "freeapi.access" or "Traceback" in r.getMessage()
+                or (r.exc_info and not isinstance(r.exc_info[1], httputil.HTTPInputError))]

@@ -233,8 +233,14 @@ class ClientConnection(asyncio.Protocol, httputil.HTTPConnection):
 
     # -- the events, in order, one request at a time ----------------------------------------
 
+    def _gone(self) -> bool:
+        # closed, or closing since our close(): as an IOStream's closed() is right after
+        # its close(), nothing more is read or written (what the parser still has of the
+        # data it was fed must not start another request on a closing connection).
+        return self.closed or self.eof_sent or self.transport.is_closing()
+
     def _event(self, step, arg):
-        if self.closed or self.eof_sent:
+        if self._gone():
             return  # answered and closing: what the client still sends is dropped
         if self.blocked is None and not self.queue:
             self._run(step, arg)
@@ -256,10 +262,9 @@ class ClientConnection(asyncio.Protocol, httputil.HTTPConnection):
             self.close()
             return
         self.blocked = None
-        while self.queue and self.blocked is None and not self.closed:
+        while self.queue and self.blocked is None and not self._gone():
             self._run(*self.queue.popleft())
-        if self.blocked is None and not self.reading and not self.closed \
-                and not self.eof_sent:
+        if self.blocked is None and not self.reading and not self._gone():
             self.reading = True
             self.transport.resume_reading()
 
@@ -307,7 +312,7 @@ class ClientConnection(asyncio.Protocol, httputil.HTTPConnection):
             self._wait_for(ret)
 
     def _continue(self, _):
-        if not self.write_finished and not self.closed:
+        if not self.write_finished and not self._gone():
             self.transport.write(_CONTINUE)
 
     def _body(self, data: bytes):
@@ -333,9 +338,8 @@ class ClientConnection(asyncio.Protocol, httputil.HTTPConnection):
 
     def _bad(self, reason: str):
         log.info("Malformed HTTP message from %s: %s", self.context, reason)
-        if not self.answering:  # (a 400 in the middle of another answer would garble it)
-            if not self.closed:
-                self.transport.write(_BAD_REQUEST)
+        if not self.answering and not self._gone():  # (not in the middle of an answer)
+            self.transport.write(_BAD_REQUEST)
         self.close()
         raise _Quiet()
 
@@ -346,7 +350,7 @@ class ClientConnection(asyncio.Protocol, httputil.HTTPConnection):
         self.answering = True
         data, self.chunking, self.remaining = response_head(
             msg.start_line, msg.headers, start_line, headers, self.disconnect)
-        if chunk:
+        if chunk and not self._gone():
             data += self._framed(chunk)
         return self._send(data)
 
@@ -362,10 +366,10 @@ class ClientConnection(asyncio.Protocol, httputil.HTTPConnection):
         return chunk
 
     def write(self, chunk: bytes):
-        return self._send(self._framed(chunk))
+        return self._send(b"" if self._gone() else self._framed(chunk))
 
     def _send(self, data: bytes):
-        if self.closed or self.eof_sent:
+        if self._gone():
             fut = asyncio.get_running_loop().create_future()
             fut.set_exception(StreamClosedError())
             fut.exception()  # retrieved: a write after the client left is not news
@@ -376,11 +380,11 @@ class ClientConnection(asyncio.Protocol, httputil.HTTPConnection):
         return w if w is not None and not w.done() else self._done
 
     def finish(self):
-        if self.remaining and not self.closed:
+        if self.remaining and not self._gone():
             self.close()
             raise httputil.HTTPOutputError(f"Tried to write {self.remaining} bytes less "
                                            "than Content-Length")
-        if self.chunking and not self.closed:
+        if self.chunking and not self._gone():
             self.transport.write(b"0\r\n\r\n")
         self.write_finished = True
         self.answering = False
