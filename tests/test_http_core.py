@@ -155,14 +155,20 @@ async def test_a_streamed_answer_is_chunked_and_ends(base):
     b"GET /ping HTTP/1.1\r\nHost: gw\r\nX: a\x00b\r\n\r\n",
     b"GET /ping HTTP/1.1\r\nHost: gw\r\nX: a\x1bb\r\n\r\n",
     b"GET /ping HTTP/1.1\r\nHost: gw\r\nX: a\x7fb\r\n\r\n",
+    # parsed, then refused by Tornado's HTTPServerRequest (an HTTPInputError)
+    b"GET /ping HTTP/1.1\r\n\r\n",
+    b"GET /ping HTTP/1.1\r\nHost: gw\r\nHost: other\r\n\r\n",
+    b"GET /ping HTTP/1.1\r\nHost: g w\r\n\r\n",
 ], ids=["request-line", "header", "length-and-chunked", "chunk-size", "name-not-a-token",
-        "value-nul", "value-escape", "value-del"])
-async def test_a_malformed_request_gets_400_and_a_close(base, request_bytes):
+        "value-nul", "value-escape", "value-del", "no-host", "two-hosts", "host-with-space"])
+async def test_a_malformed_request_gets_400_and_a_close(base, request_bytes, caplog):
     c = await RawClient.connect(base)
     await c.send(request_bytes)
     status_line = await c.reader.readuntil(b"\r\n")
     assert status_line.startswith(b"HTTP/1.1 400"), status_line
     assert await c.closed_within(3)
+    # the client's fault, not the gateway's: logged without a traceback
+    assert not [r.getMessage() for r in caplog.records if r.exc_info]
 
 
 async def test_headers_beyond_64_kib_close_the_connection(base):

@@ -258,8 +258,7 @@ class ClientConnection(asyncio.Protocol, httputil.HTTPConnection):
 
     def _unblock(self, fut=None):
         if fut is not None and not fut.cancelled() and fut.exception() is not None:
-            app_log.error("Uncaught exception", exc_info=fut.exception())
-            self.close()
+            self._run(self._call, fut.result)
             return
         self.blocked = None
         while self.queue and self.blocked is None and not self._gone():
@@ -280,6 +279,8 @@ class ClientConnection(asyncio.Protocol, httputil.HTTPConnection):
     def _call(self, fn, *args):
         try:
             return fn(*args)
+        except httputil.HTTPInputError as e:  # the request's fault (as Tornado: a 400)
+            self._bad(str(e))
         except Exception:
             app_log.error("Uncaught exception", exc_info=True)
             self.close()
@@ -327,12 +328,7 @@ class ClientConnection(asyncio.Protocol, httputil.HTTPConnection):
             return
         if not self.write_finished:
             self.blocked = _INFLIGHT  # the next request waits for this one's answer
-            try:
-                delegate.finish()
-            except Exception:
-                app_log.error("Uncaught exception", exc_info=True)
-                self.close()
-                raise _Quiet() from None
+            self._call(delegate.finish)
         else:
             self._done_with_request()
 
