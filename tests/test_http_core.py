@@ -6,6 +6,7 @@ HTTP/1.0, HEAD, and malformed or oversized requests refused with the connection 
 import asyncio
 import gc
 import json
+import socket
 import weakref
 
 import pytest
@@ -250,3 +251,22 @@ async def test_requests_pipelined_behind_a_refused_one_are_not_served(base, upst
     assert not [r.getMessage() for r in caplog.records
                 if r.name == "freeapi.access" or "Traceback" in r.getMessage()
                 or (r.exc_info and not isinstance(r.exc_info[1], httputil.HTTPInputError))]
+
+
+async def test_pipelined_requests_wait_while_the_client_reads_no_answer(base, caplog):
+    # As on Tornado, the next request is read once the previous answer is with the
+    # kernel: what a client that never reads makes the gateway hold stays bounded.
+    host, port = base.removeprefix("http://").split(":")
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect((host, int(port)))
+    sock.setblocking(False)
+    c = RawClient(*await asyncio.open_connection(sock=sock))
+    page = b"GET /status HTTP/1.1\r\nHost: gw\r\n\r\n"  # ~66 kB an answer
+    c.writer.write(page * 300)  # ~20 MB of answers, beyond the sockets' buffers
+    await asyncio.sleep(1.5)
+    answered = sum(1 for r in caplog.records if r.name == "freeapi.access")
+    assert 0 < answered < 150, answered
+    for _ in range(300):  # and once it reads, every answer comes, in order
+        assert (await c.response())[0] == 200
+    c.close()

@@ -396,9 +396,18 @@ class ClientConnection(asyncio.Protocol, httputil.HTTPConnection):
             self.delegate = None
             self.close()
             return
-        self._done_with_request()
+        w = self.writable
+        if w is not None and not w.done():
+            # As Tornado, the next request waits until this answer is with the kernel: a
+            # client that pipelines requests and reads no answer holds up the reading,
+            # not the gateway's memory.
+            w.add_done_callback(self._done_with_request)
+        else:
+            self._done_with_request()
 
-    def _done_with_request(self):
+    def _done_with_request(self, _=None):
+        if self.closed:
+            return
         self.delegate, self.msg = None, None
         if self.watch is not None:
             self.watch.request(self, None)  # the next request's headers are awaited
