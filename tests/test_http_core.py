@@ -14,6 +14,7 @@ from tornado import httputil
 
 from freeapi.config import ConfigError, parse_config
 from freeapi.plugins import make_plugin_manager, provider_types
+from freeapi.handlers.gate import BodyGate
 from freeapi.server import GatewayServer, make_server
 from freeapi.serving.connection import ClientConnection
 from freeapi.serving.framing import response_head
@@ -269,4 +270,27 @@ async def test_pipelined_requests_wait_while_the_client_reads_no_answer(base, ca
     assert 0 < answered < 150, answered
     for _ in range(300):  # and once it reads, every answer comes, in order
         assert (await c.response())[0] == 200
+    c.close()
+
+
+async def test_a_body_in_tiny_chunks_reaches_the_handler_in_few_pieces(base, monkeypatch):
+    # Each piece a delegate keeps is an object of its own (~40 bytes for one byte of
+    # body): as Tornado's chunked reader, the connection joins consecutive small chunks.
+    pieces = []
+    received = BodyGate.data_received
+
+    def counted(self, chunk):
+        pieces.append(len(chunk))
+        return received(self, chunk)
+
+    monkeypatch.setattr(BodyGate, "data_received", counted)
+    body = json.dumps(chat_body("x" * 20_000)).encode()
+    c = await RawClient.connect(base)
+    await c.send(b"POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\nContent-Type: "
+                 b"application/json\r\nAuthorization: Bearer %s\r\nTransfer-Encoding: "
+                 b"chunked\r\n\r\n%s0\r\n\r\n"
+                 % (GW_KEY.encode(), b"".join(b"1\r\n%c\r\n" % b for b in body)))
+    status, _, answer = await c.response()
+    assert status == 200, answer
+    assert sum(pieces) == len(body) and len(pieces) <= 20, len(pieces)
     c.close()
