@@ -161,8 +161,11 @@ async def test_a_streamed_answer_is_chunked_and_ends(base):
     b"GET /ping HTTP/1.1\r\n\r\n",
     b"GET /ping HTTP/1.1\r\nHost: gw\r\nHost: other\r\n\r\n",
     b"GET /ping HTTP/1.1\r\nHost: g w\r\n\r\n",
+    b"GET /ping HTTP/2.0\r\nHost: gw\r\n\r\n",
+    b"GET /ping HTTP/0.9\r\nHost: gw\r\n\r\n",
 ], ids=["request-line", "header", "length-and-chunked", "chunk-size", "name-not-a-token",
-        "value-nul", "value-escape", "value-del", "no-host", "two-hosts", "host-with-space"])
+        "value-nul", "value-escape", "value-del", "no-host", "two-hosts", "host-with-space",
+        "version-2.0", "version-0.9"])
 async def test_a_malformed_request_gets_400_and_a_close(base, request_bytes, caplog):
     c = await RawClient.connect(base)
     await c.send(request_bytes)

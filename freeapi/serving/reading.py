@@ -97,9 +97,12 @@ class RequestReader:
 
     def on_headers_complete(self):
         p, headers = self.parser, self._headers
+        version = p.get_http_version()
+        if not version.startswith("1."):  # llhttp takes 0.9 and 2.0 too; Tornado does not
+            raise Malformed(f"Unexpected HTTP version HTTP/{version}")
         start_line = httputil.RequestStartLine(
             p.get_method().decode("latin-1"), b"".join(self._url).decode("latin-1"),
-            "HTTP/" + p.get_http_version())
+            "HTTP/" + version)
         self.head(Head(start_line, headers, can_keep_alive(start_line, headers),
                        headers.get("Expect") == "100-continue"))
 
