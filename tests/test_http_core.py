@@ -11,7 +11,9 @@ import weakref
 
 import pytest
 from tornado import httputil
+from tornado.testing import bind_unused_port
 
+from freeapi.app import Gateway, make_app
 from freeapi.config import ConfigError, parse_config
 from freeapi.plugins import make_plugin_manager, provider_types
 from freeapi.handlers.gate import BodyGate
@@ -257,17 +259,25 @@ async def test_requests_pipelined_behind_a_refused_one_are_not_served(base, upst
                 or (r.exc_info and not isinstance(r.exc_info[1], httputil.HTTPInputError))]
 
 
-async def test_pipelined_requests_wait_while_the_client_reads_no_answer(base, caplog):
-    # As on Tornado, the next request is read once the previous answer is with the
-    # kernel: what a client that never reads makes the gateway hold stays bounded.
+STATUS_PAGES = b"GET /status HTTP/1.1\r\nHost: gw\r\n\r\n" * 300  # ~66 kB an answer
+
+
+async def not_reading(base: str) -> RawClient:
+    """A client whose socket takes in little: what it does not read stays with the
+    gateway."""
     host, port = base.removeprefix("http://").split(":")
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     sock.connect((host, int(port)))
     sock.setblocking(False)
-    c = RawClient(*await asyncio.open_connection(sock=sock))
-    page = b"GET /status HTTP/1.1\r\nHost: gw\r\n\r\n"  # ~66 kB an answer
-    c.writer.write(page * 300)  # ~20 MB of answers, beyond the sockets' buffers
+    return RawClient(*await asyncio.open_connection(sock=sock))
+
+
+async def test_pipelined_requests_wait_while_the_client_reads_no_answer(base, caplog):
+    # As on Tornado, the next request is read once the previous answer is with the
+    # kernel: what a client that never reads makes the gateway hold stays bounded.
+    c = await not_reading(base)
+    c.writer.write(STATUS_PAGES)  # ~20 MB of answers, beyond the sockets' buffers
     await asyncio.sleep(1.5)
     answered = sum(1 for r in caplog.records if r.name == "freeapi.access")
     assert 0 < answered < 150, answered
@@ -297,3 +307,21 @@ async def test_a_body_in_tiny_chunks_reaches_the_handler_in_few_pieces(base, mon
     assert status == 200, answer
     assert sum(pieces) == len(body) and len(pieces) <= 20, len(pieces)
     c.close()
+
+
+@pytest.mark.parametrize("core", CORES)
+async def test_closing_all_connections_does_not_wait_on_a_client_that_reads_nothing(
+        core, upstream):
+    pm = make_plugin_manager()
+    types = provider_types(pm)
+    gateway = Gateway(parse_config({"server": {"http_core": core}}, types), pm, types)
+    server = make_server(make_app(gateway), gateway.config)
+    sock, port = bind_unused_port()
+    server.add_sockets([sock])
+    c = await not_reading(f"http://127.0.0.1:{port}")
+    c.writer.write(STATUS_PAGES)
+    await asyncio.sleep(0.5)  # answers are waiting for the client to read them
+    server.stop()
+    await asyncio.wait_for(server.close_all_connections(), 2)
+    assert await c.closed_within(2)
+    gateway.close()

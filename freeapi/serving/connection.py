@@ -351,6 +351,11 @@ class ClientConnection(asyncio.Protocol, httputil.HTTPConnection):
         if self.transport is not None and not self.closed:
             self.transport.close()
 
+    def abort(self):
+        """Close at once: what the kernel has not taken yet is dropped."""
+        if self.transport is not None and not self.closed:
+            self.transport.abort()
+
     def answer_and_close(self, answer: bytes, seconds: float = 1.0,
                          max_bytes: int = 1 << 20) -> None:
         """Write `answer` and close without a reset (see server.answer_and_close): our side
