@@ -6,13 +6,17 @@ HTTP/1.0, HEAD, and malformed or oversized requests refused with the connection 
 import asyncio
 import gc
 import json
+import socket
 import weakref
 
 import pytest
 from tornado import httputil
+from tornado.testing import bind_unused_port
 
+from freeapi.app import Gateway, make_app
 from freeapi.config import ConfigError, parse_config
 from freeapi.plugins import make_plugin_manager, provider_types
+from freeapi.handlers.gate import BodyGate
 from freeapi.server import GatewayServer, make_server
 from freeapi.serving.connection import ClientConnection
 from freeapi.serving.framing import response_head
@@ -155,14 +159,23 @@ async def test_a_streamed_answer_is_chunked_and_ends(base):
     b"GET /ping HTTP/1.1\r\nHost: gw\r\nX: a\x00b\r\n\r\n",
     b"GET /ping HTTP/1.1\r\nHost: gw\r\nX: a\x1bb\r\n\r\n",
     b"GET /ping HTTP/1.1\r\nHost: gw\r\nX: a\x7fb\r\n\r\n",
+    # parsed, then refused by Tornado's HTTPServerRequest (an HTTPInputError)
+    b"GET /ping HTTP/1.1\r\n\r\n",
+    b"GET /ping HTTP/1.1\r\nHost: gw\r\nHost: other\r\n\r\n",
+    b"GET /ping HTTP/1.1\r\nHost: g w\r\n\r\n",
+    b"GET /ping HTTP/2.0\r\nHost: gw\r\n\r\n",
+    b"GET /ping HTTP/0.9\r\nHost: gw\r\n\r\n",
 ], ids=["request-line", "header", "length-and-chunked", "chunk-size", "name-not-a-token",
-        "value-nul", "value-escape", "value-del"])
-async def test_a_malformed_request_gets_400_and_a_close(base, request_bytes):
+        "value-nul", "value-escape", "value-del", "no-host", "two-hosts", "host-with-space",
+        "version-2.0", "version-0.9"])
+async def test_a_malformed_request_gets_400_and_a_close(base, request_bytes, caplog):
     c = await RawClient.connect(base)
     await c.send(request_bytes)
     status_line = await c.reader.readuntil(b"\r\n")
     assert status_line.startswith(b"HTTP/1.1 400"), status_line
     assert await c.closed_within(3)
+    # the client's fault, not the gateway's: logged without a traceback
+    assert not [r.getMessage() for r in caplog.records if r.exc_info]
 
 
 async def test_headers_beyond_64_kib_close_the_connection(base):
@@ -230,3 +243,85 @@ async def test_head_gets_the_head_alone_and_the_connection_goes_on(base):
     status, _, body = await c.response()
     assert (status, body) == (200, b"pong")
     c.close()
+
+
+async def test_requests_pipelined_behind_a_refused_one_are_not_served(base, upstream_state,
+                                                                      caplog):
+    c = await RawClient.connect(base)
+    # An HTTP/1.1 request without Host is refused (by Tornado's HTTPServerRequest) once
+    # parsed; the chat request behind it came in the same packet.
+    await c.send(b"GET /ping HTTP/1.1\r\n\r\n" + post("/v1/chat/completions", CHAT))
+    assert await c.closed_within(3)
+    await asyncio.sleep(0.3)
+    assert not upstream_state.requests
+    assert not [r.getMessage() for r in caplog.records
+                if r.name == "freeapi.access" or "Traceback" in r.getMessage()
+                or (r.exc_info and not isinstance(r.exc_info[1], httputil.HTTPInputError))]
+
+
+STATUS_PAGES = b"GET /status HTTP/1.1\r\nHost: gw\r\n\r\n" * 300  # ~66 kB an answer
+
+
+async def not_reading(base: str) -> RawClient:
+    """A client whose socket takes in little: what it does not read stays with the
+    gateway."""
+    host, port = base.removeprefix("http://").split(":")
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect((host, int(port)))
+    sock.setblocking(False)
+    return RawClient(*await asyncio.open_connection(sock=sock))
+
+
+async def test_pipelined_requests_wait_while_the_client_reads_no_answer(base, caplog):
+    # As on Tornado, the next request is read once the previous answer is with the
+    # kernel: what a client that never reads makes the gateway hold stays bounded.
+    c = await not_reading(base)
+    c.writer.write(STATUS_PAGES)  # ~20 MB of answers, beyond the sockets' buffers
+    await asyncio.sleep(1.5)
+    answered = sum(1 for r in caplog.records if r.name == "freeapi.access")
+    assert 0 < answered < 150, answered
+    for _ in range(300):  # and once it reads, every answer comes, in order
+        assert (await c.response())[0] == 200
+    c.close()
+
+
+async def test_a_body_in_tiny_chunks_reaches_the_handler_in_few_pieces(base, monkeypatch):
+    # Each piece a delegate keeps is an object of its own (~40 bytes for one byte of
+    # body): as Tornado's chunked reader, the connection joins consecutive small chunks.
+    pieces = []
+    received = BodyGate.data_received
+
+    def counted(self, chunk):
+        pieces.append(len(chunk))
+        return received(self, chunk)
+
+    monkeypatch.setattr(BodyGate, "data_received", counted)
+    body = json.dumps(chat_body("x" * 20_000)).encode()
+    c = await RawClient.connect(base)
+    await c.send(b"POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\nContent-Type: "
+                 b"application/json\r\nAuthorization: Bearer %s\r\nTransfer-Encoding: "
+                 b"chunked\r\n\r\n%s0\r\n\r\n"
+                 % (GW_KEY.encode(), b"".join(b"1\r\n%c\r\n" % b for b in body)))
+    status, _, answer = await c.response()
+    assert status == 200, answer
+    assert sum(pieces) == len(body) and len(pieces) <= 20, len(pieces)
+    c.close()
+
+
+@pytest.mark.parametrize("core", CORES)
+async def test_closing_all_connections_does_not_wait_on_a_client_that_reads_nothing(
+        core, upstream):
+    pm = make_plugin_manager()
+    types = provider_types(pm)
+    gateway = Gateway(parse_config({"server": {"http_core": core}}, types), pm, types)
+    server = make_server(make_app(gateway), gateway.config)
+    sock, port = bind_unused_port()
+    server.add_sockets([sock])
+    c = await not_reading(f"http://127.0.0.1:{port}")
+    c.writer.write(STATUS_PAGES)
+    await asyncio.sleep(0.5)  # answers are waiting for the client to read them
+    server.stop()
+    await asyncio.wait_for(server.close_all_connections(), 2)
+    assert await c.closed_within(2)
+    gateway.close()

@@ -1,5 +1,5 @@
-"""One client connection, read by httptools (llhttp, the parser of Node.js and uvicorn)
-from an asyncio Protocol, and answered through Tornado's documented
+"""One client connection, read by httptools (llhttp, the parser of Node.js and uvicorn;
+reading.py) from an asyncio Protocol, and answered through Tornado's documented
 `httputil.HTTPConnection` interface: the Application, its routing, the body gate and the
 RequestHandlers above it run as they do on Tornado's own HTTP1Connection.
 
@@ -21,6 +21,7 @@ import asyncio
 import logging
 import socket
 from collections import deque
+from functools import partial
 
 import httptools
 from tornado import httputil
@@ -28,18 +29,14 @@ from tornado.iostream import StreamClosedError
 from tornado.log import app_log
 
 from freeapi.connection_watch import ConnectionWatch
-from freeapi.serving.framing import can_keep_alive, response_head
+from freeapi.serving.framing import response_head
+from freeapi.serving.reading import Head, Malformed, RequestReader
 
 log = logging.getLogger("freeapi.server")
 
-MAX_HEADER_SIZE = 65536  # bytes of a request's start line and headers (Tornado's default)
 _INFLIGHT = object()  # what the reading waits for while the gateway answers a request
 _CONTINUE = b"HTTP/1.1 100 (Continue)\r\n\r\n"
 _BAD_REQUEST = b"HTTP/1.1 400 Bad Request\r\n\r\n"
-
-
-class _Malformed(Exception):
-    """A request the gateway will not read further (answered 400, connection closed)."""
 
 
 class _Quiet(Exception):
@@ -59,19 +56,12 @@ class _Context:
         return self.remote_ip
 
 
-class _Message:
-    """One request as parsed, waiting for its turn."""
-    __slots__ = ("start_line", "headers", "keep_alive", "expect_continue")
-
-    def __init__(self, start_line, headers, keep_alive, expect_continue):
-        self.start_line, self.headers = start_line, headers
-        self.keep_alive, self.expect_continue = keep_alive, expect_continue
-
-
 class ClientConnection(asyncio.Protocol, httputil.HTTPConnection):
     def __init__(self, server):
         self.server = server  # HttptoolsServer: app, stall_timeout, max_body_size, closed()
-        self.parser = httptools.HttpRequestParser(self)
+        event = self._event
+        self.reader = RequestReader(server.max_body_size, partial(event, self._start),
+                                    partial(event, self._body), partial(event, self._end))
         self.transport: asyncio.Transport | None = None
         self.context: _Context | None = None
         self.watch: ConnectionWatch | None = None
@@ -81,12 +71,8 @@ class ClientConnection(asyncio.Protocol, httputil.HTTPConnection):
         self.queue: deque = deque()
         self.blocked = None
         self.reading = True
-        self._url: list[bytes] = []
-        self._headers: httputil.HTTPHeaders | None = None
-        self._head_bytes = 0
-        self._body_bytes = 0
         # the request being answered
-        self.msg: _Message | None = None
+        self.msg: Head | None = None
         self.delegate = None
         self.read_finished = True
         self.write_finished = True
@@ -130,24 +116,14 @@ class ClientConnection(asyncio.Protocol, httputil.HTTPConnection):
             if not self.lingering:
                 self.transport.close()
             return
-        while True:
-            try:
-                self.parser.feed_data(data)
-                return
-            except httptools.HttpParserUpgrade as e:
-                # A request offering an upgrade (`Upgrade: h2c` from curl --http2) is
-                # answered over HTTP/1.1 like any other, as Tornado does; llhttp stops
-                # after it, so what follows it is parsed on.
-                data = data[int(e.args[0]):]
-                if not data:
-                    return
-            except httptools.HttpParserError as e:
-                cause = e.__cause__
-                if cause is not None and not isinstance(cause, _Malformed):
-                    # not the client's fault: a step of ours failed within a callback
-                    app_log.error("Uncaught exception", exc_info=cause)
-                self._event(self._bad, str(cause or e))
-                return
+        try:
+            self.reader.feed(data)
+        except httptools.HttpParserError as e:
+            cause = e.__cause__
+            if cause is not None and not isinstance(cause, Malformed):
+                # not the client's fault: a step of ours failed within a callback
+                app_log.error("Uncaught exception", exc_info=cause)
+            self._event(self._bad, str(cause or e))
 
     def eof_received(self):
         return False  # close: a half-closed client gets no answer (as Tornado)
@@ -155,9 +131,10 @@ class ClientConnection(asyncio.Protocol, httputil.HTTPConnection):
     def connection_lost(self, exc):
         self.closed = True
         self.queue.clear()
-        # The parser's callbacks and the watch point back at this connection: dropped, so
+        # The reader's callbacks and the watch point back at this connection: dropped, so
         # a closed connection is freed without the garbage collector.
-        self.parser = None
+        reader, self.reader = self.reader, None
+        reader.drop()
         watch, self.watch = self.watch, None
         if watch is not None:
             watch.stop()
@@ -185,56 +162,15 @@ class ClientConnection(asyncio.Protocol, httputil.HTTPConnection):
         if w is not None and not w.done():
             w.set_result(None)
 
-    # -- httptools' callbacks (within feed_data) --------------------------------------------
-
-    def on_message_begin(self):
-        self._url, self._headers = [], httputil.HTTPHeaders()
-        self._head_bytes = self._body_bytes = 0
-
-    def on_url(self, url: bytes):
-        self._url.append(url)
-        self._count_head(len(url))
-
-    def on_header(self, name: bytes, value: bytes):
-        self._count_head(len(name) + len(value) + 4)
-        # Stripped of whitespace around the value, as Tornado's header parser does. llhttp
-        # has already refused a name that is not a token and a value with a control
-        # character, which HTTPHeaders.add would check again (two regular expressions a
-        # header); only a repeated name needs it, to keep both values.
-        name_s, value_s = name.decode("latin-1"), value.strip(b" \t").decode("latin-1")
-        headers = self._headers
-        if name_s in headers:
-            headers.add(name_s, value_s)
-        else:
-            headers[name_s] = value_s
-
-    def _count_head(self, n: int):
-        self._head_bytes += n
-        if self._head_bytes > MAX_HEADER_SIZE:
-            raise _Malformed("headers too long")
-
-    def on_headers_complete(self):
-        p, headers = self.parser, self._headers
-        start_line = httputil.RequestStartLine(
-            p.get_method().decode("latin-1"), b"".join(self._url).decode("latin-1"),
-            "HTTP/" + p.get_http_version())
-        self._event(self._start, _Message(start_line, headers,
-                                          can_keep_alive(start_line, headers),
-                                          headers.get("Expect") == "100-continue"))
-
-    def on_body(self, body: bytes):
-        self._body_bytes += len(body)
-        if self._body_bytes > self.server.max_body_size:
-            raise _Malformed("body too large")
-        self._event(self._body, body)
-
-    def on_message_complete(self):
-        self._event(self._end, None)
-
-    # -- the events, in order, one request at a time ----------------------------------------
+    # -- the reader's events, in order, one request at a time -------------------------------
+    def _gone(self) -> bool:
+        # closed, or closing since our close(): as an IOStream's closed() is right after
+        # its close(), nothing more is read or written (what the parser still has of the
+        # data it was fed must not start another request on a closing connection).
+        return self.closed or self.eof_sent or self.transport.is_closing()
 
     def _event(self, step, arg):
-        if self.closed or self.eof_sent:
+        if self._gone():
             return  # answered and closing: what the client still sends is dropped
         if self.blocked is None and not self.queue:
             self._run(step, arg)
@@ -252,14 +188,12 @@ class ClientConnection(asyncio.Protocol, httputil.HTTPConnection):
 
     def _unblock(self, fut=None):
         if fut is not None and not fut.cancelled() and fut.exception() is not None:
-            app_log.error("Uncaught exception", exc_info=fut.exception())
-            self.close()
+            self._run(self._call, fut.result)
             return
         self.blocked = None
-        while self.queue and self.blocked is None and not self.closed:
+        while self.queue and self.blocked is None and not self._gone():
             self._run(*self.queue.popleft())
-        if self.blocked is None and not self.reading and not self.closed \
-                and not self.eof_sent:
+        if self.blocked is None and not self.reading and not self._gone():
             self.reading = True
             self.transport.resume_reading()
 
@@ -275,12 +209,14 @@ class ClientConnection(asyncio.Protocol, httputil.HTTPConnection):
     def _call(self, fn, *args):
         try:
             return fn(*args)
+        except httputil.HTTPInputError as e:  # the request's fault (as Tornado: a 400)
+            self._bad(str(e))
         except Exception:
             app_log.error("Uncaught exception", exc_info=True)
             self.close()
             raise _Quiet() from None
 
-    def _start(self, msg: _Message):
+    def _start(self, msg: Head):
         self.msg = msg
         self.read_finished = self.write_finished = False
         self.disconnect = not msg.keep_alive
@@ -307,7 +243,7 @@ class ClientConnection(asyncio.Protocol, httputil.HTTPConnection):
             self._wait_for(ret)
 
     def _continue(self, _):
-        if not self.write_finished and not self.closed:
+        if not self.write_finished and not self._gone():
             self.transport.write(_CONTINUE)
 
     def _body(self, data: bytes):
@@ -322,20 +258,14 @@ class ClientConnection(asyncio.Protocol, httputil.HTTPConnection):
             return
         if not self.write_finished:
             self.blocked = _INFLIGHT  # the next request waits for this one's answer
-            try:
-                delegate.finish()
-            except Exception:
-                app_log.error("Uncaught exception", exc_info=True)
-                self.close()
-                raise _Quiet() from None
+            self._call(delegate.finish)
         else:
             self._done_with_request()
 
     def _bad(self, reason: str):
         log.info("Malformed HTTP message from %s: %s", self.context, reason)
-        if not self.answering:  # (a 400 in the middle of another answer would garble it)
-            if not self.closed:
-                self.transport.write(_BAD_REQUEST)
+        if not self.answering and not self._gone():  # (not in the middle of an answer)
+            self.transport.write(_BAD_REQUEST)
         self.close()
         raise _Quiet()
 
@@ -346,7 +276,7 @@ class ClientConnection(asyncio.Protocol, httputil.HTTPConnection):
         self.answering = True
         data, self.chunking, self.remaining = response_head(
             msg.start_line, msg.headers, start_line, headers, self.disconnect)
-        if chunk:
+        if chunk and not self._gone():
             data += self._framed(chunk)
         return self._send(data)
 
@@ -362,10 +292,10 @@ class ClientConnection(asyncio.Protocol, httputil.HTTPConnection):
         return chunk
 
     def write(self, chunk: bytes):
-        return self._send(self._framed(chunk))
+        return self._send(b"" if self._gone() else self._framed(chunk))
 
     def _send(self, data: bytes):
-        if self.closed or self.eof_sent:
+        if self._gone():
             fut = asyncio.get_running_loop().create_future()
             fut.set_exception(StreamClosedError())
             fut.exception()  # retrieved: a write after the client left is not news
@@ -376,11 +306,11 @@ class ClientConnection(asyncio.Protocol, httputil.HTTPConnection):
         return w if w is not None and not w.done() else self._done
 
     def finish(self):
-        if self.remaining and not self.closed:
+        if self.remaining and not self._gone():
             self.close()
             raise httputil.HTTPOutputError(f"Tried to write {self.remaining} bytes less "
                                            "than Content-Length")
-        if self.chunking and not self.closed:
+        if self.chunking and not self._gone():
             self.transport.write(b"0\r\n\r\n")
         self.write_finished = True
         self.answering = False
@@ -396,9 +326,18 @@ class ClientConnection(asyncio.Protocol, httputil.HTTPConnection):
             self.delegate = None
             self.close()
             return
-        self._done_with_request()
+        w = self.writable
+        if w is not None and not w.done():
+            # As Tornado, the next request waits until this answer is with the kernel: a
+            # client that pipelines requests and reads no answer holds up the reading,
+            # not the gateway's memory.
+            w.add_done_callback(self._done_with_request)
+        else:
+            self._done_with_request()
 
-    def _done_with_request(self):
+    def _done_with_request(self, _=None):
+        if self.closed:
+            return
         self.delegate, self.msg = None, None
         if self.watch is not None:
             self.watch.request(self, None)  # the next request's headers are awaited
@@ -411,6 +350,11 @@ class ClientConnection(asyncio.Protocol, httputil.HTTPConnection):
     def close(self):
         if self.transport is not None and not self.closed:
             self.transport.close()
+
+    def abort(self):
+        """Close at once: what the kernel has not taken yet is dropped."""
+        if self.transport is not None and not self.closed:
+            self.transport.abort()
 
     def answer_and_close(self, answer: bytes, seconds: float = 1.0,
                          max_bytes: int = 1 << 20) -> None:

@@ -20,6 +20,7 @@ from freeapi.serving.connection import ClientConnection
 log = logging.getLogger("freeapi.server")
 
 _LOG_EVERY = 60.0  # seconds between two log lines about refused or failed accepts
+_FLUSH_WAIT = 1.0  # seconds close_all_connections waits for answers to go out
 _MAX_LINGERING = 256  # refused connections read out before closing; beyond: closed at once
 
 
@@ -108,5 +109,12 @@ class HttptoolsServer:
             return
         self._all_closed = asyncio.get_running_loop().create_future()
         for conn in list(self._connections):
-            conn.close()
-        await self._all_closed
+            conn.close()  # after what is written so far has gone out
+        try:
+            await asyncio.wait_for(asyncio.shield(self._all_closed), _FLUSH_WAIT)
+        except asyncio.TimeoutError:
+            # A client that reads nothing would hold its connection open: what it has not
+            # taken is dropped, as Tornado's IOStream.close drops it.
+            for conn in list(self._connections):
+                conn.abort()
+            await self._all_closed
