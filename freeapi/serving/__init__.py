@@ -1,2 +1,3 @@
-"""The gateway's HTTP server on httptools: connection.py reads and answers one client
-connection, server.py accepts them, accept.py is the accept loop both servers share."""
+"""The gateway's HTTP server on httptools: reading.py parses what a client sends,
+connection.py runs and answers its requests one at a time, framing.py decides how an answer
+is framed, server.py accepts connections (accept.py: the accept loop both servers share)."""
