@@ -1,5 +1,6 @@
-"""The gateway's HTTP server: Tornado's, with a cap on open connections and an accept loop
-that survives running out of file descriptors.
+"""The gateway's HTTP server. make_server picks it by server.http_core: freeapi's own on
+httptools (freeapi/serving/, the default) or Tornado's (GatewayServer here); both with a
+cap on open connections and an accept loop that survives running out of file descriptors.
 
 Tornado accepts every connection it can and, when accept() fails with EMFILE, lets the
 error escape its accept callback: the listening socket stays readable, so the loop spins
