@@ -24,12 +24,10 @@ from tornado.iostream import IOStream, StreamClosedError
 
 from freeapi.connection_watch import ConnectionWatch
 from freeapi.errors import APIError
-from freeapi.serving.accept import Reports, accept_on
+from freeapi.serving.accept import MAX_LINGERING, Reports, accept_on
 
 log = logging.getLogger("freeapi.server")
 
-_LOG_EVERY = 60.0  # seconds between two log lines about refused or failed accepts
-_MAX_LINGERING = 256  # refused connections read out before closing; beyond: closed at once
 
 
 def default_max_connections() -> int:
@@ -141,7 +139,7 @@ class GatewayServer(HTTPServer):
         self.refused = 0  # connections refused at the cap, for tests and stats
         self.accept_failures = 0  # accept() calls that found no descriptor
         self._lingering = 0
-        self._report = Reports(log, _LOG_EVERY)
+        self._report = Reports(log)
         self._refusal = _refusal()
 
     # -- the connection cap ---------------------------------------------------------------
@@ -181,7 +179,7 @@ class GatewayServer(HTTPServer):
         return watch.request(request_conn, delegate)
 
     def _refuse(self, stream: IOStream):
-        if self._lingering >= _MAX_LINGERING:
+        if self._lingering >= MAX_LINGERING:
             stream.close()
             return
         self._lingering += 1

@@ -20,6 +20,8 @@ from tornado.ioloop import IOLoop
 # accept() errors that mean "no descriptor or memory for another connection now".
 EXHAUSTED = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 ACCEPT_PAUSE = 0.25  # seconds without accepting after such an error: the loop stays free
+LOG_EVERY = 60.0  # seconds between two log lines about refused or failed accepts
+MAX_LINGERING = 256  # refused connections read out before closing; beyond: closed at once
 
 
 def accept_on(sock: socket.socket, handle: Callable[[socket.socket, tuple], None],
@@ -71,7 +73,7 @@ class Reports:
     """One warning per interval and kind (refused connections, exhausted descriptors), with
     how often it happened meanwhile."""
 
-    def __init__(self, logger, every: float = 60.0):
+    def __init__(self, logger, every: float = LOG_EVERY):
         self.log, self.every = logger, every
         self.last: dict[str, tuple[float, int]] = {}
 

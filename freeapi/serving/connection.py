@@ -58,7 +58,8 @@ class _Context:
 
 class ClientConnection(asyncio.Protocol, httputil.HTTPConnection):
     def __init__(self, server):
-        self.server = server  # HttptoolsServer: app, stall_timeout, max_body_size, closed()
+        self.server = server  # HttptoolsServer: app, stall_timeout, max_body_size, refusal,
+        # connection_closed()
         event = self._event
         self.reader = RequestReader(server.max_body_size, partial(event, self._start),
                                     partial(event, self._body), partial(event, self._end))
@@ -200,7 +201,7 @@ class ClientConnection(asyncio.Protocol, httputil.HTTPConnection):
     def _wait_for(self, ret) -> bool:
         """Block the reading on a delegate's future; whether it had to."""
         if ret is None or (isinstance(ret, asyncio.Future) and ret.done()
-                           and ret.exception() is None):
+                           and not ret.cancelled() and ret.exception() is None):
             return False
         self.blocked = ret = asyncio.ensure_future(ret)
         ret.add_done_callback(self._unblock)

@@ -14,14 +14,12 @@ import socket
 
 from tornado import netutil
 
-from freeapi.serving.accept import Reports, accept_on
+from freeapi.serving.accept import MAX_LINGERING, Reports, accept_on
 from freeapi.serving.connection import ClientConnection
 
 log = logging.getLogger("freeapi.server")
 
-_LOG_EVERY = 60.0  # seconds between two log lines about refused or failed accepts
 _FLUSH_WAIT = 1.0  # seconds close_all_connections waits for answers to go out
-_MAX_LINGERING = 256  # refused connections read out before closing; beyond: closed at once
 
 
 class HttptoolsServer:
@@ -40,7 +38,7 @@ class HttptoolsServer:
         self._stops: list = []
         self._sockets: list[socket.socket] = []
         self._all_closed: asyncio.Future | None = None
-        self._report = Reports(log, _LOG_EVERY)
+        self._report = Reports(log)
 
     def listen(self, port: int, address: str = "", reuse_port: bool = False,
                backlog: int = 2048) -> None:
@@ -65,7 +63,7 @@ class HttptoolsServer:
             self._report("refused", "refusing new connections: %d open, the limit is "
                                     "server.max_connections=%d" % (self.open_connections,
                                                                   self.max_connections))
-            if self._lingering >= _MAX_LINGERING:
+            if self._lingering >= MAX_LINGERING:
                 sock.close()
                 return
             self._lingering += 1
