@@ -96,6 +96,16 @@ class StreamSizes:
             if self.smallest is None or n < self.smallest:
                 self.smallest = n
 
+    def add(self, lengths: list[int]) -> None:
+        """Data events of these lengths (none of them `[DONE]`), counted as __call__ would."""
+        if not lengths:
+            return
+        self.events += len(lengths)
+        self.size += sum(lengths)
+        least = min(lengths)
+        if self.smallest is None or least < self.smallest:
+            self.smallest = least
+
 
 def estimate_usage(prompt_chars: int, sizes: StreamSizes) -> dict:
     """A usage object in OpenAI's shape from what the gateway saw: prompt tokens are the

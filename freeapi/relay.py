@@ -93,6 +93,23 @@ class StreamRelay:
             return b""
         return event(out if isinstance(out, str) else _dumps(out))
 
+    def block(self, raw: bytes) -> int:
+        """A run of whole one-line events as the vendor sent them (sse.Run) -> how many of
+        its bytes, whole events from the start, feed would pass on unchanged (the usual
+        chunks of a stream that needs no rewriting): those go to the client as they are,
+        the rest through feed one by one (usage or an error to read, `[DONE]`; all of
+        them for a conversation or a display mode)."""
+        if self.parse_all or self.collect is not None:
+            return 0
+        end = len(raw)
+        for mark in (b'"usage"', b'"error"', b"[DONE]"):
+            at = raw.find(mark, 0, end)
+            if at >= 0:
+                end = at
+        if end == len(raw):
+            return end
+        return raw.rfind(b"\n\n", 0, end) + 2  # where the event holding the mark starts
+
     def chunk(self, data: str) -> dict | str | None:
         """One upstream event's data -> the chunk as the client should see it, parsed (for
         doors that re-encode chunks): a dict, or a str to pass on as it is (not JSON, or a

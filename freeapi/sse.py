@@ -115,12 +115,66 @@ class SSEParser:
                                             f"limit of {self.max_event} bytes "
                                             "(server.max_event_size)")
 
+    @property
+    def idle(self) -> bool:
+        """Nothing of an event or a line is pending: the next read starts afresh."""
+        return not (self._parts or self._data or self._cr)
+
     def close(self) -> list[str]:
         """Events still pending when the stream ends without a final blank line."""
         self._cr = False
         events = self.feed(b"\n\n") if (self._parts or self._data) else []
         self._parts.clear()
         return events
+
+
+class Run:
+    """A read that is nothing but whole events of one `data: ` line each, in valid UTF-8
+    (a fast vendor's usual read): as SSE, these bytes are already what a client gets for
+    them, so a relay with nothing to change in them can pass them on in one piece
+    (freeapi/relay.py, StreamRelay.block) instead of event by event."""
+
+    __slots__ = ("raw", "parts")
+
+    def __init__(self, raw: bytes, parts: list[bytes]):
+        self.raw = raw
+        self.parts = parts  # each event's `data: ...` line
+
+    @classmethod
+    def of(cls, data: bytes) -> "Run | None":
+        """`data` as a Run, or None when anything in it needs SSEParser's reading
+        (comments, other fields, multi-line data, CR line ends, a part of an event, bytes
+        that are not UTF-8)."""
+        if data[:6] != b"data: " or data[-2:] != b"\n\n" or _CR in data:
+            return None
+        parts = data.split(b"\n\n")
+        parts.pop()  # the empty rest after the last blank line
+        n = len(parts)
+        # Every line a `data: ` line of its own event: no LF but the blank lines' pairs, and
+        # each event but the first starting with `data: ` right after one.
+        if data.count(b"\n") != 2 * n or data.count(b"\n\ndata: ") != n - 1:
+            return None
+        if not data.isascii():
+            try:
+                data.decode()
+            except UnicodeDecodeError:  # SSEParser replaces what is not UTF-8
+                return None
+        return cls(data, parts)
+
+    def first(self) -> str:
+        """The first event's data."""
+        return self.parts[0][6:].decode()
+
+    def events(self, start: int = 0) -> list[str]:
+        """The events' data from `start` on, as SSEParser.feed gives them."""
+        return [p[6:].decode() for p in self.parts[start:]]
+
+    def lengths(self, stop: int) -> list[int]:
+        """The first `stop` events' data lengths in characters (len() of SSEParser's)."""
+        parts = self.parts[:stop]
+        if self.raw.isascii():
+            return [len(p) - 6 for p in parts]
+        return [len(p[6:].decode()) for p in parts]
 
 
 def event(data: str | bytes) -> bytes:

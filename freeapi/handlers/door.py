@@ -16,11 +16,12 @@ from freeapi.pipeline import Pipeline, shutdown_error
 class ChatEvents:
     """The chat door's encoder: the relay's bytes, then `[DONE]`."""
 
-    __slots__ = ("feed", "relay")
+    __slots__ = ("feed", "block", "relay")
 
     def __init__(self, relay):
         self.relay = relay
         self.feed = relay.feed  # bound once: the per-event path stays one call
+        self.block = relay.block  # a run of events passed on whole (ResponseWriter._relay)
 
     def finish(self) -> bytes:
         return self.relay.finish() + sse.DONE

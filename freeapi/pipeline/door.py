@@ -28,7 +28,10 @@ class Door(Protocol):
 
     def chat_encoder(self, relay) -> Any:
         """The vendor's chat-completions events as the door's events: `feed(data) ->
-        bytes`, `finish() -> bytes` (see freeapi/pipeline/__init__.py)."""
+        bytes`, `finish() -> bytes` (see freeapi/pipeline/__init__.py); optionally
+        `block(raw) -> int`: how many bytes (whole events) at the start of a read of whole
+        one-line events (sse.Run) go to the client as they are; the rest are fed one by
+        one (`[DONE]` always is)."""
 
     # -- the request ------------------------------------------------------------------------
     def authorization(self) -> str | None:

@@ -22,7 +22,9 @@ class OpenStream:
     when the answer really starts, so failover stays possible until then.
     """
 
-    def __init__(self, resp: Response, chunks, parser: sse.SSEParser, pending: list[str]):
+    def __init__(self, resp: Response, chunks, parser: sse.SSEParser,
+                 pending: list[str] | sse.Run):
+        # pending: the events read with the first one (a Run when that read was one)
         self.resp, self.chunks, self.parser, self.pending = resp, chunks, parser, pending
         self.waited = 0.0  # seconds spent waiting for the vendor's events after the first
 
@@ -32,11 +34,15 @@ class OpenStream:
         parser = sse.SSEParser(max_event)
         resp.deadline = min(first_deadline, deadline)
         chunks = resp.chunks(idle).__aiter__()
-        pending: list[str] = []
+        pending: list[str] | sse.Run = []
         try:
             while not pending:
                 try:
-                    pending = parser.feed(await chunks.__anext__())
+                    data = await chunks.__anext__()
+                    # (a fast vendor's whole answer often comes in this one read)
+                    run = (sse.Run.of(data) if parser.idle and len(data) <= max_event
+                           else None)
+                    pending = run if run is not None else parser.feed(data)
                 except StopAsyncIteration:
                     pending = parser.close()
                     if not pending:  # empty, or nothing an event stream would hold
@@ -49,16 +55,25 @@ class OpenStream:
             resp.deadline = deadline
         return cls(resp, chunks, parser, pending)
 
-    async def batches(self):
+    async def batches(self, runs: bool = False):
         """Lists of event data as they arrive: what first_event read, then one list per
-        read that completed events; the parser's remainder when the body ends."""
+        read that completed events; the parser's remainder when the body ends. With
+        `runs`, a read that is nothing but whole one-line events comes as an sse.Run
+        instead, its bytes as the vendor sent them (for a relay that can pass them on)."""
         if self.pending:
-            yield self.pending
-            self.pending = []
+            pending, self.pending = self.pending, []
+            yield pending if runs or type(pending) is not sse.Run else pending.events()
+        parser = self.parser
         asked = time.monotonic()
         async for data in self.chunks:
             self.waited += time.monotonic() - asked  # the vendor's time, not the gateway's
-            events = self.parser.feed(data)
+            if runs and len(data) <= parser.max_event and parser.idle:
+                run = sse.Run.of(data)
+                if run is not None:
+                    yield run
+                    asked = time.monotonic()
+                    continue
+            events = parser.feed(data)
             if events:
                 yield events
             asked = time.monotonic()
@@ -81,7 +96,8 @@ class OpenStream:
     def error(self, provider, key) -> APIError | None:
         """An error the vendor sent as the stream's first event, instead of an answer:
         nothing has reached the client, so it fails over like any other error."""
-        first = self.pending[0]
+        pending = self.pending
+        first = pending.first() if isinstance(pending, sse.Run) else pending[0]
         if first == "[DONE]" or ('"error"' not in first
                                  and type(provider).body_error is Provider.body_error):
             return None
