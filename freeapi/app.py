@@ -333,6 +333,8 @@ def make_app(gateway: Gateway) -> web.Application:
     routes = [
         (r"/(?:v1/)?chat/completions", ChatCompletionsHandler),
         (r"/v1/messages", MessagesHandler),  # `?beta=true` (Claude Code) is accepted as is
+        # (the doors first: Tornado tries each pattern in turn until one matches)
+        (r"/(?:v1/)?responses", ResponsesHandler),
         (r"/v1/messages/count_tokens", CountTokensHandler),
         (r"/(?:v1/)?embeddings", EmbeddingsHandler),
         (r"/(?:v1/)?audio/speech", SpeechHandler),
@@ -349,7 +351,6 @@ def make_app(gateway: Gateway) -> web.Application:
         (r"/v1/keys", KeysHandler),
         (r"/v1/conversations", ConversationsHandler),
         (r"/v1/conversations/([^/]+)", ConversationHandler),
-        (r"/(?:v1/)?responses", ResponsesHandler),
         (r"/(?:v1/)?responses/([^/]+)", ResponseHandler),
         (r"/ping", PingHandler),
         (r"/healthz", HealthHandler),

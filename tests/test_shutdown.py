@@ -165,7 +165,9 @@ def refused(port) -> bool:
     try:
         socket.create_connection(("127.0.0.1", port), timeout=1).close()
         return False
-    except ConnectionRefusedError:
+    except (ConnectionRefusedError, ConnectionResetError):
+        # (a connection the kernel queued as the listening socket closed is reset: it was
+        # never accepted either)
         return True
 
 
