@@ -139,6 +139,22 @@ def test_many_chunks_in_one_read_ending_mid_size_line_are_fine():
     assert d.feed(b"\r\ny\r\n0\r\n\r\n") == b"y" and d.done
 
 
+@pytest.mark.parametrize("body,data", [
+    (b"1\r\nx\r\n4\r\na\r\nb\r\n0\r\n\r\n", b"xa\r\nb"),
+    (b"1\r\nx\r\n4\r\na\r\nb\r\n1\r\ny\r\n0\r\n\r\n", b"xa\r\nby"),
+    (b"1\r\nx\r\n2\r\n\r\n\r\n3\r\nabc\r\n0\r\n\r\n", b"x\r\nabc"),
+    (b"1\r\nx\r\n2\r\n\r\n\r\n", b"x\r\n"),
+])
+def test_chunks_holding_a_crlf_decode_exactly_when_a_read_holds_many(body, data):
+    d = Dechunker()
+    assert d.feed(body) == data
+
+
+def test_an_empty_size_line_after_whole_chunks_is_a_bad_chunk_size():
+    with pytest.raises(UpstreamError, match="^bad chunk size$"):
+        Dechunker().feed(b"1\r\nx\r\n1\r\ny\r\n\r\nabc\r\n0\r\n\r\n")
+
+
 def test_an_unfinished_trailer_line_is_bounded_by_what_the_trailer_has_left():
     d = Dechunker()
     d.feed(b"0\r\n")
