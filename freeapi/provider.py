@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 
 from freeapi.config import ConfigError, ProviderConfig
 from freeapi.errors import APIError, vendor_error
+from freeapi.json_text import compact
 from freeapi.keys import redact
 from freeapi.provider_modalities import ModalityHooks
 from freeapi.vendor_request import UpstreamRequest
@@ -274,8 +275,7 @@ class Provider(ModalityHooks):
             opts = body.get("stream_options") or {}
             if opts.get("include_usage") is not True:
                 body = dict(body, stream_options={**opts, "include_usage": True})
-        payload = json.dumps(self.prepare_body(body), ensure_ascii=False,
-                             separators=(",", ":")).encode()
+        payload = compact(self.prepare_body(body)).encode()
         headers = {"Content-Type": "application/json", **self.auth_headers(key)}
         if body.get("stream"):
             headers["Accept"] = "text/event-stream"
@@ -292,7 +292,7 @@ class Provider(ModalityHooks):
         if not isinstance(model, str) or not any(fnmatchcase(model, p)
                                                  for p in self.anthropic_models):
             return None
-        payload = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+        payload = compact(body).encode()
         # The Anthropic SDK's headers (https://docs.anthropic.com/en/api/versioning);
         # vendors take the key as x-api-key, as the SDK sends it.
         headers = {"Content-Type": "application/json", "anthropic-version": "2023-06-01"}

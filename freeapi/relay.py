@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 
+from freeapi.json_text import compact
 from freeapi.keys import redact
 from freeapi.provider import Provider
 from freeapi.routing import Route
@@ -31,8 +32,7 @@ def _loads(data: str):
     return value
 
 
-def _dumps(obj) -> str:
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+_dumps = compact
 
 
 def _blank(delta: dict) -> bool:

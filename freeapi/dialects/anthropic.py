@@ -20,6 +20,7 @@ import re
 import secrets
 
 from freeapi.errors import APIError, invalid_request
+from freeapi.json_text import compact
 from freeapi.routing import MAX_MODEL_NAME
 from freeapi.jsonvalues import obj_at
 
@@ -35,9 +36,9 @@ _STOP: dict[str | None, str] = {"stop": "end_turn", "length": "max_tokens", "too
          "function_call": "tool_use", "content_filter": "refusal"}
 
 
-# One encoder, built once: json.dumps with arguments builds a JSONEncoder per call, which
-# was most of count_tokens' estimate (~30 us a block).
-_ENCODE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+# One encoder, built once (freeapi/json_text.py): json.dumps with arguments builds one per
+# call, which was most of count_tokens' estimate (~30 us a block).
+_ENCODE = compact
 
 
 def _dumps(obj) -> str:

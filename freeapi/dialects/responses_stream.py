@@ -20,11 +20,12 @@ from freeapi.dialects.responses import Translation
 from freeapi.dialects.responses_output import (call_item, chat_message, message_item, new_id,
                                                output_text, reasoning_item, response_object,
                                                status_of, usage)
+from freeapi.json_text import compact
 from freeapi.jsonvalues import obj_at
 
 
-# One encoder for every event: json.dumps with options builds a new one per call.
-_ENCODE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+# One encoder for every event (freeapi/json_text.py).
+_ENCODE = compact
 # A delta's text, as _ENCODE writes a str (ensure_ascii off), without its dispatch.
 _STRING = json.encoder.encode_basestring
 

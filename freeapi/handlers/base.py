@@ -15,6 +15,7 @@ from freeapi import logs
 from freeapi.errors import Answered, APIError, ClientGone, invalid_request
 from freeapi.handlers.gate import Arrival, access_line, answer_unread
 from freeapi.json_limits import deeper_than, value_bound
+from freeapi.json_text import compact
 from freeapi.keys import bearer
 
 log = logging.getLogger("freeapi")
@@ -285,7 +286,7 @@ class APIHandler(web.RequestHandler):
 
     def write_json(self, obj, status: int = 200):
         try:
-            data = json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode()
+            data = compact(obj).encode()
         except UnicodeEncodeError:
             # A lone surrogate (a vendor's `\ud800` escape, parsed) has no UTF-8: written
             # as the same escape, the JSON is what the vendor sent.
