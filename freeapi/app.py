@@ -239,7 +239,7 @@ class Gateway:
         try:
             self.catalog = Catalog(self.providers, self.config.models)
         except ConfigError as e:  # cannot happen for names that resolved at startup
-            log.error("model discovery: keeping the startup catalog: %s", e)
+            log.error("model discovery: keeping the startup catalog: %s", str(e))
 
     def resolve(self, model: str) -> Route:
         # A name the vendor could be billed for and the gateway then cannot put in its

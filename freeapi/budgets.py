@@ -290,7 +290,7 @@ class Budgets:
         except StoreError as e:
             # Fail closed: a budgeted caller must not spend unmetered while the store is
             # down. Callers without budgets never get here.
-            log.error("budgets: cannot check %s: %s", res.lines[0].label, e)
+            log.error("budgets: cannot check %s: %s", res.lines[0].label, str(e))
             raise APIError(503, "The gateway cannot check this key's money budget right now "
                                 "(its state store is unavailable); retry shortly.",
                            code="state_unavailable", retry_after="1") from None

@@ -265,7 +265,7 @@ def _reload_workers(args, children) -> None:
         # an invalid file is one line here, not one per worker.
         fleet.build(load_config(args.config, types), types)
     except ConfigError as e:
-        log.error(reload.FAILED, e)
+        log.error(reload.FAILED, str(e))
         return
     for child in children:
         try:

@@ -82,7 +82,7 @@ class QuotaMemory:
             try:
                 records = await self.store.kv_get(_NS, names)
             except StoreError as e:  # this process's own memory still holds
-                log.warning("free: cannot read used-up quotas: %s", e)
+                log.warning("free: cannot read used-up quotas: %s", str(e))
                 return out
             if len(self._read) >= 64:  # one entry per free name and caller scope
                 self._read.clear()

@@ -94,7 +94,7 @@ class HealthSync:
                 self._failing = False
             except StoreError as e:
                 if not self._failing:  # once per outage, not once a second
-                    log.warning("key health: cannot read shared verdicts: %s", e)
+                    log.warning("key health: cannot read shared verdicts: %s", str(e))
                 self._failing = True
                 records = {}
             for name, rec in records.items():

@@ -32,7 +32,7 @@ async def prune_ledger(store, days: float, every: float = 3600.0):
             if n:
                 log.info("ledger: pruned %d entries older than %g days", n, days)
         except StoreError as e:
-            log.warning("ledger: pruning failed: %s", e)
+            log.warning("ledger: pruning failed: %s", str(e))
         await asyncio.sleep(every)
 
 

@@ -133,7 +133,7 @@ class Limits:
         except StoreError as e:
             # Fail closed: a key with limits must not spend unmetered while the store is
             # down. Keys without limits never get here.
-            log.error("limits: cannot check key %r: %s", caller.name, e)
+            log.error("limits: cannot check key %r: %s", caller.name, str(e))
             raise APIError(503, "The gateway cannot check this key's limits right now "
                                 "(its state store is unavailable); retry shortly.",
                            code="state_unavailable", retry_after="1") from None
@@ -163,7 +163,7 @@ class Limits:
             await self.store.hits(hits)
         except StoreError as e:
             log.error("limits: %d tokens of key %r were not counted: %s", hits[0].amount,
-                      name, e)
+                      name, str(e))
 
     async def settle(self):
         """Wait for the charges in flight (tests, shutdown)."""

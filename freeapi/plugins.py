@@ -37,7 +37,7 @@ def make_plugin_manager(load_entry_points: bool = True) -> pluggy.PluginManager:
                 pm.register(ep.load(), name=ep.name)
             except Exception as e:  # a broken plugin must not take the gateway down
                 log.error("plugin %s (%s) failed to load, skipped: %s: %s",
-                          ep.name, ep.value, type(e).__name__, e)
+                          ep.name, ep.value, type(e).__name__, str(e))
     return pm
 
 
@@ -50,7 +50,7 @@ def provider_types(pm: pluggy.PluginManager) -> dict[str, type[Provider]]:
             impl.function(register=found.append)
         except Exception as e:
             log.error("plugin %s failed in register_providers, skipped: %s: %s",
-                      impl.plugin_name, type(e).__name__, e)
+                      impl.plugin_name, type(e).__name__, str(e))
             continue
         for cls in found:
             if not (isinstance(cls, type) and issubclass(cls, Provider)):

@@ -205,7 +205,7 @@ async def remember(store, result, *, owner: str, ttl: float, max_chars: int = 65
         await asyncio.gather(*(store.kv_put(NS, _name(owner, key), record, ttl)
                                for key, record in kept.items()))
     except StoreError as e:
-        log.warning("the reasoning of a tool call was not remembered: %s", e)
+        log.warning("the reasoning of a tool call was not remembered: %s", str(e))
 
 
 def missing(messages: list) -> dict[int, str]:
@@ -234,7 +234,7 @@ async def _read(store, names: dict) -> dict:
     try:
         found = await store.kv_get(NS, sorted(set(names.values())))
     except StoreError as e:
-        log.warning("remembered reasoning could not be read: %s", e)
+        log.warning("remembered reasoning could not be read: %s", str(e))
         return {}
     return {i: found[n] for i, n in names.items() if isinstance(found.get(n), dict)}
 

@@ -90,7 +90,7 @@ def reload_config(gateway, path: str | None, on_keys=None) -> bool:
         # together (a `models:` target nobody serves) changes nothing either.
         built = fleet.build(new, gateway.provider_types, gateway.providers)
     except ConfigError as e:
-        log.error(FAILED, e)
+        log.error(FAILED, str(e))
         return False
     cfg = gateway.config
     later = [f for f in RESTART if _differs(getattr(cfg, f), getattr(new, f))

@@ -52,7 +52,7 @@ def start(config) -> "Tracing | None":
         return Tracing(config)
     except ImportError as e:
         log.warning("telemetry: an OTLP endpoint is configured but OpenTelemetry is not "
-                    "installed (pip install 'freeapi[otel]'); no traces (%s)", e)
+                    "installed (pip install 'freeapi[otel]'); no traces (%s)", str(e))
         return None
 
 

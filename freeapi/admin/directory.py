@@ -186,7 +186,7 @@ class Directory:
             except (StoreError, ValueError) as e:
                 if not self._failing:
                     log.warning("admin records: cannot read the state store (%s); keeping "
-                                "the keys and teams read last", e)
+                                "the keys and teams read last", str(e))
                 self._failing = True
             await asyncio.sleep(self.interval)
 

@@ -129,7 +129,7 @@ class CountTokensHandler(AnthropicWire, APIHandler):
             status = resp.status
             count = json.loads(raw).get("input_tokens") if status == 200 else None
         except (UpstreamError, ValueError, AttributeError) as e:
-            log.info("%s: count_tokens failed, estimating: %s", provider.name, e)
+            log.info("%s: count_tokens failed, estimating: %s", provider.name, str(e))
             count = None
         finally:
             if status is None:

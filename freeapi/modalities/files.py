@@ -39,7 +39,7 @@ _ID = re.compile(r"^file-[A-Za-z0-9_-]{16,64}$")
 
 
 def unavailable(e: StoreError) -> APIError:
-    log.error("files: %s", e)
+    log.error("files: %s", str(e))
     return APIError(503, "The gateway cannot reach its state store right now; retry shortly.",
                     code="state_unavailable", retry_after="1")
 

@@ -169,7 +169,7 @@ class Documents:
         try:
             await store.kv_put(documents.NS, cached, text, documents.TTL)
         except StoreError as e:
-            log.warning("%s: a document's extraction was not cached: %s", p.name, e)
+            log.warning("%s: a document's extraction was not cached: %s", p.name, str(e))
         return text
 
     async def _extract_with(self, ex, p, name, media_type, raw, key) -> tuple[int, str]:
@@ -231,7 +231,7 @@ class Documents:
                     "filename": name, "media_type": media_type,
                     "data": documents.b64(raw)}, cfg.ttl)
             except StoreError as e:
-                log.warning("a conversation's document was not kept: %s", e)
+                log.warning("a conversation's document was not kept: %s", str(e))
         return sha
 
     @staticmethod
@@ -283,7 +283,7 @@ class Documents:
             try:
                 await self.gateway.store.kv_delete(documents.IDS, name)
             except StoreError as e:
-                log.warning("a stale document id was not forgotten: %s", e)
+                log.warning("a stale document id was not forgotten: %s", str(e))
                 return False
         log.warning("a cached document id is gone at the vendor; uploading the file again")
         return True
@@ -312,7 +312,7 @@ class Documents:
         try:
             await store.kv_put(documents.IDS, cached, file_id, documents.TTL)
         except StoreError as e:
-            log.warning("%s: a document's file id was not cached: %s", p.name, e)
+            log.warning("%s: a document's file id was not cached: %s", p.name, str(e))
         return file_id
 
     @staticmethod

@@ -24,7 +24,7 @@ HEADER = "x-freeapi-conversation-id"
 
 
 def store_unavailable(e: StoreError) -> APIError:
-    log.error("conversations: %s", e)
+    log.error("conversations: %s", str(e))
     return APIError(503, "The gateway cannot reach its conversation store right now; retry "
                          "shortly.", code="state_unavailable", retry_after="1")
 

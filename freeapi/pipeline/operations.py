@@ -78,7 +78,7 @@ class VendorCalls:
                                         min(t.first_byte, remaining))
             raw = await resp.read(t.idle, limit, ex.deadline)
         except Refused as e:
-            log.warning("%s: %s refused: %s", provider.name, what, e)
+            log.warning("%s: %s refused: %s", provider.name, what, str(e))
             raise vendor_error(provider.name, 502, f"{what} was refused: {e}",
                                code="download_refused") from None
         except UpstreamError as e:

@@ -112,7 +112,7 @@ class Store(LedgerQueue, Tallies):
             try:
                 await coro
             except StoreError as e:
-                log.error("%s: %s", failure, e)
+                log.error("%s: %s", failure, str(e))
         task = asyncio.get_running_loop().create_task(run())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)

@@ -87,8 +87,9 @@ class LedgerQueue:
                 # may end this loop with the batch in it.
                 self._pending[:0] = batch
                 self._trim()
+                n = len(self._pending)
                 log.warning("ledger: %d entr%s not written yet (%s); retrying in 1s",
-                            len(self._pending), "y" if len(self._pending) == 1 else "ies", e)
+                            n, "y" if n == 1 else "ies", str(e))
                 await asyncio.sleep(1.0)
                 continue
             if not drain:
