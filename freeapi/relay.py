@@ -18,7 +18,9 @@ THINK_OPEN = "<think>\n"
 THINK_CLOSE = "\n</think>\n\n"
 
 
-_RAW_DECODE = json.JSONDecoder().raw_decode
+# The decoder's scanner (C), called as JSONDecoder.raw_decode calls it, without that
+# method's frame around it.
+_SCAN = json.JSONDecoder().scan_once
 
 
 def _loads(data: str):
@@ -26,7 +28,10 @@ def _loads(data: str):
     the text starts with a value (a re-encoding door parses every chunk)."""
     if not data or data[0] in " \t\r\n":
         return json.loads(data)
-    value, end = _RAW_DECODE(data)
+    try:
+        value, end = _SCAN(data, 0)
+    except StopIteration as e:  # what raw_decode makes of it
+        raise json.JSONDecodeError("Expecting value", data, e.value) from None
     if end != len(data) and data[end:].strip(" \t\r\n"):  # JSON's whitespace only
         raise ValueError("extra data after the JSON value")
     return value

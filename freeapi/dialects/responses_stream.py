@@ -194,7 +194,9 @@ class EventStream:
         if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
             return b""
         choice = choices[0]  # a Response has one answer; n > 1 is never asked for
-        delta = obj_at(choice, "delta")
+        delta = choice.get("delta")
+        if not isinstance(delta, dict):
+            delta = {}
         out = b""
         reasoning = delta.get("reasoning_content")
         if reasoning and isinstance(reasoning, str):
@@ -204,7 +206,14 @@ class EventStream:
         content = delta.get("content")
         if content and isinstance(content, str):
             self.text += content
-            out += self._text(content)
+            item = self._open
+            if item is not None and item["type"] == "message" and not out:
+                # the usual chunk, more text for the open message: _text's work inline
+                item["content"][0]["text"] += content
+                out = self._delta("response.output_text.delta", item["id"], content,
+                                  logprobs=True)
+            else:
+                out += self._text(content)
         calls = delta.get("tool_calls")
         if calls is not None and isinstance(calls, list):
             for tc in calls:
