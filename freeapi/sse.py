@@ -224,10 +224,7 @@ class SSEWriter:
         if self.committed:
             return
         self.committed = True
-        h = self.handler
-        h.set_header("Content-Type", "text/event-stream; charset=utf-8")
-        h.set_header("Cache-Control", "no-cache")
-        h.set_header("X-Accel-Buffering", "no")
+        self.handler.event_stream_headers()
 
     async def send(self, data: bytes):
         if not self.committed:

@@ -53,6 +53,9 @@ class Door(Protocol):
     # -- writing ----------------------------------------------------------------------------
     def set_header(self, name: str, value) -> None: ...
 
+    def event_stream_headers(self) -> None:
+        """Make the answer a `text/event-stream` (sse.SSEWriter.commit)."""
+
     def get_status(self) -> int: ...
 
     def write(self, chunk) -> None: ...
