@@ -207,7 +207,7 @@ class EventStream:
         if content and isinstance(content, str):
             self.text += content
             item = self._open
-            if item is not None and item["type"] == "message" and not out:
+            if item is not None and item["type"] == "message":
                 # the usual chunk, more text for the open message: _text's work inline
                 item["content"][0]["text"] += content
                 out = self._delta("response.output_text.delta", item["id"], content,
