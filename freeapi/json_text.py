@@ -2,8 +2,9 @@
 NaN and Infinity written as json.dumps writes them.
 
 One encoder, built once. json.dumps with arguments builds a JSONEncoder and then a C
-encoder on every call: a chunk parsed and written again by the relay took 7.00 us with it
-and takes 4.69 us with this (bench/relay_chunks.py). Without circular-reference checks:
+encoder on every call: a third of what a chunk the relay parses and writes again cost
+(7.00 -> 4.69 us; bench/README.md, "Where a stream's CPU goes"). Without circular-reference
+checks:
 what is written was read as JSON, which has no cycles (a cycle would end in RecursionError
 instead of json's ValueError)."""
 

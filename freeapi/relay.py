@@ -57,6 +57,13 @@ class StreamRelay:
         self._hide_usage = route.provider.usage_on_request and not include_usage
         self.parse_all = (requested_model != route.upstream_model or route.display is not None
                           or route.provider.rewrites_chunks)
+        # Only the model's name to change (an alias, a retired name, `free`): it is replaced
+        # in the vendor's text, `"model":"<its name>"` once in a chunk, which is then passed
+        # on as it came, not parsed and written again (bench/relay_chunks.py).
+        self._rename: tuple[str, str] | None = None
+        if self.parse_all and route.display is None and not route.provider.rewrites_chunks:
+            self._rename = (f'"model":{_dumps(route.upstream_model)}',
+                            f'"model":{_dumps(self.model)}')
         self._own_errors = type(route.provider).chunk_error is not Provider.chunk_error
         self._thinking: set[int] = set()  # choice indexes inside an open <think> (fold)
         self._usage_chunk_sent = False
@@ -93,6 +100,11 @@ class StreamRelay:
                 if not self._own_errors:
                     return event(redact(data, self.keys))
                 # (a vendor error the provider reads for its codes: parsed below)
+        elif (self._rename is not None and self.collect is None and not self.extra
+              and '"usage"' not in data and '"error"' not in data):
+            vendors, ours = self._rename
+            if data.count(vendors) == 1:  # else (spaced, escaped, absent) parsed below
+                return event(data.replace(vendors, ours))
         out = self._parsed(data)
         if out is None:
             return b""
