@@ -42,7 +42,7 @@ def data(*events: str) -> bytes:
 
 def in_one_write(body: bytes) -> list:
     """The whole answer, one HTTP chunk per event as vendors send them, in one write."""
-    parts = [p + b"\n\n" for p in body.split(b"\n\n") if p] if b"\xff" not in body else [body]
+    parts = [p + b"\n\n" for p in body.split(b"\n\n") if p]
     framed = b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in parts) + b"0\r\n\r\n"
     return [head(200, SSE_CHUNKED) + framed]
 
