@@ -4,8 +4,8 @@ NaN and Infinity written as json.dumps writes them.
 One encoder, built once. json.dumps with arguments builds a JSONEncoder and then a C
 encoder on every call: a third of what a chunk the relay parses and writes again cost
 (7.00 -> 4.69 us; bench/README.md, "Where a stream's CPU goes"). Without circular-reference
-checks: what is written was read as JSON, which has no cycles (a cycle would end in
-RecursionError instead of json's ValueError)."""
+checks: what is written is read JSON or built from it, neither of which has cycles (a
+cycle would end in RecursionError instead of json's ValueError)."""
 
 from __future__ import annotations
 

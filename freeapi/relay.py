@@ -103,12 +103,19 @@ class StreamRelay:
         elif (self._rename is not None and self.collect is None and not self.extra
               and '"usage"' not in data and '"error"' not in data):
             vendors, ours = self._rename
-            if data.count(vendors) == 1:  # else (spaced, escaped, absent) parsed below
+            # The one `"model":` of the chunk, with the vendor's name: else (spaced, escaped,
+            # absent, another name, a nested one too) parsed below.
+            if data.count(vendors) == 1 and data.count('"model":') == 1:
                 return event(data.replace(vendors, ours))
         out = self._parsed(data)
         if out is None:
             return b""
         return event(out if isinstance(out, str) else _dumps(out))
+
+    @property
+    def passes_runs(self) -> bool:
+        """Whether `block` can pass anything on (nothing in the chunks to change)."""
+        return not self.parse_all and self.collect is None
 
     def block(self, raw: bytes) -> int:
         """A run of whole one-line events as the vendor sent them (sse.Run) -> how many of
@@ -116,7 +123,7 @@ class StreamRelay:
         chunks of a stream that needs no rewriting): those go to the client as they are,
         the rest through feed one by one (usage or an error to read, `[DONE]`; all of
         them for a conversation or a display mode)."""
-        if self.parse_all or self.collect is not None:
+        if not self.passes_runs:
             return 0
         end = len(raw)
         for mark in (b'"usage"', b'"error"', b"[DONE]"):
@@ -125,7 +132,8 @@ class StreamRelay:
                 end = at
         if end == len(raw):
             return end
-        return raw.rfind(b"\n\n", 0, end) + 2  # where the event holding the mark starts
+        start = raw.rfind(b"\n\n", 0, end)  # the end of the event before the mark's
+        return start + 2 if start >= 0 else 0
 
     def chunk(self, data: str) -> dict | str | None:
         """One upstream event's data -> the chunk as the client should see it, parsed (for

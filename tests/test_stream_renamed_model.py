@@ -90,6 +90,13 @@ async def test_the_vendors_name_inside_text_or_a_nested_object_is_left_alone(ven
     assert got[1]["meta"] == {"model": VENDOR_MODEL}
 
 
+async def test_a_nested_vendor_name_under_another_top_level_name_is_left_alone(vendor_with):
+    dated = chunk("c", model=VENDOR_MODEL + "-0613", meta={"model": VENDOR_MODEL})
+    base, _ = await vendor_with(compact(dated), "[DONE]")
+    got = json.loads((await streamed(base))[0])
+    assert got["model"] == "my-alias" and got["meta"] == {"model": VENDOR_MODEL}
+
+
 async def test_a_chunk_with_usage_is_read_and_renamed_too(vendor_with):
     usage = {"prompt_tokens": 2, "completion_tokens": 1, "total_tokens": 3}
     base, gw = await vendor_with(compact(chunk("x")), compact(chunk("", "stop", usage=usage)),

@@ -10,7 +10,11 @@ import math
 
 import pytest
 
+from freeapi.handlers.door import ChatEvents
 from freeapi.ledger import StreamSizes, estimate_usage
+from freeapi.provider import Provider
+from freeapi.relay import StreamRelay
+from freeapi.routing import Route
 from freeapi.sse import Run, SSEParser
 from tests.fakes.deepseek import GOOD
 from tests.fakes.raw_vendor import RawVendor, head
@@ -135,6 +139,32 @@ async def test_a_stream_without_usage_is_estimated_from_the_events_of_the_read(v
     text = sum(map(len, events)) - 3 * min(map(len, events))
     assert rows[0]["estimated"]
     assert rows[0]["completion_tokens"] == max(3, math.ceil(text / 4))
+
+
+# -- StreamRelay.block: how much of a run passes as it came ---------------------------------
+
+class Plain(Provider):
+    name = "plain"
+
+
+def relay(requested: str = "deepseek-chat") -> StreamRelay:
+    return StreamRelay(Route(Plain.__new__(Plain), "deepseek-chat"), requested,
+                       include_usage=False)
+
+
+def test_block_passes_a_plain_run_whole_and_stops_at_the_event_to_read():
+    plain = data(chunk("a"), chunk("b"))
+    r = relay()
+    assert r.block(plain) == len(plain)
+    for mark in (chunk(usage=USAGE, choices=False), '{"error":{"message":"x"}}', "[DONE]"):
+        assert r.block(plain + data(mark, chunk("c"))) == len(plain)
+        assert r.block(data(mark, chunk("c"))) == 0  # the first event is the one to read
+
+
+def test_a_relay_that_changes_every_chunk_takes_no_runs():
+    renamed = relay("an-alias")
+    assert renamed.block(data(chunk("a"))) == 0
+    assert ChatEvents(renamed).block is None and ChatEvents(relay()).block is not None
 
 
 # -- Run.of: which reads are whole one-line events ------------------------------------------

@@ -38,11 +38,7 @@ _STOP: dict[str | None, str] = {"stop": "end_turn", "length": "max_tokens", "too
 
 # One encoder, built once (freeapi/json_text.py): json.dumps with arguments builds one per
 # call, which was most of count_tokens' estimate (~30 us a block).
-_ENCODE = compact
-
-
-def _dumps(obj) -> str:
-    return _ENCODE(obj)
+_ENCODE = _dumps = compact
 
 
 def error_body(err: APIError) -> dict:

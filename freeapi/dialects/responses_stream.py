@@ -210,8 +210,8 @@ class EventStream:
             if item is not None and item["type"] == "message":
                 # the usual chunk, more text for the open message: _text's work inline
                 item["content"][0]["text"] += content
-                out = self._delta("response.output_text.delta", item["id"], content,
-                                  logprobs=True)
+                out += self._delta("response.output_text.delta", item["id"], content,
+                                   logprobs=True)
             else:
                 out += self._text(content)
         calls = delta.get("tool_calls")

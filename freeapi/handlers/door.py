@@ -21,7 +21,9 @@ class ChatEvents:
     def __init__(self, relay):
         self.relay = relay
         self.feed = relay.feed  # bound once: the per-event path stays one call
-        self.block = relay.block  # a run of events passed on whole (ResponseWriter._relay)
+        # a run of events passed on whole (ResponseWriter._relay); none for a relay that
+        # changes every chunk (the reads are then not checked for runs at all)
+        self.block = relay.block if relay.passes_runs else None
 
     def finish(self) -> bytes:
         return self.relay.finish() + sse.DONE

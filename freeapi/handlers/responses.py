@@ -156,7 +156,6 @@ class ResponseEvents:
     def __init__(self, door: "ResponsesHandler", relay):
         self.door, self.relay, self.events = door, relay, door.events
         self.failed = False
-        self.began = False  # the door's opening events are out (door.started)
         self.on_finish = None  # set by the pipeline: called with the answer at the end
 
     def feed(self, data: str) -> bytes:
@@ -165,11 +164,7 @@ class ResponseEvents:
         chunk = self.relay.chunk(data)
         if chunk is None:
             return b""
-        if self.began:
-            out = b""
-        else:
-            self.began = True
-            out = self.door.started()
+        out = self.door.started()
         if isinstance(chunk, str):
             message = _vendor_message(chunk)
             if message is None:

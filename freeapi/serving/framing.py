@@ -27,7 +27,7 @@ def response_head(request: httputil.RequestStartLine, request_headers: httputil.
     code = start_line.code
     chunking = (request.version == "HTTP/1.1" and request.method != "HEAD"
                 and code not in (204, 304) and not 100 <= code < 200
-                and "Content-Length" not in headers)
+                and "Content-Length" not in headers and "Transfer-Encoding" not in headers)
     if request.version == "HTTP/1.1" and disconnect:
         headers["Connection"] = "close"
     if request.version == "HTTP/1.0" and \

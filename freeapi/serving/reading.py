@@ -100,6 +100,12 @@ class RequestReader:
         version = p.get_http_version()
         if not version.startswith("1."):  # llhttp takes 0.9 and 2.0 too; Tornado does not
             raise Malformed(f"Unexpected HTTP version HTTP/{version}")
+        if p.should_upgrade() and (headers.get("Content-Length", "0") != "0"
+                                   or "Transfer-Encoding" in headers):
+            # llhttp reads no body after an upgrade offer: the request would run without
+            # it and the body be read as the next request. Refused instead (Tornado reads
+            # the body and answers over HTTP/1.1; curl --http2 offers h2c without one).
+            raise Malformed("a request offering an upgrade carries a body")
         start_line = httputil.RequestStartLine(
             p.get_method().decode("latin-1"), b"".join(self._url).decode("latin-1"),
             "HTTP/" + version)
