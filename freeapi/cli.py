@@ -137,7 +137,7 @@ async def serve(gateway: Gateway, reuse_port: bool = False, redactor=None):
                         public_url(p.base_url))
     log.info("freeapi %s listening on http://%s:%d/v1 (gateway auth %s, up to %d "
              "connections)", __version__, cfg.host, cfg.port,
-             "on" if gateway.auth.enabled else "off", server.max_connections)
+             "on" if gateway.auth.enabled else "off", server.cap.max_connections)
     log.info("state: %s", gateway.store.describe())
     # Which loop runs: uvloop where it installs, asyncio elsewhere (not visible from outside).
     log.info("event loop: %s", "uvloop" if type(asyncio.get_running_loop()).__module__

@@ -24,7 +24,7 @@ from tornado.iostream import IOStream, StreamClosedError
 
 from freeapi.connection_watch import ConnectionWatch
 from freeapi.errors import APIError
-from freeapi.serving.accept import MAX_LINGERING, Reports, accept_on
+from freeapi.serving.accept import DROP, REFUSE, SERVE, ConnectionCap, accept_on
 
 log = logging.getLogger("freeapi.server")
 
@@ -134,25 +134,19 @@ class GatewayServer(HTTPServer):
             # (HTTP1ConnectionParameters.header_timeout, one gen.with_timeout per request)
             # would only repeat it.
             self.conn_params.header_timeout = None
-        self.max_connections = max_connections or default_max_connections()
-        self.open_connections = 0
-        self.refused = 0  # connections refused at the cap, for tests and stats
-        self.accept_failures = 0  # accept() calls that found no descriptor
-        self._lingering = 0
-        self._report = Reports(log)
+        self.cap = ConnectionCap(max_connections or default_max_connections(), log)
         self._refusal = _refusal()
 
     # -- the connection cap ---------------------------------------------------------------
 
     def handle_stream(self, stream: IOStream, address: tuple) -> None:
-        if self.open_connections >= self.max_connections:
-            self.refused += 1
-            self._report("refused", "refusing new connections: %d open, the limit is "
-                                    "server.max_connections=%d" % (self.open_connections,
-                                                                  self.max_connections))
-            self._refuse(stream)
+        verdict = self.cap.admit()
+        if verdict == DROP:
+            stream.close()
             return
-        self.open_connections += 1
+        if verdict == REFUSE:
+            answer_and_close(stream, self._refusal).add_done_callback(self._lingered)
+            return
         # Nagle off for the connection's life. Tornado turns it off when a response ends and
         # back on after it, two setsockopt calls (and two Python-level socket.family enum
         # conversions) per request, and leaves it on while a streamed response's events
@@ -163,7 +157,7 @@ class GatewayServer(HTTPServer):
         super().handle_stream(stream, address)
 
     def on_close(self, server_conn) -> None:
-        self.open_connections -= 1
+        self.cap.closed(SERVE)
         watch = self._watches.pop(server_conn, None)
         if watch is not None:
             watch.stop()
@@ -178,15 +172,8 @@ class GatewayServer(HTTPServer):
             watch = self._watches[server_conn] = ConnectionWatch(self.stall_timeout)
         return watch.request(request_conn, delegate)
 
-    def _refuse(self, stream: IOStream):
-        if self._lingering >= MAX_LINGERING:
-            stream.close()
-            return
-        self._lingering += 1
-        answer_and_close(stream, self._refusal).add_done_callback(self._lingered)
-
     def _lingered(self, _):
-        self._lingering -= 1
+        self.cap.closed(REFUSE)
 
     # -- accepting ------------------------------------------------------------------------
 
@@ -194,11 +181,7 @@ class GatewayServer(HTTPServer):
         for sock in sockets:
             self._sockets[sock.fileno()] = sock
             self._handlers[sock.fileno()] = accept_on(sock, self._handle_connection,
-                                                      self._exhausted)
-
-    def _exhausted(self, message: str) -> None:
-        self.accept_failures += 1
-        self._report("exhausted", message)
+                                                      self.cap.exhausted)
 
 
 def make_server(app, config):

@@ -205,7 +205,7 @@ async def test_fd_exhaustion_pauses_accepting_and_is_logged_once(make_gateway, c
         # the connection waits in the backlog while accept() fails, then is served
         resp = await request(f"http://127.0.0.1:{port}/ping", key=None, timeout=5)
         assert resp.code == 200, resp
-        assert server.accept_failures == 3
+        assert server.cap.accept_failures == 3
         assert _ExhaustedSocket.attempts <= 6, f"the accept loop spun: {_ExhaustedSocket.attempts}"
         warnings = [r.getMessage() for r in caplog.records if r.name == "freeapi.server"]
         assert len(warnings) == 1 and "ulimit -n" in warnings[0], warnings

@@ -69,6 +69,51 @@ def accept_on(sock: socket.socket, handle: Callable[[socket.socket, tuple], None
     return remove
 
 
+SERVE, REFUSE, DROP = "serve", "refuse", "drop"  # ConnectionCap.admit's verdicts
+
+
+class ConnectionCap:
+    """The cap on open client connections (server.max_connections) both servers keep: a
+    connection within it is served; one beyond it gets a short 503 and a clean close
+    (read out for a while, so the client sees the 503 rather than a reset), or, with
+    MAX_LINGERING such closes under way, is closed at once. Refusals and failed accepts
+    are logged once per interval and counted (tests, stats)."""
+
+    def __init__(self, max_connections: int, logger):
+        self.max_connections = max_connections
+        self.open = 0  # connections served now
+        self.lingering = 0  # refused connections being read out
+        self.refused = 0
+        self.accept_failures = 0  # accept() calls that found no descriptor
+        self._report = Reports(logger)
+
+    def admit(self) -> str:
+        """SERVE, REFUSE or DROP a new connection; the caller reports its end with
+        `closed(verdict)` for the first two."""
+        if self.open < self.max_connections:
+            self.open += 1
+            return SERVE
+        self.refused += 1
+        self._report("refused", "refusing new connections: %d open, the limit is "
+                                "server.max_connections=%d" % (self.open,
+                                                              self.max_connections))
+        if self.lingering >= MAX_LINGERING:
+            return DROP
+        self.lingering += 1
+        return REFUSE
+
+    def closed(self, verdict: str) -> None:
+        if verdict == SERVE:
+            self.open -= 1
+        elif verdict == REFUSE:
+            self.lingering -= 1
+
+    def exhausted(self, message: str) -> None:
+        """accept_on's report of a pause for want of descriptors."""
+        self.accept_failures += 1
+        self._report("exhausted", message)
+
+
 class Reports:
     """One warning per interval and kind (refused connections, exhausted descriptors), with
     how often it happened meanwhile."""

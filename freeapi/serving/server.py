@@ -14,7 +14,7 @@ import socket
 
 from tornado import netutil
 
-from freeapi.serving.accept import MAX_LINGERING, Reports, accept_on
+from freeapi.serving.accept import DROP, REFUSE, SERVE, ConnectionCap, accept_on
 from freeapi.serving.connection import ClientConnection
 
 log = logging.getLogger("freeapi.server")
@@ -26,19 +26,14 @@ class HttptoolsServer:
     def __init__(self, app, max_connections: int, max_body_size: int,
                  stall_timeout: float | None, refusal: bytes):
         self.app = app  # an HTTPServerConnectionDelegate: the tornado.web.Application
-        self.max_connections = max_connections
+        self.cap = ConnectionCap(max_connections, log)
         self.max_body_size = max_body_size
         self.stall_timeout = stall_timeout
-        self.open_connections = 0
-        self.refused = 0  # connections refused at the cap, for tests and stats
-        self.accept_failures = 0  # accept() calls that found no descriptor
         self.refusal = refusal  # the 503 a connection beyond the cap gets
-        self._lingering = 0
         self._connections: set[ClientConnection] = set()
         self._stops: list = []
         self._sockets: list[socket.socket] = []
         self._all_closed: asyncio.Future | None = None
-        self._report = Reports(log)
 
     def listen(self, port: int, address: str = "", reuse_port: bool = False,
                backlog: int = 2048) -> None:
@@ -48,28 +43,17 @@ class HttptoolsServer:
     def add_sockets(self, sockets) -> None:
         for sock in sockets:
             self._sockets.append(sock)
-            self._stops.append(accept_on(sock, self.serve_connection, self._exhausted))
-
-    def _exhausted(self, message: str) -> None:
-        self.accept_failures += 1
-        self._report("exhausted", message)
+            self._stops.append(accept_on(sock, self.serve_connection, self.cap.exhausted))
 
     def serve_connection(self, sock: socket.socket, address) -> None:
         """Serve one accepted client connection (or refuse it, at the cap)."""
+        verdict = self.cap.admit()
+        if verdict == DROP:
+            sock.close()
+            return
         sock.setblocking(False)
         conn = ClientConnection(self)
-        if self.open_connections >= self.max_connections:
-            self.refused += 1
-            self._report("refused", "refusing new connections: %d open, the limit is "
-                                    "server.max_connections=%d" % (self.open_connections,
-                                                                  self.max_connections))
-            if self._lingering >= MAX_LINGERING:
-                sock.close()
-                return
-            self._lingering += 1
-            conn.refusing = True
-        else:
-            self.open_connections += 1
+        conn.refusing = verdict == REFUSE
         self._connections.add(conn)
         loop = asyncio.get_running_loop()
         task = loop.create_task(loop.connect_accepted_socket(lambda: conn, sock))
@@ -85,10 +69,7 @@ class HttptoolsServer:
         if conn not in self._connections:
             return
         self._connections.discard(conn)
-        if conn.refusing:
-            self._lingering -= 1
-        else:
-            self.open_connections -= 1
+        self.cap.closed(REFUSE if conn.refusing else SERVE)
         if not self._connections and self._all_closed is not None \
                 and not self._all_closed.done():
             self._all_closed.set_result(None)
