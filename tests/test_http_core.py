@@ -340,3 +340,26 @@ async def test_closing_all_connections_does_not_wait_on_a_client_that_reads_noth
     await asyncio.wait_for(server.close_all_connections(), 2)
     assert await c.closed_within(2)
     gateway.close()
+
+
+async def test_closing_all_connections_closes_one_still_being_set_up():
+    # Accepted, its transport not made yet when the server closes everything: it is closed
+    # as soon as it arrives, not served on until the caller's own timeout gives up.
+    pm = make_plugin_manager()
+    types = provider_types(pm)
+    gateway = Gateway(parse_config({}, types), pm, types)
+    server = make_server(make_app(gateway), gateway.config)
+    assert isinstance(server, HttptoolsServer)
+    listener, port = bind_unused_port()
+    client = socket.create_connection(("127.0.0.1", port))
+    accepted, address = listener.accept()
+    try:
+        server.serve_connection(accepted, address)  # its transport is made in a later turn
+        await asyncio.wait_for(server.close_all_connections(), 0.5)
+        assert server.cap.open == 0
+        client.settimeout(2)
+        assert client.recv(1) == b""  # closed by the gateway, not left open
+    finally:
+        client.close()
+        listener.close()
+        gateway.close()

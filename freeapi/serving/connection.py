@@ -44,13 +44,13 @@ class _Quiet(Exception):
 
 
 class _Context:
-    """What HTTPServerRequest reads of a connection (as Tornado's _HTTPRequestContext)."""
+    """What HTTPServerRequest reads of a connection (as Tornado's _HTTPRequestContext:
+    remote_ip and protocol; its address and trusted_downstream serve X-Forwarded-For
+    handling, which freeapi does not ask of Tornado)."""
 
     def __init__(self, address):
-        self.address = address
         self.remote_ip = address[0] if isinstance(address, tuple) and address else "0.0.0.0"
         self.protocol = "http"
-        self.trusted_downstream: set = set()
 
     def __str__(self) -> str:
         return self.remote_ip
@@ -87,11 +87,15 @@ class ClientConnection(asyncio.Protocol, httputil.HTTPConnection):
         self.lingering = 0  # bytes still to read and drop after answer_and_close
         self.eof_sent = False
         self.refusing = False  # beyond server.max_connections: answered 503 and closed
+        self.close_on_arrival = False  # close() came before the transport did
 
     # -- asyncio.Protocol -------------------------------------------------------------------
 
     def connection_made(self, transport):
         self.transport = transport
+        if self.close_on_arrival:  # the server is closing every connection (close())
+            transport.close()
+            return
         # A write's future resolves once the kernel has the data (as IOStream's): a client
         # that does not read holds up the writer, not the gateway's memory.
         transport.set_write_buffer_limits(high=0)
@@ -257,11 +261,10 @@ class ClientConnection(asyncio.Protocol, httputil.HTTPConnection):
         delegate = self.delegate
         if delegate is None:
             return
-        if not self.write_finished:
-            self.blocked = _INFLIGHT  # the next request waits for this one's answer
-            self._call(delegate.finish)
-        else:
-            self._done_with_request()
+        # (With the answer written before the body was read, finish() has let go of the
+        # delegate: the request ends above.)
+        self.blocked = _INFLIGHT  # the next request waits for this one's answer
+        self._call(delegate.finish)
 
     def _bad(self, reason: str):
         log.info("Malformed HTTP message from %s: %s", self.context, reason)
@@ -349,12 +352,16 @@ class ClientConnection(asyncio.Protocol, httputil.HTTPConnection):
         self.close_callback = callback
 
     def close(self):
-        if self.transport is not None and not self.closed:
+        if self.transport is None:  # accepted, its transport still being made
+            self.close_on_arrival = True
+        elif not self.closed:
             self.transport.close()
 
     def abort(self):
         """Close at once: what the kernel has not taken yet is dropped."""
-        if self.transport is not None and not self.closed:
+        if self.transport is None:
+            self.close_on_arrival = True
+        elif not self.closed:
             self.transport.abort()
 
     def answer_and_close(self, answer: bytes, seconds: float = 1.0,
