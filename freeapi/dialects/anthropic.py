@@ -32,8 +32,9 @@ ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error",
                503: "overloaded_error", 529: "overloaded_error"}
 
 # Keyed by the vendor's finish_reason as it came (None when absent).
-_STOP: dict[str | None, str] = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use",
-         "function_call": "tool_use", "content_filter": "refusal"}
+STOP_REASONS: dict[str | None, str] = {
+    "stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use",
+    "function_call": "tool_use", "content_filter": "refusal"}
 
 
 # One encoder, built once (freeapi/json_text.py): json.dumps with arguments builds one per
@@ -105,7 +106,7 @@ def validate(body: dict, count_only: bool = False) -> tuple[str, bool]:
     return model, stream
 
 
-def _text_of(content) -> str:
+def text_of(content) -> str:
     """The text of a string or of the text blocks of a block list."""
     if isinstance(content, str):
         return content
@@ -157,7 +158,7 @@ def _user_turn(content) -> list[dict]:
         kind = block.get("type")
         if kind == "tool_result":
             result = block.get("content")
-            text = _text_of(result) if result is not None else ""
+            text = text_of(result) if result is not None else ""
             if isinstance(result, list) and any(isinstance(b, dict) and b.get("type") == "image"
                                                 for b in result):
                 text += "\n[image omitted: tool results are text for this vendor]"
@@ -228,12 +229,12 @@ def to_chat(body: dict) -> tuple[dict, list[str]]:
     Code sends reminders that way) stay `system` messages where they are.
     """
     messages: list[dict] = []
-    system = _text_of(body.get("system"))
+    system = text_of(body.get("system"))
     leading = True
     for m in body["messages"]:
         role, content = m["role"], m["content"]
         if role == "system":
-            text = _text_of(content)
+            text = text_of(content)
             if leading:
                 system = f"{system}\n\n{text}" if system else text
             elif text:
@@ -355,7 +356,7 @@ def from_chat(data: dict, model: str) -> dict:
         content.append({"type": "tool_use", "id": call.get("id") or "toolu_" + secrets.token_hex(8),
                         "name": fn.get("name") or "", "input": _tool_input(fn.get("arguments"))})
     finish = choice.get("finish_reason")
-    stop = _STOP.get(finish, "end_turn") if isinstance(finish, str) else "end_turn"
+    stop = STOP_REASONS.get(finish, "end_turn") if isinstance(finish, str) else "end_turn"
     if calls and stop == "end_turn":
         stop = "tool_use"
     elif stop == "tool_use" and not calls:

@@ -6,7 +6,9 @@
 
 from __future__ import annotations
 
-from freeapi.dialects.anthropic import _bad, _dumps, _text_of
+from freeapi.dialects.anthropic import text_of
+from freeapi.errors import invalid_request
+from freeapi.json_text import compact
 
 # The most messages, content blocks and tools one count_tokens estimate walks (a gateway
 # bound, not Anthropic's: the walk is Python work per item, done for callers a vendor never
@@ -40,8 +42,9 @@ def check_countable(body: dict) -> None:
         if isinstance(content, list):
             items += len(content)
     if items > MAX_COUNTED_ITEMS:
-        raise _bad(f"count_tokens counts at most {MAX_COUNTED_ITEMS} messages, content "
-                   "blocks, system blocks and tools in one request.", "messages")
+        raise invalid_request(f"count_tokens counts at most {MAX_COUNTED_ITEMS} messages, "
+                              "content blocks, system blocks and tools in one request.",
+                              param="messages")
 
 
 def estimate_tokens(body: dict) -> int:
@@ -49,7 +52,7 @@ def estimate_tokens(body: dict) -> int:
     tool definitions, plus a few tokens per message and per image (1600, Anthropic's
     estimate for a ~1.15 MP image: https://docs.anthropic.com/en/docs/build-with-claude/vision).
     The body has passed check_countable()."""
-    total = _count_text(_text_of(body.get("system")))
+    total = _count_text(text_of(body.get("system")))
     for m in body.get("messages") or ():
         if not isinstance(m, dict):
             continue
@@ -68,8 +71,8 @@ def estimate_tokens(body: dict) -> int:
             elif block.get("type") == "thinking":
                 total += _count_text(str(block.get("thinking") or ""))
             else:
-                total += _count_text(_dumps({k: v for k, v in block.items()
+                total += _count_text(compact({k: v for k, v in block.items()
                                              if k not in ("type", "cache_control")}))
     for tool in body.get("tools") or ():
-        total += _count_text(_dumps(tool)) + 8
+        total += _count_text(compact(tool)) + 8
     return max(total, 1)

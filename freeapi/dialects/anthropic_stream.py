@@ -15,12 +15,13 @@ from __future__ import annotations
 import json
 import re
 import secrets
-from json.encoder import encode_basestring as _string  # C, no ASCII escaping: like _dumps
+from json.encoder import encode_basestring as _string  # C, no ASCII escaping: like compact
 
-from freeapi.dialects.anthropic import (_STOP, _dumps, chat_usage, message_id, signature,
-                                        sse, stream_error, usage_of)
+from freeapi.dialects.anthropic import (STOP_REASONS, chat_usage, message_id, signature, sse,
+                                        stream_error, usage_of)
 from freeapi.errors import APIError
 from freeapi.keys import redact
+from freeapi.json_text import compact
 from freeapi.jsonvalues import obj_at
 
 
@@ -106,7 +107,8 @@ class StreamTranslator:
                 out += self._tool(tc)
         finish = choice.get("finish_reason")
         if finish:  # a vendor's odd value (a list, a number) is no reason we know
-            self.stop = _STOP.get(finish, "end_turn") if isinstance(finish, str) else "end_turn"
+            self.stop = (STOP_REASONS.get(finish, "end_turn") if isinstance(finish, str)
+                         else "end_turn")
         return out
 
     def _prose(self, kind: str, text: str) -> bytes:
@@ -246,7 +248,7 @@ class NativeEvents:
             if kind == "message_start" and isinstance(event.get("message"), dict):
                 event["message"]["model"] = self.model
                 self._note(event["message"].get("usage"))
-                data = _dumps(event)
+                data = compact(event)
             elif kind == "message_delta":
                 self._note(event.get("usage"))
             elif kind == "error":
