@@ -19,7 +19,8 @@ from freeapi.errors import APIError
 # Re-exported: the states and the health store are part of the pool's interface.
 from freeapi.keyhealth import (COOLDOWN, INVALID, NO_BALANCE, OK,  # noqa: F401
                                HealthStore, KeyHealth)
-from freeapi.keyprobes import HOST_PROBE_INTERVAL, KeyProbes
+from freeapi import keyprobes
+from freeapi.keyprobes import KeyProbes
 from freeapi.keys import mask
 
 # Error-ratio rule for 5xx/timeouts: one failure is noise, a run of them is a bad key/route.
@@ -195,11 +196,12 @@ class KeyPool(KeyProbes):
                     "could not be reached" if h.down == "connect" else "dropped the connection")
                 return APIError(504 if timeout else 502,
                                 f"{self.name}: the server {what} moments ago; the gateway "
-                                f"checks it every {HOST_PROBE_INTERVAL:g}s and lets requests "
-                                "through as soon as it answers.",
+                                f"checks it every {keyprobes.HOST_PROBE_INTERVAL:g}s and lets "
+                                "requests through as soon as it answers.",
                                 type="timeout_error" if timeout else None,
                                 code="upstream_timeout" if timeout else "upstream_unreachable",
-                                retry_after=str(max(1, math.ceil(HOST_PROBE_INTERVAL))))
+                                retry_after=str(max(1, math.ceil(
+                                    keyprobes.HOST_PROBE_INTERVAL))))
         wait = self.wait_hint(keys)
         if wait is not None:
             return APIError(429, f"{self.name}: every key is cooling down after rate limits; "

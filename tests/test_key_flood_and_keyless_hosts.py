@@ -87,12 +87,14 @@ async def test_a_stopped_keyless_server_fails_fast_and_is_back_as_soon_as_it_ans
     base, gw = local_gateway(make_gateway, fake.start())
     fake.stop()
     try:
-        for _ in range(8):
+        for i in range(8):
             resp = await request(base + "/v1/chat/completions", "POST",
                                  chat_body(model="local/qwen3"), key=GW_KEY)
             err = error_of(resp, 502)  # the real error, never "keys cooling down"
             assert err["code"] == "upstream_unreachable"
             assert resp.headers["Retry-After"] == "1"  # the host is probed every second
+            if i:  # after the first failure: the interval in use, not the default's
+                assert "checks it every 0.2s" in err["message"]
         fake.start()
         started = time.monotonic()
         while True:
