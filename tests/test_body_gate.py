@@ -55,6 +55,26 @@ async def test_a_route_that_refuses_every_body_answers_before_reading_it(make_ga
     assert gw.body_budget.used == 0
 
 
+@pytest.mark.parametrize("path,shape", [("/v1/chat/completions", "code"),
+                                        ("/v1/messages", "type"),
+                                        ("/v1/responses", "code")])
+async def test_a_draining_gateway_refuses_a_chat_door_before_its_body(make_gateway, path,
+                                                                      shape):
+    # Graceful shutdown: a client must not be made to send its whole body for a 503.
+    base, gw = make_gateway()
+    gw.draining = True
+    c = await RawClient.connect(base)
+    await c.send(f"POST {path} HTTP/1.1\r\nHost: gw\r\nContent-Type: application/json\r\n"
+                 f"Content-Length: 10000000\r\n\r\n{{".encode())
+    got, _, body = await c.response(timeout=3)  # not after 10 MB
+    err = json.loads(body)["error"]
+    assert got == 503 and err[shape] == {"code": "shutting_down",
+                                         "type": "overloaded_error"}[shape]
+    assert await c.closed_within(3)
+    c.close()
+    assert gw.body_budget.used == 0
+
+
 @pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/files"])
 async def test_a_content_length_in_non_ascii_digits_is_answered_not_dropped(make_gateway,
                                                                             caplog, path):

@@ -39,10 +39,17 @@ class DoorHandler(APIHandler):
     remembers_reasoning = False
     pipeline: Pipeline | None = None
 
+    @classmethod
+    def before_body(cls, arrival, request) -> None:
+        super().before_body(arrival, request)
+        if arrival.gateway.draining:
+            # Refused before the body: a client is not made to send it for a 503.
+            raise shutdown_error()
+
     def prepare(self):
         super().prepare()
         self.pipeline = Pipeline(self, self.gateway)
-        if self.gateway.draining:
+        if self.gateway.draining:  # (draining began while the body was on its way)
             raise shutdown_error()
         self.gateway.active.add(self)
 
