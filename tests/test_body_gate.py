@@ -87,7 +87,10 @@ async def test_a_content_length_in_non_ascii_digits_is_answered_not_dropped(make
     status, _, _ = await c.response(timeout=3)
     assert status == 400
     c.close()
-    assert not [r for r in caplog.records if r.exc_info], "a traceback was logged"
+    # (the gateway's loggers: an SDK client another test left to the collector can log its
+    # own failed close on this test's loop)
+    assert not [r for r in caplog.records if r.exc_info
+                and r.name.startswith(("freeapi", "tornado"))], "a traceback was logged"
 
 
 def _chunk(data: bytes) -> bytes:

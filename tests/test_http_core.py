@@ -189,8 +189,10 @@ async def test_a_malformed_request_gets_400_and_a_close(base, request_bytes, cap
     status_line = await c.reader.readuntil(b"\r\n")
     assert status_line.startswith(b"HTTP/1.1 400"), status_line
     assert await c.closed_within(3)
-    # the client's fault, not the gateway's: logged without a traceback
-    assert not [r.getMessage() for r in caplog.records if r.exc_info]
+    # the client's fault, not the gateway's: logged without a traceback (by the gateway's
+    # loggers: an SDK client another test left to the collector may log its own)
+    assert not [r.getMessage() for r in caplog.records if r.exc_info
+                and r.name.startswith(("freeapi", "tornado"))]
 
 
 async def test_headers_beyond_64_kib_close_the_connection(base):
