@@ -682,7 +682,8 @@ def profile(args):
 
 
 def variants(args):
-    """freeapi as is, then with uvloop and/or orjson switched on from outside (variant.py)."""
+    """freeapi as is, then with variant.py's switches (--orjson, --relay-only, ...), then
+    the bare proxy (bench/bare_proxy.py, asyncio) as the ceiling, one after the other."""
     tmp = tempfile.mkdtemp(prefix="freeapi-variants-")
     up_port = free_port()
     up = start("upstream", pinned(args.client_cpu, ["node", os.path.join(HERE, "upstream.js"),
@@ -690,11 +691,20 @@ def variants(args):
     wait_http(f"http://127.0.0.1:{up_port}/stats", up)
     rows = ["| freeapi variant | c=1 p50 | c=32 req/s | 20-chunk stream c=1 p50 | stream c=32 "
             "req/s | first streamed byte p50 |", "|---|---|---|---|---|---|"]
-    for variant in args.variant_list:
-        fa, t = start_freeapi(tmp, up_port, args, cpus=args.server_cpu, variant=variant)
+    # the issue 18 bare proxy last, as the ceiling of the same run
+    for variant in [*args.variant_list, None]:
+        if variant is None:
+            port = free_port()
+            fa = start("bare-proxy", pinned(args.server_cpu, [
+                PY, os.path.join(HERE, "bare_proxy.py"), "--port", str(port), "--upstream",
+                f"http://127.0.0.1:{up_port}"]), logdir=tmp)
+            wait_http(f"http://127.0.0.1:{port}{PATH}", fa)
+            t, name = Target("bare", f"http://127.0.0.1:{port}{PATH}"), "the bare proxy"
+        else:
+            fa, t = start_freeapi(tmp, up_port, args, cpus=args.server_cpu, variant=variant)
+            name = " ".join(variant) or "as is"
         wrk(t, 8, 1, False, args.client_cpu)
         wrk(t, 8, 1, True, args.client_cpu)
-        name = " ".join(variant) or "as is"
         log(f"variant {name}")
         r = {k: wrk(t, c, args.duration, st, args.client_cpu)
              for k, c, st in (("ns1", 1, False), ("ns32", 32, False), ("st1", 1, True),
@@ -1013,7 +1023,8 @@ def main():
                         "switched on from outside (bench/variant.py; needs both installed)")
     p.add_argument("--variant", action="append", default=[], metavar="FLAGS",
                    help="--variants: a variant.py flag set such as '--uvloop --nodelay' "
-                        "(repeatable; default: as is, --uvloop, --orjson, --nodelay, all)")
+                        "(repeatable; written --variant='--relay-only'; default: as is, "
+                        "--uvloop, --orjson, --nodelay, all)")
     p.add_argument("--top", type=int, default=25, help="--profile: functions listed")
     args = p.parse_args()
     if args.render:

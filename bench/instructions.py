@@ -33,6 +33,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -111,6 +112,35 @@ class Client:
                 return status, b"".join(out)
 
 
+def run_clients(clients: list[Client], path: str, body: bytes, cell: str, n: int):
+    """n requests in all, each client sending its share one after the other; with more
+    than one client they are in flight at once (one thread each), as under wrk -c."""
+    errors: list[str] = []
+
+    def share(c: Client, k: int):
+        try:
+            for _ in range(k):
+                status, data = c.request(path, body)
+                if status != 200:
+                    errors.append(f"{cell}: HTTP {status}: {data[:200]!r}")
+                    return
+        except OSError as e:
+            errors.append(f"{cell}: {e}")
+
+    if len(clients) == 1:
+        share(clients[0], n)
+    else:
+        k, extra = divmod(n, len(clients))
+        threads = [threading.Thread(target=share, args=(c, k + (i < extra)))
+                   for i, c in enumerate(clients)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    if errors:
+        raise SystemExit(errors[0])
+
+
 def wait_port(port: int, proc, timeout=240.0):
     end = time.time() + timeout
     while time.time() < end:
@@ -148,23 +178,25 @@ def ctl(pid: int, *args: str):
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-def thread_ir(out_prefix: str) -> tuple[int, int]:
-    """(main thread, other threads) instructions over the dumps (--separate-threads=yes:
-    one file per thread and dump, `<prefix>[.<dump>]-<thread>`)."""
-    main = other = 0
+def thread_ir(out_prefix: str) -> tuple[dict, dict]:
+    """{event: count} of the main thread and of the other threads over the dumps
+    (--separate-threads=yes: one file per thread and dump, `<prefix>[.<dump>]-<thread>`).
+    Ir alone, or with --cache-sim also the cache events (D1mr, DLmr, ...)."""
+    main: dict = {}
+    other: dict = {}
     for path in glob.glob(out_prefix + "*"):
         m = re.search(r"-(\d+)$", path)
         if m is None:
             continue
-        thread = int(m.group(1))
+        into = main if int(m.group(1)) == 1 else other
+        names: list[str] = []
         with open(path, errors="replace") as f:
             for line in f:
-                if line.startswith("totals:"):  # summary: is 0 with separate threads
-                    n = int(line.split()[1])
-                    if thread == 1:
-                        main += n
-                    else:
-                        other += n
+                if line.startswith("events:"):
+                    names = line.split()[1:]
+                elif line.startswith("totals:"):  # summary: is 0 with separate threads
+                    for name, n in zip(names, line.split()[1:]):
+                        into[name] = into.get(name, 0) + int(n)
     return main, other
 
 
@@ -185,34 +217,36 @@ def measure(args, cells: list[str], bare: bool) -> dict:
                         "--upstream", f"http://127.0.0.1:{up_port}"]
                 argv += ["--uvloop"] if args.loop == "uvloop" else []
                 argv += ["--mode", args.bare_mode]
+            elif args.variant:
+                if args.loop == "asyncio":
+                    raise SystemExit("--variant runs freeapi on uvloop: add --loop uvloop")
+                argv = [PY, os.path.join(HERE, "variant.py"), *args.variant.split(), "--",
+                        "--config", config(tmp, up_port, port, args.access_log, args.http_core)]
             else:
                 argv = [PY, *FREEAPI_MAIN, args.loop, "--config",
                         config(tmp, up_port, port, args.access_log, args.http_core)]
             env = dict(os.environ, PYTHONHASHSEED="0")
             log = open(os.path.join(tmp, f"server-{cell}.log"), "w")
+            cache = ["--cache-sim=yes"] if args.cache_sim else []
             srv = subprocess.Popen(["valgrind", "--tool=callgrind", "--instr-atstart=no",
-                                    "--separate-threads=yes",
+                                    "--separate-threads=yes", *cache,
                                     f"--callgrind-out-file={out}", *argv],
                                    stdout=log, stderr=subprocess.STDOUT, env=env, cwd=tmp)
             try:
                 wait_port(up_port, up)
                 wait_port(port, srv)
-                c = Client(port, None if bare else "bench-key")
+                clients = [Client(port, None if bare else "bench-key")
+                           for _ in range(args.concurrency)]
                 body = body_of(dialect, stream)
-                for _ in range(args.warmup):
-                    status, _ = c.request(path, body)
-                    if status != 200:
-                        raise SystemExit(f"{cell}: HTTP {status}")
+                run_clients(clients, path, body, cell, args.warmup)
                 time.sleep(0.5)  # the ledger's batch timer and other stragglers
                 ctl(srv.pid, "-i", "on")
-                for _ in range(args.n):
-                    status, data = c.request(path, body)
-                    if status != 200:
-                        raise SystemExit(f"{cell}: HTTP {status}: {data[:200]!r}")
+                run_clients(clients, path, body, cell, args.n)
                 time.sleep(0.3)  # the ledger batch and access lines of the last ones
                 ctl(srv.pid, "-i", "off")
                 ctl(srv.pid, "-d")
-                c.sock.close()
+                for c in clients:
+                    c.sock.close()
             finally:
                 srv.terminate()
                 try:
@@ -220,11 +254,19 @@ def measure(args, cells: list[str], bare: bool) -> dict:
                 except subprocess.TimeoutExpired:
                     srv.kill()
                     srv.wait()
-            main_ir, other_ir = thread_ir(out)
+            main_ev, other_ev = thread_ir(out)
+            main_ir, other_ir = main_ev.get("Ir", 0), other_ev.get("Ir", 0)
             results[cell] = {"main": main_ir / args.n, "threads": other_ir / args.n}
-            print(f"{'bare' if bare else 'freeapi'} ({args.loop}) {cell}: {main_ir / args.n / 1000:.0f}k "
+            c = f", {args.concurrency} at once" if args.concurrency > 1 else ""
+            who = "bare" if bare else "freeapi"
+            print(f"{who} ({args.loop}{c}) {cell}: {main_ir / args.n / 1000:.0f}k "
                   f"instructions per request on the event loop's thread, "
                   f"{other_ir / args.n / 1000:.0f}k on other threads", flush=True)
+            if args.cache_sim:
+                both = {k: main_ev.get(k, 0) + other_ev.get(k, 0) for k in main_ev}
+                results[cell]["cache"] = {k: v / args.n for k, v in both.items()}
+                print("    per request, all threads: " + ", ".join(
+                    f"{k} {v / args.n:,.0f}" for k, v in both.items() if k != "Ir"), flush=True)
     finally:
         up.terminate()
         up.wait()
@@ -249,6 +291,13 @@ def main():
                     help="freeapi's server.http_core (default: the tree's own default)")
     ap.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio",
                     help="the servers' event loop")
+    ap.add_argument("--variant", metavar="FLAGS",
+                    help="run freeapi through bench/variant.py with these flags "
+                         "(e.g. '--relay-only')")
+    ap.add_argument("--concurrency", type=int, default=1,
+                    help="client connections sending at once (the counted n is split over them)")
+    ap.add_argument("--cache-sim", action="store_true",
+                    help="callgrind's cache simulation: also D1/LL misses per request")
     ap.add_argument("--keep", action="store_true", help="keep the callgrind files")
     ap.add_argument("--json", help="write the figures here")
     args = ap.parse_args()

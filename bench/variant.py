@@ -9,8 +9,14 @@ anyone changes the core (bench.py --variants uses this):
           while a streamed response is being written).
 --orjson  swaps json.loads/json.dumps process-wide for orjson-backed ones (compact output,
           UTF-8 instead of \\u escapes; anything orjson cannot do falls back to json).
-Both come from bench/.venvs/extras (bench/setup.sh), put on sys.path here only; neither is
-a freeapi dependency.
+--relay-only  POST /v1/chat/completions is relayed by bench/bare_proxy.py's code after
+          freeapi's own HTTP side (its server core, Tornado's Application and routing, the
+          body gate, the gateway key, the JSON body read and checked): what that side costs
+          without the pipeline (key pool, failover, the vendor call, the stream relay, the
+          ledger, metrics), against the bare proxy's RequestHandler on Tornado's server.
+          The upstream is the first enabled provider's base_url.
+uvloop and orjson come from bench/.venvs/extras (bench/setup.sh), put on sys.path here
+only; orjson is not a freeapi dependency.
 """
 import json
 import os
@@ -39,6 +45,28 @@ def use_orjson():
     json.loads, json.dumps = fast_loads, fast_dumps
 
 
+def relay_only():
+    from urllib.parse import urlsplit
+
+    import bare_proxy  # bench/, beside this file
+    from freeapi.handlers.chat import ChatCompletionsHandler, validate
+
+    upstreams: dict = {}
+
+    async def post(self):
+        self.client_token()
+        body = self.json_body()
+        validate(body)
+        base = next(p for p in self.gateway.config.providers.values() if p.enabled).base_url
+        if base not in upstreams:
+            u = urlsplit(base)
+            upstreams[base] = bare_proxy.Upstream(f"http://{u.hostname}:{u.port}")
+        self.up = upstreams[base]
+        await bare_proxy.Relay.relay(self, self.raw_body())
+
+    ChatCompletionsHandler.post = post
+
+
 def main():
     argv = sys.argv[1:]
     rest = argv[argv.index("--") + 1:] if "--" in argv else []
@@ -62,6 +90,8 @@ def main():
             return handle_stream(self, stream, address)
 
         HTTPServer.handle_stream = nodelay_handle_stream
+    if "--relay-only" in flags:
+        relay_only()
     from freeapi.cli import main as freeapi_main
     return freeapi_main(rest)
 
