@@ -98,11 +98,20 @@ def load(args) -> Gateway:
 
 
 def _log_request(handler):
-    # Tornado calls this from the request's own finish(), in its log context.
+    # Tornado's own line: a warning for a 5xx; at debug only while freeapi's access line
+    # (freeapi/access_log.py, server.access_log) is off, which says more.
+    status = handler.get_status()
     gateway = handler.settings.get("freeapi")
-    logs.serve_line(handler.get_status(), handler.request.method, handler.request.path,
-                    handler.request.request_time(),
-                    gateway is not None and gateway.config.access_log)
+    if status >= 500 or (log.isEnabledFor(logging.DEBUG)
+                         and not (gateway is not None and gateway.config.access_log)):
+        # The request's log context (logs.begin) is what the line's fields are read from:
+        # Tornado calls this from the request's own finish().
+        ctx = logs.current.get()
+        if ctx is not None:  # for the JSON format's fields
+            ctx.status, ctx.latency_ms = status, round(1000 * handler.request.request_time())
+        log.log(logging.WARNING if status >= 500 else logging.DEBUG, "%d %s %s %.1fms",
+                status, handler.request.method, handler.request.path,
+                1000.0 * handler.request.request_time())
 
 
 async def serve(gateway: Gateway, reuse_port: bool = False, redactor=None):

@@ -51,22 +51,6 @@ class RequestLog:
 
 current: ContextVar[RequestLog | None] = ContextVar("freeapi_request", default=None)
 
-_serve_log = logging.getLogger("freeapi")
-
-
-def serve_line(status: int, method: str, path: str, seconds: float,
-               access_log_on: bool) -> None:
-    """`freeapi serve`'s line for a request (Tornado's log_function, cli.py, and the
-    answers given before a body was read, handlers/gate.py): a warning for a 5xx; at
-    debug only while freeapi's access line (server.access_log), which says more, is off.
-    Its fields come from the request's log context (`begin`)."""
-    if status >= 500 or (_serve_log.isEnabledFor(logging.DEBUG) and not access_log_on):
-        ctx = current.get()
-        if ctx is not None:  # for the JSON format's fields
-            ctx.status, ctx.latency_ms = status, round(1000 * seconds)
-        _serve_log.log(logging.WARNING if status >= 500 else logging.DEBUG,
-                       "%d %s %s %.1fms", status, method, path, 1000.0 * seconds)
-
 
 def new_id() -> str:
     # 96 random bits. An id only needs to be unique, not unguessable, so the fast

@@ -82,6 +82,7 @@ def make_gateway(io_loop, upstream, request):
     for server, gateway in started:
         server.stop()
         gateway.close()
+    started.clear()  # closed: nothing of theirs is left for pg_url to wait for
     # Let the background key re-probes that close() cancelled finish cancelling, or asyncio
     # reports them as destroyed while pending when the loop closes.
     io_loop.run_sync(lambda: asyncio.sleep(0))
@@ -172,8 +173,10 @@ def pg_url(io_loop, request):
         # before the schema goes, and a deadlock with its last batch is retried, never
         # left as the test's error.
         for _, gateway in request.node.stash.get(GATEWAYS, []):
-            try:
+            try:  # the store's own tasks, the token charges, the ledger's queued entries
                 await asyncio.wait_for(gateway.store.settle(), 5)
+                await asyncio.wait_for(gateway.limits.settle(), 5)
+                await gateway.store.flush()
             except asyncio.TimeoutError:
                 pass
         for attempt in range(20):

@@ -219,7 +219,7 @@ class APIHandler(web.RequestHandler):
             self.arrival.release()  # the connection is taken over: no on_finish gives back
             self._rlog.error = err.code
             self._access_line(err.status)
-            answer_unread(self.gateway, self.request, self._rlog, err, self.error_body(err))
+            answer_unread(self.request, self._rlog, err, self.error_body(err))
             raise Answered()
         try:
             raise err

@@ -41,10 +41,12 @@ class DoorHandler(APIHandler):
 
     @classmethod
     def before_body(cls, arrival, request) -> None:
-        super().before_body(arrival, request)
         if arrival.gateway.draining:
-            # Refused before the body: a client is not made to send it for a 503.
+            # Refused before the body (and before the body budget is asked for room, which
+            # would otherwise answer a full budget's 503 instead): a client is not made to
+            # send its body for a 503.
             raise shutdown_error()
+        super().before_body(arrival, request)
 
     def prepare(self):
         super().prepare()

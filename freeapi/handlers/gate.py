@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from http.client import responses
 
 from tornado import httputil, web
@@ -31,6 +32,8 @@ from tornado import httputil, web
 from freeapi import access_log, logs
 from freeapi.errors import APIError
 from freeapi.server import answer_and_close_connection
+
+log = logging.getLogger("freeapi")
 
 
 class Arrival:
@@ -125,23 +128,21 @@ def access_line(gateway, rlog, request, status: int, caller, gone: bool = False)
         gone)
 
 
-def answer_unread(gateway, request, rlog, err: APIError, body: dict, drain: int = 1 << 20,
+def answer_unread(request, rlog, err: APIError, body: dict, drain: int = 1 << 20,
                   seconds: float = 1.0) -> None:
     """Answer `err` (`body`: in the door's shape) before the request's body is read, on
     its connection taken over from Tornado (which would close it with the body unread,
     resetting it before the client reads the answer), and close it cleanly after reading
-    and dropping at most `drain` bytes for `seconds`. The serve line is logged as for a
-    request Tornado answered (a warning for a 5xx: a drained gateway's 503, a full body
-    budget's)."""
+    and dropping at most `drain` bytes for `seconds`."""
     data = json.dumps(body).encode()
     retry = f"Retry-After: {err.retry_after}\r\n" if err.retry_after else ""
     head = (f"HTTP/1.1 {err.status} {responses.get(err.status, 'Error')}\r\n"
             f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n"
             f"X-Request-Id: {rlog.request_id}\r\n{retry}"  # logs.begin: a sane id
             "Connection: close\r\n\r\n").encode()
+    log.debug("%s %s -> %d before the body (%s)", request.method, request.path, err.status,
+              err.code)
     rlog.error = err.code
-    logs.serve_line(err.status, request.method, request.path, request.request_time(),
-                    gateway.config.access_log)
     answer_and_close_connection(request.connection, head + data, seconds, drain)
 
 
@@ -179,7 +180,7 @@ class BodyGate(httputil.HTTPMessageDelegate):
             rlog = logs.begin(headers.get("X-Request-Id"), getattr(cls, "endpoint", None))
             if cls.access_logged:
                 access_line(arrival.gateway, rlog, self.request, err.status, arrival.caller)
-            answer_unread(arrival.gateway, self.request, rlog, err, cls.error_body(err), drain,
+            answer_unread(self.request, rlog, err, cls.error_body(err), drain,
                           10.0 if full else 1.0)
             return None
         return self.inner.headers_received(start_line, headers)

@@ -47,8 +47,9 @@ A door implements `freeapi.pipeline.door.Door`. Subclass
 `freeapi.handlers.door.DoorHandler`, which implements it with the OpenAI chat defaults
 (its request accessors, `authorization()`, `elapsed()`, `request_id()`, `logged(entry)`,
 `cut()`, and Tornado's writing) and creates `self.pipeline` in `prepare`, wiring
-Tornado's lifecycle to it: draining 503, `gateway.active`, client disconnect, shutdown,
-the ledger entry in `on_finish`. Set on the class:
+Tornado's lifecycle to it: `gateway.active`, client disconnect, shutdown, the ledger
+entry in `on_finish` (a draining gateway's 503 comes before the body, from its
+`before_body`). Set on the class:
 
 - `endpoint`: the ledger's name for the door ("chat", "messages", "responses").
 - `keepalive`: the bytes sent while the vendor is silent (`sse.KEEPALIVE` is the
