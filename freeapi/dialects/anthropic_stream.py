@@ -20,9 +20,9 @@ from json.encoder import encode_basestring as _string  # C, no ASCII escaping: l
 from freeapi.dialects.anthropic import (STOP_REASONS, chat_usage, message_id, signature, sse,
                                         stream_error, usage_of)
 from freeapi.errors import APIError
-from freeapi.keys import redact
 from freeapi.json_text import compact
 from freeapi.jsonvalues import obj_at
+from freeapi.keys import redact
 
 
 _MESSAGE_STOP = sse("message_stop", {"type": "message_stop"})
