@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
-"""/v1/responses against /v1/chat/completions, end to end at c=1: the same request through
-both doors of one freeapi process, in front of bench/upstream.js (zero latency), one
-keep-alive connection each, requests interleaved so both see the same machine load.
-Stdlib only:
+"""/v1/responses (or --door messages: /v1/messages translated to chat completions) against
+/v1/chat/completions, end to end at c=1: the same request through both doors of one
+freeapi process, in front of bench/upstream.js (zero latency), one keep-alive connection
+each, requests interleaved so both see the same machine load. Stdlib only:
 
-    .venv/bin/python bench/door_latency.py [-n 500]
+    .venv/bin/python bench/door_latency.py [-n 500] [--door responses|messages]
 
 Prints p50 / p90 per door and the difference (issue 11: the translation path may add at
 most 0.3 ms per request at c=1). Every process it starts is stopped by pid at the end.
@@ -61,7 +61,9 @@ def timed(conn, path: str, body: dict) -> float:
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("-n", type=int, default=500)
-    n = ap.parse_args().n
+    ap.add_argument("--door", choices=("responses", "messages"), default="responses")
+    args = ap.parse_args()
+    n, door = args.n, args.door
     tmp = tempfile.mkdtemp(prefix="freeapi-doors-")
     up_port, port = free_port(), free_port()
     cfg = os.path.join(tmp, "freeapi.yaml")
@@ -77,6 +79,7 @@ providers:
     api_keys: [sk-bench]
     models: [deepseek-chat]
     discover: false
+    anthropic_base_url: false
 """)
     procs = []
     try:
@@ -93,18 +96,22 @@ providers:
         for stream in (False, True):
             chat = {"model": "deepseek-chat", "stream": stream,
                     "messages": [{"role": "user", "content": "hi"}]}
-            responses = {"model": "deepseek-chat", "stream": stream, "input": "hi",
+            if door == "responses":
+                other = {"model": "deepseek-chat", "stream": stream, "input": "hi",
                          "store": False}
-            got = {"chat": [], "responses": []}
+            else:
+                other = {"model": "deepseek-chat", "stream": stream, "max_tokens": 64,
+                         "messages": [{"role": "user", "content": "hi"}]}
+            got: dict[str, list] = {"chat": [], door: []}
             for i in range(n + 50):
                 a = timed(chat_conn, "/v1/chat/completions", chat)
-                b = timed(resp_conn, "/v1/responses", responses)
+                b = timed(resp_conn, f"/v1/{door}", other)
                 if i >= 50:  # warm-up left out
                     got["chat"].append(a)
-                    got["responses"].append(b)
-            for door, runs in got.items():
+                    got[door].append(b)
+            for name, runs in got.items():
                 runs.sort()
-                rows.append((door, stream, statistics.median(runs) * 1e3,
+                rows.append((name, stream, statistics.median(runs) * 1e3,
                              runs[int(len(runs) * 0.9)] * 1e3))
     finally:
         for p in procs:
@@ -115,11 +122,11 @@ providers:
             except subprocess.TimeoutExpired:
                 p.kill()
     print(f"| door (c=1, n={n}) | stream | p50 | p90 |\n|---|---|---|---|")
-    for door, stream, p50, p90 in rows:
-        print(f"| {door} | {stream} | {p50:.2f} ms | {p90:.2f} ms |")
+    for name, stream, p50, p90 in rows:
+        print(f"| {name} | {stream} | {p50:.2f} ms | {p90:.2f} ms |")
     for stream in (False, True):
-        chat, resp = [r for r in rows if r[1] == stream]
-        print(f"responses - chat, stream={stream}: p50 {resp[2] - chat[2]:+.2f} ms")
+        chat, other = [r for r in rows if r[1] == stream]
+        print(f"{door} - chat, stream={stream}: p50 {other[2] - chat[2]:+.2f} ms")
 
 
 if __name__ == "__main__":
