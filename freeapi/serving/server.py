@@ -47,11 +47,11 @@ class HttptoolsServer:
 
     def serve_connection(self, sock: socket.socket, address) -> None:
         """Serve one accepted client connection (or refuse it, at the cap)."""
+        sock.setblocking(False)  # (before the cap counts it: nothing after admit() raises)
         verdict = self.cap.admit()
         if verdict == DROP:
             sock.close()
             return
-        sock.setblocking(False)
         conn = ClientConnection(self)
         conn.refusing = verdict == REFUSE
         self._connections.add(conn)
